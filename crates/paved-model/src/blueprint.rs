@@ -1,0 +1,403 @@
+//! Blueprints: provider-neutral environment definitions with typed parameters.
+//!
+//! Components say *what* an environment has (a network with tiers, a
+//! compute runtime, an ingress with stated timeouts, databases, …). The only
+//! things allowed to differ between environments built from one blueprint are
+//! its declared parameters; component fields that may vary reference them as
+//! `${parameters.NAME}`.
+
+use crate::duration::SpecDuration;
+use crate::environment::EnvType;
+use crate::meta::Metadata;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Blueprint {
+    pub metadata: Metadata,
+    pub spec: BlueprintSpec,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct BlueprintSpec {
+    /// Semantic version (`MAJOR.MINOR.PATCH`); environments pin `name@version`.
+    #[schemars(regex(pattern = r"^[0-9]+\.[0-9]+\.[0-9]+$"))]
+    pub version: String,
+    /// The only allowed differences between environments of this blueprint.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend("propertyNames" = {"pattern": "^[a-z][a-zA-Z0-9_]{0,62}$"}))]
+    pub parameters: BTreeMap<String, ParameterSpec>,
+    pub network: NetworkSpec,
+    pub compute: ComputeSpec,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ingress: Option<IngressSpec>,
+    /// Database offerings by engine (the Score resource type they serve).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub databases: BTreeMap<DatabaseEngine, DatabaseSpec>,
+    #[serde(default)]
+    pub observability: ObservabilitySpec,
+    #[serde(default)]
+    pub security: SecurityBaseline,
+}
+
+/// The type of a blueprint parameter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ParamType {
+    Integer,
+    Enum,
+    Boolean,
+    String,
+    /// One of `values` (default `small`, `medium`, `large`), ordered by size.
+    Size,
+}
+
+impl ParamType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ParamType::Integer => "integer",
+            ParamType::Enum => "enum",
+            ParamType::Boolean => "boolean",
+            ParamType::String => "string",
+            ParamType::Size => "size",
+        }
+    }
+}
+
+pub const DEFAULT_SIZES: [&str; 3] = ["small", "medium", "large"];
+
+/// A typed parameter. Which constraint fields apply depends on `type`:
+/// `min`/`max` for integers, `values` for enums and sizes, `pattern` for strings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ParameterSpec {
+    #[serde(rename = "type")]
+    pub kind: ParamType,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub values: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pattern: Option<String>,
+    /// Default for every environment type not listed in `defaults`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default: Option<serde_json::Value>,
+    /// Default per environment type; overrides `default`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub defaults: BTreeMap<EnvType, serde_json::Value>,
+}
+
+impl ParameterSpec {
+    /// The allowed values for enum and size parameters.
+    pub fn allowed_values(&self) -> Vec<String> {
+        match (&self.values, self.kind) {
+            (Some(v), _) => v.clone(),
+            (None, ParamType::Size) => DEFAULT_SIZES.iter().map(|s| s.to_string()).collect(),
+            (None, _) => Vec::new(),
+        }
+    }
+
+    /// The default value for an environment type, if one is declared.
+    pub fn default_for(&self, env: EnvType) -> Option<&serde_json::Value> {
+        self.defaults.get(&env).or(self.default.as_ref())
+    }
+}
+
+/// A component field that is either a literal or a `${parameters.NAME}` reference.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum Param<T> {
+    Value(T),
+    Ref(ParamRef),
+}
+
+/// `${parameters.NAME}`
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(transparent)]
+#[schemars(extend("pattern" = r"^\$\{parameters\.[a-z][a-zA-Z0-9_]*\}$"))]
+pub struct ParamRef(pub String);
+
+impl ParamRef {
+    /// The referenced parameter name.
+    pub fn parameter(&self) -> Option<&str> {
+        self.0.strip_prefix("${parameters.")?.strip_suffix('}')
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct NetworkSpec {
+    /// The environment's private address space (IPv4 CIDR, e.g. `10.0.0.0/16`).
+    pub address_space: String,
+    /// Subnet tiers; `public` hosts the load balancer, `private` the workloads.
+    #[schemars(length(min = 1))]
+    pub tiers: Vec<NetworkTier>,
+    pub egress: Egress,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum NetworkTier {
+    Public,
+    Private,
+    Isolated,
+}
+
+/// How workloads reach the internet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Egress {
+    Nat,
+    Internet,
+    None,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ComputeSpec {
+    pub runtime: Runtime,
+    /// Instance class of each replica: `small`, `medium`, `large`, `xlarge`.
+    pub size: Param<Size>,
+    pub replicas: Param<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub autoscaling: Option<Autoscaling>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Runtime {
+    /// A managed container cluster (EKS, GKE, AKS, Kubernetes).
+    Cluster,
+    /// Containers on one host (the local provider's Docker Engine).
+    Container,
+    /// Supervised processes (the local provider without Docker).
+    Process,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Size {
+    Small,
+    Medium,
+    Large,
+    Xlarge,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Autoscaling {
+    pub min_replicas: Param<u32>,
+    pub max_replicas: Param<u32>,
+    #[serde(default = "default_cpu_target")]
+    #[schemars(range(min = 1, max = 100))]
+    pub target_cpu_percent: u32,
+}
+
+fn default_cpu_target() -> u32 {
+    70
+}
+
+/// Ingress behaviour stated once, provider-neutrally; each provider's
+/// translation sets its own knobs (ALB idle timeout, GCP backend timeout…) to match.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct IngressSpec {
+    #[serde(default = "yes")]
+    pub public: bool,
+    #[serde(default)]
+    pub tls: TlsSpec,
+    pub timeouts: IngressTimeouts,
+    pub health_check: HealthCheck,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct TlsSpec {
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    #[serde(default = "default_tls_version")]
+    pub min_version: TlsVersion,
+}
+
+impl Default for TlsSpec {
+    fn default() -> Self {
+        TlsSpec { enabled: true, min_version: TlsVersion::V1_2 }
+    }
+}
+
+fn default_tls_version() -> TlsVersion {
+    TlsVersion::V1_2
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum TlsVersion {
+    #[serde(rename = "1.2")]
+    V1_2,
+    #[serde(rename = "1.3")]
+    V1_3,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct IngressTimeouts {
+    /// How long an idle connection is kept open.
+    pub idle: SpecDuration,
+    /// How long a request may take before the ingress answers 504.
+    pub request: SpecDuration,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct HealthCheck {
+    #[schemars(regex(pattern = r"^/"))]
+    pub path: String,
+    pub interval: SpecDuration,
+    pub timeout: SpecDuration,
+    #[serde(default = "default_threshold")]
+    #[schemars(range(min = 1, max = 10))]
+    pub healthy_threshold: u32,
+    #[serde(default = "default_threshold")]
+    #[schemars(range(min = 1, max = 10))]
+    pub unhealthy_threshold: u32,
+}
+
+fn default_threshold() -> u32 {
+    3
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum DatabaseEngine {
+    Postgres,
+    Mysql,
+    Redis,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct DatabaseSpec {
+    pub class: Param<Size>,
+    /// Engine major version, e.g. `"16"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    #[serde(default = "default_backup_days")]
+    pub backup_retention_days: Param<u32>,
+    #[serde(default = "default_false_param")]
+    pub high_availability: Param<bool>,
+}
+
+fn default_backup_days() -> Param<u32> {
+    Param::Value(7)
+}
+
+fn default_false_param() -> Param<bool> {
+    Param::Value(false)
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ObservabilitySpec {
+    #[serde(default = "default_log_days")]
+    pub log_retention_days: Param<u32>,
+    #[serde(default = "yes")]
+    pub metrics: bool,
+    /// Fraction of requests traced, 0.0 – 1.0.
+    #[serde(default = "default_sample")]
+    #[schemars(range(min = 0.0, max = 1.0))]
+    pub trace_sample_ratio: f64,
+}
+
+impl Default for ObservabilitySpec {
+    fn default() -> Self {
+        ObservabilitySpec { log_retention_days: default_log_days(), metrics: true, trace_sample_ratio: default_sample() }
+    }
+}
+
+fn default_log_days() -> Param<u32> {
+    Param::Value(30)
+}
+
+fn default_sample() -> f64 {
+    0.1
+}
+
+/// Security baseline applied at provisioning time. Everything is on unless a
+/// blueprint turns it off explicitly (and policy may refuse that).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct SecurityBaseline {
+    #[serde(default = "yes")]
+    pub encryption_at_rest: bool,
+    #[serde(default = "yes")]
+    pub flow_logs: bool,
+    #[serde(default = "yes")]
+    pub default_deny: bool,
+}
+
+impl Default for SecurityBaseline {
+    fn default() -> Self {
+        SecurityBaseline { encryption_at_rest: true, flow_logs: true, default_deny: true }
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl BlueprintSpec {
+    /// Every `${parameters.NAME}` reference in the components, with the JSON
+    /// field path it sits at and the type the field expects.
+    pub fn parameter_refs(&self) -> Vec<(String, &ParamRef, ParamType)> {
+        let mut out: Vec<(String, &ParamRef, ParamType)> = Vec::new();
+        fn push<'a>(out: &mut Vec<(String, &'a ParamRef, ParamType)>, path: String, r: Option<&'a ParamRef>, t: ParamType) {
+            if let Some(r) = r {
+                out.push((path, r, t));
+            }
+        }
+        push(&mut out, "spec.compute.size".into(), self.compute.size.as_ref(), ParamType::Size);
+        push(&mut out, "spec.compute.replicas".into(), self.compute.replicas.as_ref(), ParamType::Integer);
+        if let Some(a) = &self.compute.autoscaling {
+            push(&mut out, "spec.compute.autoscaling.minReplicas".into(), a.min_replicas.as_ref(), ParamType::Integer);
+            push(&mut out, "spec.compute.autoscaling.maxReplicas".into(), a.max_replicas.as_ref(), ParamType::Integer);
+        }
+        for (engine, db) in &self.databases {
+            let base = format!("spec.databases.{}", engine.as_str());
+            push(&mut out, format!("{base}.class"), db.class.as_ref(), ParamType::Size);
+            push(&mut out, format!("{base}.backupRetentionDays"), db.backup_retention_days.as_ref(), ParamType::Integer);
+            push(&mut out, format!("{base}.highAvailability"), db.high_availability.as_ref(), ParamType::Boolean);
+        }
+        push(
+            &mut out,
+            "spec.observability.logRetentionDays".into(),
+            self.observability.log_retention_days.as_ref(),
+            ParamType::Integer,
+        );
+        out
+    }
+}
+
+impl<T> Param<T> {
+    fn as_ref(&self) -> Option<&ParamRef> {
+        match self {
+            Param::Ref(r) => Some(r),
+            Param::Value(_) => None,
+        }
+    }
+}
+
+impl DatabaseEngine {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DatabaseEngine::Postgres => "postgres",
+            DatabaseEngine::Mysql => "mysql",
+            DatabaseEngine::Redis => "redis",
+        }
+    }
+}

@@ -1,0 +1,106 @@
+//! paved's domain types.
+//!
+//! Every spec kind a user writes is a plain Rust type here, deriving `serde`
+//! (what is accepted) and `schemars` (the JSON Schema printed by
+//! `paved schema` and enforced by `paved-spec`). One definition serves both,
+//! so the documentation can never drift from what the parser accepts.
+//!
+//! Architecture invariant: this crate does no I/O and knows nothing about YAML,
+//! storage or providers.
+
+pub mod account;
+pub mod blueprint;
+pub mod duration;
+pub mod environment;
+pub mod kind;
+pub mod meta;
+pub mod placeholder;
+pub mod score;
+pub mod team;
+
+pub use account::{CloudAccount, CloudAccountSpec, Provider};
+pub use blueprint::{Blueprint, BlueprintSpec, ParamType, ParameterSpec};
+pub use duration::SpecDuration;
+pub use environment::{BlueprintRef, EnvType, Environment, EnvironmentSpec};
+pub use kind::{Kind, PAVED_API_VERSION, SCORE_API_VERSION};
+pub use meta::Metadata;
+pub use score::Workload;
+pub use team::{Team, TeamSpec};
+
+/// A validated spec of any kind, as stored and compared by the catalog.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(untagged)]
+pub enum Spec {
+    Blueprint(Blueprint),
+    CloudAccount(CloudAccount),
+    Environment(Environment),
+    Team(Team),
+    Service(Workload),
+}
+
+impl Spec {
+    pub fn kind(&self) -> Kind {
+        match self {
+            Spec::Blueprint(_) => Kind::Blueprint,
+            Spec::CloudAccount(_) => Kind::CloudAccount,
+            Spec::Environment(_) => Kind::Environment,
+            Spec::Team(_) => Kind::Team,
+            Spec::Service(_) => Kind::Service,
+        }
+    }
+
+    /// The key an object is recorded under. Blueprints are versioned, so each
+    /// version is its own object (`name@version`): environments pin a version.
+    pub fn object_name(&self) -> String {
+        match self {
+            Spec::Blueprint(b) => format!("{}@{}", b.metadata.name, b.spec.version),
+            Spec::CloudAccount(a) => a.metadata.name.clone(),
+            Spec::Environment(e) => e.metadata.name.clone(),
+            Spec::Team(t) => t.metadata.name.clone(),
+            Spec::Service(w) => w.metadata.name.clone(),
+        }
+    }
+
+    /// The document as a user would write it (with `apiVersion` and `kind`).
+    pub fn to_document(&self) -> serde_json::Value {
+        let (api, kind) = match self {
+            Spec::Service(_) => (SCORE_API_VERSION, None),
+            other => (PAVED_API_VERSION, Some(other.kind().as_str())),
+        };
+        let body = match self {
+            Spec::Blueprint(x) => serde_json::to_value(x),
+            Spec::CloudAccount(x) => serde_json::to_value(x),
+            Spec::Environment(x) => serde_json::to_value(x),
+            Spec::Team(x) => serde_json::to_value(x),
+            Spec::Service(x) => serde_json::to_value(x),
+        }
+        .unwrap_or(serde_json::Value::Null);
+        let mut doc = serde_json::Map::new();
+        doc.insert("apiVersion".into(), api.into());
+        if let Some(kind) = kind {
+            doc.insert("kind".into(), kind.into());
+        }
+        if let serde_json::Value::Object(fields) = body {
+            doc.extend(fields.into_iter().filter(|(k, _)| k != "apiVersion"));
+        }
+        serde_json::Value::Object(doc)
+    }
+
+    /// Parses a recorded document back (the inverse of [`Spec::to_document`]).
+    pub fn from_document(kind: Kind, doc: serde_json::Value) -> Result<Spec, serde_json::Error> {
+        let mut doc = doc;
+        if let serde_json::Value::Object(map) = &mut doc {
+            map.remove("kind");
+            if kind != Kind::Service {
+                map.remove("apiVersion");
+            }
+        }
+        Ok(match kind {
+            Kind::Blueprint => Spec::Blueprint(serde_json::from_value(doc)?),
+            Kind::CloudAccount => Spec::CloudAccount(serde_json::from_value(doc)?),
+            Kind::Environment => Spec::Environment(serde_json::from_value(doc)?),
+            Kind::Team => Spec::Team(serde_json::from_value(doc)?),
+            Kind::Service => Spec::Service(serde_json::from_value(doc)?),
+        })
+    }
+}

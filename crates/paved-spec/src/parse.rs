@@ -1,0 +1,143 @@
+//! From source files to validated, typed documents (one file at a time).
+
+use crate::diagnostic::{Diagnostic, Severity};
+use crate::source::{SourceFile, check_size};
+use crate::suggest::did_you_mean;
+use crate::yaml::{self, Node, Span, Value};
+use crate::{credentials, schema, semantic};
+use paved_model::{Kind, PAVED_API_VERSION, SCORE_API_VERSION, Spec};
+
+/// A document that passed every single-document check.
+#[derive(Debug, Clone)]
+pub struct ParsedDocument {
+    /// Index into [`Batch::sources`].
+    pub file: usize,
+    pub root: Node,
+    pub spec: Spec,
+}
+
+/// The result of parsing a set of files: the documents that are valid on
+/// their own, and every diagnostic found (in all files, all documents).
+#[derive(Debug, Clone, Default)]
+pub struct Batch {
+    pub sources: Vec<SourceFile>,
+    pub documents: Vec<ParsedDocument>,
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl Batch {
+    pub fn has_errors(&self) -> bool {
+        self.diagnostics.iter().any(|d| d.severity == Severity::Error)
+    }
+
+    pub fn file_of(&self, doc: &ParsedDocument) -> &str {
+        &self.sources[doc.file].path
+    }
+}
+
+/// Parses and checks every document of every source.
+pub fn parse_sources(sources: Vec<SourceFile>) -> Batch {
+    let mut batch = Batch { sources, ..Batch::default() };
+    for (idx, source) in batch.sources.iter().enumerate() {
+        if let Some(d) = check_size(source) {
+            batch.diagnostics.push(d);
+            continue;
+        }
+        let docs = match yaml::parse(&source.text) {
+            Ok(docs) => docs,
+            Err(e) => {
+                batch.diagnostics.push(
+                    Diagnostic::error("invalid-yaml", e.message, &source.path, e.span).maybe_hint(e.hint),
+                );
+                continue;
+            }
+        };
+        if docs.is_empty() {
+            batch.diagnostics.push(
+                Diagnostic::warning("empty-file", "file contains no YAML documents", &source.path, Span::default())
+                    .with_hint("remove the file or add a spec to it"),
+            );
+        }
+        for doc in docs {
+            let (parsed, mut diags) = parse_document(idx, source, doc.root);
+            batch.diagnostics.append(&mut diags);
+            batch.documents.extend(parsed);
+        }
+    }
+    batch
+}
+
+fn detect_kind(root: &Node, file: &str) -> Result<Kind, Diagnostic> {
+    if !matches!(root.value, Value::Map(_)) {
+        return Err(Diagnostic::error("not-a-mapping", "a spec document must be a mapping", file, root.span)
+            .with_hint("start the document with `apiVersion:` and `kind:` (or a Score workload with `apiVersion: score.dev/v1b1`)"));
+    }
+    let Some(api) = root.entry("apiVersion") else {
+        return Err(Diagnostic::error("missing-field", "missing required field `apiVersion`", file, root.span)
+            .with_hint(format!("add `apiVersion: {PAVED_API_VERSION}` (or `{SCORE_API_VERSION}` for a Score workload)")));
+    };
+    match api.value.as_str() {
+        Some(SCORE_API_VERSION) => Ok(Kind::Service),
+        Some(PAVED_API_VERSION) => {
+            let Some(kind) = root.entry("kind") else {
+                return Err(Diagnostic::error("missing-field", "missing required field `kind`", file, api.key_span)
+                    .at_path(&["kind".to_string()])
+                    .with_hint("add `kind:` with one of Blueprint, CloudAccount, Environment, Team"));
+            };
+            let text = kind.value.as_str().unwrap_or_default();
+            Kind::from_document_kind(text).ok_or_else(|| {
+                let names: Vec<&str> = Kind::PAVED.iter().map(|k| k.as_str()).collect();
+                let hint = match did_you_mean(text, &names) {
+                    Some(s) => format!("did you mean `{s}`?"),
+                    None => format!("use one of {}; Score workloads use `apiVersion: {SCORE_API_VERSION}` and no kind", names.join(", ")),
+                };
+                Diagnostic::error("unknown-kind", format!("unknown kind `{text}`"), file, kind.value.span)
+                    .at_path(&["kind".to_string()])
+                    .with_hint(hint)
+            })
+        }
+        other => {
+            let shown = other.map_or_else(|| yaml_to_text(&api.value), str::to_string);
+            let known = [PAVED_API_VERSION, SCORE_API_VERSION];
+            let hint = match other.and_then(|s| did_you_mean(s, &known)) {
+                Some(s) => format!("did you mean `{s}`?"),
+                None => format!("use `{PAVED_API_VERSION}` for paved kinds or `{SCORE_API_VERSION}` for Score workloads"),
+            };
+            Err(Diagnostic::error("unknown-api-version", format!("unknown apiVersion `{shown}`"), file, api.value.span)
+                .at_path(&["apiVersion".to_string()])
+                .with_hint(hint))
+        }
+    }
+}
+
+fn yaml_to_text(node: &Node) -> String {
+    node.to_json().to_string()
+}
+
+fn parse_document(file_idx: usize, source: &SourceFile, root: Node) -> (Option<ParsedDocument>, Vec<Diagnostic>) {
+    let file = source.path.as_str();
+    let kind = match detect_kind(&root, file) {
+        Ok(k) => k,
+        Err(d) => return (None, vec![d]),
+    };
+    let json = root.to_json();
+    let secrets = credentials::find(kind, &root, file);
+    let mut diags: Vec<Diagnostic> = secrets.iter().map(|(_, d)| d.clone()).collect();
+    let covered = |d: &Diagnostic| {
+        secrets.iter().any(|(p, _)| d.path.as_deref().is_some_and(|dp| dp.starts_with(&crate::diagnostic::format_path(p))))
+    };
+    diags.extend(schema::check(kind, &json, &root, file).into_iter().filter(|d| !covered(d)));
+    if !diags.is_empty() {
+        return (None, diags);
+    }
+    let spec = match Spec::from_document(kind, json) {
+        Ok(s) => s,
+        Err(e) => {
+            // The schema accepted what serde refused: report it rather than panic.
+            return (None, vec![Diagnostic::error("invalid", format!("cannot read {kind}: {e}"), file, root.span)]);
+        }
+    };
+    let diags = semantic::check_document(&spec, &root, source);
+    let ok = !diags.iter().any(Diagnostic::is_error);
+    (ok.then_some(ParsedDocument { file: file_idx, root, spec }), diags)
+}

@@ -1,0 +1,482 @@
+//! Checks on one document that a schema cannot express: parameter
+//! constraints, placeholder references, provider rules, address spaces.
+
+use crate::diagnostic::Diagnostic;
+use crate::params::check_value;
+use crate::source::SourceFile;
+use crate::suggest::did_you_mean;
+use crate::yaml::{Node, Pos, Span};
+use paved_model::blueprint::{Egress, NetworkTier, Param};
+use paved_model::placeholder::{self, Placeholder};
+use paved_model::score::{PAVED_ANNOTATIONS, RESOURCE_TYPES};
+use paved_model::{Blueprint, CloudAccount, EnvType, Environment, ParamType, Provider, Spec, Team, Workload};
+use regex::Regex;
+use std::collections::BTreeSet;
+use std::net::Ipv4Addr;
+use std::time::Duration;
+
+/// Longest time to live of an environment.
+pub const MAX_TTL: Duration = Duration::from_secs(90 * 86_400);
+
+/// Collects diagnostics for one document, addressing fields by path.
+pub(crate) struct Report<'a> {
+    pub root: &'a Node,
+    pub file: &'a str,
+    pub out: Vec<Diagnostic>,
+}
+
+pub(crate) fn path(s: &str) -> Vec<String> {
+    s.split('.').map(str::to_string).collect()
+}
+
+impl<'a> Report<'a> {
+    pub fn new(root: &'a Node, file: &'a str) -> Report<'a> {
+        Report { root, file, out: Vec::new() }
+    }
+
+    /// An error at the value of a field.
+    pub fn error(&mut self, code: &'static str, at: &[String], message: impl Into<String>) -> &mut Diagnostic {
+        let span = self.root.span_of(at);
+        self.out.push(Diagnostic::error(code, message, self.file, span).at_path(at));
+        self.out.last_mut().expect("just pushed")
+    }
+
+    /// An error at the key of a field (for "this field should not be here").
+    pub fn key_error(&mut self, code: &'static str, at: &[String], message: impl Into<String>) -> &mut Diagnostic {
+        let span = self.root.key_span_of(at);
+        self.out.push(Diagnostic::error(code, message, self.file, span).at_path(at));
+        self.out.last_mut().expect("just pushed")
+    }
+
+    pub fn warning(&mut self, code: &'static str, at: &[String], message: impl Into<String>) -> &mut Diagnostic {
+        let span = self.root.span_of(at);
+        self.out.push(Diagnostic::warning(code, message, self.file, span).at_path(at));
+        self.out.last_mut().expect("just pushed")
+    }
+}
+
+pub fn check_document(spec: &Spec, root: &Node, source: &SourceFile) -> Vec<Diagnostic> {
+    let mut r = Report::new(root, &source.path);
+    match spec {
+        Spec::Blueprint(b) => blueprint(b, &mut r),
+        Spec::CloudAccount(a) => account(a, &mut r),
+        Spec::Environment(e) => environment(e, &mut r),
+        Spec::Team(t) => team(t, &mut r),
+        Spec::Service(w) => workload(w, &mut r, source),
+    }
+    r.out
+}
+
+fn set_hint(d: &mut Diagnostic, hint: impl Into<String>) {
+    d.hint = Some(hint.into());
+}
+
+fn blueprint(b: &Blueprint, r: &mut Report<'_>) {
+    let spec = &b.spec;
+    for (name, p) in &spec.parameters {
+        let base = format!("spec.parameters.{name}");
+        let field = |f: &str| path(&format!("{base}.{f}"));
+        let t = p.kind.as_str();
+        if p.kind != ParamType::Integer {
+            for (f, set) in [("min", p.min.is_some()), ("max", p.max.is_some())] {
+                if set {
+                    let d = r.key_error("constraint-mismatch", &field(f), format!("`{f}` only applies to integer parameters, `{name}` is {t}"));
+                    set_hint(d, "remove it, or change `type` to `integer`");
+                }
+            }
+        }
+        if !matches!(p.kind, ParamType::Enum | ParamType::Size) && p.values.is_some() {
+            let d = r.key_error("constraint-mismatch", &field("values"), format!("`values` only applies to enum and size parameters, `{name}` is {t}"));
+            set_hint(d, "remove it, or change `type` to `enum`");
+        }
+        if p.kind != ParamType::String && p.pattern.is_some() {
+            let d = r.key_error("constraint-mismatch", &field("pattern"), format!("`pattern` only applies to string parameters, `{name}` is {t}"));
+            set_hint(d, "remove it, or change `type` to `string`");
+        }
+        if let (Some(lo), Some(hi)) = (p.min, p.max) {
+            if lo > hi {
+                let d = r.error("invalid-range", &field("max"), format!("`max` ({hi}) is below `min` ({lo})"));
+                set_hint(d, "swap the bounds or fix one of them");
+            }
+        }
+        if p.kind == ParamType::Enum && p.values.as_ref().is_none_or(Vec::is_empty) {
+            let d = r.key_error("missing-field", &path(&base), format!("enum parameter `{name}` needs a non-empty `values` list"));
+            set_hint(d, "add `values: [a, b]`");
+        }
+        if let Some(values) = &p.values {
+            let mut seen = BTreeSet::new();
+            for (i, v) in values.iter().enumerate() {
+                if !seen.insert(v) {
+                    r.error("duplicate-item", &field(&format!("values.{i}")), format!("value `{v}` is listed twice"));
+                }
+            }
+        }
+        if let Some(pattern) = &p.pattern {
+            if let Err(e) = Regex::new(pattern) {
+                let msg = e.to_string().lines().last().unwrap_or("invalid regular expression").trim().to_string();
+                r.error("invalid-pattern", &field("pattern"), format!("invalid regular expression: {msg}"));
+            }
+        }
+        if let Some(v) = &p.default {
+            if let Err(m) = check_value(name, p, v) {
+                r.error("invalid-default", &field("default"), format!("default: {}", m.message)).expected = Some(m.expected);
+            }
+        }
+        for (env, v) in &p.defaults {
+            if let Err(m) = check_value(name, p, v) {
+                r.error("invalid-default", &field(&format!("defaults.{env}")), format!("default for {env}: {}", m.message)).expected =
+                    Some(m.expected);
+            }
+        }
+        let missing: Vec<&str> = EnvType::ALL.iter().filter(|t| p.default_for(**t).is_none()).map(|t| t.as_str()).collect();
+        if !missing.is_empty() {
+            let d = r.key_error(
+                "missing-default",
+                &path(&base),
+                format!("parameter `{name}` has no default for environment type(s) {}", missing.join(", ")),
+            );
+            set_hint(d, format!("add `default:` (used for every type) or `defaults.{}:`", missing[0]));
+        }
+    }
+
+    let declared: Vec<&String> = spec.parameters.keys().collect();
+    for (at, reference, field_type) in spec.parameter_refs() {
+        let at = path(&at);
+        let Some(name) = reference.parameter() else { continue };
+        let Some(p) = spec.parameters.get(name) else {
+            let d = r.error("unknown-parameter", &at, format!("`{}` refers to undeclared parameter `{name}`", reference.0));
+            let hint = match did_you_mean(name, &declared) {
+                Some(s) => format!("did you mean `${{parameters.{s}}}`?"),
+                None => format!("declare it under `spec.parameters.{name}`"),
+            };
+            set_hint(d, hint);
+            continue;
+        };
+        let compatible = match field_type {
+            ParamType::Size => matches!(p.kind, ParamType::Size | ParamType::Enum),
+            other => p.kind == other,
+        };
+        if !compatible {
+            let d = r.error(
+                "parameter-type-mismatch",
+                &at,
+                format!("this field needs a {} but parameter `{name}` is {}", field_type.as_str(), p.kind.as_str()),
+            );
+            set_hint(d, format!("change the type of `spec.parameters.{name}` or reference another parameter"));
+        } else if field_type == ParamType::Size {
+            let sizes = ["small", "medium", "large", "xlarge"];
+            if let Some(bad) = p.allowed_values().iter().find(|v| !sizes.contains(&v.as_str())) {
+                let d = r.error("parameter-type-mismatch", &at, format!("parameter `{name}` allows `{bad}`, which is not a size"));
+                set_hint(d, "size fields accept small, medium, large and xlarge");
+            }
+        } else if field_type == ParamType::Integer && p.min.is_none_or(|lo| lo < 0) {
+            let d = r.error("parameter-type-mismatch", &at, format!("this field counts things but parameter `{name}` may be negative"));
+            set_hint(d, format!("set `spec.parameters.{name}.min` to 0 or more"));
+        }
+    }
+
+    check_cidr(&spec.network.address_space, r);
+    let tiers: BTreeSet<NetworkTier> = spec.network.tiers.iter().copied().collect();
+    if tiers.len() != spec.network.tiers.len() {
+        r.error("duplicate-item", &path("spec.network.tiers"), "each network tier may be listed once");
+    }
+    if spec.network.egress == Egress::Nat && !tiers.contains(&NetworkTier::Public) {
+        let d = r.error("inconsistent", &path("spec.network.egress"), "NAT egress needs a `public` tier for the NAT gateway");
+        set_hint(d, "add `public` to `spec.network.tiers` or set `egress: none`");
+    }
+    if let Some(ingress) = &spec.ingress {
+        if ingress.public && !tiers.contains(&NetworkTier::Public) {
+            let d = r.error("inconsistent", &path("spec.ingress.public"), "a public ingress needs a `public` network tier");
+            set_hint(d, "add `public` to `spec.network.tiers` or set `ingress.public: false`");
+        }
+        let idle = duration_in(r, "spec.ingress.timeouts.idle", &ingress.timeouts.idle.0, (1, 4000));
+        let request = duration_in(r, "spec.ingress.timeouts.request", &ingress.timeouts.request.0, (1, 4000));
+        if let (Some(idle), Some(request)) = (idle, request) {
+            if request > idle {
+                let d = r.warning("inconsistent", &path("spec.ingress.timeouts.request"), "request timeout is longer than the idle timeout");
+                set_hint(d, "connections idle longer than `idle` are closed, so a slower response can never arrive");
+            }
+        }
+        let interval = duration_in(r, "spec.ingress.healthCheck.interval", &ingress.health_check.interval.0, (5, 300));
+        let timeout = duration_in(r, "spec.ingress.healthCheck.timeout", &ingress.health_check.timeout.0, (2, 120));
+        if let (Some(interval), Some(timeout)) = (interval, timeout) {
+            if timeout >= interval {
+                let d = r.error("inconsistent", &path("spec.ingress.healthCheck.timeout"), "health-check timeout must be shorter than its interval");
+                set_hint(d, "lower `timeout` or raise `interval`");
+            }
+        }
+    }
+    if let Some(a) = &spec.compute.autoscaling {
+        if let (Param::Value(lo), Param::Value(hi)) = (&a.min_replicas, &a.max_replicas) {
+            if lo > hi {
+                r.error("invalid-range", &path("spec.compute.autoscaling.maxReplicas"), format!("`maxReplicas` ({hi}) is below `minReplicas` ({lo})"));
+            }
+        }
+    }
+}
+
+/// Parses a duration field and checks it lies within `bounds` seconds.
+fn duration_in(r: &mut Report<'_>, at: &str, text: &str, bounds: (u64, u64)) -> Option<Duration> {
+    let Some(d) = paved_model::duration::parse_duration(text) else {
+        r.error("invalid-format", &path(at), format!("`{text}` is not a valid duration"));
+        return None;
+    };
+    let (lo, hi) = bounds;
+    if d < Duration::from_secs(lo) || d > Duration::from_secs(hi) {
+        let msg = format!("`{text}` is outside the supported range {lo}s–{hi}s");
+        let d = r.error("out-of-range", &path(at), msg);
+        set_hint(d, "every provider must be able to honour this value, so it is limited to what all of them support");
+        return None;
+    }
+    Some(d)
+}
+
+fn check_cidr(text: &str, r: &mut Report<'_>) {
+    let at = path("spec.network.addressSpace");
+    let parsed = text.split_once('/').and_then(|(ip, len)| Some((ip.parse::<Ipv4Addr>().ok()?, len.parse::<u8>().ok()?)));
+    let Some((ip, len)) = parsed.filter(|(_, len)| *len <= 32) else {
+        let d = r.error("invalid-format", &at, format!("`{text}` is not an IPv4 CIDR block"));
+        set_hint(d, "write it like `10.0.0.0/16`");
+        return;
+    };
+    if !(8..=24).contains(&len) {
+        let d = r.error("out-of-range", &at, format!("prefix /{len} is outside /8 – /24"));
+        set_hint(d, "an environment needs room for at least two tiers in two zones; use /16 to /24");
+        return;
+    }
+    let bits = u32::from(ip);
+    let mask = if len == 0 { 0 } else { u32::MAX << (32 - len) };
+    if bits & !mask != 0 {
+        let d = r.error("invalid-format", &at, format!("`{text}` has host bits set"));
+        set_hint(d, format!("did you mean `{}/{len}`?", Ipv4Addr::from(bits & mask)));
+        return;
+    }
+    let private = ip.is_private() || (bits & 0xFFC0_0000) == 0x6440_0000;
+    if !private {
+        let d = r.error("not-private", &at, format!("`{text}` is not a private address range"));
+        set_hint(d, "use a block inside 10.0.0.0/8, 172.16.0.0/12 or 192.168.0.0/16");
+    }
+}
+
+fn account(a: &CloudAccount, r: &mut Report<'_>) {
+    let spec = &a.spec;
+    let mut seen = BTreeSet::new();
+    let region_re = match spec.provider {
+        Provider::Aws => Some((r"^[a-z]{2}(-gov)?-[a-z]+-[0-9]$", "AWS regions look like `eu-central-1`")),
+        Provider::Gcp => Some((r"^[a-z]+-[a-z]+[0-9]$", "GCP regions look like `europe-west3`")),
+        Provider::Azure => Some((r"^[a-z]+[a-z0-9]*$", "Azure regions look like `westeurope`")),
+        Provider::Local | Provider::Kubernetes => None,
+    };
+    for (i, region) in spec.allowed_regions.iter().enumerate() {
+        let at = path(&format!("spec.allowedRegions.{i}"));
+        if !seen.insert(region) {
+            r.error("duplicate-item", &at, format!("region `{region}` is listed twice"));
+        }
+        if let Some((re, hint)) = region_re {
+            if !Regex::new(re).is_ok_and(|re| re.is_match(region)) {
+                let d = r.error("invalid-region", &at, format!("`{region}` is not a {} region", spec.provider.as_str()));
+                set_hint(d, hint);
+            }
+        }
+    }
+    let creds = spec.credentials.as_ref();
+    let provided = [
+        ("aws", creds.is_some_and(|c| c.aws.is_some())),
+        ("gcp", creds.is_some_and(|c| c.gcp.is_some())),
+        ("azure", creds.is_some_and(|c| c.azure.is_some())),
+    ];
+    for (name, present) in provided {
+        if present && name != spec.provider.as_str() {
+            let d = r.key_error("inconsistent", &path(&format!("spec.credentials.{name}")), format!("`{name}` credentials do not apply to a {} account", spec.provider.as_str()));
+            set_hint(d, "remove this block");
+        }
+    }
+    let needs_id = matches!(spec.provider, Provider::Aws | Provider::Gcp | Provider::Azure);
+    if needs_id && spec.account_id.is_none() {
+        let d = r.key_error("missing-field", &path("spec.provider"), format!("a {} account needs `spec.accountId`", spec.provider.as_str()));
+        set_hint(d, "add the AWS account id, GCP project id or Azure subscription id");
+    }
+    match spec.provider {
+        Provider::Aws => {
+            if let Some(id) = &spec.account_id {
+                if id.len() != 12 || !id.bytes().all(|b| b.is_ascii_digit()) {
+                    let d = r.error("invalid-format", &path("spec.accountId"), format!("`{id}` is not an AWS account id"));
+                    set_hint(d, "AWS account ids are 12 digits; quote them so leading zeros survive: `\"012345678901\"`");
+                }
+            }
+            match creds.and_then(|c| c.aws.as_ref()) {
+                None => {
+                    let d = r.key_error("missing-credentials", &path("spec.provider"), "an aws account needs `spec.credentials.aws.roleArn`");
+                    set_hint(d, "paved assumes this IAM role with a short-lived web-identity token; no access keys are ever stored");
+                }
+                Some(aws) => {
+                    let arn_account = aws.role_arn.split(':').nth(4).unwrap_or_default();
+                    if let Some(id) = &spec.account_id {
+                        if arn_account != id {
+                            let d = r.error("inconsistent", &path("spec.credentials.aws.roleArn"), format!("role is in account {arn_account}, but `accountId` is {id}"));
+                            set_hint(d, "use a role of the account this CloudAccount describes");
+                        }
+                    }
+                }
+            }
+        }
+        Provider::Gcp if creds.and_then(|c| c.gcp.as_ref()).is_none() => {
+            let d = r.key_error("missing-credentials", &path("spec.provider"), "a gcp account needs `spec.credentials.gcp` (workload identity federation)");
+            set_hint(d, "set `workloadIdentityProvider` and `serviceAccountEmail`");
+        }
+        Provider::Azure if creds.and_then(|c| c.azure.as_ref()).is_none() => {
+            let d = r.key_error("missing-credentials", &path("spec.provider"), "an azure account needs `spec.credentials.azure` (federated credential)");
+            set_hint(d, "set `tenantId` and `clientId` of an app registration with a federated credential for paved");
+        }
+        _ => {}
+    }
+}
+
+fn environment(e: &Environment, r: &mut Report<'_>) {
+    let spec = &e.spec;
+    match &spec.ttl {
+        None if spec.env_type == EnvType::Preview => {
+            let d = r.key_error("missing-field", &path("spec.type"), "a preview environment needs a `ttl`");
+            set_hint(d, "add `ttl: 72h` under `spec`; previews are deleted when it expires");
+        }
+        Some(ttl) => match ttl.parse() {
+            Some(d) if d > MAX_TTL => {
+                let d = r.error("out-of-range", &path("spec.ttl"), format!("ttl `{}` is longer than the maximum of 90d", ttl.0));
+                set_hint(d, "long-lived environments should not have a ttl at all");
+            }
+            Some(d) if d.is_zero() => {
+                r.error("out-of-range", &path("spec.ttl"), "ttl must be longer than zero");
+            }
+            Some(_) => {}
+            None => {
+                r.error("invalid-format", &path("spec.ttl"), format!("`{}` is not a valid duration", ttl.0));
+            }
+        },
+        None => {}
+    }
+}
+
+fn team(t: &Team, r: &mut Report<'_>) {
+    let mut seen = BTreeSet::new();
+    for (i, m) in t.spec.members.iter().enumerate() {
+        if !seen.insert(&m.0) {
+            r.warning("duplicate-item", &path(&format!("spec.members.{i}")), format!("member `{}` is listed twice", m.0));
+        }
+    }
+    let mut seen = BTreeSet::new();
+    for (i, s) in t.spec.services.iter().enumerate() {
+        if !seen.insert(s) {
+            r.error("duplicate-item", &path(&format!("spec.services.{i}")), format!("service `{s}` is listed twice"));
+        }
+    }
+}
+
+fn workload(w: &Workload, r: &mut Report<'_>, source: &SourceFile) {
+    for key in w.metadata.annotations.keys() {
+        if key.starts_with("paved.dev/") && !PAVED_ANNOTATIONS.contains(&key.as_str()) {
+            let at = vec!["metadata".into(), "annotations".into(), key.clone()];
+            let hint = match did_you_mean(key, &PAVED_ANNOTATIONS) {
+                Some(s) => format!("did you mean `{s}`?"),
+                None => format!("paved understands {}", PAVED_ANNOTATIONS.join(", ")),
+            };
+            let d = r.key_error("unknown-annotation", &at, format!("unknown paved annotation `{key}`"));
+            set_hint(d, hint);
+        }
+    }
+    for (name, res) in &w.resources {
+        if !RESOURCE_TYPES.contains(&res.kind.as_str()) {
+            let at = vec!["resources".into(), name.clone(), "type".into()];
+            let hint = match did_you_mean(&res.kind, &RESOURCE_TYPES) {
+                Some(s) => format!("did you mean `{s}`?"),
+                None => format!("supported types: {}", RESOURCE_TYPES.join(", ")),
+            };
+            let d = r.error("unsupported-resource-type", &at, format!("paved cannot provision resources of type `{}`", res.kind));
+            set_hint(d, hint);
+        }
+    }
+    let resource_names: Vec<&String> = w.resources.keys().collect();
+    for field in w.placeholder_fields() {
+        let node_span = r.root.span_of(&field.path);
+        match placeholder::placeholders(field.value) {
+            Err(e) => {
+                let raw = &field.value[e.offset()..];
+                let span = locate(source, node_span, raw.get(..2).unwrap_or(raw));
+                r.out.push(
+                    Diagnostic::error("invalid-placeholder", e.to_string(), r.file, span)
+                        .at_path(&field.path)
+                        .with_hint("close it with `}`, or write `$${` for a literal `${`"),
+                );
+            }
+            Ok(found) => {
+                for p in found {
+                    if let Some((message, hint)) = check_placeholder(w, &p, &resource_names) {
+                        let span = locate(source, node_span, &field.value[p.start..p.end]);
+                        r.out.push(Diagnostic::error("unresolved-placeholder", message, r.file, span).at_path(&field.path).with_hint(hint));
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn check_placeholder(w: &Workload, p: &Placeholder, resources: &[&String]) -> Option<(String, String)> {
+    let text = p.text();
+    match p.path.first().map(String::as_str) {
+        Some("resources") => {
+            let Some(name) = p.path.get(1) else {
+                return Some((format!("`{text}` names no resource"), "write `${resources.NAME.FIELD}`".into()));
+            };
+            if w.resources.contains_key(name) {
+                return None;
+            }
+            let hint = match did_you_mean(name, resources) {
+                Some(s) => format!("did you mean `{s}`? declared resources: {}", join(resources)),
+                None if resources.is_empty() => format!("declare it under `resources.{name}` with a `type`"),
+                None => format!("declare it under `resources.{name}`, or use one of: {}", join(resources)),
+            };
+            Some((format!("`{text}` refers to undeclared resource `{name}`"), hint))
+        }
+        Some("metadata") => {
+            let ok = match p.path.get(1).map(String::as_str) {
+                Some("name") => p.path.len() == 2,
+                Some("annotations") => p.path.len() >= 3 && w.metadata.annotations.contains_key(&p.path[2..].join(".")),
+                Some(other) => w.metadata.extra.contains_key(other),
+                None => false,
+            };
+            (!ok).then(|| (format!("`{text}` refers to metadata that this workload does not declare"), "use `${metadata.name}` or a declared annotation".into()))
+        }
+        _ => Some((
+            format!("unknown placeholder `{text}`"),
+            "placeholders start with `metadata.` or `resources.`; write `$${` for a literal `${`".into(),
+        )),
+    }
+}
+
+fn join(names: &[&String]) -> String {
+    names.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+}
+
+/// Finds `needle` inside the source text of a node, so a diagnostic points at
+/// the placeholder itself rather than the start of the string.
+fn locate(source: &SourceFile, span: Span, needle: &str) -> Span {
+    let text = &source.text;
+    let to_byte = |idx: usize| text.char_indices().nth(idx).map_or(text.len(), |(b, _)| b);
+    let (start, end) = (to_byte(span.start.index), to_byte(span.end.index.max(span.start.index)));
+    let Some(found) = text.get(start..end).and_then(|s| s.find(needle)) else {
+        return span;
+    };
+    let before = &text[start..start + found];
+    let mut pos = span.start;
+    for ch in before.chars() {
+        pos.index += 1;
+        if ch == '\n' {
+            pos.line += 1;
+            pos.col = 1;
+        } else {
+            pos.col += 1;
+        }
+    }
+    let n = needle.chars().count();
+    let end = Pos { line: pos.line, col: pos.col + n, index: pos.index + n };
+    Span { start: pos, end }
+}
