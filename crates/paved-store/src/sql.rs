@@ -1,0 +1,217 @@
+//! [`Store`] over SQLite and PostgreSQL with sqlx's `Any` driver.
+
+use crate::{Change, Operation, Record, Store, StoreError};
+use async_trait::async_trait;
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::migrate::Migrator;
+use sqlx::{AnyPool, Row};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/postgres");
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+#[derive(Debug, Clone)]
+pub struct SqlStore {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+const LIST: &str = "SELECT g.kind, g.name, g.generation, g.content_hash, g.spec, g.deleted, g.actor, g.source, g.created_at \
+     FROM objects o JOIN generations g ON g.kind = o.kind AND g.name = o.name AND g.generation = o.generation \
+     WHERE o.deleted = $1 AND ($2 = '' OR o.kind = $2) ORDER BY o.kind, o.name";
+const GET: &str = "SELECT kind, name, generation, content_hash, spec, deleted, actor, source, created_at \
+     FROM generations WHERE kind = $1 AND name = $2 \
+     AND generation = (SELECT generation FROM objects WHERE kind = $1 AND name = $2)";
+const HISTORY: &str = "SELECT kind, name, generation, content_hash, spec, deleted, actor, source, created_at \
+     FROM generations WHERE kind = $1 AND name = $2 ORDER BY generation";
+
+impl SqlStore {
+    /// Opens (and migrates) the store at `url`: `sqlite://PATH` (the file and
+    /// its directory are created) or `postgres://…`.
+    pub async fn open(url: &str) -> Result<SqlStore, StoreError> {
+        sqlx::any::install_default_drivers();
+        let (backend, connect_url) = if let Some(path) = url.strip_prefix("sqlite://") {
+            if let Some(dir) = std::path::Path::new(path).parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir).map_err(|e| StoreError::Open { url: url.to_string(), source: sqlx::Error::Io(e) })?;
+            }
+            (Backend::Sqlite, format!("sqlite://{path}?mode=rwc"))
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            (Backend::Postgres, url.to_string())
+        } else {
+            return Err(StoreError::BadUrl(url.to_string()));
+        };
+        let mut options = AnyPoolOptions::new().max_connections(if backend == Backend::Sqlite { 4 } else { 8 });
+        if backend == Backend::Sqlite {
+            options = options.after_connect(|conn, _| {
+                Box::pin(async move {
+                    sqlx::query("PRAGMA busy_timeout = 10000").execute(&mut *conn).await?;
+                    sqlx::query("PRAGMA foreign_keys = ON").execute(&mut *conn).await?;
+                    Ok(())
+                })
+            });
+        }
+        let pool = options.connect(&connect_url).await.map_err(|e| StoreError::Open { url: url.to_string(), source: e })?;
+        if backend == Backend::Sqlite {
+            sqlx::query("PRAGMA journal_mode = WAL").execute(&pool).await?;
+        }
+        let migrator = match backend {
+            Backend::Sqlite => &SQLITE_MIGRATIONS,
+            Backend::Postgres => &POSTGRES_MIGRATIONS,
+        };
+        migrator.run(&pool).await?;
+        Ok(SqlStore { pool, backend })
+    }
+
+    /// Closes the pool, waiting for connections to finish (SQLite then
+    /// checkpoints its WAL into the database file).
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+fn to_record(row: &AnyRow) -> Result<Record, StoreError> {
+    let kind: String = row.try_get("kind")?;
+    let name: String = row.try_get("name")?;
+    let generation: i64 = row.try_get("generation")?;
+    let corrupt = |reason: String| StoreError::Corrupt { kind: kind.clone(), name: name.clone(), generation, reason };
+    let spec: Option<String> = row.try_get("spec")?;
+    let spec = spec.map(|s| serde_json::from_str(&s)).transpose().map_err(|e| corrupt(format!("spec is not JSON: {e}")))?;
+    let created: String = row.try_get("created_at")?;
+    let created_at = OffsetDateTime::parse(&created, &Rfc3339).map_err(|e| corrupt(format!("bad timestamp: {e}")))?;
+    Ok(Record {
+        content_hash: row.try_get("content_hash")?,
+        deleted: row.try_get::<i64, _>("deleted")? != 0,
+        actor: row.try_get("actor")?,
+        source: row.try_get("source")?,
+        spec,
+        created_at,
+        kind,
+        name,
+        generation,
+    })
+}
+
+fn timestamp(at: OffsetDateTime) -> String {
+    at.to_offset(time::UtcOffset::UTC).format(&Rfc3339).unwrap_or_default()
+}
+
+/// SQLite reports a lost race for the write lock as "database is locked";
+/// to the caller that is the same as a conflicting writer.
+fn is_conflict(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Database(db) => {
+            db.is_unique_violation() || db.message().contains("database is locked") || db.message().contains("busy")
+        }
+        _ => false,
+    }
+}
+
+#[async_trait]
+impl Store for SqlStore {
+    async fn list(&self, kind: Option<&str>) -> Result<Vec<Record>, StoreError> {
+        let rows = sqlx::query(LIST).bind(0_i64).bind(kind.unwrap_or("")).fetch_all(&self.pool).await?;
+        rows.iter().map(to_record).collect()
+    }
+
+    async fn get(&self, kind: &str, name: &str) -> Result<Option<Record>, StoreError> {
+        let row = sqlx::query(GET).bind(kind).bind(name).fetch_optional(&self.pool).await?;
+        row.as_ref().map(to_record).transpose()
+    }
+
+    async fn history(&self, kind: &str, name: &str) -> Result<Vec<Record>, StoreError> {
+        let rows = sqlx::query(HISTORY).bind(kind).bind(name).fetch_all(&self.pool).await?;
+        rows.iter().map(to_record).collect()
+    }
+
+    async fn commit(&self, changes: &[Change]) -> Result<(), StoreError> {
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let conflict = |c: &Change| StoreError::Conflict { kind: c.kind.clone(), name: c.name.clone(), expected: c.expected_generation };
+        let mut tx = self.pool.begin().await?;
+        if self.backend == Backend::Sqlite {
+            // Take the write lock now, so concurrent writers queue on
+            // busy_timeout instead of failing mid-transaction.
+            sqlx::query("UPDATE objects SET kind = kind WHERE 0 = 1").execute(&mut *tx).await?;
+        }
+        for c in changes {
+            let (spec, hash, deleted) = match &c.operation {
+                Operation::Put { spec, content_hash } => (Some(spec.to_string()), content_hash.clone(), 0_i64),
+                Operation::Delete => (None, String::new(), 1_i64),
+            };
+            let at = timestamp(c.at);
+            let generation = match c.expected_generation {
+                None => {
+                    let r = sqlx::query(
+                        "INSERT INTO objects (kind, name, generation, content_hash, deleted, updated_at) VALUES ($1, $2, 1, $3, $4, $5)",
+                    )
+                    .bind(&c.kind)
+                    .bind(&c.name)
+                    .bind(&hash)
+                    .bind(deleted)
+                    .bind(&at)
+                    .execute(&mut *tx)
+                    .await;
+                    match r {
+                        Ok(_) => 1,
+                        Err(e) if is_conflict(&e) => return Err(conflict(c)),
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+                Some(expected) => {
+                    let r = sqlx::query(
+                        "UPDATE objects SET generation = $1, content_hash = $2, deleted = $3, updated_at = $4 \
+                         WHERE kind = $5 AND name = $6 AND generation = $7",
+                    )
+                    .bind(expected + 1)
+                    .bind(&hash)
+                    .bind(deleted)
+                    .bind(&at)
+                    .bind(&c.kind)
+                    .bind(&c.name)
+                    .bind(expected)
+                    .execute(&mut *tx)
+                    .await;
+                    match r {
+                        Ok(done) if done.rows_affected() == 1 => expected + 1,
+                        Ok(_) => return Err(conflict(c)),
+                        Err(e) if is_conflict(&e) => return Err(conflict(c)),
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+            };
+            let r = sqlx::query(
+                "INSERT INTO generations (kind, name, generation, content_hash, spec, deleted, actor, source, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            )
+            .bind(&c.kind)
+            .bind(&c.name)
+            .bind(generation)
+            .bind(&hash)
+            .bind(spec)
+            .bind(deleted)
+            .bind(&c.actor)
+            .bind(&c.source)
+            .bind(&at)
+            .execute(&mut *tx)
+            .await;
+            match r {
+                Ok(_) => {}
+                Err(e) if is_conflict(&e) => return Err(conflict(c)),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        match tx.commit().await {
+            Ok(()) => Ok(()),
+            Err(e) if is_conflict(&e) => Err(StoreError::Conflict { kind: changes[0].kind.clone(), name: changes[0].name.clone(), expected: None }),
+            Err(e) => Err(e.into()),
+        }
+    }
+}

@@ -1,0 +1,116 @@
+//! A real, throwaway PostgreSQL server for test suites.
+//!
+//! If `PAVED_TEST_POSTGRES_URL` is set, that server is used. Otherwise one
+//! server per test process is created with `initdb` + `pg_ctl` in a temporary
+//! directory (binaries found on PATH, in `PAVED_PG_BIN`, or under
+//! `/usr/lib/postgresql/*/bin`), and a watchdog stops it when the test
+//! process exits. Each call returns a URL to a fresh, empty database.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+struct Server {
+    base_url: String,
+}
+
+static SERVER: OnceLock<Result<Server, String>> = OnceLock::new();
+static NEXT_DB: AtomicUsize = AtomicUsize::new(0);
+
+fn pg_bin_dir() -> Result<PathBuf, String> {
+    if let Ok(dir) = std::env::var("PAVED_PG_BIN") {
+        return Ok(PathBuf::from(dir));
+    }
+    let mut candidates: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .map(|rd| rd.flatten().map(|e| e.path().join("bin")).collect())
+        .unwrap_or_default();
+    candidates.sort();
+    if let Some(dir) = candidates.into_iter().rev().find(|d| d.join("initdb").exists()) {
+        return Ok(dir);
+    }
+    let which = Command::new("sh").args(["-c", "command -v initdb"]).output().map_err(|e| e.to_string())?;
+    let path = String::from_utf8_lossy(&which.stdout).trim().to_string();
+    if path.is_empty() {
+        return Err("PostgreSQL server binaries (initdb, pg_ctl) not found: install the Debian package `postgresql` \
+                    (scripts/test does this), set PAVED_PG_BIN, or set PAVED_TEST_POSTGRES_URL"
+            .into());
+    }
+    Ok(PathBuf::from(path).parent().map(PathBuf::from).unwrap_or_default())
+}
+
+fn free_port() -> Result<u16, String> {
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).map_err(|e| e.to_string())
+}
+
+fn run(cmd: &mut Command, what: &str) -> Result<(), String> {
+    let out = cmd.output().map_err(|e| format!("{what}: {e}"))?;
+    if !out.status.success() {
+        return Err(format!("{what} failed: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)));
+    }
+    Ok(())
+}
+
+fn start() -> Result<Server, String> {
+    if let Ok(url) = std::env::var("PAVED_TEST_POSTGRES_URL") {
+        return Ok(Server { base_url: url.trim_end_matches('/').to_string() });
+    }
+    let bin = pg_bin_dir()?;
+    let dir = tempfile::Builder::new().prefix("paved-pg-").tempdir().map_err(|e| e.to_string())?.keep();
+    let data = dir.join("data");
+    let port = free_port()?;
+    // PostgreSQL refuses to run as root: run it as the `postgres` user then.
+    let as_root = Command::new("id").arg("-u").output().map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0").unwrap_or(false);
+    let wrap = |args: &[String]| -> Command {
+        if as_root {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).args(args);
+            c
+        } else {
+            let mut c = Command::new(&args[0]);
+            c.args(&args[1..]);
+            c
+        }
+    };
+    if as_root {
+        run(Command::new("chown").args(["-R", "postgres"]).arg(&dir), "chown test dir to postgres")?;
+    }
+    let s = |p: &PathBuf| p.display().to_string();
+    run(
+        &mut wrap(&[s(&bin.join("initdb")), "-D".into(), s(&data), "-U".into(), "paved".into(), "-A".into(), "trust".into(), "--no-sync".into()]),
+        "initdb",
+    )?;
+    let opts = format!("-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200", s(&dir));
+    run(
+        &mut wrap(&[s(&bin.join("pg_ctl")), "-D".into(), s(&data), "-o".into(), opts, "-l".into(), s(&dir.join("log")), "-w".into(), "start".into()]),
+        "pg_ctl start",
+    )?;
+    // Watchdog: stop the server and remove its files once this process is gone.
+    let pid = std::process::id();
+    let stop = format!(
+        "while kill -0 {pid} 2>/dev/null; do sleep 1; done; {} {} -D {} -m immediate stop >/dev/null 2>&1; rm -rf {}",
+        if as_root { "runuser -u postgres --" } else { "" },
+        s(&bin.join("pg_ctl")),
+        s(&data),
+        s(&dir)
+    );
+    Command::new("setsid")
+        .args(["sh", "-c", &stop])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn().map_err(|e| format!("watchdog: {e}"))?;
+    Ok(Server { base_url: format!("postgres://paved@127.0.0.1:{port}") })
+}
+
+/// A URL to a new, empty database on the test server.
+pub async fn postgres_url() -> Result<String, String> {
+    let server = SERVER.get_or_init(start).as_ref().map_err(Clone::clone)?;
+    let db = format!("t{}_{}", std::process::id(), NEXT_DB.fetch_add(1, Ordering::SeqCst));
+    sqlx::any::install_default_drivers();
+    let admin = format!("{}/postgres", server.base_url);
+    let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&admin).await.map_err(|e| format!("connect {admin}: {e}"))?;
+    // `db` is made of digits and underscores only.
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {db}"))).execute(&mut conn).await.map_err(|e| e.to_string())?;
+    Ok(format!("{}/{db}", server.base_url))
+}

@@ -1,0 +1,158 @@
+//! The same behaviour, asserted against SQLite and a real PostgreSQL server.
+
+use paved_store::{Change, Operation, SqlStore, Store, StoreError};
+use serde_json::json;
+use std::sync::Arc;
+use time::OffsetDateTime;
+
+struct Backend {
+    url: String,
+    _dir: Option<tempfile::TempDir>,
+}
+
+async fn sqlite() -> Backend {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("state.db").display());
+    Backend { url, _dir: Some(dir) }
+}
+
+async fn postgres() -> Backend {
+    let url = paved_store::testing::postgres_url().await.unwrap_or_else(|e| panic!("{e}"));
+    Backend { url, _dir: None }
+}
+
+fn at(secs: i64) -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp(1_700_000_000 + secs).unwrap()
+}
+
+fn put(kind: &str, name: &str, expected: Option<i64>, spec: serde_json::Value) -> Change {
+    let hash = format!("h-{spec}");
+    Change {
+        kind: kind.into(),
+        name: name.into(),
+        expected_generation: expected,
+        operation: Operation::Put { spec, content_hash: hash },
+        actor: "alice".into(),
+        source: Some("team.yaml:1".into()),
+        at: at(0),
+    }
+}
+
+async fn records_and_lists(b: Backend) {
+    let store = SqlStore::open(&b.url).await.unwrap();
+    store
+        .commit(&[put("Team", "payments", None, json!({"members": ["user:a"]})), put("Team", "search", None, json!({}))])
+        .await
+        .unwrap();
+    let listed = store.list(Some("Team")).await.unwrap();
+    assert_eq!(listed.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(), ["payments", "search"]);
+    let r = store.get("Team", "payments").await.unwrap().unwrap();
+    assert_eq!((r.generation, r.spec.clone(), r.actor.as_str()), (1, Some(json!({"members": ["user:a"]})), "alice"));
+    assert_eq!(r.created_at, at(0));
+    assert!(store.list(Some("Blueprint")).await.unwrap().is_empty());
+    assert!(store.get("Team", "nope").await.unwrap().is_none());
+}
+
+async fn updates_keep_history(b: Backend) {
+    let store = SqlStore::open(&b.url).await.unwrap();
+    store.commit(&[put("Team", "t", None, json!({"v": 1}))]).await.unwrap();
+    store.commit(&[put("Team", "t", Some(1), json!({"v": 2}))]).await.unwrap();
+    let history = store.history("Team", "t").await.unwrap();
+    assert_eq!(history.iter().map(|r| (r.generation, r.spec.clone().unwrap())).collect::<Vec<_>>(), [(1, json!({"v": 1})), (2, json!({"v": 2}))]);
+    assert_eq!(store.get("Team", "t").await.unwrap().unwrap().generation, 2);
+}
+
+async fn stale_batches_change_nothing(b: Backend) {
+    let store = SqlStore::open(&b.url).await.unwrap();
+    store.commit(&[put("Team", "t", None, json!({"v": 1}))]).await.unwrap();
+    // The first change is fine, the second is stale: neither may land.
+    let err = store
+        .commit(&[put("Team", "new", None, json!({})), put("Team", "t", Some(7), json!({"v": 9}))])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict { ref name, .. } if name == "t"), "{err}");
+    assert!(store.get("Team", "new").await.unwrap().is_none());
+    assert_eq!(store.history("Team", "t").await.unwrap().len(), 1);
+    // Creating what exists is a conflict too.
+    let err = store.commit(&[put("Team", "t", None, json!({}))]).await.unwrap_err();
+    assert!(matches!(err, StoreError::Conflict { .. }), "{err}");
+}
+
+async fn deletes_are_tombstones(b: Backend) {
+    let store = SqlStore::open(&b.url).await.unwrap();
+    store.commit(&[put("Team", "t", None, json!({"v": 1}))]).await.unwrap();
+    let mut del = put("Team", "t", Some(1), json!(null));
+    del.operation = Operation::Delete;
+    store.commit(&[del]).await.unwrap();
+    assert!(store.list(None).await.unwrap().is_empty());
+    let tomb = store.get("Team", "t").await.unwrap().unwrap();
+    assert!(tomb.deleted && tomb.spec.is_none() && tomb.generation == 2);
+    store.commit(&[put("Team", "t", Some(2), json!({"v": 3}))]).await.unwrap();
+    let history = store.history("Team", "t").await.unwrap();
+    assert_eq!(history.iter().map(|r| r.deleted).collect::<Vec<_>>(), [false, true, false]);
+}
+
+async fn concurrent_writers_lose_nothing(b: Backend) {
+    let store = Arc::new(SqlStore::open(&b.url).await.unwrap());
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            // A writer re-reads and retries on conflict, as the catalog does.
+            for _ in 0..200 {
+                let expected = store.get("Team", "hot").await.unwrap().map(|r| r.generation);
+                match store.commit(&[put("Team", "hot", expected, json!({"writer": i}))]).await {
+                    Ok(()) => return,
+                    Err(StoreError::Conflict { .. }) => tokio::time::sleep(std::time::Duration::from_millis(5)).await,
+                    Err(e) => panic!("{e}"),
+                }
+            }
+            panic!("writer {i} never got through");
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let history = store.history("Team", "hot").await.unwrap();
+    assert_eq!(history.iter().map(|r| r.generation).collect::<Vec<_>>(), (1..=8).collect::<Vec<_>>());
+    let mut writers: Vec<i64> = history.iter().map(|r| r.spec.as_ref().unwrap()["writer"].as_i64().unwrap()).collect();
+    writers.sort();
+    assert_eq!(writers, (0..8).collect::<Vec<_>>());
+}
+
+async fn history_is_append_only(b: Backend) {
+    let store = SqlStore::open(&b.url).await.unwrap();
+    store.commit(&[put("Team", "t", None, json!({"v": 1}))]).await.unwrap();
+    store.close().await;
+    sqlx::any::install_default_drivers();
+    let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&b.url).await.unwrap();
+    let upd = sqlx::query("UPDATE generations SET actor = 'mallory'").execute(&mut conn).await;
+    let del = sqlx::query("DELETE FROM generations").execute(&mut conn).await;
+    assert!(upd.unwrap_err().to_string().contains("append-only"));
+    assert!(del.unwrap_err().to_string().contains("append-only"));
+}
+
+async fn reopening_keeps_state(b: Backend) {
+    let store = SqlStore::open(&b.url).await.unwrap();
+    store.commit(&[put("Team", "t", None, json!({"v": 1}))]).await.unwrap();
+    store.close().await;
+    let again = SqlStore::open(&b.url).await.unwrap();
+    assert_eq!(again.get("Team", "t").await.unwrap().unwrap().spec, Some(json!({"v": 1})));
+}
+
+macro_rules! suite {
+    ($($name:ident),* $(,)?) => {
+        mod on_sqlite { $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(super::sqlite().await).await } )* }
+        mod on_postgres { $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(super::postgres().await).await } )* }
+    };
+}
+
+suite!(
+    records_and_lists,
+    updates_keep_history,
+    stale_batches_change_nothing,
+    deletes_are_tombstones,
+    concurrent_writers_lose_nothing,
+    history_is_append_only,
+    reopening_keeps_state,
+);
