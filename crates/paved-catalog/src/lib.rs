@@ -1,1 +1,265 @@
-pub fn x(){}
+//! The desired-state catalog: what `paved apply -f`, `get`, `describe`,
+//! `history` and `delete` do, shared by the CLI and (later) the API server so
+//! both doors run the same code.
+//!
+//! An apply is all-or-nothing: the whole batch is validated against what is
+//! recorded, and only then are the changed objects committed, in one store
+//! transaction. Unchanged documents (same content hash) create no generation.
+//! A conflicting concurrent writer makes the apply re-read and re-validate.
+
+use paved_model::{Kind, Spec};
+use paved_spec::{Batch, Diagnostic, SourceFile};
+use paved_store::{Change, Operation, Record, Store, StoreError};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use time::OffsetDateTime;
+
+/// Injected time, so tests and replays control it.
+pub trait Clock: Send + Sync {
+    fn now(&self) -> OffsetDateTime;
+}
+
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> OffsetDateTime {
+        OffsetDateTime::now_utc()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    #[error("{} error(s) in the specs; nothing was recorded", .0.diagnostics.iter().filter(|d| d.is_error()).count())]
+    Invalid(Box<Batch>),
+    #[error("{kind} `{name}` not found{}", suggestion(.suggestions))]
+    NotFound { kind: Kind, name: String, suggestions: Vec<String> },
+    #[error("{kind} `{name}` is still used by {}; delete or change those first", list(.dependents))]
+    HasDependents { kind: Kind, name: String, dependents: Vec<(Kind, String)> },
+    #[error("gave up after {0} attempts: other applies kept changing the same objects; try again")]
+    Contended(usize),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("recorded {kind} `{name}` cannot be read back: {reason}")]
+    Corrupt { kind: Kind, name: String, reason: String },
+}
+
+fn suggestion(s: &[String]) -> String {
+    if s.is_empty() { String::new() } else { format!(" (did you mean `{}`?)", s.join("`, `")) }
+}
+
+fn list(d: &[(Kind, String)]) -> String {
+    d.iter().map(|(k, n)| format!("{k} `{n}`")).collect::<Vec<_>>().join(", ")
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    Created,
+    Updated,
+    Unchanged,
+}
+
+/// What an apply did to one object.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Outcome {
+    pub kind: Kind,
+    pub name: String,
+    pub action: Action,
+    pub generation: i64,
+}
+
+#[derive(Debug)]
+pub struct ApplyReport {
+    pub outcomes: Vec<Outcome>,
+    /// Warnings (an apply with errors records nothing and returns `Invalid`).
+    pub batch: Batch,
+}
+
+/// A recorded object, decoded.
+#[derive(Debug, Clone)]
+pub struct Object {
+    pub spec: Spec,
+    pub record: Record,
+}
+
+/// SHA-256 of the canonical JSON of a document (keys sorted), so formatting,
+/// key order and comments never create a new generation.
+pub fn content_hash(doc: &serde_json::Value) -> String {
+    fn canonical(v: &serde_json::Value) -> serde_json::Value {
+        match v {
+            serde_json::Value::Object(m) => {
+                let sorted: BTreeMap<&String, serde_json::Value> = m.iter().map(|(k, v)| (k, canonical(v))).collect();
+                serde_json::Value::Object(sorted.into_iter().map(|(k, v)| (k.clone(), v)).collect())
+            }
+            serde_json::Value::Array(a) => serde_json::Value::Array(a.iter().map(canonical).collect()),
+            other => other.clone(),
+        }
+    }
+    let text = canonical(doc).to_string();
+    format!("sha256:{}", hex::encode(Sha256::digest(text.as_bytes())))
+}
+
+const MAX_ATTEMPTS: usize = 8;
+
+pub struct Catalog {
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+}
+
+impl Catalog {
+    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Catalog {
+        Catalog { store, clock }
+    }
+
+    fn decode(record: Record) -> Result<Object, CatalogError> {
+        let kind = Kind::ALL.into_iter().find(|k| k.as_str() == record.kind).ok_or_else(|| CatalogError::Corrupt {
+            kind: Kind::Team,
+            name: record.name.clone(),
+            reason: format!("unknown kind `{}`", record.kind),
+        })?;
+        let doc = record.spec.clone().unwrap_or(serde_json::Value::Null);
+        let spec = Spec::from_document(kind, doc)
+            .map_err(|e| CatalogError::Corrupt { kind, name: record.name.clone(), reason: e.to_string() })?;
+        Ok(Object { spec, record })
+    }
+
+    /// Every live object, optionally of one kind, ordered by kind and name.
+    pub async fn list(&self, kind: Option<Kind>) -> Result<Vec<Object>, CatalogError> {
+        let records = self.store.list(kind.map(Kind::as_str)).await?;
+        records.into_iter().map(Self::decode).collect()
+    }
+
+    async fn recorded_specs(&self) -> Result<Vec<Spec>, CatalogError> {
+        Ok(self.list(None).await?.into_iter().map(|o| o.spec).collect())
+    }
+
+    /// Finds an object by name. A blueprint may be named without its
+    /// version: the highest recorded version is returned.
+    pub async fn get(&self, kind: Kind, name: &str) -> Result<Object, CatalogError> {
+        if let Some(rec) = self.store.get(kind.as_str(), name).await?.filter(|r| !r.deleted) {
+            return Self::decode(rec);
+        }
+        let all = self.list(Some(kind)).await?;
+        if kind == Kind::Blueprint && !name.contains('@') {
+            let latest = all
+                .iter()
+                .filter(|o| o.record.name.split('@').next() == Some(name))
+                .max_by_key(|o| version_key(&o.record.name));
+            if let Some(o) = latest {
+                return Ok(o.clone());
+            }
+        }
+        let names: Vec<String> = all.iter().map(|o| o.record.name.clone()).collect();
+        let suggestions = close_names(name, &names);
+        Err(CatalogError::NotFound { kind, name: name.to_string(), suggestions })
+    }
+
+    /// Every generation of an object, oldest first (deletions included).
+    pub async fn history(&self, kind: Kind, name: &str) -> Result<Vec<Record>, CatalogError> {
+        let name = match self.get(kind, name).await {
+            Ok(o) => o.record.name,
+            Err(_) => name.to_string(),
+        };
+        let history = self.store.history(kind.as_str(), &name).await?;
+        if history.is_empty() {
+            let names: Vec<String> = self.list(Some(kind)).await?.into_iter().map(|o| o.record.name).collect();
+            let suggestions = close_names(&name, &names);
+            return Err(CatalogError::NotFound { kind, name, suggestions });
+        }
+        Ok(history)
+    }
+
+    /// Validates files against what is recorded, without writing anything.
+    pub async fn validate(&self, sources: Vec<SourceFile>, read_diags: Vec<Diagnostic>) -> Result<Batch, CatalogError> {
+        let recorded = self.recorded_specs().await?;
+        Ok(paved_spec::check_sources(sources, read_diags, &recorded))
+    }
+
+    /// Validates and records a batch, all or nothing.
+    pub async fn apply(&self, sources: Vec<SourceFile>, read_diags: Vec<Diagnostic>, actor: &str) -> Result<ApplyReport, CatalogError> {
+        for _ in 0..MAX_ATTEMPTS {
+            let batch = self.validate(sources.clone(), read_diags.clone()).await?;
+            if batch.has_errors() {
+                return Err(CatalogError::Invalid(Box::new(batch)));
+            }
+            let at = self.clock.now();
+            let mut changes = Vec::new();
+            let mut outcomes = Vec::new();
+            for doc in &batch.documents {
+                let kind = doc.spec.kind();
+                let name = doc.spec.object_name();
+                let document = doc.spec.to_document();
+                let hash = content_hash(&document);
+                let current = self.store.get(kind.as_str(), &name).await?;
+                let (action, generation) = match &current {
+                    Some(r) if !r.deleted && r.content_hash == hash => (Action::Unchanged, r.generation),
+                    Some(r) if !r.deleted => (Action::Updated, r.generation + 1),
+                    Some(r) => (Action::Created, r.generation + 1),
+                    None => (Action::Created, 1),
+                };
+                outcomes.push(Outcome { kind, name: name.clone(), action, generation });
+                if action != Action::Unchanged {
+                    let line = doc.root.span.start.line;
+                    changes.push(Change {
+                        kind: kind.as_str().to_string(),
+                        name,
+                        expected_generation: current.map(|r| r.generation),
+                        operation: Operation::Put { spec: document, content_hash: hash },
+                        actor: actor.to_string(),
+                        source: Some(format!("{}:{line}", batch.file_of(doc))),
+                        at,
+                    });
+                }
+            }
+            match self.store.commit(&changes).await {
+                Ok(()) => return Ok(ApplyReport { outcomes, batch }),
+                Err(StoreError::Conflict { .. }) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(CatalogError::Contended(MAX_ATTEMPTS))
+    }
+
+    /// Deletes an object (records a tombstone), refusing while others depend on it.
+    pub async fn delete(&self, kind: Kind, name: &str, actor: &str) -> Result<Record, CatalogError> {
+        for _ in 0..MAX_ATTEMPTS {
+            let object = self.get(kind, name).await?;
+            let recorded = self.recorded_specs().await?;
+            let dependents = paved_spec::dependents(&recorded, kind, &object.record.name);
+            if !dependents.is_empty() {
+                return Err(CatalogError::HasDependents { kind, name: object.record.name, dependents });
+            }
+            let change = Change {
+                kind: kind.as_str().to_string(),
+                name: object.record.name.clone(),
+                expected_generation: Some(object.record.generation),
+                operation: Operation::Delete,
+                actor: actor.to_string(),
+                source: None,
+                at: self.clock.now(),
+            };
+            match self.store.commit(std::slice::from_ref(&change)).await {
+                Ok(()) => {
+                    return self.store.get(kind.as_str(), &object.record.name).await?.ok_or(CatalogError::NotFound {
+                        kind,
+                        name: object.record.name,
+                        suggestions: vec![],
+                    });
+                }
+                Err(StoreError::Conflict { .. }) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(CatalogError::Contended(MAX_ATTEMPTS))
+    }
+}
+
+fn version_key(name: &str) -> Vec<u64> {
+    name.split('@').nth(1).unwrap_or("").split('.').map(|p| p.parse().unwrap_or(0)).collect()
+}
+
+fn close_names(name: &str, names: &[String]) -> Vec<String> {
+    paved_spec::suggest::did_you_mean(name, names).map(|s| vec![s.to_string()]).unwrap_or_default()
+}

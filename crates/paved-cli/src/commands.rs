@@ -1,0 +1,371 @@
+//! One function per subcommand.
+
+use crate::Failure;
+use crate::cli::{Cli, ColorChoice, Command, Format};
+use crate::output::{short_hash, structured, table, timestamp};
+use clap::CommandFactory;
+use paved_catalog::{Action, Catalog, CatalogError, Object, SystemClock};
+use paved_model::{Kind, Spec};
+use paved_spec::{Batch, Diagnostic, Severity, SourceFile};
+use paved_store::SqlStore;
+use serde::Serialize;
+use std::io::{IsTerminal, Read};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+impl From<CatalogError> for Failure {
+    fn from(e: CatalogError) -> Failure {
+        match e {
+            CatalogError::Store(e) => Failure::Internal(e.into()),
+            CatalogError::Corrupt { .. } => Failure::Internal(anyhow::anyhow!("{e}")),
+            other => Failure::User(other.to_string()),
+        }
+    }
+}
+
+struct Ctx {
+    format: Format,
+    color: bool,
+    state: String,
+    actor: String,
+}
+
+fn default_state() -> String {
+    let dir = dirs::data_dir().unwrap_or_else(std::env::temp_dir).join("paved");
+    format!("sqlite://{}", dir.join("state.db").display())
+}
+
+pub async fn run(cli: Cli) -> Result<(), Failure> {
+    let color = match cli.color {
+        ColorChoice::Always => true,
+        ColorChoice::Never => false,
+        ColorChoice::Auto => std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
+    };
+    let actor = cli.actor.or_else(|| std::env::var("USER").ok()).unwrap_or_else(|| "local".into());
+    let ctx = Ctx { format: cli.output, color, state: cli.state.unwrap_or_else(default_state), actor };
+    match cli.command {
+        Command::Validate { files } => validate(&ctx, &files).await,
+        Command::Apply { files } => apply(&ctx, &files).await,
+        Command::Get { kind, name } => get(&ctx, parse_kind(&kind)?, name.as_deref()).await,
+        Command::Describe { kind, name } => describe(&ctx, parse_kind(&kind)?, &name).await,
+        Command::Delete { kind, name } => delete(&ctx, parse_kind(&kind)?, &name).await,
+        Command::History { kind, name } => history(&ctx, parse_kind(&kind)?, &name).await,
+        Command::Schema { kind } => {
+            let schema = paved_spec::schema::document_schema(parse_kind(&kind)?);
+            println!("{}", serde_json::to_string_pretty(&schema).map_err(|e| Failure::Internal(e.into()))?);
+            Ok(())
+        }
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "paved", &mut std::io::stdout());
+            Ok(())
+        }
+    }
+}
+
+fn parse_kind(s: &str) -> Result<Kind, Failure> {
+    Kind::from_cli(s).ok_or_else(|| {
+        Failure::User(format!("unknown kind `{s}`; use one of blueprint, account, environment (env), team, service (svc)"))
+    })
+}
+
+async fn open(ctx: &Ctx) -> Result<Catalog, Failure> {
+    let store = SqlStore::open(&ctx.state).await.map_err(|e| match e {
+        paved_store::StoreError::BadUrl(_) => Failure::User(e.to_string()),
+        other => Failure::Internal(other.into()),
+    })?;
+    Ok(Catalog::new(Arc::new(store), Arc::new(SystemClock)))
+}
+
+/// Reads `-f` arguments; `-` is standard input.
+fn read_files(files: &[PathBuf]) -> (Vec<SourceFile>, Vec<Diagnostic>) {
+    let mut sources = Vec::new();
+    let mut diags = Vec::new();
+    for f in files {
+        if f.as_os_str() == "-" {
+            let mut text = String::new();
+            match std::io::stdin().take(paved_spec::source::MAX_FILE_BYTES + 1).read_to_string(&mut text) {
+                Ok(_) => sources.push(SourceFile::new("<stdin>", text)),
+                Err(e) => diags.push(Diagnostic::error("unreadable", format!("cannot read standard input: {e}"), "<stdin>", Default::default())),
+            }
+        } else {
+            let (mut s, mut d) = paved_spec::read_path(f);
+            sources.append(&mut s);
+            diags.append(&mut d);
+        }
+    }
+    (sources, diags)
+}
+
+#[derive(Serialize)]
+struct DiagnosticsReport<'a> {
+    valid: bool,
+    documents: usize,
+    errors: usize,
+    warnings: usize,
+    diagnostics: &'a [Diagnostic],
+}
+
+/// Prints diagnostics (to stderr for people, stdout as JSON/YAML for machines).
+fn report_diagnostics(ctx: &Ctx, batch: &Batch) {
+    let errors = batch.diagnostics.iter().filter(|d| d.severity == Severity::Error).count();
+    let warnings = batch.diagnostics.len() - errors;
+    let report = DiagnosticsReport { valid: errors == 0, documents: batch.documents.len(), errors, warnings, diagnostics: &batch.diagnostics };
+    if let Some(text) = structured(ctx.format, &report) {
+        println!("{text}");
+        return;
+    }
+    if !batch.diagnostics.is_empty() {
+        eprint!("{}", paved_spec::diagnostic::render(&batch.diagnostics, &batch.sources, ctx.color));
+    }
+    if errors > 0 {
+        eprintln!("error: {errors} error(s), {warnings} warning(s) in {} file(s); nothing was recorded", batch.sources.len());
+    }
+}
+
+async fn validate(ctx: &Ctx, files: &[PathBuf]) -> Result<(), Failure> {
+    let (sources, read_diags) = read_files(files);
+    // Validate against recorded state when there is some; never create a store for it.
+    let sqlite_missing = ctx.state.strip_prefix("sqlite://").is_some_and(|p| !std::path::Path::new(p).exists());
+    let batch = if sqlite_missing {
+        paved_spec::check_sources(sources, read_diags, &[])
+    } else {
+        open(ctx).await?.validate(sources, read_diags).await?
+    };
+    report_diagnostics(ctx, &batch);
+    if batch.has_errors() {
+        return Err(Failure::Reported);
+    }
+    if ctx.format == Format::Table {
+        println!("{} document(s) in {} file(s) are valid", batch.documents.len(), batch.sources.len());
+    }
+    Ok(())
+}
+
+async fn apply(ctx: &Ctx, files: &[PathBuf]) -> Result<(), Failure> {
+    let (sources, read_diags) = read_files(files);
+    let catalog = open(ctx).await?;
+    let report = match catalog.apply(sources, read_diags, &ctx.actor).await {
+        Ok(r) => r,
+        Err(CatalogError::Invalid(batch)) => {
+            report_diagnostics(ctx, &batch);
+            return Err(Failure::Reported);
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if let Some(text) = structured(ctx.format, &report.outcomes) {
+        println!("{text}");
+        return Ok(());
+    }
+    if !report.batch.diagnostics.is_empty() {
+        eprint!("{}", paved_spec::diagnostic::render(&report.batch.diagnostics, &report.batch.sources, ctx.color));
+    }
+    let mut counts = [0usize; 3];
+    for o in &report.outcomes {
+        let (word, idx) = match o.action {
+            Action::Created => ("created", 0),
+            Action::Updated => ("updated", 1),
+            Action::Unchanged => ("unchanged", 2),
+        };
+        counts[idx] += 1;
+        println!("{}/{} {word} (generation {})", o.kind.as_str().to_lowercase(), o.name, o.generation);
+    }
+    println!("{} created, {} updated, {} unchanged", counts[0], counts[1], counts[2]);
+    Ok(())
+}
+
+/// An object as shown by `get -o json|yaml` and `describe -o json|yaml`.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ObjectView {
+    kind: Kind,
+    name: String,
+    generation: i64,
+    content_hash: String,
+    updated_at: String,
+    updated_by: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    source: Option<String>,
+    document: serde_json::Value,
+}
+
+fn view(o: &Object) -> ObjectView {
+    ObjectView {
+        kind: o.spec.kind(),
+        name: o.record.name.clone(),
+        generation: o.record.generation,
+        content_hash: o.record.content_hash.clone(),
+        updated_at: timestamp(o.record.created_at),
+        updated_by: o.record.actor.clone(),
+        source: o.record.source.clone(),
+        document: o.spec.to_document(),
+    }
+}
+
+fn columns(kind: Kind) -> &'static [&'static str] {
+    match kind {
+        Kind::Blueprint => &["NAME", "VERSION", "PARAMETERS", "RUNTIME", "GEN", "UPDATED"],
+        Kind::CloudAccount => &["NAME", "PROVIDER", "ACCOUNT", "REGIONS", "GEN", "UPDATED"],
+        Kind::Environment => &["NAME", "TYPE", "BLUEPRINT", "ACCOUNT", "REGION", "OWNER", "GEN", "UPDATED"],
+        Kind::Team => &["NAME", "MEMBERS", "SERVICES", "GEN", "UPDATED"],
+        Kind::Service => &["NAME", "OWNER", "CONTAINERS", "RESOURCES", "GEN", "UPDATED"],
+    }
+}
+
+fn row(o: &Object) -> Vec<String> {
+    let gen_ = o.record.generation.to_string();
+    let at = timestamp(o.record.created_at);
+    let mut r = match &o.spec {
+        Spec::Blueprint(b) => vec![
+            b.metadata.name.clone(),
+            b.spec.version.clone(),
+            b.spec.parameters.keys().cloned().collect::<Vec<_>>().join(","),
+            serde_json::to_value(b.spec.compute.runtime).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default(),
+        ],
+        Spec::CloudAccount(a) => vec![
+            a.metadata.name.clone(),
+            a.spec.provider.as_str().to_string(),
+            a.spec.account_id.clone().unwrap_or_else(|| "-".into()),
+            a.spec.allowed_regions.join(","),
+        ],
+        Spec::Environment(e) => vec![
+            e.metadata.name.clone(),
+            e.spec.env_type.to_string(),
+            e.spec.blueprint.0.clone(),
+            e.spec.account.clone(),
+            e.spec.region.clone(),
+            e.spec.owner.clone(),
+        ],
+        Spec::Team(t) => vec![t.metadata.name.clone(), t.spec.members.len().to_string(), t.spec.services.join(",")],
+        Spec::Service(w) => vec![
+            w.metadata.name.clone(),
+            w.annotation(paved_model::score::ANNOTATION_OWNER).unwrap_or("-").to_string(),
+            w.containers.keys().cloned().collect::<Vec<_>>().join(","),
+            w.resources.iter().map(|(n, r)| format!("{n}:{}", r.kind)).collect::<Vec<_>>().join(","),
+        ],
+    };
+    r.push(gen_);
+    r.push(at);
+    r
+}
+
+async fn get(ctx: &Ctx, kind: Kind, name: Option<&str>) -> Result<(), Failure> {
+    let catalog = open(ctx).await?;
+    let objects = match name {
+        Some(n) => vec![catalog.get(kind, n).await?],
+        None => catalog.list(Some(kind)).await?,
+    };
+    let views: Vec<ObjectView> = objects.iter().map(view).collect();
+    let out = match name {
+        Some(_) => structured(ctx.format, &views[0]),
+        None => structured(ctx.format, &views),
+    };
+    if let Some(text) = out {
+        println!("{text}");
+    } else if objects.is_empty() {
+        eprintln!("no {} recorded yet; record some with `paved apply -f PATH`", kind.as_str());
+    } else {
+        println!("{}", table(columns(kind), objects.iter().map(row).collect()));
+    }
+    Ok(())
+}
+
+async fn describe(ctx: &Ctx, kind: Kind, name: &str) -> Result<(), Failure> {
+    let catalog = open(ctx).await?;
+    let object = catalog.get(kind, name).await?;
+    let all: Vec<Spec> = catalog.list(None).await?.into_iter().map(|o| o.spec).collect();
+    let dependents = paved_spec::dependents(&all, kind, &object.record.name);
+    if let Some(text) = structured(ctx.format, &view(&object)) {
+        println!("{text}");
+        return Ok(());
+    }
+    let r = &object.record;
+    println!("Kind:        {}", kind.as_str());
+    println!("Name:        {}", r.name);
+    println!("Generation:  {}", r.generation);
+    println!("Content:     {}", r.content_hash);
+    println!("Updated:     {} by {}", timestamp(r.created_at), r.actor);
+    if let Some(src) = &r.source {
+        println!("Source:      {src}");
+    }
+    if let Spec::Environment(env) = &object.spec {
+        if let Some(Spec::Blueprint(bp)) = all.iter().find(|s| matches!(s, Spec::Blueprint(_)) && s.object_name() == env.spec.blueprint.0) {
+            println!("Parameters:");
+            let rows = bp
+                .spec
+                .parameters
+                .iter()
+                .map(|(pname, p)| {
+                    let (value, origin) = match env.spec.parameters.get(pname) {
+                        Some(v) => (v.to_string(), "set by environment".to_string()),
+                        None => (
+                            p.default_for(env.spec.env_type).map(|v| v.to_string()).unwrap_or_else(|| "-".into()),
+                            format!("{} default", env.spec.env_type),
+                        ),
+                    };
+                    vec![format!("  {pname}"), value, origin]
+                })
+                .collect();
+            println!("{}", table(&["  NAME", "VALUE", "FROM"], rows));
+        }
+    }
+    if !dependents.is_empty() {
+        println!("Used by:");
+        for (k, n) in &dependents {
+            println!("  {} {n}", k.as_str());
+        }
+    }
+    println!("Spec:");
+    let yaml = paved_spec::render::to_yaml_string(&[object.spec.to_document()]);
+    for line in yaml.lines().filter(|l| *l != "---") {
+        println!("  {line}");
+    }
+    Ok(())
+}
+
+async fn delete(ctx: &Ctx, kind: Kind, name: &str) -> Result<(), Failure> {
+    let catalog = open(ctx).await?;
+    let tomb = catalog.delete(kind, name, &ctx.actor).await?;
+    #[derive(Serialize)]
+    struct Deleted<'a> {
+        kind: Kind,
+        name: &'a str,
+        generation: i64,
+    }
+    match structured(ctx.format, &Deleted { kind, name: &tomb.name, generation: tomb.generation }) {
+        Some(text) => println!("{text}"),
+        None => println!("{}/{} deleted (generation {}; history kept)", kind.as_str().to_lowercase(), tomb.name, tomb.generation),
+    }
+    Ok(())
+}
+
+async fn history(ctx: &Ctx, kind: Kind, name: &str) -> Result<(), Failure> {
+    let catalog = open(ctx).await?;
+    let records = catalog.history(kind, name).await?;
+    if let Some(text) = structured(ctx.format, &records) {
+        println!("{text}");
+        return Ok(());
+    }
+    let rows = records
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let change = if r.deleted {
+                "deleted"
+            } else if i == 0 || records[i - 1].deleted {
+                "created"
+            } else {
+                "updated"
+            };
+            vec![
+                r.generation.to_string(),
+                change.to_string(),
+                if r.deleted { "-".into() } else { short_hash(&r.content_hash) },
+                timestamp(r.created_at),
+                r.actor.clone(),
+                r.source.clone().unwrap_or_else(|| "-".into()),
+            ]
+        })
+        .collect();
+    println!("{}", table(&["GEN", "CHANGE", "CONTENT", "AT", "BY", "SOURCE"], rows));
+    Ok(())
+}
