@@ -113,6 +113,11 @@ impl Catalog {
         Catalog { store, clock }
     }
 
+    /// Closes the store; call before exiting so nothing is left half-flushed.
+    pub async fn close(&self) {
+        self.store.close().await;
+    }
+
     fn decode(record: Record) -> Result<Object, CatalogError> {
         let kind = Kind::ALL.into_iter().find(|k| k.as_str() == record.kind).ok_or_else(|| CatalogError::Corrupt {
             kind: Kind::Team,

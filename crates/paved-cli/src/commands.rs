@@ -43,7 +43,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
     };
     let actor = cli.actor.or_else(|| std::env::var("USER").ok()).unwrap_or_else(|| "local".into());
     let ctx = Ctx { format: cli.output, color, state: cli.state.unwrap_or_else(default_state), actor };
-    match cli.command {
+    let result = match cli.command {
         Command::Validate { files } => validate(&ctx, &files).await,
         Command::Apply { files } => apply(&ctx, &files).await,
         Command::Get { kind, name } => get(&ctx, parse_kind(&kind)?, name.as_deref()).await,
@@ -59,8 +59,15 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
             clap_complete::generate(shell, &mut Cli::command(), "paved", &mut std::io::stdout());
             Ok(())
         }
+    };
+    if let Some(catalog) = OPENED.get() {
+        catalog.close().await;
     }
+    result
 }
+
+/// The catalog opened by this invocation, closed before exit.
+static OPENED: std::sync::OnceLock<Arc<Catalog>> = std::sync::OnceLock::new();
 
 fn parse_kind(s: &str) -> Result<Kind, Failure> {
     Kind::from_cli(s).ok_or_else(|| {
@@ -68,12 +75,12 @@ fn parse_kind(s: &str) -> Result<Kind, Failure> {
     })
 }
 
-async fn open(ctx: &Ctx) -> Result<Catalog, Failure> {
+async fn open(ctx: &Ctx) -> Result<Arc<Catalog>, Failure> {
     let store = SqlStore::open(&ctx.state).await.map_err(|e| match e {
         paved_store::StoreError::BadUrl(_) => Failure::User(e.to_string()),
         other => Failure::Internal(other.into()),
     })?;
-    Ok(Catalog::new(Arc::new(store), Arc::new(SystemClock)))
+    Ok(OPENED.get_or_init(|| Arc::new(Catalog::new(Arc::new(store), Arc::new(SystemClock)))).clone())
 }
 
 /// Reads `-f` arguments; `-` is standard input.

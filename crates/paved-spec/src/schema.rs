@@ -8,7 +8,7 @@
 
 use crate::diagnostic::{Diagnostic, format_path};
 use crate::suggest::did_you_mean;
-use crate::yaml::Node;
+use crate::yaml::{self, Node};
 use jsonschema::error::{TypeKind, ValidationErrorKind};
 use jsonschema::paths::LocationSegment;
 use jsonschema::{ValidationError, Validator};
@@ -231,6 +231,8 @@ fn translate(err: &ValidationError<'_>, ctx: &Ctx<'_>, out: &mut Vec<Diagnostic>
                 .and_then(Value::as_str)
                 .map(|d| format!(" ({})", d.trim_end_matches('.')))
                 .unwrap_or_default();
+            // Point at the key of the mapping that lacks the field (`spec:`), not its whole body.
+            let span = if path.is_empty() { yaml::Span::point(ctx.root.span.start) } else { ctx.root.key_span_of(&path) };
             Diagnostic::error("missing-field", format!("missing required field `{name}`"), ctx.file, span)
                 .at_path(&full)
                 .with_hint(format!("add `{name}:` to {parent}{desc}"))

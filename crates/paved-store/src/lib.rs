@@ -94,4 +94,7 @@ pub trait Store: Send + Sync {
     async fn history(&self, kind: &str, name: &str) -> Result<Vec<Record>, StoreError>;
     /// Applies all changes in one transaction, or none.
     async fn commit(&self, changes: &[Change]) -> Result<(), StoreError>;
+    /// Waits for connections to finish and closes them (SQLite then folds
+    /// its write-ahead log back into the database file).
+    async fn close(&self);
 }

@@ -69,11 +69,6 @@ impl SqlStore {
         Ok(SqlStore { pool, backend })
     }
 
-    /// Closes the pool, waiting for connections to finish (SQLite then
-    /// checkpoints its WAL into the database file).
-    pub async fn close(&self) {
-        self.pool.close().await;
-    }
 }
 
 fn to_record(row: &AnyRow) -> Result<Record, StoreError> {
@@ -128,6 +123,10 @@ impl Store for SqlStore {
     async fn history(&self, kind: &str, name: &str) -> Result<Vec<Record>, StoreError> {
         let rows = sqlx::query(HISTORY).bind(kind).bind(name).fetch_all(&self.pool).await?;
         rows.iter().map(to_record).collect()
+    }
+
+    async fn close(&self) {
+        self.pool.close().await;
     }
 
     async fn commit(&self, changes: &[Change]) -> Result<(), StoreError> {
