@@ -47,7 +47,10 @@ impl SqlStore {
         } else {
             return Err(StoreError::BadUrl(url.to_string()));
         };
-        let mut options = AnyPoolOptions::new().max_connections(if backend == Backend::Sqlite { 4 } else { 8 });
+        // A CLI should say quickly that the server is unreachable, not wait 30 s.
+        let mut options = AnyPoolOptions::new()
+            .max_connections(if backend == Backend::Sqlite { 4 } else { 8 })
+            .acquire_timeout(std::time::Duration::from_secs(5));
         if backend == Backend::Sqlite {
             options = options.after_connect(|conn, _| {
                 Box::pin(async move {

@@ -1,0 +1,230 @@
+//! End-to-end: the real binary against the examples, as a user would drive it.
+
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+struct Paved {
+    state: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Paved {
+    fn new() -> Paved {
+        let dir = tempfile::tempdir().unwrap();
+        let state = format!("sqlite://{}", dir.path().join("state.db").display());
+        Paved { state, _dir: dir }
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_paved"))
+            .args(args)
+            .env("PAVED_STATE", &self.state)
+            .env("PAVED_ACTOR", "alice")
+            .env("NO_COLOR", "1")
+            .output()
+            .unwrap()
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(out.status.success(), "paved {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    fn json(&self, args: &[&str]) -> Value {
+        let mut full = vec!["-o", "json"];
+        full.extend_from_slice(args);
+        serde_json::from_str(&self.ok(&full)).unwrap()
+    }
+}
+
+fn examples() -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples").display().to_string()
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+#[test]
+fn every_example_validates() {
+    let p = Paved::new();
+    let out = p.ok(&["validate", "-f", &examples()]);
+    assert!(out.contains("15 document(s) in 8 file(s) are valid"), "{out}");
+}
+
+#[test]
+fn applying_examples_twice_records_one_generation_each() {
+    let p = Paved::new();
+    let first = p.json(&["apply", "-f", &examples()]);
+    let first = first.as_array().unwrap();
+    assert_eq!(first.len(), 15);
+    assert!(first.iter().all(|o| o["action"] == "created" && o["generation"] == 1), "{first:?}");
+    let second = p.ok(&["apply", "-f", &examples()]);
+    assert!(second.contains("0 created, 0 updated, 15 unchanged"), "{second}");
+    let history = p.json(&["history", "environment", "production"]);
+    assert_eq!(history.as_array().unwrap().len(), 1);
+}
+
+#[test]
+fn a_changed_spec_becomes_a_new_generation_and_history_keeps_both() {
+    let p = Paved::new();
+    p.ok(&["apply", "-f", &examples()]);
+    let dir = tempfile::tempdir().unwrap();
+    let env = std::fs::read_to_string(Path::new(&examples()).join("environments/aws-eu.yaml")).unwrap();
+    let changed = write(dir.path(), "aws-eu.yaml", &env.replace("replicas: 4", "replicas: 6"));
+    let out = p.ok(&["apply", "-f", changed.to_str().unwrap()]);
+    assert!(out.contains("environment/eu-production updated (generation 2)"), "{out}");
+    assert!(out.contains("0 created, 1 updated, 2 unchanged"), "{out}");
+    let table = p.ok(&["history", "env", "eu-production"]);
+    let lines: Vec<&str> = table.lines().collect();
+    assert!(lines[0].starts_with("GEN") && lines[1].starts_with("1") && lines[2].starts_with("2"), "{table}");
+    assert!(lines[2].contains("updated") && lines[2].contains("alice"), "{table}");
+    let current = p.json(&["get", "env", "eu-production"]);
+    assert_eq!(current["document"]["spec"]["parameters"]["replicas"], 6);
+    assert_eq!(current["generation"], 2);
+}
+
+#[test]
+fn get_and_describe_show_what_runs_where() {
+    let p = Paved::new();
+    p.ok(&["apply", "-f", &examples()]);
+    let table = p.ok(&["get", "environments"]);
+    assert!(table.lines().next().unwrap().split_whitespace().eq(["NAME", "TYPE", "BLUEPRINT", "ACCOUNT", "REGION", "OWNER", "GEN", "UPDATED"]));
+    assert!(table.lines().any(|l| l.starts_with("eu-production") && l.contains("eu-west-1") && l.contains("aws-eu")), "{table}");
+    let described = p.ok(&["describe", "environment", "eu-production"]);
+    // Parameters resolve to the environment's own values or the blueprint's production defaults.
+    assert!(described.lines().any(|l| l.trim_start().starts_with("replicas") && l.contains('4') && l.contains("set by environment")), "{described}");
+    assert!(described.lines().any(|l| l.trim_start().starts_with("highAvailability") && l.contains("true") && l.contains("production default")), "{described}");
+    let bp = p.ok(&["describe", "blueprint", "web-service-standard"]);
+    assert!(bp.contains("Name:        web-service-standard@1.2.0"), "{bp}");
+    assert!(bp.contains("Environment eu-production"), "{bp}");
+    let yaml = p.ok(&["-o", "yaml", "get", "service", "api"]);
+    assert!(yaml.contains("apiVersion: score.dev/v1b1") && yaml.contains("paved.dev/owner: payments"), "{yaml}");
+}
+
+#[test]
+fn recorded_yaml_round_trips_through_apply() {
+    let p = Paved::new();
+    p.ok(&["apply", "-f", &examples()]);
+    let doc = p.json(&["get", "env", "staging"])["document"].clone();
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(dir.path(), "staging.json.yaml", &serde_json::to_string(&doc).unwrap());
+    let out = p.ok(&["apply", "-f", file.to_str().unwrap()]);
+    assert!(out.contains("environment/staging unchanged"), "{out}");
+}
+
+#[test]
+fn delete_refuses_while_used_and_keeps_history() {
+    let p = Paved::new();
+    p.ok(&["apply", "-f", &examples()]);
+    let refused = p.run(&["delete", "account", "aws-eu"]);
+    assert_eq!(refused.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(err.contains("still used by Environment `eu-dev`"), "{err}");
+    for env in ["eu-dev", "eu-staging", "eu-production"] {
+        p.ok(&["delete", "env", env]);
+    }
+    let out = p.ok(&["delete", "account", "aws-eu"]);
+    assert!(out.contains("cloudaccount/aws-eu deleted (generation 2"), "{out}");
+    let missing = p.run(&["get", "account", "aws-eu"]);
+    assert_eq!(missing.status.code(), Some(1));
+    let history = p.json(&["history", "env", "eu-dev"]);
+    assert_eq!(history.as_array().unwrap().iter().map(|r| r["deleted"].as_bool().unwrap()).collect::<Vec<_>>(), [false, true]);
+    // Re-applying brings it back as a new generation.
+    let out = p.ok(&["apply", "-f", &examples()]);
+    assert!(out.contains("environment/eu-dev created (generation 3)"), "{out}");
+}
+
+#[test]
+fn unknown_names_get_suggestions_and_exit_code_one() {
+    let p = Paved::new();
+    p.ok(&["apply", "-f", &examples()]);
+    let out = p.run(&["get", "env", "prodution"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("did you mean `production`?"));
+    let out = p.run(&["get", "widgets"]);
+    assert_eq!(out.status.code(), Some(1));
+    let out = p.run(&["frobnicate"]);
+    assert_eq!(out.status.code(), Some(1), "usage errors are user errors");
+}
+
+#[test]
+fn an_unreachable_store_is_an_internal_error() {
+    let out = Command::new(env!("CARGO_BIN_EXE_paved"))
+        .args(["--state", "postgres://nobody@127.0.0.1:1/none", "get", "teams"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn all_errors_of_a_file_are_reported_at_once_with_snippets() {
+    let p = Paved::new();
+    p.ok(&["apply", "-f", &examples()]);
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(
+        dir.path(),
+        "bad.yaml",
+        "apiVersion: paved.dev/v1alpha1\nkind: Environment\nmetadata:\n  name: bad\nspec:\n  blueprint: web-service-standard@1.2.0\n  account: aws-eu\n  region: us-east-1\n  type: staging\n  owner: nobody\n  parameters:\n    replicas: 99\n",
+    );
+    let out = p.run(&["apply", "-f", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    for expected in [
+        "error[region-not-allowed]",
+        "8 |   region: us-east-1",
+        "error[unknown-team]",
+        "error[invalid-parameter]",
+        "allowed regions: eu-central-1, eu-west-1",
+        "3 error(s)",
+    ] {
+        assert!(err.contains(expected), "missing {expected:?} in:\n{err}");
+    }
+}
+
+#[test]
+fn schemas_are_printed_for_every_kind() {
+    let p = Paved::new();
+    for kind in ["blueprint", "account", "environment", "team", "service"] {
+        let schema: Value = serde_json::from_str(&p.ok(&["schema", kind])).unwrap();
+        assert_eq!(schema["$schema"], "https://json-schema.org/draft/2020-12/schema", "{kind}");
+        assert!(schema["properties"]["metadata"].is_object(), "{kind}");
+    }
+    let env: Value = serde_json::from_str(&p.ok(&["schema", "Environment"])).unwrap();
+    assert_eq!(env["properties"]["kind"]["const"], "Environment");
+}
+
+#[test]
+fn shell_completions_and_help_with_examples() {
+    let p = Paved::new();
+    let bash = p.ok(&["completions", "bash"]);
+    assert!(bash.contains("_paved()") && bash.contains("validate"), "bash completion");
+    let help = p.ok(&["apply", "--help"]);
+    assert!(help.contains("Examples:") && help.contains("paved apply -f examples/"), "{help}");
+}
+
+#[test]
+fn specs_can_come_from_standard_input() {
+    use std::io::Write;
+    let p = Paved::new();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_paved"))
+        .args(["validate", "-f", "-"])
+        .env("PAVED_STATE", &p.state)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"apiVersion: paved.dev/v1alpha1\nkind: Team\nmetadata:\n  name: solo\nspec:\n  members: [\"user:a@example.com\"]\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("1 document(s) in 1 file(s) are valid"));
+}
