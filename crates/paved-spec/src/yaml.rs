@@ -17,11 +17,18 @@ pub const MAX_ALIAS_NODES: usize = 10_000;
 
 /// A position in a source file: 1-based line and column (in characters), and
 /// the 0-based character index used to find the byte offset when rendering.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Pos {
     pub line: usize,
     pub col: usize,
     pub index: usize,
+}
+
+impl Default for Pos {
+    /// The start of a file: line 1, column 1.
+    fn default() -> Pos {
+        Pos { line: 1, col: 1, index: 0 }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
