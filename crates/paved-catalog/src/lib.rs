@@ -125,8 +125,11 @@ impl Catalog {
             reason: format!("unknown kind `{}`", record.kind),
         })?;
         let doc = record.spec.clone().unwrap_or(serde_json::Value::Null);
-        let spec = Spec::from_document(kind, doc)
-            .map_err(|e| CatalogError::Corrupt { kind, name: record.name.clone(), reason: e.to_string() })?;
+        let spec = Spec::from_document(kind, doc).map_err(|e| CatalogError::Corrupt {
+            kind,
+            name: record.name.clone(),
+            reason: e.to_string(),
+        })?;
         Ok(Object { spec, record })
     }
 
@@ -183,7 +186,12 @@ impl Catalog {
     }
 
     /// Validates and records a batch, all or nothing.
-    pub async fn apply(&self, sources: Vec<SourceFile>, read_diags: Vec<Diagnostic>, actor: &str) -> Result<ApplyReport, CatalogError> {
+    pub async fn apply(
+        &self,
+        sources: Vec<SourceFile>,
+        read_diags: Vec<Diagnostic>,
+        actor: &str,
+    ) -> Result<ApplyReport, CatalogError> {
         for _ in 0..MAX_ATTEMPTS {
             let batch = self.validate(sources.clone(), read_diags.clone()).await?;
             if batch.has_errors() {

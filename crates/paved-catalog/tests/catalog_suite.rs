@@ -66,7 +66,12 @@ async fn sqlite_and_postgres_record_the_same_state() {
     assert_eq!(a, b);
     let env = pg.get(Kind::Environment, "eu-production").await.unwrap();
     assert_eq!(env.record.created_at, FixedClock.now());
-    assert_eq!(env.record.source.as_deref().map(|s| s.ends_with("environments/aws-eu.yaml:23")), Some(true), "{:?}", env.record.source);
+    assert_eq!(
+        env.record.source.as_deref().map(|s| s.ends_with("environments/aws-eu.yaml:23")),
+        Some(true),
+        "{:?}",
+        env.record.source
+    );
 }
 
 async fn concurrent_applies(url: String) {
@@ -74,13 +79,15 @@ async fn concurrent_applies(url: String) {
     let mut tasks = Vec::new();
     for i in 0..6 {
         let c = c.clone();
-        tasks.push(tokio::spawn(async move { c.apply(team(&[&format!("member{i}")]), vec![], "ci").await.map(|_| ()) }));
+        tasks
+            .push(tokio::spawn(async move { c.apply(team(&[&format!("member{i}")]), vec![], "ci").await.map(|_| ()) }));
     }
     for t in tasks {
         t.await.unwrap().unwrap();
     }
     let history = c.history(Kind::Team, "hot").await.unwrap();
-    let mut members: Vec<String> = history.iter().map(|r| r.spec.as_ref().unwrap()["spec"]["members"][0].as_str().unwrap().to_string()).collect();
+    let mut members: Vec<String> =
+        history.iter().map(|r| r.spec.as_ref().unwrap()["spec"]["members"][0].as_str().unwrap().to_string()).collect();
     members.sort();
     assert_eq!(history.iter().map(|r| r.generation).collect::<Vec<_>>(), (1..=6).collect::<Vec<_>>());
     assert_eq!(members, (0..6).map(|i| format!("user:member{i}@example.com")).collect::<Vec<_>>());
@@ -102,9 +109,14 @@ async fn an_invalid_batch_records_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let c = catalog(&sqlite_url(&dir).await).await;
     let mut sources = examples();
-    sources.push(SourceFile::new("bad.yaml", "apiVersion: paved.dev/v1alpha1\nkind: Team\nmetadata:\n  name: Bad Name\nspec: {}\n"));
+    sources.push(SourceFile::new(
+        "bad.yaml",
+        "apiVersion: paved.dev/v1alpha1\nkind: Team\nmetadata:\n  name: Bad Name\nspec: {}\n",
+    ));
     match c.apply(sources, vec![], "alice").await {
-        Err(CatalogError::Invalid(batch)) => assert_eq!(batch.diagnostics.iter().filter(|d| d.is_error()).count(), 1),
+        Err(CatalogError::Invalid(batch)) => {
+            assert_eq!(batch.diagnostics.iter().filter(|d| d.is_error()).count(), 1)
+        }
         other => panic!("expected Invalid, got {other:?}"),
     }
     assert!(c.list(None).await.unwrap().is_empty());

@@ -57,21 +57,27 @@ cat env.yaml | paved validate -f -")]
         files: Vec<PathBuf>,
     },
     /// Record specs as desired state (all or nothing).
-    #[command(after_help = "Examples:\n  paved apply -f examples/\n  paved apply -f platform/ -f services/api.score.yaml")]
+    #[command(
+        after_help = "Examples:\n  paved apply -f examples/\n  paved apply -f platform/ -f services/api.score.yaml"
+    )]
     Apply {
         /// Spec files or directories (recursive); `-` reads standard input.
         #[arg(short = 'f', long = "file", required = true)]
         files: Vec<PathBuf>,
     },
     /// List objects of a kind, or show one.
-    #[command(after_help = "Examples:\n  paved get environments\n  paved get env eu-production -o yaml\n  paved get services -o json")]
+    #[command(
+        after_help = "Examples:\n  paved get environments\n  paved get env eu-production -o yaml\n  paved get services -o json"
+    )]
     Get {
         /// blueprint, account, environment (env), team, service (svc) — singular or plural.
         kind: String,
         name: Option<String>,
     },
     /// Show one object in detail, with what depends on it.
-    #[command(after_help = "Examples:\n  paved describe environment eu-production\n  paved describe blueprint web-service-standard")]
+    #[command(
+        after_help = "Examples:\n  paved describe environment eu-production\n  paved describe blueprint web-service-standard"
+    )]
     Describe { kind: String, name: String },
     /// Delete an object (its history is kept).
     #[command(after_help = "Examples:\n  paved delete environment eu-dev")]
@@ -83,6 +89,8 @@ cat env.yaml | paved validate -f -")]
     #[command(after_help = "Examples:\n  paved schema Blueprint\n  paved schema service > score.schema.json")]
     Schema { kind: String },
     /// Print shell completions.
-    #[command(after_help = "Examples:\n  paved completions bash > /etc/bash_completion.d/paved\n  paved completions zsh > ~/.zfunc/_paved")]
+    #[command(
+        after_help = "Examples:\n  paved completions bash > /etc/bash_completion.d/paved\n  paved completions zsh > ~/.zfunc/_paved"
+    )]
     Completions { shell: clap_complete::Shell },
 }

@@ -71,7 +71,9 @@ static OPENED: std::sync::OnceLock<Arc<Catalog>> = std::sync::OnceLock::new();
 
 fn parse_kind(s: &str) -> Result<Kind, Failure> {
     Kind::from_cli(s).ok_or_else(|| {
-        Failure::User(format!("unknown kind `{s}`; use one of blueprint, account, environment (env), team, service (svc)"))
+        Failure::User(format!(
+            "unknown kind `{s}`; use one of blueprint, account, environment (env), team, service (svc)"
+        ))
     })
 }
 
@@ -92,7 +94,12 @@ fn read_files(files: &[PathBuf]) -> (Vec<SourceFile>, Vec<Diagnostic>) {
             let mut text = String::new();
             match std::io::stdin().take(paved_spec::source::MAX_FILE_BYTES + 1).read_to_string(&mut text) {
                 Ok(_) => sources.push(SourceFile::new("<stdin>", text)),
-                Err(e) => diags.push(Diagnostic::error("unreadable", format!("cannot read standard input: {e}"), "<stdin>", Default::default())),
+                Err(e) => diags.push(Diagnostic::error(
+                    "unreadable",
+                    format!("cannot read standard input: {e}"),
+                    "<stdin>",
+                    Default::default(),
+                )),
             }
         } else {
             let (mut s, mut d) = paved_spec::read_path(f);
@@ -116,7 +123,13 @@ struct DiagnosticsReport<'a> {
 fn report_diagnostics(ctx: &Ctx, batch: &Batch) {
     let errors = batch.diagnostics.iter().filter(|d| d.severity == Severity::Error).count();
     let warnings = batch.diagnostics.len() - errors;
-    let report = DiagnosticsReport { valid: errors == 0, documents: batch.documents.len(), errors, warnings, diagnostics: &batch.diagnostics };
+    let report = DiagnosticsReport {
+        valid: errors == 0,
+        documents: batch.documents.len(),
+        errors,
+        warnings,
+        diagnostics: &batch.diagnostics,
+    };
     if let Some(text) = structured(ctx.format, &report) {
         println!("{text}");
         return;
@@ -125,7 +138,10 @@ fn report_diagnostics(ctx: &Ctx, batch: &Batch) {
         eprint!("{}", paved_spec::diagnostic::render(&batch.diagnostics, &batch.sources, ctx.color));
     }
     if errors > 0 {
-        eprintln!("error: {errors} error(s), {warnings} warning(s) in {} file(s); nothing was recorded", batch.sources.len());
+        eprintln!(
+            "error: {errors} error(s), {warnings} warning(s) in {} file(s); nothing was recorded",
+            batch.sources.len()
+        );
     }
 }
 
@@ -226,7 +242,10 @@ fn row(o: &Object) -> Vec<String> {
             b.metadata.name.clone(),
             b.spec.version.clone(),
             b.spec.parameters.keys().cloned().collect::<Vec<_>>().join(","),
-            serde_json::to_value(b.spec.compute.runtime).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default(),
+            serde_json::to_value(b.spec.compute.runtime)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default(),
         ],
         Spec::CloudAccount(a) => vec![
             a.metadata.name.clone(),
@@ -294,26 +313,28 @@ async fn describe(ctx: &Ctx, kind: Kind, name: &str) -> Result<(), Failure> {
     if let Some(src) = &r.source {
         println!("Source:      {src}");
     }
-    if let Spec::Environment(env) = &object.spec {
-        if let Some(Spec::Blueprint(bp)) = all.iter().find(|s| matches!(s, Spec::Blueprint(_)) && s.object_name() == env.spec.blueprint.0) {
-            println!("Parameters:");
-            let rows = bp
-                .spec
-                .parameters
-                .iter()
-                .map(|(pname, p)| {
-                    let (value, origin) = match env.spec.parameters.get(pname) {
-                        Some(v) => (v.to_string(), "set by environment".to_string()),
-                        None => (
-                            p.default_for(env.spec.env_type).map(|v| v.to_string()).unwrap_or_else(|| "-".into()),
-                            format!("{} default", env.spec.env_type),
-                        ),
-                    };
-                    vec![format!("  {pname}"), value, origin]
-                })
-                .collect();
-            println!("{}", table(&["  NAME", "VALUE", "FROM"], rows));
-        }
+    if let Spec::Environment(env) = &object.spec
+        && let Some(Spec::Blueprint(bp)) =
+            all.iter().find(|s| matches!(s, Spec::Blueprint(_)) && s.object_name() == env.spec.blueprint.0)
+    {
+        println!("Parameters:");
+        let rows = bp
+            .spec
+            .parameters
+            .iter()
+            .map(|(pname, p)| {
+                let show = |v: &serde_json::Value| v.as_str().map_or_else(|| v.to_string(), str::to_string);
+                let (value, origin) = match env.spec.parameters.get(pname) {
+                    Some(v) => (show(v), "set by environment".to_string()),
+                    None => (
+                        p.default_for(env.spec.env_type).map(show).unwrap_or_else(|| "-".into()),
+                        format!("{} default", env.spec.env_type),
+                    ),
+                };
+                vec![format!("  {pname}"), value, origin]
+            })
+            .collect();
+        println!("{}", table(&["  NAME", "VALUE", "FROM"], rows));
     }
     if !dependents.is_empty() {
         println!("Used by:");
@@ -340,7 +361,12 @@ async fn delete(ctx: &Ctx, kind: Kind, name: &str) -> Result<(), Failure> {
     }
     match structured(ctx.format, &Deleted { kind, name: &tomb.name, generation: tomb.generation }) {
         Some(text) => println!("{text}"),
-        None => println!("{}/{} deleted (generation {}; history kept)", kind.as_str().to_lowercase(), tomb.name, tomb.generation),
+        None => println!(
+            "{}/{} deleted (generation {}; history kept)",
+            kind.as_str().to_lowercase(),
+            tomb.name,
+            tomb.generation
+        ),
     }
     Ok(())
 }

@@ -12,7 +12,11 @@ pub fn table(headers: &[&str], rows: Vec<Vec<String>>) -> String {
         t.add_row(r);
     }
     // comfy-table pads the first column with one space; kubectl-style output has none.
-    t.to_string().lines().map(|l| l.strip_prefix(' ').unwrap_or(l).trim_end().to_string()).collect::<Vec<_>>().join("\n")
+    t.to_string()
+        .lines()
+        .map(|l| l.strip_prefix(' ').unwrap_or(l).trim_end().to_string())
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// JSON or YAML for machine-readable formats; `None` for tables.

@@ -38,7 +38,10 @@ struct Expectation {
 }
 
 fn expectation(path: &Path, text: &str) -> Expectation {
-    let header = text.lines().find_map(|l| l.strip_prefix("# expect: ")).unwrap_or_else(|| panic!("{}: no `# expect:` line", path.display()));
+    let header = text
+        .lines()
+        .find_map(|l| l.strip_prefix("# expect: "))
+        .unwrap_or_else(|| panic!("{}: no `# expect:` line", path.display()));
     let (code, rest) = header.split_once(" @ ").expect("CODE @ TOKEN | MESSAGE");
     let (token, message) = rest.split_once(" | ").expect("TOKEN | MESSAGE");
     let hint = text.lines().find_map(|l| l.strip_prefix("# expect-hint: ")).map(str::to_string);
@@ -61,9 +64,15 @@ fn check(state: &str, file: &Path, exp: &Expectation) -> Result<(), String> {
     let out = paved(state, &["-o", "json", "apply", "-f", file.to_str().unwrap()]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     if out.status.code() != Some(1) {
-        return Err(format!("{}: exit code {:?}, stderr: {}", file.display(), out.status.code(), String::from_utf8_lossy(&out.stderr)));
+        return Err(format!(
+            "{}: exit code {:?}, stderr: {}",
+            file.display(),
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr)
+        ));
     }
-    let report: serde_json::Value = serde_json::from_str(&stdout).map_err(|e| format!("{}: bad JSON ({e}): {stdout}", file.display()))?;
+    let report: serde_json::Value =
+        serde_json::from_str(&stdout).map_err(|e| format!("{}: bad JSON ({e}): {stdout}", file.display()))?;
     let diags = report["diagnostics"].as_array().cloned().unwrap_or_default();
     let found = diags.iter().any(|d| {
         d["code"] == exp.code.as_str()
@@ -121,12 +130,24 @@ fn broken_specs_are_refused_precisely_and_change_nothing() {
     }
     text.push_str("spec: {}\n");
     std::fs::write(&big, &text).unwrap();
-    let exp = Expectation { code: "file-too-large".into(), line: 1, column: 1, message: "limit for a spec file".into(), hint: None };
+    let exp = Expectation {
+        code: "file-too-large".into(),
+        line: 1,
+        column: 1,
+        message: "limit for a spec file".into(),
+        hint: None,
+    };
     if let Err(e) = check(&state, &big, &exp) {
         failures.push(e);
     }
 
-    assert!(failures.is_empty(), "{} of {} broken specs misreported:\n{}", failures.len(), files.len() + 1, failures.join("\n\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {} broken specs misreported:\n{}",
+        failures.len(),
+        files.len() + 1,
+        failures.join("\n\n")
+    );
     let after = std::fs::read(&db).unwrap();
     assert!(before == after, "the state store changed although every apply failed");
     let listing = paved(&state, &["-o", "json", "get", "teams"]);

@@ -93,12 +93,34 @@ fn get_and_describe_show_what_runs_where() {
     let p = Paved::new();
     p.ok(&["apply", "-f", &examples()]);
     let table = p.ok(&["get", "environments"]);
-    assert!(table.lines().next().unwrap().split_whitespace().eq(["NAME", "TYPE", "BLUEPRINT", "ACCOUNT", "REGION", "OWNER", "GEN", "UPDATED"]));
-    assert!(table.lines().any(|l| l.starts_with("eu-production") && l.contains("eu-west-1") && l.contains("aws-eu")), "{table}");
+    assert!(table.lines().next().unwrap().split_whitespace().eq([
+        "NAME",
+        "TYPE",
+        "BLUEPRINT",
+        "ACCOUNT",
+        "REGION",
+        "OWNER",
+        "GEN",
+        "UPDATED"
+    ]));
+    assert!(
+        table.lines().any(|l| l.starts_with("eu-production") && l.contains("eu-west-1") && l.contains("aws-eu")),
+        "{table}"
+    );
     let described = p.ok(&["describe", "environment", "eu-production"]);
     // Parameters resolve to the environment's own values or the blueprint's production defaults.
-    assert!(described.lines().any(|l| l.trim_start().starts_with("replicas") && l.contains('4') && l.contains("set by environment")), "{described}");
-    assert!(described.lines().any(|l| l.trim_start().starts_with("highAvailability") && l.contains("true") && l.contains("production default")), "{described}");
+    assert!(
+        described
+            .lines()
+            .any(|l| l.trim_start().starts_with("replicas") && l.contains('4') && l.contains("set by environment")),
+        "{described}"
+    );
+    assert!(
+        described.lines().any(|l| l.trim_start().starts_with("highAvailability")
+            && l.contains("true")
+            && l.contains("production default")),
+        "{described}"
+    );
     let bp = p.ok(&["describe", "blueprint", "web-service-standard"]);
     assert!(bp.contains("Name:        web-service-standard@1.2.0"), "{bp}");
     assert!(bp.contains("Environment eu-production"), "{bp}");
@@ -133,7 +155,10 @@ fn delete_refuses_while_used_and_keeps_history() {
     let missing = p.run(&["get", "account", "aws-eu"]);
     assert_eq!(missing.status.code(), Some(1));
     let history = p.json(&["history", "env", "eu-dev"]);
-    assert_eq!(history.as_array().unwrap().iter().map(|r| r["deleted"].as_bool().unwrap()).collect::<Vec<_>>(), [false, true]);
+    assert_eq!(
+        history.as_array().unwrap().iter().map(|r| r["deleted"].as_bool().unwrap()).collect::<Vec<_>>(),
+        [false, true]
+    );
     // Re-applying brings it back as a new generation.
     let out = p.ok(&["apply", "-f", &examples()]);
     assert!(out.contains("environment/eu-dev created (generation 3)"), "{out}");

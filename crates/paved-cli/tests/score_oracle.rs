@@ -36,7 +36,12 @@ fn oracle(files: &[PathBuf]) -> BTreeMap<String, bool> {
         .arg(&schema)
         .args(files)
         .output()
-        .unwrap_or_else(|e| panic!("cannot run {}: {e}; run scripts/test, which creates .venv with jsonschema and pyyaml", python().display()));
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot run {}: {e}; run scripts/test, which creates .venv with jsonschema and pyyaml",
+                python().display()
+            )
+        });
     assert!(
         out.status.success(),
         "the oracle failed (needs Python packages jsonschema and pyyaml; scripts/test installs them into .venv): {}",
@@ -69,7 +74,12 @@ fn paved_agrees_with_the_official_score_schema() {
     for file in &all {
         let schema_says = verdicts[&file.display().to_string()];
         let expected = valid.contains(file);
-        assert_eq!(schema_says, expected, "corpus file {} is in the wrong folder for the official schema", file.display());
+        assert_eq!(
+            schema_says,
+            expected,
+            "corpus file {} is in the wrong folder for the official schema",
+            file.display()
+        );
         let (paved_says, report) = paved_accepts(file, &state);
         if paved_says != schema_says {
             disagreements.push(format!("{}: schema {schema_says}, paved {paved_says}\n{report}", file.display()));

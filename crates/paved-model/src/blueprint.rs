@@ -316,7 +316,11 @@ pub struct ObservabilitySpec {
 
 impl Default for ObservabilitySpec {
     fn default() -> Self {
-        ObservabilitySpec { log_retention_days: default_log_days(), metrics: true, trace_sample_ratio: default_sample() }
+        ObservabilitySpec {
+            log_retention_days: default_log_days(),
+            metrics: true,
+            trace_sample_ratio: default_sample(),
+        }
     }
 }
 
@@ -356,7 +360,12 @@ impl BlueprintSpec {
     /// field path it sits at and the type the field expects.
     pub fn parameter_refs(&self) -> Vec<(String, &ParamRef, ParamType)> {
         let mut out: Vec<(String, &ParamRef, ParamType)> = Vec::new();
-        fn push<'a>(out: &mut Vec<(String, &'a ParamRef, ParamType)>, path: String, r: Option<&'a ParamRef>, t: ParamType) {
+        fn push<'a>(
+            out: &mut Vec<(String, &'a ParamRef, ParamType)>,
+            path: String,
+            r: Option<&'a ParamRef>,
+            t: ParamType,
+        ) {
             if let Some(r) = r {
                 out.push((path, r, t));
             }
@@ -370,7 +379,12 @@ impl BlueprintSpec {
         for (engine, db) in &self.databases {
             let base = format!("spec.databases.{}", engine.as_str());
             push(&mut out, format!("{base}.class"), db.class.as_ref(), ParamType::Size);
-            push(&mut out, format!("{base}.backupRetentionDays"), db.backup_retention_days.as_ref(), ParamType::Integer);
+            push(
+                &mut out,
+                format!("{base}.backupRetentionDays"),
+                db.backup_retention_days.as_ref(),
+                ParamType::Integer,
+            );
             push(&mut out, format!("{base}.highAvailability"), db.high_availability.as_ref(), ParamType::Boolean);
         }
         push(

@@ -16,13 +16,7 @@ pub enum Kind {
 }
 
 impl Kind {
-    pub const ALL: [Kind; 5] = [
-        Kind::Blueprint,
-        Kind::CloudAccount,
-        Kind::Environment,
-        Kind::Team,
-        Kind::Service,
-    ];
+    pub const ALL: [Kind; 5] = [Kind::Blueprint, Kind::CloudAccount, Kind::Environment, Kind::Team, Kind::Service];
 
     /// The kinds written with `apiVersion: paved.dev/v1alpha1` and a `kind` field.
     pub const PAVED: [Kind; 4] = [Kind::Blueprint, Kind::CloudAccount, Kind::Environment, Kind::Team];

@@ -28,6 +28,8 @@ pub use score::Workload;
 pub use team::{Team, TeamSpec};
 
 /// A validated spec of any kind, as stored and compared by the catalog.
+// Specs are few and short-lived; boxing the larger variants would only add noise.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(untagged)]
 pub enum Spec {

@@ -105,7 +105,11 @@ mod tests {
             segs,
             vec![
                 Segment::Literal("postgres://".into()),
-                Segment::Placeholder(Placeholder { start: 11, end: 31, path: vec!["resources".into(), "db".into(), "host".into()] }),
+                Segment::Placeholder(Placeholder {
+                    start: 11,
+                    end: 31,
+                    path: vec!["resources".into(), "db".into(), "host".into()]
+                }),
                 Segment::Literal(":${PORT}/x".into()),
             ]
         );

@@ -20,9 +20,8 @@ pub const ANNOTATION_STAGES: &str = "paved.dev/stages";
 pub const PAVED_ANNOTATIONS: [&str; 3] = [ANNOTATION_OWNER, ANNOTATION_REPOSITORY, ANNOTATION_STAGES];
 
 /// Resource types paved can provision (on at least one provider).
-pub const RESOURCE_TYPES: [&str; 11] = [
-    "postgres", "mysql", "redis", "s3", "queue", "amqp", "dns", "route", "volume", "service", "environment",
-];
+pub const RESOURCE_TYPES: [&str; 11] =
+    ["postgres", "mysql", "redis", "s3", "queue", "amqp", "dns", "route", "volume", "service", "environment"];
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -293,7 +292,10 @@ pub struct ResourceSpec {
     pub class: Option<String>,
     /// Resources of one type, class and id are shared between workloads.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = r"^[a-z0-9]+(?:-+[a-z0-9]+)*(?:\.[a-z0-9]+(?:-+[a-z0-9]+)*)*$"), length(min = 2, max = 63))]
+    #[schemars(
+        regex(pattern = r"^[a-z0-9]+(?:-+[a-z0-9]+)*(?:\.[a-z0-9]+(?:-+[a-z0-9]+)*)*$"),
+        length(min = 2, max = 63)
+    )]
     pub id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metadata: Option<ResourceMetadata>,
@@ -340,7 +342,10 @@ impl Workload {
             };
             for (key, f) in files {
                 if let (Some(content), false) = (&f.content, f.no_expand.unwrap_or(false)) {
-                    out.push(PlaceholderField { path: p(&["containers", cname, "files", &key, "content"]), value: content });
+                    out.push(PlaceholderField {
+                        path: p(&["containers", cname, "files", &key, "content"]),
+                        value: content,
+                    });
                 }
             }
             let volumes: Vec<(String, &ContainerVolume)> = match &c.volumes {
@@ -349,7 +354,10 @@ impl Workload {
                 None => Vec::new(),
             };
             for (key, v) in volumes {
-                out.push(PlaceholderField { path: p(&["containers", cname, "volumes", &key, "source"]), value: &v.source });
+                out.push(PlaceholderField {
+                    path: p(&["containers", cname, "volumes", &key, "source"]),
+                    value: &v.source,
+                });
             }
         }
         for (rname, r) in &self.resources {
@@ -361,7 +369,11 @@ impl Workload {
     }
 }
 
-fn collect_strings<'a>(map: &'a serde_json::Map<String, Value>, base: Vec<String>, out: &mut Vec<PlaceholderField<'a>>) {
+fn collect_strings<'a>(
+    map: &'a serde_json::Map<String, Value>,
+    base: Vec<String>,
+    out: &mut Vec<PlaceholderField<'a>>,
+) {
     fn walk<'a>(v: &'a Value, path: Vec<String>, out: &mut Vec<PlaceholderField<'a>>) {
         match v {
             Value::String(s) => out.push(PlaceholderField { path, value: s }),

@@ -32,5 +32,8 @@ fn main() {
         diags += batch.diagnostics.len();
     }
     let secs = start.elapsed().as_secs_f64();
-    println!("parser_fuzz: {cases} inputs, no panic, {docs} valid documents, {diags} diagnostics, {secs:.1} s ({:.0} inputs/s)", f64::from(cases) / secs);
+    println!(
+        "parser_fuzz: {cases} inputs, no panic, {docs} valid documents, {diags} diagnostics, {secs:.1} s ({:.0} inputs/s)",
+        f64::from(cases) / secs
+    );
 }

@@ -11,7 +11,8 @@ use paved_model::Kind;
 use regex::Regex;
 use std::sync::LazyLock;
 
-static AWS_KEY_ID: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"\b(AKIA|ASIA)[A-Z0-9]{16}\b").expect("static regex"));
+static AWS_KEY_ID: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"\b(AKIA|ASIA)[A-Z0-9]{16}\b").expect("static regex"));
 static PRIVATE_KEY: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"-----BEGIN ([A-Z]+ )*PRIVATE KEY-----").expect("static regex"));
 
@@ -54,7 +55,8 @@ fn walk(kind: Kind, node: &Node, path: &mut Vec<String>, file: &str, out: &mut V
         Value::Map(entries) => {
             for e in entries {
                 path.push(e.key.clone());
-                let normalized: String = e.key.chars().filter(|c| *c != '_' && *c != '-').collect::<String>().to_lowercase();
+                let normalized: String =
+                    e.key.chars().filter(|c| *c != '_' && *c != '-').collect::<String>().to_lowercase();
                 if kind == Kind::CloudAccount && CREDENTIAL_KEYS.contains(&normalized.as_str()) {
                     out.push((
                         path.clone(),

@@ -72,7 +72,12 @@ pub fn check_batch(batch: &mut Batch, recorded: &[Spec]) {
             let at = f.root.get("metadata").and_then(|m| m.entry("name")).map_or(f.root.span, |e| e.value.span);
             findings.push((
                 i,
-                Finding::new("duplicate-name", "metadata.name", format!("{} `{}` is defined twice in this apply", key.0, key.1)).hint(format!(
+                Finding::new(
+                    "duplicate-name",
+                    "metadata.name",
+                    format!("{} `{}` is defined twice in this apply", key.0, key.1),
+                )
+                .hint(format!(
                     "the first definition is at {}:{}:{}; rename or remove one",
                     batch.sources[f.file].path, at.start.line, at.start.col
                 )),
@@ -94,12 +99,16 @@ pub fn check_batch(batch: &mut Batch, recorded: &[Spec]) {
                 }
             }
             Spec::Service(w) => {
-                if let (Some(d), Some(owner)) = (doc, w.annotation(ANNOTATION_OWNER)) {
-                    if world.get(Kind::Team, owner).is_none() {
-                        let mut f = Finding::new("unknown-team", "metadata.annotations", format!("owner team `{owner}` does not exist"));
-                        f.path.push(ANNOTATION_OWNER.to_string());
-                        findings.push((d, f.hint(missing_hint(Kind::Team, owner, &world.names(Kind::Team)))));
-                    }
+                if let (Some(d), Some(owner)) = (doc, w.annotation(ANNOTATION_OWNER))
+                    && world.get(Kind::Team, owner).is_none()
+                {
+                    let mut f = Finding::new(
+                        "unknown-team",
+                        "metadata.annotations",
+                        format!("owner team `{owner}` does not exist"),
+                    );
+                    f.path.push(ANNOTATION_OWNER.to_string());
+                    findings.push((d, f.hint(missing_hint(Kind::Team, owner, &world.names(Kind::Team)))));
                 }
             }
             Spec::Team(team) => {
@@ -114,19 +123,33 @@ pub fn check_batch(batch: &mut Batch, recorded: &[Spec]) {
                         let o = owner.unwrap_or_default();
                         findings.push((
                             d,
-                            Finding::new("ownership-conflict", &at, format!("service `{svc}` is owned by team `{o}` (its `{ANNOTATION_OWNER}` annotation)"))
-                                .hint("list the service under the team that owns it, or change its annotation"),
+                            Finding::new(
+                                "ownership-conflict",
+                                &at,
+                                format!("service `{svc}` is owned by team `{o}` (its `{ANNOTATION_OWNER}` annotation)"),
+                            )
+                            .hint("list the service under the team that owns it, or change its annotation"),
                         ));
                     }
                     let other = world.objects.iter().find_map(|((k, n), (s, _))| match s {
-                        Spec::Team(t) if *k == Kind::Team && *n != team.metadata.name && t.spec.services.contains(svc) => Some(n.clone()),
+                        Spec::Team(t)
+                            if *k == Kind::Team && *n != team.metadata.name && t.spec.services.contains(svc) =>
+                        {
+                            Some(n.clone())
+                        }
                         _ => None,
                     });
-                    if let Some(other) = other.filter(|o| o.as_str() < team.metadata.name.as_str() || world.doc(Kind::Team, o).is_none()) {
+                    if let Some(other) =
+                        other.filter(|o| o.as_str() < team.metadata.name.as_str() || world.doc(Kind::Team, o).is_none())
+                    {
                         findings.push((
                             d,
-                            Finding::new("ownership-conflict", &at, format!("service `{svc}` is also claimed by team `{other}`"))
-                                .hint("a service has exactly one owning team"),
+                            Finding::new(
+                                "ownership-conflict",
+                                &at,
+                                format!("service `{svc}` is also claimed by team `{other}`"),
+                            )
+                            .hint("a service has exactly one owning team"),
                         ));
                     }
                 }
@@ -153,10 +176,22 @@ fn blame_dependencies(env: &Environment, found: Vec<Finding>, world: &World<'_>,
         world.doc(Kind::CloudAccount, &env.spec.account),
         world.doc(Kind::Team, &env.spec.owner),
     ];
-    let Some(doc) = deps.into_iter().flatten().next() else { return };
+    let Some(doc) = deps.into_iter().flatten().next() else {
+        return;
+    };
     for f in found {
         let message = format!("this change breaks recorded Environment `{}`: {}", env.metadata.name, f.message);
-        out.push((doc, Finding { code: "breaks-dependent", path: path("metadata.name"), key: false, message, hint: f.hint, expected: None }));
+        out.push((
+            doc,
+            Finding {
+                code: "breaks-dependent",
+                path: path("metadata.name"),
+                key: false,
+                message,
+                hint: f.hint,
+                expected: None,
+            },
+        ));
     }
 }
 
@@ -173,10 +208,21 @@ fn check_environment(env: &Environment, world: &World<'_>) -> Vec<Finding> {
                     None => {
                         let hint = match did_you_mean(name, &declared) {
                             Some(s) => format!("did you mean `{s}`?"),
-                            None if declared.is_empty() => format!("blueprint `{}` declares no parameters", bp_ref.0),
-                            None => format!("blueprint `{}` declares: {}", bp_ref.0, declared.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")),
+                            None if declared.is_empty() => {
+                                format!("blueprint `{}` declares no parameters", bp_ref.0)
+                            }
+                            None => format!(
+                                "blueprint `{}` declares: {}",
+                                bp_ref.0,
+                                declared.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+                            ),
                         };
-                        let mut f = Finding::new("unknown-parameter", &at, format!("blueprint `{}` has no parameter `{name}`", bp_ref.0)).hint(hint);
+                        let mut f = Finding::new(
+                            "unknown-parameter",
+                            &at,
+                            format!("blueprint `{}` has no parameter `{name}`", bp_ref.0),
+                        )
+                        .hint(hint);
                         f.key = true;
                         out.push(f);
                     }
@@ -198,12 +244,16 @@ fn check_environment(env: &Environment, world: &World<'_>) -> Vec<Finding> {
                 .filter_map(|n| n.split_once('@').filter(|(name, _)| *name == bp_ref.name()).map(|(_, v)| v))
                 .collect();
             let hint = if versions.is_empty() {
-                let names: Vec<&str> = world.names(Kind::Blueprint).into_iter().filter_map(|n| n.split('@').next()).collect();
+                let names: Vec<&str> =
+                    world.names(Kind::Blueprint).into_iter().filter_map(|n| n.split('@').next()).collect();
                 missing_hint(Kind::Blueprint, bp_ref.name(), &names)
             } else {
                 format!("known versions of `{}`: {}", bp_ref.name(), versions.join(", "))
             };
-            out.push(Finding::new("unknown-blueprint", "spec.blueprint", format!("unknown blueprint `{}`", bp_ref.0)).hint(hint));
+            out.push(
+                Finding::new("unknown-blueprint", "spec.blueprint", format!("unknown blueprint `{}`", bp_ref.0))
+                    .hint(hint),
+            );
         }
     }
     match world.get(Kind::CloudAccount, &spec.account) {

@@ -35,28 +35,13 @@ pub use diagnostic::{Diagnostic, Severity};
 pub use parse::{Batch, ParsedDocument, parse_sources};
 pub use source::{SourceFile, read_path};
 
-/// Reads, parses and checks the given files or directories against what is
-/// already recorded. The batch's diagnostics say whether it may be recorded.
-pub fn load(paths: &[std::path::PathBuf], recorded: &[paved_model::Spec]) -> Batch {
-    let (sources, read_diags) = read_paths(paths);
-    check_sources(sources, read_diags, recorded)
-}
-
-/// Reads every given file or directory.
-pub fn read_paths(paths: &[std::path::PathBuf]) -> (Vec<SourceFile>, Vec<Diagnostic>) {
-    let mut sources = Vec::new();
-    let mut diags = Vec::new();
-    for p in paths {
-        let (mut s, mut d) = read_path(p);
-        sources.append(&mut s);
-        diags.append(&mut d);
-    }
-    (sources, diags)
-}
-
 /// Parses and checks sources already in memory (`read_diags` are problems
 /// found while reading them, reported with the rest).
-pub fn check_sources(sources: Vec<SourceFile>, mut read_diags: Vec<Diagnostic>, recorded: &[paved_model::Spec]) -> Batch {
+pub fn check_sources(
+    sources: Vec<SourceFile>,
+    mut read_diags: Vec<Diagnostic>,
+    recorded: &[paved_model::Spec],
+) -> Batch {
     let mut batch = parse_sources(sources);
     batch.diagnostics.append(&mut read_diags);
     check_batch(&mut batch, recorded);

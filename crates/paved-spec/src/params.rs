@@ -17,7 +17,10 @@ pub fn check_value(name: &str, p: &ParameterSpec, v: &Value) -> Result<(), Misma
     match p.kind {
         ParamType::Integer => {
             let Some(n) = v.as_i64() else {
-                return Err(Mismatch { message: format!("parameter `{name}` is an integer, found {}", found()), expected: "an integer".into() });
+                return Err(Mismatch {
+                    message: format!("parameter `{name}` is an integer, found {}", found()),
+                    expected: "an integer".into(),
+                });
             };
             let range = match (p.min, p.max) {
                 (Some(lo), Some(hi)) => format!("between {lo} and {hi}"),
@@ -26,12 +29,18 @@ pub fn check_value(name: &str, p: &ParameterSpec, v: &Value) -> Result<(), Misma
                 (None, None) => "an integer".into(),
             };
             if p.min.is_some_and(|lo| n < lo) || p.max.is_some_and(|hi| n > hi) {
-                return Err(Mismatch { message: format!("parameter `{name}` must be {range}, found {n}"), expected: range });
+                return Err(Mismatch {
+                    message: format!("parameter `{name}` must be {range}, found {n}"),
+                    expected: range,
+                });
             }
         }
         ParamType::Boolean => {
             if !v.is_boolean() {
-                return Err(Mismatch { message: format!("parameter `{name}` is a boolean, found {}", found()), expected: "`true` or `false`".into() });
+                return Err(Mismatch {
+                    message: format!("parameter `{name}` is a boolean, found {}", found()),
+                    expected: "`true` or `false`".into(),
+                });
             }
         }
         ParamType::Enum | ParamType::Size => {
@@ -49,7 +58,10 @@ pub fn check_value(name: &str, p: &ParameterSpec, v: &Value) -> Result<(), Misma
         }
         ParamType::String => {
             let Some(s) = v.as_str() else {
-                return Err(Mismatch { message: format!("parameter `{name}` is a string, found {}", found()), expected: "a string".into() });
+                return Err(Mismatch {
+                    message: format!("parameter `{name}` is a string, found {}", found()),
+                    expected: "a string".into(),
+                });
             };
             if let Some(pattern) = &p.pattern {
                 let ok = regex::Regex::new(pattern).map(|re| re.is_match(s)).unwrap_or(false);

@@ -46,9 +46,9 @@ pub fn parse_sources(sources: Vec<SourceFile>) -> Batch {
         let docs = match yaml::parse(&source.text) {
             Ok(docs) => docs,
             Err(e) => {
-                batch.diagnostics.push(
-                    Diagnostic::error("invalid-yaml", e.message, &source.path, e.span).maybe_hint(e.hint),
-                );
+                batch
+                    .diagnostics
+                    .push(Diagnostic::error("invalid-yaml", e.message, &source.path, e.span).maybe_hint(e.hint));
                 continue;
             }
         };
@@ -67,33 +67,43 @@ pub fn parse_sources(sources: Vec<SourceFile>) -> Batch {
     batch
 }
 
-fn detect_kind(root: &Node, file: &str) -> Result<Kind, Diagnostic> {
+fn detect_kind(root: &Node, file: &str) -> Result<Kind, Box<Diagnostic>> {
     if !matches!(root.value, Value::Map(_)) {
-        return Err(Diagnostic::error("not-a-mapping", "a spec document must be a mapping", file, root.span)
-            .with_hint("start the document with `apiVersion:` and `kind:` (or a Score workload with `apiVersion: score.dev/v1b1`)"));
+        return Err(Box::new(Diagnostic::error("not-a-mapping", "a spec document must be a mapping", file, root.span)
+            .with_hint("start the document with `apiVersion:` and `kind:` (or a Score workload with `apiVersion: score.dev/v1b1`)")));
     }
     let Some(api) = root.entry("apiVersion") else {
-        return Err(Diagnostic::error("missing-field", "missing required field `apiVersion`", file, root.span)
-            .with_hint(format!("add `apiVersion: {PAVED_API_VERSION}` (or `{SCORE_API_VERSION}` for a Score workload)")));
+        return Err(Box::new(
+            Diagnostic::error("missing-field", "missing required field `apiVersion`", file, root.span).with_hint(
+                format!("add `apiVersion: {PAVED_API_VERSION}` (or `{SCORE_API_VERSION}` for a Score workload)"),
+            ),
+        ));
     };
     match api.value.as_str() {
         Some(SCORE_API_VERSION) => Ok(Kind::Service),
         Some(PAVED_API_VERSION) => {
             let Some(kind) = root.entry("kind") else {
-                return Err(Diagnostic::error("missing-field", "missing required field `kind`", file, api.key_span)
-                    .at_path(&["kind".to_string()])
-                    .with_hint("add `kind:` with one of Blueprint, CloudAccount, Environment, Team"));
+                return Err(Box::new(
+                    Diagnostic::error("missing-field", "missing required field `kind`", file, api.key_span)
+                        .at_path(&["kind".to_string()])
+                        .with_hint("add `kind:` with one of Blueprint, CloudAccount, Environment, Team"),
+                ));
             };
             let text = kind.value.as_str().unwrap_or_default();
             Kind::from_document_kind(text).ok_or_else(|| {
                 let names: Vec<&str> = Kind::PAVED.iter().map(|k| k.as_str()).collect();
                 let hint = match did_you_mean(text, &names) {
                     Some(s) => format!("did you mean `{s}`?"),
-                    None => format!("use one of {}; Score workloads use `apiVersion: {SCORE_API_VERSION}` and no kind", names.join(", ")),
+                    None => format!(
+                        "use one of {}; Score workloads use `apiVersion: {SCORE_API_VERSION}` and no kind",
+                        names.join(", ")
+                    ),
                 };
-                Diagnostic::error("unknown-kind", format!("unknown kind `{text}`"), file, kind.value.span)
-                    .at_path(&["kind".to_string()])
-                    .with_hint(hint)
+                Box::new(
+                    Diagnostic::error("unknown-kind", format!("unknown kind `{text}`"), file, kind.value.span)
+                        .at_path(&["kind".to_string()])
+                        .with_hint(hint),
+                )
             })
         }
         other => {
@@ -101,11 +111,15 @@ fn detect_kind(root: &Node, file: &str) -> Result<Kind, Diagnostic> {
             let known = [PAVED_API_VERSION, SCORE_API_VERSION];
             let hint = match other.and_then(|s| did_you_mean(s, &known)) {
                 Some(s) => format!("did you mean `{s}`?"),
-                None => format!("use `{PAVED_API_VERSION}` for paved kinds or `{SCORE_API_VERSION}` for Score workloads"),
+                None => {
+                    format!("use `{PAVED_API_VERSION}` for paved kinds or `{SCORE_API_VERSION}` for Score workloads")
+                }
             };
-            Err(Diagnostic::error("unknown-api-version", format!("unknown apiVersion `{shown}`"), file, api.value.span)
-                .at_path(&["apiVersion".to_string()])
-                .with_hint(hint))
+            Err(Box::new(
+                Diagnostic::error("unknown-api-version", format!("unknown apiVersion `{shown}`"), file, api.value.span)
+                    .at_path(&["apiVersion".to_string()])
+                    .with_hint(hint),
+            ))
         }
     }
 }
@@ -118,13 +132,15 @@ fn parse_document(file_idx: usize, source: &SourceFile, root: Node) -> (Option<P
     let file = source.path.as_str();
     let kind = match detect_kind(&root, file) {
         Ok(k) => k,
-        Err(d) => return (None, vec![d]),
+        Err(d) => return (None, vec![*d]),
     };
     let json = root.to_json();
     let secrets = credentials::find(kind, &root, file);
     let mut diags: Vec<Diagnostic> = secrets.iter().map(|(_, d)| d.clone()).collect();
     let covered = |d: &Diagnostic| {
-        secrets.iter().any(|(p, _)| d.path.as_deref().is_some_and(|dp| dp.starts_with(&crate::diagnostic::format_path(p))))
+        secrets
+            .iter()
+            .any(|(p, _)| d.path.as_deref().is_some_and(|dp| dp.starts_with(&crate::diagnostic::format_path(p))))
     };
     diags.extend(schema::check(kind, &json, &root, file).into_iter().filter(|d| !covered(d)));
     if !diags.is_empty() {

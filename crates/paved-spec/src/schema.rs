@@ -36,12 +36,13 @@ fn strip_null(v: &mut Value) {
             if let Some(Value::Array(alts)) = map.get_mut("anyOf") {
                 let before = alts.len();
                 alts.retain(|a| a.get("type").and_then(Value::as_str) != Some("null"));
-                if alts.len() == 1 && before == 2 {
-                    if let Some(Value::Object(only)) = alts.pop() {
-                        map.remove("anyOf");
-                        for (k, val) in only {
-                            map.entry(k).or_insert(val);
-                        }
+                if alts.len() == 1
+                    && before == 2
+                    && let Some(Value::Object(only)) = alts.pop()
+                {
+                    map.remove("anyOf");
+                    for (k, val) in only {
+                        map.entry(k).or_insert(val);
                     }
                 }
             }
@@ -64,23 +65,23 @@ pub fn document_schema(kind: Kind) -> Value {
     }
     .to_value();
     strip_null(&mut schema);
-    if kind != Kind::Service {
-        if let Some(obj) = schema.as_object_mut() {
-            let props = obj.entry("properties").or_insert_with(|| json!({}));
-            if let Some(props) = props.as_object_mut() {
-                let mut with_envelope = serde_json::Map::new();
-                with_envelope.insert("apiVersion".into(), json!({"const": PAVED_API_VERSION}));
-                with_envelope.insert("kind".into(), json!({"const": kind.as_str()}));
-                with_envelope.extend(std::mem::take(props));
-                *props = with_envelope;
-            }
-            let required = obj.entry("required").or_insert_with(|| json!([]));
-            if let Some(req) = required.as_array_mut() {
-                req.insert(0, json!("kind"));
-                req.insert(0, json!("apiVersion"));
-            }
-            obj.insert("$id".into(), json!(format!("https://paved.dev/schemas/{}.json", kind.as_str())));
+    if kind != Kind::Service
+        && let Some(obj) = schema.as_object_mut()
+    {
+        let props = obj.entry("properties").or_insert_with(|| json!({}));
+        if let Some(props) = props.as_object_mut() {
+            let mut with_envelope = serde_json::Map::new();
+            with_envelope.insert("apiVersion".into(), json!({"const": PAVED_API_VERSION}));
+            with_envelope.insert("kind".into(), json!({"const": kind.as_str()}));
+            with_envelope.extend(std::mem::take(props));
+            *props = with_envelope;
         }
+        let required = obj.entry("required").or_insert_with(|| json!([]));
+        if let Some(req) = required.as_array_mut() {
+            req.insert(0, json!("kind"));
+            req.insert(0, json!("apiVersion"));
+        }
+        obj.insert("$id".into(), json!(format!("https://paved.dev/schemas/{}.json", kind.as_str())));
     }
     schema
 }
@@ -151,7 +152,9 @@ fn describe(v: &Value) -> String {
         Value::Bool(b) => format!("boolean `{b}`"),
         Value::Number(n) if n.is_i64() || n.is_u64() => format!("integer `{n}`"),
         Value::Number(n) => format!("number `{n}`"),
-        Value::String(s) if s.chars().count() > 40 => format!("string \"{}…\"", s.chars().take(40).collect::<String>()),
+        Value::String(s) if s.chars().count() > 40 => {
+            format!("string \"{}…\"", s.chars().take(40).collect::<String>())
+        }
         Value::String(s) => format!("string \"{s}\""),
         Value::Array(_) => "a list".into(),
         Value::Object(_) => "a mapping".into(),
@@ -173,8 +176,14 @@ fn type_name(kind: &TypeKind) -> String {
 /// A human phrase for the patterns our schemas use.
 fn pattern_hint(pattern: &str) -> Option<&'static str> {
     let table: [(&str, &str); 11] = [
-        ("^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$", "use lowercase letters, digits and `-`, starting and ending with a letter or digit, at most 63 characters"),
-        ("^[a-z0-9][a-z0-9-]{0,61}[a-z0-9]$", "use 2–63 lowercase letters, digits and `-`, starting and ending with a letter or digit"),
+        (
+            "^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$",
+            "use lowercase letters, digits and `-`, starting and ending with a letter or digit, at most 63 characters",
+        ),
+        (
+            "^[a-z0-9][a-z0-9-]{0,61}[a-z0-9]$",
+            "use 2–63 lowercase letters, digits and `-`, starting and ending with a letter or digit",
+        ),
         ("([0-9]+(ms|s|m|h|d))+", "write a duration such as `30s`, `5m`, `1h30m` or `7d`"),
         ("@[0-9]+\\.[0-9]+\\.[0-9]+$", "write `BLUEPRINT@VERSION`, e.g. `web-service-standard@1.2.0`"),
         ("^[0-9]+\\.[0-9]+\\.[0-9]+$", "use MAJOR.MINOR.PATCH, e.g. `1.2.0`"),
@@ -232,7 +241,8 @@ fn translate(err: &ValidationError<'_>, ctx: &Ctx<'_>, out: &mut Vec<Diagnostic>
                 .map(|d| format!(" ({})", d.trim_end_matches('.')))
                 .unwrap_or_default();
             // Point at the key of the mapping that lacks the field (`spec:`), not its whole body.
-            let span = if path.is_empty() { yaml::Span::point(ctx.root.span.start) } else { ctx.root.key_span_of(&path) };
+            let span =
+                if path.is_empty() { yaml::Span::point(ctx.root.span.start) } else { ctx.root.key_span_of(&path) };
             Diagnostic::error("missing-field", format!("missing required field `{name}`"), ctx.file, span)
                 .at_path(&full)
                 .with_hint(format!("add `{name}:` to {parent}{desc}"))
@@ -254,19 +264,21 @@ fn translate(err: &ValidationError<'_>, ctx: &Ctx<'_>, out: &mut Vec<Diagnostic>
         }
         ValidationErrorKind::Constant { expected_value } => {
             let exp = expected_value.as_str().map_or(expected_value.to_string(), str::to_string);
-            at("invalid-value", format!("expected `{exp}`, found {}", describe(instance))).with_expected(format!("`{exp}`"))
+            at("invalid-value", format!("expected `{exp}`, found {}", describe(instance)))
+                .with_expected(format!("`{exp}`"))
         }
-        ValidationErrorKind::Pattern { pattern } => at(
-            "invalid-format",
-            format!("{} does not have the required format", describe(instance)),
-        )
-        .with_expected(format!("a string matching `{pattern}`"))
-        .maybe_hint(pattern_hint(pattern).map(str::to_string)),
+        ValidationErrorKind::Pattern { pattern } => {
+            at("invalid-format", format!("{} does not have the required format", describe(instance)))
+                .with_expected(format!("a string matching `{pattern}`"))
+                .maybe_hint(pattern_hint(pattern).map(str::to_string))
+        }
         ValidationErrorKind::Minimum { limit } | ValidationErrorKind::ExclusiveMinimum { limit } => {
-            at("out-of-range", format!("{} is below the minimum of {limit}", describe(instance))).with_expected(format!(">= {limit}"))
+            at("out-of-range", format!("{} is below the minimum of {limit}", describe(instance)))
+                .with_expected(format!(">= {limit}"))
         }
         ValidationErrorKind::Maximum { limit } | ValidationErrorKind::ExclusiveMaximum { limit } => {
-            at("out-of-range", format!("{} is above the maximum of {limit}", describe(instance))).with_expected(format!("<= {limit}"))
+            at("out-of-range", format!("{} is above the maximum of {limit}", describe(instance)))
+                .with_expected(format!("<= {limit}"))
         }
         ValidationErrorKind::MinLength { limit } => {
             at("too-short", format!("{} is shorter than {limit} characters", describe(instance)))
@@ -274,9 +286,10 @@ fn translate(err: &ValidationError<'_>, ctx: &Ctx<'_>, out: &mut Vec<Diagnostic>
         ValidationErrorKind::MaxLength { limit } => at("too-long", format!("value is longer than {limit} characters")),
         ValidationErrorKind::MinItems { limit } => at("too-few-items", format!("list needs at least {limit} item(s)")),
         ValidationErrorKind::MaxItems { limit } => at("too-many-items", format!("list has more than {limit} items")),
-        ValidationErrorKind::MinProperties { limit } => {
-            at("too-few-entries", format!("mapping needs at least {limit} entr{}", if *limit == 1 { "y" } else { "ies" }))
-        }
+        ValidationErrorKind::MinProperties { limit } => at(
+            "too-few-entries",
+            format!("mapping needs at least {limit} entr{}", if *limit == 1 { "y" } else { "ies" }),
+        ),
         ValidationErrorKind::UniqueItems => at("duplicate-item", "list items must be unique".to_string()),
         ValidationErrorKind::PropertyNames { error } => {
             let key = error.instance().as_str().unwrap_or_default().to_string();
@@ -287,8 +300,12 @@ fn translate(err: &ValidationError<'_>, ctx: &Ctx<'_>, out: &mut Vec<Diagnostic>
                 ValidationErrorKind::Pattern { pattern } => {
                     pattern_hint(pattern).map_or_else(|| format!("it must match `{pattern}`"), str::to_string)
                 }
-                ValidationErrorKind::MinLength { limit } => format!("it must be at least {limit} characters long"),
-                ValidationErrorKind::MaxLength { limit } => format!("it must be at most {limit} characters long"),
+                ValidationErrorKind::MinLength { limit } => {
+                    format!("it must be at least {limit} characters long")
+                }
+                ValidationErrorKind::MaxLength { limit } => {
+                    format!("it must be at most {limit} characters long")
+                }
                 _ => error.to_string(),
             };
             Diagnostic::error("invalid-key", format!("invalid key `{key}`"), ctx.file, span)
@@ -330,7 +347,8 @@ fn required_alternatives(schema: Option<&Value>) -> Option<String> {
         .iter()
         .map(|alt| {
             let req = alt.get("required")?.as_array()?;
-            (alt.as_object()?.len() == 1 && req.len() == 1).then(|| format!("`{}`", req[0].as_str().unwrap_or_default()))
+            (alt.as_object()?.len() == 1 && req.len() == 1)
+                .then(|| format!("`{}`", req[0].as_str().unwrap_or_default()))
         })
         .collect();
     let names = names?;
@@ -341,7 +359,13 @@ fn required_alternatives(schema: Option<&Value>) -> Option<String> {
 /// Reports the failure of a value against alternatives (`anyOf` / `oneOf`):
 /// a one-line "expected A or B" when each alternative failed on the value
 /// itself, otherwise the errors of the alternative that came closest.
-fn alternatives(context: &[Vec<ValidationError<'static>>], path: &[String], instance: &Value, ctx: &Ctx<'_>, out: &mut Vec<Diagnostic>) {
+fn alternatives(
+    context: &[Vec<ValidationError<'static>>],
+    path: &[String],
+    instance: &Value,
+    ctx: &Ctx<'_>,
+    out: &mut Vec<Diagnostic>,
+) {
     let at_root = |e: &ValidationError<'_>| segments(e.instance_path()) == path;
     let single_shallow = context.iter().all(|branch| branch.len() == 1 && at_root(&branch[0]));
     if single_shallow && !context.is_empty() {
@@ -352,7 +376,9 @@ fn alternatives(context: &[Vec<ValidationError<'static>>], path: &[String], inst
                 ValidationErrorKind::Pattern { pattern } if pattern.contains("parameters\\.") => {
                     "a `${parameters.NAME}` reference".to_string()
                 }
-                ValidationErrorKind::Pattern { pattern } => format!("a string matching `{pattern}`"),
+                ValidationErrorKind::Pattern { pattern } => {
+                    format!("a string matching `{pattern}`")
+                }
                 ValidationErrorKind::Enum { options } => format!("one of {options}"),
                 _ => continue,
             };
@@ -362,9 +388,14 @@ fn alternatives(context: &[Vec<ValidationError<'static>>], path: &[String], inst
         }
         let exp = expected.join(" or ");
         out.push(
-            Diagnostic::error("wrong-type", format!("expected {exp}, found {}", describe(instance)), ctx.file, ctx.root.span_of(path))
-                .at_path(path)
-                .with_expected(exp),
+            Diagnostic::error(
+                "wrong-type",
+                format!("expected {exp}, found {}", describe(instance)),
+                ctx.file,
+                ctx.root.span_of(path),
+            )
+            .at_path(path)
+            .with_expected(exp),
         );
         return;
     }

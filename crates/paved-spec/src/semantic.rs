@@ -80,27 +80,43 @@ fn blueprint(b: &Blueprint, r: &mut Report<'_>) {
         if p.kind != ParamType::Integer {
             for (f, set) in [("min", p.min.is_some()), ("max", p.max.is_some())] {
                 if set {
-                    let d = r.key_error("constraint-mismatch", &field(f), format!("`{f}` only applies to integer parameters, `{name}` is {t}"));
+                    let d = r.key_error(
+                        "constraint-mismatch",
+                        &field(f),
+                        format!("`{f}` only applies to integer parameters, `{name}` is {t}"),
+                    );
                     set_hint(d, "remove it, or change `type` to `integer`");
                 }
             }
         }
         if !matches!(p.kind, ParamType::Enum | ParamType::Size) && p.values.is_some() {
-            let d = r.key_error("constraint-mismatch", &field("values"), format!("`values` only applies to enum and size parameters, `{name}` is {t}"));
+            let d = r.key_error(
+                "constraint-mismatch",
+                &field("values"),
+                format!("`values` only applies to enum and size parameters, `{name}` is {t}"),
+            );
             set_hint(d, "remove it, or change `type` to `enum`");
         }
         if p.kind != ParamType::String && p.pattern.is_some() {
-            let d = r.key_error("constraint-mismatch", &field("pattern"), format!("`pattern` only applies to string parameters, `{name}` is {t}"));
+            let d = r.key_error(
+                "constraint-mismatch",
+                &field("pattern"),
+                format!("`pattern` only applies to string parameters, `{name}` is {t}"),
+            );
             set_hint(d, "remove it, or change `type` to `string`");
         }
-        if let (Some(lo), Some(hi)) = (p.min, p.max) {
-            if lo > hi {
-                let d = r.error("invalid-range", &field("max"), format!("`max` ({hi}) is below `min` ({lo})"));
-                set_hint(d, "swap the bounds or fix one of them");
-            }
+        if let (Some(lo), Some(hi)) = (p.min, p.max)
+            && lo > hi
+        {
+            let d = r.error("invalid-range", &field("max"), format!("`max` ({hi}) is below `min` ({lo})"));
+            set_hint(d, "swap the bounds or fix one of them");
         }
         if p.kind == ParamType::Enum && p.values.as_ref().is_none_or(Vec::is_empty) {
-            let d = r.key_error("missing-field", &path(&base), format!("enum parameter `{name}` needs a non-empty `values` list"));
+            let d = r.key_error(
+                "missing-field",
+                &path(&base),
+                format!("enum parameter `{name}` needs a non-empty `values` list"),
+            );
             set_hint(d, "add `values: [a, b]`");
         }
         if let Some(values) = &p.values {
@@ -111,24 +127,30 @@ fn blueprint(b: &Blueprint, r: &mut Report<'_>) {
                 }
             }
         }
-        if let Some(pattern) = &p.pattern {
-            if let Err(e) = Regex::new(pattern) {
-                let msg = e.to_string().lines().last().unwrap_or("invalid regular expression").trim().to_string();
-                r.error("invalid-pattern", &field("pattern"), format!("invalid regular expression: {msg}"));
-            }
+        if let Some(pattern) = &p.pattern
+            && let Err(e) = Regex::new(pattern)
+        {
+            let msg = e.to_string().lines().last().unwrap_or("invalid regular expression").trim().to_string();
+            r.error("invalid-pattern", &field("pattern"), format!("invalid regular expression: {msg}"));
         }
-        if let Some(v) = &p.default {
-            if let Err(m) = check_value(name, p, v) {
-                r.error("invalid-default", &field("default"), format!("default: {}", m.message)).expected = Some(m.expected);
-            }
+        if let Some(v) = &p.default
+            && let Err(m) = check_value(name, p, v)
+        {
+            r.error("invalid-default", &field("default"), format!("default: {}", m.message)).expected =
+                Some(m.expected);
         }
         for (env, v) in &p.defaults {
             if let Err(m) = check_value(name, p, v) {
-                r.error("invalid-default", &field(&format!("defaults.{env}")), format!("default for {env}: {}", m.message)).expected =
-                    Some(m.expected);
+                r.error(
+                    "invalid-default",
+                    &field(&format!("defaults.{env}")),
+                    format!("default for {env}: {}", m.message),
+                )
+                .expected = Some(m.expected);
             }
         }
-        let missing: Vec<&str> = EnvType::ALL.iter().filter(|t| p.default_for(**t).is_none()).map(|t| t.as_str()).collect();
+        let missing: Vec<&str> =
+            EnvType::ALL.iter().filter(|t| p.default_for(**t).is_none()).map(|t| t.as_str()).collect();
         if !missing.is_empty() {
             let d = r.key_error(
                 "missing-default",
@@ -142,9 +164,12 @@ fn blueprint(b: &Blueprint, r: &mut Report<'_>) {
     let declared: Vec<&String> = spec.parameters.keys().collect();
     for (at, reference, field_type) in spec.parameter_refs() {
         let at = path(&at);
-        let Some(name) = reference.parameter() else { continue };
+        let Some(name) = reference.parameter() else {
+            continue;
+        };
         let Some(p) = spec.parameters.get(name) else {
-            let d = r.error("unknown-parameter", &at, format!("`{}` refers to undeclared parameter `{name}`", reference.0));
+            let d =
+                r.error("unknown-parameter", &at, format!("`{}` refers to undeclared parameter `{name}`", reference.0));
             let hint = match did_you_mean(name, &declared) {
                 Some(s) => format!("did you mean `${{parameters.{s}}}`?"),
                 None => format!("declare it under `spec.parameters.{name}`"),
@@ -166,11 +191,19 @@ fn blueprint(b: &Blueprint, r: &mut Report<'_>) {
         } else if field_type == ParamType::Size {
             let sizes = ["small", "medium", "large", "xlarge"];
             if let Some(bad) = p.allowed_values().iter().find(|v| !sizes.contains(&v.as_str())) {
-                let d = r.error("parameter-type-mismatch", &at, format!("parameter `{name}` allows `{bad}`, which is not a size"));
+                let d = r.error(
+                    "parameter-type-mismatch",
+                    &at,
+                    format!("parameter `{name}` allows `{bad}`, which is not a size"),
+                );
                 set_hint(d, "size fields accept small, medium, large and xlarge");
             }
         } else if field_type == ParamType::Integer && p.min.is_none_or(|lo| lo < 0) {
-            let d = r.error("parameter-type-mismatch", &at, format!("this field counts things but parameter `{name}` may be negative"));
+            let d = r.error(
+                "parameter-type-mismatch",
+                &at,
+                format!("this field counts things but parameter `{name}` may be negative"),
+            );
             set_hint(d, format!("set `spec.parameters.{name}.min` to 0 or more"));
         }
     }
@@ -181,37 +214,53 @@ fn blueprint(b: &Blueprint, r: &mut Report<'_>) {
         r.error("duplicate-item", &path("spec.network.tiers"), "each network tier may be listed once");
     }
     if spec.network.egress == Egress::Nat && !tiers.contains(&NetworkTier::Public) {
-        let d = r.error("inconsistent", &path("spec.network.egress"), "NAT egress needs a `public` tier for the NAT gateway");
+        let d = r.error(
+            "inconsistent",
+            &path("spec.network.egress"),
+            "NAT egress needs a `public` tier for the NAT gateway",
+        );
         set_hint(d, "add `public` to `spec.network.tiers` or set `egress: none`");
     }
     if let Some(ingress) = &spec.ingress {
         if ingress.public && !tiers.contains(&NetworkTier::Public) {
-            let d = r.error("inconsistent", &path("spec.ingress.public"), "a public ingress needs a `public` network tier");
+            let d =
+                r.error("inconsistent", &path("spec.ingress.public"), "a public ingress needs a `public` network tier");
             set_hint(d, "add `public` to `spec.network.tiers` or set `ingress.public: false`");
         }
         let idle = duration_in(r, "spec.ingress.timeouts.idle", &ingress.timeouts.idle.0, (1, 4000));
         let request = duration_in(r, "spec.ingress.timeouts.request", &ingress.timeouts.request.0, (1, 4000));
-        if let (Some(idle), Some(request)) = (idle, request) {
-            if request > idle {
-                let d = r.warning("inconsistent", &path("spec.ingress.timeouts.request"), "request timeout is longer than the idle timeout");
-                set_hint(d, "connections idle longer than `idle` are closed, so a slower response can never arrive");
-            }
+        if let (Some(idle), Some(request)) = (idle, request)
+            && request > idle
+        {
+            let d = r.warning(
+                "inconsistent",
+                &path("spec.ingress.timeouts.request"),
+                "request timeout is longer than the idle timeout",
+            );
+            set_hint(d, "connections idle longer than `idle` are closed, so a slower response can never arrive");
         }
         let interval = duration_in(r, "spec.ingress.healthCheck.interval", &ingress.health_check.interval.0, (5, 300));
         let timeout = duration_in(r, "spec.ingress.healthCheck.timeout", &ingress.health_check.timeout.0, (2, 120));
-        if let (Some(interval), Some(timeout)) = (interval, timeout) {
-            if timeout >= interval {
-                let d = r.error("inconsistent", &path("spec.ingress.healthCheck.timeout"), "health-check timeout must be shorter than its interval");
-                set_hint(d, "lower `timeout` or raise `interval`");
-            }
+        if let (Some(interval), Some(timeout)) = (interval, timeout)
+            && timeout >= interval
+        {
+            let d = r.error(
+                "inconsistent",
+                &path("spec.ingress.healthCheck.timeout"),
+                "health-check timeout must be shorter than its interval",
+            );
+            set_hint(d, "lower `timeout` or raise `interval`");
         }
     }
-    if let Some(a) = &spec.compute.autoscaling {
-        if let (Param::Value(lo), Param::Value(hi)) = (&a.min_replicas, &a.max_replicas) {
-            if lo > hi {
-                r.error("invalid-range", &path("spec.compute.autoscaling.maxReplicas"), format!("`maxReplicas` ({hi}) is below `minReplicas` ({lo})"));
-            }
-        }
+    if let Some(a) = &spec.compute.autoscaling
+        && let (Param::Value(lo), Param::Value(hi)) = (&a.min_replicas, &a.max_replicas)
+        && lo > hi
+    {
+        r.error(
+            "invalid-range",
+            &path("spec.compute.autoscaling.maxReplicas"),
+            format!("`maxReplicas` ({hi}) is below `minReplicas` ({lo})"),
+        );
     }
 }
 
@@ -233,7 +282,8 @@ fn duration_in(r: &mut Report<'_>, at: &str, text: &str, bounds: (u64, u64)) -> 
 
 fn check_cidr(text: &str, r: &mut Report<'_>) {
     let at = path("spec.network.addressSpace");
-    let parsed = text.split_once('/').and_then(|(ip, len)| Some((ip.parse::<Ipv4Addr>().ok()?, len.parse::<u8>().ok()?)));
+    let parsed =
+        text.split_once('/').and_then(|(ip, len)| Some((ip.parse::<Ipv4Addr>().ok()?, len.parse::<u8>().ok()?)));
     let Some((ip, len)) = parsed.filter(|(_, len)| *len <= 32) else {
         let d = r.error("invalid-format", &at, format!("`{text}` is not an IPv4 CIDR block"));
         set_hint(d, "write it like `10.0.0.0/16`");
@@ -272,11 +322,11 @@ fn account(a: &CloudAccount, r: &mut Report<'_>) {
         if !seen.insert(region) {
             r.error("duplicate-item", &at, format!("region `{region}` is listed twice"));
         }
-        if let Some((re, hint)) = region_re {
-            if !Regex::new(re).is_ok_and(|re| re.is_match(region)) {
-                let d = r.error("invalid-region", &at, format!("`{region}` is not a {} region", spec.provider.as_str()));
-                set_hint(d, hint);
-            }
+        if let Some((re, hint)) = region_re
+            && !Regex::new(re).is_ok_and(|re| re.is_match(region))
+        {
+            let d = r.error("invalid-region", &at, format!("`{region}` is not a {} region", spec.provider.as_str()));
+            set_hint(d, hint);
         }
     }
     let creds = spec.credentials.as_ref();
@@ -287,45 +337,72 @@ fn account(a: &CloudAccount, r: &mut Report<'_>) {
     ];
     for (name, present) in provided {
         if present && name != spec.provider.as_str() {
-            let d = r.key_error("inconsistent", &path(&format!("spec.credentials.{name}")), format!("`{name}` credentials do not apply to a {} account", spec.provider.as_str()));
+            let d = r.key_error(
+                "inconsistent",
+                &path(&format!("spec.credentials.{name}")),
+                format!("`{name}` credentials do not apply to a {} account", spec.provider.as_str()),
+            );
             set_hint(d, "remove this block");
         }
     }
     let needs_id = matches!(spec.provider, Provider::Aws | Provider::Gcp | Provider::Azure);
     if needs_id && spec.account_id.is_none() {
-        let d = r.key_error("missing-field", &path("spec.provider"), format!("a {} account needs `spec.accountId`", spec.provider.as_str()));
+        let d = r.key_error(
+            "missing-field",
+            &path("spec.provider"),
+            format!("a {} account needs `spec.accountId`", spec.provider.as_str()),
+        );
         set_hint(d, "add the AWS account id, GCP project id or Azure subscription id");
     }
     match spec.provider {
         Provider::Aws => {
-            if let Some(id) = &spec.account_id {
-                if id.len() != 12 || !id.bytes().all(|b| b.is_ascii_digit()) {
-                    let d = r.error("invalid-format", &path("spec.accountId"), format!("`{id}` is not an AWS account id"));
-                    set_hint(d, "AWS account ids are 12 digits; quote them so leading zeros survive: `\"012345678901\"`");
-                }
+            if let Some(id) = &spec.account_id
+                && (id.len() != 12 || !id.bytes().all(|b| b.is_ascii_digit()))
+            {
+                let d = r.error("invalid-format", &path("spec.accountId"), format!("`{id}` is not an AWS account id"));
+                set_hint(d, "AWS account ids are 12 digits; quote them so leading zeros survive: `\"012345678901\"`");
             }
             match creds.and_then(|c| c.aws.as_ref()) {
                 None => {
-                    let d = r.key_error("missing-credentials", &path("spec.provider"), "an aws account needs `spec.credentials.aws.roleArn`");
-                    set_hint(d, "paved assumes this IAM role with a short-lived web-identity token; no access keys are ever stored");
+                    let d = r.key_error(
+                        "missing-credentials",
+                        &path("spec.provider"),
+                        "an aws account needs `spec.credentials.aws.roleArn`",
+                    );
+                    set_hint(
+                        d,
+                        "paved assumes this IAM role with a short-lived web-identity token; no access keys are ever stored",
+                    );
                 }
                 Some(aws) => {
                     let arn_account = aws.role_arn.split(':').nth(4).unwrap_or_default();
-                    if let Some(id) = &spec.account_id {
-                        if arn_account != id {
-                            let d = r.error("inconsistent", &path("spec.credentials.aws.roleArn"), format!("role is in account {arn_account}, but `accountId` is {id}"));
-                            set_hint(d, "use a role of the account this CloudAccount describes");
-                        }
+                    if let Some(id) = &spec.account_id
+                        && arn_account != id
+                    {
+                        let d = r.error(
+                            "inconsistent",
+                            &path("spec.credentials.aws.roleArn"),
+                            format!("role is in account {arn_account}, but `accountId` is {id}"),
+                        );
+                        set_hint(d, "use a role of the account this CloudAccount describes");
                     }
                 }
             }
         }
         Provider::Gcp if creds.and_then(|c| c.gcp.as_ref()).is_none() => {
-            let d = r.key_error("missing-credentials", &path("spec.provider"), "a gcp account needs `spec.credentials.gcp` (workload identity federation)");
+            let d = r.key_error(
+                "missing-credentials",
+                &path("spec.provider"),
+                "a gcp account needs `spec.credentials.gcp` (workload identity federation)",
+            );
             set_hint(d, "set `workloadIdentityProvider` and `serviceAccountEmail`");
         }
         Provider::Azure if creds.and_then(|c| c.azure.as_ref()).is_none() => {
-            let d = r.key_error("missing-credentials", &path("spec.provider"), "an azure account needs `spec.credentials.azure` (federated credential)");
+            let d = r.key_error(
+                "missing-credentials",
+                &path("spec.provider"),
+                "an azure account needs `spec.credentials.azure` (federated credential)",
+            );
             set_hint(d, "set `tenantId` and `clientId` of an app registration with a federated credential for paved");
         }
         _ => {}
@@ -341,7 +418,11 @@ fn environment(e: &Environment, r: &mut Report<'_>) {
         }
         Some(ttl) => match ttl.parse() {
             Some(d) if d > MAX_TTL => {
-                let d = r.error("out-of-range", &path("spec.ttl"), format!("ttl `{}` is longer than the maximum of 90d", ttl.0));
+                let d = r.error(
+                    "out-of-range",
+                    &path("spec.ttl"),
+                    format!("ttl `{}` is longer than the maximum of 90d", ttl.0),
+                );
                 set_hint(d, "long-lived environments should not have a ttl at all");
             }
             Some(d) if d.is_zero() => {
@@ -360,7 +441,11 @@ fn team(t: &Team, r: &mut Report<'_>) {
     let mut seen = BTreeSet::new();
     for (i, m) in t.spec.members.iter().enumerate() {
         if !seen.insert(&m.0) {
-            r.warning("duplicate-item", &path(&format!("spec.members.{i}")), format!("member `{}` is listed twice", m.0));
+            r.warning(
+                "duplicate-item",
+                &path(&format!("spec.members.{i}")),
+                format!("member `{}` is listed twice", m.0),
+            );
         }
     }
     let mut seen = BTreeSet::new();
@@ -390,7 +475,11 @@ fn workload(w: &Workload, r: &mut Report<'_>, source: &SourceFile) {
                 Some(s) => format!("did you mean `{s}`?"),
                 None => format!("supported types: {}", RESOURCE_TYPES.join(", ")),
             };
-            let d = r.error("unsupported-resource-type", &at, format!("paved cannot provision resources of type `{}`", res.kind));
+            let d = r.error(
+                "unsupported-resource-type",
+                &at,
+                format!("paved cannot provision resources of type `{}`", res.kind),
+            );
             set_hint(d, hint);
         }
     }
@@ -411,7 +500,11 @@ fn workload(w: &Workload, r: &mut Report<'_>, source: &SourceFile) {
                 for p in found {
                     if let Some((message, hint)) = check_placeholder(w, &p, &resource_names) {
                         let span = locate(source, node_span, &field.value[p.start..p.end]);
-                        r.out.push(Diagnostic::error("unresolved-placeholder", message, r.file, span).at_path(&field.path).with_hint(hint));
+                        r.out.push(
+                            Diagnostic::error("unresolved-placeholder", message, r.file, span)
+                                .at_path(&field.path)
+                                .with_hint(hint),
+                        );
                     }
                 }
             }
@@ -431,7 +524,9 @@ fn check_placeholder(w: &Workload, p: &Placeholder, resources: &[&String]) -> Op
             }
             let hint = match did_you_mean(name, resources) {
                 Some(s) => format!("did you mean `{s}`? declared resources: {}", join(resources)),
-                None if resources.is_empty() => format!("declare it under `resources.{name}` with a `type`"),
+                None if resources.is_empty() => {
+                    format!("declare it under `resources.{name}` with a `type`")
+                }
                 None => format!("declare it under `resources.{name}`, or use one of: {}", join(resources)),
             };
             Some((format!("`{text}` refers to undeclared resource `{name}`"), hint))
@@ -443,7 +538,12 @@ fn check_placeholder(w: &Workload, p: &Placeholder, resources: &[&String]) -> Op
                 Some(other) => w.metadata.extra.contains_key(other),
                 None => false,
             };
-            (!ok).then(|| (format!("`{text}` refers to metadata that this workload does not declare"), "use `${metadata.name}` or a declared annotation".into()))
+            (!ok).then(|| {
+                (
+                    format!("`{text}` refers to metadata that this workload does not declare"),
+                    "use `${metadata.name}` or a declared annotation".into(),
+                )
+            })
         }
         _ => Some((
             format!("unknown placeholder `{text}`"),

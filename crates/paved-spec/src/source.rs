@@ -57,7 +57,12 @@ fn collect_yaml_files(dir: &Path, out: &mut Vec<PathBuf>, diags: &mut Vec<Diagno
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) => {
-            diags.push(file_error(dir, "unreadable", format!("cannot read directory: {e}"), "check the path and permissions"));
+            diags.push(file_error(
+                dir,
+                "unreadable",
+                format!("cannot read directory: {e}"),
+                "check the path and permissions",
+            ));
             return;
         }
     };
@@ -79,7 +84,12 @@ fn read_one(path: &Path, files: &mut Vec<SourceFile>, diags: &mut Vec<Diagnostic
     let meta = match std::fs::metadata(path) {
         Ok(m) => m,
         Err(e) => {
-            diags.push(file_error(path, "unreadable", format!("cannot read `{}`: {e}", path.display()), "check the path"));
+            diags.push(file_error(
+                path,
+                "unreadable",
+                format!("cannot read `{}`: {e}", path.display()),
+                "check the path",
+            ));
             return;
         }
     };
@@ -102,7 +112,12 @@ fn read_one(path: &Path, files: &mut Vec<SourceFile>, diags: &mut Vec<Diagnostic
                 "save the file as UTF-8",
             )),
         },
-        Err(e) => diags.push(file_error(path, "unreadable", format!("cannot read `{}`: {e}", path.display()), "check permissions")),
+        Err(e) => diags.push(file_error(
+            path,
+            "unreadable",
+            format!("cannot read `{}`: {e}", path.display()),
+            "check permissions",
+        )),
     }
 }
 

@@ -76,8 +76,6 @@ pub struct Entry {
 #[derive(Debug, Clone)]
 pub struct Document {
     pub root: Node,
-    /// Where the document starts (its `---` or first token).
-    pub start: Pos,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -122,7 +120,7 @@ impl Node {
 
     /// The node reached by a path of keys and indices, with the span of the
     /// key that leads to it (the better place to point at for "this field…").
-    pub fn lookup<'a, I, S>(&self, path: I) -> Option<(Option<Span>, &Node)>
+    pub fn lookup<I, S>(&self, path: I) -> Option<(Option<Span>, &Node)>
     where
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
@@ -189,7 +187,6 @@ pub fn parse(text: &str) -> Result<Vec<Document>, YamlError> {
     let mut anchors: HashMap<usize, Node> = HashMap::new();
     let mut alias_budget = MAX_ALIAS_NODES;
     let mut root: Option<Node> = None;
-    let mut doc_start = Pos::default();
 
     while let Some(next) = parser.next_event() {
         let (event, raw_span) = next.map_err(|e| {
@@ -205,14 +202,13 @@ pub fn parse(text: &str) -> Result<Vec<Document>, YamlError> {
         let completed = match event {
             Event::StreamStart | Event::StreamEnd | Event::Nothing => None,
             Event::DocumentStart(_) => {
-                doc_start = span.start;
                 anchors.clear();
                 None
             }
             Event::DocumentEnd => {
                 // An empty document (a stray `---`) has a null root: skip it.
                 if let Some(root) = root.take().filter(|r| r.value != Value::Null) {
-                    docs.push(Document { root, start: doc_start });
+                    docs.push(Document { root });
                 }
                 None
             }
@@ -225,9 +221,7 @@ pub fn parse(text: &str) -> Result<Vec<Document>, YamlError> {
                 let cost = node.count();
                 if cost > alias_budget {
                     return Err(YamlError {
-                        message: format!(
-                            "YAML aliases expand to more than {MAX_ALIAS_NODES} nodes (an alias bomb?)"
-                        ),
+                        message: format!("YAML aliases expand to more than {MAX_ALIAS_NODES} nodes (an alias bomb?)"),
                         span,
                         hint: Some("write the repeated content out, or reuse less of it through aliases".into()),
                     });
@@ -236,13 +230,12 @@ pub fn parse(text: &str) -> Result<Vec<Document>, YamlError> {
                 Some(Node { span, value: node.value.clone() })
             }
             Event::Scalar(value, style, anchor, tag) => {
-                let scalar = Scalar::parse_from_cow_and_metadata(value, style, tag.as_ref()).ok_or_else(|| {
-                    YamlError {
+                let scalar =
+                    Scalar::parse_from_cow_and_metadata(value, style, tag.as_ref()).ok_or_else(|| YamlError {
                         message: "scalar does not match its tag".into(),
                         span,
                         hint: Some("remove the tag or fix the value".into()),
-                    }
-                })?;
+                    })?;
                 let value = match scalar {
                     Scalar::Null => Value::Null,
                     Scalar::Boolean(b) => Value::Bool(b),
@@ -288,7 +281,7 @@ pub fn parse(text: &str) -> Result<Vec<Document>, YamlError> {
         }
     }
     if let Some(root) = root.take().filter(|r| r.value != Value::Null) {
-        docs.push(Document { root, start: doc_start });
+        docs.push(Document { root });
     }
     Ok(docs)
 }

@@ -4,7 +4,7 @@ use paved_model::environment::{BlueprintRef, EnvType, Environment, EnvironmentSp
 use paved_model::meta::Metadata;
 use paved_model::score::{Container, Workload, WorkloadMetadata};
 use paved_model::team::{Subject, Team, TeamSpec};
-use paved_model::{SpecDuration, Spec};
+use paved_model::{Spec, SpecDuration};
 use proptest::prelude::*;
 use std::collections::BTreeMap;
 
@@ -24,11 +24,16 @@ fn metadata() -> impl Strategy<Value = Metadata> {
 }
 
 fn team() -> impl Strategy<Value = Spec> {
-    (metadata(), proptest::collection::vec("[a-z]{1,10}@example\\.com", 0..4), proptest::collection::vec(name(), 0..3)).prop_map(
-        |(metadata, members, services)| {
-            Spec::Team(Team { metadata, spec: TeamSpec { members: members.into_iter().map(|m| Subject(format!("user:{m}"))).collect(), services } })
-        },
-    )
+    (metadata(), proptest::collection::vec("[a-z]{1,10}@example\\.com", 0..4), proptest::collection::vec(name(), 0..3))
+        .prop_map(|(metadata, members, services)| {
+            Spec::Team(Team {
+                metadata,
+                spec: TeamSpec {
+                    members: members.into_iter().map(|m| Subject(format!("user:{m}"))).collect(),
+                    services,
+                },
+            })
+        })
 }
 
 fn env_type() -> impl Strategy<Value = EnvType> {
@@ -44,7 +49,15 @@ fn param_value() -> impl Strategy<Value = serde_json::Value> {
 }
 
 fn environment() -> impl Strategy<Value = Spec> {
-    (metadata(), name(), name(), name(), env_type(), proptest::collection::btree_map("[a-z][a-zA-Z0-9]{0,8}", param_value(), 0..4), 1u32..500)
+    (
+        metadata(),
+        name(),
+        name(),
+        name(),
+        env_type(),
+        proptest::collection::btree_map("[a-z][a-zA-Z0-9]{0,8}", param_value(), 0..4),
+        1u32..500,
+    )
         .prop_map(|(metadata, bp, account, owner, env_type, parameters, hours)| {
             Spec::Environment(Environment {
                 metadata,
@@ -62,8 +75,12 @@ fn environment() -> impl Strategy<Value = Spec> {
 }
 
 fn workload() -> impl Strategy<Value = Spec> {
-    (name(), proptest::collection::btree_map("[A-Z][A-Z0-9_]{0,10}", text(), 0..5), proptest::collection::vec(text(), 0..3)).prop_map(
-        |(name, variables, args)| {
+    (
+        name(),
+        proptest::collection::btree_map("[A-Z][A-Z0-9_]{0,10}", text(), 0..5),
+        proptest::collection::vec(text(), 0..3),
+    )
+        .prop_map(|(name, variables, args)| {
             let container = Container {
                 image: format!("registry.example.com/{name}:1"),
                 command: None,
@@ -83,8 +100,7 @@ fn workload() -> impl Strategy<Value = Spec> {
                 containers: BTreeMap::from([("main".to_string(), container)]),
                 resources: BTreeMap::new(),
             })
-        },
-    )
+        })
 }
 
 pub fn spec() -> impl Strategy<Value = Spec> {

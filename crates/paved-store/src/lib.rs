@@ -30,7 +30,9 @@ use time::OffsetDateTime;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("{kind} `{name}` changed while this apply was running (expected generation {expected:?}); re-run to apply on top of the new state")]
+    #[error(
+        "{kind} `{name}` changed while this apply was running (expected generation {expected:?}); re-run to apply on top of the new state"
+    )]
     Conflict { kind: String, name: String, expected: Option<i64> },
     #[error("unsupported state URL `{0}`: use sqlite://PATH or postgres://USER@HOST/DB")]
     BadUrl(String),

@@ -39,7 +39,8 @@ impl SqlStore {
         sqlx::any::install_default_drivers();
         let (backend, connect_url) = if let Some(path) = url.strip_prefix("sqlite://") {
             if let Some(dir) = std::path::Path::new(path).parent().filter(|d| !d.as_os_str().is_empty()) {
-                std::fs::create_dir_all(dir).map_err(|e| StoreError::Open { url: url.to_string(), source: sqlx::Error::Io(e) })?;
+                std::fs::create_dir_all(dir)
+                    .map_err(|e| StoreError::Open { url: url.to_string(), source: sqlx::Error::Io(e) })?;
             }
             (Backend::Sqlite, format!("sqlite://{path}?mode=rwc"))
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
@@ -60,7 +61,8 @@ impl SqlStore {
                 })
             });
         }
-        let pool = options.connect(&connect_url).await.map_err(|e| StoreError::Open { url: url.to_string(), source: e })?;
+        let pool =
+            options.connect(&connect_url).await.map_err(|e| StoreError::Open { url: url.to_string(), source: e })?;
         if backend == Backend::Sqlite {
             sqlx::query("PRAGMA journal_mode = WAL").execute(&pool).await?;
         }
@@ -71,7 +73,6 @@ impl SqlStore {
         migrator.run(&pool).await?;
         Ok(SqlStore { pool, backend })
     }
-
 }
 
 fn to_record(row: &AnyRow) -> Result<Record, StoreError> {
@@ -80,7 +81,8 @@ fn to_record(row: &AnyRow) -> Result<Record, StoreError> {
     let generation: i64 = row.try_get("generation")?;
     let corrupt = |reason: String| StoreError::Corrupt { kind: kind.clone(), name: name.clone(), generation, reason };
     let spec: Option<String> = row.try_get("spec")?;
-    let spec = spec.map(|s| serde_json::from_str(&s)).transpose().map_err(|e| corrupt(format!("spec is not JSON: {e}")))?;
+    let spec =
+        spec.map(|s| serde_json::from_str(&s)).transpose().map_err(|e| corrupt(format!("spec is not JSON: {e}")))?;
     let created: String = row.try_get("created_at")?;
     let created_at = OffsetDateTime::parse(&created, &Rfc3339).map_err(|e| corrupt(format!("bad timestamp: {e}")))?;
     Ok(Record {
@@ -136,7 +138,11 @@ impl Store for SqlStore {
         if changes.is_empty() {
             return Ok(());
         }
-        let conflict = |c: &Change| StoreError::Conflict { kind: c.kind.clone(), name: c.name.clone(), expected: c.expected_generation };
+        let conflict = |c: &Change| StoreError::Conflict {
+            kind: c.kind.clone(),
+            name: c.name.clone(),
+            expected: c.expected_generation,
+        };
         let mut tx = self.pool.begin().await?;
         if self.backend == Backend::Sqlite {
             // Take the write lock now, so concurrent writers queue on
@@ -212,7 +218,11 @@ impl Store for SqlStore {
         }
         match tx.commit().await {
             Ok(()) => Ok(()),
-            Err(e) if is_conflict(&e) => Err(StoreError::Conflict { kind: changes[0].kind.clone(), name: changes[0].name.clone(), expected: None }),
+            Err(e) if is_conflict(&e) => Err(StoreError::Conflict {
+                kind: changes[0].kind.clone(),
+                name: changes[0].name.clone(),
+                expected: None,
+            }),
             Err(e) => Err(e.into()),
         }
     }

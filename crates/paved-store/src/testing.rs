@@ -46,7 +46,11 @@ fn free_port() -> Result<u16, String> {
 fn run(cmd: &mut Command, what: &str) -> Result<(), String> {
     let out = cmd.output().map_err(|e| format!("{what}: {e}"))?;
     if !out.status.success() {
-        return Err(format!("{what} failed: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)));
+        return Err(format!(
+            "{what} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ));
     }
     Ok(())
 }
@@ -60,7 +64,11 @@ fn start() -> Result<Server, String> {
     let data = dir.join("data");
     let port = free_port()?;
     // PostgreSQL refuses to run as root: run it as the `postgres` user then.
-    let as_root = Command::new("id").arg("-u").output().map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0").unwrap_or(false);
+    let as_root = Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false);
     let wrap = |args: &[String]| -> Command {
         if as_root {
             let mut c = Command::new("runuser");
@@ -77,12 +85,31 @@ fn start() -> Result<Server, String> {
     }
     let s = |p: &PathBuf| p.display().to_string();
     run(
-        &mut wrap(&[s(&bin.join("initdb")), "-D".into(), s(&data), "-U".into(), "paved".into(), "-A".into(), "trust".into(), "--no-sync".into()]),
+        &mut wrap(&[
+            s(&bin.join("initdb")),
+            "-D".into(),
+            s(&data),
+            "-U".into(),
+            "paved".into(),
+            "-A".into(),
+            "trust".into(),
+            "--no-sync".into(),
+        ]),
         "initdb",
     )?;
     let opts = format!("-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200", s(&dir));
     run(
-        &mut wrap(&[s(&bin.join("pg_ctl")), "-D".into(), s(&data), "-o".into(), opts, "-l".into(), s(&dir.join("log")), "-w".into(), "start".into()]),
+        &mut wrap(&[
+            s(&bin.join("pg_ctl")),
+            "-D".into(),
+            s(&data),
+            "-o".into(),
+            opts,
+            "-l".into(),
+            s(&dir.join("log")),
+            "-w".into(),
+            "start".into(),
+        ]),
         "pg_ctl start",
     )?;
     // Watchdog: stop the server and remove its files once this process is gone.
@@ -99,7 +126,8 @@ fn start() -> Result<Server, String> {
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
-        .spawn().map_err(|e| format!("watchdog: {e}"))?;
+        .spawn()
+        .map_err(|e| format!("watchdog: {e}"))?;
     Ok(Server { base_url: format!("postgres://paved@127.0.0.1:{port}") })
 }
 
@@ -109,8 +137,13 @@ pub async fn postgres_url() -> Result<String, String> {
     let db = format!("t{}_{}", std::process::id(), NEXT_DB.fetch_add(1, Ordering::SeqCst));
     sqlx::any::install_default_drivers();
     let admin = format!("{}/postgres", server.base_url);
-    let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&admin).await.map_err(|e| format!("connect {admin}: {e}"))?;
+    let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&admin)
+        .await
+        .map_err(|e| format!("connect {admin}: {e}"))?;
     // `db` is made of digits and underscores only.
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {db}"))).execute(&mut conn).await.map_err(|e| e.to_string())?;
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {db}")))
+        .execute(&mut conn)
+        .await
+        .map_err(|e| e.to_string())?;
     Ok(format!("{}/{db}", server.base_url))
 }

@@ -41,7 +41,10 @@ fn put(kind: &str, name: &str, expected: Option<i64>, spec: serde_json::Value) -
 async fn records_and_lists(b: Backend) {
     let store = SqlStore::open(&b.url).await.unwrap();
     store
-        .commit(&[put("Team", "payments", None, json!({"members": ["user:a"]})), put("Team", "search", None, json!({}))])
+        .commit(&[
+            put("Team", "payments", None, json!({"members": ["user:a"]})),
+            put("Team", "search", None, json!({})),
+        ])
         .await
         .unwrap();
     let listed = store.list(Some("Team")).await.unwrap();
@@ -58,7 +61,10 @@ async fn updates_keep_history(b: Backend) {
     store.commit(&[put("Team", "t", None, json!({"v": 1}))]).await.unwrap();
     store.commit(&[put("Team", "t", Some(1), json!({"v": 2}))]).await.unwrap();
     let history = store.history("Team", "t").await.unwrap();
-    assert_eq!(history.iter().map(|r| (r.generation, r.spec.clone().unwrap())).collect::<Vec<_>>(), [(1, json!({"v": 1})), (2, json!({"v": 2}))]);
+    assert_eq!(
+        history.iter().map(|r| (r.generation, r.spec.clone().unwrap())).collect::<Vec<_>>(),
+        [(1, json!({"v": 1})), (2, json!({"v": 2}))]
+    );
     assert_eq!(store.get("Team", "t").await.unwrap().unwrap().generation, 2);
 }
 
