@@ -28,6 +28,8 @@ struct Ctx {
     color: bool,
     state: String,
     actor: String,
+    /// The catalog, once a command opened it; closed before exit.
+    catalog: std::sync::OnceLock<Arc<Catalog>>,
 }
 
 fn default_state() -> String {
@@ -42,7 +44,13 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
         ColorChoice::Auto => std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
     };
     let actor = cli.actor.or_else(|| std::env::var("USER").ok()).unwrap_or_else(|| "local".into());
-    let ctx = Ctx { format: cli.output, color, state: cli.state.unwrap_or_else(default_state), actor };
+    let ctx = Ctx {
+        format: cli.output,
+        color,
+        state: cli.state.unwrap_or_else(default_state),
+        actor,
+        catalog: std::sync::OnceLock::new(),
+    };
     let result = match cli.command {
         Command::Validate { files } => validate(&ctx, &files).await,
         Command::Apply { files } => apply(&ctx, &files).await,
@@ -60,14 +68,11 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
             Ok(())
         }
     };
-    if let Some(catalog) = OPENED.get() {
+    if let Some(catalog) = ctx.catalog.get() {
         catalog.close().await;
     }
     result
 }
-
-/// The catalog opened by this invocation, closed before exit.
-static OPENED: std::sync::OnceLock<Arc<Catalog>> = std::sync::OnceLock::new();
 
 fn parse_kind(s: &str) -> Result<Kind, Failure> {
     Kind::from_cli(s).ok_or_else(|| {
@@ -78,11 +83,14 @@ fn parse_kind(s: &str) -> Result<Kind, Failure> {
 }
 
 async fn open(ctx: &Ctx) -> Result<Arc<Catalog>, Failure> {
+    if let Some(catalog) = ctx.catalog.get() {
+        return Ok(catalog.clone());
+    }
     let store = SqlStore::open(&ctx.state).await.map_err(|e| match e {
         paved_store::StoreError::BadUrl(_) => Failure::User(e.to_string()),
         other => Failure::Internal(other.into()),
     })?;
-    Ok(OPENED.get_or_init(|| Arc::new(Catalog::new(Arc::new(store), Arc::new(SystemClock)))).clone())
+    Ok(ctx.catalog.get_or_init(|| Arc::new(Catalog::new(Arc::new(store), Arc::new(SystemClock)))).clone())
 }
 
 /// Reads `-f` arguments; `-` is standard input.

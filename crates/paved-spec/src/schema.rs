@@ -86,29 +86,37 @@ pub fn document_schema(kind: Kind) -> Value {
     schema
 }
 
-fn validator(kind: Kind) -> &'static Validator {
-    static VALIDATORS: [OnceLock<Validator>; 5] =
+/// A kind's schema and its compiled validator, built once per process.
+struct Compiled {
+    schema: Value,
+    validator: Validator,
+}
+
+fn compiled(kind: Kind) -> &'static Compiled {
+    static COMPILED: [OnceLock<Compiled>; 5] =
         [OnceLock::new(), OnceLock::new(), OnceLock::new(), OnceLock::new(), OnceLock::new()];
     let idx = Kind::ALL.iter().position(|k| *k == kind).unwrap_or(0);
-    VALIDATORS[idx].get_or_init(|| {
+    COMPILED[idx].get_or_init(|| {
+        let schema = document_schema(kind);
         // The schema is generated from our own types: failing to compile it is a bug
         // caught by the tests of this module, never by user input.
-        jsonschema::validator_for(&document_schema(kind)).expect("generated schema compiles")
+        let validator = jsonschema::validator_for(&schema).expect("generated schema compiles");
+        Compiled { schema, validator }
     })
 }
 
 struct Ctx<'a> {
     file: &'a str,
     root: &'a Node,
-    schema: Value,
+    schema: &'a Value,
 }
 
 /// Validates a document's JSON form against its kind's schema.
 pub fn check(kind: Kind, doc: &Value, root: &Node, file: &str) -> Vec<Diagnostic> {
-    let v = validator(kind);
-    let ctx = Ctx { file, root, schema: document_schema(kind) };
+    let compiled = compiled(kind);
+    let ctx = Ctx { file, root, schema: &compiled.schema };
     let mut out = Vec::new();
-    for err in v.iter_errors(doc) {
+    for err in compiled.validator.iter_errors(doc) {
         translate(&err, &ctx, &mut out);
     }
     out.dedup_by(|a, b| a.path == b.path && a.message == b.message);
@@ -205,7 +213,7 @@ fn translate(err: &ValidationError<'_>, ctx: &Ctx<'_>, out: &mut Vec<Diagnostic>
     let instance = err.instance();
     let d = match err.kind() {
         ValidationErrorKind::AdditionalProperties { unexpected } => {
-            let parent = schema_at(&ctx.schema, &schema_path[..schema_path.len().saturating_sub(1)]);
+            let parent = schema_at(ctx.schema, &schema_path[..schema_path.len().saturating_sub(1)]);
             let allowed: Vec<String> = parent
                 .and_then(|s| s.get("properties"))
                 .and_then(Value::as_object)
@@ -233,7 +241,7 @@ fn translate(err: &ValidationError<'_>, ctx: &Ctx<'_>, out: &mut Vec<Diagnostic>
             let parent = if path.is_empty() { "the document".to_string() } else { format!("`{}`", format_path(&path)) };
             let mut full = path.clone();
             full.push(name.clone());
-            let desc = schema_at(&ctx.schema, &schema_path[..schema_path.len().saturating_sub(1)])
+            let desc = schema_at(ctx.schema, &schema_path[..schema_path.len().saturating_sub(1)])
                 .and_then(|s| s.get("properties"))
                 .and_then(|p| p.get(&name))
                 .and_then(|p| p.get("description"))
@@ -321,14 +329,14 @@ fn translate(err: &ValidationError<'_>, ctx: &Ctx<'_>, out: &mut Vec<Diagnostic>
             at("not-allowed", "this value has a form that is not allowed here".to_string()).with_hint(hint)
         }
         ValidationErrorKind::OneOfMultipleValid { .. } => {
-            let alternatives = required_alternatives(schema_at(&ctx.schema, &schema_path));
+            let alternatives = required_alternatives(schema_at(ctx.schema, &schema_path));
             match alternatives {
                 Some(fields) => at("ambiguous", format!("set exactly one of {fields}, not several")),
                 None => at("ambiguous", "value matches more than one allowed form".to_string()),
             }
         }
         ValidationErrorKind::AnyOf { context } | ValidationErrorKind::OneOfNotValid { context } => {
-            if let Some(fields) = required_alternatives(schema_at(&ctx.schema, &schema_path)) {
+            if let Some(fields) = required_alternatives(schema_at(ctx.schema, &schema_path)) {
                 out.push(at("missing-field", format!("set one of {fields}")));
                 return;
             }
@@ -420,7 +428,7 @@ mod tests {
     #[test]
     fn every_kind_has_a_compilable_schema() {
         for kind in Kind::ALL {
-            let _ = validator(kind);
+            let _ = compiled(kind);
             let schema = document_schema(kind);
             assert_eq!(schema["$schema"], "https://json-schema.org/draft/2020-12/schema", "{kind}");
         }
