@@ -212,6 +212,25 @@ fn all_errors_of_a_file_are_reported_at_once_with_snippets() {
 }
 
 #[test]
+fn a_typo_does_not_hide_the_other_problems_of_a_document() {
+    let p = Paved::new();
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(
+        dir.path(),
+        "bp.yaml",
+        "apiVersion: paved.dev/v1alpha1\nkind: Blueprint\nmetadata:\n  name: bp\nspec:\n  version: 1.0.0\n  \
+         network: {addressSpace: 8.8.0.0/16, tiers: [private], egress: none}\n  \
+         compute: {runtime: process, size: small, replicas: 1, autoscale: true}\n",
+    );
+    let out = p.run(&["-o", "json", "validate", "-f", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let codes: Vec<&str> =
+        report["diagnostics"].as_array().unwrap().iter().map(|d| d["code"].as_str().unwrap()).collect();
+    assert_eq!(codes, ["not-private", "unknown-field"], "{report}");
+}
+
+#[test]
 fn schemas_are_printed_for_every_kind() {
     let p = Paved::new();
     for kind in ["blueprint", "account", "environment", "team", "service"] {

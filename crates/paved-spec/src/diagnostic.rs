@@ -36,6 +36,9 @@ pub struct Diagnostic {
     /// Character range in the file, for rendering.
     #[serde(skip)]
     pub chars: (usize, usize),
+    /// The field path as segments, where a later step needs it.
+    #[serde(skip)]
+    pub segments: Option<Vec<String>>,
 }
 
 impl Diagnostic {
@@ -53,6 +56,7 @@ impl Diagnostic {
             expected: None,
             hint: None,
             chars: (span.start.index, span.end.index.max(span.start.index)),
+            segments: None,
         }
     }
 

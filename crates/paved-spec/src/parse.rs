@@ -124,6 +124,27 @@ fn detect_kind(root: &Node, file: &str) -> Result<Kind, Box<Diagnostic>> {
     }
 }
 
+fn remove_path(v: &mut serde_json::Value, path: &[String]) {
+    let Some((last, parents)) = path.split_last() else { return };
+    let mut cur = v;
+    for seg in parents {
+        cur = match cur {
+            serde_json::Value::Object(m) => match m.get_mut(seg) {
+                Some(next) => next,
+                None => return,
+            },
+            serde_json::Value::Array(a) => match seg.parse::<usize>().ok().and_then(|i| a.get_mut(i)) {
+                Some(next) => next,
+                None => return,
+            },
+            _ => return,
+        };
+    }
+    if let serde_json::Value::Object(m) = cur {
+        m.remove(last);
+    }
+}
+
 fn yaml_to_text(node: &Node) -> String {
     node.to_json().to_string()
 }
@@ -142,8 +163,18 @@ fn parse_document(file_idx: usize, source: &SourceFile, root: Node) -> (Option<P
             .iter()
             .any(|(p, _)| d.path.as_deref().is_some_and(|dp| dp.starts_with(&crate::diagnostic::format_path(p))))
     };
-    diags.extend(schema::check(kind, &json, &root, file).into_iter().filter(|d| !covered(d)));
+    let (schema_diags, unknown) = schema::check(kind, &json, &root, file);
+    diags.extend(schema_diags.into_iter().filter(|d| !covered(d)));
     if !diags.is_empty() {
+        // Without the offending fields the document may still be readable:
+        // then the remaining checks run too, so every problem shows at once.
+        let mut lenient = json;
+        for path in unknown.iter().chain(secrets.iter().map(|(p, _)| p)) {
+            remove_path(&mut lenient, path);
+        }
+        if let Ok(spec) = Spec::from_document(kind, lenient) {
+            diags.extend(semantic::check_document(&spec, &root, source));
+        }
         return (None, diags);
     }
     let spec = match Spec::from_document(kind, json) {

@@ -111,8 +111,10 @@ struct Ctx<'a> {
     schema: &'a Value,
 }
 
-/// Validates a document's JSON form against its kind's schema.
-pub fn check(kind: Kind, doc: &Value, root: &Node, file: &str) -> Vec<Diagnostic> {
+/// Validates a document's JSON form against its kind's schema. Also returns
+/// the paths of unknown fields, so a caller can drop them and still run the
+/// remaining checks (reporting every problem of a file at once).
+pub fn check(kind: Kind, doc: &Value, root: &Node, file: &str) -> (Vec<Diagnostic>, Vec<Vec<String>>) {
     let compiled = compiled(kind);
     let ctx = Ctx { file, root, schema: &compiled.schema };
     let mut out = Vec::new();
@@ -120,7 +122,8 @@ pub fn check(kind: Kind, doc: &Value, root: &Node, file: &str) -> Vec<Diagnostic
         translate(&err, &ctx, &mut out);
     }
     out.dedup_by(|a, b| a.path == b.path && a.message == b.message);
-    out
+    let unknown = out.iter().filter(|d| d.code == "unknown-field").filter_map(|d| d.segments.clone()).collect();
+    (out, unknown)
 }
 
 fn segments(loc: &jsonschema::paths::Location) -> Vec<String> {
@@ -228,11 +231,11 @@ fn translate(err: &ValidationError<'_>, ctx: &Ctx<'_>, out: &mut Vec<Diagnostic>
                     None if allowed.is_empty() => "remove this field".to_string(),
                     None => format!("remove it; the fields allowed here are: {}", allowed.join(", ")),
                 };
-                out.push(
-                    Diagnostic::error("unknown-field", format!("unknown field `{key}`"), ctx.file, span)
-                        .at_path(&key_path)
-                        .with_hint(hint),
-                );
+                let mut d = Diagnostic::error("unknown-field", format!("unknown field `{key}`"), ctx.file, span)
+                    .at_path(&key_path)
+                    .with_hint(hint);
+                d.segments = Some(key_path);
+                out.push(d);
             }
             return;
         }
