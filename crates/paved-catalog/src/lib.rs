@@ -12,7 +12,6 @@ use paved_spec::{Batch, Diagnostic, SourceFile};
 use paved_store::{Change, Operation, Record, Store, StoreError};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use time::OffsetDateTime;
 
@@ -84,20 +83,20 @@ pub struct Object {
     pub record: Record,
 }
 
+/// An environment with everything it is built from, as recorded.
+#[derive(Debug, Clone)]
+pub struct EnvironmentContext {
+    pub environment: paved_model::Environment,
+    pub blueprint: paved_model::Blueprint,
+    pub account: paved_model::CloudAccount,
+    /// The services deployed to it: today every recorded service.
+    pub services: Vec<paved_model::Workload>,
+}
+
 /// SHA-256 of the canonical JSON of a document (keys sorted), so formatting,
 /// key order and comments never create a new generation.
 pub fn content_hash(doc: &serde_json::Value) -> String {
-    fn canonical(v: &serde_json::Value) -> serde_json::Value {
-        match v {
-            serde_json::Value::Object(m) => {
-                let sorted: BTreeMap<&String, serde_json::Value> = m.iter().map(|(k, v)| (k, canonical(v))).collect();
-                serde_json::Value::Object(sorted.into_iter().map(|(k, v)| (k.clone(), v)).collect())
-            }
-            serde_json::Value::Array(a) => serde_json::Value::Array(a.iter().map(canonical).collect()),
-            other => other.clone(),
-        }
-    }
-    let text = canonical(doc).to_string();
+    let text = paved_model::canonical_json(doc).to_string();
     format!("sha256:{}", hex::encode(Sha256::digest(text.as_bytes())))
 }
 
@@ -162,6 +161,41 @@ impl Catalog {
         let names: Vec<String> = all.iter().map(|o| o.record.name.clone()).collect();
         let suggestions = close_names(name, &names);
         Err(CatalogError::NotFound { kind, name: name.to_string(), suggestions })
+    }
+
+    /// An environment and the recorded blueprint, account and services it is built from.
+    pub async fn environment_context(&self, name: &str) -> Result<EnvironmentContext, CatalogError> {
+        let Spec::Environment(environment) = self.get(Kind::Environment, name).await?.spec else {
+            return Err(CatalogError::NotFound {
+                kind: Kind::Environment,
+                name: name.to_string(),
+                suggestions: vec![],
+            });
+        };
+        let Spec::Blueprint(blueprint) = self.get(Kind::Blueprint, &environment.spec.blueprint.0).await?.spec else {
+            return Err(CatalogError::NotFound {
+                kind: Kind::Blueprint,
+                name: environment.spec.blueprint.0.clone(),
+                suggestions: vec![],
+            });
+        };
+        let Spec::CloudAccount(account) = self.get(Kind::CloudAccount, &environment.spec.account).await?.spec else {
+            return Err(CatalogError::NotFound {
+                kind: Kind::CloudAccount,
+                name: environment.spec.account.clone(),
+                suggestions: vec![],
+            });
+        };
+        let services = self
+            .list(Some(Kind::Service))
+            .await?
+            .into_iter()
+            .filter_map(|o| match o.spec {
+                Spec::Service(w) => Some(w),
+                _ => None,
+            })
+            .collect();
+        Ok(EnvironmentContext { environment, blueprint, account, services })
     }
 
     /// Every generation of an object, oldest first (deletions included).

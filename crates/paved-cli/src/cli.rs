@@ -85,6 +85,18 @@ cat env.yaml | paved validate -f -")]
     /// Every recorded generation of an object.
     #[command(after_help = "Examples:\n  paved history environment production")]
     History { kind: String, name: String },
+    /// Show what applying an environment would do (nothing is changed).
+    #[command(
+        after_help = "Examples:\n  paved plan -e dev\n  paved plan -e dev -o json > plan.json\n  paved plan -e dev --graph   # the resource graph itself"
+    )]
+    Plan {
+        /// The environment to plan.
+        #[arg(short = 'e', long = "environment")]
+        environment: String,
+        /// Print the resource graph (canonical JSON) instead of the plan.
+        #[arg(long)]
+        graph: bool,
+    },
     /// Print the JSON Schema of a kind (generated from paved's types).
     #[command(after_help = "Examples:\n  paved schema Blueprint\n  paved schema service > score.schema.json")]
     Schema { kind: String },

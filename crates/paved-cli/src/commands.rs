@@ -23,8 +23,8 @@ impl From<CatalogError> for Failure {
     }
 }
 
-struct Ctx {
-    format: Format,
+pub(crate) struct Ctx {
+    pub(crate) format: Format,
     color: bool,
     state: String,
     actor: String,
@@ -58,6 +58,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Describe { kind, name } => describe(&ctx, parse_kind(&kind)?, &name).await,
         Command::Delete { kind, name } => delete(&ctx, parse_kind(&kind)?, &name).await,
         Command::History { kind, name } => history(&ctx, parse_kind(&kind)?, &name).await,
+        Command::Plan { environment, graph } => crate::plan::plan(&ctx, &environment, graph).await,
         Command::Schema { kind } => {
             let schema = paved_spec::schema::document_schema(parse_kind(&kind)?);
             println!("{}", serde_json::to_string_pretty(&schema).map_err(|e| Failure::Internal(e.into()))?);
@@ -82,7 +83,7 @@ fn parse_kind(s: &str) -> Result<Kind, Failure> {
     })
 }
 
-async fn open(ctx: &Ctx) -> Result<Arc<Catalog>, Failure> {
+pub(crate) async fn open(ctx: &Ctx) -> Result<Arc<Catalog>, Failure> {
     if let Some(catalog) = ctx.catalog.get() {
         return Ok(catalog.clone());
     }

@@ -3,9 +3,22 @@
 mod cli;
 mod commands;
 mod output;
+mod plan;
 
 use clap::Parser;
 use std::process::ExitCode;
+
+/// Rust ignores SIGPIPE, which turns `paved plan | head` into a panic on the
+/// next write. Restore the default so a closed pipe ends paved quietly, as it
+/// does any other Unix tool.
+fn restore_sigpipe() {
+    #[cfg(unix)]
+    // SAFETY: called first thing in main, before any thread exists; resetting a
+    // signal disposition to its default has no other effect.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
 
 /// A failure with the exit code it maps to.
 pub enum Failure {
@@ -18,6 +31,7 @@ pub enum Failure {
 }
 
 fn main() -> ExitCode {
+    restore_sigpipe();
     let cli = match cli::Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {

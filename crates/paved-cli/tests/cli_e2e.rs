@@ -272,3 +272,24 @@ fn specs_can_come_from_standard_input() {
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("1 document(s) in 1 file(s) are valid"));
 }
+
+#[test]
+fn plan_shows_what_an_environment_consists_of() {
+    let p = Paved::new();
+    p.ok(&["apply", "-f", &examples()]);
+    let out = p.ok(&["plan", "-e", "dev"]);
+    assert!(out.contains("  + local.postgres.database/payments-db"), "{out}");
+    assert!(out.contains("database = \"dev_payments_db\""), "{out}");
+    assert!(out.contains("Plan: 10 to add, 0 to change, 0 to replace, 0 to destroy."), "{out}");
+    let json = p.json(&["plan", "-e", "dev"]);
+    assert_eq!(json["environment"], "dev");
+    assert!(json["nodes"].as_array().unwrap().iter().all(|n| n["action"] == "create"));
+    assert_eq!(
+        p.ok(&["plan", "-e", "dev", "--graph"]),
+        p.ok(&["plan", "-e", "dev", "--graph"]),
+        "plans are deterministic"
+    );
+    let aws = p.run(&["plan", "-e", "eu-dev"]);
+    assert_eq!(aws.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&aws.stderr).contains("the aws provider cannot be planned yet"));
+}

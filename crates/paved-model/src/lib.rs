@@ -106,3 +106,17 @@ impl Spec {
         })
     }
 }
+
+/// The same JSON with every object's keys sorted, recursively: the form that
+/// is hashed and serialised wherever output must be byte-for-byte stable.
+pub fn canonical_json(v: &serde_json::Value) -> serde_json::Value {
+    match v {
+        serde_json::Value::Object(m) => {
+            let sorted: std::collections::BTreeMap<&String, serde_json::Value> =
+                m.iter().map(|(k, v)| (k, canonical_json(v))).collect();
+            serde_json::Value::Object(sorted.into_iter().map(|(k, v)| (k.clone(), v)).collect())
+        }
+        serde_json::Value::Array(a) => serde_json::Value::Array(a.iter().map(canonical_json).collect()),
+        other => other.clone(),
+    }
+}

@@ -1,0 +1,82 @@
+//! Planning: desired state → a resource graph for one provider → the diff
+//! against what was applied.
+//!
+//! [`plan`] is a pure function of its [`PlanInput`] (blueprint, account,
+//! environment, services and the capabilities of the target, all passed in):
+//! the same input gives a byte-identical graph ([`ResourceGraph::to_bytes`]).
+//! Each provider has one translation module mapping neutral components and
+//! Score resource types to that provider's kinds and normalising behaviour
+//! (timeouts, health checks) so providers behave alike; [`local`] is the
+//! first. Placeholders a provider cannot satisfy are errors here, at plan
+//! time, never at apply.
+//!
+//! Architecture invariant: no I/O, no clock, no randomness. Values that only
+//! exist after apply (passwords, ports chosen at runtime) are references
+//! (`${ref:KIND/NAME.OUTPUT}`) resolved by the engine.
+
+pub mod diff;
+pub mod graph;
+pub mod local;
+pub mod resolve;
+
+pub use diff::{Action, FieldChange, Plan, PlannedNode, diff};
+pub use graph::{Node, ResourceGraph};
+
+use paved_model::{Blueprint, CloudAccount, Environment, Provider, Workload};
+
+/// What the target can do, detected by the caller (planning itself does no I/O).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Capabilities {
+    /// A Docker Engine answers: the local provider runs containers.
+    pub docker: bool,
+    /// `redis-server` is installed: the local provider can offer redis.
+    pub redis_server: bool,
+}
+
+/// Everything a plan depends on.
+#[derive(Debug, Clone)]
+pub struct PlanInput<'a> {
+    pub environment: &'a Environment,
+    pub blueprint: &'a Blueprint,
+    pub account: &'a CloudAccount,
+    /// The services deployed to the environment.
+    pub services: Vec<&'a Workload>,
+    pub capabilities: Capabilities,
+}
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum PlanError {
+    #[error(
+        "service `{service}`: resource `{resource}` has type `{kind}`, which the {provider} provider does not offer; supported: {supported}"
+    )]
+    UnsupportedResource { service: String, resource: String, kind: String, provider: &'static str, supported: String },
+    #[error("service `{service}`: resource `{resource}` needs {what}; {hint}")]
+    Unavailable { service: String, resource: String, what: String, hint: String },
+    #[error("service `{service}`: `{placeholder}` in {field} cannot be satisfied: {reason}")]
+    Unsatisfiable { service: String, field: String, placeholder: String, reason: String },
+    #[error(
+        "resource id `{id}` is declared with type `{first}` and with type `{second}`; a shared resource has one type"
+    )]
+    ConflictingShare { id: String, first: String, second: String },
+    #[error("parameter `{parameter}` has no value for environment `{environment}`")]
+    MissingParameter { environment: String, parameter: String },
+    #[error("parameter `{parameter}` has value {value}, which does not fit {field}")]
+    BadParameter { parameter: String, value: String, field: String },
+    #[error("the {0} provider cannot be planned yet; only `local` can")]
+    ProviderNotPlannable(&'static str),
+    #[error("node `{node}` depends on `{missing}`, which is not in the graph")]
+    DanglingDependency { node: String, missing: String },
+    #[error("dependency cycle: {}", path.join(" → "))]
+    Cycle { path: Vec<String> },
+}
+
+/// Plans an environment on its account's provider. All problems are
+/// returned at once.
+pub fn plan(input: &PlanInput<'_>) -> Result<ResourceGraph, Vec<PlanError>> {
+    let graph = match input.account.spec.provider {
+        Provider::Local => local::translate(input)?,
+        other => return Err(vec![PlanError::ProviderNotPlannable(other.as_str())]),
+    };
+    graph.validate().map_err(|e| vec![e])?;
+    Ok(graph)
+}

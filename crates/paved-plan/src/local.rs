@@ -1,0 +1,370 @@
+//! Translation for the `local` provider: one machine, real processes or
+//! Docker containers, a platform-managed PostgreSQL, a reverse proxy.
+//!
+//! | neutral / Score           | local kind                      | notes |
+//! |---------------------------|---------------------------------|-------|
+//! | network                   | `local.network`                 | one Docker network (or loopback block) per environment |
+//! | ingress                   | `local.proxy`                   | idle/request timeouts and health checks from the blueprint |
+//! | compute (any runtime)     | `local.workload` per service    | `docker` when an engine answers, else `process` |
+//! | `postgres`                | `local.postgres.database`       | one database + role per resource (shared by Score `id`) on `local.postgres.cluster` |
+//! | `redis`                   | `local.redis`                   | needs `redis-server` |
+//! | `volume`                  | `local.volume`                  | a directory under paved's data dir |
+//! | `dns`                     | `local.dns`                     | `SERVICE.ENV.localhost` |
+//! | `route`                   | `local.route`                   | a path on the proxy to the service |
+//! | `service`                 | `local.service-link`            | a stable URL of another service in the environment |
+
+use crate::resolve::{self, ResourceBinding};
+use crate::{Capabilities, Node, PlanError, PlanInput, ResourceGraph};
+use paved_model::Workload;
+use paved_model::blueprint::{DatabaseEngine, Runtime};
+use paved_model::score::{Files, Volumes};
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+
+const PROVIDER: &str = "local";
+const SUPPORTED: &str = "postgres, redis, volume, dns, route, service";
+
+fn runtime(bp: Runtime, caps: Capabilities) -> &'static str {
+    match bp {
+        Runtime::Process => "process",
+        Runtime::Cluster | Runtime::Container if caps.docker => "docker",
+        Runtime::Cluster | Runtime::Container => "process",
+    }
+}
+
+fn seconds(d: &paved_model::SpecDuration) -> u64 {
+    d.parse().map_or(0, |d| d.as_secs())
+}
+
+pub fn translate(input: &PlanInput<'_>) -> Result<ResourceGraph, Vec<PlanError>> {
+    let env = &input.environment.metadata.name;
+    let bp = &input.blueprint.spec;
+    let params = resolve::parameters(input.environment, input.blueprint)?;
+    let mut errors = Vec::new();
+    let mut g = ResourceGraph::new(paved_model::Provider::Local, env);
+
+    let network = g.add(Node::new("local.network", env, json!({"name": format!("paved-{env}")})).immutable(&["name"]));
+    let proxy_props = match &bp.ingress {
+        Some(i) => json!({
+            "public": i.public,
+            "tls": i.tls.enabled,
+            "idleTimeoutSeconds": seconds(&i.timeouts.idle),
+            "requestTimeoutSeconds": seconds(&i.timeouts.request),
+            "healthCheck": {
+                "path": i.health_check.path,
+                "intervalSeconds": seconds(&i.health_check.interval),
+                "timeoutSeconds": seconds(&i.health_check.timeout),
+                "healthyThreshold": i.health_check.healthy_threshold,
+                "unhealthyThreshold": i.health_check.unhealthy_threshold,
+            },
+        }),
+        None => json!({"public": false}),
+    };
+    let proxy = g.add(Node::new("local.proxy", env, proxy_props).after([network.clone()]).outputs(&["port"]));
+
+    let size = resolve::param("spec.compute.size", &bp.compute.size, &params);
+    let replicas = resolve::param("spec.compute.replicas", &bp.compute.replicas, &params);
+    let (size, replicas) = match (size, replicas) {
+        (Ok(s), Ok(r)) => (s, r),
+        (s, r) => {
+            errors.extend(s.err());
+            errors.extend(r.err());
+            return Err(errors);
+        }
+    };
+    let runtime = runtime(bp.compute.runtime, input.capabilities);
+    let service_names: Vec<&str> = input.services.iter().map(|w| w.metadata.name.as_str()).collect();
+    let mut shared_types: BTreeMap<String, String> = BTreeMap::new();
+
+    for w in &input.services {
+        let svc = w.metadata.name.as_str();
+        let mut bindings: BTreeMap<String, ResourceBinding> = BTreeMap::new();
+        let mut routes = Vec::new();
+        for (rname, r) in &w.resources {
+            let key = r.id.clone().unwrap_or_else(|| format!("{svc}-{rname}"));
+            if let Some(first) = shared_types.insert(key.clone(), r.kind.clone()).filter(|t| *t != r.kind) {
+                errors.push(PlanError::ConflictingShare { id: key.clone(), first, second: r.kind.clone() });
+                continue;
+            }
+            let unavailable = |what: &str, hint: &str| PlanError::Unavailable {
+                service: svc.to_string(),
+                resource: rname.clone(),
+                what: what.to_string(),
+                hint: hint.to_string(),
+            };
+            let binding = match r.kind.as_str() {
+                "postgres" => {
+                    let Some(db) = bp.databases.get(&DatabaseEngine::Postgres) else {
+                        errors.push(unavailable(
+                            "a postgres database",
+                            &format!(
+                                "blueprint `{}` offers none; the platform team adds `spec.databases.postgres`",
+                                input.blueprint.metadata.name
+                            ),
+                        ));
+                        continue;
+                    };
+                    let cluster = g.add(
+                        Node::new(
+                            "local.postgres.cluster",
+                            "platform",
+                            json!({"version": db.version.clone().unwrap_or_else(|| "16".into())}),
+                        )
+                        .outputs(&["host", "port"]),
+                    );
+                    let class = resolve::param("spec.databases.postgres.class", &db.class, &params);
+                    let backups = resolve::param(
+                        "spec.databases.postgres.backupRetentionDays",
+                        &db.backup_retention_days,
+                        &params,
+                    );
+                    let (class, backups) = match (class, backups) {
+                        (Ok(c), Ok(b)) => (c, b),
+                        (c, b) => {
+                            errors.extend(c.err());
+                            errors.extend(b.err());
+                            continue;
+                        }
+                    };
+                    let ident = format!("{env}_{key}").replace(['-', '.'], "_");
+                    let node = Node::new(
+                        "local.postgres.database",
+                        &key,
+                        json!({"database": ident, "role": ident, "class": class, "backupRetentionDays": backups, "network": format!("paved-{env}")}),
+                    )
+                    .after([cluster, network.clone()])
+                    .outputs(&["host", "port", "name", "database", "username", "password"])
+                    .immutable(&["database", "role"]);
+                    ResourceBinding {
+                        node: g.add(node),
+                        outputs: vec!["host", "port", "name", "database", "username", "password"],
+                    }
+                }
+                "redis" => {
+                    if !bp.databases.contains_key(&DatabaseEngine::Redis) {
+                        errors.push(unavailable(
+                            "redis",
+                            &format!(
+                                "blueprint `{}` offers none; the platform team adds `spec.databases.redis`",
+                                input.blueprint.metadata.name
+                            ),
+                        ));
+                        continue;
+                    }
+                    if !input.capabilities.redis_server {
+                        errors.push(unavailable(
+                            "`redis-server`",
+                            "install it (Debian package `redis-server`) on the machine running paved",
+                        ));
+                        continue;
+                    }
+                    let node = Node::new("local.redis", &key, json!({"network": format!("paved-{env}")}))
+                        .after([network.clone()])
+                        .outputs(&["host", "port", "password"]);
+                    ResourceBinding { node: g.add(node), outputs: vec!["host", "port", "password"] }
+                }
+                "volume" => {
+                    let node = Node::new("local.volume", &key, json!({"path": format!("volumes/{env}/{key}")}))
+                        .outputs(&["source"]);
+                    ResourceBinding { node: g.add(node), outputs: vec!["source"] }
+                }
+                "dns" => {
+                    let node = Node::new("local.dns", &key, json!({"host": format!("{svc}.{env}.localhost")}))
+                        .after([proxy.clone()])
+                        .outputs(&["host"]);
+                    ResourceBinding { node: g.add(node), outputs: vec!["host"] }
+                }
+                "service" => {
+                    let target = r.params.as_ref().and_then(|p| p.get("name")).and_then(Value::as_str).unwrap_or(rname);
+                    if !service_names.contains(&target) {
+                        errors.push(unavailable(
+                            &format!("service `{target}` in environment `{env}`"),
+                            &format!(
+                                "deploy `{target}` to this environment, or set `params.name` to one of: {}",
+                                service_names.join(", ")
+                            ),
+                        ));
+                        continue;
+                    }
+                    // A stable URL through the proxy, so services may call each other without a cycle.
+                    let node = Node::new(
+                        "local.service-link",
+                        &key,
+                        json!({"target": target, "host": format!("{target}.{env}.localhost")}),
+                    )
+                    .after([proxy.clone()])
+                    .outputs(&["host", "port", "url"]);
+                    ResourceBinding { node: g.add(node), outputs: vec!["host", "port", "url"] }
+                }
+                "route" => {
+                    routes.push((rname.clone(), key.clone()));
+                    continue;
+                }
+                other => {
+                    errors.push(PlanError::UnsupportedResource {
+                        service: svc.to_string(),
+                        resource: rname.clone(),
+                        kind: other.to_string(),
+                        provider: PROVIDER,
+                        supported: SUPPORTED.to_string(),
+                    });
+                    continue;
+                }
+            };
+            bindings.insert(rname.clone(), binding);
+        }
+
+        let workload = match workload_properties(w, &bindings, runtime, replicas, &size_name(&size)) {
+            Ok(props) => props,
+            Err(e) => {
+                errors.push(e);
+                continue;
+            }
+        };
+        let deps: Vec<String> =
+            std::iter::once(network.clone()).chain(bindings.values().map(|b| b.node.clone())).collect();
+        let workload_id = g.add(Node::new("local.workload", svc, workload).after(deps).outputs(&["url"]));
+
+        for (rname, key) in routes {
+            let r = &w.resources[&rname];
+            let field = format!("resources.{rname}.params");
+            let params = match r.params.as_ref().map(|p| rewrite_value(w, &field, &Value::Object(p.clone()), &bindings))
+            {
+                Some(Ok(v)) => v,
+                Some(Err(e)) => {
+                    errors.push(e);
+                    continue;
+                }
+                None => json!({}),
+            };
+            let deps: Vec<String> = refs_in(&params).into_iter().chain([proxy.clone(), workload_id.clone()]).collect();
+            g.add(Node::new("local.route", &key, json!({"service": svc, "params": params})).after(deps));
+        }
+    }
+    if errors.is_empty() { Ok(g) } else { Err(errors) }
+}
+
+fn size_name(size: &paved_model::blueprint::Size) -> String {
+    serde_json::to_value(size).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()
+}
+
+/// Node ids referenced by `${ref:ID.OUTPUT}` anywhere in a value.
+fn refs_in(v: &Value) -> Vec<String> {
+    let mut out = Vec::new();
+    let text = v.to_string();
+    let mut rest = text.as_str();
+    while let Some(i) = rest.find("${ref:") {
+        let after = &rest[i + 6..];
+        let Some(end) = after.find('}') else { break };
+        if let Some((id, _)) = after[..end].rsplit_once('.') {
+            out.push(id.to_string());
+        }
+        rest = &after[end..];
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+fn rewrite_value(
+    w: &Workload,
+    field: &str,
+    v: &Value,
+    b: &BTreeMap<String, ResourceBinding>,
+) -> Result<Value, PlanError> {
+    Ok(match v {
+        Value::String(s) => Value::String(resolve::rewrite(w, field, s, b)?),
+        Value::Array(items) => {
+            Value::Array(items.iter().map(|i| rewrite_value(w, field, i, b)).collect::<Result<_, _>>()?)
+        }
+        Value::Object(m) => Value::Object(
+            m.iter()
+                .map(|(k, i)| Ok((k.clone(), rewrite_value(w, &format!("{field}.{k}"), i, b)?)))
+                .collect::<Result<_, _>>()?,
+        ),
+        other => other.clone(),
+    })
+}
+
+fn workload_properties(
+    w: &Workload,
+    b: &BTreeMap<String, ResourceBinding>,
+    runtime: &str,
+    replicas: u32,
+    size: &str,
+) -> Result<Value, PlanError> {
+    let svc = &w.metadata.name;
+    let mut containers = serde_json::Map::new();
+    for (cname, c) in &w.containers {
+        let at = |f: &str| format!("containers.{cname}.{f}");
+        let mut variables = serde_json::Map::new();
+        for (k, v) in c.variables.iter().flatten() {
+            variables.insert(k.clone(), Value::String(resolve::rewrite(w, &at(&format!("variables.{k}")), v, b)?));
+        }
+        let list = |name: &str, l: &Option<Vec<String>>| -> Result<Option<Vec<String>>, PlanError> {
+            l.as_ref().map(|items| items.iter().map(|s| resolve::rewrite(w, &at(name), s, b)).collect()).transpose()
+        };
+        let mut files = serde_json::Map::new();
+        let entries: Vec<(String, &paved_model::score::ContainerFile)> = match &c.files {
+            Some(Files::Map(m)) => m.iter().map(|(k, f)| (k.clone(), f)).collect(),
+            Some(Files::List(l)) => l.iter().map(|f| (f.target.clone().unwrap_or_default(), f)).collect(),
+            None => Vec::new(),
+        };
+        for (target, f) in entries {
+            let content = match (&f.content, f.no_expand.unwrap_or(false)) {
+                (Some(text), false) => Some(resolve::rewrite(w, &at(&format!("files.{target}")), text, b)?),
+                (Some(text), true) => Some(text.replace("${", "$${")),
+                (None, _) => None,
+            };
+            files.insert(
+                target,
+                json!({"content": content, "source": f.source, "binaryContent": f.binary_content, "mode": f.mode.clone().unwrap_or_else(|| "0644".into())}),
+            );
+        }
+        let mut volumes = serde_json::Map::new();
+        let vols: Vec<(String, &paved_model::score::ContainerVolume)> = match &c.volumes {
+            Some(Volumes::Map(m)) => m.iter().map(|(k, v)| (k.clone(), v)).collect(),
+            Some(Volumes::List(l)) => l.iter().map(|v| (v.target.clone().unwrap_or_default(), v)).collect(),
+            None => Vec::new(),
+        };
+        for (target, v) in vols {
+            let source = resolve::rewrite(w, &at(&format!("volumes.{target}")), &v.source, b)?;
+            volumes.insert(target, json!({"source": source, "path": v.path, "readOnly": v.read_only.unwrap_or(false)}));
+        }
+        containers.insert(
+            cname.clone(),
+            json!({
+                "image": c.image,
+                "command": list("command", &c.command)?,
+                "args": list("args", &c.args)?,
+                "variables": variables,
+                "files": files,
+                "volumes": volumes,
+                "limits": c.resources.as_ref().and_then(|r| r.limits.as_ref()).map(|l| json!({"cpu": l.cpu, "memory": l.memory})),
+                "livenessProbe": c.liveness_probe,
+                "readinessProbe": c.readiness_probe,
+            }),
+        );
+    }
+    let ports: BTreeMap<&String, Value> = w
+        .service
+        .as_ref()
+        .and_then(|s| s.ports.as_ref())
+        .map(|ports| {
+            ports
+                .iter()
+                .map(|(n, p)| {
+                    (n, json!({"port": p.port, "targetPort": p.target_port.unwrap_or(p.port), "protocol": p.protocol}))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok(json!({
+        "service": svc,
+        "runtime": runtime,
+        "replicas": replicas,
+        "size": size,
+        "containers": containers,
+        "ports": ports,
+    }))
+}

@@ -1,0 +1,250 @@
+//! Planning the example platform on the local provider.
+
+use paved_model::{Blueprint, CloudAccount, Environment, Kind, Spec, Workload};
+use paved_plan::{Action, Capabilities, PlanError, PlanInput, plan};
+use paved_spec::SourceFile;
+use std::path::Path;
+
+struct World {
+    specs: Vec<Spec>,
+}
+
+impl World {
+    fn examples() -> World {
+        World::with_extra(vec![])
+    }
+
+    /// The examples plus extra documents (replacing same-named ones).
+    fn with_extra(extra: Vec<SourceFile>) -> World {
+        let (mut sources, diags) = paved_spec::read_path(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples"));
+        assert!(diags.is_empty());
+        let extra_names: Vec<String> = extra.iter().map(|s| s.path.clone()).collect();
+        sources.retain(|s| !extra_names.iter().any(|e| s.path.ends_with(e.as_str())));
+        sources.extend(extra);
+        let batch = paved_spec::check_sources(sources, vec![], &[]);
+        let errors: Vec<String> = batch.diagnostics.iter().filter(|d| d.is_error()).map(|d| d.short()).collect();
+        assert!(errors.is_empty(), "{errors:?}");
+        World { specs: batch.documents.into_iter().map(|d| d.spec).collect() }
+    }
+
+    fn find<T>(&self, kind: Kind, name: &str, pick: impl Fn(&Spec) -> Option<&T>) -> &T {
+        self.specs.iter().filter(|s| s.kind() == kind && s.object_name() == name).find_map(pick).unwrap()
+    }
+
+    fn input(&self, env: &str, caps: Capabilities) -> PlanInput<'_> {
+        let e: &Environment =
+            self.find(Kind::Environment, env, |s| if let Spec::Environment(e) = s { Some(e) } else { None });
+        let b: &Blueprint = self
+            .find(Kind::Blueprint, &e.spec.blueprint.0, |s| if let Spec::Blueprint(b) = s { Some(b) } else { None });
+        let a: &CloudAccount = self
+            .find(Kind::CloudAccount, &e.spec.account, |s| if let Spec::CloudAccount(a) = s { Some(a) } else { None });
+        let services: Vec<&Workload> =
+            self.specs.iter().filter_map(|s| if let Spec::Service(w) = s { Some(w) } else { None }).collect();
+        PlanInput { environment: e, blueprint: b, account: a, services, capabilities: caps }
+    }
+}
+
+const DOCKER: Capabilities = Capabilities { docker: true, redis_server: false };
+
+#[test]
+fn the_same_input_gives_identical_bytes_whatever_the_order() {
+    let world = World::examples();
+    let input = world.input("dev", DOCKER);
+    let first = plan(&input).unwrap().to_bytes();
+    let mut reversed = input.clone();
+    reversed.services.reverse();
+    assert_eq!(first, plan(&input).unwrap().to_bytes());
+    assert_eq!(first, plan(&reversed).unwrap().to_bytes());
+    // …and differs where the inputs differ.
+    let staging = plan(&world.input("staging", DOCKER)).unwrap().to_bytes();
+    assert_ne!(first, staging);
+}
+
+#[test]
+fn services_share_a_database_by_score_id_and_reference_its_outputs() {
+    let world = World::examples();
+    let g = plan(&world.input("dev", DOCKER)).unwrap();
+    let dbs: Vec<&String> = g.nodes.keys().filter(|k| k.starts_with("local.postgres.database/")).collect();
+    assert_eq!(dbs, ["local.postgres.database/payments-db"], "api and worker share one database");
+    let db = &g.nodes["local.postgres.database/payments-db"];
+    assert_eq!(db.properties["database"], "dev_payments_db");
+    for svc in ["api", "worker"] {
+        let w = &g.nodes[&format!("local.workload/{svc}")];
+        assert!(w.depends_on.contains("local.postgres.database/payments-db"), "{svc}");
+        let url = w.properties["containers"][svc]["variables"]["DATABASE_URL"].as_str().unwrap();
+        assert!(url.contains("${ref:local.postgres.database/payments-db.password}"), "{url}");
+    }
+    // Parameters resolve per environment type: production gets the large class.
+    let prod = plan(&world.input("production", DOCKER)).unwrap();
+    assert_eq!(prod.nodes["local.postgres.database/payments-db"].properties["class"], "large");
+    assert_eq!(prod.nodes["local.postgres.database/payments-db"].properties["backupRetentionDays"], 30);
+    assert_eq!(prod.nodes["local.workload/api"].properties["replicas"], 2, "production on local sets replicas: 2");
+}
+
+#[test]
+fn environments_are_isolated_by_name() {
+    let world = World::examples();
+    let dev = plan(&world.input("dev", DOCKER)).unwrap();
+    let staging = plan(&world.input("staging", DOCKER)).unwrap();
+    assert_eq!(dev.nodes["local.network/dev"].properties["name"], "paved-dev");
+    assert_eq!(staging.nodes["local.network/staging"].properties["name"], "paved-staging");
+    assert_ne!(
+        dev.nodes["local.postgres.database/payments-db"].properties["role"],
+        staging.nodes["local.postgres.database/payments-db"].properties["role"]
+    );
+}
+
+#[test]
+fn the_runtime_follows_the_machine() {
+    let world = World::examples();
+    let without_docker = plan(&world.input("dev", Capabilities::default())).unwrap();
+    assert_eq!(without_docker.nodes["local.workload/api"].properties["runtime"], "process");
+    let with_docker = plan(&world.input("dev", DOCKER)).unwrap();
+    assert_eq!(with_docker.nodes["local.workload/api"].properties["runtime"], "docker");
+}
+
+#[test]
+fn the_ingress_behaviour_is_normalised_from_the_blueprint() {
+    let g = plan(&World::examples().input("dev", DOCKER)).unwrap();
+    let proxy = &g.nodes["local.proxy/dev"].properties;
+    assert_eq!(proxy["idleTimeoutSeconds"], 60);
+    assert_eq!(proxy["requestTimeoutSeconds"], 30);
+    assert_eq!(proxy["healthCheck"]["intervalSeconds"], 10);
+}
+
+fn service(name: &str, body: &str) -> SourceFile {
+    SourceFile::new(
+        format!("services/{name}.score.yaml"),
+        format!("apiVersion: score.dev/v1b1\nmetadata:\n  name: {name}\n{body}"),
+    )
+}
+
+#[test]
+fn unsatisfiable_placeholders_fail_at_plan_time() {
+    let world = World::with_extra(vec![service(
+        "reporter",
+        "containers:\n  main:\n    image: r:1\n    variables:\n      BUCKET: ${resources.db.bucket}\nresources:\n  db:\n    type: postgres\n",
+    )]);
+    let errors = plan(&world.input("dev", DOCKER)).unwrap_err();
+    assert!(
+        errors.iter().any(|e| matches!(e, PlanError::Unsatisfiable { placeholder, reason, .. }
+            if placeholder == "${resources.db.bucket}" && reason.contains("host, port, name, database, username, password"))),
+        "{errors:?}"
+    );
+}
+
+#[test]
+fn resource_types_the_provider_lacks_are_listed() {
+    let world = World::with_extra(vec![service(
+        "uploader",
+        "containers:\n  main:\n    image: u:1\nresources:\n  files:\n    type: s3\n  cache:\n    type: redis\n",
+    )]);
+    let errors = plan(&world.input("dev", DOCKER)).unwrap_err();
+    let text: Vec<String> = errors.iter().map(ToString::to_string).collect();
+    assert!(text.iter().any(|e| e.contains("type `s3`") && e.contains("supported: postgres, redis")), "{text:?}");
+    assert!(text.iter().any(|e| e.contains("resource `cache`") && e.contains("spec.databases.redis")), "{text:?}");
+}
+
+#[test]
+fn a_service_link_needs_its_target_in_the_environment() {
+    let world = World::with_extra(vec![service(
+        "caller",
+        "containers:\n  main:\n    image: c:1\nresources:\n  billing:\n    type: service\n",
+    )]);
+    let errors = plan(&world.input("dev", DOCKER)).unwrap_err();
+    assert!(errors.iter().any(|e| e.to_string().contains("service `billing` in environment `dev`")), "{errors:?}");
+}
+
+#[test]
+fn other_providers_are_refused_until_they_exist() {
+    let world = World::examples();
+    let errors = plan(&world.input("eu-dev", DOCKER)).unwrap_err();
+    assert_eq!(errors, vec![PlanError::ProviderNotPlannable("aws")]);
+}
+
+#[test]
+fn a_first_plan_creates_everything_in_dependency_order() {
+    let g = plan(&World::examples().input("dev", DOCKER)).unwrap();
+    let p = paved_plan::diff(&g, None).unwrap();
+    assert!(p.nodes.iter().all(|n| n.action == Action::Create));
+    let pos = |id: &str| p.nodes.iter().position(|n| n.id == id).unwrap();
+    assert!(pos("local.network/dev") < pos("local.postgres.database/payments-db"));
+    assert!(pos("local.postgres.database/payments-db") < pos("local.workload/api"));
+    assert!(pos("local.workload/web") < pos("local.route/web-route"));
+    assert!(paved_plan::diff(&g, Some(&g)).unwrap().is_empty());
+}
+
+mod generated {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// A generated resource: name, type and optional shared id.
+    type GenResource = (String, &'static str, Option<String>);
+
+    fn workload_yaml(name: &str, resources: &[GenResource]) -> String {
+        let mut vars = String::new();
+        let mut res = String::new();
+        for (rname, kind, id) in resources {
+            let field = match *kind {
+                "postgres" => "host",
+                "dns" => "host",
+                _ => "source",
+            };
+            vars.push_str(&format!(
+                "      {}: ${{resources.{rname}.{field}}}\n",
+                rname.to_uppercase().replace('-', "_")
+            ));
+            res.push_str(&format!("  {rname}:\n    type: {kind}\n"));
+            if let Some(id) = id {
+                res.push_str(&format!("    id: {id}\n"));
+            }
+        }
+        let vars = if vars.is_empty() { String::new() } else { format!("    variables:\n{vars}") };
+        format!("containers:\n  main:\n    image: {name}:1\n{vars}resources:\n{res}")
+    }
+
+    fn services() -> impl Strategy<Value = Vec<(String, Vec<GenResource>)>> {
+        let resource = (
+            "[a-z]{2,6}",
+            prop_oneof![Just("postgres"), Just("volume"), Just("dns")],
+            proptest::option::of("[a-z]{2,4}"),
+        );
+        proptest::collection::btree_map(
+            "[a-z]{3,8}",
+            proptest::collection::btree_map("[a-z]{2,6}", resource, 1..4),
+            1..6,
+        )
+        .prop_map(|m| {
+            m.into_iter()
+                .map(|(svc, res)| {
+                    // Shared ids carry their type in their name, so one id never has two types.
+                    let res = res
+                        .into_iter()
+                        .map(|(rname, (_, kind, id))| (rname, kind, id.map(|i| format!("{kind}-{i}"))))
+                        .collect();
+                    (format!("g-{svc}"), res)
+                })
+                .collect()
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+        #[test]
+        fn plans_are_byte_identical_for_identical_inputs(svcs in services(), replicas in 1i64..20) {
+            let mut extra: Vec<SourceFile> = svcs.iter().map(|(n, r)| service(n, &workload_yaml(n, r))).collect();
+            extra.push(SourceFile::new(
+                "environments/gen.yaml",
+                format!("apiVersion: paved.dev/v1alpha1\nkind: Environment\nmetadata:\n  name: gen\nspec:\n  blueprint: web-service-standard@1.2.0\n  account: local\n  region: local\n  type: staging\n  owner: platform\n  parameters:\n    replicas: {replicas}\n"),
+            ));
+            let world = World::with_extra(extra);
+            let input = world.input("gen", DOCKER);
+            let a = plan(&input).unwrap().to_bytes();
+            let mut shuffled = input.clone();
+            shuffled.services.reverse();
+            shuffled.services.rotate_left(1);
+            prop_assert_eq!(&a, &plan(&input).unwrap().to_bytes());
+            prop_assert_eq!(&a, &plan(&shuffled).unwrap().to_bytes());
+        }
+    }
+}
