@@ -84,6 +84,24 @@ pub struct Change {
     pub at: OffsetDateTime,
 }
 
+/// A resource-graph node as applied, with the outputs its driver reported.
+/// The node itself is opaque JSON here (the store does not know graphs).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AppliedNode {
+    pub node_id: String,
+    pub node: serde_json::Value,
+    pub outputs: serde_json::Value,
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated_at: OffsetDateTime,
+}
+
+/// The result of asking for an environment's lock.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Lock {
+    Acquired,
+    HeldBy { holder: String, since: OffsetDateTime, expires: OffsetDateTime },
+}
+
 #[async_trait]
 pub trait Store: Send + Sync {
     /// The current generation of every live (not deleted) object, optionally
@@ -96,6 +114,24 @@ pub trait Store: Send + Sync {
     async fn history(&self, kind: &str, name: &str) -> Result<Vec<Record>, StoreError>;
     /// Applies all changes in one transaction, or none.
     async fn commit(&self, changes: &[Change]) -> Result<(), StoreError>;
+    /// Every node applied in an environment, ordered by id.
+    async fn applied_nodes(&self, environment: &str) -> Result<Vec<AppliedNode>, StoreError>;
+    /// Records (inserts or replaces) one applied node.
+    async fn put_applied_node(&self, environment: &str, node: &AppliedNode) -> Result<(), StoreError>;
+    /// Forgets a node whose resource was deleted.
+    async fn delete_applied_node(&self, environment: &str, node_id: &str) -> Result<(), StoreError>;
+    /// Takes the environment's lock for `holder` until `now + ttl`, unless
+    /// someone else holds an unexpired one. Taking it again as the same
+    /// holder extends it (a heartbeat).
+    async fn acquire_lock(
+        &self,
+        environment: &str,
+        holder: &str,
+        now: OffsetDateTime,
+        ttl: time::Duration,
+    ) -> Result<Lock, StoreError>;
+    /// Releases the lock if `holder` has it.
+    async fn release_lock(&self, environment: &str, holder: &str) -> Result<(), StoreError>;
     /// Waits for connections to finish and closes them (SQLite then folds
     /// its write-ahead log back into the database file).
     async fn close(&self);

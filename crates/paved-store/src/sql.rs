@@ -1,6 +1,6 @@
 //! [`Store`] over SQLite and PostgreSQL with sqlx's `Any` driver.
 
-use crate::{Change, Operation, Record, Store, StoreError};
+use crate::{AppliedNode, Change, Lock, Operation, Record, Store, StoreError};
 use async_trait::async_trait;
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::migrate::Migrator;
@@ -98,8 +98,11 @@ fn to_record(row: &AnyRow) -> Result<Record, StoreError> {
     })
 }
 
+/// RFC 3339 in UTC with a fixed width (nine fractional digits), so that
+/// timestamps compare correctly as text in SQL on every backend.
 fn timestamp(at: OffsetDateTime) -> String {
-    at.to_offset(time::UtcOffset::UTC).format(&Rfc3339).unwrap_or_default()
+    let f = time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:9]Z");
+    at.to_offset(time::UtcOffset::UTC).format(&f).unwrap_or_default()
 }
 
 /// SQLite reports a lost race for the write lock as "database is locked";
@@ -132,6 +135,115 @@ impl Store for SqlStore {
 
     async fn close(&self) {
         self.pool.close().await;
+    }
+
+    async fn applied_nodes(&self, environment: &str) -> Result<Vec<AppliedNode>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT node_id, node, outputs, updated_at FROM applied_nodes WHERE environment = $1 ORDER BY node_id",
+        )
+        .bind(environment)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let node_id: String = row.try_get("node_id")?;
+                let corrupt = |reason: String| StoreError::Corrupt {
+                    kind: "applied node".into(),
+                    name: node_id.clone(),
+                    generation: 0,
+                    reason,
+                };
+                let node: String = row.try_get("node")?;
+                let outputs: String = row.try_get("outputs")?;
+                let at: String = row.try_get("updated_at")?;
+                Ok(AppliedNode {
+                    node: serde_json::from_str(&node).map_err(|e| corrupt(e.to_string()))?,
+                    outputs: serde_json::from_str(&outputs).map_err(|e| corrupt(e.to_string()))?,
+                    updated_at: OffsetDateTime::parse(&at, &Rfc3339).map_err(|e| corrupt(e.to_string()))?,
+                    node_id,
+                })
+            })
+            .collect()
+    }
+
+    async fn put_applied_node(&self, environment: &str, node: &AppliedNode) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO applied_nodes (environment, node_id, node, outputs, updated_at) VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (environment, node_id) DO UPDATE SET node = excluded.node, outputs = excluded.outputs, \
+             updated_at = excluded.updated_at",
+        )
+        .bind(environment)
+        .bind(&node.node_id)
+        .bind(node.node.to_string())
+        .bind(node.outputs.to_string())
+        .bind(timestamp(node.updated_at))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn delete_applied_node(&self, environment: &str, node_id: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM applied_nodes WHERE environment = $1 AND node_id = $2")
+            .bind(environment)
+            .bind(node_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn acquire_lock(
+        &self,
+        environment: &str,
+        holder: &str,
+        now: OffsetDateTime,
+        ttl: time::Duration,
+    ) -> Result<Lock, StoreError> {
+        let (now_s, expires_s) = (timestamp(now), timestamp(now + ttl));
+        // A lock released between our two statements means: try again.
+        for _ in 0..3 {
+            // Take a free lock, an expired one, or extend our own — in one statement.
+            let taken = sqlx::query(
+            "INSERT INTO environment_locks (environment, holder, acquired_at, expires_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (environment) DO UPDATE SET holder = excluded.holder, acquired_at = CASE \
+             WHEN environment_locks.holder = excluded.holder THEN environment_locks.acquired_at ELSE excluded.acquired_at END, \
+             expires_at = excluded.expires_at \
+             WHERE environment_locks.holder = excluded.holder OR environment_locks.expires_at < excluded.acquired_at",
+        )
+        .bind(environment)
+        .bind(holder)
+        .bind(&now_s)
+        .bind(&expires_s)
+        .execute(&self.pool)
+        .await;
+            match taken {
+                Ok(done) if done.rows_affected() == 1 => return Ok(Lock::Acquired),
+                Ok(_) => {}
+                Err(e) if is_conflict(&e) => {}
+                Err(e) => return Err(e.into()),
+            }
+            let row =
+                sqlx::query("SELECT holder, acquired_at, expires_at FROM environment_locks WHERE environment = $1")
+                    .bind(environment)
+                    .fetch_optional(&self.pool)
+                    .await?;
+            let Some(row) = row else { continue };
+            let parse = |s: String| OffsetDateTime::parse(&s, &Rfc3339).unwrap_or(now);
+            return Ok(Lock::HeldBy {
+                holder: row.try_get("holder")?,
+                since: parse(row.try_get("acquired_at")?),
+                expires: parse(row.try_get("expires_at")?),
+            });
+        }
+        Err(StoreError::Conflict { kind: "environment lock".into(), name: environment.to_string(), expected: None })
+    }
+
+    async fn release_lock(&self, environment: &str, holder: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM environment_locks WHERE environment = $1 AND holder = $2")
+            .bind(environment)
+            .bind(holder)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 
     async fn commit(&self, changes: &[Change]) -> Result<(), StoreError> {

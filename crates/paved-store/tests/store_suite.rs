@@ -1,6 +1,6 @@
 //! The same behaviour, asserted against SQLite and a real PostgreSQL server.
 
-use paved_store::{Change, Operation, SqlStore, Store, StoreError};
+use paved_store::{AppliedNode, Change, Lock, Operation, SqlStore, Store, StoreError};
 use serde_json::json;
 use std::sync::Arc;
 use time::OffsetDateTime;
@@ -161,4 +161,75 @@ suite!(
     concurrent_writers_lose_nothing,
     history_is_append_only,
     reopening_keeps_state,
+    applied_nodes_are_upserted_per_environment,
+    one_apply_per_environment_at_a_time,
+    concurrent_lockers_get_one_winner,
 );
+
+fn node(id: &str, v: i64) -> AppliedNode {
+    AppliedNode {
+        node_id: id.into(),
+        node: json!({"kind": "null", "v": v}),
+        outputs: json!({"id": v}),
+        updated_at: at(v),
+    }
+}
+
+async fn applied_nodes_are_upserted_per_environment(b: Backend) {
+    let store = SqlStore::open(&b.url).await.unwrap();
+    store.put_applied_node("dev", &node("null/a", 1)).await.unwrap();
+    store.put_applied_node("dev", &node("null/b", 2)).await.unwrap();
+    store.put_applied_node("dev", &node("null/a", 3)).await.unwrap();
+    store.put_applied_node("staging", &node("null/a", 9)).await.unwrap();
+    let dev = store.applied_nodes("dev").await.unwrap();
+    assert_eq!(
+        dev.iter().map(|n| (n.node_id.as_str(), n.outputs["id"].as_i64().unwrap())).collect::<Vec<_>>(),
+        [("null/a", 3), ("null/b", 2)]
+    );
+    assert_eq!(dev[0].updated_at, at(3));
+    store.delete_applied_node("dev", "null/a").await.unwrap();
+    assert_eq!(store.applied_nodes("dev").await.unwrap().len(), 1);
+    assert_eq!(store.applied_nodes("staging").await.unwrap().len(), 1);
+}
+
+async fn one_apply_per_environment_at_a_time(b: Backend) {
+    let store = SqlStore::open(&b.url).await.unwrap();
+    let ttl = time::Duration::seconds(30);
+    assert_eq!(store.acquire_lock("dev", "alice@host1", at(0), ttl).await.unwrap(), Lock::Acquired);
+    match store.acquire_lock("dev", "bob@host2", at(10), ttl).await.unwrap() {
+        Lock::HeldBy { holder, since, .. } => assert_eq!((holder.as_str(), since), ("alice@host1", at(0))),
+        other => panic!("{other:?}"),
+    }
+    // Other environments are independent.
+    assert_eq!(store.acquire_lock("staging", "bob@host2", at(10), ttl).await.unwrap(), Lock::Acquired);
+    // The holder extends its lease (heartbeat) and keeps its start time.
+    assert_eq!(store.acquire_lock("dev", "alice@host1", at(25), ttl).await.unwrap(), Lock::Acquired);
+    assert!(matches!(store.acquire_lock("dev", "bob@host2", at(40), ttl).await.unwrap(), Lock::HeldBy { .. }));
+    // An expired lease (a crashed holder) can be taken over.
+    assert_eq!(store.acquire_lock("dev", "bob@host2", at(56), ttl).await.unwrap(), Lock::Acquired);
+    store.release_lock("dev", "alice@host1").await.unwrap();
+    assert!(
+        matches!(store.acquire_lock("dev", "carol", at(57), ttl).await.unwrap(), Lock::HeldBy { .. }),
+        "only the holder releases"
+    );
+    store.release_lock("dev", "bob@host2").await.unwrap();
+    assert_eq!(store.acquire_lock("dev", "carol", at(58), ttl).await.unwrap(), Lock::Acquired);
+}
+
+async fn concurrent_lockers_get_one_winner(b: Backend) {
+    let store = Arc::new(SqlStore::open(&b.url).await.unwrap());
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            store.acquire_lock("prod", &format!("p{i}"), at(0), time::Duration::seconds(60)).await.unwrap()
+        }));
+    }
+    let mut winners = 0;
+    for t in tasks {
+        if t.await.unwrap() == Lock::Acquired {
+            winners += 1;
+        }
+    }
+    assert_eq!(winners, 1);
+}
