@@ -15,11 +15,9 @@ use sha2::{Digest, Sha256};
 use std::sync::Arc;
 use time::OffsetDateTime;
 
-/// Injected time, so tests and replays control it.
-pub trait Clock: Send + Sync {
-    fn now(&self) -> OffsetDateTime;
-}
+pub use paved_model::Clock;
 
+/// The clock of the machine.
 pub struct SystemClock;
 
 impl Clock for SystemClock {

@@ -27,6 +27,12 @@ pub use meta::Metadata;
 pub use score::Workload;
 pub use team::{Team, TeamSpec};
 
+/// Injected time, so tests and replays control it. Implementations that read
+/// the system clock live at the edges (`paved_catalog::SystemClock`).
+pub trait Clock: Send + Sync {
+    fn now(&self) -> time::OffsetDateTime;
+}
+
 /// A validated spec of any kind, as stored and compared by the catalog.
 // Specs are few and short-lived; boxing the larger variants would only add noise.
 #[allow(clippy::large_enum_variant)]

@@ -1,0 +1,254 @@
+//! The orchestrator against a SQLite store and an in-memory "cloud" whose
+//! resources outlive each apply (as real ones do).
+
+use paved_engine::{
+    Driver, DriverError, Drivers, Engine, EngineError, FaultInjecting, NullDriver, Observation, Options, Outcome,
+    Outputs, Quiet, Resource,
+};
+use paved_model::{Clock, Provider};
+use paved_plan::{Node, ResourceGraph};
+use paved_store::{SqlStore, Store};
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+struct FixedClock;
+impl Clock for FixedClock {
+    fn now(&self) -> time::OffsetDateTime {
+        time::OffsetDateTime::from_unix_timestamp(1_764_000_000).unwrap()
+    }
+}
+
+/// Resources kept by external name, with a log of every mutating call.
+#[derive(Default)]
+struct Cloud {
+    resources: Mutex<BTreeMap<String, Value>>,
+    log: Mutex<Vec<String>>,
+    creates: Mutex<BTreeMap<String, usize>>,
+    /// External names whose create "crashes" after the resource exists.
+    crash_after_create: Mutex<Vec<String>>,
+    /// External names that fail permanently.
+    broken: Mutex<Vec<String>>,
+    running: AtomicUsize,
+    max_running: AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl Driver for Cloud {
+    async fn observe(&self, r: &Resource) -> Result<Observation, DriverError> {
+        Ok(match self.resources.lock().unwrap().get(&r.external_name) {
+            Some(props) => Observation::Present {
+                properties: props.clone(),
+                outputs: Outputs::from([("id".into(), json!(r.external_name))]),
+                ready: true,
+            },
+            None => Observation::Absent,
+        })
+    }
+
+    async fn create(&self, r: &Resource) -> Result<Outputs, DriverError> {
+        let now = self.running.fetch_add(1, Ordering::SeqCst) + 1;
+        self.max_running.fetch_max(now, Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        self.running.fetch_sub(1, Ordering::SeqCst);
+        if self.broken.lock().unwrap().contains(&r.external_name) {
+            return Err(DriverError::Permanent(format!("quota exceeded for {}", r.external_name)));
+        }
+        self.resources.lock().unwrap().insert(r.external_name.clone(), r.properties.clone());
+        *self.creates.lock().unwrap().entry(r.external_name.clone()).or_default() += 1;
+        self.log.lock().unwrap().push(format!("create {}", r.id));
+        if self.crash_after_create.lock().unwrap().contains(&r.external_name) {
+            return Err(DriverError::Permanent("connection lost".into()));
+        }
+        Ok(Outputs::from([("id".into(), json!(r.external_name))]))
+    }
+
+    async fn update(&self, r: &Resource) -> Result<Outputs, DriverError> {
+        self.resources.lock().unwrap().insert(r.external_name.clone(), r.properties.clone());
+        self.log.lock().unwrap().push(format!("update {}", r.id));
+        Ok(Outputs::from([("id".into(), json!(r.external_name))]))
+    }
+
+    async fn delete(&self, r: &Resource) -> Result<(), DriverError> {
+        self.resources.lock().unwrap().remove(&r.external_name);
+        self.log.lock().unwrap().push(format!("delete {}", r.id));
+        Ok(())
+    }
+}
+
+struct Setup {
+    engine: Engine,
+    cloud: Arc<Cloud>,
+    store: Arc<dyn Store>,
+    _dir: tempfile::TempDir,
+}
+
+async fn setup_with(wrap: impl Fn(Arc<Cloud>) -> Arc<dyn Driver>) -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> =
+        Arc::new(SqlStore::open(&format!("sqlite://{}", dir.path().join("s.db").display())).await.unwrap());
+    let cloud = Arc::new(Cloud::default());
+    let drivers = Drivers::default().with("thing", wrap(cloud.clone())).with("null", Arc::new(NullDriver));
+    Setup { engine: Engine::new(store.clone(), drivers, Arc::new(FixedClock)), cloud, store, _dir: dir }
+}
+
+async fn setup() -> Setup {
+    setup_with(|c| c).await
+}
+
+fn opts() -> Options {
+    Options { initial_backoff: Duration::from_millis(1), max_backoff: Duration::from_millis(5), ..Options::default() }
+}
+
+/// net ← db ← app, and app's `dbId` refers to the database's output.
+fn stack(db_size: &str) -> ResourceGraph {
+    let mut g = ResourceGraph::new(Provider::Local, "dev");
+    g.add(Node::new("thing", "net", json!({"cidr": "10.0.0.0/16"})));
+    g.add(
+        Node::new("thing", "db", json!({"database": "app", "size": db_size}))
+            .after(["thing/net".into()])
+            .outputs(&["id"])
+            .immutable(&["database"]),
+    );
+    g.add(Node::new("thing", "app", json!({"dbId": "${ref:thing/db.id}"})).after(["thing/db".into()]));
+    g
+}
+
+async fn apply(s: &Setup, g: &ResourceGraph, o: &Options) -> Result<paved_engine::Report, EngineError> {
+    s.engine.apply(g, o, Arc::new(AtomicBool::new(false)), Arc::new(Quiet)).await
+}
+
+#[tokio::test]
+async fn creates_in_dependency_order_resolving_references() {
+    let s = setup().await;
+    let report = apply(&s, &stack("small"), &opts()).await.unwrap();
+    assert!(report.succeeded(), "{report:?}");
+    assert!(report.outcomes.values().all(|o| *o == Outcome::Created));
+    assert_eq!(*s.cloud.log.lock().unwrap(), ["create thing/net", "create thing/db", "create thing/app"]);
+    assert_eq!(s.cloud.resources.lock().unwrap()["paved-dev-app"], json!({"dbId": "paved-dev-db"}));
+    assert_eq!(s.store.applied_nodes("dev").await.unwrap().len(), 3, "every outcome is recorded");
+}
+
+#[tokio::test]
+async fn a_second_apply_changes_nothing_and_a_change_updates_only_that_node() {
+    let s = setup().await;
+    apply(&s, &stack("small"), &opts()).await.unwrap();
+    let again = apply(&s, &stack("small"), &opts()).await.unwrap();
+    assert!(again.outcomes.values().all(|o| *o == Outcome::Unchanged), "{again:?}");
+    let changed = apply(&s, &stack("large"), &opts()).await.unwrap();
+    assert_eq!(changed.outcomes["thing/db"], Outcome::Updated);
+    assert_eq!(changed.outcomes["thing/app"], Outcome::Unchanged);
+    assert_eq!(s.cloud.resources.lock().unwrap()["paved-dev-db"]["size"], "large");
+}
+
+#[tokio::test]
+async fn an_immutable_change_replaces_and_removed_nodes_are_deleted_dependents_first() {
+    let s = setup().await;
+    apply(&s, &stack("small"), &opts()).await.unwrap();
+    let mut g = stack("small");
+    g.nodes.get_mut("thing/db").unwrap().properties["database"] = json!("app2");
+    let r = apply(&s, &g, &opts()).await.unwrap();
+    assert_eq!(r.outcomes["thing/db"], Outcome::Replaced);
+    s.cloud.log.lock().unwrap().clear();
+    let empty = ResourceGraph::new(Provider::Local, "dev");
+    let r = apply(&s, &empty, &opts()).await.unwrap();
+    assert!(r.outcomes.values().all(|o| *o == Outcome::Deleted), "{r:?}");
+    assert_eq!(*s.cloud.log.lock().unwrap(), ["delete thing/app", "delete thing/db", "delete thing/net"]);
+    assert!(s.cloud.resources.lock().unwrap().is_empty(), "nothing is left behind");
+    assert!(s.store.applied_nodes("dev").await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn transient_failures_are_retried_until_it_converges() {
+    let s = setup_with(|c| Arc::new(FaultInjecting::new(c, 20, 7)) as Arc<dyn Driver>).await;
+    let mut g = ResourceGraph::new(Provider::Local, "dev");
+    for i in 0..40 {
+        let after: Vec<String> = if i > 0 { vec![format!("thing/n{}", i / 2)] } else { vec![] };
+        g.add(Node::new("thing", &format!("n{i}"), json!({"i": i})).after(after));
+    }
+    let o = Options { max_attempts: 10, ..opts() };
+    let r = apply(&s, &g, &o).await.unwrap();
+    assert!(r.succeeded(), "{r:?}");
+    assert_eq!(s.cloud.resources.lock().unwrap().len(), 40);
+    assert!(s.cloud.creates.lock().unwrap().values().all(|n| *n == 1), "no duplicates");
+}
+
+#[tokio::test]
+async fn a_permanent_failure_stops_dependants_and_names_the_root_cause() {
+    let s = setup().await;
+    s.cloud.broken.lock().unwrap().push("paved-dev-db".into());
+    let r = apply(&s, &stack("small"), &opts()).await.unwrap();
+    assert!(!r.succeeded());
+    assert_eq!(r.outcomes["thing/net"], Outcome::Created);
+    assert!(
+        matches!(&r.outcomes["thing/db"], Outcome::Failed { error, attempts: 1 } if error.contains("quota exceeded"))
+    );
+    assert!(matches!(&r.outcomes["thing/app"], Outcome::Skipped { because } if because.contains("thing/db")));
+    assert!(!s.cloud.resources.lock().unwrap().contains_key("paved-dev-app"));
+}
+
+#[tokio::test]
+async fn a_crash_after_creating_is_resumed_by_adoption_without_duplicates() {
+    let s = setup().await;
+    // The database gets created, but the apply never learns it (a crash).
+    s.cloud.crash_after_create.lock().unwrap().push("paved-dev-db".into());
+    let r = apply(&s, &stack("small"), &opts()).await.unwrap();
+    assert!(!r.succeeded());
+    s.cloud.crash_after_create.lock().unwrap().clear();
+    let r = apply(&s, &stack("small"), &opts()).await.unwrap();
+    assert!(r.succeeded(), "{r:?}");
+    assert_eq!(r.outcomes["thing/db"], Outcome::Adopted);
+    assert_eq!(r.outcomes["thing/net"], Outcome::Unchanged);
+    assert!(s.cloud.creates.lock().unwrap().values().all(|n| *n == 1), "{:?}", s.cloud.creates.lock().unwrap());
+}
+
+#[tokio::test]
+async fn parallelism_is_bounded() {
+    let s = setup().await;
+    let mut g = ResourceGraph::new(Provider::Local, "dev");
+    for i in 0..30 {
+        g.add(Node::new("thing", &format!("w{i}"), json!({})));
+    }
+    let r = apply(&s, &g, &Options { parallelism: 3, ..opts() }).await.unwrap();
+    assert!(r.succeeded());
+    let max = s.cloud.max_running.load(Ordering::SeqCst);
+    assert!((2..=3).contains(&max), "max concurrent creates: {max}");
+}
+
+#[tokio::test]
+async fn cancelling_starts_nothing_new() {
+    let s = setup().await;
+    let cancel = Arc::new(AtomicBool::new(true));
+    let r = s.engine.apply(&stack("small"), &opts(), cancel, Arc::new(Quiet)).await.unwrap();
+    assert!(r.cancelled);
+    assert!(r.outcomes.values().all(|o| *o == Outcome::NotStarted));
+    assert!(s.store.applied_nodes("dev").await.unwrap().is_empty());
+    // And the next apply finishes the job.
+    assert!(apply(&s, &stack("small"), &opts()).await.unwrap().succeeded());
+}
+
+#[tokio::test]
+async fn a_second_apply_of_the_same_environment_is_refused_while_one_runs() {
+    let s = setup().await;
+    let lease = time::Duration::seconds(60);
+    s.store.acquire_lock("dev", "alice@ci:42", FixedClock.now(), lease).await.unwrap();
+    match apply(&s, &stack("small"), &opts()).await {
+        Err(EngineError::Locked { holder, .. }) => assert_eq!(holder, "alice@ci:42"),
+        other => panic!("{other:?}"),
+    }
+    assert!(s.cloud.log.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn kinds_without_a_driver_are_refused_before_anything_changes() {
+    let s = setup().await;
+    let mut g = stack("small");
+    g.add(Node::new("local.network", "dev", json!({})));
+    match apply(&s, &g, &opts()).await {
+        Err(EngineError::MissingDrivers { kinds }) => assert_eq!(kinds, ["local.network"]),
+        other => panic!("{other:?}"),
+    }
+    assert!(s.cloud.log.lock().unwrap().is_empty());
+}
