@@ -9,11 +9,13 @@ use std::path::PathBuf;
     version,
     about = "paved — a self-hosted internal developer platform",
     long_about = "paved records blueprints, cloud accounts, environments, teams and Score workloads as versioned \
-desired state, validates them with precise diagnostics, and (in later versions) plans and applies them.",
-    after_help = "Examples:\n  paved validate -f examples/\n  paved apply -f examples/\n  paved get environments\n  \
+desired state, validates them with precise diagnostics, plans each environment as a resource graph and applies it \
+through provider drivers.",
+    after_help = "Examples:\n  paved up                      # the demo platform on this machine\n  paved validate -f examples/\n  paved apply -f examples/\n  paved plan -e dev\n  paved apply -e dev\n  paved drift -e dev\n  paved get environments\n  \
 paved describe environment eu-production\n  paved history blueprint web-service-standard\n  paved schema Environment > environment.schema.json\n\n\
 State defaults to SQLite under your data directory; use --state postgres://USER@HOST/DB for PostgreSQL.\n\
-Exit codes: 0 success, 1 user error (invalid specs, unknown objects), 2 internal error."
+Exit codes: 0 success, 1 user error (invalid specs, unknown objects, failed resources), 2 internal error, \
+3 drift found (paved drift)."
 )]
 pub struct Cli {
     /// Output format.
@@ -25,6 +27,9 @@ pub struct Cli {
     /// Who is acting (recorded with every change).
     #[arg(long, global = true, env = "PAVED_ACTOR")]
     pub actor: Option<String>,
+    /// paved's data directory (local provider state, image store, default SQLite state).
+    #[arg(long, global = true, env = "PAVED_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
     /// When to colour diagnostics.
     #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto)]
     pub color: ColorChoice,
@@ -56,15 +61,75 @@ cat env.yaml | paved validate -f -")]
         #[arg(short = 'f', long = "file", required = true)]
         files: Vec<PathBuf>,
     },
-    /// Record specs as desired state (all or nothing).
-    #[command(
-        after_help = "Examples:\n  paved apply -f examples/\n  paved apply -f platform/ -f services/api.score.yaml"
-    )]
+    /// Record specs as desired state (all or nothing), and/or bring environments to it.
+    #[command(after_help = "Examples:\n  paved apply -f examples/                 # record specs only\n  \
+paved apply -e dev                       # provision dev from the recorded specs\n  \
+paved apply -f examples/ -e dev          # both\n  paved apply --all --parallelism 4\n\n\
+Ctrl-C stops scheduling, lets running steps finish and records them; run the same command again to continue.")]
     Apply {
         /// Spec files or directories (recursive); `-` reads standard input.
-        #[arg(short = 'f', long = "file", required = true)]
+        #[arg(short = 'f', long = "file", required_unless_present_any = ["environment", "all"])]
         files: Vec<PathBuf>,
+        /// Provision this environment from the recorded specs.
+        #[arg(short = 'e', long = "environment", conflicts_with = "all")]
+        environment: Option<String>,
+        /// Provision every environment whose provider paved can drive.
+        #[arg(long)]
+        all: bool,
+        /// Resources worked on at the same time.
+        #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=256))]
+        parallelism: u16,
     },
+    /// Remove every resource of an environment (its spec stays recorded).
+    #[command(
+        after_help = "Examples:\n  paved destroy -e staging\n  paved destroy -e staging && paved delete env staging"
+    )]
+    Destroy {
+        #[arg(short = 'e', long = "environment")]
+        environment: String,
+        #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=256))]
+        parallelism: u16,
+    },
+    /// Compare what runs with what paved applied (exit code 3 when they differ).
+    #[command(after_help = "Examples:\n  paved drift -e dev\n  paved drift -e production -o json\n  \
+paved drift -e dev || paved apply -e dev   # repair\n\nExit codes: 0 in sync, 3 drift found, 1/2 errors.")]
+    Drift {
+        #[arg(short = 'e', long = "environment")]
+        environment: String,
+    },
+    /// Print a service's output (stdout and stderr of its processes).
+    #[command(
+        after_help = "Examples:\n  paved logs api -e dev\n  paved logs api -e dev -f\n  paved logs web -e dev --tail 20"
+    )]
+    Logs {
+        service: String,
+        #[arg(short = 'e', long = "environment")]
+        environment: String,
+        /// Keep printing new output.
+        #[arg(short = 'f', long)]
+        follow: bool,
+        /// Only this container (default: every container of the service).
+        #[arg(short = 'c', long)]
+        container: Option<String>,
+        /// Only the last N lines.
+        #[arg(long)]
+        tail: Option<usize>,
+    },
+    /// One command for a newcomer: record examples/, provision `dev` with the demo services, print the URLs.
+    #[command(after_help = "Examples:\n  paved up\n  paved up --specs examples/ -e staging\n  paved down")]
+    Up {
+        /// Specs to record first.
+        #[arg(long, default_value = "examples")]
+        specs: PathBuf,
+        #[arg(short = 'e', long = "environment", default_value = "dev")]
+        environment: String,
+    },
+    /// Remove everything `paved up` and `paved apply` created on this machine.
+    #[command(after_help = "Examples:\n  paved down")]
+    Down,
+    /// The local image store of the process runtime.
+    #[command(subcommand)]
+    Image(ImageCommand),
     /// List objects of a kind, or show one.
     #[command(
         after_help = "Examples:\n  paved get environments\n  paved get env eu-production -o yaml\n  paved get services -o json"
@@ -105,4 +170,30 @@ cat env.yaml | paved validate -f -")]
         after_help = "Examples:\n  paved completions bash > /etc/bash_completion.d/paved\n  paved completions zsh > ~/.zfunc/_paved"
     )]
     Completions { shell: clap_complete::Shell },
+    /// Internal: supervise the processes of one workload (started by paved).
+    #[command(name = "__supervise", hide = true)]
+    Supervise { dir: PathBuf },
+    /// Internal: an environment's reverse proxy (started by paved).
+    #[command(name = "__proxy", hide = true)]
+    Proxy {
+        #[arg(long)]
+        routes: PathBuf,
+        #[arg(long)]
+        listen: std::net::SocketAddr,
+        #[arg(long, default_value_t = 60)]
+        request_timeout: u64,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ImageCommand {
+    /// Store a bundle directory (with a bundle.json) under its content digest and tag it.
+    #[command(after_help = "Examples:\n  paved image import ./build/api --tag registry.example.com/payments/api:1.4.2")]
+    Import {
+        dir: PathBuf,
+        #[arg(short, long = "tag")]
+        tags: Vec<String>,
+    },
+    /// Tags and the digests they point at.
+    List,
 }

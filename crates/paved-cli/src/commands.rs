@@ -28,13 +28,27 @@ pub(crate) struct Ctx {
     color: bool,
     state: String,
     actor: String,
-    /// The catalog, once a command opened it; closed before exit.
-    catalog: std::sync::OnceLock<Arc<Catalog>>,
+    /// The store, once a command opened it; closed before exit.
+    store: std::sync::OnceLock<Arc<dyn paved_store::Store>>,
+    pub(crate) data_dir: PathBuf,
 }
 
-fn default_state() -> String {
-    let dir = dirs::data_dir().unwrap_or_else(std::env::temp_dir).join("paved");
-    format!("sqlite://{}", dir.join("state.db").display())
+impl Ctx {
+    /// Who holds an environment's lock while this command applies it.
+    pub(crate) fn holder(&self) -> String {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string());
+        format!("{}@{}:{}", self.actor, host.unwrap_or_else(|_| "localhost".into()), std::process::id())
+    }
+
+    pub(crate) fn local_config(&self) -> Result<paved_local::Config, Failure> {
+        let exe = std::env::current_exe()
+            .map_err(|e| Failure::Internal(anyhow::anyhow!("cannot find paved's own executable: {e}")))?;
+        Ok(paved_local::Config { data_dir: self.data_dir.clone(), exe, pg_bin: None })
+    }
+}
+
+fn default_data_dir() -> PathBuf {
+    dirs::data_dir().unwrap_or_else(std::env::temp_dir).join("paved")
 }
 
 pub async fn run(cli: Cli) -> Result<(), Failure> {
@@ -44,16 +58,43 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
         ColorChoice::Auto => std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
     };
     let actor = cli.actor.or_else(|| std::env::var("USER").ok()).unwrap_or_else(|| "local".into());
+    let data_dir = cli.data_dir.unwrap_or_else(default_data_dir);
     let ctx = Ctx {
         format: cli.output,
         color,
-        state: cli.state.unwrap_or_else(default_state),
+        state: cli.state.unwrap_or_else(|| format!("sqlite://{}", data_dir.join("state.db").display())),
         actor,
-        catalog: std::sync::OnceLock::new(),
+        store: std::sync::OnceLock::new(),
+        data_dir,
     };
     let result = match cli.command {
         Command::Validate { files } => validate(&ctx, &files).await,
-        Command::Apply { files } => apply(&ctx, &files).await,
+        Command::Apply { files, environment, all, parallelism } => {
+            if !files.is_empty() {
+                apply(&ctx, &files).await?;
+            }
+            match (environment, all) {
+                (Some(env), _) => crate::provision::apply_environments(&ctx, &[env], parallelism).await,
+                (None, true) => crate::provision::apply_all(&ctx, parallelism).await,
+                (None, false) => Ok(()),
+            }
+        }
+        Command::Destroy { environment, parallelism } => {
+            crate::provision::destroy(&ctx, &environment, parallelism).await
+        }
+        Command::Drift { environment } => crate::provision::drift(&ctx, &environment).await,
+        Command::Logs { service, environment, follow, container, tail } => {
+            crate::provision::logs(&ctx, &service, &environment, container.as_deref(), follow, tail).await
+        }
+        Command::Up { specs, environment } => crate::provision::up(&ctx, &specs, &environment).await,
+        Command::Down => crate::provision::down(&ctx).await,
+        Command::Image(sub) => crate::provision::image(&ctx, sub),
+        Command::Supervise { .. } => Err(Failure::User("`__supervise` is started by paved itself".into())),
+        Command::Proxy { routes, listen, request_timeout } => {
+            paved_local::proxy::serve(routes, listen, std::time::Duration::from_secs(request_timeout))
+                .await
+                .map_err(Failure::User)
+        }
         Command::Get { kind, name } => get(&ctx, parse_kind(&kind)?, name.as_deref()).await,
         Command::Describe { kind, name } => describe(&ctx, parse_kind(&kind)?, &name).await,
         Command::Delete { kind, name } => delete(&ctx, parse_kind(&kind)?, &name).await,
@@ -69,8 +110,8 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
             Ok(())
         }
     };
-    if let Some(catalog) = ctx.catalog.get() {
-        catalog.close().await;
+    if let Some(store) = ctx.store.get() {
+        store.close().await;
     }
     result
 }
@@ -83,15 +124,19 @@ fn parse_kind(s: &str) -> Result<Kind, Failure> {
     })
 }
 
-pub(crate) async fn open(ctx: &Ctx) -> Result<Arc<Catalog>, Failure> {
-    if let Some(catalog) = ctx.catalog.get() {
-        return Ok(catalog.clone());
+pub(crate) async fn open_store(ctx: &Ctx) -> Result<Arc<dyn paved_store::Store>, Failure> {
+    if let Some(store) = ctx.store.get() {
+        return Ok(store.clone());
     }
     let store = SqlStore::open(&ctx.state).await.map_err(|e| match e {
         paved_store::StoreError::BadUrl(_) => Failure::User(e.to_string()),
         other => Failure::Internal(other.into()),
     })?;
-    Ok(ctx.catalog.get_or_init(|| Arc::new(Catalog::new(Arc::new(store), Arc::new(SystemClock)))).clone())
+    Ok(ctx.store.get_or_init(|| Arc::new(store)).clone())
+}
+
+pub(crate) async fn open(ctx: &Ctx) -> Result<Catalog, Failure> {
+    Ok(Catalog::new(open_store(ctx).await?, Arc::new(SystemClock)))
 }
 
 /// Reads `-f` arguments; `-` is standard input.
@@ -174,6 +219,15 @@ async fn validate(ctx: &Ctx, files: &[PathBuf]) -> Result<(), Failure> {
 }
 
 async fn apply(ctx: &Ctx, files: &[PathBuf]) -> Result<(), Failure> {
+    record(ctx, files, true).await
+}
+
+/// Records specs and prints only the counts (`paved up`).
+pub(crate) async fn apply_quiet(ctx: &Ctx, files: &[PathBuf]) -> Result<(), Failure> {
+    record(ctx, files, false).await
+}
+
+async fn record(ctx: &Ctx, files: &[PathBuf], verbose: bool) -> Result<(), Failure> {
     let (sources, read_diags) = read_files(files);
     let catalog = open(ctx).await?;
     let report = match catalog.apply(sources, read_diags, &ctx.actor).await {
@@ -184,8 +238,11 @@ async fn apply(ctx: &Ctx, files: &[PathBuf]) -> Result<(), Failure> {
         }
         Err(e) => return Err(e.into()),
     };
-    if let Some(text) = structured(ctx.format, &report.outcomes) {
+    if let Some(text) = structured(ctx.format, &report.outcomes).filter(|_| verbose) {
         println!("{text}");
+        return Ok(());
+    }
+    if ctx.format != Format::Table {
         return Ok(());
     }
     if !report.batch.diagnostics.is_empty() {
@@ -199,9 +256,12 @@ async fn apply(ctx: &Ctx, files: &[PathBuf]) -> Result<(), Failure> {
             Action::Unchanged => ("unchanged", 2),
         };
         counts[idx] += 1;
-        println!("{}/{} {word} (generation {})", o.kind.as_str().to_lowercase(), o.name, o.generation);
+        if verbose {
+            println!("{}/{} {word} (generation {})", o.kind.as_str().to_lowercase(), o.name, o.generation);
+        }
     }
-    println!("{} created, {} updated, {} unchanged", counts[0], counts[1], counts[2]);
+    let prefix = if verbose { "" } else { "specs: " };
+    println!("{prefix}{} created, {} updated, {} unchanged", counts[0], counts[1], counts[2]);
     Ok(())
 }
 

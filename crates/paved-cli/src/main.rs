@@ -4,6 +4,8 @@ mod cli;
 mod commands;
 mod output;
 mod plan;
+mod progress;
+mod provision;
 
 use clap::Parser;
 use std::process::ExitCode;
@@ -28,6 +30,8 @@ pub enum Failure {
     Reported,
     /// Anything else (the store is unreachable, a bug): exit code 2.
     Internal(anyhow::Error),
+    /// `paved drift` found differences (already printed): exit code 3.
+    Drift,
 }
 
 fn main() -> ExitCode {
@@ -40,6 +44,16 @@ fn main() -> ExitCode {
             return if e.use_stderr() { ExitCode::from(1) } else { ExitCode::SUCCESS };
         }
     };
+    // The supervisor forks: it must start before any thread exists.
+    if let cli::Command::Supervise { dir } = &cli.command {
+        return match paved_local::supervisor::main(dir) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: supervisor of {}: {e}", dir.display());
+                ExitCode::from(2)
+            }
+        };
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -50,6 +64,7 @@ fn main() -> ExitCode {
     match runtime.block_on(commands::run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(Failure::Reported) => ExitCode::from(1),
+        Err(Failure::Drift) => ExitCode::from(3),
         Err(Failure::User(msg)) => {
             eprintln!("error: {msg}");
             ExitCode::from(1)

@@ -2,9 +2,10 @@
 //! applying it would change, terraform-style.
 
 use crate::Failure;
-use crate::commands::{Ctx, open};
+use crate::commands::{Ctx, open, open_store};
 use crate::output::structured;
-use paved_plan::{Action, Capabilities, PlanInput};
+use paved_catalog::{Catalog, EnvironmentContext};
+use paved_plan::{Action, Capabilities, PlanInput, ResourceGraph};
 
 /// What this machine offers the local provider. Planning is pure; detection
 /// happens here, at the edge.
@@ -13,7 +14,9 @@ fn detect_capabilities() -> Capabilities {
         std::env::var_os("PATH").is_some_and(|paths| std::env::split_paths(&paths).any(|d| d.join(bin).is_file()))
     };
     Capabilities {
-        docker: std::env::var_os("DOCKER_HOST").is_some() || std::path::Path::new("/var/run/docker.sock").exists(),
+        // The docker runtime's driver is not built yet: plan for supervised
+        // processes even where an engine answers.
+        docker: false,
         redis_server: on_path("redis-server"),
     }
 }
@@ -25,8 +28,11 @@ fn show(v: &serde_json::Value) -> String {
     }
 }
 
-pub async fn plan(ctx: &Ctx, environment: &str, print_graph: bool) -> Result<(), Failure> {
-    let catalog = open(ctx).await?;
+/// The desired resource graph of an environment, from the recorded specs.
+pub(crate) async fn desired_graph(
+    catalog: &Catalog,
+    environment: &str,
+) -> Result<(ResourceGraph, EnvironmentContext), Failure> {
     let c = catalog.environment_context(environment).await?;
     let input = PlanInput {
         environment: &c.environment,
@@ -42,12 +48,23 @@ pub async fn plan(ctx: &Ctx, environment: &str, print_graph: bool) -> Result<(),
         eprintln!("error: environment `{environment}` cannot be planned ({} problem(s))", errors.len());
         Failure::Reported
     })?;
+    Ok((graph, c))
+}
+
+pub async fn plan(ctx: &Ctx, environment: &str, print_graph: bool) -> Result<(), Failure> {
+    let catalog = open(ctx).await?;
+    let (graph, c) = desired_graph(&catalog, environment).await?;
     if print_graph {
         print!("{}", String::from_utf8_lossy(&graph.to_bytes()));
         return Ok(());
     }
-    // Nothing has been applied yet (the orchestrator records applied graphs).
-    let plan = paved_plan::diff(&graph, None).map_err(|e| Failure::User(e.to_string()))?;
+    let engine = paved_engine::Engine::new(
+        open_store(ctx).await?,
+        paved_engine::Drivers::default(),
+        std::sync::Arc::new(paved_catalog::SystemClock),
+    );
+    let (applied, _) = engine.applied(environment, graph.provider).await.map_err(crate::provision::engine_failure)?;
+    let plan = paved_plan::diff(&graph, Some(&applied)).map_err(|e| Failure::User(e.to_string()))?;
     if let Some(text) = structured(ctx.format, &plan) {
         println!("{text}");
         return Ok(());

@@ -97,7 +97,10 @@ async fn paved(g: &ResourceGraph, dir: &Path) -> (f64, f64) {
 async fn main() {
     let n: usize = std::env::var("PAVED_BENCH_NODES").ok().and_then(|v| v.parse().ok()).unwrap_or(1000);
     println!("{n} no-op nodes, parallelism 10 for both; seconds (lower is better)\n");
-    println!("{:<8} {:>14} {:>14} {:>8}   {:>14} {:>14} {:>8}", "shape", "paved apply", "tf apply", "ratio", "paved no-op", "tf no-op", "ratio");
+    println!(
+        "{:<8} {:>14} {:>14} {:>8}   {:>14} {:>14} {:>8}",
+        "shape", "paved apply", "tf apply", "ratio", "paved no-op", "tf no-op", "ratio"
+    );
     for name in ["chain", "wide", "random"] {
         let edges = shape(name, n);
         let dir = tempfile::tempdir().unwrap();

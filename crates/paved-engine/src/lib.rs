@@ -16,9 +16,11 @@
 //! provider-specific is behind [`Driver`].
 
 mod dag;
+mod drift;
 pub mod driver;
 mod refs;
 
+pub use drift::{DriftReport, DriftStatus, NodeDrift};
 pub use driver::{Driver, DriverError, Drivers, FaultInjecting, NullDriver, Observation, Outputs, Resource};
 
 use paved_model::Clock;
@@ -157,8 +159,12 @@ impl Engine {
     }
 
     /// The graph recorded as applied for an environment, with node outputs.
-    pub async fn applied(&self, environment: &str) -> Result<(ResourceGraph, BTreeMap<String, Outputs>), EngineError> {
-        applied_graph(self.store.as_ref(), environment, paved_model::Provider::Local).await
+    pub async fn applied(
+        &self,
+        environment: &str,
+        provider: paved_model::Provider,
+    ) -> Result<(ResourceGraph, BTreeMap<String, Outputs>), EngineError> {
+        applied_graph(self.store.as_ref(), environment, provider).await
     }
 
     /// Brings the environment to `desired`. Returns once every node has an
@@ -296,18 +302,23 @@ fn covers(have: &serde_json::Value, want: &serde_json::Value) -> bool {
     }
 }
 
+/// A node as its driver sees it: every reference replaced by the output it names.
+fn resource_of(env: &str, node: &Node, outputs: &BTreeMap<String, Outputs>) -> Result<Resource, DriverError> {
+    let properties = refs::resolve(&node.properties, outputs).map_err(DriverError::Permanent)?;
+    Ok(Resource {
+        environment: env.to_string(),
+        id: node.id(),
+        kind: node.kind.clone(),
+        name: node.name.clone(),
+        properties,
+        external_name: format!("paved-{env}-{}", node.name),
+    })
+}
+
 impl Run {
     fn resource(&self, node: &Node) -> Result<Resource, DriverError> {
         let outputs = self.outputs.lock().unwrap_or_else(|p| p.into_inner());
-        let properties = refs::resolve(&node.properties, &outputs).map_err(DriverError::Permanent)?;
-        Ok(Resource {
-            environment: self.env.clone(),
-            id: node.id(),
-            kind: node.kind.clone(),
-            name: node.name.clone(),
-            properties,
-            external_name: format!("paved-{}-{}", self.env, node.name),
-        })
+        resource_of(&self.env, node, &outputs)
     }
 
     fn backoff(&self, id: &str, attempt: u32) -> Duration {

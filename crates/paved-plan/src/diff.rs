@@ -122,7 +122,8 @@ pub fn diff(desired: &ResourceGraph, recorded: Option<&ResourceGraph>) -> Result
     Ok(Plan { environment: desired.environment.clone(), nodes })
 }
 
-fn field_changes(before: &Value, after: &Value, node: &crate::Node) -> Vec<FieldChange> {
+/// Leaf-level differences between two property trees of `node`.
+pub fn field_changes(before: &Value, after: &Value, node: &crate::Node) -> Vec<FieldChange> {
     let (mut b, mut a) = (BTreeMap::new(), BTreeMap::new());
     if !before.is_null() {
         flatten("", before, &mut b);

@@ -19,7 +19,7 @@ pub mod graph;
 pub mod local;
 pub mod resolve;
 
-pub use diff::{Action, FieldChange, Plan, PlannedNode, diff};
+pub use diff::{Action, FieldChange, Plan, PlannedNode, diff, field_changes};
 pub use graph::{Node, ResourceGraph};
 
 use paved_model::{Blueprint, CloudAccount, Environment, Provider, Workload};

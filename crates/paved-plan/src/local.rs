@@ -43,7 +43,13 @@ pub fn translate(input: &PlanInput<'_>) -> Result<ResourceGraph, Vec<PlanError>>
     let mut errors = Vec::new();
     let mut g = ResourceGraph::new(paved_model::Provider::Local, env);
 
-    let network = g.add(Node::new("local.network", env, json!({"name": format!("paved-{env}")})).immutable(&["name"]));
+    let runtime = runtime(bp.compute.runtime, input.capabilities);
+    let network = g.add(
+        Node::new("local.network", env, json!({"name": format!("paved-{env}"), "runtime": runtime}))
+            .immutable(&["name", "runtime"])
+            .outputs(&["address"]),
+    );
+    let address = format!("${{ref:{network}.address}}");
     let proxy_props = match &bp.ingress {
         Some(i) => json!({
             "public": i.public,
@@ -72,9 +78,9 @@ pub fn translate(input: &PlanInput<'_>) -> Result<ResourceGraph, Vec<PlanError>>
             return Err(errors);
         }
     };
-    let runtime = runtime(bp.compute.runtime, input.capabilities);
     let service_names: Vec<&str> = input.services.iter().map(|w| w.metadata.name.as_str()).collect();
     let mut shared_types: BTreeMap<String, String> = BTreeMap::new();
+    errors.extend(port_collisions(env, &input.services));
 
     for w in &input.services {
         let svc = w.metadata.name.as_str();
@@ -130,7 +136,15 @@ pub fn translate(input: &PlanInput<'_>) -> Result<ResourceGraph, Vec<PlanError>>
                     let node = Node::new(
                         "local.postgres.database",
                         &key,
-                        json!({"database": ident, "role": ident, "class": class, "backupRetentionDays": backups, "network": format!("paved-{env}")}),
+                        json!({
+                            "database": ident,
+                            "role": ident,
+                            "class": class,
+                            "backupRetentionDays": backups,
+                            "network": format!("paved-{env}"),
+                            // Observed as `changed-outside-paved` when someone resets the password (drift).
+                            "credentials": "issued-by-paved",
+                        }),
                     )
                     .after([cluster, network.clone()])
                     .outputs(&["host", "port", "name", "database", "username", "password"])
@@ -186,13 +200,23 @@ pub fn translate(input: &PlanInput<'_>) -> Result<ResourceGraph, Vec<PlanError>>
                         ));
                         continue;
                     }
-                    // A stable URL through the proxy, so services may call each other without a cycle.
+                    // The target's address inside the environment, known before the target
+                    // runs, so services may call each other without a dependency cycle.
+                    let port =
+                        input.services.iter().find(|t| t.metadata.name == target).and_then(|t| first_target_port(t));
+                    let Some(port) = port else {
+                        errors.push(unavailable(
+                            &format!("a port of service `{target}`"),
+                            &format!("`{target}` declares no `service.ports`; add one so others can call it"),
+                        ));
+                        continue;
+                    };
                     let node = Node::new(
                         "local.service-link",
                         &key,
-                        json!({"target": target, "host": format!("{target}.{env}.localhost")}),
+                        json!({"target": target, "address": address, "port": port}),
                     )
-                    .after([proxy.clone()])
+                    .after([network.clone()])
                     .outputs(&["host", "port", "url"]);
                     ResourceBinding { node: g.add(node), outputs: vec!["host", "port", "url"] }
                 }
@@ -214,7 +238,7 @@ pub fn translate(input: &PlanInput<'_>) -> Result<ResourceGraph, Vec<PlanError>>
             bindings.insert(rname.clone(), binding);
         }
 
-        let workload = match workload_properties(w, &bindings, runtime, replicas, &size_name(&size)) {
+        let workload = match workload_properties(w, &bindings, runtime, replicas, &size_name(&size), &address) {
             Ok(props) => props,
             Err(e) => {
                 errors.push(e);
@@ -242,6 +266,37 @@ pub fn translate(input: &PlanInput<'_>) -> Result<ResourceGraph, Vec<PlanError>>
         }
     }
     if errors.is_empty() { Ok(g) } else { Err(errors) }
+}
+
+/// The port a service listens on (`targetPort`) for its first declared port.
+fn first_target_port(w: &Workload) -> Option<u16> {
+    let ports = w.service.as_ref()?.ports.as_ref()?;
+    ports.values().next().map(|p| p.target_port.unwrap_or(p.port))
+}
+
+/// On one machine, services of one environment share its address: two
+/// listening on the same port cannot both run.
+fn port_collisions(env: &str, services: &[&Workload]) -> Vec<PlanError> {
+    let mut seen: BTreeMap<u16, &str> = BTreeMap::new();
+    let mut errors = Vec::new();
+    for w in services {
+        let ports = w.service.as_ref().and_then(|s| s.ports.as_ref());
+        for p in ports.into_iter().flat_map(|p| p.values()) {
+            let port = p.target_port.unwrap_or(p.port);
+            match seen.get(&port) {
+                Some(other) if *other != w.metadata.name => errors.push(PlanError::Unavailable {
+                    service: w.metadata.name.clone(),
+                    resource: "service.ports".into(),
+                    what: format!("port {port} in environment `{env}`"),
+                    hint: format!("service `{other}` already listens on it; give one of them another `targetPort`"),
+                }),
+                _ => {
+                    seen.insert(port, &w.metadata.name);
+                }
+            }
+        }
+    }
+    errors
 }
 
 fn size_name(size: &paved_model::blueprint::Size) -> String {
@@ -292,6 +347,7 @@ fn workload_properties(
     runtime: &str,
     replicas: u32,
     size: &str,
+    address: &str,
 ) -> Result<Value, PlanError> {
     let svc = &w.metadata.name;
     let mut containers = serde_json::Map::new();
@@ -362,6 +418,9 @@ fn workload_properties(
     Ok(json!({
         "service": svc,
         "runtime": runtime,
+        "address": address,
+        // Observed as `stopped` or `crash-looping` when the workload is not running (drift).
+        "state": "running",
         "replicas": replicas,
         "size": size,
         "containers": containers,

@@ -1,0 +1,419 @@
+//! Commands that change or read real resources: `apply -e`, `destroy`,
+//! `drift`, `logs`, `up`, `down`, `image`.
+
+use crate::Failure;
+use crate::cli::ImageCommand;
+use crate::commands::{Ctx, open, open_store};
+use crate::output::structured;
+use crate::progress::Bars;
+use paved_catalog::SystemClock;
+use paved_engine::{DriftStatus, Engine, EngineError, Options, Outcome, Report};
+use paved_model::{Kind, Provider, Spec};
+use paved_plan::ResourceGraph;
+use std::collections::BTreeMap;
+use std::io::{Read, Seek, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+pub(crate) fn engine_failure(e: EngineError) -> Failure {
+    match e {
+        EngineError::Store(e) => Failure::Internal(e.into()),
+        EngineError::CorruptState { .. } => Failure::Internal(anyhow::anyhow!("{e}")),
+        other => Failure::User(other.to_string()),
+    }
+}
+
+/// One line per node outcome, terraform-like.
+pub(crate) fn describe_outcome(o: &Outcome) -> String {
+    match o {
+        Outcome::Created => "+ created  ".into(),
+        Outcome::Adopted => "+ adopted  ".into(),
+        Outcome::Updated => "~ updated  ".into(),
+        Outcome::Replaced => "-/+ replaced".into(),
+        Outcome::Deleted => "- deleted  ".into(),
+        Outcome::Unchanged => "  unchanged".into(),
+        Outcome::Failed { error, attempts } => format!("! failed after {attempts} attempt(s): {error} —"),
+        Outcome::Skipped { because } => format!("  skipped ({because}) —"),
+        Outcome::NotStarted => "  not started (cancelled) —".into(),
+    }
+}
+
+async fn engine(ctx: &Ctx) -> Result<Engine, Failure> {
+    let config = ctx.local_config()?;
+    Ok(Engine::new(open_store(ctx).await?, paved_local::drivers(&config), Arc::new(SystemClock)))
+}
+
+/// Runs the engine on one environment towards `desired`, with progress
+/// bars and Ctrl-C handling.
+async fn run_engine(ctx: &Ctx, desired: &ResourceGraph, parallelism: u16) -> Result<Report, Failure> {
+    let engine = engine(ctx).await?;
+    let cancel = Arc::new(AtomicBool::new(false));
+    let ctrl_c = {
+        let cancel = cancel.clone();
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                eprintln!(
+                    "\nstopping: no new step starts; running ones finish and are recorded. Ctrl-C again quits at once."
+                );
+                cancel.store(true, Ordering::SeqCst);
+                if tokio::signal::ctrl_c().await.is_ok() {
+                    std::process::exit(130);
+                }
+            }
+        })
+    };
+    let opts = Options {
+        parallelism: parallelism as usize,
+        holder: ctx.holder(),
+        ready_timeout: Duration::from_secs(120),
+        node_timeout: Duration::from_secs(300),
+        jitter_seed: rand_seed(),
+        ..Options::default()
+    };
+    let bars = Arc::new(Bars::new(&desired.environment));
+    let result = engine.apply(desired, &opts, cancel, bars.clone()).await;
+    bars.finish();
+    ctrl_c.abort();
+    result.map_err(engine_failure)
+}
+
+fn rand_seed() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u32(std::process::id());
+    h.finish()
+}
+
+fn print_report(ctx: &Ctx, report: &Report, elapsed: Duration) -> Result<(), Failure> {
+    if let Some(text) = structured(ctx.format, report) {
+        println!("{text}");
+    } else {
+        let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+        for (id, o) in &report.outcomes {
+            let key = match o {
+                Outcome::Created | Outcome::Adopted => "created",
+                Outcome::Updated | Outcome::Replaced => "changed",
+                Outcome::Deleted => "destroyed",
+                Outcome::Unchanged => "unchanged",
+                Outcome::Failed { .. } => "failed",
+                Outcome::Skipped { .. } | Outcome::NotStarted => "not done",
+            };
+            *counts.entry(key).or_default() += 1;
+            if matches!(o, Outcome::Failed { .. } | Outcome::Skipped { .. } | Outcome::NotStarted) {
+                println!("  {} {id}", describe_outcome(o));
+            }
+        }
+        let summary: Vec<String> = ["created", "changed", "destroyed", "unchanged", "failed", "not done"]
+            .iter()
+            .filter_map(|k| counts.get(k).map(|n| format!("{n} {k}")))
+            .collect();
+        let verdict = if report.cancelled {
+            "stopped (Ctrl-C); run the command again to continue"
+        } else if report.succeeded() {
+            "done"
+        } else {
+            "failed"
+        };
+        println!(
+            "{}: {verdict} in {:.1} s — {}",
+            report.environment,
+            elapsed.as_secs_f64(),
+            if summary.is_empty() { "nothing to do".into() } else { summary.join(", ") }
+        );
+    }
+    if report.succeeded() { Ok(()) } else { Err(Failure::Reported) }
+}
+
+/// `paved apply -e ENV`.
+pub async fn apply_environments(ctx: &Ctx, environments: &[String], parallelism: u16) -> Result<(), Failure> {
+    let catalog = open(ctx).await?;
+    let mut failed = false;
+    for env in environments {
+        let started = Instant::now();
+        let (graph, _) = crate::plan::desired_graph(&catalog, env).await?;
+        let report = run_engine(ctx, &graph, parallelism).await?;
+        match print_report(ctx, &report, started.elapsed()) {
+            Ok(()) => print_urls(ctx, env).await?,
+            Err(Failure::Reported) => failed = true,
+            Err(e) => return Err(e),
+        }
+        if report.cancelled {
+            break;
+        }
+    }
+    if failed { Err(Failure::Reported) } else { Ok(()) }
+}
+
+/// `paved apply --all`: every environment on a provider paved can drive.
+pub async fn apply_all(ctx: &Ctx, parallelism: u16) -> Result<(), Failure> {
+    let catalog = open(ctx).await?;
+    let mut envs = Vec::new();
+    for object in catalog.list(Some(Kind::Environment)).await? {
+        let name = object.record.name.clone();
+        let c = catalog.environment_context(&name).await?;
+        match c.account.spec.provider {
+            Provider::Local => envs.push(name),
+            other => eprintln!("skipping {name}: the {} provider cannot be applied yet", other.as_str()),
+        }
+    }
+    apply_environments(ctx, &envs, parallelism).await
+}
+
+/// The URLs of an environment's routes and services, from what was applied.
+async fn urls(ctx: &Ctx, env: &str) -> Result<Vec<(String, String)>, Failure> {
+    let (_, outputs) = engine(ctx).await?.applied(env, Provider::Local).await.map_err(engine_failure)?;
+    let mut out: Vec<(String, String)> = outputs
+        .iter()
+        .filter(|(id, _)| id.starts_with("local.route/"))
+        .filter_map(|(id, o)| o.get("url").and_then(|u| u.as_str()).map(|u| (id.clone(), u.to_string())))
+        .collect();
+    out.sort();
+    Ok(out)
+}
+
+async fn print_urls(ctx: &Ctx, env: &str) -> Result<(), Failure> {
+    if ctx.format != crate::cli::Format::Table {
+        return Ok(());
+    }
+    for (id, url) in urls(ctx, env).await? {
+        println!("  {url}   ({id})");
+    }
+    Ok(())
+}
+
+/// `paved destroy -e ENV`: applies an empty graph.
+pub async fn destroy(ctx: &Ctx, env: &str, parallelism: u16) -> Result<(), Failure> {
+    let started = Instant::now();
+    let report = run_engine(ctx, &ResourceGraph::new(Provider::Local, env), parallelism).await?;
+    print_report(ctx, &report, started.elapsed())
+}
+
+/// `paved drift -e ENV`.
+pub async fn drift(ctx: &Ctx, env: &str) -> Result<(), Failure> {
+    let report = engine(ctx).await?.drift(env, Provider::Local).await.map_err(engine_failure)?;
+    if let Some(text) = structured(ctx.format, &report) {
+        println!("{text}");
+    } else if report.nodes.is_empty() {
+        println!("{env}: nothing applied yet");
+    } else {
+        for n in &report.nodes {
+            match &n.status {
+                DriftStatus::InSync => {}
+                DriftStatus::Missing => println!("  - {}: missing", n.id),
+                DriftStatus::Unreadable { error } => println!("  ? {}: cannot be read: {error}", n.id),
+                DriftStatus::Changed => {
+                    println!("  ~ {}: changed outside paved", n.id);
+                    for c in &n.changes {
+                        let show =
+                            |v: &Option<serde_json::Value>| v.as_ref().map_or("(absent)".into(), |v| v.to_string());
+                        println!("      {}: {} -> {}", c.field, show(&c.before), show(&c.after));
+                    }
+                }
+            }
+        }
+        let drifted = report.nodes.iter().filter(|n| n.status != DriftStatus::InSync).count();
+        if drifted == 0 {
+            println!("{env}: no drift ({} resources checked)", report.nodes.len());
+        } else {
+            println!(
+                "{env}: {drifted} of {} resources drifted; `paved apply -e {env}` repairs them",
+                report.nodes.len()
+            );
+        }
+    }
+    if report.drifted() { Err(Failure::Drift) } else { Ok(()) }
+}
+
+/// `paved logs SERVICE -e ENV`.
+pub async fn logs(
+    ctx: &Ctx,
+    service: &str,
+    env: &str,
+    container: Option<&str>,
+    follow: bool,
+    tail: Option<usize>,
+) -> Result<(), Failure> {
+    let config = ctx.local_config()?;
+    let dir = config.workload_dir(env, service).join("logs");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .map(|rd| rd.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "log")).collect())
+        .unwrap_or_default();
+    files.sort();
+    if let Some(c) = container {
+        files.retain(|p| p.file_stem().is_some_and(|s| s == c));
+    }
+    if files.is_empty() {
+        return Err(Failure::User(format!(
+            "service `{service}` has no logs in environment `{env}`{}: is it applied? (`paved apply -e {env}`)",
+            container.map(|c| format!(" for container `{c}`")).unwrap_or_default()
+        )));
+    }
+    let prefix = |p: &Path| {
+        if files.len() > 1 {
+            format!("{}| ", p.file_stem().unwrap_or_default().to_string_lossy())
+        } else {
+            String::new()
+        }
+    };
+    let mut offsets = Vec::new();
+    let mut out = std::io::stdout().lock();
+    for f in &files {
+        let text = std::fs::read_to_string(f).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        let skip = tail.map_or(0, |n| lines.len().saturating_sub(n));
+        for line in &lines[skip..] {
+            let _ = writeln!(out, "{}{line}", prefix(f));
+        }
+        offsets.push(text.len() as u64);
+    }
+    drop(out);
+    if !follow {
+        return Ok(());
+    }
+    loop {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        for (f, offset) in files.iter().zip(offsets.iter_mut()) {
+            let Ok(mut file) = std::fs::File::open(f) else { continue };
+            if file.seek(std::io::SeekFrom::Start(*offset)).is_err() {
+                continue;
+            }
+            let mut more = String::new();
+            if let Ok(n) = file.read_to_string(&mut more) {
+                *offset += n as u64;
+                for line in more.lines() {
+                    println!("{}{line}", prefix(f));
+                }
+            }
+        }
+    }
+}
+
+/// The demo programs `paved up` can stand in for, by service name.
+const DEMO_SERVICES: [&str; 3] = ["api", "worker", "web"];
+
+fn demo_binary() -> Result<PathBuf, Failure> {
+    if let Some(p) = std::env::var_os("PAVED_DEMO_BIN") {
+        return Ok(PathBuf::from(p));
+    }
+    let exe = std::env::current_exe().map_err(|e| Failure::Internal(e.into()))?;
+    let beside = exe.with_file_name("paved-demo");
+    if beside.is_file() {
+        return Ok(beside);
+    }
+    Err(Failure::User(format!(
+        "the demo services' program `paved-demo` is not next to {}; build both with `cargo build -p paved-cli` \
+         (or set PAVED_DEMO_BIN)",
+        exe.display()
+    )))
+}
+
+/// Packs the demo program as a bundle per demo service and tags it with the
+/// image its Score file names, so the examples run unchanged.
+async fn import_demo_images(ctx: &Ctx) -> Result<(), Failure> {
+    let catalog = open(ctx).await?;
+    let bin = demo_binary()?;
+    let config = ctx.local_config()?;
+    let images = config.images();
+    for object in catalog.list(Some(Kind::Service)).await? {
+        let Spec::Service(w) = &object.spec else { continue };
+        let name = w.metadata.name.as_str();
+        if !DEMO_SERVICES.contains(&name) {
+            continue;
+        }
+        let tags: Vec<String> = w.containers.values().map(|c| c.image.clone()).filter(|i| i != ".").collect();
+        let build = ctx.data_dir.join("images").join(format!(".build-{name}"));
+        let prepared = (|| -> std::io::Result<()> {
+            let _ = std::fs::remove_dir_all(&build);
+            std::fs::create_dir_all(build.join("bin"))?;
+            std::fs::copy(&bin, build.join("bin").join(name))?;
+            std::fs::write(build.join("bundle.json"), format!("{{\"entrypoint\": [\"/bin/{name}\"]}}\n"))
+        })();
+        prepared.map_err(|e| Failure::Internal(anyhow::anyhow!("cannot prepare the {name} bundle: {e}")))?;
+        let digest = images.import(&build, &tags).map_err(Failure::User)?;
+        let _ = std::fs::remove_dir_all(&build);
+        if ctx.format == crate::cli::Format::Table {
+            println!("image {} = {digest} (demo {name})", tags.join(", "));
+        }
+    }
+    Ok(())
+}
+
+/// `paved up`.
+pub async fn up(ctx: &Ctx, specs: &Path, env: &str) -> Result<(), Failure> {
+    if !specs.exists() {
+        return Err(Failure::User(format!(
+            "no specs at {}: run `paved up` from the repository root or pass --specs DIR",
+            specs.display()
+        )));
+    }
+    let started = Instant::now();
+    crate::commands::apply_quiet(ctx, &[specs.to_path_buf()]).await?;
+    import_demo_images(ctx).await?;
+    apply_environments(ctx, &[env.to_string()], 8).await?;
+    if ctx.format == crate::cli::Format::Table {
+        println!(
+            "\n{env} is up and healthy after {:.1} s. Logs: `paved logs api -e {env} -f`. \
+             Everything goes away with `paved down`.",
+            started.elapsed().as_secs_f64()
+        );
+    }
+    Ok(())
+}
+
+/// `paved down`: destroys every environment applied on this machine, then
+/// stops the platform database and removes the provider's state.
+pub async fn down(ctx: &Ctx) -> Result<(), Failure> {
+    let config = ctx.local_config()?;
+    let store = open_store(ctx).await?;
+    let mut envs: Vec<String> =
+        open(ctx).await?.list(Some(Kind::Environment)).await?.into_iter().map(|o| o.record.name).collect();
+    if let Ok(rd) = std::fs::read_dir(config.local_dir().join("envs")) {
+        envs.extend(rd.flatten().filter_map(|e| e.file_name().to_str().map(str::to_string)));
+    }
+    envs.sort();
+    envs.dedup();
+    let mut failed = false;
+    for env in envs {
+        if store.applied_nodes(&env).await.map_err(|e| Failure::Internal(e.into()))?.is_empty() {
+            continue;
+        }
+        if let Err(e) = destroy(ctx, &env, 8).await {
+            failed = true;
+            if let Failure::User(msg) = e {
+                eprintln!("error: {msg}");
+            }
+        }
+    }
+    if failed {
+        return Err(Failure::User("some resources could not be removed; fix the errors above and run again".into()));
+    }
+    paved_local::teardown(&config).await.map_err(Failure::User)?;
+    if ctx.format == crate::cli::Format::Table {
+        println!("removed every environment, the platform database and {}", config.local_dir().display());
+    }
+    Ok(())
+}
+
+/// `paved image import|list`.
+pub fn image(ctx: &Ctx, command: ImageCommand) -> Result<(), Failure> {
+    let images = ctx.local_config()?.images();
+    match command {
+        ImageCommand::Import { dir, tags } => {
+            let digest = images.import(&dir, &tags).map_err(Failure::User)?;
+            println!("{digest}");
+        }
+        ImageCommand::List => {
+            let tags = images.tags().map_err(Failure::User)?;
+            if let Some(text) = structured(ctx.format, &tags) {
+                println!("{text}");
+            } else {
+                for (tag, digest) in tags {
+                    println!("{tag}  {digest}");
+                }
+            }
+        }
+    }
+    Ok(())
+}

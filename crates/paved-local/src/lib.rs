@@ -1,0 +1,114 @@
+//! The `local` provider: environments on one machine.
+//!
+//! Every resource kind of [`paved_plan::local`](../paved_plan/local/index.html)
+//! has a driver here. The state of the provider lives in files under
+//! `DATA/local/` (one directory per environment), so a crashed apply finds
+//! what it created by path: paths are the deterministic external names.
+//!
+//! * `local.network`: a loopback address `127.0.N.1` per environment; the
+//!   environment's services bind to it, so two environments never collide.
+//! * `local.postgres.cluster` / `local.postgres.database`: one PostgreSQL
+//!   cluster managed by paved, one database + role per resource; a role can
+//!   connect only to its own database.
+//! * `local.workload`: each Score container as a supervised process run from
+//!   a bundle in paved's local image store (the `process` runtime).
+//! * `local.proxy` / `local.route` / `local.dns`: a reverse proxy per
+//!   environment routing `SERVICE.ENV.localhost` to the services.
+//! * `local.service-link` / `local.volume`: stable in-environment addresses
+//!   and directories.
+//!
+//! Long-running parts (workloads, the proxy) run under `paved __supervise`,
+//! a detached supervisor per workload that outlives the CLI, restarts its
+//! processes with backoff, captures their output and is found again through
+//! an exclusive lock on its directory.
+
+pub mod fsutil;
+pub mod images;
+mod links;
+mod network;
+pub mod postgres;
+pub mod probe;
+pub mod proxy;
+pub mod supervisor;
+mod workload;
+
+use paved_engine::Drivers;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Where the local provider keeps its state and how it starts its helpers.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// paved's data directory; the provider uses `DATA/local/` and `DATA/images/`.
+    pub data_dir: PathBuf,
+    /// The `paved` executable, started as `paved __supervise DIR` and `paved __proxy …`.
+    pub exe: PathBuf,
+    /// PostgreSQL server binaries (`initdb`, `pg_ctl`); found on PATH or under
+    /// `/usr/lib/postgresql/*/bin` when not given (`PAVED_PG_BIN`).
+    pub pg_bin: Option<PathBuf>,
+}
+
+impl Config {
+    pub fn local_dir(&self) -> PathBuf {
+        self.data_dir.join("local")
+    }
+
+    pub fn env_dir(&self, env: &str) -> PathBuf {
+        self.local_dir().join("envs").join(env)
+    }
+
+    pub fn workload_dir(&self, env: &str, service: &str) -> PathBuf {
+        self.env_dir(env).join("workloads").join(service)
+    }
+
+    pub fn proxy_dir(&self, env: &str) -> PathBuf {
+        self.env_dir(env).join("proxy")
+    }
+
+    pub fn images(&self) -> images::ImageStore {
+        images::ImageStore::new(self.data_dir.join("images"))
+    }
+
+    /// Log file of one container of a service.
+    pub fn log_file(&self, env: &str, service: &str, container: &str) -> PathBuf {
+        supervisor::log_path(&self.workload_dir(env, service), container)
+    }
+}
+
+/// Every driver of the local provider.
+pub fn drivers(config: &Config) -> Drivers {
+    let config = Arc::new(config.clone());
+    let cluster = Arc::new(postgres::Cluster::new(&config));
+    Drivers::default()
+        .with("local.network", Arc::new(network::NetworkDriver { config: config.clone() }))
+        .with("local.postgres.cluster", Arc::new(postgres::ClusterDriver { cluster: cluster.clone() }))
+        .with("local.postgres.database", Arc::new(postgres::DatabaseDriver { cluster, config: config.clone() }))
+        .with("local.workload", Arc::new(workload::WorkloadDriver { config: config.clone() }))
+        .with("local.proxy", Arc::new(links::ProxyDriver { config: config.clone() }))
+        .with("local.route", Arc::new(links::RouteDriver { config: config.clone() }))
+        .with("local.dns", Arc::new(links::DnsDriver))
+        .with("local.service-link", Arc::new(links::ServiceLinkDriver))
+        .with("local.volume", Arc::new(links::VolumeDriver { config }))
+}
+
+/// Everything the provider started on this machine for paved, stopped and
+/// removed: supervisors, the PostgreSQL cluster, state directories. Used by
+/// `paved down` after the environments were destroyed.
+pub async fn teardown(config: &Config) -> Result<(), String> {
+    let envs = config.local_dir().join("envs");
+    if let Ok(entries) = std::fs::read_dir(&envs) {
+        for e in entries.flatten() {
+            supervisor::stop_all_under(&e.path()).await;
+        }
+    }
+    postgres::Cluster::new(config).destroy().await?;
+    remove_dir(&config.local_dir())
+}
+
+pub(crate) fn remove_dir(dir: &Path) -> Result<(), String> {
+    match std::fs::remove_dir_all(dir) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(format!("cannot remove {}: {e}", dir.display())),
+    }
+}

@@ -1,0 +1,99 @@
+//! `local.network`: an environment's own loopback address.
+//!
+//! Every environment gets `127.0.N.1` (N from 1 to 254, the lowest free),
+//! recorded in `envs/ENV/network.json`. Its services bind to that address, so
+//! two environments running the same services on the same ports never collide.
+
+use crate::Config;
+use crate::fsutil::{self, FileLock};
+use async_trait::async_trait;
+use paved_engine::{Driver, DriverError, Observation, Outputs, Resource};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use std::sync::Arc;
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Allocation {
+    name: String,
+    address: String,
+    runtime: String,
+}
+
+pub struct NetworkDriver {
+    pub config: Arc<Config>,
+}
+
+impl NetworkDriver {
+    fn file(&self, env: &str) -> std::path::PathBuf {
+        self.config.env_dir(env).join("network.json")
+    }
+
+    fn read(&self, env: &str) -> Result<Option<Allocation>, DriverError> {
+        fsutil::read_json(&self.file(env)).map_err(DriverError::Permanent)
+    }
+}
+
+fn observed(a: &Allocation) -> Observation {
+    Observation::Present {
+        properties: json!({"name": a.name, "runtime": a.runtime}),
+        outputs: Outputs::from([("address".to_string(), Value::String(a.address.clone()))]),
+        ready: true,
+    }
+}
+
+#[async_trait]
+impl Driver for NetworkDriver {
+    async fn observe(&self, r: &Resource) -> Result<Observation, DriverError> {
+        Ok(self.read(&r.environment)?.as_ref().map_or(Observation::Absent, observed))
+    }
+
+    async fn create(&self, r: &Resource) -> Result<Outputs, DriverError> {
+        let runtime = r.properties["runtime"].as_str().unwrap_or("process").to_string();
+        if runtime != "process" {
+            return Err(DriverError::Permanent(format!(
+                "the `{runtime}` runtime is not available in this version of paved; set the blueprint's \
+                 `spec.compute.runtime: process`"
+            )));
+        }
+        let _lock =
+            FileLock::acquire(&self.config.local_dir().join("networks.lock")).map_err(DriverError::Retryable)?;
+        if let Some(a) = self.read(&r.environment)? {
+            return Ok(match observed(&a) {
+                Observation::Present { outputs, .. } => outputs,
+                Observation::Absent => Outputs::new(),
+            });
+        }
+        let mut taken = std::collections::BTreeSet::new();
+        if let Ok(entries) = std::fs::read_dir(self.config.local_dir().join("envs")) {
+            for e in entries.flatten() {
+                if let Ok(Some(a)) = fsutil::read_json::<Allocation>(&e.path().join("network.json")) {
+                    taken.insert(a.address);
+                }
+            }
+        }
+        let address = (1..=254u8)
+            .map(|n| format!("127.0.{n}.1"))
+            .find(|a| !taken.contains(a))
+            .ok_or_else(|| DriverError::Permanent("all 254 local environment addresses are in use".into()))?;
+        let a = Allocation { name: r.properties["name"].as_str().unwrap_or_default().to_string(), address, runtime };
+        fsutil::write_json(&self.file(&r.environment), &a, false).map_err(DriverError::Retryable)?;
+        Ok(Outputs::from([("address".to_string(), Value::String(a.address))]))
+    }
+
+    async fn update(&self, r: &Resource) -> Result<Outputs, DriverError> {
+        // Name and runtime are immutable (a change replaces the network); nothing else to update.
+        self.create(r).await
+    }
+
+    async fn delete(&self, r: &Resource) -> Result<(), DriverError> {
+        let env_dir = self.config.env_dir(&r.environment);
+        match std::fs::remove_file(self.file(&r.environment)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(DriverError::Retryable(e.to_string())),
+        }
+        // The network goes last: whatever is left of the environment goes with it.
+        crate::supervisor::stop_all_under(&env_dir).await;
+        crate::remove_dir(&env_dir).map_err(DriverError::Retryable)
+    }
+}

@@ -1,0 +1,447 @@
+//! `local.postgres.cluster` and `local.postgres.database`: one PostgreSQL
+//! cluster managed by paved, one database + role per Score resource.
+//!
+//! The cluster is created with `initdb` on first use and started with
+//! `pg_ctl`; it listens on 127.0.0.1 (password authentication, SCRAM) and on
+//! a Unix socket in its directory (paved's own superuser, trust). Each
+//! database belongs to its role; `CONNECT` is revoked from everybody else, so
+//! one environment's credentials cannot open another environment's database.
+//!
+//! PostgreSQL refuses to run as root: when paved runs as root, the cluster
+//! runs as the `postgres` system user in `/var/lib/paved/postgres-HASH`
+//! (root's home is not readable by other users).
+
+use crate::Config;
+use crate::fsutil::{self, FileLock};
+use async_trait::async_trait;
+use paved_engine::{Driver, DriverError, Observation, Outputs, Resource};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use sqlx::postgres::{PgConnectOptions, PgConnection};
+use sqlx::{AssertSqlSafe, Connection, Row};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+
+pub struct Cluster {
+    /// Holds `data/` (PGDATA), `port`, the socket and `server.log`.
+    dir: PathBuf,
+    /// Serialises start/stop between concurrent drivers and processes.
+    lock: PathBuf,
+    pg_bin: Option<PathBuf>,
+    /// The system user PostgreSQL runs as when paved is root.
+    run_as: Option<String>,
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+impl Cluster {
+    pub fn new(config: &Config) -> Cluster {
+        let (dir, run_as) = if is_root() {
+            let hash = hex::encode(Sha256::digest(config.data_dir.to_string_lossy().as_bytes()));
+            (PathBuf::from("/var/lib/paved").join(format!("postgres-{}", &hash[..12])), Some("postgres".to_string()))
+        } else {
+            (config.local_dir().join("postgres"), None)
+        };
+        Cluster {
+            dir,
+            lock: config.local_dir().join("postgres.lock"),
+            pg_bin: config.pg_bin.clone().or_else(|| std::env::var_os("PAVED_PG_BIN").map(PathBuf::from)),
+            run_as,
+        }
+    }
+
+    fn data(&self) -> PathBuf {
+        self.dir.join("data")
+    }
+
+    fn bin(&self, name: &str) -> Result<PathBuf, String> {
+        const MISSING: &str = "PostgreSQL server binaries (initdb, pg_ctl) were not found: install the Debian \
+                               package `postgresql` (or your system's PostgreSQL server package), or point \
+                               PAVED_PG_BIN at the directory that holds them";
+        if let Some(dir) = &self.pg_bin {
+            let p = dir.join(name);
+            return if p.exists() { Ok(p) } else { Err(format!("{} does not exist. {MISSING}", p.display())) };
+        }
+        let on_path = std::env::var_os("PATH")
+            .into_iter()
+            .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+            .map(|d| d.join(name))
+            .find(|p| p.is_file());
+        if let Some(p) = on_path {
+            return Ok(p);
+        }
+        let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+            .map(|rd| rd.flatten().map(|e| e.path().join("bin").join(name)).filter(|p| p.exists()).collect())
+            .unwrap_or_default();
+        versions.sort();
+        versions.pop().ok_or_else(|| MISSING.to_string())
+    }
+
+    fn command(&self, program: &Path) -> Command {
+        match &self.run_as {
+            Some(user) => {
+                let mut c = Command::new("runuser");
+                c.args(["-u", user, "--"]).arg(program);
+                c
+            }
+            None => Command::new(program),
+        }
+    }
+
+    fn run(&self, program: &str, args: &[String]) -> Result<std::process::Output, String> {
+        let bin = self.bin(program)?;
+        self.command(&bin).args(args).output().map_err(|e| format!("cannot run {}: {e}", bin.display()))
+    }
+
+    fn port(&self) -> Option<u16> {
+        std::fs::read_to_string(self.dir.join("port")).ok().and_then(|s| s.trim().parse().ok())
+    }
+
+    fn initialised(&self) -> bool {
+        self.data().join("PG_VERSION").exists()
+    }
+
+    pub fn running(&self) -> bool {
+        self.initialised()
+            && self
+                .run("pg_ctl", &["status".into(), "-D".into(), self.data().display().to_string()])
+                .is_ok_and(|o| o.status.success())
+    }
+
+    /// Creates the cluster if needed, starts it if stopped; returns its port.
+    fn ensure_blocking(&self) -> Result<u16, String> {
+        let _lock = FileLock::acquire(&self.lock)?;
+        if !self.initialised() {
+            crate::remove_dir(&self.dir)?;
+            std::fs::create_dir_all(&self.dir).map_err(|e| format!("cannot create {}: {e}", self.dir.display()))?;
+            if let Some(user) = &self.run_as {
+                let out = Command::new("chown").args([user.as_str()]).arg(&self.dir).output();
+                if !out.as_ref().is_ok_and(|o| o.status.success()) {
+                    return Err(format!(
+                        "paved runs as root and PostgreSQL refuses to: it runs the platform database as the \
+                         system user `{user}`, which is missing (install the Debian package `postgresql`, which \
+                         creates it, or run paved as a normal user)"
+                    ));
+                }
+            }
+            let out = self.run(
+                "initdb",
+                &[
+                    "-D".into(),
+                    self.data().display().to_string(),
+                    "-U".into(),
+                    "paved".into(),
+                    "--auth-local=trust".into(),
+                    "--auth-host=scram-sha-256".into(),
+                    "-E".into(),
+                    "UTF8".into(),
+                    "--no-instructions".into(),
+                ],
+            )?;
+            if !out.status.success() {
+                return Err(format!("initdb failed: {}", String::from_utf8_lossy(&out.stderr).trim()));
+            }
+        }
+        let port = match self.port() {
+            Some(p) => p,
+            None => {
+                let p = std::net::TcpListener::bind("127.0.0.1:0")
+                    .and_then(|l| l.local_addr())
+                    .map_err(|e| format!("no free port for PostgreSQL: {e}"))?
+                    .port();
+                fsutil::write_atomic(&self.dir.join("port"), p.to_string().as_bytes(), false)?;
+                p
+            }
+        };
+        if !self.running() {
+            let out = self.run(
+                "pg_ctl",
+                &[
+                    "-D".into(),
+                    self.data().display().to_string(),
+                    "-l".into(),
+                    self.data().join("server.log").display().to_string(),
+                    "-w".into(),
+                    "-t".into(),
+                    "60".into(),
+                    "-o".into(),
+                    format!("-p {port} -k {} -c listen_addresses=127.0.0.1", self.dir.display()),
+                    "start".into(),
+                ],
+            )?;
+            if !out.status.success() {
+                return Err(format!(
+                    "PostgreSQL did not start: {} (log: {})",
+                    String::from_utf8_lossy(&out.stdout).trim(),
+                    self.data().join("server.log").display()
+                ));
+            }
+        }
+        Ok(port)
+    }
+
+    pub async fn ensure(self: &Arc<Self>) -> Result<u16, DriverError> {
+        let me = self.clone();
+        tokio::task::spawn_blocking(move || me.ensure_blocking())
+            .await
+            .map_err(|e| DriverError::Retryable(e.to_string()))?
+            .map_err(DriverError::Retryable)
+    }
+
+    async fn admin(&self, port: u16) -> Result<PgConnection, DriverError> {
+        let opts =
+            PgConnectOptions::new_without_pgpass().socket(&self.dir).port(port).username("paved").database("postgres");
+        PgConnection::connect_with(&opts)
+            .await
+            .map_err(|e| DriverError::Retryable(format!("cannot connect to the platform PostgreSQL: {e}")))
+    }
+
+    /// Stops the cluster and removes its files (`paved down`).
+    pub async fn destroy(&self) -> Result<(), String> {
+        if self.initialised() && self.running() {
+            let out = self.run(
+                "pg_ctl",
+                &[
+                    "-D".into(),
+                    self.data().display().to_string(),
+                    "-m".into(),
+                    "fast".into(),
+                    "-w".into(),
+                    "stop".into(),
+                ],
+            )?;
+            if !out.status.success() {
+                return Err(format!("PostgreSQL did not stop: {}", String::from_utf8_lossy(&out.stderr).trim()));
+            }
+        }
+        crate::remove_dir(&self.dir)
+    }
+}
+
+fn sql_err(e: sqlx::Error) -> DriverError {
+    DriverError::Retryable(format!("platform PostgreSQL: {e}"))
+}
+
+pub struct ClusterDriver {
+    pub cluster: Arc<Cluster>,
+}
+
+#[async_trait]
+impl Driver for ClusterDriver {
+    async fn observe(&self, r: &Resource) -> Result<Observation, DriverError> {
+        let c = self.cluster.clone();
+        let running = tokio::task::spawn_blocking(move || c.running()).await.unwrap_or(false);
+        match (running, self.cluster.port()) {
+            (true, Some(port)) => Ok(Observation::Present {
+                // The local provider serves the installed server version, whatever the blueprint asks.
+                properties: r.properties.clone(),
+                outputs: cluster_outputs(port),
+                ready: true,
+            }),
+            _ => Ok(Observation::Absent),
+        }
+    }
+
+    async fn create(&self, _: &Resource) -> Result<Outputs, DriverError> {
+        Ok(cluster_outputs(self.cluster.ensure().await?))
+    }
+
+    async fn update(&self, r: &Resource) -> Result<Outputs, DriverError> {
+        self.create(r).await
+    }
+
+    /// Shared by every environment: stopped and removed only when no
+    /// database is left in it.
+    async fn delete(&self, _: &Resource) -> Result<(), DriverError> {
+        let c = self.cluster.clone();
+        if !tokio::task::spawn_blocking(move || c.running()).await.unwrap_or(false) {
+            return Ok(());
+        }
+        let port = self.cluster.port().ok_or_else(|| DriverError::Retryable("cluster port unknown".into()))?;
+        let mut conn = self.cluster.admin(port).await?;
+        let left: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_database WHERE datname NOT IN ('postgres', 'template0', 'template1')",
+        )
+        .fetch_one(&mut conn)
+        .await
+        .map_err(sql_err)?;
+        let _ = conn.close().await;
+        if left > 0 {
+            return Ok(());
+        }
+        self.cluster.destroy().await.map_err(DriverError::Retryable)
+    }
+}
+
+fn cluster_outputs(port: u16) -> Outputs {
+    Outputs::from([("host".to_string(), json!("127.0.0.1")), ("port".to_string(), json!(port))])
+}
+
+/// The generated password of one database, kept by the driver (0600) so an
+/// apply that crashed after creating the role reuses it.
+#[derive(Debug, Serialize, Deserialize)]
+struct Credentials {
+    password: String,
+    /// The SCRAM verifier PostgreSQL stored for it: a different one means the
+    /// password was changed outside paved (drift).
+    verifier: Option<String>,
+}
+
+pub struct DatabaseDriver {
+    pub cluster: Arc<Cluster>,
+    pub config: Arc<Config>,
+}
+
+/// A PostgreSQL identifier paved generated (`ENV_RESOURCE`), checked before it goes into SQL.
+fn ident(r: &Resource, field: &str) -> Result<String, DriverError> {
+    let v = r.properties[field].as_str().unwrap_or_default();
+    let ok = !v.is_empty()
+        && v.len() <= 63
+        && v.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        && !v.as_bytes()[0].is_ascii_digit();
+    if ok {
+        Ok(v.to_string())
+    } else {
+        Err(DriverError::Permanent(format!(
+            "`{v}` cannot name a PostgreSQL {field}: use lower-case letters, digits and `_` (at most 63)"
+        )))
+    }
+}
+
+impl DatabaseDriver {
+    fn credentials_file(&self, r: &Resource) -> PathBuf {
+        self.config.env_dir(&r.environment).join("postgres").join(format!("{}.json", r.name))
+    }
+
+    fn outputs(&self, port: u16, db: &str, role: &str, password: &str) -> Outputs {
+        Outputs::from([
+            ("host".to_string(), json!("127.0.0.1")),
+            ("port".to_string(), json!(port)),
+            ("name".to_string(), json!(db)),
+            ("database".to_string(), json!(db)),
+            ("username".to_string(), json!(role)),
+            ("password".to_string(), json!(password)),
+        ])
+    }
+}
+
+async fn verifier(conn: &mut PgConnection, role: &str) -> Result<Option<String>, DriverError> {
+    let row = sqlx::query("SELECT rolpassword FROM pg_authid WHERE rolname = $1")
+        .bind(role)
+        .fetch_optional(conn)
+        .await
+        .map_err(sql_err)?;
+    Ok(row.and_then(|r| r.try_get::<Option<String>, _>(0).ok().flatten()))
+}
+
+#[async_trait]
+impl Driver for DatabaseDriver {
+    async fn observe(&self, r: &Resource) -> Result<Observation, DriverError> {
+        let (db, role) = (ident(r, "database")?, ident(r, "role")?);
+        let c = self.cluster.clone();
+        let running = tokio::task::spawn_blocking(move || c.running()).await.unwrap_or(false);
+        let Some(port) = self.cluster.port().filter(|_| running) else { return Ok(Observation::Absent) };
+        let Some(creds) =
+            fsutil::read_json::<Credentials>(&self.credentials_file(r)).map_err(DriverError::Permanent)?
+        else {
+            return Ok(Observation::Absent);
+        };
+        let mut conn = self.cluster.admin(port).await?;
+        let owner: Option<String> = sqlx::query_scalar(
+            "SELECT r.rolname FROM pg_database d JOIN pg_roles r ON r.oid = d.datdba WHERE d.datname = $1",
+        )
+        .bind(&db)
+        .fetch_optional(&mut conn)
+        .await
+        .map_err(sql_err)?;
+        let current = verifier(&mut conn, &role).await?;
+        let _ = conn.close().await;
+        let Some(owner) = owner else { return Ok(Observation::Absent) };
+        let mut properties = r.properties.clone();
+        properties["role"] = if current.is_some() { json!(owner) } else { Value::Null };
+        properties["credentials"] = if current.is_some() && current == creds.verifier {
+            json!("issued-by-paved")
+        } else {
+            json!("changed-outside-paved")
+        };
+        Ok(Observation::Present { properties, outputs: self.outputs(port, &db, &role, &creds.password), ready: true })
+    }
+
+    async fn create(&self, r: &Resource) -> Result<Outputs, DriverError> {
+        let (db, role) = (ident(r, "database")?, ident(r, "role")?);
+        let port = self.cluster.ensure().await?;
+        let file = self.credentials_file(r);
+        // The password is written down before the role exists, so a crash in
+        // between leaves nothing paved cannot log in to.
+        let mut creds = match fsutil::read_json::<Credentials>(&file).map_err(DriverError::Permanent)? {
+            Some(c) => c,
+            None => {
+                let c = Credentials { password: fsutil::random_password(32), verifier: None };
+                fsutil::write_json(&file, &c, true).map_err(DriverError::Retryable)?;
+                c
+            }
+        };
+        let mut conn = self.cluster.admin(port).await?;
+        let role_exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)")
+            .bind(&role)
+            .fetch_one(&mut conn)
+            .await
+            .map_err(sql_err)?;
+        // The password alphabet is letters and digits only: safe inside quotes.
+        let verb = if role_exists { "ALTER" } else { "CREATE" };
+        let sql = format!("{verb} ROLE \"{role}\" WITH LOGIN PASSWORD '{}'", creds.password);
+        sqlx::raw_sql(AssertSqlSafe(sql)).execute(&mut conn).await.map_err(sql_err)?;
+        let db_exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+            .bind(&db)
+            .fetch_one(&mut conn)
+            .await
+            .map_err(sql_err)?;
+        if !db_exists {
+            sqlx::raw_sql(AssertSqlSafe(format!("CREATE DATABASE \"{db}\" OWNER \"{role}\"")))
+                .execute(&mut conn)
+                .await
+                .map_err(sql_err)?;
+        }
+        let sql = format!(
+            "ALTER DATABASE \"{db}\" OWNER TO \"{role}\"; REVOKE ALL ON DATABASE \"{db}\" FROM PUBLIC; \
+             GRANT CONNECT, TEMPORARY ON DATABASE \"{db}\" TO \"{role}\""
+        );
+        sqlx::raw_sql(AssertSqlSafe(sql)).execute(&mut conn).await.map_err(sql_err)?;
+        creds.verifier = verifier(&mut conn, &role).await?;
+        let _ = conn.close().await;
+        fsutil::write_json(&file, &creds, true).map_err(DriverError::Retryable)?;
+        Ok(self.outputs(port, &db, &role, &creds.password))
+    }
+
+    async fn update(&self, r: &Resource) -> Result<Outputs, DriverError> {
+        // Re-issues the password paved generated (repairs a changed one).
+        self.create(r).await
+    }
+
+    async fn delete(&self, r: &Resource) -> Result<(), DriverError> {
+        let (db, role) = (ident(r, "database")?, ident(r, "role")?);
+        let c = self.cluster.clone();
+        if tokio::task::spawn_blocking(move || c.running()).await.unwrap_or(false)
+            && let Some(port) = self.cluster.port()
+        {
+            let mut conn = self.cluster.admin(port).await?;
+            let sql = format!("DROP DATABASE IF EXISTS \"{db}\" WITH (FORCE); DROP ROLE IF EXISTS \"{role}\"");
+            sqlx::raw_sql(AssertSqlSafe(sql)).execute(&mut conn).await.map_err(sql_err)?;
+            let _ = conn.close().await;
+        } else if self.cluster.initialised() {
+            // Stopped, not gone: start it to drop what is in it.
+            self.cluster.ensure().await?;
+            return Err(DriverError::Retryable("started the platform PostgreSQL to delete from it".into()));
+        }
+        match std::fs::remove_file(self.credentials_file(r)) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(DriverError::Retryable(e.to_string())),
+        }
+    }
+}
