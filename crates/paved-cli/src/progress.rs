@@ -66,7 +66,7 @@ impl Progress for Bars {
             s.finish_and_clear();
             self.multi.remove(&s);
         }
-        let _ = self.multi.println(format!("  {} {id}", crate::provision::describe_outcome(outcome)));
+        let _ = self.multi.println(format!("  {}", crate::provision::describe_outcome(id, outcome)));
         self.total.inc(1);
     }
 }

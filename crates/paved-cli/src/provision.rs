@@ -25,18 +25,18 @@ pub(crate) fn engine_failure(e: EngineError) -> Failure {
     }
 }
 
-/// One line per node outcome, terraform-like.
-pub(crate) fn describe_outcome(o: &Outcome) -> String {
+/// One line per node outcome, terraform-like: `+ created   local.workload/api`.
+pub(crate) fn describe_outcome(id: &str, o: &Outcome) -> String {
     match o {
-        Outcome::Created => "+ created  ".into(),
-        Outcome::Adopted => "+ adopted  ".into(),
-        Outcome::Updated => "~ updated  ".into(),
-        Outcome::Replaced => "-/+ replaced".into(),
-        Outcome::Deleted => "- deleted  ".into(),
-        Outcome::Unchanged => "  unchanged".into(),
-        Outcome::Failed { error, attempts } => format!("! failed after {attempts} attempt(s): {error} —"),
-        Outcome::Skipped { because } => format!("  skipped ({because}) —"),
-        Outcome::NotStarted => "  not started (cancelled) —".into(),
+        Outcome::Created => format!("+ created    {id}"),
+        Outcome::Adopted => format!("+ adopted    {id}   (found after an interrupted apply)"),
+        Outcome::Updated => format!("~ updated    {id}"),
+        Outcome::Replaced => format!("-/+ replaced {id}"),
+        Outcome::Deleted => format!("- destroyed  {id}"),
+        Outcome::Unchanged => format!("  unchanged  {id}"),
+        Outcome::Failed { error, attempts } => format!("! failed     {id}: {error} (after {attempts} attempt(s))"),
+        Outcome::Skipped { because } => format!("  skipped    {id}: {because}"),
+        Outcome::NotStarted => format!("  not started {id} (cancelled)"),
     }
 }
 
@@ -73,10 +73,30 @@ async fn run_engine(ctx: &Ctx, desired: &ResourceGraph, parallelism: u16) -> Res
         ..Options::default()
     };
     let bars = Arc::new(Bars::new(&desired.environment));
-    let result = engine.apply(desired, &opts, cancel, bars.clone()).await;
+    let mut result = engine.apply(desired, &opts, cancel.clone(), bars.clone()).await;
+    if let Err(EngineError::Locked { holder, .. }) = &result
+        && crashed_here(ctx, holder)
+    {
+        eprintln!("note: taking over the lock of {holder}, which no longer runs (killed?)");
+        let store = open_store(ctx).await?;
+        store.release_lock(&desired.environment, holder).await.map_err(|e| Failure::Internal(e.into()))?;
+        result = engine.apply(desired, &opts, cancel, bars.clone()).await;
+    }
     bars.finish();
     ctrl_c.abort();
     result.map_err(engine_failure)
+}
+
+/// `true` when a lock holder (`user@host:pid`) was a paved process on this
+/// machine that is gone: its lease need not be waited out.
+fn crashed_here(ctx: &Ctx, holder: &str) -> bool {
+    let mine = ctx.holder();
+    let host_of =
+        |h: &str| h.rsplit_once(':').and_then(|(left, _)| left.split_once('@')).map(|(_, host)| host.to_string());
+    let Some(pid) = holder.rsplit_once(':').and_then(|(_, pid)| pid.parse::<i32>().ok()) else { return false };
+    // SAFETY: signal 0 only checks that the process exists.
+    let alive = unsafe { libc::kill(pid, 0) == 0 || *libc::__errno_location() == libc::EPERM };
+    host_of(holder).is_some() && host_of(holder) == host_of(&mine) && !alive
 }
 
 fn rand_seed() -> u64 {
@@ -102,7 +122,7 @@ fn print_report(ctx: &Ctx, report: &Report, elapsed: Duration) -> Result<(), Fai
             };
             *counts.entry(key).or_default() += 1;
             if matches!(o, Outcome::Failed { .. } | Outcome::Skipped { .. } | Outcome::NotStarted) {
-                println!("  {} {id}", describe_outcome(o));
+                println!("  {}", describe_outcome(id, o));
             }
         }
         let summary: Vec<String> = ["created", "changed", "destroyed", "unchanged", "failed", "not done"]

@@ -53,6 +53,12 @@ pub trait Driver: Send + Sync {
     async fn create(&self, r: &Resource) -> Result<Outputs, DriverError>;
     async fn update(&self, r: &Resource) -> Result<Outputs, DriverError>;
     async fn delete(&self, r: &Resource) -> Result<(), DriverError>;
+
+    /// Whether resources exist outside paved's state. Those that do are
+    /// observed on every apply, so out-of-band changes are repaired.
+    fn has_external_state(&self) -> bool {
+        true
+    }
 }
 
 /// The drivers available to an apply, by node kind.
@@ -112,6 +118,10 @@ impl Driver for NullDriver {
         pause(r).await;
         Ok(())
     }
+
+    fn has_external_state(&self) -> bool {
+        false
+    }
 }
 
 /// Wraps a driver and makes a share of its calls fail with a retryable error
@@ -160,5 +170,9 @@ impl Driver for FaultInjecting {
     async fn delete(&self, r: &Resource) -> Result<(), DriverError> {
         self.fault("delete", r)?;
         self.inner.delete(r).await
+    }
+
+    fn has_external_state(&self) -> bool {
+        self.inner.has_external_state()
     }
 }

@@ -216,7 +216,15 @@ impl Engine {
             return Err(EngineError::MissingDrivers { kinds: missing });
         }
         let actions: BTreeMap<String, Action> = plan.nodes.iter().map(|n| (n.id.clone(), n.action)).collect();
-        progress.planned(actions.values().filter(|a| **a != Action::NoOp).count());
+        // Unchanged nodes are observed too (a refresh): what changed outside
+        // paved since the last apply is repaired.
+        let refreshed = |id: &String, a: &Action| {
+            *a != Action::NoOp || self.drivers.get(&desired.nodes[id].kind).is_some_and(|d| d.has_external_state())
+        };
+        progress.planned(
+            actions.iter().filter(|(id, a)| **a != Action::Delete && refreshed(id, a)).count()
+                + actions.values().filter(|a| **a == Action::Delete).count(),
+        );
         let run = Arc::new(Run {
             env: env.clone(),
             store: self.store.clone(),
@@ -232,7 +240,7 @@ impl Engine {
         // Creations, updates and replacements: dependencies first.
         let forward: BTreeMap<String, BTreeSet<String>> = actions
             .iter()
-            .filter(|(_, a)| !matches!(a, Action::NoOp | Action::Delete))
+            .filter(|(id, a)| **a != Action::Delete && refreshed(id, a))
             .map(|(id, _)| (id.clone(), desired.nodes[id].depends_on.clone()))
             .collect();
         let mut outcomes = {
@@ -266,7 +274,7 @@ impl Engine {
         outcomes.extend(deleted);
         for (id, action) in &actions {
             if *action == Action::NoOp {
-                outcomes.insert(id.clone(), Outcome::Unchanged);
+                outcomes.entry(id.clone()).or_insert(Outcome::Unchanged);
             }
         }
         Ok(Report { environment: env, outcomes, cancelled: cancel.load(std::sync::atomic::Ordering::SeqCst) })

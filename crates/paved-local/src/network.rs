@@ -1,7 +1,7 @@
 //! `local.network`: an environment's own loopback address.
 //!
-//! Every environment gets `127.0.N.1` (N from 1 to 254, the lowest free),
-//! recorded in `envs/ENV/network.json`. Its services bind to that address, so
+//! Every environment gets `127.0.N.1` (N from 1 to 254, the lowest free on
+//! this machine), recorded in `envs/ENV/network.json`. Its services bind to that address, so
 //! two environments running the same services on the same ports never collide.
 
 use crate::Config;
@@ -33,6 +33,23 @@ impl NetworkDriver {
     }
 }
 
+/// Addresses are a machine-wide resource: several paved data directories
+/// (users, test runs) share the loopback interface. A lease file per address
+/// names the environment directory holding it.
+fn address_registry() -> std::path::PathBuf {
+    std::env::temp_dir().join("paved-loopback-addresses")
+}
+
+/// A lease is in use while the environment it names still records that address.
+fn lease_in_use(lease: &std::path::Path) -> bool {
+    let Ok(owner) = std::fs::read_to_string(lease) else { return false };
+    let n = lease.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+    fsutil::read_json::<Allocation>(&std::path::Path::new(&owner).join("network.json"))
+        .ok()
+        .flatten()
+        .is_some_and(|a| a.address == format!("127.0.{n}.1"))
+}
+
 fn observed(a: &Allocation) -> Observation {
     Observation::Present {
         properties: json!({"name": a.name, "runtime": a.runtime}),
@@ -55,26 +72,23 @@ impl Driver for NetworkDriver {
                  `spec.compute.runtime: process`"
             )));
         }
-        let _lock =
-            FileLock::acquire(&self.config.local_dir().join("networks.lock")).map_err(DriverError::Retryable)?;
+        let registry = address_registry();
+        let _lock = FileLock::acquire(&registry.join(".lock")).map_err(DriverError::Retryable)?;
         if let Some(a) = self.read(&r.environment)? {
             return Ok(match observed(&a) {
                 Observation::Present { outputs, .. } => outputs,
                 Observation::Absent => Outputs::new(),
             });
         }
-        let mut taken = std::collections::BTreeSet::new();
-        if let Ok(entries) = std::fs::read_dir(self.config.local_dir().join("envs")) {
-            for e in entries.flatten() {
-                if let Ok(Some(a)) = fsutil::read_json::<Allocation>(&e.path().join("network.json")) {
-                    taken.insert(a.address);
-                }
-            }
-        }
+        let owner = self.config.env_dir(&r.environment);
         let address = (1..=254u8)
-            .map(|n| format!("127.0.{n}.1"))
-            .find(|a| !taken.contains(a))
-            .ok_or_else(|| DriverError::Permanent("all 254 local environment addresses are in use".into()))?;
+            .find(|n| !lease_in_use(&registry.join(n.to_string())))
+            .map(|n| {
+                fsutil::write_atomic(&registry.join(n.to_string()), owner.display().to_string().as_bytes(), false)
+                    .map(|_| format!("127.0.{n}.1"))
+            })
+            .ok_or_else(|| DriverError::Permanent("all 254 local environment addresses are in use".into()))?
+            .map_err(DriverError::Retryable)?;
         let a = Allocation { name: r.properties["name"].as_str().unwrap_or_default().to_string(), address, runtime };
         fsutil::write_json(&self.file(&r.environment), &a, false).map_err(DriverError::Retryable)?;
         Ok(Outputs::from([("address".to_string(), Value::String(a.address))]))
@@ -87,6 +101,14 @@ impl Driver for NetworkDriver {
 
     async fn delete(&self, r: &Resource) -> Result<(), DriverError> {
         let env_dir = self.config.env_dir(&r.environment);
+        if let Some(a) = self.read(&r.environment)?
+            && let Some(n) = a.address.strip_prefix("127.0.").and_then(|rest| rest.strip_suffix(".1"))
+        {
+            let lease = address_registry().join(n);
+            if std::fs::read_to_string(&lease).is_ok_and(|o| o == env_dir.display().to_string()) {
+                let _ = std::fs::remove_file(lease);
+            }
+        }
         match std::fs::remove_file(self.file(&r.environment)) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}

@@ -223,8 +223,26 @@ impl Cluster {
     }
 }
 
+/// Connection trouble, lock conflicts and a server shutting down are worth
+/// retrying; any other error the server reports is not.
 fn sql_err(e: sqlx::Error) -> DriverError {
-    DriverError::Retryable(format!("platform PostgreSQL: {e}"))
+    let msg = format!("platform PostgreSQL: {e}");
+    match &e {
+        sqlx::Error::Database(db) => match db.code().as_deref().map(|c| &c[..2.min(c.len())]) {
+            Some("08" | "40" | "53" | "55" | "57") => DriverError::Retryable(msg),
+            _ => DriverError::Permanent(msg),
+        },
+        _ => DriverError::Retryable(msg),
+    }
+}
+
+/// Runs statements one by one (some, like DROP DATABASE, refuse to run in
+/// the implicit transaction of a multi-statement string).
+async fn execute(conn: &mut PgConnection, statements: &[String]) -> Result<(), DriverError> {
+    for sql in statements {
+        sqlx::raw_sql(AssertSqlSafe(sql.clone())).execute(&mut *conn).await.map_err(sql_err)?;
+    }
+    Ok(())
 }
 
 pub struct ClusterDriver {
@@ -407,11 +425,15 @@ impl Driver for DatabaseDriver {
                 .await
                 .map_err(sql_err)?;
         }
-        let sql = format!(
-            "ALTER DATABASE \"{db}\" OWNER TO \"{role}\"; REVOKE ALL ON DATABASE \"{db}\" FROM PUBLIC; \
-             GRANT CONNECT, TEMPORARY ON DATABASE \"{db}\" TO \"{role}\""
-        );
-        sqlx::raw_sql(AssertSqlSafe(sql)).execute(&mut conn).await.map_err(sql_err)?;
+        execute(
+            &mut conn,
+            &[
+                format!("ALTER DATABASE \"{db}\" OWNER TO \"{role}\""),
+                format!("REVOKE ALL ON DATABASE \"{db}\" FROM PUBLIC"),
+                format!("GRANT CONNECT, TEMPORARY ON DATABASE \"{db}\" TO \"{role}\""),
+            ],
+        )
+        .await?;
         creds.verifier = verifier(&mut conn, &role).await?;
         let _ = conn.close().await;
         fsutil::write_json(&file, &creds, true).map_err(DriverError::Retryable)?;
@@ -430,8 +452,9 @@ impl Driver for DatabaseDriver {
             && let Some(port) = self.cluster.port()
         {
             let mut conn = self.cluster.admin(port).await?;
-            let sql = format!("DROP DATABASE IF EXISTS \"{db}\" WITH (FORCE); DROP ROLE IF EXISTS \"{role}\"");
-            sqlx::raw_sql(AssertSqlSafe(sql)).execute(&mut conn).await.map_err(sql_err)?;
+            let drop =
+                [format!("DROP DATABASE IF EXISTS \"{db}\" WITH (FORCE)"), format!("DROP ROLE IF EXISTS \"{role}\"")];
+            execute(&mut conn, &drop).await?;
             let _ = conn.close().await;
         } else if self.cluster.initialised() {
             // Stopped, not gone: start it to drop what is in it.

@@ -1,0 +1,322 @@
+//! End-to-end on the local provider: the real `paved` binary brings up the
+//! examples as real processes with a real PostgreSQL, and tears them down.
+//!
+//! Needs the PostgreSQL server binaries (scripts/test installs them).
+
+use sha2::{Digest, Sha256};
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+struct Paved {
+    data: tempfile::TempDir,
+}
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+impl Paved {
+    fn new() -> Paved {
+        Paved { data: tempfile::Builder::new().prefix("paved-e2e-").tempdir().unwrap() }
+    }
+
+    fn dir(&self) -> &Path {
+        self.data.path()
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_paved"));
+        c.args(args)
+            .current_dir(repo_root())
+            .env("PAVED_DATA_DIR", self.dir())
+            .env("PAVED_DEMO_BIN", env!("CARGO_BIN_EXE_paved-demo"))
+            .env("PAVED_ACTOR", "e2e")
+            .env_remove("PAVED_STATE")
+            .env("NO_COLOR", "1");
+        c
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().unwrap()
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "paved {args:?} failed ({}):\n{}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    fn spawn(&self, args: &[&str]) -> Child {
+        self.command(args).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap()
+    }
+
+    fn env_dir(&self, env: &str) -> PathBuf {
+        self.dir().join("local/envs").join(env)
+    }
+
+    fn address(&self, env: &str) -> String {
+        let v: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(self.env_dir(env).join("network.json")).unwrap()).unwrap();
+        v["address"].as_str().unwrap().to_string()
+    }
+
+    fn db_password(&self, env: &str) -> String {
+        let path = self.env_dir(env).join("postgres/payments-db.json");
+        let v: serde_json::Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+        v["password"].as_str().unwrap().to_string()
+    }
+
+    /// Where the platform PostgreSQL lives for this data dir (root runs it as `postgres`).
+    fn cluster_dir(&self) -> PathBuf {
+        if unsafe { libc::geteuid() } == 0 {
+            let hash = hex::encode(Sha256::digest(self.dir().to_string_lossy().as_bytes()));
+            PathBuf::from("/var/lib/paved").join(format!("postgres-{}", &hash[..12]))
+        } else {
+            self.dir().join("local/postgres")
+        }
+    }
+
+    fn pg_port(&self) -> u16 {
+        std::fs::read_to_string(self.cluster_dir().join("port")).unwrap().trim().parse().unwrap()
+    }
+
+    /// Processes whose command line mentions this data dir or its cluster.
+    fn processes(&self) -> Vec<(i32, i32, String)> {
+        let needles = [self.dir().display().to_string(), self.cluster_dir().display().to_string()];
+        processes().into_iter().filter(|(_, _, cmd)| needles.iter().any(|n| cmd.contains(n.as_str()))).collect()
+    }
+}
+
+impl Drop for Paved {
+    fn drop(&mut self) {
+        let _ = self.run(&["down"]);
+        for (pid, _, _) in self.processes() {
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+            }
+        }
+    }
+}
+
+/// (pid, parent pid, command line) of every process.
+fn processes() -> Vec<(i32, i32, String)> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else { continue };
+        let Ok(cmd) = std::fs::read(e.path().join("cmdline")) else { continue };
+        let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else { continue };
+        let ppid = stat.rsplit_once(')').and_then(|(_, r)| r.split_whitespace().nth(1)).and_then(|p| p.parse().ok());
+        if cmd.is_empty() {
+            continue; // zombie or kernel thread
+        }
+        let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+        out.push((pid, ppid.unwrap_or(0), cmd));
+    }
+    out
+}
+
+/// A raw HTTP/1.0 request to 127.x.y.z:port with a Host header: `(status, body)`.
+fn http(addr: &str, host: &str, method: &str, path: &str, body: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "{method} {path} HTTP/1.0\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    let status = resp.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    (status, resp.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default())
+}
+
+/// `http://web.dev.localhost:PORT/` from paved's output.
+fn web_url(stdout: &str, env: &str) -> (String, String) {
+    let prefix = format!("http://web.{env}.localhost:");
+    let start = stdout.find(&prefix).unwrap_or_else(|| panic!("no URL for web in:\n{stdout}"));
+    let rest = &stdout[start + prefix.len()..];
+    let port: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    (format!("127.0.0.1:{port}"), format!("web.{env}.localhost:{port}"))
+}
+
+fn connect_db(port: u16, user: &str, password: &str, db: &str) -> Result<(), String> {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        use sqlx::Connection;
+        let opts = sqlx::postgres::PgConnectOptions::new_without_pgpass()
+            .host("127.0.0.1")
+            .port(port)
+            .username(user)
+            .password(password)
+            .database(db);
+        let mut c = sqlx::postgres::PgConnection::connect_with(&opts).await.map_err(|e| e.to_string())?;
+        let names: Vec<String> = sqlx::query_scalar("SELECT datname FROM pg_database ORDER BY 1")
+            .fetch_all(&mut c)
+            .await
+            .map_err(|e| e.to_string())?;
+        let _ = c.close().await;
+        Ok(names.join(","))
+    })
+    .map(|_: String| ())
+}
+
+fn databases(port: u16, user: &str, password: &str, db: &str) -> Vec<String> {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        use sqlx::Connection;
+        let opts = sqlx::postgres::PgConnectOptions::new_without_pgpass()
+            .host("127.0.0.1")
+            .port(port)
+            .username(user)
+            .password(password)
+            .database(db);
+        let mut c = sqlx::postgres::PgConnection::connect_with(&opts).await.unwrap();
+        let names =
+            sqlx::query_scalar("SELECT datname FROM pg_database UNION ALL SELECT rolname FROM pg_roles ORDER BY 1")
+                .fetch_all(&mut c)
+                .await
+                .unwrap();
+        let _ = c.close().await;
+        names
+    })
+}
+
+#[test]
+fn up_runs_isolated_environments_repairs_drift_and_down_removes_everything() {
+    let p = Paved::new();
+
+    // 1. `paved up`: api + worker + web with a real database, reachable by a stable URL.
+    let out = p.ok(&["up"]);
+    assert!(out.contains("dev is up and healthy"), "{out}");
+    let (addr, host) = web_url(&out, "dev");
+    let (status, page) = http(&addr, &host, "GET", "/", "");
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("first item of the dev environment"), "web did not show api's data: {page}");
+
+    // Data written through api lands in dev's database and shows on dev's web page.
+    let api = format!("{}:8080", p.address("dev"));
+    let (status, body) = http(&api, "api", "POST", "/items", r#"{"name": "written in dev"}"#);
+    assert_eq!(status, 200, "{body}");
+    assert!(http(&addr, &host, "GET", "/", "").1.contains("written in dev"));
+
+    // 2. A second environment from the same specs runs side by side, with its own data.
+    let out = p.ok(&["apply", "-e", "staging"]);
+    let (s_addr, s_host) = web_url(&out, "staging");
+    assert_ne!(p.address("dev"), p.address("staging"));
+    let (status, page) = http(&s_addr, &s_host, "GET", "/", "");
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("first item of the staging environment") && !page.contains("written in dev"), "{page}");
+
+    // Its credentials cannot open dev's database; they open its own.
+    let port = p.pg_port();
+    let staging_pw = p.db_password("staging");
+    let denied = connect_db(port, "staging_payments_db", &staging_pw, "dev_payments_db").unwrap_err();
+    assert!(denied.contains("permission denied"), "{denied}");
+    connect_db(port, "staging_payments_db", &staging_pw, "staging_payments_db").unwrap();
+
+    // 3. Drift: a killed workload and a changed password are reported, then repaired.
+    let supervisor: i32 =
+        std::fs::read_to_string(p.env_dir("dev").join("workloads/web/supervisor.pid")).unwrap().trim().parse().unwrap();
+    unsafe {
+        libc::kill(supervisor, libc::SIGKILL);
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let drift = p.run(&["drift", "-e", "dev"]);
+    let text = String::from_utf8_lossy(&drift.stdout);
+    assert_eq!(drift.status.code(), Some(3), "{text}");
+    assert!(text.contains("local.workload/web") && text.contains(r#"state: "running" -> "stopped""#), "{text}");
+    p.ok(&["apply", "-e", "dev"]);
+    let drift = p.run(&["drift", "-e", "dev"]);
+    assert_eq!(drift.status.code(), Some(0), "{}", String::from_utf8_lossy(&drift.stdout));
+    assert!(http(&addr, &host, "GET", "/", "").1.contains("written in dev"), "web is back with the same data");
+
+    // Logs of the service are there.
+    let logs = p.ok(&["logs", "api", "-e", "dev"]);
+    assert!(logs.contains(&format!("listening on {api}")), "{logs}");
+
+    // 4. Destroying staging leaves none of its processes, files, database or role behind.
+    p.ok(&["destroy", "-e", "staging"]);
+    assert!(!p.env_dir("staging").exists());
+    assert!(p.processes().iter().all(|(_, _, c)| !c.contains("envs/staging")), "{:?}", p.processes());
+    let names = databases(port, "dev_payments_db", &p.db_password("dev"), "dev_payments_db");
+    assert!(names.iter().all(|n| !n.starts_with("staging")), "{names:?}");
+    assert!(names.contains(&"dev_payments_db".to_string()));
+
+    // 5. `paved down` removes everything: processes, the cluster, the provider's files.
+    p.ok(&["down"]);
+    assert_eq!(p.processes(), vec![], "processes left behind");
+    assert!(!p.dir().join("local").exists());
+    assert!(!p.cluster_dir().exists());
+}
+
+/// A small deterministic generator (the seeds must replay).
+fn lcg(seed: u64) -> impl FnMut() -> u64 {
+    let mut x = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    move || {
+        x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        x >> 33
+    }
+}
+
+/// After an apply completed: one supervisor per workload, every service
+/// process a child of a live supervisor, no drift.
+fn assert_converged(p: &Paved, seed: u64) {
+    let procs = p.processes();
+    for dir in ["workloads/api", "workloads/worker", "workloads/web", "proxy"] {
+        let path = format!("{}/{dir}", p.env_dir("dev").display());
+        let n = procs.iter().filter(|(_, _, c)| c.contains("__supervise") && c.ends_with(&format!("{path} "))).count();
+        assert_eq!(n, 1, "seed {seed}: {n} supervisors for {dir}: {procs:?}");
+    }
+    let supervisors: Vec<i32> =
+        procs.iter().filter(|(_, _, c)| c.contains("__supervise")).map(|(pid, _, _)| *pid).collect();
+    let blobs = p.dir().join("images/blobs").display().to_string();
+    for (pid, ppid, cmd) in procs.iter().filter(|(_, _, c)| c.contains(&blobs) || c.contains("__proxy")) {
+        assert!(supervisors.contains(ppid), "seed {seed}: orphaned process {pid} ({cmd}), parent {ppid}");
+    }
+    let drift = p.run(&["drift", "-e", "dev"]);
+    assert_eq!(drift.status.code(), Some(0), "seed {seed}: {}", String::from_utf8_lossy(&drift.stdout));
+}
+
+#[test]
+fn apply_killed_at_random_points_converges_without_duplicates_or_orphans() {
+    let seeds: u64 = std::env::var("PAVED_CRASH_SEEDS").ok().and_then(|s| s.parse().ok()).unwrap_or(20);
+    let p = Paved::new();
+    p.ok(&["apply", "-f", "examples"]);
+    p.ok(&["up"]); // imports the demo images and creates dev once
+    let mut interrupted = 0;
+    for seed in 0..seeds {
+        let mut rng = lcg(seed);
+        let destroying = seed % 2 == 1;
+        if !destroying {
+            p.ok(&["destroy", "-e", "dev"]);
+        }
+        let mut child = p.spawn(if destroying { &["destroy", "-e", "dev"] } else { &["apply", "-e", "dev"] });
+        std::thread::sleep(Duration::from_millis(rng() % 1500));
+        if child.try_wait().unwrap().is_none() {
+            interrupted += 1;
+        }
+        let _ = child.kill(); // SIGKILL
+        let _ = child.wait();
+        p.ok(&["apply", "-e", "dev"]);
+        assert_converged(&p, seed);
+    }
+    // The kills must land while paved works, not only after it finished.
+    assert!(interrupted * 2 >= seeds, "only {interrupted} of {seeds} kills interrupted an apply");
+    p.ok(&["destroy", "-e", "dev"]);
+    assert!(!p.env_dir("dev").exists());
+    assert!(p.processes().iter().all(|(_, _, c)| !c.contains("__supervise")), "{:?}", p.processes());
+    // The platform cluster goes with its last database.
+    assert!(!p.cluster_dir().exists(), "the platform PostgreSQL outlived its last database");
+    p.ok(&["down"]);
+    assert_eq!(p.processes(), vec![]);
+}
