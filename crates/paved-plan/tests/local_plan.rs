@@ -248,3 +248,27 @@ mod generated {
         }
     }
 }
+
+#[test]
+fn a_service_link_points_at_its_target_inside_the_environment() {
+    let g = plan(&World::examples().input("dev", DOCKER)).unwrap();
+    let link = &g.nodes["local.service-link/web-api"];
+    // api listens on its targetPort at the environment's own address.
+    assert_eq!(link.properties["port"], 8080);
+    assert_eq!(link.properties["address"], "${ref:local.network/dev.address}");
+    assert!(link.depends_on.contains("local.network/dev"));
+    assert!(!link.depends_on.contains("local.workload/api"), "no cycle between services calling each other");
+    let api = &g.nodes["local.workload/api"];
+    assert_eq!(api.properties["address"], "${ref:local.network/dev.address}");
+    assert_eq!(api.properties["state"], "running");
+}
+
+#[test]
+fn two_services_listening_on_one_port_of_an_environment_fail_at_plan_time() {
+    let world = World::with_extra(vec![service(
+        "clash",
+        "service:\n  ports:\n    http:\n      port: 81\n      targetPort: 8080\ncontainers:\n  main:\n    image: c:1\n",
+    )]);
+    let errors = plan(&world.input("dev", DOCKER)).unwrap_err();
+    assert!(errors.iter().any(|e| e.to_string().contains("port 8080 in environment `dev`")), "{errors:?}");
+}
