@@ -421,6 +421,17 @@ async fn describe(ctx: &Ctx, kind: Kind, name: &str) -> Result<(), Failure> {
 
 async fn delete(ctx: &Ctx, kind: Kind, name: &str) -> Result<(), Failure> {
     let catalog = open(ctx).await?;
+    if kind == Kind::Environment {
+        // Forgetting the spec of a running environment would orphan its resources.
+        let applied = open_store(ctx).await?.applied_nodes(name).await.map_err(|e| Failure::Internal(e.into()))?;
+        if !applied.is_empty() {
+            return Err(Failure::User(format!(
+                "environment `{name}` still has {} provisioned resource(s); remove them first with \
+                 `paved destroy -e {name}`",
+                applied.len()
+            )));
+        }
+    }
     let tomb = catalog.delete(kind, name, &ctx.actor).await?;
     #[derive(Serialize)]
     struct Deleted<'a> {

@@ -224,7 +224,25 @@ fn up_runs_isolated_environments_repairs_drift_and_down_removes_everything() {
     assert!(denied.contains("permission denied"), "{denied}");
     connect_db(port, "staging_payments_db", &staging_pw, "staging_payments_db").unwrap();
 
-    // 3. Drift: a killed workload and a changed password are reported, then repaired.
+    // 3. A process that dies is restarted by its supervisor.
+    let status = p.env_dir("dev").join("workloads/api/status.json");
+    let api_pid = || -> (i64, i64) {
+        let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&status).unwrap()).unwrap();
+        let c = &v["containers"]["api"];
+        (c["pid"].as_i64().unwrap_or(0), c["restarts"].as_i64().unwrap_or(0))
+    };
+    let (before, _) = api_pid();
+    unsafe {
+        libc::kill(before as i32, libc::SIGKILL);
+    }
+    let restarted = (0..100).any(|_| {
+        std::thread::sleep(Duration::from_millis(100));
+        let (pid, restarts) = api_pid();
+        pid != 0 && pid != before && restarts >= 1
+    });
+    assert!(restarted, "api was not restarted: {:?}", api_pid());
+
+    // Drift: a killed workload is reported, then repaired.
     let supervisor: i32 =
         std::fs::read_to_string(p.env_dir("dev").join("workloads/web/supervisor.pid")).unwrap().trim().parse().unwrap();
     unsafe {
@@ -244,8 +262,13 @@ fn up_runs_isolated_environments_repairs_drift_and_down_removes_everything() {
     let logs = p.ok(&["logs", "api", "-e", "dev"]);
     assert!(logs.contains(&format!("listening on {api}")), "{logs}");
 
-    // 4. Destroying staging leaves none of its processes, files, database or role behind.
+    // 4. A provisioned environment's spec cannot be deleted (its resources would be orphaned)…
+    let refused = p.run(&["delete", "environment", "staging"]);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("paved destroy -e staging"));
+    // …destroying it leaves none of its processes, files, database or role behind.
     p.ok(&["destroy", "-e", "staging"]);
+    p.ok(&["delete", "environment", "staging"]);
     assert!(!p.env_dir("staging").exists());
     assert!(p.processes().iter().all(|(_, _, c)| !c.contains("envs/staging")), "{:?}", p.processes());
     let names = databases(port, "dev_payments_db", &p.db_password("dev"), "dev_payments_db");

@@ -223,15 +223,23 @@ impl Cluster {
     }
 }
 
-/// Connection trouble, lock conflicts and a server shutting down are worth
-/// retrying; any other error the server reports is not.
+/// Connection trouble, lock conflicts, a server shutting down and a
+/// concurrent creator (an interrupted apply's statement still finishing:
+/// unique violation, duplicate database or role) are worth retrying; any
+/// other error the server reports is not.
 fn sql_err(e: sqlx::Error) -> DriverError {
     let msg = format!("platform PostgreSQL: {e}");
     match &e {
-        sqlx::Error::Database(db) => match db.code().as_deref().map(|c| &c[..2.min(c.len())]) {
-            Some("08" | "40" | "53" | "55" | "57") => DriverError::Retryable(msg),
-            _ => DriverError::Permanent(msg),
-        },
+        sqlx::Error::Database(db) => {
+            let code = db.code().map(|c| c.to_string()).unwrap_or_default();
+            let class = code.get(..2).unwrap_or_default();
+            if matches!(class, "08" | "40" | "53" | "55" | "57") || matches!(code.as_str(), "23505" | "42P04" | "42710")
+            {
+                DriverError::Retryable(msg)
+            } else {
+                DriverError::Permanent(msg)
+            }
+        }
         _ => DriverError::Retryable(msg),
     }
 }

@@ -80,8 +80,17 @@ pub fn log_path(dir: &Path, container: &str) -> PathBuf {
     dir.join("logs").join(format!("{container}.log"))
 }
 
-/// `true` while a supervisor holds `DIR`'s lock.
+fn stop_marker(dir: &Path) -> PathBuf {
+    dir.join("stop-requested")
+}
+
+/// `true` while a supervisor holds `DIR`'s lock and was not told to stop (one
+/// that is stopping, maybe for a `paved` killed while waiting, does not count).
 pub fn is_running(dir: &Path) -> bool {
+    holds_lock(dir) && !stop_marker(dir).exists()
+}
+
+fn holds_lock(dir: &Path) -> bool {
     lock_path(dir).exists() && matches!(FileLock::try_acquire(&lock_path(dir)), Ok(None))
 }
 
@@ -91,6 +100,8 @@ pub async fn start(exe: &Path, dir: &Path) -> Result<(), String> {
     if is_running(dir) {
         return Ok(());
     }
+    // A supervisor told to stop may still be on its way out: let it finish.
+    stop(dir).await?;
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -130,9 +141,12 @@ pub async fn start(exe: &Path, dir: &Path) -> Result<(), String> {
 
 /// Stops the supervisor of `DIR` (and so its processes) and waits until it is gone.
 pub async fn stop(dir: &Path) -> Result<(), String> {
-    if !is_running(dir) {
+    if !holds_lock(dir) {
+        let _ = std::fs::remove_file(stop_marker(dir));
         return Ok(());
     }
+    // Written first: if this paved dies while waiting, the next one knows.
+    fsutil::write_atomic(&stop_marker(dir), b"", false)?;
     let pid: Option<i32> = std::fs::read_to_string(pid_path(dir)).ok().and_then(|s| s.trim().parse().ok());
     if let Some(pid) = pid.filter(|p| *p > 1) {
         // SAFETY: sending a signal has no memory effects; the pid belongs to the
@@ -142,7 +156,8 @@ pub async fn stop(dir: &Path) -> Result<(), String> {
         }
     }
     for _ in 0..200 {
-        if !is_running(dir) {
+        if !holds_lock(dir) {
+            let _ = std::fs::remove_file(stop_marker(dir));
             return Ok(());
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
