@@ -149,7 +149,8 @@ fn web_url(stdout: &str, env: &str) -> (String, String) {
     (format!("127.0.0.1:{port}"), format!("web.{env}.localhost:{port}"))
 }
 
-fn connect_db(port: u16, user: &str, password: &str, db: &str) -> Result<(), String> {
+/// Logs in over TCP as `user` and lists every database and role name.
+fn connect_db(port: u16, user: &str, password: &str, db: &str) -> Result<Vec<String>, String> {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     rt.block_on(async {
         use sqlx::Connection;
@@ -160,34 +161,13 @@ fn connect_db(port: u16, user: &str, password: &str, db: &str) -> Result<(), Str
             .password(password)
             .database(db);
         let mut c = sqlx::postgres::PgConnection::connect_with(&opts).await.map_err(|e| e.to_string())?;
-        let names: Vec<String> = sqlx::query_scalar("SELECT datname FROM pg_database ORDER BY 1")
-            .fetch_all(&mut c)
-            .await
-            .map_err(|e| e.to_string())?;
-        let _ = c.close().await;
-        Ok(names.join(","))
-    })
-    .map(|_: String| ())
-}
-
-fn databases(port: u16, user: &str, password: &str, db: &str) -> Vec<String> {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    rt.block_on(async {
-        use sqlx::Connection;
-        let opts = sqlx::postgres::PgConnectOptions::new_without_pgpass()
-            .host("127.0.0.1")
-            .port(port)
-            .username(user)
-            .password(password)
-            .database(db);
-        let mut c = sqlx::postgres::PgConnection::connect_with(&opts).await.unwrap();
         let names =
             sqlx::query_scalar("SELECT datname FROM pg_database UNION ALL SELECT rolname FROM pg_roles ORDER BY 1")
                 .fetch_all(&mut c)
                 .await
-                .unwrap();
+                .map_err(|e| e.to_string())?;
         let _ = c.close().await;
-        names
+        Ok(names)
     })
 }
 
@@ -271,7 +251,7 @@ fn up_runs_isolated_environments_repairs_drift_and_down_removes_everything() {
     p.ok(&["delete", "environment", "staging"]);
     assert!(!p.env_dir("staging").exists());
     assert!(p.processes().iter().all(|(_, _, c)| !c.contains("envs/staging")), "{:?}", p.processes());
-    let names = databases(port, "dev_payments_db", &p.db_password("dev"), "dev_payments_db");
+    let names = connect_db(port, "dev_payments_db", &p.db_password("dev"), "dev_payments_db").unwrap();
     assert!(names.iter().all(|n| !n.starts_with("staging")), "{names:?}");
     assert!(names.contains(&"dev_payments_db".to_string()));
 

@@ -86,8 +86,8 @@ pub fn drivers(config: &Config) -> Drivers {
         .with("local.workload", Arc::new(workload::WorkloadDriver { config: config.clone() }))
         .with("local.proxy", Arc::new(links::ProxyDriver { config: config.clone() }))
         .with("local.route", Arc::new(links::RouteDriver { config: config.clone() }))
-        .with("local.dns", Arc::new(links::DnsDriver))
-        .with("local.service-link", Arc::new(links::ServiceLinkDriver))
+        .with("local.dns", Arc::new(links::DerivedDriver { outputs: links::dns_outputs }))
+        .with("local.service-link", Arc::new(links::DerivedDriver { outputs: links::link_outputs }))
         .with("local.volume", Arc::new(links::VolumeDriver { config }))
 }
 

@@ -184,39 +184,36 @@ impl Driver for RouteDriver {
     }
 }
 
-/// A resource with no state of its own: its outputs follow from its properties.
-fn derived(r: &Resource, outputs: Outputs) -> Observation {
-    Observation::Present { properties: r.properties.clone(), outputs, ready: true }
-}
-
-/// `local.dns`: `SERVICE.ENV.localhost`, which resolves to the loopback
-/// interface by convention (RFC 6761), so there is nothing to create.
-pub struct DnsDriver;
-
-fn dns_outputs(r: &Resource) -> Outputs {
-    Outputs::from([("host".to_string(), r.properties["host"].clone())])
+/// A kind with no state of its own (`local.dns`, `local.service-link`): its
+/// outputs follow from its properties, so it always exists and is ready.
+pub struct DerivedDriver {
+    pub outputs: fn(&Resource) -> Outputs,
 }
 
 #[async_trait]
-impl Driver for DnsDriver {
+impl Driver for DerivedDriver {
     async fn observe(&self, r: &Resource) -> Result<Observation, DriverError> {
-        Ok(derived(r, dns_outputs(r)))
+        Ok(Observation::Present { properties: r.properties.clone(), outputs: (self.outputs)(r), ready: true })
     }
     async fn create(&self, r: &Resource) -> Result<Outputs, DriverError> {
-        Ok(dns_outputs(r))
+        Ok((self.outputs)(r))
     }
     async fn update(&self, r: &Resource) -> Result<Outputs, DriverError> {
-        Ok(dns_outputs(r))
+        Ok((self.outputs)(r))
     }
     async fn delete(&self, _: &Resource) -> Result<(), DriverError> {
         Ok(())
     }
 }
 
-/// `local.service-link`: where another service of the environment listens.
-pub struct ServiceLinkDriver;
+/// `local.dns`: `SERVICE.ENV.localhost`, which resolves to the loopback
+/// interface by convention (RFC 6761), so there is nothing to create.
+pub fn dns_outputs(r: &Resource) -> Outputs {
+    Outputs::from([("host".to_string(), r.properties["host"].clone())])
+}
 
-fn link_outputs(r: &Resource) -> Outputs {
+/// `local.service-link`: where another service of the environment listens.
+pub fn link_outputs(r: &Resource) -> Outputs {
     let host = r.properties["address"].as_str().unwrap_or("127.0.0.1").to_string();
     let port = r.properties["port"].as_u64().unwrap_or(0);
     Outputs::from([
@@ -224,22 +221,6 @@ fn link_outputs(r: &Resource) -> Outputs {
         ("port".to_string(), json!(port)),
         ("url".to_string(), json!(format!("http://{host}:{port}"))),
     ])
-}
-
-#[async_trait]
-impl Driver for ServiceLinkDriver {
-    async fn observe(&self, r: &Resource) -> Result<Observation, DriverError> {
-        Ok(derived(r, link_outputs(r)))
-    }
-    async fn create(&self, r: &Resource) -> Result<Outputs, DriverError> {
-        Ok(link_outputs(r))
-    }
-    async fn update(&self, r: &Resource) -> Result<Outputs, DriverError> {
-        Ok(link_outputs(r))
-    }
-    async fn delete(&self, _: &Resource) -> Result<(), DriverError> {
-        Ok(())
-    }
 }
 
 /// `local.volume`: a directory of the environment.
@@ -260,7 +241,11 @@ impl Driver for VolumeDriver {
         if !dir.is_dir() {
             return Ok(Observation::Absent);
         }
-        Ok(derived(r, Outputs::from([("source".to_string(), json!(dir.display().to_string()))])))
+        Ok(Observation::Present {
+            properties: r.properties.clone(),
+            outputs: Outputs::from([("source".to_string(), json!(dir.display().to_string()))]),
+            ready: true,
+        })
     }
     async fn create(&self, r: &Resource) -> Result<Outputs, DriverError> {
         let dir = self.dir(r);
