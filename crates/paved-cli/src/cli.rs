@@ -11,7 +11,7 @@ use std::path::PathBuf;
     long_about = "paved records blueprints, cloud accounts, environments, teams and Score workloads as versioned \
 desired state, validates them with precise diagnostics, plans each environment as a resource graph and applies it \
 through provider drivers.",
-    after_help = "Examples:\n  paved up                      # the demo platform on this machine\n  paved validate -f examples/\n  paved apply -f examples/\n  paved plan -e dev\n  paved apply -e dev\n  paved drift -e dev\n  paved get environments\n  \
+    after_help = "Examples:\n  paved up                      # the demo platform on this machine\n  paved up --runtime process    # the same without Docker\n  paved validate -f examples/\n  paved apply -f examples/\n  paved plan -e dev\n  paved apply -e dev\n  paved drift -e dev\n  paved get environments\n  \
 paved describe environment eu-production\n  paved history blueprint web-service-standard\n  paved schema Environment > environment.schema.json\n\n\
 State defaults to SQLite under your data directory; use --state postgres://USER@HOST/DB for PostgreSQL.\n\
 Exit codes: 0 success, 1 user error (invalid specs, unknown objects, failed resources), 2 internal error, \
@@ -30,6 +30,11 @@ pub struct Cli {
     /// paved's data directory (local provider state, image store, default SQLite state).
     #[arg(long, global = true, env = "PAVED_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
+    /// How the local provider runs workloads where the account does not say:
+    /// docker or process. Default: docker when a Docker Engine answers, else
+    /// process; an applied environment keeps the runtime it was made with.
+    #[arg(long, global = true, env = "PAVED_RUNTIME", value_enum)]
+    pub runtime: Option<Runtime>,
     /// When to colour diagnostics.
     #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto)]
     pub color: ColorChoice,
@@ -42,6 +47,12 @@ pub enum Format {
     Table,
     Json,
     Yaml,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Runtime {
+    Docker,
+    Process,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -31,6 +31,8 @@ pub(crate) struct Ctx {
     /// The store, once a command opened it; closed before exit.
     store: std::sync::OnceLock<Arc<dyn paved_store::Store>>,
     pub(crate) data_dir: PathBuf,
+    /// The local runtime asked for (`--runtime`), if any.
+    pub(crate) runtime: Option<crate::cli::Runtime>,
 }
 
 impl Ctx {
@@ -66,6 +68,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
         actor,
         store: std::sync::OnceLock::new(),
         data_dir,
+        runtime: cli.runtime,
     };
     let result = match cli.command {
         Command::Validate { files } => validate(&ctx, &files).await,

@@ -2,23 +2,33 @@
 //! applying it would change, terraform-style.
 
 use crate::Failure;
+use crate::cli::Runtime;
 use crate::commands::{Ctx, open, open_store};
 use crate::output::structured;
 use paved_catalog::{Catalog, EnvironmentContext};
 use paved_plan::{Action, Capabilities, PlanInput, ResourceGraph};
 
 /// What this machine offers the local provider. Planning is pure; detection
-/// happens here, at the edge.
-fn detect_capabilities() -> Capabilities {
+/// happens here, at the edge. Containers are planned when asked for
+/// (`--runtime`), else when the environment already runs on them, else when
+/// a Docker Engine answers: an environment does not flip runtime (which
+/// replaces everything) because the engine was down for a moment.
+async fn detect_capabilities(ctx: &Ctx, environment: &str) -> Result<Capabilities, Failure> {
     let on_path = |bin: &str| {
         std::env::var_os("PATH").is_some_and(|paths| std::env::split_paths(&paths).any(|d| d.join(bin).is_file()))
     };
-    Capabilities {
-        // The docker runtime's driver is not built yet: plan for supervised
-        // processes even where an engine answers.
-        docker: false,
-        redis_server: on_path("redis-server"),
-    }
+    let docker = match ctx.runtime {
+        Some(r) => r == Runtime::Docker,
+        None => {
+            let applied =
+                open_store(ctx).await?.applied_nodes(environment).await.map_err(|e| Failure::Internal(e.into()))?;
+            match applied.iter().find(|n| n.node_id.starts_with("local.network/")) {
+                Some(n) => n.node["properties"]["runtime"] == "docker",
+                None => paved_local::docker::available().await,
+            }
+        }
+    };
+    Ok(Capabilities { docker, redis_server: on_path("redis-server") })
 }
 
 fn show(v: &serde_json::Value) -> String {
@@ -30,6 +40,7 @@ fn show(v: &serde_json::Value) -> String {
 
 /// The desired resource graph of an environment, from the recorded specs.
 pub(crate) async fn desired_graph(
+    ctx: &Ctx,
     catalog: &Catalog,
     environment: &str,
 ) -> Result<(ResourceGraph, EnvironmentContext), Failure> {
@@ -39,7 +50,7 @@ pub(crate) async fn desired_graph(
         blueprint: &c.blueprint,
         account: &c.account,
         services: c.services.iter().collect(),
-        capabilities: detect_capabilities(),
+        capabilities: detect_capabilities(ctx, environment).await?,
     };
     let graph = paved_plan::plan(&input).map_err(|errors| {
         for e in &errors {
@@ -53,7 +64,7 @@ pub(crate) async fn desired_graph(
 
 pub async fn plan(ctx: &Ctx, environment: &str, print_graph: bool) -> Result<(), Failure> {
     let catalog = open(ctx).await?;
-    let (graph, c) = desired_graph(&catalog, environment).await?;
+    let (graph, c) = desired_graph(ctx, &catalog, environment).await?;
     if print_graph {
         print!("{}", String::from_utf8_lossy(&graph.to_bytes()));
         return Ok(());

@@ -152,7 +152,7 @@ pub async fn apply_environments(ctx: &Ctx, environments: &[String], parallelism:
     let mut failed = false;
     for env in environments {
         let started = Instant::now();
-        let (graph, _) = crate::plan::desired_graph(&catalog, env).await?;
+        let (graph, _) = crate::plan::desired_graph(ctx, &catalog, env).await?;
         let report = run_engine(ctx, &graph, parallelism).await?;
         match print_report(ctx, &report, started.elapsed()) {
             Ok(()) => print_urls(ctx, env).await?,
@@ -256,6 +256,11 @@ pub async fn logs(
     tail: Option<usize>,
 ) -> Result<(), Failure> {
     let config = ctx.local_config()?;
+    let applied: Option<serde_json::Value> =
+        paved_local::fsutil::read_json(&config.workload_dir(env, service).join("properties.json")).ok().flatten();
+    if applied.is_some_and(|p| p["runtime"] == "docker") {
+        return docker_logs(&config, service, env, container, follow, tail).await;
+    }
     let dir = config.workload_dir(env, service).join("logs");
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
         .map(|rd| rd.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "log")).collect())
@@ -308,6 +313,30 @@ pub async fn logs(
             }
         }
     }
+}
+
+/// `paved logs` of a workload on the docker runtime: the engine keeps the output.
+async fn docker_logs(
+    config: &paved_local::Config,
+    service: &str,
+    env: &str,
+    container: Option<&str>,
+    follow: bool,
+    tail: Option<usize>,
+) -> Result<(), Failure> {
+    use futures_util::StreamExt;
+    let (count, lines) = paved_local::docker::workload::logs(config, env, service, container, follow, tail)
+        .await
+        .map_err(Failure::User)?;
+    let mut lines = std::pin::pin!(lines);
+    while let Some(l) = lines.next().await {
+        if count > 1 {
+            println!("{}| {}", l.container, l.line);
+        } else {
+            println!("{}", l.line);
+        }
+    }
+    Ok(())
 }
 
 /// The demo programs `paved up` can stand in for, by service name.

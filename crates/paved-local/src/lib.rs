@@ -22,6 +22,7 @@
 //! processes with backoff, captures their output and is found again through
 //! an exclusive lock on its directory.
 
+pub mod docker;
 pub mod fsutil;
 pub mod images;
 mod links;
@@ -81,7 +82,10 @@ pub fn drivers(config: &Config) -> Drivers {
     let cluster = Arc::new(postgres::Cluster::new(&config));
     Drivers::default()
         .with("local.network", Arc::new(network::NetworkDriver { config: config.clone() }))
-        .with("local.postgres.cluster", Arc::new(postgres::ClusterDriver { cluster: cluster.clone() }))
+        .with(
+            "local.postgres.cluster",
+            Arc::new(postgres::ClusterDriver { cluster: cluster.clone(), config: config.clone() }),
+        )
         .with("local.postgres.database", Arc::new(postgres::DatabaseDriver { cluster, config: config.clone() }))
         .with("local.workload", Arc::new(workload::WorkloadDriver { config: config.clone() }))
         .with("local.proxy", Arc::new(links::ProxyDriver { config: config.clone() }))
@@ -101,7 +105,8 @@ pub async fn teardown(config: &Config) -> Result<(), String> {
             supervisor::stop_all_under(&e.path()).await;
         }
     }
-    postgres::Cluster::new(config).destroy().await?;
+    docker::teardown(config).await?;
+    Arc::new(postgres::Cluster::new(config)).destroy().await?;
     remove_dir(&config.local_dir())
 }
 

@@ -61,16 +61,25 @@ fn observed(a: &Allocation) -> Observation {
 #[async_trait]
 impl Driver for NetworkDriver {
     async fn observe(&self, r: &Resource) -> Result<Observation, DriverError> {
-        Ok(self.read(&r.environment)?.as_ref().map_or(Observation::Absent, observed))
+        let Some(a) = self.read(&r.environment)? else { return Ok(Observation::Absent) };
+        if a.runtime == "docker" && !crate::docker::network_exists(&self.config, &r.environment).await? {
+            return Ok(Observation::Absent);
+        }
+        Ok(observed(&a))
     }
 
     async fn create(&self, r: &Resource) -> Result<Outputs, DriverError> {
         let runtime = r.properties["runtime"].as_str().unwrap_or("process").to_string();
-        if runtime != "process" {
-            return Err(DriverError::Permanent(format!(
-                "the `{runtime}` runtime is not available in this version of paved; set the blueprint's \
-                 `spec.compute.runtime: process`"
-            )));
+        match runtime.as_str() {
+            "process" => {}
+            "docker" => {
+                crate::docker::ensure_network(&self.config, &r.environment).await?;
+            }
+            other => {
+                return Err(DriverError::Permanent(format!(
+                    "unknown local runtime `{other}`: use `docker` or `process`"
+                )));
+            }
         }
         let registry = address_registry();
         let _lock = FileLock::acquire(&registry.join(".lock")).map_err(DriverError::Retryable)?;
@@ -101,6 +110,10 @@ impl Driver for NetworkDriver {
 
     async fn delete(&self, r: &Resource) -> Result<(), DriverError> {
         let env_dir = self.config.env_dir(&r.environment);
+        if r.properties["runtime"] == "docker" {
+            // Whatever container of the environment is left goes with its network.
+            crate::docker::remove_environment(&self.config, &r.environment).await?;
+        }
         if let Some(a) = self.read(&r.environment)?
             && let Some(n) = a.address.strip_prefix("127.0.").and_then(|rest| rest.strip_suffix(".1"))
         {

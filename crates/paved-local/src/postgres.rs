@@ -32,7 +32,22 @@ pub struct Cluster {
     pg_bin: Option<PathBuf>,
     /// The system user PostgreSQL runs as when paved is root.
     run_as: Option<String>,
+    /// Where the server runs: `None` on this machine (`pg_ctl`); on the
+    /// docker runtime, a container attached only to its environment's
+    /// network (the data directory is bind-mounted, the socket with it).
+    container: Option<Placement>,
 }
+
+struct Placement {
+    config: Arc<Config>,
+    env: String,
+}
+
+/// The name other containers of an environment reach its database by.
+pub const CONTAINER_HOST: &str = "paved-postgres";
+const CONTAINER_PORT: u16 = 5432;
+/// Where the cluster directory is mounted in its container.
+const CONTAINER_DIR: &str = "/var/lib/postgresql";
 
 fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions.
@@ -40,18 +55,31 @@ fn is_root() -> bool {
 }
 
 impl Cluster {
+    /// The platform cluster of the process runtime, shared by environments.
     pub fn new(config: &Config) -> Cluster {
+        Self::at(config, "postgres", None)
+    }
+
+    /// The cluster of one environment on the docker runtime.
+    pub fn for_environment(config: &Arc<Config>, env: &str) -> Cluster {
+        let placement = Placement { config: config.clone(), env: env.to_string() };
+        Self::at(config, &format!("postgres-{env}"), Some(placement))
+    }
+
+    fn at(config: &Config, name: &str, container: Option<Placement>) -> Cluster {
         let (dir, run_as) = if is_root() {
             let hash = hex::encode(Sha256::digest(config.data_dir.to_string_lossy().as_bytes()));
-            (PathBuf::from("/var/lib/paved").join(format!("postgres-{}", &hash[..12])), Some("postgres".to_string()))
+            let name = name.replacen("postgres", &format!("postgres-{}", &hash[..12]), 1);
+            (PathBuf::from("/var/lib/paved").join(name), Some("postgres".to_string()))
         } else {
-            (config.local_dir().join("postgres"), None)
+            (config.local_dir().join(name), None)
         };
         Cluster {
             dir,
-            lock: config.local_dir().join("postgres.lock"),
+            lock: config.local_dir().join(format!("{name}.lock")),
             pg_bin: config.pg_bin.clone().or_else(|| std::env::var_os("PAVED_PG_BIN").map(PathBuf::from)),
             run_as,
+            container,
         }
     }
 
@@ -99,6 +127,9 @@ impl Cluster {
     }
 
     fn port(&self) -> Option<u16> {
+        if self.container.is_some() {
+            return self.initialised().then_some(CONTAINER_PORT);
+        }
         std::fs::read_to_string(self.dir.join("port")).ok().and_then(|s| s.trim().parse().ok())
     }
 
@@ -106,47 +137,81 @@ impl Cluster {
         self.data().join("PG_VERSION").exists()
     }
 
-    pub fn running(&self) -> bool {
+    fn host_running(&self) -> bool {
         self.initialised()
             && self
                 .run("pg_ctl", &["status".into(), "-D".into(), self.data().display().to_string()])
                 .is_ok_and(|o| o.status.success())
     }
 
-    /// Creates the cluster if needed, starts it if stopped; returns its port.
-    fn ensure_blocking(&self) -> Result<u16, String> {
-        let _lock = FileLock::acquire(&self.lock)?;
-        if !self.initialised() {
-            crate::remove_dir(&self.dir)?;
-            std::fs::create_dir_all(&self.dir).map_err(|e| format!("cannot create {}: {e}", self.dir.display()))?;
-            if let Some(user) = &self.run_as {
-                let out = Command::new("chown").args([user.as_str()]).arg(&self.dir).output();
-                if !out.as_ref().is_ok_and(|o| o.status.success()) {
-                    return Err(format!(
-                        "paved runs as root and PostgreSQL refuses to: it runs the platform database as the \
-                         system user `{user}`, which is missing (install the Debian package `postgresql`, which \
-                         creates it, or run paved as a normal user)"
-                    ));
-                }
+    pub async fn running(self: &Arc<Self>) -> bool {
+        match &self.container {
+            None => {
+                let me = self.clone();
+                tokio::task::spawn_blocking(move || me.host_running()).await.unwrap_or(false)
             }
-            let out = self.run(
-                "initdb",
-                &[
-                    "-D".into(),
-                    self.data().display().to_string(),
-                    "-U".into(),
-                    "paved".into(),
-                    "--auth-local=trust".into(),
-                    "--auth-host=scram-sha-256".into(),
-                    "-E".into(),
-                    "UTF8".into(),
-                    "--no-instructions".into(),
-                ],
-            )?;
-            if !out.status.success() {
-                return Err(format!("initdb failed: {}", String::from_utf8_lossy(&out.stderr).trim()));
+            Some(p) => {
+                let Ok(docker) = crate::docker::connect().await else { return false };
+                let name = p.config.docker_name(&p.env, &["postgres"]);
+                let up = docker
+                    .inspect_container(&name, None::<bollard::query_parameters::InspectContainerOptions>)
+                    .await
+                    .is_ok_and(|c| c.state.and_then(|s| s.running).unwrap_or(false));
+                up && self.initialised()
             }
         }
+    }
+
+    /// Creates the cluster's files with `initdb` unless they exist.
+    fn init_blocking(&self) -> Result<(), String> {
+        if self.initialised() {
+            return Ok(());
+        }
+        crate::remove_dir(&self.dir)?;
+        std::fs::create_dir_all(&self.dir).map_err(|e| format!("cannot create {}: {e}", self.dir.display()))?;
+        if let Some(user) = &self.run_as {
+            let out = Command::new("chown").args([user.as_str()]).arg(&self.dir).output();
+            if !out.as_ref().is_ok_and(|o| o.status.success()) {
+                return Err(format!(
+                    "paved runs as root and PostgreSQL refuses to: it runs the platform database as the \
+                     system user `{user}`, which is missing (install the Debian package `postgresql`, which \
+                     creates it, or run paved as a normal user)"
+                ));
+            }
+        }
+        let staging = self.dir.join("data.initdb");
+        let out = self.run(
+            "initdb",
+            &[
+                "-D".into(),
+                staging.display().to_string(),
+                "-U".into(),
+                "paved".into(),
+                "--auth-local=trust".into(),
+                "--auth-host=scram-sha-256".into(),
+                "-E".into(),
+                "UTF8".into(),
+                // A container has no locales but C: the cluster must not depend on the host's.
+                "--locale=C".into(),
+                "--no-instructions".into(),
+            ],
+        )?;
+        if !out.status.success() {
+            return Err(format!("initdb failed: {}", String::from_utf8_lossy(&out.stderr).trim()));
+        }
+        if self.container.is_some() {
+            // Only the environment's network reaches the container; passwords still apply.
+            let hba = staging.join("pg_hba.conf");
+            let mut text = std::fs::read_to_string(&hba).map_err(|e| format!("cannot read {}: {e}", hba.display()))?;
+            text.push_str("\n# paved: the environment's network (the only one this container is attached to)\nhost all all all scram-sha-256\n");
+            std::fs::write(&hba, text).map_err(|e| format!("cannot write {}: {e}", hba.display()))?;
+        }
+        // Renamed into place last: a crash mid-initdb leaves no half cluster behind.
+        std::fs::rename(&staging, self.data()).map_err(|e| format!("cannot move the new cluster into place: {e}"))
+    }
+
+    /// Starts the cluster on this machine unless it runs; returns its port.
+    fn start_host_blocking(&self) -> Result<u16, String> {
         let port = match self.port() {
             Some(p) => p,
             None => {
@@ -158,7 +223,7 @@ impl Cluster {
                 p
             }
         };
-        if !self.running() {
+        if !self.host_running() {
             let out = self.run(
                 "pg_ctl",
                 &[
@@ -185,12 +250,100 @@ impl Cluster {
         Ok(port)
     }
 
+    /// Runs the cluster in a container on the environment's network unless
+    /// it runs, and waits until it accepts connections.
+    async fn start_container(&self, p: &Placement) -> Result<u16, String> {
+        use bollard::models::RestartPolicyNameEnum;
+        use bollard::models::{ContainerCreateBody, EndpointSettings, HostConfig, NetworkingConfig, RestartPolicy};
+        use bollard::query_parameters::{CreateContainerOptionsBuilder, InspectContainerOptions};
+        let docker = crate::docker::connect().await?;
+        let name = p.config.docker_name(&p.env, &["postgres"]);
+        let existing = docker.inspect_container(&name, None::<InspectContainerOptions>).await;
+        match existing {
+            Ok(c) if c.state.as_ref().and_then(|s| s.running).unwrap_or(false) => {}
+            Ok(_) => docker.start_container(&name, None).await.map_err(|e| format!("cannot start {name}: {e}"))?,
+            Err(e) if crate::docker::is_not_found(&e) => {
+                // Where the package put it: the server finds its share files relative to itself.
+                let postgres = self.bin("postgres")?;
+                let postgres = std::fs::canonicalize(&postgres).unwrap_or(postgres);
+                let (uid, gid) = {
+                    use std::os::unix::fs::MetadataExt;
+                    let m =
+                        std::fs::metadata(&self.dir).map_err(|e| format!("cannot read {}: {e}", self.dir.display()))?;
+                    (m.uid(), m.gid())
+                };
+                let image = postgres_image(&docker, &postgres, uid, gid).await?;
+                let network = p.config.docker_name(&p.env, &[]);
+                let body = ContainerCreateBody {
+                    image: Some(image),
+                    user: Some(format!("{uid}:{gid}")),
+                    cmd: Some(vec![
+                        postgres.display().to_string(),
+                        "-D".into(),
+                        format!("{CONTAINER_DIR}/data"),
+                        "-p".into(),
+                        CONTAINER_PORT.to_string(),
+                        "-c".into(),
+                        "listen_addresses=*".into(),
+                        "-c".into(),
+                        format!("unix_socket_directories={CONTAINER_DIR}"),
+                    ]),
+                    labels: Some(crate::docker::labels(
+                        &p.config,
+                        &p.env,
+                        &[(crate::docker::LABEL_SERVICE, "postgres")],
+                    )),
+                    host_config: Some(HostConfig {
+                        binds: Some(vec![format!("{}:{CONTAINER_DIR}", self.dir.display())]),
+                        network_mode: Some(network.clone()),
+                        restart_policy: Some(RestartPolicy {
+                            name: Some(RestartPolicyNameEnum::UNLESS_STOPPED),
+                            maximum_retry_count: None,
+                        }),
+                        ..Default::default()
+                    }),
+                    networking_config: Some(NetworkingConfig {
+                        endpoints_config: Some(std::collections::HashMap::from([(
+                            network,
+                            EndpointSettings { aliases: Some(vec![CONTAINER_HOST.to_string()]), ..Default::default() },
+                        )])),
+                    }),
+                    ..Default::default()
+                };
+                let opts = CreateContainerOptionsBuilder::default().name(&name).build();
+                docker.create_container(Some(opts), body).await.map_err(|e| format!("cannot create {name}: {e}"))?;
+                docker.start_container(&name, None).await.map_err(|e| format!("cannot start {name}: {e}"))?;
+            }
+            Err(e) => return Err(format!("cannot inspect {name}: {e}")),
+        }
+        let socket = self.dir.join(format!(".s.PGSQL.{CONTAINER_PORT}"));
+        for _ in 0..120 {
+            if std::os::unix::net::UnixStream::connect(&socket).is_ok() {
+                return Ok(CONTAINER_PORT);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        }
+        Err(format!("PostgreSQL in container {name} did not accept connections within 30 s (`docker logs {name}`)"))
+    }
+
+    /// Creates the cluster if needed, starts it if stopped; returns its port.
     pub async fn ensure(self: &Arc<Self>) -> Result<u16, DriverError> {
         let me = self.clone();
-        tokio::task::spawn_blocking(move || me.ensure_blocking())
-            .await
-            .map_err(|e| DriverError::Retryable(e.to_string()))?
-            .map_err(DriverError::Retryable)
+        let _lock = tokio::task::spawn_blocking(move || {
+            let lock = FileLock::acquire(&me.lock)?;
+            me.init_blocking()?;
+            match &me.container {
+                None => me.start_host_blocking().map(|_| lock),
+                Some(_) => Ok(lock),
+            }
+        })
+        .await
+        .map_err(|e| DriverError::Retryable(e.to_string()))?
+        .map_err(DriverError::Retryable)?;
+        match &self.container {
+            Some(p) => self.start_container(p).await.map_err(DriverError::Retryable),
+            None => self.port().ok_or_else(|| DriverError::Retryable("cluster port unknown".into())),
+        }
     }
 
     async fn admin(&self, port: u16) -> Result<PgConnection, DriverError> {
@@ -201,9 +354,23 @@ impl Cluster {
             .map_err(|e| DriverError::Retryable(format!("cannot connect to the platform PostgreSQL: {e}")))
     }
 
-    /// Stops the cluster and removes its files (`paved down`).
-    pub async fn destroy(&self) -> Result<(), String> {
-        if self.initialised() && self.running() {
+    /// Host and port the environment's workloads connect to.
+    fn endpoint(&self, port: u16) -> (String, u16) {
+        match &self.container {
+            Some(_) => (CONTAINER_HOST.to_string(), CONTAINER_PORT),
+            None => ("127.0.0.1".to_string(), port),
+        }
+    }
+
+    /// Stops the cluster and removes its files (`paved down`, or the
+    /// environment's cluster on the docker runtime).
+    pub async fn destroy(self: &Arc<Self>) -> Result<(), String> {
+        if let Some(p) = &self.container {
+            let docker = crate::docker::connect().await?;
+            crate::docker::remove_container(&docker, &p.config.docker_name(&p.env, &["postgres"]))
+                .await
+                .map_err(|e| e.to_string())?;
+        } else if self.initialised() && self.running().await {
             let out = self.run(
                 "pg_ctl",
                 &[
@@ -221,6 +388,44 @@ impl Cluster {
         }
         crate::remove_dir(&self.dir)
     }
+}
+
+/// An image running this machine's PostgreSQL server as `uid:gid` (the
+/// owner of the bind-mounted cluster directory).
+async fn postgres_image(docker: &bollard::Docker, postgres: &Path, uid: u32, gid: u32) -> Result<String, String> {
+    use crate::docker::rootfs::{ImageConfig, RootFs};
+    let root = postgres.parent().and_then(Path::parent).ok_or("unexpected PostgreSQL layout")?.to_path_buf();
+    let version = root.file_name().map(|v| v.to_string_lossy().to_string()).unwrap_or_default();
+    let postgres = postgres.to_path_buf();
+    let fs = tokio::task::spawn_blocking(move || -> Result<RootFs, String> {
+        let mut fs = RootFs::new();
+        fs.file(&postgres, &postgres)?;
+        if root.join("lib").is_dir() {
+            // JIT would pull in all of LLVM; the server runs without it.
+            fs.tree(&root.join("lib"), root.join("lib"), &["bitcode", "llvmjit", "llvmjit_types"])?;
+        }
+        for share in [PathBuf::from("/usr/share/postgresql").join(&version), PathBuf::from("/usr/share/zoneinfo")] {
+            if share.is_dir() {
+                fs.tree(&share, &share, &["posix", "right"])?;
+            }
+        }
+        fs.bytes(
+            "/etc/passwd",
+            format!(
+                "root:x:0:0:root:/:/sbin/nologin\npostgres:x:{uid}:{gid}:PostgreSQL:{CONTAINER_DIR}:/sbin/nologin\n"
+            ),
+            0o644,
+        );
+        fs.bytes("/etc/group", format!("root:x:0:\npostgres:x:{gid}:\n"), 0o644);
+        fs.bytes("/etc/nsswitch.conf", "passwd: files\ngroup: files\nhosts: files dns\n", 0o644);
+        fs.dir(CONTAINER_DIR, 0o700, uid.into());
+        fs.with_libraries()?;
+        Ok(fs)
+    })
+    .await
+    .map_err(|e| e.to_string())??;
+    let config = ImageConfig { user: Some(format!("{uid}:{gid}")), ..Default::default() };
+    fs.build(docker, "paved-local/postgres", &config).await
 }
 
 /// Connection trouble, lock conflicts, a server shutting down and a
@@ -253,43 +458,59 @@ async fn execute(conn: &mut PgConnection, statements: &[String]) -> Result<(), D
     Ok(())
 }
 
+/// The cluster a resource lives in: the shared platform cluster, or on the
+/// docker runtime the environment's own.
+fn cluster_of(platform: &Arc<Cluster>, config: &Arc<Config>, r: &Resource) -> Arc<Cluster> {
+    if r.properties["runtime"] == "docker" {
+        Arc::new(Cluster::for_environment(config, &r.environment))
+    } else {
+        platform.clone()
+    }
+}
+
 pub struct ClusterDriver {
     pub cluster: Arc<Cluster>,
+    pub config: Arc<Config>,
 }
 
 #[async_trait]
 impl Driver for ClusterDriver {
     async fn observe(&self, r: &Resource) -> Result<Observation, DriverError> {
-        let c = self.cluster.clone();
-        let running = tokio::task::spawn_blocking(move || c.running()).await.unwrap_or(false);
-        match (running, self.cluster.port()) {
+        let cluster = cluster_of(&self.cluster, &self.config, r);
+        match (cluster.running().await, cluster.port()) {
             (true, Some(port)) => Ok(Observation::Present {
                 // The local provider serves the installed server version, whatever the blueprint asks.
                 properties: r.properties.clone(),
-                outputs: cluster_outputs(port),
+                outputs: cluster_outputs(cluster.endpoint(port)),
                 ready: true,
             }),
             _ => Ok(Observation::Absent),
         }
     }
 
-    async fn create(&self, _: &Resource) -> Result<Outputs, DriverError> {
-        Ok(cluster_outputs(self.cluster.ensure().await?))
+    async fn create(&self, r: &Resource) -> Result<Outputs, DriverError> {
+        let cluster = cluster_of(&self.cluster, &self.config, r);
+        let port = cluster.ensure().await?;
+        Ok(cluster_outputs(cluster.endpoint(port)))
     }
 
     async fn update(&self, r: &Resource) -> Result<Outputs, DriverError> {
         self.create(r).await
     }
 
-    /// Shared by every environment: stopped and removed only when no
-    /// database is left in it.
-    async fn delete(&self, _: &Resource) -> Result<(), DriverError> {
-        let c = self.cluster.clone();
-        if !tokio::task::spawn_blocking(move || c.running()).await.unwrap_or(false) {
+    /// The platform cluster is shared by every environment: stopped and
+    /// removed only when no database is left in it. An environment's own
+    /// cluster goes with it.
+    async fn delete(&self, r: &Resource) -> Result<(), DriverError> {
+        let cluster = cluster_of(&self.cluster, &self.config, r);
+        if cluster.container.is_some() {
+            return cluster.destroy().await.map_err(DriverError::Retryable);
+        }
+        if !cluster.running().await {
             return Ok(());
         }
-        let port = self.cluster.port().ok_or_else(|| DriverError::Retryable("cluster port unknown".into()))?;
-        let mut conn = self.cluster.admin(port).await?;
+        let port = cluster.port().ok_or_else(|| DriverError::Retryable("cluster port unknown".into()))?;
+        let mut conn = cluster.admin(port).await?;
         let left: i64 = sqlx::query_scalar(
             "SELECT count(*) FROM pg_database WHERE datname NOT IN ('postgres', 'template0', 'template1')",
         )
@@ -304,8 +525,8 @@ impl Driver for ClusterDriver {
     }
 }
 
-fn cluster_outputs(port: u16) -> Outputs {
-    Outputs::from([("host".to_string(), json!("127.0.0.1")), ("port".to_string(), json!(port))])
+fn cluster_outputs((host, port): (String, u16)) -> Outputs {
+    Outputs::from([("host".to_string(), json!(host)), ("port".to_string(), json!(port))])
 }
 
 /// The generated password of one database, kept by the driver (0600) so an
@@ -344,9 +565,9 @@ impl DatabaseDriver {
         self.config.env_dir(&r.environment).join("postgres").join(format!("{}.json", r.name))
     }
 
-    fn outputs(&self, port: u16, db: &str, role: &str, password: &str) -> Outputs {
+    fn outputs(&self, (host, port): (String, u16), db: &str, role: &str, password: &str) -> Outputs {
         Outputs::from([
-            ("host".to_string(), json!("127.0.0.1")),
+            ("host".to_string(), json!(host)),
             ("port".to_string(), json!(port)),
             ("name".to_string(), json!(db)),
             ("database".to_string(), json!(db)),
@@ -369,15 +590,15 @@ async fn verifier(conn: &mut PgConnection, role: &str) -> Result<Option<String>,
 impl Driver for DatabaseDriver {
     async fn observe(&self, r: &Resource) -> Result<Observation, DriverError> {
         let (db, role) = (ident(r, "database")?, ident(r, "role")?);
-        let c = self.cluster.clone();
-        let running = tokio::task::spawn_blocking(move || c.running()).await.unwrap_or(false);
-        let Some(port) = self.cluster.port().filter(|_| running) else { return Ok(Observation::Absent) };
+        let cluster = cluster_of(&self.cluster, &self.config, r);
+        let running = cluster.running().await;
+        let Some(port) = cluster.port().filter(|_| running) else { return Ok(Observation::Absent) };
         let Some(creds) =
             fsutil::read_json::<Credentials>(&self.credentials_file(r)).map_err(DriverError::Permanent)?
         else {
             return Ok(Observation::Absent);
         };
-        let mut conn = self.cluster.admin(port).await?;
+        let mut conn = cluster.admin(port).await?;
         let owner: Option<String> = sqlx::query_scalar(
             "SELECT r.rolname FROM pg_database d JOIN pg_roles r ON r.oid = d.datdba WHERE d.datname = $1",
         )
@@ -395,12 +616,14 @@ impl Driver for DatabaseDriver {
         } else {
             json!("changed-outside-paved")
         };
-        Ok(Observation::Present { properties, outputs: self.outputs(port, &db, &role, &creds.password), ready: true })
+        let outputs = self.outputs(cluster.endpoint(port), &db, &role, &creds.password);
+        Ok(Observation::Present { properties, outputs, ready: true })
     }
 
     async fn create(&self, r: &Resource) -> Result<Outputs, DriverError> {
         let (db, role) = (ident(r, "database")?, ident(r, "role")?);
-        let port = self.cluster.ensure().await?;
+        let cluster = cluster_of(&self.cluster, &self.config, r);
+        let port = cluster.ensure().await?;
         let file = self.credentials_file(r);
         // The password is written down before the role exists, so a crash in
         // between leaves nothing paved cannot log in to.
@@ -412,7 +635,7 @@ impl Driver for DatabaseDriver {
                 c
             }
         };
-        let mut conn = self.cluster.admin(port).await?;
+        let mut conn = cluster.admin(port).await?;
         let role_exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)")
             .bind(&role)
             .fetch_one(&mut conn)
@@ -445,7 +668,7 @@ impl Driver for DatabaseDriver {
         creds.verifier = verifier(&mut conn, &role).await?;
         let _ = conn.close().await;
         fsutil::write_json(&file, &creds, true).map_err(DriverError::Retryable)?;
-        Ok(self.outputs(port, &db, &role, &creds.password))
+        Ok(self.outputs(cluster.endpoint(port), &db, &role, &creds.password))
     }
 
     async fn update(&self, r: &Resource) -> Result<Outputs, DriverError> {
@@ -455,18 +678,18 @@ impl Driver for DatabaseDriver {
 
     async fn delete(&self, r: &Resource) -> Result<(), DriverError> {
         let (db, role) = (ident(r, "database")?, ident(r, "role")?);
-        let c = self.cluster.clone();
-        if tokio::task::spawn_blocking(move || c.running()).await.unwrap_or(false)
-            && let Some(port) = self.cluster.port()
+        let cluster = cluster_of(&self.cluster, &self.config, r);
+        if cluster.running().await
+            && let Some(port) = cluster.port()
         {
-            let mut conn = self.cluster.admin(port).await?;
+            let mut conn = cluster.admin(port).await?;
             let drop =
                 [format!("DROP DATABASE IF EXISTS \"{db}\" WITH (FORCE)"), format!("DROP ROLE IF EXISTS \"{role}\"")];
             execute(&mut conn, &drop).await?;
             let _ = conn.close().await;
-        } else if self.cluster.initialised() {
+        } else if cluster.initialised() {
             // Stopped, not gone: start it to drop what is in it.
-            self.cluster.ensure().await?;
+            cluster.ensure().await?;
             return Err(DriverError::Retryable("started the platform PostgreSQL to delete from it".into()));
         }
         match std::fs::remove_file(self.credentials_file(r)) {

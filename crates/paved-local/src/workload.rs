@@ -30,59 +30,71 @@ pub struct WorkloadDriver {
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct Container {
-    image: String,
-    command: Option<Vec<String>>,
-    args: Option<Vec<String>>,
+pub(crate) struct Container {
+    pub(crate) image: String,
+    pub(crate) command: Option<Vec<String>>,
+    pub(crate) args: Option<Vec<String>>,
     #[serde(default)]
-    variables: BTreeMap<String, String>,
+    pub(crate) variables: BTreeMap<String, String>,
     #[serde(default)]
-    files: BTreeMap<String, FileSpec>,
+    pub(crate) files: BTreeMap<String, FileSpec>,
     #[serde(default)]
-    volumes: BTreeMap<String, VolumeSpec>,
-    liveness_probe: Option<ScoreProbe>,
-    readiness_probe: Option<ScoreProbe>,
+    pub(crate) volumes: BTreeMap<String, VolumeSpec>,
+    pub(crate) liveness_probe: Option<ScoreProbe>,
+    pub(crate) readiness_probe: Option<ScoreProbe>,
+    pub(crate) limits: Option<Limits>,
+}
+
+/// Score `resources.limits`: `cpu` in cores or millicores (`"1"`, `"250m"`),
+/// `memory` with a binary or decimal suffix (`"256Mi"`, `"1G"`).
+#[derive(Debug, Deserialize)]
+pub(crate) struct Limits {
+    pub(crate) cpu: Option<String>,
+    pub(crate) memory: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct FileSpec {
-    content: Option<String>,
-    source: Option<String>,
-    binary_content: Option<String>,
-    mode: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-struct VolumeSpec {
-    source: String,
+pub(crate) struct FileSpec {
+    pub(crate) content: Option<String>,
+    pub(crate) source: Option<String>,
+    pub(crate) binary_content: Option<String>,
+    pub(crate) mode: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct ScoreProbe {
-    http_get: Option<HttpGet>,
-    exec: Option<ExecCommand>,
-}
-
-#[derive(Debug, Deserialize)]
-struct HttpGet {
-    path: String,
-    port: u16,
-}
-
-#[derive(Debug, Deserialize)]
-struct ExecCommand {
-    command: Vec<String>,
+pub(crate) struct VolumeSpec {
+    pub(crate) source: String,
+    #[serde(default)]
+    pub(crate) read_only: bool,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct Port {
-    target_port: u16,
+pub(crate) struct ScoreProbe {
+    pub(crate) http_get: Option<HttpGet>,
+    pub(crate) exec: Option<ExecCommand>,
 }
 
-fn permanent(e: impl std::fmt::Display) -> DriverError {
+#[derive(Debug, Deserialize)]
+pub(crate) struct HttpGet {
+    pub(crate) path: String,
+    pub(crate) port: u16,
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct ExecCommand {
+    pub(crate) command: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct Port {
+    pub(crate) target_port: u16,
+}
+
+pub(crate) fn permanent(e: impl std::fmt::Display) -> DriverError {
     DriverError::Permanent(e.to_string())
 }
 
@@ -178,6 +190,12 @@ impl WorkloadDriver {
 
     async fn start(&self, r: &Resource) -> Result<Outputs, DriverError> {
         let dir = self.dir(r);
+        if is_docker(r) {
+            std::fs::create_dir_all(&dir).map_err(|e| DriverError::Retryable(e.to_string()))?;
+            crate::docker::workload::start(&self.config, r, &dir).await?;
+            fsutil::write_json(&dir.join("properties.json"), &r.properties, true).map_err(DriverError::Retryable)?;
+            return Ok(Self::outputs(r));
+        }
         supervisor::stop(&dir).await.map_err(DriverError::Retryable)?;
         let (spec, readiness) = self.prepare(r, &dir)?;
         fsutil::write_json(&supervisor::spec_path(&dir), &spec, true).map_err(DriverError::Retryable)?;
@@ -188,7 +206,11 @@ impl WorkloadDriver {
     }
 }
 
-fn target_ports(properties: &Value) -> BTreeMap<String, u16> {
+fn is_docker(r: &Resource) -> bool {
+    r.properties["runtime"] == "docker"
+}
+
+pub(crate) fn target_ports(properties: &Value) -> BTreeMap<String, u16> {
     serde_json::from_value::<BTreeMap<String, Port>>(properties["ports"].clone())
         .unwrap_or_default()
         .into_iter()
@@ -196,8 +218,31 @@ fn target_ports(properties: &Value) -> BTreeMap<String, u16> {
         .collect()
 }
 
+/// The applied ports that really listen on the environment's address: a
+/// process or container that moved port is drift.
+async fn listening_ports(applied: &Resource) -> Result<Value, DriverError> {
+    let address = applied.properties["address"].as_str().unwrap_or("127.0.0.1").to_string();
+    let mut ports = applied.properties["ports"].clone();
+    let targets = target_ports(&applied.properties);
+    let down: Vec<String> = tokio::task::spawn_blocking(move || {
+        targets
+            .into_iter()
+            .filter(|(_, port)| !crate::probe::listening(&address, *port, Duration::from_millis(300)))
+            .map(|(name, _)| name)
+            .collect()
+    })
+    .await
+    .map_err(|e| DriverError::Retryable(e.to_string()))?;
+    if let Value::Object(map) = &mut ports {
+        for name in down {
+            map.remove(&name);
+        }
+    }
+    Ok(ports)
+}
+
 /// A Score file under the container root; `..` cannot escape it.
-fn write_file(root: &Path, target: &str, f: &FileSpec) -> Result<(), DriverError> {
+pub(crate) fn write_file(root: &Path, target: &str, f: &FileSpec) -> Result<(), DriverError> {
     let rel = Path::new(target.trim_start_matches('/'));
     if rel.components().any(|c| !matches!(c, std::path::Component::Normal(_))) {
         return Err(permanent(format!("file target `{target}` must be a plain path inside the container")));
@@ -234,6 +279,13 @@ impl Driver for WorkloadDriver {
             return Ok(Observation::Absent);
         };
         let applied = Resource { properties: properties.clone(), ..r.clone() };
+        if is_docker(&applied) {
+            properties["state"] = json!(crate::docker::workload::state(&self.config, &applied).await?);
+            let ready =
+                properties["state"] == "running" && crate::docker::workload::ready(&self.config, &applied).await?;
+            properties["ports"] = listening_ports(&applied).await?;
+            return Ok(Observation::Present { properties, outputs: Self::outputs(&applied), ready });
+        }
         let running = supervisor::is_running(&dir);
         let status: Status = fsutil::read_json(&supervisor::status_path(&dir)).ok().flatten().unwrap_or_default();
         let all_up = !status.containers.is_empty() && status.containers.values().all(|c| c.state == "running");
@@ -243,31 +295,12 @@ impl Driver for WorkloadDriver {
             (true, false) => "crash-looping",
         };
         properties["state"] = json!(state);
-        let address = properties["address"].as_str().unwrap_or("127.0.0.1").to_string();
-        let ports = properties["ports"].clone();
         let readiness: Vec<Probe> = fsutil::read_json(&dir.join("readiness.json")).ok().flatten().unwrap_or_default();
-        let (probes_pass, listening) = {
-            let applied = applied.clone();
-            tokio::task::spawn_blocking(move || {
-                let probes_pass = readiness.iter().all(|p| p.check(Duration::from_secs(2)).is_ok());
-                let listening: Vec<(String, bool)> = target_ports(&applied.properties)
-                    .into_iter()
-                    .map(|(name, port)| (name, crate::probe::listening(&address, port, Duration::from_millis(300))))
-                    .collect();
-                (probes_pass, listening)
-            })
-            .await
-            .map_err(|e| DriverError::Retryable(e.to_string()))?
-        };
-        // Ports report what really listens: a process that moved port is drift.
-        if let Value::Object(mut map) = ports {
-            for (name, up) in listening {
-                if !up {
-                    map.remove(&name);
-                }
-            }
-            properties["ports"] = Value::Object(map);
-        }
+        let probes_pass =
+            tokio::task::spawn_blocking(move || readiness.iter().all(|p| p.check(Duration::from_secs(2)).is_ok()))
+                .await
+                .map_err(|e| DriverError::Retryable(e.to_string()))?;
+        properties["ports"] = listening_ports(&applied).await?;
         let ready = state == "running" && probes_pass;
         Ok(Observation::Present { properties, outputs: Self::outputs(&applied), ready })
     }
@@ -282,6 +315,9 @@ impl Driver for WorkloadDriver {
 
     async fn delete(&self, r: &Resource) -> Result<(), DriverError> {
         let dir = self.dir(r);
+        if is_docker(r) {
+            crate::docker::workload::stop(&self.config, r).await?;
+        }
         supervisor::stop(&dir).await.map_err(DriverError::Retryable)?;
         crate::remove_dir(&dir).map_err(DriverError::Retryable)
     }

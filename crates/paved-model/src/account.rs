@@ -47,6 +47,29 @@ pub struct CloudAccountSpec {
     /// Keyless credential configuration for the provider.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credentials: Option<Credentials>,
+    /// How the local provider runs workloads. When absent: `docker` where a
+    /// Docker Engine answers, else `process`. Only for `provider: local`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runtime: Option<LocalRuntime>,
+}
+
+/// The local provider's workload runtimes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum LocalRuntime {
+    /// Containers on the Docker Engine, a Docker network per environment.
+    Docker,
+    /// Supervised processes from artifact bundles, a loopback address per environment.
+    Process,
+}
+
+impl LocalRuntime {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LocalRuntime::Docker => "docker",
+            LocalRuntime::Process => "process",
+        }
+    }
 }
 
 /// How paved proves its identity to the provider with a short-lived token it

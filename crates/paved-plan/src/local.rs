@@ -16,6 +16,7 @@
 use crate::resolve::{self, ResourceBinding};
 use crate::{Capabilities, Node, PlanError, PlanInput, ResourceGraph};
 use paved_model::Workload;
+use paved_model::account::LocalRuntime;
 use paved_model::blueprint::{DatabaseEngine, Runtime};
 use paved_model::score::{Files, Volumes};
 use serde_json::{Value, json};
@@ -24,11 +25,14 @@ use std::collections::BTreeMap;
 const PROVIDER: &str = "local";
 const SUPPORTED: &str = "postgres, redis, volume, dns, route, service";
 
-fn runtime(bp: Runtime, caps: Capabilities) -> &'static str {
-    match bp {
-        Runtime::Process => "process",
-        Runtime::Cluster | Runtime::Container if caps.docker => "docker",
-        Runtime::Cluster | Runtime::Container => "process",
+/// A blueprint asking for processes gets processes; otherwise the account
+/// decides, and without a word from it the machine (is there a Docker Engine).
+fn runtime(bp: Runtime, account: Option<LocalRuntime>, caps: Capabilities) -> &'static str {
+    match (bp, account) {
+        (Runtime::Process, _) => "process",
+        (_, Some(r)) => r.as_str(),
+        (_, None) if caps.docker => "docker",
+        (_, None) => "process",
     }
 }
 
@@ -43,7 +47,8 @@ pub fn translate(input: &PlanInput<'_>) -> Result<ResourceGraph, Vec<PlanError>>
     let mut errors = Vec::new();
     let mut g = ResourceGraph::new(paved_model::Provider::Local, env);
 
-    let runtime = runtime(bp.compute.runtime, input.capabilities);
+    let runtime = runtime(bp.compute.runtime, input.account.spec.runtime, input.capabilities);
+    let docker = runtime == "docker";
     let network = g.add(
         Node::new("local.network", env, json!({"name": format!("paved-{env}"), "runtime": runtime}))
             .immutable(&["name", "runtime"])
@@ -110,14 +115,16 @@ pub fn translate(input: &PlanInput<'_>) -> Result<ResourceGraph, Vec<PlanError>>
                         ));
                         continue;
                     };
-                    let cluster = g.add(
-                        Node::new(
-                            "local.postgres.cluster",
-                            "platform",
-                            json!({"version": db.version.clone().unwrap_or_else(|| "16".into())}),
-                        )
-                        .outputs(&["host", "port"]),
-                    );
+                    let version = db.version.clone().unwrap_or_else(|| "16".into());
+                    // Processes share the platform cluster (roles keep environments apart); on
+                    // Docker each environment has its own, attached only to its network.
+                    let cluster = if docker {
+                        Node::new("local.postgres.cluster", env, json!({"version": version, "runtime": runtime}))
+                            .after([network.clone()])
+                    } else {
+                        Node::new("local.postgres.cluster", "platform", json!({"version": version}))
+                    };
+                    let cluster = g.add(cluster.outputs(&["host", "port"]));
                     let class = resolve::param("spec.databases.postgres.class", &db.class, &params);
                     let backups = resolve::param(
                         "spec.databases.postgres.backupRetentionDays",
@@ -142,6 +149,7 @@ pub fn translate(input: &PlanInput<'_>) -> Result<ResourceGraph, Vec<PlanError>>
                             "class": class,
                             "backupRetentionDays": backups,
                             "network": format!("paved-{env}"),
+                            "runtime": runtime,
                             // Observed as `changed-outside-paved` when someone resets the password (drift).
                             "credentials": "issued-by-paved",
                         }),
@@ -211,13 +219,12 @@ pub fn translate(input: &PlanInput<'_>) -> Result<ResourceGraph, Vec<PlanError>>
                         ));
                         continue;
                     };
-                    let node = Node::new(
-                        "local.service-link",
-                        &key,
-                        json!({"target": target, "address": address, "port": port}),
-                    )
-                    .after([network.clone()])
-                    .outputs(&["host", "port", "url"]);
+                    // On Docker the target answers to its name on the environment's network.
+                    let host = if docker { target.to_string() } else { address.clone() };
+                    let node =
+                        Node::new("local.service-link", &key, json!({"target": target, "address": host, "port": port}))
+                            .after([network.clone()])
+                            .outputs(&["host", "port", "url"]);
                     ResourceBinding { node: g.add(node), outputs: vec!["host", "port", "url"] }
                 }
                 "route" => {

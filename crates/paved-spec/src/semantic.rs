@@ -329,6 +329,17 @@ fn account(a: &CloudAccount, r: &mut Report<'_>) {
             set_hint(d, hint);
         }
     }
+    if spec.runtime.is_some() && spec.provider != Provider::Local {
+        let d = r.error(
+            "not-applicable",
+            &path("spec.runtime"),
+            format!(
+                "`runtime` chooses how the local provider runs workloads; a {} account has none",
+                spec.provider.as_str()
+            ),
+        );
+        set_hint(d, "remove `spec.runtime`, or set `provider: local`");
+    }
     let creds = spec.credentials.as_ref();
     let provided = [
         ("aws", creds.is_some_and(|c| c.aws.is_some())),
