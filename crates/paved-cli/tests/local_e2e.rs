@@ -1,7 +1,9 @@
 //! End-to-end on the local provider: the real `paved` binary brings up the
-//! examples as real processes with a real PostgreSQL, and tears them down.
+//! examples as real processes (or containers on the Docker Engine) with a
+//! real PostgreSQL, and tears them down.
 //!
-//! Needs the PostgreSQL server binaries (scripts/test installs them).
+//! Needs the PostgreSQL server binaries (scripts/test installs them) and,
+//! for the docker runtime, a running Docker Engine.
 
 use sha2::{Digest, Sha256};
 use std::io::{Read, Write};
@@ -12,6 +14,7 @@ use std::time::Duration;
 
 struct Paved {
     data: tempfile::TempDir,
+    runtime: &'static str,
 }
 
 fn repo_root() -> PathBuf {
@@ -20,7 +23,20 @@ fn repo_root() -> PathBuf {
 
 impl Paved {
     fn new() -> Paved {
-        Paved { data: tempfile::Builder::new().prefix("paved-e2e-").tempdir().unwrap() }
+        Self::with_runtime("process")
+    }
+
+    fn with_runtime(runtime: &'static str) -> Paved {
+        Paved { data: tempfile::Builder::new().prefix("paved-e2e-").tempdir().unwrap(), runtime }
+    }
+
+    fn on_docker() -> Paved {
+        let out = Command::new("docker").args(["version", "--format", "{{.Server.Version}}"]).output();
+        assert!(
+            out.is_ok_and(|o| o.status.success()),
+            "this test needs a running Docker Engine and the `docker` CLI (Debian package docker.io)"
+        );
+        Self::with_runtime("docker")
     }
 
     fn dir(&self) -> &Path {
@@ -34,6 +50,7 @@ impl Paved {
             .env("PAVED_DATA_DIR", self.dir())
             .env("PAVED_DEMO_BIN", env!("CARGO_BIN_EXE_paved-demo"))
             .env("PAVED_ACTOR", "e2e")
+            .env("PAVED_RUNTIME", self.runtime)
             .env_remove("PAVED_STATE")
             .env("NO_COLOR", "1");
         c
@@ -260,6 +277,117 @@ fn up_runs_isolated_environments_repairs_drift_and_down_removes_everything() {
     assert_eq!(p.processes(), vec![], "processes left behind");
     assert!(!p.dir().join("local").exists());
     assert!(!p.cluster_dir().exists());
+}
+
+/// `docker ARGS…`, its standard output trimmed; panics on failure.
+fn docker(args: &[&str]) -> String {
+    let out = Command::new("docker").args(args).output().unwrap();
+    assert!(out.status.success(), "docker {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+/// Names of this installation's containers (of one environment, or all).
+fn containers_of(p: &Paved, env: Option<&str>) -> Vec<String> {
+    let instance = hex::encode(Sha256::digest(p.dir().to_string_lossy().as_bytes()))[..10].to_string();
+    let mut args = vec!["ps".to_string(), "-a".into(), "--format".into(), "{{.Names}}".into()];
+    args.extend(["--filter".into(), format!("label=paved.instance={instance}")]);
+    if let Some(env) = env {
+        args.extend(["--filter".into(), format!("label=paved.environment={env}")]);
+    }
+    let mut names: Vec<String> =
+        docker(&args.iter().map(String::as_str).collect::<Vec<_>>()).lines().map(str::to_string).collect();
+    names.sort();
+    names
+}
+
+/// Whether the worker image's own health check reaches a database from a
+/// throwaway container on `network`.
+fn db_reachable_from(network: &str, image: &str, url: &str) -> bool {
+    let out = Command::new("docker")
+        .args(["run", "--rm", "--network", network, "-e", &format!("DATABASE_URL={url}")])
+        .args(["--entrypoint", "/bin/worker", image, "health"])
+        .output()
+        .unwrap();
+    out.status.success()
+}
+
+#[test]
+fn up_on_docker_runs_containers_isolated_by_network_and_down_removes_them() {
+    let p = Paved::on_docker();
+
+    // 1. The same examples as containers: web shows what api read from its database.
+    let out = p.ok(&["up"]);
+    let (addr, host) = web_url(&out, "dev");
+    let (status, page) = http(&addr, &host, "GET", "/", "");
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("first item of the dev environment"), "web did not show api's data: {page}");
+    let api = format!("{}:8080", p.address("dev"));
+    let (status, body) = http(&api, "api", "POST", "/items", r#"{"name": "written in dev"}"#);
+    assert_eq!(status, 200, "{body}");
+    assert!(http(&addr, &host, "GET", "/", "").1.contains("written in dev"));
+
+    let dev = containers_of(&p, Some("dev"));
+    let names: Vec<&str> = dev.iter().map(|n| n.rsplit_once("-dev-").map_or(n.as_str(), |(_, rest)| rest)).collect();
+    assert_eq!(names, ["api-api", "postgres", "web-web", "worker-worker"], "{dev:?}");
+    let api_c = dev.iter().find(|n| n.ends_with("-dev-api-api")).unwrap();
+    // Created from an image id (a digest), limited as the Score file says (cpu "1", memory 256Mi).
+    let inspect = docker(&[
+        "inspect",
+        "-f",
+        "{{.Config.Image}} {{.Image}} {{.HostConfig.NanoCpus}} {{.HostConfig.Memory}} {{index .Config.Labels \"paved.service\"}}",
+        api_c,
+    ]);
+    let f: Vec<&str> = inspect.split(' ').collect();
+    assert!(f[0].starts_with("sha256:") && f[0] == f[1], "{inspect}");
+    assert_eq!(&f[2..], ["1000000000", "268435456", "api"], "{inspect}");
+
+    // 2. staging side by side, with its own data and its own database container.
+    let out = p.ok(&["apply", "-e", "staging"]);
+    let (s_addr, s_host) = web_url(&out, "staging");
+    let (status, page) = http(&s_addr, &s_host, "GET", "/", "");
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("first item of the staging environment") && !page.contains("written in dev"), "{page}");
+
+    // dev's database container is on dev's network only and publishes nothing: a container on
+    // staging's network cannot reach it even with dev's credentials; one on dev's network can.
+    let pg = dev.iter().find(|n| n.ends_with("-dev-postgres")).unwrap();
+    let networks =
+        docker(&["inspect", "-f", "{{range $k, $v := .NetworkSettings.Networks}}{{$k}} {{$v.IPAddress}}{{end}}", pg]);
+    let (dev_net, dev_ip) = networks.split_once(' ').unwrap();
+    assert!(dev_net.ends_with("-dev") && !dev_ip.contains(' '), "attached to more than its network: {networks}");
+    assert_eq!(docker(&["inspect", "-f", "{{len .NetworkSettings.Ports}}", pg]), "0");
+    let staging_net = dev_net.replace("-dev", "-staging");
+    let worker_image =
+        docker(&["inspect", "-f", "{{.Image}}", dev.iter().find(|n| n.ends_with("-worker-worker")).unwrap()]);
+    let url = format!("postgres://dev_payments_db:{}@{dev_ip}:5432/dev_payments_db", p.db_password("dev"));
+    assert!(db_reachable_from(dev_net, &worker_image, &url), "dev's own network must reach its database");
+    assert!(!db_reachable_from(&staging_net, &worker_image, &url), "staging's network reached dev's database");
+
+    // 3. Drift: a container removed out of band is reported, then recreated by apply.
+    docker(&["rm", "-f", dev.iter().find(|n| n.ends_with("-web-web")).unwrap()]);
+    let drift = p.run(&["drift", "-e", "dev"]);
+    let text = String::from_utf8_lossy(&drift.stdout);
+    assert_eq!(drift.status.code(), Some(3), "{text}");
+    assert!(text.contains("local.workload/web") && text.contains(r#"state: "running" -> "stopped""#), "{text}");
+    p.ok(&["apply", "-e", "dev"]);
+    let drift = p.run(&["drift", "-e", "dev"]);
+    assert_eq!(drift.status.code(), Some(0), "{}", String::from_utf8_lossy(&drift.stdout));
+    assert!(http(&addr, &host, "GET", "/", "").1.contains("written in dev"), "web is back with the same data");
+
+    // Logs come from the engine.
+    let logs = p.ok(&["logs", "api", "-e", "dev"]);
+    assert!(logs.contains("listening on 0.0.0.0:8080"), "{logs}");
+
+    // 4. Destroying staging leaves none of its containers or its network; `paved down` removes the rest.
+    p.ok(&["destroy", "-e", "staging"]);
+    assert_eq!(containers_of(&p, Some("staging")), Vec::<String>::new());
+    assert!(
+        Command::new("docker").args(["network", "inspect", &staging_net]).output().unwrap().status.code() != Some(0)
+    );
+    p.ok(&["down"]);
+    assert_eq!(containers_of(&p, None), Vec::<String>::new());
+    assert!(Command::new("docker").args(["network", "inspect", dev_net]).output().unwrap().status.code() != Some(0));
+    assert!(!p.dir().join("local").exists());
 }
 
 /// A small deterministic generator (the seeds must replay).
