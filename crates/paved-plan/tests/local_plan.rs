@@ -3,6 +3,7 @@
 use paved_model::{Blueprint, CloudAccount, Environment, Kind, Spec, Workload};
 use paved_plan::{Action, Capabilities, PlanError, PlanInput, plan};
 use paved_spec::SourceFile;
+use serde_json::json;
 use std::path::Path;
 
 struct World {
@@ -251,7 +252,8 @@ mod generated {
 
 #[test]
 fn a_service_link_points_at_its_target_inside_the_environment() {
-    let g = plan(&World::examples().input("dev", DOCKER)).unwrap();
+    let process = Capabilities { docker: false, ..DOCKER };
+    let g = plan(&World::examples().input("dev", process)).unwrap();
     let link = &g.nodes["local.service-link/web-api"];
     // api listens on its targetPort at the environment's own address.
     assert_eq!(link.properties["port"], 8080);
@@ -261,6 +263,40 @@ fn a_service_link_points_at_its_target_inside_the_environment() {
     let api = &g.nodes["local.workload/api"];
     assert_eq!(api.properties["address"], "${ref:local.network/dev.address}");
     assert_eq!(api.properties["state"], "running");
+
+    // On Docker, api answers to its name on the environment's network.
+    let g = plan(&World::examples().input("dev", DOCKER)).unwrap();
+    let link = &g.nodes["local.service-link/web-api"];
+    assert_eq!((&link.properties["address"], &link.properties["port"]), (&json!("api"), &json!(8080)));
+}
+
+#[test]
+fn on_docker_each_environment_has_its_own_database_cluster() {
+    let world = World::examples();
+    let g = plan(&world.input("dev", DOCKER)).unwrap();
+    let cluster = &g.nodes["local.postgres.cluster/dev"];
+    assert_eq!(cluster.properties["runtime"], "docker");
+    assert!(cluster.depends_on.contains("local.network/dev"), "the cluster joins the environment's network");
+    let db = &g.nodes["local.postgres.database/payments-db"];
+    assert!(db.depends_on.contains("local.postgres.cluster/dev"));
+    assert_eq!(db.properties["runtime"], "docker");
+    assert!(!g.nodes.contains_key("local.postgres.cluster/platform"));
+
+    // Processes share the platform cluster.
+    let g = plan(&world.input("dev", Capabilities { docker: false, ..DOCKER })).unwrap();
+    assert!(g.nodes.contains_key("local.postgres.cluster/platform"));
+    assert_eq!(g.nodes["local.postgres.database/payments-db"].properties["runtime"], "process");
+}
+
+#[test]
+fn an_account_that_names_its_runtime_gets_it_whatever_the_machine() {
+    let world = World::with_extra(vec![SourceFile::new(
+        "platform/pinned.yaml",
+        "apiVersion: paved.dev/v1alpha1\nkind: CloudAccount\nmetadata:\n  name: pinned\nspec:\n  provider: local\n  allowedRegions: [local]\n  runtime: process\n---\napiVersion: paved.dev/v1alpha1\nkind: Environment\nmetadata:\n  name: pinned-dev\nspec:\n  blueprint: web-service-standard@1.2.0\n  account: pinned\n  region: local\n  type: development\n  owner: platform\n",
+    )]);
+    let g = plan(&world.input("pinned-dev", DOCKER)).unwrap();
+    assert_eq!(g.nodes["local.network/pinned-dev"].properties["runtime"], "process");
+    assert_eq!(g.nodes["local.workload/api"].properties["runtime"], "process");
 }
 
 #[test]
