@@ -390,6 +390,90 @@ fn up_on_docker_runs_containers_isolated_by_network_and_down_removes_them() {
     assert!(!p.dir().join("local").exists());
 }
 
+/// `redis-cli` against a server: its answer, trimmed.
+fn redis_cli(addr: &str, port: u16, password: &str, args: &[&str]) -> String {
+    let out = Command::new("redis-cli")
+        .args(["--no-auth-warning", "-h", addr, "-p", &port.to_string(), "-a", password])
+        .args(args)
+        .output()
+        .expect("redis-cli (Debian package redis-tools, installed with redis-server)");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// A blueprint offering redis, an environment of it and a service using a
+/// redis resource, whose workload writes a key with the credentials paved
+/// resolved into its variables.
+fn write_redis_specs(dir: &Path) {
+    let blueprint = std::fs::read_to_string(repo_root().join("examples/platform/blueprint-web-service-standard.yaml"))
+        .unwrap()
+        .replace("name: web-service-standard", "name: cache-standard")
+        .replace("  databases:\n", "  databases:\n    redis:\n      class: small\n");
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(dir.join("blueprint.yaml"), blueprint).unwrap();
+    std::fs::write(
+        dir.join("environment.yaml"),
+        "apiVersion: paved.dev/v1alpha1\nkind: Environment\nmetadata:\n  name: cache-dev\nspec:\n  \
+         blueprint: cache-standard@1.2.0\n  account: local\n  region: local\n  type: development\n  owner: platform\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("cache-user.score.yaml"),
+        r#"apiVersion: score.dev/v1b1
+metadata:
+  name: cache-user
+containers:
+  main:
+    image: registry.example.com/payments/worker:1.4.2
+    command: ["/bin/sh", "-c", "while true; do redis-cli --no-auth-warning -h \"$REDIS_HOST\" -p \"$REDIS_PORT\" -a \"$REDIS_PASSWORD\" set seen-by cache-user; sleep 1; done"]
+    variables:
+      REDIS_HOST: ${resources.cache.host}
+      REDIS_PORT: ${resources.cache.port}
+      REDIS_PASSWORD: ${resources.cache.password}
+resources:
+  cache:
+    type: redis
+"#,
+    )
+    .unwrap();
+}
+
+#[test]
+fn redis_resources_are_password_protected_servers_repaired_on_drift() {
+    let p = Paved::new();
+    p.ok(&["up"]);
+    let specs = p.dir().join("redis-specs");
+    write_redis_specs(&specs);
+    p.ok(&["apply", "-f", specs.to_str().unwrap(), "-e", "cache-dev"]);
+
+    let state: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(p.env_dir("cache-dev").join("redis/cache-user-cache/state.json")).unwrap(),
+    )
+    .unwrap();
+    let (port, password) = (state["port"].as_u64().unwrap() as u16, state["password"].as_str().unwrap().to_string());
+    let addr = p.address("cache-dev");
+    // The workload reached it with the host, port and password paved resolved.
+    let seen = (0..50).any(|_| {
+        std::thread::sleep(Duration::from_millis(200));
+        redis_cli(&addr, port, &password, &["get", "seen-by"]) == "cache-user"
+    });
+    assert!(seen, "the workload did not write to its redis");
+    assert!(redis_cli(&addr, port, "wrong", &["ping"]).contains("NOAUTH"), "a wrong password was accepted");
+
+    // A password changed out of band is drift; apply restores paved's.
+    assert_eq!(redis_cli(&addr, port, &password, &["config", "set", "requirepass", "changed"]), "OK");
+    let drift = p.run(&["drift", "-e", "cache-dev"]);
+    let text = String::from_utf8_lossy(&drift.stdout);
+    assert_eq!(drift.status.code(), Some(3), "{text}");
+    assert!(text.contains("local.redis/cache-user-cache") && text.contains("changed-outside-paved"), "{text}");
+    p.ok(&["apply", "-e", "cache-dev"]);
+    assert_eq!(redis_cli(&addr, port, &password, &["ping"]), "PONG");
+
+    // Destroying the environment stops the server and removes its files.
+    p.ok(&["destroy", "-e", "cache-dev"]);
+    assert!(!p.env_dir("cache-dev").exists());
+    assert!(p.processes().iter().all(|(_, _, c)| !c.contains("redis-server")), "{:?}", p.processes());
+}
+
 /// A small deterministic generator (the seeds must replay).
 fn lcg(seed: u64) -> impl FnMut() -> u64 {
     let mut x = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);

@@ -10,6 +10,7 @@
 //! * `local.postgres.cluster` / `local.postgres.database`: one PostgreSQL
 //!   cluster managed by paved, one database + role per resource; a role can
 //!   connect only to its own database.
+//! * `local.redis`: a password-protected `redis-server` per resource.
 //! * `local.workload`: each Score container as a supervised process run from
 //!   a bundle in paved's local image store (the `process` runtime).
 //! * `local.proxy` / `local.route` / `local.dns`: a reverse proxy per
@@ -30,6 +31,7 @@ mod network;
 pub mod postgres;
 pub mod probe;
 pub mod proxy;
+mod redis;
 pub mod supervisor;
 mod workload;
 
@@ -87,6 +89,7 @@ pub fn drivers(config: &Config) -> Drivers {
             Arc::new(postgres::ClusterDriver { cluster: cluster.clone(), config: config.clone() }),
         )
         .with("local.postgres.database", Arc::new(postgres::DatabaseDriver { cluster, config: config.clone() }))
+        .with("local.redis", Arc::new(redis::RedisDriver { config: config.clone() }))
         .with("local.workload", Arc::new(workload::WorkloadDriver { config: config.clone() }))
         .with("local.proxy", Arc::new(links::ProxyDriver { config: config.clone() }))
         .with("local.route", Arc::new(links::RouteDriver { config: config.clone() }))

@@ -180,7 +180,15 @@ pub fn translate(input: &PlanInput<'_>) -> Result<ResourceGraph, Vec<PlanError>>
                         ));
                         continue;
                     }
-                    let node = Node::new("local.redis", &key, json!({"network": format!("paved-{env}")}))
+                    let props = json!({
+                        "network": format!("paved-{env}"),
+                        "runtime": runtime,
+                        "address": address,
+                        // Observed otherwise when stopped or its password was changed (drift).
+                        "state": "running",
+                        "credentials": "issued-by-paved",
+                    });
+                    let node = Node::new("local.redis", &key, props)
                         .after([network.clone()])
                         .outputs(&["host", "port", "password"]);
                     ResourceBinding { node: g.add(node), outputs: vec!["host", "port", "password"] }
