@@ -177,8 +177,8 @@ impl RedisDriver {
             let m = std::fs::metadata(&dir).map_err(retry)?;
             (m.uid(), m.gid())
         };
+        // Not canonicalised: Debian's redis-server is a link to a binary that acts by its name.
         let server = redis_server()?;
-        let server = std::fs::canonicalize(&server).unwrap_or(server);
         let image = redis_image(&docker, &server).await?;
         let network = self.config.docker_name(&r.environment, &[]);
         let body = ContainerCreateBody {
@@ -253,6 +253,10 @@ async fn redis_image(docker: &bollard::Docker, server: &Path) -> Result<String, 
     let fs = tokio::task::spawn_blocking(move || -> Result<RootFs, String> {
         let mut fs = RootFs::new();
         fs.file(&server, &server)?;
+        // The client too, for `docker exec … redis-cli` when someone needs to look inside.
+        if let Some(cli) = server.parent().map(|d| d.join("redis-cli")).filter(|p| p.is_file()) {
+            fs.file(&cli, &cli)?;
+        }
         fs.dir(CONTAINER_DIR, 0o755, 0);
         fs.with_libraries()?;
         Ok(fs)
