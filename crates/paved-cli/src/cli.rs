@@ -184,6 +184,9 @@ paved drift -e dev || paved apply -e dev   # repair\n\nExit codes: 0 in sync, 3 
     /// Internal: supervise the processes of one workload (started by paved).
     #[command(name = "__supervise", hide = true)]
     Supervise { dir: PathBuf },
+    /// Internal: liveness probes of a container on the docker runtime (started by paved).
+    #[command(name = "__watch", hide = true)]
+    Watch { file: PathBuf },
     /// Internal: an environment's reverse proxy (started by paved).
     #[command(name = "__proxy", hide = true)]
     Proxy {

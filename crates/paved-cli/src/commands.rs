@@ -93,6 +93,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Down => crate::provision::down(&ctx).await,
         Command::Image(sub) => crate::provision::image(&ctx, sub),
         Command::Supervise { .. } => Err(Failure::User("`__supervise` is started by paved itself".into())),
+        Command::Watch { file } => paved_local::docker::liveness::main(&file).await.map_err(Failure::User),
         Command::Proxy { routes, listen, request_timeout } => {
             paved_local::proxy::serve(routes, listen, std::time::Duration::from_secs(request_timeout))
                 .await

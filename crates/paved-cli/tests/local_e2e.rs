@@ -143,18 +143,22 @@ fn processes() -> Vec<(i32, i32, String)> {
 
 /// A raw HTTP/1.0 request to 127.x.y.z:port with a Host header: `(status, body)`.
 fn http(addr: &str, host: &str, method: &str, path: &str, body: &str) -> (u16, String) {
-    let mut s = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    try_http(addr, host, method, path, body).unwrap_or_else(|e| panic!("{method} {path} on {addr}: {e}"))
+}
+
+/// [`http`] for a server that may be restarting: an error instead of a panic.
+fn try_http(addr: &str, host: &str, method: &str, path: &str, body: &str) -> std::io::Result<(u16, String)> {
+    let mut s = TcpStream::connect(addr)?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
     write!(
         s,
         "{method} {path} HTTP/1.0\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
-    )
-    .unwrap();
+    )?;
     let mut resp = String::new();
-    s.read_to_string(&mut resp).unwrap();
+    s.read_to_string(&mut resp)?;
     let status = resp.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-    (status, resp.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default())
+    Ok((status, resp.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default()))
 }
 
 /// `http://web.dev.localhost:PORT/` from paved's output.
@@ -373,6 +377,17 @@ fn up_on_docker_runs_containers_isolated_by_network_and_down_removes_them() {
     let drift = p.run(&["drift", "-e", "dev"]);
     assert_eq!(drift.status.code(), Some(0), "{}", String::from_utf8_lossy(&drift.stdout));
     assert!(http(&addr, &host, "GET", "/", "").1.contains("written in dev"), "web is back with the same data");
+
+    // A container that stops being live (api's /healthz fails) is restarted by its watcher.
+    let started = || docker(&["inspect", "-f", "{{.State.StartedAt}}", api_c]);
+    let before = started();
+    assert_eq!(http(&api, "api", "POST", "/hang", "").0, 200);
+    assert_eq!(http(&api, "api", "GET", "/healthz", "").0, 503);
+    let restarted = (0..60).any(|_| {
+        std::thread::sleep(Duration::from_millis(500));
+        started() != before && try_http(&api, "api", "GET", "/healthz", "").is_ok_and(|(status, _)| status == 200)
+    });
+    assert!(restarted, "api was not restarted after failing its liveness probe");
 
     // Logs come from the engine.
     let logs = p.ok(&["logs", "api", "-e", "dev"]);

@@ -69,10 +69,28 @@ async fn api() {
     }
     let app = Router::new()
         .route("/items", get(list_items).post(add_item))
-        .route("/healthz", get(|| async { "ok" }))
+        .route("/healthz", get(healthz))
+        .route("/hang", axum::routing::post(hang))
         .route("/readyz", get(ready))
         .with_state(pool);
     axum::serve(listen("8080").await, app).await.unwrap_or_else(|e| fail(e.to_string()));
+}
+
+/// Set by `POST /hang`: the process stays up but stops being healthy, as a
+/// hung one would, so liveness probes can be tried out.
+static HUNG: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+async fn hang() -> &'static str {
+    HUNG.store(true, std::sync::atomic::Ordering::SeqCst);
+    "api now fails /healthz until restarted\n"
+}
+
+async fn healthz() -> (StatusCode, &'static str) {
+    if HUNG.load(std::sync::atomic::Ordering::SeqCst) {
+        (StatusCode::SERVICE_UNAVAILABLE, "hung (POST /hang)")
+    } else {
+        (StatusCode::OK, "ok")
+    }
 }
 
 async fn list_items(State(pool): State<PgPool>) -> Result<Json<Vec<Item>>, (StatusCode, String)> {

@@ -11,6 +11,7 @@
 //! No image is pulled: images are built locally from files of this machine
 //! (see [`rootfs`]) and cached by a digest of their content.
 
+pub mod liveness;
 pub mod rootfs;
 pub mod workload;
 
@@ -127,6 +128,31 @@ pub(crate) async fn remove_container(docker: &Docker, name: &str) -> Result<(), 
         }
         Err(e) => Err(api_err("removing a container")(e)),
     }
+}
+
+/// Runs a command in a running container: its exit code and output, or
+/// `None` when it could not run (no such container or program, 5 s timeout).
+pub(crate) async fn exec(docker: &Docker, container: &str, command: Vec<String>) -> Option<(i64, String)> {
+    use bollard::exec::{CreateExecOptions, StartExecResults};
+    use futures_util::StreamExt;
+    let opts = CreateExecOptions {
+        cmd: Some(command),
+        attach_stdout: Some(true),
+        attach_stderr: Some(true),
+        ..Default::default()
+    };
+    let exec = docker.create_exec(container, opts).await.ok()?;
+    let mut output = String::new();
+    if let Ok(StartExecResults::Attached { output: mut stream, .. }) = docker.start_exec(&exec.id, None).await {
+        let drain = async {
+            while let Some(Ok(chunk)) = stream.next().await {
+                output.push_str(&chunk.to_string());
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(5), drain).await.ok()?;
+    }
+    let code = docker.inspect_exec(&exec.id).await.ok()?.exit_code?;
+    Some((code, output))
 }
 
 /// Creates the environment's network unless it exists; returns its name.

@@ -12,13 +12,15 @@
 //! bundle of paved's image store turned into an image (the same artifact
 //! on both runtimes).
 
+use super::liveness::{Watch, WatchProbe};
 use super::rootfs::{ImageConfig, RootFs};
 use super::{LABEL_CONTAINER, LABEL_ENVIRONMENT, LABEL_SERVICE, LABEL_SPEC, api_err, engine, is_not_found};
 use crate::Config;
+use crate::fsutil;
+use crate::supervisor::{self, ContainerSpec, Spec};
 use crate::workload::{Container, ScoreProbe, permanent, target_ports, write_file};
 use bollard::Docker;
 use bollard::container::LogOutput;
-use bollard::exec::{CreateExecOptions, StartExecResults};
 use bollard::models::{
     ContainerCreateBody, EndpointSettings, HostConfig, Mount, MountType, NetworkingConfig, PortBinding, RestartPolicy,
     RestartPolicyNameEnum,
@@ -251,7 +253,49 @@ pub(crate) async fn start(config: &Config, r: &Resource, dir: &Path) -> Result<(
         docker.start_container(&name, None).await.map_err(api_err("starting a container"))?;
         first.get_or_insert(name);
     }
-    Ok(())
+    watch_liveness(config, r, dir, &containers, &ports).await
+}
+
+/// Starts a liveness watcher per container with a liveness probe, under the
+/// workload directory's supervisor (see [`super::liveness`]).
+async fn watch_liveness(
+    config: &Config,
+    r: &Resource,
+    dir: &Path,
+    containers: &BTreeMap<String, Container>,
+    published: &BTreeMap<String, u16>,
+) -> Result<(), DriverError> {
+    let address = r.properties["address"].as_str().unwrap_or("127.0.0.1").to_string();
+    let mut watchers = Vec::new();
+    for (cname, c) in containers {
+        let Some(p) = &c.liveness_probe else { continue };
+        let probe = match (&p.http_get, &p.exec) {
+            // Reachable from this machine only on a published port.
+            (Some(h), _) if published.values().any(|port| *port == h.port) => {
+                WatchProbe::Http { host: address.clone(), port: h.port, path: h.path.clone() }
+            }
+            (_, Some(e)) => WatchProbe::Exec { command: e.command.clone() },
+            _ => continue,
+        };
+        let file = dir.join(format!("liveness-{cname}.json"));
+        let watch = Watch { container: container_name(config, r, cname), probe };
+        fsutil::write_json(&file, &watch, false).map_err(DriverError::Retryable)?;
+        watchers.push(ContainerSpec {
+            name: format!("liveness-{cname}"),
+            program: config.exe.clone(),
+            args: vec!["__watch".into(), file.display().to_string()],
+            env: [("PATH".to_string(), "/usr/local/bin:/usr/bin:/bin".to_string())].into(),
+            cwd: dir.to_path_buf(),
+            liveness: None,
+        });
+    }
+    supervisor::stop(dir).await.map_err(DriverError::Retryable)?;
+    if watchers.is_empty() {
+        return Ok(());
+    }
+    fsutil::write_json(&supervisor::spec_path(dir), &Spec { containers: watchers }, false)
+        .map_err(DriverError::Retryable)?;
+    supervisor::start(&config.exe, dir).await.map_err(DriverError::Retryable)
 }
 
 /// `running`, `crash-looping` (restarting or exited) or `stopped` (gone).
@@ -293,32 +337,16 @@ pub(crate) async fn ready(config: &Config, r: &Resource) -> Result<bool, DriverE
                 return Ok(false);
             }
         }
-        if let Some(e) = exec
-            && !exec_ok(&container_name(config, r, &cname), e.command).await?
-        {
-            return Ok(false);
+        if let Some(e) = exec {
+            let docker = engine().await?;
+            if super::exec(&docker, &container_name(config, r, &cname), e.command).await.map(|(code, _)| code)
+                != Some(0)
+            {
+                return Ok(false);
+            }
         }
     }
     Ok(true)
-}
-
-async fn exec_ok(container: &str, command: Vec<String>) -> Result<bool, DriverError> {
-    let docker = engine().await?;
-    let opts = CreateExecOptions {
-        cmd: Some(command),
-        attach_stdout: Some(true),
-        attach_stderr: Some(true),
-        ..Default::default()
-    };
-    let Ok(exec) = docker.create_exec(container, opts).await else { return Ok(false) };
-    if let Ok(StartExecResults::Attached { mut output, .. }) = docker.start_exec(&exec.id, None).await {
-        let drain = async { while output.next().await.is_some() {} };
-        if tokio::time::timeout(Duration::from_secs(5), drain).await.is_err() {
-            return Ok(false);
-        }
-    }
-    let inspect = docker.inspect_exec(&exec.id).await.map_err(api_err("inspecting a probe"))?;
-    Ok(inspect.exit_code == Some(0))
 }
 
 /// Removes the workload's containers.
