@@ -80,12 +80,17 @@ async fn run_engine(ctx: &Ctx, desired: &ResourceGraph, parallelism: u16) -> Res
         eprintln!("note: taking over the lock of {holder}, which no longer runs (killed?)");
         let store = open_store(ctx).await?;
         store.release_lock(&desired.environment, holder).await.map_err(|e| Failure::Internal(e.into()))?;
+        // What the killed paved asked of other programs (the Docker Engine removing a
+        // container, say) finishes after it died: let that settle before looking.
+        tokio::time::sleep(TAKEOVER_SETTLE).await;
         result = engine.apply(desired, &opts, cancel, bars.clone()).await;
     }
     bars.finish();
     ctrl_c.abort();
     result.map_err(engine_failure)
 }
+
+const TAKEOVER_SETTLE: Duration = Duration::from_secs(2);
 
 /// `true` when a lock holder (`user@host:pid`) was a paved process on this
 /// machine that is gone: its lease need not be waited out.

@@ -519,8 +519,19 @@ fn assert_converged(p: &Paved, seed: u64) {
 
 #[test]
 fn apply_killed_at_random_points_converges_without_duplicates_or_orphans() {
-    let seeds: u64 = std::env::var("PAVED_CRASH_SEEDS").ok().and_then(|s| s.parse().ok()).unwrap_or(20);
     let p = Paved::new();
+    kill_applies_at_random_points(&p, "PAVED_CRASH_SEEDS", 20, assert_converged);
+    assert!(p.processes().iter().all(|(_, _, c)| !c.contains("__supervise")), "{:?}", p.processes());
+    // The platform cluster goes with its last database.
+    assert!(!p.cluster_dir().exists(), "the platform PostgreSQL outlived its last database");
+    p.ok(&["down"]);
+    assert_eq!(p.processes(), vec![]);
+}
+
+/// Applies (or destroys) dev, SIGKILLs paved at a random moment, applies
+/// again and checks convergence, once per seed; then destroys dev.
+fn kill_applies_at_random_points(p: &Paved, seeds_var: &str, default_seeds: u64, converged: fn(&Paved, u64)) {
+    let seeds: u64 = std::env::var(seeds_var).ok().and_then(|s| s.parse().ok()).unwrap_or(default_seeds);
     p.ok(&["apply", "-f", "examples"]);
     p.ok(&["up"]); // imports the demo images and creates dev once
     let mut interrupted = 0;
@@ -537,16 +548,41 @@ fn apply_killed_at_random_points_converges_without_duplicates_or_orphans() {
         }
         let _ = child.kill(); // SIGKILL
         let _ = child.wait();
-        p.ok(&["apply", "-e", "dev"]);
-        assert_converged(&p, seed);
+        let out = p.run(&["apply", "-e", "dev"]);
+        if !out.status.success() {
+            let containers = Command::new("docker").args(["ps", "-a"]).output().map(|o| o.stdout).unwrap_or_default();
+            panic!(
+                "seed {seed} ({}): the apply after the kill failed:\n{}{}\nprocesses: {:#?}\ncontainers:\n{}\nweb: {}",
+                if destroying { "destroy killed" } else { "apply killed" },
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr),
+                p.processes(),
+                String::from_utf8_lossy(&containers),
+                p.run(&["logs", "web", "-e", "dev", "--tail", "20"]).stdout.escape_ascii(),
+            );
+        }
+        converged(p, seed);
     }
     // The kills must land while paved works, not only after it finished.
     assert!(interrupted * 2 >= seeds, "only {interrupted} of {seeds} kills interrupted an apply");
     p.ok(&["destroy", "-e", "dev"]);
     assert!(!p.env_dir("dev").exists());
-    assert!(p.processes().iter().all(|(_, _, c)| !c.contains("__supervise")), "{:?}", p.processes());
-    // The platform cluster goes with its last database.
-    assert!(!p.cluster_dir().exists(), "the platform PostgreSQL outlived its last database");
+}
+
+#[test]
+fn apply_on_docker_killed_at_random_points_converges_without_duplicate_containers() {
+    let p = Paved::on_docker();
+    kill_applies_at_random_points(&p, "PAVED_DOCKER_CRASH_SEEDS", 6, |p, seed| {
+        let names = containers_of(p, Some("dev"));
+        let short: Vec<&str> = names.iter().filter_map(|n| n.rsplit_once("-dev-").map(|(_, s)| s)).collect();
+        assert_eq!(short, ["api-api", "postgres", "web-web", "worker-worker"], "seed {seed}: {names:?}");
+        for n in &names {
+            assert_eq!(docker(&["inspect", "-f", "{{.State.Running}}", n]), "true", "seed {seed}: {n} is not running");
+        }
+        let drift = p.run(&["drift", "-e", "dev"]);
+        assert_eq!(drift.status.code(), Some(0), "seed {seed}: {}", String::from_utf8_lossy(&drift.stdout));
+    });
+    assert_eq!(containers_of(&p, Some("dev")), Vec::<String>::new());
     p.ok(&["down"]);
-    assert_eq!(p.processes(), vec![]);
+    assert_eq!(containers_of(&p, None), Vec::<String>::new());
 }

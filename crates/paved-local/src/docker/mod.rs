@@ -113,8 +113,23 @@ pub(crate) async fn containers(
     docker.list_containers(Some(opts)).await
 }
 
+/// [`containers`] without those on their way out ([`is_going`]).
+pub(crate) async fn live_containers(
+    docker: &Docker,
+    config: &Config,
+    labels: &[String],
+) -> Result<Vec<bollard::models::ContainerSummary>, bollard::errors::Error> {
+    Ok(containers(docker, config, labels).await?.into_iter().filter(|c| !is_going(c)).collect())
+}
+
 pub(crate) fn is_running(c: &bollard::models::ContainerSummary) -> bool {
     c.state == Some(ContainerSummaryStateEnum::RUNNING)
+}
+
+/// Being removed (an interrupted delete the engine still finishes) or dead:
+/// as good as gone.
+pub(crate) fn is_going(c: &bollard::models::ContainerSummary) -> bool {
+    matches!(c.state, Some(ContainerSummaryStateEnum::REMOVING | ContainerSummaryStateEnum::DEAD))
 }
 
 pub(crate) async fn remove_container(docker: &Docker, name: &str) -> Result<(), DriverError> {

@@ -138,7 +138,9 @@ pub(crate) async fn start(config: &Config, r: &Resource, dir: &Path) -> Result<(
     // A workload is kept or recreated as a whole: its containers share the first one's namespace.
     let unchanged = existing.len() == wanted.len()
         && existing.iter().all(|c| {
-            c.labels.as_ref().and_then(|l| l.get(LABEL_SPEC)) == Some(&digest) && wanted.contains(&name_of(c))
+            c.labels.as_ref().and_then(|l| l.get(LABEL_SPEC)) == Some(&digest)
+                && wanted.contains(&name_of(c))
+                && !super::is_going(c)
         });
     if !unchanged {
         for id in existing.iter().filter_map(|c| c.id.as_ref()) {
@@ -302,7 +304,7 @@ async fn watch_liveness(
 pub(crate) async fn state(config: &Config, r: &Resource) -> Result<&'static str, DriverError> {
     let docker = engine().await?;
     let wanted = parse(r)?.len();
-    let found = super::containers(
+    let found = super::live_containers(
         &docker,
         config,
         &[format!("{LABEL_ENVIRONMENT}={}", r.environment), format!("{LABEL_SERVICE}={}", r.name)],
