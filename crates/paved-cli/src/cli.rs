@@ -35,6 +35,10 @@ pub struct Cli {
     /// process; an applied environment keeps the runtime it was made with.
     #[arg(long, global = true, env = "PAVED_RUNTIME", value_enum)]
     pub runtime: Option<Runtime>,
+    /// How long apply and destroy wait for an environment another paved is
+    /// working on (e.g. 30s, 5m); by default they fail at once, naming it.
+    #[arg(long, global = true, env = "PAVED_LOCK_TIMEOUT", value_parser = parse_lock_timeout, default_value = "0s")]
+    pub lock_timeout: std::time::Duration,
     /// When to colour diagnostics.
     #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto)]
     pub color: ColorChoice,
@@ -47,6 +51,10 @@ pub enum Format {
     Table,
     Json,
     Yaml,
+}
+
+fn parse_lock_timeout(s: &str) -> Result<std::time::Duration, String> {
+    paved_model::duration::parse_duration(s).ok_or_else(|| format!("`{s}` is not a duration such as 30s, 5m or 1h"))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

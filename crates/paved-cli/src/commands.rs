@@ -33,6 +33,8 @@ pub(crate) struct Ctx {
     pub(crate) data_dir: PathBuf,
     /// The local runtime asked for (`--runtime`), if any.
     pub(crate) runtime: Option<crate::cli::Runtime>,
+    /// How long to wait for another paved's lock on an environment.
+    pub(crate) lock_timeout: std::time::Duration,
 }
 
 impl Ctx {
@@ -69,6 +71,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
         store: std::sync::OnceLock::new(),
         data_dir,
         runtime: cli.runtime,
+        lock_timeout: cli.lock_timeout,
     };
     let result = match cli.command {
         Command::Validate { files } => validate(&ctx, &files).await,

@@ -21,6 +21,7 @@ pub(crate) fn engine_failure(e: EngineError) -> Failure {
     match e {
         EngineError::Store(e) => Failure::Internal(e.into()),
         EngineError::CorruptState { .. } => Failure::Internal(anyhow::anyhow!("{e}")),
+        EngineError::Locked { .. } => Failure::User(format!("{e} (`--lock-timeout 5m` waits for it)")),
         other => Failure::User(other.to_string()),
     }
 }
@@ -74,6 +75,21 @@ async fn run_engine(ctx: &Ctx, desired: &ResourceGraph, parallelism: u16) -> Res
     };
     let bars = Arc::new(Bars::new(&desired.environment));
     let mut result = engine.apply(desired, &opts, cancel.clone(), bars.clone()).await;
+    // Another live paved works on it: wait for it as long as asked (--lock-timeout).
+    let deadline = Instant::now() + ctx.lock_timeout;
+    let mut told = false;
+    while let Err(EngineError::Locked { holder, .. }) = &result
+        && !crashed_here(ctx, holder)
+        && Instant::now() < deadline
+        && !cancel.load(Ordering::SeqCst)
+    {
+        if !told {
+            eprintln!("waiting up to {:?} for {holder}, which is working on {}", ctx.lock_timeout, desired.environment);
+            told = true;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        result = engine.apply(desired, &opts, cancel.clone(), bars.clone()).await;
+    }
     if let Err(EngineError::Locked { holder, .. }) = &result
         && crashed_here(ctx, holder)
     {

@@ -211,7 +211,18 @@ fn up_runs_isolated_environments_repairs_drift_and_down_removes_everything() {
     assert!(http(&addr, &host, "GET", "/", "").1.contains("written in dev"));
 
     // 2. A second environment from the same specs runs side by side, with its own data.
-    let out = p.ok(&["apply", "-e", "staging"]);
+    // While one paved applies it, another is refused with who holds it, or waits when told to.
+    let mut first = p.spawn(&["apply", "-e", "staging"]);
+    std::thread::sleep(Duration::from_millis(100));
+    let refused = p.run(&["apply", "-e", "staging"]);
+    let text = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(1), "{text}");
+    assert!(text.contains("is being applied by e2e@") && text.contains("--lock-timeout"), "{text}");
+    let waited = p.run(&["apply", "-e", "staging", "--lock-timeout", "2m"]);
+    assert!(waited.status.success(), "{}", String::from_utf8_lossy(&waited.stderr));
+    assert!(String::from_utf8_lossy(&waited.stderr).contains("waiting up to"));
+    assert!(first.wait().unwrap().success());
+    let out = String::from_utf8(waited.stdout).unwrap();
     let (s_addr, s_host) = web_url(&out, "staging");
     assert_ne!(p.address("dev"), p.address("staging"));
     let (status, page) = http(&s_addr, &s_host, "GET", "/", "");
