@@ -409,15 +409,7 @@ async fn postgres_image(docker: &bollard::Docker, postgres: &Path, uid: u32, gid
                 fs.tree(&share, &share, &["posix", "right"])?;
             }
         }
-        fs.bytes(
-            "/etc/passwd",
-            format!(
-                "root:x:0:0:root:/:/sbin/nologin\npostgres:x:{uid}:{gid}:PostgreSQL:{CONTAINER_DIR}:/sbin/nologin\n"
-            ),
-            0o644,
-        );
-        fs.bytes("/etc/group", format!("root:x:0:\npostgres:x:{gid}:\n"), 0o644);
-        fs.bytes("/etc/nsswitch.conf", "passwd: files\ngroup: files\nhosts: files dns\n", 0o644);
+        fs.accounts(&[("postgres", uid, gid, CONTAINER_DIR)]);
         fs.dir(CONTAINER_DIR, 0o700, uid.into());
         fs.with_libraries()?;
         Ok(fs)

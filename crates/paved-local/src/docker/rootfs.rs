@@ -92,6 +92,21 @@ impl RootFs {
         self
     }
 
+    /// `/etc/passwd`, `/etc/group` and `/etc/nsswitch.conf` naming `root`
+    /// and the given `(name, uid, gid, home)` accounts: programs that look up
+    /// their user (PostgreSQL does) and resolve names find them.
+    pub fn accounts(&mut self, users: &[(&str, u32, u32, &str)]) -> &mut Self {
+        let mut passwd = String::from("root:x:0:0:root:/:/sbin/nologin\n");
+        let mut group = String::from("root:x:0:\n");
+        for (name, uid, gid, home) in users {
+            passwd.push_str(&format!("{name}:x:{uid}:{gid}:{name}:{home}:/sbin/nologin\n"));
+            group.push_str(&format!("{name}:x:{gid}:\n"));
+        }
+        self.bytes("/etc/passwd", passwd, 0o644);
+        self.bytes("/etc/group", group, 0o644);
+        self.bytes("/etc/nsswitch.conf", "passwd: files\ngroup: files\nhosts: files dns\n", 0o644)
+    }
+
     /// A file of this machine (symbolic links followed) at `at`.
     pub fn file(&mut self, host: &Path, at: impl AsRef<Path>) -> Result<&mut Self, String> {
         let meta = std::fs::metadata(host).map_err(|e| format!("cannot read {}: {e}", host.display()))?;

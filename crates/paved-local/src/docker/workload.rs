@@ -87,13 +87,7 @@ async fn image_id(docker: &Docker, config: &Config, name: &str) -> Result<String
     let (fs, image_config) = tokio::task::spawn_blocking(move || -> Result<(RootFs, ImageConfig), String> {
         let mut fs = RootFs::new();
         fs.tree(&bundle.root, "/", &["bundle.json"])?;
-        fs.bytes(
-            "/etc/passwd",
-            "root:x:0:0:root:/:/sbin/nologin\nnobody:x:65534:65534:nobody:/:/sbin/nologin\n",
-            0o644,
-        );
-        fs.bytes("/etc/group", "root:x:0:\nnogroup:x:65534:\n", 0o644);
-        fs.bytes("/etc/nsswitch.conf", "passwd: files\ngroup: files\nhosts: files dns\n", 0o644);
+        fs.accounts(&[("nobody", 65534, 65534, "/")]);
         fs.with_libraries()?;
         // The bundle's programs run as nobody, with no capabilities (see `start`).
         let config = ImageConfig {
@@ -416,4 +410,21 @@ pub async fn logs(
             .boxed()
     });
     Ok((count, futures_util::stream::select_all(streams)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn score_quantities_become_docker_limits() {
+        assert_eq!(nano_cpus("1"), Some(1_000_000_000));
+        assert_eq!(nano_cpus("250m"), Some(250_000_000));
+        assert_eq!(nano_cpus("0.5"), Some(500_000_000));
+        assert_eq!(nano_cpus("lots"), None);
+        assert_eq!(memory_bytes("256Mi"), Some(268_435_456));
+        assert_eq!(memory_bytes("1G"), Some(1_000_000_000));
+        assert_eq!(memory_bytes("512"), Some(512));
+        assert_eq!(memory_bytes("12Qi"), None);
+    }
 }
