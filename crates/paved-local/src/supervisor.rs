@@ -11,6 +11,7 @@
 //!   by the kernel if the supervisor dies (`PR_SET_PDEATHSIG`);
 //! * restarts exited processes with exponential backoff, and processes whose
 //!   liveness probe fails three times in a row;
+//! * rotates a container's log past 10 MiB (one older file kept);
 //! * writes `DIR/status.json` whenever something changes;
 //! * on SIGTERM stops every process (SIGTERM, then SIGKILL after 5 s) and exits.
 //!
@@ -237,6 +238,22 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 const STABLE_AFTER: Duration = Duration::from_secs(30);
 const LIVENESS_PERIOD: Duration = Duration::from_secs(5);
 const LIVENESS_FAILURES: u32 = 3;
+/// A container's log is rotated past this size; one older log is kept.
+pub const LOG_LIMIT: u64 = 10 * 1024 * 1024;
+
+/// Copies a log past `limit` to `NAME.log.1` and empties it: the process
+/// keeps its descriptor (opened for appending), so its next write lands at
+/// the start of the emptied file (logrotate's copytruncate).
+pub fn rotate_log(path: &Path, limit: u64) -> std::io::Result<bool> {
+    if std::fs::metadata(path).map_or(true, |m| m.len() <= limit) {
+        return Ok(false);
+    }
+    let mut old = path.as_os_str().to_owned();
+    old.push(".1");
+    std::fs::copy(path, &old)?;
+    std::fs::OpenOptions::new().write(true).open(path)?.set_len(0)?;
+    Ok(true)
+}
 
 struct Supervised {
     spec: ContainerSpec,
@@ -280,6 +297,9 @@ impl Supervised {
             match child.try_wait() {
                 Ok(None) => {
                     self.check_liveness(dir);
+                    if let Ok(true) = rotate_log(&log_path(dir, &self.spec.name), LOG_LIMIT) {
+                        self.log(dir, &format!("log rotated (older lines in {}.log.1)", self.spec.name));
+                    }
                     return;
                 }
                 Ok(Some(exit)) => {
@@ -406,5 +426,24 @@ impl Supervised {
         }
         self.status.state = "stopped".into();
         self.status.pid = None;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    #[test]
+    fn a_log_past_its_limit_moves_aside_and_the_writer_carries_on_at_the_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("api.log");
+        let mut writer = std::fs::OpenOptions::new().create(true).append(true).open(&path).unwrap();
+        writer.write_all(b"0123456789\n").unwrap();
+        assert!(!rotate_log(&path, 100).unwrap(), "under the limit nothing moves");
+        assert!(rotate_log(&path, 5).unwrap());
+        assert_eq!(std::fs::read_to_string(dir.path().join("api.log.1")).unwrap(), "0123456789\n");
+        writer.write_all(b"after\n").unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "after\n");
     }
 }
