@@ -30,6 +30,7 @@ mod links;
 mod network;
 pub mod postgres;
 pub mod probe;
+mod process;
 pub mod proxy;
 mod redis;
 pub mod supervisor;
@@ -90,7 +91,7 @@ pub fn drivers(config: &Config) -> Drivers {
         )
         .with("local.postgres.database", Arc::new(postgres::DatabaseDriver { cluster, config: config.clone() }))
         .with("local.redis", Arc::new(redis::RedisDriver { config: config.clone() }))
-        .with("local.workload", Arc::new(workload::WorkloadDriver { config: config.clone() }))
+        .with("local.workload", Arc::new(workload::WorkloadDriver::new(config.clone())))
         .with("local.proxy", Arc::new(links::ProxyDriver { config: config.clone() }))
         .with("local.route", Arc::new(links::RouteDriver { config: config.clone() }))
         .with("local.dns", Arc::new(links::DerivedDriver { outputs: links::dns_outputs }))

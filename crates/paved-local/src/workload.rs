@@ -1,20 +1,16 @@
-//! `local.workload` on the `process` runtime: each Score container as a
-//! supervised process run from a bundle of the local image store.
+//! `local.workload`: a Score workload, run by one of two runtimes behind
+//! the small [`Runtime`] interface: supervised processes
+//! ([`crate::process`]) or containers on the Docker Engine
+//! ([`crate::docker::workload`]), as the `runtime` property says.
 //!
-//! Under `envs/ENV/workloads/SERVICE/`: `properties.json` (what was applied),
-//! `spec.json` (what the supervisor runs), `containers/NAME/root/` (working
-//! directory, Score files and volume links; `$PAVED_ROOT` points at it since
-//! a process, unlike a container, cannot be given its own `/`) and `logs/`.
-//!
-//! Processes get a clean environment: the Score variables, `PATH`, and
-//! `HOST` / `PAVED_BIND_ADDRESS` = the environment's loopback address, which
-//! they must listen on (as `PORT` is the convention on many PaaS).
+//! What does not depend on the runtime lives here: the workload directory
+//! `envs/ENV/workloads/SERVICE/` with `properties.json` (what was applied,
+//! how the workload is found again), outputs, and observing which service
+//! ports really listen on the environment's address (both runtimes serve
+//! them there).
 
 use crate::Config;
 use crate::fsutil;
-use crate::images::Image;
-use crate::probe::Probe;
-use crate::supervisor::{self, ContainerSpec, Spec, Status};
 use async_trait::async_trait;
 use paved_engine::{Driver, DriverError, Observation, Outputs, Resource};
 use serde::Deserialize;
@@ -26,6 +22,32 @@ use std::time::Duration;
 
 pub struct WorkloadDriver {
     pub config: Arc<Config>,
+    pub(crate) process: crate::process::ProcessRuntime,
+    pub(crate) docker: crate::docker::workload::DockerRuntime,
+}
+
+impl WorkloadDriver {
+    pub fn new(config: Arc<Config>) -> WorkloadDriver {
+        WorkloadDriver {
+            process: crate::process::ProcessRuntime { config: config.clone() },
+            docker: crate::docker::workload::DockerRuntime { config: config.clone() },
+            config,
+        }
+    }
+}
+
+/// How a workload's containers run. Implementations find what they started
+/// again by the workload directory and the resource alone (crash safety).
+#[async_trait]
+pub(crate) trait Runtime: Send + Sync {
+    /// Starts the containers, or restarts them when the properties changed.
+    async fn start(&self, r: &Resource, dir: &Path) -> Result<(), DriverError>;
+    /// `running`, `crash-looping` (up, not all of it) or `stopped`.
+    async fn state(&self, r: &Resource, dir: &Path) -> Result<&'static str, DriverError>;
+    /// Whether every readiness probe passes.
+    async fn ready(&self, r: &Resource, dir: &Path) -> Result<bool, DriverError>;
+    /// Stops the containers and removes what the runtime created for them.
+    async fn stop(&self, r: &Resource, dir: &Path) -> Result<(), DriverError>;
 }
 
 #[derive(Debug, Deserialize)]
@@ -98,85 +120,9 @@ pub(crate) fn permanent(e: impl std::fmt::Display) -> DriverError {
     DriverError::Permanent(e.to_string())
 }
 
-/// Where a program named in a command lives: inside the bundle first (like
-/// a container's root filesystem), else as given (PATH lookup).
-fn program(image: &Image, name: &str) -> PathBuf {
-    let inside = image.root.join(name.trim_start_matches('/'));
-    if inside.is_file() { inside } else { PathBuf::from(name) }
-}
-
 impl WorkloadDriver {
     fn dir(&self, r: &Resource) -> PathBuf {
         self.config.workload_dir(&r.environment, &r.name)
-    }
-
-    /// Turns the resolved properties into what the supervisor runs, writing
-    /// Score files and volume links on the way.
-    fn prepare(&self, r: &Resource, dir: &Path) -> Result<(Spec, Vec<Probe>), DriverError> {
-        let address = r.properties["address"].as_str().unwrap_or("127.0.0.1").to_string();
-        let containers: BTreeMap<String, Container> =
-            serde_json::from_value(r.properties["containers"].clone()).map_err(permanent)?;
-        let images = self.config.images();
-        let mut spec = Spec { containers: Vec::new() };
-        let mut readiness = Vec::new();
-        for (name, c) in containers {
-            let image = images.resolve(&c.image).map_err(permanent)?;
-            let mut argv: Vec<String> = match &c.command {
-                Some(cmd) => cmd.clone(),
-                None => image.manifest.entrypoint.clone(),
-            };
-            match (&c.args, &c.command) {
-                (Some(args), _) => argv.extend(args.iter().cloned()),
-                (None, None) => argv.extend(image.manifest.cmd.iter().cloned()),
-                (None, Some(_)) => {}
-            }
-            if argv.is_empty() {
-                return Err(permanent(format!(
-                    "container `{name}`: image {} has no entrypoint and the Score file no `command`",
-                    image.digest
-                )));
-            }
-            let root = dir.join("containers").join(&name).join("root");
-            std::fs::create_dir_all(&root).map_err(|e| DriverError::Retryable(e.to_string()))?;
-            for (target, f) in &c.files {
-                write_file(&root, target, f)?;
-            }
-            for (target, v) in &c.volumes {
-                link_volume(&root, target, &v.source)?;
-            }
-            let mut env = c.variables.clone();
-            env.entry("HOST".into()).or_insert_with(|| address.clone());
-            env.insert("PAVED_BIND_ADDRESS".into(), address.clone());
-            env.insert("PAVED_ROOT".into(), root.display().to_string());
-            env.insert("PAVED_ENVIRONMENT".into(), r.environment.clone());
-            env.insert("PAVED_SERVICE".into(), r.name.clone());
-            env.insert("PAVED_IMAGE_DIGEST".into(), image.digest.clone());
-            env.entry("PATH".into()).or_insert_with(|| "/usr/local/bin:/usr/bin:/bin".into());
-            let probe = |p: &ScoreProbe| -> Option<Probe> {
-                if let Some(h) = &p.http_get {
-                    return Some(Probe::Http { host: address.clone(), port: h.port, path: h.path.clone() });
-                }
-                let cmd = p.exec.as_ref()?.command.clone();
-                let (first, rest) = cmd.split_first()?;
-                Some(Probe::Exec {
-                    program: program(&image, first),
-                    args: rest.to_vec(),
-                    env: env.clone(),
-                    cwd: root.clone(),
-                })
-            };
-            readiness.extend(c.readiness_probe.as_ref().and_then(probe));
-            let liveness = c.liveness_probe.as_ref().and_then(probe);
-            spec.containers.push(ContainerSpec {
-                name,
-                program: program(&image, &argv[0]),
-                args: argv[1..].to_vec(),
-                env,
-                cwd: root,
-                liveness,
-            });
-        }
-        Ok((spec, readiness))
     }
 
     fn outputs(r: &Resource) -> Outputs {
@@ -188,26 +134,18 @@ impl WorkloadDriver {
         out
     }
 
+    fn runtime(&self, r: &Resource) -> &dyn Runtime {
+        if r.properties["runtime"] == "docker" { &self.docker } else { &self.process }
+    }
+
     async fn start(&self, r: &Resource) -> Result<Outputs, DriverError> {
         let dir = self.dir(r);
-        if is_docker(r) {
-            std::fs::create_dir_all(&dir).map_err(|e| DriverError::Retryable(e.to_string()))?;
-            crate::docker::workload::start(&self.config, r, &dir).await?;
-            fsutil::write_json(&dir.join("properties.json"), &r.properties, true).map_err(DriverError::Retryable)?;
-            return Ok(Self::outputs(r));
-        }
-        supervisor::stop(&dir).await.map_err(DriverError::Retryable)?;
-        let (spec, readiness) = self.prepare(r, &dir)?;
-        fsutil::write_json(&supervisor::spec_path(&dir), &spec, true).map_err(DriverError::Retryable)?;
-        fsutil::write_json(&dir.join("readiness.json"), &readiness, true).map_err(DriverError::Retryable)?;
+        std::fs::create_dir_all(&dir).map_err(|e| DriverError::Retryable(e.to_string()))?;
+        self.runtime(r).start(r, &dir).await?;
+        // Written last: a workload whose start failed is not taken as applied.
         fsutil::write_json(&dir.join("properties.json"), &r.properties, true).map_err(DriverError::Retryable)?;
-        supervisor::start(&self.config.exe, &dir).await.map_err(DriverError::Retryable)?;
         Ok(Self::outputs(r))
     }
-}
-
-fn is_docker(r: &Resource) -> bool {
-    r.properties["runtime"] == "docker"
 }
 
 pub(crate) fn target_ports(properties: &Value) -> BTreeMap<String, u16> {
@@ -262,15 +200,6 @@ pub(crate) fn write_file(root: &Path, target: &str, f: &FileSpec) -> Result<(), 
         .map_err(|e| DriverError::Retryable(e.to_string()))
 }
 
-fn link_volume(root: &Path, target: &str, source: &str) -> Result<(), DriverError> {
-    let link = root.join(target.trim_start_matches('/'));
-    if let Some(parent) = link.parent() {
-        std::fs::create_dir_all(parent).map_err(|e| DriverError::Retryable(e.to_string()))?;
-    }
-    let _ = std::fs::remove_file(&link);
-    std::os::unix::fs::symlink(source, &link).map_err(|e| DriverError::Retryable(e.to_string()))
-}
-
 #[async_trait]
 impl Driver for WorkloadDriver {
     async fn observe(&self, r: &Resource) -> Result<Observation, DriverError> {
@@ -279,29 +208,11 @@ impl Driver for WorkloadDriver {
             return Ok(Observation::Absent);
         };
         let applied = Resource { properties: properties.clone(), ..r.clone() };
-        if is_docker(&applied) {
-            properties["state"] = json!(crate::docker::workload::state(&self.config, &applied).await?);
-            let ready =
-                properties["state"] == "running" && crate::docker::workload::ready(&self.config, &applied).await?;
-            properties["ports"] = listening_ports(&applied).await?;
-            return Ok(Observation::Present { properties, outputs: Self::outputs(&applied), ready });
-        }
-        let running = supervisor::is_running(&dir);
-        let status: Status = fsutil::read_json(&supervisor::status_path(&dir)).ok().flatten().unwrap_or_default();
-        let all_up = !status.containers.is_empty() && status.containers.values().all(|c| c.state == "running");
-        let state = match (running, all_up) {
-            (false, _) => "stopped",
-            (true, true) => "running",
-            (true, false) => "crash-looping",
-        };
+        let runtime = self.runtime(&applied);
+        let state = runtime.state(&applied, &dir).await?;
         properties["state"] = json!(state);
-        let readiness: Vec<Probe> = fsutil::read_json(&dir.join("readiness.json")).ok().flatten().unwrap_or_default();
-        let probes_pass =
-            tokio::task::spawn_blocking(move || readiness.iter().all(|p| p.check(Duration::from_secs(2)).is_ok()))
-                .await
-                .map_err(|e| DriverError::Retryable(e.to_string()))?;
+        let ready = state == "running" && runtime.ready(&applied, &dir).await?;
         properties["ports"] = listening_ports(&applied).await?;
-        let ready = state == "running" && probes_pass;
         Ok(Observation::Present { properties, outputs: Self::outputs(&applied), ready })
     }
 
@@ -315,10 +226,7 @@ impl Driver for WorkloadDriver {
 
     async fn delete(&self, r: &Resource) -> Result<(), DriverError> {
         let dir = self.dir(r);
-        if is_docker(r) {
-            crate::docker::workload::stop(&self.config, r).await?;
-        }
-        supervisor::stop(&dir).await.map_err(DriverError::Retryable)?;
+        self.runtime(r).stop(r, &dir).await?;
         crate::remove_dir(&dir).map_err(DriverError::Retryable)
     }
 }

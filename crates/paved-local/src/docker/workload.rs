@@ -18,7 +18,7 @@ use super::{LABEL_CONTAINER, LABEL_ENVIRONMENT, LABEL_SERVICE, LABEL_SPEC, api_e
 use crate::Config;
 use crate::fsutil;
 use crate::supervisor::{self, ContainerSpec, Spec};
-use crate::workload::{Container, ScoreProbe, permanent, target_ports, write_file};
+use crate::workload::{Container, Runtime, ScoreProbe, permanent, target_ports, write_file};
 use bollard::Docker;
 use bollard::container::LogOutput;
 use bollard::models::{
@@ -110,7 +110,7 @@ fn container_name(config: &Config, r: &Resource, container: &str) -> String {
 
 /// Creates (or recreates, when the properties changed) and starts the
 /// workload's containers.
-pub(crate) async fn start(config: &Config, r: &Resource, dir: &Path) -> Result<(), DriverError> {
+async fn start(config: &Config, r: &Resource, dir: &Path) -> Result<(), DriverError> {
     let containers = parse(r)?;
     let docker = engine().await?;
     let digest = spec_digest(r);
@@ -303,7 +303,7 @@ async fn watch_liveness(
 }
 
 /// `running`, `crash-looping` (restarting or exited) or `stopped` (gone).
-pub(crate) async fn state(config: &Config, r: &Resource) -> Result<&'static str, DriverError> {
+async fn state(config: &Config, r: &Resource) -> Result<&'static str, DriverError> {
     let docker = engine().await?;
     let wanted = parse(r)?.len();
     let found = super::live_containers(
@@ -325,7 +325,7 @@ pub(crate) async fn state(config: &Config, r: &Resource) -> Result<&'static str,
 
 /// Runs the readiness probes: HTTP from this machine on the published
 /// ports, commands inside the container.
-pub(crate) async fn ready(config: &Config, r: &Resource) -> Result<bool, DriverError> {
+async fn ready(config: &Config, r: &Resource) -> Result<bool, DriverError> {
     let address = r.properties["address"].as_str().unwrap_or("127.0.0.1").to_string();
     for (cname, c) in parse(r)? {
         let Some(ScoreProbe { http_get, exec }) = c.readiness_probe else { continue };
@@ -354,7 +354,7 @@ pub(crate) async fn ready(config: &Config, r: &Resource) -> Result<bool, DriverE
 }
 
 /// Removes the workload's containers.
-pub(crate) async fn stop(config: &Config, r: &Resource) -> Result<(), DriverError> {
+async fn stop(config: &Config, r: &Resource) -> Result<(), DriverError> {
     let docker = engine().await?;
     let found = super::containers(
         &docker,
@@ -367,6 +367,32 @@ pub(crate) async fn stop(config: &Config, r: &Resource) -> Result<(), DriverErro
         super::remove_container(&docker, &c).await?;
     }
     Ok(())
+}
+
+/// The docker implementation of [`Runtime`].
+pub(crate) struct DockerRuntime {
+    pub(crate) config: std::sync::Arc<Config>,
+}
+
+#[async_trait::async_trait]
+impl Runtime for DockerRuntime {
+    async fn start(&self, r: &Resource, dir: &Path) -> Result<(), DriverError> {
+        start(&self.config, r, dir).await
+    }
+
+    async fn state(&self, r: &Resource, _: &Path) -> Result<&'static str, DriverError> {
+        state(&self.config, r).await
+    }
+
+    async fn ready(&self, r: &Resource, _: &Path) -> Result<bool, DriverError> {
+        ready(&self.config, r).await
+    }
+
+    /// The containers, then the liveness watchers.
+    async fn stop(&self, r: &Resource, dir: &Path) -> Result<(), DriverError> {
+        stop(&self.config, r).await?;
+        supervisor::stop(dir).await.map_err(DriverError::Retryable)
+    }
 }
 
 /// One line of a container's output.
