@@ -9,7 +9,7 @@
 
 use paved_model::{Kind, Spec};
 use paved_spec::{Batch, Diagnostic, SourceFile};
-use paved_store::{Change, Operation, Record, Store, StoreError};
+use paved_store::{Change, Operation, Record, RequestContext, Store, StoreError};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
@@ -103,11 +103,19 @@ const MAX_ATTEMPTS: usize = 8;
 pub struct Catalog {
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
+    /// Recorded with every change in the audit log.
+    request: RequestContext,
 }
 
 impl Catalog {
     pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Catalog {
-        Catalog { store, clock }
+        Catalog { store, clock, request: RequestContext::default() }
+    }
+
+    /// The request (id, origin) the changes made through this catalog belong to.
+    pub fn with_request(mut self, request: RequestContext) -> Catalog {
+        self.request = request;
+        self
     }
 
     /// Closes the store; call before exiting so nothing is left half-flushed.
@@ -255,6 +263,7 @@ impl Catalog {
                         actor: actor.to_string(),
                         source: Some(format!("{}:{line}", batch.file_of(doc))),
                         at,
+                        request: self.request.clone(),
                     });
                 }
             }
@@ -284,6 +293,7 @@ impl Catalog {
                 actor: actor.to_string(),
                 source: None,
                 at: self.clock.now(),
+                request: self.request.clone(),
             };
             match self.store.commit(std::slice::from_ref(&change)).await {
                 Ok(()) => {

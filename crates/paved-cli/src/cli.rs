@@ -149,6 +149,9 @@ paved drift -e dev || paved apply -e dev   # repair\n\nExit codes: 0 in sync, 3 
     /// The local image store of the process runtime.
     #[command(subcommand)]
     Image(ImageCommand),
+    /// The audit log: every change of specs and environments, in a hash chain.
+    #[command(subcommand)]
+    Audit(AuditCommand),
     /// List objects of a kind, or show one.
     #[command(
         after_help = "Examples:\n  paved get environments\n  paved get env eu-production -o yaml\n  paved get services -o json"
@@ -218,4 +221,49 @@ pub enum ImageCommand {
     },
     /// Tags and the digests they point at.
     List,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Check the whole hash chain; names the first event that was edited,
+    /// removed or moved (exit 1), else prints how many events are intact.
+    #[command(after_help = "Examples:\n  paved audit verify\n  paved audit verify -o json")]
+    Verify,
+    /// Events, oldest first, as a table (or -o json|yaml).
+    #[command(
+        after_help = "Examples:\n  paved audit list --target Environment/dev\n  paved audit list --actor alice --since 2026-11-01T00:00:00Z"
+    )]
+    List(AuditFilterArgs),
+    /// Events as JSON lines, for a SIEM.
+    #[command(
+        after_help = "Examples:\n  paved audit export > audit.jsonl\n  paved audit export --action environment.apply --since 2026-11-25T00:00:00Z"
+    )]
+    Export(AuditFilterArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct AuditFilterArgs {
+    /// Only this actor's events.
+    #[arg(long)]
+    pub actor: Option<String>,
+    /// Only this action (spec.put, spec.delete, environment.apply, environment.destroy).
+    #[arg(long)]
+    pub action: Option<String>,
+    /// Only events on this target (Kind/name, e.g. Environment/dev).
+    #[arg(long)]
+    pub target: Option<String>,
+    /// From this time on (RFC 3339).
+    #[arg(long, value_parser = parse_time)]
+    pub since: Option<time::OffsetDateTime>,
+    /// Before this time (RFC 3339).
+    #[arg(long, value_parser = parse_time)]
+    pub until: Option<time::OffsetDateTime>,
+    /// At most this many events.
+    #[arg(long)]
+    pub limit: Option<i64>,
+}
+
+fn parse_time(s: &str) -> Result<time::OffsetDateTime, String> {
+    time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+        .map_err(|e| format!("`{s}` is not an RFC 3339 time such as 2026-11-25T09:00:00Z: {e}"))
 }

@@ -27,7 +27,7 @@ pub(crate) struct Ctx {
     pub(crate) format: Format,
     color: bool,
     state: String,
-    actor: String,
+    pub(crate) actor: String,
     /// The store, once a command opened it; closed before exit.
     store: std::sync::OnceLock<Arc<dyn paved_store::Store>>,
     pub(crate) data_dir: PathBuf,
@@ -35,13 +35,26 @@ pub(crate) struct Ctx {
     pub(crate) runtime: Option<crate::cli::Runtime>,
     /// How long to wait for another paved's lock on an environment.
     pub(crate) lock_timeout: std::time::Duration,
+    /// This command as the audit log records it (one request id per run).
+    pub(crate) request: paved_store::RequestContext,
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname").map_or_else(|_| "localhost".into(), |h| h.trim().to_string())
+}
+
+/// 16 hex digits, different for every run (the process's random hasher keys).
+fn request_id() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u32(std::process::id());
+    format!("{:016x}", h.finish())
 }
 
 impl Ctx {
     /// Who holds an environment's lock while this command applies it.
     pub(crate) fn holder(&self) -> String {
-        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string());
-        format!("{}@{}:{}", self.actor, host.unwrap_or_else(|_| "localhost".into()), std::process::id())
+        format!("{}@{}:{}", self.actor, hostname(), std::process::id())
     }
 
     pub(crate) fn local_config(&self) -> Result<paved_local::Config, Failure> {
@@ -72,6 +85,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
         data_dir,
         runtime: cli.runtime,
         lock_timeout: cli.lock_timeout,
+        request: paved_store::RequestContext { request_id: request_id(), origin: format!("cli@{}", hostname()) },
     };
     let result = match cli.command {
         Command::Validate { files } => validate(&ctx, &files).await,
@@ -95,6 +109,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Up { specs, environment } => crate::provision::up(&ctx, &specs, &environment).await,
         Command::Down => crate::provision::down(&ctx).await,
         Command::Image(sub) => crate::provision::image(&ctx, sub),
+        Command::Audit(sub) => crate::audit::run(&ctx, sub).await,
         Command::Supervise { .. } => Err(Failure::User("`__supervise` is started by paved itself".into())),
         Command::Watch { file } => paved_local::docker::liveness::main(&file).await.map_err(Failure::User),
         Command::Proxy { routes, listen, request_timeout } => {
@@ -143,7 +158,7 @@ pub(crate) async fn open_store(ctx: &Ctx) -> Result<Arc<dyn paved_store::Store>,
 }
 
 pub(crate) async fn open(ctx: &Ctx) -> Result<Catalog, Failure> {
-    Ok(Catalog::new(open_store(ctx).await?, Arc::new(SystemClock)))
+    Ok(Catalog::new(open_store(ctx).await?, Arc::new(SystemClock)).with_request(ctx.request.clone()))
 }
 
 /// Reads `-f` arguments; `-` is standard input.

@@ -1,5 +1,6 @@
 //! The `paved` binary: parses arguments and wires the library crates.
 
+mod audit;
 mod cli;
 mod commands;
 mod output;

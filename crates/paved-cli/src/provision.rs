@@ -103,7 +103,43 @@ async fn run_engine(ctx: &Ctx, desired: &ResourceGraph, parallelism: u16) -> Res
     }
     bars.finish();
     ctrl_c.abort();
+    audit_run(ctx, desired, &result).await?;
     result.map_err(engine_failure)
+}
+
+/// Records an apply or destroy of an environment in the audit log: the
+/// digest of the graph it worked towards and what came of each node.
+async fn audit_run(ctx: &Ctx, desired: &ResourceGraph, result: &Result<Report, EngineError>) -> Result<(), Failure> {
+    use paved_store::{AuditOutcome, NewAuditEvent};
+    use sha2::{Digest, Sha256};
+    let (outcome, details) = match result {
+        Ok(report) => {
+            let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+            for o in report.outcomes.values() {
+                let name = serde_json::to_value(o)
+                    .ok()
+                    .and_then(|v| v["outcome"].as_str().map(str::to_string))
+                    .unwrap_or_default();
+                *counts.entry(name).or_default() += 1;
+            }
+            let outcome = if report.succeeded() { AuditOutcome::Succeeded } else { AuditOutcome::Failed };
+            (outcome, serde_json::json!({"nodes": counts, "cancelled": report.cancelled}))
+        }
+        Err(e) => (AuditOutcome::Failed, serde_json::json!({"error": e.to_string()})),
+    };
+    let event = NewAuditEvent {
+        at: time::OffsetDateTime::now_utc(),
+        actor: ctx.actor.clone(),
+        action: if desired.nodes.is_empty() { "environment.destroy" } else { "environment.apply" }.into(),
+        target: format!("Environment/{}", desired.environment),
+        outcome,
+        request: ctx.request.clone(),
+        before: None,
+        after: Some(format!("sha256:{}", hex::encode(Sha256::digest(desired.to_bytes())))),
+        details,
+    };
+    open_store(ctx).await?.append_audit(&event).await.map_err(|e| Failure::Internal(e.into()))?;
+    Ok(())
 }
 
 const TAKEOVER_SETTLE: Duration = Duration::from_secs(2);

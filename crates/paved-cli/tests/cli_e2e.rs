@@ -293,3 +293,45 @@ fn plan_shows_what_an_environment_consists_of() {
     assert_eq!(aws.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&aws.stderr).contains("the aws provider cannot be planned yet"));
 }
+
+#[test]
+fn the_audit_log_records_every_change_and_verify_names_a_tampered_event() {
+    let p = Paved::new();
+    p.ok(&["apply", "-f", &examples()]);
+    p.ok(&["delete", "environment", "eu-dev"]);
+
+    let events = p.json(&["audit", "list", "--target", "Environment/eu-dev"]);
+    let events = events.as_array().unwrap();
+    let actions: Vec<&str> = events.iter().map(|e| e["action"].as_str().unwrap()).collect();
+    assert_eq!(actions, ["spec.put", "spec.delete"]);
+    assert!(events.iter().all(|e| e["actor"] == "alice" && e["origin"].as_str().unwrap().starts_with("cli@")));
+    assert_ne!(events[0]["request_id"], events[1]["request_id"], "each command is its own request");
+    assert_eq!(events[1]["before"], events[0]["after"], "the delete names the content it removed");
+    assert_eq!(events[1]["prev_hash"].as_str().unwrap().len(), 64);
+
+    // Export: JSON lines, one per event, all of them.
+    let export = p.ok(&["audit", "export"]);
+    let lines: Vec<Value> = export.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 16, "15 specs recorded and one deleted");
+    assert_eq!(lines.iter().map(|e| e["seq"].as_i64().unwrap()).collect::<Vec<_>>(), (1..=16).collect::<Vec<_>>());
+    assert!(p.ok(&["audit", "verify"]).contains("audit log intact: 16 events"));
+
+    // Someone with the database file edits an event behind the triggers' back.
+    let path = p.state.strip_prefix("sqlite://").unwrap().to_string();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        use sqlx::Connection;
+        let mut c = sqlx::sqlite::SqliteConnection::connect(&format!("sqlite://{path}")).await.unwrap();
+        for sql in ["DROP TRIGGER audit_events_no_update", "UPDATE audit_events SET actor = 'mallory' WHERE seq = 5"] {
+            sqlx::query(sql).execute(&mut c).await.unwrap();
+        }
+        c.close().await.unwrap();
+    });
+    let out = p.run(&["audit", "verify"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("audit log broken at event 5") && err.contains("edited") && err.contains("4 events before"),
+        "{err}"
+    );
+}

@@ -204,6 +204,14 @@ fn up_runs_isolated_environments_repairs_drift_and_down_removes_everything() {
     assert_eq!(status, 200, "{page}");
     assert!(page.contains("first item of the dev environment"), "web did not show api's data: {page}");
 
+    // The apply is in the audit log, with the digest of the graph it applied.
+    let events: serde_json::Value =
+        serde_json::from_str(&p.ok(&["audit", "list", "--action", "environment.apply", "-o", "json"])).unwrap();
+    let e = &events[0];
+    assert_eq!((e["target"].as_str(), e["outcome"].as_str()), (Some("Environment/dev"), Some("succeeded")), "{events}");
+    let nodes: u64 = e["details"]["nodes"].as_object().unwrap().values().map(|n| n.as_u64().unwrap()).sum();
+    assert!(e["after"].as_str().unwrap().starts_with("sha256:") && nodes == 10, "{e}");
+
     // Data written through api lands in dev's database and shows on dev's web page.
     let api = format!("{}:8080", p.address("dev"));
     let (status, body) = http(&api, "api", "POST", "/items", r#"{"name": "written in dev"}"#);

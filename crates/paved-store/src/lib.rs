@@ -18,10 +18,12 @@
 //! JSON documents under string keys and never reads the clock (callers pass
 //! timestamps).
 
+pub mod audit;
 mod sql;
 #[cfg(feature = "testing")]
 pub mod testing;
 
+pub use audit::{AuditEvent, AuditFilter, AuditOutcome, NewAuditEvent, RequestContext, Verification};
 pub use sql::SqlStore;
 
 use async_trait::async_trait;
@@ -44,6 +46,8 @@ pub enum StoreError {
     Database(#[from] sqlx::Error),
     #[error("corrupt record {kind} `{name}` generation {generation}: {reason}")]
     Corrupt { kind: String, name: String, generation: i64, reason: String },
+    #[error("audit event {seq} cannot be read: {reason} (`paved audit verify` checks the log)")]
+    CorruptAudit { seq: i64, reason: String },
 }
 
 /// One generation of one object.
@@ -82,6 +86,8 @@ pub struct Change {
     pub actor: String,
     pub source: Option<String>,
     pub at: OffsetDateTime,
+    /// Recorded with the change in the audit log.
+    pub request: RequestContext,
 }
 
 /// A resource-graph node as applied, with the outputs its driver reported.
@@ -112,8 +118,17 @@ pub trait Store: Send + Sync {
     async fn get(&self, kind: &str, name: &str) -> Result<Option<Record>, StoreError>;
     /// Every generation of an object, oldest first.
     async fn history(&self, kind: &str, name: &str) -> Result<Vec<Record>, StoreError>;
-    /// Applies all changes in one transaction, or none.
+    /// Applies all changes in one transaction, or none; each change is
+    /// recorded in the audit log (`spec.put` / `spec.delete`) in the same
+    /// transaction.
     async fn commit(&self, changes: &[Change]) -> Result<(), StoreError>;
+    /// Appends one event to the audit log's hash chain.
+    async fn append_audit(&self, event: &NewAuditEvent) -> Result<AuditEvent, StoreError>;
+    /// Events matching the filter, oldest first.
+    async fn audit_events(&self, filter: &AuditFilter) -> Result<Vec<AuditEvent>, StoreError>;
+    /// Checks the whole audit chain, in pages, and names the first event
+    /// that breaks it.
+    async fn verify_audit(&self) -> Result<Verification, StoreError>;
     /// Every node applied in an environment, ordered by id.
     async fn applied_nodes(&self, environment: &str) -> Result<Vec<AppliedNode>, StoreError>;
     /// Records (inserts or replaces) one applied node.

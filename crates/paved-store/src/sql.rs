@@ -1,6 +1,7 @@
 //! [`Store`] over SQLite and PostgreSQL with sqlx's `Any` driver.
 
-use crate::{AppliedNode, Change, Lock, Operation, Record, Store, StoreError};
+use crate::audit::{self, AuditEvent, AuditFilter, AuditOutcome, NewAuditEvent, StoredEvent, Verification};
+use crate::{AppliedNode, Change, Lock, Operation, Record, RequestContext, Store, StoreError};
 use async_trait::async_trait;
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::migrate::Migrator;
@@ -116,8 +117,179 @@ fn is_conflict(e: &sqlx::Error) -> bool {
     }
 }
 
+/// The audit table's columns, for `concat!` (sqlx takes literal SQL only).
+macro_rules! audit_columns {
+    () => {
+        "seq, at, actor, action, target, outcome, request_id, origin, before_digest, after_digest, details, prev_hash, hash"
+    };
+}
+
+fn to_stored_event(row: &AnyRow) -> Result<StoredEvent, sqlx::Error> {
+    Ok(StoredEvent {
+        seq: row.try_get("seq")?,
+        at: row.try_get("at")?,
+        actor: row.try_get("actor")?,
+        action: row.try_get("action")?,
+        target: row.try_get("target")?,
+        outcome: row.try_get("outcome")?,
+        request_id: row.try_get("request_id")?,
+        origin: row.try_get("origin")?,
+        before_digest: row.try_get("before_digest")?,
+        after_digest: row.try_get("after_digest")?,
+        details: row.try_get("details")?,
+        prev_hash: row.try_get("prev_hash")?,
+        hash: row.try_get("hash")?,
+    })
+}
+
+fn to_audit_event(e: StoredEvent) -> Result<AuditEvent, StoreError> {
+    let corrupt = |reason: String| StoreError::CorruptAudit { seq: e.seq, reason };
+    let at = OffsetDateTime::parse(&e.at, &Rfc3339).map_err(|err| corrupt(format!("bad timestamp: {err}")))?;
+    let outcome = AuditOutcome::parse(&e.outcome).ok_or_else(|| corrupt(format!("unknown outcome `{}`", e.outcome)))?;
+    let details = serde_json::from_str(&e.details).map_err(|err| corrupt(format!("details are not JSON: {err}")))?;
+    Ok(AuditEvent {
+        seq: e.seq,
+        event: NewAuditEvent {
+            at,
+            actor: e.actor,
+            action: e.action,
+            target: e.target,
+            outcome,
+            request: RequestContext { request_id: e.request_id, origin: e.origin },
+            before: e.before_digest,
+            after: e.after_digest,
+            details,
+        },
+        prev_hash: e.prev_hash,
+        hash: e.hash,
+    })
+}
+
+impl SqlStore {
+    /// Serialises writers of the audit chain for the rest of the
+    /// transaction (SQLite: the database write lock; PostgreSQL: a table lock).
+    async fn lock_audit_chain(&self, tx: &mut sqlx::Transaction<'_, sqlx::Any>) -> Result<(), sqlx::Error> {
+        match self.backend {
+            Backend::Sqlite => sqlx::query("UPDATE objects SET kind = kind WHERE 0 = 1").execute(&mut **tx).await?,
+            Backend::Postgres => sqlx::query("LOCK TABLE audit_events IN EXCLUSIVE MODE").execute(&mut **tx).await?,
+        };
+        Ok(())
+    }
+
+    /// Appends an event after the chain's head, inside the caller's
+    /// transaction (which holds [`Self::lock_audit_chain`]).
+    async fn append_in(tx: &mut sqlx::Transaction<'_, sqlx::Any>, e: &NewAuditEvent) -> Result<AuditEvent, StoreError> {
+        let head = sqlx::query("SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1")
+            .fetch_optional(&mut **tx)
+            .await?;
+        let (last_seq, prev_hash) = match head {
+            Some(row) => (row.try_get::<i64, _>("seq")?, row.try_get::<String, _>("hash")?),
+            None => (0, audit::GENESIS.to_string()),
+        };
+        let mut stored = StoredEvent {
+            seq: last_seq + 1,
+            at: timestamp(e.at),
+            actor: e.actor.clone(),
+            action: e.action.clone(),
+            target: e.target.clone(),
+            outcome: e.outcome.as_str().to_string(),
+            request_id: e.request.request_id.clone(),
+            origin: e.request.origin.clone(),
+            before_digest: e.before.clone(),
+            after_digest: e.after.clone(),
+            details: e.details.to_string(),
+            prev_hash: prev_hash.clone(),
+            hash: String::new(),
+        };
+        stored.hash = stored.expected_hash(&prev_hash);
+        sqlx::query(concat!(
+            "INSERT INTO audit_events (",
+            audit_columns!(),
+            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
+        ))
+        .bind(stored.seq)
+        .bind(&stored.at)
+        .bind(&stored.actor)
+        .bind(&stored.action)
+        .bind(&stored.target)
+        .bind(&stored.outcome)
+        .bind(&stored.request_id)
+        .bind(&stored.origin)
+        .bind(&stored.before_digest)
+        .bind(&stored.after_digest)
+        .bind(&stored.details)
+        .bind(&stored.prev_hash)
+        .bind(&stored.hash)
+        .execute(&mut **tx)
+        .await?;
+        to_audit_event(stored)
+    }
+}
+
+/// Events read per query while verifying.
+const VERIFY_PAGE: i64 = 20_000;
+
 #[async_trait]
 impl Store for SqlStore {
+    async fn append_audit(&self, event: &NewAuditEvent) -> Result<AuditEvent, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        self.lock_audit_chain(&mut tx).await?;
+        let recorded = Self::append_in(&mut tx, event).await?;
+        tx.commit().await?;
+        Ok(recorded)
+    }
+
+    async fn audit_events(&self, f: &AuditFilter) -> Result<Vec<AuditEvent>, StoreError> {
+        let sql = concat!(
+            "SELECT ",
+            audit_columns!(),
+            " FROM audit_events WHERE seq > $1 AND ($2 = '' OR actor = $2) AND ($3 = '' OR action = $3) \
+             AND ($4 = '' OR target = $4) AND ($5 = '' OR at >= $5) AND ($6 = '' OR at < $6) ORDER BY seq LIMIT $7"
+        );
+        let text = |v: &Option<String>| v.clone().unwrap_or_default();
+        let time = |v: Option<OffsetDateTime>| v.map(timestamp).unwrap_or_default();
+        let rows = sqlx::query(sql)
+            .bind(f.after_seq)
+            .bind(text(&f.actor))
+            .bind(text(&f.action))
+            .bind(text(&f.target))
+            .bind(time(f.since))
+            .bind(time(f.until))
+            .bind(if f.limit > 0 { f.limit } else { i64::MAX })
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(|r| to_audit_event(to_stored_event(r)?)).collect()
+    }
+
+    async fn verify_audit(&self) -> Result<Verification, StoreError> {
+        let mut position = (0_i64, audit::GENESIS.to_string());
+        let mut after = 0_i64;
+        loop {
+            // Paged by seq: a removed event shows as a gap, a moved or edited one as a hash that does not fit.
+            let rows = sqlx::query(concat!(
+                "SELECT ",
+                audit_columns!(),
+                " FROM audit_events WHERE seq > $1 ORDER BY seq LIMIT $2"
+            ))
+            .bind(after)
+            .bind(VERIFY_PAGE)
+            .fetch_all(&self.pool)
+            .await?;
+            let Some(last) = rows.last() else { break };
+            after = last.try_get("seq")?;
+            let events = rows.iter().map(to_stored_event).collect::<Result<Vec<_>, _>>()?;
+            match audit::verify(&events, position.clone()) {
+                Ok(next) => position = next,
+                Err(first_break) => {
+                    let until = first_break.intact_until;
+                    let head = events.iter().find(|e| e.seq == until).map_or(position.1, |e| e.hash.clone());
+                    return Ok(Verification { events: until, head, first_break: Some(first_break) });
+                }
+            }
+        }
+        Ok(Verification { events: position.0, head: position.1, first_break: None })
+    }
+
     async fn list(&self, kind: Option<&str>) -> Result<Vec<Record>, StoreError> {
         let rows = sqlx::query(LIST).bind(0_i64).bind(kind.unwrap_or("")).fetch_all(&self.pool).await?;
         rows.iter().map(to_record).collect()
@@ -256,12 +428,18 @@ impl Store for SqlStore {
             expected: c.expected_generation,
         };
         let mut tx = self.pool.begin().await?;
-        if self.backend == Backend::Sqlite {
-            // Take the write lock now, so concurrent writers queue on
-            // busy_timeout instead of failing mid-transaction.
-            sqlx::query("UPDATE objects SET kind = kind WHERE 0 = 1").execute(&mut *tx).await?;
-        }
+        // Take the write lock now (SQLite: concurrent writers queue on busy_timeout
+        // instead of failing mid-transaction), which also orders the audit chain.
+        self.lock_audit_chain(&mut tx).await?;
         for c in changes {
+            let before: Option<String> = sqlx::query("SELECT content_hash FROM objects WHERE kind = $1 AND name = $2")
+                .bind(&c.kind)
+                .bind(&c.name)
+                .fetch_optional(&mut *tx)
+                .await?
+                .map(|row| row.try_get("content_hash"))
+                .transpose()?
+                .filter(|h: &String| !h.is_empty());
             let (spec, hash, deleted) = match &c.operation {
                 Operation::Put { spec, content_hash } => (Some(spec.to_string()), content_hash.clone(), 0_i64),
                 Operation::Delete => (None, String::new(), 1_i64),
@@ -327,6 +505,22 @@ impl Store for SqlStore {
                 Err(e) if is_conflict(&e) => return Err(conflict(c)),
                 Err(e) => return Err(e.into()),
             }
+            let (action, after) = match &c.operation {
+                Operation::Put { content_hash, .. } => ("spec.put", Some(content_hash.clone())),
+                Operation::Delete => ("spec.delete", None),
+            };
+            let event = NewAuditEvent {
+                at: c.at,
+                actor: c.actor.clone(),
+                action: action.into(),
+                target: format!("{}/{}", c.kind, c.name),
+                outcome: AuditOutcome::Succeeded,
+                request: c.request.clone(),
+                before,
+                after,
+                details: serde_json::json!({"generation": generation, "source": c.source}),
+            };
+            Self::append_in(&mut tx, &event).await?;
         }
         match tx.commit().await {
             Ok(()) => Ok(()),

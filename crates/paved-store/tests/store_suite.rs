@@ -1,6 +1,9 @@
 //! The same behaviour, asserted against SQLite and a real PostgreSQL server.
 
-use paved_store::{AppliedNode, Change, Lock, Operation, SqlStore, Store, StoreError};
+use paved_store::{
+    AppliedNode, AuditFilter, AuditOutcome, Change, Lock, NewAuditEvent, Operation, RequestContext, SqlStore, Store,
+    StoreError,
+};
 use serde_json::json;
 use std::sync::Arc;
 use time::OffsetDateTime;
@@ -35,6 +38,7 @@ fn put(kind: &str, name: &str, expected: Option<i64>, spec: serde_json::Value) -
         actor: "alice".into(),
         source: Some("team.yaml:1".into()),
         at: at(0),
+        request: RequestContext { request_id: "req-1".into(), origin: "test".into() },
     }
 }
 
@@ -146,6 +150,133 @@ async fn reopening_keeps_state(b: Backend) {
     assert_eq!(again.get("Team", "t").await.unwrap().unwrap().spec, Some(json!({"v": 1})));
 }
 
+fn event(actor: &str, target: &str) -> NewAuditEvent {
+    NewAuditEvent {
+        at: at(5),
+        actor: actor.into(),
+        action: "environment.apply".into(),
+        target: target.into(),
+        outcome: AuditOutcome::Succeeded,
+        request: RequestContext { request_id: "req-2".into(), origin: "127.0.0.1".into() },
+        before: None,
+        after: Some("sha256:abc".into()),
+        details: json!({"nodes": {"created": 3}}),
+    }
+}
+
+/// Tampering is done as an attacker with the database's owner rights would:
+/// the append-only triggers switched off first.
+async fn tamper(b: &Backend, statements: &[&str]) {
+    let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&b.url).await.unwrap();
+    let (off, on): (&[&str], &[&str]) = if b.url.starts_with("sqlite") {
+        (
+            &["DROP TRIGGER audit_events_no_update", "DROP TRIGGER audit_events_no_delete"],
+            &[
+                "CREATE TRIGGER audit_events_no_update BEFORE UPDATE ON audit_events BEGIN SELECT RAISE(ABORT, 'audit events are append-only: UPDATE refused'); END",
+                "CREATE TRIGGER audit_events_no_delete BEFORE DELETE ON audit_events BEGIN SELECT RAISE(ABORT, 'audit events are append-only: DELETE refused'); END",
+            ],
+        )
+    } else {
+        (&["ALTER TABLE audit_events DISABLE TRIGGER USER"], &["ALTER TABLE audit_events ENABLE TRIGGER USER"])
+    };
+    for sql in off.iter().chain(statements).chain(on) {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_string())).execute(&mut conn).await.unwrap();
+    }
+}
+
+async fn the_audit_log_is_append_only_and_tamper_evident(b: Backend) {
+    let store = SqlStore::open(&b.url).await.unwrap();
+    // Spec changes are recorded with their commit, with before/after digests.
+    store.commit(&[put("Team", "t", None, json!({"v": 1}))]).await.unwrap();
+    store.commit(&[put("Team", "t", Some(1), json!({"v": 2}))]).await.unwrap();
+    let third = store.append_audit(&event("bob", "Environment/dev")).await.unwrap();
+    store.append_audit(&event("carol", "Environment/staging")).await.unwrap();
+    let all = store.audit_events(&AuditFilter::default()).await.unwrap();
+    assert_eq!(all.iter().map(|e| e.seq).collect::<Vec<_>>(), [1, 2, 3, 4]);
+    assert_eq!((all[1].event.action.as_str(), all[1].event.target.as_str()), ("spec.put", "Team/t"));
+    assert_eq!(all[1].event.before.as_deref(), Some(r#"h-{"v":1}"#));
+    assert_eq!(all[1].event.after.as_deref(), Some(r#"h-{"v":2}"#));
+    assert_eq!(all[1].event.request.request_id, "req-1");
+    assert_eq!(all[1].prev_hash, all[0].hash);
+    assert_eq!(all[2], third);
+    // Filters narrow; paging continues after a sequence number.
+    let bob = AuditFilter { actor: Some("bob".into()), ..Default::default() };
+    assert_eq!(store.audit_events(&bob).await.unwrap().iter().map(|e| e.seq).collect::<Vec<_>>(), [3]);
+    let page = AuditFilter { after_seq: 2, limit: 1, ..Default::default() };
+    assert_eq!(store.audit_events(&page).await.unwrap()[0].seq, 3);
+    let later = AuditFilter { since: Some(at(5)), ..Default::default() };
+    assert_eq!(store.audit_events(&later).await.unwrap().len(), 2);
+    let v = store.verify_audit().await.unwrap();
+    assert_eq!((v.events, v.first_break.clone(), v.head.clone()), (4, None, all[3].hash.clone()));
+    store.close().await;
+
+    // The database refuses changes.
+    let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&b.url).await.unwrap();
+    let upd = sqlx::query("UPDATE audit_events SET actor = 'mallory'").execute(&mut conn).await;
+    let del = sqlx::query("DELETE FROM audit_events WHERE seq = 4").execute(&mut conn).await;
+    assert!(upd.unwrap_err().to_string().contains("append-only"));
+    assert!(del.unwrap_err().to_string().contains("append-only"));
+    drop(conn);
+
+    // Behind the triggers' back: an edit, a removal and a reordering are each found, named by event.
+    let first_break = |b: &Backend| {
+        let url = b.url.clone();
+        async move {
+            let store = SqlStore::open(&url).await.unwrap();
+            let v = store.verify_audit().await.unwrap();
+            store.close().await;
+            v.first_break.map(|x| x.seq)
+        }
+    };
+    tamper(&b, &["UPDATE audit_events SET actor = 'mallory' WHERE seq = 3"]).await;
+    assert_eq!(first_break(&b).await, Some(3));
+    tamper(&b, &["UPDATE audit_events SET actor = 'bob' WHERE seq = 3"]).await;
+    assert_eq!(first_break(&b).await, None, "restoring the row restores the chain");
+    tamper(
+        &b,
+        &[
+            "UPDATE audit_events SET seq = 10 WHERE seq = 2",
+            "UPDATE audit_events SET seq = 2 WHERE seq = 3",
+            "UPDATE audit_events SET seq = 3 WHERE seq = 10",
+        ],
+    )
+    .await;
+    assert_eq!(first_break(&b).await, Some(2));
+    tamper(
+        &b,
+        &[
+            "UPDATE audit_events SET seq = 10 WHERE seq = 2",
+            "UPDATE audit_events SET seq = 2 WHERE seq = 3",
+            "UPDATE audit_events SET seq = 3 WHERE seq = 10",
+        ],
+    )
+    .await;
+    tamper(&b, &["DELETE FROM audit_events WHERE seq = 2"]).await;
+    let store = SqlStore::open(&b.url).await.unwrap();
+    let v = store.verify_audit().await.unwrap();
+    let broken = v.first_break.unwrap();
+    assert_eq!((v.events, broken.seq), (1, 3));
+    assert!(broken.reason.contains("missing"), "{}", broken.reason);
+}
+
+async fn concurrent_appends_keep_one_chain(b: Backend) {
+    let store = Arc::new(SqlStore::open(&b.url).await.unwrap());
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            for j in 0..5 {
+                store.append_audit(&event(&format!("writer-{i}"), &format!("Environment/e{j}"))).await.unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let v = store.verify_audit().await.unwrap();
+    assert_eq!((v.events, v.first_break), (40, None));
+}
+
 macro_rules! suite {
     ($($name:ident),* $(,)?) => {
         mod on_sqlite { $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(super::sqlite().await).await } )* }
@@ -164,6 +295,8 @@ suite!(
     applied_nodes_are_upserted_per_environment,
     one_apply_per_environment_at_a_time,
     concurrent_lockers_get_one_winner,
+    the_audit_log_is_append_only_and_tamper_evident,
+    concurrent_appends_keep_one_chain,
 );
 
 fn node(id: &str, v: i64) -> AppliedNode {

@@ -1,0 +1,253 @@
+//! The audit log: attributed actions in a SHA-256 hash chain.
+//!
+//! Event `n` stores `hash(n) = SHA-256(hash(n-1) ‖ canonical(n))`, where
+//! `canonical` is a JSON array of the event's fields exactly as stored (the
+//! timestamp and details as text). Changing, removing or reordering any
+//! stored event breaks the chain at that event, which [`verify`] names. The
+//! database refuses UPDATE and DELETE on the table besides (triggers), so
+//! tampering needs someone who can drop them, and is still detected. A
+//! removed *tail* needs an outside anchor to be noticed: export the log (or
+//! its last hash) to a SIEM.
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use time::OffsetDateTime;
+
+/// The `prev_hash` of the first event.
+pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// How an attempted action ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuditOutcome {
+    Succeeded,
+    Failed,
+    /// Refused by authorisation.
+    Denied,
+}
+
+impl AuditOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuditOutcome::Succeeded => "succeeded",
+            AuditOutcome::Failed => "failed",
+            AuditOutcome::Denied => "denied",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<AuditOutcome> {
+        match s {
+            "succeeded" => Some(AuditOutcome::Succeeded),
+            "failed" => Some(AuditOutcome::Failed),
+            "denied" => Some(AuditOutcome::Denied),
+            _ => None,
+        }
+    }
+}
+
+/// Who asked for a change, for the audit log: a request id (one per CLI
+/// command or API request) and where it came from.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestContext {
+    pub request_id: String,
+    /// A source address, or `cli@HOST` for the embedded CLI.
+    pub origin: String,
+}
+
+/// An action to record.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NewAuditEvent {
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+    pub actor: String,
+    /// What was done, `noun.verb`: `spec.put`, `spec.delete`, `environment.apply`, …
+    pub action: String,
+    /// What it was done to: `Environment/dev`, `Service/api`, …
+    pub target: String,
+    pub outcome: AuditOutcome,
+    #[serde(flatten)]
+    pub request: RequestContext,
+    /// Content digest of the target before and after the action.
+    pub before: Option<String>,
+    pub after: Option<String>,
+    pub details: serde_json::Value,
+}
+
+/// A recorded event: its place in the chain and the hashes that bind it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditEvent {
+    pub seq: i64,
+    #[serde(flatten)]
+    pub event: NewAuditEvent,
+    pub prev_hash: String,
+    pub hash: String,
+}
+
+/// Which events to list; every field narrows.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AuditFilter {
+    pub actor: Option<String>,
+    pub action: Option<String>,
+    pub target: Option<String>,
+    pub since: Option<OffsetDateTime>,
+    pub until: Option<OffsetDateTime>,
+    /// Only events after this sequence number (paging).
+    pub after_seq: i64,
+    pub limit: i64,
+}
+
+/// An event's columns as stored: what the hash covers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredEvent {
+    pub seq: i64,
+    pub at: String,
+    pub actor: String,
+    pub action: String,
+    pub target: String,
+    pub outcome: String,
+    pub request_id: String,
+    pub origin: String,
+    pub before_digest: Option<String>,
+    pub after_digest: Option<String>,
+    pub details: String,
+    pub prev_hash: String,
+    pub hash: String,
+}
+
+impl StoredEvent {
+    /// The hash this event must carry, given the one before it.
+    pub fn expected_hash(&self, prev_hash: &str) -> String {
+        let canonical = serde_json::json!([
+            self.seq,
+            self.at,
+            self.actor,
+            self.action,
+            self.target,
+            self.outcome,
+            self.request_id,
+            self.origin,
+            self.before_digest,
+            self.after_digest,
+            self.details,
+        ]);
+        let mut h = Sha256::new();
+        h.update(prev_hash.as_bytes());
+        h.update(b"\n");
+        h.update(canonical.to_string().as_bytes());
+        hex::encode(h.finalize())
+    }
+}
+
+/// Where the chain breaks first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ChainBreak {
+    /// The first event that does not fit (for a gap: the one after it).
+    pub seq: i64,
+    pub reason: String,
+    /// The last event of the intact part before it (0: none).
+    pub intact_until: i64,
+}
+
+/// Checks events in order, continuing from `(last_seq, last_hash)` (start
+/// with `(0, GENESIS)`); returns the new position or the first break.
+pub fn verify<'a>(
+    events: impl IntoIterator<Item = &'a StoredEvent>,
+    (mut last_seq, mut last_hash): (i64, String),
+) -> Result<(i64, String), ChainBreak> {
+    for e in events {
+        if e.seq != last_seq + 1 {
+            return Err(ChainBreak {
+                seq: e.seq,
+                reason: format!("follows event {last_seq}: events {}..{} are missing", last_seq + 1, e.seq - 1),
+                intact_until: last_seq,
+            });
+        }
+        if e.prev_hash != last_hash {
+            return Err(ChainBreak {
+                seq: e.seq,
+                reason: "its prev_hash is not the hash of the event before it (an event was removed or reordered)"
+                    .into(),
+                intact_until: last_seq,
+            });
+        }
+        if e.expected_hash(&e.prev_hash) != e.hash {
+            return Err(ChainBreak {
+                seq: e.seq,
+                reason: "its content does not match its hash (it was edited)".into(),
+                intact_until: last_seq,
+            });
+        }
+        last_seq = e.seq;
+        last_hash = e.hash.clone();
+    }
+    Ok((last_seq, last_hash))
+}
+
+/// What `verify` found over the whole log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Verification {
+    /// Events found intact (all of them, or those before the first break).
+    pub events: i64,
+    /// The hash of the last intact event.
+    pub head: String,
+    pub first_break: Option<ChainBreak>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chain(n: i64) -> Vec<StoredEvent> {
+        let mut prev = GENESIS.to_string();
+        (1..=n)
+            .map(|seq| {
+                let mut e = StoredEvent {
+                    seq,
+                    at: format!("2026-11-25T10:00:{seq:02}.000000000Z"),
+                    actor: "alice".into(),
+                    action: "spec.put".into(),
+                    target: format!("Team/t{seq}"),
+                    outcome: "succeeded".into(),
+                    request_id: "r".into(),
+                    origin: "cli@host".into(),
+                    before_digest: None,
+                    after_digest: Some(format!("d{seq}")),
+                    details: "{}".into(),
+                    prev_hash: prev.clone(),
+                    hash: String::new(),
+                };
+                e.hash = e.expected_hash(&prev);
+                prev = e.hash.clone();
+                e
+            })
+            .collect()
+    }
+
+    #[test]
+    fn an_intact_chain_verifies_and_any_tampering_names_the_event() {
+        let events = chain(5);
+        assert_eq!(verify(&events, (0, GENESIS.into())).unwrap().0, 5);
+
+        let mut edited = events.clone();
+        edited[2].actor = "mallory".into();
+        assert_eq!(verify(&edited, (0, GENESIS.into())).unwrap_err().seq, 3);
+
+        let mut removed = events.clone();
+        removed.remove(1);
+        let err = verify(&removed, (0, GENESIS.into())).unwrap_err();
+        assert_eq!((err.seq, err.reason.contains("missing")), (3, true));
+
+        // Swapping two events' places (renumbered so the sequence looks whole).
+        let mut swapped = events.clone();
+        swapped.swap(1, 2);
+        swapped[1].seq = 2;
+        swapped[2].seq = 3;
+        assert_eq!(verify(&swapped, (0, GENESIS.into())).unwrap_err().seq, 2);
+
+        // Re-hashing an edited event does not help: the next one no longer fits.
+        let mut rehashed = events;
+        rehashed[1].target = "Team/other".into();
+        rehashed[1].hash = rehashed[1].expected_hash(&rehashed[1].prev_hash);
+        assert_eq!(verify(&rehashed, (0, GENESIS.into())).unwrap_err().seq, 3);
+    }
+}
