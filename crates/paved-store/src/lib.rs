@@ -10,6 +10,11 @@
 //! in one transaction or none of them, failing with [`StoreError::Conflict`]
 //! when another writer got there first. No update is ever lost.
 //!
+//! The store also keeps the audit log ([`audit`]): every committed change is
+//! recorded in the same transaction as an event in a SHA-256 hash chain, and
+//! callers append other actions (applies, denials) with
+//! [`Store::append_audit`].
+//!
 //! One implementation, [`SqlStore`], serves SQLite (embedded default, WAL)
 //! and PostgreSQL through sqlx's `Any` driver; the dialects differ only in
 //! their migration files.

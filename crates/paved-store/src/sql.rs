@@ -262,30 +262,41 @@ impl Store for SqlStore {
     }
 
     async fn verify_audit(&self) -> Result<Verification, StoreError> {
+        // Pages are fetched while the previous one is checked on the other cores.
+        let fetch = |after: i64| {
+            let pool = self.pool.clone();
+            async move {
+                // Paged by seq: a removed event shows as a gap, a moved or edited one as a hash that does not fit.
+                let rows = sqlx::query(concat!(
+                    "SELECT ",
+                    audit_columns!(),
+                    " FROM audit_events WHERE seq > $1 ORDER BY seq LIMIT $2"
+                ))
+                .bind(after)
+                .bind(VERIFY_PAGE)
+                .fetch_all(&pool)
+                .await?;
+                rows.iter().map(to_stored_event).collect::<Result<Vec<_>, sqlx::Error>>()
+            }
+        };
         let mut position = (0_i64, audit::GENESIS.to_string());
-        let mut after = 0_i64;
-        loop {
-            // Paged by seq: a removed event shows as a gap, a moved or edited one as a hash that does not fit.
-            let rows = sqlx::query(concat!(
-                "SELECT ",
-                audit_columns!(),
-                " FROM audit_events WHERE seq > $1 ORDER BY seq LIMIT $2"
-            ))
-            .bind(after)
-            .bind(VERIFY_PAGE)
-            .fetch_all(&self.pool)
-            .await?;
-            let Some(last) = rows.last() else { break };
-            after = last.try_get("seq")?;
-            let events = rows.iter().map(to_stored_event).collect::<Result<Vec<_>, _>>()?;
-            match audit::verify(&events, position.clone()) {
-                Ok(next) => position = next,
+        let mut page = fetch(0).await?;
+        while let Some(last) = page.last().map(|e| e.seq) {
+            let next = tokio::spawn(fetch(last));
+            let from = position.clone();
+            let (checked, events) = tokio::task::spawn_blocking(move || (audit::verify(&page, from), page))
+                .await
+                .map_err(|e| StoreError::CorruptAudit { seq: last, reason: e.to_string() })?;
+            match checked {
+                Ok(reached) => position = reached,
                 Err(first_break) => {
+                    next.abort();
                     let until = first_break.intact_until;
                     let head = events.iter().find(|e| e.seq == until).map_or(position.1, |e| e.hash.clone());
                     return Ok(Verification { events: until, head, first_break: Some(first_break) });
                 }
             }
+            page = next.await.map_err(|e| StoreError::CorruptAudit { seq: last, reason: e.to_string() })??;
         }
         Ok(Verification { events: position.0, head: position.1, first_break: None })
     }

@@ -1,0 +1,142 @@
+//! The audit log: append rate through the store, and `verify` over a large
+//! chain. SQLite (the embedded default) and a throwaway PostgreSQL server,
+//! side by side.
+//!
+//!     cargo bench -p paved-store --bench audit            (1,000,000 events)
+//!     AUDIT_EVENTS=100000 cargo bench -p paved-store --bench audit
+//!
+//! The large chain is written in bulk (hashes computed as the store computes
+//! them, rows inserted in one transaction), since appending a million events
+//! one request at a time measures the append rate, which is reported apart.
+
+use paved_store::audit::{GENESIS, StoredEvent};
+use paved_store::{AuditOutcome, NewAuditEvent, RequestContext, SqlStore, Store};
+use sqlx::Connection;
+use std::time::Instant;
+
+const APPENDS: usize = 2_000;
+
+fn event(i: usize) -> NewAuditEvent {
+    NewAuditEvent {
+        at: time::OffsetDateTime::from_unix_timestamp(1_764_000_000 + i as i64).unwrap(),
+        actor: format!("user-{}", i % 50),
+        action: "environment.apply".into(),
+        target: format!("Environment/env-{}", i % 10_000),
+        outcome: AuditOutcome::Succeeded,
+        request: RequestContext { request_id: format!("{i:016x}"), origin: "10.0.0.7".into() },
+        before: Some(format!("sha256:{i:064x}")),
+        after: Some(format!("sha256:{:064x}", i + 1)),
+        details: serde_json::json!({"nodes": {"created": 3, "unchanged": 12}}),
+    }
+}
+
+/// Rows `from..to` of a valid chain continuing `prev`.
+fn chain(from: usize, to: usize, mut prev: String) -> Vec<StoredEvent> {
+    (from..to)
+        .map(|i| {
+            let mut e = StoredEvent {
+                seq: i as i64,
+                at: format!("2026-11-25T10:{:02}:{:02}.000000000Z", (i / 60) % 60, i % 60),
+                actor: format!("user-{}", i % 50),
+                action: "environment.apply".into(),
+                target: format!("Environment/env-{}", i % 10_000),
+                outcome: "succeeded".into(),
+                request_id: format!("{i:016x}"),
+                origin: "10.0.0.7".into(),
+                before_digest: Some(format!("sha256:{i:064x}")),
+                after_digest: Some(format!("sha256:{:064x}", i + 1)),
+                details: r#"{"nodes":{"created":3,"unchanged":12}}"#.into(),
+                prev_hash: prev.clone(),
+                hash: String::new(),
+            };
+            e.hash = e.expected_hash(&prev);
+            prev = e.hash.clone();
+            e
+        })
+        .collect()
+}
+
+async fn bulk_insert(url: &str, n: usize) {
+    sqlx::any::install_default_drivers();
+    let mut conn = sqlx::AnyConnection::connect(url).await.unwrap();
+    let mut tx = conn.begin().await.unwrap();
+    let mut prev = GENESIS.to_string();
+    const BATCH: usize = 50_000;
+    for start in (1..=n).step_by(BATCH) {
+        let rows = chain(start, (start + BATCH).min(n + 1), prev.clone());
+        prev = rows.last().map(|r| r.hash.clone()).unwrap_or(prev);
+        for r in rows {
+            sqlx::query(
+                "INSERT INTO audit_events (seq, at, actor, action, target, outcome, request_id, origin, \
+                 before_digest, after_digest, details, prev_hash, hash) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+            )
+            .bind(r.seq)
+            .bind(r.at)
+            .bind(r.actor)
+            .bind(r.action)
+            .bind(r.target)
+            .bind(r.outcome)
+            .bind(r.request_id)
+            .bind(r.origin)
+            .bind(r.before_digest)
+            .bind(r.after_digest)
+            .bind(r.details)
+            .bind(r.prev_hash)
+            .bind(r.hash)
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        }
+    }
+    tx.commit().await.unwrap();
+}
+
+async fn run(name: &str, url: &str, events: usize) {
+    let store = SqlStore::open(url).await.unwrap();
+    let t = Instant::now();
+    for i in 0..APPENDS {
+        store.append_audit(&event(i)).await.unwrap();
+    }
+    let append = t.elapsed();
+    let v = store.verify_audit().await.unwrap();
+    assert_eq!((v.events, v.first_break), (APPENDS as i64, None));
+    store.close().await;
+
+    // A fresh database for the large chain.
+    let url = if let Some(path) = url.strip_prefix("sqlite://") {
+        let big = format!("{path}.big");
+        let _ = std::fs::remove_file(&big);
+        format!("sqlite://{big}")
+    } else {
+        paved_store::testing::postgres_url().await.unwrap()
+    };
+    SqlStore::open(&url).await.unwrap().close().await;
+    let t = Instant::now();
+    bulk_insert(&format!("{url}{}", if url.starts_with("sqlite") { "?mode=rwc" } else { "" }), events).await;
+    let load = t.elapsed();
+    let store = SqlStore::open(&url).await.unwrap();
+    let t = Instant::now();
+    let v = store.verify_audit().await.unwrap();
+    let verify = t.elapsed();
+    assert_eq!((v.events, v.first_break), (events as i64, None));
+    println!(
+        "{name:<10} append {:>7.0} events/s ({APPENDS} one by one, {:.2} ms each) | verify {events} events: {:.2} s \
+         ({:.0} events/s) | bulk load {:.1} s",
+        APPENDS as f64 / append.as_secs_f64(),
+        append.as_secs_f64() * 1000.0 / APPENDS as f64,
+        verify.as_secs_f64(),
+        events as f64 / verify.as_secs_f64(),
+        load.as_secs_f64(),
+    );
+    store.close().await;
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let events: usize = std::env::var("AUDIT_EVENTS").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
+    let dir = tempfile::tempdir().unwrap();
+    run("sqlite", &format!("sqlite://{}", dir.path().join("audit.db").display()), events).await;
+    let pg = paved_store::testing::postgres_url().await.unwrap_or_else(|e| panic!("{e}"));
+    run("postgres", &pg, events).await;
+}
