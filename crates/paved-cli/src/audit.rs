@@ -4,8 +4,43 @@ use crate::Failure;
 use crate::cli::{AuditCommand, AuditFilterArgs, Format};
 use crate::commands::{Ctx, open_store};
 use crate::output::structured;
-use paved_store::{AuditEvent, AuditFilter, Store};
+use paved_store::{AuditEvent, AuditFilter, AuditOutcome, NewAuditEvent, Store};
 use std::io::Write;
+
+/// Records an action of this command in the audit log (spec changes record
+/// themselves, with their commit).
+pub(crate) async fn record(
+    ctx: &Ctx,
+    action: &str,
+    target: String,
+    outcome: AuditOutcome,
+    after: Option<String>,
+    details: serde_json::Value,
+) -> Result<(), Failure> {
+    let event = NewAuditEvent {
+        at: time::OffsetDateTime::now_utc(),
+        actor: ctx.actor.clone(),
+        action: action.into(),
+        target,
+        outcome,
+        request: ctx.request.clone(),
+        before: None,
+        after,
+        details,
+    };
+    open_store(ctx).await?.append_audit(&event).await.map_err(|e| Failure::Internal(e.into()))?;
+    Ok(())
+}
+
+/// A refused or failed attempt is recorded too, with why.
+pub(crate) async fn record_failure(ctx: &Ctx, action: &str, target: String, error: &Failure) -> Result<(), Failure> {
+    let reason = match error {
+        Failure::User(msg) => msg.clone(),
+        Failure::Internal(e) => e.to_string(),
+        Failure::Reported | Failure::Drift => "see the command's output".into(),
+    };
+    record(ctx, action, target, AuditOutcome::Failed, None, serde_json::json!({"error": reason})).await
+}
 
 /// Events read per query when exporting or listing everything.
 const PAGE: i64 = 10_000;

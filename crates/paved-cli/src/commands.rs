@@ -108,7 +108,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
         }
         Command::Up { specs, environment } => crate::provision::up(&ctx, &specs, &environment).await,
         Command::Down => crate::provision::down(&ctx).await,
-        Command::Image(sub) => crate::provision::image(&ctx, sub),
+        Command::Image(sub) => crate::provision::image(&ctx, sub).await,
         Command::Audit(sub) => crate::audit::run(&ctx, sub).await,
         Command::Supervise { .. } => Err(Failure::User("`__supervise` is started by paved itself".into())),
         Command::Watch { file } => paved_local::docker::liveness::main(&file).await.map_err(Failure::User),
@@ -442,6 +442,17 @@ async fn describe(ctx: &Ctx, kind: Kind, name: &str) -> Result<(), Failure> {
 }
 
 async fn delete(ctx: &Ctx, kind: Kind, name: &str) -> Result<(), Failure> {
+    let result = delete_object(ctx, kind, name).await;
+    if let Err(e) = &result
+        && let Err(audit) =
+            crate::audit::record_failure(ctx, "spec.delete", format!("{}/{name}", kind.as_str()), e).await
+    {
+        eprintln!("warning: the refused delete could not be recorded in the audit log: {audit:?}");
+    }
+    result
+}
+
+async fn delete_object(ctx: &Ctx, kind: Kind, name: &str) -> Result<(), Failure> {
     let catalog = open(ctx).await?;
     if kind == Kind::Environment {
         // Forgetting the spec of a running environment would orphan its resources.

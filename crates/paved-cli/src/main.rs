@@ -24,6 +24,7 @@ fn restore_sigpipe() {
 }
 
 /// A failure with the exit code it maps to.
+#[derive(Debug)]
 pub enum Failure {
     /// Bad input, unknown objects, refused changes: exit code 1.
     User(String),

@@ -110,7 +110,7 @@ async fn run_engine(ctx: &Ctx, desired: &ResourceGraph, parallelism: u16) -> Res
 /// Records an apply or destroy of an environment in the audit log: the
 /// digest of the graph it worked towards and what came of each node.
 async fn audit_run(ctx: &Ctx, desired: &ResourceGraph, result: &Result<Report, EngineError>) -> Result<(), Failure> {
-    use paved_store::{AuditOutcome, NewAuditEvent};
+    use paved_store::AuditOutcome;
     use sha2::{Digest, Sha256};
     let (outcome, details) = match result {
         Ok(report) => {
@@ -127,19 +127,10 @@ async fn audit_run(ctx: &Ctx, desired: &ResourceGraph, result: &Result<Report, E
         }
         Err(e) => (AuditOutcome::Failed, serde_json::json!({"error": e.to_string()})),
     };
-    let event = NewAuditEvent {
-        at: time::OffsetDateTime::now_utc(),
-        actor: ctx.actor.clone(),
-        action: if desired.nodes.is_empty() { "environment.destroy" } else { "environment.apply" }.into(),
-        target: format!("Environment/{}", desired.environment),
-        outcome,
-        request: ctx.request.clone(),
-        before: None,
-        after: Some(format!("sha256:{}", hex::encode(Sha256::digest(desired.to_bytes())))),
-        details,
-    };
-    open_store(ctx).await?.append_audit(&event).await.map_err(|e| Failure::Internal(e.into()))?;
-    Ok(())
+    let action = if desired.nodes.is_empty() { "environment.destroy" } else { "environment.apply" };
+    let digest = format!("sha256:{}", hex::encode(Sha256::digest(desired.to_bytes())));
+    crate::audit::record(ctx, action, format!("Environment/{}", desired.environment), outcome, Some(digest), details)
+        .await
 }
 
 const TAKEOVER_SETTLE: Duration = Duration::from_secs(2);
@@ -496,6 +487,16 @@ pub async fn down(ctx: &Ctx) -> Result<(), Failure> {
         return Err(Failure::User("some resources could not be removed; fix the errors above and run again".into()));
     }
     paved_local::teardown(&config).await.map_err(Failure::User)?;
+    let details = serde_json::json!({"removed": config.local_dir().display().to_string()});
+    crate::audit::record(
+        ctx,
+        "platform.down",
+        "Platform/local".into(),
+        paved_store::AuditOutcome::Succeeded,
+        None,
+        details,
+    )
+    .await?;
     if ctx.format == crate::cli::Format::Table {
         println!("removed every environment, the platform database and {}", config.local_dir().display());
     }
@@ -503,11 +504,22 @@ pub async fn down(ctx: &Ctx) -> Result<(), Failure> {
 }
 
 /// `paved image import|list`.
-pub fn image(ctx: &Ctx, command: ImageCommand) -> Result<(), Failure> {
+pub async fn image(ctx: &Ctx, command: ImageCommand) -> Result<(), Failure> {
     let images = ctx.local_config()?.images();
     match command {
         ImageCommand::Import { dir, tags } => {
             let digest = images.import(&dir, &tags).map_err(Failure::User)?;
+            let details = serde_json::json!({"tags": tags, "from": dir.display().to_string()});
+            let target = format!("Image/{}", tags.first().cloned().unwrap_or_else(|| digest.clone()));
+            crate::audit::record(
+                ctx,
+                "image.import",
+                target,
+                paved_store::AuditOutcome::Succeeded,
+                Some(digest.clone()),
+                details,
+            )
+            .await?;
             println!("{digest}");
         }
         ImageCommand::List => {

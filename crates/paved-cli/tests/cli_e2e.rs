@@ -299,6 +299,11 @@ fn the_audit_log_records_every_change_and_verify_names_a_tampered_event() {
     let p = Paved::new();
     p.ok(&["apply", "-f", &examples()]);
     p.ok(&["delete", "environment", "eu-dev"]);
+    // A refused attempt is recorded too, with why.
+    assert_eq!(p.run(&["delete", "team", "storefront"]).status.code(), Some(1));
+    let refused = p.json(&["audit", "list", "--target", "Team/storefront", "--action", "spec.delete"]);
+    assert_eq!(refused[0]["outcome"], "failed", "{refused}");
+    assert!(refused[0]["details"]["error"].as_str().unwrap().contains("still used by Service `web`"), "{refused}");
 
     let events = p.json(&["audit", "list", "--target", "Environment/eu-dev"]);
     let events = events.as_array().unwrap();
@@ -312,9 +317,9 @@ fn the_audit_log_records_every_change_and_verify_names_a_tampered_event() {
     // Export: JSON lines, one per event, all of them.
     let export = p.ok(&["audit", "export"]);
     let lines: Vec<Value> = export.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-    assert_eq!(lines.len(), 16, "15 specs recorded and one deleted");
-    assert_eq!(lines.iter().map(|e| e["seq"].as_i64().unwrap()).collect::<Vec<_>>(), (1..=16).collect::<Vec<_>>());
-    assert!(p.ok(&["audit", "verify"]).contains("audit log intact: 16 events"));
+    assert_eq!(lines.len(), 17, "15 specs recorded, one deleted, one delete refused");
+    assert_eq!(lines.iter().map(|e| e["seq"].as_i64().unwrap()).collect::<Vec<_>>(), (1..=17).collect::<Vec<_>>());
+    assert!(p.ok(&["audit", "verify"]).contains("audit log intact: 17 events"));
 
     // Someone with the database file edits an event behind the triggers' back.
     let path = p.state.strip_prefix("sqlite://").unwrap().to_string();

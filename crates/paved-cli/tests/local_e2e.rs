@@ -297,6 +297,10 @@ fn up_runs_isolated_environments_repairs_drift_and_down_removes_everything() {
 
     // 5. `paved down` removes everything: processes, the cluster, the provider's files.
     p.ok(&["down"]);
+    let downs: serde_json::Value =
+        serde_json::from_str(&p.ok(&["audit", "list", "--action", "platform.down", "-o", "json"])).unwrap();
+    assert_eq!(downs.as_array().map(Vec::len), Some(1), "{downs}");
+    assert!(p.ok(&["audit", "verify"]).contains("intact"));
     assert_eq!(p.processes(), vec![], "processes left behind");
     assert!(!p.dir().join("local").exists());
     assert!(!p.cluster_dir().exists());
