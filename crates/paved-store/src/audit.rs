@@ -141,61 +141,48 @@ impl StoredEvent {
     }
 }
 
-/// Unpacks rows packed by the store (see `fetch_audit_page`): per column
-/// `LENGTH:VALUE` with the length in characters, or `~` for NULL, 13
-/// columns per row. `None` when the text does not unpack.
+/// One row as the store packs it for verification: a JSON array of the
+/// columns in table order.
+type PackedRow = (
+    i64,
+    String,
+    String,
+    String,
+    String,
+    String,
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+    String,
+    String,
+    String,
+);
+
+/// Unpacks a page the store packed (see `fetch_audit_page`): a JSON array
+/// of rows, each a JSON array of the 13 columns. `None` when it does not
+/// parse as that.
 pub fn parse_packed(page: &str) -> Option<Vec<StoredEvent>> {
-    let mut r = Packed(page);
-    let mut events = Vec::new();
-    while !r.0.is_empty() {
-        events.push(StoredEvent {
-            seq: r.text()?.parse().ok()?,
-            at: r.text()?,
-            actor: r.text()?,
-            action: r.text()?,
-            target: r.text()?,
-            outcome: r.text()?,
-            request_id: r.text()?,
-            origin: r.text()?,
-            before_digest: r.field()?,
-            after_digest: r.field()?,
-            details: r.text()?,
-            prev_hash: r.text()?,
-            hash: r.text()?,
-        });
-    }
-    Some(events)
-}
-
-/// The unread rest of a packed page.
-struct Packed<'a>(&'a str);
-
-impl Packed<'_> {
-    /// The next column: `Some(None)` for NULL, `None` when malformed.
-    fn field(&mut self) -> Option<Option<String>> {
-        if let Some(rest) = self.0.strip_prefix('~') {
-            self.0 = rest;
-            return Some(None);
-        }
-        let (len, body) = self.0.split_once(':')?;
-        let chars: usize = len.parse().ok()?;
-        // Byte length equals character length for ASCII, the common case.
-        let end = if body.is_char_boundary(chars.min(body.len())) && body[..chars.min(body.len())].is_ascii() {
-            chars
-        } else {
-            body.char_indices().nth(chars).map_or(body.len(), |(i, _)| i)
-        };
-        if end > body.len() || body[..end].chars().count() != chars {
-            return None;
-        }
-        self.0 = &body[end..];
-        Some(Some(body[..end].to_string()))
-    }
-
-    /// The next column, which must not be NULL.
-    fn text(&mut self) -> Option<String> {
-        self.field()?
-    }
+    let rows: Vec<PackedRow> = serde_json::from_str(page).ok()?;
+    Some(
+        rows.into_iter()
+            .map(|r| StoredEvent {
+                seq: r.0,
+                at: r.1,
+                actor: r.2,
+                action: r.3,
+                target: r.4,
+                outcome: r.5,
+                request_id: r.6,
+                origin: r.7,
+                before_digest: r.8,
+                after_digest: r.9,
+                details: r.10,
+                prev_hash: r.11,
+                hash: r.12,
+            })
+            .collect(),
+    )
 }
 
 /// Where the chain breaks first.
@@ -300,28 +287,34 @@ mod tests {
     #[test]
     fn packed_pages_unpack_to_the_same_rows_whatever_the_characters() {
         let mut events = chain(3);
-        events[1].actor = "zoë:~;\u{1f}λ".into();
+        events[1].actor = "zoë \"quoted\" \\ \u{1f}λ".into();
         events[2].before_digest = Some(String::new());
-        let pack = |v: &Option<String>| match v {
-            Some(v) => format!("{}:{v}", v.chars().count()),
-            None => "~".into(),
-        };
-        let packed: String = events
-            .iter()
-            .map(|e| {
-                [Some(e.seq.to_string()), Some(e.at.clone()), Some(e.actor.clone()), Some(e.action.clone())]
-                    .into_iter()
-                    .chain([Some(e.target.clone()), Some(e.outcome.clone()), Some(e.request_id.clone())])
-                    .chain([Some(e.origin.clone()), e.before_digest.clone(), e.after_digest.clone()])
-                    .chain([Some(e.details.clone()), Some(e.prev_hash.clone()), Some(e.hash.clone())])
-                    .map(|v| pack(&v))
-                    .collect::<String>()
-            })
-            .collect();
-        assert_eq!(parse_packed(&packed), Some(events));
-        assert_eq!(parse_packed("3:abc"), None, "a truncated row does not unpack");
-        assert_eq!(parse_packed("9:abc"), None);
-        assert_eq!(parse_packed(""), Some(vec![]));
+        let page = serde_json::to_string(
+            &events
+                .iter()
+                .map(|e| {
+                    serde_json::json!([
+                        e.seq,
+                        e.at,
+                        e.actor,
+                        e.action,
+                        e.target,
+                        e.outcome,
+                        e.request_id,
+                        e.origin,
+                        e.before_digest,
+                        e.after_digest,
+                        e.details,
+                        e.prev_hash,
+                        e.hash
+                    ])
+                })
+                .collect::<Vec<_>>(),
+        )
+        .unwrap();
+        assert_eq!(parse_packed(&page), Some(events));
+        assert_eq!(parse_packed("[[1, \"only\"]]"), None, "a short row does not unpack");
+        assert_eq!(parse_packed("[]"), Some(vec![]));
     }
 
     #[test]
