@@ -116,7 +116,7 @@ paved drift -e dev || paved apply -e dev   # repair\n\nExit codes: 0 in sync, 3 
         #[arg(short = 'e', long = "environment")]
         environment: String,
     },
-    /// Print a service's output (stdout and stderr of its processes).
+    /// Print a service's output (stdout and stderr of its processes or containers).
     #[command(
         after_help = "Examples:\n  paved logs api -e dev\n  paved logs api -e dev -f\n  paved logs web -e dev --tail 20"
     )]
@@ -146,7 +146,7 @@ paved drift -e dev || paved apply -e dev   # repair\n\nExit codes: 0 in sync, 3 
     /// Remove everything `paved up` and `paved apply` created on this machine.
     #[command(after_help = "Examples:\n  paved down")]
     Down,
-    /// The local image store of the process runtime.
+    /// The local image store: bundles by digest (the docker runtime builds images from them).
     #[command(subcommand)]
     Image(ImageCommand),
     /// The audit log: every change of specs and environments, in a hash chain.
