@@ -416,6 +416,45 @@ fn up_on_docker_runs_containers_isolated_by_network_and_down_removes_them() {
     let logs = p.ok(&["logs", "api", "-e", "dev"]);
     assert!(logs.contains("listening on 0.0.0.0:8080"), "{logs}");
 
+    // redis on Docker: a container on the environment's network; the workload gets its name and password;
+    // a password changed inside the container is drift, and apply restores paved's.
+    let specs = p.dir().join("redis-specs");
+    write_redis_specs(&specs, "docker");
+    p.ok(&["apply", "-f", specs.to_str().unwrap(), "-e", "cache-dev"]);
+    let state: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(p.env_dir("cache-dev").join("redis/cache-user-cache/state.json")).unwrap(),
+    )
+    .unwrap();
+    let password = state["password"].as_str().unwrap();
+    let redis =
+        containers_of(&p, Some("cache-dev")).into_iter().find(|n| n.ends_with("-redis-cache-user-cache")).unwrap();
+    let user = containers_of(&p, Some("cache-dev")).into_iter().find(|n| n.ends_with("-cache-user-main")).unwrap();
+    let env = docker(&["inspect", "-f", "{{range .Config.Env}}{{println .}}{{end}}", &user]);
+    assert!(env.contains("REDIS_HOST=redis-cache-user-cache") && env.contains(&format!("REDIS_PASSWORD={password}")));
+    // Its answer, or nothing while it (re)starts.
+    let cli = |pw: &str, args: &[&str]| {
+        let out = Command::new("docker")
+            .args(["exec", &redis, "/usr/bin/redis-cli", "--no-auth-warning", "-a", pw])
+            .args(args)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    assert_eq!(cli(password, &["ping"]), "PONG");
+    assert_eq!(cli(password, &["config", "set", "requirepass", "changed"]), "OK");
+    let drift = p.run(&["drift", "-e", "cache-dev"]);
+    let text = String::from_utf8_lossy(&drift.stdout);
+    assert_eq!(drift.status.code(), Some(3), "{text}");
+    assert!(text.contains("local.redis/cache-user-cache") && text.contains("changed-outside-paved"), "{text}");
+    p.ok(&["apply", "-e", "cache-dev"]);
+    let restored = (0..20).any(|_| {
+        std::thread::sleep(Duration::from_millis(250));
+        cli(password, &["ping"]) == "PONG"
+    });
+    assert!(restored, "paved's redis password was not restored");
+    p.ok(&["destroy", "-e", "cache-dev"]);
+    assert_eq!(containers_of(&p, Some("cache-dev")), Vec::<String>::new());
+
     // 4. Destroying staging leaves none of its containers or its network; `paved down` removes the rest.
     p.ok(&["destroy", "-e", "staging"]);
     assert_eq!(containers_of(&p, Some("staging")), Vec::<String>::new());
@@ -441,7 +480,7 @@ fn redis_cli(addr: &str, port: u16, password: &str, args: &[&str]) -> String {
 /// A blueprint offering redis, an environment of it and a service using a
 /// redis resource, whose workload writes a key with the credentials paved
 /// resolved into its variables.
-fn write_redis_specs(dir: &Path) {
+fn write_redis_specs(dir: &Path, runtime: &str) {
     let blueprint = std::fs::read_to_string(repo_root().join("examples/platform/blueprint-web-service-standard.yaml"))
         .unwrap()
         .replace("name: web-service-standard", "name: cache-standard")
@@ -454,17 +493,16 @@ fn write_redis_specs(dir: &Path) {
          blueprint: cache-standard@1.2.0\n  account: local\n  region: local\n  type: development\n  owner: platform\n",
     )
     .unwrap();
+    // Containers have no shell: on Docker the workload is the web demo, which just keeps running.
+    let main = if runtime == "docker" {
+        "    image: registry.example.com/storefront/web:2.0.1\n    variables:\n      API_URL: http://nowhere:1\n"
+    } else {
+        "    image: registry.example.com/payments/worker:1.4.2\n    command: [\"/bin/sh\", \"-c\", \"while true; do redis-cli --no-auth-warning -h \\\"$REDIS_HOST\\\" -p \\\"$REDIS_PORT\\\" -a \\\"$REDIS_PASSWORD\\\" set seen-by cache-user; sleep 1; done\"]\n    variables:\n"
+    };
     std::fs::write(
         dir.join("cache-user.score.yaml"),
-        r#"apiVersion: score.dev/v1b1
-metadata:
-  name: cache-user
-containers:
-  main:
-    image: registry.example.com/payments/worker:1.4.2
-    command: ["/bin/sh", "-c", "while true; do redis-cli --no-auth-warning -h \"$REDIS_HOST\" -p \"$REDIS_PORT\" -a \"$REDIS_PASSWORD\" set seen-by cache-user; sleep 1; done"]
-    variables:
-      REDIS_HOST: ${resources.cache.host}
+        format!("apiVersion: score.dev/v1b1\nmetadata:\n  name: cache-user\ncontainers:\n  main:\n{main}")
+            + r#"      REDIS_HOST: ${resources.cache.host}
       REDIS_PORT: ${resources.cache.port}
       REDIS_PASSWORD: ${resources.cache.password}
 resources:
@@ -480,7 +518,7 @@ fn redis_resources_are_password_protected_servers_repaired_on_drift() {
     let p = Paved::new();
     p.ok(&["up"]);
     let specs = p.dir().join("redis-specs");
-    write_redis_specs(&specs);
+    write_redis_specs(&specs, "process");
     p.ok(&["apply", "-f", specs.to_str().unwrap(), "-e", "cache-dev"]);
 
     let state: serde_json::Value = serde_json::from_slice(

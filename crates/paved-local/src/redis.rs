@@ -228,9 +228,25 @@ impl RedisDriver {
                 .inspect_container(&self.container(r), None::<bollard::query_parameters::InspectContainerOptions>)
                 .await;
             let running = found.is_ok_and(|c| c.state.and_then(|s| s.running).unwrap_or(false));
-            // Not reachable from this machine: the configuration file is the password's source of truth.
-            let conf = std::fs::read_to_string(self.dir(r).join("redis.conf")).unwrap_or_default();
-            return Ok((running, conf.contains(&format!("requirepass {}\n", state.password))));
+            if !running {
+                return Ok((false, true));
+            }
+            // Not reachable from this machine: asked from inside, with the client the image carries.
+            let cli = redis_server()?.with_file_name("redis-cli");
+            let ping = vec![
+                cli.display().to_string(),
+                "--no-auth-warning".into(),
+                "-a".into(),
+                state.password.clone(),
+                "ping".into(),
+            ];
+            let answer = crate::docker::exec(&docker, &self.container(r), ping).await;
+            return Ok(match answer {
+                Some((_, out)) if out.contains("PONG") => (true, true),
+                Some((_, out)) if out.contains("NOAUTH") || out.contains("WRONGPASS") => (true, false),
+                // Starting, or the client is not where expected: nothing to say about the password.
+                _ => (true, true),
+            });
         }
         if !supervisor::is_running(&self.dir(r)) {
             return Ok((false, true));
@@ -253,7 +269,7 @@ async fn redis_image(docker: &bollard::Docker, server: &Path) -> Result<String, 
     let fs = tokio::task::spawn_blocking(move || -> Result<RootFs, String> {
         let mut fs = RootFs::new();
         fs.file(&server, &server)?;
-        // The client too, for `docker exec … redis-cli` when someone needs to look inside.
+        // The client too: drift asks the server from inside (`docker exec … redis-cli`), as people can.
         if let Some(cli) = server.parent().map(|d| d.join("redis-cli")).filter(|p| p.is_file()) {
             fs.file(&cli, &cli)?;
         }
@@ -285,11 +301,19 @@ impl Driver for RedisDriver {
 
     async fn create(&self, r: &Resource) -> Result<Outputs, DriverError> {
         let state = self.state(r)?;
+        // A password changed out of band is repaired by a restart with paved's configuration.
+        let changed = matches!(self.check(r, &state).await?, (true, false));
         if is_docker(r) {
+            if changed {
+                let docker = crate::docker::engine().await?;
+                docker
+                    .restart_container(&self.container(r), None::<bollard::query_parameters::RestartContainerOptions>)
+                    .await
+                    .map_err(crate::docker::api_err("restarting redis"))?;
+            }
             self.start_container(r, &state).await?;
         } else {
-            // A password changed out of band is repaired by a restart with paved's configuration.
-            if let (true, false) = self.check(r, &state).await? {
+            if changed {
                 supervisor::stop(&self.dir(r)).await.map_err(retry)?;
             }
             self.start_process(r, &state).await?;
