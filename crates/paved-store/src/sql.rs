@@ -228,6 +228,8 @@ impl SqlStore {
 
 /// Events read per query while verifying.
 const VERIFY_PAGE: i64 = 5_000;
+/// Pages read at once while verifying an intact (dense) chain.
+const READ_AHEAD: usize = 3;
 
 /// A page of events for `verify_audit`, after `after`, in seq order.
 ///
@@ -294,15 +296,35 @@ impl Store for SqlStore {
     }
 
     async fn verify_audit(&self) -> Result<Verification, StoreError> {
-        // Pages are fetched while the previous one is checked on the other cores.
+        use futures_util::StreamExt;
         let fetch = |after: i64| {
             let (pool, backend) = (self.pool.clone(), self.backend);
-            async move { fetch_audit_page(&pool, backend, after).await }
+            tokio::spawn(async move { fetch_audit_page(&pool, backend, after).await })
         };
+        // With seqs exactly 1..=n (the intact case) every page's start is known, so
+        // several pages are read at once (SQLite's WAL serves concurrent readers) while
+        // the one before is checked; otherwise pages follow each other, and the check
+        // names the gap.
+        let bounds = sqlx::query(
+            "SELECT count(*) AS n, coalesce(min(seq), 1) AS lo, coalesce(max(seq), 0) AS hi FROM audit_events",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        let (n, lo, hi): (i64, i64, i64) = (bounds.try_get("n")?, bounds.try_get("lo")?, bounds.try_get("hi")?);
+        let ahead = if lo == 1 && hi == n { READ_AHEAD } else { 1 };
+        let mut starts = futures_util::stream::iter((0..n).step_by(VERIFY_PAGE as usize)).map(fetch).buffered(ahead);
         let mut position = (0_i64, audit::GENESIS.to_string());
-        let mut page = fetch(0).await?;
-        while let Some(last) = page.last().map(|e| e.seq) {
-            let next = tokio::spawn(fetch(last));
+        loop {
+            let page = if ahead > 1 {
+                match starts.next().await {
+                    Some(page) => page,
+                    None => break,
+                }
+            } else {
+                fetch(position.0).await
+            };
+            let page = page.map_err(|e| StoreError::CorruptAudit { seq: position.0, reason: e.to_string() })??;
+            let Some(last) = page.last().map(|e| e.seq) else { break };
             let from = position.clone();
             let (checked, events) = tokio::task::spawn_blocking(move || (audit::verify(&page, from), page))
                 .await
@@ -310,13 +332,11 @@ impl Store for SqlStore {
             match checked {
                 Ok(reached) => position = reached,
                 Err(first_break) => {
-                    next.abort();
                     let until = first_break.intact_until;
                     let head = events.iter().find(|e| e.seq == until).map_or(position.1, |e| e.hash.clone());
                     return Ok(Verification { events: until, head, first_break: Some(first_break) });
                 }
             }
-            page = next.await.map_err(|e| StoreError::CorruptAudit { seq: last, reason: e.to_string() })??;
         }
         Ok(Verification { events: position.0, head: position.1, first_break: None })
     }
