@@ -43,12 +43,12 @@ fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname").map_or_else(|_| "localhost".into(), |h| h.trim().to_string())
 }
 
-/// 16 hex digits, different for every run (the process's random hasher keys).
-fn request_id() -> String {
+/// Different for every run: the process's random hasher keys, mixed with its pid.
+pub(crate) fn random_u64() -> u64 {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
     h.write_u32(std::process::id());
-    format!("{:016x}", h.finish())
+    h.finish()
 }
 
 impl Ctx {
@@ -85,7 +85,10 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
         data_dir,
         runtime: cli.runtime,
         lock_timeout: cli.lock_timeout,
-        request: paved_store::RequestContext { request_id: request_id(), origin: format!("cli@{}", hostname()) },
+        request: paved_store::RequestContext {
+            request_id: format!("{:016x}", random_u64()),
+            origin: format!("cli@{}", hostname()),
+        },
     };
     let result = match cli.command {
         Command::Validate { files } => validate(&ctx, &files).await,

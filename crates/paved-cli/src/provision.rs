@@ -70,7 +70,7 @@ async fn run_engine(ctx: &Ctx, desired: &ResourceGraph, parallelism: u16) -> Res
         holder: ctx.holder(),
         ready_timeout: Duration::from_secs(120),
         node_timeout: Duration::from_secs(300),
-        jitter_seed: rand_seed(),
+        jitter_seed: crate::commands::random_u64(),
         ..Options::default()
     };
     let bars = Arc::new(Bars::new(&desired.environment));
@@ -145,13 +145,6 @@ fn crashed_here(ctx: &Ctx, holder: &str) -> bool {
     // SAFETY: signal 0 only checks that the process exists.
     let alive = unsafe { libc::kill(pid, 0) == 0 || *libc::__errno_location() == libc::EPERM };
     host_of(holder).is_some() && host_of(holder) == host_of(&mine) && !alive
-}
-
-fn rand_seed() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u32(std::process::id());
-    h.finish()
 }
 
 fn print_report(ctx: &Ctx, report: &Report, elapsed: Duration) -> Result<(), Failure> {

@@ -72,6 +72,20 @@ impl Paved {
         String::from_utf8(out.stdout).unwrap()
     }
 
+    /// `paved drift -e ENV` finds drift (exit 3) whose report contains every needle.
+    fn assert_drift(&self, env: &str, needles: &[&str]) {
+        let drift = self.run(&["drift", "-e", env]);
+        let text = String::from_utf8_lossy(&drift.stdout);
+        assert_eq!(drift.status.code(), Some(3), "{text}");
+        assert!(needles.iter().all(|n| text.contains(n)), "{needles:?} not all in:\n{text}");
+    }
+
+    /// `paved drift -e ENV` finds none (exit 0); `context` says when.
+    fn assert_no_drift(&self, env: &str, context: &str) {
+        let drift = self.run(&["drift", "-e", env]);
+        assert_eq!(drift.status.code(), Some(0), "{context}: {}", String::from_utf8_lossy(&drift.stdout));
+    }
+
     fn spawn(&self, args: &[&str]) -> Child {
         self.command(args).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap()
     }
@@ -269,13 +283,9 @@ fn up_runs_isolated_environments_repairs_drift_and_down_removes_everything() {
         libc::kill(supervisor, libc::SIGKILL);
     }
     std::thread::sleep(Duration::from_millis(300));
-    let drift = p.run(&["drift", "-e", "dev"]);
-    let text = String::from_utf8_lossy(&drift.stdout);
-    assert_eq!(drift.status.code(), Some(3), "{text}");
-    assert!(text.contains("local.workload/web") && text.contains(r#"state: "running" -> "stopped""#), "{text}");
+    p.assert_drift("dev", &["local.workload/web", r#"state: "running" -> "stopped""#]);
     p.ok(&["apply", "-e", "dev"]);
-    let drift = p.run(&["drift", "-e", "dev"]);
-    assert_eq!(drift.status.code(), Some(0), "{}", String::from_utf8_lossy(&drift.stdout));
+    p.assert_no_drift("dev", "after the repairing apply");
     assert!(http(&addr, &host, "GET", "/", "").1.contains("written in dev"), "web is back with the same data");
 
     // Logs of the service are there.
@@ -392,13 +402,9 @@ fn up_on_docker_runs_containers_isolated_by_network_and_down_removes_them() {
 
     // 3. Drift: a container removed out of band is reported, then recreated by apply.
     docker(&["rm", "-f", dev.iter().find(|n| n.ends_with("-web-web")).unwrap()]);
-    let drift = p.run(&["drift", "-e", "dev"]);
-    let text = String::from_utf8_lossy(&drift.stdout);
-    assert_eq!(drift.status.code(), Some(3), "{text}");
-    assert!(text.contains("local.workload/web") && text.contains(r#"state: "running" -> "stopped""#), "{text}");
+    p.assert_drift("dev", &["local.workload/web", r#"state: "running" -> "stopped""#]);
     p.ok(&["apply", "-e", "dev"]);
-    let drift = p.run(&["drift", "-e", "dev"]);
-    assert_eq!(drift.status.code(), Some(0), "{}", String::from_utf8_lossy(&drift.stdout));
+    p.assert_no_drift("dev", "after the repairing apply");
     assert!(http(&addr, &host, "GET", "/", "").1.contains("written in dev"), "web is back with the same data");
 
     // A container that stops being live (api's /healthz fails) is restarted by its watcher.
@@ -442,10 +448,7 @@ fn up_on_docker_runs_containers_isolated_by_network_and_down_removes_them() {
     };
     assert_eq!(cli(password, &["ping"]), "PONG");
     assert_eq!(cli(password, &["config", "set", "requirepass", "changed"]), "OK");
-    let drift = p.run(&["drift", "-e", "cache-dev"]);
-    let text = String::from_utf8_lossy(&drift.stdout);
-    assert_eq!(drift.status.code(), Some(3), "{text}");
-    assert!(text.contains("local.redis/cache-user-cache") && text.contains("changed-outside-paved"), "{text}");
+    p.assert_drift("cache-dev", &["local.redis/cache-user-cache", "changed-outside-paved"]);
     p.ok(&["apply", "-e", "cache-dev"]);
     let restored = (0..20).any(|_| {
         std::thread::sleep(Duration::from_millis(250));
@@ -537,10 +540,7 @@ fn redis_resources_are_password_protected_servers_repaired_on_drift() {
 
     // A password changed out of band is drift; apply restores paved's.
     assert_eq!(redis_cli(&addr, port, &password, &["config", "set", "requirepass", "changed"]), "OK");
-    let drift = p.run(&["drift", "-e", "cache-dev"]);
-    let text = String::from_utf8_lossy(&drift.stdout);
-    assert_eq!(drift.status.code(), Some(3), "{text}");
-    assert!(text.contains("local.redis/cache-user-cache") && text.contains("changed-outside-paved"), "{text}");
+    p.assert_drift("cache-dev", &["local.redis/cache-user-cache", "changed-outside-paved"]);
     p.ok(&["apply", "-e", "cache-dev"]);
     assert_eq!(redis_cli(&addr, port, &password, &["ping"]), "PONG");
 
@@ -574,8 +574,7 @@ fn assert_converged(p: &Paved, seed: u64) {
     for (pid, ppid, cmd) in procs.iter().filter(|(_, _, c)| c.contains(&blobs) || c.contains("__proxy")) {
         assert!(supervisors.contains(ppid), "seed {seed}: orphaned process {pid} ({cmd}), parent {ppid}");
     }
-    let drift = p.run(&["drift", "-e", "dev"]);
-    assert_eq!(drift.status.code(), Some(0), "seed {seed}: {}", String::from_utf8_lossy(&drift.stdout));
+    p.assert_no_drift("dev", &format!("seed {seed}"));
 }
 
 #[test]
@@ -640,8 +639,7 @@ fn apply_on_docker_killed_at_random_points_converges_without_duplicate_container
         for n in &names {
             assert_eq!(docker(&["inspect", "-f", "{{.State.Running}}", n]), "true", "seed {seed}: {n} is not running");
         }
-        let drift = p.run(&["drift", "-e", "dev"]);
-        assert_eq!(drift.status.code(), Some(0), "seed {seed}: {}", String::from_utf8_lossy(&drift.stdout));
+        p.assert_no_drift("dev", &format!("seed {seed}"));
     });
     assert_eq!(containers_of(&p, Some("dev")), Vec::<String>::new());
     p.ok(&["down"]);

@@ -253,69 +253,37 @@ impl Cluster {
     /// Runs the cluster in a container on the environment's network unless
     /// it runs, and waits until it accepts connections.
     async fn start_container(&self, p: &Placement) -> Result<u16, String> {
-        use bollard::models::RestartPolicyNameEnum;
-        use bollard::models::{ContainerCreateBody, EndpointSettings, HostConfig, NetworkingConfig, RestartPolicy};
-        use bollard::query_parameters::{CreateContainerOptionsBuilder, InspectContainerOptions};
         let docker = crate::docker::connect().await?;
         let name = p.config.docker_name(&p.env, &["postgres"]);
-        let existing = docker.inspect_container(&name, None::<InspectContainerOptions>).await;
-        match existing {
-            Ok(c) if c.state.as_ref().and_then(|s| s.running).unwrap_or(false) => {}
-            Ok(_) => docker.start_container(&name, None).await.map_err(|e| format!("cannot start {name}: {e}"))?,
-            Err(e) if crate::docker::is_not_found(&e) => {
-                // Where the package put it: the server finds its share files relative to itself.
-                let postgres = self.bin("postgres")?;
-                let postgres = std::fs::canonicalize(&postgres).unwrap_or(postgres);
-                let (uid, gid) = {
-                    use std::os::unix::fs::MetadataExt;
-                    let m =
-                        std::fs::metadata(&self.dir).map_err(|e| format!("cannot read {}: {e}", self.dir.display()))?;
-                    (m.uid(), m.gid())
-                };
-                let image = postgres_image(&docker, &postgres, uid, gid).await?;
-                let network = p.config.docker_name(&p.env, &[]);
-                let body = ContainerCreateBody {
-                    image: Some(image),
-                    user: Some(format!("{uid}:{gid}")),
-                    cmd: Some(vec![
-                        postgres.display().to_string(),
-                        "-D".into(),
-                        format!("{CONTAINER_DIR}/data"),
-                        "-p".into(),
-                        CONTAINER_PORT.to_string(),
-                        "-c".into(),
-                        "listen_addresses=*".into(),
-                        "-c".into(),
-                        format!("unix_socket_directories={CONTAINER_DIR}"),
-                    ]),
-                    labels: Some(crate::docker::labels(
-                        &p.config,
-                        &p.env,
-                        &[(crate::docker::LABEL_SERVICE, "postgres")],
-                    )),
-                    host_config: Some(HostConfig {
-                        binds: Some(vec![format!("{}:{CONTAINER_DIR}", self.dir.display())]),
-                        network_mode: Some(network.clone()),
-                        restart_policy: Some(RestartPolicy {
-                            name: Some(RestartPolicyNameEnum::UNLESS_STOPPED),
-                            maximum_retry_count: None,
-                        }),
-                        ..Default::default()
-                    }),
-                    networking_config: Some(NetworkingConfig {
-                        endpoints_config: Some(std::collections::HashMap::from([(
-                            network,
-                            EndpointSettings { aliases: Some(vec![CONTAINER_HOST.to_string()]), ..Default::default() },
-                        )])),
-                    }),
-                    ..Default::default()
-                };
-                let opts = CreateContainerOptionsBuilder::default().name(&name).build();
-                docker.create_container(Some(opts), body).await.map_err(|e| format!("cannot create {name}: {e}"))?;
-                docker.start_container(&name, None).await.map_err(|e| format!("cannot start {name}: {e}"))?;
-            }
-            Err(e) => return Err(format!("cannot inspect {name}: {e}")),
-        }
+        // Where the package put it: the server finds its share files relative to itself.
+        let postgres = self.bin("postgres")?;
+        let postgres = std::fs::canonicalize(&postgres).unwrap_or(postgres);
+        let container = crate::docker::PlatformContainer {
+            name: name.clone(),
+            env: &p.env,
+            alias: CONTAINER_HOST.to_string(),
+            labels: &[(crate::docker::LABEL_SERVICE, "postgres")],
+            dir: &self.dir,
+            mount: CONTAINER_DIR,
+            cmd: vec![
+                postgres.display().to_string(),
+                "-D".into(),
+                format!("{CONTAINER_DIR}/data"),
+                "-p".into(),
+                CONTAINER_PORT.to_string(),
+                "-c".into(),
+                "listen_addresses=*".into(),
+                "-c".into(),
+                format!("unix_socket_directories={CONTAINER_DIR}"),
+            ],
+        };
+        let image = |uid, gid| {
+            let (docker, postgres) = (docker.clone(), postgres.clone());
+            async move { postgres_image(&docker, &postgres, uid, gid).await.map_err(DriverError::Retryable) }
+        };
+        crate::docker::ensure_platform_container(&docker, &p.config, container, image)
+            .await
+            .map_err(|e| e.to_string())?;
         let socket = self.dir.join(format!(".s.PGSQL.{CONTAINER_PORT}"));
         for _ in 0..120 {
             if std::os::unix::net::UnixStream::connect(&socket).is_ok() {

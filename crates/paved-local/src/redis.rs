@@ -157,67 +157,22 @@ impl RedisDriver {
     }
 
     async fn start_container(&self, r: &Resource, state: &State) -> Result<(), DriverError> {
-        use bollard::models::{ContainerCreateBody, EndpointSettings, HostConfig, NetworkingConfig, RestartPolicy};
-        use bollard::models::{Mount, MountType, RestartPolicyNameEnum};
-        use bollard::query_parameters::{CreateContainerOptionsBuilder, InspectContainerOptions};
         let docker = crate::docker::engine().await?;
-        let name = self.container(r);
-        match docker.inspect_container(&name, None::<InspectContainerOptions>).await {
-            Ok(c) if c.state.as_ref().and_then(|s| s.running).unwrap_or(false) => return Ok(()),
-            Ok(_) => {
-                return docker.start_container(&name, None).await.map_err(crate::docker::api_err("starting redis"));
-            }
-            Err(e) if crate::docker::is_not_found(&e) => {}
-            Err(e) => return Err(crate::docker::api_err("inspecting redis")(e)),
-        }
-        let dir = self.dir(r);
         self.write_conf(r, state, CONTAINER_DIR)?;
-        let (uid, gid) = {
-            use std::os::unix::fs::MetadataExt;
-            let m = std::fs::metadata(&dir).map_err(retry)?;
-            (m.uid(), m.gid())
-        };
         // Not canonicalised: Debian's redis-server is a link to a binary that acts by its name.
         let server = redis_server()?;
-        let image = redis_image(&docker, &server).await?;
-        let network = self.config.docker_name(&r.environment, &[]);
-        let body = ContainerCreateBody {
-            image: Some(image),
-            // The owner of the directory, so the server reads its 0600 configuration.
-            user: Some(format!("{uid}:{gid}")),
-            cmd: Some(vec![server.display().to_string(), format!("{CONTAINER_DIR}/redis.conf")]),
-            labels: Some(crate::docker::labels(
-                &self.config,
-                &r.environment,
-                &[(crate::docker::LABEL_SERVICE, "redis"), (crate::docker::LABEL_CONTAINER, &r.name)],
-            )),
-            host_config: Some(HostConfig {
-                mounts: Some(vec![Mount {
-                    target: Some(CONTAINER_DIR.into()),
-                    source: Some(dir.display().to_string()),
-                    typ: Some(MountType::BIND),
-                    ..Default::default()
-                }]),
-                network_mode: Some(network.clone()),
-                restart_policy: Some(RestartPolicy {
-                    name: Some(RestartPolicyNameEnum::UNLESS_STOPPED),
-                    maximum_retry_count: None,
-                }),
-                cap_drop: Some(vec!["ALL".into()]),
-                security_opt: Some(vec!["no-new-privileges".into()]),
-                ..Default::default()
-            }),
-            networking_config: Some(NetworkingConfig {
-                endpoints_config: Some(std::collections::HashMap::from([(
-                    network,
-                    EndpointSettings { aliases: Some(vec![Self::alias(r)]), ..Default::default() },
-                )])),
-            }),
-            ..Default::default()
+        let dir = self.dir(r);
+        let container = crate::docker::PlatformContainer {
+            name: self.container(r),
+            env: &r.environment,
+            alias: Self::alias(r),
+            labels: &[(crate::docker::LABEL_SERVICE, "redis"), (crate::docker::LABEL_CONTAINER, &r.name)],
+            dir: &dir,
+            mount: CONTAINER_DIR,
+            cmd: vec![server.display().to_string(), format!("{CONTAINER_DIR}/redis.conf")],
         };
-        let opts = CreateContainerOptionsBuilder::default().name(&name).build();
-        docker.create_container(Some(opts), body).await.map_err(crate::docker::api_err("creating redis"))?;
-        docker.start_container(&name, None).await.map_err(crate::docker::api_err("starting redis"))
+        let image = |_, _| redis_image(&docker, &server);
+        crate::docker::ensure_platform_container(&docker, &self.config, container, image).await
     }
 
     /// Whether the server runs and still takes the password paved issued.

@@ -9,7 +9,7 @@
 //! them, rows inserted in one transaction), since appending a million events
 //! one request at a time measures the append rate, which is reported apart.
 
-use paved_store::audit::{GENESIS, StoredEvent};
+use paved_store::audit::{GENESIS, sample_chain};
 use paved_store::{AuditOutcome, NewAuditEvent, RequestContext, SqlStore, Store};
 use sqlx::Connection;
 use std::time::Instant;
@@ -30,32 +30,6 @@ fn event(i: usize) -> NewAuditEvent {
     }
 }
 
-/// Rows `from..to` of a valid chain continuing `prev`.
-fn chain(from: usize, to: usize, mut prev: String) -> Vec<StoredEvent> {
-    (from..to)
-        .map(|i| {
-            let mut e = StoredEvent {
-                seq: i as i64,
-                at: format!("2026-11-25T10:{:02}:{:02}.000000000Z", (i / 60) % 60, i % 60),
-                actor: format!("user-{}", i % 50),
-                action: "environment.apply".into(),
-                target: format!("Environment/env-{}", i % 10_000),
-                outcome: "succeeded".into(),
-                request_id: format!("{i:016x}"),
-                origin: "10.0.0.7".into(),
-                before_digest: Some(format!("sha256:{i:064x}")),
-                after_digest: Some(format!("sha256:{:064x}", i + 1)),
-                details: r#"{"nodes":{"created":3,"unchanged":12}}"#.into(),
-                prev_hash: prev.clone(),
-                hash: String::new(),
-            };
-            e.hash = e.expected_hash(&prev);
-            prev = e.hash.clone();
-            e
-        })
-        .collect()
-}
-
 async fn bulk_insert(url: &str, n: usize) {
     sqlx::any::install_default_drivers();
     let mut conn = sqlx::AnyConnection::connect(url).await.unwrap();
@@ -63,7 +37,7 @@ async fn bulk_insert(url: &str, n: usize) {
     let mut prev = GENESIS.to_string();
     const BATCH: usize = 50_000;
     for start in (1..=n).step_by(BATCH) {
-        let rows = chain(start, (start + BATCH).min(n + 1), prev.clone());
+        let rows = sample_chain(start as i64, (start + BATCH).min(n + 1) as i64, prev.clone());
         prev = rows.last().map(|r| r.hash.clone()).unwrap_or(prev);
         for r in rows {
             sqlx::query(
@@ -134,34 +108,9 @@ async fn run(name: &str, url: &str, events: usize) {
 
 /// The same work without a database: unpacking pages and checking the chain.
 fn in_memory(events: usize) {
-    let rows = chain(1, events + 1, GENESIS.to_string());
+    let rows = sample_chain(1, events as i64 + 1, GENESIS.to_string());
     // Pages as SQLite packs them: a JSON array of rows, each an array of the columns.
-    let pages: Vec<String> = rows
-        .chunks(5_000)
-        .map(|page| {
-            let rows: Vec<serde_json::Value> = page
-                .iter()
-                .map(|e| {
-                    serde_json::json!([
-                        e.seq,
-                        e.at,
-                        e.actor,
-                        e.action,
-                        e.target,
-                        e.outcome,
-                        e.request_id,
-                        e.origin,
-                        e.before_digest,
-                        e.after_digest,
-                        e.details,
-                        e.prev_hash,
-                        e.hash
-                    ])
-                })
-                .collect();
-            serde_json::to_string(&rows).unwrap()
-        })
-        .collect();
+    let pages: Vec<String> = rows.chunks(5_000).map(paved_store::audit::pack).collect();
     // Page by page, as `verify_audit` does (a page is dropped before the next).
     let (mut unpack, mut check) = (std::time::Duration::ZERO, std::time::Duration::ZERO);
     let mut position = (0, GENESIS.to_string());

@@ -254,34 +254,67 @@ pub struct Verification {
     pub first_break: Option<ChainBreak>,
 }
 
+/// A valid chain of events `from..to` continuing `prev`, with realistic
+/// sizes, for tests and benchmarks.
+#[cfg(any(test, feature = "testing"))]
+pub fn sample_chain(from: i64, to: i64, mut prev: String) -> Vec<StoredEvent> {
+    (from..to)
+        .map(|seq| {
+            let mut e = StoredEvent {
+                seq,
+                at: format!("2026-11-25T10:{:02}:{:02}.000000000Z", (seq / 60) % 60, seq % 60),
+                actor: format!("user-{}", seq % 50),
+                action: "environment.apply".into(),
+                target: format!("Environment/env-{}", seq % 10_000),
+                outcome: "succeeded".into(),
+                request_id: format!("{seq:016x}"),
+                origin: "10.0.0.7".into(),
+                before_digest: Some(format!("sha256:{seq:064x}")),
+                after_digest: Some(format!("sha256:{:064x}", seq + 1)),
+                details: r#"{"nodes":{"created":3,"unchanged":12}}"#.into(),
+                prev_hash: prev.clone(),
+                hash: String::new(),
+            };
+            e.hash = e.expected_hash(&prev);
+            prev = e.hash.clone();
+            e
+        })
+        .collect()
+}
+
+/// Events packed as the store packs a page (see [`parse_packed`]).
+#[cfg(any(test, feature = "testing"))]
+pub fn pack(events: &[StoredEvent]) -> String {
+    let rows: Vec<PackedRow> = events
+        .iter()
+        .map(|e| {
+            let e = e.clone();
+            (
+                e.seq,
+                e.at,
+                e.actor,
+                e.action,
+                e.target,
+                e.outcome,
+                e.request_id,
+                e.origin,
+                e.before_digest,
+                e.after_digest,
+                e.details,
+                e.prev_hash,
+                e.hash,
+            )
+        })
+        .collect();
+    serde_json::to_string(&rows).unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn chain(n: i64) -> Vec<StoredEvent> {
-        let mut prev = GENESIS.to_string();
-        (1..=n)
-            .map(|seq| {
-                let mut e = StoredEvent {
-                    seq,
-                    at: format!("2026-11-25T10:00:{seq:02}.000000000Z"),
-                    actor: "alice".into(),
-                    action: "spec.put".into(),
-                    target: format!("Team/t{seq}"),
-                    outcome: "succeeded".into(),
-                    request_id: "r".into(),
-                    origin: "cli@host".into(),
-                    before_digest: None,
-                    after_digest: Some(format!("d{seq}")),
-                    details: "{}".into(),
-                    prev_hash: prev.clone(),
-                    hash: String::new(),
-                };
-                e.hash = e.expected_hash(&prev);
-                prev = e.hash.clone();
-                e
-            })
-            .collect()
+        sample_chain(1, n + 1, GENESIS.to_string())
     }
 
     #[test]
@@ -289,29 +322,7 @@ mod tests {
         let mut events = chain(3);
         events[1].actor = "zoë \"quoted\" \\ \u{1f}λ".into();
         events[2].before_digest = Some(String::new());
-        let page = serde_json::to_string(
-            &events
-                .iter()
-                .map(|e| {
-                    serde_json::json!([
-                        e.seq,
-                        e.at,
-                        e.actor,
-                        e.action,
-                        e.target,
-                        e.outcome,
-                        e.request_id,
-                        e.origin,
-                        e.before_digest,
-                        e.after_digest,
-                        e.details,
-                        e.prev_hash,
-                        e.hash
-                    ])
-                })
-                .collect::<Vec<_>>(),
-        )
-        .unwrap();
+        let page = pack(&events);
         assert_eq!(parse_packed(&page), Some(events));
         assert_eq!(parse_packed("[[1, \"only\"]]"), None, "a short row does not unpack");
         assert_eq!(parse_packed("[]"), Some(vec![]));

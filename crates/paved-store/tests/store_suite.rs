@@ -184,6 +184,13 @@ async fn tamper(b: &Backend, statements: &[&str]) {
     }
 }
 
+/// Events 2 and 3 trade places (applied twice, they are back).
+const SWAP_2_AND_3: &[&str] = &[
+    "UPDATE audit_events SET seq = 10 WHERE seq = 2",
+    "UPDATE audit_events SET seq = 2 WHERE seq = 3",
+    "UPDATE audit_events SET seq = 3 WHERE seq = 10",
+];
+
 async fn the_audit_log_is_append_only_and_tamper_evident(b: Backend) {
     let store = SqlStore::open(&b.url).await.unwrap();
     // Spec changes are recorded with their commit, with before/after digests.
@@ -232,25 +239,9 @@ async fn the_audit_log_is_append_only_and_tamper_evident(b: Backend) {
     assert_eq!(first_break(&b).await, Some(3));
     tamper(&b, &["UPDATE audit_events SET actor = 'bob' WHERE seq = 3"]).await;
     assert_eq!(first_break(&b).await, None, "restoring the row restores the chain");
-    tamper(
-        &b,
-        &[
-            "UPDATE audit_events SET seq = 10 WHERE seq = 2",
-            "UPDATE audit_events SET seq = 2 WHERE seq = 3",
-            "UPDATE audit_events SET seq = 3 WHERE seq = 10",
-        ],
-    )
-    .await;
+    tamper(&b, SWAP_2_AND_3).await;
     assert_eq!(first_break(&b).await, Some(2));
-    tamper(
-        &b,
-        &[
-            "UPDATE audit_events SET seq = 10 WHERE seq = 2",
-            "UPDATE audit_events SET seq = 2 WHERE seq = 3",
-            "UPDATE audit_events SET seq = 3 WHERE seq = 10",
-        ],
-    )
-    .await;
+    tamper(&b, SWAP_2_AND_3).await;
     tamper(&b, &["DELETE FROM audit_events WHERE seq = 2"]).await;
     let store = SqlStore::open(&b.url).await.unwrap();
     let v = store.verify_audit().await.unwrap();

@@ -170,6 +170,86 @@ pub(crate) async fn exec(docker: &Docker, container: &str, command: Vec<String>)
     Some((code, output))
 }
 
+/// A platform service of one environment (its PostgreSQL, a Redis): a
+/// container attached only to the environment's network, reachable there
+/// as `alias`, publishing nothing, with its state directory bind-mounted
+/// and run as that directory's owner (so it reads its 0600 files).
+pub(crate) struct PlatformContainer<'a> {
+    pub name: String,
+    pub env: &'a str,
+    pub alias: String,
+    /// `paved.service` (and `paved.container`, if any) labels.
+    pub labels: &'a [(&'a str, &'a str)],
+    pub dir: &'a std::path::Path,
+    pub mount: &'a str,
+    pub cmd: Vec<String>,
+}
+
+/// Starts a [`PlatformContainer`] unless it runs, creating it first when
+/// absent; `image(uid, gid)` builds its image only then.
+pub(crate) async fn ensure_platform_container<F, Fut>(
+    docker: &Docker,
+    config: &Config,
+    c: PlatformContainer<'_>,
+    image: F,
+) -> Result<(), DriverError>
+where
+    F: FnOnce(u32, u32) -> Fut,
+    Fut: std::future::Future<Output = Result<String, DriverError>>,
+{
+    use bollard::models::{
+        ContainerCreateBody, EndpointSettings, HostConfig, Mount, MountType, NetworkingConfig, RestartPolicy,
+        RestartPolicyNameEnum,
+    };
+    use bollard::query_parameters::{CreateContainerOptionsBuilder, InspectContainerOptions};
+    match docker.inspect_container(&c.name, None::<InspectContainerOptions>).await {
+        Ok(found) if found.state.as_ref().and_then(|s| s.running).unwrap_or(false) => return Ok(()),
+        Ok(_) => return docker.start_container(&c.name, None).await.map_err(api_err("starting a platform container")),
+        Err(e) if is_not_found(&e) => {}
+        Err(e) => return Err(api_err("inspecting a platform container")(e)),
+    }
+    let (uid, gid) = {
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::metadata(c.dir)
+            .map_err(|e| DriverError::Retryable(format!("cannot read {}: {e}", c.dir.display())))?;
+        (m.uid(), m.gid())
+    };
+    let image = image(uid, gid).await?;
+    let network = config.docker_name(c.env, &[]);
+    let body = ContainerCreateBody {
+        image: Some(image),
+        user: Some(format!("{uid}:{gid}")),
+        cmd: Some(c.cmd),
+        labels: Some(labels(config, c.env, c.labels)),
+        host_config: Some(HostConfig {
+            mounts: Some(vec![Mount {
+                target: Some(c.mount.into()),
+                source: Some(c.dir.display().to_string()),
+                typ: Some(MountType::BIND),
+                ..Default::default()
+            }]),
+            network_mode: Some(network.clone()),
+            restart_policy: Some(RestartPolicy {
+                name: Some(RestartPolicyNameEnum::UNLESS_STOPPED),
+                maximum_retry_count: None,
+            }),
+            cap_drop: Some(vec!["ALL".into()]),
+            security_opt: Some(vec!["no-new-privileges".into()]),
+            ..Default::default()
+        }),
+        networking_config: Some(NetworkingConfig {
+            endpoints_config: Some(HashMap::from([(
+                network,
+                EndpointSettings { aliases: Some(vec![c.alias]), ..Default::default() },
+            )])),
+        }),
+        ..Default::default()
+    };
+    let opts = CreateContainerOptionsBuilder::default().name(&c.name).build();
+    docker.create_container(Some(opts), body).await.map_err(api_err("creating a platform container"))?;
+    docker.start_container(&c.name, None).await.map_err(api_err("starting a platform container"))
+}
+
 /// Creates the environment's network unless it exists; returns its name.
 pub(crate) async fn ensure_network(config: &Config, env: &str) -> Result<String, DriverError> {
     let docker = engine().await?;

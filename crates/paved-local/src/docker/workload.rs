@@ -104,6 +104,11 @@ async fn image_id(docker: &Docker, config: &Config, name: &str) -> Result<String
     fs.build(docker, "paved-local/bundle", &image_config).await.map_err(DriverError::Retryable)
 }
 
+/// The label filter of a workload's containers.
+fn service_labels(r: &Resource) -> [String; 2] {
+    [format!("{LABEL_ENVIRONMENT}={}", r.environment), format!("{LABEL_SERVICE}={}", r.name)]
+}
+
 fn container_name(config: &Config, r: &Resource, container: &str) -> String {
     config.docker_name(&r.environment, &[&r.name, container])
 }
@@ -119,13 +124,9 @@ async fn start(config: &Config, r: &Resource, dir: &Path) -> Result<(), DriverEr
     let wanted: Vec<String> = containers.keys().map(|c| container_name(config, r, c)).collect();
 
     // Containers are immutable: whatever runs from other properties goes.
-    let existing = super::containers(
-        &docker,
-        config,
-        &[format!("{LABEL_ENVIRONMENT}={}", r.environment), format!("{LABEL_SERVICE}={}", r.name)],
-    )
-    .await
-    .map_err(api_err("listing the service's containers"))?;
+    let existing = super::containers(&docker, config, &service_labels(r))
+        .await
+        .map_err(api_err("listing the service's containers"))?;
     let name_of = |c: &bollard::models::ContainerSummary| {
         c.names.iter().flatten().next().map(|n| n.trim_start_matches('/').to_string()).unwrap_or_default()
     };
@@ -306,13 +307,9 @@ async fn watch_liveness(
 async fn state(config: &Config, r: &Resource) -> Result<&'static str, DriverError> {
     let docker = engine().await?;
     let wanted = parse(r)?.len();
-    let found = super::live_containers(
-        &docker,
-        config,
-        &[format!("{LABEL_ENVIRONMENT}={}", r.environment), format!("{LABEL_SERVICE}={}", r.name)],
-    )
-    .await
-    .map_err(api_err("listing the service's containers"))?;
+    let found = super::live_containers(&docker, config, &service_labels(r))
+        .await
+        .map_err(api_err("listing the service's containers"))?;
     let running = found.iter().filter(|c| super::is_running(c)).count();
     Ok(if found.is_empty() {
         "stopped"
@@ -356,13 +353,9 @@ async fn ready(config: &Config, r: &Resource) -> Result<bool, DriverError> {
 /// Removes the workload's containers.
 async fn stop(config: &Config, r: &Resource) -> Result<(), DriverError> {
     let docker = engine().await?;
-    let found = super::containers(
-        &docker,
-        config,
-        &[format!("{LABEL_ENVIRONMENT}={}", r.environment), format!("{LABEL_SERVICE}={}", r.name)],
-    )
-    .await
-    .map_err(api_err("listing the service's containers"))?;
+    let found = super::containers(&docker, config, &service_labels(r))
+        .await
+        .map_err(api_err("listing the service's containers"))?;
     for c in found.into_iter().filter_map(|c| c.id) {
         super::remove_container(&docker, &c).await?;
     }
