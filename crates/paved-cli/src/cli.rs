@@ -157,7 +157,7 @@ paved drift -e dev || paved apply -e dev   # repair\n\nExit codes: 0 in sync, 3 
         after_help = "Examples:\n  paved get environments\n  paved get env eu-production -o yaml\n  paved get services -o json"
     )]
     Get {
-        /// blueprint, account, environment (env), team, service (svc) — singular or plural.
+        /// blueprint, account, environment (env), team, rolebinding, service (svc) — singular or plural.
         kind: String,
         name: Option<String>,
     },

@@ -144,7 +144,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
 fn parse_kind(s: &str) -> Result<Kind, Failure> {
     Kind::from_cli(s).ok_or_else(|| {
         Failure::User(format!(
-            "unknown kind `{s}`; use one of blueprint, account, environment (env), team, service (svc)"
+            "unknown kind `{s}`; use one of blueprint, account, environment (env), team, rolebinding, service (svc)"
         ))
     })
 }
@@ -324,6 +324,7 @@ fn columns(kind: Kind) -> &'static [&'static str] {
         Kind::CloudAccount => &["NAME", "PROVIDER", "ACCOUNT", "REGIONS", "GEN", "UPDATED"],
         Kind::Environment => &["NAME", "TYPE", "BLUEPRINT", "ACCOUNT", "REGION", "OWNER", "GEN", "UPDATED"],
         Kind::Team => &["NAME", "MEMBERS", "SERVICES", "GEN", "UPDATED"],
+        Kind::RoleBinding => &["NAME", "ROLE", "SCOPE", "PRODUCTION", "SUBJECTS", "GEN", "UPDATED"],
         Kind::Service => &["NAME", "OWNER", "CONTAINERS", "RESOURCES", "GEN", "UPDATED"],
     }
 }
@@ -356,6 +357,13 @@ fn row(o: &Object) -> Vec<String> {
             e.spec.owner.clone(),
         ],
         Spec::Team(t) => vec![t.metadata.name.clone(), t.spec.members.len().to_string(), t.spec.services.join(",")],
+        Spec::RoleBinding(b) => vec![
+            b.metadata.name.clone(),
+            b.spec.role.to_string(),
+            b.spec.scope.to_string(),
+            if b.spec.production { "yes" } else { "no" }.into(),
+            b.spec.subjects.iter().map(|s| s.0.as_str()).collect::<Vec<_>>().join(","),
+        ],
         Spec::Service(w) => vec![
             w.metadata.name.clone(),
             w.annotation(paved_model::score::ANNOTATION_OWNER).unwrap_or("-").to_string(),

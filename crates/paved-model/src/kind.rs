@@ -11,15 +11,17 @@ pub enum Kind {
     CloudAccount,
     Environment,
     Team,
+    RoleBinding,
     /// A Score workload (`apiVersion: score.dev/v1b1`, no `kind` field).
     Service,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 5] = [Kind::Blueprint, Kind::CloudAccount, Kind::Environment, Kind::Team, Kind::Service];
+    pub const ALL: [Kind; 6] =
+        [Kind::Blueprint, Kind::CloudAccount, Kind::Environment, Kind::Team, Kind::RoleBinding, Kind::Service];
 
     /// The kinds written with `apiVersion: paved.dev/v1alpha1` and a `kind` field.
-    pub const PAVED: [Kind; 4] = [Kind::Blueprint, Kind::CloudAccount, Kind::Environment, Kind::Team];
+    pub const PAVED: [Kind; 5] = [Kind::Blueprint, Kind::CloudAccount, Kind::Environment, Kind::Team, Kind::RoleBinding];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -27,6 +29,7 @@ impl Kind {
             Kind::CloudAccount => "CloudAccount",
             Kind::Environment => "Environment",
             Kind::Team => "Team",
+            Kind::RoleBinding => "RoleBinding",
             Kind::Service => "Service",
         }
     }
@@ -45,6 +48,7 @@ impl Kind {
             "cloudaccount" | "cloudaccounts" | "account" | "accounts" => Kind::CloudAccount,
             "environment" | "environments" | "env" | "envs" => Kind::Environment,
             "team" | "teams" => Kind::Team,
+            "rolebinding" | "rolebindings" | "binding" | "bindings" => Kind::RoleBinding,
             "service" | "services" | "svc" | "workload" | "workloads" => Kind::Service,
             _ => return None,
         };

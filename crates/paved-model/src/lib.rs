@@ -8,6 +8,7 @@
 //! Architecture invariant: this crate does no I/O and knows nothing about YAML,
 //! storage or providers.
 
+pub mod access;
 pub mod account;
 pub mod blueprint;
 pub mod duration;
@@ -18,6 +19,7 @@ pub mod placeholder;
 pub mod score;
 pub mod team;
 
+pub use access::{BindingScope, BindingSubject, Role, RoleBinding, RoleBindingSpec};
 pub use account::{CloudAccount, CloudAccountSpec, Provider};
 pub use blueprint::{Blueprint, BlueprintSpec, ParamType, ParameterSpec};
 pub use duration::SpecDuration;
@@ -43,6 +45,7 @@ pub enum Spec {
     CloudAccount(CloudAccount),
     Environment(Environment),
     Team(Team),
+    RoleBinding(RoleBinding),
     Service(Workload),
 }
 
@@ -53,6 +56,7 @@ impl Spec {
             Spec::CloudAccount(_) => Kind::CloudAccount,
             Spec::Environment(_) => Kind::Environment,
             Spec::Team(_) => Kind::Team,
+            Spec::RoleBinding(_) => Kind::RoleBinding,
             Spec::Service(_) => Kind::Service,
         }
     }
@@ -65,6 +69,7 @@ impl Spec {
             Spec::CloudAccount(a) => a.metadata.name.clone(),
             Spec::Environment(e) => e.metadata.name.clone(),
             Spec::Team(t) => t.metadata.name.clone(),
+            Spec::RoleBinding(b) => b.metadata.name.clone(),
             Spec::Service(w) => w.metadata.name.clone(),
         }
     }
@@ -80,6 +85,7 @@ impl Spec {
             Spec::CloudAccount(x) => serde_json::to_value(x),
             Spec::Environment(x) => serde_json::to_value(x),
             Spec::Team(x) => serde_json::to_value(x),
+            Spec::RoleBinding(x) => serde_json::to_value(x),
             Spec::Service(x) => serde_json::to_value(x),
         }
         .unwrap_or(serde_json::Value::Null);
@@ -108,6 +114,7 @@ impl Spec {
             Kind::CloudAccount => Spec::CloudAccount(serde_json::from_value(doc)?),
             Kind::Environment => Spec::Environment(serde_json::from_value(doc)?),
             Kind::Team => Spec::Team(serde_json::from_value(doc)?),
+            Kind::RoleBinding => Spec::RoleBinding(serde_json::from_value(doc)?),
             Kind::Service => Spec::Service(serde_json::from_value(doc)?),
         })
     }

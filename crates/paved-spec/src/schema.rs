@@ -61,6 +61,7 @@ pub fn document_schema(kind: Kind) -> Value {
         Kind::CloudAccount => g.into_root_schema_for::<paved_model::CloudAccount>(),
         Kind::Environment => g.into_root_schema_for::<paved_model::Environment>(),
         Kind::Team => g.into_root_schema_for::<paved_model::Team>(),
+        Kind::RoleBinding => g.into_root_schema_for::<paved_model::RoleBinding>(),
         Kind::Service => g.into_root_schema_for::<paved_model::Workload>(),
     }
     .to_value();

@@ -62,6 +62,7 @@ pub fn check_document(spec: &Spec, root: &Node, source: &SourceFile) -> Vec<Diag
         Spec::CloudAccount(a) => account(a, &mut r),
         Spec::Environment(e) => environment(e, &mut r),
         Spec::Team(t) => team(t, &mut r),
+        Spec::RoleBinding(b) => role_binding(b, &mut r),
         Spec::Service(w) => workload(w, &mut r, source),
     }
     r.out
@@ -464,6 +465,22 @@ fn team(t: &Team, r: &mut Report<'_>) {
         if !seen.insert(s) {
             r.error("duplicate-item", &path(&format!("spec.services.{i}")), format!("service `{s}` is listed twice"));
         }
+    }
+}
+
+fn role_binding(b: &paved_model::RoleBinding, r: &mut Report<'_>) {
+    if b.spec.subjects.is_empty() {
+        let d = r.error("empty-subjects", &path("spec.subjects"), "a role binding needs at least one subject");
+        set_hint(d, "add e.g. `team:payments` or `serviceaccount:ci`");
+    }
+    let mut seen = BTreeSet::new();
+    for (i, s) in b.spec.subjects.iter().enumerate() {
+        if !seen.insert(&s.0) {
+            r.warning("duplicate-item", &path(&format!("spec.subjects.{i}")), format!("subject `{}` is listed twice", s.0));
+        }
+    }
+    if b.spec.production && b.spec.role == paved_model::Role::Viewer {
+        r.warning("no-effect", &path("spec.production"), "viewers change nothing, so `production: true` has no effect");
     }
 }
 

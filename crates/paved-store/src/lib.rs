@@ -27,9 +27,11 @@ pub mod audit;
 mod sql;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod tokens;
 
 pub use audit::{AuditEvent, AuditFilter, AuditOutcome, NewAuditEvent, RequestContext, Verification};
 pub use sql::SqlStore;
+pub use tokens::ApiToken;
 
 use async_trait::async_trait;
 use serde::Serialize;
@@ -134,6 +136,15 @@ pub trait Store: Send + Sync {
     /// Checks the whole audit chain, in pages, and names the first event
     /// that breaks it.
     async fn verify_audit(&self) -> Result<Verification, StoreError>;
+    /// Records a new API token and its audit event, in one transaction.
+    async fn create_token(&self, token: &ApiToken, event: &NewAuditEvent) -> Result<(), StoreError>;
+    /// The token with this SHA-256, revoked and expired ones included.
+    async fn token_by_hash(&self, hash: &str) -> Result<Option<ApiToken>, StoreError>;
+    /// Every token ever issued, oldest first.
+    async fn list_tokens(&self) -> Result<Vec<ApiToken>, StoreError>;
+    /// Marks a token revoked and records the event, in one transaction;
+    /// `false` (and nothing recorded) when no live token has that id.
+    async fn revoke_token(&self, id: &str, event: &NewAuditEvent) -> Result<bool, StoreError>;
     /// Every node applied in an environment, ordered by id.
     async fn applied_nodes(&self, environment: &str) -> Result<Vec<AppliedNode>, StoreError>;
     /// Records (inserts or replaces) one applied node.

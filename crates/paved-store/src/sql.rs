@@ -1,7 +1,7 @@
 //! [`Store`] over SQLite and PostgreSQL with sqlx's `Any` driver.
 
 use crate::audit::{self, AuditEvent, AuditFilter, AuditOutcome, NewAuditEvent, StoredEvent, Verification};
-use crate::{AppliedNode, Change, Lock, Operation, Record, RequestContext, Store, StoreError};
+use crate::{ApiToken, AppliedNode, Change, Lock, Operation, Record, RequestContext, Store, StoreError};
 use async_trait::async_trait;
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::migrate::Migrator;
@@ -263,8 +263,83 @@ async fn fetch_audit_page(pool: &AnyPool, backend: Backend, after: i64) -> Resul
     rows.iter().map(to_stored_event).collect()
 }
 
+macro_rules! token_columns {
+    () => {
+        "id, name, subject, hash, created_at, created_by, expires_at, revoked_at"
+    };
+}
+
+fn to_token(row: &AnyRow) -> Result<ApiToken, StoreError> {
+    let id: String = row.try_get("id")?;
+    let corrupt =
+        |reason: String| StoreError::Corrupt { kind: "api token".into(), name: id.clone(), generation: 0, reason };
+    let time = |v: String| OffsetDateTime::parse(&v, &Rfc3339).map_err(|e| corrupt(e.to_string()));
+    let optional = |v: Option<String>| v.map(time).transpose();
+    Ok(ApiToken {
+        name: row.try_get("name")?,
+        subject: row.try_get("subject")?,
+        hash: row.try_get("hash")?,
+        created_at: time(row.try_get("created_at")?)?,
+        created_by: row.try_get("created_by")?,
+        expires_at: optional(row.try_get("expires_at")?)?,
+        revoked_at: optional(row.try_get("revoked_at")?)?,
+        id: id.clone(),
+    })
+}
+
 #[async_trait]
 impl Store for SqlStore {
+    async fn create_token(&self, token: &ApiToken, event: &NewAuditEvent) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        self.lock_audit_chain(&mut tx).await?;
+        sqlx::query(concat!(
+            "INSERT INTO api_tokens (",
+            token_columns!(),
+            ") VALUES ($1, $2, $3, $4, $5, $6, $7, NULL)"
+        ))
+        .bind(&token.id)
+        .bind(&token.name)
+        .bind(&token.subject)
+        .bind(&token.hash)
+        .bind(timestamp(token.created_at))
+        .bind(&token.created_by)
+        .bind(token.expires_at.map(timestamp))
+        .execute(&mut *tx)
+        .await?;
+        Self::append_in(&mut tx, event).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn token_by_hash(&self, hash: &str) -> Result<Option<ApiToken>, StoreError> {
+        let sql = concat!("SELECT ", token_columns!(), " FROM api_tokens WHERE hash = $1");
+        let row = sqlx::query(sql).bind(hash).fetch_optional(&self.pool).await?;
+        row.as_ref().map(to_token).transpose()
+    }
+
+    async fn list_tokens(&self) -> Result<Vec<ApiToken>, StoreError> {
+        let sql = concat!("SELECT ", token_columns!(), " FROM api_tokens ORDER BY created_at, id");
+        let rows = sqlx::query(sql).fetch_all(&self.pool).await?;
+        rows.iter().map(to_token).collect()
+    }
+
+    async fn revoke_token(&self, id: &str, event: &NewAuditEvent) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        self.lock_audit_chain(&mut tx).await?;
+        let done = sqlx::query("UPDATE api_tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
+            .bind(timestamp(event.at))
+            .bind(id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
+            == 1;
+        if done {
+            Self::append_in(&mut tx, event).await?;
+            tx.commit().await?;
+        }
+        Ok(done)
+    }
+
     async fn append_audit(&self, event: &NewAuditEvent) -> Result<AuditEvent, StoreError> {
         let mut tx = self.pool.begin().await?;
         self.lock_audit_chain(&mut tx).await?;

@@ -1,8 +1,8 @@
 //! The same behaviour, asserted against SQLite and a real PostgreSQL server.
 
 use paved_store::{
-    AppliedNode, AuditFilter, AuditOutcome, Change, Lock, NewAuditEvent, Operation, RequestContext, SqlStore, Store,
-    StoreError,
+    ApiToken, AppliedNode, AuditFilter, AuditOutcome, Change, Lock, NewAuditEvent, Operation, RequestContext, SqlStore,
+    Store, StoreError,
 };
 use serde_json::json;
 use std::sync::Arc;
@@ -268,6 +268,43 @@ async fn concurrent_appends_keep_one_chain(b: Backend) {
     assert_eq!((v.events, v.first_break), (40, None));
 }
 
+async fn tokens_are_stored_hashed_revoked_once_and_audited(b: Backend) {
+    let store = SqlStore::open(&b.url).await.unwrap();
+    let token = ApiToken {
+        id: "tok_0123456789ab".into(),
+        name: "ci".into(),
+        subject: "serviceaccount:ci".into(),
+        hash: "0123456789ab".repeat(5) + "cdef",
+        created_at: at(1),
+        created_by: "user:ada@example.com".into(),
+        expires_at: Some(at(100)),
+        revoked_at: None,
+    };
+    let created =
+        NewAuditEvent { action: "token.create".into(), target: "Token/tok_0123456789ab".into(), ..event("ada", "") };
+    store.create_token(&token, &created).await.unwrap();
+    // The same secret twice is refused by the database, and nothing is audited for it.
+    assert!(store.create_token(&ApiToken { id: "tok_other".into(), ..token.clone() }, &created).await.is_err());
+    assert_eq!(store.token_by_hash(&token.hash).await.unwrap().as_ref(), Some(&token));
+    assert_eq!(store.token_by_hash("nope").await.unwrap(), None);
+    assert_eq!(store.list_tokens().await.unwrap(), vec![token.clone()]);
+    assert_eq!(token.unusable_at(at(50)), None);
+    assert_eq!(token.unusable_at(at(100)), Some("expired"));
+
+    let revoked = NewAuditEvent { action: "token.revoke".into(), at: at(60), ..created.clone() };
+    assert!(store.revoke_token(&token.id, &revoked).await.unwrap());
+    assert!(!store.revoke_token(&token.id, &revoked).await.unwrap(), "revoked twice");
+    assert!(!store.revoke_token("tok_unknown", &revoked).await.unwrap());
+    let now = store.token_by_hash(&token.hash).await.unwrap().unwrap();
+    assert_eq!((now.revoked_at, now.unusable_at(at(61))), (Some(at(60)), Some("revoked")));
+    let actions: Vec<String> =
+        store.audit_events(&AuditFilter::default()).await.unwrap().into_iter().map(|e| e.event.action).collect();
+    assert_eq!(actions, ["token.create", "token.revoke"]);
+    assert!(store.verify_audit().await.unwrap().first_break.is_none());
+    // The secret's hash is not in a listing's JSON.
+    assert!(!serde_json::to_string(&now).unwrap().contains(&token.hash));
+}
+
 macro_rules! suite {
     ($($name:ident),* $(,)?) => {
         mod on_sqlite { $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(super::sqlite().await).await } )* }
@@ -288,6 +325,7 @@ suite!(
     concurrent_lockers_get_one_winner,
     the_audit_log_is_append_only_and_tamper_evident,
     concurrent_appends_keep_one_chain,
+    tokens_are_stored_hashed_revoked_once_and_audited,
 );
 
 fn node(id: &str, v: i64) -> AppliedNode {
