@@ -36,6 +36,8 @@ pub enum CatalogError {
     HasDependents { kind: Kind, name: String, dependents: Vec<(Kind, String)> },
     #[error("gave up after {0} attempts: other applies kept changing the same objects; try again")]
     Contended(usize),
+    #[error("{kind} `{name}` is at generation {current:?}, not {expected:?} as the request expected; read it again and retry")]
+    Stale { kind: Kind, name: String, expected: Option<i64>, current: Option<i64> },
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("recorded {kind} `{name}` cannot be read back: {reason}")]
@@ -99,6 +101,30 @@ pub fn content_hash(doc: &serde_json::Value) -> String {
 }
 
 const MAX_ATTEMPTS: usize = 8;
+
+/// The generation a writer expects an object to be at (`None`: absent or deleted).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Precondition {
+    pub kind: Kind,
+    pub name: String,
+    pub generation: Option<i64>,
+}
+
+impl Precondition {
+    fn check(&self, current: Option<&Record>) -> Result<(), CatalogError> {
+        let live = current.filter(|r| !r.deleted).map(|r| r.generation);
+        if live == self.generation {
+            Ok(())
+        } else {
+            Err(CatalogError::Stale {
+                kind: self.kind,
+                name: self.name.clone(),
+                expected: self.generation,
+                current: live,
+            })
+        }
+    }
+}
 
 pub struct Catalog {
     store: Arc<dyn Store>,
@@ -232,6 +258,19 @@ impl Catalog {
         read_diags: Vec<Diagnostic>,
         actor: &str,
     ) -> Result<ApplyReport, CatalogError> {
+        self.apply_expecting(sources, read_diags, actor, None).await
+    }
+
+    /// [`Catalog::apply`], failing with [`CatalogError::Stale`] unless the
+    /// object `expect` names is still at that generation (`None`: not
+    /// recorded or deleted) — an HTTP `If-Match` / `If-None-Match`.
+    pub async fn apply_expecting(
+        &self,
+        sources: Vec<SourceFile>,
+        read_diags: Vec<Diagnostic>,
+        actor: &str,
+        expect: Option<&Precondition>,
+    ) -> Result<ApplyReport, CatalogError> {
         for _ in 0..MAX_ATTEMPTS {
             let batch = self.validate(sources.clone(), read_diags.clone()).await?;
             if batch.has_errors() {
@@ -246,6 +285,9 @@ impl Catalog {
                 let document = doc.spec.to_document();
                 let hash = content_hash(&document);
                 let current = self.store.get(kind.as_str(), &name).await?;
+                if let Some(p) = expect.filter(|p| p.kind == kind && p.name == name) {
+                    p.check(current.as_ref())?;
+                }
                 let (action, generation) = match &current {
                     Some(r) if !r.deleted && r.content_hash == hash => (Action::Unchanged, r.generation),
                     Some(r) if !r.deleted => (Action::Updated, r.generation + 1),
@@ -278,8 +320,24 @@ impl Catalog {
 
     /// Deletes an object (records a tombstone), refusing while others depend on it.
     pub async fn delete(&self, kind: Kind, name: &str, actor: &str) -> Result<Record, CatalogError> {
+        self.delete_expecting(kind, name, actor, None).await
+    }
+
+    /// [`Catalog::delete`], failing with [`CatalogError::Stale`] unless the
+    /// object is still at `generation`.
+    pub async fn delete_expecting(
+        &self,
+        kind: Kind,
+        name: &str,
+        actor: &str,
+        generation: Option<i64>,
+    ) -> Result<Record, CatalogError> {
         for _ in 0..MAX_ATTEMPTS {
             let object = self.get(kind, name).await?;
+            if let Some(g) = generation {
+                Precondition { kind, name: object.record.name.clone(), generation: Some(g) }
+                    .check(Some(&object.record))?;
+            }
             let recorded = self.recorded_specs().await?;
             let dependents = paved_spec::dependents(&recorded, kind, &object.record.name);
             if !dependents.is_empty() {

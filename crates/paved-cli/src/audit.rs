@@ -4,7 +4,7 @@ use crate::Failure;
 use crate::cli::{AuditCommand, AuditFilterArgs, Format};
 use crate::commands::{Ctx, open_store};
 use crate::output::structured;
-use paved_store::{AuditEvent, AuditFilter, AuditOutcome, NewAuditEvent, Store};
+use paved_store::{AuditEvent, AuditFilter, AuditOutcome, Store};
 use std::io::Write;
 
 /// Records an action of this command in the audit log (spec changes record
@@ -17,19 +17,7 @@ pub(crate) async fn record(
     after: Option<String>,
     details: serde_json::Value,
 ) -> Result<(), Failure> {
-    let event = NewAuditEvent {
-        at: time::OffsetDateTime::now_utc(),
-        actor: ctx.actor.clone(),
-        action: action.into(),
-        target,
-        outcome,
-        request: ctx.request.clone(),
-        before: None,
-        after,
-        details,
-    };
-    open_store(ctx).await?.append_audit(&event).await.map_err(|e| Failure::Internal(e.into()))?;
-    Ok(())
+    Ok(ctx.control().await?.record(&ctx.caller(), action, target, outcome, after, details).await?)
 }
 
 /// A refused or failed attempt is recorded too, with why.

@@ -149,6 +149,16 @@ paved drift -e dev || paved apply -e dev   # repair\n\nExit codes: 0 in sync, 3 
     /// The local image store: bundles by digest (the docker runtime builds images from them).
     #[command(subcommand)]
     Image(ImageCommand),
+    /// Run the control-plane server: the REST API (/api/v1, OpenAPI at
+    /// /api/v1/openapi.json), /metrics, /healthz and /readyz.
+    #[command(after_help = "Examples:\n  paved server\n  paved server --listen 0.0.0.0:7480 --state postgres://paved@db/paved\n  \
+curl -H \"Authorization: Bearer $(cat ~/.local/share/paved/bootstrap-admin.token)\" http://127.0.0.1:7480/api/v1/whoami\n\n\
+At first start an admin token is written to the bootstrap file (mode 0600; it is never printed or logged).\n\
+SIGINT/SIGTERM stop accepting requests; running applies finish their current steps and record them.")]
+    Server(ServerArgs),
+    /// API tokens for the server: issue (the secret is printed once), list, revoke.
+    #[command(subcommand)]
+    Token(TokenCommand),
     /// The audit log: every change of specs and environments, in a hash chain.
     #[command(subcommand)]
     Audit(AuditCommand),
@@ -221,6 +231,52 @@ pub enum ImageCommand {
     },
     /// Tags and the digests they point at.
     List,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ServerArgs {
+    /// Address to listen on.
+    #[arg(long, env = "PAVED_LISTEN", default_value = "127.0.0.1:7480")]
+    pub listen: std::net::SocketAddr,
+    /// Where the bootstrap admin token is written at first start (default: DATA_DIR/bootstrap-admin.token).
+    #[arg(long)]
+    pub bootstrap_token_file: Option<PathBuf>,
+    /// Largest request body in bytes.
+    #[arg(long, default_value_t = 1024 * 1024)]
+    pub body_limit: usize,
+    /// Requests per second allowed per token.
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..))]
+    pub rate_limit: u32,
+    /// Requests a token may send at once above the rate.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
+    pub rate_burst: u32,
+    /// Longest a request may take (e.g. 30s).
+    #[arg(long, value_parser = parse_lock_timeout, default_value = "30s")]
+    pub request_timeout: std::time::Duration,
+    /// Resources an apply started through the API works on at the same time.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub parallelism: u16,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Issue a token; its secret is printed once (store it, it cannot be shown again).
+    #[command(after_help = "Examples:\n  paved token create ci-deploy --subject serviceaccount:ci --expires 90d\n  \
+paved token create grace --subject user:grace@example.com --expires 30d -o json")]
+    Create {
+        /// What it is for.
+        name: String,
+        /// Who it acts as: user:EMAIL or serviceaccount:NAME (RoleBindings say what it may do).
+        #[arg(long)]
+        subject: String,
+        /// Lifetime (e.g. 30d, 12h); without it the token lasts until revoked.
+        #[arg(long, value_parser = parse_lock_timeout)]
+        expires: Option<std::time::Duration>,
+    },
+    /// Tokens issued (never their secrets).
+    List,
+    /// Revoke a token by id (tok_…); it stops working at once.
+    Revoke { id: String },
 }
 
 #[derive(Debug, Subcommand)]

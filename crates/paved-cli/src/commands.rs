@@ -13,6 +13,19 @@ use std::io::{IsTerminal, Read};
 use std::path::PathBuf;
 use std::sync::Arc;
 
+impl From<paved_control::ControlError> for Failure {
+    fn from(e: paved_control::ControlError) -> Failure {
+        use paved_control::ControlError;
+        match e {
+            ControlError::Catalog(e) => e.into(),
+            ControlError::Engine(e) => crate::provision::engine_failure(e),
+            ControlError::Store(e) => Failure::Internal(e.into()),
+            bad @ ControlError::BadTokenRequest(_) => Failure::User(bad.to_string()),
+            unplannable @ ControlError::Unplannable { .. } => Failure::User(unplannable.to_string()),
+        }
+    }
+}
+
 impl From<CatalogError> for Failure {
     fn from(e: CatalogError) -> Failure {
         match e {
@@ -55,6 +68,23 @@ impl Ctx {
     /// Who holds an environment's lock while this command applies it.
     pub(crate) fn holder(&self) -> String {
         format!("{}@{}:{}", self.actor, hostname(), std::process::id())
+    }
+
+    pub(crate) fn caller(&self) -> paved_control::Caller {
+        paved_control::Caller { actor: self.actor.clone(), request: self.request.clone() }
+    }
+
+    /// The operations shared with the server, over this command's store.
+    pub(crate) async fn control(&self) -> Result<paved_control::Control, Failure> {
+        Ok(paved_control::Control {
+            store: open_store(self).await?,
+            local: self.local_config()?,
+            clock: Arc::new(SystemClock),
+            runtime: self.runtime.map(|r| match r {
+                crate::cli::Runtime::Docker => paved_control::RuntimeChoice::Docker,
+                crate::cli::Runtime::Process => paved_control::RuntimeChoice::Process,
+            }),
+        })
     }
 
     pub(crate) fn local_config(&self) -> Result<paved_local::Config, Failure> {
@@ -113,6 +143,8 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Down => crate::provision::down(&ctx).await,
         Command::Image(sub) => crate::provision::image(&ctx, sub).await,
         Command::Audit(sub) => crate::audit::run(&ctx, sub).await,
+        Command::Server(args) => crate::server::serve(&ctx, args).await,
+        Command::Token(sub) => crate::server::token(&ctx, sub).await,
         Command::Supervise { .. } => Err(Failure::User("`__supervise` is started by paved itself".into())),
         Command::Watch { file } => paved_local::docker::liveness::main(&file).await.map_err(Failure::User),
         Command::Proxy { routes, listen, request_timeout } => {

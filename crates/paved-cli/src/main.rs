@@ -7,6 +7,7 @@ mod output;
 mod plan;
 mod progress;
 mod provision;
+mod server;
 
 use clap::Parser;
 use std::process::ExitCode;

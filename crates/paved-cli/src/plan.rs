@@ -2,34 +2,11 @@
 //! applying it would change, terraform-style.
 
 use crate::Failure;
-use crate::cli::Runtime;
 use crate::commands::{Ctx, open, open_store};
+use paved_control::ControlError;
 use crate::output::structured;
 use paved_catalog::{Catalog, EnvironmentContext};
-use paved_plan::{Action, Capabilities, PlanInput, ResourceGraph};
-
-/// What this machine offers the local provider. Planning is pure; detection
-/// happens here, at the edge. Containers are planned when asked for
-/// (`--runtime`), else when the environment already runs on them, else when
-/// a Docker Engine answers: an environment does not flip runtime (which
-/// replaces everything) because the engine was down for a moment.
-async fn detect_capabilities(ctx: &Ctx, environment: &str) -> Result<Capabilities, Failure> {
-    let on_path = |bin: &str| {
-        std::env::var_os("PATH").is_some_and(|paths| std::env::split_paths(&paths).any(|d| d.join(bin).is_file()))
-    };
-    let docker = match ctx.runtime {
-        Some(r) => r == Runtime::Docker,
-        None => {
-            let applied =
-                open_store(ctx).await?.applied_nodes(environment).await.map_err(|e| Failure::Internal(e.into()))?;
-            match applied.iter().find(|n| n.node_id.starts_with("local.network/")) {
-                Some(n) => n.node["properties"]["runtime"] == "docker",
-                None => paved_local::docker::available().await,
-            }
-        }
-    };
-    Ok(Capabilities { docker, redis_server: on_path("redis-server") })
-}
+use paved_plan::{Action, ResourceGraph};
 
 fn show(v: &serde_json::Value) -> String {
     match v {
@@ -38,28 +15,23 @@ fn show(v: &serde_json::Value) -> String {
     }
 }
 
-/// The desired resource graph of an environment, from the recorded specs.
+/// The desired resource graph of an environment, from the recorded specs;
+/// planning problems are printed one per line.
 pub(crate) async fn desired_graph(
     ctx: &Ctx,
     catalog: &Catalog,
     environment: &str,
 ) -> Result<(ResourceGraph, EnvironmentContext), Failure> {
-    let c = catalog.environment_context(environment).await?;
-    let input = PlanInput {
-        environment: &c.environment,
-        blueprint: &c.blueprint,
-        account: &c.account,
-        services: c.services.iter().collect(),
-        capabilities: detect_capabilities(ctx, environment).await?,
-    };
-    let graph = paved_plan::plan(&input).map_err(|errors| {
-        for e in &errors {
-            eprintln!("error: {e}");
+    match ctx.control().await?.desired_graph(catalog, environment).await {
+        Err(ControlError::Unplannable { problems, .. }) => {
+            for p in &problems {
+                eprintln!("error: {p}");
+            }
+            eprintln!("error: environment `{environment}` cannot be planned ({} problem(s))", problems.len());
+            Err(Failure::Reported)
         }
-        eprintln!("error: environment `{environment}` cannot be planned ({} problem(s))", errors.len());
-        Failure::Reported
-    })?;
-    Ok((graph, c))
+        other => other.map_err(Failure::from),
+    }
 }
 
 pub async fn plan(ctx: &Ctx, environment: &str, print_graph: bool) -> Result<(), Failure> {

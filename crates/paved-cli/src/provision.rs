@@ -6,8 +6,8 @@ use crate::cli::ImageCommand;
 use crate::commands::{Ctx, open, open_store};
 use crate::output::structured;
 use crate::progress::Bars;
-use paved_catalog::SystemClock;
-use paved_engine::{DriftStatus, Engine, EngineError, Options, Outcome, Report};
+use paved_control::{LockWatcher, RunOptions};
+use paved_engine::{DriftStatus, EngineError, Outcome, Report};
 use paved_model::{Kind, Provider, Spec};
 use paved_plan::ResourceGraph;
 use std::collections::BTreeMap;
@@ -41,15 +41,10 @@ pub(crate) fn describe_outcome(id: &str, o: &Outcome) -> String {
     }
 }
 
-async fn engine(ctx: &Ctx) -> Result<Engine, Failure> {
-    let config = ctx.local_config()?;
-    Ok(Engine::new(open_store(ctx).await?, paved_local::drivers(&config), Arc::new(SystemClock)))
-}
-
 /// Runs the engine on one environment towards `desired`, with progress
 /// bars and Ctrl-C handling.
 async fn run_engine(ctx: &Ctx, desired: &ResourceGraph, parallelism: u16) -> Result<Report, Failure> {
-    let engine = engine(ctx).await?;
+    let control = ctx.control().await?;
     let cancel = Arc::new(AtomicBool::new(false));
     let ctrl_c = {
         let cancel = cancel.clone();
@@ -65,86 +60,30 @@ async fn run_engine(ctx: &Ctx, desired: &ResourceGraph, parallelism: u16) -> Res
             }
         })
     };
-    let opts = Options {
+    let run = RunOptions {
         parallelism: parallelism as usize,
         holder: ctx.holder(),
-        ready_timeout: Duration::from_secs(120),
-        node_timeout: Duration::from_secs(300),
+        lock_timeout: ctx.lock_timeout,
         jitter_seed: crate::commands::random_u64(),
-        ..Options::default()
     };
     let bars = Arc::new(Bars::new(&desired.environment));
-    let mut result = engine.apply(desired, &opts, cancel.clone(), bars.clone()).await;
-    // Another live paved works on it: wait for it as long as asked (--lock-timeout).
-    let deadline = Instant::now() + ctx.lock_timeout;
-    let mut told = false;
-    while let Err(EngineError::Locked { holder, .. }) = &result
-        && !crashed_here(ctx, holder)
-        && Instant::now() < deadline
-        && !cancel.load(Ordering::SeqCst)
-    {
-        if !told {
-            eprintln!("waiting up to {:?} for {holder}, which is working on {}", ctx.lock_timeout, desired.environment);
-            told = true;
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        result = engine.apply(desired, &opts, cancel.clone(), bars.clone()).await;
-    }
-    if let Err(EngineError::Locked { holder, .. }) = &result
-        && crashed_here(ctx, holder)
-    {
-        eprintln!("note: taking over the lock of {holder}, which no longer runs (killed?)");
-        let store = open_store(ctx).await?;
-        store.release_lock(&desired.environment, holder).await.map_err(|e| Failure::Internal(e.into()))?;
-        // What the killed paved asked of other programs (the Docker Engine removing a
-        // container, say) finishes after it died: let that settle before looking.
-        tokio::time::sleep(TAKEOVER_SETTLE).await;
-        result = engine.apply(desired, &opts, cancel, bars.clone()).await;
-    }
+    let result = control.run(desired, &run, &ctx.caller(), cancel, bars.clone(), &LockNotes).await;
     bars.finish();
     ctrl_c.abort();
-    audit_run(ctx, desired, &result).await?;
-    result.map_err(engine_failure)
+    Ok(result?)
 }
 
-/// Records an apply or destroy of an environment in the audit log: the
-/// digest of the graph it worked towards and what came of each node.
-async fn audit_run(ctx: &Ctx, desired: &ResourceGraph, result: &Result<Report, EngineError>) -> Result<(), Failure> {
-    use paved_store::AuditOutcome;
-    use sha2::{Digest, Sha256};
-    let (outcome, details) = match result {
-        Ok(report) => {
-            let mut counts: BTreeMap<String, usize> = BTreeMap::new();
-            for o in report.outcomes.values() {
-                let name = serde_json::to_value(o)
-                    .ok()
-                    .and_then(|v| v["outcome"].as_str().map(str::to_string))
-                    .unwrap_or_default();
-                *counts.entry(name).or_default() += 1;
-            }
-            let outcome = if report.succeeded() { AuditOutcome::Succeeded } else { AuditOutcome::Failed };
-            (outcome, serde_json::json!({"nodes": counts, "cancelled": report.cancelled}))
-        }
-        Err(e) => (AuditOutcome::Failed, serde_json::json!({"error": e.to_string()})),
-    };
-    let action = if desired.nodes.is_empty() { "environment.destroy" } else { "environment.apply" };
-    let digest = format!("sha256:{}", hex::encode(Sha256::digest(desired.to_bytes())));
-    crate::audit::record(ctx, action, format!("Environment/{}", desired.environment), outcome, Some(digest), details)
-        .await
-}
+/// Says on standard error why an apply waits or takes over a lock.
+struct LockNotes;
 
-const TAKEOVER_SETTLE: Duration = Duration::from_secs(2);
+impl LockWatcher for LockNotes {
+    fn waiting(&self, holder: &str, environment: &str, timeout: Duration) {
+        eprintln!("waiting up to {timeout:?} for {holder}, which is working on {environment}");
+    }
 
-/// `true` when a lock holder (`user@host:pid`) was a paved process on this
-/// machine that is gone: its lease need not be waited out.
-fn crashed_here(ctx: &Ctx, holder: &str) -> bool {
-    let mine = ctx.holder();
-    let host_of =
-        |h: &str| h.rsplit_once(':').and_then(|(left, _)| left.split_once('@')).map(|(_, host)| host.to_string());
-    let Some(pid) = holder.rsplit_once(':').and_then(|(_, pid)| pid.parse::<i32>().ok()) else { return false };
-    // SAFETY: signal 0 only checks that the process exists.
-    let alive = unsafe { libc::kill(pid, 0) == 0 || *libc::__errno_location() == libc::EPERM };
-    host_of(holder).is_some() && host_of(holder) == host_of(&mine) && !alive
+    fn taking_over(&self, holder: &str) {
+        eprintln!("note: taking over the lock of {holder}, which no longer runs (killed?)");
+    }
 }
 
 fn print_report(ctx: &Ctx, report: &Report, elapsed: Duration) -> Result<(), Failure> {
@@ -222,23 +161,11 @@ pub async fn apply_all(ctx: &Ctx, parallelism: u16) -> Result<(), Failure> {
     apply_environments(ctx, &envs, parallelism).await
 }
 
-/// The URLs of an environment's routes and services, from what was applied.
-async fn urls(ctx: &Ctx, env: &str) -> Result<Vec<(String, String)>, Failure> {
-    let (_, outputs) = engine(ctx).await?.applied(env, Provider::Local).await.map_err(engine_failure)?;
-    let mut out: Vec<(String, String)> = outputs
-        .iter()
-        .filter(|(id, _)| id.starts_with("local.route/"))
-        .filter_map(|(id, o)| o.get("url").and_then(|u| u.as_str()).map(|u| (id.clone(), u.to_string())))
-        .collect();
-    out.sort();
-    Ok(out)
-}
-
 async fn print_urls(ctx: &Ctx, env: &str) -> Result<(), Failure> {
     if ctx.format != crate::cli::Format::Table {
         return Ok(());
     }
-    for (id, url) in urls(ctx, env).await? {
+    for (id, url) in ctx.control().await?.urls(env).await? {
         println!("  {url}   ({id})");
     }
     Ok(())
@@ -253,7 +180,7 @@ pub async fn destroy(ctx: &Ctx, env: &str, parallelism: u16) -> Result<(), Failu
 
 /// `paved drift -e ENV`.
 pub async fn drift(ctx: &Ctx, env: &str) -> Result<(), Failure> {
-    let report = engine(ctx).await?.drift(env, Provider::Local).await.map_err(engine_failure)?;
+    let report = ctx.control().await?.drift(env).await?;
     if let Some(text) = structured(ctx.format, &report) {
         println!("{text}");
     } else if report.nodes.is_empty() {

@@ -94,8 +94,7 @@ struct Compiled {
 }
 
 fn compiled(kind: Kind) -> &'static Compiled {
-    static COMPILED: [OnceLock<Compiled>; 5] =
-        [OnceLock::new(), OnceLock::new(), OnceLock::new(), OnceLock::new(), OnceLock::new()];
+    static COMPILED: [OnceLock<Compiled>; Kind::ALL.len()] = [const { OnceLock::new() }; Kind::ALL.len()];
     let idx = Kind::ALL.iter().position(|k| *k == kind).unwrap_or(0);
     COMPILED[idx].get_or_init(|| {
         let schema = document_schema(kind);

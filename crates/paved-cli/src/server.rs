@@ -1,0 +1,90 @@
+//! `paved server` and `paved token`.
+
+use crate::Failure;
+use crate::cli::{ServerArgs, TokenCommand};
+use crate::commands::Ctx;
+use crate::output::{structured, table, timestamp};
+use std::num::NonZeroU32;
+
+pub async fn serve(ctx: &Ctx, args: ServerArgs) -> Result<(), Failure> {
+    let control = ctx.control().await?;
+    let bootstrap_file = args.bootstrap_token_file.unwrap_or_else(|| ctx.data_dir.join("bootstrap-admin.token"));
+    let fail = |e: paved_server::ServerError| Failure::User(e.to_string());
+    if let Some(path) = paved_server::bootstrap(&control, &bootstrap_file).await.map_err(fail)? {
+        eprintln!("paved server: bootstrap admin token written to {} (mode 0600)", path.display());
+    }
+    let config = paved_server::ServerConfig {
+        listen: args.listen,
+        body_limit: args.body_limit,
+        request_timeout: args.request_timeout,
+        rate_per_second: NonZeroU32::new(args.rate_limit).unwrap_or(NonZeroU32::MIN),
+        rate_burst: NonZeroU32::new(args.rate_burst).unwrap_or(NonZeroU32::MIN),
+        parallelism: args.parallelism as usize,
+        ..paved_server::ServerConfig::default()
+    };
+    let state = paved_server::AppState::new(control, config);
+    eprintln!("paved server: listening on http://{} (API /api/v1, OpenAPI /api/v1/openapi.json)", args.listen);
+    let shutdown = async {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        let sigterm = async {
+            match term.as_mut() {
+                Some(s) => {
+                    s.recv().await;
+                }
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = sigterm => {}
+        }
+        eprintln!("paved server: stopping; running applies finish their current steps");
+    };
+    paved_server::serve(state, shutdown).await.map_err(fail)?;
+    eprintln!("paved server: stopped");
+    Ok(())
+}
+
+pub async fn token(ctx: &Ctx, command: TokenCommand) -> Result<(), Failure> {
+    let control = ctx.control().await?;
+    match command {
+        TokenCommand::Create { name, subject, expires } => {
+            let (token, secret) = control.issue_token(&ctx.caller(), &name, &subject, expires).await?;
+            if let Some(text) = structured(ctx.format, &serde_json::json!({"token": token, "secret": secret})) {
+                println!("{text}");
+            } else {
+                eprintln!("issued {} for {} — the secret below is shown once:", token.id, token.subject);
+                println!("{secret}");
+            }
+        }
+        TokenCommand::List => {
+            let tokens = control.store.list_tokens().await.map_err(|e| Failure::Internal(e.into()))?;
+            if let Some(text) = structured(ctx.format, &tokens) {
+                println!("{text}");
+                return Ok(());
+            }
+            let now = time::OffsetDateTime::now_utc();
+            let rows = tokens
+                .iter()
+                .map(|t| {
+                    vec![
+                        t.id.clone(),
+                        t.name.clone(),
+                        t.subject.clone(),
+                        timestamp(t.created_at),
+                        t.expires_at.map_or("never".into(), timestamp),
+                        t.unusable_at(now).unwrap_or("active").to_string(),
+                    ]
+                })
+                .collect();
+            println!("{}", table(&["ID", "NAME", "SUBJECT", "CREATED", "EXPIRES", "STATE"], rows));
+        }
+        TokenCommand::Revoke { id } => {
+            if !control.revoke_token(&ctx.caller(), &id).await? {
+                return Err(Failure::User(format!("no live token `{id}` (`paved token list` shows them)")));
+            }
+            println!("revoked {id}");
+        }
+    }
+    Ok(())
+}

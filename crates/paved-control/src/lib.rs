@@ -1,0 +1,266 @@
+//! The operations every door of paved runs: the CLI embedded, and the
+//! server for API and console requests. Planning an environment, applying or
+//! destroying it (waiting for or taking over its lock, recording the run in
+//! the audit log) and reading its drift happen here once, so the doors
+//! differ only in how they show progress and results.
+
+mod tokens;
+
+pub use tokens::BadTokenRequest;
+
+use paved_catalog::{Catalog, CatalogError, EnvironmentContext};
+use paved_engine::{DriftReport, Engine, EngineError, Options, Progress, Report};
+use paved_model::{Clock, Provider};
+use paved_plan::{Capabilities, PlanInput, ResourceGraph};
+use paved_store::{AuditOutcome, NewAuditEvent, RequestContext, Store, StoreError};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    BadTokenRequest(#[from] BadTokenRequest),
+    #[error("environment `{environment}` cannot be planned ({} problem(s)): {}", .problems.len(), .problems.join("; "))]
+    Unplannable { environment: String, problems: Vec<String> },
+}
+
+/// Who asks for an operation, as the audit log records it.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub actor: String,
+    pub request: RequestContext,
+}
+
+/// How the local provider runs workloads when the account does not say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RuntimeChoice {
+    Docker,
+    Process,
+}
+
+/// How an apply or destroy runs.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub parallelism: usize,
+    /// Who holds the environment's lock meanwhile (`actor@host:pid`).
+    pub holder: String,
+    /// How long to wait for another live paved's lock.
+    pub lock_timeout: Duration,
+    pub jitter_seed: u64,
+}
+
+/// What happened while waiting for an environment's lock.
+pub trait LockWatcher: Send + Sync {
+    fn waiting(&self, _holder: &str, _environment: &str, _timeout: Duration) {}
+    fn taking_over(&self, _holder: &str) {}
+}
+
+/// Reports nothing.
+pub struct Silent;
+impl LockWatcher for Silent {}
+
+/// The control plane's operations over one store and this machine's local provider.
+#[derive(Clone)]
+pub struct Control {
+    pub store: Arc<dyn Store>,
+    pub local: paved_local::Config,
+    pub clock: Arc<dyn Clock>,
+    /// `--runtime`, when given.
+    pub runtime: Option<RuntimeChoice>,
+}
+
+/// What the killed paved asked of other programs (the Docker Engine removing a
+/// container, say) finishes after it died: let that settle before looking.
+const TAKEOVER_SETTLE: Duration = Duration::from_secs(2);
+
+impl Control {
+    pub fn catalog(&self, request: RequestContext) -> Catalog {
+        Catalog::new(self.store.clone(), self.clock.clone()).with_request(request)
+    }
+
+    pub fn engine(&self) -> Engine {
+        Engine::new(self.store.clone(), paved_local::drivers(&self.local), self.clock.clone())
+    }
+
+    /// What this machine offers the local provider. Planning is pure; detection
+    /// happens here, at the edge. Containers are planned when asked for
+    /// (`--runtime`), else when the environment already runs on them, else when
+    /// a Docker Engine answers: an environment does not flip runtime (which
+    /// replaces everything) because the engine was down for a moment.
+    pub async fn capabilities(&self, environment: &str) -> Result<Capabilities, ControlError> {
+        let on_path = |bin: &str| {
+            std::env::var_os("PATH").is_some_and(|paths| std::env::split_paths(&paths).any(|d| d.join(bin).is_file()))
+        };
+        let docker = match self.runtime {
+            Some(r) => r == RuntimeChoice::Docker,
+            None => {
+                let applied = self.store.applied_nodes(environment).await?;
+                match applied.iter().find(|n| n.node_id.starts_with("local.network/")) {
+                    Some(n) => n.node["properties"]["runtime"] == "docker",
+                    None => paved_local::docker::available().await,
+                }
+            }
+        };
+        Ok(Capabilities { docker, redis_server: on_path("redis-server") })
+    }
+
+    /// The desired resource graph of an environment, from the recorded specs.
+    pub async fn desired_graph(
+        &self,
+        catalog: &Catalog,
+        environment: &str,
+    ) -> Result<(ResourceGraph, EnvironmentContext), ControlError> {
+        let c = catalog.environment_context(environment).await?;
+        let input = PlanInput {
+            environment: &c.environment,
+            blueprint: &c.blueprint,
+            account: &c.account,
+            services: c.services.iter().collect(),
+            capabilities: self.capabilities(environment).await?,
+        };
+        let graph = paved_plan::plan(&input).map_err(|errors| ControlError::Unplannable {
+            environment: environment.to_string(),
+            problems: errors.iter().map(|e| e.to_string()).collect(),
+        })?;
+        Ok((graph, c))
+    }
+
+    pub async fn drift(&self, environment: &str) -> Result<DriftReport, ControlError> {
+        Ok(self.engine().drift(environment, Provider::Local).await?)
+    }
+
+    /// The URLs of an environment's routes, from what was applied.
+    pub async fn urls(&self, environment: &str) -> Result<Vec<(String, String)>, ControlError> {
+        let (_, outputs) = self.engine().applied(environment, Provider::Local).await?;
+        let mut out: Vec<(String, String)> = outputs
+            .iter()
+            .filter(|(id, _)| id.starts_with("local.route/"))
+            .filter_map(|(id, o)| o.get("url").and_then(|u| u.as_str()).map(|u| (id.clone(), u.to_string())))
+            .collect();
+        out.sort();
+        Ok(out)
+    }
+
+    /// Brings an environment to `desired` (an empty graph destroys it) and
+    /// records the run in the audit log. Waits for another live paved's lock
+    /// up to `lock_timeout`; takes over the lock of a paved on this machine
+    /// that is gone.
+    pub async fn run(
+        &self,
+        desired: &ResourceGraph,
+        run: &RunOptions,
+        caller: &Caller,
+        cancel: Arc<AtomicBool>,
+        progress: Arc<dyn Progress>,
+        watcher: &dyn LockWatcher,
+    ) -> Result<Report, ControlError> {
+        let engine = self.engine();
+        let opts = Options {
+            parallelism: run.parallelism,
+            holder: run.holder.clone(),
+            ready_timeout: Duration::from_secs(120),
+            node_timeout: Duration::from_secs(300),
+            jitter_seed: run.jitter_seed,
+            ..Options::default()
+        };
+        let mut result = engine.apply(desired, &opts, cancel.clone(), progress.clone()).await;
+        let deadline = Instant::now() + run.lock_timeout;
+        let mut told = false;
+        while let Err(EngineError::Locked { holder, .. }) = &result
+            && !crashed_here(&run.holder, holder)
+            && Instant::now() < deadline
+            && !cancel.load(Ordering::SeqCst)
+        {
+            if !told {
+                watcher.waiting(holder, &desired.environment, run.lock_timeout);
+                told = true;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            result = engine.apply(desired, &opts, cancel.clone(), progress.clone()).await;
+        }
+        if let Err(EngineError::Locked { holder, .. }) = &result
+            && crashed_here(&run.holder, holder)
+        {
+            watcher.taking_over(holder);
+            self.store.release_lock(&desired.environment, holder).await?;
+            tokio::time::sleep(TAKEOVER_SETTLE).await;
+            result = engine.apply(desired, &opts, cancel, progress).await;
+        }
+        self.audit_run(desired, caller, &result).await?;
+        Ok(result?)
+    }
+
+    /// Records an apply or destroy of an environment in the audit log: the
+    /// digest of the graph it worked towards and what came of each node.
+    async fn audit_run(
+        &self,
+        desired: &ResourceGraph,
+        caller: &Caller,
+        result: &Result<Report, EngineError>,
+    ) -> Result<(), ControlError> {
+        let (outcome, details) = match result {
+            Ok(report) => {
+                let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+                for o in report.outcomes.values() {
+                    let name = serde_json::to_value(o)
+                        .ok()
+                        .and_then(|v| v["outcome"].as_str().map(str::to_string))
+                        .unwrap_or_default();
+                    *counts.entry(name).or_default() += 1;
+                }
+                let outcome = if report.succeeded() { AuditOutcome::Succeeded } else { AuditOutcome::Failed };
+                (outcome, serde_json::json!({"nodes": counts, "cancelled": report.cancelled}))
+            }
+            Err(e) => (AuditOutcome::Failed, serde_json::json!({"error": e.to_string()})),
+        };
+        let action = if desired.nodes.is_empty() { "environment.destroy" } else { "environment.apply" };
+        let digest = format!("sha256:{}", hex::encode(Sha256::digest(desired.to_bytes())));
+        self.record(caller, action, format!("Environment/{}", desired.environment), outcome, Some(digest), details)
+            .await
+    }
+
+    /// Appends one event for `caller` to the audit log.
+    pub async fn record(
+        &self,
+        caller: &Caller,
+        action: &str,
+        target: String,
+        outcome: AuditOutcome,
+        after: Option<String>,
+        details: serde_json::Value,
+    ) -> Result<(), ControlError> {
+        let event = NewAuditEvent {
+            at: self.clock.now(),
+            actor: caller.actor.clone(),
+            action: action.into(),
+            target,
+            outcome,
+            request: caller.request.clone(),
+            before: None,
+            after,
+            details,
+        };
+        self.store.append_audit(&event).await?;
+        Ok(())
+    }
+}
+
+/// `true` when a lock holder (`user@host:pid`) was a paved process on this
+/// machine that is gone: its lease need not be waited out.
+fn crashed_here(mine: &str, holder: &str) -> bool {
+    let host_of =
+        |h: &str| h.rsplit_once(':').and_then(|(left, _)| left.split_once('@')).map(|(_, host)| host.to_string());
+    let Some(pid) = holder.rsplit_once(':').and_then(|(_, pid)| pid.parse::<i32>().ok()) else { return false };
+    // SAFETY: signal 0 only checks that the process exists.
+    let alive = unsafe { libc::kill(pid, 0) == 0 || *libc::__errno_location() == libc::EPERM };
+    host_of(holder).is_some() && host_of(holder) == host_of(mine) && !alive
+}

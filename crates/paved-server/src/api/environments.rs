@@ -1,0 +1,241 @@
+//! Environments: what is recorded and applied, plan, apply, destroy, drift.
+
+use crate::api::{Page, paginate};
+use crate::auth::{Authed, spec_target};
+use crate::error::{ApiError, ErrorBody};
+use crate::operations::{self, Operation, Status};
+use crate::{AppState, new_id};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use paved_auth::{Request, Target};
+use paved_control::{RunOptions, Silent};
+use paved_model::{Kind, Role, Spec};
+use paved_plan::ResourceGraph;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::time::Instant;
+use utoipa::{IntoParams, ToSchema};
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EnvironmentSummary {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub env_type: String,
+    pub owner: String,
+    pub blueprint: String,
+    pub account: String,
+    pub region: String,
+    pub generation: i64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AppliedResource {
+    pub id: String,
+    #[schema(value_type = String, format = DateTime)]
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated_at: time::OffsetDateTime,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EnvironmentDetail {
+    #[serde(flatten)]
+    pub summary: EnvironmentSummary,
+    /// Resources as applied (outputs are not shown: they can hold credentials).
+    pub resources: Vec<AppliedResource>,
+    /// Route URLs of the environment's services.
+    pub urls: BTreeMap<String, String>,
+    /// The latest apply or destroy in the audit log.
+    #[schema(value_type = Option<Object>)]
+    pub last_operation: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct ListQuery {
+    pub after: Option<String>,
+    pub limit: Option<usize>,
+}
+
+fn summary(e: &paved_model::Environment, generation: i64) -> EnvironmentSummary {
+    EnvironmentSummary {
+        name: e.metadata.name.clone(),
+        env_type: e.spec.env_type.to_string(),
+        owner: e.spec.owner.clone(),
+        blueprint: e.spec.blueprint.0.clone(),
+        account: e.spec.account.clone(),
+        region: e.spec.region.clone(),
+        generation,
+    }
+}
+
+/// The environment's spec, after checking the caller holds `needs` on it.
+async fn authorised(
+    state: &AppState,
+    who: &Authed,
+    name: &str,
+    needs: Role,
+    action: &str,
+) -> Result<(paved_model::Environment, i64), ApiError> {
+    let object = state.control.catalog(who.request.clone()).get(Kind::Environment, name).await?;
+    who.allow(state, Request { needs, on: spec_target(&object.spec) }, action, &format!("Environment/{name}")).await?;
+    match object.spec {
+        Spec::Environment(e) => Ok((e, object.record.generation)),
+        _ => Err(ApiError::internal("an Environment record holds another kind")),
+    }
+}
+
+/// Every recorded environment, by name.
+#[utoipa::path(get, path = "/api/v1/environments", tag = "environments", params(ListQuery),
+    responses((status = 200, body = Page<EnvironmentSummary>), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub async fn list_environments(
+    State(state): State<AppState>,
+    who: Authed,
+    Query(q): Query<ListQuery>,
+) -> Result<axum::Json<Page<EnvironmentSummary>>, ApiError> {
+    who.allow(&state, Request { needs: Role::Viewer, on: Target::Anywhere }, "environment.list", "Environment/*")
+        .await?;
+    let objects = state.control.catalog(who.request.clone()).list(Some(Kind::Environment)).await?;
+    let items = objects
+        .iter()
+        .filter_map(|o| match &o.spec {
+            Spec::Environment(e) => Some(summary(e, o.record.generation)),
+            _ => None,
+        })
+        .collect();
+    Ok(axum::Json(paginate(items, |e| e.name.clone(), q.after.as_deref(), q.limit)))
+}
+
+/// One environment: its spec summary, applied resources, URLs and latest operation.
+#[utoipa::path(get, path = "/api/v1/environments/{name}", tag = "environments", params(("name" = String, Path)),
+    responses((status = 200, body = EnvironmentDetail), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn get_environment(
+    State(state): State<AppState>,
+    who: Authed,
+    Path(name): Path<String>,
+) -> Result<axum::Json<EnvironmentDetail>, ApiError> {
+    let (env, generation) = authorised(&state, &who, &name, Role::Viewer, "environment.get").await?;
+    let resources = state
+        .control
+        .store
+        .applied_nodes(&name)
+        .await?
+        .into_iter()
+        .map(|n| AppliedResource { id: n.node_id, updated_at: n.updated_at })
+        .collect();
+    let urls = state.control.urls(&name).await?.into_iter().collect();
+    let filter = paved_store::AuditFilter { target: Some(format!("Environment/{name}")), ..Default::default() };
+    let last_operation = state
+        .control
+        .store
+        .audit_events(&filter)
+        .await?
+        .into_iter()
+        .rev()
+        .find(|e| e.event.action.starts_with("environment.") && e.event.outcome != paved_store::AuditOutcome::Denied)
+        .and_then(|e| serde_json::to_value(e.event).ok());
+    Ok(axum::Json(EnvironmentDetail { summary: summary(&env, generation), resources, urls, last_operation }))
+}
+
+/// What applying the environment would change (nothing is changed).
+#[utoipa::path(get, path = "/api/v1/environments/{name}/plan", tag = "environments", params(("name" = String, Path)),
+    responses((status = 200, description = "The plan: each node's action and field changes", body = Object),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn plan_environment(
+    State(state): State<AppState>,
+    who: Authed,
+    Path(name): Path<String>,
+) -> Result<axum::Json<serde_json::Value>, ApiError> {
+    authorised(&state, &who, &name, Role::Viewer, "environment.plan").await?;
+    let catalog = state.control.catalog(who.request.clone());
+    let (graph, _) = state.control.desired_graph(&catalog, &name).await?;
+    let (applied, _) = state.control.engine().applied(&name, graph.provider).await?;
+    let plan = paved_plan::diff(&graph, Some(&applied))
+        .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "unplannable", e.to_string()))?;
+    Ok(axum::Json(serde_json::to_value(&plan).map_err(ApiError::internal)?))
+}
+
+/// Starts an operation in the background and answers with it (202).
+async fn start(state: &AppState, who: &Authed, operation: &str, desired: ResourceGraph) -> (StatusCode, axum::Json<Operation>) {
+    let id = format!("op_{}", new_id());
+    let op = Operation {
+        id: id.clone(),
+        operation: operation.into(),
+        environment: desired.environment.clone(),
+        actor: who.subject.clone(),
+        request_id: who.request.request_id.clone(),
+        status: Status::Running,
+        started_at: state.control.clock.now(),
+        finished_at: None,
+        total: 0,
+        done: 0,
+        outcomes: BTreeMap::new(),
+        error: None,
+    };
+    let cancel = state.operations.start(op.clone());
+    let (state, caller, kind) = (state.clone(), who.caller(), operation.to_string());
+    tokio::spawn(async move {
+        let started = Instant::now();
+        let run = RunOptions {
+            parallelism: state.config.parallelism,
+            holder: format!("{}@{}:{}", caller.actor, state.holder_host, std::process::id()),
+            lock_timeout: std::time::Duration::ZERO,
+            jitter_seed: rand::random(),
+        };
+        let progress = state.operations.progress(&id, state.metrics.clone());
+        let result = state.control.run(&desired, &run, &caller, cancel, progress, &Silent).await;
+        let (status, error) = match result {
+            Ok(report) if report.cancelled => (Status::Cancelled, None),
+            Ok(report) if report.succeeded() => (Status::Succeeded, None),
+            Ok(_) => (Status::Failed, Some("some resources failed; see outcomes".to_string())),
+            Err(e) => (Status::Failed, Some(e.to_string())),
+        };
+        operations::observe(&state.metrics, &kind, status, started.elapsed().as_secs_f64());
+        state.operations.finish(&id, status, error, state.control.clock.now());
+    });
+    (StatusCode::ACCEPTED, axum::Json(op))
+}
+
+/// Brings the environment to its recorded specs. Returns an operation at once
+/// (202); follow it at `/api/v1/operations/{id}` or its `/events` stream.
+#[utoipa::path(post, path = "/api/v1/environments/{name}/apply", tag = "environments", params(("name" = String, Path)),
+    responses((status = 202, body = Operation), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn apply_environment(
+    State(state): State<AppState>,
+    who: Authed,
+    Path(name): Path<String>,
+) -> Result<(StatusCode, axum::Json<Operation>), ApiError> {
+    authorised(&state, &who, &name, Role::Developer, "environment.apply").await?;
+    let catalog = state.control.catalog(who.request.clone());
+    let (graph, _) = state.control.desired_graph(&catalog, &name).await?;
+    Ok(start(&state, &who, "apply", graph).await)
+}
+
+/// Removes every resource of the environment (the spec stays). Returns an operation (202).
+#[utoipa::path(post, path = "/api/v1/environments/{name}/destroy", tag = "environments", params(("name" = String, Path)),
+    responses((status = 202, body = Operation), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn destroy_environment(
+    State(state): State<AppState>,
+    who: Authed,
+    Path(name): Path<String>,
+) -> Result<(StatusCode, axum::Json<Operation>), ApiError> {
+    authorised(&state, &who, &name, Role::Operator, "environment.destroy").await?;
+    Ok(start(&state, &who, "destroy", ResourceGraph::new(paved_model::Provider::Local, &name)).await)
+}
+
+/// Compares what runs with what was applied.
+#[utoipa::path(get, path = "/api/v1/environments/{name}/drift", tag = "environments", params(("name" = String, Path)),
+    responses((status = 200, description = "Each applied resource and whether it drifted", body = Object),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn drift_environment(
+    State(state): State<AppState>,
+    who: Authed,
+    Path(name): Path<String>,
+) -> Result<axum::Json<serde_json::Value>, ApiError> {
+    authorised(&state, &who, &name, Role::Viewer, "environment.drift").await?;
+    let report = state.control.drift(&name).await?;
+    let drifted = report.nodes.iter().filter(|n| n.status != paved_engine::DriftStatus::InSync).count();
+    state.metrics.drift_findings.inc_by(drifted as u64);
+    let mut value = serde_json::to_value(&report).map_err(ApiError::internal)?;
+    value["drifted"] = serde_json::json!(report.drifted());
+    Ok(axum::Json(value))
+}

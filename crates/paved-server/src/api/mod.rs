@@ -1,0 +1,93 @@
+//! The `/api/v1` routes. Each handler carries its OpenAPI description
+//! (`#[utoipa::path]`), and [`router`] builds routes and document from the
+//! same list, so no route can be served undocumented.
+
+pub mod audit;
+pub mod environments;
+pub mod operations;
+pub mod specs;
+pub mod system;
+pub mod tokens;
+
+use crate::AppState;
+use serde::Serialize;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "paved", description = "paved's control-plane API: specs, environments, operations, audit log, tokens."),
+    modifiers(&BearerAuth),
+    security(("token" = [])),
+    tags(
+        (name = "specs", description = "Blueprints, accounts, environments, teams, role bindings and Score services as versioned desired state"),
+        (name = "environments", description = "Plan, apply, destroy and drift of environments"),
+        (name = "operations", description = "Progress of applies and destroys"),
+        (name = "audit", description = "The tamper-evident audit log"),
+        (name = "tokens", description = "API tokens"),
+        (name = "system", description = "Health, metrics and identity"),
+    )
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "token",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("pvd_…").build()),
+        );
+    }
+}
+
+/// A page of a listing; pass `next` back as `after` for the following one.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Page<T: ToSchema> {
+    pub items: Vec<T>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next: Option<String>,
+}
+
+/// Largest page a listing returns.
+pub const MAX_LIMIT: usize = 1000;
+
+/// Cuts a sorted listing after the `after` key, at most `limit` items.
+pub fn paginate<T: ToSchema>(
+    items: Vec<T>,
+    key: impl Fn(&T) -> String,
+    after: Option<&str>,
+    limit: Option<usize>,
+) -> Page<T> {
+    let limit = limit.unwrap_or(100).clamp(1, MAX_LIMIT);
+    let mut rest: Vec<T> = items.into_iter().filter(|i| after.is_none_or(|a| key(i).as_str() > a)).collect();
+    let next = if rest.len() > limit { rest.get(limit - 1).map(&key) } else { None };
+    rest.truncate(limit);
+    Page { items: rest, next }
+}
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(system::healthz))
+        .routes(routes!(system::readyz))
+        .routes(routes!(system::metrics))
+        .routes(routes!(system::whoami))
+        .routes(routes!(specs::list_specs, specs::record_specs))
+        .routes(routes!(specs::get_spec, specs::put_spec, specs::delete_spec))
+        .routes(routes!(specs::spec_history))
+        .routes(routes!(environments::list_environments))
+        .routes(routes!(environments::get_environment))
+        .routes(routes!(environments::plan_environment))
+        .routes(routes!(environments::apply_environment))
+        .routes(routes!(environments::destroy_environment))
+        .routes(routes!(environments::drift_environment))
+        .routes(routes!(operations::get_operation))
+        .routes(routes!(operations::operation_events))
+        .routes(routes!(audit::list_audit))
+        .routes(routes!(audit::verify_audit))
+        .routes(routes!(tokens::list_tokens, tokens::create_token))
+        .routes(routes!(tokens::revoke_token))
+}

@@ -1,0 +1,65 @@
+//! Health, readiness, metrics and "who am I".
+
+use crate::AppState;
+use crate::auth::Authed;
+use crate::error::{ApiError, ErrorBody};
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Health {
+    pub status: String,
+}
+
+/// Liveness: the process answers.
+#[utoipa::path(get, path = "/healthz", tag = "system", security(()), responses((status = 200, body = Health)))]
+pub async fn healthz() -> axum::Json<Health> {
+    axum::Json(Health { status: "ok".into() })
+}
+
+/// Readiness: the state store answers.
+#[utoipa::path(get, path = "/readyz", tag = "system", security(()),
+    responses((status = 200, body = Health), (status = 503, body = ErrorBody)))]
+pub async fn readyz(State(state): State<AppState>) -> Result<axum::Json<Health>, ApiError> {
+    state.control.store.get("Team", "").await.map_err(|e| {
+        ApiError::new(axum::http::StatusCode::SERVICE_UNAVAILABLE, "not-ready", format!("state store: {e}"))
+    })?;
+    Ok(axum::Json(Health { status: "ready".into() }))
+}
+
+/// Prometheus / OpenMetrics text exposition.
+#[utoipa::path(get, path = "/metrics", tag = "system", security(()),
+    responses((status = 200, description = "OpenMetrics text", content_type = "application/openmetrics-text")))]
+pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        state.metrics.encode(),
+    )
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WhoAmI {
+    pub subject: String,
+    pub token: String,
+    /// The subjects this caller acts as (itself and its teams).
+    pub acts_as: Vec<String>,
+    /// Role bindings that name one of them.
+    pub bindings: Vec<String>,
+}
+
+/// The caller's identity and role bindings.
+#[utoipa::path(get, path = "/api/v1/whoami", tag = "system",
+    responses((status = 200, body = WhoAmI), (status = 401, body = ErrorBody)))]
+pub async fn whoami(State(state): State<AppState>, who: Authed) -> Result<axum::Json<WhoAmI>, ApiError> {
+    let (bindings, teams) = state.policy_inputs().await?;
+    let acts_as = paved_auth::Policy { bindings: &bindings, teams: &teams }.subjects_of(&who.subject);
+    let bindings = bindings
+        .iter()
+        .filter(|b| b.spec.subjects.iter().any(|s| acts_as.contains(&s.0)))
+        .map(|b| format!("{}: {} on {}{}", b.metadata.name, b.spec.role, b.spec.scope, if b.spec.production { " (production)" } else { "" }))
+        .collect();
+    Ok(axum::Json(WhoAmI { subject: who.subject, token: who.token_id, acts_as, bindings }))
+}

@@ -1,0 +1,144 @@
+//! Who is calling (a bearer token, or the console's cookie holding one), and
+//! whether they may: every handler asks [`Authed::allow`] before acting, and
+//! a refusal is a 403 recorded in the audit log.
+
+use crate::AppState;
+use crate::error::ApiError;
+use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, StatusCode, header};
+use paved_auth::{Decision, Policy, Request};
+use paved_control::Caller;
+use paved_model::{Kind, Spec};
+use paved_store::{AuditOutcome, RequestContext};
+use std::net::SocketAddr;
+
+/// The subject the bootstrap admin token acts as; it holds the built-in
+/// [`BOOTSTRAP_BINDING`] (organisation admin, production included).
+pub const BOOTSTRAP_SUBJECT: &str = "serviceaccount:paved-bootstrap-admin";
+pub const BOOTSTRAP_BINDING: &str = "builtin:bootstrap-admin";
+
+/// The console keeps the token in this cookie (HttpOnly, SameSite=Strict).
+pub const COOKIE: &str = "paved_token";
+
+/// The request id of this request (from `X-Request-Id`, else generated).
+#[derive(Debug, Clone)]
+pub struct RequestId(pub String);
+
+/// An authenticated request: who, and the context the audit log records.
+#[derive(Debug, Clone)]
+pub struct Authed {
+    pub subject: String,
+    pub token_id: String,
+    pub request: RequestContext,
+}
+
+impl Authed {
+    pub fn caller(&self) -> Caller {
+        Caller { actor: self.subject.clone(), request: self.request.clone() }
+    }
+
+    /// Decides `ask`; a denial is audited as `action` on `target` and becomes a 403.
+    pub async fn allow(&self, state: &AppState, ask: Request<'_>, action: &str, target: &str) -> Result<(), ApiError> {
+        let (bindings, teams) = state.policy_inputs().await?;
+        let decision = Policy { bindings: &bindings, teams: &teams }.decide(&self.subject, &ask);
+        match decision {
+            Decision::Allowed { .. } => Ok(()),
+            Decision::Denied { reason } => {
+                state
+                    .control
+                    .record(
+                        &self.caller(),
+                        action,
+                        target.to_string(),
+                        AuditOutcome::Denied,
+                        None,
+                        serde_json::json!({"reason": reason, "needs": ask.needs.as_str(), "token": self.token_id}),
+                    )
+                    .await?;
+                state.metrics.denied.inc();
+                Err(ApiError::forbidden(reason))
+            }
+        }
+    }
+}
+
+fn presented_token(parts: &Parts) -> Option<String> {
+    if let Some(v) = parts.headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
+        return Some(v.strip_prefix("Bearer ").unwrap_or(v).trim().to_string());
+    }
+    parts
+        .headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|c| c.trim().strip_prefix(COOKIE).and_then(|r| r.strip_prefix('=')).map(str::to_string))
+}
+
+pub fn request_context(parts: &Parts) -> RequestContext {
+    let request_id = parts.extensions.get::<RequestId>().map(|r| r.0.clone()).unwrap_or_default();
+    let origin = parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(a)| a.ip().to_string())
+        .unwrap_or_else(|| "unknown".into());
+    RequestContext { request_id, origin }
+}
+
+impl FromRequestParts<AppState> for Authed {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Authed, ApiError> {
+        let presented = presented_token(parts).ok_or_else(|| {
+            ApiError::unauthenticated("no API token: send `Authorization: Bearer pvd_…` (`paved token create` makes one)")
+        })?;
+        let hash = paved_auth::token::parse(&presented).map_err(|e| ApiError::unauthenticated(e.to_string()))?;
+        let token = state
+            .control
+            .store
+            .token_by_hash(&hash)
+            .await?
+            .ok_or_else(|| ApiError::unauthenticated("unknown API token"))?;
+        if let Some(why) = token.unusable_at(state.control.clock.now()) {
+            return Err(ApiError::unauthenticated(format!("API token {} is {why}", token.id)));
+        }
+        if let Err(not_until) = state.limiter.check_key(&token.id) {
+            let wait = not_until.wait_time_from(governor::clock::Clock::now(&governor::clock::DefaultClock::default()));
+            let mut e = ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate-limited",
+                format!("too many requests with token {}; retry in {} ms", token.id, wait.as_millis().max(1)),
+            );
+            e.retry_after = Some(HeaderValue::from(wait.as_secs().max(1)));
+            return Err(e);
+        }
+        Ok(Authed { subject: token.subject, token_id: token.id, request: request_context(parts) })
+    }
+}
+
+/// Who owns what a spec describes, for scoping decisions.
+pub fn spec_target(spec: &Spec) -> paved_auth::Target<'_> {
+    use paved_auth::Target;
+    match spec {
+        Spec::Environment(e) => Target::Environment {
+            name: &e.metadata.name,
+            owner: &e.spec.owner,
+            production: e.spec.env_type == paved_model::EnvType::Production,
+        },
+        Spec::Service(w) => {
+            Target::Service { name: &w.metadata.name, owner: w.annotation(paved_model::score::ANNOTATION_OWNER) }
+        }
+        Spec::Team(_) | Spec::RoleBinding(_) | Spec::Blueprint(_) | Spec::CloudAccount(_) => Target::Organisation,
+    }
+}
+
+/// The least role that may record or delete a spec of this kind.
+pub fn role_to_write(kind: Kind) -> paved_model::Role {
+    use paved_model::Role;
+    match kind {
+        Kind::Service | Kind::Environment => Role::Developer,
+        Kind::Blueprint | Kind::CloudAccount => Role::Operator,
+        Kind::Team | Kind::RoleBinding => Role::Admin,
+    }
+}

@@ -1,0 +1,171 @@
+//! API errors: JSON `{code, message, details}` with the same diagnostics the
+//! CLI prints (file = `request body`, line, column, field path, hint).
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use paved_catalog::CatalogError;
+use paved_control::ControlError;
+use paved_engine::EngineError;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+/// One problem with a request, where it is.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// Field path: `spec.region`, or a query/path parameter or header name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    pub message: String,
+    /// Line and column in the request body, for spec documents.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub line: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub column: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hint: Option<String>,
+}
+
+impl ErrorDetail {
+    pub fn field(path: impl Into<String>, message: impl Into<String>) -> ErrorDetail {
+        ErrorDetail { path: Some(path.into()), message: message.into(), line: None, column: None, code: None, hint: None }
+    }
+}
+
+/// The body of every error response.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ErrorBody {
+    /// Stable, machine-readable: `unauthenticated`, `forbidden`, `not-found`, `invalid`, `stale`, …
+    pub code: String,
+    pub message: String,
+    pub details: Vec<ErrorDetail>,
+}
+
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub body: ErrorBody,
+    /// Seconds, for 429.
+    pub retry_after: Option<axum::http::HeaderValue>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &str, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            body: ErrorBody { code: code.into(), message: message.into(), details: vec![] },
+            retry_after: None,
+        }
+    }
+
+    pub fn with_details(mut self, details: Vec<ErrorDetail>) -> ApiError {
+        self.body.details = details;
+        self
+    }
+
+    pub fn unauthenticated(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::UNAUTHORIZED, "unauthenticated", message)
+    }
+
+    pub fn forbidden(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::FORBIDDEN, "forbidden", message)
+    }
+
+    pub fn not_found(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::NOT_FOUND, "not-found", message)
+    }
+
+    pub fn bad_request(path: &str, message: impl Into<String>) -> ApiError {
+        let message = message.into();
+        ApiError::new(StatusCode::BAD_REQUEST, "bad-request", format!("{path}: {message}"))
+            .with_details(vec![ErrorDetail::field(path, message)])
+    }
+
+    pub fn invalid(path: &str, message: impl Into<String>) -> ApiError {
+        let message = message.into();
+        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", format!("{path}: {message}"))
+            .with_details(vec![ErrorDetail::field(path, message)])
+    }
+
+    pub fn internal(e: impl std::fmt::Display) -> ApiError {
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut response = (self.status, axum::Json(self.body)).into_response();
+        if let Some(v) = self.retry_after {
+            response.headers_mut().insert(axum::http::header::RETRY_AFTER, v);
+        }
+        response
+    }
+}
+
+/// Spec diagnostics as error details.
+pub fn diagnostics(diags: &[paved_spec::Diagnostic]) -> Vec<ErrorDetail> {
+    diags
+        .iter()
+        .filter(|d| d.is_error())
+        .map(|d| ErrorDetail {
+            path: d.path.clone(),
+            message: d.message.clone(),
+            line: Some(d.line),
+            column: Some(d.column),
+            code: Some(d.code.to_string()),
+            hint: d.hint.clone(),
+        })
+        .collect()
+}
+
+impl From<CatalogError> for ApiError {
+    fn from(e: CatalogError) -> ApiError {
+        match e {
+            CatalogError::Invalid(batch) => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", CatalogError::Invalid(batch.clone()).to_string())
+                    .with_details(diagnostics(&batch.diagnostics))
+            }
+            e @ CatalogError::NotFound { .. } => ApiError::not_found(e.to_string()),
+            e @ CatalogError::HasDependents { .. } => ApiError::new(StatusCode::CONFLICT, "has-dependents", e.to_string()),
+            e @ CatalogError::Stale { .. } => ApiError::new(StatusCode::PRECONDITION_FAILED, "stale", e.to_string()),
+            e @ CatalogError::Contended(_) => ApiError::new(StatusCode::CONFLICT, "contended", e.to_string()),
+            e => ApiError::internal(e),
+        }
+    }
+}
+
+impl From<EngineError> for ApiError {
+    fn from(e: EngineError) -> ApiError {
+        match e {
+            e @ EngineError::Locked { .. } => ApiError::new(StatusCode::CONFLICT, "locked", e.to_string()),
+            e @ (EngineError::MissingDrivers { .. } | EngineError::Plan(_)) => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "cannot-apply", e.to_string())
+            }
+            e => ApiError::internal(e),
+        }
+    }
+}
+
+impl From<ControlError> for ApiError {
+    fn from(e: ControlError) -> ApiError {
+        match e {
+            ControlError::Catalog(e) => e.into(),
+            ControlError::Engine(e) => e.into(),
+            ControlError::Store(e) => ApiError::internal(e),
+            ControlError::BadTokenRequest(e) => ApiError::invalid(e.field, e.message),
+            ControlError::Unplannable { environment, problems } => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "unplannable",
+                format!("environment `{environment}` cannot be planned ({} problem(s))", problems.len()),
+            )
+            .with_details(problems.into_iter().map(|p| ErrorDetail::field("environment", p)).collect()),
+        }
+    }
+}
+
+impl From<paved_store::StoreError> for ApiError {
+    fn from(e: paved_store::StoreError) -> ApiError {
+        ApiError::internal(e)
+    }
+}

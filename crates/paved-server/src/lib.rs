@@ -1,0 +1,262 @@
+//! paved's control-plane server: the REST API under `/api/v1` (described by
+//! an OpenAPI 3.1 document generated from the handlers themselves), API
+//! tokens and access checks on every route, `/metrics`, health endpoints.
+//!
+//! Handlers do no work of their own: they authenticate, ask
+//! [`auth::Authed::allow`], then call the same [`paved_control`] and
+//! [`paved_catalog`] operations the CLI runs embedded.
+
+pub mod api;
+pub mod auth;
+pub mod error;
+pub mod metrics;
+pub mod operations;
+
+use crate::auth::RequestId;
+use crate::metrics::{HttpLabels, Metrics};
+use crate::operations::Operations;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
+use axum::http::{HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use paved_control::Control;
+use paved_model::{Kind, RoleBinding, Spec, Team};
+use rand::Rng;
+use std::net::SocketAddr;
+use std::num::NonZeroU32;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind { addr: SocketAddr, source: std::io::Error },
+    #[error("server stopped: {0}")]
+    Serve(std::io::Error),
+    #[error("cannot write the bootstrap token to {path}: {source}")]
+    BootstrapFile { path: PathBuf, source: std::io::Error },
+    #[error(transparent)]
+    Store(#[from] paved_store::StoreError),
+    #[error("cannot issue the bootstrap token: {0}")]
+    Bootstrap(String),
+}
+
+/// Limits and knobs of the server.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    /// Largest request body accepted (413 beyond).
+    pub body_limit: usize,
+    /// Longest a request may take (apply and destroy return at once; SSE is exempt).
+    pub request_timeout: Duration,
+    /// Requests per second per token, and the burst allowed above it.
+    pub rate_per_second: NonZeroU32,
+    pub rate_burst: NonZeroU32,
+    /// Parallelism of applies started through the API.
+    pub parallelism: usize,
+    /// How long shutdown waits for running applies to checkpoint.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> ServerConfig {
+        ServerConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 7480)),
+            body_limit: 1024 * 1024,
+            request_timeout: Duration::from_secs(30),
+            rate_per_second: NonZeroU32::new(50).unwrap_or(NonZeroU32::MIN),
+            rate_burst: NonZeroU32::new(100).unwrap_or(NonZeroU32::MIN),
+            parallelism: 8,
+            shutdown_grace: Duration::from_secs(60),
+        }
+    }
+}
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    pub control: Control,
+    pub operations: Operations,
+    pub metrics: Arc<Metrics>,
+    pub limiter: Arc<DefaultKeyedRateLimiter<String>>,
+    pub config: Arc<ServerConfig>,
+    /// `actor@host:pid` prefix for environment locks held by this server.
+    pub holder_host: String,
+}
+
+impl AppState {
+    pub fn new(control: Control, config: ServerConfig) -> AppState {
+        let quota = Quota::per_second(config.rate_per_second).allow_burst(config.rate_burst);
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map_or_else(|_| "localhost".into(), |h| h.trim().to_string());
+        AppState {
+            control,
+            operations: Operations::default(),
+            metrics: Arc::new(Metrics::new()),
+            limiter: Arc::new(RateLimiter::keyed(quota)),
+            config: Arc::new(config),
+            holder_host: host,
+        }
+    }
+
+    /// The role bindings and teams in force, plus the bootstrap admin's binding.
+    pub async fn policy_inputs(&self) -> Result<(Vec<RoleBinding>, Vec<Team>), error::ApiError> {
+        let catalog = self.control.catalog(Default::default());
+        let mut bindings = vec![RoleBinding {
+            metadata: paved_model::Metadata::named(auth::BOOTSTRAP_BINDING),
+            spec: paved_model::RoleBindingSpec {
+                role: paved_model::Role::Admin,
+                subjects: vec![paved_model::BindingSubject(auth::BOOTSTRAP_SUBJECT.into())],
+                scope: paved_model::BindingScope::Organisation,
+                production: true,
+            },
+        }];
+        let mut teams = vec![];
+        for o in catalog.list(Some(Kind::RoleBinding)).await? {
+            if let Spec::RoleBinding(b) = o.spec {
+                bindings.push(b);
+            }
+        }
+        for o in catalog.list(Some(Kind::Team)).await? {
+            if let Spec::Team(t) = o.spec {
+                teams.push(t);
+            }
+        }
+        Ok((bindings, teams))
+    }
+}
+
+/// A fresh id: 16 hex digits from the thread's CSPRNG.
+pub fn new_id() -> String {
+    format!("{:016x}", rand::rng().next_u64())
+}
+
+/// Request ids, latency metrics by route template, and the request timeout.
+async fn observe(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let started = Instant::now();
+    let id = request
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
+        .map_or_else(new_id, str::to_string);
+    request.extensions_mut().insert(RequestId(id.clone()));
+    let route = request.extensions().get::<MatchedPath>().map_or("unmatched", |m| m.as_str()).to_string();
+    let method = request.method().to_string();
+    let streaming = route.ends_with("/events");
+    let mut response = if streaming {
+        next.run(request).await
+    } else {
+        match tokio::time::timeout(state.config.request_timeout, next.run(request)).await {
+            Ok(r) => r,
+            Err(_) => error::ApiError::new(StatusCode::REQUEST_TIMEOUT, "timeout", "the request took too long")
+                .into_response(),
+        }
+    };
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        response.headers_mut().insert("x-request-id", v);
+    }
+    let labels = HttpLabels { method, route, status: response.status().as_u16() };
+    state.metrics.http.get_or_create(&labels).observe(started.elapsed().as_secs_f64());
+    response
+}
+
+/// Body-limit rejections are plain text from axum; make them JSON like every other error.
+async fn json_errors(request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    if response.status() == StatusCode::PAYLOAD_TOO_LARGE
+        && !response.headers().get("content-type").is_some_and(|v| v.as_bytes().starts_with(b"application/json"))
+    {
+        return error::ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too-large",
+            "the request body is larger than the server accepts (`paved server --body-limit`)",
+        )
+        .into_response();
+    }
+    response
+}
+
+/// The whole application: API routes, their OpenAPI document, middleware.
+pub fn app(state: AppState) -> (axum::Router, utoipa::openapi::OpenApi) {
+    let (router, openapi) = api::router().split_for_parts();
+    let limit = state.config.body_limit;
+    let doc = openapi.clone();
+    let router = router
+        .route(
+            "/api/v1/openapi.json",
+            axum::routing::get(move || {
+                let doc = doc.clone();
+                async move { axum::Json(doc) }
+            }),
+        )
+        .layer(axum::middleware::from_fn(json_errors))
+        .layer(DefaultBodyLimit::max(limit))
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), observe))
+        .with_state(state);
+    (router, openapi)
+}
+
+/// Serves until `shutdown` resolves; then stops accepting requests, asks
+/// running applies to stop scheduling, and waits (up to the grace period)
+/// for them to record what they finished.
+pub async fn serve(
+    state: AppState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
+    let addr = state.config.listen;
+    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|source| ServerError::Bind { addr, source })?;
+    let (router, _) = app(state.clone());
+    let ops = state.operations.clone();
+    let grace = state.config.shutdown_grace;
+    axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            ops.cancel_all();
+        })
+        .await
+        .map_err(ServerError::Serve)?;
+    let deadline = Instant::now() + grace;
+    while state.operations.running() > 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok(())
+}
+
+/// At first start, issues the bootstrap admin token and writes it to `path`
+/// (mode 0600, never logged). Returns the path when it wrote one.
+pub async fn bootstrap(control: &Control, path: &Path) -> Result<Option<PathBuf>, ServerError> {
+    let tokens = control.store.list_tokens().await?;
+    if tokens.iter().any(|t| t.subject == auth::BOOTSTRAP_SUBJECT) {
+        return Ok(None);
+    }
+    let caller = paved_control::Caller {
+        actor: "paved server".into(),
+        request: paved_store::RequestContext { request_id: new_id(), origin: "server".into() },
+    };
+    let write = |secret: &str| -> std::io::Result<()> {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?;
+        writeln!(f, "{secret}")?;
+        f.sync_all()
+    };
+    // Issued once per store, ever: a revoked bootstrap token stays revoked across restarts.
+    // A crash between recording and writing leaves a token nobody holds; on the server's
+    // machine `paved token create admin --subject serviceaccount:paved-bootstrap-admin` makes another.
+    let (_, secret) = control
+        .issue_token(&caller, "bootstrap-admin", auth::BOOTSTRAP_SUBJECT, None)
+        .await
+        .map_err(|e| ServerError::Bootstrap(e.to_string()))?;
+    write(&secret).map_err(|source| ServerError::BootstrapFile { path: path.to_path_buf(), source })?;
+    Ok(Some(path.to_path_buf()))
+}

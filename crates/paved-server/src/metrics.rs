@@ -1,0 +1,83 @@
+//! `/metrics`: HTTP latency by route and status, applies and node outcomes,
+//! drift findings, denials, and the platform SLIs (provisioning latency,
+//! apply success, API availability as 5xx against all requests).
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HttpLabels {
+    pub method: String,
+    /// The route template (`/api/v1/environments/{name}`), never the raw path.
+    pub route: String,
+    pub status: u16,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    pub outcome: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OperationLabels {
+    pub operation: String,
+    pub outcome: String,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    pub http: Family<HttpLabels, Histogram>,
+    pub operations: Family<OperationLabels, Counter>,
+    pub nodes: Family<OutcomeLabels, Counter>,
+    pub provisioning: Family<OperationLabels, Histogram>,
+    pub drift_findings: Counter,
+    pub denied: Counter,
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut registry = Registry::default();
+        let http = Family::<HttpLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.000_25, 2.0, 16))
+        });
+        let operations = Family::<OperationLabels, Counter>::default();
+        let nodes = Family::<OutcomeLabels, Counter>::default();
+        let provisioning = Family::<OperationLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.25, 2.0, 12))
+        });
+        let drift_findings = Counter::default();
+        let denied = Counter::default();
+        registry.register("paved_http_request_duration_seconds", "API and console request latency", http.clone());
+        registry.register(
+            "paved_operations",
+            "Applies and destroys by outcome (deployment success rate = succeeded / all)",
+            operations.clone(),
+        );
+        registry.register("paved_node_outcomes", "Resource outcomes of applies and destroys", nodes.clone());
+        registry.register(
+            "paved_provisioning_duration_seconds",
+            "Provisioning latency: request accepted to environment ready (or failed)",
+            provisioning.clone(),
+        );
+        registry.register("paved_drift_findings", "Resources found drifted by drift checks", drift_findings.clone());
+        registry.register("paved_access_denied", "Requests refused by authorisation", denied.clone());
+        Metrics { registry, http, operations, nodes, provisioning, drift_findings, denied }
+    }
+
+    /// The OpenMetrics text exposition.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Metrics {
+        Metrics::new()
+    }
+}

@@ -1,0 +1,181 @@
+//! Long operations (apply, destroy) run in the background; the request that
+//! started one gets its id, and progress is read by polling
+//! (`GET /operations/{id}`) or as Server-Sent Events. Operations live in
+//! memory: what they did is in the store (applied state, audit log), so a
+//! restart loses only the progress trail of runs that had finished.
+
+use crate::metrics::{Metrics, OperationLabels, OutcomeLabels};
+use paved_engine::{Outcome, Progress};
+use paved_plan::Action;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+use time::OffsetDateTime;
+use utoipa::ToSchema;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Running,
+    Succeeded,
+    Failed,
+    Cancelled,
+}
+
+/// One step of an operation's progress.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct OperationEvent {
+    pub seq: usize,
+    /// `planned`, `started`, `finished` or `done`.
+    pub event: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+    /// What is done to the node (`create`, `update`, …) or what came of it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<serde_json::Value>,
+}
+
+/// An apply or destroy, as the API shows it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Operation {
+    pub id: String,
+    /// `apply` or `destroy`.
+    pub operation: String,
+    pub environment: String,
+    pub actor: String,
+    pub request_id: String,
+    pub status: Status,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub started_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub finished_at: Option<OffsetDateTime>,
+    /// Resources planned and finished so far.
+    pub total: usize,
+    pub done: usize,
+    /// Each resource's outcome, once known.
+    #[schema(value_type = Object)]
+    pub outcomes: BTreeMap<String, serde_json::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+struct Entry {
+    op: Operation,
+    events: Vec<OperationEvent>,
+    cancel: Arc<AtomicBool>,
+}
+
+/// Every operation of this server process, and a signal when any changes.
+#[derive(Clone, Default)]
+pub struct Operations {
+    inner: Arc<Mutex<BTreeMap<String, Entry>>>,
+    changed: Arc<tokio::sync::Notify>,
+}
+
+impl Operations {
+    pub fn start(&self, op: Operation) -> Arc<AtomicBool> {
+        let cancel = Arc::new(AtomicBool::new(false));
+        let entry = Entry { op: op.clone(), events: vec![], cancel: cancel.clone() };
+        self.lock().insert(op.id, entry);
+        cancel
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Entry>> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn get(&self, id: &str) -> Option<Operation> {
+        self.lock().get(id).map(|e| e.op.clone())
+    }
+
+    /// Events from `from` on, and whether the operation has ended.
+    pub fn events_since(&self, id: &str, from: usize) -> Option<(Vec<OperationEvent>, bool)> {
+        self.lock()
+            .get(id)
+            .map(|e| (e.events.iter().skip(from).cloned().collect(), e.op.status != Status::Running))
+    }
+
+    /// Waits until some operation changes (or a short while passes).
+    pub async fn wait(&self) {
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(15), self.changed.notified()).await;
+    }
+
+    fn update(&self, id: &str, f: impl FnOnce(&mut Entry)) {
+        if let Some(e) = self.lock().get_mut(id) {
+            f(e);
+        }
+        self.changed.notify_waiters();
+    }
+
+    fn push(&self, id: &str, event: &str, node: Option<&str>, detail: Option<serde_json::Value>) {
+        self.update(id, |e| {
+            let seq = e.events.len();
+            e.events.push(OperationEvent { seq, event: event.into(), node: node.map(str::to_string), detail });
+        });
+    }
+
+    pub fn finish(&self, id: &str, status: Status, error: Option<String>, at: OffsetDateTime) {
+        self.update(id, |e| {
+            e.op.status = status;
+            e.op.error = error.clone();
+            e.op.finished_at = Some(at);
+        });
+        self.push(id, "done", None, Some(serde_json::json!({"status": status, "error": error})));
+    }
+
+    /// Asks every running operation to stop scheduling (graceful shutdown):
+    /// running steps finish and are recorded.
+    pub fn cancel_all(&self) {
+        for e in self.lock().values() {
+            e.cancel.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    pub fn running(&self) -> usize {
+        self.lock().values().filter(|e| e.op.status == Status::Running).count()
+    }
+
+    /// A [`Progress`] that records the engine's steps on operation `id`.
+    pub fn progress(&self, id: &str, metrics: Arc<Metrics>) -> Arc<dyn Progress> {
+        Arc::new(Recorder { ops: self.clone(), id: id.to_string(), metrics })
+    }
+}
+
+struct Recorder {
+    ops: Operations,
+    id: String,
+    metrics: Arc<Metrics>,
+}
+
+impl Progress for Recorder {
+    fn planned(&self, total: usize) {
+        self.ops.update(&self.id, |e| e.op.total = total);
+        self.ops.push(&self.id, "planned", None, Some(serde_json::json!({"total": total})));
+    }
+
+    fn started(&self, id: &str, action: Action) {
+        self.ops.push(&self.id, "started", Some(id), serde_json::to_value(action).ok());
+    }
+
+    fn finished(&self, id: &str, outcome: &Outcome) {
+        let value = serde_json::to_value(outcome).unwrap_or_default();
+        let name = value["outcome"].as_str().unwrap_or("unknown").to_string();
+        self.metrics.nodes.get_or_create(&OutcomeLabels { outcome: name }).inc();
+        self.ops.update(&self.id, |e| {
+            e.op.done += 1;
+            e.op.outcomes.insert(id.to_string(), value.clone());
+        });
+        self.ops.push(&self.id, "finished", Some(id), Some(value));
+    }
+}
+
+/// Counts a finished operation and its duration.
+pub fn observe(metrics: &Metrics, operation: &str, status: Status, seconds: f64) {
+    let outcome = serde_json::to_value(status).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
+    let labels = OperationLabels { operation: operation.into(), outcome };
+    metrics.operations.get_or_create(&labels).inc();
+    metrics.provisioning.get_or_create(&labels).observe(seconds);
+}
