@@ -20,8 +20,15 @@ pub enum Target<'a> {
     /// show only what is in reach).
     Anywhere,
     Team(&'a str),
-    Service { name: &'a str, owner: Option<&'a str> },
-    Environment { name: &'a str, owner: &'a str, production: bool },
+    Service {
+        name: &'a str,
+        owner: Option<&'a str>,
+    },
+    Environment {
+        name: &'a str,
+        owner: &'a str,
+        production: bool,
+    },
 }
 
 impl std::fmt::Display for Target<'_> {
@@ -112,7 +119,8 @@ fn needs_production_binding(request: &Request<'_>) -> bool {
 }
 
 fn reaches_production(b: &RoleBinding, on: &Target<'_>) -> bool {
-    b.spec.production || matches!((&b.spec.scope, on), (BindingScope::Environment(e), Target::Environment { name, .. }) if e == name)
+    b.spec.production
+        || matches!((&b.spec.scope, on), (BindingScope::Environment(e), Target::Environment { name, .. }) if e == name)
 }
 
 fn covers(scope: &BindingScope, on: &Target<'_>) -> bool {
@@ -182,7 +190,11 @@ mod tests {
         assert!(Policy { bindings: &flagged, teams: &teams }.decide(op, &ask).allowed());
         assert!(Policy { bindings: &named, teams: &teams }.decide(op, &ask).allowed());
         assert!(!Policy { bindings: &broad, teams: &teams }.decide(op, &ask).allowed());
-        assert!(!Policy { bindings: &named, teams: &teams }.decide(op, &Request { needs: Role::Operator, on: DEV }).allowed());
+        assert!(
+            !Policy { bindings: &named, teams: &teams }
+                .decide(op, &Request { needs: Role::Operator, on: DEV })
+                .allowed()
+        );
     }
 
     #[test]
@@ -191,14 +203,25 @@ mod tests {
         let b = [binding("admins", Role::Admin, "user:ada@example.com", "organisation", false)];
         let p = Policy { bindings: &b, teams: &teams };
         for role in Role::ALL {
-            for on in [Target::Organisation, Target::Team("payments"), Target::Service { name: "api", owner: None }, DEV] {
+            for on in
+                [Target::Organisation, Target::Team("payments"), Target::Service { name: "api", owner: None }, DEV]
+            {
                 assert!(p.decide("user:ada@example.com", &Request { needs: role, on }).allowed());
             }
         }
         let svc = [binding("api-devs", Role::Developer, "user:x", "team:payments", false)];
         let p = Policy { bindings: &svc, teams: &teams };
-        assert!(p.decide("user:x", &Request { needs: Role::Developer, on: Target::Service { name: "api", owner: Some("payments") } }).allowed());
-        assert!(!p.decide("user:x", &Request { needs: Role::Developer, on: Target::Service { name: "web", owner: None } }).allowed());
+        assert!(
+            p.decide(
+                "user:x",
+                &Request { needs: Role::Developer, on: Target::Service { name: "api", owner: Some("payments") } }
+            )
+            .allowed()
+        );
+        assert!(
+            !p.decide("user:x", &Request { needs: Role::Developer, on: Target::Service { name: "web", owner: None } })
+                .allowed()
+        );
         assert!(p.decide("user:x", &Request { needs: Role::Viewer, on: Target::Anywhere }).allowed());
         assert!(!p.decide("user:x", &Request { needs: Role::Viewer, on: Target::Organisation }).allowed());
     }

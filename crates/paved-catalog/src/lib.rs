@@ -36,7 +36,9 @@ pub enum CatalogError {
     HasDependents { kind: Kind, name: String, dependents: Vec<(Kind, String)> },
     #[error("gave up after {0} attempts: other applies kept changing the same objects; try again")]
     Contended(usize),
-    #[error("{kind} `{name}` is at generation {current:?}, not {expected:?} as the request expected; read it again and retry")]
+    #[error(
+        "{kind} `{name}` is at generation {current:?}, not {expected:?} as the request expected; read it again and retry"
+    )]
     Stale { kind: Kind, name: String, expected: Option<i64>, current: Option<i64> },
     #[error(transparent)]
     Store(#[from] StoreError),

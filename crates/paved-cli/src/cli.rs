@@ -151,10 +151,12 @@ paved drift -e dev || paved apply -e dev   # repair\n\nExit codes: 0 in sync, 3 
     Image(ImageCommand),
     /// Run the control-plane server: the REST API (/api/v1, OpenAPI at
     /// /api/v1/openapi.json), /metrics, /healthz and /readyz.
-    #[command(after_help = "Examples:\n  paved server\n  paved server --listen 0.0.0.0:7480 --state postgres://paved@db/paved\n  \
+    #[command(
+        after_help = "Examples:\n  paved server\n  paved server --listen 0.0.0.0:7480 --state postgres://paved@db/paved\n  \
 curl -H \"Authorization: Bearer $(cat ~/.local/share/paved/bootstrap-admin.token)\" http://127.0.0.1:7480/api/v1/whoami\n\n\
 At first start an admin token is written to the bootstrap file (mode 0600; it is never printed or logged).\n\
-SIGINT/SIGTERM stop accepting requests; running applies finish their current steps and record them.")]
+SIGINT/SIGTERM stop accepting requests; running applies finish their current steps and record them."
+    )]
     Server(ServerArgs),
     /// API tokens for the server: issue (the secret is printed once), list, revoke.
     #[command(subcommand)]

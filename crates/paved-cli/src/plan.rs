@@ -3,9 +3,9 @@
 
 use crate::Failure;
 use crate::commands::{Ctx, open, open_store};
-use paved_control::ControlError;
 use crate::output::structured;
 use paved_catalog::{Catalog, EnvironmentContext};
+use paved_control::ControlError;
 use paved_plan::{Action, ResourceGraph};
 
 fn show(v: &serde_json::Value) -> String {

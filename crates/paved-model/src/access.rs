@@ -86,7 +86,8 @@ pub enum BindingScope {
 
 impl BindingScope {
     pub fn parse(s: &str) -> Option<BindingScope> {
-        let valid = |n: &str| !n.is_empty() && n.len() <= 63 && n.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+        let valid =
+            |n: &str| !n.is_empty() && n.len() <= 63 && n.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
         match s.split_once(':') {
             None if s == "organisation" || s == "organization" => Some(BindingScope::Organisation),
             Some(("team", n)) if valid(n) => Some(BindingScope::Team(n.into())),

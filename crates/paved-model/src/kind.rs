@@ -21,7 +21,8 @@ impl Kind {
         [Kind::Blueprint, Kind::CloudAccount, Kind::Environment, Kind::Team, Kind::RoleBinding, Kind::Service];
 
     /// The kinds written with `apiVersion: paved.dev/v1alpha1` and a `kind` field.
-    pub const PAVED: [Kind; 5] = [Kind::Blueprint, Kind::CloudAccount, Kind::Environment, Kind::Team, Kind::RoleBinding];
+    pub const PAVED: [Kind; 5] =
+        [Kind::Blueprint, Kind::CloudAccount, Kind::Environment, Kind::Team, Kind::RoleBinding];
 
     pub fn as_str(self) -> &'static str {
         match self {

@@ -91,7 +91,9 @@ impl FromRequestParts<AppState> for Authed {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Authed, ApiError> {
         let presented = presented_token(parts).ok_or_else(|| {
-            ApiError::unauthenticated("no API token: send `Authorization: Bearer pvd_…` (`paved token create` makes one)")
+            ApiError::unauthenticated(
+                "no API token: send `Authorization: Bearer pvd_…` (`paved token create` makes one)",
+            )
         })?;
         let hash = paved_auth::token::parse(&presented).map_err(|e| ApiError::unauthenticated(e.to_string()))?;
         let token = state

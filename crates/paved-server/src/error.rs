@@ -29,7 +29,14 @@ pub struct ErrorDetail {
 
 impl ErrorDetail {
     pub fn field(path: impl Into<String>, message: impl Into<String>) -> ErrorDetail {
-        ErrorDetail { path: Some(path.into()), message: message.into(), line: None, column: None, code: None, hint: None }
+        ErrorDetail {
+            path: Some(path.into()),
+            message: message.into(),
+            line: None,
+            column: None,
+            code: None,
+            hint: None,
+        }
     }
 }
 
@@ -122,12 +129,16 @@ pub fn diagnostics(diags: &[paved_spec::Diagnostic]) -> Vec<ErrorDetail> {
 impl From<CatalogError> for ApiError {
     fn from(e: CatalogError) -> ApiError {
         match e {
-            CatalogError::Invalid(batch) => {
-                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", CatalogError::Invalid(batch.clone()).to_string())
-                    .with_details(diagnostics(&batch.diagnostics))
-            }
+            CatalogError::Invalid(batch) => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid",
+                CatalogError::Invalid(batch.clone()).to_string(),
+            )
+            .with_details(diagnostics(&batch.diagnostics)),
             e @ CatalogError::NotFound { .. } => ApiError::not_found(e.to_string()),
-            e @ CatalogError::HasDependents { .. } => ApiError::new(StatusCode::CONFLICT, "has-dependents", e.to_string()),
+            e @ CatalogError::HasDependents { .. } => {
+                ApiError::new(StatusCode::CONFLICT, "has-dependents", e.to_string())
+            }
             e @ CatalogError::Stale { .. } => ApiError::new(StatusCode::PRECONDITION_FAILED, "stale", e.to_string()),
             e @ CatalogError::Contended(_) => ApiError::new(StatusCode::CONFLICT, "contended", e.to_string()),
             e => ApiError::internal(e),

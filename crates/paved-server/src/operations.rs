@@ -93,9 +93,7 @@ impl Operations {
 
     /// Events from `from` on, and whether the operation has ended.
     pub fn events_since(&self, id: &str, from: usize) -> Option<(Vec<OperationEvent>, bool)> {
-        self.lock()
-            .get(id)
-            .map(|e| (e.events.iter().skip(from).cloned().collect(), e.op.status != Status::Running))
+        self.lock().get(id).map(|e| (e.events.iter().skip(from).cloned().collect(), e.op.status != Status::Running))
     }
 
     /// Waits until some operation changes (or a short while passes).

@@ -476,7 +476,11 @@ fn role_binding(b: &paved_model::RoleBinding, r: &mut Report<'_>) {
     let mut seen = BTreeSet::new();
     for (i, s) in b.spec.subjects.iter().enumerate() {
         if !seen.insert(&s.0) {
-            r.warning("duplicate-item", &path(&format!("spec.subjects.{i}")), format!("subject `{}` is listed twice", s.0));
+            r.warning(
+                "duplicate-item",
+                &path(&format!("spec.subjects.{i}")),
+                format!("subject `{}` is listed twice", s.0),
+            );
         }
     }
     if b.spec.production && b.spec.role == paved_model::Role::Viewer {

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct AuditQuery {
     pub actor: Option<String>,
     /// `spec.put`, `environment.apply`, `token.create`, …
@@ -73,15 +74,16 @@ impl From<paved_store::AuditEvent> for AuditEventView {
 fn time_param(name: &str, v: &Option<String>) -> Result<Option<time::OffsetDateTime>, ApiError> {
     v.as_deref()
         .map(|s| {
-            time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
-                .map_err(|e| ApiError::bad_request(name, format!("`{s}` is not an RFC 3339 time such as 2026-11-25T09:00:00Z: {e}")))
+            time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).map_err(|e| {
+                ApiError::bad_request(name, format!("`{s}` is not an RFC 3339 time such as 2026-11-25T09:00:00Z: {e}"))
+            })
         })
         .transpose()
 }
 
 /// Audit events, oldest first, filtered by actor, action, target and time.
 #[utoipa::path(get, path = "/api/v1/audit", tag = "audit", params(AuditQuery),
-    responses((status = 200, body = Page<AuditEventView>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+    responses((status = 200, description = "OK", body = Page<AuditEventView>), (status = 400, description = "A malformed parameter or header (details name it)", body = ErrorBody), (status = 401, description = "No token, or an unknown, expired or revoked one", body = ErrorBody), (status = 403, description = "The caller's role bindings do not allow it (audited)", body = ErrorBody)))]
 pub async fn list_audit(
     State(state): State<AppState>,
     who: Authed,
@@ -116,7 +118,7 @@ pub struct VerifyResult {
 
 /// Checks the whole hash chain and names the first event edited, removed or moved.
 #[utoipa::path(get, path = "/api/v1/audit/verify", tag = "audit",
-    responses((status = 200, body = VerifyResult), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+    responses((status = 200, description = "OK", body = VerifyResult), (status = 401, description = "No token, or an unknown, expired or revoked one", body = ErrorBody), (status = 403, description = "The caller's role bindings do not allow it (audited)", body = ErrorBody)))]
 pub async fn verify_audit(State(state): State<AppState>, who: Authed) -> Result<axum::Json<VerifyResult>, ApiError> {
     who.allow(&state, Request { needs: Role::Operator, on: Target::Organisation }, "audit.verify", "Audit/*").await?;
     let v = state.control.store.verify_audit().await?;

@@ -50,6 +50,7 @@ pub struct EnvironmentDetail {
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
     pub after: Option<String>,
     pub limit: Option<usize>,
@@ -85,7 +86,7 @@ async fn authorised(
 
 /// Every recorded environment, by name.
 #[utoipa::path(get, path = "/api/v1/environments", tag = "environments", params(ListQuery),
-    responses((status = 200, body = Page<EnvironmentSummary>), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+    responses((status = 200, description = "OK", body = Page<EnvironmentSummary>), (status = 401, description = "No token, or an unknown, expired or revoked one", body = ErrorBody), (status = 403, description = "The caller's role bindings do not allow it (audited)", body = ErrorBody)))]
 pub async fn list_environments(
     State(state): State<AppState>,
     who: Authed,
@@ -106,7 +107,7 @@ pub async fn list_environments(
 
 /// One environment: its spec summary, applied resources, URLs and latest operation.
 #[utoipa::path(get, path = "/api/v1/environments/{name}", tag = "environments", params(("name" = String, Path)),
-    responses((status = 200, body = EnvironmentDetail), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, description = "OK", body = EnvironmentDetail), (status = 401, description = "No token, or an unknown, expired or revoked one", body = ErrorBody), (status = 403, description = "The caller's role bindings do not allow it (audited)", body = ErrorBody), (status = 404, description = "Not found", body = ErrorBody)))]
 pub async fn get_environment(
     State(state): State<AppState>,
     who: Authed,
@@ -138,7 +139,7 @@ pub async fn get_environment(
 /// What applying the environment would change (nothing is changed).
 #[utoipa::path(get, path = "/api/v1/environments/{name}/plan", tag = "environments", params(("name" = String, Path)),
     responses((status = 200, description = "The plan: each node's action and field changes", body = Object),
-        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+        (status = 401, description = "No token, or an unknown, expired or revoked one", body = ErrorBody), (status = 403, description = "The caller's role bindings do not allow it (audited)", body = ErrorBody), (status = 404, description = "Not found", body = ErrorBody), (status = 422, description = "Invalid input (details name each field, with line and column for documents)", body = ErrorBody)))]
 pub async fn plan_environment(
     State(state): State<AppState>,
     who: Authed,
@@ -154,7 +155,12 @@ pub async fn plan_environment(
 }
 
 /// Starts an operation in the background and answers with it (202).
-async fn start(state: &AppState, who: &Authed, operation: &str, desired: ResourceGraph) -> (StatusCode, axum::Json<Operation>) {
+async fn start(
+    state: &AppState,
+    who: &Authed,
+    operation: &str,
+    desired: ResourceGraph,
+) -> (StatusCode, axum::Json<Operation>) {
     let id = format!("op_{}", new_id());
     let op = Operation {
         id: id.clone(),
@@ -197,8 +203,8 @@ async fn start(state: &AppState, who: &Authed, operation: &str, desired: Resourc
 /// Brings the environment to its recorded specs. Returns an operation at once
 /// (202); follow it at `/api/v1/operations/{id}` or its `/events` stream.
 #[utoipa::path(post, path = "/api/v1/environments/{name}/apply", tag = "environments", params(("name" = String, Path)),
-    responses((status = 202, body = Operation), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    responses((status = 202, description = "Accepted: the operation runs in the background", body = Operation), (status = 401, description = "No token, or an unknown, expired or revoked one", body = ErrorBody), (status = 403, description = "The caller's role bindings do not allow it (audited)", body = ErrorBody),
+        (status = 404, description = "Not found", body = ErrorBody), (status = 422, description = "Invalid input (details name each field, with line and column for documents)", body = ErrorBody)))]
 pub async fn apply_environment(
     State(state): State<AppState>,
     who: Authed,
@@ -212,7 +218,7 @@ pub async fn apply_environment(
 
 /// Removes every resource of the environment (the spec stays). Returns an operation (202).
 #[utoipa::path(post, path = "/api/v1/environments/{name}/destroy", tag = "environments", params(("name" = String, Path)),
-    responses((status = 202, body = Operation), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 202, description = "Accepted: the operation runs in the background", body = Operation), (status = 401, description = "No token, or an unknown, expired or revoked one", body = ErrorBody), (status = 403, description = "The caller's role bindings do not allow it (audited)", body = ErrorBody), (status = 404, description = "Not found", body = ErrorBody)))]
 pub async fn destroy_environment(
     State(state): State<AppState>,
     who: Authed,
@@ -225,7 +231,7 @@ pub async fn destroy_environment(
 /// Compares what runs with what was applied.
 #[utoipa::path(get, path = "/api/v1/environments/{name}/drift", tag = "environments", params(("name" = String, Path)),
     responses((status = 200, description = "Each applied resource and whether it drifted", body = Object),
-        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+        (status = 401, description = "No token, or an unknown, expired or revoked one", body = ErrorBody), (status = 403, description = "The caller's role bindings do not allow it (audited)", body = ErrorBody), (status = 404, description = "Not found", body = ErrorBody)))]
 pub async fn drift_environment(
     State(state): State<AppState>,
     who: Authed,

@@ -23,7 +23,7 @@ async fn authorised(state: &AppState, who: &Authed, id: &str) -> Result<Operatio
 
 /// An operation's state: status, resources done, each one's outcome.
 #[utoipa::path(get, path = "/api/v1/operations/{id}", tag = "operations", params(("id" = String, Path)),
-    responses((status = 200, body = Operation), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, description = "OK", body = Operation), (status = 401, description = "No token, or an unknown, expired or revoked one", body = ErrorBody), (status = 403, description = "The caller's role bindings do not allow it (audited)", body = ErrorBody), (status = 404, description = "Not found", body = ErrorBody)))]
 pub async fn get_operation(
     State(state): State<AppState>,
     who: Authed,
@@ -36,7 +36,7 @@ pub async fn get_operation(
 /// `finished`, then `done`), from the beginning; the stream ends with the operation.
 #[utoipa::path(get, path = "/api/v1/operations/{id}/events", tag = "operations", params(("id" = String, Path)),
     responses((status = 200, description = "Server-Sent Events, one JSON OperationEvent each", content_type = "text/event-stream"),
-        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+        (status = 401, description = "No token, or an unknown, expired or revoked one", body = ErrorBody), (status = 403, description = "The caller's role bindings do not allow it (audited)", body = ErrorBody), (status = 404, description = "Not found", body = ErrorBody)))]
 pub async fn operation_events(
     State(state): State<AppState>,
     who: Authed,
@@ -54,7 +54,13 @@ pub async fn operation_events(
                 let n = next + events.len();
                 let batch: Vec<Result<Event, Infallible>> = events
                     .iter()
-                    .map(|e| Ok(Event::default().event(e.event.clone()).id(e.seq.to_string()).json_data(e).unwrap_or_default()))
+                    .map(|e| {
+                        Ok(Event::default()
+                            .event(e.event.clone())
+                            .id(e.seq.to_string())
+                            .json_data(e)
+                            .unwrap_or_default())
+                    })
                     .collect();
                 let done = finished && ops.events_since(&id, n).is_some_and(|(rest, _)| rest.is_empty());
                 return Some((futures_util::stream::iter(batch), (ops, id, n, done)));

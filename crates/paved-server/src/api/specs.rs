@@ -51,6 +51,7 @@ impl From<&paved_store::Record> for SpecObject {
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
     /// Only this kind (`environment`, `service`, … singular or plural).
     pub kind: Option<String>,
@@ -77,11 +78,9 @@ fn etag(generation: i64) -> HeaderValue {
 fn if_match(headers: &HeaderMap) -> Result<Option<i64>, ApiError> {
     let Some(v) = headers.get(header::IF_MATCH) else { return Ok(None) };
     let text = v.to_str().unwrap_or_default().trim();
-    text.trim_start_matches("W/")
-        .trim_matches('"')
-        .parse::<i64>()
-        .map(Some)
-        .map_err(|_| ApiError::bad_request("If-Match", format!("`{text}` is not an ETag this API gave out (e.g. \"3\")")))
+    text.trim_start_matches("W/").trim_matches('"').parse::<i64>().map(Some).map_err(|_| {
+        ApiError::bad_request("If-Match", format!("`{text}` is not an ETag this API gave out (e.g. \"3\")"))
+    })
 }
 
 fn catalog(state: &AppState, who: &Authed) -> Catalog {
@@ -90,7 +89,7 @@ fn catalog(state: &AppState, who: &Authed) -> Catalog {
 
 /// Specs, newest generation of each, ordered by kind and name.
 #[utoipa::path(get, path = "/api/v1/specs", tag = "specs", params(ListQuery),
-    responses((status = 200, body = Page<SpecObject>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+    responses((status = 200, description = "OK", body = Page<SpecObject>), (status = 400, description = "A malformed parameter or header (details name it)", body = ErrorBody), (status = 401, description = "No token, or an unknown, expired or revoked one", body = ErrorBody), (status = 403, description = "The caller's role bindings do not allow it (audited)", body = ErrorBody)))]
 pub async fn list_specs(
     State(state): State<AppState>,
     who: Authed,
@@ -104,6 +103,7 @@ pub async fn list_specs(
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct RecordQuery {
     /// Validate and authorise only; record nothing.
     #[serde(default)]
@@ -142,10 +142,16 @@ async fn checked_batch(
         let name = doc.spec.object_name();
         let target = format!("{}/{name}", kind.as_str());
         // Both the new owner and the current one must allow it: a spec cannot be moved out of a team's hands by others.
-        who.allow(state, Request { needs: role_to_write(kind), on: spec_target(&doc.spec) }, "spec.put", &target).await?;
+        who.allow(state, Request { needs: role_to_write(kind), on: spec_target(&doc.spec) }, "spec.put", &target)
+            .await?;
         if let Ok(current) = catalog.get(kind, &name).await {
-            who.allow(state, Request { needs: role_to_write(kind), on: spec_target(&current.spec) }, "spec.put", &target)
-                .await?;
+            who.allow(
+                state,
+                Request { needs: role_to_write(kind), on: spec_target(&current.spec) },
+                "spec.put",
+                &target,
+            )
+            .await?;
         }
     }
     Ok(batch)
@@ -170,8 +176,8 @@ fn warnings(batch: &paved_spec::Batch) -> Vec<crate::error::ErrorDetail> {
 /// Records a batch of documents (YAML or JSON, several separated by `---`), all or nothing — `paved apply -f`.
 #[utoipa::path(post, path = "/api/v1/specs", tag = "specs", params(RecordQuery),
     request_body(content = String, content_type = "application/yaml", description = "One or more spec documents"),
-    responses((status = 200, body = RecordResult), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody), (status = 413, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    responses((status = 200, description = "OK", body = RecordResult), (status = 400, description = "A malformed parameter or header (details name it)", body = ErrorBody), (status = 401, description = "No token, or an unknown, expired or revoked one", body = ErrorBody),
+        (status = 403, description = "The caller's role bindings do not allow it (audited)", body = ErrorBody), (status = 413, description = "The body is larger than the server accepts", body = ErrorBody), (status = 422, description = "Invalid input (details name each field, with line and column for documents)", body = ErrorBody)))]
 pub async fn record_specs(
     State(state): State<AppState>,
     who: Authed,
@@ -198,8 +204,8 @@ fn object_response(o: &Object) -> Response {
 /// One object's current generation; its `ETag` is the generation, for `If-Match`.
 #[utoipa::path(get, path = "/api/v1/specs/{kind}/{name}", tag = "specs",
     params(("kind" = String, Path, description = "environment, service, blueprint, account, team, rolebinding"), ("name" = String, Path)),
-    responses((status = 200, body = SpecObject, headers(("ETag" = String))), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, description = "OK", body = SpecObject, headers(("ETag" = String))), (status = 400, description = "A malformed parameter or header (details name it)", body = ErrorBody), (status = 401, description = "No token, or an unknown, expired or revoked one", body = ErrorBody),
+        (status = 403, description = "The caller's role bindings do not allow it (audited)", body = ErrorBody), (status = 404, description = "Not found", body = ErrorBody)))]
 pub async fn get_spec(
     State(state): State<AppState>,
     who: Authed,
@@ -217,8 +223,8 @@ pub async fn get_spec(
 #[utoipa::path(put, path = "/api/v1/specs/{kind}/{name}", tag = "specs",
     params(("kind" = String, Path), ("name" = String, Path), ("If-Match" = Option<String>, Header), ("If-None-Match" = Option<String>, Header)),
     request_body(content = String, content_type = "application/json", description = "The document (JSON or YAML)"),
-    responses((status = 200, body = SpecObject, headers(("ETag" = String))), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody), (status = 412, body = ErrorBody), (status = 413, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    responses((status = 200, description = "OK", body = SpecObject, headers(("ETag" = String))), (status = 400, description = "A malformed parameter or header (details name it)", body = ErrorBody), (status = 401, description = "No token, or an unknown, expired or revoked one", body = ErrorBody),
+        (status = 403, description = "The caller's role bindings do not allow it (audited)", body = ErrorBody), (status = 412, description = "Stale: the object changed since it was read", body = ErrorBody), (status = 413, description = "The body is larger than the server accepts", body = ErrorBody), (status = 422, description = "Invalid input (details name each field, with line and column for documents)", body = ErrorBody)))]
 pub async fn put_spec(
     State(state): State<AppState>,
     who: Authed,
@@ -247,17 +253,15 @@ pub async fn put_spec(
         (None, true) => Some(Precondition { kind, name: name.clone(), generation: None }),
         (None, false) => None,
     };
-    catalog
-        .apply_expecting(vec![SourceFile::new("request body", body)], vec![], &who.subject, expect.as_ref())
-        .await?;
+    catalog.apply_expecting(vec![SourceFile::new("request body", body)], vec![], &who.subject, expect.as_ref()).await?;
     Ok(object_response(&catalog.get(kind, &name).await?))
 }
 
 /// Deletes an object (its history stays). Refused with 409 while others depend on it.
 #[utoipa::path(delete, path = "/api/v1/specs/{kind}/{name}", tag = "specs",
     params(("kind" = String, Path), ("name" = String, Path), ("If-Match" = Option<String>, Header)),
-    responses((status = 200, body = SpecObject), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 412, body = ErrorBody)))]
+    responses((status = 200, description = "OK", body = SpecObject), (status = 400, description = "A malformed parameter or header (details name it)", body = ErrorBody), (status = 401, description = "No token, or an unknown, expired or revoked one", body = ErrorBody), (status = 403, description = "The caller's role bindings do not allow it (audited)", body = ErrorBody),
+        (status = 404, description = "Not found", body = ErrorBody), (status = 409, description = "Conflicts with the current state", body = ErrorBody), (status = 412, description = "Stale: the object changed since it was read", body = ErrorBody)))]
 pub async fn delete_spec(
     State(state): State<AppState>,
     who: Authed,
@@ -277,8 +281,8 @@ pub async fn delete_spec(
 /// Every generation of an object, oldest first.
 #[utoipa::path(get, path = "/api/v1/specs/{kind}/{name}/history", tag = "specs",
     params(("kind" = String, Path), ("name" = String, Path)),
-    responses((status = 200, body = Vec<SpecObject>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, description = "OK", body = Vec<SpecObject>), (status = 400, description = "A malformed parameter or header (details name it)", body = ErrorBody), (status = 401, description = "No token, or an unknown, expired or revoked one", body = ErrorBody),
+        (status = 403, description = "The caller's role bindings do not allow it (audited)", body = ErrorBody), (status = 404, description = "Not found", body = ErrorBody)))]
 pub async fn spec_history(
     State(state): State<AppState>,
     who: Authed,
@@ -289,6 +293,7 @@ pub async fn spec_history(
     let history = catalog.history(kind, &name).await?;
     let live = history.iter().rev().find_map(|r| r.spec.clone().and_then(|d| Spec::from_document(kind, d).ok()));
     let on = live.as_ref().map_or(Target::Organisation, spec_target);
-    who.allow(&state, Request { needs: Role::Viewer, on }, "spec.history", &format!("{}/{name}", kind.as_str())).await?;
+    who.allow(&state, Request { needs: Role::Viewer, on }, "spec.history", &format!("{}/{name}", kind.as_str()))
+        .await?;
     Ok(axum::Json(history.iter().map(SpecObject::from).collect()))
 }

@@ -15,14 +15,14 @@ pub struct Health {
 }
 
 /// Liveness: the process answers.
-#[utoipa::path(get, path = "/healthz", tag = "system", security(()), responses((status = 200, body = Health)))]
+#[utoipa::path(get, path = "/healthz", tag = "system", security(()), responses((status = 200, description = "OK", body = Health)))]
 pub async fn healthz() -> axum::Json<Health> {
     axum::Json(Health { status: "ok".into() })
 }
 
 /// Readiness: the state store answers.
 #[utoipa::path(get, path = "/readyz", tag = "system", security(()),
-    responses((status = 200, body = Health), (status = 503, body = ErrorBody)))]
+    responses((status = 200, description = "OK", body = Health), (status = 503, description = "Not ready", body = ErrorBody)))]
 pub async fn readyz(State(state): State<AppState>) -> Result<axum::Json<Health>, ApiError> {
     state.control.store.get("Team", "").await.map_err(|e| {
         ApiError::new(axum::http::StatusCode::SERVICE_UNAVAILABLE, "not-ready", format!("state store: {e}"))
@@ -34,10 +34,7 @@ pub async fn readyz(State(state): State<AppState>) -> Result<axum::Json<Health>,
 #[utoipa::path(get, path = "/metrics", tag = "system", security(()),
     responses((status = 200, description = "OpenMetrics text", content_type = "application/openmetrics-text")))]
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    (
-        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
-        state.metrics.encode(),
-    )
+    ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], state.metrics.encode())
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -52,14 +49,22 @@ pub struct WhoAmI {
 
 /// The caller's identity and role bindings.
 #[utoipa::path(get, path = "/api/v1/whoami", tag = "system",
-    responses((status = 200, body = WhoAmI), (status = 401, body = ErrorBody)))]
+    responses((status = 200, description = "OK", body = WhoAmI), (status = 401, description = "No token, or an unknown, expired or revoked one", body = ErrorBody)))]
 pub async fn whoami(State(state): State<AppState>, who: Authed) -> Result<axum::Json<WhoAmI>, ApiError> {
     let (bindings, teams) = state.policy_inputs().await?;
     let acts_as = paved_auth::Policy { bindings: &bindings, teams: &teams }.subjects_of(&who.subject);
     let bindings = bindings
         .iter()
         .filter(|b| b.spec.subjects.iter().any(|s| acts_as.contains(&s.0)))
-        .map(|b| format!("{}: {} on {}{}", b.metadata.name, b.spec.role, b.spec.scope, if b.spec.production { " (production)" } else { "" }))
+        .map(|b| {
+            format!(
+                "{}: {} on {}{}",
+                b.metadata.name,
+                b.spec.role,
+                b.spec.scope,
+                if b.spec.production { " (production)" } else { "" }
+            )
+        })
         .collect();
     Ok(axum::Json(WhoAmI { subject: who.subject, token: who.token_id, acts_as, bindings }))
 }

@@ -69,7 +69,7 @@ async fn admin(state: &AppState, who: &Authed, action: &str, target: &str) -> Re
 
 /// Every token issued, revoked and expired ones included, without secrets.
 #[utoipa::path(get, path = "/api/v1/tokens", tag = "tokens",
-    responses((status = 200, body = Vec<TokenView>), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+    responses((status = 200, description = "OK", body = Vec<TokenView>), (status = 401, description = "No token, or an unknown, expired or revoked one", body = ErrorBody), (status = 403, description = "The caller's role bindings do not allow it (audited)", body = ErrorBody)))]
 pub async fn list_tokens(State(state): State<AppState>, who: Authed) -> Result<axum::Json<Vec<TokenView>>, ApiError> {
     admin(&state, &who, "token.list", "Token/*").await?;
     let tokens = state.control.store.list_tokens().await?;
@@ -78,8 +78,8 @@ pub async fn list_tokens(State(state): State<AppState>, who: Authed) -> Result<a
 
 /// Issues a token (for a person or a CI service account).
 #[utoipa::path(post, path = "/api/v1/tokens", tag = "tokens", request_body = NewToken,
-    responses((status = 201, body = IssuedTokenView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody), (status = 413, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    responses((status = 201, description = "Created; the secret is in this response only", body = IssuedTokenView), (status = 400, description = "A malformed parameter or header (details name it)", body = ErrorBody), (status = 401, description = "No token, or an unknown, expired or revoked one", body = ErrorBody),
+        (status = 403, description = "The caller's role bindings do not allow it (audited)", body = ErrorBody), (status = 413, description = "The body is larger than the server accepts", body = ErrorBody), (status = 422, description = "Invalid input (details name each field, with line and column for documents)", body = ErrorBody)))]
 pub async fn create_token(
     State(state): State<AppState>,
     who: Authed,
@@ -90,20 +90,25 @@ pub async fn create_token(
         let path = e.to_string().split('`').nth(1).unwrap_or("").to_string();
         ApiError::invalid(&path, format!("not a token request: {e}"))
     })?;
-    let lifetime = match &new.expires_in {
-        None => None,
-        Some(s) => Some(paved_model::duration::parse_duration(s).ok_or_else(|| {
-            ApiError::invalid("expires_in", format!("`{s}` is not a duration such as 30d or 12h"))
-        })?),
-    };
+    let lifetime =
+        match &new.expires_in {
+            None => None,
+            Some(s) => Some(paved_model::duration::parse_duration(s).ok_or_else(|| {
+                ApiError::invalid("expires_in", format!("`{s}` is not a duration such as 30d or 12h"))
+            })?),
+        };
     let (token, secret) = state.control.issue_token(&who.caller(), &new.name, &new.subject, lifetime).await?;
     Ok((StatusCode::CREATED, axum::Json(IssuedTokenView { token: token.into(), secret })))
 }
 
 /// Revokes a token at once; requests with it get 401 from now on.
 #[utoipa::path(delete, path = "/api/v1/tokens/{id}", tag = "tokens", params(("id" = String, Path)),
-    responses((status = 204), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
-pub async fn revoke_token(State(state): State<AppState>, who: Authed, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
+    responses((status = 204, description = "Done"), (status = 401, description = "No token, or an unknown, expired or revoked one", body = ErrorBody), (status = 403, description = "The caller's role bindings do not allow it (audited)", body = ErrorBody), (status = 404, description = "Not found", body = ErrorBody)))]
+pub async fn revoke_token(
+    State(state): State<AppState>,
+    who: Authed,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
     admin(&state, &who, "token.revoke", &format!("Token/{id}")).await?;
     if state.control.revoke_token(&who.caller(), &id).await? {
         Ok(StatusCode::NO_CONTENT)

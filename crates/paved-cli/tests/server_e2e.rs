@@ -1,0 +1,583 @@
+//! End-to-end on `paved server`: the real binary serves real applied state;
+//! every route found in the served OpenAPI document is exercised for each
+//! role, without a token and with expired and revoked ones.
+//!
+//! Needs the PostgreSQL server binaries (the demo environment has a
+//! database) and a Python with openapi-spec-validator and prometheus_client
+//! (`PAVED_TEST_PYTHON`, set up by scripts/test).
+
+use serde_json::{Value, json};
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const ROLES: [&str; 4] = ["viewer", "developer", "operator", "admin"];
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// A paved data directory and a server on it.
+struct Platform {
+    data: tempfile::TempDir,
+    server: Option<Child>,
+    port: u16,
+}
+
+struct Response {
+    status: u16,
+    headers: BTreeMap<String, String>,
+    body: Vec<u8>,
+}
+
+impl Response {
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+impl Platform {
+    fn new() -> Platform {
+        let data = tempfile::Builder::new().prefix("paved-server-").tempdir().unwrap();
+        Platform { data, server: None, port: 0 }
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_paved"));
+        c.args(args)
+            .current_dir(repo_root())
+            .env("PAVED_DATA_DIR", self.data.path())
+            .env("PAVED_DEMO_BIN", env!("CARGO_BIN_EXE_paved-demo"))
+            .env("PAVED_ACTOR", "e2e")
+            .env("PAVED_RUNTIME", "process")
+            .env_remove("PAVED_STATE")
+            .env("NO_COLOR", "1");
+        c
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out: Output = self.command(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "paved {args:?} failed:\n{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    fn ok_with_input(&self, args: &[&str], input: &str) -> String {
+        let mut child =
+            self.command(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "paved {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// Issues a token through the CLI; returns (id, secret).
+    fn token(&self, name: &str, subject: &str, expires: Option<&str>) -> (String, String) {
+        let mut args = vec!["token", "create", name, "--subject", subject, "-o", "json"];
+        if let Some(e) = expires {
+            args.extend(["--expires", e]);
+        }
+        let v: Value = serde_json::from_str(&self.ok(&args)).unwrap();
+        (v["token"]["id"].as_str().unwrap().to_string(), v["secret"].as_str().unwrap().to_string())
+    }
+
+    fn start(&mut self, extra: &[&str]) {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let listen = format!("127.0.0.1:{port}");
+        let mut args = vec!["server", "--listen", listen.as_str()];
+        args.extend(extra);
+        let log = std::fs::File::create(self.data.path().join("server.log")).unwrap();
+        self.server = Some(self.command(&args).stdout(log.try_clone().unwrap()).stderr(log).spawn().unwrap());
+        self.port = port;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("server did not listen: {}", self.log());
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.data.path().join("server.log")).unwrap_or_default()
+    }
+
+    fn request(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Response {
+        let mut s = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+        let mut head = format!(
+            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Length: {}\r\n",
+            body.len()
+        );
+        if let Some(t) = token {
+            head.push_str(&format!("Authorization: Bearer {t}\r\n"));
+        }
+        for (k, v) in headers {
+            head.push_str(&format!("{k}: {v}\r\n"));
+        }
+        head.push_str("\r\n");
+        s.write_all(head.as_bytes()).unwrap();
+        // A server refusing a large body may close before reading all of it.
+        let _ = s.write_all(body);
+        let mut raw = Vec::new();
+        let _ = s.read_to_end(&mut raw);
+        parse_response(&raw)
+            .unwrap_or_else(|| panic!("no HTTP response to {method} {path}: {:?}", String::from_utf8_lossy(&raw)))
+    }
+
+    fn get(&self, path: &str, token: &str) -> Response {
+        self.request("GET", path, Some(token), &[], b"")
+    }
+
+    /// Waits for an operation to end; returns it.
+    fn wait_operation(&self, id: &str, token: &str) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let op = self.get(&format!("/api/v1/operations/{id}"), token).json();
+            if op["status"] != "running" {
+                return op;
+            }
+            assert!(Instant::now() < deadline, "operation {id} still running: {op}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+impl Drop for Platform {
+    fn drop(&mut self) {
+        if let Some(mut s) = self.server.take() {
+            // SIGTERM: graceful shutdown.
+            unsafe { libc::kill(s.id() as i32, libc::SIGTERM) };
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while Instant::now() < deadline && s.try_wait().ok().flatten().is_none() {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = s.kill();
+            let _ = s.wait();
+        }
+        let _ = self.command(&["down"]).output();
+    }
+}
+
+fn parse_response(raw: &[u8]) -> Option<Response> {
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = std::str::from_utf8(&raw[..split]).ok()?;
+    let mut lines = head.split("\r\n");
+    let status = lines.next()?.split(' ').nth(1)?.parse().ok()?;
+    let headers: BTreeMap<String, String> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    let mut body = raw[split + 4..].to_vec();
+    if headers.get("transfer-encoding").is_some_and(|t| t == "chunked") {
+        body = dechunk(&body);
+    }
+    Some(Response { status, headers, body })
+}
+
+fn dechunk(mut b: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(end) = b.windows(2).position(|w| w == b"\r\n") {
+        let size = usize::from_str_radix(std::str::from_utf8(&b[..end]).unwrap_or("0").trim(), 16).unwrap_or(0);
+        if size == 0 || b.len() < end + 2 + size {
+            break;
+        }
+        out.extend_from_slice(&b[end + 2..end + 2 + size]);
+        b = &b[(end + 4 + size).min(b.len())..];
+    }
+    out
+}
+
+fn python() -> String {
+    std::env::var("PAVED_TEST_PYTHON").unwrap_or_else(|_| "python3".into())
+}
+
+/// Runs a Python snippet with `input` on stdin; its stdout.
+fn run_python(code: &str, input: &[u8]) -> String {
+    let mut child = Command::new(python())
+        .args(["-c", code])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("python3 (PAVED_TEST_PYTHON)");
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "python failed (scripts/test installs openapi-spec-validator and prometheus-client):\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Role bindings for one service account per role, at the organisation, production included.
+fn role_bindings() -> String {
+    ROLES
+        .iter()
+        .map(|r| {
+            format!(
+                "apiVersion: paved.dev/v1alpha1\nkind: RoleBinding\nmetadata:\n  name: e2e-{r}\nspec:\n  role: {r}\n  \
+                 subjects: [serviceaccount:e2e-{r}]\n  scope: organisation\n  production: true\n---\n"
+            )
+        })
+        .collect::<String>()
+        + "apiVersion: paved.dev/v1alpha1\nkind: RoleBinding\nmetadata:\n  name: platform-developers\nspec:\n  role: developer\n  \
+           subjects: [team:platform]\n  scope: team:platform\n"
+}
+
+/// An environment document (JSON): recording one does not change what other environments run.
+fn env_doc(name: &str, env_type: &str) -> String {
+    json!({
+        "apiVersion": "paved.dev/v1alpha1",
+        "kind": "Environment",
+        "metadata": {"name": name},
+        "spec": {"blueprint": "web-service-standard@1.2.0", "account": "local", "region": "local", "type": env_type, "owner": "platform"}
+    })
+    .to_string()
+}
+
+/// What one route needs, and a request for it that succeeds for a role allowed to make it.
+struct Expect {
+    /// `None`: public; `Some("any")`: any valid token; else the least role.
+    needs: Option<&'static str>,
+    success: u16,
+}
+
+fn rank(role: &str) -> usize {
+    ROLES.iter().position(|r| *r == role).unwrap_or(usize::MAX)
+}
+
+/// The authorisation expectation of every route. A route served (in the
+/// OpenAPI document) without an entry here fails the test.
+fn expectations() -> BTreeMap<(&'static str, &'static str), Expect> {
+    let e = |needs, success| Expect { needs, success };
+    BTreeMap::from([
+        (("get", "/healthz"), e(None, 200)),
+        (("get", "/readyz"), e(None, 200)),
+        (("get", "/metrics"), e(None, 200)),
+        (("get", "/api/v1/whoami"), e(Some("any"), 200)),
+        (("get", "/api/v1/specs"), e(Some("viewer"), 200)),
+        (("post", "/api/v1/specs"), e(Some("developer"), 200)),
+        (("get", "/api/v1/specs/{kind}/{name}"), e(Some("viewer"), 200)),
+        (("put", "/api/v1/specs/{kind}/{name}"), e(Some("developer"), 200)),
+        (("delete", "/api/v1/specs/{kind}/{name}"), e(Some("admin"), 200)),
+        (("get", "/api/v1/specs/{kind}/{name}/history"), e(Some("viewer"), 200)),
+        (("get", "/api/v1/environments"), e(Some("viewer"), 200)),
+        (("get", "/api/v1/environments/{name}"), e(Some("viewer"), 200)),
+        (("get", "/api/v1/environments/{name}/plan"), e(Some("viewer"), 200)),
+        (("post", "/api/v1/environments/{name}/apply"), e(Some("developer"), 202)),
+        (("post", "/api/v1/environments/{name}/destroy"), e(Some("operator"), 202)),
+        (("get", "/api/v1/environments/{name}/drift"), e(Some("viewer"), 200)),
+        (("get", "/api/v1/operations/{id}"), e(Some("viewer"), 200)),
+        (("get", "/api/v1/operations/{id}/events"), e(Some("viewer"), 200)),
+        (("get", "/api/v1/audit"), e(Some("operator"), 200)),
+        (("get", "/api/v1/audit/verify"), e(Some("operator"), 200)),
+        (("get", "/api/v1/tokens"), e(Some("admin"), 200)),
+        (("post", "/api/v1/tokens"), e(Some("admin"), 201)),
+        (("delete", "/api/v1/tokens/{id}"), e(Some("admin"), 204)),
+        (("get", "/api/v1/openapi.json"), e(None, 200)),
+    ])
+}
+
+/// A concrete request for a route template, for one role (mutations touch
+/// objects of that role's own, so roles do not interfere).
+fn concrete(method: &str, template: &str, role: &str, fixtures: &Fixtures) -> (String, Vec<u8>) {
+    let path = template
+        .replace(
+            "{kind}/{name}",
+            match method {
+                "put" => "environment/put-ROLE",
+                "delete" => "team/doomed-ROLE",
+                _ => "environment/dev",
+            },
+        )
+        .replace("{name}", if template.ends_with("/destroy") { "staging" } else { "dev" })
+        .replace(
+            "{id}",
+            if template.starts_with("/api/v1/tokens") { &fixtures.doomed_tokens[role] } else { &fixtures.operation },
+        )
+        .replace("ROLE", role);
+    let body = match (method, template) {
+        ("post", "/api/v1/specs") => env_doc(&format!("posted-{role}"), "development").into_bytes(),
+        ("put", _) => env_doc(&format!("put-{role}"), "development").into_bytes(),
+        ("post", "/api/v1/tokens") => {
+            json!({"name": format!("made-by-{role}"), "subject": "serviceaccount:ci"}).to_string().into_bytes()
+        }
+        _ => vec![],
+    };
+    (path, body)
+}
+
+struct Fixtures {
+    operation: String,
+    doomed_tokens: BTreeMap<String, String>,
+}
+
+#[test]
+fn every_route_enforces_roles_tokens_and_limits_and_is_documented() {
+    let mut p = Platform::new();
+    // Real applied state: the demo environment on processes, with its PostgreSQL.
+    p.ok(&["up", "--runtime", "process"]);
+    p.ok_with_input(&["apply", "-f", "-"], &role_bindings());
+    let doomed_teams: String = ROLES
+        .iter()
+        .map(|r| {
+            format!("apiVersion: paved.dev/v1alpha1\nkind: Team\nmetadata:\n  name: doomed-{r}\nspec: {{}}\n---\n")
+        })
+        .collect();
+    p.ok_with_input(&["apply", "-f", "-"], &doomed_teams);
+    let tokens: BTreeMap<&str, String> =
+        ROLES.iter().map(|r| (*r, p.token(r, &format!("serviceaccount:e2e-{r}"), None).1)).collect();
+    let (_, expiring) = p.token("short", "serviceaccount:e2e-admin", Some("1s"));
+    let (revoked_id, revoked) = p.token("gone", "serviceaccount:e2e-admin", None);
+    p.ok(&["token", "revoke", &revoked_id]);
+    let (_, team_dev) = p.token("grace", "user:ada@example.com", None);
+    let doomed_tokens =
+        ROLES.iter().map(|r| (r.to_string(), p.token(&format!("doomed-{r}"), "serviceaccount:x", None).0)).collect();
+
+    p.start(&[]);
+    let bootstrap = std::fs::read_to_string(p.data.path().join("bootstrap-admin.token")).unwrap().trim().to_string();
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(p.data.path().join("bootstrap-admin.token")).unwrap().permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600);
+    assert!(!p.log().contains(&bootstrap), "the bootstrap token was logged");
+    let admin = &tokens["admin"];
+
+    // An operation to read, started by the admin and finished.
+    let started = p.request("POST", "/api/v1/environments/dev/apply", Some(admin), &[], b"");
+    assert_eq!(started.status, 202, "{}", started.text());
+    let operation = started.json()["id"].as_str().unwrap().to_string();
+    let finished = p.wait_operation(&operation, admin);
+    assert_eq!(finished["status"], "succeeded", "{finished}");
+    let fixtures = Fixtures { operation, doomed_tokens };
+
+    // Every route in the document has an expectation, and every expectation a route.
+    let doc = p.request("GET", "/api/v1/openapi.json", None, &[], b"").json();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"), "{}", doc["openapi"]);
+    let mut served: BTreeSet<(String, String)> = BTreeSet::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for method in
+            item.as_object().unwrap().keys().filter(|m| ["get", "put", "post", "delete", "patch"].contains(&m.as_str()))
+        {
+            served.insert((method.clone(), path.clone()));
+        }
+    }
+    served.insert(("get".into(), "/api/v1/openapi.json".into()));
+    let expect = expectations();
+    let known: BTreeSet<(String, String)> = expect.keys().map(|(m, p)| (m.to_string(), p.to_string())).collect();
+    let unexpected: Vec<_> = served.difference(&known).collect();
+    assert!(unexpected.is_empty(), "routes without an authorisation expectation: {unexpected:?}");
+    let gone: Vec<_> = known.difference(&served).collect();
+    assert!(gone.is_empty(), "expectations for routes the server does not document: {gone:?}");
+
+    // The document passes an independent OpenAPI validator.
+    let verdict = run_python(
+        "import json,sys\nfrom openapi_spec_validator import validate\nvalidate(json.load(sys.stdin))\nprint('valid')",
+        &serde_json::to_vec(&doc).unwrap(),
+    );
+    assert_eq!(verdict.trim(), "valid");
+
+    std::thread::sleep(Duration::from_millis(1100)); // the 1 s token has expired
+    for ((method, template), e) in &expect {
+        let m = method.to_ascii_uppercase();
+        if e.needs.is_some() {
+            let (path, body) = concrete(method, template, "admin", &fixtures);
+            for (what, token) in [
+                ("no", None),
+                ("an expired", Some(expiring.as_str())),
+                ("a revoked", Some(revoked.as_str())),
+                ("a malformed", Some("pvd_nope")),
+            ] {
+                let r = p.request(&m, &path, token, &[], &body);
+                assert_eq!(r.status, 401, "{m} {path} with {what} token: {}", r.text());
+                assert_eq!(r.json()["code"], "unauthenticated");
+            }
+        }
+        for role in ROLES {
+            let (path, body) = concrete(method, template, role, &fixtures);
+            let r = p.request(&m, &path, Some(&tokens[role]), &[], &body);
+            let allowed = match e.needs {
+                None | Some("any") => true,
+                Some(needs) => rank(role) >= rank(needs),
+            };
+            if allowed {
+                assert_eq!(r.status, e.success, "{m} {path} as {role}: {}", r.text());
+            } else {
+                assert_eq!(r.status, 403, "{m} {path} as {role} should be forbidden: {}", r.text());
+                let body = r.json();
+                assert_eq!(body["code"], "forbidden");
+                assert!(body["message"].as_str().unwrap().contains(e.needs.unwrap()), "{body}");
+            }
+        }
+    }
+
+    // Denials are in the audit log, with who, what and where from.
+    let denied = p.get("/api/v1/audit?actor=serviceaccount:e2e-viewer&action=environment.apply", admin).json();
+    let event = &denied["items"][0];
+    assert_eq!(
+        (event["outcome"].as_str(), event["target"].as_str()),
+        (Some("denied"), Some("Environment/dev")),
+        "{denied}"
+    );
+    assert_eq!(event["origin"], "127.0.0.1");
+    assert!(!event["request_id"].as_str().unwrap().is_empty());
+
+    // Production needs an explicit binding: a team developer applies dev, not production.
+    assert_eq!(p.request("POST", "/api/v1/environments/dev/apply", Some(&team_dev), &[], b"").status, 202);
+    let refused = p.request("POST", "/api/v1/environments/production/apply", Some(&team_dev), &[], b"");
+    assert_eq!(refused.status, 403);
+    assert!(refused.json()["message"].as_str().unwrap().contains("production: true"), "{}", refused.text());
+
+    malformed_input_names_the_field(&p, admin);
+    oversized_bodies_get_413(&p, admin);
+    stale_updates_get_412_and_lose_nothing(&p, admin);
+    progress_streams_as_server_sent_events(&p, admin);
+    metrics_parse_with_a_prometheus_parser(&p);
+    assert_eq!(p.get("/api/v1/audit/verify", admin).json()["intact"], true);
+}
+
+fn malformed_input_names_the_field(p: &Platform, admin: &str) {
+    let renamed = env_doc("two", "staging");
+    let cases: [(&str, &str, &[u8], u16, &str); 6] = [
+        ("GET", "/api/v1/specs?kind=gadget", b"", 400, "kind"),
+        ("GET", "/api/v1/audit?since=yesterday", b"", 400, "since"),
+        ("POST", "/api/v1/tokens", br#"{"name": "x", "subject": "root"}"#, 422, "subject"),
+        ("POST", "/api/v1/tokens", br#"{"name": "x", "subject": "user:a", "colour": 1}"#, 422, "colour"),
+        ("PUT", "/api/v1/specs/environment/other-name", renamed.as_bytes(), 422, "metadata.name"),
+        (
+            "POST",
+            "/api/v1/specs",
+            b"apiVersion: paved.dev/v1alpha1\nkind: Team\nmetadata:\n  name: x\nspec:\n  members: [nobody]\n",
+            422,
+            "spec.members[0]",
+        ),
+    ];
+    for (method, path, body, status, field) in cases {
+        let r = p.request(method, path, Some(admin), &[], body);
+        assert_eq!(r.status, status, "{method} {path}: {}", r.text());
+        let v = r.json();
+        let paths: Vec<&str> = v["details"].as_array().unwrap().iter().filter_map(|d| d["path"].as_str()).collect();
+        assert!(paths.contains(&field), "{method} {path}: no detail at `{field}` in {v}");
+    }
+    // Spec diagnostics carry line and column in the body, like the CLI's.
+    let r = p.request(
+        "POST",
+        "/api/v1/specs",
+        Some(admin),
+        &[],
+        b"apiVersion: paved.dev/v1alpha1\nkind: Team\nmetadata:\n  name: x\nspec:\n  members: [nobody]\n",
+    );
+    let d = &r.json()["details"][0];
+    assert_eq!((d["line"].as_u64(), d["column"].as_u64().is_some()), (Some(6), true), "{d}");
+    assert_eq!(p.get("/api/v1/specs/team/x", admin).status, 404, "an invalid batch recorded something");
+}
+
+fn oversized_bodies_get_413(p: &Platform, admin: &str) {
+    let big = vec![b'#'; 2 * 1024 * 1024];
+    for (method, path) in
+        [("POST", "/api/v1/specs"), ("PUT", "/api/v1/specs/environment/big"), ("POST", "/api/v1/tokens")]
+    {
+        let r = p.request(method, path, Some(admin), &[], &big);
+        assert_eq!(r.status, 413, "{method} {path}: {}", r.text());
+        assert_eq!(r.json()["code"], "too-large");
+    }
+}
+
+fn stale_updates_get_412_and_lose_nothing(p: &Platform, admin: &str) {
+    let path = "/api/v1/specs/environment/etag-demo";
+    let create =
+        p.request("PUT", path, Some(admin), &[("If-None-Match", "*")], env_doc("etag-demo", "development").as_bytes());
+    assert_eq!(
+        (create.status, create.headers.get("etag").map(String::as_str)),
+        (200, Some("\"1\"")),
+        "{}",
+        create.text()
+    );
+    let again =
+        p.request("PUT", path, Some(admin), &[("If-None-Match", "*")], env_doc("etag-demo", "development").as_bytes());
+    assert_eq!(again.status, 412, "create-only over an existing object: {}", again.text());
+    let v2 = env_doc("etag-demo", "staging");
+    let update = p.request("PUT", path, Some(admin), &[("If-Match", "\"1\"")], v2.as_bytes());
+    assert_eq!((update.status, update.headers.get("etag").map(String::as_str)), (200, Some("\"2\"")));
+    let stale = env_doc("etag-demo", "production");
+    let r = p.request("PUT", path, Some(admin), &[("If-Match", "\"1\"")], stale.as_bytes());
+    assert_eq!(r.status, 412, "{}", r.text());
+    assert_eq!(r.json()["code"], "stale");
+    let now = p.get(path, admin).json();
+    assert_eq!(now["generation"], 2);
+    assert_eq!(now["document"]["spec"]["type"], "staging");
+    let r = p.request("DELETE", path, Some(admin), &[("If-Match", "\"1\"")], b"");
+    assert_eq!(r.status, 412);
+    assert_eq!(p.request("DELETE", path, Some(admin), &[("If-Match", "\"2\"")], b"").status, 200);
+}
+
+fn progress_streams_as_server_sent_events(p: &Platform, admin: &str) {
+    let started = p.request("POST", "/api/v1/environments/dev/apply", Some(admin), &[], b"");
+    let id = started.json()["id"].as_str().unwrap().to_string();
+    let r = p.get(&format!("/api/v1/operations/{id}/events"), admin);
+    assert_eq!(r.headers.get("content-type").map(String::as_str), Some("text/event-stream"));
+    let text = r.text();
+    let events: Vec<&str> = text.lines().filter_map(|l| l.strip_prefix("event: ")).collect();
+    assert_eq!(events.first(), Some(&"planned"), "{text}");
+    assert_eq!(events.last(), Some(&"done"), "{text}");
+    assert!(events.contains(&"finished"), "{text}");
+    assert!(text.contains("local.workload/api"), "{text}");
+}
+
+fn metrics_parse_with_a_prometheus_parser(p: &Platform) {
+    let r = p.request("GET", "/metrics", None, &[], b"");
+    assert!(r.headers["content-type"].starts_with("application/openmetrics-text"));
+    let families = run_python(
+        "import sys\nfrom prometheus_client.openmetrics.parser import text_string_to_metric_families as parse\n\
+         for f in parse(sys.stdin.read()):\n  for s in f.samples:\n    print(s.name, s.labels.get('route', ''), s.labels.get('outcome', ''), s.value)",
+        &r.body,
+    );
+    assert!(
+        families
+            .lines()
+            .any(|l| l.starts_with("paved_http_request_duration_seconds_count /api/v1/environments/{name}/apply")),
+        "{families}"
+    );
+    assert!(families.lines().any(|l| l.starts_with("paved_operations_total  succeeded")), "{families}");
+    assert!(families.lines().any(|l| l.starts_with("paved_access_denied_total")), "{families}");
+    assert!(families.lines().any(|l| l.starts_with("paved_provisioning_duration_seconds_bucket")), "{families}");
+}
+
+#[test]
+fn a_token_over_its_rate_gets_429_with_retry_after() {
+    let mut p = Platform::new();
+    p.ok(&["token", "list"]);
+    let (_, token) = p.token("busy", "serviceaccount:busy", None);
+    p.start(&["--rate-limit", "1", "--rate-burst", "3"]);
+    let statuses: Vec<u16> = (0..6).map(|_| p.get("/api/v1/whoami", &token).status).collect();
+    assert_eq!(&statuses[..3], &[200, 200, 200], "{statuses:?}");
+    assert!(statuses[3..].contains(&429), "{statuses:?}");
+    let r = p.get("/api/v1/whoami", &token);
+    assert_eq!(r.status, 429);
+    assert!(r.headers.contains_key("retry-after"));
+    // Another token is not slowed down by it.
+    let (_, other) = p.token("calm", "serviceaccount:calm", None);
+    assert_eq!(p.get("/api/v1/whoami", &other).status, 200);
+}
