@@ -196,6 +196,10 @@ SIGINT/SIGTERM stop accepting requests; running applies finish their current ste
         #[arg(long)]
         graph: bool,
     },
+    /// Compare two environments' resource graphs with their names masked: every
+    /// difference left, field by field (exit code 3 when there is any).
+    #[command(after_help = "Examples:\n  paved parity staging production\n  paved parity dev staging -o json")]
+    Parity { left: String, right: String },
     /// Print the JSON Schema of a kind (generated from paved's types).
     #[command(after_help = "Examples:\n  paved schema Blueprint\n  paved schema service > score.schema.json")]
     Schema { kind: String },

@@ -157,6 +157,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Delete { kind, name } => delete(&ctx, parse_kind(&kind)?, &name).await,
         Command::History { kind, name } => history(&ctx, parse_kind(&kind)?, &name).await,
         Command::Plan { environment, graph } => crate::plan::plan(&ctx, &environment, graph).await,
+        Command::Parity { left, right } => crate::plan::parity(&ctx, &left, &right).await,
         Command::Schema { kind } => {
             let schema = paved_spec::schema::document_schema(parse_kind(&kind)?);
             println!("{}", serde_json::to_string_pretty(&schema).map_err(|e| Failure::Internal(e.into()))?);

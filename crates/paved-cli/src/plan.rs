@@ -79,3 +79,23 @@ pub async fn plan(ctx: &Ctx, environment: &str, print_graph: bool) -> Result<(),
     );
     Ok(())
 }
+
+/// `paved parity A B`.
+pub async fn parity(ctx: &Ctx, left: &str, right: &str) -> Result<(), Failure> {
+    let catalog = open(ctx).await?;
+    let differences = ctx.control().await?.parity(&catalog, left, right).await?;
+    if let Some(text) = structured(ctx.format, &differences) {
+        println!("{text}");
+    } else if differences.is_empty() {
+        println!("{left} and {right}: no differences besides their names");
+    } else {
+        let cell = |v: &Option<serde_json::Value>| v.as_ref().map_or("(absent)".into(), show);
+        let rows = differences
+            .iter()
+            .map(|d| vec![d.node.clone(), if d.field.is_empty() { "-".into() } else { d.field.clone() }, cell(&d.left), cell(&d.right)])
+            .collect();
+        println!("{}", crate::output::table(&["RESOURCE", "FIELD", left, right], rows));
+        println!("{} difference(s); parameters the blueprint declares are among them", differences.len());
+    }
+    if differences.is_empty() { Ok(()) } else { Err(Failure::Drift) }
+}

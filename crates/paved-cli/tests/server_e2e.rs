@@ -289,6 +289,7 @@ fn expectations() -> BTreeMap<(&'static str, &'static str), Expect> {
         (("post", "/api/v1/environments/{name}/apply"), e(Some("developer"), 202)),
         (("post", "/api/v1/environments/{name}/destroy"), e(Some("operator"), 202)),
         (("get", "/api/v1/environments/{name}/drift"), e(Some("viewer"), 200)),
+        (("get", "/api/v1/environments/{name}/parity"), e(Some("viewer"), 200)),
         (("get", "/api/v1/operations/{id}"), e(Some("viewer"), 200)),
         (("get", "/api/v1/operations/{id}/events"), e(Some("viewer"), 200)),
         (("get", "/api/v1/audit"), e(Some("operator"), 200)),
@@ -317,7 +318,8 @@ fn concrete(method: &str, template: &str, role: &str, fixtures: &Fixtures) -> (S
             "{id}",
             if template.starts_with("/api/v1/tokens") { &fixtures.doomed_tokens[role] } else { &fixtures.operation },
         )
-        .replace("ROLE", role);
+        .replace("ROLE", role)
+        .replace("/parity", "/parity?with=staging");
     let body = match (method, template) {
         ("post", "/api/v1/specs") => env_doc(&format!("posted-{role}"), "development").into_bytes(),
         ("put", _) => env_doc(&format!("put-{role}"), "development").into_bytes(),

@@ -134,6 +134,18 @@ impl Control {
         Ok((graph, c))
     }
 
+    /// How two environments' desired graphs differ, names masked.
+    pub async fn parity(
+        &self,
+        catalog: &Catalog,
+        left: &str,
+        right: &str,
+    ) -> Result<Vec<paved_plan::parity::Difference>, ControlError> {
+        let (a, _) = self.desired_graph(catalog, left).await?;
+        let (b, _) = self.desired_graph(catalog, right).await?;
+        Ok(paved_plan::parity::parity(&a, &b))
+    }
+
     pub async fn drift(&self, environment: &str) -> Result<DriftReport, ControlError> {
         Ok(self.engine().drift(environment, Provider::Local).await?)
     }

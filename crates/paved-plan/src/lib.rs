@@ -17,6 +17,7 @@
 pub mod diff;
 pub mod graph;
 pub mod local;
+pub mod parity;
 pub mod resolve;
 
 pub use diff::{Action, FieldChange, Plan, PlannedNode, diff, field_changes};

@@ -69,7 +69,7 @@ fn summary(e: &paved_model::Environment, generation: i64) -> EnvironmentSummary 
 }
 
 /// The environment's spec, after checking the caller holds `needs` on it.
-async fn authorised(
+pub(crate) async fn authorised(
     state: &AppState,
     who: &Authed,
     name: &str,
@@ -244,4 +244,29 @@ pub async fn drift_environment(
     let mut value = serde_json::to_value(&report).map_err(ApiError::internal)?;
     value["drifted"] = serde_json::json!(report.drifted());
     Ok(axum::Json(value))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ParityQuery {
+    /// The environment to compare with.
+    pub with: String,
+}
+
+/// Every difference between this environment's resource graph and another's,
+/// with their names masked: declared parameter differences and undeclared ones.
+#[utoipa::path(get, path = "/api/v1/environments/{name}/parity", tag = "environments", params(("name" = String, Path), ParityQuery),
+    responses((status = 200, description = "OK", body = Vec<Object>), (status = 401, description = "No token, or an unknown, expired or revoked one", body = ErrorBody),
+        (status = 403, description = "The caller's role bindings do not allow it (audited)", body = ErrorBody), (status = 404, description = "Not found", body = ErrorBody)))]
+pub async fn parity_environment(
+    State(state): State<AppState>,
+    who: Authed,
+    Path(name): Path<String>,
+    Query(q): Query<ParityQuery>,
+) -> Result<axum::Json<serde_json::Value>, ApiError> {
+    authorised(&state, &who, &name, Role::Viewer, "environment.parity").await?;
+    authorised(&state, &who, &q.with, Role::Viewer, "environment.parity").await?;
+    let catalog = state.control.catalog(who.request.clone());
+    let differences = state.control.parity(&catalog, &name, &q.with).await?;
+    Ok(axum::Json(serde_json::to_value(differences).map_err(ApiError::internal)?))
 }

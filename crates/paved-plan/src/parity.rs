@@ -1,0 +1,119 @@
+//! Parity: how two environments' resource graphs differ, with what must
+//! differ (their names, and with them their derived identifiers) masked out.
+//! What remains is every other difference, field by field: the parameters
+//! the blueprint declares, and anything nobody declared.
+
+use crate::ResourceGraph;
+use crate::diff::field_changes;
+use serde::Serialize;
+use serde_json::Value;
+use std::collections::BTreeSet;
+
+/// One difference between the two environments.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Difference {
+    /// The node, with the environment's name written `{env}`.
+    pub node: String,
+    /// Dotted field path; empty when the node exists on one side only.
+    pub field: String,
+    pub left: Option<Value>,
+    pub right: Option<Value>,
+}
+
+/// Replaces `name` where it stands as a whole word (between non-alphanumerics).
+fn mask(text: &str, name: &str) -> String {
+    if name.is_empty() {
+        return text.to_string();
+    }
+    let word = |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric());
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find(name) {
+        let before = if i > 0 { rest[..i].chars().last() } else { out.chars().last() };
+        let after = rest[i + name.len()..].chars().next();
+        out.push_str(&rest[..i]);
+        out.push_str(if word(before) || word(after) { name } else { "{env}" });
+        rest = &rest[i + name.len()..];
+    }
+    out.push_str(rest);
+    out
+}
+
+fn mask_value(v: &Value, name: &str) -> Value {
+    match v {
+        Value::String(s) => Value::String(mask(s, name)),
+        Value::Array(a) => Value::Array(a.iter().map(|x| mask_value(x, name)).collect()),
+        Value::Object(m) => Value::Object(m.iter().map(|(k, x)| (mask(k, name), mask_value(x, name))).collect()),
+        other => other.clone(),
+    }
+}
+
+type Masked<'a> = std::collections::BTreeMap<String, (Value, &'a crate::Node)>;
+
+fn masked(g: &ResourceGraph) -> Masked<'_> {
+    g.nodes.iter().map(|(id, n)| (mask(id, &g.environment), (mask_value(&n.properties, &g.environment), n))).collect()
+}
+
+/// Every difference between `left` and `right` once their names are masked, ordered by node and field.
+pub fn parity(left: &ResourceGraph, right: &ResourceGraph) -> Vec<Difference> {
+    let (l, r) = (masked(left), masked(right));
+    let ids: BTreeSet<&String> = l.keys().chain(r.keys()).collect();
+    let mut out = Vec::new();
+    for id in ids {
+        match (l.get(id), r.get(id)) {
+            (Some((a, node)), Some((b, _))) => {
+                out.extend(field_changes(a, b, node).into_iter().map(|c| Difference {
+                    node: id.clone(),
+                    field: c.field,
+                    left: c.before,
+                    right: c.after,
+                }));
+            }
+            (a, b) => out.push(Difference {
+                node: id.clone(),
+                field: String::new(),
+                left: a.map(|_| Value::from("present")),
+                right: b.map(|_| Value::from("present")),
+            }),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Node;
+    use paved_model::Provider;
+    use serde_json::json;
+
+    fn graph(env: &str, replicas: u64) -> ResourceGraph {
+        let mut g = ResourceGraph::new(Provider::Local, env);
+        let node = |kind: &str, name: &str, properties: Value| Node {
+            kind: kind.into(),
+            name: name.into(),
+            properties,
+            depends_on: Default::default(),
+            outputs: Default::default(),
+            immutable: Default::default(),
+        };
+        g.nodes.insert(format!("local.network/{env}"), node("local.network", env, json!({"name": format!("paved-{env}")})));
+        g.nodes.insert("local.workload/api".into(), node("local.workload", "api", json!({"replicas": replicas, "env": env, "host": format!("api.{env}.localhost")})));
+        g
+    }
+
+    #[test]
+    fn names_are_masked_and_everything_else_is_listed() {
+        assert_eq!(parity(&graph("dev", 1), &graph("staging", 1)), vec![]);
+        let d = parity(&graph("dev", 1), &graph("staging", 3));
+        assert_eq!(d, vec![Difference { node: "local.workload/api".into(), field: "replicas".into(), left: Some(json!(1)), right: Some(json!(3)) }]);
+        let mut extra = graph("staging", 1);
+        extra.nodes.remove("local.workload/api");
+        assert_eq!(parity(&graph("dev", 1), &extra)[0].right, None);
+    }
+
+    #[test]
+    fn only_whole_words_are_masked() {
+        assert_eq!(mask("dev device dev-db api.dev.localhost dev", "dev"), "{env} device {env}-db api.{env}.localhost {env}");
+    }
+}
