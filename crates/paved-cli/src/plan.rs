@@ -92,7 +92,14 @@ pub async fn parity(ctx: &Ctx, left: &str, right: &str) -> Result<(), Failure> {
         let cell = |v: &Option<serde_json::Value>| v.as_ref().map_or("(absent)".into(), show);
         let rows = differences
             .iter()
-            .map(|d| vec![d.node.clone(), if d.field.is_empty() { "-".into() } else { d.field.clone() }, cell(&d.left), cell(&d.right)])
+            .map(|d| {
+                vec![
+                    d.node.clone(),
+                    if d.field.is_empty() { "-".into() } else { d.field.clone() },
+                    cell(&d.left),
+                    cell(&d.right),
+                ]
+            })
             .collect();
         println!("{}", crate::output::table(&["RESOURCE", "FIELD", left, right], rows));
         println!("{} difference(s); parameters the blueprint declares are among them", differences.len());

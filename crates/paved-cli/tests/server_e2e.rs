@@ -298,6 +298,16 @@ fn expectations() -> BTreeMap<(&'static str, &'static str), Expect> {
         (("post", "/api/v1/tokens"), e(Some("admin"), 201)),
         (("delete", "/api/v1/tokens/{id}"), e(Some("admin"), 204)),
         (("get", "/api/v1/openapi.json"), e(None, 200)),
+        (("get", "/console/login"), e(None, 200)),
+        (("post", "/console/login"), e(None, 303)),
+        (("post", "/console/logout"), e(None, 303)),
+        (("get", "/console"), e(Some("viewer"), 200)),
+        (("get", "/console/environments/{name}"), e(Some("viewer"), 200)),
+        (("post", "/console/environments/{name}/apply"), e(Some("developer"), 303)),
+        (("post", "/console/environments/{name}/destroy"), e(Some("operator"), 303)),
+        (("get", "/console/services/{name}"), e(Some("viewer"), 200)),
+        (("get", "/console/audit"), e(Some("operator"), 200)),
+        (("get", "/console/operations/{id}"), e(Some("viewer"), 200)),
     ])
 }
 
@@ -313,7 +323,16 @@ fn concrete(method: &str, template: &str, role: &str, fixtures: &Fixtures) -> (S
                 _ => "environment/dev",
             },
         )
-        .replace("{name}", if template.ends_with("/destroy") { "staging" } else { "dev" })
+        .replace(
+            "{name}",
+            if template.ends_with("/destroy") {
+                "staging"
+            } else if template.starts_with("/console/services") {
+                "api"
+            } else {
+                "dev"
+            },
+        )
         .replace(
             "{id}",
             if template.starts_with("/api/v1/tokens") { &fixtures.doomed_tokens[role] } else { &fixtures.operation },
@@ -323,6 +342,7 @@ fn concrete(method: &str, template: &str, role: &str, fixtures: &Fixtures) -> (S
     let body = match (method, template) {
         ("post", "/api/v1/specs") => env_doc(&format!("posted-{role}"), "development").into_bytes(),
         ("put", _) => env_doc(&format!("put-{role}"), "development").into_bytes(),
+        ("post", "/console/login") => format!("token={}&next=/console/audit", fixtures.login_token).into_bytes(),
         ("post", "/api/v1/tokens") => {
             json!({"name": format!("made-by-{role}"), "subject": "serviceaccount:ci"}).to_string().into_bytes()
         }
@@ -333,6 +353,7 @@ fn concrete(method: &str, template: &str, role: &str, fixtures: &Fixtures) -> (S
 
 struct Fixtures {
     operation: String,
+    login_token: String,
     doomed_tokens: BTreeMap<String, String>,
 }
 
@@ -373,7 +394,7 @@ fn every_route_enforces_roles_tokens_and_limits_and_is_documented() {
     let operation = started.json()["id"].as_str().unwrap().to_string();
     let finished = p.wait_operation(&operation, admin);
     assert_eq!(finished["status"], "succeeded", "{finished}");
-    let fixtures = Fixtures { operation, doomed_tokens };
+    let fixtures = Fixtures { operation, doomed_tokens, login_token: admin.clone() };
 
     // Every route in the document has an expectation, and every expectation a route.
     let doc = p.request("GET", "/api/v1/openapi.json", None, &[], b"").json();
@@ -413,13 +434,24 @@ fn every_route_enforces_roles_tokens_and_limits_and_is_documented() {
                 ("a malformed", Some("pvd_nope")),
             ] {
                 let r = p.request(&m, &path, token, &[], &body);
-                assert_eq!(r.status, 401, "{m} {path} with {what} token: {}", r.text());
-                assert_eq!(r.json()["code"], "unauthenticated");
+                if template.starts_with("/console") {
+                    // The console sends people to sign in instead.
+                    assert_eq!(r.status, 303, "{m} {path} with {what} token: {}", r.text());
+                    assert!(r.headers["location"].starts_with("/console/login?next=/console"), "{:?}", r.headers);
+                } else {
+                    assert_eq!(r.status, 401, "{m} {path} with {what} token: {}", r.text());
+                    assert_eq!(r.json()["code"], "unauthenticated");
+                }
             }
         }
         for role in ROLES {
             let (path, body) = concrete(method, template, role, &fixtures);
-            let r = p.request(&m, &path, Some(&tokens[role]), &[], &body);
+            let form: &[(&str, &str)] = if path.starts_with("/console/login") {
+                &[("Content-Type", "application/x-www-form-urlencoded")]
+            } else {
+                &[]
+            };
+            let r = p.request(&m, &path, Some(&tokens[role]), form, &body);
             let allowed = match e.needs {
                 None | Some("any") => true,
                 Some(needs) => rank(role) >= rank(needs),
@@ -428,9 +460,14 @@ fn every_route_enforces_roles_tokens_and_limits_and_is_documented() {
                 assert_eq!(r.status, e.success, "{m} {path} as {role}: {}", r.text());
             } else {
                 assert_eq!(r.status, 403, "{m} {path} as {role} should be forbidden: {}", r.text());
-                let body = r.json();
-                assert_eq!(body["code"], "forbidden");
-                assert!(body["message"].as_str().unwrap().contains(e.needs.unwrap()), "{body}");
+                let message = if template.starts_with("/console") {
+                    r.text()
+                } else {
+                    let body = r.json();
+                    assert_eq!(body["code"], "forbidden");
+                    body["message"].as_str().unwrap().to_string()
+                };
+                assert!(message.contains(&format!("needs the {} role", e.needs.unwrap())), "{message}");
             }
         }
     }

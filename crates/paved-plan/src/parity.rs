@@ -97,8 +97,18 @@ mod tests {
             outputs: Default::default(),
             immutable: Default::default(),
         };
-        g.nodes.insert(format!("local.network/{env}"), node("local.network", env, json!({"name": format!("paved-{env}")})));
-        g.nodes.insert("local.workload/api".into(), node("local.workload", "api", json!({"replicas": replicas, "env": env, "host": format!("api.{env}.localhost")})));
+        g.nodes.insert(
+            format!("local.network/{env}"),
+            node("local.network", env, json!({"name": format!("paved-{env}")})),
+        );
+        g.nodes.insert(
+            "local.workload/api".into(),
+            node(
+                "local.workload",
+                "api",
+                json!({"replicas": replicas, "env": env, "host": format!("api.{env}.localhost")}),
+            ),
+        );
         g
     }
 
@@ -106,7 +116,15 @@ mod tests {
     fn names_are_masked_and_everything_else_is_listed() {
         assert_eq!(parity(&graph("dev", 1), &graph("staging", 1)), vec![]);
         let d = parity(&graph("dev", 1), &graph("staging", 3));
-        assert_eq!(d, vec![Difference { node: "local.workload/api".into(), field: "replicas".into(), left: Some(json!(1)), right: Some(json!(3)) }]);
+        assert_eq!(
+            d,
+            vec![Difference {
+                node: "local.workload/api".into(),
+                field: "replicas".into(),
+                left: Some(json!(1)),
+                right: Some(json!(3))
+            }]
+        );
         let mut extra = graph("staging", 1);
         extra.nodes.remove("local.workload/api");
         assert_eq!(parity(&graph("dev", 1), &extra)[0].right, None);
@@ -114,6 +132,9 @@ mod tests {
 
     #[test]
     fn only_whole_words_are_masked() {
-        assert_eq!(mask("dev device dev-db api.dev.localhost dev", "dev"), "{env} device {env}-db api.{env}.localhost {env}");
+        assert_eq!(
+            mask("dev device dev-db api.dev.localhost dev", "dev"),
+            "{env} device {env}-db api.{env}.localhost {env}"
+        );
     }
 }

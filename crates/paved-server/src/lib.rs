@@ -8,6 +8,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod console;
 pub mod error;
 pub mod metrics;
 pub mod operations;
@@ -185,7 +186,7 @@ async fn json_errors(request: Request, next: Next) -> Response {
 
 /// The whole application: API routes, their OpenAPI document, middleware.
 pub fn app(state: AppState) -> (axum::Router, utoipa::openapi::OpenApi) {
-    let (router, openapi) = api::router().split_for_parts();
+    let (router, openapi) = api::router().merge(console::router()).split_for_parts();
     let limit = state.config.body_limit;
     let doc = openapi.clone();
     let router = router
@@ -196,6 +197,7 @@ pub fn app(state: AppState) -> (axum::Router, utoipa::openapi::OpenApi) {
                 async move { axum::Json(doc) }
             }),
         )
+        .route("/", axum::routing::get(console::root))
         .layer(axum::middleware::from_fn(json_errors))
         .layer(DefaultBodyLimit::max(limit))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), observe))

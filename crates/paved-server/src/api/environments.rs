@@ -155,7 +155,7 @@ pub async fn plan_environment(
 }
 
 /// Starts an operation in the background and answers with it (202).
-async fn start(
+pub(crate) async fn start(
     state: &AppState,
     who: &Authed,
     operation: &str,

@@ -12,7 +12,7 @@ use paved_model::{Kind, Role};
 use std::convert::Infallible;
 
 /// Who may follow an operation: viewers of its environment.
-async fn authorised(state: &AppState, who: &Authed, id: &str) -> Result<Operation, ApiError> {
+pub(crate) async fn authorised(state: &AppState, who: &Authed, id: &str) -> Result<Operation, ApiError> {
     let op = state.operations.get(id).ok_or_else(|| ApiError::not_found(format!("operation `{id}` not found")))?;
     let catalog = state.control.catalog(who.request.clone());
     let spec = catalog.get(Kind::Environment, &op.environment).await.ok().map(|o| o.spec);
