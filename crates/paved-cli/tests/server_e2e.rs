@@ -620,3 +620,40 @@ fn a_token_over_its_rate_gets_429_with_retry_after() {
     let (_, other) = p.token("calm", "serviceaccount:calm", None);
     assert_eq!(p.get("/api/v1/whoami", &other).status, 200);
 }
+
+#[test]
+fn the_console_works_in_headless_chromium() {
+    for tool in ["/usr/bin/chromium", "/usr/bin/chromedriver"] {
+        assert!(
+            Path::new(tool).exists() || std::env::var_os("PAVED_CHROMIUM").is_some(),
+            "{tool} missing: this test needs Debian's chromium and chromium-driver (scripts/test installs them)"
+        );
+    }
+    let mut p = Platform::new();
+    p.ok(&["up", "--runtime", "process"]);
+    p.ok_with_input(&["apply", "-f", "-"], &role_bindings());
+    let (_, viewer) = p.token("viewer", "serviceaccount:e2e-viewer", None);
+    let (_, admin) = p.token("admin", "serviceaccount:e2e-admin", None);
+    p.start(&[]);
+    // Screenshots are kept as test artifacts under the target directory.
+    let shots = Path::new(env!("CARGO_TARGET_TMPDIR")).join("console-screenshots");
+    let _ = std::fs::remove_dir_all(&shots);
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/console_browser.py");
+    let out = Command::new(python())
+        .arg(&script)
+        .args([&format!("http://127.0.0.1:{}", p.port), &admin, &viewer, shots.to_str().unwrap()])
+        .env("SE_OFFLINE", "true")
+        .output()
+        .expect("python3 (PAVED_TEST_PYTHON) with selenium");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.trim_end().ends_with("ok"),
+        "browser test failed:\n{stdout}\n{}\nserver log:\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        p.log()
+    );
+    for name in ["02-matrix", "05-denied", "07-progress", "08-audit"] {
+        assert!(shots.join(format!("{name}.png")).metadata().is_ok_and(|m| m.len() > 1000), "no screenshot {name}");
+    }
+    eprintln!("{stdout}");
+}
