@@ -158,6 +158,25 @@ At first start an admin token is written to the bootstrap file (mode 0600; it is
 SIGINT/SIGTERM stop accepting requests; running applies finish their current steps and record them."
     )]
     Server(ServerArgs),
+    /// Use a paved server from this CLI: checks the token (read from standard
+    /// input, or a file only you can read) and saves both (mode 0600).
+    #[command(
+        after_help = "Examples:\n  paved token create me --subject user:ada@example.com | paved login --server http://paved.internal:7480\n  \
+paved login --server http://127.0.0.1:7480 --token-file ~/.config/paved/token\n\n\
+Afterwards get, apply, destroy, drift, delete and audit go to the server (its roles and audit log apply);\n\
+`--state URL` or `paved logout` works on local state again."
+    )]
+    Login {
+        #[arg(long)]
+        server: String,
+        /// Read the token from this file (it must not be readable by others).
+        #[arg(long)]
+        token_file: Option<PathBuf>,
+    },
+    /// Forget the server `paved login` saved.
+    Logout,
+    /// Who this CLI acts as, and where (the server and your role bindings, when logged in).
+    Whoami,
     /// API tokens for the server: issue (the secret is printed once), list, revoke.
     #[command(subcommand)]
     Token(TokenCommand),
@@ -293,7 +312,7 @@ pub enum AuditCommand {
     Verify,
     /// Events, oldest first, as a table (or -o json|yaml).
     #[command(
-        after_help = "Examples:\n  paved audit list --target Environment/dev\n  paved audit list --actor alice --since 2026-11-01T00:00:00Z"
+        after_help = "Examples:\n  paved audit list --target Environment/dev\n  paved audit list --by alice --since 2026-11-01T00:00:00Z"
     )]
     List(AuditFilterArgs),
     /// Events as JSON lines, for a SIEM.
@@ -305,8 +324,9 @@ pub enum AuditCommand {
 
 #[derive(Debug, clap::Args)]
 pub struct AuditFilterArgs {
-    /// Only this actor's events.
-    #[arg(long)]
+    /// Only events by this actor. (Not `--actor`: that global flag says who
+    /// *you* are, and clap would fill both from it.)
+    #[arg(long = "by", id = "filter_by")]
     pub actor: Option<String>,
     /// Only this action (spec.put, spec.delete, environment.apply, environment.destroy).
     #[arg(long)]

@@ -20,7 +20,9 @@ impl From<paved_control::ControlError> for Failure {
             ControlError::Catalog(e) => e.into(),
             ControlError::Engine(e) => crate::provision::engine_failure(e),
             ControlError::Store(e) => Failure::Internal(e.into()),
-            bad @ ControlError::BadTokenRequest(_) => Failure::User(bad.to_string()),
+            bad @ (ControlError::BadTokenRequest(_) | ControlError::StillProvisioned { .. }) => {
+                Failure::User(bad.to_string())
+            }
             unplannable @ ControlError::Unplannable { .. } => Failure::User(unplannable.to_string()),
         }
     }
@@ -104,6 +106,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
         ColorChoice::Never => false,
         ColorChoice::Auto => std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
     };
+    let explicit_state = cli.state.is_some();
     let actor = cli.actor.or_else(|| std::env::var("USER").ok()).unwrap_or_else(|| "local".into());
     let data_dir = cli.data_dir.unwrap_or_else(default_data_dir);
     let ctx = Ctx {
@@ -120,7 +123,31 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
             origin: format!("cli@{}", hostname()),
         },
     };
+    // Logged in to a server (and no --state given): the commands it serves go there.
+    // Commands about this machine (up, down, logs, server, image, internal helpers) always run here.
+    let machine_local = matches!(
+        cli.command,
+        Command::Schema { .. }
+            | Command::Completions { .. }
+            | Command::Supervise { .. }
+            | Command::Watch { .. }
+            | Command::Proxy { .. }
+            | Command::Server(_)
+            | Command::Up { .. }
+            | Command::Down
+            | Command::Image(_)
+            | Command::Logs { .. }
+            | Command::Login { .. }
+            | Command::Logout
+    );
+    let remote = if explicit_state || machine_local { None } else { crate::remote::Remote::load()? };
+    if let Some(remote) = &remote {
+        return remote_command(&ctx, remote, cli.command).await;
+    }
     let result = match cli.command {
+        Command::Login { server, token_file } => crate::remote::login(&server, token_file.as_deref()).await,
+        Command::Logout => crate::remote::logout(),
+        Command::Whoami => crate::remote::whoami(&ctx, None).await,
         Command::Validate { files } => validate(&ctx, &files).await,
         Command::Apply { files, environment, all, parallelism } => {
             if !files.is_empty() {
@@ -172,6 +199,42 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
         store.close().await;
     }
     result
+}
+
+/// A command while logged in to a server: what the API serves goes there;
+/// the rest says how to proceed.
+async fn remote_command(ctx: &Ctx, remote: &crate::remote::Remote, command: Command) -> Result<(), Failure> {
+    use crate::remote as r;
+    match command {
+        Command::Whoami => r::whoami(ctx, Some(remote)).await,
+        Command::Get { kind, name } => r::get(ctx, remote, parse_kind(&kind)?, name.as_deref()).await,
+        Command::Delete { kind, name } => r::delete(ctx, remote, parse_kind(&kind)?, &name).await,
+        Command::Apply { files, environment, all, .. } => {
+            if !files.is_empty() {
+                let (sources, diags) = read_files(&files);
+                if let Some(d) = diags.first() {
+                    return Err(Failure::User(format!("{}: {}", d.file, d.message)));
+                }
+                r::record(ctx, remote, &sources).await?;
+            }
+            match (environment, all) {
+                (Some(env), _) => r::run(ctx, remote, &env, false).await,
+                (None, true) => {
+                    Err(Failure::User("`apply --all` runs embedded only; apply environments one by one".into()))
+                }
+                (None, false) => Ok(()),
+            }
+        }
+        Command::Destroy { environment, .. } => r::run(ctx, remote, &environment, true).await,
+        Command::Drift { environment } => r::drift(ctx, remote, &environment).await,
+        Command::Audit(sub) => r::audit(ctx, remote, sub).await,
+        other => Err(Failure::User(format!(
+            "`paved {}` does not go through the server yet (its API does: see {}/api/v1/openapi.json); \
+             `paved logout` to run it on local state",
+            format!("{other:?}").split([' ', '{', '(']).next().unwrap_or("").to_lowercase(),
+            remote.server
+        ))),
+    }
 }
 
 fn parse_kind(s: &str) -> Result<Kind, Failure> {
@@ -415,10 +478,16 @@ async fn get(ctx: &Ctx, kind: Kind, name: Option<&str>) -> Result<(), Failure> {
         Some(n) => vec![catalog.get(kind, n).await?],
         None => catalog.list(Some(kind)).await?,
     };
+    print_objects(ctx, kind, name.is_some(), &objects);
+    Ok(())
+}
+
+/// `paved get` output, embedded or from a server.
+pub(crate) fn print_objects(ctx: &Ctx, kind: Kind, one: bool, objects: &[Object]) {
     let views: Vec<ObjectView> = objects.iter().map(view).collect();
-    let out = match name {
-        Some(_) => structured(ctx.format, &views[0]),
-        None => structured(ctx.format, &views),
+    let out = match views.first() {
+        Some(first) if one => structured(ctx.format, first),
+        _ => structured(ctx.format, &views),
     };
     if let Some(text) = out {
         println!("{text}");
@@ -427,7 +496,6 @@ async fn get(ctx: &Ctx, kind: Kind, name: Option<&str>) -> Result<(), Failure> {
     } else {
         println!("{}", table(columns(kind), objects.iter().map(row).collect()));
     }
-    Ok(())
 }
 
 async fn describe(ctx: &Ctx, kind: Kind, name: &str) -> Result<(), Failure> {
@@ -498,18 +566,7 @@ async fn delete(ctx: &Ctx, kind: Kind, name: &str) -> Result<(), Failure> {
 
 async fn delete_object(ctx: &Ctx, kind: Kind, name: &str) -> Result<(), Failure> {
     let catalog = open(ctx).await?;
-    if kind == Kind::Environment {
-        // Forgetting the spec of a running environment would orphan its resources.
-        let applied = open_store(ctx).await?.applied_nodes(name).await.map_err(|e| Failure::Internal(e.into()))?;
-        if !applied.is_empty() {
-            return Err(Failure::User(format!(
-                "environment `{name}` still has {} provisioned resource(s); remove them first with \
-                 `paved destroy -e {name}`",
-                applied.len()
-            )));
-        }
-    }
-    let tomb = catalog.delete(kind, name, &ctx.actor).await?;
+    let tomb = ctx.control().await?.delete_spec(&catalog, kind, name, &ctx.actor, None).await?;
     #[derive(Serialize)]
     struct Deleted<'a> {
         kind: Kind,

@@ -7,6 +7,7 @@ mod output;
 mod plan;
 mod progress;
 mod provision;
+mod remote;
 mod server;
 
 use clap::Parser;

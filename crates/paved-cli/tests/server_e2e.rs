@@ -57,6 +57,7 @@ impl Platform {
             .env("PAVED_DATA_DIR", self.data.path())
             .env("PAVED_DEMO_BIN", env!("CARGO_BIN_EXE_paved-demo"))
             .env("PAVED_ACTOR", "e2e")
+            .env("PAVED_CONFIG_DIR", self.data.path().join("config"))
             .env("PAVED_RUNTIME", "process")
             .env_remove("PAVED_STATE")
             .env("NO_COLOR", "1");
@@ -656,4 +657,64 @@ fn the_console_works_in_headless_chromium() {
         assert!(shots.join(format!("{name}.png")).metadata().is_ok_and(|m| m.len() > 1000), "no screenshot {name}");
     }
     eprintln!("{stdout}");
+}
+
+#[test]
+fn the_cli_logged_in_to_a_server_goes_through_its_roles_and_audit_log() {
+    let mut p = Platform::new();
+    p.ok(&["up", "--runtime", "process"]);
+    p.ok_with_input(&["apply", "-f", "-"], &role_bindings());
+    let (_, developer) = p.token("dev", "serviceaccount:e2e-developer", None);
+    let (_, viewer) = p.token("viewer", "serviceaccount:e2e-viewer", None);
+    p.start(&[]);
+    let server = format!("http://127.0.0.1:{}", p.port);
+
+    // A token file others can read is refused; standard input works.
+    let file = p.data.path().join("token");
+    std::fs::write(&file, &viewer).unwrap();
+    std::fs::set_permissions(&file, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    let out = p.command(&["login", "--server", &server, "--token-file", file.to_str().unwrap()]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("chmod 600"));
+    p.ok_with_input(&["login", "--server", &server], &viewer);
+    let saved = p.data.path().join("config/server.json");
+    let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&saved).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o600);
+    assert!(p.ok(&["whoami"]).contains("serviceaccount:e2e-viewer"));
+
+    // Reads go through the server; a viewer's apply is refused by it, with the reason.
+    assert!(p.ok(&["get", "environments"]).contains("production"));
+    let out = p.command(&["apply", "-e", "dev"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("needs the developer role") && err.contains("HTTP 403"), "{err}");
+    // A spec error names the file, line and column it is at.
+    let bad = p.data.path().join("bad.yaml");
+    std::fs::write(
+        &bad,
+        "apiVersion: paved.dev/v1alpha1\nkind: Team\nmetadata:\n  name: x\nspec:\n  members: [nobody]\n",
+    )
+    .unwrap();
+    p.ok(&["logout"]);
+    p.ok_with_input(&["login", "--server", &server], &developer);
+    let out = p.command(&["apply", "-f", bad.to_str().unwrap()]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("({}:6:", bad.display())), "{err}");
+
+    // A developer applies through the server; the audit log names the token's subject.
+    let applied = p.ok(&["apply", "-e", "dev"]);
+    assert!(applied.contains("dev: succeeded"), "{applied}");
+    p.ok(&["drift", "-e", "dev"]);
+    p.ok(&["logout"]);
+    let events = p.ok(&["audit", "list", "--action", "environment.apply", "-o", "json"]);
+    let events: Vec<Value> = serde_json::from_str(&events).unwrap();
+    let actors: BTreeSet<&str> = events.iter().filter_map(|e| e["actor"].as_str()).collect();
+    assert!(
+        actors.contains("serviceaccount:e2e-developer") && actors.contains("serviceaccount:e2e-viewer"),
+        "{actors:?}"
+    );
+    // `--by` filters by actor; the global `--actor` (who is acting) does not filter.
+    let by: Vec<Value> =
+        serde_json::from_str(&p.ok(&["audit", "list", "--by", "serviceaccount:e2e-viewer", "-o", "json"])).unwrap();
+    assert!(!by.is_empty() && by.iter().all(|e| e["actor"] == "serviceaccount:e2e-viewer"));
 }

@@ -29,6 +29,10 @@ pub enum ControlError {
     Store(#[from] StoreError),
     #[error(transparent)]
     BadTokenRequest(#[from] BadTokenRequest),
+    #[error(
+        "environment `{environment}` still has {resources} provisioned resource(s); remove them first with `paved destroy -e {environment}`"
+    )]
+    StillProvisioned { environment: String, resources: usize },
     #[error("environment `{environment}` cannot be planned ({} problem(s)): {}", .problems.len(), .problems.join("; "))]
     Unplannable { environment: String, problems: Vec<String> },
 }
@@ -144,6 +148,25 @@ impl Control {
         let (a, _) = self.desired_graph(catalog, left).await?;
         let (b, _) = self.desired_graph(catalog, right).await?;
         Ok(paved_plan::parity::parity(&a, &b))
+    }
+
+    /// Deletes a recorded object (a tombstone; history stays), refusing an
+    /// environment that still has resources: forgetting its spec would orphan them.
+    pub async fn delete_spec(
+        &self,
+        catalog: &Catalog,
+        kind: paved_model::Kind,
+        name: &str,
+        actor: &str,
+        expected_generation: Option<i64>,
+    ) -> Result<paved_store::Record, ControlError> {
+        if kind == paved_model::Kind::Environment {
+            let resources = self.store.applied_nodes(name).await?.len();
+            if resources > 0 {
+                return Err(ControlError::StillProvisioned { environment: name.to_string(), resources });
+            }
+        }
+        Ok(catalog.delete_expecting(kind, name, actor, expected_generation).await?)
     }
 
     pub async fn drift(&self, environment: &str) -> Result<DriftReport, ControlError> {

@@ -165,6 +165,9 @@ impl From<ControlError> for ApiError {
             ControlError::Engine(e) => e.into(),
             ControlError::Store(e) => ApiError::internal(e),
             ControlError::BadTokenRequest(e) => ApiError::invalid(e.field, e.message),
+            e @ ControlError::StillProvisioned { .. } => {
+                ApiError::new(StatusCode::CONFLICT, "still-provisioned", e.to_string())
+            }
             ControlError::Unplannable { environment, problems } => ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "unplannable",

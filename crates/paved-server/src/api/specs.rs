@@ -257,7 +257,8 @@ pub async fn put_spec(
     Ok(object_response(&catalog.get(kind, &name).await?))
 }
 
-/// Deletes an object (its history stays). Refused with 409 while others depend on it.
+/// Deletes an object (its history stays). Refused with 409 while others depend on
+/// it, or, for an environment, while it still has provisioned resources.
 #[utoipa::path(delete, path = "/api/v1/specs/{kind}/{name}", tag = "specs",
     params(("kind" = String, Path), ("name" = String, Path), ("If-Match" = Option<String>, Header)),
     responses((status = 200, description = "OK", body = SpecObject), (status = 400, description = "A malformed parameter or header (details name it)", body = ErrorBody), (status = 401, description = "No token, or an unknown, expired or revoked one", body = ErrorBody), (status = 403, description = "The caller's role bindings do not allow it (audited)", body = ErrorBody),
@@ -274,7 +275,7 @@ pub async fn delete_spec(
     let target = format!("{}/{}", kind.as_str(), object.record.name);
     who.allow(&state, Request { needs: role_to_write(kind), on: spec_target(&object.spec) }, "spec.delete", &target)
         .await?;
-    let record = catalog.delete_expecting(kind, &name, &who.subject, if_match(&headers)?).await?;
+    let record = state.control.delete_spec(&catalog, kind, &name, &who.subject, if_match(&headers)?).await?;
     Ok(axum::Json(SpecObject::from(&record)))
 }
 

@@ -1,0 +1,417 @@
+//! The CLI against a paved server (`paved login --server URL`): the same
+//! commands, sent to `/api/v1` with the saved token, so the server's access
+//! checks and audit trail apply; output is printed by the same functions
+//! as in embedded mode.
+
+use crate::Failure;
+use crate::cli::{AuditCommand, Format};
+use crate::commands::Ctx;
+use crate::output::{structured, table, timestamp};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use paved_catalog::Object;
+use paved_model::{Kind, Spec};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::io::{IsTerminal, Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// What `paved login` saves (mode 0600).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Remote {
+    pub server: String,
+    pub token: String,
+}
+
+pub fn config_file() -> PathBuf {
+    std::env::var_os("PAVED_CONFIG_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| dirs::config_dir().unwrap_or_else(std::env::temp_dir).join("paved"))
+        .join("server.json")
+}
+
+impl Remote {
+    /// The saved server, if `paved login` was run.
+    pub fn load() -> Result<Option<Remote>, Failure> {
+        let path = config_file();
+        match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
+                Failure::User(format!(
+                    "{} is not a paved login ({e}); run `paved logout` and log in again",
+                    path.display()
+                ))
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Failure::User(format!("cannot read {}: {e}", path.display()))),
+        }
+    }
+
+    async fn call(&self, method: &str, path: &str, body: Option<(&str, Vec<u8>)>) -> Result<(u16, Value), Failure> {
+        let client: Client<HttpConnector, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+        let url = format!("{}{path}", self.server.trim_end_matches('/'));
+        let mut req = hyper::Request::builder()
+            .method(method)
+            .uri(&url)
+            .header("authorization", format!("Bearer {}", self.token))
+            .header("user-agent", concat!("paved/", env!("CARGO_PKG_VERSION")));
+        let bytes = match body {
+            Some((content_type, b)) => {
+                req = req.header("content-type", content_type);
+                b
+            }
+            None => vec![],
+        };
+        let req = req.body(Full::new(Bytes::from(bytes))).map_err(|e| Failure::User(format!("bad URL {url}: {e}")))?;
+        let response = tokio::time::timeout(Duration::from_secs(120), client.request(req))
+            .await
+            .map_err(|_| Failure::User(format!("{url} did not answer within 120 s")))?
+            .map_err(|e| Failure::User(format!("cannot reach the paved server at {}: {e}", self.server)))?;
+        let status = response.status().as_u16();
+        let body = response.into_body().collect().await.map_err(|e| Failure::User(e.to_string()))?.to_bytes();
+        let value = if body.is_empty() { Value::Null } else { serde_json::from_slice(&body).unwrap_or(Value::Null) };
+        if status >= 400 {
+            return Err(Failure::User(api_error(status, &value)));
+        }
+        Ok((status, value))
+    }
+
+    async fn get(&self, path: &str) -> Result<Value, Failure> {
+        Ok(self.call("GET", path, None).await?.1)
+    }
+
+    /// Every item of a paginated listing.
+    async fn all(&self, path: &str) -> Result<Vec<Value>, Failure> {
+        let sep = if path.contains('?') { '&' } else { '?' };
+        let (mut items, mut after) = (vec![], None::<String>);
+        loop {
+            let page_path = match &after {
+                Some(a) => format!("{path}{sep}limit=1000&after={}", encode(a)),
+                None => format!("{path}{sep}limit=1000"),
+            };
+            let page = self.get(&page_path).await?;
+            items.extend(page["items"].as_array().cloned().unwrap_or_default());
+            match page["next"].as_str() {
+                Some(n) => after = Some(n.to_string()),
+                None => return Ok(items),
+            }
+        }
+    }
+}
+
+fn encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// An API error as the CLI shows it: the message, then each detail with where it is.
+fn api_error(status: u16, v: &Value) -> String {
+    let mut out = format!("{} (HTTP {status})", v["message"].as_str().unwrap_or("the server refused the request"));
+    for d in v["details"].as_array().into_iter().flatten() {
+        let at = match (d["line"].as_u64(), d["column"].as_u64()) {
+            (Some(l), Some(c)) => format!(" (line {l}, column {c})"),
+            _ => String::new(),
+        };
+        out.push_str(&format!(
+            "\n  {}{at}: {}",
+            d["path"].as_str().unwrap_or("-"),
+            d["message"].as_str().unwrap_or("")
+        ));
+        if let Some(h) = d["hint"].as_str() {
+            out.push_str(&format!("\n    hint: {h}"));
+        }
+    }
+    out
+}
+
+/// `paved login --server URL`: reads the token (standard input or a 0600 file), checks it, saves both.
+pub async fn login(server: &str, token_file: Option<&Path>) -> Result<(), Failure> {
+    let token = match token_file {
+        Some(path) => {
+            use std::os::unix::fs::PermissionsExt;
+            let meta = std::fs::metadata(path).map_err(|e| Failure::User(format!("{}: {e}", path.display())))?;
+            if meta.permissions().mode() & 0o077 != 0 {
+                return Err(Failure::User(format!(
+                    "{} can be read by others (mode {:o}); `chmod 600` it first",
+                    path.display(),
+                    meta.permissions().mode() & 0o777
+                )));
+            }
+            std::fs::read_to_string(path).map_err(|e| Failure::User(format!("{}: {e}", path.display())))?
+        }
+        None => {
+            if std::io::stdin().is_terminal() {
+                eprint!("API token: ");
+            }
+            let mut t = String::new();
+            std::io::stdin().take(4096).read_to_string(&mut t).map_err(|e| Failure::User(e.to_string()))?;
+            t
+        }
+    };
+    let remote = Remote { server: server.trim_end_matches('/').to_string(), token: token.trim().to_string() };
+    if !remote.server.starts_with("http://") {
+        return Err(Failure::User(format!(
+            "`{server}`: use an http:// URL (terminate TLS in front of paved; https is not built in yet)"
+        )));
+    }
+    let me = remote.get("/api/v1/whoami").await?;
+    let path = config_file();
+    let write = || -> std::io::Result<()> {
+        use std::os::unix::fs::OpenOptionsExt;
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let tmp = path.with_extension("json.tmp");
+        let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
+        f.write_all(&serde_json::to_vec_pretty(&remote).unwrap_or_default())?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, &path)
+    };
+    write().map_err(|e| Failure::User(format!("cannot save {}: {e}", path.display())))?;
+    eprintln!(
+        "logged in to {} as {} (saved in {})",
+        remote.server,
+        me["subject"].as_str().unwrap_or("?"),
+        path.display()
+    );
+    Ok(())
+}
+
+pub fn logout() -> Result<(), Failure> {
+    match std::fs::remove_file(config_file()) {
+        Ok(()) => {
+            eprintln!("logged out; commands use the local state again");
+            Ok(())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Failure::User(e.to_string())),
+    }
+}
+
+/// A recorded object from its API form, for the embedded mode's printers.
+fn object(v: &Value) -> Result<Object, Failure> {
+    let bad = |what: &str| Failure::Internal(anyhow::anyhow!("the server sent an object without {what}: {v}"));
+    let kind = Kind::from_cli(v["kind"].as_str().unwrap_or_default()).ok_or_else(|| bad("a known kind"))?;
+    let document = v["document"].clone();
+    let spec = Spec::from_document(kind, document.clone()).map_err(|e| bad(&e.to_string()))?;
+    let created_at = time::OffsetDateTime::parse(
+        v["created_at"].as_str().unwrap_or_default(),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .map_err(|_| bad("a creation time"))?;
+    let record = paved_store::Record {
+        kind: kind.as_str().into(),
+        name: v["name"].as_str().unwrap_or_default().into(),
+        generation: v["generation"].as_i64().unwrap_or_default(),
+        content_hash: v["content_hash"].as_str().unwrap_or_default().into(),
+        spec: Some(document),
+        deleted: false,
+        actor: v["actor"].as_str().unwrap_or_default().into(),
+        source: v["source"].as_str().map(str::to_string),
+        created_at,
+    };
+    Ok(Object { spec, record })
+}
+
+pub async fn get(ctx: &Ctx, remote: &Remote, kind: Kind, name: Option<&str>) -> Result<(), Failure> {
+    let objects = match name {
+        Some(n) => vec![object(&remote.get(&format!("/api/v1/specs/{}/{}", kind.as_str(), encode(n))).await?)?],
+        None => remote
+            .all(&format!("/api/v1/specs?kind={}", kind.as_str()))
+            .await?
+            .iter()
+            .map(object)
+            .collect::<Result<_, _>>()?,
+    };
+    crate::commands::print_objects(ctx, kind, name.is_some(), &objects);
+    Ok(())
+}
+
+/// `paved apply -f` against a server: the files as one batch (all or nothing),
+/// with each diagnostic mapped back to its file and line.
+pub async fn record(ctx: &Ctx, remote: &Remote, sources: &[paved_spec::SourceFile]) -> Result<(), Failure> {
+    let mut body = String::new();
+    let mut starts = vec![];
+    for s in sources {
+        if !body.is_empty() {
+            body.push_str("\n---\n");
+        }
+        starts.push((body.lines().count() + 1, s.path.clone()));
+        body.push_str(&s.text);
+    }
+    let result = remote.call("POST", "/api/v1/specs", Some(("application/yaml", body.into_bytes()))).await;
+    let result = result.map_err(|e| match e {
+        Failure::User(msg) => Failure::User(relocate(&msg, &starts)),
+        other => other,
+    })?;
+    let outcomes = result.1["outcomes"].as_array().cloned().unwrap_or_default();
+    if let Some(text) = structured(ctx.format, &outcomes) {
+        println!("{text}");
+        return Ok(());
+    }
+    let count = |a: &str| outcomes.iter().filter(|o| o["action"] == a).count();
+    println!("specs: {} created, {} updated, {} unchanged", count("created"), count("updated"), count("unchanged"));
+    Ok(())
+}
+
+/// Rewrites `(line N, column C)` of the joined body into `FILE:LINE:COLUMN`.
+fn relocate(msg: &str, starts: &[(usize, String)]) -> String {
+    let re = regex::Regex::new(r"\(line (\d+), column (\d+)\)").expect("constant pattern");
+    re.replace_all(msg, |c: &regex::Captures<'_>| {
+        let line: usize = c[1].parse().unwrap_or(0);
+        match starts.iter().rev().find(|(start, _)| *start <= line) {
+            Some((start, file)) => format!("({file}:{}:{})", line - start + 1, &c[2]),
+            None => c[0].to_string(),
+        }
+    })
+    .into_owned()
+}
+
+/// Starts an apply or destroy and follows it to the end, one line per resource.
+pub async fn run(ctx: &Ctx, remote: &Remote, env: &str, destroy: bool) -> Result<(), Failure> {
+    let verb = if destroy { "destroy" } else { "apply" };
+    let (_, op) = remote.call("POST", &format!("/api/v1/environments/{}/{verb}", encode(env)), None).await?;
+    let id = op["id"].as_str().unwrap_or_default().to_string();
+    if ctx.format == Format::Table {
+        eprintln!("{verb} of {env} started on {} (operation {id})", remote.server);
+    }
+    let mut shown = std::collections::BTreeSet::new();
+    loop {
+        let op = remote.get(&format!("/api/v1/operations/{id}")).await?;
+        if ctx.format == Format::Table {
+            for (node, outcome) in op["outcomes"].as_object().into_iter().flatten() {
+                if shown.insert(node.clone()) {
+                    let error = outcome["error"].as_str().map(|e| format!(": {e}")).unwrap_or_default();
+                    println!("  {:<10} {node}{error}", outcome["outcome"].as_str().unwrap_or("?"));
+                }
+            }
+        }
+        if op["status"] != "running" {
+            if let Some(text) = structured(ctx.format, &op) {
+                println!("{text}");
+            } else {
+                println!(
+                    "{env}: {} ({} of {} resources)",
+                    op["status"].as_str().unwrap_or("?"),
+                    op["done"],
+                    op["total"]
+                );
+            }
+            return if op["status"] == "succeeded" { Ok(()) } else { Err(Failure::Reported) };
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+pub async fn drift(ctx: &Ctx, remote: &Remote, env: &str) -> Result<(), Failure> {
+    let report = remote.get(&format!("/api/v1/environments/{}/drift", encode(env))).await?;
+    if let Some(text) = structured(ctx.format, &report) {
+        println!("{text}");
+    } else {
+        let nodes = report["nodes"].as_array().cloned().unwrap_or_default();
+        let drifted: Vec<&Value> = nodes.iter().filter(|n| n["status"] != "in-sync").collect();
+        for n in &drifted {
+            let status = n["status"].as_str().map_or_else(|| n["status"].to_string(), str::to_string);
+            println!("  ~ {}: {status}", n["id"].as_str().unwrap_or("?"));
+            for c in n["changes"].as_array().into_iter().flatten() {
+                println!("      {}: {} -> {}", c["field"].as_str().unwrap_or("?"), c["before"], c["after"]);
+            }
+        }
+        if drifted.is_empty() {
+            println!("{env}: no drift ({} resources checked)", nodes.len());
+        } else {
+            println!(
+                "{env}: {} of {} resources drifted; `paved apply -e {env}` repairs them",
+                drifted.len(),
+                nodes.len()
+            );
+        }
+    }
+    if report["drifted"] == true { Err(Failure::Drift) } else { Ok(()) }
+}
+
+pub async fn delete(ctx: &Ctx, remote: &Remote, kind: Kind, name: &str) -> Result<(), Failure> {
+    let (_, v) = remote.call("DELETE", &format!("/api/v1/specs/{}/{}", kind.as_str(), encode(name)), None).await?;
+    match structured(ctx.format, &v) {
+        Some(text) => println!("{text}"),
+        None => println!("{} {name} deleted (generation {})", kind.as_str().to_lowercase(), v["generation"]),
+    }
+    Ok(())
+}
+
+pub async fn audit(ctx: &Ctx, remote: &Remote, command: AuditCommand) -> Result<(), Failure> {
+    match command {
+        AuditCommand::Verify => {
+            let v = remote.get("/api/v1/audit/verify").await?;
+            if let Some(text) = structured(ctx.format, &v) {
+                println!("{text}");
+            } else if v["intact"] == true {
+                println!("audit log intact: {} events", v["events"]);
+            } else {
+                println!("audit log broken at event {}: {}", v["first_break"]["seq"], v["first_break"]["reason"]);
+            }
+            if v["intact"] == true { Ok(()) } else { Err(Failure::Reported) }
+        }
+        AuditCommand::List(f) | AuditCommand::Export(f) => {
+            let mut q = vec![];
+            for (k, v) in [("actor", &f.actor), ("action", &f.action), ("target", &f.target)] {
+                if let Some(v) = v {
+                    q.push(format!("{k}={}", encode(v)));
+                }
+            }
+            let rfc = &time::format_description::well_known::Rfc3339;
+            for (k, v) in [("since", f.since), ("until", f.until)] {
+                if let Some(t) = v.and_then(|t| t.format(rfc).ok()) {
+                    q.push(format!("{k}={}", encode(&t)));
+                }
+            }
+            let mut events = remote.all(&format!("/api/v1/audit?{}", q.join("&"))).await?;
+            if let Some(limit) = f.limit {
+                events.truncate(limit.max(0) as usize);
+            }
+            if let Some(text) = structured(ctx.format, &events) {
+                println!("{text}");
+                return Ok(());
+            }
+            let rows = events
+                .iter()
+                .map(|e| {
+                    let s = |k: &str| e[k].as_str().unwrap_or("-").to_string();
+                    let at = time::OffsetDateTime::parse(&s("at"), rfc).map(timestamp).unwrap_or_else(|_| s("at"));
+                    vec![e["seq"].to_string(), at, s("actor"), s("action"), s("target"), s("outcome")]
+                })
+                .collect();
+            println!("{}", table(&["SEQ", "TIME", "ACTOR", "ACTION", "TARGET", "OUTCOME"], rows));
+            Ok(())
+        }
+    }
+}
+
+pub async fn whoami(ctx: &Ctx, remote: Option<&Remote>) -> Result<(), Failure> {
+    let Some(remote) = remote else {
+        println!("{} (embedded: the local state, no server)", ctx.actor);
+        return Ok(());
+    };
+    let me = remote.get("/api/v1/whoami").await?;
+    if let Some(text) = structured(ctx.format, &me) {
+        println!("{text}");
+    } else {
+        println!(
+            "{} on {} (token {})",
+            me["subject"].as_str().unwrap_or("?"),
+            remote.server,
+            me["token"].as_str().unwrap_or("?")
+        );
+        for b in me["bindings"].as_array().into_iter().flatten() {
+            println!("  {}", b.as_str().unwrap_or_default());
+        }
+    }
+    Ok(())
+}
