@@ -172,6 +172,12 @@ impl Catalog {
         records.into_iter().map(Self::decode).collect()
     }
 
+    /// Up to `limit` objects of a kind named after `after`, by name.
+    pub async fn list_page(&self, kind: Kind, after: &str, limit: usize) -> Result<Vec<Object>, CatalogError> {
+        let records = self.store.list_page(kind.as_str(), after, limit.try_into().unwrap_or(i64::MAX)).await?;
+        records.into_iter().map(Self::decode).collect()
+    }
+
     async fn recorded_specs(&self) -> Result<Vec<Spec>, CatalogError> {
         Ok(self.list(None).await?.into_iter().map(|o| o.spec).collect())
     }

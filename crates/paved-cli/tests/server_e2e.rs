@@ -490,12 +490,41 @@ fn every_route_enforces_roles_tokens_and_limits_and_is_documented() {
     assert_eq!(refused.status, 403);
     assert!(refused.json()["message"].as_str().unwrap().contains("production: true"), "{}", refused.text());
 
+    listings_page_through_everything(&p, admin);
     malformed_input_names_the_field(&p, admin);
     oversized_bodies_get_413(&p, admin);
     stale_updates_get_412_and_lose_nothing(&p, admin);
     progress_streams_as_server_sent_events(&p, admin);
     metrics_parse_with_a_prometheus_parser(&p);
     assert_eq!(p.get("/api/v1/audit/verify", admin).json()["intact"], true);
+}
+
+fn listings_page_through_everything(p: &Platform, admin: &str) {
+    let all: Vec<String> = p.get("/api/v1/environments?limit=1000", admin).json()["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["name"].as_str().unwrap().to_string())
+        .collect();
+    assert!(all.len() > 5 && all.windows(2).all(|w| w[0] < w[1]), "{all:?}");
+    for path in ["/api/v1/environments?limit=2", "/api/v1/specs?kind=environment&limit=2"] {
+        let (mut seen, mut next) = (vec![], None::<String>);
+        loop {
+            let url = match &next {
+                Some(n) => format!("{path}&after={n}"),
+                None => path.to_string(),
+            };
+            let page = p.get(&url, admin).json();
+            let items = page["items"].as_array().unwrap();
+            assert!(items.len() <= 2);
+            seen.extend(items.iter().map(|e| e["name"].as_str().unwrap().to_string()));
+            match page["next"].as_str() {
+                Some(n) => next = Some(n.to_string()),
+                None => break,
+            }
+        }
+        assert_eq!(seen, all, "{path}");
+    }
 }
 
 fn malformed_input_names_the_field(p: &Platform, admin: &str) {

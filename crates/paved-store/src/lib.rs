@@ -120,6 +120,9 @@ pub trait Store: Send + Sync {
     /// The current generation of every live (not deleted) object, optionally
     /// of one kind, ordered by kind and name.
     async fn list(&self, kind: Option<&str>) -> Result<Vec<Record>, StoreError>;
+    /// Up to `limit` live objects of one kind whose names sort after
+    /// `after`, by name: listings page through the store, not memory.
+    async fn list_page(&self, kind: &str, after: &str, limit: i64) -> Result<Vec<Record>, StoreError>;
     /// The current generation of an object, tombstones included (so callers
     /// know which generation to build on).
     async fn get(&self, kind: &str, name: &str) -> Result<Option<Record>, StoreError>;

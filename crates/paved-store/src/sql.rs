@@ -27,6 +27,10 @@ pub struct SqlStore {
 const LIST: &str = "SELECT g.kind, g.name, g.generation, g.content_hash, g.spec, g.deleted, g.actor, g.source, g.created_at \
      FROM objects o JOIN generations g ON g.kind = o.kind AND g.name = o.name AND g.generation = o.generation \
      WHERE o.deleted = $1 AND ($2 = '' OR o.kind = $2) ORDER BY o.kind, o.name";
+/// One kind's live objects by name, after a name (index range on `objects`).
+const LIST_KIND_PAGE: &str = "SELECT g.kind, g.name, g.generation, g.content_hash, g.spec, g.deleted, g.actor, g.source, g.created_at \
+     FROM objects o JOIN generations g ON g.kind = o.kind AND g.name = o.name AND g.generation = o.generation \
+     WHERE o.kind = $1 AND o.name > $2 AND o.deleted = 0 ORDER BY o.name LIMIT $3";
 const GET: &str = "SELECT kind, name, generation, content_hash, spec, deleted, actor, source, created_at \
      FROM generations WHERE kind = $1 AND name = $2 \
      AND generation = (SELECT generation FROM objects WHERE kind = $1 AND name = $2)";
@@ -417,7 +421,15 @@ impl Store for SqlStore {
     }
 
     async fn list(&self, kind: Option<&str>) -> Result<Vec<Record>, StoreError> {
-        let rows = sqlx::query(LIST).bind(0_i64).bind(kind.unwrap_or("")).fetch_all(&self.pool).await?;
+        if let Some(kind) = kind {
+            return self.list_page(kind, "", i64::MAX).await;
+        }
+        let rows = sqlx::query(LIST).bind(0_i64).bind("").fetch_all(&self.pool).await?;
+        rows.iter().map(to_record).collect()
+    }
+
+    async fn list_page(&self, kind: &str, after: &str, limit: i64) -> Result<Vec<Record>, StoreError> {
+        let rows = sqlx::query(LIST_KIND_PAGE).bind(kind).bind(after).bind(limit).fetch_all(&self.pool).await?;
         rows.iter().map(to_record).collect()
     }
 

@@ -305,6 +305,24 @@ async fn tokens_are_stored_hashed_revoked_once_and_audited(b: Backend) {
     assert!(!serde_json::to_string(&now).unwrap().contains(&token.hash));
 }
 
+async fn listings_page_by_name_within_a_kind(b: Backend) {
+    let store = SqlStore::open(&b.url).await.unwrap();
+    let changes: Vec<Change> =
+        ["e", "a", "d", "b", "c"].iter().map(|n| put("Environment", n, None, json!({"n": n}))).collect();
+    store.commit(&changes).await.unwrap();
+    store.commit(&[put("Team", "a", None, json!({}))]).await.unwrap();
+    store
+        .commit(&[Change { operation: Operation::Delete, ..put("Environment", "c", Some(1), json!({})) }])
+        .await
+        .unwrap();
+    let names = |rs: Vec<paved_store::Record>| rs.into_iter().map(|r| r.name).collect::<Vec<_>>();
+    assert_eq!(names(store.list_page("Environment", "", 2).await.unwrap()), ["a", "b"]);
+    // The deleted `c` is skipped; other kinds never appear.
+    assert_eq!(names(store.list_page("Environment", "b", 2).await.unwrap()), ["d", "e"]);
+    assert!(store.list_page("Environment", "e", 2).await.unwrap().is_empty());
+    assert_eq!(names(store.list(Some("Environment")).await.unwrap()), ["a", "b", "d", "e"]);
+}
+
 macro_rules! suite {
     ($($name:ident),* $(,)?) => {
         mod on_sqlite { $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(super::sqlite().await).await } )* }
@@ -326,6 +344,7 @@ suite!(
     the_audit_log_is_append_only_and_tamper_evident,
     concurrent_appends_keep_one_chain,
     tokens_are_stored_hashed_revoked_once_and_audited,
+    listings_page_by_name_within_a_kind,
 );
 
 fn node(id: &str, v: i64) -> AppliedNode {

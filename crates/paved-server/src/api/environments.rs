@@ -1,6 +1,6 @@
 //! Environments: what is recorded and applied, plan, apply, destroy, drift.
 
-use crate::api::{Page, paginate};
+use crate::api::Page;
 use crate::auth::{Authed, spec_target};
 use crate::error::{ApiError, ErrorBody};
 use crate::operations::{self, Operation, Status};
@@ -94,7 +94,9 @@ pub async fn list_environments(
 ) -> Result<axum::Json<Page<EnvironmentSummary>>, ApiError> {
     who.allow(&state, Request { needs: Role::Viewer, on: Target::Anywhere }, "environment.list", "Environment/*")
         .await?;
-    let objects = state.control.catalog(who.request.clone()).list(Some(Kind::Environment)).await?;
+    let limit = crate::api::page_size(q.limit);
+    let catalog = state.control.catalog(who.request.clone());
+    let objects = catalog.list_page(Kind::Environment, q.after.as_deref().unwrap_or(""), limit + 1).await?;
     let items = objects
         .iter()
         .filter_map(|o| match &o.spec {
@@ -102,7 +104,7 @@ pub async fn list_environments(
             _ => None,
         })
         .collect();
-    Ok(axum::Json(paginate(items, |e| e.name.clone(), q.after.as_deref(), q.limit)))
+    Ok(axum::Json(crate::api::page_of(items, limit, |e| e.name.clone())))
 }
 
 /// One environment: its spec summary, applied resources, URLs and latest operation.

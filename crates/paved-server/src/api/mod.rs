@@ -55,6 +55,18 @@ pub struct Page<T: ToSchema> {
 /// Largest page a listing returns.
 pub const MAX_LIMIT: usize = 1000;
 
+/// Clamps a requested page size.
+pub fn page_size(limit: Option<usize>) -> usize {
+    limit.unwrap_or(100).clamp(1, MAX_LIMIT)
+}
+
+/// A page from `limit + 1` items read from the store: the extra one only says there is more.
+pub fn page_of<T: ToSchema>(mut items: Vec<T>, limit: usize, key: impl Fn(&T) -> String) -> Page<T> {
+    let next = if items.len() > limit { items.get(limit - 1).map(&key) } else { None };
+    items.truncate(limit);
+    Page { items, next }
+}
+
 /// Cuts a sorted listing after the `after` key, at most `limit` items.
 pub fn paginate<T: ToSchema>(
     items: Vec<T>,

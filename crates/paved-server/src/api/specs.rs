@@ -97,9 +97,19 @@ pub async fn list_specs(
 ) -> Result<axum::Json<Page<SpecObject>>, ApiError> {
     let kind = q.kind.as_deref().map(parse_kind).transpose()?;
     who.allow(&state, Request { needs: Role::Viewer, on: Target::Anywhere }, "spec.list", "Spec/*").await?;
-    let objects = catalog(&state, &who).list(kind).await?;
+    let key = |o: &SpecObject| format!("{}/{}", o.kind, o.name);
+    let Some(kind) = kind else {
+        let objects = catalog(&state, &who).list(None).await?;
+        let items: Vec<SpecObject> = objects.iter().map(|o| SpecObject::from(&o.record)).collect();
+        return Ok(axum::Json(paginate(items, key, q.after.as_deref(), q.limit)));
+    };
+    // One kind pages through the store: `after` is `Kind/name` (or just the name).
+    let after = q.after.as_deref().unwrap_or("");
+    let after = after.split_once('/').filter(|(k, _)| *k == kind.as_str()).map_or(after, |(_, n)| n);
+    let limit = crate::api::page_size(q.limit);
+    let objects = catalog(&state, &who).list_page(kind, after, limit + 1).await?;
     let items: Vec<SpecObject> = objects.iter().map(|o| SpecObject::from(&o.record)).collect();
-    Ok(axum::Json(paginate(items, |o| format!("{}/{}", o.kind, o.name), q.after.as_deref(), q.limit)))
+    Ok(axum::Json(crate::api::page_of(items, limit, key)))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

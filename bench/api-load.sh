@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# API load benchmark: N environments with M applied resources each in the
+# store (SQLite by default), then C concurrent clients for D seconds per
+# endpoint (list, get, describe) with `oha`. Prints p50, p99, requests/s and
+# errors per endpoint, and the server's RSS idle and at its peak under load.
+#
+#   bench/api-load.sh                         # 10,000 envs × 10, 100 clients, 60 s each
+#   ENVS=1000 DURATION=10s bench/api-load.sh  # a quick run
+#   STATE=postgres://paved@127.0.0.1:5432/paved bench/api-load.sh
+#
+# Needs a release build (made here) and oha (installed from crates.io into
+# ~/.cache/paved/tools when missing). Timings are printed, never asserted.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+ENVS="${ENVS:-10000}"
+PER="${PER:-10}"
+CLIENTS="${CLIENTS:-100}"
+DURATION="${DURATION:-60s}"
+PORT="${PORT:-7499}"
+tools="$HOME/.cache/paved/tools"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/paved/target}"
+
+if ! command -v oha >/dev/null && [ ! -x "$tools/bin/oha" ]; then
+  echo "== installing oha (crates.io) into $tools"
+  cargo install --locked --root "$tools" oha >/dev/null
+fi
+OHA="$(command -v oha || echo "$tools/bin/oha")"
+
+echo "== building paved (release)"
+cargo build --release -q -p paved-cli
+cargo build --release -q -p paved-server --example seed_store
+bin="$CARGO_TARGET_DIR/release"
+
+data="$(mktemp -d)"
+export PAVED_DATA_DIR="$data" PAVED_CONFIG_DIR="$data/config"
+state="${STATE:-sqlite://$data/state.db}"
+server_pid=""
+cleanup() { [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null; wait 2>/dev/null || true; rm -rf "$data"; }
+trap cleanup EXIT
+
+"$bin/paved" --state "$state" apply -f examples/ >/dev/null
+cat <<YAML | "$bin/paved" --state "$state" apply -f - >/dev/null
+apiVersion: paved.dev/v1alpha1
+kind: RoleBinding
+metadata: {name: bench-viewer}
+spec: {role: viewer, subjects: ["serviceaccount:bench"], scope: organisation}
+YAML
+echo "== seeding $ENVS environments × $PER resources"
+"$bin/examples/seed_store" "$state" "$ENVS" "$PER"
+token="$("$bin/paved" --state "$state" token create bench --subject serviceaccount:bench -o json |
+  python3 -c 'import json,sys; print(json.load(sys.stdin)["secret"])')"
+
+"$bin/paved" --state "$state" server --listen "127.0.0.1:$PORT" --rate-limit 1000000 --rate-burst 1000000 \
+  >"$data/server.log" 2>&1 &
+server_pid=$!
+for _ in $(seq 100); do curl -sf "http://127.0.0.1:$PORT/healthz" >/dev/null && break; sleep 0.1; done
+rss() { awk '/^'"$1"':/ {printf "%.0f MiB", $2/1024}' "/proc/$server_pid/status"; }
+echo "== server RSS idle: $(rss VmRSS)"
+
+mid=$(printf 'env-%05d' $((ENVS / 2)))
+printf '%-10s %-48s %10s %10s %10s %8s\n' endpoint path p50_ms p99_ms req/s errors
+for spec in "list:/api/v1/environments?limit=50" "get:/api/v1/specs/environment/$mid" "describe:/api/v1/environments/$mid"; do
+  name="${spec%%:*}"; path="${spec#*:}"
+  "$OHA" -z "$DURATION" -c "$CLIENTS" --no-tui --output-format json \
+    -H "Authorization: Bearer $token" "http://127.0.0.1:$PORT$path" >"$data/$name.json"
+  python3 - "$name" "$path" "$data/$name.json" <<'PY'
+import json, sys
+name, path, file = sys.argv[1:4]
+r = json.load(open(file))
+p = r["latencyPercentiles"]
+codes = r.get("statusCodeDistribution", {})
+errors = sum(v for k, v in codes.items() if not k.startswith("2")) + sum(r.get("errorDistribution", {}).values())
+print(f"{name:<10} {path:<48} {p['p50']*1000:10.2f} {p['p99']*1000:10.2f} {r['summary']['requestsPerSec']:10.0f} {errors:8d}")
+PY
+done
+echo "== server RSS after load: $(rss VmRSS), peak $(rss VmHWM)"
