@@ -36,7 +36,11 @@ data="$(mktemp -d)"
 export PAVED_DATA_DIR="$data" PAVED_CONFIG_DIR="$data/config"
 state="${STATE:-sqlite://$data/state.db}"
 server_pid=""
-cleanup() { [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null; wait 2>/dev/null || true; rm -rf "$data"; }
+cleanup() {
+  [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null
+  wait 2>/dev/null || true
+  if [ -n "${KEEP:-}" ]; then echo "kept $data"; else rm -rf "$data"; fi
+}
 trap cleanup EXIT
 
 "$bin/paved" --state "$state" apply -f examples/ >/dev/null
@@ -62,7 +66,8 @@ mid=$(printf 'env-%05d' $((ENVS / 2)))
 printf '%-10s %-48s %10s %10s %10s %8s\n' endpoint path p50_ms p99_ms req/s errors
 for spec in "list:/api/v1/environments?limit=50" "get:/api/v1/specs/environment/$mid" "describe:/api/v1/environments/$mid"; do
   name="${spec%%:*}"; path="${spec#*:}"
-  "$OHA" -z "$DURATION" -c "$CLIENTS" --no-tui --output-format json \
+  # -w: requests still running at the deadline finish and count (not "aborted" errors).
+  "$OHA" -z "$DURATION" -c "$CLIENTS" -w --no-tui --output-format json \
     -H "Authorization: Bearer $token" "http://127.0.0.1:$PORT$path" >"$data/$name.json"
   python3 - "$name" "$path" "$data/$name.json" <<'PY'
 import json, sys
@@ -72,6 +77,8 @@ p = r["latencyPercentiles"]
 codes = r.get("statusCodeDistribution", {})
 errors = sum(v for k, v in codes.items() if not k.startswith("2")) + sum(r.get("errorDistribution", {}).values())
 print(f"{name:<10} {path:<48} {p['p50']*1000:10.2f} {p['p99']*1000:10.2f} {r['summary']['requestsPerSec']:10.0f} {errors:8d}")
+if errors:
+    print(f"{'':10} status codes {codes}, errors {r.get('errorDistribution', {})}")
 PY
 done
 echo "== server RSS after load: $(rss VmRSS), peak $(rss VmHWM)"

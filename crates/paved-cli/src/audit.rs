@@ -42,6 +42,7 @@ fn filter(args: &AuditFilterArgs) -> AuditFilter {
         until: args.until,
         after_seq: 0,
         limit: 0,
+        newest_first: false,
     }
 }
 

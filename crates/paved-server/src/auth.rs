@@ -31,6 +31,8 @@ pub struct Authed {
     pub subject: String,
     pub token_id: String,
     pub request: RequestContext,
+    /// The audit head when the request was authenticated (see [`crate::AccessCache`]).
+    pub head: i64,
 }
 
 impl Authed {
@@ -40,8 +42,8 @@ impl Authed {
 
     /// Decides `ask`; a denial is audited as `action` on `target` and becomes a 403.
     pub async fn allow(&self, state: &AppState, ask: Request<'_>, action: &str, target: &str) -> Result<(), ApiError> {
-        let (bindings, teams) = state.policy_inputs().await?;
-        let decision = Policy { bindings: &bindings, teams: &teams }.decide(&self.subject, &ask);
+        let inputs = state.policy_inputs(self.head).await?;
+        let decision = Policy { bindings: &inputs.bindings, teams: &inputs.teams }.decide(&self.subject, &ask);
         match decision {
             Decision::Allowed { .. } => Ok(()),
             Decision::Denied { reason } => {
@@ -96,12 +98,17 @@ impl FromRequestParts<AppState> for Authed {
             )
         })?;
         let hash = paved_auth::token::parse(&presented).map_err(|e| ApiError::unauthenticated(e.to_string()))?;
-        let token = state
-            .control
-            .store
-            .token_by_hash(&hash)
-            .await?
-            .ok_or_else(|| ApiError::unauthenticated("unknown API token"))?;
+        // The head first: whatever is read after it is at least as new.
+        let head = state.control.store.audit_head().await?;
+        let token = match state.access.token(head, &hash) {
+            Some(cached) => cached,
+            None => {
+                let found = state.control.store.token_by_hash(&hash).await?;
+                state.access.put_token(head, &hash, found.clone());
+                found
+            }
+        };
+        let token = token.ok_or_else(|| ApiError::unauthenticated("unknown API token"))?;
         if let Some(why) = token.unusable_at(state.control.clock.now()) {
             return Err(ApiError::unauthenticated(format!("API token {} is {why}", token.id)));
         }
@@ -115,7 +122,7 @@ impl FromRequestParts<AppState> for Authed {
             e.retry_after = Some(HeaderValue::from(wait.as_secs().max(1)));
             return Err(e);
         }
-        Ok(Authed { subject: token.subject, token_id: token.id, request: request_context(parts) })
+        Ok(Authed { subject: token.subject, token_id: token.id, request: request_context(parts), head })
     }
 }
 

@@ -85,6 +85,7 @@ pub struct AppState {
     pub config: Arc<ServerConfig>,
     /// `actor@host:pid` prefix for environment locks held by this server.
     pub holder_host: String,
+    pub access: Arc<AccessCache>,
 }
 
 impl AppState {
@@ -99,11 +100,16 @@ impl AppState {
             limiter: Arc::new(RateLimiter::keyed(quota)),
             config: Arc::new(config),
             holder_host: host,
+            access: Arc::default(),
         }
     }
 
-    /// The role bindings and teams in force, plus the bootstrap admin's binding.
-    pub async fn policy_inputs(&self) -> Result<(Vec<RoleBinding>, Vec<Team>), error::ApiError> {
+    /// The role bindings and teams in force (plus the bootstrap admin's
+    /// binding), cached until the audit head moves past `head`.
+    pub async fn policy_inputs(&self, head: i64) -> Result<Arc<PolicyInputs>, error::ApiError> {
+        if let Some(p) = self.access.policy(head) {
+            return Ok(p);
+        }
         let catalog = self.control.catalog(Default::default());
         let mut bindings = vec![RoleBinding {
             metadata: paved_model::Metadata::named(auth::BOOTSTRAP_BINDING),
@@ -125,7 +131,66 @@ impl AppState {
                 teams.push(t);
             }
         }
-        Ok((bindings, teams))
+        let inputs = Arc::new(PolicyInputs { bindings, teams });
+        self.access.put_policy(head, inputs.clone());
+        Ok(inputs)
+    }
+}
+
+/// What access decisions are made over.
+pub struct PolicyInputs {
+    pub bindings: Vec<RoleBinding>,
+    pub teams: Vec<Team>,
+}
+
+/// Tokens and policy inputs as last read, valid while the audit head stays
+/// where it was: every change of tokens, role bindings and teams appends an
+/// audit event in its own transaction, so one indexed read per request says
+/// whether anything they depend on changed (including changes made by
+/// another paved process on the same store).
+#[derive(Default)]
+pub struct AccessCache {
+    inner: std::sync::Mutex<Cached>,
+}
+
+#[derive(Default)]
+struct Cached {
+    head: i64,
+    tokens: std::collections::HashMap<String, Option<paved_store::ApiToken>>,
+    policy: Option<Arc<PolicyInputs>>,
+}
+
+/// Unknown tokens are remembered too (a flood of made-up ones costs one query
+/// each once); past this many entries the cache starts over.
+const MAX_CACHED_TOKENS: usize = 10_000;
+
+impl AccessCache {
+    fn at(&self, head: i64) -> std::sync::MutexGuard<'_, Cached> {
+        let mut c = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        if c.head != head {
+            *c = Cached { head, ..Cached::default() };
+        }
+        c
+    }
+
+    pub fn token(&self, head: i64, hash: &str) -> Option<Option<paved_store::ApiToken>> {
+        self.at(head).tokens.get(hash).cloned()
+    }
+
+    pub fn put_token(&self, head: i64, hash: &str, token: Option<paved_store::ApiToken>) {
+        let mut c = self.at(head);
+        if c.tokens.len() >= MAX_CACHED_TOKENS {
+            c.tokens.clear();
+        }
+        c.tokens.insert(hash.to_string(), token);
+    }
+
+    fn policy(&self, head: i64) -> Option<Arc<PolicyInputs>> {
+        self.at(head).policy.clone()
+    }
+
+    fn put_policy(&self, head: i64, p: Arc<PolicyInputs>) {
+        self.at(head).policy = Some(p);
     }
 }
 
@@ -168,20 +233,36 @@ async fn observe(
     response
 }
 
-/// Body-limit rejections are plain text from axum; make them JSON like every other error.
+/// axum's own rejections (body too large, a query string or form that does
+/// not parse, a wrong content type) are plain text; API clients get them as
+/// JSON like every other error, with the field named where axum names one.
 async fn json_errors(request: Request, next: Next) -> Response {
     let response = next.run(request).await;
-    if response.status() == StatusCode::PAYLOAD_TOO_LARGE
-        && !response.headers().get("content-type").is_some_and(|v| v.as_bytes().starts_with(b"application/json"))
-    {
+    let status = response.status();
+    let typed = response.headers().get("content-type").is_some_and(|v| {
+        let v = v.as_bytes();
+        v.starts_with(b"application/json") || v.starts_with(b"text/html")
+    });
+    if !status.is_client_error() || typed {
+        return response;
+    }
+    if status == StatusCode::PAYLOAD_TOO_LARGE {
         return error::ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
+            status,
             "too-large",
             "the request body is larger than the server accepts (`paved server --body-limit`)",
         )
         .into_response();
     }
-    response
+    let bytes = axum::body::to_bytes(response.into_body(), 64 * 1024).await.unwrap_or_default();
+    let text = String::from_utf8_lossy(&bytes).trim().to_string();
+    // "Failed to deserialize query string: limit: invalid digit found in string"
+    let field = text.split_once(": ").and_then(|(_, rest)| rest.split_once(": ")).map(|(f, _)| f.to_string());
+    let mut e = error::ApiError::new(status, "bad-request", text.clone());
+    if let Some(f) = field.filter(|f| !f.contains(' ')) {
+        e = e.with_details(vec![error::ErrorDetail::field(f, text)]);
+    }
+    e.into_response()
 }
 
 /// The whole application: API routes, their OpenAPI document, middleware.

@@ -27,7 +27,7 @@ pub enum Status {
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct OperationEvent {
     pub seq: usize,
-    /// `planned`, `started`, `finished` or `done`.
+    /// `waiting` (for another apply's lock), `planned`, `started`, `finished` or `done`.
     pub event: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub node: Option<String>,
@@ -134,6 +134,11 @@ impl Operations {
 
     pub fn running(&self) -> usize {
         self.lock().values().filter(|e| e.op.status == Status::Running).count()
+    }
+
+    /// Records that the operation waits for another holder of the environment's lock.
+    pub fn waiting(&self, id: &str, holder: &str) {
+        self.push(id, "waiting", None, Some(serde_json::json!({"holder": holder})));
     }
 
     /// A [`Progress`] that records the engine's steps on operation `id`.

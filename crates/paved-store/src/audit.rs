@@ -94,6 +94,9 @@ pub struct AuditFilter {
     /// Only events after this sequence number (paging).
     pub after_seq: i64,
     pub limit: i64,
+    /// Newest first (then `after_seq` is ignored): "the last apply of X"
+    /// reads a few rows, not the target's whole history.
+    pub newest_first: bool,
 }
 
 /// An event's columns as stored: what the hash covers.

@@ -134,6 +134,10 @@ pub trait Store: Send + Sync {
     async fn commit(&self, changes: &[Change]) -> Result<(), StoreError>;
     /// Appends one event to the audit log's hash chain.
     async fn append_audit(&self, event: &NewAuditEvent) -> Result<AuditEvent, StoreError>;
+    /// The sequence number of the newest audit event (0: none). Every change
+    /// of specs and tokens appends one in its own transaction, so callers
+    /// cache what they derive from them until the head moves.
+    async fn audit_head(&self) -> Result<i64, StoreError>;
     /// Events matching the filter, oldest first.
     async fn audit_events(&self, filter: &AuditFilter) -> Result<Vec<AuditEvent>, StoreError>;
     /// Checks the whole audit chain, in pages, and names the first event

@@ -352,17 +352,29 @@ impl Store for SqlStore {
         Ok(recorded)
     }
 
+    async fn audit_head(&self) -> Result<i64, StoreError> {
+        let row = sqlx::query("SELECT COALESCE(MAX(seq), 0) AS head FROM audit_events").fetch_one(&self.pool).await?;
+        Ok(row.try_get::<i64, _>("head")?)
+    }
+
     async fn audit_events(&self, f: &AuditFilter) -> Result<Vec<AuditEvent>, StoreError> {
-        let sql = concat!(
-            "SELECT ",
-            audit_columns!(),
-            " FROM audit_events WHERE seq > $1 AND ($2 = '' OR actor = $2) AND ($3 = '' OR action = $3) \
-             AND ($4 = '' OR target = $4) AND ($5 = '' OR at >= $5) AND ($6 = '' OR at < $6) ORDER BY seq LIMIT $7"
-        );
+        macro_rules! events_sql {
+            ($order:literal) => {
+                concat!(
+                    "SELECT ",
+                    audit_columns!(),
+                    " FROM audit_events WHERE seq > $1 AND ($2 = '' OR actor = $2) AND ($3 = '' OR action = $3) \
+                     AND ($4 = '' OR target = $4) AND ($5 = '' OR at >= $5) AND ($6 = '' OR at < $6) ORDER BY seq ",
+                    $order,
+                    " LIMIT $7"
+                )
+            };
+        }
+        let sql = if f.newest_first { events_sql!("DESC") } else { events_sql!("ASC") };
         let text = |v: &Option<String>| v.clone().unwrap_or_default();
         let time = |v: Option<OffsetDateTime>| v.map(timestamp).unwrap_or_default();
         let rows = sqlx::query(sql)
-            .bind(f.after_seq)
+            .bind(if f.newest_first { 0 } else { f.after_seq })
             .bind(text(&f.actor))
             .bind(text(&f.action))
             .bind(text(&f.target))

@@ -211,6 +211,9 @@ async fn the_audit_log_is_append_only_and_tamper_evident(b: Backend) {
     assert_eq!(store.audit_events(&bob).await.unwrap().iter().map(|e| e.seq).collect::<Vec<_>>(), [3]);
     let page = AuditFilter { after_seq: 2, limit: 1, ..Default::default() };
     assert_eq!(store.audit_events(&page).await.unwrap()[0].seq, 3);
+    let newest = AuditFilter { newest_first: true, limit: 2, ..Default::default() };
+    let seqs: Vec<i64> = store.audit_events(&newest).await.unwrap().iter().map(|e| e.seq).collect();
+    assert!(seqs.len() == 2 && seqs[0] > seqs[1], "{seqs:?}");
     let later = AuditFilter { since: Some(at(5)), ..Default::default() };
     assert_eq!(store.audit_events(&later).await.unwrap().len(), 2);
     let v = store.verify_audit().await.unwrap();

@@ -100,12 +100,11 @@ pub async fn list_audit(
         until,
         after_seq: q.after.unwrap_or(0),
         limit: limit as i64 + 1,
+        newest_first: false,
     };
-    let mut events = state.control.store.audit_events(&filter).await?;
-    let next = if events.len() > limit { events.get(limit - 1).map(|e| e.seq.to_string()) } else { None };
-    events.truncate(limit);
+    let events = state.control.store.audit_events(&filter).await?;
     let items = events.into_iter().map(AuditEventView::from).collect();
-    Ok(axum::Json(Page { items, next }))
+    Ok(axum::Json(crate::api::page_of(items, limit, |e| e.seq.to_string())))
 }
 
 #[derive(Debug, Serialize, ToSchema)]

@@ -8,7 +8,7 @@ use crate::{AppState, new_id};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use paved_auth::{Request, Target};
-use paved_control::{RunOptions, Silent};
+use paved_control::RunOptions;
 use paved_model::{Kind, Role, Spec};
 use paved_plan::ResourceGraph;
 use serde::{Deserialize, Serialize};
@@ -116,26 +116,30 @@ pub async fn get_environment(
     Path(name): Path<String>,
 ) -> Result<axum::Json<EnvironmentDetail>, ApiError> {
     let (env, generation) = authorised(&state, &who, &name, Role::Viewer, "environment.get").await?;
-    let resources = state
-        .control
-        .store
-        .applied_nodes(&name)
-        .await?
-        .into_iter()
-        .map(|n| AppliedResource { id: n.node_id, updated_at: n.updated_at })
+    let nodes = state.control.store.applied_nodes(&name).await?;
+    let urls = nodes
+        .iter()
+        .filter(|n| n.node_id.starts_with("local.route/"))
+        .filter_map(|n| n.outputs.get("url").and_then(|u| u.as_str()).map(|u| (n.node_id.clone(), u.to_string())))
         .collect();
-    let urls = state.control.urls(&name).await?.into_iter().collect();
-    let filter = paved_store::AuditFilter { target: Some(format!("Environment/{name}")), ..Default::default() };
-    let last_operation = state
-        .control
-        .store
-        .audit_events(&filter)
-        .await?
-        .into_iter()
-        .rev()
-        .find(|e| e.event.action.starts_with("environment.") && e.event.outcome != paved_store::AuditOutcome::Denied)
-        .and_then(|e| serde_json::to_value(e.event).ok());
+    let resources = nodes.into_iter().map(|n| AppliedResource { id: n.node_id, updated_at: n.updated_at }).collect();
+    let last_operation = last_operation(&state, &name).await?.and_then(|e| serde_json::to_value(e.event).ok());
     Ok(axum::Json(EnvironmentDetail { summary: summary(&env, generation), resources, urls, last_operation }))
+}
+
+/// The latest apply or destroy of an environment (denied attempts aside).
+pub(crate) async fn last_operation(state: &AppState, env: &str) -> Result<Option<paved_store::AuditEvent>, ApiError> {
+    let filter = paved_store::AuditFilter {
+        target: Some(format!("Environment/{env}")),
+        newest_first: true,
+        limit: 50,
+        ..Default::default()
+    };
+    let events = state.control.store.audit_events(&filter).await?;
+    Ok(events.into_iter().find(|e| {
+        matches!(e.event.action.as_str(), "environment.apply" | "environment.destroy")
+            && e.event.outcome != paved_store::AuditOutcome::Denied
+    }))
 }
 
 /// What applying the environment would change (nothing is changed).
@@ -154,6 +158,21 @@ pub async fn plan_environment(
     let plan = paved_plan::diff(&graph, Some(&applied))
         .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "unplannable", e.to_string()))?;
     Ok(axum::Json(serde_json::to_value(&plan).map_err(ApiError::internal)?))
+}
+
+/// How long an operation waits for another one on the same environment
+/// (they queue instead of failing; the wait shows as a `waiting` event).
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(600);
+
+struct Waiting {
+    ops: crate::operations::Operations,
+    id: String,
+}
+
+impl paved_control::LockWatcher for Waiting {
+    fn waiting(&self, holder: &str, _environment: &str, _timeout: std::time::Duration) {
+        self.ops.waiting(&self.id, holder);
+    }
 }
 
 /// Starts an operation in the background and answers with it (202).
@@ -185,11 +204,12 @@ pub(crate) async fn start(
         let run = RunOptions {
             parallelism: state.config.parallelism,
             holder: format!("{}@{}:{}", caller.actor, state.holder_host, std::process::id()),
-            lock_timeout: std::time::Duration::ZERO,
+            lock_timeout: LOCK_WAIT,
             jitter_seed: rand::random(),
         };
         let progress = state.operations.progress(&id, state.metrics.clone());
-        let result = state.control.run(&desired, &run, &caller, cancel, progress, &Silent).await;
+        let waiting = Waiting { ops: state.operations.clone(), id: id.clone() };
+        let result = state.control.run(&desired, &run, &caller, cancel, progress, &waiting).await;
         let (status, error) = match result {
             Ok(report) if report.cancelled => (Status::Cancelled, None),
             Ok(report) if report.succeeded() => (Status::Succeeded, None),

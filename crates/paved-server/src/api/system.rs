@@ -51,9 +51,10 @@ pub struct WhoAmI {
 #[utoipa::path(get, path = "/api/v1/whoami", tag = "system",
     responses((status = 200, description = "OK", body = WhoAmI), (status = 401, description = "No token, or an unknown, expired or revoked one", body = ErrorBody)))]
 pub async fn whoami(State(state): State<AppState>, who: Authed) -> Result<axum::Json<WhoAmI>, ApiError> {
-    let (bindings, teams) = state.policy_inputs().await?;
-    let acts_as = paved_auth::Policy { bindings: &bindings, teams: &teams }.subjects_of(&who.subject);
-    let bindings = bindings
+    let inputs = state.policy_inputs(who.head).await?;
+    let acts_as = paved_auth::Policy { bindings: &inputs.bindings, teams: &inputs.teams }.subjects_of(&who.subject);
+    let bindings = inputs
+        .bindings
         .iter()
         .filter(|b| b.spec.subjects.iter().any(|s| acts_as.contains(&s.0)))
         .map(|b| {

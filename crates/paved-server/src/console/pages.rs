@@ -146,6 +146,8 @@ async fn env_state(state: &AppState, env: &str) -> Result<EnvState, ApiError> {
     let filter = AuditFilter {
         target: Some(format!("Environment/{env}")),
         action: Some("environment.apply".into()),
+        newest_first: true,
+        limit: 50,
         ..Default::default()
     };
     let last_actor = state
@@ -154,7 +156,6 @@ async fn env_state(state: &AppState, env: &str) -> Result<EnvState, ApiError> {
         .audit_events(&filter)
         .await?
         .into_iter()
-        .rev()
         .find(|e| e.event.outcome == AuditOutcome::Succeeded)
         .map_or_else(|| "-".into(), |e| e.event.actor);
     Ok(EnvState { applied, health, last_actor })
@@ -308,19 +309,10 @@ pub async fn environment(
             })
             .collect();
         let drifted = resources.iter().filter(|r| r.class != "ok").count();
-        let filter = AuditFilter { target: Some(format!("Environment/{name}")), ..Default::default() };
-        let last_operation = state
-            .control
-            .store
-            .audit_events(&filter)
-            .await?
-            .into_iter()
-            .rev()
-            .find(|e| e.event.action.starts_with("environment.") && e.event.outcome != AuditOutcome::Denied)
-            .map(|e| {
-                let verb = e.event.action.trim_start_matches("environment.");
-                format!("{verb} {} at {} by {}", e.event.outcome.as_str(), when(e.event.at), e.event.actor)
-            });
+        let last_operation = crate::api::environments::last_operation(&state, &name).await?.map(|e| {
+            let verb = e.event.action.trim_start_matches("environment.");
+            format!("{verb} {} at {} by {}", e.event.outcome.as_str(), when(e.event.at), e.event.actor)
+        });
         let urls = state.control.urls(&name).await?;
         let (_, envs) = services_and_environments(&state, &who).await?;
         let others: Vec<String> = envs.iter().map(|e| e.metadata.name.clone()).filter(|n| *n != name).collect();
@@ -531,14 +523,14 @@ pub async fn audit(State(state): State<AppState>, User(who): User, Query(q): Que
                 target: text(&q.target),
                 since,
                 until,
+                newest_first: true,
+                limit: AUDIT_PAGE as i64,
                 ..Default::default()
             };
             match state.control.store.audit_events(&filter).await {
-                Ok(all) => {
-                    events = all
+                Ok(newest) => {
+                    events = newest
                         .into_iter()
-                        .rev()
-                        .take(AUDIT_PAGE)
                         .map(|e| AuditRow {
                             seq: e.seq,
                             at: when(e.event.at),
