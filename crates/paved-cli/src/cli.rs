@@ -281,6 +281,15 @@ pub struct ServerArgs {
     /// Resources an apply started through the API works on at the same time.
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=256))]
     pub parallelism: u16,
+    /// Request logs on standard error: JSON lines, or text for people. Filter with PAVED_LOG (e.g. warn).
+    #[arg(long, value_enum, default_value_t = LogFormat::Json)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Json,
+    Text,
 }
 
 #[derive(Debug, Subcommand)]

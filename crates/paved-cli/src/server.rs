@@ -6,7 +6,18 @@ use crate::commands::Ctx;
 use crate::output::{structured, table, timestamp};
 use std::num::NonZeroU32;
 
+/// Structured logs on standard error: JSON lines (one per request, with its
+/// request id) unless `--log-format text`; `PAVED_LOG` filters (e.g. `warn`,
+/// `paved_server=debug`).
+fn init_logs(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("PAVED_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false);
+    let _ = if json { builder.json().try_init() } else { builder.try_init() };
+}
+
 pub async fn serve(ctx: &Ctx, args: ServerArgs) -> Result<(), Failure> {
+    init_logs(args.log_format == crate::cli::LogFormat::Json);
     let control = ctx.control().await?;
     let bootstrap_file = args.bootstrap_token_file.unwrap_or_else(|| ctx.data_dir.join("bootstrap-admin.token"));
     let fail = |e: paved_server::ServerError| Failure::User(e.to_string());

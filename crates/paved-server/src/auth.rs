@@ -47,6 +47,7 @@ impl Authed {
         match decision {
             Decision::Allowed { .. } => Ok(()),
             Decision::Denied { reason } => {
+                tracing::warn!(request_id = %self.request.request_id, subject = %self.subject, action, target, %reason, "denied");
                 state
                     .control
                     .record(

@@ -228,8 +228,11 @@ async fn observe(
     if let Ok(v) = HeaderValue::from_str(&id) {
         response.headers_mut().insert("x-request-id", v);
     }
-    let labels = HttpLabels { method, route, status: response.status().as_u16() };
-    state.metrics.http.get_or_create(&labels).observe(started.elapsed().as_secs_f64());
+    let elapsed = started.elapsed();
+    let status = response.status().as_u16();
+    tracing::info!(request_id = %id, method = %method, route = %route, status, ms = elapsed.as_secs_f64() * 1e3, "request");
+    let labels = HttpLabels { method, route, status };
+    state.metrics.http.get_or_create(&labels).observe(elapsed.as_secs_f64());
     response
 }
 

@@ -358,31 +358,33 @@ impl Store for SqlStore {
     }
 
     async fn audit_events(&self, f: &AuditFilter) -> Result<Vec<AuditEvent>, StoreError> {
-        macro_rules! events_sql {
-            ($order:literal) => {
-                concat!(
-                    "SELECT ",
-                    audit_columns!(),
-                    " FROM audit_events WHERE seq > $1 AND ($2 = '' OR actor = $2) AND ($3 = '' OR action = $3) \
-                     AND ($4 = '' OR target = $4) AND ($5 = '' OR at >= $5) AND ($6 = '' OR at < $6) ORDER BY seq ",
-                    $order,
-                    " LIMIT $7"
-                )
-            };
+        // Only the conditions asked for are in the statement (an `$n = '' OR …`
+        // form would keep the planner off the actor/action/target indexes),
+        // and every value is a bind parameter: the text is built from constants.
+        let text = |v: &Option<String>| v.clone().filter(|s| !s.is_empty());
+        let time = |v: Option<OffsetDateTime>| v.map(timestamp);
+        let conditions: [(&str, Option<String>); 5] = [
+            ("actor = ", text(&f.actor)),
+            ("action = ", text(&f.action)),
+            ("target = ", text(&f.target)),
+            ("at >= ", time(f.since)),
+            ("at < ", time(f.until)),
+        ];
+        let mut sql = format!("SELECT {} FROM audit_events WHERE seq > $1", audit_columns!());
+        let mut values = vec![];
+        for (condition, value) in conditions {
+            if let Some(v) = value {
+                values.push(v);
+                sql.push_str(&format!(" AND {condition}${}", values.len() + 1));
+            }
         }
-        let sql = if f.newest_first { events_sql!("DESC") } else { events_sql!("ASC") };
-        let text = |v: &Option<String>| v.clone().unwrap_or_default();
-        let time = |v: Option<OffsetDateTime>| v.map(timestamp).unwrap_or_default();
-        let rows = sqlx::query(sql)
-            .bind(if f.newest_first { 0 } else { f.after_seq })
-            .bind(text(&f.actor))
-            .bind(text(&f.action))
-            .bind(text(&f.target))
-            .bind(time(f.since))
-            .bind(time(f.until))
-            .bind(if f.limit > 0 { f.limit } else { i64::MAX })
-            .fetch_all(&self.pool)
-            .await?;
+        let order = if f.newest_first { "DESC" } else { "ASC" };
+        sql.push_str(&format!(" ORDER BY seq {order} LIMIT ${}", values.len() + 2));
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(if f.newest_first { 0 } else { f.after_seq });
+        for v in values {
+            query = query.bind(v);
+        }
+        let rows = query.bind(if f.limit > 0 { f.limit } else { i64::MAX }).fetch_all(&self.pool).await?;
         rows.iter().map(|r| to_audit_event(to_stored_event(r)?)).collect()
     }
 

@@ -217,6 +217,8 @@ pub(crate) async fn start(
             Err(e) => (Status::Failed, Some(e.to_string())),
         };
         operations::observe(&state.metrics, &kind, status, started.elapsed().as_secs_f64());
+        tracing::info!(operation = %id, kind = %kind, environment = %desired.environment, actor = %caller.actor,
+            request_id = %caller.request.request_id, ?status, error = error.as_deref().unwrap_or(""), "operation finished");
         state.operations.finish(&id, status, error, state.control.clock.now());
     });
     (StatusCode::ACCEPTED, axum::Json(op))
