@@ -102,29 +102,33 @@ pub async fn run(ctx: &Ctx, command: AuditCommand) -> Result<(), Failure> {
                 Ok(())
             })
             .await?;
-            if let Some(text) = structured(ctx.format, &events) {
-                println!("{text}");
-                return Ok(());
-            }
-            let rows = events
-                .iter()
-                .map(|e| {
-                    vec![
-                        e.seq.to_string(),
-                        e.event.at.format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
-                        e.event.actor.clone(),
-                        e.event.action.clone(),
-                        e.event.target.clone(),
-                        e.event.outcome.as_str().to_string(),
-                        e.event.request.request_id.clone(),
-                        e.event.request.origin.clone(),
-                    ]
-                })
-                .collect();
-            let headers = ["SEQ", "TIME", "ACTOR", "ACTION", "TARGET", "OUTCOME", "REQUEST", "ORIGIN"];
-            let table = crate::output::table(&headers, rows);
-            println!("{table}");
+            print_events(ctx, &events);
             Ok(())
         }
     }
+}
+
+/// `paved audit list` output, embedded or from a server.
+pub(crate) fn print_events(ctx: &Ctx, events: &[AuditEvent]) {
+    if let Some(text) = structured(ctx.format, &events) {
+        println!("{text}");
+        return;
+    }
+    let rows = events
+        .iter()
+        .map(|e| {
+            vec![
+                e.seq.to_string(),
+                e.event.at.format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
+                e.event.actor.clone(),
+                e.event.action.clone(),
+                e.event.target.clone(),
+                e.event.outcome.as_str().to_string(),
+                e.event.request.request_id.clone(),
+                e.event.request.origin.clone(),
+            ]
+        })
+        .collect();
+    let headers = ["SEQ", "TIME", "ACTOR", "ACTION", "TARGET", "OUTCOME", "REQUEST", "ORIGIN"];
+    println!("{}", crate::output::table(&headers, rows));
 }

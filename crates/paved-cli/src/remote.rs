@@ -6,7 +6,7 @@
 use crate::Failure;
 use crate::cli::{AuditCommand, Format};
 use crate::commands::Ctx;
-use crate::output::{structured, table, timestamp};
+use crate::output::structured;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use hyper_util::client::legacy::Client;
@@ -372,23 +372,15 @@ pub async fn audit(ctx: &Ctx, remote: &Remote, command: AuditCommand) -> Result<
                     q.push(format!("{k}={}", encode(&t)));
                 }
             }
-            let mut events = remote.all(&format!("/api/v1/audit?{}", q.join("&"))).await?;
+            let events = remote.all(&format!("/api/v1/audit?{}", q.join("&"))).await?;
+            let mut events: Vec<paved_store::AuditEvent> =
+                events.into_iter().map(serde_json::from_value).collect::<Result<_, _>>().map_err(|e| {
+                    Failure::Internal(anyhow::anyhow!("the server sent an audit event paved cannot read: {e}"))
+                })?;
             if let Some(limit) = f.limit {
                 events.truncate(limit.max(0) as usize);
             }
-            if let Some(text) = structured(ctx.format, &events) {
-                println!("{text}");
-                return Ok(());
-            }
-            let rows = events
-                .iter()
-                .map(|e| {
-                    let s = |k: &str| e[k].as_str().unwrap_or("-").to_string();
-                    let at = time::OffsetDateTime::parse(&s("at"), rfc).map(timestamp).unwrap_or_else(|_| s("at"));
-                    vec![e["seq"].to_string(), at, s("actor"), s("action"), s("target"), s("outcome")]
-                })
-                .collect();
-            println!("{}", table(&["SEQ", "TIME", "ACTOR", "ACTION", "TARGET", "OUTCOME"], rows));
+            crate::audit::print_events(ctx, &events);
             Ok(())
         }
     }

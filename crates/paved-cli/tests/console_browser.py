@@ -61,7 +61,7 @@ def sign_in(d, token):
     assert "/console/login" in d.current_url, d.current_url
     d.find_element(By.ID, "token").send_keys(token)
     d.find_element(By.CSS_SELECTOR, "form button[type=submit]").click()
-    WebDriverWait(d, 10).until(lambda d: d.current_url.rstrip("/").endswith("/console"))
+    wait_for(d, "h1", lambda t: t == "What runs where")
 
 
 def sign_out(d):
@@ -126,8 +126,8 @@ try:
     d.find_element(By.CSS_SELECTOR, "form[action$='/apply'] button").click()
     WebDriverWait(d, 10).until(lambda d: "/console/operations/" in d.current_url)
     try:
-        WebDriverWait(d, 90).until(lambda d: text(d, "#op-status") in ("succeeded", "failed", "cancelled"))
-    except TimeoutException:
+        wait_for(d, "#op-status", lambda t: t in ("succeeded", "failed", "cancelled"), seconds=90)
+    except AssertionError:
         shot(d, "07-progress-timeout")
         raise
     assert text(d, "#op-status") == "succeeded", d.page_source

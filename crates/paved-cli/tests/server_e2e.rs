@@ -739,6 +739,12 @@ fn the_cli_logged_in_to_a_server_goes_through_its_roles_and_audit_log() {
     assert!(applied.contains("dev: succeeded"), "{applied}");
     p.ok(&["drift", "-e", "dev"]);
     p.ok(&["logout"]);
+    // The audit log through the server (operators read it), printed as embedded.
+    let (_, operator) = p.token("op", "serviceaccount:e2e-operator", None);
+    p.ok_with_input(&["login", "--server", &server], &operator);
+    let remote_list = p.ok(&["audit", "list", "--by", "serviceaccount:e2e-developer"]);
+    assert!(remote_list.contains("environment.apply") && remote_list.contains("127.0.0.1"), "{remote_list}");
+    p.ok(&["logout"]);
     let events = p.ok(&["audit", "list", "--action", "environment.apply", "-o", "json"]);
     let events: Vec<Value> = serde_json::from_str(&events).unwrap();
     let actors: BTreeSet<&str> = events.iter().filter_map(|e| e["actor"].as_str()).collect();

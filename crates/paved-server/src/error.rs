@@ -110,20 +110,21 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// Spec diagnostics as error details.
+/// A spec diagnostic as an error detail (field path, line, column, code, hint).
+pub fn detail(d: &paved_spec::Diagnostic) -> ErrorDetail {
+    ErrorDetail {
+        path: d.path.clone(),
+        message: d.message.clone(),
+        line: Some(d.line),
+        column: Some(d.column),
+        code: Some(d.code.to_string()),
+        hint: d.hint.clone(),
+    }
+}
+
+/// The errors among spec diagnostics, as error details.
 pub fn diagnostics(diags: &[paved_spec::Diagnostic]) -> Vec<ErrorDetail> {
-    diags
-        .iter()
-        .filter(|d| d.is_error())
-        .map(|d| ErrorDetail {
-            path: d.path.clone(),
-            message: d.message.clone(),
-            line: Some(d.line),
-            column: Some(d.column),
-            code: Some(d.code.to_string()),
-            hint: d.hint.clone(),
-        })
-        .collect()
+    diags.iter().filter(|d| d.is_error()).map(detail).collect()
 }
 
 impl From<CatalogError> for ApiError {

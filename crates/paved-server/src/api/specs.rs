@@ -168,19 +168,7 @@ async fn checked_batch(
 }
 
 fn warnings(batch: &paved_spec::Batch) -> Vec<crate::error::ErrorDetail> {
-    batch
-        .diagnostics
-        .iter()
-        .filter(|d| !d.is_error())
-        .map(|d| crate::error::ErrorDetail {
-            path: d.path.clone(),
-            message: d.message.clone(),
-            line: Some(d.line),
-            column: Some(d.column),
-            code: Some(d.code.to_string()),
-            hint: d.hint.clone(),
-        })
-        .collect()
+    batch.diagnostics.iter().filter(|d| !d.is_error()).map(crate::error::detail).collect()
 }
 
 /// Records a batch of documents (YAML or JSON, several separated by `---`), all or nothing — `paved apply -f`.
