@@ -20,9 +20,9 @@ impl From<paved_control::ControlError> for Failure {
             ControlError::Catalog(e) => e.into(),
             ControlError::Engine(e) => crate::provision::engine_failure(e),
             ControlError::Store(e) => Failure::Internal(e.into()),
-            bad @ (ControlError::BadTokenRequest(_) | ControlError::StillProvisioned { .. }) => {
-                Failure::User(bad.to_string())
-            }
+            bad @ (ControlError::BadTokenRequest(_)
+            | ControlError::StillProvisioned { .. }
+            | ControlError::NoLogs { .. }) => Failure::User(bad.to_string()),
             unplannable @ ControlError::Unplannable { .. } => Failure::User(unplannable.to_string()),
         }
     }

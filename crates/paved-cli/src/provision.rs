@@ -229,42 +229,22 @@ pub async fn logs(
     if applied.is_some_and(|p| p["runtime"] == "docker") {
         return docker_logs(&config, service, env, container, follow, tail).await;
     }
-    let dir = config.workload_dir(env, service).join("logs");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .map(|rd| rd.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "log")).collect())
-        .unwrap_or_default();
-    files.sort();
-    if let Some(c) = container {
-        files.retain(|p| p.file_stem().is_some_and(|s| s == c));
-    }
-    if files.is_empty() {
-        return Err(Failure::User(format!(
-            "service `{service}` has no logs in environment `{env}`{}: is it applied? (`paved apply -e {env}`)",
-            container.map(|c| format!(" for container `{c}`")).unwrap_or_default()
-        )));
-    }
-    let prefix = |p: &Path| {
-        if files.len() > 1 {
-            format!("{}| ", p.file_stem().unwrap_or_default().to_string_lossy())
-        } else {
-            String::new()
+    let control = ctx.control().await?;
+    // What is there now (the same lines the API serves), then, with -f, what follows.
+    let lines = control.logs(env, service, container, tail).await?;
+    let files = control.log_files(env, service, container);
+    let several = files.len() > 1;
+    let prefix = |container: &str| if several { format!("{container}| ") } else { String::new() };
+    {
+        let mut out = std::io::stdout().lock();
+        for l in &lines {
+            let _ = writeln!(out, "{}{}", prefix(&l.container), l.line);
         }
-    };
-    let mut offsets = Vec::new();
-    let mut out = std::io::stdout().lock();
-    for f in &files {
-        let text = std::fs::read_to_string(f).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        let skip = tail.map_or(0, |n| lines.len().saturating_sub(n));
-        for line in &lines[skip..] {
-            let _ = writeln!(out, "{}{line}", prefix(f));
-        }
-        offsets.push(text.len() as u64);
     }
-    drop(out);
     if !follow {
         return Ok(());
     }
+    let mut offsets: Vec<u64> = files.iter().map(|f| std::fs::metadata(f).map_or(0, |m| m.len())).collect();
     loop {
         tokio::time::sleep(Duration::from_millis(200)).await;
         for (f, offset) in files.iter().zip(offsets.iter_mut()) {
@@ -275,8 +255,9 @@ pub async fn logs(
             let mut more = String::new();
             if let Ok(n) = file.read_to_string(&mut more) {
                 *offset += n as u64;
+                let container = f.file_stem().unwrap_or_default().to_string_lossy();
                 for line in more.lines() {
-                    println!("{}{line}", prefix(f));
+                    println!("{}{line}", prefix(&container));
                 }
             }
         }

@@ -291,6 +291,7 @@ fn expectations() -> BTreeMap<(&'static str, &'static str), Expect> {
         (("post", "/api/v1/environments/{name}/destroy"), e(Some("operator"), 202)),
         (("get", "/api/v1/environments/{name}/drift"), e(Some("viewer"), 200)),
         (("get", "/api/v1/environments/{name}/parity"), e(Some("viewer"), 200)),
+        (("get", "/api/v1/environments/{name}/services/{service}/logs"), e(Some("developer"), 200)),
         (("get", "/api/v1/operations/{id}"), e(Some("viewer"), 200)),
         (("get", "/api/v1/operations/{id}/events"), e(Some("viewer"), 200)),
         (("get", "/api/v1/audit"), e(Some("operator"), 200)),
@@ -338,6 +339,7 @@ fn concrete(method: &str, template: &str, role: &str, fixtures: &Fixtures) -> (S
             "{id}",
             if template.starts_with("/api/v1/tokens") { &fixtures.doomed_tokens[role] } else { &fixtures.operation },
         )
+        .replace("{service}", "api")
         .replace("ROLE", role)
         .replace("/parity", "/parity?with=staging");
     let body = match (method, template) {
@@ -491,6 +493,10 @@ fn every_route_enforces_roles_tokens_and_limits_and_is_documented() {
     assert!(refused.json()["message"].as_str().unwrap().contains("production: true"), "{}", refused.text());
 
     listings_page_through_everything(&p, admin);
+    let logs = p.get("/api/v1/environments/dev/services/api/logs?tail=3", admin).json();
+    let logs = logs.as_array().unwrap();
+    assert!(!logs.is_empty() && logs.len() <= 3 && logs.iter().all(|l| l["line"].is_string()), "{logs:?}");
+    assert_eq!(p.get("/api/v1/environments/dev/services/nope/logs", admin).status, 404);
     malformed_input_names_the_field(&p, admin);
     oversized_bodies_get_413(&p, admin);
     stale_updates_get_412_and_lose_nothing(&p, admin);

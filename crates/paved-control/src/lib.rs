@@ -4,6 +4,7 @@
 //! the audit log) and reading its drift happen here once, so the doors
 //! differ only in how they show progress and results.
 
+mod logs;
 mod tokens;
 
 pub use tokens::BadTokenRequest;
@@ -29,6 +30,8 @@ pub enum ControlError {
     Store(#[from] StoreError),
     #[error(transparent)]
     BadTokenRequest(#[from] BadTokenRequest),
+    #[error("service `{service}` has no logs in environment `{environment}`: {reason}")]
+    NoLogs { service: String, environment: String, reason: String },
     #[error(
         "environment `{environment}` still has {resources} provisioned resource(s); remove them first with `paved destroy -e {environment}`"
     )]

@@ -166,6 +166,7 @@ impl From<ControlError> for ApiError {
             ControlError::Engine(e) => e.into(),
             ControlError::Store(e) => ApiError::internal(e),
             ControlError::BadTokenRequest(e) => ApiError::invalid(e.field, e.message),
+            e @ ControlError::NoLogs { .. } => ApiError::not_found(e.to_string()),
             e @ ControlError::StillProvisioned { .. } => {
                 ApiError::new(StatusCode::CONFLICT, "still-provisioned", e.to_string())
             }

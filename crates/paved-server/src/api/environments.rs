@@ -294,3 +294,36 @@ pub async fn parity_environment(
     let differences = state.control.parity(&catalog, &name, &q.with).await?;
     Ok(axum::Json(serde_json::to_value(differences).map_err(ApiError::internal)?))
 }
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct LogsQuery {
+    /// Only the last N lines of each container.
+    pub tail: Option<usize>,
+    /// Only this container.
+    pub container: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LogLineView {
+    pub container: String,
+    pub line: String,
+}
+
+/// A service's output in the environment (developers: logs can hold data).
+#[utoipa::path(get, path = "/api/v1/environments/{name}/services/{service}/logs", tag = "environments",
+    params(("name" = String, Path), ("service" = String, Path), LogsQuery),
+    responses((status = 200, description = "OK", body = Vec<LogLineView>),
+        (status = 401, description = "No token, or an unknown, expired or revoked one", body = ErrorBody),
+        (status = 403, description = "The caller's role bindings do not allow it (audited)", body = ErrorBody),
+        (status = 404, description = "Not found", body = ErrorBody)))]
+pub async fn service_logs(
+    State(state): State<AppState>,
+    who: Authed,
+    Path((name, service)): Path<(String, String)>,
+    Query(q): Query<LogsQuery>,
+) -> Result<axum::Json<Vec<LogLineView>>, ApiError> {
+    authorised(&state, &who, &name, Role::Developer, "environment.logs").await?;
+    let lines = state.control.logs(&name, &service, q.container.as_deref(), q.tail).await?;
+    Ok(axum::Json(lines.into_iter().map(|l| LogLineView { container: l.container, line: l.line }).collect()))
+}

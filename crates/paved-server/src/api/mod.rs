@@ -97,6 +97,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(environments::destroy_environment))
         .routes(routes!(environments::drift_environment))
         .routes(routes!(environments::parity_environment))
+        .routes(routes!(environments::service_logs))
         .routes(routes!(operations::get_operation))
         .routes(routes!(operations::operation_events))
         .routes(routes!(audit::list_audit))
