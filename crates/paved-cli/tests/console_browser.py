@@ -12,7 +12,7 @@ import os
 import sys
 
 from selenium import webdriver
-from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException, TimeoutException
+from selenium.common.exceptions import TimeoutException, WebDriverException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select, WebDriverWait
@@ -44,11 +44,12 @@ def text(d, css):
 
 
 def wait_for(d, css, check, seconds=10):
-    """Waits until the element's text passes `check` (pages load after clicks)."""
+    """Waits until the element's text passes `check` (pages load after clicks;
+    while one is replaced, Chromium reports missing, stale or foreign nodes)."""
     def ready(d):
         try:
             return check(text(d, css))
-        except (NoSuchElementException, StaleElementReferenceException):
+        except WebDriverException:
             return False
     try:
         WebDriverWait(d, seconds).until(ready)
