@@ -163,7 +163,8 @@ SIGINT/SIGTERM stop accepting requests; running applies finish their current ste
     #[command(
         after_help = "Examples:\n  paved token create me --subject user:ada@example.com | paved login --server http://paved.internal:7480\n  \
 paved login --server http://127.0.0.1:7480 --token-file ~/.config/paved/token\n\n\
-Afterwards get, apply, destroy, drift, delete and audit go to the server (its roles and audit log apply);\n\
+Afterwards get, apply, destroy, drift, plan, parity, history, delete, audit and token go to the server
+(its roles and audit log apply);\n\
 `--state URL` or `paved logout` works on local state again."
     )]
     Login {

@@ -228,6 +228,10 @@ async fn remote_command(ctx: &Ctx, remote: &crate::remote::Remote, command: Comm
         Command::Destroy { environment, .. } => r::run(ctx, remote, &environment, true).await,
         Command::Drift { environment } => r::drift(ctx, remote, &environment).await,
         Command::Audit(sub) => r::audit(ctx, remote, sub).await,
+        Command::Plan { environment, graph: false } => r::plan(ctx, remote, &environment).await,
+        Command::Parity { left, right } => r::parity(ctx, remote, &left, &right).await,
+        Command::History { kind, name } => r::history(ctx, remote, parse_kind(&kind)?, &name).await,
+        Command::Token(sub) => r::token(ctx, remote, sub).await,
         other => Err(Failure::User(format!(
             "`paved {}` does not go through the server yet (its API does: see {}/api/v1/openapi.json); \
              `paved logout` to run it on local state",
@@ -588,9 +592,15 @@ async fn delete_object(ctx: &Ctx, kind: Kind, name: &str) -> Result<(), Failure>
 async fn history(ctx: &Ctx, kind: Kind, name: &str) -> Result<(), Failure> {
     let catalog = open(ctx).await?;
     let records = catalog.history(kind, name).await?;
+    print_history(ctx, &records);
+    Ok(())
+}
+
+/// `paved history` output, embedded or from a server.
+pub(crate) fn print_history(ctx: &Ctx, records: &[paved_store::Record]) {
     if let Some(text) = structured(ctx.format, &records) {
         println!("{text}");
-        return Ok(());
+        return;
     }
     let rows = records
         .iter()
@@ -614,5 +624,4 @@ async fn history(ctx: &Ctx, kind: Kind, name: &str) -> Result<(), Failure> {
         })
         .collect();
     println!("{}", table(&["GEN", "CHANGE", "CONTENT", "AT", "BY", "SOURCE"], rows));
-    Ok(())
 }

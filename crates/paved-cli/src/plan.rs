@@ -48,15 +48,22 @@ pub async fn plan(ctx: &Ctx, environment: &str, print_graph: bool) -> Result<(),
     );
     let (applied, _) = engine.applied(environment, graph.provider).await.map_err(crate::provision::engine_failure)?;
     let plan = paved_plan::diff(&graph, Some(&applied)).map_err(|e| Failure::User(e.to_string()))?;
-    if let Some(text) = structured(ctx.format, &plan) {
-        println!("{text}");
-        return Ok(());
-    }
-    println!(
-        "Plan for environment {environment} ({} provider, region {}):\n",
+    let header = format!(
+        "Plan for environment {environment} ({} provider, region {}):",
         c.account.spec.provider.as_str(),
         c.environment.spec.region
     );
+    print_plan(ctx, &header, &plan);
+    Ok(())
+}
+
+/// `paved plan` output, embedded or from a server.
+pub(crate) fn print_plan(ctx: &Ctx, header: &str, plan: &paved_plan::Plan) {
+    if let Some(text) = structured(ctx.format, plan) {
+        println!("{text}");
+        return;
+    }
+    println!("{header}\n");
     for node in plan.nodes.iter().filter(|n| n.action != Action::NoOp) {
         println!("  {} {}", node.action.symbol(), node.id);
         for change in &node.changes {
@@ -77,13 +84,22 @@ pub async fn plan(ctx: &Ctx, environment: &str, print_graph: bool) -> Result<(),
         plan.count(Action::Replace),
         plan.count(Action::Delete)
     );
-    Ok(())
 }
 
 /// `paved parity A B`.
 pub async fn parity(ctx: &Ctx, left: &str, right: &str) -> Result<(), Failure> {
     let catalog = open(ctx).await?;
     let differences = ctx.control().await?.parity(&catalog, left, right).await?;
+    print_parity(ctx, left, right, &differences)
+}
+
+/// `paved parity` output, embedded or from a server; exit code 3 when they differ.
+pub(crate) fn print_parity(
+    ctx: &Ctx,
+    left: &str,
+    right: &str,
+    differences: &[paved_plan::parity::Difference],
+) -> Result<(), Failure> {
     if let Some(text) = structured(ctx.format, &differences) {
         println!("{text}");
     } else if differences.is_empty() {
@@ -93,12 +109,8 @@ pub async fn parity(ctx: &Ctx, left: &str, right: &str) -> Result<(), Failure> {
         let rows = differences
             .iter()
             .map(|d| {
-                vec![
-                    d.node.clone(),
-                    if d.field.is_empty() { "-".into() } else { d.field.clone() },
-                    cell(&d.left),
-                    cell(&d.right),
-                ]
+                let field = if d.field.is_empty() { "-".into() } else { d.field.clone() };
+                vec![d.node.clone(), field, cell(&d.left), cell(&d.right)]
             })
             .collect();
         println!("{}", crate::output::table(&["RESOURCE", "FIELD", left, right], rows));

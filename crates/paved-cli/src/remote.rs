@@ -195,29 +195,94 @@ pub fn logout() -> Result<(), Failure> {
     }
 }
 
-/// A recorded object from its API form, for the embedded mode's printers.
-fn object(v: &Value) -> Result<Object, Failure> {
-    let bad = |what: &str| Failure::Internal(anyhow::anyhow!("the server sent an object without {what}: {v}"));
-    let kind = Kind::from_cli(v["kind"].as_str().unwrap_or_default()).ok_or_else(|| bad("a known kind"))?;
-    let document = v["document"].clone();
-    let spec = Spec::from_document(kind, document.clone()).map_err(|e| bad(&e.to_string()))?;
+fn unreadable(what: &str, v: &Value) -> Failure {
+    Failure::Internal(anyhow::anyhow!("the server sent {what} paved cannot read: {v}"))
+}
+
+/// A recorded generation from its API form.
+fn record_of(v: &Value) -> Result<paved_store::Record, Failure> {
+    let kind = Kind::from_cli(v["kind"].as_str().unwrap_or_default()).ok_or_else(|| unreadable("a record", v))?;
     let created_at = time::OffsetDateTime::parse(
         v["created_at"].as_str().unwrap_or_default(),
         &time::format_description::well_known::Rfc3339,
     )
-    .map_err(|_| bad("a creation time"))?;
-    let record = paved_store::Record {
+    .map_err(|_| unreadable("a record", v))?;
+    Ok(paved_store::Record {
         kind: kind.as_str().into(),
         name: v["name"].as_str().unwrap_or_default().into(),
         generation: v["generation"].as_i64().unwrap_or_default(),
         content_hash: v["content_hash"].as_str().unwrap_or_default().into(),
-        spec: Some(document),
-        deleted: false,
+        spec: Some(v["document"].clone()).filter(|d| !d.is_null()),
+        deleted: v["deleted"].as_bool().unwrap_or(false),
         actor: v["actor"].as_str().unwrap_or_default().into(),
         source: v["source"].as_str().map(str::to_string),
         created_at,
-    };
+    })
+}
+
+/// A recorded object from its API form, for the embedded mode's printers.
+fn object(v: &Value) -> Result<Object, Failure> {
+    let record = record_of(v)?;
+    let kind = Kind::from_cli(&record.kind).ok_or_else(|| unreadable("an object", v))?;
+    let spec = Spec::from_document(kind, v["document"].clone()).map_err(|_| unreadable("an object", v))?;
     Ok(Object { spec, record })
+}
+
+fn typed<T: serde::de::DeserializeOwned>(what: &str, v: Value) -> Result<T, Failure> {
+    serde_json::from_value(v.clone()).map_err(|_| unreadable(what, &v))
+}
+
+pub async fn plan(ctx: &Ctx, remote: &Remote, env: &str) -> Result<(), Failure> {
+    let e = remote.get(&format!("/api/v1/environments/{}", encode(env))).await?;
+    let plan: paved_plan::Plan =
+        typed("a plan", remote.get(&format!("/api/v1/environments/{}/plan", encode(env))).await?)?;
+    let header = format!(
+        "Plan for environment {env} (account {}, region {}):",
+        e["account"].as_str().unwrap_or("?"),
+        e["region"].as_str().unwrap_or("?")
+    );
+    crate::plan::print_plan(ctx, &header, &plan);
+    Ok(())
+}
+
+pub async fn parity(ctx: &Ctx, remote: &Remote, left: &str, right: &str) -> Result<(), Failure> {
+    let path = format!("/api/v1/environments/{}/parity?with={}", encode(left), encode(right));
+    let differences: Vec<paved_plan::parity::Difference> = typed("a parity report", remote.get(&path).await?)?;
+    crate::plan::print_parity(ctx, left, right, &differences)
+}
+
+pub async fn history(ctx: &Ctx, remote: &Remote, kind: Kind, name: &str) -> Result<(), Failure> {
+    let v = remote.get(&format!("/api/v1/specs/{}/{}/history", kind.as_str(), encode(name))).await?;
+    let records = v.as_array().into_iter().flatten().map(record_of).collect::<Result<Vec<_>, _>>()?;
+    crate::commands::print_history(ctx, &records);
+    Ok(())
+}
+
+pub async fn token(ctx: &Ctx, remote: &Remote, command: crate::cli::TokenCommand) -> Result<(), Failure> {
+    use crate::cli::TokenCommand;
+    match command {
+        TokenCommand::Create { name, subject, expires } => {
+            let mut body = serde_json::json!({"name": name, "subject": subject});
+            if let Some(e) = expires {
+                body["expires_in"] = format!("{}s", e.as_secs()).into();
+            }
+            let (_, v) = remote
+                .call("POST", "/api/v1/tokens", Some(("application/json", body.to_string().into_bytes())))
+                .await?;
+            let secret = v["secret"].as_str().unwrap_or_default().to_string();
+            let token: paved_store::ApiToken = typed("a token", v)?;
+            crate::server::print_issued(ctx, &token, &secret);
+        }
+        TokenCommand::List => {
+            let tokens: Vec<paved_store::ApiToken> = typed("tokens", remote.get("/api/v1/tokens").await?)?;
+            crate::server::print_tokens(ctx, &tokens);
+        }
+        TokenCommand::Revoke { id } => {
+            remote.call("DELETE", &format!("/api/v1/tokens/{}", encode(&id)), None).await?;
+            println!("revoked {id}");
+        }
+    }
+    Ok(())
 }
 
 pub async fn get(ctx: &Ctx, remote: &Remote, kind: Kind, name: Option<&str>) -> Result<(), Failure> {

@@ -61,34 +61,11 @@ pub async fn token(ctx: &Ctx, command: TokenCommand) -> Result<(), Failure> {
     match command {
         TokenCommand::Create { name, subject, expires } => {
             let (token, secret) = control.issue_token(&ctx.caller(), &name, &subject, expires).await?;
-            if let Some(text) = structured(ctx.format, &serde_json::json!({"token": token, "secret": secret})) {
-                println!("{text}");
-            } else {
-                eprintln!("issued {} for {} — the secret below is shown once:", token.id, token.subject);
-                println!("{secret}");
-            }
+            print_issued(ctx, &token, &secret);
         }
         TokenCommand::List => {
             let tokens = control.store.list_tokens().await.map_err(|e| Failure::Internal(e.into()))?;
-            if let Some(text) = structured(ctx.format, &tokens) {
-                println!("{text}");
-                return Ok(());
-            }
-            let now = time::OffsetDateTime::now_utc();
-            let rows = tokens
-                .iter()
-                .map(|t| {
-                    vec![
-                        t.id.clone(),
-                        t.name.clone(),
-                        t.subject.clone(),
-                        timestamp(t.created_at),
-                        t.expires_at.map_or("never".into(), timestamp),
-                        t.unusable_at(now).unwrap_or("active").to_string(),
-                    ]
-                })
-                .collect();
-            println!("{}", table(&["ID", "NAME", "SUBJECT", "CREATED", "EXPIRES", "STATE"], rows));
+            print_tokens(ctx, &tokens);
         }
         TokenCommand::Revoke { id } => {
             if !control.revoke_token(&ctx.caller(), &id).await? {
@@ -98,4 +75,37 @@ pub async fn token(ctx: &Ctx, command: TokenCommand) -> Result<(), Failure> {
         }
     }
     Ok(())
+}
+
+/// A new token, its secret printed once (on stdout, so it can be piped).
+pub(crate) fn print_issued(ctx: &Ctx, token: &paved_store::ApiToken, secret: &str) {
+    if let Some(text) = structured(ctx.format, &serde_json::json!({"token": token, "secret": secret})) {
+        println!("{text}");
+    } else {
+        eprintln!("issued {} for {} — the secret below is shown once:", token.id, token.subject);
+        println!("{secret}");
+    }
+}
+
+/// `paved token list` output, embedded or from a server.
+pub(crate) fn print_tokens(ctx: &Ctx, tokens: &[paved_store::ApiToken]) {
+    if let Some(text) = structured(ctx.format, &tokens) {
+        println!("{text}");
+        return;
+    }
+    let now = time::OffsetDateTime::now_utc();
+    let rows = tokens
+        .iter()
+        .map(|t| {
+            vec![
+                t.id.clone(),
+                t.name.clone(),
+                t.subject.clone(),
+                timestamp(t.created_at),
+                t.expires_at.map_or("never".into(), timestamp),
+                t.unusable_at(now).unwrap_or("active").to_string(),
+            ]
+        })
+        .collect();
+    println!("{}", table(&["ID", "NAME", "SUBJECT", "CREATED", "EXPIRES", "STATE"], rows));
 }

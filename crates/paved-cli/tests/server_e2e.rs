@@ -750,6 +750,16 @@ fn the_cli_logged_in_to_a_server_goes_through_its_roles_and_audit_log() {
     p.ok_with_input(&["login", "--server", &server], &operator);
     let remote_list = p.ok(&["audit", "list", "--by", "serviceaccount:e2e-developer"]);
     assert!(remote_list.contains("environment.apply") && remote_list.contains("127.0.0.1"), "{remote_list}");
+    // Plan, parity and history come from the server and print as embedded.
+    assert!(p.ok(&["plan", "-e", "dev"]).contains("Plan: 0 to add, 0 to change, 0 to replace, 0 to destroy."));
+    let parity = p.command(&["parity", "dev", "production"]).output().unwrap();
+    assert_eq!(parity.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&parity.stdout).contains("replicas"));
+    assert!(p.ok(&["history", "environment", "dev"]).contains("created"));
+    // Tokens are for admins; an operator is told so by the server.
+    let refused = p.command(&["token", "list"]).output().unwrap();
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("needs the admin role"));
     p.ok(&["logout"]);
     let events = p.ok(&["audit", "list", "--action", "environment.apply", "-o", "json"]);
     let events: Vec<Value> = serde_json::from_str(&events).unwrap();

@@ -2,11 +2,11 @@
 //! no-op per node, with field-level changes.
 
 use crate::{PlanError, ResourceGraph};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::BTreeMap;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Action {
     Create,
@@ -30,7 +30,7 @@ impl Action {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FieldChange {
     /// Dotted path of a leaf property, e.g. `containers.api.variables.PORT`.
     pub field: String,
@@ -42,7 +42,7 @@ pub struct FieldChange {
     pub forces_replacement: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PlannedNode {
     pub id: String,
     pub kind: String,
@@ -51,7 +51,7 @@ pub struct PlannedNode {
     pub changes: Vec<FieldChange>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Plan {
     pub environment: String,
     /// Creations, updates and replacements in dependency order, then

@@ -5,12 +5,12 @@
 
 use crate::ResourceGraph;
 use crate::diff::field_changes;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::BTreeSet;
 
 /// One difference between the two environments.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Difference {
     /// The node, with the environment's name written `{env}`.
     pub node: String,

@@ -1,10 +1,10 @@
 //! API tokens as stored: who they act as, when they stop working; the
 //! secret itself never reaches the store, only its SHA-256.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ApiToken {
     /// Public id (`tok_…`), shown in listings and used to revoke.
     pub id: String,
