@@ -25,6 +25,8 @@ struct Platform {
     data: tempfile::TempDir,
     server: Option<Child>,
     port: u16,
+    /// `--state` for every command (SQLite in the data directory when `None`).
+    state: Option<String>,
 }
 
 struct Response {
@@ -47,7 +49,7 @@ impl Response {
 impl Platform {
     fn new() -> Platform {
         let data = tempfile::Builder::new().prefix("paved-server-").tempdir().unwrap();
-        Platform { data, server: None, port: 0 }
+        Platform { data, server: None, port: 0, state: None }
     }
 
     fn command(&self, args: &[&str]) -> Command {
@@ -61,6 +63,9 @@ impl Platform {
             .env("PAVED_RUNTIME", "process")
             .env_remove("PAVED_STATE")
             .env("NO_COLOR", "1");
+        if let Some(state) = &self.state {
+            c.env("PAVED_STATE", state);
+        }
         c
     }
 
@@ -772,4 +777,42 @@ fn the_cli_logged_in_to_a_server_goes_through_its_roles_and_audit_log() {
     let by: Vec<Value> =
         serde_json::from_str(&p.ok(&["audit", "list", "--by", "serviceaccount:e2e-viewer", "-o", "json"])).unwrap();
     assert!(!by.is_empty() && by.iter().all(|e| e["actor"] == "serviceaccount:e2e-viewer"));
+}
+
+#[test]
+fn the_server_keeps_its_state_in_postgresql() {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let url = runtime.block_on(paved_store::testing::postgres_url()).expect("a PostgreSQL server for the test");
+    let mut p = Platform::new();
+    p.state = Some(url);
+    p.ok(&["apply", "-f", "examples/"]);
+    p.ok_with_input(&["apply", "-f", "-"], &role_bindings());
+    let (_, admin) = p.token("admin", "serviceaccount:e2e-admin", None);
+    let (_, viewer) = p.token("viewer", "serviceaccount:e2e-viewer", None);
+    p.start(&[]);
+    assert_eq!(p.request("GET", "/readyz", None, &[], b"").status, 200);
+    // Specs with preconditions, a denial, token revocation: all on PostgreSQL.
+    let path = "/api/v1/specs/environment/pg-demo";
+    let created =
+        p.request("PUT", path, Some(&admin), &[("If-None-Match", "*")], env_doc("pg-demo", "development").as_bytes());
+    assert_eq!(created.status, 200, "{}", created.text());
+    let stale =
+        p.request("PUT", path, Some(&admin), &[("If-Match", "\"7\"")], env_doc("pg-demo", "staging").as_bytes());
+    assert_eq!(stale.status, 412);
+    assert_eq!(p.request("DELETE", path, Some(&viewer), &[], b"").status, 403);
+    let listed = p.get("/api/v1/environments?limit=1000", &viewer).json();
+    assert!(listed["items"].as_array().unwrap().iter().any(|e| e["name"] == "pg-demo"));
+    let issued =
+        p.request("POST", "/api/v1/tokens", Some(&admin), &[], br#"{"name": "ci", "subject": "serviceaccount:ci"}"#);
+    assert_eq!(issued.status, 201);
+    let (id, secret) =
+        (issued.json()["id"].as_str().unwrap().to_string(), issued.json()["secret"].as_str().unwrap().to_string());
+    assert_eq!(p.get("/api/v1/whoami", &secret).status, 200);
+    assert_eq!(p.request("DELETE", &format!("/api/v1/tokens/{id}"), Some(&admin), &[], b"").status, 204);
+    assert_eq!(p.get("/api/v1/whoami", &secret).status, 401, "a revoked token still worked");
+    // The denial and the token's life are in the chain, which verifies.
+    let denied = p.get("/api/v1/audit?action=spec.delete", &admin).json();
+    assert_eq!(denied["items"][0]["outcome"], "denied", "{denied}");
+    assert!(p.ok(&["audit", "verify"]).contains("intact"));
+    assert!(!p.data.path().join("state.db").exists(), "state went to SQLite, not PostgreSQL");
 }
