@@ -1,6 +1,7 @@
 //! The audit log over the API: filtered listings and chain verification.
 
 use crate::AppState;
+use crate::api::AccessErrors;
 use crate::api::Page;
 use crate::auth::Authed;
 use crate::error::{ApiError, ErrorBody};
@@ -83,7 +84,7 @@ fn time_param(name: &str, v: &Option<String>) -> Result<Option<time::OffsetDateT
 
 /// Audit events, oldest first, filtered by actor, action, target and time.
 #[utoipa::path(get, path = "/api/v1/audit", tag = "audit", params(AuditQuery),
-    responses((status = 200, description = "OK", body = Page<AuditEventView>), (status = 400, description = "A malformed parameter or header (details name it)", body = ErrorBody), (status = 401, description = "No token, or an unknown, expired or revoked one", body = ErrorBody), (status = 403, description = "The caller's role bindings do not allow it (audited)", body = ErrorBody)))]
+    responses((status = 200, description = "OK", body = Page<AuditEventView>), (status = 400, description = "A malformed parameter or header (details name it)", body = ErrorBody), AccessErrors))]
 pub async fn list_audit(
     State(state): State<AppState>,
     who: Authed,
@@ -117,7 +118,7 @@ pub struct VerifyResult {
 
 /// Checks the whole hash chain and names the first event edited, removed or moved.
 #[utoipa::path(get, path = "/api/v1/audit/verify", tag = "audit",
-    responses((status = 200, description = "OK", body = VerifyResult), (status = 401, description = "No token, or an unknown, expired or revoked one", body = ErrorBody), (status = 403, description = "The caller's role bindings do not allow it (audited)", body = ErrorBody)))]
+    responses((status = 200, description = "OK", body = VerifyResult), AccessErrors))]
 pub async fn verify_audit(State(state): State<AppState>, who: Authed) -> Result<axum::Json<VerifyResult>, ApiError> {
     who.allow(&state, Request { needs: Role::Operator, on: Target::Organisation }, "audit.verify", "Audit/*").await?;
     let v = state.control.store.verify_audit().await?;

@@ -1,5 +1,6 @@
 //! Environments: what is recorded and applied, plan, apply, destroy, drift.
 
+use crate::api::AccessErrors;
 use crate::api::Page;
 use crate::auth::{Authed, spec_target};
 use crate::error::{ApiError, ErrorBody};
@@ -86,7 +87,7 @@ pub(crate) async fn authorised(
 
 /// Every recorded environment, by name.
 #[utoipa::path(get, path = "/api/v1/environments", tag = "environments", params(ListQuery),
-    responses((status = 200, description = "OK", body = Page<EnvironmentSummary>), (status = 401, description = "No token, or an unknown, expired or revoked one", body = ErrorBody), (status = 403, description = "The caller's role bindings do not allow it (audited)", body = ErrorBody)))]
+    responses((status = 200, description = "OK", body = Page<EnvironmentSummary>), AccessErrors))]
 pub async fn list_environments(
     State(state): State<AppState>,
     who: Authed,
@@ -109,7 +110,7 @@ pub async fn list_environments(
 
 /// One environment: its spec summary, applied resources, URLs and latest operation.
 #[utoipa::path(get, path = "/api/v1/environments/{name}", tag = "environments", params(("name" = String, Path)),
-    responses((status = 200, description = "OK", body = EnvironmentDetail), (status = 401, description = "No token, or an unknown, expired or revoked one", body = ErrorBody), (status = 403, description = "The caller's role bindings do not allow it (audited)", body = ErrorBody), (status = 404, description = "Not found", body = ErrorBody)))]
+    responses((status = 200, description = "OK", body = EnvironmentDetail), AccessErrors, (status = 404, description = "Not found", body = ErrorBody)))]
 pub async fn get_environment(
     State(state): State<AppState>,
     who: Authed,
@@ -145,7 +146,7 @@ pub(crate) async fn last_operation(state: &AppState, env: &str) -> Result<Option
 /// What applying the environment would change (nothing is changed).
 #[utoipa::path(get, path = "/api/v1/environments/{name}/plan", tag = "environments", params(("name" = String, Path)),
     responses((status = 200, description = "The plan: each node's action and field changes", body = Object),
-        (status = 401, description = "No token, or an unknown, expired or revoked one", body = ErrorBody), (status = 403, description = "The caller's role bindings do not allow it (audited)", body = ErrorBody), (status = 404, description = "Not found", body = ErrorBody), (status = 422, description = "Invalid input (details name each field, with line and column for documents)", body = ErrorBody)))]
+        AccessErrors, (status = 404, description = "Not found", body = ErrorBody), (status = 422, description = "Invalid input (details name each field, with line and column for documents)", body = ErrorBody)))]
 pub async fn plan_environment(
     State(state): State<AppState>,
     who: Authed,
@@ -227,7 +228,7 @@ pub(crate) async fn start(
 /// Brings the environment to its recorded specs. Returns an operation at once
 /// (202); follow it at `/api/v1/operations/{id}` or its `/events` stream.
 #[utoipa::path(post, path = "/api/v1/environments/{name}/apply", tag = "environments", params(("name" = String, Path)),
-    responses((status = 202, description = "Accepted: the operation runs in the background", body = Operation), (status = 401, description = "No token, or an unknown, expired or revoked one", body = ErrorBody), (status = 403, description = "The caller's role bindings do not allow it (audited)", body = ErrorBody),
+    responses((status = 202, description = "Accepted: the operation runs in the background", body = Operation), AccessErrors,
         (status = 404, description = "Not found", body = ErrorBody), (status = 422, description = "Invalid input (details name each field, with line and column for documents)", body = ErrorBody)))]
 pub async fn apply_environment(
     State(state): State<AppState>,
@@ -242,7 +243,7 @@ pub async fn apply_environment(
 
 /// Removes every resource of the environment (the spec stays). Returns an operation (202).
 #[utoipa::path(post, path = "/api/v1/environments/{name}/destroy", tag = "environments", params(("name" = String, Path)),
-    responses((status = 202, description = "Accepted: the operation runs in the background", body = Operation), (status = 401, description = "No token, or an unknown, expired or revoked one", body = ErrorBody), (status = 403, description = "The caller's role bindings do not allow it (audited)", body = ErrorBody), (status = 404, description = "Not found", body = ErrorBody)))]
+    responses((status = 202, description = "Accepted: the operation runs in the background", body = Operation), AccessErrors, (status = 404, description = "Not found", body = ErrorBody)))]
 pub async fn destroy_environment(
     State(state): State<AppState>,
     who: Authed,
@@ -255,7 +256,7 @@ pub async fn destroy_environment(
 /// Compares what runs with what was applied.
 #[utoipa::path(get, path = "/api/v1/environments/{name}/drift", tag = "environments", params(("name" = String, Path)),
     responses((status = 200, description = "Each applied resource and whether it drifted", body = Object),
-        (status = 401, description = "No token, or an unknown, expired or revoked one", body = ErrorBody), (status = 403, description = "The caller's role bindings do not allow it (audited)", body = ErrorBody), (status = 404, description = "Not found", body = ErrorBody)))]
+        AccessErrors, (status = 404, description = "Not found", body = ErrorBody)))]
 pub async fn drift_environment(
     State(state): State<AppState>,
     who: Authed,
@@ -280,8 +281,7 @@ pub struct ParityQuery {
 /// Every difference between this environment's resource graph and another's,
 /// with their names masked: declared parameter differences and undeclared ones.
 #[utoipa::path(get, path = "/api/v1/environments/{name}/parity", tag = "environments", params(("name" = String, Path), ParityQuery),
-    responses((status = 200, description = "OK", body = Vec<Object>), (status = 401, description = "No token, or an unknown, expired or revoked one", body = ErrorBody),
-        (status = 403, description = "The caller's role bindings do not allow it (audited)", body = ErrorBody), (status = 404, description = "Not found", body = ErrorBody)))]
+    responses((status = 200, description = "OK", body = Vec<Object>), AccessErrors, (status = 404, description = "Not found", body = ErrorBody)))]
 pub async fn parity_environment(
     State(state): State<AppState>,
     who: Authed,
@@ -314,8 +314,7 @@ pub struct LogLineView {
 #[utoipa::path(get, path = "/api/v1/environments/{name}/services/{service}/logs", tag = "environments",
     params(("name" = String, Path), ("service" = String, Path), LogsQuery),
     responses((status = 200, description = "OK", body = Vec<LogLineView>),
-        (status = 401, description = "No token, or an unknown, expired or revoked one", body = ErrorBody),
-        (status = 403, description = "The caller's role bindings do not allow it (audited)", body = ErrorBody),
+        AccessErrors,
         (status = 404, description = "Not found", body = ErrorBody)))]
 pub async fn service_logs(
     State(state): State<AppState>,

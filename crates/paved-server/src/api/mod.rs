@@ -44,6 +44,18 @@ impl Modify for BearerAuth {
     }
 }
 
+/// The answers of every route that needs a token: 401 without a usable one,
+/// 403 when the caller's role bindings do not allow it (audited).
+#[derive(utoipa::IntoResponses)]
+pub enum AccessErrors {
+    /// No token, or an unknown, expired or revoked one.
+    #[response(status = 401)]
+    Unauthenticated(crate::error::ErrorBody),
+    /// The caller's role bindings do not allow it (audited).
+    #[response(status = 403)]
+    Forbidden(crate::error::ErrorBody),
+}
+
 /// A page of a listing; pass `next` back as `after` for the following one.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Page<T: ToSchema> {

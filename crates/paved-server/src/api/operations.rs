@@ -1,6 +1,7 @@
 //! Progress of applies and destroys: by polling, or as Server-Sent Events.
 
 use crate::AppState;
+use crate::api::AccessErrors;
 use crate::auth::{Authed, spec_target};
 use crate::error::{ApiError, ErrorBody};
 use crate::operations::Operation;
@@ -23,7 +24,7 @@ pub(crate) async fn authorised(state: &AppState, who: &Authed, id: &str) -> Resu
 
 /// An operation's state: status, resources done, each one's outcome.
 #[utoipa::path(get, path = "/api/v1/operations/{id}", tag = "operations", params(("id" = String, Path)),
-    responses((status = 200, description = "OK", body = Operation), (status = 401, description = "No token, or an unknown, expired or revoked one", body = ErrorBody), (status = 403, description = "The caller's role bindings do not allow it (audited)", body = ErrorBody), (status = 404, description = "Not found", body = ErrorBody)))]
+    responses((status = 200, description = "OK", body = Operation), AccessErrors, (status = 404, description = "Not found", body = ErrorBody)))]
 pub async fn get_operation(
     State(state): State<AppState>,
     who: Authed,
@@ -36,7 +37,7 @@ pub async fn get_operation(
 /// `finished`, then `done`), from the beginning; the stream ends with the operation.
 #[utoipa::path(get, path = "/api/v1/operations/{id}/events", tag = "operations", params(("id" = String, Path)),
     responses((status = 200, description = "Server-Sent Events, one JSON OperationEvent each", content_type = "text/event-stream"),
-        (status = 401, description = "No token, or an unknown, expired or revoked one", body = ErrorBody), (status = 403, description = "The caller's role bindings do not allow it (audited)", body = ErrorBody), (status = 404, description = "Not found", body = ErrorBody)))]
+        AccessErrors, (status = 404, description = "Not found", body = ErrorBody)))]
 pub async fn operation_events(
     State(state): State<AppState>,
     who: Authed,

@@ -2,6 +2,7 @@
 //! (all or nothing, `If-Match` against lost updates), delete, history.
 
 use crate::AppState;
+use crate::api::AccessErrors;
 use crate::api::{Page, paginate};
 use crate::auth::{Authed, role_to_write, spec_target};
 use crate::error::{ApiError, ErrorBody, diagnostics};
@@ -89,7 +90,7 @@ fn catalog(state: &AppState, who: &Authed) -> Catalog {
 
 /// Specs, newest generation of each, ordered by kind and name.
 #[utoipa::path(get, path = "/api/v1/specs", tag = "specs", params(ListQuery),
-    responses((status = 200, description = "OK", body = Page<SpecObject>), (status = 400, description = "A malformed parameter or header (details name it)", body = ErrorBody), (status = 401, description = "No token, or an unknown, expired or revoked one", body = ErrorBody), (status = 403, description = "The caller's role bindings do not allow it (audited)", body = ErrorBody)))]
+    responses((status = 200, description = "OK", body = Page<SpecObject>), (status = 400, description = "A malformed parameter or header (details name it)", body = ErrorBody), AccessErrors))]
 pub async fn list_specs(
     State(state): State<AppState>,
     who: Authed,
@@ -174,8 +175,7 @@ fn warnings(batch: &paved_spec::Batch) -> Vec<crate::error::ErrorDetail> {
 /// Records a batch of documents (YAML or JSON, several separated by `---`), all or nothing — `paved apply -f`.
 #[utoipa::path(post, path = "/api/v1/specs", tag = "specs", params(RecordQuery),
     request_body(content = String, content_type = "application/yaml", description = "One or more spec documents"),
-    responses((status = 200, description = "OK", body = RecordResult), (status = 400, description = "A malformed parameter or header (details name it)", body = ErrorBody), (status = 401, description = "No token, or an unknown, expired or revoked one", body = ErrorBody),
-        (status = 403, description = "The caller's role bindings do not allow it (audited)", body = ErrorBody), (status = 413, description = "The body is larger than the server accepts", body = ErrorBody), (status = 422, description = "Invalid input (details name each field, with line and column for documents)", body = ErrorBody)))]
+    responses((status = 200, description = "OK", body = RecordResult), (status = 400, description = "A malformed parameter or header (details name it)", body = ErrorBody), AccessErrors, (status = 413, description = "The body is larger than the server accepts", body = ErrorBody), (status = 422, description = "Invalid input (details name each field, with line and column for documents)", body = ErrorBody)))]
 pub async fn record_specs(
     State(state): State<AppState>,
     who: Authed,
@@ -202,8 +202,7 @@ fn object_response(o: &Object) -> Response {
 /// One object's current generation; its `ETag` is the generation, for `If-Match`.
 #[utoipa::path(get, path = "/api/v1/specs/{kind}/{name}", tag = "specs",
     params(("kind" = String, Path, description = "environment, service, blueprint, account, team, rolebinding"), ("name" = String, Path)),
-    responses((status = 200, description = "OK", body = SpecObject, headers(("ETag" = String))), (status = 400, description = "A malformed parameter or header (details name it)", body = ErrorBody), (status = 401, description = "No token, or an unknown, expired or revoked one", body = ErrorBody),
-        (status = 403, description = "The caller's role bindings do not allow it (audited)", body = ErrorBody), (status = 404, description = "Not found", body = ErrorBody)))]
+    responses((status = 200, description = "OK", body = SpecObject, headers(("ETag" = String))), (status = 400, description = "A malformed parameter or header (details name it)", body = ErrorBody), AccessErrors, (status = 404, description = "Not found", body = ErrorBody)))]
 pub async fn get_spec(
     State(state): State<AppState>,
     who: Authed,
@@ -221,8 +220,7 @@ pub async fn get_spec(
 #[utoipa::path(put, path = "/api/v1/specs/{kind}/{name}", tag = "specs",
     params(("kind" = String, Path), ("name" = String, Path), ("If-Match" = Option<String>, Header), ("If-None-Match" = Option<String>, Header)),
     request_body(content = String, content_type = "application/json", description = "The document (JSON or YAML)"),
-    responses((status = 200, description = "OK", body = SpecObject, headers(("ETag" = String))), (status = 400, description = "A malformed parameter or header (details name it)", body = ErrorBody), (status = 401, description = "No token, or an unknown, expired or revoked one", body = ErrorBody),
-        (status = 403, description = "The caller's role bindings do not allow it (audited)", body = ErrorBody), (status = 412, description = "Stale: the object changed since it was read", body = ErrorBody), (status = 413, description = "The body is larger than the server accepts", body = ErrorBody), (status = 422, description = "Invalid input (details name each field, with line and column for documents)", body = ErrorBody)))]
+    responses((status = 200, description = "OK", body = SpecObject, headers(("ETag" = String))), (status = 400, description = "A malformed parameter or header (details name it)", body = ErrorBody), AccessErrors, (status = 412, description = "Stale: the object changed since it was read", body = ErrorBody), (status = 413, description = "The body is larger than the server accepts", body = ErrorBody), (status = 422, description = "Invalid input (details name each field, with line and column for documents)", body = ErrorBody)))]
 pub async fn put_spec(
     State(state): State<AppState>,
     who: Authed,
@@ -259,7 +257,7 @@ pub async fn put_spec(
 /// it, or, for an environment, while it still has provisioned resources.
 #[utoipa::path(delete, path = "/api/v1/specs/{kind}/{name}", tag = "specs",
     params(("kind" = String, Path), ("name" = String, Path), ("If-Match" = Option<String>, Header)),
-    responses((status = 200, description = "OK", body = SpecObject), (status = 400, description = "A malformed parameter or header (details name it)", body = ErrorBody), (status = 401, description = "No token, or an unknown, expired or revoked one", body = ErrorBody), (status = 403, description = "The caller's role bindings do not allow it (audited)", body = ErrorBody),
+    responses((status = 200, description = "OK", body = SpecObject), (status = 400, description = "A malformed parameter or header (details name it)", body = ErrorBody), AccessErrors,
         (status = 404, description = "Not found", body = ErrorBody), (status = 409, description = "Conflicts with the current state", body = ErrorBody), (status = 412, description = "Stale: the object changed since it was read", body = ErrorBody)))]
 pub async fn delete_spec(
     State(state): State<AppState>,
@@ -280,8 +278,7 @@ pub async fn delete_spec(
 /// Every generation of an object, oldest first.
 #[utoipa::path(get, path = "/api/v1/specs/{kind}/{name}/history", tag = "specs",
     params(("kind" = String, Path), ("name" = String, Path)),
-    responses((status = 200, description = "OK", body = Vec<SpecObject>), (status = 400, description = "A malformed parameter or header (details name it)", body = ErrorBody), (status = 401, description = "No token, or an unknown, expired or revoked one", body = ErrorBody),
-        (status = 403, description = "The caller's role bindings do not allow it (audited)", body = ErrorBody), (status = 404, description = "Not found", body = ErrorBody)))]
+    responses((status = 200, description = "OK", body = Vec<SpecObject>), (status = 400, description = "A malformed parameter or header (details name it)", body = ErrorBody), AccessErrors, (status = 404, description = "Not found", body = ErrorBody)))]
 pub async fn spec_history(
     State(state): State<AppState>,
     who: Authed,

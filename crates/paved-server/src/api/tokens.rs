@@ -2,6 +2,7 @@
 //! never again), listed without secrets, revoked by id.
 
 use crate::AppState;
+use crate::api::AccessErrors;
 use crate::auth::Authed;
 use crate::error::{ApiError, ErrorBody};
 use axum::extract::{Path, State};
@@ -69,7 +70,7 @@ async fn admin(state: &AppState, who: &Authed, action: &str, target: &str) -> Re
 
 /// Every token issued, revoked and expired ones included, without secrets.
 #[utoipa::path(get, path = "/api/v1/tokens", tag = "tokens",
-    responses((status = 200, description = "OK", body = Vec<TokenView>), (status = 401, description = "No token, or an unknown, expired or revoked one", body = ErrorBody), (status = 403, description = "The caller's role bindings do not allow it (audited)", body = ErrorBody)))]
+    responses((status = 200, description = "OK", body = Vec<TokenView>), AccessErrors))]
 pub async fn list_tokens(State(state): State<AppState>, who: Authed) -> Result<axum::Json<Vec<TokenView>>, ApiError> {
     admin(&state, &who, "token.list", "Token/*").await?;
     let tokens = state.control.store.list_tokens().await?;
@@ -78,8 +79,7 @@ pub async fn list_tokens(State(state): State<AppState>, who: Authed) -> Result<a
 
 /// Issues a token (for a person or a CI service account).
 #[utoipa::path(post, path = "/api/v1/tokens", tag = "tokens", request_body = NewToken,
-    responses((status = 201, description = "Created; the secret is in this response only", body = IssuedTokenView), (status = 400, description = "A malformed parameter or header (details name it)", body = ErrorBody), (status = 401, description = "No token, or an unknown, expired or revoked one", body = ErrorBody),
-        (status = 403, description = "The caller's role bindings do not allow it (audited)", body = ErrorBody), (status = 413, description = "The body is larger than the server accepts", body = ErrorBody), (status = 422, description = "Invalid input (details name each field, with line and column for documents)", body = ErrorBody)))]
+    responses((status = 201, description = "Created; the secret is in this response only", body = IssuedTokenView), (status = 400, description = "A malformed parameter or header (details name it)", body = ErrorBody), AccessErrors, (status = 413, description = "The body is larger than the server accepts", body = ErrorBody), (status = 422, description = "Invalid input (details name each field, with line and column for documents)", body = ErrorBody)))]
 pub async fn create_token(
     State(state): State<AppState>,
     who: Authed,
@@ -103,7 +103,7 @@ pub async fn create_token(
 
 /// Revokes a token at once; requests with it get 401 from now on.
 #[utoipa::path(delete, path = "/api/v1/tokens/{id}", tag = "tokens", params(("id" = String, Path)),
-    responses((status = 204, description = "Done"), (status = 401, description = "No token, or an unknown, expired or revoked one", body = ErrorBody), (status = 403, description = "The caller's role bindings do not allow it (audited)", body = ErrorBody), (status = 404, description = "Not found", body = ErrorBody)))]
+    responses((status = 204, description = "Done"), AccessErrors, (status = 404, description = "Not found", body = ErrorBody)))]
 pub async fn revoke_token(
     State(state): State<AppState>,
     who: Authed,
