@@ -497,6 +497,19 @@ fn every_route_enforces_roles_tokens_and_limits_and_is_documented() {
     assert_eq!(refused.status, 403);
     assert!(refused.json()["message"].as_str().unwrap().contains("production: true"), "{}", refused.text());
 
+    // Listings hold what the caller may view: a team's developer does not see another team's environment.
+    let theirs = env_doc("payments-dev", "development").replace("\"owner\":\"platform\"", "\"owner\":\"payments\"");
+    assert!(theirs.contains("payments\""), "{theirs}");
+    assert_eq!(p.request("PUT", "/api/v1/specs/environment/payments-dev", Some(admin), &[], theirs.as_bytes()).status, 200);
+    let names = |token: &str| -> Vec<String> {
+        let page = p.get("/api/v1/environments?limit=1000", token).json();
+        page["items"].as_array().unwrap().iter().map(|e| e["name"].as_str().unwrap().to_string()).collect()
+    };
+    assert!(names(admin).contains(&"payments-dev".to_string()));
+    let visible = names(&team_dev);
+    assert!(visible.contains(&"dev".to_string()) && !visible.contains(&"payments-dev".to_string()), "{visible:?}");
+    assert_eq!(p.get("/api/v1/specs/environment/payments-dev", &team_dev).status, 403);
+    assert_eq!(p.request("DELETE", "/api/v1/specs/environment/payments-dev", Some(admin), &[], b"").status, 200);
     listings_page_through_everything(&p, admin);
     let logs = p.get("/api/v1/environments/dev/services/api/logs?tail=3", admin).json();
     let logs = logs.as_array().unwrap();

@@ -40,6 +40,28 @@ impl Authed {
         Caller { actor: self.subject.clone(), request: self.request.clone() }
     }
 
+    /// Whether `ask` would be allowed, without recording anything: for
+    /// narrowing listings to what the caller may see.
+    pub async fn can(&self, state: &AppState, ask: Request<'_>) -> Result<bool, ApiError> {
+        let inputs = state.policy_inputs(self.head).await?;
+        Ok(Policy { bindings: &inputs.bindings, teams: &inputs.teams }.decide(&self.subject, &ask).allowed())
+    }
+
+    /// Keeps the objects the caller may view.
+    pub async fn visible(
+        &self,
+        state: &AppState,
+        objects: Vec<paved_catalog::Object>,
+    ) -> Result<Vec<paved_catalog::Object>, ApiError> {
+        let mut out = Vec::with_capacity(objects.len());
+        for o in objects {
+            if self.can(state, Request { needs: paved_model::Role::Viewer, on: spec_target(&o.spec) }).await? {
+                out.push(o);
+            }
+        }
+        Ok(out)
+    }
+
     /// Decides `ask`; a denial is audited as `action` on `target` and becomes a 403.
     pub async fn allow(&self, state: &AppState, ask: Request<'_>, action: &str, target: &str) -> Result<(), ApiError> {
         let inputs = state.policy_inputs(self.head).await?;

@@ -97,15 +97,20 @@ pub async fn list_environments(
         .await?;
     let limit = crate::api::page_size(q.limit);
     let catalog = state.control.catalog(who.request.clone());
-    let objects = catalog.list_page(Kind::Environment, q.after.as_deref().unwrap_or(""), limit + 1).await?;
-    let items = objects
+    let mut objects = catalog.list_page(Kind::Environment, q.after.as_deref().unwrap_or(""), limit + 1).await?;
+    // `next` comes from what the store returned; the page holds what the caller may see.
+    let next = if objects.len() > limit { objects.get(limit - 1).map(|o| o.record.name.clone()) } else { None };
+    objects.truncate(limit);
+    let items = who
+        .visible(&state, objects)
+        .await?
         .iter()
         .filter_map(|o| match &o.spec {
             Spec::Environment(e) => Some(summary(e, o.record.generation)),
             _ => None,
         })
         .collect();
-    Ok(axum::Json(crate::api::page_of(items, limit, |e| e.name.clone())))
+    Ok(axum::Json(Page { items, next }))
 }
 
 /// One environment: its spec summary, applied resources, URLs and latest operation.

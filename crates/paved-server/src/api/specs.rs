@@ -99,8 +99,10 @@ pub async fn list_specs(
     let kind = q.kind.as_deref().map(parse_kind).transpose()?;
     who.allow(&state, Request { needs: Role::Viewer, on: Target::Anywhere }, "spec.list", "Spec/*").await?;
     let key = |o: &SpecObject| format!("{}/{}", o.kind, o.name);
+    // Listings hold what the caller may view; `next` follows the store, so a
+    // page can hold fewer items than `limit` without the listing ending.
     let Some(kind) = kind else {
-        let objects = catalog(&state, &who).list(None).await?;
+        let objects = who.visible(&state, catalog(&state, &who).list(None).await?).await?;
         let items: Vec<SpecObject> = objects.iter().map(|o| SpecObject::from(&o.record)).collect();
         return Ok(axum::Json(paginate(items, key, q.after.as_deref(), q.limit)));
     };
@@ -108,9 +110,15 @@ pub async fn list_specs(
     let after = q.after.as_deref().unwrap_or("");
     let after = after.split_once('/').filter(|(k, _)| *k == kind.as_str()).map_or(after, |(_, n)| n);
     let limit = crate::api::page_size(q.limit);
-    let objects = catalog(&state, &who).list_page(kind, after, limit + 1).await?;
-    let items: Vec<SpecObject> = objects.iter().map(|o| SpecObject::from(&o.record)).collect();
-    Ok(axum::Json(crate::api::page_of(items, limit, key)))
+    let mut objects = catalog(&state, &who).list_page(kind, after, limit + 1).await?;
+    let next = if objects.len() > limit {
+        objects.get(limit - 1).map(|o| format!("{}/{}", kind.as_str(), o.record.name))
+    } else {
+        None
+    };
+    objects.truncate(limit);
+    let items = who.visible(&state, objects).await?.iter().map(|o| SpecObject::from(&o.record)).collect();
+    Ok(axum::Json(Page { items, next }))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

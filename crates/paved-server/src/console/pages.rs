@@ -192,19 +192,20 @@ fn cell(w: &Workload, env: &str, s: &EnvState) -> Cell {
     }
 }
 
+/// The services and environments the caller may view.
 async fn services_and_environments(
     state: &AppState,
     who: &Authed,
 ) -> Result<(Vec<Workload>, Vec<paved_model::Environment>), ApiError> {
     let catalog = state.control.catalog(who.request.clone());
-    let services = catalog
-        .list(Some(Kind::Service))
+    let services = who
+        .visible(state, catalog.list(Some(Kind::Service)).await?)
         .await?
         .into_iter()
         .filter_map(|o| if let Spec::Service(w) = o.spec { Some(w) } else { None })
         .collect();
-    let envs = catalog
-        .list(Some(Kind::Environment))
+    let envs = who
+        .visible(state, catalog.list(Some(Kind::Environment)).await?)
         .await?
         .into_iter()
         .filter_map(|o| if let Spec::Environment(e) = o.spec { Some(e) } else { None })
