@@ -500,7 +500,10 @@ fn every_route_enforces_roles_tokens_and_limits_and_is_documented() {
     // Listings hold what the caller may view: a team's developer does not see another team's environment.
     let theirs = env_doc("payments-dev", "development").replace("\"owner\":\"platform\"", "\"owner\":\"payments\"");
     assert!(theirs.contains("payments\""), "{theirs}");
-    assert_eq!(p.request("PUT", "/api/v1/specs/environment/payments-dev", Some(admin), &[], theirs.as_bytes()).status, 200);
+    assert_eq!(
+        p.request("PUT", "/api/v1/specs/environment/payments-dev", Some(admin), &[], theirs.as_bytes()).status,
+        200
+    );
     let names = |token: &str| -> Vec<String> {
         let page = p.get("/api/v1/environments?limit=1000", token).json();
         page["items"].as_array().unwrap().iter().map(|e| e["name"].as_str().unwrap().to_string()).collect()

@@ -96,9 +96,20 @@ impl Operations {
         self.lock().get(id).map(|e| (e.events.iter().skip(from).cloned().collect(), e.op.status != Status::Running))
     }
 
-    /// Waits until some operation changes (or a short while passes).
-    pub async fn wait(&self) {
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(15), self.changed.notified()).await;
+    /// Events from `from` on, waiting until there are some or the operation
+    /// has ended; `None` for an unknown operation.
+    pub async fn next_events(&self, id: &str, from: usize) -> Option<(Vec<OperationEvent>, bool)> {
+        loop {
+            // Registered before looking, so a change made in between is not missed.
+            let notified = self.changed.notified();
+            let mut notified = std::pin::pin!(notified);
+            notified.as_mut().enable();
+            let (events, finished) = self.events_since(id, from)?;
+            if !events.is_empty() || finished {
+                return Some((events, finished));
+            }
+            notified.await;
+        }
     }
 
     fn update(&self, id: &str, f: impl FnOnce(&mut Entry)) {
@@ -115,13 +126,17 @@ impl Operations {
         });
     }
 
+    /// Ends an operation; its status and its `done` event change together, so
+    /// a reader never sees it ended without the event.
     pub fn finish(&self, id: &str, status: Status, error: Option<String>, at: OffsetDateTime) {
         self.update(id, |e| {
+            let detail = serde_json::json!({"status": status, "error": error});
             e.op.status = status;
-            e.op.error = error.clone();
+            e.op.error = error;
             e.op.finished_at = Some(at);
+            let seq = e.events.len();
+            e.events.push(OperationEvent { seq, event: "done".into(), node: None, detail: Some(detail) });
         });
-        self.push(id, "done", None, Some(serde_json::json!({"status": status, "error": error})));
     }
 
     /// Asks every running operation to stop scheduling (graceful shutdown):
@@ -181,4 +196,46 @@ pub fn observe(metrics: &Metrics, operation: &str, status: Status, seconds: f64)
     let labels = OperationLabels { operation: operation.into(), outcome };
     metrics.operations.get_or_create(&labels).inc();
     metrics.provisioning.get_or_create(&labels).observe(seconds);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn op(id: &str) -> Operation {
+        Operation {
+            id: id.into(),
+            operation: "apply".into(),
+            environment: "dev".into(),
+            actor: "a".into(),
+            request_id: "r".into(),
+            status: Status::Running,
+            started_at: OffsetDateTime::UNIX_EPOCH,
+            finished_at: None,
+            total: 0,
+            done: 0,
+            outcomes: BTreeMap::new(),
+            error: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_follower_is_woken_by_progress_and_sees_the_end_with_its_event() {
+        let ops = Operations::default();
+        ops.start(op("x"));
+        let follower = {
+            let ops = ops.clone();
+            tokio::spawn(async move { ops.next_events("x", 0).await })
+        };
+        tokio::task::yield_now().await;
+        ops.waiting("x", "someone");
+        let (events, finished) =
+            tokio::time::timeout(std::time::Duration::from_secs(5), follower).await.unwrap().unwrap().unwrap();
+        assert_eq!((events.len(), finished), (1, false));
+        ops.finish("x", Status::Succeeded, None, OffsetDateTime::UNIX_EPOCH);
+        let (events, finished) = ops.next_events("x", 1).await.unwrap();
+        assert!(finished);
+        assert_eq!(events.iter().map(|e| e.event.as_str()).collect::<Vec<_>>(), ["done"]);
+        assert!(ops.next_events("nope", 0).await.is_none());
+    }
 }

@@ -49,28 +49,18 @@ pub async fn operation_events(
         if ended {
             return None;
         }
-        loop {
-            let (events, finished) = ops.events_since(&id, next)?;
-            if !events.is_empty() {
-                let n = next + events.len();
-                let batch: Vec<Result<Event, Infallible>> = events
-                    .iter()
-                    .map(|e| {
-                        Ok(Event::default()
-                            .event(e.event.clone())
-                            .id(e.seq.to_string())
-                            .json_data(e)
-                            .unwrap_or_default())
-                    })
-                    .collect();
-                let done = finished && ops.events_since(&id, n).is_some_and(|(rest, _)| rest.is_empty());
-                return Some((futures_util::stream::iter(batch), (ops, id, n, done)));
-            }
-            if finished {
-                return None;
-            }
-            ops.wait().await;
+        let (events, finished) = ops.next_events(&id, next).await?;
+        if events.is_empty() {
+            return None;
         }
+        let n = next + events.len();
+        let batch: Vec<Result<Event, Infallible>> = events
+            .iter()
+            .map(|e| Ok(Event::default().event(e.event.clone()).id(e.seq.to_string()).json_data(e).unwrap_or_default()))
+            .collect();
+        // Ended, and nothing was added after this batch: this is the last one.
+        let last = finished && ops.events_since(&id, n).is_some_and(|(rest, _)| rest.is_empty());
+        Some((futures_util::stream::iter(batch), (ops, id, n, last)))
     });
     use futures_util::StreamExt;
     Ok(Sse::new(stream.flatten()).keep_alive(KeepAlive::default()))
