@@ -223,13 +223,10 @@ pub async fn logs(
     follow: bool,
     tail: Option<usize>,
 ) -> Result<(), Failure> {
-    let config = ctx.local_config()?;
-    let applied: Option<serde_json::Value> =
-        paved_local::fsutil::read_json(&config.workload_dir(env, service).join("properties.json")).ok().flatten();
-    if applied.is_some_and(|p| p["runtime"] == "docker") {
-        return docker_logs(&config, service, env, container, follow, tail).await;
-    }
     let control = ctx.control().await?;
+    if control.on_docker(env, service) {
+        return docker_logs(&control.local, service, env, container, follow, tail).await;
+    }
     // What is there now (the same lines the API serves), then, with -f, what follows.
     let lines = control.logs(env, service, container, tail).await?;
     let files = control.log_files(env, service, container);

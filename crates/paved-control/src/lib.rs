@@ -178,14 +178,7 @@ impl Control {
 
     /// The URLs of an environment's routes, from what was applied.
     pub async fn urls(&self, environment: &str) -> Result<Vec<(String, String)>, ControlError> {
-        let (_, outputs) = self.engine().applied(environment, Provider::Local).await?;
-        let mut out: Vec<(String, String)> = outputs
-            .iter()
-            .filter(|(id, _)| id.starts_with("local.route/"))
-            .filter_map(|(id, o)| o.get("url").and_then(|u| u.as_str()).map(|u| (id.clone(), u.to_string())))
-            .collect();
-        out.sort();
-        Ok(out)
+        Ok(route_urls(&self.store.applied_nodes(environment).await?))
     }
 
     /// Brings an environment to `desired` (an empty graph destroys it) and
@@ -290,6 +283,18 @@ impl Control {
         self.store.append_audit(&event).await?;
         Ok(())
     }
+}
+
+/// `(route node, URL)` of every applied route among `nodes`, sorted: for
+/// callers that already read an environment's applied nodes.
+pub fn route_urls(nodes: &[paved_store::AppliedNode]) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = nodes
+        .iter()
+        .filter(|n| n.node_id.starts_with("local.route/"))
+        .filter_map(|n| n.outputs.get("url").and_then(|u| u.as_str()).map(|u| (n.node_id.clone(), u.to_string())))
+        .collect();
+    out.sort();
+    out
 }
 
 /// `true` when a lock holder (`user@host:pid`) was a paved process on this

@@ -15,10 +15,7 @@ impl Control {
         container: Option<&str>,
         tail: Option<usize>,
     ) -> Result<Vec<LogLine>, ControlError> {
-        let dir = self.local.workload_dir(env, service);
-        let properties: Option<serde_json::Value> =
-            paved_local::fsutil::read_json(&dir.join("properties.json")).ok().flatten();
-        if properties.is_some_and(|p| p["runtime"] == "docker") {
+        if self.on_docker(env, service) {
             use futures_util::StreamExt;
             let (_, lines) = paved_local::docker::workload::logs(&self.local, env, service, container, false, tail)
                 .await
@@ -45,6 +42,13 @@ impl Control {
             out.extend(lines[skip..].iter().map(|l| LogLine { container: container.clone(), line: l.to_string() }));
         }
         Ok(out)
+    }
+
+    /// Whether the service was applied on the docker runtime (its output is then the engine's).
+    pub fn on_docker(&self, env: &str, service: &str) -> bool {
+        let properties = self.local.workload_dir(env, service).join("properties.json");
+        let applied: Option<serde_json::Value> = paved_local::fsutil::read_json(&properties).ok().flatten();
+        applied.is_some_and(|p| p["runtime"] == "docker")
     }
 
     /// The process runtime's log files of a service (one per container), sorted.

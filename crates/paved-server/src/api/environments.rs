@@ -123,11 +123,7 @@ pub async fn get_environment(
 ) -> Result<axum::Json<EnvironmentDetail>, ApiError> {
     let (env, generation) = authorised(&state, &who, &name, Role::Viewer, "environment.get").await?;
     let nodes = state.control.store.applied_nodes(&name).await?;
-    let urls = nodes
-        .iter()
-        .filter(|n| n.node_id.starts_with("local.route/"))
-        .filter_map(|n| n.outputs.get("url").and_then(|u| u.as_str()).map(|u| (n.node_id.clone(), u.to_string())))
-        .collect();
+    let urls = paved_control::route_urls(&nodes).into_iter().collect();
     let resources = nodes.into_iter().map(|n| AppliedResource { id: n.node_id, updated_at: n.updated_at }).collect();
     let last_operation = last_operation(&state, &name).await?.and_then(|e| serde_json::to_value(e.event).ok());
     Ok(axum::Json(EnvironmentDetail { summary: summary(&env, generation), resources, urls, last_operation }))

@@ -314,7 +314,7 @@ pub async fn environment(
             let verb = e.event.action.trim_start_matches("environment.");
             format!("{verb} {} at {} by {}", e.event.outcome.as_str(), when(e.event.at), e.event.actor)
         });
-        let urls = state.control.urls(&name).await?;
+        let urls = paved_control::route_urls(&nodes);
         let (_, envs) = services_and_environments(&state, &who).await?;
         let others: Vec<String> = envs.iter().map(|e| e.metadata.name.clone()).filter(|n| *n != name).collect();
         let mut parity = vec![];
