@@ -35,11 +35,12 @@ impl DataKey {
         DataKey { id: id.into(), bytes }
     }
 
-    pub(crate) fn from_bytes(id: String, bytes: [u8; 32]) -> DataKey {
+    /// Key material from elsewhere (a KMS's data key, a signing key's scalar).
+    pub fn from_bytes(id: String, bytes: [u8; 32]) -> DataKey {
         DataKey { id, bytes }
     }
 
-    pub(crate) fn bytes(&self) -> &[u8; 32] {
+    pub fn bytes(&self) -> &[u8; 32] {
         &self.bytes
     }
 }
@@ -58,6 +59,8 @@ pub struct WrappedKey {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Binding {
     pub environment: String,
+    /// `""` for a secret of the whole environment.
+    pub service: String,
     pub name: String,
     pub version: u64,
 }
@@ -66,7 +69,7 @@ impl Binding {
     /// Unambiguous: length-prefixed fields, so `("a:b", "c")` and `("a", "b:c")` differ.
     fn associated_data(&self) -> Vec<u8> {
         let mut aad = b"paved.secret.v1".to_vec();
-        for field in [self.environment.as_bytes(), self.name.as_bytes()] {
+        for field in [self.environment.as_bytes(), self.service.as_bytes(), self.name.as_bytes()] {
             aad.extend_from_slice(&(field.len() as u64).to_be_bytes());
             aad.extend_from_slice(field);
         }
@@ -94,7 +97,7 @@ pub(crate) fn decrypt(key: &[u8; 32], nonce: &[u8; 12], ciphertext: &[u8], aad: 
     cipher.decrypt(&Nonce::from(*nonce), Payload { msg: ciphertext, aad }).ok()
 }
 
-fn nonce(rng: &mut impl CryptoRng) -> [u8; 12] {
+pub fn nonce(rng: &mut impl CryptoRng) -> [u8; 12] {
     let mut n = [0u8; 12];
     rng.fill_bytes(&mut n);
     n

@@ -2,16 +2,56 @@
 
 use crate::SecretsError;
 use crate::envelope::{DataKey, WrappedKey, decrypt, encrypt};
+use async_trait::async_trait;
 use rand::CryptoRng;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// A key-encryption key. Wrapping binds the data key's id as associated
 /// data, so a wrapped key cannot be swapped for another environment's.
+/// Asynchronous because a KEK may live in a cloud KMS.
+#[async_trait]
 pub trait KeyProvider: Send + Sync {
     /// A stable name for this KEK (recorded with every key it wraps).
     fn id(&self) -> &str;
-    fn wrap(&self, key: &DataKey, rng: &mut dyn rand::Rng) -> WrappedKey;
-    fn unwrap(&self, wrapped: &WrappedKey) -> Result<DataKey, SecretsError>;
+    /// Wraps `key`; `nonce` is fresh randomness from the caller (a KMS may ignore it).
+    async fn wrap(&self, key: &DataKey, nonce: [u8; 12]) -> Result<WrappedKey, SecretsError>;
+    async fn unwrap(&self, wrapped: &WrappedKey) -> Result<DataKey, SecretsError>;
+}
+
+/// The KEK that wraps new keys, and the ones still accepted for unwrapping
+/// (during a rotation: the one being replaced).
+#[derive(Clone)]
+pub struct KeyRing {
+    current: Arc<dyn KeyProvider>,
+    previous: Vec<Arc<dyn KeyProvider>>,
+}
+
+impl KeyRing {
+    pub fn new(current: Arc<dyn KeyProvider>) -> KeyRing {
+        KeyRing { current, previous: Vec::new() }
+    }
+
+    /// A ring that wraps with `to` and still unwraps what `from` wrapped.
+    pub fn rotating(from: Arc<dyn KeyProvider>, to: Arc<dyn KeyProvider>) -> KeyRing {
+        KeyRing { current: to, previous: vec![from] }
+    }
+
+    pub fn current(&self) -> &Arc<dyn KeyProvider> {
+        &self.current
+    }
+
+    pub async fn wrap(&self, key: &DataKey, nonce: [u8; 12]) -> Result<WrappedKey, SecretsError> {
+        self.current.wrap(key, nonce).await
+    }
+
+    /// Unwraps with whichever KEK of the ring wrapped the key.
+    pub async fn unwrap(&self, wrapped: &WrappedKey) -> Result<DataKey, SecretsError> {
+        match std::iter::once(&self.current).chain(&self.previous).find(|k| k.id() == wrapped.kek_id) {
+            Some(kek) => kek.unwrap(wrapped).await,
+            None => Err(SecretsError::OtherKek { wrapped_by: wrapped.kek_id.clone(), provider: self.current.id().into() }),
+        }
+    }
 }
 
 /// A 256-bit KEK held in memory.
@@ -21,9 +61,7 @@ struct Kek {
 }
 
 impl Kek {
-    fn wrap(&self, key: &DataKey, rng: &mut dyn rand::Rng) -> WrappedKey {
-        let mut n = [0u8; 12];
-        rng.fill_bytes(&mut n);
+    fn wrap(&self, key: &DataKey, n: [u8; 12]) -> WrappedKey {
         let ciphertext = encrypt(&self.bytes, &n, key.bytes(), key.id.as_bytes());
         WrappedKey { key_id: key.id.clone(), kek_id: self.id.clone(), nonce: n, ciphertext }
     }
@@ -112,14 +150,15 @@ fn fingerprint(bytes: &[u8; 32]) -> String {
 
 macro_rules! provider {
     ($t:ty) => {
+        #[async_trait]
         impl KeyProvider for $t {
             fn id(&self) -> &str {
                 &self.kek.id
             }
-            fn wrap(&self, key: &DataKey, rng: &mut dyn rand::Rng) -> WrappedKey {
-                self.kek.wrap(key, rng)
+            async fn wrap(&self, key: &DataKey, nonce: [u8; 12]) -> Result<WrappedKey, SecretsError> {
+                Ok(self.kek.wrap(key, nonce))
             }
-            fn unwrap(&self, wrapped: &WrappedKey) -> Result<DataKey, SecretsError> {
+            async fn unwrap(&self, wrapped: &WrappedKey) -> Result<DataKey, SecretsError> {
                 self.kek.unwrap(wrapped)
             }
         }

@@ -13,11 +13,13 @@
 
 mod envelope;
 mod keys;
+pub mod vault;
 
-pub use envelope::{Binding, DataKey, Sealed, SecretValue, WrappedKey, open, seal};
-pub use keys::{EnvKey, KeyFile, KeyProvider};
+pub use envelope::{Binding, DataKey, Sealed, SecretValue, WrappedKey, nonce, open, seal};
+pub use keys::{EnvKey, KeyFile, KeyProvider, KeyRing};
+pub use vault::{Actor, RotateOptions, RotationPhase, RotationReport, Scope, SecretInfo, Vault};
 
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, thiserror::Error)]
 pub enum SecretsError {
     /// Wrong key, moved to another place, or edited: AES-GCM cannot tell which.
     #[error(
@@ -36,4 +38,13 @@ pub enum SecretsError {
     BadKek { source_name: String, reason: String },
     #[error("sealed data is malformed: {0}")]
     Malformed(String),
+    #[error("no secret {scope}: `paved secret list -e ENV` shows the names that exist")]
+    NotFound { scope: String },
+    #[error("invalid secret name `{name}`: {reason}")]
+    BadName { name: String, reason: String },
+    /// A key-encryption key held by a cloud KMS could not be used.
+    #[error("key management service: {0}")]
+    Kms(String),
+    #[error(transparent)]
+    Store(#[from] paved_store::StoreError),
 }

@@ -4,7 +4,7 @@
 use paved_secrets::{Binding, DataKey, KeyFile, KeyProvider, SecretValue, SecretsError, open, seal};
 
 fn at(environment: &str, name: &str, version: u64) -> Binding {
-    Binding { environment: environment.into(), name: name.into(), version }
+    Binding { environment: environment.into(), service: String::new(), name: name.into(), version }
 }
 
 const CANARY: &[u8] = b"canary-7f3a9c-do-not-leak";
@@ -51,8 +51,8 @@ fn any_edited_byte_is_detected() {
     );
 }
 
-#[test]
-fn data_keys_are_kept_wrapped_by_a_key_file_that_only_its_owner_reads() {
+#[tokio::test]
+async fn data_keys_are_kept_wrapped_by_a_key_file_that_only_its_owner_reads() {
     use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("keys/kek");
@@ -60,19 +60,19 @@ fn data_keys_are_kept_wrapped_by_a_key_file_that_only_its_owner_reads() {
     let kek = KeyFile::open_or_create(&path, &mut rng).unwrap();
     assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
     let dek = DataKey::generate("dek:dev:1", &mut rng);
-    let wrapped = kek.wrap(&dek, &mut rng);
+    let wrapped = kek.wrap(&dek, paved_secrets::nonce(&mut rng)).await.unwrap();
     // Reopening the file gives the same KEK, which unwraps the same key.
     let again = KeyFile::open_or_create(&path, &mut rng).unwrap();
     assert_eq!(again.id(), kek.id());
-    let unwrapped = again.unwrap(&wrapped).unwrap();
+    let unwrapped = again.unwrap(&wrapped).await.unwrap();
     let sealed = seal(&dek, &SecretValue(CANARY.to_vec()), &at("dev", "x", 1), &mut rng);
     assert_eq!(open(&unwrapped, &sealed, &at("dev", "x", 1)).unwrap().0, CANARY);
     // A wrapped key given another id (another environment's) does not unwrap.
     let swapped = paved_secrets::WrappedKey { key_id: "dek:production:1".into(), ..wrapped.clone() };
-    assert!(matches!(again.unwrap(&swapped), Err(SecretsError::DoesNotUnwrap { .. })));
+    assert!(matches!(again.unwrap(&swapped).await, Err(SecretsError::DoesNotUnwrap { .. })));
     // Another KEK says which one wrapped it.
     let other = KeyFile::open_or_create(&dir.path().join("other"), &mut rng).unwrap();
-    assert!(matches!(other.unwrap(&wrapped), Err(SecretsError::OtherKek { .. })));
+    assert!(matches!(other.unwrap(&wrapped).await, Err(SecretsError::OtherKek { .. })));
     // A key file others can read is refused.
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
     let e = KeyFile::open_or_create(&path, &mut rng).err().unwrap();
@@ -83,15 +83,15 @@ fn data_keys_are_kept_wrapped_by_a_key_file_that_only_its_owner_reads() {
     assert!(!format!("{dek:?} {:?}", SecretValue(CANARY.to_vec())).contains("canary"));
 }
 
-#[test]
-fn a_kek_can_come_from_an_environment_variable() {
+#[tokio::test]
+async fn a_kek_can_come_from_an_environment_variable() {
     use paved_secrets::EnvKey;
     // SAFETY: nextest runs each test in a process of its own; nothing else reads the environment here.
     unsafe { std::env::set_var("PAVED_TEST_KEK", "ab".repeat(32)) };
     let kek = EnvKey::from_var("PAVED_TEST_KEK").unwrap();
     let mut rng = rand::rng();
     let dek = DataKey::generate("dek:dev:1", &mut rng);
-    assert_eq!(kek.unwrap(&kek.wrap(&dek, &mut rng)).unwrap().id, "dek:dev:1");
+    assert_eq!(kek.unwrap(&kek.wrap(&dek, paved_secrets::nonce(&mut rng)).await.unwrap()).await.unwrap().id, "dek:dev:1");
     assert!(kek.id().starts_with("env:"));
     unsafe { std::env::set_var("PAVED_TEST_KEK", "not hex") };
     assert!(EnvKey::from_var("PAVED_TEST_KEK").err().unwrap().to_string().contains("64 hex digits"));

@@ -19,17 +19,23 @@
 //! and PostgreSQL through sqlx's `Any` driver; the dialects differ only in
 //! their migration files.
 //!
+//! Secrets ([`secrets`]) are stored sealed: data keys wrapped by a
+//! key-encryption key, values encrypted with them, OIDC signing keys
+//! wrapped the same way. The store never holds a plaintext.
+//!
 //! Architecture invariant: the store knows nothing about spec kinds; it stores
 //! JSON documents under string keys and never reads the clock (callers pass
 //! timestamps).
 
 pub mod audit;
+pub mod secrets;
 mod sql;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod tokens;
 
 pub use audit::{AuditEvent, AuditFilter, AuditOutcome, NewAuditEvent, RequestContext, Verification};
+pub use secrets::{Rewrapped, SecretStore, StoredDataKey, StoredSecret, StoredSigningKey};
 pub use sql::SqlStore;
 pub use tokens::ApiToken;
 
@@ -116,7 +122,7 @@ pub enum Lock {
 }
 
 #[async_trait]
-pub trait Store: Send + Sync {
+pub trait Store: SecretStore + Send + Sync {
     /// The current generation of every live (not deleted) object, optionally
     /// of one kind, ordered by kind and name.
     async fn list(&self, kind: Option<&str>) -> Result<Vec<Record>, StoreError>;

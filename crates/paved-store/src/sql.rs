@@ -105,14 +105,14 @@ fn to_record(row: &AnyRow) -> Result<Record, StoreError> {
 
 /// RFC 3339 in UTC with a fixed width (nine fractional digits), so that
 /// timestamps compare correctly as text in SQL on every backend.
-fn timestamp(at: OffsetDateTime) -> String {
+pub(crate) fn timestamp(at: OffsetDateTime) -> String {
     let f = time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:9]Z");
     at.to_offset(time::UtcOffset::UTC).format(&f).unwrap_or_default()
 }
 
 /// SQLite reports a lost race for the write lock as "database is locked";
 /// to the caller that is the same as a conflicting writer.
-fn is_conflict(e: &sqlx::Error) -> bool {
+pub(crate) fn is_conflict(e: &sqlx::Error) -> bool {
     match e {
         sqlx::Error::Database(db) => {
             db.is_unique_violation() || db.message().contains("database is locked") || db.message().contains("busy")
@@ -169,10 +169,19 @@ fn to_audit_event(e: StoredEvent) -> Result<AuditEvent, StoreError> {
     })
 }
 
+/// Parses a timestamp as [`timestamp`] writes it.
+pub(crate) fn parse_time(text: &str) -> Result<OffsetDateTime, String> {
+    OffsetDateTime::parse(text, &Rfc3339).map_err(|e| format!("bad timestamp `{text}`: {e}"))
+}
+
 impl SqlStore {
+    pub(crate) fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
     /// Serialises writers of the audit chain for the rest of the
     /// transaction (SQLite: the database write lock; PostgreSQL: a table lock).
-    async fn lock_audit_chain(&self, tx: &mut sqlx::Transaction<'_, sqlx::Any>) -> Result<(), sqlx::Error> {
+    pub(crate) async fn lock_audit_chain(&self, tx: &mut sqlx::Transaction<'_, sqlx::Any>) -> Result<(), sqlx::Error> {
         match self.backend {
             Backend::Sqlite => sqlx::query("UPDATE objects SET kind = kind WHERE 0 = 1").execute(&mut **tx).await?,
             Backend::Postgres => sqlx::query("LOCK TABLE audit_events IN EXCLUSIVE MODE").execute(&mut **tx).await?,
@@ -182,7 +191,10 @@ impl SqlStore {
 
     /// Appends an event after the chain's head, inside the caller's
     /// transaction (which holds [`Self::lock_audit_chain`]).
-    async fn append_in(tx: &mut sqlx::Transaction<'_, sqlx::Any>, e: &NewAuditEvent) -> Result<AuditEvent, StoreError> {
+    pub(crate) async fn append_in(
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        e: &NewAuditEvent,
+    ) -> Result<AuditEvent, StoreError> {
         let head = sqlx::query("SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1")
             .fetch_optional(&mut **tx)
             .await?;
