@@ -86,8 +86,30 @@ impl Policy<'_> {
     }
 
     pub fn decide(&self, subject: &str, request: &Request<'_>) -> Decision {
+        self.decide_among(subject, request, |_| true)
+    }
+
+    /// May `subject` read secret values on `on`? Only through a binding
+    /// with `revealSecrets: true` and at least the developer role; the
+    /// production rule applies as to changes.
+    pub fn decide_reveal(&self, subject: &str, on: Target<'_>) -> Decision {
+        let request = Request { needs: Role::Developer, on };
+        match self.decide_among(subject, &request, |b| b.spec.reveal_secrets) {
+            Decision::Denied { reason } if !self.decide(subject, &request).allowed() => Decision::Denied { reason },
+            Decision::Denied { .. } => Decision::Denied {
+                reason: format!(
+                    "{subject} may work on {} but not read its secrets: that needs a role binding with `revealSecrets: true`",
+                    request.on
+                ),
+            },
+            allowed => allowed,
+        }
+    }
+
+    fn decide_among(&self, subject: &str, request: &Request<'_>, eligible: impl Fn(&RoleBinding) -> bool) -> Decision {
         let subjects = self.subjects_of(subject);
-        let mine = self.bindings.iter().filter(|b| b.spec.subjects.iter().any(|s| subjects.contains(&s.0)));
+        let mine =
+            self.bindings.iter().filter(|b| eligible(b) && b.spec.subjects.iter().any(|s| subjects.contains(&s.0)));
         let mut held_without_production = None;
         for b in mine {
             if b.spec.role < request.needs || !covers(&b.spec.scope, &request.on) {
@@ -147,6 +169,7 @@ mod tests {
                 subjects: vec![BindingSubject(subject.into())],
                 scope: BindingScope::parse(scope).unwrap(),
                 production,
+                reveal_secrets: false,
             },
         }
     }
@@ -224,5 +247,23 @@ mod tests {
         );
         assert!(p.decide("user:x", &Request { needs: Role::Viewer, on: Target::Anywhere }).allowed());
         assert!(!p.decide("user:x", &Request { needs: Role::Viewer, on: Target::Organisation }).allowed());
+    }
+
+    #[test]
+    fn reading_secrets_is_granted_explicitly_never_by_a_role() {
+        let mut revealer = binding("payments-reveal", Role::Developer, "user:ada", "team:payments", false);
+        revealer.spec.reveal_secrets = true;
+        let bindings = vec![binding("admins", Role::Admin, "user:root", "organisation", true), revealer];
+        let teams = teams();
+        let policy = Policy { bindings: &bindings, teams: &teams };
+        // An admin reaching production still cannot read values.
+        let Decision::Denied { reason } = policy.decide_reveal("user:root", PROD) else { panic!("admin revealed") };
+        assert!(reason.contains("revealSecrets: true"), "{reason}");
+        assert!(policy.decide_reveal("user:ada", DEV).allowed());
+        // The production rule still applies to the grant.
+        assert!(!policy.decide_reveal("user:ada", PROD).allowed());
+        // Someone without any role there is told about the role first.
+        let Decision::Denied { reason } = policy.decide_reveal("user:eve", DEV) else { panic!() };
+        assert!(reason.contains("needs the developer role"), "{reason}");
     }
 }

@@ -42,6 +42,12 @@ pub struct Cli {
     /// When to colour diagnostics.
     #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto)]
     pub color: ColorChoice,
+    /// The key-encryption key of secrets: file:PATH (created 0600 on first
+    /// use), env:VARIABLE (64 hex digits) or aws-kms:ACCOUNT/KEY (AWS KMS,
+    /// reached with the account's keyless credentials). Default:
+    /// file:DATA_DIR/keys/kek.
+    #[arg(long, global = true, env = "PAVED_KEK")]
+    pub kek: Option<String>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -181,6 +187,9 @@ Afterwards get, apply, destroy, drift, plan, parity, history, delete, audit and 
     /// API tokens for the server: issue (the secret is printed once), list, revoke.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Secrets of environments: set (from stdin or a file), list, reveal (audited), rotate keys.
+    #[command(subcommand)]
+    Secret(SecretCommand),
     /// The audit log: every change of specs and environments, in a hash chain.
     #[command(subcommand)]
     Audit(AuditCommand),
@@ -312,6 +321,96 @@ paved token create grace --subject user:grace@example.com --expires 30d -o json"
     List,
     /// Revoke a token by id (tok_…); it stops working at once.
     Revoke { id: String },
+}
+
+/// Where a secret lives.
+#[derive(Debug, clap::Args)]
+pub struct SecretScope {
+    /// The environment the secret belongs to.
+    #[arg(short = 'e', long = "environment")]
+    pub environment: String,
+    /// Narrow it to one service of the environment (its workloads see it
+    /// before the environment's secret of the same name).
+    #[arg(long)]
+    pub service: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SecretCommand {
+    /// Store a new version of a secret, read from standard input or a file.
+    #[command(after_help = "Examples:\n  printf %s \"$DB_PASSWORD\" | paved secret set DB_PASSWORD -e staging\n  \
+paved secret set TLS_KEY -e production --service web --from-file tls.key\n  \
+paved secret set STRIPE_KEY -e dev              # type it, then Ctrl-D\n\n\
+A value on the command line is refused: it would stay in shell history and be visible to `ps`.\n\
+One trailing newline is removed from standard input (as `echo` adds one); files are stored as they are.\n\
+Workloads use it as ${secrets.NAME} in their Score file; it is resolved when the environment is applied.")]
+    Set {
+        name: String,
+        /// Refused (see below); present only to explain why.
+        #[arg(hide = true)]
+        value: Option<String>,
+        #[command(flatten)]
+        scope: SecretScope,
+        /// Read the value from this file instead of standard input.
+        #[arg(long, value_name = "PATH")]
+        from_file: Option<PathBuf>,
+    },
+    /// The secrets of an environment: names, versions, who set them and when (never values).
+    #[command(
+        after_help = "Examples:\n  paved secret list -e staging\n  paved secret list -e staging --service api -o json"
+    )]
+    List {
+        #[arg(short = 'e', long = "environment")]
+        environment: String,
+        /// Only this service's own secrets.
+        #[arg(long)]
+        service: Option<String>,
+    },
+    /// Every version of a secret (never values).
+    #[command(after_help = "Examples:\n  paved secret history DB_PASSWORD -e staging")]
+    History {
+        name: String,
+        #[command(flatten)]
+        scope: SecretScope,
+    },
+    /// Print a secret's value. Needs the operator role on the server; always audited.
+    #[command(
+        after_help = "Examples:\n  paved secret reveal DB_PASSWORD -e staging\n  paved secret reveal DB_PASSWORD -e staging --version 2"
+    )]
+    Reveal {
+        name: String,
+        #[command(flatten)]
+        scope: SecretScope,
+        /// An earlier version (default: the newest).
+        #[arg(long)]
+        version: Option<i64>,
+    },
+    /// Delete a secret (a new version without a value; the history stays).
+    #[command(after_help = "Examples:\n  paved secret delete OLD_TOKEN -e dev")]
+    Delete {
+        name: String,
+        #[command(flatten)]
+        scope: SecretScope,
+    },
+    /// Re-key: new data keys for every environment, values re-sealed under
+    /// them, and with --to every data key wrapped by a new key-encryption
+    /// key. Resumable: run it again after an interruption.
+    #[command(after_help = "Examples:\n  paved secret rotate-keys\n  \
+paved secret rotate-keys --to file:/etc/paved/kek-2026   # then use --kek file:/etc/paved/kek-2026\n  \
+paved secret rotate-keys --to aws-kms:prod-account/alias/paved\n\n\
+Runs locally against the state store (it needs the key-encryption keys); \
+values stay readable throughout, by running paveds too.")]
+    RotateKeys {
+        /// The new key-encryption key (file:PATH, env:VARIABLE, aws-kms:ACCOUNT/KEY).
+        #[arg(long)]
+        to: Option<String>,
+        /// Values re-sealed per round trip to the store.
+        #[arg(long, default_value_t = 100)]
+        batch_size: i64,
+        /// Stop after this many writes (continue later by running it again).
+        #[arg(long)]
+        max_writes: Option<usize>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

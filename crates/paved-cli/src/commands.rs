@@ -20,6 +20,10 @@ impl From<paved_control::ControlError> for Failure {
             ControlError::Catalog(e) => e.into(),
             ControlError::Engine(e) => crate::provision::engine_failure(e),
             ControlError::Store(e) => Failure::Internal(e.into()),
+            ControlError::Secret(paved_control::SecretError::Vault(paved_secrets::SecretsError::Store(e))) => {
+                Failure::Internal(e.into())
+            }
+            ControlError::Secret(e) => Failure::User(e.to_string()),
             bad @ (ControlError::BadTokenRequest(_)
             | ControlError::StillProvisioned { .. }
             | ControlError::NoLogs { .. }) => Failure::User(bad.to_string()),
@@ -52,6 +56,8 @@ pub(crate) struct Ctx {
     pub(crate) lock_timeout: std::time::Duration,
     /// This command as the audit log records it (one request id per run).
     pub(crate) request: paved_store::RequestContext,
+    /// The key-encryption key of secrets (`--kek`).
+    pub(crate) kek: paved_control::KekSource,
 }
 
 fn hostname() -> String {
@@ -78,15 +84,22 @@ impl Ctx {
 
     /// The operations shared with the server, over this command's store.
     pub(crate) async fn control(&self) -> Result<paved_control::Control, Failure> {
-        Ok(paved_control::Control {
-            store: open_store(self).await?,
-            local: self.local_config()?,
-            clock: Arc::new(SystemClock),
-            runtime: self.runtime.map(|r| match r {
+        let issuer_kek = if self.kek.is_local() {
+            self.kek.clone()
+        } else {
+            paved_control::KekSource::File(self.data_dir.join("keys").join("issuer.kek"))
+        };
+        Ok(paved_control::Control::new(
+            open_store(self).await?,
+            self.local_config()?,
+            Arc::new(SystemClock),
+            self.runtime.map(|r| match r {
                 crate::cli::Runtime::Docker => paved_control::RuntimeChoice::Docker,
                 crate::cli::Runtime::Process => paved_control::RuntimeChoice::Process,
             }),
-        })
+            self.kek.clone(),
+            issuer_kek,
+        ))
     }
 
     pub(crate) fn local_config(&self) -> Result<paved_local::Config, Failure> {
@@ -109,7 +122,12 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
     let explicit_state = cli.state.is_some();
     let actor = cli.actor.or_else(|| std::env::var("USER").ok()).unwrap_or_else(|| "local".into());
     let data_dir = cli.data_dir.unwrap_or_else(default_data_dir);
+    let kek = match &cli.kek {
+        Some(source) => source.parse().map_err(|e: String| Failure::User(format!("--kek: {e}")))?,
+        None => paved_control::KekSource::File(data_dir.join("keys").join("kek")),
+    };
     let ctx = Ctx {
+        kek,
         format: cli.output,
         color,
         state: cli.state.unwrap_or_else(|| format!("sqlite://{}", data_dir.join("state.db").display())),
@@ -139,6 +157,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
             | Command::Logs { .. }
             | Command::Login { .. }
             | Command::Logout
+            | Command::Secret(crate::cli::SecretCommand::RotateKeys { .. })
     );
     let remote = if explicit_state || machine_local { None } else { crate::remote::Remote::load()? };
     if let Some(remote) = &remote {
@@ -172,6 +191,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Audit(sub) => crate::audit::run(&ctx, sub).await,
         Command::Server(args) => crate::server::serve(&ctx, args).await,
         Command::Token(sub) => crate::server::token(&ctx, sub).await,
+        Command::Secret(sub) => crate::secret::run(&ctx, sub).await,
         Command::Supervise { .. } => Err(Failure::User("`__supervise` is started by paved itself".into())),
         Command::Watch { file } => paved_local::docker::liveness::main(&file).await.map_err(Failure::User),
         Command::Proxy { routes, listen, request_timeout } => {
@@ -232,6 +252,7 @@ async fn remote_command(ctx: &Ctx, remote: &crate::remote::Remote, command: Comm
         Command::Parity { left, right } => r::parity(ctx, remote, &left, &right).await,
         Command::History { kind, name } => r::history(ctx, remote, parse_kind(&kind)?, &name).await,
         Command::Token(sub) => r::token(ctx, remote, sub).await,
+        Command::Secret(sub) => r::secret(ctx, remote, sub).await,
         other => Err(Failure::User(format!(
             "`paved {}` does not go through the server yet (its API does: see {}/api/v1/openapi.json); \
              `paved logout` to run it on local state",

@@ -8,6 +8,7 @@ mod plan;
 mod progress;
 mod provision;
 mod remote;
+mod secret;
 mod server;
 
 use clap::Parser;

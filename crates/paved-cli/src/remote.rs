@@ -258,6 +258,62 @@ pub async fn history(ctx: &Ctx, remote: &Remote, kind: Kind, name: &str) -> Resu
     Ok(())
 }
 
+pub async fn secret(ctx: &Ctx, remote: &Remote, command: crate::cli::SecretCommand) -> Result<(), Failure> {
+    use crate::cli::SecretCommand;
+    use crate::secret as s;
+    let base = |env: &str, name: Option<&str>| match name {
+        Some(n) => format!("/api/v1/environments/{}/secrets/{}", encode(env), encode(n)),
+        None => format!("/api/v1/environments/{}/secrets", encode(env)),
+    };
+    let service_query = |service: &Option<String>| match service {
+        Some(svc) => format!("?service={}", encode(svc)),
+        None => String::new(),
+    };
+    match command {
+        SecretCommand::Set { name, value, scope, from_file } => {
+            s::refuse_argument(&value, &name, &scope)?;
+            let value = s::read_value(from_file.as_deref())?;
+            let text = String::from_utf8(value.0)
+                .map_err(|_| Failure::User("the server takes UTF-8 text values; this one is binary".into()))?;
+            let body = serde_json::json!({ "value": text }).to_string().into_bytes();
+            let path = format!("{}{}", base(&scope.environment, Some(&name)), service_query(&scope.service));
+            let (_, v) = remote.call("PUT", &path, Some(("application/json", body))).await?;
+            s::print_stored(ctx, &typed("a secret", v)?);
+        }
+        SecretCommand::List { environment, service } => {
+            let path = format!("{}{}", base(&environment, None), service_query(&service));
+            s::print_infos(ctx, &typed::<Vec<paved_secrets::SecretInfo>>("secrets", remote.get(&path).await?)?);
+        }
+        SecretCommand::History { name, scope } => {
+            let path = format!("{}/versions{}", base(&scope.environment, Some(&name)), service_query(&scope.service));
+            s::print_infos(ctx, &typed::<Vec<paved_secrets::SecretInfo>>("versions", remote.get(&path).await?)?);
+        }
+        SecretCommand::Reveal { name, scope, version } => {
+            let mut query: Vec<String> = Vec::new();
+            if let Some(svc) = &scope.service {
+                query.push(format!("service={}", encode(svc)));
+            }
+            if let Some(v) = version {
+                query.push(format!("version={v}"));
+            }
+            let q = if query.is_empty() { String::new() } else { format!("?{}", query.join("&")) };
+            let path = format!("{}/reveal{q}", base(&scope.environment, Some(&name)));
+            let (_, v) = remote.call("POST", &path, None).await?;
+            let value = paved_secrets::SecretValue(v["value"].as_str().unwrap_or_default().as_bytes().to_vec());
+            s::print_revealed(ctx, &typed("a secret", v)?, &value);
+        }
+        SecretCommand::Delete { name, scope } => {
+            let path = format!("{}{}", base(&scope.environment, Some(&name)), service_query(&scope.service));
+            let (_, v) = remote.call("DELETE", &path, None).await?;
+            s::print_stored(ctx, &typed("a secret", v)?);
+        }
+        SecretCommand::RotateKeys { .. } => {
+            return Err(Failure::User("`paved secret rotate-keys` runs where the keys are: use --state".into()));
+        }
+    }
+    Ok(())
+}
+
 pub async fn token(ctx: &Ctx, remote: &Remote, command: crate::cli::TokenCommand) -> Result<(), Failure> {
     use crate::cli::TokenCommand;
     match command {

@@ -5,8 +5,10 @@
 //! differ only in how they show progress and results.
 
 mod logs;
+mod secrets;
 mod tokens;
 
+pub use secrets::{KekSource, SecretError};
 pub use tokens::BadTokenRequest;
 
 use paved_catalog::{Catalog, CatalogError, EnvironmentContext};
@@ -30,6 +32,8 @@ pub enum ControlError {
     Store(#[from] StoreError),
     #[error(transparent)]
     BadTokenRequest(#[from] BadTokenRequest),
+    #[error(transparent)]
+    Secret(#[from] SecretError),
     #[error("service `{service}` has no logs in environment `{environment}`: {reason}")]
     NoLogs { service: String, environment: String, reason: String },
     #[error(
@@ -83,6 +87,13 @@ pub struct Control {
     pub clock: Arc<dyn Clock>,
     /// `--runtime`, when given.
     pub runtime: Option<RuntimeChoice>,
+    /// The key-encryption key of secrets.
+    pub kek: KekSource,
+    /// The local key that wraps the OIDC issuer's signing keys: `kek` when it
+    /// is local; a key file otherwise (the issuer signs the very tokens a
+    /// cloud KMS asks for, so it cannot depend on one).
+    pub issuer_kek: KekSource,
+    vault: Arc<tokio::sync::OnceCell<Arc<paved_secrets::Vault>>>,
 }
 
 /// What the killed paved asked of other programs (the Docker Engine removing a
@@ -90,6 +101,17 @@ pub struct Control {
 const TAKEOVER_SETTLE: Duration = Duration::from_secs(2);
 
 impl Control {
+    pub fn new(
+        store: Arc<dyn Store>,
+        local: paved_local::Config,
+        clock: Arc<dyn Clock>,
+        runtime: Option<RuntimeChoice>,
+        kek: KekSource,
+        issuer_kek: KekSource,
+    ) -> Control {
+        Control { store, local, clock, runtime, kek, issuer_kek, vault: Default::default() }
+    }
+
     pub fn catalog(&self, request: RequestContext) -> Catalog {
         Catalog::new(self.store.clone(), self.clock.clone()).with_request(request)
     }
@@ -172,8 +194,13 @@ impl Control {
         Ok(catalog.delete_expecting(kind, name, actor, expected_generation).await?)
     }
 
+    /// Drift of an environment; its secrets are compared like any value
+    /// (a workload started with an old secret shows) and never shown.
     pub async fn drift(&self, environment: &str) -> Result<DriftReport, ControlError> {
-        Ok(self.engine().drift(environment, Provider::Local).await?)
+        let catalog = self.catalog(RequestContext::default());
+        let (graph, _) = self.engine().applied(environment, Provider::Local).await?;
+        let secrets = self.secret_values(&catalog, environment, &[&graph]).await?;
+        Ok(self.engine().drift(environment, Provider::Local, &secrets).await?)
     }
 
     /// The URLs of an environment's routes, from what was applied.
@@ -195,7 +222,11 @@ impl Control {
         watcher: &dyn LockWatcher,
     ) -> Result<Report, ControlError> {
         let engine = self.engine();
+        let (applied, _) = engine.applied(&desired.environment, desired.provider).await?;
+        let catalog = self.catalog(caller.request.clone());
+        let secrets = self.secret_values(&catalog, &desired.environment, &[desired, &applied]).await?;
         let opts = Options {
+            secrets,
             parallelism: run.parallelism,
             holder: run.holder.clone(),
             ready_timeout: Duration::from_secs(120),

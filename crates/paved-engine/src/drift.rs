@@ -1,7 +1,7 @@
 //! Drift: what really exists, read through each driver's `observe`, against
 //! what paved recorded as applied. Reading only; `apply` repairs.
 
-use crate::{Engine, EngineError, resource_of};
+use crate::{Engine, EngineError, SecretValues, resource_of};
 use paved_plan::FieldChange;
 use serde::Serialize;
 
@@ -43,7 +43,14 @@ impl DriftReport {
 
 impl Engine {
     /// Observes every applied node of an environment, in dependency order.
-    pub async fn drift(&self, environment: &str, provider: paved_model::Provider) -> Result<DriftReport, EngineError> {
+    /// `secrets` resolves the graph's secret references, so a secret is
+    /// compared like any value, and is redacted from the report.
+    pub async fn drift(
+        &self,
+        environment: &str,
+        provider: paved_model::Provider,
+        secrets: &SecretValues,
+    ) -> Result<DriftReport, EngineError> {
         let (graph, outputs) = self.applied(environment, provider).await?;
         let mut nodes = Vec::new();
         for id in graph.order()? {
@@ -53,7 +60,7 @@ impl Engine {
                 nodes.push(status_of(DriftStatus::Unreadable { error: format!("no driver for `{}`", node.kind) }));
                 continue;
             };
-            let resource = match resource_of(environment, node, &outputs) {
+            let resource = match resource_of(environment, node, &outputs, secrets) {
                 Ok(r) => r,
                 Err(e) => {
                     nodes.push(status_of(DriftStatus::Unreadable { error: e.to_string() }));
@@ -61,13 +68,18 @@ impl Engine {
                 }
             };
             nodes.push(match driver.observe(&resource).await {
-                Err(e) => status_of(DriftStatus::Unreadable { error: e.to_string() }),
+                Err(e) => status_of(DriftStatus::Unreadable { error: secrets.redact(&e.to_string()) }),
                 Ok(crate::Observation::Absent) => status_of(DriftStatus::Missing),
                 Ok(crate::Observation::Present { properties, .. }) => {
                     // Only what paved manages counts: a provider may report more.
                     let changes: Vec<FieldChange> = paved_plan::field_changes(&resource.properties, &properties, node)
                         .into_iter()
                         .filter(|c| c.before.is_some())
+                        .map(|mut c| {
+                            c.before = c.before.map(|v| secrets.redact_value(&v));
+                            c.after = c.after.map(|v| secrets.redact_value(&v));
+                            c
+                        })
                         .collect();
                     let status = if changes.is_empty() { DriftStatus::InSync } else { DriftStatus::Changed };
                     NodeDrift { id: id.clone(), status, changes }

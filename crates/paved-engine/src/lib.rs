@@ -19,9 +19,11 @@ mod dag;
 mod drift;
 pub mod driver;
 mod refs;
+mod secrets;
 
 pub use drift::{DriftReport, DriftStatus, NodeDrift};
 pub use driver::{Driver, DriverError, Drivers, FaultInjecting, NullDriver, Observation, Outputs, Resource};
+pub use secrets::{REDACTED, SecretValues, secret_refs};
 
 use paved_model::Clock;
 use paved_plan::{Action, Node, PlanError, ResourceGraph};
@@ -105,6 +107,9 @@ pub struct Options {
     pub lease: Duration,
     /// Seed of the backoff jitter (fixed in tests, random in production).
     pub jitter_seed: u64,
+    /// Values for the graph's `${secret:…}` references, resolved by the
+    /// caller for this run only; redacted from every reported error.
+    pub secrets: SecretValues,
 }
 
 impl Default for Options {
@@ -119,6 +124,7 @@ impl Default for Options {
             holder: "paved".into(),
             lease: Duration::from_secs(60),
             jitter_seed: 0,
+            secrets: SecretValues::default(),
         }
     }
 }
@@ -311,8 +317,13 @@ fn covers(have: &serde_json::Value, want: &serde_json::Value) -> bool {
 }
 
 /// A node as its driver sees it: every reference replaced by the output it names.
-fn resource_of(env: &str, node: &Node, outputs: &BTreeMap<String, Outputs>) -> Result<Resource, DriverError> {
-    let properties = refs::resolve(&node.properties, outputs).map_err(DriverError::Permanent)?;
+fn resource_of(
+    env: &str,
+    node: &Node,
+    outputs: &BTreeMap<String, Outputs>,
+    secrets: &SecretValues,
+) -> Result<Resource, DriverError> {
+    let properties = refs::resolve(&node.properties, outputs, secrets).map_err(DriverError::Permanent)?;
     Ok(Resource {
         environment: env.to_string(),
         id: node.id(),
@@ -326,7 +337,7 @@ fn resource_of(env: &str, node: &Node, outputs: &BTreeMap<String, Outputs>) -> R
 impl Run {
     fn resource(&self, node: &Node) -> Result<Resource, DriverError> {
         let outputs = self.outputs.lock().unwrap_or_else(|p| p.into_inner());
-        resource_of(&self.env, node, &outputs)
+        resource_of(&self.env, node, &outputs, &self.opts.secrets)
     }
 
     fn backoff(&self, id: &str, attempt: u32) -> Duration {
@@ -379,7 +390,13 @@ impl Run {
     /// Creates, updates or replaces one node, waits until it is ready and records it.
     async fn converge(&self, id: &str, action: Action) -> Outcome {
         self.progress.started(id, action);
-        let outcome = self.converge_inner(id, action).await;
+        let outcome = match self.converge_inner(id, action).await {
+            // A driver's message may quote what it was given.
+            Outcome::Failed { error, attempts } => {
+                Outcome::Failed { error: self.opts.secrets.redact(&error), attempts }
+            }
+            other => other,
+        };
         self.progress.finished(id, &outcome);
         outcome
     }

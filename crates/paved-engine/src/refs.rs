@@ -1,24 +1,28 @@
-//! Resolving `${ref:NODE.OUTPUT}` references at apply time.
+//! Resolving `${ref:NODE.OUTPUT}` and `${secret:SERVICE/NAME}` references
+//! at apply time.
 
 use crate::Outputs;
+use crate::secrets::SecretValues;
 use serde_json::Value;
 use std::collections::BTreeMap;
 
 /// Replaces every reference with the named output of an applied node and
 /// turns `$${` escapes into a literal `${`. A reference to an output that
 /// does not exist is an error (the plan guarantees it should).
-pub fn resolve(v: &Value, outputs: &BTreeMap<String, Outputs>) -> Result<Value, String> {
+pub fn resolve(v: &Value, outputs: &BTreeMap<String, Outputs>, secrets: &SecretValues) -> Result<Value, String> {
     Ok(match v {
-        Value::String(s) => Value::String(resolve_str(s, outputs)?),
-        Value::Array(items) => Value::Array(items.iter().map(|i| resolve(i, outputs)).collect::<Result<_, _>>()?),
-        Value::Object(m) => {
-            Value::Object(m.iter().map(|(k, i)| Ok((k.clone(), resolve(i, outputs)?))).collect::<Result<_, String>>()?)
+        Value::String(s) => Value::String(resolve_str(s, outputs, secrets)?),
+        Value::Array(items) => {
+            Value::Array(items.iter().map(|i| resolve(i, outputs, secrets)).collect::<Result<_, _>>()?)
         }
+        Value::Object(m) => Value::Object(
+            m.iter().map(|(k, i)| Ok((k.clone(), resolve(i, outputs, secrets)?))).collect::<Result<_, String>>()?,
+        ),
         other => other.clone(),
     })
 }
 
-fn resolve_str(s: &str, outputs: &BTreeMap<String, Outputs>) -> Result<String, String> {
+fn resolve_str(s: &str, outputs: &BTreeMap<String, Outputs>, secrets: &SecretValues) -> Result<String, String> {
     let mut out = String::with_capacity(s.len());
     let mut rest = s;
     while let Some(i) = rest.find('$') {
@@ -39,6 +43,15 @@ fn resolve_str(s: &str, outputs: &BTreeMap<String, Outputs>) -> Result<String, S
                 Value::String(v) => out.push_str(v),
                 other => out.push_str(&other.to_string()),
             }
+            rest = &after[end + 1..];
+        } else if let Some(after) = tail.strip_prefix("${secret:") {
+            let end = after.find('}').ok_or_else(|| format!("unterminated secret reference in `{s}`"))?;
+            let key = &after[..end];
+            let value = secrets.get(key).ok_or_else(|| {
+                let (service, name) = key.split_once('/').unwrap_or(("", key));
+                format!("secret `{name}` (used by `{service}`) is not set: `paved secret set {name} -e ENV`")
+            })?;
+            out.push_str(value);
             rest = &after[end + 1..];
         } else {
             out.push('$');
@@ -61,7 +74,16 @@ mod tests {
             Outputs::from([("host".to_string(), json!("127.0.0.1")), ("port".to_string(), json!(5432))]),
         )]);
         let v = json!({"url": "pg://${ref:local.postgres.database/db.host}:${ref:local.postgres.database/db.port}/x", "lit": "$${HOME} costs $5"});
-        assert_eq!(resolve(&v, &outputs).unwrap(), json!({"url": "pg://127.0.0.1:5432/x", "lit": "${HOME} costs $5"}));
-        assert!(resolve(&json!("${ref:a/b.c}"), &outputs).unwrap_err().contains("has no output"));
+        assert_eq!(
+            resolve(&v, &outputs, &SecretValues::default()).unwrap(),
+            json!({"url": "pg://127.0.0.1:5432/x", "lit": "${HOME} costs $5"})
+        );
+        assert!(
+            resolve(&json!("${ref:a/b.c}"), &outputs, &SecretValues::default()).unwrap_err().contains("has no output")
+        );
+        let secrets = SecretValues::new(BTreeMap::from([("api/DB".to_string(), "s3cr3t".to_string())]));
+        assert_eq!(resolve(&json!("pw=${secret:api/DB}"), &outputs, &secrets).unwrap(), json!("pw=s3cr3t"));
+        let missing = resolve(&json!("${secret:api/NOPE}"), &outputs, &secrets).unwrap_err();
+        assert!(missing.contains("`NOPE`") && missing.contains("paved secret set"), "{missing}");
     }
 }

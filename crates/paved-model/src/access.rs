@@ -31,6 +31,11 @@ pub struct RoleBindingSpec {
     /// so here (or that names the environment in its scope).
     #[serde(default)]
     pub production: bool,
+    /// Lets its subjects read secret values (`paved secret reveal`) in its
+    /// scope, with at least the developer role. No role implies it: reading
+    /// a secret is granted explicitly, and every reveal is audited.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub reveal_secrets: bool,
 }
 
 /// What a subject may do, each role including the ones before it.

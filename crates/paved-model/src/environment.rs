@@ -62,6 +62,12 @@ pub struct EnvironmentSpec {
     /// default for this environment type.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub parameters: BTreeMap<String, serde_json::Value>,
+    /// Environments whose secrets this one may use where it has none of its
+    /// own, looked up in this order (a preview sharing staging's test
+    /// credentials, say). A non-production environment may not name a
+    /// production one: production secrets never reach previews.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secrets_from: Vec<String>,
 }
 
 /// `name@MAJOR.MINOR.PATCH`

@@ -59,7 +59,8 @@ pub struct ResourceBinding {
 }
 
 /// Rewrites the placeholders of one string: `${metadata.…}` becomes its
-/// value, `${resources.R.F}` becomes `${ref:NODE.F}`, `$${` stays an escape.
+/// value, `${resources.R.F}` becomes `${ref:NODE.F}`, `${secrets.NAME}`
+/// becomes `${secret:SERVICE/NAME}`, `$${` stays an escape.
 pub fn rewrite(
     w: &Workload,
     field: &str,
@@ -103,6 +104,8 @@ pub fn rewrite(
                         };
                         out.push_str(&format!("${{ref:{}.{output}}}", b.node));
                     }
+                    // Resolved at apply time only: the graph (and so every plan) holds the reference.
+                    ["secrets", name] => out.push_str(&format!("${{secret:{}/{name}}}", w.metadata.name)),
                     _ => return Err(fail(p.text(), "unknown placeholder".into())),
                 }
             }

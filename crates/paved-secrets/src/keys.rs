@@ -49,7 +49,9 @@ impl KeyRing {
     pub async fn unwrap(&self, wrapped: &WrappedKey) -> Result<DataKey, SecretsError> {
         match std::iter::once(&self.current).chain(&self.previous).find(|k| k.id() == wrapped.kek_id) {
             Some(kek) => kek.unwrap(wrapped).await,
-            None => Err(SecretsError::OtherKek { wrapped_by: wrapped.kek_id.clone(), provider: self.current.id().into() }),
+            None => {
+                Err(SecretsError::OtherKek { wrapped_by: wrapped.kek_id.clone(), provider: self.current.id().into() })
+            }
         }
     }
 }

@@ -6,9 +6,9 @@
 //! audited) and [`Vault::resolve`] (for an apply, which hands them to
 //! workloads).
 
+use crate::SecretsError;
 use crate::envelope::{Binding, DataKey, Sealed, SecretValue, WrappedKey, open, seal};
 use crate::keys::KeyRing;
-use crate::SecretsError;
 use paved_model::Clock;
 use paved_store::{
     AuditOutcome, NewAuditEvent, RequestContext, Rewrapped, Store, StoreError, StoredDataKey, StoredSecret,
@@ -49,10 +49,10 @@ impl Scope {
 }
 
 /// What may be shown about a secret version: everything but the value.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct SecretInfo {
     pub environment: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service: Option<String>,
     pub name: String,
     pub version: i64,
@@ -86,7 +86,7 @@ pub struct Actor {
 /// How far a key rotation got.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct RotationReport {
-    /// Data and signing keys wrapped again by the new KEK.
+    /// Data (and signing) keys wrapped again by the new KEK.
     pub rewrapped: usize,
     /// Environments that got a new data key.
     pub new_data_keys: usize,
@@ -96,7 +96,7 @@ pub struct RotationReport {
     pub retired_keys_removed: usize,
     /// `false` when stopped by `stop_after` (run again to continue).
     pub finished: bool,
-    /// The KEKs stored keys are wrapped by now (one, when finished).
+    /// The KEKs data keys are wrapped by now (one, when finished).
     pub kek_ids: Vec<String>,
 }
 
@@ -116,11 +116,14 @@ pub struct RotateOptions {
     /// Stop after this many writes (spread a rotation over windows; tests
     /// stop it at every point). `None`: run to the end.
     pub stop_after: Option<usize>,
+    /// Re-wrap the OIDC issuer's signing keys too. Not when the new KEK is a
+    /// cloud KMS: the issuer must sign before any cloud credential exists.
+    pub rewrap_signing_keys: bool,
 }
 
 impl Default for RotateOptions {
     fn default() -> RotateOptions {
-        RotateOptions { batch_size: 100, stop_after: None }
+        RotateOptions { batch_size: 100, stop_after: None, rewrap_signing_keys: true }
     }
 }
 
@@ -129,13 +132,13 @@ pub fn check_name(name: &str) -> Result<(), SecretsError> {
     let ok = !name.is_empty()
         && name.len() <= 128
         && name.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-'));
     if ok {
         Ok(())
     } else {
         Err(SecretsError::BadName {
             name: name.into(),
-            reason: "use letters, digits, `_`, `-` and `.`, starting with a letter or `_` (at most 128)".into(),
+            reason: "use letters, digits, `_` and `-`, starting with a letter or `_` (at most 128)".into(),
         })
     }
 }
@@ -351,7 +354,8 @@ impl Vault {
 
     async fn open_stored(&self, s: &StoredSecret) -> Result<SecretValue, SecretsError> {
         let key = self.data_key(&s.environment, &s.key_id).await?;
-        let sealed = Sealed { key_id: s.key_id.clone(), nonce: hex_nonce(&s.nonce)?, ciphertext: hex_bytes(&s.ciphertext)? };
+        let sealed =
+            Sealed { key_id: s.key_id.clone(), nonce: hex_nonce(&s.nonce)?, ciphertext: hex_bytes(&s.ciphertext)? };
         open(&key, &sealed, &binding(s))
     }
 
@@ -469,15 +473,20 @@ impl Vault {
             report.rewrapped += usize::from(self.store.rewrap_data_key(&k.id, &k.kek_id, &to).await?);
             progress(RotationPhase::Rewrapping, report.rewrapped);
         }
-        for k in self.store.signing_keys().await? {
+        let signing_keys = if opts.rewrap_signing_keys { self.store.signing_keys().await? } else { Vec::new() };
+        for k in signing_keys {
             if k.kek_id == current {
                 continue;
             }
             if !spend() {
                 return self.stopped(report).await;
             }
-            let wrapped =
-                WrappedKey { key_id: k.kid.clone(), kek_id: k.kek_id.clone(), nonce: hex_nonce(&k.nonce)?, ciphertext: hex_bytes(&k.wrapped)? };
+            let wrapped = WrappedKey {
+                key_id: k.kid.clone(),
+                kek_id: k.kek_id.clone(),
+                nonce: hex_nonce(&k.nonce)?,
+                ciphertext: hex_bytes(&k.wrapped)?,
+            };
             let key = self.keys.unwrap(&wrapped).await?;
             let w = self.keys.wrap(&key, self.fresh_nonce()).await?;
             let to = Rewrapped { kek_id: w.kek_id, nonce: hex::encode(w.nonce), wrapped: hex::encode(w.ciphertext) };
@@ -521,8 +530,11 @@ impl Vault {
                         return self.stopped(report).await;
                     }
                     for s in batch {
-                        let sealed =
-                            Sealed { key_id: s.key_id.clone(), nonce: hex_nonce(&s.nonce)?, ciphertext: hex_bytes(&s.ciphertext)? };
+                        let sealed = Sealed {
+                            key_id: s.key_id.clone(),
+                            nonce: hex_nonce(&s.nonce)?,
+                            ciphertext: hex_bytes(&s.ciphertext)?,
+                        };
                         let value = open(&old_key, &sealed, &binding(&s))?;
                         let again = self.random(|r| seal(&new_key, &value, &binding(&s), &mut &mut *r));
                         let moved = StoredSecret {
@@ -554,10 +566,9 @@ impl Vault {
         Ok(report)
     }
 
-    /// The KEKs that stored data and signing keys are wrapped by.
+    /// The KEKs that stored data keys are wrapped by.
     pub async fn kek_ids(&self) -> Result<Vec<String>, SecretsError> {
         let mut ids: Vec<String> = self.store.data_keys(None).await?.into_iter().map(|k| k.kek_id).collect();
-        ids.extend(self.store.signing_keys().await?.into_iter().map(|k| k.kek_id));
         ids.sort();
         ids.dedup();
         Ok(ids)

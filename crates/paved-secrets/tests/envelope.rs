@@ -91,7 +91,10 @@ async fn a_kek_can_come_from_an_environment_variable() {
     let kek = EnvKey::from_var("PAVED_TEST_KEK").unwrap();
     let mut rng = rand::rng();
     let dek = DataKey::generate("dek:dev:1", &mut rng);
-    assert_eq!(kek.unwrap(&kek.wrap(&dek, paved_secrets::nonce(&mut rng)).await.unwrap()).await.unwrap().id, "dek:dev:1");
+    assert_eq!(
+        kek.unwrap(&kek.wrap(&dek, paved_secrets::nonce(&mut rng)).await.unwrap()).await.unwrap().id,
+        "dek:dev:1"
+    );
     assert!(kek.id().starts_with("env:"));
     unsafe { std::env::set_var("PAVED_TEST_KEK", "not hex") };
     assert!(EnvKey::from_var("PAVED_TEST_KEK").err().unwrap().to_string().contains("64 hex digits"));

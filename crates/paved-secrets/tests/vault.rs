@@ -3,9 +3,7 @@
 //! that can stop at any write and be resumed.
 
 use paved_model::Clock;
-use paved_secrets::{
-    Actor, KeyFile, KeyProvider, KeyRing, RotateOptions, Scope, SecretValue, SecretsError, Vault,
-};
+use paved_secrets::{Actor, KeyFile, KeyProvider, KeyRing, RotateOptions, Scope, SecretValue, SecretsError, Vault};
 use paved_store::{AuditFilter, SecretStore, SqlStore, Store};
 use std::sync::Arc;
 use time::OffsetDateTime;
@@ -86,7 +84,10 @@ async fn versions_are_listed_without_values_and_reveals_are_audited() {
     assert_eq!(vault.list("staging", Some("")).await.unwrap().len(), 0);
     assert_eq!(vault.history(&staging, "DB_PASSWORD").await.unwrap().len(), 3);
     assert!(matches!(vault.reveal(&staging, "DB_PASSWORD", None, &grace()).await, Err(SecretsError::NotFound { .. })));
-    assert!(matches!(vault.set(&staging, "no spaces", &SecretValue(vec![]), &grace()).await, Err(SecretsError::BadName { .. })));
+    assert!(matches!(
+        vault.set(&staging, "no spaces", &SecretValue(vec![]), &grace()).await,
+        Err(SecretsError::BadName { .. })
+    ));
 }
 
 #[tokio::test]
@@ -149,7 +150,7 @@ async fn rotation_interrupted_after(stop: usize) -> usize {
     }
     let new = s.kek("new.kek");
     let rotating = s.vault(KeyRing::rotating(old.clone(), new.clone()));
-    let opts = RotateOptions { batch_size: 3, stop_after: Some(stop) };
+    let opts = RotateOptions { batch_size: 3, stop_after: Some(stop), rewrap_signing_keys: true };
     let first = rotating.rotate(opts, &|_, _| {}).await.unwrap();
     // Values still open in the middle of a rotation.
     for (scope, name, value) in &expected {
@@ -157,7 +158,10 @@ async fn rotation_interrupted_after(stop: usize) -> usize {
         assert_eq!(got.0, value.as_bytes());
     }
     let resumed = s.vault(KeyRing::rotating(old, new.clone()));
-    let done = resumed.rotate(RotateOptions { batch_size: 3, stop_after: None }, &|_, _| {}).await.unwrap();
+    let done = resumed
+        .rotate(RotateOptions { batch_size: 3, stop_after: None, rewrap_signing_keys: true }, &|_, _| {})
+        .await
+        .unwrap();
     assert!(done.finished);
     assert_eq!(done.kek_ids, [new.id().to_string()]);
     // The old KEK is no longer needed.

@@ -66,6 +66,31 @@ impl Authed {
     pub async fn allow(&self, state: &AppState, ask: Request<'_>, action: &str, target: &str) -> Result<(), ApiError> {
         let inputs = state.policy_inputs(self.head).await?;
         let decision = Policy { bindings: &inputs.bindings, teams: &inputs.teams }.decide(&self.subject, &ask);
+        self.enforce(state, decision, ask.needs.as_str(), action, target).await
+    }
+
+    /// May the caller read secret values on `on` (an explicit grant, see
+    /// `Policy::decide_reveal`)? A denial is audited and becomes a 403.
+    pub async fn allow_reveal(
+        &self,
+        state: &AppState,
+        on: paved_auth::Target<'_>,
+        action: &str,
+        target: &str,
+    ) -> Result<(), ApiError> {
+        let inputs = state.policy_inputs(self.head).await?;
+        let decision = Policy { bindings: &inputs.bindings, teams: &inputs.teams }.decide_reveal(&self.subject, on);
+        self.enforce(state, decision, "revealSecrets", action, target).await
+    }
+
+    async fn enforce(
+        &self,
+        state: &AppState,
+        decision: Decision,
+        needs: &str,
+        action: &str,
+        target: &str,
+    ) -> Result<(), ApiError> {
         match decision {
             Decision::Allowed { .. } => Ok(()),
             Decision::Denied { reason } => {
@@ -78,7 +103,7 @@ impl Authed {
                         target.to_string(),
                         AuditOutcome::Denied,
                         None,
-                        serde_json::json!({"reason": reason, "needs": ask.needs.as_str(), "token": self.token_id}),
+                        serde_json::json!({"reason": reason, "needs": needs, "token": self.token_id}),
                     )
                     .await?;
                 state.metrics.denied.inc();

@@ -170,12 +170,30 @@ impl From<ControlError> for ApiError {
             e @ ControlError::StillProvisioned { .. } => {
                 ApiError::new(StatusCode::CONFLICT, "still-provisioned", e.to_string())
             }
+            ControlError::Secret(e) => e.into(),
             ControlError::Unplannable { environment, problems } => ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "unplannable",
                 format!("environment `{environment}` cannot be planned ({} problem(s))", problems.len()),
             )
             .with_details(problems.into_iter().map(|p| ErrorDetail::field("environment", p)).collect()),
+        }
+    }
+}
+
+impl From<paved_control::SecretError> for ApiError {
+    fn from(e: paved_control::SecretError) -> ApiError {
+        use paved_control::SecretError;
+        use paved_secrets::SecretsError;
+        match e {
+            SecretError::Vault(SecretsError::NotFound { .. }) => ApiError::not_found(e.to_string()),
+            SecretError::Vault(SecretsError::BadName { .. }) => ApiError::invalid("name", e.to_string()),
+            SecretError::Vault(SecretsError::Store(e)) => ApiError::internal(e),
+            e @ SecretError::ProductionShared { .. } => {
+                ApiError::new(StatusCode::FORBIDDEN, "forbidden", e.to_string())
+            }
+            // Does not open, wrong KEK, KMS unreachable: the server's keys, not the request.
+            e => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "secrets-unavailable", e.to_string()),
         }
     }
 }

@@ -118,6 +118,8 @@ impl AppState {
                 subjects: vec![paved_model::BindingSubject(auth::BOOTSTRAP_SUBJECT.into())],
                 scope: paved_model::BindingScope::Organisation,
                 production: true,
+                // Reading secret values is granted explicitly, even to the bootstrap admin.
+                reveal_secrets: false,
             },
         }];
         let mut teams = vec![];

@@ -6,6 +6,7 @@ use crate::params::check_value;
 use crate::parse::Batch;
 use crate::semantic::path;
 use crate::suggest::did_you_mean;
+use paved_model::environment::EnvType;
 use paved_model::score::ANNOTATION_OWNER;
 use paved_model::{Environment, Kind, Spec};
 use std::collections::BTreeMap;
@@ -284,6 +285,38 @@ fn check_environment(env: &Environment, world: &World<'_>) -> Vec<Finding> {
                 .hint(missing_hint(Kind::Team, &spec.owner, &world.names(Kind::Team))),
         );
     }
+    for (i, source) in spec.secrets_from.iter().enumerate() {
+        let at = format!("spec.secretsFrom.{i}");
+        match world.get(Kind::Environment, source) {
+            _ if *source == env.metadata.name => out.push(
+                Finding::new("secrets-from-self", &at, "an environment always uses its own secrets first".into())
+                    .hint("remove it from `secretsFrom`"),
+            ),
+            Some(Spec::Environment(from))
+                if from.spec.env_type == EnvType::Production && spec.env_type != EnvType::Production =>
+            {
+                out.push(
+                    Finding::new(
+                        "production-secrets-shared",
+                        &at,
+                        format!(
+                            "{} environment `{}` may not use the secrets of production environment `{source}`",
+                            spec.env_type, env.metadata.name
+                        ),
+                    )
+                    .hint(format!(
+                        "set the values it needs on it (`paved secret set NAME -e {}`) or share from a non-production environment",
+                        env.metadata.name
+                    )),
+                )
+            }
+            Some(_) => {}
+            None => out.push(
+                Finding::new("unknown-environment", &at, format!("unknown Environment `{source}`"))
+                    .hint(missing_hint(Kind::Environment, source, &world.names(Kind::Environment))),
+            ),
+        }
+    }
     out
 }
 
@@ -297,6 +330,7 @@ pub fn dependents(specs: &[Spec], kind: Kind, name: &str) -> Vec<(Kind, String)>
             (Spec::Environment(e), Kind::Blueprint) => e.spec.blueprint.0 == name,
             (Spec::Environment(e), Kind::CloudAccount) => e.spec.account == name,
             (Spec::Environment(e), Kind::Team) => e.spec.owner == name,
+            (Spec::Environment(e), Kind::Environment) => e.spec.secrets_from.iter().any(|s| s == name),
             (Spec::Service(w), Kind::Team) => w.annotation(ANNOTATION_OWNER) == Some(name),
             _ => false,
         };

@@ -577,11 +577,26 @@ fn check_placeholder(w: &Workload, p: &Placeholder, resources: &[&String]) -> Op
                 )
             })
         }
+        Some("secrets") => match p.path.get(1) {
+            Some(name) if p.path.len() == 2 && valid_secret_name(name) => None,
+            _ => Some((
+                format!("`{text}` is not a secret reference"),
+                "write `${secrets.NAME}` with NAME made of letters, digits, `_` and `-` (the value is set with `paved secret set NAME -e ENV`)".into(),
+            )),
+        },
         _ => Some((
             format!("unknown placeholder `{text}`"),
-            "placeholders start with `metadata.` or `resources.`; write `$${` for a literal `${`".into(),
+            "placeholders start with `metadata.`, `resources.` or `secrets.`; write `$${` for a literal `${`".into(),
         )),
     }
+}
+
+/// The secret name rule (also `paved_secrets::vault::check_name`, which the
+/// spec layer does not depend on).
+fn valid_secret_name(name: &str) -> bool {
+    name.len() <= 128
+        && name.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-'))
 }
 
 fn join(names: &[&String]) -> String {

@@ -5,6 +5,7 @@
 pub mod audit;
 pub mod environments;
 pub mod operations;
+pub mod secrets;
 pub mod specs;
 pub mod system;
 pub mod tokens;
@@ -26,6 +27,7 @@ use utoipa_axum::routes;
         (name = "environments", description = "Plan, apply, destroy and drift of environments"),
         (name = "operations", description = "Progress of applies and destroys"),
         (name = "audit", description = "The tamper-evident audit log"),
+        (name = "secrets", description = "Secrets of environments: never listed with values; reveals are granted explicitly and audited"),
         (name = "tokens", description = "API tokens"),
         (name = "system", description = "Health, metrics and identity"),
     )
@@ -110,6 +112,10 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(environments::drift_environment))
         .routes(routes!(environments::parity_environment))
         .routes(routes!(environments::service_logs))
+        .routes(routes!(secrets::list_secrets))
+        .routes(routes!(secrets::set_secret, secrets::delete_secret))
+        .routes(routes!(secrets::secret_versions))
+        .routes(routes!(secrets::reveal_secret))
         .routes(routes!(operations::get_operation))
         .routes(routes!(operations::operation_events))
         .routes(routes!(audit::list_audit))
