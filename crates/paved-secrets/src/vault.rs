@@ -421,7 +421,7 @@ impl Vault {
     ) -> Result<Option<(SecretInfo, SecretValue)>, SecretsError> {
         for environment in chain {
             let versions = self.store.secret_versions(environment, None, Some(name)).await?;
-            let newest_in = |svc: &str| versions.iter().filter(|s| s.service == svc).last();
+            let newest_in = |svc: &str| versions.iter().rfind(|s| s.service == svc);
             let candidates = service.into_iter().chain(std::iter::once(""));
             for svc in candidates {
                 match newest_in(svc) {

@@ -69,6 +69,7 @@ fn environment() -> impl Strategy<Value = Spec> {
                     owner,
                     ttl: Some(SpecDuration(format!("{hours}h"))),
                     parameters,
+                    secrets_from: vec![],
                 },
             })
         })
