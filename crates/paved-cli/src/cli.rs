@@ -48,6 +48,11 @@ pub struct Cli {
     /// file:DATA_DIR/keys/kek.
     #[arg(long, global = true, env = "PAVED_KEK")]
     pub kek: Option<String>,
+    /// paved's public URL: the issuer of the tokens clouds trust (they fetch
+    /// URL/.well-known/openid-configuration). Must match what was installed
+    /// with `paved account trust-policy`.
+    #[arg(long, global = true, env = "PAVED_PUBLIC_URL", default_value = "http://127.0.0.1:7480")]
+    pub public_url: String,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -190,6 +195,12 @@ Afterwards get, apply, destroy, drift, plan, parity, history, delete, audit and 
     /// Secrets of environments: set (from stdin or a file), list, reveal (audited), rotate keys.
     #[command(subcommand)]
     Secret(SecretCommand),
+    /// Cloud accounts: the trust to install once for keyless access, and a check that it works.
+    #[command(subcommand)]
+    Account(AccountCommand),
+    /// paved as an OIDC issuer: mint a token to debug a cloud's trust setup.
+    #[command(subcommand)]
+    Identity(IdentityCommand),
     /// The audit log: every change of specs and environments, in a hash chain.
     #[command(subcommand)]
     Audit(AuditCommand),
@@ -321,6 +332,50 @@ paved token create grace --subject user:grace@example.com --expires 30d -o json"
     List,
     /// Revoke a token by id (tok_…); it stops working at once.
     Revoke { id: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AccountCommand {
+    /// The IAM OIDC provider and role trust policy that let paved assume the
+    /// account's role with its own tokens, for that account's environments only.
+    #[command(after_help = "Examples:\n  paved account trust-policy aws-eu\n  \
+paved account trust-policy aws-eu -o json | jq .trust_policy > trust.json\n  \
+aws iam create-open-id-connect-provider --url \"$PAVED_PUBLIC_URL\" --client-id-list sts.amazonaws.com\n  \
+aws iam update-assume-role-policy --role-name paved --policy-document file://trust.json\n\n\
+Run it again after adding environments to the account: the policy lists them.")]
+    TrustPolicy {
+        name: String,
+        /// Also admit paved's own control-plane token (when this account's
+        /// KMS key is the key-encryption key: --kek aws-kms:NAME/KEY).
+        #[arg(long)]
+        control_plane: bool,
+    },
+    /// Assume the account's role with a token paved signs, and ask AWS who that is.
+    #[command(after_help = "Examples:\n  paved account check aws-eu -e eu-dev\n  paved account check aws-eu   # as the control plane")]
+    Check {
+        name: String,
+        /// Act for this environment of the account (default: the control plane).
+        #[arg(short = 'e', long = "environment")]
+        environment: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum IdentityCommand {
+    /// Print a short-lived token for an environment (or the control plane),
+    /// as paved presents it to a cloud.
+    #[command(after_help = "Examples:\n  paved identity token -e eu-dev\n  \
+paved identity token -e eu-dev --service api --audience sts.amazonaws.com -o json")]
+    Token {
+        /// The environment the token speaks for (default: the control plane).
+        #[arg(short = 'e', long = "environment")]
+        environment: Option<String>,
+        #[arg(long)]
+        service: Option<String>,
+        /// The `aud` claim.
+        #[arg(long, default_value = "sts.amazonaws.com")]
+        audience: String,
+    },
 }
 
 /// Where a secret lives.

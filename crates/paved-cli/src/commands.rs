@@ -24,6 +24,7 @@ impl From<paved_control::ControlError> for Failure {
                 Failure::Internal(e.into())
             }
             ControlError::Secret(e) => Failure::User(e.to_string()),
+            ControlError::Identity(e) => Failure::User(e.to_string()),
             bad @ (ControlError::BadTokenRequest(_)
             | ControlError::StillProvisioned { .. }
             | ControlError::NoLogs { .. }) => Failure::User(bad.to_string()),
@@ -58,6 +59,8 @@ pub(crate) struct Ctx {
     pub(crate) request: paved_store::RequestContext,
     /// The key-encryption key of secrets (`--kek`).
     pub(crate) kek: paved_control::KekSource,
+    /// paved's public URL (`--public-url`): the issuer of its tokens.
+    pub(crate) public_url: String,
 }
 
 fn hostname() -> String {
@@ -89,17 +92,16 @@ impl Ctx {
         } else {
             paved_control::KekSource::File(self.data_dir.join("keys").join("issuer.kek"))
         };
-        Ok(paved_control::Control::new(
-            open_store(self).await?,
-            self.local_config()?,
-            Arc::new(SystemClock),
-            self.runtime.map(|r| match r {
+        let settings = paved_control::Settings {
+            runtime: self.runtime.map(|r| match r {
                 crate::cli::Runtime::Docker => paved_control::RuntimeChoice::Docker,
                 crate::cli::Runtime::Process => paved_control::RuntimeChoice::Process,
             }),
-            self.kek.clone(),
+            kek: self.kek.clone(),
             issuer_kek,
-        ))
+            public_url: self.public_url.clone(),
+        };
+        Ok(paved_control::Control::new(open_store(self).await?, self.local_config()?, Arc::new(SystemClock), settings))
     }
 
     pub(crate) fn local_config(&self) -> Result<paved_local::Config, Failure> {
@@ -128,6 +130,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
     };
     let ctx = Ctx {
         kek,
+        public_url: cli.public_url.clone(),
         format: cli.output,
         color,
         state: cli.state.unwrap_or_else(|| format!("sqlite://{}", data_dir.join("state.db").display())),
@@ -158,6 +161,8 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
             | Command::Login { .. }
             | Command::Logout
             | Command::Secret(crate::cli::SecretCommand::RotateKeys { .. })
+            | Command::Account(_)
+            | Command::Identity(_)
     );
     let remote = if explicit_state || machine_local { None } else { crate::remote::Remote::load()? };
     if let Some(remote) = &remote {
@@ -192,6 +197,8 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Server(args) => crate::server::serve(&ctx, args).await,
         Command::Token(sub) => crate::server::token(&ctx, sub).await,
         Command::Secret(sub) => crate::secret::run(&ctx, sub).await,
+        Command::Account(sub) => crate::account::account(&ctx, sub).await,
+        Command::Identity(sub) => crate::account::identity(&ctx, sub).await,
         Command::Supervise { .. } => Err(Failure::User("`__supervise` is started by paved itself".into())),
         Command::Watch { file } => paved_local::docker::liveness::main(&file).await.map_err(Failure::User),
         Command::Proxy { routes, listen, request_timeout } => {

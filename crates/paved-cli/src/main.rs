@@ -1,5 +1,6 @@
 //! The `paved` binary: parses arguments and wires the library crates.
 
+mod account;
 mod audit;
 mod cli;
 mod commands;

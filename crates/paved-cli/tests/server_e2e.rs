@@ -270,6 +270,9 @@ struct Expect {
     success: u16,
 }
 
+/// Marks a route that needs an explicit grant rather than a role.
+const REVEAL: &str = "revealSecrets";
+
 fn rank(role: &str) -> usize {
     ROLES.iter().position(|r| *r == role).unwrap_or(usize::MAX)
 }
@@ -283,6 +286,8 @@ fn expectations() -> BTreeMap<(&'static str, &'static str), Expect> {
         (("get", "/readyz"), e(None, 200)),
         (("get", "/metrics"), e(None, 200)),
         (("get", "/api/v1/whoami"), e(Some("any"), 200)),
+        (("get", "/.well-known/openid-configuration"), e(None, 200)),
+        (("get", "/.well-known/jwks.json"), e(None, 200)),
         (("get", "/api/v1/specs"), e(Some("viewer"), 200)),
         (("post", "/api/v1/specs"), e(Some("developer"), 200)),
         (("get", "/api/v1/specs/{kind}/{name}"), e(Some("viewer"), 200)),
@@ -297,6 +302,12 @@ fn expectations() -> BTreeMap<(&'static str, &'static str), Expect> {
         (("get", "/api/v1/environments/{name}/drift"), e(Some("viewer"), 200)),
         (("get", "/api/v1/environments/{name}/parity"), e(Some("viewer"), 200)),
         (("get", "/api/v1/environments/{name}/services/{service}/logs"), e(Some("developer"), 200)),
+        (("get", "/api/v1/environments/{name}/secrets"), e(Some("viewer"), 200)),
+        (("put", "/api/v1/environments/{name}/secrets/{secret}"), e(Some("developer"), 200)),
+        (("delete", "/api/v1/environments/{name}/secrets/{secret}"), e(Some("developer"), 200)),
+        (("get", "/api/v1/environments/{name}/secrets/{secret}/versions"), e(Some("viewer"), 200)),
+        // No role reveals a secret: only a binding with `revealSecrets: true` (tested separately).
+        (("post", "/api/v1/environments/{name}/secrets/{secret}/reveal"), e(Some(REVEAL), 200)),
         (("get", "/api/v1/operations/{id}"), e(Some("viewer"), 200)),
         (("get", "/api/v1/operations/{id}/events"), e(Some("viewer"), 200)),
         (("get", "/api/v1/audit"), e(Some("operator"), 200)),
@@ -345,12 +356,21 @@ fn concrete(method: &str, template: &str, role: &str, fixtures: &Fixtures) -> (S
             if template.starts_with("/api/v1/tokens") { &fixtures.doomed_tokens[role] } else { &fixtures.operation },
         )
         .replace("{service}", "api")
+        .replace(
+            "{secret}",
+            match method {
+                "delete" => "DOOMED_ROLE",
+                "put" => "PUT_ROLE",
+                _ => "SHARED",
+            },
+        )
         .replace("ROLE", role)
         .replace("/parity", "/parity?with=staging");
     let body = match (method, template) {
         ("post", "/api/v1/specs") => env_doc(&format!("posted-{role}"), "development").into_bytes(),
         ("put", _) => env_doc(&format!("put-{role}"), "development").into_bytes(),
         ("post", "/console/login") => format!("token={}&next=/console/audit", fixtures.login_token).into_bytes(),
+        ("put", t) if t.contains("/secrets/") => br#"{"value": "not-the-canary"}"#.to_vec(),
         ("post", "/api/v1/tokens") => {
             json!({"name": format!("made-by-{role}"), "subject": "serviceaccount:ci"}).to_string().into_bytes()
         }
@@ -378,6 +398,10 @@ fn every_route_enforces_roles_tokens_and_limits_and_is_documented() {
         })
         .collect();
     p.ok_with_input(&["apply", "-f", "-"], &doomed_teams);
+    p.ok_with_input(&["secret", "set", "SHARED", "-e", "dev"], "shared-value");
+    for r in ROLES {
+        p.ok_with_input(&["secret", "set", &format!("DOOMED_{r}"), "-e", "dev"], "doomed");
+    }
     let tokens: BTreeMap<&str, String> =
         ROLES.iter().map(|r| (*r, p.token(r, &format!("serviceaccount:e2e-{r}"), None).1)).collect();
     let (_, expiring) = p.token("short", "serviceaccount:e2e-admin", Some("1s"));
@@ -462,6 +486,7 @@ fn every_route_enforces_roles_tokens_and_limits_and_is_documented() {
             let r = p.request(&m, &path, Some(&tokens[role]), form, &body);
             let allowed = match e.needs {
                 None | Some("any") => true,
+                Some(REVEAL) => false,
                 Some(needs) => rank(role) >= rank(needs),
             };
             if allowed {
@@ -475,7 +500,11 @@ fn every_route_enforces_roles_tokens_and_limits_and_is_documented() {
                     assert_eq!(body["code"], "forbidden");
                     body["message"].as_str().unwrap().to_string()
                 };
-                assert!(message.contains(&format!("needs the {} role", e.needs.unwrap())), "{message}");
+                match e.needs {
+                    Some(REVEAL) => assert!(message.contains("revealSecrets: true"), "{message}"),
+                    Some(needs) => assert!(message.contains(&format!("needs the {needs} role")), "{message}"),
+                    None => unreachable!(),
+                }
             }
         }
     }

@@ -4,10 +4,12 @@
 //! the audit log) and reading its drift happen here once, so the doors
 //! differ only in how they show progress and results.
 
+mod identity;
 mod logs;
 mod secrets;
 mod tokens;
 
+pub use identity::{AccountCheck, IdentityFailure, TrustSetup};
 pub use secrets::{KekSource, SecretError};
 pub use tokens::BadTokenRequest;
 
@@ -34,6 +36,8 @@ pub enum ControlError {
     BadTokenRequest(#[from] BadTokenRequest),
     #[error(transparent)]
     Secret(#[from] SecretError),
+    #[error(transparent)]
+    Identity(#[from] IdentityFailure),
     #[error("service `{service}` has no logs in environment `{environment}`: {reason}")]
     NoLogs { service: String, environment: String, reason: String },
     #[error(
@@ -79,12 +83,9 @@ pub trait LockWatcher: Send + Sync {
 pub struct Silent;
 impl LockWatcher for Silent {}
 
-/// The control plane's operations over one store and this machine's local provider.
-#[derive(Clone)]
-pub struct Control {
-    pub store: Arc<dyn Store>,
-    pub local: paved_local::Config,
-    pub clock: Arc<dyn Clock>,
+/// How a [`Control`] is set up, beyond its store.
+#[derive(Debug, Clone)]
+pub struct Settings {
     /// `--runtime`, when given.
     pub runtime: Option<RuntimeChoice>,
     /// The key-encryption key of secrets.
@@ -93,7 +94,19 @@ pub struct Control {
     /// is local; a key file otherwise (the issuer signs the very tokens a
     /// cloud KMS asks for, so it cannot depend on one).
     pub issuer_kek: KekSource,
+    /// paved's public URL: the issuer of its tokens.
+    pub public_url: String,
+}
+
+/// The control plane's operations over one store and this machine's local provider.
+#[derive(Clone)]
+pub struct Control {
+    pub store: Arc<dyn Store>,
+    pub local: paved_local::Config,
+    pub clock: Arc<dyn Clock>,
+    pub settings: Settings,
     vault: Arc<tokio::sync::OnceCell<Arc<paved_secrets::Vault>>>,
+    broker: Arc<tokio::sync::OnceCell<Arc<paved_identity::CredentialBroker>>>,
 }
 
 /// What the killed paved asked of other programs (the Docker Engine removing a
@@ -101,15 +114,8 @@ pub struct Control {
 const TAKEOVER_SETTLE: Duration = Duration::from_secs(2);
 
 impl Control {
-    pub fn new(
-        store: Arc<dyn Store>,
-        local: paved_local::Config,
-        clock: Arc<dyn Clock>,
-        runtime: Option<RuntimeChoice>,
-        kek: KekSource,
-        issuer_kek: KekSource,
-    ) -> Control {
-        Control { store, local, clock, runtime, kek, issuer_kek, vault: Default::default() }
+    pub fn new(store: Arc<dyn Store>, local: paved_local::Config, clock: Arc<dyn Clock>, settings: Settings) -> Control {
+        Control { store, local, clock, settings, vault: Default::default(), broker: Default::default() }
     }
 
     pub fn catalog(&self, request: RequestContext) -> Catalog {
@@ -129,7 +135,7 @@ impl Control {
         let on_path = |bin: &str| {
             std::env::var_os("PATH").is_some_and(|paths| std::env::split_paths(&paths).any(|d| d.join(bin).is_file()))
         };
-        let docker = match self.runtime {
+        let docker = match self.settings.runtime {
             Some(r) => r == RuntimeChoice::Docker,
             None => {
                 let applied = self.store.applied_nodes(environment).await?;

@@ -79,7 +79,7 @@ pub enum SecretError {
 }
 
 impl Control {
-    async fn provider(&self, source: &KekSource) -> Result<Arc<dyn KeyProvider>, ControlError> {
+    pub(crate) async fn provider(&self, source: &KekSource) -> Result<Arc<dyn KeyProvider>, ControlError> {
         let kek_error = |reason: String| SecretError::Kek { source_name: source.to_string(), reason };
         Ok(match source {
             KekSource::File(path) => {
@@ -88,7 +88,8 @@ impl Control {
             KekSource::Env(var) => {
                 Arc::new(paved_secrets::EnvKey::from_var(var).map_err(|e| kek_error(e.to_string()))?)
             }
-            KekSource::AwsKms { account, key } => self.kms_key(account, key).await?,
+            // Boxed: a KMS key needs the broker, whose issuer needs a (local) provider.
+            KekSource::AwsKms { account, key } => Box::pin(self.kms_key(account, key)).await?,
         })
     }
 
@@ -96,7 +97,7 @@ impl Control {
     pub async fn vault(&self) -> Result<Arc<Vault>, ControlError> {
         self.vault
             .get_or_try_init(|| async {
-                let kek = self.provider(&self.kek).await?;
+                let kek = self.provider(&self.settings.kek).await?;
                 Ok(Arc::new(Vault::new(self.store.clone(), KeyRing::new(kek), self.clock.clone())))
             })
             .await
@@ -218,7 +219,7 @@ impl Control {
         opts: RotateOptions,
         progress: &(dyn Fn(RotationPhase, usize) + Sync),
     ) -> Result<RotationReport, ControlError> {
-        let current = self.provider(&self.kek).await?;
+        let current = self.provider(&self.settings.kek).await?;
         let ring = match to {
             Some(to) => KeyRing::rotating(current, self.provider(to).await?),
             None => KeyRing::new(current),
@@ -226,7 +227,7 @@ impl Control {
         let vault = Vault::new(self.store.clone(), ring.clone(), self.clock.clone());
         // Signing keys follow the KEK only to another local one (see `issuer_kek`).
         let opts =
-            RotateOptions { rewrap_signing_keys: to.is_some_and(KekSource::is_local) && self.kek.is_local(), ..opts };
+            RotateOptions { rewrap_signing_keys: to.is_some_and(KekSource::is_local) && self.settings.kek.is_local(), ..opts };
         let report = vault.rotate(opts, progress).await.map_err(SecretError::from)?;
         if report.finished {
             let details = serde_json::to_value(&report).unwrap_or_default();
@@ -240,15 +241,4 @@ impl Control {
 
 fn actor(caller: &Caller) -> Actor {
     Actor { subject: caller.actor.clone(), request: caller.request.clone() }
-}
-
-impl Control {
-    /// A KEK held by AWS KMS, used with the account's keyless credentials.
-    async fn kms_key(&self, account: &str, key: &str) -> Result<Arc<dyn KeyProvider>, ControlError> {
-        Err(SecretError::Kek {
-            source_name: format!("aws-kms:{account}/{key}"),
-            reason: "AWS KMS is not available in this build".into(),
-        }
-        .into())
-    }
 }

@@ -171,6 +171,7 @@ impl From<ControlError> for ApiError {
                 ApiError::new(StatusCode::CONFLICT, "still-provisioned", e.to_string())
             }
             ControlError::Secret(e) => e.into(),
+            ControlError::Identity(e) => e.into(),
             ControlError::Unplannable { environment, problems } => ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "unplannable",
@@ -194,6 +195,18 @@ impl From<paved_control::SecretError> for ApiError {
             }
             // Does not open, wrong KEK, KMS unreachable: the server's keys, not the request.
             e => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "secrets-unavailable", e.to_string()),
+        }
+    }
+}
+
+impl From<paved_control::IdentityFailure> for ApiError {
+    fn from(e: paved_control::IdentityFailure) -> ApiError {
+        use paved_control::IdentityFailure;
+        match e {
+            e @ (IdentityFailure::NoAwsRole { .. } | IdentityFailure::NotAws { .. }) => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "no-keyless-access", e.to_string())
+            }
+            e => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "identity-unavailable", e.to_string()),
         }
     }
 }

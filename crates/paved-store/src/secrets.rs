@@ -53,7 +53,10 @@ pub struct StoredSigningKey {
     pub wrapped: String,
     /// The public half, as a JWK (JSON text).
     pub public_jwk: String,
+    /// Published (in the JWKS) from then on.
     pub created_at: OffsetDateTime,
+    /// Signs tokens from then on.
+    pub activate_at: OffsetDateTime,
     /// Signs no more tokens from then on.
     pub rotate_at: OffsetDateTime,
     /// Leaves the JWKS then: every token it signed has expired.
@@ -114,7 +117,7 @@ macro_rules! secret_columns {
 }
 macro_rules! signing_key_columns {
     () => {
-        "kid, algorithm, kek_id, nonce, wrapped, public_jwk, created_at, rotate_at, publish_until"
+        "kid, algorithm, kek_id, nonce, wrapped, public_jwk, created_at, activate_at, rotate_at, publish_until"
     };
 }
 
@@ -168,6 +171,7 @@ fn to_signing_key(row: &AnyRow) -> Result<StoredSigningKey, StoreError> {
         wrapped: row.try_get("wrapped")?,
         public_jwk: row.try_get("public_jwk")?,
         created_at: time("created_at")?,
+        activate_at: time("activate_at")?,
         rotate_at: time("rotate_at")?,
         publish_until: time("publish_until")?,
         kid,
@@ -331,7 +335,7 @@ impl SecretStore for SqlStore {
         sqlx::query(concat!(
             "INSERT INTO signing_keys (",
             signing_key_columns!(),
-            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
         ))
         .bind(&k.kid)
         .bind(&k.algorithm)
@@ -340,6 +344,7 @@ impl SecretStore for SqlStore {
         .bind(&k.wrapped)
         .bind(&k.public_jwk)
         .bind(timestamp(k.created_at))
+        .bind(timestamp(k.activate_at))
         .bind(timestamp(k.rotate_at))
         .bind(timestamp(k.publish_until))
         .execute(self.pool())

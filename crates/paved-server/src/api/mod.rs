@@ -30,6 +30,7 @@ use utoipa_axum::routes;
         (name = "secrets", description = "Secrets of environments: never listed with values; reveals are granted explicitly and audited"),
         (name = "tokens", description = "API tokens"),
         (name = "system", description = "Health, metrics and identity"),
+        (name = "identity", description = "paved as an OpenID Connect issuer: discovery and signing keys"),
     )
 )]
 struct ApiDoc;
@@ -101,6 +102,8 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(system::readyz))
         .routes(routes!(system::metrics))
         .routes(routes!(system::whoami))
+        .routes(routes!(system::openid_configuration))
+        .routes(routes!(system::jwks))
         .routes(routes!(specs::list_specs, specs::record_specs))
         .routes(routes!(specs::get_spec, specs::put_spec, specs::delete_spec))
         .routes(routes!(specs::spec_history))

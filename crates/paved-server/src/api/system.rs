@@ -69,3 +69,22 @@ pub async fn whoami(State(state): State<AppState>, who: Authed) -> Result<axum::
         .collect();
     Ok(axum::Json(WhoAmI { subject: who.subject, token: who.token_id, acts_as, bindings }))
 }
+
+/// OpenID Provider metadata of paved's issuer: how clouds (AWS IAM OIDC
+/// providers, GCP workload identity pools, Azure federated credentials)
+/// find the keys that verify paved's tokens.
+#[utoipa::path(get, path = "/.well-known/openid-configuration", tag = "identity", security(()),
+    responses((status = 200, description = "OpenID Provider metadata", body = Object)))]
+pub async fn openid_configuration(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
+    let issuer = state.control.issuer().await?;
+    Ok(([(header::CACHE_CONTROL, "public, max-age=300")], axum::Json(issuer.discovery())))
+}
+
+/// The issuer's public keys (JWKS): every key that signs now, the next one
+/// before it does, and retired ones until their tokens have expired.
+#[utoipa::path(get, path = "/.well-known/jwks.json", tag = "identity", security(()),
+    responses((status = 200, description = "JSON Web Key Set", body = Object)))]
+pub async fn jwks(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
+    let keys = state.control.issuer().await?.jwks().await.map_err(paved_control::IdentityFailure::from)?;
+    Ok(([(header::CACHE_CONTROL, "public, max-age=300")], axum::Json(keys)))
+}

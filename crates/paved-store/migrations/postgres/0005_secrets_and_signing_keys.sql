@@ -32,9 +32,11 @@ CREATE TABLE secret_versions (
 );
 CREATE INDEX secret_versions_by_key ON secret_versions (key_id);
 
--- The OIDC issuer's signing keys: the private half sealed like a data key,
--- the public half as a JWK. A key signs until rotate_at and is published
--- until publish_until (every token it signed has expired by then).
+-- The OIDC issuer's signing keys: the private half wrapped like a data key,
+-- the public half as a JWK. A key is published from created_at (ahead of
+-- use, so verifiers that cache the JWKS know it), signs from activate_at
+-- until rotate_at, and is published until publish_until (every token it
+-- signed has expired by then).
 CREATE TABLE signing_keys (
     kid           TEXT PRIMARY KEY,
     algorithm     TEXT NOT NULL,
@@ -43,6 +45,7 @@ CREATE TABLE signing_keys (
     wrapped       TEXT NOT NULL,
     public_jwk    TEXT NOT NULL,
     created_at    TEXT NOT NULL,
+    activate_at   TEXT NOT NULL,
     rotate_at     TEXT NOT NULL,
     publish_until TEXT NOT NULL
 );

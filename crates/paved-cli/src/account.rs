@@ -1,0 +1,81 @@
+//! `paved account` (the trust to install for keyless access, and a check
+//! that it works) and `paved identity token`.
+
+use crate::Failure;
+use crate::cli::{AccountCommand, IdentityCommand};
+use crate::commands::Ctx;
+use crate::output::{structured, timestamp};
+use paved_identity::WorkloadIdentity;
+
+pub async fn account(ctx: &Ctx, command: AccountCommand) -> Result<(), Failure> {
+    let control = ctx.control().await?;
+    match command {
+        AccountCommand::TrustPolicy { name, control_plane } => {
+            let setup = control.trust_setup(&name, control_plane).await?;
+            if let Some(text) = structured(ctx.format, &setup) {
+                println!("{text}");
+                return Ok(());
+            }
+            let p = &setup.oidc_provider;
+            println!("1. An IAM OIDC provider for paved's issuer (once per AWS account):");
+            println!("   URL:        {}", p.url);
+            println!("   audience:   {}", p.client_ids.join(", "));
+            println!("   thumbprint: {}", p.thumbprint);
+            println!("   ARN:        {}", p.arn);
+            println!("\n2. This trust policy on role {}:\n", setup.role_arn);
+            println!("{}", serde_json::to_string_pretty(&setup.trust_policy).unwrap_or_default());
+            println!("\nThen check it: paved account check {name} -e ENVIRONMENT");
+        }
+        AccountCommand::Check { name, environment } => {
+            let check = control.check_account(&name, environment.as_deref(), &ctx.request.request_id).await?;
+            if let Some(text) = structured(ctx.format, &check) {
+                println!("{text}");
+            } else {
+                println!(
+                    "{}: {} is {} (credentials until {}, held in memory only)",
+                    check.account,
+                    check.subject,
+                    check.principal,
+                    timestamp(check.credentials_expire_at)
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+pub async fn identity(ctx: &Ctx, command: IdentityCommand) -> Result<(), Failure> {
+    let control = ctx.control().await?;
+    match command {
+        IdentityCommand::Token { environment, service, audience } => {
+            let catalog = control.catalog(ctx.request.clone());
+            let identity = match environment {
+                Some(env) => {
+                    let object = catalog.get(paved_model::Kind::Environment, &env).await?;
+                    let paved_model::Spec::Environment(e) = object.spec else {
+                        return Err(Failure::Internal(anyhow::anyhow!("an Environment record holds another kind")));
+                    };
+                    WorkloadIdentity {
+                        environment: env,
+                        account: e.spec.account,
+                        operation: ctx.request.request_id.clone(),
+                        service,
+                    }
+                }
+                None => WorkloadIdentity::control_plane("", &ctx.request.request_id),
+            };
+            let token = control.mint_token(&identity, &audience).await?;
+            if let Some(text) = structured(ctx.format, &serde_json::json!({
+                "token": token.token,
+                "kid": token.kid,
+                "claims": token.claims,
+                "expires_at": token.expires_at.format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
+            })) {
+                println!("{text}");
+            } else {
+                println!("{}", token.token);
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,118 @@
+//! The issuer over a real SQLite store: tokens verify against the published
+//! JWKS, keys are published before they sign and stay published until
+//! their tokens expire.
+
+use jsonwebtoken::{DecodingKey, Validation, jwk::JwkSet};
+use paved_identity::{Claims, Issuer, IssuerConfig, WorkloadIdentity};
+use paved_model::Clock;
+use paved_secrets::{KeyFile, KeyRing};
+use paved_store::SqlStore;
+use std::sync::{Arc, Mutex};
+use time::{Duration, OffsetDateTime};
+
+struct TestClock(Mutex<OffsetDateTime>);
+impl Clock for TestClock {
+    fn now(&self) -> OffsetDateTime {
+        *self.0.lock().unwrap()
+    }
+}
+impl TestClock {
+    fn advance(&self, by: Duration) {
+        *self.0.lock().unwrap() += by;
+    }
+}
+
+async fn issuer(dir: &tempfile::TempDir, clock: Arc<TestClock>) -> Issuer {
+    let store = Arc::new(SqlStore::open(&format!("sqlite://{}/state.db", dir.path().display())).await.unwrap());
+    let kek = Arc::new(KeyFile::open_or_create(&dir.path().join("kek"), &mut rand::rng()).unwrap());
+    let mut config = IssuerConfig::new("https://paved.example.com/").unwrap();
+    config.key_lifetime = Duration::hours(1);
+    config.publish_ahead = Duration::minutes(10);
+    Issuer::new(store, KeyRing::new(kek), clock, config)
+}
+
+fn prod() -> WorkloadIdentity {
+    WorkloadIdentity {
+        environment: "production".into(),
+        account: "aws-prod".into(),
+        operation: "op-1".into(),
+        service: None,
+    }
+}
+
+/// Verifies `token` the way a cloud does: the key named by `kid` from the JWKS.
+fn verify(token: &str, jwks: &serde_json::Value, now: OffsetDateTime) -> Result<Claims, String> {
+    let set: JwkSet = serde_json::from_value(jwks.clone()).unwrap();
+    let kid = jsonwebtoken::decode_header(token).map_err(|e| e.to_string())?.kid.ok_or("no kid")?;
+    let jwk = set.find(&kid).ok_or_else(|| format!("kid {kid} is not published"))?;
+    let mut v = Validation::new(jsonwebtoken::Algorithm::ES256);
+    v.set_audience(&["sts.amazonaws.com"]);
+    v.set_issuer(&["https://paved.example.com"]);
+    v.validate_exp = false; // checked against the test clock below
+    let claims = jsonwebtoken::decode::<Claims>(token, &DecodingKey::from_jwk(jwk).unwrap(), &v)
+        .map_err(|e| e.to_string())?
+        .claims;
+    if claims.exp <= now.unix_timestamp() {
+        return Err("expired".into());
+    }
+    Ok(claims)
+}
+
+#[tokio::test]
+async fn tokens_name_the_environment_and_verify_against_the_published_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(TestClock(Mutex::new(time::macros::datetime!(2026-11-25 09:00 UTC))));
+    let issuer = issuer(&dir, clock.clone()).await;
+    let mut svc = prod();
+    svc.service = Some("api".into());
+    let token = issuer.mint(&svc, "sts.amazonaws.com").await.unwrap();
+    let claims = verify(&token.token, &issuer.jwks().await.unwrap(), clock.now()).unwrap();
+    assert_eq!(claims.sub, "paved:env:production:service:api");
+    assert_eq!(claims.iss, "https://paved.example.com");
+    assert_eq!((claims.environment.as_str(), claims.account.as_str(), claims.operation.as_str()), ("production", "aws-prod", "op-1"));
+    assert_eq!(claims.exp - claims.iat, 600, "ten minutes by default");
+    assert!(!format!("{token:?}").contains(&token.token));
+    let discovery = issuer.discovery();
+    assert_eq!(discovery["issuer"], "https://paved.example.com");
+    assert_eq!(discovery["jwks_uri"], "https://paved.example.com/.well-known/jwks.json");
+    // A token lifetime beyond 15 minutes is refused.
+    assert!(IssuerConfig::new("https://x").unwrap().with_token_ttl(Duration::minutes(16)).is_err());
+    assert!(IssuerConfig::new("ftp://x").is_err());
+}
+
+#[tokio::test]
+async fn keys_rotate_with_an_overlap_that_outlives_their_tokens() {
+    let dir = tempfile::tempdir().unwrap();
+    let start = time::macros::datetime!(2026-11-25 09:00 UTC);
+    let clock = Arc::new(TestClock(Mutex::new(start)));
+    let issuer = issuer(&dir, clock.clone()).await;
+    let first = issuer.mint(&prod(), "sts.amazonaws.com").await.unwrap();
+    let kids = |jwks: serde_json::Value| -> Vec<String> {
+        jwks["keys"].as_array().unwrap().iter().map(|k| k["kid"].as_str().unwrap().to_string()).collect()
+    };
+    assert_eq!(kids(issuer.jwks().await.unwrap()), [first.kid.clone()]);
+
+    // Ten minutes before it rotates, the successor is published (not yet signing).
+    clock.advance(Duration::minutes(52));
+    let still_first = issuer.mint(&prod(), "sts.amazonaws.com").await.unwrap();
+    assert_eq!(still_first.kid, first.kid);
+    let published = kids(issuer.jwks().await.unwrap());
+    assert_eq!(published.len(), 2, "{published:?}");
+    let successor = published.iter().find(|k| **k != first.kid).unwrap().clone();
+
+    // After the rotation the successor signs; tokens of the first key still verify.
+    clock.advance(Duration::minutes(9));
+    let second = issuer.mint(&prod(), "sts.amazonaws.com").await.unwrap();
+    assert_eq!(second.kid, successor);
+    let jwks = issuer.jwks().await.unwrap();
+    assert!(verify(&still_first.token, &jwks, clock.now()).is_ok());
+    assert!(verify(&second.token, &jwks, clock.now()).is_ok());
+
+    // Once every token of the first key has expired, it leaves the JWKS.
+    clock.advance(Duration::minutes(25));
+    let jwks = issuer.jwks().await.unwrap();
+    assert!(!kids(jwks.clone()).contains(&first.kid), "{jwks}");
+    assert!(verify(&second.token, &jwks, clock.now()).unwrap_err().contains("expired"));
+    let third = issuer.mint(&prod(), "sts.amazonaws.com").await.unwrap();
+    assert!(verify(&third.token, &jwks, clock.now()).is_ok());
+}
