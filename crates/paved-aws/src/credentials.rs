@@ -32,7 +32,8 @@ impl BrokeredCredentials {
             .await
             .map_err(|e| provider::error::CredentialsError::provider_error(e.to_string()))?;
         let field = |k: &str| c.fields.get(k).cloned().unwrap_or_default();
-        let expiry = std::time::UNIX_EPOCH + std::time::Duration::from_secs(c.expires_at.unix_timestamp().max(0) as u64);
+        let expiry =
+            std::time::UNIX_EPOCH + std::time::Duration::from_secs(c.expires_at.unix_timestamp().max(0) as u64);
         Ok(Credentials::new(
             field("access_key_id"),
             field("secret_access_key"),

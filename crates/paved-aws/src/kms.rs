@@ -61,7 +61,12 @@ impl KeyProvider for KmsKey {
             .await
             .map_err(|e| Self::kms_error("Encrypt", e))?;
         let blob = out.ciphertext_blob.ok_or_else(|| SecretsError::Kms("Encrypt returned no ciphertext".into()))?;
-        Ok(WrappedKey { key_id: key.id.clone(), kek_id: self.id.clone(), nonce: [0; 12], ciphertext: blob.into_inner() })
+        Ok(WrappedKey {
+            key_id: key.id.clone(),
+            kek_id: self.id.clone(),
+            nonce: [0; 12],
+            ciphertext: blob.into_inner(),
+        })
     }
 
     async fn unwrap(&self, wrapped: &WrappedKey) -> Result<DataKey, SecretsError> {
@@ -84,11 +89,10 @@ impl KeyProvider for KmsKey {
                     Self::kms_error("Decrypt", e)
                 }
             })?;
-        let bytes: [u8; 32] = out
-            .plaintext
-            .map(|b| b.into_inner())
-            .and_then(|b| b.try_into().ok())
-            .ok_or_else(|| SecretsError::DoesNotUnwrap { key_id: wrapped.key_id.clone(), kek_id: self.id.clone() })?;
+        let bytes: [u8; 32] =
+            out.plaintext.map(|b| b.into_inner()).and_then(|b| b.try_into().ok()).ok_or_else(|| {
+                SecretsError::DoesNotUnwrap { key_id: wrapped.key_id.clone(), kek_id: self.id.clone() }
+            })?;
         Ok(DataKey::from_bytes(wrapped.key_id.clone(), bytes))
     }
 }

@@ -18,7 +18,6 @@ mod kms;
 mod sts;
 mod trust;
 
-
 pub use credentials::BrokeredCredentials;
 pub use kms::KmsKey;
 pub use sts::{StsFederation, caller_identity};

@@ -36,10 +36,8 @@ pub fn trust_policy(
     let account = parts.get(4).copied().unwrap_or_default();
     let host_path = issuer_url.split_once("://").map_or(issuer_url, |(_, rest)| rest).trim_end_matches('/');
     let provider_arn = format!("arn:{partition}:iam::{account}:oidc-provider/{host_path}");
-    let mut subjects: Vec<String> = environments
-        .iter()
-        .flat_map(|e| [format!("paved:env:{e}"), format!("paved:env:{e}:service:*")])
-        .collect();
+    let mut subjects: Vec<String> =
+        environments.iter().flat_map(|e| [format!("paved:env:{e}"), format!("paved:env:{e}:service:*")]).collect();
     if control_plane {
         subjects.push(CONTROL_PLANE_SUBJECT.to_string());
     }
@@ -86,7 +84,12 @@ mod tests {
         assert_eq!(statement["Condition"]["StringEquals"]["paved.example.com:aud"], "sts.amazonaws.com");
         assert_eq!(
             statement["Condition"]["StringLike"]["paved.example.com:sub"],
-            json!(["paved:env:eu-dev", "paved:env:eu-dev:service:*", "paved:env:eu-prod", "paved:env:eu-prod:service:*"])
+            json!([
+                "paved:env:eu-dev",
+                "paved:env:eu-dev:service:*",
+                "paved:env:eu-prod",
+                "paved:env:eu-prod:service:*"
+            ])
         );
     }
 }

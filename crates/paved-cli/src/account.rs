@@ -47,7 +47,7 @@ pub async fn account(ctx: &Ctx, command: AccountCommand) -> Result<(), Failure> 
 pub async fn identity(ctx: &Ctx, command: IdentityCommand) -> Result<(), Failure> {
     let control = ctx.control().await?;
     match command {
-        IdentityCommand::Token { environment, service, audience } => {
+        IdentityCommand::Token { environment, service, audience, ttl } => {
             let catalog = control.catalog(ctx.request.clone());
             let identity = match environment {
                 Some(env) => {
@@ -64,13 +64,16 @@ pub async fn identity(ctx: &Ctx, command: IdentityCommand) -> Result<(), Failure
                 }
                 None => WorkloadIdentity::control_plane("", &ctx.request.request_id),
             };
-            let token = control.mint_token(&identity, &audience).await?;
-            if let Some(text) = structured(ctx.format, &serde_json::json!({
-                "token": token.token,
-                "kid": token.kid,
-                "claims": token.claims,
-                "expires_at": token.expires_at.format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
-            })) {
+            let token = control.mint_token(&identity, &audience, ttl).await?;
+            if let Some(text) = structured(
+                ctx.format,
+                &serde_json::json!({
+                    "token": token.token,
+                    "kid": token.kid,
+                    "claims": token.claims,
+                    "expires_at": token.expires_at.format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
+                }),
+            ) {
                 println!("{text}");
             } else {
                 println!("{}", token.token);

@@ -351,7 +351,9 @@ Run it again after adding environments to the account: the policy lists them.")]
         control_plane: bool,
     },
     /// Assume the account's role with a token paved signs, and ask AWS who that is.
-    #[command(after_help = "Examples:\n  paved account check aws-eu -e eu-dev\n  paved account check aws-eu   # as the control plane")]
+    #[command(
+        after_help = "Examples:\n  paved account check aws-eu -e eu-dev\n  paved account check aws-eu   # as the control plane"
+    )]
     Check {
         name: String,
         /// Act for this environment of the account (default: the control plane).
@@ -375,6 +377,9 @@ paved identity token -e eu-dev --service api --audience sts.amazonaws.com -o jso
         /// The `aud` claim.
         #[arg(long, default_value = "sts.amazonaws.com")]
         audience: String,
+        /// Lifetime (at most 15m).
+        #[arg(long, value_parser = parse_lock_timeout, default_value = "10m")]
+        ttl: std::time::Duration,
     },
 }
 

@@ -87,10 +87,11 @@ impl Ctx {
 
     /// The operations shared with the server, over this command's store.
     pub(crate) async fn control(&self) -> Result<paved_control::Control, Failure> {
+        // The issuer keeps the local key file when secrets move to a cloud KMS.
         let issuer_kek = if self.kek.is_local() {
             self.kek.clone()
         } else {
-            paved_control::KekSource::File(self.data_dir.join("keys").join("issuer.kek"))
+            paved_control::KekSource::File(self.data_dir.join("keys").join("kek"))
         };
         let settings = paved_control::Settings {
             runtime: self.runtime.map(|r| match r {

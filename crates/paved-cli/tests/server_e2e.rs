@@ -6,236 +6,16 @@
 //! database) and a Python with openapi-spec-validator and prometheus_client
 //! (`PAVED_TEST_PYTHON`, set up by scripts/test).
 
+mod support;
+
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{Read, Write};
-use std::net::TcpStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+use support::{Platform, python, run_python};
 
 const ROLES: [&str; 4] = ["viewer", "developer", "operator", "admin"];
-
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-/// A paved data directory and a server on it.
-struct Platform {
-    data: tempfile::TempDir,
-    server: Option<Child>,
-    port: u16,
-    /// `--state` for every command (SQLite in the data directory when `None`).
-    state: Option<String>,
-}
-
-struct Response {
-    status: u16,
-    headers: BTreeMap<String, String>,
-    body: Vec<u8>,
-}
-
-impl Response {
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body)
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
-    }
-
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-}
-
-impl Platform {
-    fn new() -> Platform {
-        let data = tempfile::Builder::new().prefix("paved-server-").tempdir().unwrap();
-        Platform { data, server: None, port: 0, state: None }
-    }
-
-    fn command(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_paved"));
-        c.args(args)
-            .current_dir(repo_root())
-            .env("PAVED_DATA_DIR", self.data.path())
-            .env("PAVED_DEMO_BIN", env!("CARGO_BIN_EXE_paved-demo"))
-            .env("PAVED_ACTOR", "e2e")
-            .env("PAVED_CONFIG_DIR", self.data.path().join("config"))
-            .env("PAVED_RUNTIME", "process")
-            .env_remove("PAVED_STATE")
-            .env("NO_COLOR", "1");
-        if let Some(state) = &self.state {
-            c.env("PAVED_STATE", state);
-        }
-        c
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let out: Output = self.command(args).output().unwrap();
-        assert!(
-            out.status.success(),
-            "paved {args:?} failed:\n{}\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    }
-
-    fn ok_with_input(&self, args: &[&str], input: &str) -> String {
-        let mut child =
-            self.command(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
-        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
-        let out = child.wait_with_output().unwrap();
-        assert!(out.status.success(), "paved {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-        String::from_utf8(out.stdout).unwrap()
-    }
-
-    /// Issues a token through the CLI; returns (id, secret).
-    fn token(&self, name: &str, subject: &str, expires: Option<&str>) -> (String, String) {
-        let mut args = vec!["token", "create", name, "--subject", subject, "-o", "json"];
-        if let Some(e) = expires {
-            args.extend(["--expires", e]);
-        }
-        let v: Value = serde_json::from_str(&self.ok(&args)).unwrap();
-        (v["token"]["id"].as_str().unwrap().to_string(), v["secret"].as_str().unwrap().to_string())
-    }
-
-    fn start(&mut self, extra: &[&str]) {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let listen = format!("127.0.0.1:{port}");
-        let mut args = vec!["server", "--listen", listen.as_str()];
-        args.extend(extra);
-        let log = std::fs::File::create(self.data.path().join("server.log")).unwrap();
-        self.server = Some(self.command(&args).stdout(log.try_clone().unwrap()).stderr(log).spawn().unwrap());
-        self.port = port;
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!("server did not listen: {}", self.log());
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.data.path().join("server.log")).unwrap_or_default()
-    }
-
-    fn request(
-        &self,
-        method: &str,
-        path: &str,
-        token: Option<&str>,
-        headers: &[(&str, &str)],
-        body: &[u8],
-    ) -> Response {
-        let mut s = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
-        let mut head = format!(
-            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Length: {}\r\n",
-            body.len()
-        );
-        if let Some(t) = token {
-            head.push_str(&format!("Authorization: Bearer {t}\r\n"));
-        }
-        for (k, v) in headers {
-            head.push_str(&format!("{k}: {v}\r\n"));
-        }
-        head.push_str("\r\n");
-        s.write_all(head.as_bytes()).unwrap();
-        // A server refusing a large body may close before reading all of it.
-        let _ = s.write_all(body);
-        let mut raw = Vec::new();
-        let _ = s.read_to_end(&mut raw);
-        parse_response(&raw)
-            .unwrap_or_else(|| panic!("no HTTP response to {method} {path}: {:?}", String::from_utf8_lossy(&raw)))
-    }
-
-    fn get(&self, path: &str, token: &str) -> Response {
-        self.request("GET", path, Some(token), &[], b"")
-    }
-
-    /// Waits for an operation to end; returns it.
-    fn wait_operation(&self, id: &str, token: &str) -> Value {
-        let deadline = Instant::now() + Duration::from_secs(120);
-        loop {
-            let op = self.get(&format!("/api/v1/operations/{id}"), token).json();
-            if op["status"] != "running" {
-                return op;
-            }
-            assert!(Instant::now() < deadline, "operation {id} still running: {op}");
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    }
-}
-
-impl Drop for Platform {
-    fn drop(&mut self) {
-        if let Some(mut s) = self.server.take() {
-            // SIGTERM: graceful shutdown.
-            unsafe { libc::kill(s.id() as i32, libc::SIGTERM) };
-            let deadline = Instant::now() + Duration::from_secs(30);
-            while Instant::now() < deadline && s.try_wait().ok().flatten().is_none() {
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            let _ = s.kill();
-            let _ = s.wait();
-        }
-        let _ = self.command(&["down"]).output();
-    }
-}
-
-fn parse_response(raw: &[u8]) -> Option<Response> {
-    let split = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
-    let head = std::str::from_utf8(&raw[..split]).ok()?;
-    let mut lines = head.split("\r\n");
-    let status = lines.next()?.split(' ').nth(1)?.parse().ok()?;
-    let headers: BTreeMap<String, String> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
-        .collect();
-    let mut body = raw[split + 4..].to_vec();
-    if headers.get("transfer-encoding").is_some_and(|t| t == "chunked") {
-        body = dechunk(&body);
-    }
-    Some(Response { status, headers, body })
-}
-
-fn dechunk(mut b: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    while let Some(end) = b.windows(2).position(|w| w == b"\r\n") {
-        let size = usize::from_str_radix(std::str::from_utf8(&b[..end]).unwrap_or("0").trim(), 16).unwrap_or(0);
-        if size == 0 || b.len() < end + 2 + size {
-            break;
-        }
-        out.extend_from_slice(&b[end + 2..end + 2 + size]);
-        b = &b[(end + 4 + size).min(b.len())..];
-    }
-    out
-}
-
-fn python() -> String {
-    std::env::var("PAVED_TEST_PYTHON").unwrap_or_else(|_| "python3".into())
-}
-
-/// Runs a Python snippet with `input` on stdin; its stdout.
-fn run_python(code: &str, input: &[u8]) -> String {
-    let mut child = Command::new(python())
-        .args(["-c", code])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("python3 (PAVED_TEST_PYTHON)");
-    child.stdin.take().unwrap().write_all(input).unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "python failed (scripts/test installs openapi-spec-validator and prometheus-client):\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
 
 /// Role bindings for one service account per role, at the organisation, production included.
 fn role_bindings() -> String {
@@ -368,9 +148,9 @@ fn concrete(method: &str, template: &str, role: &str, fixtures: &Fixtures) -> (S
         .replace("/parity", "/parity?with=staging");
     let body = match (method, template) {
         ("post", "/api/v1/specs") => env_doc(&format!("posted-{role}"), "development").into_bytes(),
+        ("put", t) if t.contains("/secrets/") => br#"{"value": "not-the-canary"}"#.to_vec(),
         ("put", _) => env_doc(&format!("put-{role}"), "development").into_bytes(),
         ("post", "/console/login") => format!("token={}&next=/console/audit", fixtures.login_token).into_bytes(),
-        ("put", t) if t.contains("/secrets/") => br#"{"value": "not-the-canary"}"#.to_vec(),
         ("post", "/api/v1/tokens") => {
             json!({"name": format!("made-by-{role}"), "subject": "serviceaccount:ci"}).to_string().into_bytes()
         }
@@ -501,6 +281,10 @@ fn every_route_enforces_roles_tokens_and_limits_and_is_documented() {
                     body["message"].as_str().unwrap().to_string()
                 };
                 match e.needs {
+                    // A viewer is told about the role first; the others about the grant.
+                    Some(REVEAL) if role == "viewer" => {
+                        assert!(message.contains("needs the developer role"), "{message}")
+                    }
                     Some(REVEAL) => assert!(message.contains("revealSecrets: true"), "{message}"),
                     Some(needs) => assert!(message.contains(&format!("needs the {needs} role")), "{message}"),
                     None => unreachable!(),

@@ -73,16 +73,29 @@ impl Control {
     }
 
     /// A token for `identity` (for debugging a trust setup; applies mint their own).
-    pub async fn mint_token(&self, identity: &WorkloadIdentity, audience: &str) -> Result<SignedToken, ControlError> {
-        Ok(self.issuer().await?.mint(identity, audience).await.map_err(IdentityFailure::from)?)
+    pub async fn mint_token(
+        &self,
+        identity: &WorkloadIdentity,
+        audience: &str,
+        ttl: std::time::Duration,
+    ) -> Result<SignedToken, ControlError> {
+        let ttl = time::Duration::try_from(ttl).unwrap_or(paved_identity::MAX_TOKEN_TTL);
+        Ok(self.issuer().await?.mint_for(identity, audience, ttl).await.map_err(IdentityFailure::from)?)
     }
 
-    async fn aws_access(&self, catalog: &Catalog, account: &str, what: &'static str) -> Result<AwsAccess, ControlError> {
+    async fn aws_access(
+        &self,
+        catalog: &Catalog,
+        account: &str,
+        what: &'static str,
+    ) -> Result<AwsAccess, ControlError> {
         let Spec::CloudAccount(CloudAccount { spec, .. }) = catalog.get(Kind::CloudAccount, account).await?.spec else {
             return Err(IdentityFailure::NoAwsRole { account: account.into() }.into());
         };
         if spec.provider != Provider::Aws {
-            return Err(IdentityFailure::NotAws { account: account.into(), provider: spec.provider.as_str(), what }.into());
+            return Err(
+                IdentityFailure::NotAws { account: account.into(), provider: spec.provider.as_str(), what }.into()
+            );
         }
         let aws = spec
             .credentials
@@ -165,8 +178,12 @@ impl Control {
         let subject = identity.subject();
         let (credentials, config) = self.aws_credentials(&catalog, identity.clone(), "checking access").await?;
         let access = self.aws_access(&catalog, account, "checking access").await?;
-        let exchanged =
-            self.broker().await?.credentials(access.federation.as_ref(), &identity).await.map_err(IdentityFailure::from)?;
+        let exchanged = self
+            .broker()
+            .await?
+            .credentials(access.federation.as_ref(), &identity)
+            .await
+            .map_err(IdentityFailure::from)?;
         let principal = paved_aws::caller_identity(&config, credentials).await.map_err(IdentityFailure::from)?;
         Ok(AccountCheck { account: account.into(), subject, principal, credentials_expire_at: exchanged.expires_at })
     }

@@ -114,7 +114,12 @@ pub struct Control {
 const TAKEOVER_SETTLE: Duration = Duration::from_secs(2);
 
 impl Control {
-    pub fn new(store: Arc<dyn Store>, local: paved_local::Config, clock: Arc<dyn Clock>, settings: Settings) -> Control {
+    pub fn new(
+        store: Arc<dyn Store>,
+        local: paved_local::Config,
+        clock: Arc<dyn Clock>,
+        settings: Settings,
+    ) -> Control {
         Control { store, local, clock, settings, vault: Default::default(), broker: Default::default() }
     }
 

@@ -226,8 +226,10 @@ impl Control {
         };
         let vault = Vault::new(self.store.clone(), ring.clone(), self.clock.clone());
         // Signing keys follow the KEK only to another local one (see `issuer_kek`).
-        let opts =
-            RotateOptions { rewrap_signing_keys: to.is_some_and(KekSource::is_local) && self.settings.kek.is_local(), ..opts };
+        let opts = RotateOptions {
+            rewrap_signing_keys: to.is_some_and(KekSource::is_local) && self.settings.kek.is_local(),
+            ..opts
+        };
         let report = vault.rotate(opts, progress).await.map_err(SecretError::from)?;
         if report.finished {
             let details = serde_json::to_value(&report).unwrap_or_default();

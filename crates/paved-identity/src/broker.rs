@@ -1,8 +1,8 @@
 //! Exchanging paved's tokens for cloud credentials, kept in memory only
 //! and refreshed before they expire.
 
-use crate::issuer::{Issuer, SignedToken, WorkloadIdentity};
 use crate::IdentityError;
+use crate::issuer::{Issuer, SignedToken, WorkloadIdentity};
 use async_trait::async_trait;
 use paved_model::Clock;
 use std::collections::{BTreeMap, HashMap};

@@ -199,9 +199,24 @@ impl Issuer {
 
     /// Signs a token for `identity`, valid for the configured lifetime.
     pub async fn mint(&self, identity: &WorkloadIdentity, audience: &str) -> Result<SignedToken, IdentityError> {
+        self.mint_for(identity, audience, self.config.token_ttl).await
+    }
+
+    /// Signs a token valid for `ttl` (at most [`MAX_TOKEN_TTL`]).
+    pub async fn mint_for(
+        &self,
+        identity: &WorkloadIdentity,
+        audience: &str,
+        ttl: Duration,
+    ) -> Result<SignedToken, IdentityError> {
+        if ttl <= Duration::ZERO || ttl > MAX_TOKEN_TTL {
+            return Err(IdentityError::Config(format!(
+                "a token lifetime of {ttl} is not between 1 s and {MAX_TOKEN_TTL}"
+            )));
+        }
         let now = self.clock.now();
         let key = self.current_key(now).await?;
-        let expires_at = now + self.config.token_ttl;
+        let expires_at = now + ttl;
         let claims = Claims {
             iss: self.config.url.clone(),
             sub: identity.subject(),
@@ -237,10 +252,23 @@ impl Issuer {
         if successor_due && !keys.iter().any(|k| k.activate_at >= active.rotate_at) {
             self.create_key(now, active.rotate_at).await?;
         }
-        self.open(&active).await
+        match self.open(&active).await {
+            // Wrapped by a KEK this issuer no longer has (it was changed):
+            // signing keys are disposable, so a new one takes over at once;
+            // the old one's public half stays published for its tokens.
+            Err(IdentityError::Secrets(paved_secrets::SecretsError::OtherKek { .. })) => {
+                let fresh = self.create_key(now, now).await?;
+                self.open(&fresh).await
+            }
+            other => other,
+        }
     }
 
-    async fn create_key(&self, now: OffsetDateTime, activate_at: OffsetDateTime) -> Result<StoredSigningKey, IdentityError> {
+    async fn create_key(
+        &self,
+        now: OffsetDateTime,
+        activate_at: OffsetDateTime,
+    ) -> Result<StoredSigningKey, IdentityError> {
         let key = loop {
             if let Some(k) = SigningKey::from_scalar(self.random::<32>()) {
                 break k;

@@ -33,9 +33,8 @@ impl SigningKey {
     pub fn encoding_key(&self) -> Result<EncodingKey, IdentityError> {
         let secret = p256::SecretKey::from_slice(&self.scalar)
             .map_err(|e| IdentityError::Key { kid: self.kid.clone(), reason: e.to_string() })?;
-        let der = secret
-            .to_pkcs8_der()
-            .map_err(|e| IdentityError::Key { kid: self.kid.clone(), reason: e.to_string() })?;
+        let der =
+            secret.to_pkcs8_der().map_err(|e| IdentityError::Key { kid: self.kid.clone(), reason: e.to_string() })?;
         Ok(EncodingKey::from_ec_der(der.as_bytes()))
     }
 }

@@ -69,7 +69,10 @@ async fn tokens_name_the_environment_and_verify_against_the_published_keys() {
     let claims = verify(&token.token, &issuer.jwks().await.unwrap(), clock.now()).unwrap();
     assert_eq!(claims.sub, "paved:env:production:service:api");
     assert_eq!(claims.iss, "https://paved.example.com");
-    assert_eq!((claims.environment.as_str(), claims.account.as_str(), claims.operation.as_str()), ("production", "aws-prod", "op-1"));
+    assert_eq!(
+        (claims.environment.as_str(), claims.account.as_str(), claims.operation.as_str()),
+        ("production", "aws-prod", "op-1")
+    );
     assert_eq!(claims.exp - claims.iat, 600, "ten minutes by default");
     assert!(!format!("{token:?}").contains(&token.token));
     let discovery = issuer.discovery();

@@ -387,9 +387,12 @@ fn workload_properties(
                 (Some(text), true) => Some(text.replace("${", "$${")),
                 (None, _) => None,
             };
+            // A file holding a secret is readable by its owner only, unless the Score file says otherwise.
+            let holds_secret = content.as_deref().is_some_and(|c| c.contains("${secret:"));
+            let mode = f.mode.clone().unwrap_or_else(|| if holds_secret { "0600" } else { "0644" }.into());
             files.insert(
                 target,
-                json!({"content": content, "source": f.source, "binaryContent": f.binary_content, "mode": f.mode.clone().unwrap_or_else(|| "0644".into())}),
+                json!({"content": content, "source": f.source, "binaryContent": f.binary_content, "mode": mode}),
             );
         }
         let mut volumes = serde_json::Map::new();

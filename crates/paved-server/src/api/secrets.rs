@@ -106,9 +106,17 @@ pub async fn set_secret(
     who: Authed,
     Path((name, secret)): Path<(String, String)>,
     Query(q): Query<ServiceQuery>,
-    axum::Json(body): axum::Json<SetSecret>,
+    body: axum::body::Bytes,
 ) -> Result<axum::Json<SecretView>, ApiError> {
+    // Authorised before the body is read: a caller who may not write learns nothing from parse errors.
     authorised(&state, &who, &name, Role::Developer, "secret.set").await?;
+    // The message never quotes the body: it holds the secret.
+    let body: SetSecret = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::invalid(
+            "value",
+            format!("the body must be {{\"value\": \"…\"}} (JSON, line {} column {})", e.line(), e.column()),
+        )
+    })?;
     let value = SecretValue(body.value.into_bytes());
     let info = state.control.set_secret(&who.caller(), &scope(&name, q.service), &secret, &value).await?;
     Ok(axum::Json(info.into()))

@@ -1,0 +1,289 @@
+//! Shared by the end-to-end suites: a paved data directory, the real
+//! binary run against it, a `paved server` on it, raw HTTP, and the test
+//! Python (`PAVED_TEST_PYTHON`, set up by scripts/test).
+#![allow(dead_code)]
+
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// A paved data directory and a server on it.
+pub struct Platform {
+    pub data: tempfile::TempDir,
+    pub server: Option<Child>,
+    pub port: u16,
+    /// `--state` for every command (SQLite in the data directory when `None`).
+    pub state: Option<String>,
+}
+
+pub struct Response {
+    pub status: u16,
+    pub headers: BTreeMap<String, String>,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+impl Platform {
+    pub fn new() -> Platform {
+        let data = tempfile::Builder::new().prefix("paved-server-").tempdir().unwrap();
+        Platform { data, server: None, port: 0, state: None }
+    }
+
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_paved"));
+        c.args(args)
+            .current_dir(repo_root())
+            .env("PAVED_DATA_DIR", self.data.path())
+            .env("PAVED_DEMO_BIN", env!("CARGO_BIN_EXE_paved-demo"))
+            .env("PAVED_ACTOR", "e2e")
+            .env("PAVED_CONFIG_DIR", self.data.path().join("config"))
+            .env("PAVED_RUNTIME", "process")
+            .env_remove("PAVED_STATE")
+            .env("NO_COLOR", "1");
+        if let Some(state) = &self.state {
+            c.env("PAVED_STATE", state);
+        }
+        c
+    }
+
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out: Output = self.command(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "paved {args:?} failed:\n{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    pub fn ok_with_input(&self, args: &[&str], input: &str) -> String {
+        let mut child =
+            self.command(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "paved {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// Issues a token through the CLI; returns (id, secret).
+    pub fn token(&self, name: &str, subject: &str, expires: Option<&str>) -> (String, String) {
+        let mut args = vec!["token", "create", name, "--subject", subject, "-o", "json"];
+        if let Some(e) = expires {
+            args.extend(["--expires", e]);
+        }
+        let v: Value = serde_json::from_str(&self.ok(&args)).unwrap();
+        (v["token"]["id"].as_str().unwrap().to_string(), v["secret"].as_str().unwrap().to_string())
+    }
+
+    pub fn start(&mut self, extra: &[&str]) {
+        self.start_on(free_port(), extra)
+    }
+
+    /// Starts `paved server` on `port` (for a server that must know its URL beforehand).
+    pub fn start_on(&mut self, port: u16, extra: &[&str]) {
+        let listen = format!("127.0.0.1:{port}");
+        let mut args = vec!["server", "--listen", listen.as_str()];
+        args.extend(extra);
+        let log = std::fs::File::create(self.data.path().join("server.log")).unwrap();
+        self.server = Some(self.command(&args).stdout(log.try_clone().unwrap()).stderr(log).spawn().unwrap());
+        self.port = port;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("server did not listen: {}", self.log());
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.data.path().join("server.log")).unwrap_or_default()
+    }
+
+    pub fn request(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Response {
+        let mut s = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+        let mut head = format!(
+            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Length: {}\r\n",
+            body.len()
+        );
+        if let Some(t) = token {
+            head.push_str(&format!("Authorization: Bearer {t}\r\n"));
+        }
+        for (k, v) in headers {
+            head.push_str(&format!("{k}: {v}\r\n"));
+        }
+        head.push_str("\r\n");
+        s.write_all(head.as_bytes()).unwrap();
+        // A server refusing a large body may close before reading all of it.
+        let _ = s.write_all(body);
+        let mut raw = Vec::new();
+        let _ = s.read_to_end(&mut raw);
+        parse_response(&raw)
+            .unwrap_or_else(|| panic!("no HTTP response to {method} {path}: {:?}", String::from_utf8_lossy(&raw)))
+    }
+
+    pub fn get(&self, path: &str, token: &str) -> Response {
+        self.request("GET", path, Some(token), &[], b"")
+    }
+
+    /// Waits for an operation to end; returns it.
+    pub fn wait_operation(&self, id: &str, token: &str) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let op = self.get(&format!("/api/v1/operations/{id}"), token).json();
+            if op["status"] != "running" {
+                return op;
+            }
+            assert!(Instant::now() < deadline, "operation {id} still running: {op}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+impl Drop for Platform {
+    fn drop(&mut self) {
+        if let Some(mut s) = self.server.take() {
+            // SIGTERM: graceful shutdown.
+            unsafe { libc::kill(s.id() as i32, libc::SIGTERM) };
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while Instant::now() < deadline && s.try_wait().ok().flatten().is_none() {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = s.kill();
+            let _ = s.wait();
+        }
+        let _ = self.command(&["down"]).output();
+    }
+}
+
+pub fn parse_response(raw: &[u8]) -> Option<Response> {
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = std::str::from_utf8(&raw[..split]).ok()?;
+    let mut lines = head.split("\r\n");
+    let status = lines.next()?.split(' ').nth(1)?.parse().ok()?;
+    let headers: BTreeMap<String, String> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    let mut body = raw[split + 4..].to_vec();
+    if headers.get("transfer-encoding").is_some_and(|t| t == "chunked") {
+        body = dechunk(&body);
+    }
+    Some(Response { status, headers, body })
+}
+
+pub fn dechunk(mut b: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(end) = b.windows(2).position(|w| w == b"\r\n") {
+        let size = usize::from_str_radix(std::str::from_utf8(&b[..end]).unwrap_or("0").trim(), 16).unwrap_or(0);
+        if size == 0 || b.len() < end + 2 + size {
+            break;
+        }
+        out.extend_from_slice(&b[end + 2..end + 2 + size]);
+        b = &b[(end + 4 + size).min(b.len())..];
+    }
+    out
+}
+
+pub fn python() -> String {
+    std::env::var("PAVED_TEST_PYTHON").unwrap_or_else(|_| "python3".into())
+}
+
+/// Runs a Python snippet with `input` on stdin; its stdout.
+pub fn run_python(code: &str, input: &[u8]) -> String {
+    let mut child = Command::new(python())
+        .args(["-c", code])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("python3 (PAVED_TEST_PYTHON)");
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "python failed (scripts/test installs openapi-spec-validator and prometheus-client):\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// A free TCP port on 127.0.0.1.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A real AWS API emulator (`moto_server` from the test virtualenv) on
+/// 127.0.0.1, stopped when dropped.
+pub struct Moto {
+    child: Child,
+    pub url: String,
+}
+
+impl Moto {
+    pub fn start() -> Moto {
+        let python = PathBuf::from(python());
+        let server = python.with_file_name("moto_server");
+        assert!(
+            server.exists(),
+            "{} missing: the AWS tests need moto (scripts/test installs `moto[server]` into its virtualenv)",
+            server.display()
+        );
+        let port = free_port();
+        let child = Command::new(&server)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let moto = Moto { child, url: format!("http://127.0.0.1:{port}") };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) {
+                let _ = s.write_all(b"GET /moto-api/ HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+                let mut raw = Vec::new();
+                let _ = s.read_to_end(&mut raw);
+                if raw.starts_with(b"HTTP/1.1 200") || raw.starts_with(b"HTTP/1.0 200") {
+                    return moto;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("moto_server did not answer on port {port}");
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
