@@ -48,6 +48,11 @@ pub struct Cli {
     /// file:DATA_DIR/keys/kek.
     #[arg(long, global = true, env = "PAVED_KEK")]
     pub kek: Option<String>,
+    /// Earlier key-encryption keys still accepted for reading, while
+    /// `paved secret rotate-keys` moves everything to --kek (so servers keep
+    /// serving during a rotation). Comma-separated key sources.
+    #[arg(long, global = true, env = "PAVED_KEK_PREVIOUS", value_delimiter = ',')]
+    pub kek_previous: Vec<String>,
     /// paved's public URL: the issuer of the tokens clouds trust (they fetch
     /// URL/.well-known/openid-configuration). Must match what was installed
     /// with `paved account trust-policy`.

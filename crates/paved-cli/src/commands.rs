@@ -59,6 +59,8 @@ pub(crate) struct Ctx {
     pub(crate) request: paved_store::RequestContext,
     /// The key-encryption key of secrets (`--kek`).
     pub(crate) kek: paved_control::KekSource,
+    /// Earlier KEKs still read (`--kek-previous`), during a rotation.
+    pub(crate) kek_previous: Vec<paved_control::KekSource>,
     /// paved's public URL (`--public-url`): the issuer of its tokens.
     pub(crate) public_url: String,
 }
@@ -99,6 +101,7 @@ impl Ctx {
                 crate::cli::Runtime::Process => paved_control::RuntimeChoice::Process,
             }),
             kek: self.kek.clone(),
+            kek_previous: self.kek_previous.clone(),
             issuer_kek,
             public_url: self.public_url.clone(),
         };
@@ -129,8 +132,14 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
         Some(source) => source.parse().map_err(|e: String| Failure::User(format!("--kek: {e}")))?,
         None => paved_control::KekSource::File(data_dir.join("keys").join("kek")),
     };
+    let kek_previous = cli
+        .kek_previous
+        .iter()
+        .map(|s| s.parse().map_err(|e: String| Failure::User(format!("--kek-previous: {e}"))))
+        .collect::<Result<Vec<paved_control::KekSource>, Failure>>()?;
     let ctx = Ctx {
         kek,
+        kek_previous,
         public_url: cli.public_url.clone(),
         format: cli.output,
         color,

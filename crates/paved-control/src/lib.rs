@@ -90,6 +90,8 @@ pub struct Settings {
     pub runtime: Option<RuntimeChoice>,
     /// The key-encryption key of secrets.
     pub kek: KekSource,
+    /// Earlier KEKs still accepted for unwrapping while a rotation runs.
+    pub kek_previous: Vec<KekSource>,
     /// The local key that wraps the OIDC issuer's signing keys: `kek` when it
     /// is local; a key file otherwise (the issuer signs the very tokens a
     /// cloud KMS asks for, so it cannot depend on one).

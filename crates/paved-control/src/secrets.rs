@@ -93,12 +93,20 @@ impl Control {
         })
     }
 
+    /// The configured KEK, with the previous ones still read.
+    async fn key_ring(&self) -> Result<KeyRing, ControlError> {
+        let mut ring = KeyRing::new(self.provider(&self.settings.kek).await?);
+        for previous in &self.settings.kek_previous {
+            ring = ring.also_reading(self.provider(previous).await?);
+        }
+        Ok(ring)
+    }
+
     /// The vault under the configured KEK, opened once per `Control`.
     pub async fn vault(&self) -> Result<Arc<Vault>, ControlError> {
         self.vault
             .get_or_try_init(|| async {
-                let kek = self.provider(&self.settings.kek).await?;
-                Ok(Arc::new(Vault::new(self.store.clone(), KeyRing::new(kek), self.clock.clone())))
+                Ok(Arc::new(Vault::new(self.store.clone(), self.key_ring().await?, self.clock.clone())))
             })
             .await
             .cloned()
@@ -219,10 +227,10 @@ impl Control {
         opts: RotateOptions,
         progress: &(dyn Fn(RotationPhase, usize) + Sync),
     ) -> Result<RotationReport, ControlError> {
-        let current = self.provider(&self.settings.kek).await?;
+        let current = self.key_ring().await?;
         let ring = match to {
-            Some(to) => KeyRing::rotating(current, self.provider(to).await?),
-            None => KeyRing::new(current),
+            Some(to) => current.rotating_to(self.provider(to).await?),
+            None => current,
         };
         let vault = Vault::new(self.store.clone(), ring.clone(), self.clock.clone());
         // Signing keys follow the KEK only to another local one (see `issuer_kek`).

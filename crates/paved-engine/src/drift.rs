@@ -71,13 +71,27 @@ impl Engine {
                 Err(e) => status_of(DriftStatus::Unreadable { error: secrets.redact(&e.to_string()) }),
                 Ok(crate::Observation::Absent) => status_of(DriftStatus::Missing),
                 Ok(crate::Observation::Present { properties, .. }) => {
+                    // Fields fed by a secret are masked whole: the observed side may
+                    // hold an earlier version, which `secrets` does not know.
+                    let secret_fields: std::collections::BTreeSet<String> = paved_plan::leaf_fields(&node.properties)
+                        .into_iter()
+                        .filter(|(_, v)| v.to_string().contains("${secret:"))
+                        .map(|(field, _)| field)
+                        .collect();
+                    let mask = |field: &str, v: serde_json::Value| {
+                        if secret_fields.contains(field) {
+                            serde_json::Value::String(crate::REDACTED.into())
+                        } else {
+                            secrets.redact_value(&v)
+                        }
+                    };
                     // Only what paved manages counts: a provider may report more.
                     let changes: Vec<FieldChange> = paved_plan::field_changes(&resource.properties, &properties, node)
                         .into_iter()
                         .filter(|c| c.before.is_some())
                         .map(|mut c| {
-                            c.before = c.before.map(|v| secrets.redact_value(&v));
-                            c.after = c.after.map(|v| secrets.redact_value(&v));
+                            c.before = c.before.take().map(|v| mask(&c.field, v));
+                            c.after = c.after.take().map(|v| mask(&c.field, v));
                             c
                         })
                         .collect();

@@ -252,3 +252,61 @@ async fn kinds_without_a_driver_are_refused_before_anything_changes() {
     }
     assert!(s.cloud.log.lock().unwrap().is_empty());
 }
+
+/// A driver that refuses every resource, quoting what it was given (as
+/// real APIs' error messages do).
+struct Quoting;
+
+#[async_trait::async_trait]
+impl Driver for Quoting {
+    async fn observe(&self, _: &Resource) -> Result<Observation, DriverError> {
+        Ok(Observation::Absent)
+    }
+    async fn create(&self, r: &Resource) -> Result<Outputs, DriverError> {
+        Err(DriverError::Permanent(format!("invalid configuration {}", r.properties)))
+    }
+    async fn update(&self, r: &Resource) -> Result<Outputs, DriverError> {
+        self.create(r).await
+    }
+    async fn delete(&self, _: &Resource) -> Result<(), DriverError> {
+        Ok(())
+    }
+}
+
+fn with_secret() -> ResourceGraph {
+    let mut g = ResourceGraph::new(Provider::Local, "dev");
+    g.add(Node::new("thing", "app", json!({"env": {"TOKEN": "${secret:app/TOKEN}", "MODE": "fast"}})));
+    g
+}
+
+fn secrets(value: &str) -> Options {
+    let values = BTreeMap::from([("app/TOKEN".to_string(), value.to_string())]);
+    Options { secrets: paved_engine::SecretValues::new(values), ..opts() }
+}
+
+#[tokio::test]
+async fn secrets_reach_drivers_only_and_never_what_the_engine_records_or_reports() {
+    let s = setup().await;
+    let report = apply(&s, &with_secret(), &secrets("hunter2-v1")).await.unwrap();
+    assert!(report.succeeded(), "{report:?}");
+    // The driver got the value; the store keeps the reference.
+    assert_eq!(s.cloud.resources.lock().unwrap()["paved-dev-app"]["env"]["TOKEN"], "hunter2-v1");
+    let recorded = serde_json::to_string(&s.store.applied_nodes("dev").await.unwrap()).unwrap();
+    assert!(recorded.contains("${secret:app/TOKEN}") && !recorded.contains("hunter2"), "{recorded}");
+
+    // A new version: drift names the field, masking both the running and the new value.
+    let drift = s.engine.drift("dev", Provider::Local, &secrets("hunter2-v2").secrets).await.unwrap();
+    let text = serde_json::to_string(&drift).unwrap();
+    assert!(drift.drifted() && text.contains("env.TOKEN") && text.contains("<secret>"), "{text}");
+    assert!(!text.contains("hunter2"), "{text}");
+    // Without its value the node fails naming the secret, not guessing.
+    let missing = apply(&s, &with_secret(), &opts()).await.unwrap();
+    let text = format!("{missing:?}");
+    assert!(text.contains("`TOKEN`") && text.contains("not set"), "{text}");
+
+    // A driver quoting its input has the value redacted from the outcome.
+    let quoting = setup_with(|_| Arc::new(Quoting)).await;
+    let failed = apply(&quoting, &with_secret(), &secrets("hunter2-v1")).await.unwrap();
+    let text = format!("{failed:?}");
+    assert!(text.contains("<secret>") && text.contains("fast") && !text.contains("hunter2"), "{text}");
+}

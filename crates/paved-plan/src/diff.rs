@@ -69,6 +69,13 @@ impl Plan {
     }
 }
 
+/// Every leaf of `v` by the dotted path [`field_changes`] names it with.
+pub fn leaf_fields(v: &Value) -> BTreeMap<String, Value> {
+    let mut out = BTreeMap::new();
+    flatten("", v, &mut out);
+    out
+}
+
 fn flatten(prefix: &str, v: &Value, out: &mut BTreeMap<String, Value>) {
     match v {
         Value::Object(m) if !m.is_empty() => {

@@ -20,7 +20,7 @@ pub mod local;
 pub mod parity;
 pub mod resolve;
 
-pub use diff::{Action, FieldChange, Plan, PlannedNode, diff, field_changes};
+pub use diff::{Action, FieldChange, Plan, PlannedNode, diff, field_changes, leaf_fields};
 pub use graph::{Node, ResourceGraph};
 
 use paved_model::{Blueprint, CloudAccount, Environment, Provider, Workload};

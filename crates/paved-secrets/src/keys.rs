@@ -37,6 +37,19 @@ impl KeyRing {
         KeyRing { current: to, previous: vec![from] }
     }
 
+    /// This ring, also unwrapping what `previous` wrapped.
+    pub fn also_reading(mut self, previous: Arc<dyn KeyProvider>) -> KeyRing {
+        self.previous.push(previous);
+        self
+    }
+
+    /// A ring that wraps with `to` and still unwraps with every KEK of this one.
+    pub fn rotating_to(self, to: Arc<dyn KeyProvider>) -> KeyRing {
+        let mut previous = vec![self.current];
+        previous.extend(self.previous);
+        KeyRing { current: to, previous }
+    }
+
     pub fn current(&self) -> &Arc<dyn KeyProvider> {
         &self.current
     }

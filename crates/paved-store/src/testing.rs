@@ -13,6 +13,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 struct Server {
     base_url: String,
+    /// The cluster's files, when this process started it.
+    data: Option<PathBuf>,
 }
 
 static SERVER: OnceLock<Result<Server, String>> = OnceLock::new();
@@ -57,7 +59,7 @@ fn run(cmd: &mut Command, what: &str) -> Result<(), String> {
 
 fn start() -> Result<Server, String> {
     if let Ok(url) = std::env::var("PAVED_TEST_POSTGRES_URL") {
-        return Ok(Server { base_url: url.trim_end_matches('/').to_string() });
+        return Ok(Server { base_url: url.trim_end_matches('/').to_string(), data: None });
     }
     let bin = pg_bin_dir()?;
     let dir = tempfile::Builder::new().prefix("paved-pg-").tempdir().map_err(|e| e.to_string())?.keep();
@@ -128,7 +130,13 @@ fn start() -> Result<Server, String> {
         .stderr(std::process::Stdio::null())
         .spawn()
         .map_err(|e| format!("watchdog: {e}"))?;
-    Ok(Server { base_url: format!("postgres://paved@127.0.0.1:{port}") })
+    Ok(Server { base_url: format!("postgres://paved@127.0.0.1:{port}"), data: Some(data) })
+}
+
+/// The test server's data directory (for tests that look at what reaches
+/// the disk); `None` when `PAVED_TEST_POSTGRES_URL` names an outside server.
+pub fn postgres_data_dir() -> Option<PathBuf> {
+    SERVER.get().and_then(|s| s.as_ref().ok()).and_then(|s| s.data.clone())
 }
 
 /// A URL to a new, empty database on the test server.
