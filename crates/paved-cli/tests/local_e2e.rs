@@ -232,6 +232,19 @@ fn up_runs_isolated_environments_repairs_drift_and_down_removes_everything() {
     assert_eq!(status, 200, "{body}");
     assert!(http(&addr, &host, "GET", "/", "").1.contains("written in dev"));
 
+    // The database password paved generated is kept sealed in the vault, not in the state.
+    let password = p.db_password("dev");
+    for file in ["state.db", "state.db-wal"] {
+        let bytes = std::fs::read(p.dir().join(file)).unwrap_or_default();
+        assert!(!bytes.windows(password.len()).any(|w| w == password.as_bytes()), "{file} holds the password");
+    }
+    let kept: serde_json::Value = serde_json::from_str(&p.ok(&["secret", "list", "-e", "dev", "-o", "json"])).unwrap();
+    assert!(
+        kept.as_array().unwrap().iter().any(|s| s["name"] == "password"
+            && s["service"].as_str().is_some_and(|svc| svc.starts_with("resource:local.postgres.database/"))),
+        "{kept}"
+    );
+
     // 2. A second environment from the same specs runs side by side, with its own data.
     // While one paved applies it, another is refused with who holds it, or waits when told to.
     let mut first = p.spawn(&["apply", "-e", "staging"]);

@@ -129,8 +129,10 @@ impl Control {
         Catalog::new(self.store.clone(), self.clock.clone()).with_request(request)
     }
 
+    /// The engine over this machine's drivers; generated credentials go to the vault.
     pub fn engine(&self) -> Engine {
         Engine::new(self.store.clone(), paved_local::drivers(&self.local), self.clock.clone())
+            .with_sensitive_outputs(Arc::new(secrets::ResourceCredentials { control: self.clone() }))
     }
 
     /// What this machine offers the local provider. Planning is pure; detection

@@ -252,3 +252,49 @@ impl Control {
 fn actor(caller: &Caller) -> Actor {
     Actor { subject: caller.actor.clone(), request: caller.request.clone() }
 }
+
+/// Sensitive outputs of resources (generated passwords) kept in the vault,
+/// as secrets of the environment scoped to `resource:NODE`: they show in
+/// `paved secret list`, are re-keyed by rotation, and the state store only
+/// records their version.
+pub(crate) struct ResourceCredentials {
+    pub(crate) control: Control,
+}
+
+fn resource_scope(environment: &str, node: &str) -> Scope {
+    Scope::service(environment, format!("resource:{node}"))
+}
+
+#[async_trait::async_trait]
+impl paved_engine::SensitiveOutputs for ResourceCredentials {
+    async fn seal(
+        &self,
+        environment: &str,
+        node: &str,
+        output: &str,
+        value: &str,
+    ) -> Result<serde_json::Value, String> {
+        let vault = self.control.vault().await.map_err(|e| e.to_string())?;
+        let actor = Actor { subject: "paved".into(), request: Default::default() };
+        let scope = resource_scope(environment, node);
+        let version = vault
+            .keep(&scope, output, &SecretValue(value.as_bytes().to_vec()), &actor)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(serde_json::json!({ "version": version }))
+    }
+
+    async fn open(
+        &self,
+        environment: &str,
+        node: &str,
+        output: &str,
+        sealed: &serde_json::Value,
+    ) -> Result<String, String> {
+        let vault = self.control.vault().await.map_err(|e| e.to_string())?;
+        let version = sealed["version"].as_i64();
+        let (_, value) =
+            vault.read(&resource_scope(environment, node), output, version).await.map_err(|e| e.to_string())?;
+        String::from_utf8(value.0).map_err(|_| format!("output `{output}` is not text"))
+    }
+}

@@ -19,10 +19,12 @@ mod dag;
 mod drift;
 pub mod driver;
 mod refs;
+mod sealed;
 mod secrets;
 
 pub use drift::{DriftReport, DriftStatus, NodeDrift};
 pub use driver::{Driver, DriverError, Drivers, FaultInjecting, NullDriver, Observation, Outputs, Resource};
+pub use sealed::SensitiveOutputs;
 pub use secrets::{REDACTED, SecretValues, secret_refs};
 
 use paved_model::Clock;
@@ -144,6 +146,7 @@ pub struct Engine {
     store: Arc<dyn Store>,
     drivers: Drivers,
     clock: Arc<dyn Clock>,
+    sensitive: Option<Arc<dyn SensitiveOutputs>>,
 }
 
 /// Everything one node execution needs, shared by the parallel tasks.
@@ -157,11 +160,18 @@ struct Run {
     desired: ResourceGraph,
     recorded: BTreeMap<String, Node>,
     outputs: Mutex<BTreeMap<String, Outputs>>,
+    sensitive: Option<Arc<dyn SensitiveOutputs>>,
 }
 
 impl Engine {
     pub fn new(store: Arc<dyn Store>, drivers: Drivers, clock: Arc<dyn Clock>) -> Engine {
-        Engine { store, drivers, clock }
+        Engine { store, drivers, clock, sensitive: None }
+    }
+
+    /// Keeps nodes' sensitive outputs in `vault` instead of the state.
+    pub fn with_sensitive_outputs(mut self, vault: Arc<dyn SensitiveOutputs>) -> Engine {
+        self.sensitive = Some(vault);
+        self
     }
 
     /// The graph recorded as applied for an environment, with node outputs.
@@ -170,7 +180,7 @@ impl Engine {
         environment: &str,
         provider: paved_model::Provider,
     ) -> Result<(ResourceGraph, BTreeMap<String, Outputs>), EngineError> {
-        applied_graph(self.store.as_ref(), environment, provider).await
+        applied_graph(self.store.as_ref(), environment, provider, self.sensitive.as_deref()).await
     }
 
     /// Brings the environment to `desired`. Returns once every node has an
@@ -214,7 +224,8 @@ impl Engine {
         progress: Arc<dyn Progress>,
     ) -> Result<Report, EngineError> {
         let env = desired.environment.clone();
-        let (recorded, outputs) = applied_graph(self.store.as_ref(), &env, desired.provider).await?;
+        let (recorded, outputs) =
+            applied_graph(self.store.as_ref(), &env, desired.provider, self.sensitive.as_deref()).await?;
         let plan = paved_plan::diff(desired, Some(&recorded))?;
         let kinds = plan.nodes.iter().filter(|n| n.action != Action::NoOp).map(|n| n.kind.as_str());
         let missing = self.drivers.missing(kinds);
@@ -241,6 +252,7 @@ impl Engine {
             desired: desired.clone(),
             recorded: recorded.nodes.clone(),
             outputs: Mutex::new(outputs),
+            sensitive: self.sensitive.clone(),
         });
 
         // Creations, updates and replacements: dependencies first.
@@ -291,6 +303,7 @@ async fn applied_graph(
     store: &dyn Store,
     env: &str,
     provider: paved_model::Provider,
+    sensitive: Option<&dyn SensitiveOutputs>,
 ) -> Result<(ResourceGraph, BTreeMap<String, Outputs>), EngineError> {
     let mut graph = ResourceGraph::new(provider, env);
     let mut outputs = BTreeMap::new();
@@ -299,6 +312,7 @@ async fn applied_graph(
             .map_err(|e| EngineError::CorruptState { node: applied.node_id.clone(), reason: e.to_string() })?;
         let out: Outputs = serde_json::from_value(applied.outputs)
             .map_err(|e| EngineError::CorruptState { node: applied.node_id.clone(), reason: e.to_string() })?;
+        let out = sealed::open(sensitive, env, &applied.node_id, out).await?;
         outputs.insert(applied.node_id.clone(), out);
         graph.nodes.insert(applied.node_id, node);
     }
@@ -373,10 +387,13 @@ impl Run {
     }
 
     async fn record(&self, node: &Node, outputs: Outputs) -> Result<(), String> {
+        let recorded = sealed::seal(self.sensitive.as_deref(), &self.env, node, &outputs)
+            .await
+            .map_err(|e| format!("keeping its credentials in the vault failed: {e}"))?;
         let applied = AppliedNode {
             node_id: node.id(),
             node: serde_json::to_value(node).map_err(|e| e.to_string())?,
-            outputs: serde_json::to_value(&outputs).map_err(|e| e.to_string())?,
+            outputs: serde_json::to_value(&recorded).map_err(|e| e.to_string())?,
             updated_at: self.clock.now(),
         };
         self.store

@@ -19,6 +19,10 @@ pub struct Node {
     /// Top-level properties that cannot change in place: changing one
     /// replaces the node.
     pub immutable: BTreeSet<String>,
+    /// Outputs that are credentials (a generated password): the engine
+    /// keeps them sealed in the vault, never in the state in plaintext.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub sensitive: BTreeSet<String>,
 }
 
 impl Node {
@@ -30,6 +34,7 @@ impl Node {
             depends_on: BTreeSet::new(),
             outputs: BTreeSet::new(),
             immutable: BTreeSet::new(),
+            sensitive: BTreeSet::new(),
         }
     }
 
@@ -49,6 +54,12 @@ impl Node {
 
     pub fn immutable(mut self, names: &[&str]) -> Node {
         self.immutable.extend(names.iter().map(|s| s.to_string()));
+        self
+    }
+
+    /// Marks outputs (already declared) as credentials.
+    pub fn sensitive(mut self, names: &[&str]) -> Node {
+        self.sensitive.extend(names.iter().map(|s| s.to_string()));
         self
     }
 }

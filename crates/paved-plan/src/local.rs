@@ -156,6 +156,7 @@ pub fn translate(input: &PlanInput<'_>) -> Result<ResourceGraph, Vec<PlanError>>
                     )
                     .after([cluster, network.clone()])
                     .outputs(&["host", "port", "name", "database", "username", "password"])
+                    .sensitive(&["password"])
                     .immutable(&["database", "role"]);
                     ResourceBinding {
                         node: g.add(node),
@@ -190,7 +191,8 @@ pub fn translate(input: &PlanInput<'_>) -> Result<ResourceGraph, Vec<PlanError>>
                     });
                     let node = Node::new("local.redis", &key, props)
                         .after([network.clone()])
-                        .outputs(&["host", "port", "password"]);
+                        .outputs(&["host", "port", "password"])
+                        .sensitive(&["password"]);
                     ResourceBinding { node: g.add(node), outputs: vec!["host", "port", "password"] }
                 }
                 "volume" => {

@@ -96,6 +96,7 @@ mod tests {
             depends_on: Default::default(),
             outputs: Default::default(),
             immutable: Default::default(),
+            sensitive: Default::default(),
         };
         g.nodes.insert(
             format!("local.network/{env}"),

@@ -387,6 +387,34 @@ impl Vault {
         result
     }
 
+    /// Keeps a value paved itself produced (a password a driver generated)
+    /// as a version of `scope`/`name`, unless the newest version already
+    /// holds it (applies repeat); returns that version.
+    pub async fn keep(
+        &self,
+        scope: &Scope,
+        name: &str,
+        value: &SecretValue,
+        actor: &Actor,
+    ) -> Result<i64, SecretsError> {
+        if let Some(latest) = self.latest(scope, name).await?.filter(|s| !s.deleted)
+            && self.open_stored(&latest).await? == *value
+        {
+            return Ok(latest.version);
+        }
+        Ok(self.write(scope, name, Some(value), actor).await?.version)
+    }
+
+    /// A version's value for an apply (audited as a whole, not per read).
+    pub async fn read(
+        &self,
+        scope: &Scope,
+        name: &str,
+        version: Option<i64>,
+    ) -> Result<(SecretInfo, SecretValue), SecretsError> {
+        self.reveal_unaudited(scope, name, version).await
+    }
+
     async fn reveal_unaudited(
         &self,
         scope: &Scope,
