@@ -104,6 +104,10 @@ try:
     statuses = [td.text for td in d.find_elements(By.CSS_SELECTOR, "#resources tbody td.status")]
     assert statuses and all(s == "in sync" for s in statuses), statuses
     assert text(d, "#drift").startswith("in sync")
+    # Secrets by name and version, the database password paved generated among them; never a value.
+    secrets = text(d, "#secrets")
+    assert "API_KEY" in secrets and "password" in secrets and "generated for" in secrets, secrets
+    assert "console-canary-7d1" not in d.page_source
     shot(d, "04-environment")
 
     # A viewer may not apply: the page says so and why.

@@ -506,6 +506,7 @@ fn the_console_works_in_headless_chromium() {
     let mut p = Platform::new();
     p.ok(&["up", "--runtime", "process"]);
     p.ok_with_input(&["apply", "-f", "-"], &role_bindings());
+    p.ok_with_input(&["secret", "set", "API_KEY", "-e", "dev"], "console-canary-7d1");
     let (_, viewer) = p.token("viewer", "serviceaccount:e2e-viewer", None);
     let (_, admin) = p.token("admin", "serviceaccount:e2e-admin", None);
     p.start(&[]);

@@ -270,6 +270,8 @@ struct EnvironmentPage {
     others: Vec<String>,
     parity_with: Option<String>,
     parity: Vec<(String, String, String, String)>,
+    /// (name, scope, version, set at, set by): never values.
+    secrets: Vec<(String, String, i64, String, String)>,
 }
 
 #[derive(Deserialize)]
@@ -315,6 +317,16 @@ pub async fn environment(
             format!("{verb} {} at {} by {}", e.event.outcome.as_str(), when(e.event.at), e.event.actor)
         });
         let urls = paved_control::route_urls(&nodes);
+        let secrets = state
+            .control
+            .list_secrets(&name, None)
+            .await?
+            .into_iter()
+            .map(|i| {
+                let scope = i.service.map_or_else(|| "environment".to_string(), |s| s.replace("resource:", "generated for "));
+                (i.name, scope, i.version, when(i.created_at), i.created_by)
+            })
+            .collect();
         let (_, envs) = services_and_environments(&state, &who).await?;
         let others: Vec<String> = envs.iter().map(|e| e.metadata.name.clone()).filter(|n| *n != name).collect();
         let mut parity = vec![];
@@ -342,6 +354,7 @@ pub async fn environment(
             drifted,
             resources,
             urls,
+            secrets,
             others,
             parity_with: q.parity.clone(),
             parity,
