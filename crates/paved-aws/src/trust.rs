@@ -7,7 +7,7 @@ use paved_identity::CONTROL_PLANE_SUBJECT;
 use serde_json::{Value, json};
 
 /// The IAM OIDC provider to create (`aws iam create-open-id-connect-provider`).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct OidcProvider {
     /// paved's issuer URL.
     pub url: String,

@@ -11,20 +11,7 @@ pub async fn account(ctx: &Ctx, command: AccountCommand) -> Result<(), Failure> 
     let control = ctx.control().await?;
     match command {
         AccountCommand::TrustPolicy { name, control_plane } => {
-            let setup = control.trust_setup(&name, control_plane).await?;
-            if let Some(text) = structured(ctx.format, &setup) {
-                println!("{text}");
-                return Ok(());
-            }
-            let p = &setup.oidc_provider;
-            println!("1. An IAM OIDC provider for paved's issuer (once per AWS account):");
-            println!("   URL:        {}", p.url);
-            println!("   audience:   {}", p.client_ids.join(", "));
-            println!("   thumbprint: {}", p.thumbprint);
-            println!("   ARN:        {}", p.arn);
-            println!("\n2. This trust policy on role {}:\n", setup.role_arn);
-            println!("{}", serde_json::to_string_pretty(&setup.trust_policy).unwrap_or_default());
-            println!("\nThen check it: paved account check {name} -e ENVIRONMENT");
+            print_trust(ctx, &control.trust_setup(&name, control_plane).await?);
         }
         AccountCommand::Check { name, environment } => {
             let check = control.check_account(&name, environment.as_deref(), &ctx.request.request_id).await?;
@@ -42,6 +29,23 @@ pub async fn account(ctx: &Ctx, command: AccountCommand) -> Result<(), Failure> 
         }
     }
     Ok(())
+}
+
+/// The trust to install, as steps (or JSON/YAML with `-o`).
+pub(crate) fn print_trust(ctx: &Ctx, setup: &paved_control::TrustSetup) {
+    if let Some(text) = structured(ctx.format, setup) {
+        println!("{text}");
+        return;
+    }
+    let p = &setup.oidc_provider;
+    println!("1. An IAM OIDC provider for paved's issuer (once per AWS account):");
+    println!("   URL:        {}", p.url);
+    println!("   audience:   {}", p.client_ids.join(", "));
+    println!("   thumbprint: {}", p.thumbprint);
+    println!("   ARN:        {}", p.arn);
+    println!("\n2. This trust policy on role {}:\n", setup.role_arn);
+    println!("{}", serde_json::to_string_pretty(&setup.trust_policy).unwrap_or_default());
+    println!("\nThen check it: paved account check {} -e ENVIRONMENT", setup.account);
 }
 
 pub async fn identity(ctx: &Ctx, command: IdentityCommand) -> Result<(), Failure> {

@@ -171,7 +171,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
             | Command::Login { .. }
             | Command::Logout
             | Command::Secret(crate::cli::SecretCommand::RotateKeys { .. })
-            | Command::Account(_)
+            | Command::Account(crate::cli::AccountCommand::Check { .. })
             | Command::Identity(_)
     );
     let remote = if explicit_state || machine_local { None } else { crate::remote::Remote::load()? };
@@ -270,6 +270,13 @@ async fn remote_command(ctx: &Ctx, remote: &crate::remote::Remote, command: Comm
         Command::History { kind, name } => r::history(ctx, remote, parse_kind(&kind)?, &name).await,
         Command::Token(sub) => r::token(ctx, remote, sub).await,
         Command::Secret(sub) => r::secret(ctx, remote, sub).await,
+        Command::Account(crate::cli::AccountCommand::TrustPolicy { name, control_plane }) => {
+            let path = format!("/api/v1/accounts/{}/trust-policy?control_plane={control_plane}", r::encode(&name));
+            let setup = serde_json::from_value(remote.get(&path).await?)
+                .map_err(|e| Failure::User(format!("unexpected answer from the server: {e}")))?;
+            crate::account::print_trust(ctx, &setup);
+            Ok(())
+        }
         other => Err(Failure::User(format!(
             "`paved {}` does not go through the server yet (its API does: see {}/api/v1/openapi.json); \
              `paved logout` to run it on local state",

@@ -68,6 +68,7 @@ fn expectations() -> BTreeMap<(&'static str, &'static str), Expect> {
         (("get", "/api/v1/whoami"), e(Some("any"), 200)),
         (("get", "/.well-known/openid-configuration"), e(None, 200)),
         (("get", "/.well-known/jwks.json"), e(None, 200)),
+        (("get", "/api/v1/accounts/{name}/trust-policy"), e(Some("operator"), 200)),
         (("get", "/api/v1/specs"), e(Some("viewer"), 200)),
         (("post", "/api/v1/specs"), e(Some("developer"), 200)),
         (("get", "/api/v1/specs/{kind}/{name}"), e(Some("viewer"), 200)),
@@ -125,6 +126,8 @@ fn concrete(method: &str, template: &str, role: &str, fixtures: &Fixtures) -> (S
             "{name}",
             if template.ends_with("/destroy") {
                 "staging"
+            } else if template.starts_with("/api/v1/accounts") {
+                "aws-eu"
             } else if template.starts_with("/console/services") {
                 "api"
             } else {
@@ -591,6 +594,12 @@ fn the_cli_logged_in_to_a_server_goes_through_its_roles_and_audit_log() {
     assert_eq!(parity.status.code(), Some(3));
     assert!(String::from_utf8_lossy(&parity.stdout).contains("replicas"));
     assert!(p.ok(&["history", "environment", "dev"]).contains("created"));
+    // The trust to install in an AWS account, from the server (its issuer URL).
+    let trust = p.ok(&["account", "trust-policy", "aws-eu"]);
+    assert!(trust.contains("sts:AssumeRoleWithWebIdentity") && trust.contains("paved:env:eu-production"), "{trust}");
+    // Secrets through the server: set from stdin, listed by name.
+    p.ok_with_input(&["secret", "set", "REMOTE_KEY", "-e", "dev"], "remote-value");
+    assert!(p.ok(&["secret", "list", "-e", "dev"]).contains("REMOTE_KEY"));
     // Tokens are for admins; an operator is told so by the server.
     let refused = p.command(&["token", "list"]).output().unwrap();
     assert_eq!(refused.status.code(), Some(1));

@@ -26,7 +26,7 @@ pub enum IdentityFailure {
 }
 
 /// What to install in an AWS account once so paved can reach it keylessly.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct TrustSetup {
     pub account: String,
     pub role_arn: String,

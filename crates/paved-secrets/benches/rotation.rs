@@ -48,8 +48,16 @@ async fn main() {
     }
     let resolve = started.elapsed();
     println!("secrets: {count} over 10 environments (SQLite, one file)");
-    println!("  set      {:>8.0} /s  ({:.2} ms each, audited, sequential)", count as f64 / set.as_secs_f64(), set.as_secs_f64() * 1e3 / count as f64);
-    println!("  resolve  {:>8.0} /s  ({:.3} ms each, as an apply does)", reads as f64 / resolve.as_secs_f64(), resolve.as_secs_f64() * 1e3 / reads as f64);
+    println!(
+        "  set      {:>8.0} /s  ({:.2} ms each, audited, sequential)",
+        count as f64 / set.as_secs_f64(),
+        set.as_secs_f64() * 1e3 / count as f64
+    );
+    println!(
+        "  resolve  {:>8.0} /s  ({:.3} ms each, as an apply does)",
+        reads as f64 / resolve.as_secs_f64(),
+        resolve.as_secs_f64() * 1e3 / reads as f64
+    );
     drop(vault);
 
     println!("rotation to a new KEK (re-wrap + new data keys + re-seal {count} values):");

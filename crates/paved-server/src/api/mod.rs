@@ -2,6 +2,7 @@
 //! (`#[utoipa::path]`), and [`router`] builds routes and document from the
 //! same list, so no route can be served undocumented.
 
+pub mod accounts;
 pub mod audit;
 pub mod environments;
 pub mod operations;
@@ -104,6 +105,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(system::whoami))
         .routes(routes!(system::openid_configuration))
         .routes(routes!(system::jwks))
+        .routes(routes!(accounts::trust_policy))
         .routes(routes!(specs::list_specs, specs::record_specs))
         .routes(routes!(specs::get_spec, specs::put_spec, specs::delete_spec))
         .routes(routes!(specs::spec_history))

@@ -323,7 +323,8 @@ pub async fn environment(
             .await?
             .into_iter()
             .map(|i| {
-                let scope = i.service.map_or_else(|| "environment".to_string(), |s| s.replace("resource:", "generated for "));
+                let scope =
+                    i.service.map_or_else(|| "environment".to_string(), |s| s.replace("resource:", "generated for "));
                 (i.name, scope, i.version, when(i.created_at), i.created_by)
             })
             .collect();
