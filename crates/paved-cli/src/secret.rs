@@ -35,11 +35,15 @@ pub(crate) fn read_value(from_file: Option<&std::path::Path>) -> Result<SecretVa
         return Ok(SecretValue(bytes));
     }
     let stdin = std::io::stdin();
-    if stdin.is_terminal() {
-        eprintln!("Enter the value, then Ctrl-D (or pipe it in / use --from-file):");
-    }
     let mut bytes = Vec::new();
-    stdin.lock().read_to_end(&mut bytes).map_err(|e| Failure::User(format!("cannot read standard input: {e}")))?;
+    let read = if stdin.is_terminal() {
+        eprintln!("Enter the value (not shown), then Enter and Ctrl-D; or pipe it in / use --from-file:");
+        let _hidden = NoEcho::on_stdin();
+        stdin.lock().read_to_end(&mut bytes)
+    } else {
+        stdin.lock().read_to_end(&mut bytes)
+    };
+    read.map_err(|e| Failure::User(format!("cannot read standard input: {e}")))?;
     if bytes.last() == Some(&b'\n') {
         bytes.pop();
         if bytes.last() == Some(&b'\r') {
@@ -50,6 +54,37 @@ pub(crate) fn read_value(from_file: Option<&std::path::Path>) -> Result<SecretVa
         return Err(Failure::User("the value is empty: nothing was read from standard input".into()));
     }
     Ok(SecretValue(bytes))
+}
+
+/// Turns the terminal's echo off until dropped, so a typed value is not shown.
+struct NoEcho(Option<libc::termios>);
+
+impl NoEcho {
+    fn on_stdin() -> NoEcho {
+        // SAFETY: tcgetattr/tcsetattr on fd 0 with a zeroed, then filled, termios.
+        unsafe {
+            let mut saved: libc::termios = std::mem::zeroed();
+            if libc::tcgetattr(0, &mut saved) != 0 {
+                return NoEcho(None);
+            }
+            let mut quiet = saved;
+            quiet.c_lflag &= !libc::ECHO;
+            if libc::tcsetattr(0, libc::TCSANOW, &quiet) != 0 {
+                return NoEcho(None);
+            }
+            NoEcho(Some(saved))
+        }
+    }
+}
+
+impl Drop for NoEcho {
+    fn drop(&mut self) {
+        if let Some(saved) = self.0 {
+            // SAFETY: restores the attributes read in `on_stdin`.
+            unsafe { libc::tcsetattr(0, libc::TCSANOW, &saved) };
+            eprintln!();
+        }
+    }
 }
 
 pub(crate) fn print_infos(ctx: &Ctx, infos: &[SecretInfo]) {

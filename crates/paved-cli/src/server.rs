@@ -35,6 +35,15 @@ pub async fn serve(ctx: &Ctx, args: ServerArgs) -> Result<(), Failure> {
     };
     let state = paved_server::AppState::new(control, config);
     eprintln!("paved server: listening on http://{} (API /api/v1, OpenAPI /api/v1/openapi.json)", args.listen);
+    let issuer = ctx.public_url.trim_end_matches('/');
+    eprintln!("paved server: OIDC issuer {issuer} (/.well-known/openid-configuration)");
+    let loopback = ["http://127.0.0.1", "http://localhost", "http://[::1]"].iter().any(|p| issuer.starts_with(p));
+    if !issuer.starts_with("https://") && !loopback {
+        eprintln!(
+            "paved server: warning: clouds only trust an https issuer; set --public-url https://… (behind a TLS proxy) \
+             before installing `paved account trust-policy`"
+        );
+    }
     let shutdown = async {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
         let sigterm = async {

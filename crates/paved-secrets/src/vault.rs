@@ -557,6 +557,7 @@ impl Vault {
                     if !spend() {
                         return self.stopped(report).await;
                     }
+                    let mut moved = Vec::with_capacity(batch.len());
                     for s in batch {
                         let sealed = Sealed {
                             key_id: s.key_id.clone(),
@@ -565,14 +566,15 @@ impl Vault {
                         };
                         let value = open(&old_key, &sealed, &binding(&s))?;
                         let again = self.random(|r| seal(&new_key, &value, &binding(&s), &mut &mut *r));
-                        let moved = StoredSecret {
+                        moved.push(StoredSecret {
                             key_id: again.key_id,
                             nonce: hex::encode(again.nonce),
                             ciphertext: hex::encode(again.ciphertext),
-                            ..s.clone()
-                        };
-                        report.resealed += usize::from(self.store.reseal_secret(&moved, &retired.id).await?);
+                            ..s
+                        });
                     }
+                    // One transaction per batch: all of it is re-sealed, or none.
+                    report.resealed += self.store.reseal_secrets(&moved, &retired.id).await?;
                     progress(RotationPhase::Resealing, report.resealed);
                 }
             }

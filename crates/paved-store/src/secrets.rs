@@ -94,8 +94,9 @@ pub trait SecretStore: Send + Sync {
     ) -> Result<Vec<StoredSecret>, StoreError>;
     /// Up to `limit` stored values sealed with data key `key_id`.
     async fn secrets_sealed_with(&self, key_id: &str, limit: i64) -> Result<Vec<StoredSecret>, StoreError>;
-    /// Stores `secret` re-sealed, if its row is still sealed with `from_key`.
-    async fn reseal_secret(&self, secret: &StoredSecret, from_key: &str) -> Result<bool, StoreError>;
+    /// Stores re-sealed versions, in one transaction, each only if its row
+    /// is still sealed with `from_key`; returns how many were stored.
+    async fn reseal_secrets(&self, secrets: &[StoredSecret], from_key: &str) -> Result<usize, StoreError>;
     /// Every signing key, oldest first.
     async fn signing_keys(&self) -> Result<Vec<StoredSigningKey>, StoreError>;
     async fn add_signing_key(&self, key: &StoredSigningKey) -> Result<(), StoreError>;
@@ -307,22 +308,28 @@ impl SecretStore for SqlStore {
         rows.iter().map(to_secret).collect()
     }
 
-    async fn reseal_secret(&self, s: &StoredSecret, from_key: &str) -> Result<bool, StoreError> {
-        let done = sqlx::query(
-            "UPDATE secret_versions SET key_id = $1, nonce = $2, ciphertext = $3 \
-             WHERE environment = $4 AND service = $5 AND name = $6 AND version = $7 AND key_id = $8",
-        )
-        .bind(&s.key_id)
-        .bind(&s.nonce)
-        .bind(&s.ciphertext)
-        .bind(&s.environment)
-        .bind(&s.service)
-        .bind(&s.name)
-        .bind(s.version)
-        .bind(from_key)
-        .execute(self.pool())
-        .await?;
-        Ok(done.rows_affected() == 1)
+    async fn reseal_secrets(&self, secrets: &[StoredSecret], from_key: &str) -> Result<usize, StoreError> {
+        let mut tx = self.pool().begin().await?;
+        let mut stored = 0;
+        for s in secrets {
+            let done = sqlx::query(
+                "UPDATE secret_versions SET key_id = $1, nonce = $2, ciphertext = $3 \
+                 WHERE environment = $4 AND service = $5 AND name = $6 AND version = $7 AND key_id = $8",
+            )
+            .bind(&s.key_id)
+            .bind(&s.nonce)
+            .bind(&s.ciphertext)
+            .bind(&s.environment)
+            .bind(&s.service)
+            .bind(&s.name)
+            .bind(s.version)
+            .bind(from_key)
+            .execute(&mut *tx)
+            .await?;
+            stored += done.rows_affected() as usize;
+        }
+        tx.commit().await?;
+        Ok(stored)
     }
 
     async fn signing_keys(&self) -> Result<Vec<StoredSigningKey>, StoreError> {
