@@ -119,3 +119,31 @@ async fn keys_rotate_with_an_overlap_that_outlives_their_tokens() {
     let third = issuer.mint(&prod(), "sts.amazonaws.com").await.unwrap();
     assert!(verify(&third.token, &jwks, clock.now()).is_ok());
 }
+
+#[tokio::test]
+async fn signing_keys_follow_a_kek_rotation_and_are_replaced_when_their_kek_is_gone() {
+    use paved_secrets::{RotateOptions, Vault};
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(TestClock(Mutex::new(time::macros::datetime!(2026-11-25 09:00 UTC))));
+    let store = Arc::new(SqlStore::open(&format!("sqlite://{}/state.db", dir.path().display())).await.unwrap());
+    let kek = |name: &str| -> Arc<KeyFile> {
+        Arc::new(KeyFile::open_or_create(&dir.path().join(name), &mut rand::rng()).unwrap())
+    };
+    let (old, new, unrelated) = (kek("old"), kek("new"), kek("unrelated"));
+    let config = IssuerConfig::new("https://paved.example.com").unwrap();
+    let issuer = |ring: KeyRing| Issuer::new(store.clone(), ring, clock.clone(), config.clone());
+    let first = issuer(KeyRing::new(old.clone())).mint(&prod(), "sts.amazonaws.com").await.unwrap();
+
+    // Rotating the KEK re-wraps the signing key: the same key signs under the new KEK.
+    let vault = Vault::new(store.clone(), KeyRing::rotating(old, new.clone()), clock.clone());
+    assert!(vault.rotate(RotateOptions::default(), &|_, _| {}).await.unwrap().finished);
+    let after = issuer(KeyRing::new(new)).mint(&prod(), "sts.amazonaws.com").await.unwrap();
+    assert_eq!(after.kid, first.kid);
+
+    // A KEK that never wrapped it: a new key takes over; the old one stays published for its tokens.
+    let lost = issuer(KeyRing::new(unrelated));
+    let replaced = lost.mint(&prod(), "sts.amazonaws.com").await.unwrap();
+    assert_ne!(replaced.kid, first.kid);
+    let jwks = lost.jwks().await.unwrap();
+    assert!(verify(&first.token, &jwks, clock.now()).is_ok() && verify(&replaced.token, &jwks, clock.now()).is_ok());
+}

@@ -179,6 +179,21 @@ fn to_signing_key(row: &AnyRow) -> Result<StoredSigningKey, StoreError> {
     })
 }
 
+impl SqlStore {
+    /// Runs a conditional re-wrap (`sql` binds new KEK id, nonce, wrapped key, id, old KEK id).
+    async fn rewrap(&self, sql: &'static str, id: &str, from_kek: &str, to: &Rewrapped) -> Result<bool, StoreError> {
+        let done = sqlx::query(sql)
+            .bind(&to.kek_id)
+            .bind(&to.nonce)
+            .bind(&to.wrapped)
+            .bind(id)
+            .bind(from_kek)
+            .execute(self.pool())
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+}
+
 #[async_trait]
 impl SecretStore for SqlStore {
     async fn data_keys(&self, environment: Option<&str>) -> Result<Vec<StoredDataKey>, StoreError> {
@@ -217,17 +232,8 @@ impl SecretStore for SqlStore {
     }
 
     async fn rewrap_data_key(&self, id: &str, from_kek: &str, to: &Rewrapped) -> Result<bool, StoreError> {
-        let done = sqlx::query(
-            "UPDATE secret_data_keys SET kek_id = $1, nonce = $2, wrapped = $3 WHERE id = $4 AND kek_id = $5",
-        )
-        .bind(&to.kek_id)
-        .bind(&to.nonce)
-        .bind(&to.wrapped)
-        .bind(id)
-        .bind(from_kek)
-        .execute(self.pool())
-        .await?;
-        Ok(done.rows_affected() == 1)
+        let sql = "UPDATE secret_data_keys SET kek_id = $1, nonce = $2, wrapped = $3 WHERE id = $4 AND kek_id = $5";
+        self.rewrap(sql, id, from_kek, to).await
     }
 
     async fn delete_unused_data_key(&self, id: &str) -> Result<bool, StoreError> {
@@ -360,16 +366,8 @@ impl SecretStore for SqlStore {
     }
 
     async fn rewrap_signing_key(&self, kid: &str, from_kek: &str, to: &Rewrapped) -> Result<bool, StoreError> {
-        let done =
-            sqlx::query("UPDATE signing_keys SET kek_id = $1, nonce = $2, wrapped = $3 WHERE kid = $4 AND kek_id = $5")
-                .bind(&to.kek_id)
-                .bind(&to.nonce)
-                .bind(&to.wrapped)
-                .bind(kid)
-                .bind(from_kek)
-                .execute(self.pool())
-                .await?;
-        Ok(done.rows_affected() == 1)
+        let sql = "UPDATE signing_keys SET kek_id = $1, nonce = $2, wrapped = $3 WHERE kid = $4 AND kek_id = $5";
+        self.rewrap(sql, kid, from_kek, to).await
     }
 
     async fn delete_expired_signing_keys(&self, now: OffsetDateTime) -> Result<u64, StoreError> {
