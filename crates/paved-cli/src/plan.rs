@@ -46,8 +46,10 @@ pub async fn plan(ctx: &Ctx, environment: &str, print_graph: bool) -> Result<(),
         paved_engine::Drivers::default(),
         std::sync::Arc::new(paved_catalog::SystemClock),
     );
-    let (applied, _) = engine.applied(environment, graph.provider).await.map_err(crate::provision::engine_failure)?;
-    let plan = paved_plan::diff(&graph, Some(&applied)).map_err(|e| Failure::User(e.to_string()))?;
+    let applied = engine.recorded(environment, graph.provider).await.map_err(crate::provision::engine_failure)?;
+    let mut plan = paved_plan::diff(&graph, Some(&applied)).map_err(|e| Failure::User(e.to_string()))?;
+    plan.warnings =
+        missing_secret_warnings(&ctx.control().await?.missing_secrets(&catalog, &graph).await?, environment);
     let header = format!(
         "Plan for environment {environment} ({} provider, region {}):",
         c.account.spec.provider.as_str(),
@@ -55,6 +57,19 @@ pub async fn plan(ctx: &Ctx, environment: &str, print_graph: bool) -> Result<(),
     );
     print_plan(ctx, &header, &plan);
     Ok(())
+}
+
+/// One warning per secret a plan references that is not set.
+pub(crate) fn missing_secret_warnings(missing: &[String], environment: &str) -> Vec<String> {
+    missing
+        .iter()
+        .map(|key| {
+            let (service, name) = key.split_once('/').unwrap_or(("", key));
+            format!(
+                "secret `{name}` (used by `{service}`) is not set for {environment}: `paved secret set {name} -e {environment}`; the apply would fail on it"
+            )
+        })
+        .collect()
 }
 
 /// `paved plan` output, embedded or from a server.
@@ -84,6 +99,9 @@ pub(crate) fn print_plan(ctx: &Ctx, header: &str, plan: &paved_plan::Plan) {
         plan.count(Action::Replace),
         plan.count(Action::Delete)
     );
+    for w in &plan.warnings {
+        println!("warning: {w}");
+    }
 }
 
 /// `paved parity A B`.

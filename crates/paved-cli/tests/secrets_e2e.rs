@@ -327,7 +327,11 @@ fn a_preview_never_resolves_a_production_secret() {
     ok(&p, &mut seen, &["secret", "set", "DB_PASSWORD", "-e", "prod"], Some("production-only"));
     ok(&p, &mut seen, &["secret", "set", "SHARED_KEY", "-e", "staging"], Some("from-staging"));
 
-    // The preview has no DB_PASSWORD of its own and may not look in production.
+    // The preview has no DB_PASSWORD of its own and may not look in production:
+    // the plan says so before anything runs, the apply fails on that service only.
+    let plan = ok(&p, &mut seen, &["plan", "-e", "pr-7"], None);
+    assert!(plan.contains("warning: secret `DB_PASSWORD` (used by `db-user`) is not set for pr-7"), "{plan}");
+
     let applied = run(&p, &["apply", "-e", "pr-7"], None);
     assert_eq!(applied.status.code(), Some(1));
     let said = String::from_utf8_lossy(&applied.stderr).to_string() + &String::from_utf8_lossy(&applied.stdout);

@@ -213,7 +213,7 @@ impl Control {
     /// (a workload started with an old secret shows) and never shown.
     pub async fn drift(&self, environment: &str) -> Result<DriftReport, ControlError> {
         let catalog = self.catalog(RequestContext::default());
-        let (graph, _) = self.engine().applied(environment, Provider::Local).await?;
+        let graph = self.engine().recorded(environment, Provider::Local).await?;
         let secrets = self.secret_values(&catalog, environment, &[&graph]).await?;
         Ok(self.engine().drift(environment, Provider::Local, &secrets).await?)
     }
@@ -237,7 +237,7 @@ impl Control {
         watcher: &dyn LockWatcher,
     ) -> Result<Report, ControlError> {
         let engine = self.engine();
-        let (applied, _) = engine.applied(&desired.environment, desired.provider).await?;
+        let applied = engine.recorded(&desired.environment, desired.provider).await?;
         let catalog = self.catalog(caller.request.clone());
         let secrets = self.secret_values(&catalog, &desired.environment, &[desired, &applied]).await?;
         let opts = Options {

@@ -170,6 +170,30 @@ impl Control {
         Ok(SecretValues::new(values))
     }
 
+    /// The `${secrets.NAME}` references of `graph` that nothing in the
+    /// environment's chain answers (an apply would fail on them), as
+    /// `SERVICE/NAME`. Plans show them before anything runs.
+    pub async fn missing_secrets(&self, catalog: &Catalog, graph: &ResourceGraph) -> Result<Vec<String>, ControlError> {
+        let mut keys = BTreeSet::new();
+        for node in graph.nodes.values() {
+            paved_engine::secret_refs(&node.properties, &mut keys);
+        }
+        if keys.is_empty() {
+            return Ok(vec![]);
+        }
+        let chain = self.secret_chain(catalog, &graph.environment).await?;
+        let vault = self.vault().await?;
+        let mut missing = vec![];
+        for key in keys {
+            let (service, name) = key.split_once('/').unwrap_or(("", key.as_str()));
+            let service = Some(service).filter(|s| !s.is_empty());
+            if vault.find(&chain, service, name).await.map_err(SecretError::from)?.is_none() {
+                missing.push(key);
+            }
+        }
+        Ok(missing)
+    }
+
     /// Refuses a scope naming an environment that is not recorded (a typo
     /// would otherwise hold a secret nothing ever reads).
     async fn check_scope(&self, catalog: &Catalog, scope: &Scope) -> Result<(), ControlError> {

@@ -174,6 +174,20 @@ impl Engine {
         self
     }
 
+    /// The graph recorded as applied for an environment, without opening
+    /// any sealed output (for plans: they compare nodes, not outputs).
+    pub async fn recorded(
+        &self,
+        environment: &str,
+        provider: paved_model::Provider,
+    ) -> Result<ResourceGraph, EngineError> {
+        let mut graph = ResourceGraph::new(provider, environment);
+        for applied in self.store.applied_nodes(environment).await? {
+            graph.nodes.insert(applied.node_id.clone(), decode_node(&applied)?);
+        }
+        Ok(graph)
+    }
+
     /// The graph recorded as applied for an environment, with node outputs.
     pub async fn applied(
         &self,
@@ -299,6 +313,11 @@ impl Engine {
     }
 }
 
+fn decode_node(applied: &AppliedNode) -> Result<Node, EngineError> {
+    serde_json::from_value(applied.node.clone())
+        .map_err(|e| EngineError::CorruptState { node: applied.node_id.clone(), reason: e.to_string() })
+}
+
 async fn applied_graph(
     store: &dyn Store,
     env: &str,
@@ -308,8 +327,7 @@ async fn applied_graph(
     let mut graph = ResourceGraph::new(provider, env);
     let mut outputs = BTreeMap::new();
     for applied in store.applied_nodes(env).await? {
-        let node: Node = serde_json::from_value(applied.node)
-            .map_err(|e| EngineError::CorruptState { node: applied.node_id.clone(), reason: e.to_string() })?;
+        let node = decode_node(&applied)?;
         let out: Outputs = serde_json::from_value(applied.outputs)
             .map_err(|e| EngineError::CorruptState { node: applied.node_id.clone(), reason: e.to_string() })?;
         let out = sealed::open(sensitive, env, &applied.node_id, out).await?;

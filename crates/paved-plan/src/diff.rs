@@ -57,6 +57,10 @@ pub struct Plan {
     /// Creations, updates and replacements in dependency order, then
     /// deletions in reverse dependency order.
     pub nodes: Vec<PlannedNode>,
+    /// What would make the apply fail although the plan is valid (a
+    /// referenced secret that is not set), filled in by the caller.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 impl Plan {
@@ -126,7 +130,7 @@ pub fn diff(desired: &ResourceGraph, recorded: Option<&ResourceGraph>) -> Result
             });
         }
     }
-    Ok(Plan { environment: desired.environment.clone(), nodes })
+    Ok(Plan { environment: desired.environment.clone(), nodes, warnings: vec![] })
 }
 
 /// Leaf-level differences between two property trees of `node`.

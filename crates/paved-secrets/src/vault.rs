@@ -447,13 +447,25 @@ impl Vault {
         service: Option<&str>,
         name: &str,
     ) -> Result<Option<(SecretInfo, SecretValue)>, SecretsError> {
+        match self.find(chain, service, name).await? {
+            Some(s) => Ok(Some((SecretInfo::from(&s), self.open_stored(&s).await?))),
+            None => Ok(None),
+        }
+    }
+
+    /// Which version [`Vault::resolve`] would open, without opening it
+    /// (plans check that every referenced secret exists).
+    pub async fn find(
+        &self,
+        chain: &[String],
+        service: Option<&str>,
+        name: &str,
+    ) -> Result<Option<StoredSecret>, SecretsError> {
         for environment in chain {
             let versions = self.store.secret_versions(environment, None, Some(name)).await?;
-            let newest_in = |svc: &str| versions.iter().rfind(|s| s.service == svc);
-            let candidates = service.into_iter().chain(std::iter::once(""));
-            for svc in candidates {
-                match newest_in(svc) {
-                    Some(s) if !s.deleted => return Ok(Some((SecretInfo::from(s), self.open_stored(s).await?))),
+            for svc in service.into_iter().chain(std::iter::once("")) {
+                match versions.iter().rfind(|s| s.service == svc) {
+                    Some(s) if !s.deleted => return Ok(Some(s.clone())),
                     _ => {}
                 }
             }

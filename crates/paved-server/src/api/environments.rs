@@ -156,9 +156,14 @@ pub async fn plan_environment(
     authorised(&state, &who, &name, Role::Viewer, "environment.plan").await?;
     let catalog = state.control.catalog(who.request.clone());
     let (graph, _) = state.control.desired_graph(&catalog, &name).await?;
-    let (applied, _) = state.control.engine().applied(&name, graph.provider).await?;
-    let plan = paved_plan::diff(&graph, Some(&applied))
+    let applied = state.control.engine().recorded(&name, graph.provider).await?;
+    let mut plan = paved_plan::diff(&graph, Some(&applied))
         .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "unplannable", e.to_string()))?;
+    for key in state.control.missing_secrets(&catalog, &graph).await? {
+        let (service, secret) = key.split_once('/').unwrap_or(("", key.as_str()));
+        plan.warnings
+            .push(format!("secret `{secret}` (used by `{service}`) is not set for {name}; the apply would fail on it"));
+    }
     Ok(axum::Json(serde_json::to_value(&plan).map_err(ApiError::internal)?))
 }
 
