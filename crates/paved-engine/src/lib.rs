@@ -523,7 +523,18 @@ impl Run {
             }
         }
         .await;
+        let outcome = self.redacted(outcome);
         self.progress.finished(id, &outcome);
         outcome
+    }
+
+    /// A driver's message may quote what it was given: secret values go.
+    fn redacted(&self, outcome: Outcome) -> Outcome {
+        match outcome {
+            Outcome::Failed { error, attempts } => {
+                Outcome::Failed { error: self.opts.secrets.redact(&error), attempts }
+            }
+            other => other,
+        }
     }
 }
