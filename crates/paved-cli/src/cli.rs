@@ -405,6 +405,7 @@ pub enum SecretCommand {
     /// Store a new version of a secret, read from standard input or a file.
     #[command(after_help = "Examples:\n  printf %s \"$DB_PASSWORD\" | paved secret set DB_PASSWORD -e staging\n  \
 paved secret set TLS_KEY -e production --service web --from-file tls.key\n  \
+paved secret set DEPLOY_TOKEN -e dev --from-env CI_DEPLOY_TOKEN\n  \
 paved secret set STRIPE_KEY -e dev              # type it, then Ctrl-D\n\n\
 A value on the command line is refused: it would stay in shell history and be visible to `ps`.\n\
 One trailing newline is removed from standard input (as `echo` adds one); files are stored as they are.\n\
@@ -417,8 +418,11 @@ Workloads use it as ${secrets.NAME} in their Score file; it is resolved when the
         #[command(flatten)]
         scope: SecretScope,
         /// Read the value from this file instead of standard input.
-        #[arg(long, value_name = "PATH")]
+        #[arg(long, value_name = "PATH", conflicts_with = "from_env")]
         from_file: Option<PathBuf>,
+        /// Read the value from this environment variable (CI pipelines).
+        #[arg(long, value_name = "VARIABLE")]
+        from_env: Option<String>,
     },
     /// The secrets of an environment: names, versions, who set them and when (never values).
     #[command(

@@ -270,9 +270,9 @@ pub async fn secret(ctx: &Ctx, remote: &Remote, command: crate::cli::SecretComma
         None => String::new(),
     };
     match command {
-        SecretCommand::Set { name, value, scope, from_file } => {
+        SecretCommand::Set { name, value, scope, from_file, from_env } => {
             s::refuse_argument(&value, &name, &scope)?;
-            let value = s::read_value(from_file.as_deref())?;
+            let value = s::read_value(from_file.as_deref(), from_env.as_deref())?;
             let text = String::from_utf8(value.0)
                 .map_err(|_| Failure::User("the server takes UTF-8 text values; this one is binary".into()))?;
             let body = serde_json::json!({ "value": text }).to_string().into_bytes();

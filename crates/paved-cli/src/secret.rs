@@ -27,9 +27,15 @@ pub(crate) fn refuse_argument(value: &Option<String>, name: &str, scope: &Secret
     }
 }
 
-/// The value from `--from-file` (as is) or standard input (one trailing
-/// newline removed, as `echo` and terminals add one).
-pub(crate) fn read_value(from_file: Option<&std::path::Path>) -> Result<SecretValue, Failure> {
+/// The value from `--from-env`, `--from-file` (as is) or standard input
+/// (one trailing newline removed, as `echo` and terminals add one).
+pub(crate) fn read_value(from_file: Option<&std::path::Path>, from_env: Option<&str>) -> Result<SecretValue, Failure> {
+    if let Some(var) = from_env {
+        return match std::env::var_os(var) {
+            Some(v) if !v.is_empty() => Ok(SecretValue(std::os::unix::ffi::OsStringExt::into_vec(v))),
+            _ => Err(Failure::User(format!("--from-env: the variable `{var}` is not set or empty"))),
+        };
+    }
     if let Some(path) = from_file {
         let bytes = std::fs::read(path).map_err(|e| Failure::User(format!("cannot read {}: {e}", path.display())))?;
         return Ok(SecretValue(bytes));
@@ -134,9 +140,9 @@ pub async fn run(ctx: &Ctx, command: SecretCommand) -> Result<(), Failure> {
     let control = ctx.control().await?;
     let caller = ctx.caller();
     match command {
-        SecretCommand::Set { name, value, scope, from_file } => {
+        SecretCommand::Set { name, value, scope, from_file, from_env } => {
             refuse_argument(&value, &name, &scope)?;
-            let value = read_value(from_file.as_deref())?;
+            let value = read_value(from_file.as_deref(), from_env.as_deref())?;
             let info = control.set_secret(&caller, &Scope::from(&scope), &name, &value).await?;
             print_stored(ctx, &info);
         }

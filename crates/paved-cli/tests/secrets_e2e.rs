@@ -325,7 +325,13 @@ fn a_preview_never_resolves_a_production_secret() {
         + &service("db-user", &out_dir, "DB_PASSWORD", None);
     ok(&p, &mut seen, &["apply", "-f", "-"], Some(&specs));
     ok(&p, &mut seen, &["secret", "set", "DB_PASSWORD", "-e", "prod"], Some("production-only"));
-    ok(&p, &mut seen, &["secret", "set", "SHARED_KEY", "-e", "staging"], Some("from-staging"));
+    // From an environment variable, as a CI pipeline would.
+    let out = p
+        .command(&["secret", "set", "SHARED_KEY", "-e", "staging", "--from-env", "STAGING_SHARED"])
+        .env("STAGING_SHARED", "from-staging")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 
     // The preview has no DB_PASSWORD of its own and may not look in production:
     // the plan says so before anything runs, the apply fails on that service only.
@@ -350,6 +356,14 @@ fn a_preview_never_resolves_a_production_secret() {
         said.contains("production-secrets-shared") || said.contains("may not use the secrets of production"),
         "{said}"
     );
+
+    // A binary value cannot reach a workload as text: refused with what to do, not mangled.
+    let binary = p.data.path().join("binary");
+    std::fs::write(&binary, [0xff, 0xfe, 0x00, 0x80]).unwrap();
+    ok(&p, &mut seen, &["secret", "set", "DB_PASSWORD", "-e", "pr-7", "--from-file", binary.to_str().unwrap()], None);
+    let refused = run(&p, &["apply", "-e", "pr-7"], None);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("is not UTF-8 text"), "{refused:?}");
 
     // Its own value is used once set; production's never.
     ok(&p, &mut seen, &["secret", "set", "DB_PASSWORD", "-e", "pr-7"], Some("preview-own"));

@@ -76,6 +76,10 @@ pub enum SecretError {
     ProductionShared { environment: String, env_type: EnvType, source_env: String },
     #[error("the key-encryption key {source_name} cannot be used: {reason}")]
     Kek { source_name: String, reason: String },
+    #[error(
+        "secret `{name}` (version {version} in {environment}) is not UTF-8 text; workloads receive secrets as text (variables, files): set it again as text (e.g. base64)"
+    )]
+    NotText { name: String, environment: String, version: i64 },
 }
 
 impl Control {
@@ -162,9 +166,14 @@ impl Control {
         for key in keys {
             let (service, name) = key.split_once('/').unwrap_or(("", key.as_str()));
             let service = Some(service).filter(|s| !s.is_empty());
-            if let Some((_, value)) = vault.resolve(&chain, service, name).await.map_err(SecretError::from)? {
-                // Workloads take text (environment variables, files).
-                values.insert(key.clone(), String::from_utf8_lossy(&value.0).into_owned());
+            if let Some((info, value)) = vault.resolve(&chain, service, name).await.map_err(SecretError::from)? {
+                // Workloads take text (environment variables, files): a binary value is refused, not mangled.
+                let text = String::from_utf8(value.0).map_err(|_| SecretError::NotText {
+                    name: name.to_string(),
+                    environment: info.environment.clone(),
+                    version: info.version,
+                })?;
+                values.insert(key.clone(), text);
             }
         }
         Ok(SecretValues::new(values))
