@@ -478,6 +478,8 @@ fn metrics_parse_with_a_prometheus_parser(p: &Platform) {
     );
     assert!(families.lines().any(|l| l.starts_with("paved_operations_total  succeeded")), "{families}");
     assert!(families.lines().any(|l| l.starts_with("paved_access_denied_total")), "{families}");
+    // The matrix asked every role for a reveal without the grant.
+    assert!(families.lines().any(|l| l.starts_with("paved_secret_reveals_total  denied")), "{families}");
     assert!(families.lines().any(|l| l.starts_with("paved_provisioning_duration_seconds_bucket")), "{families}");
 }
 

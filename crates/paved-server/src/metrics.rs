@@ -35,6 +35,8 @@ pub struct Metrics {
     pub provisioning: Family<OperationLabels, Histogram>,
     pub drift_findings: Counter,
     pub denied: Counter,
+    /// Secret values read through the API, by outcome (every one is also audited).
+    pub reveals: Family<OutcomeLabels, Counter>,
 }
 
 impl Metrics {
@@ -50,6 +52,7 @@ impl Metrics {
         });
         let drift_findings = Counter::default();
         let denied = Counter::default();
+        let reveals = Family::<OutcomeLabels, Counter>::default();
         registry.register("paved_http_request_duration_seconds", "API and console request latency", http.clone());
         registry.register(
             "paved_operations",
@@ -64,7 +67,12 @@ impl Metrics {
         );
         registry.register("paved_drift_findings", "Resources found drifted by drift checks", drift_findings.clone());
         registry.register("paved_access_denied", "Requests refused by authorisation", denied.clone());
-        Metrics { registry, http, operations, nodes, provisioning, drift_findings, denied }
+        registry.register(
+            "paved_secret_reveals",
+            "Secret values read through the API, by outcome (each one is in the audit log)",
+            reveals.clone(),
+        );
+        Metrics { registry, http, operations, nodes, provisioning, drift_findings, denied, reveals }
     }
 
     /// The OpenMetrics text exposition.

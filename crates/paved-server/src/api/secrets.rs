@@ -168,8 +168,18 @@ pub async fn reveal_secret(
 ) -> Result<impl IntoResponse, ApiError> {
     let scope = scope(&name, q.service);
     let object = state.control.catalog(who.request.clone()).get(Kind::Environment, &name).await?;
-    who.allow_reveal(&state, spec_target(&object.spec), "secret.reveal", &scope.target(&secret)).await?;
-    let (info, value) = state.control.reveal_secret(&who.caller(), &scope, &secret, q.version).await?;
+    let count = |outcome: &str| {
+        state.metrics.reveals.get_or_create(&crate::metrics::OutcomeLabels { outcome: outcome.into() }).inc();
+    };
+    if let Err(denied) =
+        who.allow_reveal(&state, spec_target(&object.spec), "secret.reveal", &scope.target(&secret)).await
+    {
+        count("denied");
+        return Err(denied);
+    }
+    let revealed = state.control.reveal_secret(&who.caller(), &scope, &secret, q.version).await;
+    count(if revealed.is_ok() { "succeeded" } else { "failed" });
+    let (info, value) = revealed?;
     let body = RevealedSecret { secret: info.into(), value: String::from_utf8_lossy(&value.0).into_owned() };
     Ok(([(header::CACHE_CONTROL, "no-store")], axum::Json(body)))
 }
