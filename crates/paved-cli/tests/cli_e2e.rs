@@ -289,9 +289,14 @@ fn plan_shows_what_an_environment_consists_of() {
         p.ok(&["plan", "-e", "dev", "--graph"]),
         "plans are deterministic"
     );
-    let aws = p.run(&["plan", "-e", "eu-dev"]);
-    assert_eq!(aws.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&aws.stderr).contains("the aws provider cannot be planned yet"));
+    // AWS environments plan (their own address block, the baseline); applying them needs the AWS drivers.
+    let aws = p.ok(&["plan", "-e", "eu-dev"]);
+    assert!(aws.contains("Plan for environment eu-dev (aws provider, region eu-central-1)"), "{aws}");
+    assert!(aws.contains("  + aws.vpc/eu-dev") && aws.contains("  + aws.flow-log/eu-dev"), "{aws}");
+    assert!(aws.contains("cidrBlock = \"10.40.0.0/20\""), "{aws}");
+    let apply = p.run(&["apply", "-e", "eu-dev"]);
+    assert_eq!(apply.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&apply.stderr).contains("no driver for"), "{apply:?}");
 }
 
 #[test]

@@ -164,18 +164,48 @@ impl Control {
         environment: &str,
     ) -> Result<(ResourceGraph, EnvironmentContext), ControlError> {
         let c = catalog.environment_context(environment).await?;
+        let addresses = match c.account.spec.provider {
+            Provider::Local => Default::default(),
+            _ => self.address_plan(catalog, &c.account.metadata.name).await?,
+        };
         let input = PlanInput {
             environment: &c.environment,
             blueprint: &c.blueprint,
             account: &c.account,
             services: c.services.iter().collect(),
             capabilities: self.capabilities(environment).await?,
+            addresses,
         };
         let graph = paved_plan::plan(&input).map_err(|errors| ControlError::Unplannable {
             environment: environment.to_string(),
             problems: errors.iter().map(|e| e.to_string()).collect(),
         })?;
         Ok((graph, c))
+    }
+
+    /// The address blocks an account's environments hold (from their applied
+    /// VPCs) and the account's environments, for planning without overlap.
+    async fn address_plan(
+        &self,
+        catalog: &Catalog,
+        account: &str,
+    ) -> Result<paved_plan::aws::AddressPlan, ControlError> {
+        let mut plan = paved_plan::aws::AddressPlan::default();
+        for o in catalog.list(Some(paved_model::Kind::Environment)).await? {
+            let paved_model::Spec::Environment(e) = o.spec else { continue };
+            if e.spec.account != account {
+                continue;
+            }
+            let vpc = format!("aws.vpc/{}", e.metadata.name);
+            let applied = self.store.applied_nodes(&e.metadata.name).await?;
+            if let Some(cidr) =
+                applied.iter().find(|n| n.node_id == vpc).and_then(|n| n.node["properties"]["cidrBlock"].as_str())
+            {
+                plan.allocated.insert(e.metadata.name.clone(), cidr.to_string());
+            }
+            plan.account_environments.push(e.metadata.name);
+        }
+        Ok(plan)
     }
 
     /// How two environments' desired graphs differ, names masked.

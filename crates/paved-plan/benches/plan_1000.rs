@@ -76,6 +76,7 @@ fn main() {
             account,
             services: services.clone(),
             capabilities: Capabilities { docker: true, redis_server: false },
+            addresses: Default::default(),
         };
         let graph = plan(&input).expect("plans");
         let bytes = graph.to_bytes();

@@ -86,11 +86,20 @@ pub struct ResourceGraph {
     pub provider: Provider,
     pub environment: String,
     pub nodes: BTreeMap<String, Node>,
+    /// Values that differ between environments by construction besides the
+    /// name (region, address blocks): parity masks them as `{KEY}`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub identity: BTreeMap<String, String>,
 }
 
 impl ResourceGraph {
     pub fn new(provider: Provider, environment: &str) -> ResourceGraph {
-        ResourceGraph { provider, environment: environment.to_string(), nodes: BTreeMap::new() }
+        ResourceGraph {
+            provider,
+            environment: environment.to_string(),
+            nodes: BTreeMap::new(),
+            identity: BTreeMap::new(),
+        }
     }
 
     /// Adds a node; a node with the same id is merged (shared resources are

@@ -14,6 +14,7 @@
 //! exist after apply (passwords, ports chosen at runtime) are references
 //! (`${ref:KIND/NAME.OUTPUT}`) resolved by the engine.
 
+pub mod aws;
 pub mod diff;
 pub mod graph;
 pub mod local;
@@ -43,6 +44,8 @@ pub struct PlanInput<'a> {
     /// The services deployed to the environment.
     pub services: Vec<&'a Workload>,
     pub capabilities: Capabilities,
+    /// Address blocks already taken in the account (cloud providers).
+    pub addresses: aws::AddressPlan,
 }
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -63,8 +66,12 @@ pub enum PlanError {
     MissingParameter { environment: String, parameter: String },
     #[error("parameter `{parameter}` has value {value}, which does not fit {field}")]
     BadParameter { parameter: String, value: String, field: String },
-    #[error("the {0} provider cannot be planned yet; only `local` can")]
+    #[error("the {0} provider cannot be planned yet; `local` and `aws` can")]
     ProviderNotPlannable(&'static str),
+    #[error(
+        "environment `{environment}` is in region `{region}`, which account `{account}` does not allow (data residency; allowed: {allowed})"
+    )]
+    RegionNotAllowed { environment: String, region: String, account: String, allowed: String },
     #[error("node `{node}` depends on `{missing}`, which is not in the graph")]
     DanglingDependency { node: String, missing: String },
     #[error("dependency cycle: {}", path.join(" → "))]
@@ -76,6 +83,7 @@ pub enum PlanError {
 pub fn plan(input: &PlanInput<'_>) -> Result<ResourceGraph, Vec<PlanError>> {
     let graph = match input.account.spec.provider {
         Provider::Local => local::translate(input)?,
+        Provider::Aws => aws::translate(input)?,
         other => return Err(vec![PlanError::ProviderNotPlannable(other.as_str())]),
     };
     graph.validate().map_err(|e| vec![e])?;

@@ -286,7 +286,7 @@ pub fn translate(input: &PlanInput<'_>) -> Result<ResourceGraph, Vec<PlanError>>
 }
 
 /// The port a service listens on (`targetPort`) for its first declared port.
-fn first_target_port(w: &Workload) -> Option<u16> {
+pub(crate) fn first_target_port(w: &Workload) -> Option<u16> {
     let ports = w.service.as_ref()?.ports.as_ref()?;
     ports.values().next().map(|p| p.target_port.unwrap_or(p.port))
 }

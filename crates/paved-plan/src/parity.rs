@@ -50,8 +50,28 @@ fn mask_value(v: &Value, name: &str) -> Value {
 
 type Masked<'a> = std::collections::BTreeMap<String, (Value, &'a crate::Node)>;
 
+/// `v` with every identity value of `g` (region, address blocks) written `{KEY}`.
+fn mask_identity(v: Value, g: &ResourceGraph) -> Value {
+    match v {
+        Value::String(mut s) => {
+            for (key, value) in &g.identity {
+                if !value.is_empty() && s.contains(value.as_str()) {
+                    s = s.replace(value.as_str(), &format!("{{{key}}}"));
+                }
+            }
+            Value::String(s)
+        }
+        Value::Array(a) => Value::Array(a.into_iter().map(|x| mask_identity(x, g)).collect()),
+        Value::Object(m) => Value::Object(m.into_iter().map(|(k, x)| (k, mask_identity(x, g))).collect()),
+        other => other,
+    }
+}
+
 fn masked(g: &ResourceGraph) -> Masked<'_> {
-    g.nodes.iter().map(|(id, n)| (mask(id, &g.environment), (mask_value(&n.properties, &g.environment), n))).collect()
+    g.nodes
+        .iter()
+        .map(|(id, n)| (mask(id, &g.environment), (mask_identity(mask_value(&n.properties, &g.environment), g), n)))
+        .collect()
 }
 
 /// Every difference between `left` and `right` once their names are masked, ordered by node and field.

@@ -1,0 +1,611 @@
+//! Translation for the `aws` provider (planning only so far: the drivers
+//! that apply these kinds come with the AWS provider issue).
+//!
+//! | neutral / Score | AWS kinds | notes |
+//! |---|---|---|
+//! | network | `aws.vpc`, `aws.subnet` (2 AZs per tier), `aws.internet-gateway`, `aws.nat-gateway`, `aws.route-table` | a /20 per environment from the blueprint's address space, no overlap within an account; subnets are /24s of it |
+//! | security baseline | `aws.kms-key` (alias `paved/ENV`, rotation on), `aws.flow-log` + `aws.log-group` (always on, KMS-encrypted), `aws.security-group` | ingress only on declared ports; 0.0.0.0/0 only on the public load balancer's 443 and 80 |
+//! | compute | `aws.eks-cluster` | private endpoint, secrets encrypted with the environment's key, control-plane logs; workloads come with the Kubernetes rendering |
+//! | ingress | `aws.lb` (application) | idle timeout, health check and TLS policy from the blueprint (see the normalised behaviours below) |
+//! | `postgres` | `aws.db-subnet-group`, `aws.rds-instance` | encrypted with the environment's key, never public, backups and multi-AZ from parameters, master password managed in Secrets Manager |
+//! | `s3` | `aws.s3-bucket` | KMS encryption, every public access blocked, versioning |
+//! | `queue`, `amqp` | `aws.sqs-queue` | KMS encryption |
+//! | `dns`, `route` | `aws.lb-route` | recorded on the environment's load balancer |
+//! | `service` | `aws.service-link` | the target's name inside the environment's cluster (`SERVICE.ENV.svc.cluster.local`) |
+//!
+//! Normalised behaviours — a blueprint states a behaviour once, each
+//! provider sets its own knob to match (each row has a test):
+//!
+//! | blueprint | AWS setting | AWS default it replaces |
+//! |---|---|---|
+//! | `ingress.timeouts.idle` | ALB `idle_timeout.timeout_seconds` (1–4000, checked here: the API does not) | 60 s |
+//! | `ingress.healthCheck` | target group path, interval, timeout, healthy/unhealthy thresholds | `/`, 30 s, 5 s, 5/2 |
+//! | `ingress.tls.minVersion` | listener SSL policy (`1.2` → `ELBSecurityPolicy-TLS13-1-2-2021-06`, `1.3` → `ELBSecurityPolicy-TLS13-1-3-2021-06`) | `ELBSecurityPolicy-2016-08` (TLS 1.0) |
+//! | `observability.logRetentionDays` | flow-log group retention | never expire |
+//!
+//! Every node carries the tags `paved:environment`, `paved:managed-by`,
+//! `paved:blueprint` and, for a service's resources, `paved:service`: drivers
+//! find their resources by them after a crash.
+
+use crate::resolve::{self, ResourceBinding};
+use crate::{Node, PlanError, PlanInput, ResourceGraph};
+use paved_model::blueprint::{DatabaseEngine, Egress, NetworkTier, Size, TlsVersion};
+use serde_json::{Value, json};
+use std::collections::{BTreeMap, BTreeSet};
+
+const PROVIDER: &str = "aws";
+const SUPPORTED: &str = "postgres, s3, queue, amqp, dns, route, service";
+/// Availability zones used per tier.
+const ZONES: [&str; 2] = ["a", "b"];
+/// The prefix length of an environment's address block.
+const ENVIRONMENT_BLOCK: u8 = 20;
+
+/// Address blocks of an account's environments, as recorded by their applied
+/// VPCs, and the account's environment names (for a deterministic first fit
+/// of those not applied yet). Filled in by the caller; planning does no I/O.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AddressPlan {
+    pub allocated: BTreeMap<String, String>,
+    pub account_environments: Vec<String>,
+}
+
+fn parse_cidr(cidr: &str) -> Option<(u32, u8)> {
+    let (ip, len) = cidr.split_once('/')?;
+    let len: u8 = len.parse().ok().filter(|l| *l <= 32)?;
+    let octets: Vec<u8> = ip.split('.').map(|o| o.parse().ok()).collect::<Option<_>>()?;
+    let [a, b, c, d] = octets[..] else { return None };
+    let addr = u32::from_be_bytes([a, b, c, d]);
+    let mask = if len == 0 { 0 } else { u32::MAX << (32 - len) };
+    Some((addr & mask, len))
+}
+
+fn format_cidr(addr: u32, len: u8) -> String {
+    let [a, b, c, d] = addr.to_be_bytes();
+    format!("{a}.{b}.{c}.{d}/{len}")
+}
+
+/// The `netnum`-th block of `newbits` more bits inside `cidr` (Terraform's `cidrsubnet`).
+pub fn cidr_subnet(cidr: &str, newbits: u8, netnum: u32) -> Option<String> {
+    let (base, len) = parse_cidr(cidr)?;
+    let new_len = len.checked_add(newbits).filter(|l| *l <= 32)?;
+    if u64::from(netnum) >= 1u64 << newbits {
+        return None;
+    }
+    Some(format_cidr(base | (netnum << (32 - new_len)), new_len))
+}
+
+/// The environment's block: the one its VPC was created with, else the
+/// first free one in the pool, handed out to the account's unallocated
+/// environments in name order (so plans of siblings agree).
+pub fn allocate(pool: &str, environment: &str, plan: &AddressPlan) -> Result<String, String> {
+    if let Some(cidr) = plan.allocated.get(environment) {
+        return Ok(cidr.clone());
+    }
+    let (_, pool_len) = parse_cidr(pool).ok_or_else(|| format!("`{pool}` is not an IPv4 CIDR block"))?;
+    let newbits = ENVIRONMENT_BLOCK
+        .checked_sub(pool_len)
+        .ok_or_else(|| format!("address space {pool} is smaller than one environment's /{ENVIRONMENT_BLOCK}"))?;
+    let taken: BTreeSet<&String> = plan.allocated.values().collect();
+    let mut free = (0..1u32 << newbits).filter_map(|n| cidr_subnet(pool, newbits, n)).filter(|c| !taken.contains(c));
+    let mut waiting: Vec<&str> = plan
+        .account_environments
+        .iter()
+        .map(String::as_str)
+        .filter(|e| !plan.allocated.contains_key(*e))
+        .chain(std::iter::once(environment))
+        .collect();
+    waiting.sort();
+    waiting.dedup();
+    for e in waiting {
+        let block = free.next().ok_or_else(|| {
+            format!("address space {pool} has no free /{ENVIRONMENT_BLOCK} left for environment `{e}`")
+        })?;
+        if e == environment {
+            return Ok(block);
+        }
+    }
+    Err(format!("no block for environment `{environment}`"))
+}
+
+fn seconds(d: &paved_model::SpecDuration) -> u64 {
+    d.parse().map_or(0, |d| d.as_secs())
+}
+
+/// The listener SSL policy for a minimum TLS version.
+pub fn ssl_policy(min: TlsVersion) -> &'static str {
+    match min {
+        TlsVersion::V1_3 => "ELBSecurityPolicy-TLS13-1-3-2021-06",
+        _ => "ELBSecurityPolicy-TLS13-1-2-2021-06",
+    }
+}
+
+fn db_class(size: Size) -> &'static str {
+    match size {
+        Size::Small => "db.t4g.small",
+        Size::Medium => "db.m6g.large",
+        Size::Large => "db.m6g.xlarge",
+        Size::Xlarge => "db.m6g.2xlarge",
+    }
+}
+
+fn node_class(size: Size) -> &'static str {
+    match size {
+        Size::Small => "t3.medium",
+        Size::Medium => "m6i.large",
+        Size::Large => "m6i.xlarge",
+        Size::Xlarge => "m6i.2xlarge",
+    }
+}
+
+fn r(id: &str, output: &str) -> Value {
+    Value::String(format!("${{ref:{id}.{output}}}"))
+}
+
+pub fn translate(input: &PlanInput<'_>) -> Result<ResourceGraph, Vec<PlanError>> {
+    let env = input.environment.metadata.name.as_str();
+    let region = input.environment.spec.region.as_str();
+    let bp = &input.blueprint.spec;
+    let mut errors = Vec::new();
+    if !input.account.spec.allowed_regions.iter().any(|r| r == region) {
+        return Err(vec![PlanError::RegionNotAllowed {
+            environment: env.into(),
+            region: region.into(),
+            account: input.account.metadata.name.clone(),
+            allowed: input.account.spec.allowed_regions.join(", "),
+        }]);
+    }
+    let params = resolve::parameters(input.environment, input.blueprint)?;
+    let blueprint = format!("{}@{}", input.blueprint.metadata.name, bp.version);
+    let tags = |service: Option<&str>| {
+        let mut t = json!({"paved:environment": env, "paved:managed-by": "paved", "paved:blueprint": blueprint});
+        if let Some(s) = service {
+            t["paved:service"] = json!(s);
+        }
+        t
+    };
+    let block = allocate(&bp.network.address_space, env, &input.addresses).map_err(|reason| {
+        vec![PlanError::BadParameter {
+            parameter: "network.addressSpace".into(),
+            value: bp.network.address_space.clone(),
+            field: reason,
+        }]
+    })?;
+    let mut g = ResourceGraph::new(paved_model::Provider::Aws, env);
+    g.identity.insert("region".into(), region.into());
+    g.identity.insert("cidr".into(), block.clone());
+
+    let kms = g.add(
+        Node::new(
+            "aws.kms-key",
+            env,
+            json!({"alias": format!("alias/paved/{env}"), "enableKeyRotation": true, "description": format!("paved environment {env}"), "tags": tags(None)}),
+        )
+        .outputs(&["arn", "keyId"]),
+    );
+    let vpc = g.add(
+        Node::new(
+            "aws.vpc",
+            env,
+            json!({"cidrBlock": block, "enableDnsHostnames": true, "enableDnsSupport": true, "tags": tags(None)}),
+        )
+        .immutable(&["cidrBlock"])
+        .outputs(&["id"]),
+    );
+    let log_days = resolve::param("spec.observability.logRetentionDays", &bp.observability.log_retention_days, &params);
+    let log_days = log_days.map_err(|e| vec![e])?;
+    let log_group = g.add(
+        Node::new(
+            "aws.log-group",
+            &format!("{env}-flow-logs"),
+            json!({"name": format!("/paved/{env}/vpc-flow-logs"), "retentionDays": log_days, "kmsKeyArn": r(&kms, "arn"), "tags": tags(None)}),
+        )
+        .after([kms.clone()])
+        .outputs(&["arn"]),
+    );
+    // Flow logs are always on, whatever the blueprint says: the issue's baseline.
+    g.add(
+        Node::new(
+            "aws.flow-log",
+            env,
+            json!({"vpcId": r(&vpc, "id"), "trafficType": "ALL", "logGroupArn": r(&log_group, "arn"), "tags": tags(None)}),
+        )
+        .after([vpc.clone(), log_group.clone()]),
+    );
+
+    // Subnets: tier i, zone j → the (2i + j)-th /24 of the block.
+    let mut subnets: BTreeMap<NetworkTier, Vec<String>> = BTreeMap::new();
+    for (i, tier) in bp.network.tiers.iter().enumerate() {
+        let tier_name = match tier {
+            NetworkTier::Public => "public",
+            NetworkTier::Private => "private",
+            NetworkTier::Isolated => "isolated",
+        };
+        for (j, zone) in ZONES.iter().enumerate() {
+            let name = format!("{env}-{tier_name}-{zone}");
+            let cidr = cidr_subnet(&block, 24 - ENVIRONMENT_BLOCK, (2 * i + j) as u32).unwrap_or_default();
+            g.identity.insert(format!("subnet-{tier_name}-{zone}"), cidr.clone());
+            let id = g.add(
+                Node::new(
+                    "aws.subnet",
+                    &name,
+                    json!({"vpcId": r(&vpc, "id"), "cidrBlock": cidr, "availabilityZone": format!("{region}{zone}"),
+                           "tier": tier_name, "mapPublicIpOnLaunch": false, "tags": tags(None)}),
+                )
+                .after([vpc.clone()])
+                .immutable(&["cidrBlock", "availabilityZone"])
+                .outputs(&["id"]),
+            );
+            subnets.entry(*tier).or_default().push(id);
+        }
+    }
+    let ids = |tier: NetworkTier| -> Vec<String> { subnets.get(&tier).cloned().unwrap_or_default() };
+    let refs = |nodes: &[String]| -> Value { Value::Array(nodes.iter().map(|n| r(n, "id")).collect()) };
+    let public = ids(NetworkTier::Public);
+    let private: Vec<String> = {
+        let p = ids(NetworkTier::Private);
+        if p.is_empty() { ids(NetworkTier::Isolated) } else { p }
+    };
+    let data: Vec<String> = {
+        let i = ids(NetworkTier::Isolated);
+        if i.is_empty() { private.clone() } else { i }
+    };
+    if !public.is_empty() {
+        let igw = g.add(
+            Node::new("aws.internet-gateway", env, json!({"vpcId": r(&vpc, "id"), "tags": tags(None)}))
+                .after([vpc.clone()])
+                .outputs(&["id"]),
+        );
+        g.add(
+            Node::new(
+                "aws.route-table",
+                &format!("{env}-public"),
+                json!({"vpcId": r(&vpc, "id"), "routes": [{"destination": "0.0.0.0/0", "internetGatewayId": r(&igw, "id")}],
+                       "subnetIds": refs(&public), "tags": tags(None)}),
+            )
+            .after(public.iter().cloned().chain([igw.clone()])),
+        );
+        let private_routes = if bp.network.egress == Egress::Nat && !ids(NetworkTier::Private).is_empty() {
+            let nat = g.add(
+                Node::new(
+                    "aws.nat-gateway",
+                    env,
+                    json!({"subnetId": r(&public[0], "id"), "connectivity": "public", "tags": tags(None)}),
+                )
+                .after([public[0].clone(), igw.clone()])
+                .outputs(&["id"]),
+            );
+            vec![(json!([{"destination": "0.0.0.0/0", "natGatewayId": r(&nat, "id")}]), nat)]
+        } else {
+            vec![]
+        };
+        let private_only = ids(NetworkTier::Private);
+        if !private_only.is_empty() {
+            let (routes, deps) = match private_routes.into_iter().next() {
+                Some((routes, nat)) => (routes, vec![nat]),
+                None => (json!([]), vec![]),
+            };
+            g.add(
+                Node::new(
+                    "aws.route-table",
+                    &format!("{env}-private"),
+                    json!({"vpcId": r(&vpc, "id"), "routes": routes, "subnetIds": refs(&private_only), "tags": tags(None)}),
+                )
+                .after(private_only.iter().cloned().chain(deps)),
+            );
+        }
+    }
+
+    // The load balancer and its security group: the only ingress from anywhere.
+    let lb_sg = bp.ingress.as_ref().map(|i| {
+        let from = if i.public { "0.0.0.0/0".to_string() } else { block.clone() };
+        g.add(
+            Node::new(
+                "aws.security-group",
+                &format!("{env}-lb"),
+                json!({"vpcId": r(&vpc, "id"), "description": format!("paved {env}: load balancer"),
+                       "ingress": [{"protocol": "tcp", "port": 443, "cidr": from}, {"protocol": "tcp", "port": 80, "cidr": from}],
+                       "egress": [{"protocol": "tcp", "fromPort": 1, "toPort": 65535, "cidr": block}],
+                       "tags": tags(None)}),
+            )
+            .after([vpc.clone()])
+            .outputs(&["id"]),
+        )
+    });
+    let lb = match (&bp.ingress, &lb_sg) {
+        (Some(i), Some(sg)) => {
+            let idle = seconds(&i.timeouts.idle);
+            if !(1..=4000).contains(&idle) {
+                errors.push(PlanError::BadParameter {
+                    parameter: "ingress.timeouts.idle".into(),
+                    value: format!("{idle}s"),
+                    field: "the AWS load balancer's idle timeout (1 to 4000 seconds)".into(),
+                });
+            }
+            let subnets = if i.public { &public } else { &private };
+            Some(
+                g.add(
+                    Node::new(
+                        "aws.lb",
+                        env,
+                        json!({
+                            "name": format!("paved-{env}"),
+                            "type": "application",
+                            "scheme": if i.public { "internet-facing" } else { "internal" },
+                            "subnetIds": refs(subnets),
+                            "securityGroupIds": [r(sg, "id")],
+                            "idleTimeoutSeconds": idle,
+                            "dropInvalidHeaderFields": true,
+                            "listeners": [
+                                {"port": 443, "protocol": "HTTPS", "sslPolicy": ssl_policy(i.tls.min_version)},
+                                {"port": 80, "protocol": "HTTP", "redirectTo": 443},
+                            ],
+                            "healthCheck": {
+                                "path": i.health_check.path,
+                                "intervalSeconds": seconds(&i.health_check.interval),
+                                "timeoutSeconds": seconds(&i.health_check.timeout),
+                                "healthyThreshold": i.health_check.healthy_threshold,
+                                "unhealthyThreshold": i.health_check.unhealthy_threshold,
+                            },
+                            "tags": tags(None),
+                        }),
+                    )
+                    .after(subnets.iter().cloned().chain([sg.clone()]))
+                    .outputs(&["arn", "dnsName"]),
+                ),
+            )
+        }
+        _ => None,
+    };
+
+    // Compute: one cluster per environment, reachable only inside the VPC.
+    let size = resolve::param("spec.compute.size", &bp.compute.size, &params);
+    let replicas = resolve::param("spec.compute.replicas", &bp.compute.replicas, &params);
+    let (size, replicas): (Size, u32) = match (size, replicas) {
+        (Ok(s), Ok(r)) => (s, r),
+        (s, r) => {
+            errors.extend(s.err());
+            errors.extend(r.err());
+            return Err(errors);
+        }
+    };
+    g.add(
+        Node::new(
+            "aws.eks-cluster",
+            env,
+            json!({
+                "name": format!("paved-{env}"),
+                "version": "1.30",
+                "endpointPrivateAccess": true,
+                "endpointPublicAccess": false,
+                "subnetIds": refs(&private),
+                "secretsEncryptionKeyArn": r(&kms, "arn"),
+                "enabledLogTypes": ["api", "audit", "authenticator"],
+                "nodeGroup": {"instanceType": node_class(size), "desiredSize": replicas.max(2), "minSize": 2, "maxSize": replicas.max(2) * 2},
+                "tags": tags(None),
+            }),
+        )
+        .after(private.iter().cloned().chain([kms.clone()]))
+        .immutable(&["name", "endpointPrivateAccess"])
+        .outputs(&["arn", "endpoint"]),
+    );
+
+    let account_id = input.account.spec.account_id.clone().unwrap_or_default();
+    let mut shared_types: BTreeMap<String, String> = BTreeMap::new();
+    let mut db_clients: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for w in &input.services {
+        let svc = w.metadata.name.as_str();
+        // Each service gets a group; only the load balancer reaches its declared ports.
+        let ports: BTreeSet<u16> = w
+            .service
+            .as_ref()
+            .and_then(|s| s.ports.as_ref())
+            .map(|p| p.values().map(|p| p.target_port.unwrap_or(p.port)).collect())
+            .unwrap_or_default();
+        let ingress: Vec<Value> = match &lb_sg {
+            Some(sg) => ports
+                .iter()
+                .map(|p| json!({"protocol": "tcp", "port": p, "sourceSecurityGroupId": r(sg, "id")}))
+                .collect(),
+            None => vec![],
+        };
+        let svc_sg = g.add(
+            Node::new(
+                "aws.security-group",
+                svc,
+                json!({"vpcId": r(&vpc, "id"), "description": format!("paved {env}: service {svc}"), "ingress": ingress,
+                       "egress": [{"protocol": "tcp", "fromPort": 443, "toPort": 443, "cidr": "0.0.0.0/0"}, {"protocol": "tcp", "fromPort": 1, "toPort": 65535, "cidr": block}],
+                       "tags": tags(Some(svc))}),
+            )
+            .after([vpc.clone()].into_iter().chain(lb_sg.clone()))
+            .outputs(&["id"]),
+        );
+        let mut bindings: BTreeMap<String, ResourceBinding> = BTreeMap::new();
+        for (rname, res) in &w.resources {
+            let key = res.id.clone().unwrap_or_else(|| format!("{svc}-{rname}"));
+            if let Some(first) = shared_types.insert(key.clone(), res.kind.clone()).filter(|t| *t != res.kind) {
+                errors.push(PlanError::ConflictingShare { id: key.clone(), first, second: res.kind.clone() });
+                continue;
+            }
+            let binding = match res.kind.as_str() {
+                "postgres" => {
+                    let Some(db) = bp.databases.get(&DatabaseEngine::Postgres) else {
+                        errors.push(PlanError::Unavailable {
+                            service: svc.into(),
+                            resource: rname.clone(),
+                            what: "a postgres database".into(),
+                            hint: format!("blueprint `{}` offers none", input.blueprint.metadata.name),
+                        });
+                        continue;
+                    };
+                    let class = resolve::param("spec.databases.postgres.class", &db.class, &params);
+                    let backups = resolve::param(
+                        "spec.databases.postgres.backupRetentionDays",
+                        &db.backup_retention_days,
+                        &params,
+                    );
+                    let ha = resolve::param("spec.databases.postgres.highAvailability", &db.high_availability, &params);
+                    let (class, backups, ha): (Size, u32, bool) = match (class, backups, ha) {
+                        (Ok(c), Ok(b), Ok(h)) => (c, b, h),
+                        (c, b, h) => {
+                            errors.extend(c.err());
+                            errors.extend(b.err());
+                            errors.extend(h.err());
+                            continue;
+                        }
+                    };
+                    db_clients.entry(key.clone()).or_default().insert(svc_sg.clone());
+                    let group = g.add(
+                        Node::new(
+                            "aws.db-subnet-group",
+                            env,
+                            json!({"name": format!("paved-{env}"), "subnetIds": refs(&data), "tags": tags(None)}),
+                        )
+                        .after(data.iter().cloned())
+                        .outputs(&["name"]),
+                    );
+                    let db_sg = format!("aws.security-group/{key}-db");
+                    let node = Node::new(
+                        "aws.rds-instance",
+                        &key,
+                        json!({
+                            "identifier": format!("paved-{env}-{key}"),
+                            "engine": "postgres",
+                            "engineVersion": db.version.clone().unwrap_or_else(|| "16".into()),
+                            "instanceClass": db_class(class),
+                            "allocatedStorage": 20,
+                            "storageEncrypted": true,
+                            "kmsKeyArn": r(&kms, "arn"),
+                            "publiclyAccessible": false,
+                            "backupRetentionDays": backups,
+                            "multiAz": ha,
+                            "dbSubnetGroup": r(&group, "name"),
+                            "securityGroupIds": [r(&db_sg, "id")],
+                            "manageMasterUserPassword": true,
+                            "masterUserSecretKmsKeyArn": r(&kms, "arn"),
+                            "iamDatabaseAuthentication": true,
+                            "deletionProtection": input.environment.spec.env_type == paved_model::EnvType::Production,
+                            "databaseName": key.replace('-', "_"),
+                            "tags": tags(Some(svc)),
+                        }),
+                    )
+                    .after([group, kms.clone(), db_sg])
+                    .outputs(&["host", "port", "name", "database", "username", "password"])
+                    .sensitive(&["password"])
+                    .immutable(&["identifier", "engine", "storageEncrypted", "databaseName"]);
+                    ResourceBinding {
+                        node: g.add(node),
+                        outputs: vec!["host", "port", "name", "database", "username", "password"],
+                    }
+                }
+                "s3" => {
+                    let node = Node::new(
+                        "aws.s3-bucket",
+                        &key,
+                        json!({
+                            "bucket": format!("paved-{account_id}-{env}-{key}").chars().take(63).collect::<String>(),
+                            "encryption": {"sseAlgorithm": "aws:kms", "kmsKeyArn": r(&kms, "arn"), "bucketKeyEnabled": true},
+                            "publicAccessBlock": {"blockPublicAcls": true, "blockPublicPolicy": true, "ignorePublicAcls": true, "restrictPublicBuckets": true},
+                            "versioning": true,
+                            "tags": tags(Some(svc)),
+                        }),
+                    )
+                    .after([kms.clone()])
+                    .immutable(&["bucket"])
+                    .outputs(&["name", "arn", "region"]);
+                    ResourceBinding { node: g.add(node), outputs: vec!["name", "arn", "region"] }
+                }
+                "queue" | "amqp" => {
+                    let node = Node::new(
+                        "aws.sqs-queue",
+                        &key,
+                        json!({"name": format!("paved-{env}-{key}"), "kmsMasterKeyId": r(&kms, "arn"), "tags": tags(Some(svc))}),
+                    )
+                    .after([kms.clone()])
+                    .immutable(&["name"])
+                    .outputs(&["url", "arn", "name"]);
+                    ResourceBinding { node: g.add(node), outputs: vec!["url", "arn", "name"] }
+                }
+                "dns" | "route" => {
+                    let Some(lb) = &lb else {
+                        errors.push(PlanError::Unavailable {
+                            service: svc.into(),
+                            resource: rname.clone(),
+                            what: "an ingress".into(),
+                            hint: format!("blueprint `{}` declares no `spec.ingress`", input.blueprint.metadata.name),
+                        });
+                        continue;
+                    };
+                    let params = res.params.clone().unwrap_or_default();
+                    let node = Node::new(
+                        "aws.lb-route",
+                        &key,
+                        json!({"loadBalancerArn": r(lb, "arn"), "kind": res.kind, "service": svc,
+                               "host": params.get("host").cloned().unwrap_or(Value::Null),
+                               "path": params.get("path").cloned().unwrap_or(json!("/")), "tags": tags(Some(svc))}),
+                    )
+                    .after([lb.clone()])
+                    .outputs(&["host", "url"]);
+                    ResourceBinding { node: g.add(node), outputs: vec!["host", "url"] }
+                }
+                "service" => {
+                    let target =
+                        res.params.as_ref().and_then(|p| p.get("name")).and_then(Value::as_str).unwrap_or(rname);
+                    let port = input
+                        .services
+                        .iter()
+                        .find(|t| t.metadata.name == target)
+                        .and_then(|t| crate::local::first_target_port(t));
+                    let Some(port) = port else {
+                        errors.push(PlanError::Unavailable {
+                            service: svc.into(),
+                            resource: rname.clone(),
+                            what: format!("service `{target}` with a port in environment `{env}`"),
+                            hint: format!("deploy `{target}` here with `service.ports`, or set `params.name`"),
+                        });
+                        continue;
+                    };
+                    let node = Node::new(
+                        "aws.service-link",
+                        &key,
+                        json!({"target": target, "host": format!("{target}.{env}.svc.cluster.local"), "port": port}),
+                    )
+                    .outputs(&["host", "port", "url"]);
+                    ResourceBinding { node: g.add(node), outputs: vec!["host", "port", "url"] }
+                }
+                other => {
+                    errors.push(PlanError::UnsupportedResource {
+                        service: svc.into(),
+                        resource: rname.clone(),
+                        kind: other.into(),
+                        provider: PROVIDER,
+                        supported: SUPPORTED.into(),
+                    });
+                    continue;
+                }
+            };
+            bindings.insert(rname.clone(), binding);
+        }
+        // Workloads are rendered for the cluster later; their placeholders must be satisfiable now.
+        for (cname, c) in &w.containers {
+            for (k, v) in c.variables.iter().flatten() {
+                if let Err(e) = resolve::rewrite(w, &format!("containers.{cname}.variables.{k}"), v, &bindings) {
+                    errors.push(e);
+                }
+            }
+        }
+    }
+    for (key, clients) in db_clients {
+        g.add(
+            Node::new(
+                "aws.security-group",
+                &format!("{key}-db"),
+                json!({"vpcId": r(&vpc, "id"), "description": format!("paved {env}: database {key}"),
+                       "ingress": clients.iter().map(|c| json!({"protocol": "tcp", "port": 5432, "sourceSecurityGroupId": r(c, "id")})).collect::<Vec<_>>(),
+                       "egress": [], "tags": tags(None)}),
+            )
+            .after([vpc.clone()].into_iter().chain(clients))
+            .outputs(&["id"]),
+        );
+    }
+    if errors.is_empty() { Ok(g) } else { Err(errors) }
+}

@@ -1,0 +1,211 @@
+//! Planning the example platform's AWS environments: address blocks without
+//! overlap, the security baseline in every graph, the blueprint's behaviours
+//! set on AWS's own knobs, tags on everything, residency, and parity across
+//! regions.
+
+mod world;
+
+use paved_plan::aws::AddressPlan;
+use paved_plan::{Capabilities, Node, PlanError, ResourceGraph, plan};
+use paved_spec::SourceFile;
+use serde_json::Value;
+use std::collections::BTreeSet;
+use world::World;
+
+const ENVS: [&str; 3] = ["eu-dev", "eu-staging", "eu-production"];
+
+fn account_plan(allocated: &[(&str, &str)]) -> AddressPlan {
+    AddressPlan {
+        allocated: allocated.iter().map(|(e, c)| (e.to_string(), c.to_string())).collect(),
+        account_environments: ENVS.iter().map(|e| e.to_string()).collect(),
+    }
+}
+
+fn graph(world: &World, env: &str, addresses: AddressPlan) -> ResourceGraph {
+    let mut input = world.input(env, Capabilities::default());
+    input.addresses = addresses;
+    plan(&input).unwrap_or_else(|e| panic!("{env}: {e:?}"))
+}
+
+fn kind<'a>(g: &'a ResourceGraph, kind: &str) -> Vec<&'a Node> {
+    g.nodes.values().filter(|n| n.kind == kind).collect()
+}
+
+/// The examples plus a service with its own bucket and queue.
+fn with_storage() -> World {
+    World::with_extra(vec![SourceFile::new(
+        "reports.score.yaml",
+        "apiVersion: score.dev/v1b1\nmetadata:\n  name: reports\n  annotations:\n    paved.dev/owner: payments\n\
+         service:\n  ports:\n    http:\n      port: 8081\ncontainers:\n  main:\n    image: reports:1\n    variables:\n      \
+         BUCKET: ${resources.exports.name}\n      QUEUE: ${resources.jobs.url}\nresources:\n  exports:\n    type: s3\n  jobs:\n    type: queue\n",
+    )])
+}
+
+#[test]
+fn every_environment_of_the_account_gets_its_own_block_and_keeps_it() {
+    let world = World::examples();
+    let blocks: Vec<String> = ENVS
+        .iter()
+        .map(|e| {
+            kind(&graph(&world, e, account_plan(&[])), "aws.vpc")[0].properties["cidrBlock"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    // From the blueprint's 10.40.0.0/16, a /20 each, handed out in name order.
+    assert_eq!(blocks, ["10.40.0.0/20", "10.40.32.0/20", "10.40.16.0/20"]);
+    // A VPC that exists keeps its block, and the others fit around it.
+    let applied = account_plan(&[("eu-staging", "10.40.0.0/20")]);
+    let dev = graph(&world, "eu-dev", applied.clone());
+    assert_eq!(kind(&dev, "aws.vpc")[0].properties["cidrBlock"], "10.40.16.0/20");
+    assert_eq!(kind(&graph(&world, "eu-staging", applied), "aws.vpc")[0].properties["cidrBlock"], "10.40.0.0/20");
+    // Subnets: two zones per tier, /24s of the environment's block.
+    let subnets: BTreeSet<(String, String)> = kind(&dev, "aws.subnet")
+        .iter()
+        .map(|s| {
+            (
+                s.properties["availabilityZone"].as_str().unwrap().into(),
+                s.properties["cidrBlock"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    assert_eq!(subnets.len(), 4);
+    assert!(
+        subnets
+            .iter()
+            .all(|(az, cidr)| az.starts_with("eu-central-1") && cidr.starts_with("10.40.1") && cidr.ends_with("/24"))
+    );
+    assert_eq!(paved_plan::aws::cidr_subnet("10.40.16.0/20", 4, 3).as_deref(), Some("10.40.19.0/24"));
+}
+
+#[test]
+fn the_security_baseline_is_in_every_graph() {
+    let world = with_storage();
+    for env in ENVS {
+        let g = graph(&world, env, account_plan(&[]));
+        assert_eq!(kind(&g, "aws.flow-log").len(), 1, "{env}: flow logs");
+        assert_eq!(kind(&g, "aws.kms-key")[0].properties["alias"], format!("alias/paved/{env}"));
+        for db in kind(&g, "aws.rds-instance") {
+            assert_eq!(
+                (&db.properties["storageEncrypted"], &db.properties["publiclyAccessible"]),
+                (&Value::Bool(true), &Value::Bool(false))
+            );
+            assert!(db.properties["kmsKeyArn"].as_str().unwrap().starts_with("${ref:aws.kms-key/"), "{env}");
+            assert!(db.sensitive.contains("password"));
+        }
+        let bucket = &kind(&g, "aws.s3-bucket")[0].properties;
+        assert_eq!(bucket["encryption"]["sseAlgorithm"], "aws:kms");
+        assert!(bucket["publicAccessBlock"].as_object().unwrap().values().all(|v| *v == Value::Bool(true)));
+        assert!(kind(&g, "aws.sqs-queue")[0].properties["kmsMasterKeyId"].as_str().unwrap().contains("aws.kms-key"));
+        let eks = &kind(&g, "aws.eks-cluster")[0].properties;
+        assert_eq!(
+            (&eks["endpointPrivateAccess"], &eks["endpointPublicAccess"]),
+            (&Value::Bool(true), &Value::Bool(false))
+        );
+        // Ingress from anywhere only on the public load balancer's 443 and 80.
+        for sg in kind(&g, "aws.security-group") {
+            for rule in sg.properties["ingress"].as_array().unwrap() {
+                if rule["cidr"] == "0.0.0.0/0" {
+                    assert!(
+                        sg.name.ends_with("-lb") && [443, 80].contains(&rule["port"].as_u64().unwrap()),
+                        "{env}: {sg:?}"
+                    );
+                }
+            }
+        }
+        // The database takes connections only from the services that use it.
+        let db_sg = g.nodes.values().find(|n| n.kind == "aws.security-group" && n.name.ends_with("-db")).unwrap();
+        let sources: Vec<&str> = db_sg.properties["ingress"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["sourceSecurityGroupId"].as_str().unwrap())
+            .collect();
+        assert_eq!(sources, ["${ref:aws.security-group/api.id}", "${ref:aws.security-group/worker.id}"], "{env}");
+        // Every node is tagged; a service's resources name the service.
+        for n in g.nodes.values().filter(|n| n.kind != "aws.service-link") {
+            let tags = &n.properties["tags"];
+            assert_eq!(
+                (tags["paved:environment"].as_str(), tags["paved:managed-by"].as_str()),
+                (Some(env), Some("paved")),
+                "{}",
+                n.id()
+            );
+            assert_eq!(tags["paved:blueprint"], "web-service-standard@1.2.0");
+        }
+        assert_eq!(kind(&g, "aws.s3-bucket")[0].properties["tags"]["paved:service"], "reports");
+    }
+}
+
+fn with_ingress(idle: &str, tls: &str) -> World {
+    let blueprint = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../examples/platform/blueprint-web-service-standard.yaml"
+    ))
+    .unwrap()
+    .replace("idle: 60s", &format!("idle: {idle}"))
+    .replace("minVersion: \"1.2\"", &format!("minVersion: \"{tls}\""));
+    World::with_extra(vec![SourceFile::new("platform/blueprint-web-service-standard.yaml", blueprint)])
+}
+
+#[test]
+fn the_blueprints_ingress_behaviour_is_set_on_the_load_balancer() {
+    // Idle timeout: the blueprint's, not ALB's default 60 s.
+    let lb = |w: &World| kind(&graph(w, "eu-dev", account_plan(&[])), "aws.lb")[0].properties.clone();
+    assert_eq!(lb(&with_ingress("45s", "1.2"))["idleTimeoutSeconds"], 45);
+    // TLS minimum version → the listener's SSL policy.
+    let https = |w: &World| lb(w)["listeners"][0]["sslPolicy"].as_str().unwrap().to_string();
+    assert_eq!(https(&with_ingress("60s", "1.2")), "ELBSecurityPolicy-TLS13-1-2-2021-06");
+    assert_eq!(https(&with_ingress("60s", "1.3")), "ELBSecurityPolicy-TLS13-1-3-2021-06");
+    // The health check as declared (path, interval, timeout).
+    let hc = lb(&World::examples())["healthCheck"].clone();
+    assert_eq!(
+        (hc["path"].as_str(), hc["intervalSeconds"].as_u64(), hc["timeoutSeconds"].as_u64()),
+        (Some("/healthz"), Some(10), Some(5))
+    );
+    // Out of AWS's range: refused by paved (the API would not refuse it). Spec
+    // validation already stops such a blueprint; planning checks again.
+    let world = World::examples();
+    let mut input = world.input("eu-dev", Capabilities::default());
+    let mut blueprint = input.blueprint.clone();
+    blueprint.spec.ingress.as_mut().unwrap().timeouts.idle = paved_model::SpecDuration("2h".into());
+    input.blueprint = &blueprint;
+    let errors = plan(&input).unwrap_err();
+    assert!(errors.iter().any(|e| e.to_string().contains("1 to 4000 seconds")), "{errors:?}");
+    // Flow-log retention follows the blueprint's parameter per environment type.
+    let days = |env: &str| {
+        kind(&graph(&World::examples(), env, account_plan(&[])), "aws.log-group")[0].properties["retentionDays"].clone()
+    };
+    assert_eq!((days("eu-dev"), days("eu-production")), (Value::from(7), Value::from(90)));
+}
+
+#[test]
+fn a_region_outside_the_account_is_refused_at_plan_time() {
+    let world = World::examples();
+    let mut input = world.input("eu-dev", Capabilities::default());
+    let mut env = input.environment.clone();
+    env.spec.region = "us-east-1".into();
+    input.environment = &env;
+    let errors = plan(&input).unwrap_err();
+    assert!(matches!(&errors[..], [PlanError::RegionNotAllowed { region, .. }] if region == "us-east-1"), "{errors:?}");
+}
+
+#[test]
+fn environments_in_two_regions_differ_only_by_their_parameters() {
+    let world = World::examples();
+    let dev = graph(&world, "eu-dev", account_plan(&[]));
+    let staging = graph(&world, "eu-staging", account_plan(&[]));
+    // Names, regions and address blocks are masked; what remains comes from parameters.
+    let differences: BTreeSet<(String, String)> =
+        paved_plan::parity::parity(&dev, &staging).into_iter().map(|d| (d.node, d.field)).collect();
+    let expected: BTreeSet<(String, String)> = [
+        ("aws.eks-cluster/{env}", "nodeGroup.instanceType"),
+        ("aws.rds-instance/payments-db", "instanceClass"),
+        ("aws.rds-instance/payments-db", "backupRetentionDays"),
+    ]
+    .iter()
+    .map(|(n, f)| (n.to_string(), f.to_string()))
+    .collect();
+    assert_eq!(differences, expected);
+}
