@@ -245,6 +245,17 @@ Afterwards get, apply, destroy, drift, plan, parity, history, delete, audit and 
     /// difference left, field by field (exit code 3 when there is any).
     #[command(after_help = "Examples:\n  paved parity staging production\n  paved parity dev staging -o json")]
     Parity { left: String, right: String },
+    /// Render an environment's resource graph for other tools (nothing is applied).
+    #[command(after_help = "Examples:\n  paved export terraform -e eu-dev > main.tf.json\n  \
+paved export terraform -e eu-dev | checkov -f /dev/stdin --framework terraform_json\n\n\
+The same graph paved applies, as Terraform JSON: for review with IaC scanners, or to leave paved.")]
+    Export {
+        /// The format: terraform (Terraform JSON, AWS environments).
+        #[arg(value_parser = ["terraform"])]
+        format: String,
+        #[arg(short = 'e', long = "environment")]
+        environment: String,
+    },
     /// Print the JSON Schema of a kind (generated from paved's types).
     #[command(after_help = "Examples:\n  paved schema Blueprint\n  paved schema service > score.schema.json")]
     Schema { kind: String },

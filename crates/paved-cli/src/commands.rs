@@ -216,6 +216,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
                 .await
                 .map_err(Failure::User)
         }
+        Command::Export { format: _, environment } => crate::plan::export_terraform(&ctx, &environment).await,
         Command::Get { kind, name } => get(&ctx, parse_kind(&kind)?, name.as_deref()).await,
         Command::Describe { kind, name } => describe(&ctx, parse_kind(&kind)?, &name).await,
         Command::Delete { kind, name } => delete(&ctx, parse_kind(&kind)?, &name).await,

@@ -59,6 +59,21 @@ pub async fn plan(ctx: &Ctx, environment: &str, print_graph: bool) -> Result<(),
     Ok(())
 }
 
+/// `paved export terraform -e ENV`: the desired graph as Terraform JSON.
+pub async fn export_terraform(ctx: &Ctx, environment: &str) -> Result<(), Failure> {
+    let catalog = open(ctx).await?;
+    let (graph, c) = desired_graph(ctx, &catalog, environment).await?;
+    if graph.provider != paved_model::Provider::Aws {
+        return Err(Failure::User(format!(
+            "environment `{environment}` is on the {} provider; Terraform export covers AWS environments",
+            c.account.spec.provider.as_str()
+        )));
+    }
+    let doc = paved_plan::terraform::render(&graph);
+    println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+    Ok(())
+}
+
 /// One warning per secret a plan references that is not set.
 pub(crate) fn missing_secret_warnings(missing: &[String], environment: &str) -> Vec<String> {
     missing

@@ -4,7 +4,7 @@
 //! | neutral / Score | AWS kinds | notes |
 //! |---|---|---|
 //! | network | `aws.vpc`, `aws.subnet` (2 AZs per tier), `aws.internet-gateway`, `aws.nat-gateway`, `aws.route-table` | a /20 per environment from the blueprint's address space, no overlap within an account; subnets are /24s of it |
-//! | security baseline | `aws.kms-key` (alias `paved/ENV`, rotation on), `aws.flow-log` + `aws.log-group` (always on, KMS-encrypted), `aws.security-group` | ingress only on declared ports; 0.0.0.0/0 only on the public load balancer's 443 and 80 |
+//! | security baseline | `aws.kms-key` (alias `paved/ENV`, rotation on, key policy), `aws.flow-log` + `aws.log-group` (always on, KMS-encrypted), `aws.security-group`, `aws.default-security-group` (empty: `security.defaultDeny`) | ingress only on declared ports; 0.0.0.0/0 only on the public load balancer's 443 and 80 |
 //! | compute | `aws.eks-cluster` | private endpoint, secrets encrypted with the environment's key, control-plane logs; workloads come with the Kubernetes rendering |
 //! | ingress | `aws.lb` (application) | idle timeout, health check and TLS policy from the blueprint (see the normalised behaviours below) |
 //! | `postgres` | `aws.db-subnet-group`, `aws.rds-instance` | encrypted with the environment's key, never public, backups and multi-AZ from parameters, master password managed in Secrets Manager |
@@ -174,11 +174,24 @@ pub fn translate(input: &PlanInput<'_>) -> Result<ResourceGraph, Vec<PlanError>>
     g.identity.insert("region".into(), region.into());
     g.identity.insert("cidr".into(), block.clone());
 
+    let account_id = input.account.spec.account_id.clone().unwrap_or_default();
+    let partition = if region.starts_with("cn-") { "aws-cn" } else { "aws" };
+    // The account administers the key; CloudWatch Logs of this region may use it for the flow-log group.
+    let key_policy = json!({
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Sid": "AccountAdministers", "Effect": "Allow", "Principal": {"AWS": format!("arn:{partition}:iam::{account_id}:root")},
+             "Action": "kms:*", "Resource": "*"},
+            {"Sid": "FlowLogGroup", "Effect": "Allow", "Principal": {"Service": format!("logs.{region}.amazonaws.com")},
+             "Action": ["kms:Encrypt*", "kms:Decrypt*", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:Describe*"], "Resource": "*"},
+        ]
+    });
     let kms = g.add(
         Node::new(
             "aws.kms-key",
             env,
-            json!({"alias": format!("alias/paved/{env}"), "enableKeyRotation": true, "description": format!("paved environment {env}"), "tags": tags(None)}),
+            json!({"alias": format!("alias/paved/{env}"), "enableKeyRotation": true, "description": format!("paved environment {env}"),
+                   "policy": key_policy, "tags": tags(None)}),
         )
         .outputs(&["arn", "keyId"]),
     );
@@ -211,6 +224,17 @@ pub fn translate(input: &PlanInput<'_>) -> Result<ResourceGraph, Vec<PlanError>>
         )
         .after([vpc.clone(), log_group.clone()]),
     );
+    // The VPC's default security group admits nothing: traffic flows only through paved's groups.
+    if bp.security.default_deny {
+        g.add(
+            Node::new(
+                "aws.default-security-group",
+                env,
+                json!({"vpcId": r(&vpc, "id"), "ingress": [], "egress": [], "tags": tags(None)}),
+            )
+            .after([vpc.clone()]),
+        );
+    }
 
     // Subnets: tier i, zone j → the (2i + j)-th /24 of the block.
     let mut subnets: BTreeMap<NetworkTier, Vec<String>> = BTreeMap::new();
@@ -335,6 +359,7 @@ pub fn translate(input: &PlanInput<'_>) -> Result<ResourceGraph, Vec<PlanError>>
                             "securityGroupIds": [r(sg, "id")],
                             "idleTimeoutSeconds": idle,
                             "dropInvalidHeaderFields": true,
+                        "deletionProtection": input.environment.spec.env_type == paved_model::EnvType::Production,
                             "listeners": [
                                 {"port": 443, "protocol": "HTTPS", "sslPolicy": ssl_policy(i.tls.min_version)},
                                 {"port": 80, "protocol": "HTTP", "redirectTo": 443},
@@ -379,7 +404,7 @@ pub fn translate(input: &PlanInput<'_>) -> Result<ResourceGraph, Vec<PlanError>>
                 "endpointPublicAccess": false,
                 "subnetIds": refs(&private),
                 "secretsEncryptionKeyArn": r(&kms, "arn"),
-                "enabledLogTypes": ["api", "audit", "authenticator"],
+                "enabledLogTypes": ["api", "audit", "authenticator", "controllerManager", "scheduler"],
                 "nodeGroup": {"instanceType": node_class(size), "desiredSize": replicas.max(2), "minSize": 2, "maxSize": replicas.max(2) * 2},
                 "tags": tags(None),
             }),
@@ -389,7 +414,6 @@ pub fn translate(input: &PlanInput<'_>) -> Result<ResourceGraph, Vec<PlanError>>
         .outputs(&["arn", "endpoint"]),
     );
 
-    let account_id = input.account.spec.account_id.clone().unwrap_or_default();
     let mut shared_types: BTreeMap<String, String> = BTreeMap::new();
     let mut db_clients: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for w in &input.services {
@@ -483,6 +507,9 @@ pub fn translate(input: &PlanInput<'_>) -> Result<ResourceGraph, Vec<PlanError>>
                             "manageMasterUserPassword": true,
                             "masterUserSecretKmsKeyArn": r(&kms, "arn"),
                             "iamDatabaseAuthentication": true,
+                            "autoMinorVersionUpgrade": true,
+                            "cloudwatchLogsExports": ["postgresql", "upgrade"],
+                            "performanceInsightsKmsKeyArn": r(&kms, "arn"),
                             "deletionProtection": input.environment.spec.env_type == paved_model::EnvType::Production,
                             "databaseName": key.replace('-', "_"),
                             "tags": tags(Some(svc)),

@@ -20,6 +20,7 @@ pub mod graph;
 pub mod local;
 pub mod parity;
 pub mod resolve;
+pub mod terraform;
 
 pub use diff::{Action, FieldChange, Plan, PlannedNode, diff, field_changes, leaf_fields};
 pub use graph::{Node, ResourceGraph};

@@ -1,0 +1,274 @@
+//! Terraform JSON (`main.tf.json`) of an AWS resource graph: the same graph
+//! paved applies, for review with IaC scanners (checkov) and for export.
+//! References between nodes become Terraform references, so a scanner sees
+//! which flow log belongs to which VPC. Nodes that are only paved's record
+//! (`aws.lb-route`, `aws.service-link`) have no Terraform resource.
+
+use crate::{Node, ResourceGraph};
+use serde_json::{Map, Value, json};
+
+/// The Terraform resource type of a node kind, and the attribute behind each output.
+fn resource_type(kind: &str) -> Option<&'static str> {
+    Some(match kind {
+        "aws.kms-key" => "aws_kms_key",
+        "aws.vpc" => "aws_vpc",
+        "aws.log-group" => "aws_cloudwatch_log_group",
+        "aws.flow-log" => "aws_flow_log",
+        "aws.subnet" => "aws_subnet",
+        "aws.internet-gateway" => "aws_internet_gateway",
+        "aws.nat-gateway" => "aws_nat_gateway",
+        "aws.route-table" => "aws_route_table",
+        "aws.security-group" => "aws_security_group",
+        "aws.default-security-group" => "aws_default_security_group",
+        "aws.eks-cluster" => "aws_eks_cluster",
+        "aws.lb" => "aws_lb",
+        "aws.db-subnet-group" => "aws_db_subnet_group",
+        "aws.rds-instance" => "aws_db_instance",
+        "aws.s3-bucket" => "aws_s3_bucket",
+        "aws.sqs-queue" => "aws_sqs_queue",
+        _ => return None,
+    })
+}
+
+fn attribute(output: &str) -> &str {
+    match output {
+        "keyId" => "key_id",
+        "dnsName" => "dns_name",
+        "host" => "address",
+        other => other,
+    }
+}
+
+/// A Terraform-safe local name for a paved node name.
+fn local_name(name: &str) -> String {
+    let mut out: String = name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' }).collect();
+    if !out.starts_with(|c: char| c.is_ascii_alphabetic()) {
+        out.insert(0, 'n');
+    }
+    out
+}
+
+/// `${ref:KIND/NAME.OUTPUT}` → `${TYPE.NAME.ATTRIBUTE}` in every string.
+fn references(v: &Value) -> Value {
+    match v {
+        Value::String(s) => {
+            let mut out = String::new();
+            let mut rest = s.as_str();
+            while let Some(i) = rest.find("${ref:") {
+                out.push_str(&rest[..i]);
+                let after = &rest[i + 6..];
+                let Some(end) = after.find('}') else { break };
+                let target = &after[..end];
+                match target.rsplit_once('.').and_then(|(node, output)| {
+                    let (kind, name) = node.split_once('/')?;
+                    Some(format!("${{{}.{}.{}}}", resource_type(kind)?, local_name(name), attribute(output)))
+                }) {
+                    Some(r) => out.push_str(&r),
+                    None => out.push_str(&rest[i..i + 6 + end + 1]),
+                }
+                rest = &after[end + 1..];
+            }
+            out.push_str(rest);
+            Value::String(out)
+        }
+        Value::Array(a) => Value::Array(a.iter().map(references).collect()),
+        Value::Object(m) => Value::Object(m.iter().map(|(k, x)| (k.clone(), references(x))).collect()),
+        other => other.clone(),
+    }
+}
+
+fn rule(r: &Value) -> Value {
+    let (from, to) = match (r.get("port"), r.get("fromPort"), r.get("toPort")) {
+        (Some(p), _, _) => (p.clone(), p.clone()),
+        (None, Some(f), Some(t)) => (f.clone(), t.clone()),
+        _ => (json!(0), json!(0)),
+    };
+    json!({
+        "description": "managed by paved",
+        "from_port": from,
+        "to_port": to,
+        "protocol": r["protocol"],
+        "cidr_blocks": r.get("cidr").map_or(json!([]), |c| json!([c])),
+        "security_groups": r.get("sourceSecurityGroupId").map_or(json!([]), |s| json!([s])),
+        "ipv6_cidr_blocks": [],
+        "prefix_list_ids": [],
+        "self": false,
+    })
+}
+
+/// The Terraform resources (type, local name, body) one node becomes.
+fn resources(node: &Node) -> Vec<(&'static str, String, Value)> {
+    let Some(kind) = resource_type(&node.kind) else { return vec![] };
+    let p = &node.properties;
+    let name = local_name(&node.name);
+    let tags = p["tags"].clone();
+    let main = match node.kind.as_str() {
+        "aws.kms-key" => json!({"description": p["description"], "enable_key_rotation": p["enableKeyRotation"],
+                                "policy": p["policy"].to_string(), "tags": tags}),
+        // No rule blocks at all: the default group admits nothing.
+        "aws.default-security-group" => json!({"vpc_id": p["vpcId"], "tags": tags}),
+        "aws.vpc" => json!({"cidr_block": p["cidrBlock"], "enable_dns_hostnames": p["enableDnsHostnames"],
+                            "enable_dns_support": p["enableDnsSupport"], "tags": tags}),
+        "aws.log-group" => {
+            json!({"name": p["name"], "retention_in_days": p["retentionDays"], "kms_key_id": p["kmsKeyArn"], "tags": tags})
+        }
+        "aws.flow-log" => {
+            json!({"vpc_id": p["vpcId"], "traffic_type": p["trafficType"], "log_destination": p["logGroupArn"],
+                                 "log_destination_type": "cloud-watch-logs", "tags": tags})
+        }
+        "aws.subnet" => {
+            json!({"vpc_id": p["vpcId"], "cidr_block": p["cidrBlock"], "availability_zone": p["availabilityZone"],
+                               "map_public_ip_on_launch": p["mapPublicIpOnLaunch"], "tags": tags})
+        }
+        "aws.internet-gateway" => json!({"vpc_id": p["vpcId"], "tags": tags}),
+        "aws.nat-gateway" => json!({"subnet_id": p["subnetId"], "connectivity_type": p["connectivity"], "tags": tags}),
+        "aws.route-table" => json!({
+            "vpc_id": p["vpcId"],
+            "route": p["routes"].as_array().into_iter().flatten().map(|r| json!({
+                "cidr_block": r["destination"],
+                "gateway_id": r.get("internetGatewayId").cloned().unwrap_or(Value::Null),
+                "nat_gateway_id": r.get("natGatewayId").cloned().unwrap_or(Value::Null),
+            })).collect::<Vec<_>>(),
+            "tags": tags,
+        }),
+        "aws.security-group" => json!({
+            "name": format!("paved-{}", node.name),
+            "description": p["description"],
+            "vpc_id": p["vpcId"],
+            "ingress": p["ingress"].as_array().into_iter().flatten().map(rule).collect::<Vec<_>>(),
+            "egress": p["egress"].as_array().into_iter().flatten().map(rule).collect::<Vec<_>>(),
+            "tags": tags,
+        }),
+        "aws.eks-cluster" => json!({
+            "name": p["name"],
+            "version": p["version"],
+            "role_arn": "${var.eks_cluster_role_arn}",
+            "vpc_config": {"subnet_ids": p["subnetIds"], "endpoint_private_access": p["endpointPrivateAccess"],
+                           "endpoint_public_access": p["endpointPublicAccess"]},
+            "encryption_config": {"provider": {"key_arn": p["secretsEncryptionKeyArn"]}, "resources": ["secrets"]},
+            "enabled_cluster_log_types": p["enabledLogTypes"],
+            "tags": tags,
+        }),
+        "aws.lb" => json!({
+            "name": p["name"],
+            "load_balancer_type": p["type"],
+            "internal": p["scheme"] != "internet-facing",
+            "subnets": p["subnetIds"],
+            "security_groups": p["securityGroupIds"],
+            "idle_timeout": p["idleTimeoutSeconds"],
+            "drop_invalid_header_fields": p["dropInvalidHeaderFields"],
+            "enable_deletion_protection": p["deletionProtection"],
+            "tags": tags,
+        }),
+        "aws.db-subnet-group" => json!({"name": p["name"], "subnet_ids": p["subnetIds"], "tags": tags}),
+        "aws.rds-instance" => json!({
+            "identifier": p["identifier"],
+            "engine": p["engine"],
+            "engine_version": p["engineVersion"],
+            "instance_class": p["instanceClass"],
+            "allocated_storage": p["allocatedStorage"],
+            "storage_encrypted": p["storageEncrypted"],
+            "kms_key_id": p["kmsKeyArn"],
+            "publicly_accessible": p["publiclyAccessible"],
+            "backup_retention_period": p["backupRetentionDays"],
+            "multi_az": p["multiAz"],
+            "db_subnet_group_name": p["dbSubnetGroup"],
+            "vpc_security_group_ids": p["securityGroupIds"],
+            "username": "paved",
+            "manage_master_user_password": p["manageMasterUserPassword"],
+            "master_user_secret_kms_key_id": p["masterUserSecretKmsKeyArn"],
+            "iam_database_authentication_enabled": p["iamDatabaseAuthentication"],
+            "auto_minor_version_upgrade": p["autoMinorVersionUpgrade"],
+            "enabled_cloudwatch_logs_exports": p["cloudwatchLogsExports"],
+            "performance_insights_enabled": true,
+            "performance_insights_kms_key_id": p["performanceInsightsKmsKeyArn"],
+            "deletion_protection": p["deletionProtection"],
+            "db_name": p["databaseName"],
+            "copy_tags_to_snapshot": true,
+            "tags": tags,
+        }),
+        "aws.s3-bucket" => json!({"bucket": p["bucket"], "tags": tags}),
+        "aws.sqs-queue" => json!({"name": p["name"], "kms_master_key_id": p["kmsMasterKeyId"], "tags": tags}),
+        _ => return vec![],
+    };
+    let mut out = vec![(kind, name.clone(), main)];
+    match node.kind.as_str() {
+        "aws.kms-key" => out.push((
+            "aws_kms_alias",
+            name.clone(),
+            json!({"name": p["alias"], "target_key_id": format!("${{aws_kms_key.{name}.key_id}}")}),
+        )),
+        "aws.route-table" => {
+            for (i, subnet) in p["subnetIds"].as_array().into_iter().flatten().enumerate() {
+                out.push((
+                    "aws_route_table_association",
+                    format!("{name}_{i}"),
+                    json!({"route_table_id": format!("${{aws_route_table.{name}.id}}"), "subnet_id": subnet}),
+                ));
+            }
+        }
+        "aws.lb" => {
+            let https = &p["listeners"][0];
+            out.push((
+                "aws_lb_listener",
+                format!("{name}_https"),
+                json!({"load_balancer_arn": format!("${{aws_lb.{name}.arn}}"), "port": https["port"], "protocol": "HTTPS",
+                       "ssl_policy": https["sslPolicy"], "certificate_arn": "${var.certificate_arn}",
+                       "default_action": {"type": "fixed-response", "fixed_response": {"content_type": "text/plain", "status_code": "404"}}}),
+            ));
+            out.push((
+                "aws_lb_listener",
+                format!("{name}_http"),
+                json!({"load_balancer_arn": format!("${{aws_lb.{name}.arn}}"), "port": 80, "protocol": "HTTP",
+                       "default_action": {"type": "redirect", "redirect": {"port": "443", "protocol": "HTTPS", "status_code": "HTTP_301"}}}),
+            ));
+        }
+        "aws.s3-bucket" => {
+            let bucket = format!("${{aws_s3_bucket.{name}.id}}");
+            let e = &p["encryption"];
+            out.push((
+                "aws_s3_bucket_server_side_encryption_configuration",
+                name.clone(),
+                json!({"bucket": bucket, "rule": {"bucket_key_enabled": e["bucketKeyEnabled"],
+                       "apply_server_side_encryption_by_default": {"sse_algorithm": e["sseAlgorithm"], "kms_master_key_id": e["kmsKeyArn"]}}}),
+            ));
+            let b = &p["publicAccessBlock"];
+            out.push((
+                "aws_s3_bucket_public_access_block",
+                name.clone(),
+                json!({"bucket": bucket, "block_public_acls": b["blockPublicAcls"], "block_public_policy": b["blockPublicPolicy"],
+                       "ignore_public_acls": b["ignorePublicAcls"], "restrict_public_buckets": b["restrictPublicBuckets"]}),
+            ));
+            out.push((
+                "aws_s3_bucket_versioning",
+                name.clone(),
+                json!({"bucket": bucket, "versioning_configuration": {"status": if p["versioning"] == true { "Enabled" } else { "Suspended" }}}),
+            ));
+        }
+        _ => {}
+    }
+    out
+}
+
+/// The graph as one Terraform JSON document (deterministic: keys sorted).
+pub fn render(graph: &ResourceGraph) -> Value {
+    let mut by_type: Map<String, Value> = Map::new();
+    for node in graph.nodes.values() {
+        for (kind, name, body) in resources(node) {
+            let entry = by_type.entry(kind.to_string()).or_insert_with(|| Value::Object(Map::new()));
+            if let Value::Object(m) = entry {
+                m.insert(name, references(&body));
+            }
+        }
+    }
+    let region = graph.identity.get("region").cloned().unwrap_or_default();
+    paved_model::canonical_json(&json!({
+        "terraform": {"required_providers": {"aws": {"source": "hashicorp/aws", "version": ">= 5.0"}}},
+        "provider": {"aws": {"region": region}},
+        "variable": {
+            "eks_cluster_role_arn": {"type": "string", "description": "IAM role of the EKS control plane"},
+            "certificate_arn": {"type": "string", "description": "ACM certificate of the HTTPS listener"},
+        },
+        "resource": by_type,
+    }))
+}
