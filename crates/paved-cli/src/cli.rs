@@ -15,7 +15,7 @@ through provider drivers.",
 paved describe environment eu-production\n  paved history blueprint web-service-standard\n  paved schema Environment > environment.schema.json\n\n\
 State defaults to SQLite under your data directory; use --state postgres://USER@HOST/DB for PostgreSQL.\n\
 Exit codes: 0 success, 1 user error (invalid specs, unknown objects, failed resources), 2 internal error, \
-3 drift found (paved drift)."
+3 drift found (paved drift) or differences no parameter explains (paved parity)."
 )]
 pub struct Cli {
     /// Output format.
@@ -241,8 +241,10 @@ Afterwards get, apply, destroy, drift, plan, parity, history, delete, audit and 
         #[arg(long)]
         graph: bool,
     },
-    /// Compare two environments' resource graphs with their names masked: every
-    /// difference left, field by field (exit code 3 when there is any).
+    /// Compare two environments' resource graphs with their names, regions and
+    /// address blocks masked: every difference left, field by field, marked as
+    /// declared (a blueprint parameter explains it) or not (exit code 3 when
+    /// any is not).
     #[command(after_help = "Examples:\n  paved parity staging production\n  paved parity dev staging -o json")]
     Parity { left: String, right: String },
     /// Render an environment's resource graph for other tools (nothing is applied).

@@ -133,6 +133,7 @@ pub(crate) fn print_parity(
     right: &str,
     differences: &[paved_plan::parity::Difference],
 ) -> Result<(), Failure> {
+    let undeclared = differences.iter().filter(|d| !d.declared).count();
     if let Some(text) = structured(ctx.format, &differences) {
         println!("{text}");
     } else if differences.is_empty() {
@@ -143,11 +144,19 @@ pub(crate) fn print_parity(
             .iter()
             .map(|d| {
                 let field = if d.field.is_empty() { "-".into() } else { d.field.clone() };
-                vec![d.node.clone(), field, cell(&d.left), cell(&d.right)]
+                let why = if d.declared { "parameter" } else { "UNDECLARED" };
+                vec![d.node.clone(), field, cell(&d.left), cell(&d.right), why.into()]
             })
             .collect();
-        println!("{}", crate::output::table(&["RESOURCE", "FIELD", left, right], rows));
-        println!("{} difference(s); parameters the blueprint declares are among them", differences.len());
+        println!("{}", crate::output::table(&["RESOURCE", "FIELD", left, right, "WHY"], rows));
+        match undeclared {
+            0 => println!(
+                "{} difference(s), all from the blueprint's parameters: no undeclared differences",
+                differences.len()
+            ),
+            n => println!("{} difference(s), {n} not declared by the blueprint's parameters", differences.len()),
+        }
     }
-    if differences.is_empty() { Ok(()) } else { Err(Failure::Drift) }
+    // Exit code 3 when something differs that no parameter explains.
+    if undeclared == 0 { Ok(()) } else { Err(Failure::Drift) }
 }

@@ -294,6 +294,9 @@ fn plan_shows_what_an_environment_consists_of() {
     assert!(aws.contains("Plan for environment eu-dev (aws provider, region eu-central-1)"), "{aws}");
     assert!(aws.contains("  + aws.vpc/eu-dev") && aws.contains("  + aws.flow-log/eu-dev"), "{aws}");
     assert!(aws.contains("cidrBlock = \"10.40.0.0/20\""), "{aws}");
+    // Two regions, one blueprint: every difference comes from a declared parameter.
+    let parity = p.ok(&["parity", "eu-dev", "eu-staging"]);
+    assert!(parity.contains("no undeclared differences") && parity.contains("backupRetentionDays"), "{parity}");
     let apply = p.run(&["apply", "-e", "eu-dev"]);
     assert_eq!(apply.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&apply.stderr).contains("no driver for"), "{apply:?}");

@@ -127,6 +127,7 @@ try:
     wait_for(d, "#parity-result", lambda t: "replicas" in t)
     parity = text(d, "#parity-result")
     assert "replicas" in parity and "production" in parity, parity
+    assert "no undeclared differences" in parity and "parameter" in parity, parity
     shot(d, "06-parity")
     d.find_element(By.CSS_SELECTOR, "form[action$='/apply'] button").click()
     WebDriverWait(d, 10).until(lambda d: "/console/operations/" in d.current_url)

@@ -164,23 +164,34 @@ impl Control {
         environment: &str,
     ) -> Result<(ResourceGraph, EnvironmentContext), ControlError> {
         let c = catalog.environment_context(environment).await?;
+        let graph = self.plan_context(catalog, &c, &c.environment).await?;
+        Ok((graph, c))
+    }
+
+    /// Plans `environment` (the context's, or a variant of it) with the rest of `c`.
+    async fn plan_context(
+        &self,
+        catalog: &Catalog,
+        c: &EnvironmentContext,
+        environment: &paved_model::Environment,
+    ) -> Result<ResourceGraph, ControlError> {
+        let name = &environment.metadata.name;
         let addresses = match c.account.spec.provider {
             Provider::Local => Default::default(),
             _ => self.address_plan(catalog, &c.account.metadata.name).await?,
         };
         let input = PlanInput {
-            environment: &c.environment,
+            environment,
             blueprint: &c.blueprint,
             account: &c.account,
             services: c.services.iter().collect(),
-            capabilities: self.capabilities(environment).await?,
+            capabilities: self.capabilities(name).await?,
             addresses,
         };
-        let graph = paved_plan::plan(&input).map_err(|errors| ControlError::Unplannable {
-            environment: environment.to_string(),
+        paved_plan::plan(&input).map_err(|errors| ControlError::Unplannable {
+            environment: name.clone(),
             problems: errors.iter().map(|e| e.to_string()).collect(),
-        })?;
-        Ok((graph, c))
+        })
     }
 
     /// The address blocks an account's environments hold (from their applied
@@ -215,9 +226,24 @@ impl Control {
         left: &str,
         right: &str,
     ) -> Result<Vec<paved_plan::parity::Difference>, ControlError> {
-        let (a, _) = self.desired_graph(catalog, left).await?;
-        let (b, _) = self.desired_graph(catalog, right).await?;
-        Ok(paved_plan::parity::parity(&a, &b))
+        let (a, left_context) = self.desired_graph(catalog, left).await?;
+        let (b, right_context) = self.desired_graph(catalog, right).await?;
+        let mut differences = paved_plan::parity::parity(&a, &b);
+        // What remains when the right environment takes the left one's
+        // parameter values was not declared by the blueprint.
+        if left_context.blueprint.metadata.name == right_context.blueprint.metadata.name {
+            let values = paved_plan::resolve::parameters(&left_context.environment, &left_context.blueprint).map_err(
+                |errors| ControlError::Unplannable {
+                    environment: left.to_string(),
+                    problems: errors.iter().map(|e| e.to_string()).collect(),
+                },
+            )?;
+            let mut same_values = right_context.environment.clone();
+            same_values.spec.parameters = values;
+            let b_same = self.plan_context(catalog, &right_context, &same_values).await?;
+            paved_plan::parity::classify(&mut differences, &paved_plan::parity::parity(&a, &b_same));
+        }
+        Ok(differences)
     }
 
     /// Deletes a recorded object (a tombstone; history stays), refusing an

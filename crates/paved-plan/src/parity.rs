@@ -18,6 +18,20 @@ pub struct Difference {
     pub field: String,
     pub left: Option<Value>,
     pub right: Option<Value>,
+    /// Explained by the blueprint's parameters (their values differ between
+    /// the two environments); set by [`classify`].
+    #[serde(default)]
+    pub declared: bool,
+}
+
+/// Marks each difference `declared` unless it is still there when the right
+/// environment is planned with the left one's parameter values
+/// (`undeclared`: the parity of those two graphs).
+pub fn classify(differences: &mut [Difference], undeclared: &[Difference]) {
+    let remaining: BTreeSet<(&str, &str)> = undeclared.iter().map(|d| (d.node.as_str(), d.field.as_str())).collect();
+    for d in differences {
+        d.declared = !remaining.contains(&(d.node.as_str(), d.field.as_str()));
+    }
 }
 
 /// Replaces `name` where it stands as a whole word (between non-alphanumerics).
@@ -87,6 +101,7 @@ pub fn parity(left: &ResourceGraph, right: &ResourceGraph) -> Vec<Difference> {
                     field: c.field,
                     left: c.before,
                     right: c.after,
+                    declared: false,
                 }));
             }
             (a, b) => out.push(Difference {
@@ -94,6 +109,7 @@ pub fn parity(left: &ResourceGraph, right: &ResourceGraph) -> Vec<Difference> {
                 field: String::new(),
                 left: a.map(|_| Value::from("present")),
                 right: b.map(|_| Value::from("present")),
+                declared: false,
             }),
         }
     }

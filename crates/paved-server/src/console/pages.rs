@@ -269,7 +269,9 @@ struct EnvironmentPage {
     urls: Vec<(String, String)>,
     others: Vec<String>,
     parity_with: Option<String>,
-    parity: Vec<(String, String, String, String)>,
+    /// (resource, field, this side, other side, declared by a parameter)
+    parity: Vec<(String, String, String, String, bool)>,
+    undeclared: usize,
     /// (name, scope, version, set at, set by): never values.
     secrets: Vec<(String, String, i64, String, String)>,
 }
@@ -340,7 +342,7 @@ pub async fn environment(
                 .parity(&catalog, &name, other)
                 .await?
                 .iter()
-                .map(|d| (d.node.clone(), d.field.clone(), show(&d.left), show(&d.right)))
+                .map(|d| (d.node.clone(), d.field.clone(), show(&d.left), show(&d.right), d.declared))
                 .collect();
         }
         Ok::<_, ApiError>(EnvironmentPage {
@@ -358,6 +360,7 @@ pub async fn environment(
             secrets,
             others,
             parity_with: q.parity.clone(),
+            undeclared: parity.iter().filter(|d| !d.4).count(),
             parity,
         })
     };
