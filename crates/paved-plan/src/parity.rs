@@ -159,9 +159,16 @@ mod tests {
                 node: "local.workload/api".into(),
                 field: "replicas".into(),
                 left: Some(json!(1)),
-                right: Some(json!(3))
+                right: Some(json!(3)),
+                declared: false,
             }]
         );
+        // Classified against the parity of graphs planned with the same values: explained.
+        let mut classified = d.clone();
+        classify(&mut classified, &parity(&graph("dev", 1), &graph("staging", 1)));
+        assert!(classified[0].declared);
+        classify(&mut classified, &d);
+        assert!(!classified[0].declared);
         let mut extra = graph("staging", 1);
         extra.nodes.remove("local.workload/api");
         assert_eq!(parity(&graph("dev", 1), &extra)[0].right, None);
