@@ -3,8 +3,8 @@
 //!
 //! | neutral / Score | AWS kinds | notes |
 //! |---|---|---|
-//! | network | `aws.vpc`, `aws.subnet` (2 AZs per tier), `aws.internet-gateway`, `aws.nat-gateway`, `aws.route-table` | a /20 per environment from the blueprint's address space, no overlap within an account; subnets are /24s of it |
-//! | security baseline | `aws.kms-key` (alias `paved/ENV`, rotation on, key policy), `aws.flow-log` + `aws.log-group` (always on, KMS-encrypted), `aws.security-group`, `aws.default-security-group` (empty: `security.defaultDeny`) | ingress only on declared ports; 0.0.0.0/0 only on the public load balancer's 443 and 80 |
+//! | network | `aws.vpc`, `aws.subnet` (2 AZs per tier), `aws.internet-gateway`, `aws.nat-gateway` + `aws.eip`, `aws.route-table` | a /20 per environment from the blueprint's address space, no overlap within an account; subnets are /24s of it |
+//! | security baseline | `aws.kms-key` (alias `paved/ENV`, rotation on, key policy), `aws.flow-log` + `aws.log-group` (always on, KMS-encrypted) + `aws.iam-role` (may only write that group), `aws.security-group`, `aws.default-security-group` (empty: `security.defaultDeny`) | ingress only on declared ports; 0.0.0.0/0 only on the public load balancer's 443 and 80 |
 //! | compute | `aws.eks-cluster` | private endpoint, secrets encrypted with the environment's key, control-plane logs; workloads come with the Kubernetes rendering |
 //! | ingress | `aws.lb` (application) | idle timeout, health check and TLS policy from the blueprint (see the normalised behaviours below) |
 //! | `postgres` | `aws.db-subnet-group`, `aws.rds-instance` | encrypted with the environment's key, never public, backups and multi-AZ from parameters, master password managed in Secrets Manager |
@@ -216,13 +216,32 @@ pub fn translate(input: &PlanInput<'_>) -> Result<ResourceGraph, Vec<PlanError>>
         .outputs(&["arn"]),
     );
     // Flow logs are always on, whatever the blueprint says: the baseline.
+    // The flow-log service writes to the group through a role that may do only that.
+    let flow_role = g.add(
+        Node::new(
+            "aws.iam-role",
+            &format!("{env}-flow-logs"),
+            json!({
+                "name": format!("paved-{env}-flow-logs"),
+                "assumeRolePolicy": {"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
+                    "Principal": {"Service": "vpc-flow-logs.amazonaws.com"}, "Action": "sts:AssumeRole"}]},
+                "policy": {"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
+                    "Action": ["logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
+                    "Resource": format!("${{ref:{log_group}.arn}}:*")}]},
+                "tags": tags(None),
+            }),
+        )
+        .after([log_group.clone()])
+        .outputs(&["arn"]),
+    );
     g.add(
         Node::new(
             "aws.flow-log",
             env,
-            json!({"vpcId": r(&vpc, "id"), "trafficType": "ALL", "logGroupArn": r(&log_group, "arn"), "tags": tags(None)}),
+            json!({"vpcId": r(&vpc, "id"), "trafficType": "ALL", "logGroupArn": r(&log_group, "arn"),
+                   "iamRoleArn": r(&flow_role, "arn"), "tags": tags(None)}),
         )
-        .after([vpc.clone(), log_group.clone()]),
+        .after([vpc.clone(), log_group.clone(), flow_role]),
     );
     // The VPC's default security group admits nothing: traffic flows only through paved's groups.
     if bp.security.default_deny {
@@ -289,13 +308,18 @@ pub fn translate(input: &PlanInput<'_>) -> Result<ResourceGraph, Vec<PlanError>>
             .after(public.iter().cloned().chain([igw.clone()])),
         );
         let private_routes = if bp.network.egress == Egress::Nat && !ids(NetworkTier::Private).is_empty() {
+            // A public NAT gateway needs an Elastic IP of its own.
+            let eip = g.add(
+                Node::new("aws.eip", &format!("{env}-nat"), json!({"domain": "vpc", "tags": tags(None)}))
+                    .outputs(&["allocationId", "publicIp"]),
+            );
             let nat = g.add(
                 Node::new(
                     "aws.nat-gateway",
                     env,
-                    json!({"subnetId": r(&public[0], "id"), "connectivity": "public", "tags": tags(None)}),
+                    json!({"subnetId": r(&public[0], "id"), "allocationId": r(&eip, "allocationId"), "connectivity": "public", "tags": tags(None)}),
                 )
-                .after([public[0].clone(), igw.clone()])
+                .after([public[0].clone(), igw.clone(), eip])
                 .outputs(&["id"]),
             );
             vec![(json!([{"destination": "0.0.0.0/0", "natGatewayId": r(&nat, "id")}]), nat)]

@@ -73,6 +73,8 @@ pub enum PlanError {
         "environment `{environment}` is in region `{region}`, which account `{account}` does not allow (data residency; allowed: {allowed})"
     )]
     RegionNotAllowed { environment: String, region: String, account: String, allowed: String },
+    #[error("environment `{environment}` cannot get an address block: {reason}")]
+    AddressSpace { environment: String, reason: String },
     #[error("node `{node}` depends on `{missing}`, which is not in the graph")]
     DanglingDependency { node: String, missing: String },
     #[error("dependency cycle: {}", path.join(" → "))]

@@ -17,6 +17,8 @@ fn resource_type(kind: &str) -> Option<&'static str> {
         "aws.subnet" => "aws_subnet",
         "aws.internet-gateway" => "aws_internet_gateway",
         "aws.nat-gateway" => "aws_nat_gateway",
+        "aws.eip" => "aws_eip",
+        "aws.iam-role" => "aws_iam_role",
         "aws.route-table" => "aws_route_table",
         "aws.security-group" => "aws_security_group",
         "aws.default-security-group" => "aws_default_security_group",
@@ -33,6 +35,8 @@ fn resource_type(kind: &str) -> Option<&'static str> {
 fn attribute(output: &str) -> &str {
     match output {
         "keyId" => "key_id",
+        "allocationId" => "allocation_id",
+        "publicIp" => "public_ip",
         "dnsName" => "dns_name",
         "host" => "address",
         other => other,
@@ -114,14 +118,19 @@ fn resources(node: &Node) -> Vec<(&'static str, String, Value)> {
         }
         "aws.flow-log" => {
             json!({"vpc_id": p["vpcId"], "traffic_type": p["trafficType"], "log_destination": p["logGroupArn"],
-                                 "log_destination_type": "cloud-watch-logs", "tags": tags})
+                                 "log_destination_type": "cloud-watch-logs", "iam_role_arn": p["iamRoleArn"], "tags": tags})
         }
         "aws.subnet" => {
             json!({"vpc_id": p["vpcId"], "cidr_block": p["cidrBlock"], "availability_zone": p["availabilityZone"],
                                "map_public_ip_on_launch": p["mapPublicIpOnLaunch"], "tags": tags})
         }
         "aws.internet-gateway" => json!({"vpc_id": p["vpcId"], "tags": tags}),
-        "aws.nat-gateway" => json!({"subnet_id": p["subnetId"], "connectivity_type": p["connectivity"], "tags": tags}),
+        "aws.nat-gateway" => json!({"subnet_id": p["subnetId"], "allocation_id": p["allocationId"],
+                                    "connectivity_type": p["connectivity"], "tags": tags}),
+        "aws.eip" => json!({"domain": p["domain"], "tags": tags}),
+        "aws.iam-role" => {
+            json!({"name": p["name"], "assume_role_policy": p["assumeRolePolicy"].to_string(), "tags": tags})
+        }
         "aws.route-table" => json!({
             "vpc_id": p["vpcId"],
             "route": p["routes"].as_array().into_iter().flatten().map(|r| json!({
@@ -193,6 +202,11 @@ fn resources(node: &Node) -> Vec<(&'static str, String, Value)> {
     };
     let mut out = vec![(kind, name.clone(), main)];
     match node.kind.as_str() {
+        "aws.iam-role" => out.push((
+            "aws_iam_role_policy",
+            name.clone(),
+            json!({"name": "write-flow-logs", "role": format!("${{aws_iam_role.{name}.id}}"), "policy": p["policy"].to_string()}),
+        )),
         "aws.kms-key" => out.push((
             "aws_kms_alias",
             name.clone(),

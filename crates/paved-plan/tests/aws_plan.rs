@@ -85,6 +85,17 @@ fn the_security_baseline_is_in_every_graph() {
     for env in ENVS {
         let g = graph(&world, env, account_plan(&[]));
         assert_eq!(kind(&g, "aws.flow-log").len(), 1, "{env}: flow logs");
+        // The flow-log role may write to that one group, nothing else.
+        let role = &kind(&g, "aws.iam-role")[0].properties;
+        assert_eq!(
+            kind(&g, "aws.flow-log")[0].properties["iamRoleArn"],
+            format!("${{ref:aws.iam-role/{env}-flow-logs.arn}}")
+        );
+        assert_eq!(role["policy"]["Statement"][0]["Resource"], format!("${{ref:aws.log-group/{env}-flow-logs.arn}}:*"));
+        // A public NAT gateway has its own address.
+        assert!(
+            kind(&g, "aws.nat-gateway")[0].properties["allocationId"].as_str().unwrap().starts_with("${ref:aws.eip/")
+        );
         assert_eq!(kind(&g, "aws.kms-key")[0].properties["alias"], format!("alias/paved/{env}"));
         for db in kind(&g, "aws.rds-instance") {
             assert_eq!(
