@@ -147,3 +147,55 @@ async fn signing_keys_follow_a_kek_rotation_and_are_replaced_when_their_kek_is_g
     let jwks = lost.jwks().await.unwrap();
     assert!(verify(&first.token, &jwks, clock.now()).is_ok() && verify(&replaced.token, &jwks, clock.now()).is_ok());
 }
+
+/// A cloud that counts exchanges and hands out credentials valid 15 minutes.
+struct CountingCloud {
+    exchanges: std::sync::atomic::AtomicUsize,
+    clock: Arc<TestClock>,
+}
+
+#[async_trait::async_trait]
+impl paved_identity::Federation for CountingCloud {
+    fn provider(&self) -> &str {
+        "test"
+    }
+    fn audience(&self) -> &str {
+        "sts.amazonaws.com"
+    }
+    fn target(&self) -> &str {
+        "role/test"
+    }
+    async fn exchange(
+        &self,
+        token: &paved_identity::SignedToken,
+    ) -> Result<paved_identity::CloudCredentials, paved_identity::IdentityError> {
+        let n = self.exchanges.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+        Ok(paved_identity::CloudCredentials {
+            provider: "test".into(),
+            principal: format!("{} #{n}", token.claims.sub),
+            expires_at: self.clock.now() + Duration::minutes(15),
+            fields: [("secret".to_string(), format!("s3cr3t-{n}"))].into(),
+        })
+    }
+}
+
+#[tokio::test]
+async fn credentials_stay_in_memory_until_shortly_before_they_expire() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(TestClock(Mutex::new(time::macros::datetime!(2026-11-25 09:00 UTC))));
+    let broker = paved_identity::CredentialBroker::new(Arc::new(issuer(&dir, clock.clone()).await), clock.clone());
+    let cloud = CountingCloud { exchanges: Default::default(), clock: clock.clone() };
+    let first = broker.credentials(&cloud, &prod()).await.unwrap();
+    assert_eq!(first.principal, "paved:env:production #1");
+    assert!(!format!("{first:?}").contains("s3cr3t"), "Debug shows no secret");
+    // Reused while more than five minutes are left.
+    clock.advance(Duration::minutes(9));
+    assert_eq!(broker.credentials(&cloud, &prod()).await.unwrap().principal, "paved:env:production #1");
+    // Refreshed before they expire.
+    clock.advance(Duration::minutes(2));
+    assert_eq!(broker.credentials(&cloud, &prod()).await.unwrap().principal, "paved:env:production #2");
+    // Another environment has credentials of its own.
+    let mut staging = prod();
+    staging.environment = "staging".into();
+    assert_eq!(broker.credentials(&cloud, &staging).await.unwrap().principal, "paved:env:staging #3");
+}
