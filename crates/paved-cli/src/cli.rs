@@ -55,9 +55,10 @@ pub struct Cli {
     pub kek_previous: Vec<String>,
     /// paved's public URL: the issuer of the tokens clouds trust (they fetch
     /// URL/.well-known/openid-configuration). Must match what was installed
-    /// with `paved account trust-policy`.
-    #[arg(long, global = true, env = "PAVED_PUBLIC_URL", default_value = "http://127.0.0.1:7480")]
-    pub public_url: String,
+    /// with `paved account trust-policy`. Default: http://LISTEN for `paved
+    /// server`, else http://127.0.0.1:7480.
+    #[arg(long, global = true, env = "PAVED_PUBLIC_URL")]
+    pub public_url: Option<String>,
     #[command(subcommand)]
     pub command: Command,
 }

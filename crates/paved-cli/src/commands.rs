@@ -137,10 +137,17 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
         .iter()
         .map(|s| s.parse().map_err(|e: String| Failure::User(format!("--kek-previous: {e}"))))
         .collect::<Result<Vec<paved_control::KekSource>, Failure>>()?;
+    let public_url = match (&cli.public_url, &cli.command) {
+        (Some(url), _) => url.clone(),
+        (None, Command::Server(args)) => format!("http://{}", args.listen),
+        (None, _) => "http://127.0.0.1:7480".to_string(),
+    };
+    // A malformed issuer URL is a configuration error now, not a 503 later.
+    paved_identity::IssuerConfig::new(&public_url).map_err(|e| Failure::User(format!("--public-url: {e}")))?;
     let ctx = Ctx {
         kek,
         kek_previous,
-        public_url: cli.public_url.clone(),
+        public_url,
         format: cli.output,
         color,
         state: cli.state.unwrap_or_else(|| format!("sqlite://{}", data_dir.join("state.db").display())),

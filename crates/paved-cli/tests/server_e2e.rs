@@ -230,6 +230,10 @@ fn every_route_enforces_roles_tokens_and_limits_and_is_documented() {
     let gone: Vec<_> = known.difference(&served).collect();
     assert!(gone.is_empty(), "expectations for routes the server does not document: {gone:?}");
 
+    // Without --public-url the server is the issuer at the address it listens on.
+    let discovery = p.request("GET", "/.well-known/openid-configuration", None, &[], b"").json();
+    assert_eq!(discovery["issuer"], format!("http://127.0.0.1:{}", p.port));
+
     // The document passes an independent OpenAPI validator.
     let verdict = run_python(
         "import json,sys\nfrom openapi_spec_validator import validate\nvalidate(json.load(sys.stdin))\nprint('valid')",
