@@ -311,6 +311,10 @@ fn up_runs_isolated_environments_repairs_drift_and_down_removes_everything() {
     assert!(String::from_utf8_lossy(&refused.stderr).contains("paved destroy -e staging"));
     // …destroying it leaves none of its processes, files, database or role behind.
     p.ok(&["destroy", "-e", "staging"]);
+    // Its generated database password is retired with the database (the history stays).
+    let kept: serde_json::Value =
+        serde_json::from_str(&p.ok(&["secret", "list", "-e", "staging", "-o", "json"])).unwrap();
+    assert_eq!(kept, serde_json::json!([]), "{kept}");
     p.ok(&["delete", "environment", "staging"]);
     assert!(!p.env_dir("staging").exists());
     assert!(p.processes().iter().all(|(_, _, c)| !c.contains("envs/staging")), "{:?}", p.processes());

@@ -330,4 +330,14 @@ impl paved_engine::SensitiveOutputs for ResourceCredentials {
             vault.read(&resource_scope(environment, node), output, version).await.map_err(|e| e.to_string())?;
         String::from_utf8(value.0).map_err(|_| format!("output `{output}` is not text"))
     }
+
+    async fn forget(&self, environment: &str, node: &str, output: &str) -> Result<(), String> {
+        let vault = self.control.vault().await.map_err(|e| e.to_string())?;
+        let actor = Actor { subject: "paved".into(), request: Default::default() };
+        match vault.delete(&resource_scope(environment, node), output, &actor).await {
+            // Never kept (an apply that crashed before recording it) or already retired.
+            Ok(_) | Err(paved_secrets::SecretsError::NotFound { .. }) => Ok(()),
+            Err(e) => Err(e.to_string()),
+        }
+    }
 }

@@ -517,6 +517,9 @@ impl Run {
             if let Err((error, attempts)) = self.retry(id, || driver.delete(&resource)).await {
                 return Outcome::Failed { error, attempts };
             }
+            if let Err(e) = sealed::forget(self.sensitive.as_deref(), &self.env, node).await {
+                return Outcome::Failed { error: format!("retiring its credentials failed: {e}"), attempts: 1 };
+            }
             match self.store.delete_applied_node(&self.env, id).await {
                 Ok(()) => Outcome::Deleted,
                 Err(e) => Outcome::Failed { error: format!("recording the deletion failed: {e}"), attempts: 1 },

@@ -12,6 +12,8 @@ pub trait SensitiveOutputs: Send + Sync {
     async fn seal(&self, environment: &str, node: &str, output: &str, value: &str) -> Result<Value, String>;
     /// The value `seal` returned `sealed` for.
     async fn open(&self, environment: &str, node: &str, output: &str, sealed: &Value) -> Result<String, String>;
+    /// The resource is gone: its credential is no longer current (history may stay).
+    async fn forget(&self, environment: &str, node: &str, output: &str) -> Result<(), String>;
 }
 
 const MARKER: &str = "$sealed";
@@ -33,6 +35,19 @@ pub(crate) async fn seal(
         }
     }
     Ok(recorded)
+}
+
+/// Retires the sensitive outputs of a deleted node.
+pub(crate) async fn forget(
+    vault: Option<&dyn SensitiveOutputs>,
+    environment: &str,
+    node: &paved_plan::Node,
+) -> Result<(), String> {
+    let Some(vault) = vault else { return Ok(()) };
+    for name in &node.sensitive {
+        vault.forget(environment, &node.id(), name).await?;
+    }
+    Ok(())
 }
 
 /// `outputs` as drivers and references need them: sealed ones opened.
