@@ -176,14 +176,13 @@ impl Control {
             None => WorkloadIdentity::control_plane(account, operation),
         };
         let subject = identity.subject();
-        let (credentials, config) = self.aws_credentials(&catalog, identity.clone(), "checking access").await?;
         let access = self.aws_access(&catalog, account, "checking access").await?;
-        let exchanged = self
-            .broker()
-            .await?
-            .credentials(access.federation.as_ref(), &identity)
-            .await
-            .map_err(IdentityFailure::from)?;
+        let broker = self.broker().await?;
+        // Exchanged once here (for the expiry); the SDK call below reuses the broker's cached credentials.
+        let exchanged =
+            broker.credentials(access.federation.as_ref(), &identity).await.map_err(IdentityFailure::from)?;
+        let config = paved_aws::client_config(&access.region);
+        let credentials = BrokeredCredentials::new(broker, access.federation, identity);
         let principal = paved_aws::caller_identity(&config, credentials).await.map_err(IdentityFailure::from)?;
         Ok(AccountCheck { account: account.into(), subject, principal, credentials_expire_at: exchanged.expires_at })
     }
