@@ -48,13 +48,12 @@ impl OptionalFromRequestParts<AppState> for User {
     }
 }
 
+/// A console path for a `next=` query value: unreserved characters and `/` stay as they are.
+const NEXT: &percent_encoding::AsciiSet =
+    &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~').remove(b'/');
+
 fn encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
+    percent_encoding::utf8_percent_encode(s, NEXT).to_string()
 }
 
 /// Renders a template, or a plain 500 naming the failure.
