@@ -427,6 +427,16 @@ fn key_rotation_killed_midway_resumes_and_needs_only_the_new_key() {
         assert_eq!(ok(&p, &mut seen, &args, None).trim(), format!("value-{}", &name[1..]));
     }
 
+    // A previous key that does not exist is refused, not made up.
+    let typo = p.data.path().join("keys/old-typo.kek");
+    let refused = run(
+        &p,
+        &["secret", "reveal", "S3", "-e", "staging", &both[0], &format!("--kek-previous=file:{}", typo.display())],
+        None,
+    );
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("no such file") && !typo.exists(), "{refused:?}");
+
     // Run again: it continues and finishes.
     let report: Value =
         serde_json::from_str(&ok(&p, &mut seen, &["secret", "rotate-keys", "--to", &to, "-o", "json"], None)).unwrap();

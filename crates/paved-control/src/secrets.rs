@@ -101,6 +101,16 @@ impl Control {
     async fn key_ring(&self) -> Result<KeyRing, ControlError> {
         let mut ring = KeyRing::new(self.provider(&self.settings.kek).await?);
         for previous in &self.settings.kek_previous {
+            // An earlier key must exist: creating a fresh one here would read nothing.
+            if let KekSource::File(path) = previous
+                && !path.exists()
+            {
+                return Err(SecretError::Kek {
+                    source_name: previous.to_string(),
+                    reason: "no such file (--kek-previous names a key that already wrapped data keys)".into(),
+                }
+                .into());
+            }
             ring = ring.also_reading(self.provider(previous).await?);
         }
         Ok(ring)
