@@ -438,7 +438,7 @@ pub fn translate(input: &PlanInput<'_>) -> Result<ResourceGraph, Vec<PlanError>>
         .outputs(&["arn", "endpoint"]),
     );
 
-    let mut shared_types: BTreeMap<String, String> = BTreeMap::new();
+    let mut shared = resolve::SharedResources::default();
     let mut db_clients: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for w in &input.services {
         let svc = w.metadata.name.as_str();
@@ -469,11 +469,13 @@ pub fn translate(input: &PlanInput<'_>) -> Result<ResourceGraph, Vec<PlanError>>
         );
         let mut bindings: BTreeMap<String, ResourceBinding> = BTreeMap::new();
         for (rname, res) in &w.resources {
-            let key = res.id.clone().unwrap_or_else(|| format!("{svc}-{rname}"));
-            if let Some(first) = shared_types.insert(key.clone(), res.kind.clone()).filter(|t| *t != res.kind) {
-                errors.push(PlanError::ConflictingShare { id: key.clone(), first, second: res.kind.clone() });
-                continue;
-            }
+            let key = match shared.key(svc, rname, res) {
+                Ok(key) => key,
+                Err(conflict) => {
+                    errors.push(conflict);
+                    continue;
+                }
+            };
             let binding = match res.kind.as_str() {
                 "postgres" => {
                     let Some(db) = bp.databases.get(&DatabaseEngine::Postgres) else {

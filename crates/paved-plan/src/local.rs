@@ -84,7 +84,7 @@ pub fn translate(input: &PlanInput<'_>) -> Result<ResourceGraph, Vec<PlanError>>
         }
     };
     let service_names: Vec<&str> = input.services.iter().map(|w| w.metadata.name.as_str()).collect();
-    let mut shared_types: BTreeMap<String, String> = BTreeMap::new();
+    let mut shared = resolve::SharedResources::default();
     errors.extend(port_collisions(env, &input.services));
 
     for w in &input.services {
@@ -92,11 +92,13 @@ pub fn translate(input: &PlanInput<'_>) -> Result<ResourceGraph, Vec<PlanError>>
         let mut bindings: BTreeMap<String, ResourceBinding> = BTreeMap::new();
         let mut routes = Vec::new();
         for (rname, r) in &w.resources {
-            let key = r.id.clone().unwrap_or_else(|| format!("{svc}-{rname}"));
-            if let Some(first) = shared_types.insert(key.clone(), r.kind.clone()).filter(|t| *t != r.kind) {
-                errors.push(PlanError::ConflictingShare { id: key.clone(), first, second: r.kind.clone() });
-                continue;
-            }
+            let key = match shared.key(svc, rname, r) {
+                Ok(key) => key,
+                Err(conflict) => {
+                    errors.push(conflict);
+                    continue;
+                }
+            };
             let unavailable = |what: &str, hint: &str| PlanError::Unavailable {
                 service: svc.to_string(),
                 resource: rname.clone(),

@@ -113,3 +113,25 @@ pub fn rewrite(
     }
     Ok(out)
 }
+
+/// Score resources shared between services by `id`: each resource's key,
+/// and one type per key.
+#[derive(Debug, Default)]
+pub struct SharedResources(BTreeMap<String, String>);
+
+impl SharedResources {
+    /// The resource's key (its `id`, else `SERVICE-NAME`); an error when the
+    /// id was declared before with another type.
+    pub fn key(
+        &mut self,
+        service: &str,
+        name: &str,
+        r: &paved_model::score::ResourceSpec,
+    ) -> Result<String, PlanError> {
+        let key = r.id.clone().unwrap_or_else(|| format!("{service}-{name}"));
+        match self.0.insert(key.clone(), r.kind.clone()).filter(|t| *t != r.kind) {
+            Some(first) => Err(PlanError::ConflictingShare { id: key, first, second: r.kind.clone() }),
+            None => Ok(key),
+        }
+    }
+}

@@ -15,7 +15,7 @@ use paved_store::{
 };
 use rand::{CryptoRng, SeedableRng};
 use serde::Serialize;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use time::OffsetDateTime;
 
@@ -150,6 +150,8 @@ pub struct Vault {
     keys: KeyRing,
     clock: Arc<dyn Clock>,
     rng: SharedRng,
+    /// Data keys unwrapped so far, by (environment, key id).
+    unwrapped: Mutex<HashMap<(String, String), DataKey>>,
 }
 
 fn hex_nonce(text: &str) -> Result<[u8; 12], SecretsError> {
@@ -192,7 +194,7 @@ impl Vault {
         clock: Arc<dyn Clock>,
         rng: Box<dyn CryptoRng + Send>,
     ) -> Vault {
-        Vault { store, keys, clock, rng: Mutex::new(rng) }
+        Vault { store, keys, clock, rng: Mutex::new(rng), unwrapped: Mutex::default() }
     }
 
     pub fn keys(&self) -> &KeyRing {
@@ -212,11 +214,24 @@ impl Vault {
         })
     }
 
+    /// A stored data key, unwrapped once per vault: a key's bytes never
+    /// change under its id (rotation re-wraps, it does not re-key), and with
+    /// a cloud KMS every unwrap is a network call.
+    async fn unwrapped(&self, stored: &StoredDataKey) -> Result<DataKey, SecretsError> {
+        let key = (stored.environment.clone(), stored.id.clone());
+        if let Some(k) = self.unwrapped.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
+            return Ok(k.clone());
+        }
+        let k = self.keys.unwrap(&wrapped_of(stored)?).await?;
+        self.unwrapped.lock().unwrap_or_else(|p| p.into_inner()).insert(key, k.clone());
+        Ok(k)
+    }
+
     /// The environment's active data key, created on first use.
     async fn active_key(&self, environment: &str) -> Result<DataKey, SecretsError> {
         let keys = self.store.data_keys(Some(environment)).await?;
         if let Some(active) = keys.iter().rev().find(|k| k.retired_at.is_none()) {
-            return self.keys.unwrap(&wrapped_of(active)?).await;
+            return self.unwrapped(active).await;
         }
         self.new_data_key(environment).await
     }
@@ -245,15 +260,24 @@ impl Vault {
                 retired_at: None,
             })
             .await?;
+        self.unwrapped
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert((environment.to_string(), key.id.clone()), key.clone());
         Ok(key)
     }
 
     async fn data_key(&self, environment: &str, id: &str) -> Result<DataKey, SecretsError> {
+        let cached =
+            self.unwrapped.lock().unwrap_or_else(|p| p.into_inner()).get(&(environment.into(), id.into())).cloned();
+        if let Some(k) = cached {
+            return Ok(k);
+        }
         let keys = self.store.data_keys(Some(environment)).await?;
         let stored = keys.iter().find(|k| k.id == id).ok_or_else(|| {
             SecretsError::Malformed(format!("data key `{id}` of environment `{environment}` is missing"))
         })?;
-        self.keys.unwrap(&wrapped_of(stored)?).await
+        self.unwrapped(stored).await
     }
 
     async fn latest(&self, scope: &Scope, name: &str) -> Result<Option<StoredSecret>, SecretsError> {
@@ -507,7 +531,7 @@ impl Vault {
             if !spend() {
                 return self.stopped(report).await;
             }
-            let key = self.keys.unwrap(&wrapped_of(&k)?).await?;
+            let key = self.unwrapped(&k).await?;
             let w = self.keys.wrap(&key, self.fresh_nonce()).await?;
             let to = Rewrapped { kek_id: w.kek_id, nonce: hex::encode(w.nonce), wrapped: hex::encode(w.ciphertext) };
             report.rewrapped += usize::from(self.store.rewrap_data_key(&k.id, &k.kek_id, &to).await?);
@@ -558,9 +582,9 @@ impl Vault {
         for environment in by_env.keys() {
             let keys = self.store.data_keys(Some(environment)).await?;
             let Some(active) = keys.iter().rev().find(|k| k.retired_at.is_none()) else { continue };
-            let new_key = self.keys.unwrap(&wrapped_of(active)?).await?;
+            let new_key = self.unwrapped(active).await?;
             for retired in keys.iter().filter(|k| k.retired_at.is_some()) {
-                let old_key = self.keys.unwrap(&wrapped_of(retired)?).await?;
+                let old_key = self.unwrapped(retired).await?;
                 loop {
                     let batch = self.store.secrets_sealed_with(&retired.id, opts.batch_size.max(1)).await?;
                     if batch.is_empty() {
