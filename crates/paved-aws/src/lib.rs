@@ -12,9 +12,11 @@
 //!   [`paved_identity::CredentialBroker`], refreshed before expiry.
 //! * [`KmsKey`]: an AWS KMS key as paved's key-encryption key.
 //! * [`trust_policy`]: the IAM trust policy a platform engineer installs once.
+//! * [`provision`]: the drivers that apply the AWS translation's nodes.
 
 mod credentials;
 mod kms;
+pub mod provision;
 mod sts;
 mod trust;
 

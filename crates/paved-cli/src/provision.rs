@@ -154,7 +154,7 @@ pub async fn apply_all(ctx: &Ctx, parallelism: u16) -> Result<(), Failure> {
         let name = object.record.name.clone();
         let c = catalog.environment_context(&name).await?;
         match c.account.spec.provider {
-            Provider::Local => envs.push(name),
+            Provider::Local | Provider::Aws => envs.push(name),
             other => eprintln!("skipping {name}: the {} provider cannot be applied yet", other.as_str()),
         }
     }
@@ -174,7 +174,8 @@ async fn print_urls(ctx: &Ctx, env: &str) -> Result<(), Failure> {
 /// `paved destroy -e ENV`: applies an empty graph.
 pub async fn destroy(ctx: &Ctx, env: &str, parallelism: u16) -> Result<(), Failure> {
     let started = Instant::now();
-    let report = run_engine(ctx, &ResourceGraph::new(Provider::Local, env), parallelism).await?;
+    let empty = ctx.control().await?.empty_graph(env).await?;
+    let report = run_engine(ctx, &empty, parallelism).await?;
     print_report(ctx, &report, started.elapsed())
 }
 

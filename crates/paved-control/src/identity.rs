@@ -145,6 +145,26 @@ impl Control {
         Ok((credentials, paved_aws::client_config(&access.region)))
     }
 
+    /// The AWS drivers for an environment: SDK clients in its region, signed
+    /// with credentials STS issues for paved's token for that environment
+    /// and `operation`. Nothing is called until a driver runs.
+    pub(crate) async fn aws_drivers(
+        &self,
+        catalog: &Catalog,
+        environment: &paved_model::Environment,
+        operation: &str,
+    ) -> Result<paved_engine::Drivers, ControlError> {
+        let identity = WorkloadIdentity {
+            environment: environment.metadata.name.clone(),
+            account: environment.spec.account.clone(),
+            operation: operation.into(),
+            service: None,
+        };
+        let (credentials, mut config) = self.aws_credentials(catalog, identity, "provisioning").await?;
+        config.region = environment.spec.region.clone();
+        Ok(paved_aws::provision::drivers(paved_aws::provision::Session::new(&config, credentials)))
+    }
+
     /// Assumes the account's role with paved's own token (for `environment`,
     /// or as the control plane) and asks AWS who that is.
     pub async fn check_account(

@@ -131,8 +131,33 @@ impl Control {
 
     /// The engine over this machine's drivers; generated credentials go to the vault.
     pub fn engine(&self) -> Engine {
-        Engine::new(self.store.clone(), paved_local::drivers(&self.local), self.clock.clone())
+        self.engine_over(paved_local::drivers(&self.local))
+    }
+
+    fn engine_over(&self, drivers: paved_engine::Drivers) -> Engine {
+        Engine::new(self.store.clone(), drivers, self.clock.clone())
             .with_sensitive_outputs(Arc::new(secrets::ResourceCredentials { control: self.clone() }))
+    }
+
+    /// The engine for one environment, with its provider's drivers (for a
+    /// cloud: clients in its region, keyless credentials for `operation`),
+    /// and that provider.
+    pub async fn engine_for(&self, environment: &str, operation: &str) -> Result<(Engine, Provider), ControlError> {
+        let catalog = self.catalog(RequestContext::default());
+        let c = catalog.environment_context(environment).await?;
+        Ok(match c.account.spec.provider {
+            Provider::Aws => {
+                (self.engine_over(self.aws_drivers(&catalog, &c.environment, operation).await?), Provider::Aws)
+            }
+            other => (self.engine(), other),
+        })
+    }
+
+    /// The graph that destroys an environment: nothing, on its provider.
+    pub async fn empty_graph(&self, environment: &str) -> Result<ResourceGraph, ControlError> {
+        let catalog = self.catalog(RequestContext::default());
+        let provider = catalog.environment_context(environment).await?.account.spec.provider;
+        Ok(ResourceGraph::new(provider, environment))
     }
 
     /// What this machine offers the local provider. Planning is pure; detection
@@ -269,9 +294,10 @@ impl Control {
     /// (a workload started with an old secret shows) and never shown.
     pub async fn drift(&self, environment: &str) -> Result<DriftReport, ControlError> {
         let catalog = self.catalog(RequestContext::default());
-        let graph = self.engine().recorded(environment, Provider::Local).await?;
+        let (engine, provider) = self.engine_for(environment, "drift").await?;
+        let graph = engine.recorded(environment, provider).await?;
         let secrets = self.secret_values(&catalog, environment, &[&graph]).await?;
-        Ok(self.engine().drift(environment, Provider::Local, &secrets).await?)
+        Ok(engine.drift(environment, provider, &secrets).await?)
     }
 
     /// The URLs of an environment's routes, from what was applied.
@@ -292,7 +318,8 @@ impl Control {
         progress: Arc<dyn Progress>,
         watcher: &dyn LockWatcher,
     ) -> Result<Report, ControlError> {
-        let engine = self.engine();
+        let operation = if desired.nodes.is_empty() { "destroy" } else { "apply" };
+        let (engine, _) = self.engine_for(&desired.environment, operation).await?;
         let applied = engine.recorded(&desired.environment, desired.provider).await?;
         let catalog = self.catalog(caller.request.clone());
         let secrets = self.secret_values(&catalog, &desired.environment, &[desired, &applied]).await?;

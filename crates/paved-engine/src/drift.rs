@@ -60,6 +60,11 @@ impl Engine {
                 nodes.push(status_of(DriftStatus::Unreadable { error: format!("no driver for `{}`", node.kind) }));
                 continue;
             };
+            // What exists only in paved's state cannot drift.
+            if !driver.has_external_state() {
+                nodes.push(status_of(DriftStatus::InSync));
+                continue;
+            }
             let resource = match resource_of(environment, node, &outputs, secrets) {
                 Ok(r) => r,
                 Err(e) => {

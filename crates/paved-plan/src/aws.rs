@@ -1,11 +1,11 @@
-//! Translation for the `aws` provider (planning only so far: the drivers
-//! that apply these kinds come with the AWS provider issue).
+//! Translation for the `aws` provider. The drivers that apply these kinds
+//! live in `paved_aws::provision`; planning does no I/O.
 //!
 //! | neutral / Score | AWS kinds | notes |
 //! |---|---|---|
 //! | network | `aws.vpc`, `aws.subnet` (2 AZs per tier), `aws.internet-gateway`, `aws.nat-gateway` + `aws.eip`, `aws.route-table` | a /20 per environment from the blueprint's address space, no overlap within an account; subnets are /24s of it |
 //! | security baseline | `aws.kms-key` (alias `paved/ENV`, rotation on, key policy), `aws.flow-log` + `aws.log-group` (always on, KMS-encrypted) + `aws.iam-role` (may only write that group), `aws.security-group`, `aws.default-security-group` (empty: `security.defaultDeny`) | ingress only on declared ports; 0.0.0.0/0 only on the public load balancer's 443 and 80 |
-//! | compute | `aws.eks-cluster` | private endpoint, secrets encrypted with the environment's key, control-plane logs; workloads come with the Kubernetes rendering |
+//! | compute | `aws.eks-cluster`, `aws.eks-node-group`, two `aws.iam-role`s (EKS's managed policies only) | private endpoint, secrets encrypted with the environment's key, control-plane logs; workloads come with the Kubernetes rendering |
 //! | ingress | `aws.lb` (application) | idle timeout, health check and TLS policy from the blueprint (see the normalised behaviours below) |
 //! | `postgres` | `aws.db-subnet-group`, `aws.rds-instance` | encrypted with the environment's key, never public, backups and multi-AZ from parameters, master password managed in Secrets Manager |
 //! | `s3` | `aws.s3-bucket` | KMS encryption, every public access blocked, versioning |
@@ -377,6 +377,7 @@ pub fn translate(input: &PlanInput<'_>) -> Result<ResourceGraph, Vec<PlanError>>
                         env,
                         json!({
                             "name": format!("paved-{env}"),
+                            "vpcId": r(&vpc, "id"),
                             "type": "application",
                             "scheme": if i.public { "internet-facing" } else { "internal" },
                             "subnetIds": refs(subnets),
@@ -417,25 +418,66 @@ pub fn translate(input: &PlanInput<'_>) -> Result<ResourceGraph, Vec<PlanError>>
             return Err(errors);
         }
     };
-    g.add(
+    // The control plane and the nodes act through roles that may do only what EKS documents.
+    let service_role = |g: &mut ResourceGraph, name: &str, service: &str, policies: &[&str]| {
+        g.add(Node::new(
+            "aws.iam-role",
+            &format!("{env}-{name}"),
+            json!({
+                "name": format!("paved-{env}-{name}"),
+                "assumeRolePolicy": {"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
+                    "Principal": {"Service": service}, "Action": "sts:AssumeRole"}]},
+                "managedPolicyArns": policies.iter().map(|p| format!("arn:{partition}:iam::aws:policy/{p}")).collect::<Vec<_>>(),
+                "tags": tags(None),
+            }),
+        )
+        .outputs(&["arn"]))
+    };
+    let cluster_role = service_role(&mut g, "eks-cluster", "eks.amazonaws.com", &["AmazonEKSClusterPolicy"]);
+    let node_role = service_role(
+        &mut g,
+        "eks-nodes",
+        "ec2.amazonaws.com",
+        &["AmazonEKSWorkerNodePolicy", "AmazonEKS_CNI_Policy", "AmazonEC2ContainerRegistryReadOnly"],
+    );
+    let cluster = g.add(
         Node::new(
             "aws.eks-cluster",
             env,
             json!({
                 "name": format!("paved-{env}"),
                 "version": "1.30",
+                "roleArn": r(&cluster_role, "arn"),
                 "endpointPrivateAccess": true,
                 "endpointPublicAccess": false,
                 "subnetIds": refs(&private),
                 "secretsEncryptionKeyArn": r(&kms, "arn"),
                 "enabledLogTypes": ["api", "audit", "authenticator", "controllerManager", "scheduler"],
-                "nodeGroup": {"instanceType": node_class(size), "desiredSize": replicas.max(2), "minSize": 2, "maxSize": replicas.max(2) * 2},
                 "tags": tags(None),
             }),
         )
-        .after(private.iter().cloned().chain([kms.clone()]))
-        .immutable(&["name", "endpointPrivateAccess"])
-        .outputs(&["arn", "endpoint"]),
+        .after(private.iter().cloned().chain([kms.clone(), cluster_role]))
+        .immutable(&["name", "endpointPrivateAccess", "secretsEncryptionKeyArn"])
+        .outputs(&["arn", "endpoint", "name"]),
+    );
+    g.add(
+        Node::new(
+            "aws.eks-node-group",
+            env,
+            json!({
+                "clusterName": r(&cluster, "name"),
+                "nodeRoleArn": r(&node_role, "arn"),
+                "subnetIds": refs(&private),
+                "instanceType": node_class(size),
+                "desiredSize": replicas.max(2),
+                "minSize": 2,
+                "maxSize": replicas.max(2) * 2,
+                "tags": tags(None),
+            }),
+        )
+        .after(private.iter().cloned().chain([cluster, node_role]))
+        .immutable(&["instanceType"])
+        .outputs(&["arn"]),
     );
 
     let mut shared = resolve::SharedResources::default();
@@ -559,6 +601,8 @@ pub fn translate(input: &PlanInput<'_>) -> Result<ResourceGraph, Vec<PlanError>>
                             "encryption": {"sseAlgorithm": "aws:kms", "kmsKeyArn": r(&kms, "arn"), "bucketKeyEnabled": true},
                             "publicAccessBlock": {"blockPublicAcls": true, "blockPublicPolicy": true, "ignorePublicAcls": true, "restrictPublicBuckets": true},
                             "versioning": true,
+                            // Only a non-production bucket is emptied when its environment goes.
+                            "forceDestroy": input.environment.spec.env_type != paved_model::EnvType::Production,
                             "tags": tags(Some(svc)),
                         }),
                     )
@@ -592,7 +636,7 @@ pub fn translate(input: &PlanInput<'_>) -> Result<ResourceGraph, Vec<PlanError>>
                     let node = Node::new(
                         "aws.lb-route",
                         &key,
-                        json!({"loadBalancerArn": r(lb, "arn"), "kind": res.kind, "service": svc,
+                        json!({"loadBalancerArn": r(lb, "arn"), "loadBalancerDns": r(lb, "dnsName"), "kind": res.kind, "service": svc,
                                "host": params.get("host").cloned().unwrap_or(Value::Null),
                                "path": params.get("path").cloned().unwrap_or(json!("/")), "tags": tags(Some(svc))}),
                     )

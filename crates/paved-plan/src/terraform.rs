@@ -23,6 +23,7 @@ fn resource_type(kind: &str) -> Option<&'static str> {
         "aws.security-group" => "aws_security_group",
         "aws.default-security-group" => "aws_default_security_group",
         "aws.eks-cluster" => "aws_eks_cluster",
+        "aws.eks-node-group" => "aws_eks_node_group",
         "aws.lb" => "aws_lb",
         "aws.db-subnet-group" => "aws_db_subnet_group",
         "aws.rds-instance" => "aws_db_instance",
@@ -151,11 +152,20 @@ fn resources(node: &Node) -> Vec<(&'static str, String, Value)> {
         "aws.eks-cluster" => json!({
             "name": p["name"],
             "version": p["version"],
-            "role_arn": "${var.eks_cluster_role_arn}",
+            "role_arn": p["roleArn"],
             "vpc_config": {"subnet_ids": p["subnetIds"], "endpoint_private_access": p["endpointPrivateAccess"],
                            "endpoint_public_access": p["endpointPublicAccess"]},
             "encryption_config": {"provider": {"key_arn": p["secretsEncryptionKeyArn"]}, "resources": ["secrets"]},
             "enabled_cluster_log_types": p["enabledLogTypes"],
+            "tags": tags,
+        }),
+        "aws.eks-node-group" => json!({
+            "cluster_name": p["clusterName"],
+            "node_group_name": format!("paved-{}", node.name),
+            "node_role_arn": p["nodeRoleArn"],
+            "subnet_ids": p["subnetIds"],
+            "instance_types": [p["instanceType"]],
+            "scaling_config": {"desired_size": p["desiredSize"], "min_size": p["minSize"], "max_size": p["maxSize"]},
             "tags": tags,
         }),
         "aws.lb" => json!({
@@ -202,11 +212,22 @@ fn resources(node: &Node) -> Vec<(&'static str, String, Value)> {
     };
     let mut out = vec![(kind, name.clone(), main)];
     match node.kind.as_str() {
-        "aws.iam-role" => out.push((
-            "aws_iam_role_policy",
-            name.clone(),
-            json!({"name": "write-flow-logs", "role": format!("${{aws_iam_role.{name}.id}}"), "policy": p["policy"].to_string()}),
-        )),
+        "aws.iam-role" => {
+            if !p["policy"].is_null() {
+                out.push((
+                    "aws_iam_role_policy",
+                    name.clone(),
+                    json!({"name": "paved", "role": format!("${{aws_iam_role.{name}.id}}"), "policy": p["policy"].to_string()}),
+                ));
+            }
+            for (i, arn) in p["managedPolicyArns"].as_array().into_iter().flatten().enumerate() {
+                out.push((
+                    "aws_iam_role_policy_attachment",
+                    format!("{name}_{i}"),
+                    json!({"role": format!("${{aws_iam_role.{name}.name}}"), "policy_arn": arn}),
+                ));
+            }
+        }
         "aws.kms-key" => out.push((
             "aws_kms_alias",
             name.clone(),
@@ -280,7 +301,6 @@ pub fn render(graph: &ResourceGraph) -> Value {
         "terraform": {"required_providers": {"aws": {"source": "hashicorp/aws", "version": ">= 5.0"}}},
         "provider": {"aws": {"region": region}},
         "variable": {
-            "eks_cluster_role_arn": {"type": "string", "description": "IAM role of the EKS control plane"},
             "certificate_arn": {"type": "string", "description": "ACM certificate of the HTTPS listener"},
         },
         "resource": by_type,

@@ -86,7 +86,7 @@ fn the_security_baseline_is_in_every_graph() {
         let g = graph(&world, env, account_plan(&[]));
         assert_eq!(kind(&g, "aws.flow-log").len(), 1, "{env}: flow logs");
         // The flow-log role may write to that one group, nothing else.
-        let role = &kind(&g, "aws.iam-role")[0].properties;
+        let role = &g.nodes[&format!("aws.iam-role/{env}-flow-logs")].properties;
         assert_eq!(
             kind(&g, "aws.flow-log")[0].properties["iamRoleArn"],
             format!("${{ref:aws.iam-role/{env}-flow-logs.arn}}")
@@ -211,7 +211,7 @@ fn environments_in_two_regions_differ_only_by_their_parameters() {
     let differences: BTreeSet<(String, String)> =
         paved_plan::parity::parity(&dev, &staging).into_iter().map(|d| (d.node, d.field)).collect();
     let expected: BTreeSet<(String, String)> = [
-        ("aws.eks-cluster/{env}", "nodeGroup.instanceType"),
+        ("aws.eks-node-group/{env}", "instanceType"),
         ("aws.rds-instance/payments-db", "instanceClass"),
         ("aws.rds-instance/payments-db", "backupRetentionDays"),
     ]

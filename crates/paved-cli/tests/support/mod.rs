@@ -287,3 +287,87 @@ impl Drop for Moto {
         let _ = self.child.wait();
     }
 }
+
+/// Raw HTTP to 127.0.0.1:`port`; the response body.
+fn http(port: u16, method: &str, path: &str) -> Vec<u8> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.write_all(
+        format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")
+            .as_bytes(),
+    )
+    .unwrap();
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw);
+    parse_response(&raw).map(|r| r.body).unwrap_or_default()
+}
+
+/// A counting, optionally throttling, proxy in front of moto
+/// (`tests/support/aws_proxy.py`): point paved at `url` and every AWS call
+/// it makes is counted by "service region operation".
+pub struct AwsProxy {
+    child: Child,
+    port: u16,
+    pub url: String,
+}
+
+impl AwsProxy {
+    pub fn start(upstream: &Moto) -> AwsProxy {
+        let port = free_port();
+        let script = repo_root().join("crates/paved-cli/tests/support/aws_proxy.py");
+        let child = Command::new(python())
+            .arg(script)
+            .arg(port.to_string())
+            .arg(&upstream.url)
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "the AWS proxy did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        AwsProxy { child, port, url: format!("http://127.0.0.1:{port}") }
+    }
+
+    /// Calls since the last reset, by "service region operation".
+    pub fn calls(&self) -> BTreeMap<String, u64> {
+        let stats: Value = serde_json::from_slice(&http(self.port, "GET", "/_proxy/stats")).unwrap();
+        serde_json::from_value(stats["calls"].clone()).unwrap()
+    }
+
+    pub fn throttled(&self) -> u64 {
+        let stats: Value = serde_json::from_slice(&http(self.port, "GET", "/_proxy/stats")).unwrap();
+        stats["throttled"].as_u64().unwrap_or(0)
+    }
+
+    pub fn reset(&self) {
+        http(self.port, "POST", "/_proxy/reset");
+    }
+
+    /// Answers `percent`% of requests (except STS) with a throttling error.
+    pub fn faults(&self, percent: u32) {
+        http(self.port, "POST", &format!("/_proxy/faults?percent={percent}"));
+    }
+}
+
+impl Drop for AwsProxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Whether an AWS operation changes something (by AWS's naming).
+pub fn mutating(call: &str) -> bool {
+    let op = call.rsplit(' ').next().unwrap_or_default();
+    let method = call.split(' ').nth(2).unwrap_or_default();
+    let reads = ["Describe", "Get", "List", "Head", "AssumeRoleWithWebIdentity"];
+    if ["GET", "HEAD"].contains(&method) {
+        return false;
+    }
+    if ["POST", "PUT", "DELETE", "PATCH"].contains(&method) {
+        return true;
+    }
+    !reads.iter().any(|r| op.starts_with(r))
+}

@@ -256,7 +256,8 @@ pub async fn destroy_environment(
     Path(name): Path<String>,
 ) -> Result<(StatusCode, axum::Json<Operation>), ApiError> {
     authorised(&state, &who, &name, Role::Operator, "environment.destroy").await?;
-    Ok(start(&state, &who, "destroy", ResourceGraph::new(paved_model::Provider::Local, &name)).await)
+    let graph = state.control.empty_graph(&name).await?;
+    Ok(start(&state, &who, "destroy", graph).await)
 }
 
 /// Compares what runs with what was applied.

@@ -378,7 +378,7 @@ async fn act(state: AppState, who: Authed, headers: HeaderMap, name: String, des
             if destroy { (Role::Operator, "environment.destroy") } else { (Role::Developer, "environment.apply") };
         authorised(&state, &who, &name, needs, action).await?;
         let graph = if destroy {
-            paved_plan::ResourceGraph::new(paved_model::Provider::Local, &name)
+            state.control.empty_graph(&name).await?
         } else {
             state.control.desired_graph(&state.control.catalog(who.request.clone()), &name).await?.0
         };

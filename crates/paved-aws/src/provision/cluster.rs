@@ -1,0 +1,671 @@
+//! Compute and ingress: the EKS cluster and its node group, the application
+//! load balancer (with its target group and listeners), and the kinds that
+//! are only recorded (routes on the load balancer, links between services).
+
+use super::props::{like, tags_value};
+use super::{Props, Session, failed, is_code};
+use async_trait::async_trait;
+use aws_sdk_eks::types::{
+    EncryptionConfig, LogSetup, LogType, Logging, NodegroupScalingConfig, Provider, VpcConfigRequest,
+};
+use aws_sdk_elasticloadbalancingv2::types::{
+    Action, ActionTypeEnum, LoadBalancerAttribute, LoadBalancerSchemeEnum, LoadBalancerTypeEnum, ProtocolEnum,
+    RedirectActionConfig, RedirectActionStatusCodeEnum, TargetTypeEnum,
+};
+use paved_engine::{Driver, DriverError, Observation, Outputs, Resource};
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Polls `gone` until it says so: for deletions other resources wait on
+/// (a cluster holds network interfaces in the subnets it is deleted from).
+async fn until_gone<F, Fut>(mut gone: F) -> Result<(), DriverError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<bool, DriverError>>,
+{
+    let mut pause = Duration::from_millis(200);
+    while !gone().await? {
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_secs(15));
+    }
+    Ok(())
+}
+
+pub(crate) struct EksCluster(pub(crate) Arc<Session>);
+
+impl EksCluster {
+    async fn find(&self, r: &Resource) -> Result<Option<aws_sdk_eks::types::Cluster>, DriverError> {
+        match self.0.eks.describe_cluster().name(Props::of(r).str("name")?).send().await {
+            Ok(out) => Ok(out.cluster().cloned()),
+            Err(e) if is_code(&e, &["ResourceNotFoundException"]) => Ok(None),
+            Err(e) => Err(failed("DescribeCluster", e)),
+        }
+    }
+
+    fn logging(r: &Resource) -> Logging {
+        let types = Props::of(r).strings("enabledLogTypes").iter().map(|t| LogType::from(t.as_str())).collect();
+        Logging::builder().cluster_logging(LogSetup::builder().set_types(Some(types)).enabled(true).build()).build()
+    }
+
+    fn properties(c: &aws_sdk_eks::types::Cluster, r: &Resource) -> Value {
+        let p = Props::of(r);
+        let vpc = c.resources_vpc_config();
+        let log_types: Vec<Value> = c
+            .logging()
+            .map(|l| l.cluster_logging())
+            .unwrap_or_default()
+            .iter()
+            .filter(|s| s.enabled() == Some(true))
+            .flat_map(|s| s.types().iter().map(|t| json!(t.as_str())))
+            .collect();
+        json!({
+            "name": c.name(),
+            "version": c.version(),
+            "roleArn": c.role_arn(),
+            "endpointPrivateAccess": vpc.map(|v| v.endpoint_private_access()),
+            "endpointPublicAccess": vpc.map(|v| v.endpoint_public_access()),
+            "subnetIds": like(p.value("subnetIds"), vpc.map(|v| v.subnet_ids()).unwrap_or_default().iter().map(|s| json!(s)).collect()),
+            "secretsEncryptionKeyArn": c.encryption_config().iter().find_map(|e| e.provider().and_then(|p| p.key_arn())),
+            "enabledLogTypes": like(p.value("enabledLogTypes"), log_types),
+            "tags": tags_value(c.tags().into_iter().flatten().map(|(k, v)| (k.as_str(), v.as_str()))),
+        })
+    }
+
+    fn outputs(c: &aws_sdk_eks::types::Cluster) -> Outputs {
+        Outputs::from([
+            ("arn".to_string(), json!(c.arn())),
+            ("endpoint".to_string(), json!(c.endpoint())),
+            ("name".to_string(), json!(c.name())),
+        ])
+    }
+}
+
+#[async_trait]
+impl Driver for EksCluster {
+    async fn observe(&self, r: &Resource) -> Result<Observation, DriverError> {
+        let Some(c) = self.find(r).await? else { return Ok(Observation::Absent) };
+        let status = c.status().map(|s| s.as_str().to_string()).unwrap_or_default();
+        if status == "DELETING" {
+            return Ok(Observation::Absent);
+        }
+        Ok(Observation::Present {
+            properties: Self::properties(&c, r),
+            outputs: Self::outputs(&c),
+            ready: status == "ACTIVE",
+        })
+    }
+
+    async fn create(&self, r: &Resource) -> Result<Outputs, DriverError> {
+        let p = Props::of(r);
+        let vpc = VpcConfigRequest::builder()
+            .set_subnet_ids(Some(p.strings("subnetIds")))
+            .endpoint_private_access(p.bool("endpointPrivateAccess"))
+            .endpoint_public_access(p.bool("endpointPublicAccess"))
+            .build();
+        let encryption = EncryptionConfig::builder()
+            .provider(Provider::builder().key_arn(p.str("secretsEncryptionKeyArn")?).build())
+            .build();
+        let out = self
+            .0
+            .eks
+            .create_cluster()
+            .name(p.str("name")?)
+            .version(p.str("version")?)
+            .role_arn(p.str("roleArn")?)
+            .resources_vpc_config(vpc)
+            .encryption_config(encryption)
+            .logging(Self::logging(r))
+            .set_tags(Some(p.tags().into_iter().collect()))
+            .send()
+            .await;
+        match out {
+            Ok(out) => Ok(out.cluster().map(Self::outputs).unwrap_or_default()),
+            Err(e) if is_code(&e, &["ResourceInUseException"]) => {
+                Err(DriverError::Retryable(format!("{}: a cluster of that name is still being deleted", r.id)))
+            }
+            Err(e) => Err(failed("CreateCluster", e)),
+        }
+    }
+
+    async fn update(&self, r: &Resource) -> Result<Outputs, DriverError> {
+        let Some(c) = self.find(r).await? else { return self.create(r).await };
+        let have = Self::properties(&c, r);
+        let p = Props::of(r);
+        if have["enabledLogTypes"] != *p.value("enabledLogTypes") {
+            self.0
+                .eks
+                .update_cluster_config()
+                .name(p.str("name")?)
+                .logging(Self::logging(r))
+                .send()
+                .await
+                .map_err(|e| failed("UpdateClusterConfig", e))?;
+        }
+        if have["endpointPublicAccess"] != *p.value("endpointPublicAccess") {
+            let vpc = VpcConfigRequest::builder()
+                .endpoint_private_access(p.bool("endpointPrivateAccess"))
+                .endpoint_public_access(p.bool("endpointPublicAccess"))
+                .build();
+            self.0
+                .eks
+                .update_cluster_config()
+                .name(p.str("name")?)
+                .resources_vpc_config(vpc)
+                .send()
+                .await
+                .map_err(|e| failed("UpdateClusterConfig", e))?;
+        }
+        if have["version"] != *p.value("version") {
+            self.0
+                .eks
+                .update_cluster_version()
+                .name(p.str("name")?)
+                .version(p.str("version")?)
+                .send()
+                .await
+                .map_err(|e| failed("UpdateClusterVersion", e))?;
+        }
+        self.0
+            .eks
+            .tag_resource()
+            .resource_arn(c.arn().unwrap_or_default())
+            .set_tags(Some(p.tags().into_iter().collect()))
+            .send()
+            .await
+            .map_err(|e| failed("TagResource", e))?;
+        Ok(Self::outputs(&c))
+    }
+
+    async fn delete(&self, r: &Resource) -> Result<(), DriverError> {
+        if self.find(r).await?.is_none() {
+            return Ok(());
+        }
+        match self.0.eks.delete_cluster().name(Props::of(r).str("name")?).send().await {
+            Ok(_) => {}
+            Err(e) if is_code(&e, &["ResourceNotFoundException"]) => return Ok(()),
+            Err(e) => return Err(failed("DeleteCluster", e)),
+        }
+        until_gone(|| async { Ok(self.find(r).await?.is_none()) }).await
+    }
+}
+
+pub(crate) struct EksNodeGroup(pub(crate) Arc<Session>);
+
+impl EksNodeGroup {
+    async fn find(&self, r: &Resource) -> Result<Option<aws_sdk_eks::types::Nodegroup>, DriverError> {
+        let p = Props::of(r);
+        let out = self
+            .0
+            .eks
+            .describe_nodegroup()
+            .cluster_name(p.str("clusterName")?)
+            .nodegroup_name(&r.external_name)
+            .send()
+            .await;
+        match out {
+            Ok(out) => Ok(out.nodegroup().filter(|n| n.status().is_none_or(|s| s.as_str() != "DELETING")).cloned()),
+            Err(e) if is_code(&e, &["ResourceNotFoundException"]) => Ok(None),
+            Err(e) => Err(failed("DescribeNodegroup", e)),
+        }
+    }
+
+    fn scaling(r: &Resource) -> Result<NodegroupScalingConfig, DriverError> {
+        let p = Props::of(r);
+        Ok(NodegroupScalingConfig::builder()
+            .desired_size(p.int("desiredSize")?)
+            .min_size(p.int("minSize")?)
+            .max_size(p.int("maxSize")?)
+            .build())
+    }
+
+    fn outputs(n: &aws_sdk_eks::types::Nodegroup) -> Outputs {
+        Outputs::from([("arn".to_string(), json!(n.nodegroup_arn()))])
+    }
+}
+
+#[async_trait]
+impl Driver for EksNodeGroup {
+    async fn observe(&self, r: &Resource) -> Result<Observation, DriverError> {
+        let Some(n) = self.find(r).await? else { return Ok(Observation::Absent) };
+        let scaling = n.scaling_config();
+        let properties = json!({
+            "clusterName": n.cluster_name(),
+            "nodeRoleArn": n.node_role(),
+            "subnetIds": like(Props::of(r).value("subnetIds"), n.subnets().iter().map(|s| json!(s)).collect()),
+            "instanceType": n.instance_types().first(),
+            "desiredSize": scaling.and_then(|s| s.desired_size()),
+            "minSize": scaling.and_then(|s| s.min_size()),
+            "maxSize": scaling.and_then(|s| s.max_size()),
+            "tags": tags_value(n.tags().into_iter().flatten().map(|(k, v)| (k.as_str(), v.as_str()))),
+        });
+        let ready = n.status().is_some_and(|s| s.as_str() == "ACTIVE");
+        Ok(Observation::Present { properties, outputs: Self::outputs(&n), ready })
+    }
+
+    async fn create(&self, r: &Resource) -> Result<Outputs, DriverError> {
+        let p = Props::of(r);
+        let out = self
+            .0
+            .eks
+            .create_nodegroup()
+            .cluster_name(p.str("clusterName")?)
+            .nodegroup_name(&r.external_name)
+            .node_role(p.str("nodeRoleArn")?)
+            .set_subnets(Some(p.strings("subnetIds")))
+            .instance_types(p.str("instanceType")?)
+            .scaling_config(Self::scaling(r)?)
+            .set_tags(Some(p.tags().into_iter().collect()))
+            .send()
+            .await
+            .map_err(|e| failed("CreateNodegroup", e))?;
+        Ok(out.nodegroup().map(Self::outputs).unwrap_or_default())
+    }
+
+    async fn update(&self, r: &Resource) -> Result<Outputs, DriverError> {
+        let Some(n) = self.find(r).await? else { return self.create(r).await };
+        let p = Props::of(r);
+        self.0
+            .eks
+            .update_nodegroup_config()
+            .cluster_name(p.str("clusterName")?)
+            .nodegroup_name(&r.external_name)
+            .scaling_config(Self::scaling(r)?)
+            .send()
+            .await
+            .map_err(|e| failed("UpdateNodegroupConfig", e))?;
+        Ok(Self::outputs(&n))
+    }
+
+    async fn delete(&self, r: &Resource) -> Result<(), DriverError> {
+        if self.find(r).await?.is_none() {
+            return Ok(());
+        }
+        let out = self
+            .0
+            .eks
+            .delete_nodegroup()
+            .cluster_name(Props::of(r).str("clusterName")?)
+            .nodegroup_name(&r.external_name)
+            .send()
+            .await;
+        match out {
+            Ok(_) => {}
+            Err(e) if is_code(&e, &["ResourceNotFoundException"]) => return Ok(()),
+            Err(e) => return Err(failed("DeleteNodegroup", e)),
+        }
+        until_gone(|| async { Ok(self.find(r).await?.is_none()) }).await
+    }
+}
+
+/// The application load balancer, its target group (health check) and
+/// listeners (HTTPS forwarding, HTTP redirecting to it), all named after it.
+pub(crate) struct LoadBalancer(pub(crate) Arc<Session>);
+
+type Lb = aws_sdk_elasticloadbalancingv2::types::LoadBalancer;
+type TargetGroup = aws_sdk_elasticloadbalancingv2::types::TargetGroup;
+
+const ATTRIBUTES: [(&str, &str); 3] = [
+    ("idleTimeoutSeconds", "idle_timeout.timeout_seconds"),
+    ("dropInvalidHeaderFields", "routing.http.drop_invalid_header_fields.enabled"),
+    ("deletionProtection", "deletion_protection.enabled"),
+];
+
+impl LoadBalancer {
+    async fn find(&self, r: &Resource) -> Result<Option<Lb>, DriverError> {
+        match self.0.elb.describe_load_balancers().names(Props::of(r).str("name")?).send().await {
+            Ok(out) => Ok(out.load_balancers().first().cloned()),
+            Err(e) if is_code(&e, &["LoadBalancerNotFound"]) => Ok(None),
+            Err(e) => Err(failed("DescribeLoadBalancers", e)),
+        }
+    }
+
+    async fn target_group(&self, r: &Resource) -> Result<Option<TargetGroup>, DriverError> {
+        match self.0.elb.describe_target_groups().names(Props::of(r).str("name")?).send().await {
+            Ok(out) => Ok(out.target_groups().first().cloned()),
+            Err(e) if is_code(&e, &["TargetGroupNotFound"]) => Ok(None),
+            Err(e) => Err(failed("DescribeTargetGroups", e)),
+        }
+    }
+
+    async fn listeners(&self, lb: &str) -> Result<Vec<aws_sdk_elasticloadbalancingv2::types::Listener>, DriverError> {
+        let out = self
+            .0
+            .elb
+            .describe_listeners()
+            .load_balancer_arn(lb)
+            .send()
+            .await
+            .map_err(|e| failed("DescribeListeners", e))?;
+        Ok(out.listeners().to_vec())
+    }
+
+    fn listener_value(l: &aws_sdk_elasticloadbalancingv2::types::Listener) -> Value {
+        let mut v = json!({"port": l.port(), "protocol": l.protocol().map(|p| p.as_str())});
+        // Only secure listeners have a policy (an emulator may report one for HTTP too).
+        if let Some(policy) =
+            l.ssl_policy().filter(|_| matches!(l.protocol().map(|p| p.as_str()), Some("HTTPS" | "TLS")))
+        {
+            v["sslPolicy"] = json!(policy);
+        }
+        if let Some(redirect) = l.default_actions().iter().find_map(|a| a.redirect_config()) {
+            v["redirectTo"] = json!(redirect.port().and_then(|p| p.parse::<i64>().ok()));
+        }
+        v
+    }
+
+    fn health_check(tg: &TargetGroup) -> Value {
+        json!({
+            "path": tg.health_check_path(),
+            "intervalSeconds": tg.health_check_interval_seconds(),
+            "timeoutSeconds": tg.health_check_timeout_seconds(),
+            "healthyThreshold": tg.healthy_threshold_count(),
+            "unhealthyThreshold": tg.unhealthy_threshold_count(),
+        })
+    }
+
+    fn outputs(lb: &Lb) -> Outputs {
+        Outputs::from([
+            ("arn".to_string(), json!(lb.load_balancer_arn())),
+            ("dnsName".to_string(), json!(lb.dns_name())),
+        ])
+    }
+
+    fn attribute_value(field: &str, value: &str) -> Value {
+        match field {
+            "idleTimeoutSeconds" => value.parse::<i64>().map(Value::from).unwrap_or(json!(value)),
+            _ => json!(value == "true"),
+        }
+    }
+
+    /// Attributes, target group, listeners and tags brought to the node's.
+    async fn configure(&self, lb: &Lb, r: &Resource) -> Result<Outputs, DriverError> {
+        let p = Props::of(r);
+        let elb = &self.0.elb;
+        let arn = lb.load_balancer_arn().unwrap_or_default();
+        let attributes = ATTRIBUTES
+            .iter()
+            .map(|(field, key)| {
+                let value = match p.value(field) {
+                    Value::String(s) => s.clone(),
+                    v => v.to_string(),
+                };
+                LoadBalancerAttribute::builder().key(*key).value(value).build()
+            })
+            .collect();
+        elb.modify_load_balancer_attributes()
+            .load_balancer_arn(arn)
+            .set_attributes(Some(attributes))
+            .send()
+            .await
+            .map_err(|e| failed("ModifyLoadBalancerAttributes", e))?;
+        let hc = p.value("healthCheck");
+        let int = |k: &str| hc[k].as_i64().and_then(|n| i32::try_from(n).ok());
+        let tg = match self.target_group(r).await? {
+            Some(tg) => {
+                let out = elb
+                    .modify_target_group()
+                    .target_group_arn(tg.target_group_arn().unwrap_or_default())
+                    .set_health_check_path(hc["path"].as_str().map(str::to_string))
+                    .set_health_check_interval_seconds(int("intervalSeconds"))
+                    .set_health_check_timeout_seconds(int("timeoutSeconds"))
+                    .set_healthy_threshold_count(int("healthyThreshold"))
+                    .set_unhealthy_threshold_count(int("unhealthyThreshold"))
+                    .send()
+                    .await
+                    .map_err(|e| failed("ModifyTargetGroup", e))?;
+                out.target_groups().first().cloned().unwrap_or(tg)
+            }
+            None => {
+                let out = elb
+                    .create_target_group()
+                    .name(p.str("name")?)
+                    .protocol(ProtocolEnum::Http)
+                    .port(80)
+                    .vpc_id(p.str("vpcId")?)
+                    .target_type(TargetTypeEnum::Ip)
+                    .set_health_check_path(hc["path"].as_str().map(str::to_string))
+                    .set_health_check_interval_seconds(int("intervalSeconds"))
+                    .set_health_check_timeout_seconds(int("timeoutSeconds"))
+                    .set_healthy_threshold_count(int("healthyThreshold"))
+                    .set_unhealthy_threshold_count(int("unhealthyThreshold"))
+                    .set_tags(Some(Self::tags(r)))
+                    .send()
+                    .await
+                    .map_err(|e| failed("CreateTargetGroup", e))?;
+                out.target_groups()
+                    .first()
+                    .cloned()
+                    .ok_or_else(|| DriverError::Retryable("AWS CreateTargetGroup returned nothing".into()))?
+            }
+        };
+        let have = self.listeners(arn).await?;
+        let want = p.value("listeners").as_array().cloned().unwrap_or_default();
+        for l in &have {
+            if !want.contains(&Self::listener_value(l)) {
+                elb.delete_listener()
+                    .listener_arn(l.listener_arn().unwrap_or_default())
+                    .send()
+                    .await
+                    .map_err(|e| failed("DeleteListener", e))?;
+            }
+        }
+        let have: Vec<Value> = have.iter().map(Self::listener_value).collect();
+        for l in want.iter().filter(|l| !have.contains(l)) {
+            let action = match l["redirectTo"].as_i64() {
+                Some(port) => Action::builder()
+                    .r#type(ActionTypeEnum::Redirect)
+                    .redirect_config(
+                        RedirectActionConfig::builder()
+                            .protocol("HTTPS")
+                            .port(port.to_string())
+                            .status_code(RedirectActionStatusCodeEnum::Http301)
+                            .build(),
+                    )
+                    .build(),
+                None => Action::builder()
+                    .r#type(ActionTypeEnum::Forward)
+                    .target_group_arn(tg.target_group_arn().unwrap_or_default())
+                    .build(),
+            };
+            elb.create_listener()
+                .load_balancer_arn(arn)
+                .set_port(l["port"].as_i64().and_then(|n| i32::try_from(n).ok()))
+                .set_protocol(l["protocol"].as_str().map(ProtocolEnum::from))
+                .set_ssl_policy(l["sslPolicy"].as_str().map(str::to_string))
+                .default_actions(action)
+                .send()
+                .await
+                .map_err(|e| failed("CreateListener", e))?;
+        }
+        elb.add_tags()
+            .resource_arns(arn)
+            .set_tags(Some(Self::tags(r)))
+            .send()
+            .await
+            .map_err(|e| failed("AddTags", e))?;
+        Ok(Self::outputs(lb))
+    }
+
+    fn tags(r: &Resource) -> Vec<aws_sdk_elasticloadbalancingv2::types::Tag> {
+        Props::of(r)
+            .tags()
+            .into_iter()
+            .map(|(k, v)| aws_sdk_elasticloadbalancingv2::types::Tag::builder().key(k).value(v).build())
+            .collect()
+    }
+}
+
+#[async_trait]
+impl Driver for LoadBalancer {
+    async fn observe(&self, r: &Resource) -> Result<Observation, DriverError> {
+        let Some(lb) = self.find(r).await? else { return Ok(Observation::Absent) };
+        let arn = lb.load_balancer_arn().unwrap_or_default();
+        let elb = &self.0.elb;
+        let p = Props::of(r);
+        let attributes = elb
+            .describe_load_balancer_attributes()
+            .load_balancer_arn(arn)
+            .send()
+            .await
+            .map_err(|e| failed("DescribeLoadBalancerAttributes", e))?;
+        let tags = elb.describe_tags().resource_arns(arn).send().await.map_err(|e| failed("DescribeTags", e))?;
+        let listeners: Vec<Value> = self.listeners(arn).await?.iter().map(Self::listener_value).collect();
+        let mut properties = json!({
+            "name": lb.load_balancer_name(),
+            "type": lb.r#type().map(|t| t.as_str()),
+            "scheme": lb.scheme().map(|s| s.as_str()),
+            "vpcId": lb.vpc_id(),
+            "subnetIds": like(p.value("subnetIds"), lb.availability_zones().iter().filter_map(|z| z.subnet_id()).map(|s| json!(s)).collect()),
+            "securityGroupIds": like(p.value("securityGroupIds"), lb.security_groups().iter().map(|s| json!(s)).collect()),
+            "listeners": like(p.value("listeners"), listeners),
+            "healthCheck": self.target_group(r).await?.as_ref().map(Self::health_check),
+            "tags": tags_value(
+                tags.tag_descriptions().iter().flat_map(|d| d.tags()).filter_map(|t| Some((t.key()?, t.value()?))),
+            ),
+        });
+        for (field, key) in ATTRIBUTES {
+            if let Some(a) = attributes.attributes().iter().find(|a| a.key() == Some(key)) {
+                properties[field] = Self::attribute_value(field, a.value().unwrap_or_default());
+            }
+        }
+        let ready = lb.state().and_then(|s| s.code()).is_some_and(|c| c.as_str() == "active");
+        Ok(Observation::Present { properties, outputs: Self::outputs(&lb), ready })
+    }
+
+    async fn create(&self, r: &Resource) -> Result<Outputs, DriverError> {
+        let p = Props::of(r);
+        // CreateLoadBalancer is idempotent by name: a crashed create is adopted.
+        let out = self
+            .0
+            .elb
+            .create_load_balancer()
+            .name(p.str("name")?)
+            .r#type(LoadBalancerTypeEnum::from(p.str("type")?))
+            .scheme(LoadBalancerSchemeEnum::from(p.str("scheme")?))
+            .set_subnets(Some(p.strings("subnetIds")))
+            .set_security_groups(Some(p.strings("securityGroupIds")))
+            .set_tags(Some(Self::tags(r)))
+            .send()
+            .await
+            .map_err(|e| failed("CreateLoadBalancer", e))?;
+        let lb = out
+            .load_balancers()
+            .first()
+            .cloned()
+            .ok_or_else(|| DriverError::Retryable("AWS CreateLoadBalancer returned nothing".into()))?;
+        self.configure(&lb, r).await
+    }
+
+    async fn update(&self, r: &Resource) -> Result<Outputs, DriverError> {
+        let Some(lb) = self.find(r).await? else { return self.create(r).await };
+        let p = Props::of(r);
+        let arn = lb.load_balancer_arn().unwrap_or_default();
+        let subnets: Vec<String> =
+            lb.availability_zones().iter().filter_map(|z| z.subnet_id().map(str::to_string)).collect();
+        let mut want = p.strings("subnetIds");
+        want.sort();
+        let mut have = subnets;
+        have.sort();
+        if want != have {
+            self.0
+                .elb
+                .set_subnets()
+                .load_balancer_arn(arn)
+                .set_subnets(Some(want))
+                .send()
+                .await
+                .map_err(|e| failed("SetSubnets", e))?;
+        }
+        let mut want = p.strings("securityGroupIds");
+        want.sort();
+        let mut have = lb.security_groups().to_vec();
+        have.sort();
+        if want != have {
+            self.0
+                .elb
+                .set_security_groups()
+                .load_balancer_arn(arn)
+                .set_security_groups(Some(want))
+                .send()
+                .await
+                .map_err(|e| failed("SetSecurityGroups", e))?;
+        }
+        self.configure(&lb, r).await
+    }
+
+    async fn delete(&self, r: &Resource) -> Result<(), DriverError> {
+        if let Some(lb) = self.find(r).await? {
+            let arn = lb.load_balancer_arn().unwrap_or_default();
+            self.0.elb.delete_load_balancer().load_balancer_arn(arn).send().await.map_err(|e| match e {
+                e if is_code(&e, &["OperationNotPermitted"]) => DriverError::Permanent(format!(
+                    "{}: deletion protection is on (production environments keep their load balancer); turn it off in AWS first if this environment really goes",
+                    r.id
+                )),
+                e => failed("DeleteLoadBalancer", e),
+            })?;
+            until_gone(|| async { Ok(self.find(r).await?.is_none()) }).await?;
+        }
+        if let Some(tg) = self.target_group(r).await? {
+            self.0
+                .elb
+                .delete_target_group()
+                .target_group_arn(tg.target_group_arn().unwrap_or_default())
+                .send()
+                .await
+                .map_err(|e| match e {
+                e if is_code(&e, &["ResourceInUse"]) => {
+                    DriverError::Retryable(format!("{}: target group still in use", r.id))
+                }
+                e => failed("DeleteTargetGroup", e),
+            })?;
+        }
+        Ok(())
+    }
+}
+
+/// Kinds that exist only in paved's state: a route recorded for the load
+/// balancer (the cluster's ingress serves it), a link to another service.
+/// Their outputs follow from their properties.
+pub(crate) struct Recorded;
+
+#[async_trait]
+impl Driver for Recorded {
+    async fn observe(&self, _: &Resource) -> Result<Observation, DriverError> {
+        Ok(Observation::Absent)
+    }
+
+    async fn create(&self, r: &Resource) -> Result<Outputs, DriverError> {
+        let p = Props::of(r);
+        let out = match (p.opt_str("host"), p.value("port").as_u64()) {
+            // A link to another service: host and port inside the cluster.
+            (Some(host), Some(port)) => Outputs::from([
+                ("host".to_string(), json!(host)),
+                ("port".to_string(), json!(port)),
+                ("url".to_string(), json!(format!("http://{host}:{port}"))),
+            ]),
+            // A route: its host, else the load balancer's name in DNS.
+            (host, _) => {
+                let host = host.or(p.opt_str("loadBalancerDns")).unwrap_or_default();
+                let path = p.opt_str("path").unwrap_or("/");
+                Outputs::from([
+                    ("host".to_string(), json!(host)),
+                    ("url".to_string(), json!(format!("https://{host}{path}"))),
+                ])
+            }
+        };
+        Ok(out)
+    }
+
+    async fn update(&self, r: &Resource) -> Result<Outputs, DriverError> {
+        self.create(r).await
+    }
+
+    async fn delete(&self, _: &Resource) -> Result<(), DriverError> {
+        Ok(())
+    }
+
+    fn has_external_state(&self) -> bool {
+        false
+    }
+}

@@ -1,0 +1,106 @@
+//! The AWS drivers: one per node kind the AWS translation plans
+//! (`paved_plan::aws`), all behind the engine's [`Driver`] interface.
+//!
+//! Every driver follows the same rules:
+//! * `observe` reports the resource in the *node's* property shape, so the
+//!   engine's comparison (and `paved drift`) works field by field; fields a
+//!   provider reports beyond what paved manages are left out or ignored;
+//! * resources are found by their tags (EC2: `Name` = the node's external
+//!   name, set at creation in the same call) or by their deterministic
+//!   name, so a create after a crash adopts what the crashed run made;
+//!   client tokens are used where the API has them;
+//! * SDK errors are classified: throttling, 5xx and network errors are
+//!   retryable, the rest permanent (with AWS's own message).
+//!
+//! Every client signs with [`crate::BrokeredCredentials`]: short-lived
+//! credentials STS issued for paved's token for this environment.
+
+mod cluster;
+mod data;
+mod errors;
+mod keys;
+mod logs;
+mod network;
+mod props;
+
+use crate::{BrokeredCredentials, ClientConfig};
+use aws_credential_types::provider::SharedCredentialsProvider;
+use aws_types::region::Region;
+use paved_engine::{Driver, Drivers};
+use std::sync::Arc;
+
+pub(crate) use errors::{failed, is_code};
+pub(crate) use props::Props;
+
+/// SDK clients for one environment: its region, its credentials.
+pub struct Session {
+    pub region: String,
+    pub(crate) ec2: aws_sdk_ec2::Client,
+    pub(crate) kms: aws_sdk_kms::Client,
+    pub(crate) logs: aws_sdk_cloudwatchlogs::Client,
+    pub(crate) iam: aws_sdk_iam::Client,
+    pub(crate) eks: aws_sdk_eks::Client,
+    pub(crate) elb: aws_sdk_elasticloadbalancingv2::Client,
+    pub(crate) rds: aws_sdk_rds::Client,
+    pub(crate) s3: aws_sdk_s3::Client,
+    pub(crate) sqs: aws_sdk_sqs::Client,
+    pub(crate) secrets: aws_sdk_secretsmanager::Client,
+}
+
+impl Session {
+    pub fn new(config: &ClientConfig, credentials: BrokeredCredentials) -> Session {
+        let mut builder = aws_types::SdkConfig::builder()
+            .behavior_version(aws_sdk_ec2::config::BehaviorVersion::latest())
+            .region(Region::new(config.region.clone()))
+            .credentials_provider(SharedCredentialsProvider::new(credentials))
+            // Throttling is retried by the SDK first (with its own backoff), then by the engine.
+            .retry_config(aws_types::sdk_config::RetryConfig::standard().with_max_attempts(5));
+        if let Some(endpoint) = &config.endpoint {
+            builder = builder.endpoint_url(endpoint);
+        }
+        let sdk = builder.build();
+        // An endpoint override (an emulator, a VPC endpoint) is not a bucket's DNS name.
+        let s3 = aws_sdk_s3::config::Builder::from(&sdk).force_path_style(config.endpoint.is_some()).build();
+        Session {
+            region: config.region.clone(),
+            ec2: aws_sdk_ec2::Client::new(&sdk),
+            kms: aws_sdk_kms::Client::new(&sdk),
+            logs: aws_sdk_cloudwatchlogs::Client::new(&sdk),
+            iam: aws_sdk_iam::Client::new(&sdk),
+            eks: aws_sdk_eks::Client::new(&sdk),
+            elb: aws_sdk_elasticloadbalancingv2::Client::new(&sdk),
+            rds: aws_sdk_rds::Client::new(&sdk),
+            s3: aws_sdk_s3::Client::from_conf(s3),
+            sqs: aws_sdk_sqs::Client::new(&sdk),
+            secrets: aws_sdk_secretsmanager::Client::new(&sdk),
+        }
+    }
+}
+
+/// The drivers for every kind the AWS translation plans, over one session.
+pub fn drivers(session: Session) -> Drivers {
+    let s = Arc::new(session);
+    let d = |driver: Arc<dyn Driver>| driver;
+    Drivers::default()
+        .with("aws.kms-key", d(Arc::new(keys::KmsKeyDriver(s.clone()))))
+        .with("aws.vpc", d(Arc::new(network::Vpc(s.clone()))))
+        .with("aws.subnet", d(Arc::new(network::Subnet(s.clone()))))
+        .with("aws.internet-gateway", d(Arc::new(network::InternetGateway(s.clone()))))
+        .with("aws.eip", d(Arc::new(network::ElasticIp(s.clone()))))
+        .with("aws.nat-gateway", d(Arc::new(network::NatGateway(s.clone()))))
+        .with("aws.route-table", d(Arc::new(network::RouteTable(s.clone()))))
+        .with("aws.security-group", d(Arc::new(network::SecurityGroup(s.clone()))))
+        .with("aws.default-security-group", d(Arc::new(network::DefaultSecurityGroup(s.clone()))))
+        .with("aws.flow-log", d(Arc::new(network::FlowLog(s.clone()))))
+        .with("aws.log-group", d(Arc::new(logs::LogGroup(s.clone()))))
+        .with("aws.iam-role", d(Arc::new(logs::Role(s.clone()))))
+        .with("aws.eks-cluster", d(Arc::new(cluster::EksCluster(s.clone()))))
+        .with("aws.eks-node-group", d(Arc::new(cluster::EksNodeGroup(s.clone()))))
+        .with("aws.lb", d(Arc::new(cluster::LoadBalancer(s.clone()))))
+        .with("aws.lb-route", d(Arc::new(cluster::Recorded)))
+        .with("aws.service-link", d(Arc::new(cluster::Recorded)))
+        .with("aws.db-subnet-group", d(Arc::new(data::DbSubnetGroup(s.clone()))))
+        .with("aws.rds-instance", d(Arc::new(data::RdsInstance(s.clone()))))
+        .with("aws.s3-bucket", d(Arc::new(data::Bucket(s.clone()))))
+        .with("aws.sqs-queue", d(Arc::new(data::Queue(s))))
+}
