@@ -144,7 +144,11 @@ pub(crate) fn print_parity(
             .iter()
             .map(|d| {
                 let field = if d.field.is_empty() { "-".into() } else { d.field.clone() };
-                let why = if d.declared { "parameter" } else { "UNDECLARED" };
+                let why = match (d.live, d.declared) {
+                    (true, _) => "LIVE (changed outside paved)",
+                    (false, true) => "parameter",
+                    (false, false) => "UNDECLARED",
+                };
                 vec![d.node.clone(), field, cell(&d.left), cell(&d.right), why.into()]
             })
             .collect();

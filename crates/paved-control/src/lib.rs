@@ -268,7 +268,52 @@ impl Control {
             let b_same = self.plan_context(catalog, &right_context, &same_values).await?;
             paved_plan::parity::classify(&mut differences, &paved_plan::parity::parity(&a, &b_same));
         }
+        // What runs: an edit outside paved in either environment shows even
+        // where the plans agree.
+        if let (Some(live_a), Some(live_b)) = (self.live_graph(&a).await?, self.live_graph(&b).await?) {
+            let (a, b) = (live_a, live_b);
+            let planned: Vec<_> = differences.clone();
+            for mut d in paved_plan::parity::parity(&a, &b) {
+                let same = |p: &&paved_plan::parity::Difference| {
+                    (p.node == d.node && p.field == d.field) && (p.left == d.left && p.right == d.right)
+                };
+                if !planned.iter().any(|p| same(&p)) {
+                    d.live = true;
+                    differences.push(d);
+                }
+            }
+        }
         Ok(differences)
+    }
+
+    /// What paved applied to the environment of `desired` with what drift
+    /// found in its place (changed fields as observed, missing resources
+    /// left out), masked like `desired`; `None` when nothing is applied.
+    async fn live_graph(&self, desired: &ResourceGraph) -> Result<Option<ResourceGraph>, ControlError> {
+        let environment = desired.environment.as_str();
+        let (engine, provider) = self.engine_for(environment, "parity").await?;
+        let mut graph = engine.recorded(environment, provider).await?;
+        if graph.nodes.is_empty() {
+            return Ok(None);
+        }
+        graph.identity = desired.identity.clone();
+        let catalog = self.catalog(RequestContext::default());
+        let secrets = self.secret_values(&catalog, environment, &[&graph]).await?;
+        for node in engine.drift(environment, provider, &secrets).await?.nodes {
+            match node.status {
+                paved_engine::DriftStatus::Missing => {
+                    graph.nodes.remove(&node.id);
+                }
+                _ => {
+                    if let Some(n) = graph.nodes.get_mut(&node.id) {
+                        for c in node.changes {
+                            paved_plan::set_field(&mut n.properties, &c.field, c.after);
+                        }
+                    }
+                }
+            }
+        }
+        Ok(Some(graph))
     }
 
     /// Deletes a recorded object (a tombstone; history stays), refusing an

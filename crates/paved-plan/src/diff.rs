@@ -80,6 +80,31 @@ pub fn leaf_fields(v: &Value) -> BTreeMap<String, Value> {
     out
 }
 
+/// Sets (or with `None` removes) the leaf at a dotted `field` path, as
+/// [`leaf_fields`] and [`field_changes`] name it; missing objects are created.
+pub fn set_field(v: &mut Value, field: &str, value: Option<Value>) {
+    let mut at = v;
+    let mut parts = field.split('.').peekable();
+    while let Some(key) = parts.next() {
+        if !at.is_object() {
+            *at = Value::Object(Default::default());
+        }
+        let Value::Object(map) = at else { return };
+        if parts.peek().is_none() {
+            match value {
+                Some(value) => {
+                    map.insert(key.to_string(), value);
+                }
+                None => {
+                    map.remove(key);
+                }
+            }
+            return;
+        }
+        at = map.entry(key.to_string()).or_insert(Value::Null);
+    }
+}
+
 fn flatten(prefix: &str, v: &Value, out: &mut BTreeMap<String, Value>) {
     match v {
         Value::Object(m) if !m.is_empty() => {

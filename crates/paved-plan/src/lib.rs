@@ -22,7 +22,7 @@ pub mod parity;
 pub mod resolve;
 pub mod terraform;
 
-pub use diff::{Action, FieldChange, Plan, PlannedNode, diff, field_changes, leaf_fields};
+pub use diff::{Action, FieldChange, Plan, PlannedNode, diff, field_changes, leaf_fields, set_field};
 pub use graph::{Node, ResourceGraph};
 
 use paved_model::{Blueprint, CloudAccount, Environment, Provider, Workload};

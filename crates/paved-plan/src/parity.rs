@@ -22,6 +22,10 @@ pub struct Difference {
     /// the two environments); set by [`classify`].
     #[serde(default)]
     pub declared: bool,
+    /// Found in the live state (an edit outside paved in one of the two
+    /// environments), not in what paved plans for them.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub live: bool,
 }
 
 /// Marks each difference `declared` unless it is still there when the right
@@ -102,6 +106,7 @@ pub fn parity(left: &ResourceGraph, right: &ResourceGraph) -> Vec<Difference> {
                     left: c.before,
                     right: c.after,
                     declared: false,
+                    live: false,
                 }));
             }
             (a, b) => out.push(Difference {
@@ -110,6 +115,7 @@ pub fn parity(left: &ResourceGraph, right: &ResourceGraph) -> Vec<Difference> {
                 left: a.map(|_| Value::from("present")),
                 right: b.map(|_| Value::from("present")),
                 declared: false,
+                live: false,
             }),
         }
     }
@@ -161,6 +167,7 @@ mod tests {
                 left: Some(json!(1)),
                 right: Some(json!(3)),
                 declared: false,
+                live: false,
             }]
         );
         // Classified against the parity of graphs planned with the same values: explained.

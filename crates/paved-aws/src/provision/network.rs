@@ -36,6 +36,13 @@ fn filter(name: &str, value: &str) -> Filter {
     Filter::builder().name(name).values(value).build()
 }
 
+/// Whether `tags` name this node's resource. Checked on every answer, not
+/// only in the request's filter: an emulator (or an API) that ignores a
+/// filter must never make paved adopt, or retag, another environment's resource.
+fn ours(tags: &[Tag], r: &Resource) -> bool {
+    tags.iter().any(|t| t.key() == Some("Name") && t.value() == Some(r.external_name.as_str()))
+}
+
 fn observed_tags(tags: &[Tag]) -> Value {
     tags_value(tags.iter().filter_map(|t| Some((t.key()?, t.value()?))))
 }
@@ -83,7 +90,7 @@ pub(crate) struct Vpc(pub(crate) Arc<Session>);
 impl Vpc {
     async fn find(&self, r: &Resource) -> Result<Option<aws_sdk_ec2::types::Vpc>, DriverError> {
         let out = self.0.ec2.describe_vpcs().filters(named(r)).send().await.map_err(|e| failed("DescribeVpcs", e))?;
-        Ok(out.vpcs().first().cloned())
+        Ok(out.vpcs().iter().find(|v| ours(v.tags(), r)).cloned())
     }
 
     async fn attribute(&self, id: &str, name: VpcAttributeName) -> Result<bool, DriverError> {
@@ -172,7 +179,7 @@ impl Subnet {
     async fn find(&self, r: &Resource) -> Result<Option<aws_sdk_ec2::types::Subnet>, DriverError> {
         let out =
             self.0.ec2.describe_subnets().filters(named(r)).send().await.map_err(|e| failed("DescribeSubnets", e))?;
-        Ok(out.subnets().first().cloned())
+        Ok(out.subnets().iter().find(|v| ours(v.tags(), r)).cloned())
     }
 
     async fn map_public_ip(&self, id: &str, r: &Resource) -> Result<(), DriverError> {
@@ -256,7 +263,7 @@ impl InternetGateway {
             .send()
             .await
             .map_err(|e| failed("DescribeInternetGateways", e))?;
-        Ok(out.internet_gateways().first().cloned())
+        Ok(out.internet_gateways().iter().find(|v| ours(v.tags(), r)).cloned())
     }
 
     fn attached(igw: &aws_sdk_ec2::types::InternetGateway) -> Option<&str> {
@@ -358,7 +365,7 @@ impl ElasticIp {
             .send()
             .await
             .map_err(|e| failed("DescribeAddresses", e))?;
-        Ok(out.addresses().first().cloned())
+        Ok(out.addresses().iter().find(|v| ours(v.tags(), r)).cloned())
     }
 
     fn outputs(a: &aws_sdk_ec2::types::Address) -> Outputs {
@@ -428,7 +435,9 @@ impl NatGateway {
         Ok(out
             .nat_gateways()
             .iter()
-            .find(|n| n.state().is_some_and(|s| !matches!(s.as_str(), "deleted" | "deleting" | "failed")))
+            .find(|n| {
+                ours(n.tags(), r) && n.state().is_some_and(|s| !matches!(s.as_str(), "deleted" | "deleting" | "failed"))
+            })
             .cloned())
     }
 }
@@ -516,7 +525,7 @@ impl RouteTable {
             .send()
             .await
             .map_err(|e| failed("DescribeRouteTables", e))?;
-        Ok(out.route_tables().first().cloned())
+        Ok(out.route_tables().iter().find(|v| ours(v.tags(), r)).cloned())
     }
 
     fn subnets(table: &aws_sdk_ec2::types::RouteTable) -> Vec<Value> {
@@ -810,7 +819,7 @@ impl SecurityGroup {
             .send()
             .await
             .map_err(|e| failed("DescribeSecurityGroups", e))?;
-        Ok(out.security_groups().first().cloned())
+        Ok(out.security_groups().iter().find(|g| ours(g.tags(), r)).cloned())
     }
 
     async fn found(&self, r: &Resource) -> Result<aws_sdk_ec2::types::SecurityGroup, DriverError> {
@@ -875,7 +884,8 @@ impl DefaultSecurityGroup {
             .send()
             .await
             .map_err(|e| failed("DescribeSecurityGroups", e))?;
-        Ok(out.security_groups().first().cloned())
+        let vpc = Props::of(r).str("vpcId")?;
+        Ok(out.security_groups().iter().find(|g| g.vpc_id() == Some(vpc) && g.group_name() == Some("default")).cloned())
     }
 }
 
@@ -918,7 +928,7 @@ impl FlowLog {
             .send()
             .await
             .map_err(|e| failed("DescribeFlowLogs", e))?;
-        Ok(out.flow_logs().iter().find(|f| tag(f.tags(), "Name").as_deref() == Some(&r.external_name)).cloned())
+        Ok(out.flow_logs().iter().find(|f| ours(f.tags(), r)).cloned())
     }
 }
 
