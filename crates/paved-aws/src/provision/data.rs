@@ -469,6 +469,8 @@ impl Driver for Bucket {
             "encryption": encryption,
             "publicAccessBlock": block,
             "versioning": versioning.status() == Some(&BucketVersioningStatus::Enabled),
+            // paved's own deletion rule, not a bucket setting: as stated.
+            "forceDestroy": Props::of(r).bool("forceDestroy"),
             "tags": tags,
         });
         Ok(Observation::Present { properties, outputs: self.outputs(bucket), ready: true })

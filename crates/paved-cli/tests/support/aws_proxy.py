@@ -3,7 +3,8 @@
 paved is pointed at this proxy with AWS_ENDPOINT_URL; every request is
 forwarded to moto and counted by service, region and operation, so tests
 can assert how many calls (and how many mutating calls) an apply made, or
-that none was made at all. With faults on, a share of requests is answered
+that none was made at all (and one emulator quirk is corrected, see
+below). With faults on, a share of requests is answered
 503 / ThrottlingException without reaching the emulator.
 
     python aws_proxy.py PORT UPSTREAM_URL
@@ -97,6 +98,11 @@ class Handler(BaseHTTPRequestHandler):
         upstream.request(self.command, self.path, body=body, headers=headers)
         answer = upstream.getresponse()
         data = answer.read()
+        # moto 5 answers GetBucketVersioning with the root element
+        # <GetBucketVersioningResponse>; S3 (and the SDK's parser) use
+        # <VersioningConfiguration>. Rewritten here so the emulator speaks S3.
+        if data.startswith(b"<?xml") and b"<GetBucketVersioningResponse" in data[:200]:
+            data = data.replace(b"GetBucketVersioningResponse", b"VersioningConfiguration")
         passed = [(k, v) for k, v in answer.getheaders() if k.lower() not in ("connection", "transfer-encoding", "content-length")]
         self.reply(answer.status, data, passed)
         upstream.close()

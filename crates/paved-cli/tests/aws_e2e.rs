@@ -1,0 +1,320 @@
+//! The AWS provider end to end: the real `paved` binary applies the
+//! examples' `aws-eu` environments through the AWS SDK against a real AWS
+//! API emulator (moto), keylessly (paved's own token → STS), with every
+//! call counted by a proxy between the two (`support/aws_proxy.py`). What
+//! exists is checked through the emulator with boto3, not through paved.
+//!
+//! Needs `PAVED_TEST_PYTHON` with moto[server] and boto3 (scripts/test installs them).
+
+mod support;
+
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+use support::{AwsProxy, Moto, Platform, mutating, python};
+
+/// The emulator's dummy root: used by the test only, to install the trust
+/// (as a platform engineer would once) and to look at what exists.
+const ROOT: [(&str, &str); 3] =
+    [("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing"), ("AWS_DEFAULT_REGION", "eu-central-1")];
+
+fn py(code: &str, args: &[&str]) -> String {
+    let out = Command::new(python()).arg("-c").arg(code).args(args).envs(ROOT).stdin(Stdio::null()).output().unwrap();
+    assert!(out.status.success(), "python failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Installs the OIDC provider and role from `paved account trust-policy`.
+const TRUST: &str = r#"
+import json, sys, boto3
+endpoint, setup = sys.argv[1], json.loads(sys.argv[2])
+iam = boto3.client("iam", endpoint_url=endpoint)
+provider = setup["oidc_provider"]
+iam.create_open_id_connect_provider(Url=provider["url"], ClientIDList=provider["client_ids"])
+iam.create_role(RoleName=setup["role_arn"].split("/")[-1], AssumeRolePolicyDocument=json.dumps(setup["trust_policy"]))
+"#;
+
+/// Everything that exists for an environment, by kind, as AWS lists it.
+const INVENTORY: &str = r#"
+import json, sys, boto3
+endpoint, env, region = sys.argv[1:4]
+c = lambda s: boto3.client(s, endpoint_url=endpoint, region_name=region)
+ec2 = c("ec2")
+mine = [{"Name": "tag:paved:environment", "Values": [env]}]
+def tagged(items):
+    return [i for i in items if {"Key": "paved:environment", "Value": env} in i.get("Tags", [])]
+out = {
+    "vpc": len(tagged(ec2.describe_vpcs(Filters=mine)["Vpcs"])),
+    "subnet": len(tagged(ec2.describe_subnets(Filters=mine)["Subnets"])),
+    "internet-gateway": len(tagged(ec2.describe_internet_gateways(Filters=mine)["InternetGateways"])),
+    "eip": len(tagged(ec2.describe_addresses(Filters=mine)["Addresses"])),
+    "nat-gateway": len([n for n in tagged(ec2.describe_nat_gateways()["NatGateways"]) if n["State"] not in ("deleted", "deleting")]),
+    "route-table": len(tagged(ec2.describe_route_tables(Filters=mine)["RouteTables"])),
+    "security-group": len([g for g in tagged(ec2.describe_security_groups(Filters=mine)["SecurityGroups"]) if g["GroupName"] != "default"]),
+    "flow-log": len(tagged(ec2.describe_flow_logs()["FlowLogs"])),
+}
+kms = c("kms")
+keys = 0
+for k in kms.list_keys()["Keys"]:
+    meta = kms.describe_key(KeyId=k["KeyId"])["KeyMetadata"]
+    tags = kms.list_resource_tags(KeyId=k["KeyId"]).get("Tags", [])
+    if meta["KeyState"] != "PendingDeletion" and {"TagKey": "paved:environment", "TagValue": env} in tags:
+        keys += 1
+out["kms-key"] = keys
+out["log-group"] = len(c("logs").describe_log_groups(logGroupNamePrefix=f"/paved/{env}/")["logGroups"])
+out["iam-role"] = len([r for r in c("iam").list_roles()["Roles"] if r["RoleName"].startswith(f"paved-{env}-")])
+eks = c("eks")
+clusters = [n for n in eks.list_clusters()["clusters"] if n == f"paved-{env}"]
+out["eks-cluster"] = len(clusters)
+out["eks-node-group"] = sum(len(eks.list_nodegroups(clusterName=n)["nodegroups"]) for n in clusters)
+elb = c("elbv2")
+out["lb"] = len([l for l in elb.describe_load_balancers()["LoadBalancers"] if l["LoadBalancerName"] == f"paved-{env}"])
+rds = c("rds")
+out["db-subnet-group"] = len([g for g in rds.describe_db_subnet_groups()["DBSubnetGroups"] if g["DBSubnetGroupName"] == f"paved-{env}"])
+out["rds-instance"] = len([d for d in rds.describe_db_instances()["DBInstances"] if d["DBInstanceIdentifier"].startswith(f"paved-{env}-")])
+out["s3-bucket"] = len([b for b in c("s3").list_buckets()["Buckets"] if f"-{env}-" in b["Name"]])
+out["sqs-queue"] = len([q for q in c("sqs").list_queues(QueueNamePrefix=f"paved-{env}-").get("QueueUrls", [])])
+print(json.dumps(out))
+"#;
+
+/// Edits made in the "console": a port opened to the world, a backup
+/// retention changed, a tag removed, a subnet deleted.
+const CONSOLE_EDITS: &str = r#"
+import sys, boto3
+endpoint, env, region = sys.argv[1:4]
+ec2 = boto3.client("ec2", endpoint_url=endpoint, region_name=region)
+by_name = lambda name: [{"Name": "tag:Name", "Values": [name]}]
+sg = ec2.describe_security_groups(Filters=by_name(f"paved-{env}-api"))["SecurityGroups"][0]["GroupId"]
+ec2.authorize_security_group_ingress(GroupId=sg, IpPermissions=[{"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22, "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}])
+rds = boto3.client("rds", endpoint_url=endpoint, region_name=region)
+rds.modify_db_instance(DBInstanceIdentifier=f"paved-{env}-payments-db", BackupRetentionPeriod=9, ApplyImmediately=True)
+vpc = ec2.describe_vpcs(Filters=by_name(f"paved-{env}-{env}"))["Vpcs"][0]["VpcId"]
+ec2.delete_tags(Resources=[vpc], Tags=[{"Key": "paved:blueprint"}])
+subnet = ec2.describe_subnets(Filters=by_name(f"paved-{env}-{env}-public-b"))["Subnets"][0]["SubnetId"]
+ec2.delete_subnet(SubnetId=subnet)
+"#;
+
+struct Aws {
+    moto: Moto,
+    proxy: AwsProxy,
+    p: Platform,
+}
+
+impl Aws {
+    /// The examples recorded, the account's trust installed, paved pointed at the proxy.
+    fn new() -> Aws {
+        let moto = Moto::start();
+        let proxy = AwsProxy::start(&moto);
+        let p = Platform::new();
+        p.ok(&["apply", "-f", "examples/platform"]);
+        p.ok(&["apply", "-f", "examples/environments/aws-eu.yaml"]);
+        p.ok(&["apply", "-f", "examples/services"]);
+        let setup = p.ok(&["account", "trust-policy", "aws-eu", "-o", "json"]);
+        py(TRUST, &[&moto.url, &setup]);
+        Aws { moto, proxy, p }
+    }
+
+    fn paved(&self, args: &[&str]) -> Output {
+        let mut c = self.p.command(args);
+        // A static key in paved's environment must never be used.
+        c.env("AWS_ENDPOINT_URL", &self.proxy.url)
+            .env("AWS_ACCESS_KEY_ID", "AKIASTATICKEYNOTUSED")
+            .env("AWS_SECRET_ACCESS_KEY", "static-secret-not-used")
+            .env_remove("AWS_PROFILE");
+        c.output().unwrap()
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.paved(args);
+        assert!(
+            out.status.success(),
+            "paved {args:?} failed:\n{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// What exists for the environment, by kind (kinds with nothing left out).
+    fn inventory(&self, env: &str, region: &str) -> BTreeMap<String, u64> {
+        let all: BTreeMap<String, u64> = serde_json::from_str(&py(INVENTORY, &[&self.moto.url, env, region])).unwrap();
+        all.into_iter().filter(|(_, n)| *n > 0).collect()
+    }
+
+    /// What the plan says should exist, by kind (kinds only paved records left out).
+    fn planned(&self, env: &str) -> BTreeMap<String, u64> {
+        let plan: Value = serde_json::from_str(&self.p.ok(&["plan", "-e", env, "-o", "json"])).unwrap();
+        let mut out = BTreeMap::new();
+        for n in plan["nodes"].as_array().unwrap() {
+            let kind = n["kind"].as_str().unwrap().trim_start_matches("aws.");
+            if !["lb-route", "service-link", "default-security-group"].contains(&kind) {
+                *out.entry(kind.to_string()).or_default() += 1;
+            }
+        }
+        out
+    }
+}
+
+fn mutating_calls(calls: &BTreeMap<String, u64>) -> Vec<String> {
+    calls.keys().filter(|k| mutating(k)).cloned().collect()
+}
+
+const ENVIRONMENTS: [(&str, &str); 3] =
+    [("eu-dev", "eu-central-1"), ("eu-staging", "eu-west-1"), ("eu-production", "eu-west-1")];
+
+/// A service with a bucket and a queue (the examples have neither).
+const STORAGE: &str = "apiVersion: score.dev/v1b1\nmetadata:\n  name: archive\n  annotations:\n    paved.dev/owner: payments\n\
+containers:\n  archive:\n    image: registry.example.com/payments/archive:1.0.0\n    variables:\n      \
+BUCKET: ${resources.files.name}\n      QUEUE_URL: ${resources.jobs.url}\nresources:\n  files:\n    type: s3\n  jobs:\n    type: queue\n";
+
+#[test]
+fn the_aws_examples_apply_keylessly_on_the_emulator_and_a_second_apply_changes_nothing() {
+    let aws = Aws::new();
+    aws.p.ok_with_input(&["apply", "-f", "-"], STORAGE);
+    for (env, region) in ENVIRONMENTS {
+        let planned = aws.planned(env);
+        aws.proxy.reset();
+        aws.ok(&["apply", "-e", env]);
+        let calls = aws.proxy.calls();
+        // Every call went to the environment's own region, signed with credentials from STS.
+        assert!(
+            calls
+                .keys()
+                .all(|k| k.contains(region) || k.contains("iam") || k.starts_with("- - AssumeRoleWithWebIdentity")),
+            "{calls:?}"
+        );
+        assert!(calls.contains_key("- - AssumeRoleWithWebIdentity"), "{calls:?}");
+        // Exactly what the plan holds exists, tagged for the environment.
+        assert_eq!(aws.inventory(env, region), planned, "{env}");
+    }
+
+    // A second apply reads, and changes nothing.
+    for (env, _) in ENVIRONMENTS {
+        aws.proxy.reset();
+        let out = aws.ok(&["apply", "-e", env]);
+        assert!(out.contains("unchanged") || out.is_empty(), "{out}");
+        let calls = aws.proxy.calls();
+        assert_eq!(mutating_calls(&calls), Vec::<String>::new(), "{env}: {calls:?}");
+    }
+
+    // The same blueprint in two regions: only the declared parameters differ.
+    let parity = aws.ok(&["parity", "eu-dev", "eu-staging"]);
+    assert!(parity.contains("no undeclared differences"), "{parity}");
+
+    // Console edits: drift names each field, parity names the edit, apply repairs.
+    py(CONSOLE_EDITS, &[&aws.moto.url, "eu-dev", "eu-central-1"]);
+    let out = aws.paved(&["drift", "-e", "eu-dev", "-o", "json"]);
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    let drift: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let node = |id: &str| drift["nodes"].as_array().unwrap().iter().find(|n| n["id"] == id).cloned().unwrap();
+    let change = |id: &str, field: &str| {
+        node(id)["changes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["field"] == field)
+            .cloned()
+            .unwrap_or_else(|| panic!("{id} {field}: {drift}"))
+    };
+    let ingress = change("aws.security-group/api", "ingress");
+    assert!(
+        ingress["after"]
+            .as_array()
+            .unwrap()
+            .contains(&json!({"protocol": "tcp", "fromPort": 22, "toPort": 22, "cidr": "0.0.0.0/0"})),
+        "{ingress}"
+    );
+    let backups = change("aws.rds-instance/payments-db", "backupRetentionDays");
+    assert_eq!((backups["before"].clone(), backups["after"].clone()), (json!(1), json!(9)));
+    let tag = change("aws.vpc/eu-dev", "tags.paved:blueprint");
+    assert_eq!(tag["after"], Value::Null);
+    assert_eq!(node("aws.subnet/eu-dev-public-b")["status"], json!("missing"));
+
+    let out = aws.paved(&["parity", "eu-dev", "eu-staging", "-o", "json"]);
+    assert_eq!(out.status.code(), Some(3));
+    let parity: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let live: Vec<(&str, &str)> = parity
+        .iter()
+        .filter(|d| d["live"] == true)
+        .map(|d| (d["node"].as_str().unwrap(), d["field"].as_str().unwrap()))
+        .collect();
+    for expected in [
+        ("aws.security-group/api", "ingress"),
+        ("aws.vpc/{env}", "tags.paved:blueprint"),
+        ("aws.subnet/{env}-public-b", ""),
+    ] {
+        assert!(live.contains(&expected), "{expected:?} not in {live:?}");
+    }
+
+    aws.ok(&["apply", "-e", "eu-dev"]);
+    let out = aws.paved(&["drift", "-e", "eu-dev"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    assert_eq!(aws.inventory("eu-dev", "eu-central-1"), aws.planned("eu-dev"));
+
+    // Destroy: nothing tagged for the environment remains; production keeps what is protected.
+    for env in ["eu-dev", "eu-staging"] {
+        aws.ok(&["destroy", "-e", env]);
+    }
+    for (env, region) in &ENVIRONMENTS[..2] {
+        assert_eq!(aws.inventory(env, region), BTreeMap::new(), "{env}");
+    }
+    let out = aws.paved(&["destroy", "-e", "eu-production"]);
+    assert!(!out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(text.contains("deletion protection"), "{text}");
+}
+
+#[test]
+fn an_environment_outside_the_accounts_regions_is_refused_without_a_single_aws_call() {
+    let aws = Aws::new();
+    aws.proxy.reset();
+    let spec = "apiVersion: paved.dev/v1alpha1\nkind: Environment\nmetadata:\n  name: us-dev\nspec:\n  \
+                blueprint: web-service-standard@1.2.0\n  account: aws-eu\n  region: us-east-1\n  type: development\n  owner: platform\n";
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("us.yaml"), spec).unwrap();
+    let out = aws.paved(&["apply", "-f", dir.path().join("us.yaml").to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("region `us-east-1` is not allowed for account `aws-eu`") && err.contains("us.yaml:8:"),
+        "{err}"
+    );
+    let out = aws.paved(&["apply", "-e", "us-dev"]);
+    assert!(!out.status.success());
+    assert_eq!(aws.proxy.calls(), BTreeMap::new());
+}
+
+#[test]
+fn an_apply_converges_while_aws_throttles_a_fifth_of_the_calls() {
+    let aws = Aws::new();
+    aws.proxy.faults(20);
+    aws.ok(&["apply", "-e", "eu-dev"]);
+    assert!(aws.proxy.throttled() > 10, "throttled {}", aws.proxy.throttled());
+    aws.proxy.faults(0);
+    assert_eq!(aws.inventory("eu-dev", "eu-central-1"), aws.planned("eu-dev"));
+}
+
+#[test]
+fn applies_killed_at_random_points_resume_without_duplicates() {
+    let aws = Aws::new();
+    let mut rng: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut killed = 0;
+    for _ in 0..20 {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        let mut c = aws.p.command(&["apply", "-e", "eu-dev"]);
+        c.env("AWS_ENDPOINT_URL", &aws.proxy.url).stdout(Stdio::null()).stderr(Stdio::null());
+        let mut child = c.spawn().unwrap();
+        std::thread::sleep(Duration::from_millis(100 + rng % 1500));
+        if child.try_wait().unwrap().is_none() {
+            killed += 1;
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    assert!(killed >= 10, "only {killed} applies were still running when killed");
+    aws.ok(&["apply", "-e", "eu-dev"]);
+    assert_eq!(aws.inventory("eu-dev", "eu-central-1"), aws.planned("eu-dev"));
+}
