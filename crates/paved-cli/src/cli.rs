@@ -70,6 +70,11 @@ pub enum Format {
     Yaml,
 }
 
+/// A duration, or `off` (zero: never).
+fn parse_interval(s: &str) -> Result<std::time::Duration, String> {
+    if s == "off" { Ok(std::time::Duration::ZERO) } else { parse_lock_timeout(s) }
+}
+
 fn parse_lock_timeout(s: &str) -> Result<std::time::Duration, String> {
     paved_model::duration::parse_duration(s).ok_or_else(|| format!("`{s}` is not a duration such as 30s, 5m or 1h"))
 }
@@ -321,6 +326,9 @@ pub struct ServerArgs {
     /// Resources an apply started through the API works on at the same time.
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=256))]
     pub parallelism: u16,
+    /// How often every environment is checked for drift (healed when its blueprint says `drift: auto-heal`); `off` disables.
+    #[arg(long, value_parser = parse_interval, default_value = "60s")]
+    pub reconcile_interval: std::time::Duration,
     /// Request logs on standard error: JSON lines, or text for people. Filter with PAVED_LOG (e.g. warn).
     #[arg(long, value_enum, default_value_t = LogFormat::Json)]
     pub log_format: LogFormat,

@@ -31,6 +31,7 @@ pub async fn serve(ctx: &Ctx, args: ServerArgs) -> Result<(), Failure> {
         rate_per_second: NonZeroU32::new(args.rate_limit).unwrap_or(NonZeroU32::MIN),
         rate_burst: NonZeroU32::new(args.rate_burst).unwrap_or(NonZeroU32::MIN),
         parallelism: args.parallelism as usize,
+        reconcile_interval: Some(args.reconcile_interval).filter(|d| !d.is_zero()),
         ..paved_server::ServerConfig::default()
     };
     let state = paved_server::AppState::new(control, config);

@@ -318,3 +318,38 @@ fn applies_killed_at_random_points_resume_without_duplicates() {
     aws.ok(&["apply", "-e", "eu-dev"]);
     assert_eq!(aws.inventory("eu-dev", "eu-central-1"), aws.planned("eu-dev"));
 }
+
+#[test]
+fn an_auto_heal_blueprint_is_repaired_by_the_reconciler_within_two_intervals() {
+    let mut aws = Aws::new();
+    // The example blueprint, published as a new version that heals drift.
+    let blueprint =
+        std::fs::read_to_string(support::repo_root().join("examples/platform/blueprint-web-service-standard.yaml"))
+            .unwrap()
+            .replace("version: 1.2.0", "version: 1.3.0")
+            .replace("  security:\n", "  drift: auto-heal\n  security:\n");
+    aws.p.ok_with_input(&["apply", "-f", "-"], &blueprint);
+    let env = std::fs::read_to_string(support::repo_root().join("examples/environments/aws-eu.yaml"))
+        .unwrap()
+        .replacen("web-service-standard@1.2.0", "web-service-standard@1.3.0", 1);
+    aws.p.ok_with_input(&["apply", "-f", "-"], &env);
+    aws.ok(&["apply", "-e", "eu-dev"]);
+
+    aws.p.env.push(("AWS_ENDPOINT_URL".into(), aws.proxy.url.clone()));
+    let interval = Duration::from_secs(3);
+    aws.p.start(&["--reconcile-interval", "3s"]);
+    py(CONSOLE_EDITS, &[&aws.moto.url, "eu-dev", "eu-central-1"]);
+    let edited = std::time::Instant::now();
+    let in_sync = || aws.paved(&["drift", "-e", "eu-dev"]).status.success();
+    assert!(!in_sync());
+    while !in_sync() {
+        assert!(edited.elapsed() < interval * 2 + Duration::from_secs(10), "not healed: {}", aws.p.log());
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let healed_after = edited.elapsed();
+    // The repair is an audited apply by the reconciler.
+    let audit = aws.ok(&["audit", "list", "-o", "json"]);
+    assert!(audit.contains("paved-reconciler") && audit.contains("environment.apply"), "{audit}");
+    assert!(aws.p.log().contains("reconcile: drift healed"), "{}", aws.p.log());
+    eprintln!("healed {healed_after:?} after the edit (interval {interval:?})");
+}

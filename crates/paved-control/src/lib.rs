@@ -6,10 +6,12 @@
 
 mod identity;
 mod logs;
+mod reconcile;
 mod secrets;
 mod tokens;
 
 pub use identity::{AccountCheck, IdentityFailure, TrustSetup};
+pub use reconcile::Reconciled;
 pub use secrets::{KekSource, SecretError};
 pub use tokens::BadTokenRequest;
 

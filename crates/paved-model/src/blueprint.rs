@@ -41,6 +41,26 @@ pub struct BlueprintSpec {
     pub observability: ObservabilitySpec,
     #[serde(default)]
     pub security: SecurityBaseline,
+    /// What the control plane does about an edit made outside paved.
+    #[serde(default, skip_serializing_if = "DriftMode::is_default")]
+    pub drift: DriftMode,
+}
+
+/// What paved's reconciler does when an environment drifted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum DriftMode {
+    /// Reports it (metrics, logs, `paved drift`); people decide.
+    #[default]
+    ReportOnly,
+    /// Applies the environment again, restoring what paved applied.
+    AutoHeal,
+}
+
+impl DriftMode {
+    pub fn is_default(&self) -> bool {
+        *self == DriftMode::ReportOnly
+    }
 }
 
 /// The type of a blueprint parameter.

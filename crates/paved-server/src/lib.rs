@@ -59,6 +59,9 @@ pub struct ServerConfig {
     pub parallelism: usize,
     /// How long shutdown waits for running applies to checkpoint.
     pub shutdown_grace: Duration,
+    /// How often the reconciler checks every environment for drift (and
+    /// heals those whose blueprint says so); `None`: never.
+    pub reconcile_interval: Option<Duration>,
 }
 
 impl Default for ServerConfig {
@@ -71,6 +74,7 @@ impl Default for ServerConfig {
             rate_burst: NonZeroU32::new(100).unwrap_or(NonZeroU32::MIN),
             parallelism: 8,
             shutdown_grace: Duration::from_secs(60),
+            reconcile_interval: Some(Duration::from_secs(60)),
         }
     }
 }
@@ -301,6 +305,7 @@ pub async fn serve(
     let addr = state.config.listen;
     let listener = tokio::net::TcpListener::bind(addr).await.map_err(|source| ServerError::Bind { addr, source })?;
     let (router, _) = app(state.clone());
+    let reconciler = state.config.reconcile_interval.map(|every| tokio::spawn(reconcile_every(state.clone(), every)));
     let ops = state.operations.clone();
     let grace = state.config.shutdown_grace;
     axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
@@ -310,11 +315,52 @@ pub async fn serve(
         })
         .await
         .map_err(ServerError::Serve)?;
+    if let Some(r) = reconciler {
+        r.abort();
+    }
     let deadline = Instant::now() + grace;
     while state.operations.running() > 0 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     Ok(())
+}
+
+/// The background reconciler: a pass every `every` (the first one after
+/// `every`), its findings in the logs and in `/metrics`.
+async fn reconcile_every(state: AppState, every: Duration) {
+    let holder = format!("paved-reconciler@{}:{}", state.holder_host, std::process::id());
+    loop {
+        tokio::time::sleep(every).await;
+        match state.control.reconcile(&holder).await {
+            Ok(results) => {
+                for r in results {
+                    state.metrics.drifted(&r.environment, r.drifted);
+                    if let Some(ok) = r.healed {
+                        state
+                            .metrics
+                            .heals
+                            .get_or_create(&metrics::OutcomeLabels {
+                                outcome: if ok { "succeeded" } else { "failed" }.into(),
+                            })
+                            .inc();
+                    }
+                    match (&r.error, r.drifted, r.healed) {
+                        (Some(e), _, _) => {
+                            tracing::warn!(environment = %r.environment, error = %e, "reconcile: could not check")
+                        }
+                        (None, 0, _) => {}
+                        (None, n, Some(ok)) => {
+                            tracing::warn!(environment = %r.environment, drifted = n, healed = ok, "reconcile: drift healed")
+                        }
+                        (None, n, None) => {
+                            tracing::warn!(environment = %r.environment, drifted = n, "reconcile: drift reported (blueprint is report-only)")
+                        }
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "reconcile pass failed"),
+        }
+    }
 }
 
 /// At first start, issues the bootstrap admin token and writes it to `path`

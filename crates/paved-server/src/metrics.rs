@@ -5,6 +5,7 @@
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
@@ -37,6 +38,15 @@ pub struct Metrics {
     pub denied: Counter,
     /// Secret values read through the API, by outcome (every one is also audited).
     pub reveals: Family<OutcomeLabels, Counter>,
+    /// Resources drifted per environment at the last reconcile pass.
+    pub drifted: Family<EnvironmentLabels, Gauge>,
+    /// Applies the reconciler made to heal drift, by outcome.
+    pub heals: Family<OutcomeLabels, Counter>,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EnvironmentLabels {
+    pub environment: String,
 }
 
 impl Metrics {
@@ -72,7 +82,23 @@ impl Metrics {
             "Secret values read through the API, by outcome (each one is in the audit log)",
             reveals.clone(),
         );
-        Metrics { registry, http, operations, nodes, provisioning, drift_findings, denied, reveals }
+        let drifted = Family::<EnvironmentLabels, Gauge>::default();
+        let heals = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "paved_environment_drifted_resources",
+            "Resources that differ from what paved applied, per environment, at the last reconcile pass",
+            drifted.clone(),
+        );
+        registry.register(
+            "paved_reconcile_heals",
+            "Applies the reconciler made to repair drift, by outcome",
+            heals.clone(),
+        );
+        Metrics { registry, http, operations, nodes, provisioning, drift_findings, denied, reveals, drifted, heals }
+    }
+
+    pub fn drifted(&self, environment: &str, resources: usize) {
+        self.drifted.get_or_create(&EnvironmentLabels { environment: environment.into() }).set(resources as i64);
     }
 
     /// The OpenMetrics text exposition.

@@ -22,6 +22,8 @@ pub struct Platform {
     pub port: u16,
     /// `--state` for every command (SQLite in the data directory when `None`).
     pub state: Option<String>,
+    /// Environment variables for every command (and the server).
+    pub env: Vec<(String, String)>,
 }
 
 pub struct Response {
@@ -44,7 +46,7 @@ impl Response {
 impl Platform {
     pub fn new() -> Platform {
         let data = tempfile::Builder::new().prefix("paved-server-").tempdir().unwrap();
-        Platform { data, server: None, port: 0, state: None }
+        Platform { data, server: None, port: 0, state: None, env: Vec::new() }
     }
 
     pub fn command(&self, args: &[&str]) -> Command {
@@ -61,6 +63,7 @@ impl Platform {
         if let Some(state) = &self.state {
             c.env("PAVED_STATE", state);
         }
+        c.envs(self.env.iter().map(|(k, v)| (k, v)));
         c
     }
 
