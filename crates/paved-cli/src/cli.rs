@@ -133,10 +133,14 @@ Ctrl-C stops scheduling, lets running steps finish and records them; run the sam
     },
     /// Compare what runs with what paved applied (exit code 3 when they differ).
     #[command(after_help = "Examples:\n  paved drift -e dev\n  paved drift -e production -o json\n  \
-paved drift -e dev || paved apply -e dev   # repair\n\nExit codes: 0 in sync, 3 drift found, 1/2 errors.")]
+paved drift -e dev || paved apply -e dev   # repair\n  paved drift --all   # every applied environment, read as one sweep\n\n\
+Exit codes: 0 in sync, 3 drift found, 1/2 errors.")]
     Drift {
-        #[arg(short = 'e', long = "environment")]
-        environment: String,
+        #[arg(short = 'e', long = "environment", required_unless_present = "all", conflicts_with = "all")]
+        environment: Option<String>,
+        /// Every applied environment: each kind is listed once per account and region, across environments.
+        #[arg(long)]
+        all: bool,
     },
     /// Print a service's output (stdout and stderr of its processes or containers).
     #[command(

@@ -203,7 +203,8 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Destroy { environment, parallelism } => {
             crate::provision::destroy(&ctx, &environment, parallelism).await
         }
-        Command::Drift { environment } => crate::provision::drift(&ctx, &environment).await,
+        Command::Drift { environment: Some(environment), .. } => crate::provision::drift(&ctx, &environment).await,
+        Command::Drift { environment: None, .. } => crate::provision::drift_all(&ctx).await,
         Command::Logs { service, environment, follow, container, tail } => {
             crate::provision::logs(&ctx, &service, &environment, container.as_deref(), follow, tail).await
         }
@@ -271,7 +272,10 @@ async fn remote_command(ctx: &Ctx, remote: &crate::remote::Remote, command: Comm
             }
         }
         Command::Destroy { environment, .. } => r::run(ctx, remote, &environment, true).await,
-        Command::Drift { environment } => r::drift(ctx, remote, &environment).await,
+        Command::Drift { environment: Some(environment), .. } => r::drift(ctx, remote, &environment).await,
+        Command::Drift { environment: None, .. } => Err(Failure::User(
+            "`paved drift --all` runs where the state is (not against --server); ask per environment with -e".into(),
+        )),
         Command::Audit(sub) => r::audit(ctx, remote, sub).await,
         Command::Plan { environment, graph: false } => r::plan(ctx, remote, &environment).await,
         Command::Parity { left, right } => r::parity(ctx, remote, &left, &right).await,

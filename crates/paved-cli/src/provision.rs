@@ -184,7 +184,30 @@ pub async fn drift(ctx: &Ctx, env: &str) -> Result<(), Failure> {
     let report = ctx.control().await?.drift(env).await?;
     if let Some(text) = structured(ctx.format, &report) {
         println!("{text}");
-    } else if report.nodes.is_empty() {
+    } else {
+        print_drift(&report);
+    }
+    if report.drifted() { Err(Failure::Drift) } else { Ok(()) }
+}
+
+/// `paved drift --all`: one sweep over every applied environment.
+pub async fn drift_all(ctx: &Ctx) -> Result<(), Failure> {
+    let reports = ctx.control().await?.drift_sweep().await?;
+    if let Some(text) = structured(ctx.format, &reports) {
+        println!("{text}");
+    } else if reports.is_empty() {
+        println!("no environment has applied resources");
+    } else {
+        for report in &reports {
+            print_drift(report);
+        }
+    }
+    if reports.iter().any(|r| r.drifted()) { Err(Failure::Drift) } else { Ok(()) }
+}
+
+fn print_drift(report: &paved_engine::DriftReport) {
+    let env = &report.environment;
+    if report.nodes.is_empty() {
         println!("{env}: nothing applied yet");
     } else {
         for n in &report.nodes {
@@ -212,7 +235,6 @@ pub async fn drift(ctx: &Ctx, env: &str) -> Result<(), Failure> {
             );
         }
     }
-    if report.drifted() { Err(Failure::Drift) } else { Ok(()) }
 }
 
 /// `paved logs SERVICE -e ENV`.

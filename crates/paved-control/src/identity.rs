@@ -165,6 +165,20 @@ impl Control {
         Ok(paved_aws::provision::drivers(paved_aws::provision::Session::new(&config, credentials)))
     }
 
+    /// AWS drivers acting for the control plane in one account and region:
+    /// a drift sweep reads many environments with one set of clients.
+    pub(crate) async fn aws_sweep_drivers(
+        &self,
+        catalog: &Catalog,
+        account: &str,
+        region: &str,
+    ) -> Result<paved_engine::Drivers, ControlError> {
+        let identity = WorkloadIdentity::control_plane(account, "drift-sweep");
+        let (credentials, mut config) = self.aws_credentials(catalog, identity, "a drift sweep").await?;
+        config.region = region.to_string();
+        Ok(paved_aws::provision::drivers(paved_aws::provision::Session::new(&config, credentials)))
+    }
+
     /// Assumes the account's role with paved's own token (for `environment`,
     /// or as the control plane) and asks AWS who that is.
     pub async fn check_account(

@@ -347,6 +347,40 @@ impl Control {
         Ok(engine.drift(environment, provider, &secrets).await?)
     }
 
+    /// Drift of every applied environment, read as a sweep: environments
+    /// of one account and region share one set of clients (the control
+    /// plane's credentials), and each kind is listed across all of them at
+    /// once. Reports sorted by environment.
+    pub async fn drift_sweep(&self) -> Result<Vec<DriftReport>, ControlError> {
+        let catalog = self.catalog(RequestContext::default());
+        let mut groups: BTreeMap<(Provider, String, String), Vec<(String, Provider, paved_engine::SecretValues)>> =
+            BTreeMap::new();
+        for o in catalog.list(Some(paved_model::Kind::Environment)).await? {
+            let paved_model::Spec::Environment(e) = o.spec else { continue };
+            let name = e.metadata.name.clone();
+            if self.store.applied_nodes(&name).await?.is_empty() {
+                continue;
+            }
+            let provider = catalog.environment_context(&name).await?.account.spec.provider;
+            let recorded = self.engine().recorded(&name, provider).await?;
+            let secrets = self.secret_values(&catalog, &name, &[&recorded]).await?;
+            groups
+                .entry((provider, e.spec.account.clone(), e.spec.region.clone()))
+                .or_default()
+                .push((name, provider, secrets));
+        }
+        let mut reports = Vec::new();
+        for ((provider, account, region), environments) in groups {
+            let engine = match provider {
+                Provider::Aws => self.engine_over(self.aws_sweep_drivers(&catalog, &account, &region).await?),
+                _ => self.engine(),
+            };
+            reports.extend(engine.drift_many(&environments).await?);
+        }
+        reports.sort_by(|a, b| a.environment.cmp(&b.environment));
+        Ok(reports)
+    }
+
     /// The URLs of an environment's routes, from what was applied.
     pub async fn urls(&self, environment: &str) -> Result<Vec<(String, String)>, ControlError> {
         Ok(route_urls(&self.store.applied_nodes(environment).await?))

@@ -54,6 +54,19 @@ pub trait Driver: Send + Sync {
     async fn update(&self, r: &Resource) -> Result<Outputs, DriverError>;
     async fn delete(&self, r: &Resource) -> Result<(), DriverError>;
 
+    /// Observes many resources of this driver's kind at once, one answer
+    /// per resource in order (a drift sweep). The default asks one by one;
+    /// a cloud driver lists them with a few filtered, paginated calls, so
+    /// a sweep costs calls per kind and page, not per resource. Outputs may
+    /// be left out: a sweep compares properties.
+    async fn observe_all(&self, resources: &[Resource]) -> Vec<Result<Observation, DriverError>> {
+        let mut out = Vec::with_capacity(resources.len());
+        for r in resources {
+            out.push(self.observe(r).await);
+        }
+        out
+    }
+
     /// Whether resources exist outside paved's state. Those that do are
     /// observed on every apply, so out-of-band changes are repaired.
     fn has_external_state(&self) -> bool {

@@ -459,20 +459,21 @@ impl Run {
         let converged = self
             .retry(id, || async {
                 match driver.observe(&resource).await? {
-                    Observation::Absent => Ok((driver.create(&resource).await?, Outcome::Created)),
-                    Observation::Present { properties, outputs, .. } if covers(&properties, &resource.properties) => {
+                    Observation::Absent => Ok((driver.create(&resource).await?, Outcome::Created, false)),
+                    Observation::Present { properties, outputs, ready } if covers(&properties, &resource.properties) => {
                         let how = if action == Action::Create { Outcome::Adopted } else { Outcome::Unchanged };
-                        Ok((outputs, how))
+                        Ok((outputs, how, ready))
                     }
-                    Observation::Present { .. } => Ok((driver.update(&resource).await?, Outcome::Updated)),
+                    Observation::Present { .. } => Ok((driver.update(&resource).await?, Outcome::Updated, false)),
                 }
             })
             .await;
-        let (outputs, how) = match converged {
+        let (outputs, how, ready) = match converged {
             Ok(v) => v,
             Err((error, attempts)) => return Outcome::Failed { error, attempts },
         };
-        if let Err(error) = self.wait_ready(driver.as_ref(), &resource).await {
+        // What was just seen ready and left alone needs no second look.
+        if !ready && let Err(error) = self.wait_ready(driver.as_ref(), &resource).await {
             return Outcome::Failed { error, attempts: 1 };
         }
         if let Err(error) = self.record(node, outputs).await {

@@ -55,6 +55,65 @@ fn id_output(id: &str) -> Outputs {
     Outputs::from([("id".to_string(), json!(id))])
 }
 
+/// The filters a sweep lists with: paved's resources of the environments
+/// asked about (at most 200 values per filter, AWS's limit).
+fn environment_filters(rs: &[Resource]) -> Vec<Vec<Filter>> {
+    let mut envs: Vec<&str> = rs.iter().map(|r| r.environment.as_str()).collect();
+    envs.sort();
+    envs.dedup();
+    envs.chunks(200)
+        .map(|chunk| {
+            vec![
+                Filter::builder()
+                    .name("tag:paved:environment")
+                    .set_values(Some(chunk.iter().map(|e| e.to_string()).collect()))
+                    .build(),
+                filter("tag:paved:managed-by", "paved"),
+            ]
+        })
+        .collect()
+}
+
+/// Every item a paginated EC2 describe call returns for a sweep's filters.
+macro_rules! list_tagged {
+    ($session:expr, $rs:expr, $op:ident, $set_filters:ident, $name:literal) => {{
+        let mut out = Vec::new();
+        let mut failure = None;
+        'chunks: for filters in environment_filters($rs) {
+            let mut pages = $session.ec2.$op().$set_filters(Some(filters)).into_paginator().items().send();
+            while let Some(item) = pages.next().await {
+                match item {
+                    Ok(item) => out.push(item),
+                    Err(e) => {
+                        failure = Some(failed($name, e));
+                        break 'chunks;
+                    }
+                }
+            }
+        }
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(out),
+        }
+    }};
+}
+
+/// Answers a sweep from one listing: each resource matched by its Name tag.
+fn answer<T>(
+    rs: &[Resource],
+    listed: Result<Vec<T>, DriverError>,
+    tags: impl Fn(&T) -> &[Tag],
+    seen: impl Fn(&T, &Resource) -> Observation,
+) -> Vec<Result<Observation, DriverError>> {
+    match listed {
+        Err(e) => rs.iter().map(|_| Err(e.clone())).collect(),
+        Ok(items) => rs
+            .iter()
+            .map(|r| Ok(items.iter().find(|i| ours(tags(i), r)).map_or(Observation::Absent, |i| seen(i, r))))
+            .collect(),
+    }
+}
+
 /// (Re)applies the node's tags: a removed or edited tag comes back.
 async fn retag(s: &Session, id: &str, r: &Resource, extra: &[(&str, &str)]) -> Result<(), DriverError> {
     s.ec2
@@ -88,6 +147,18 @@ where
 pub(crate) struct Vpc(pub(crate) Arc<Session>);
 
 impl Vpc {
+    async fn seen(&self, vpc: &aws_sdk_ec2::types::Vpc) -> Result<Observation, DriverError> {
+        let id = vpc.vpc_id().unwrap_or_default();
+        let properties = json!({
+            "cidrBlock": vpc.cidr_block(),
+            "enableDnsHostnames": self.attribute(id, VpcAttributeName::EnableDnsHostnames).await?,
+            "enableDnsSupport": self.attribute(id, VpcAttributeName::EnableDnsSupport).await?,
+            "tags": observed_tags(vpc.tags()),
+        });
+        let ready = vpc.state().is_some_and(|s| s.as_str() == "available");
+        Ok(present(properties, id_output(id), ready))
+    }
+
     async fn find(&self, r: &Resource) -> Result<Option<aws_sdk_ec2::types::Vpc>, DriverError> {
         let out = self.0.ec2.describe_vpcs().filters(named(r)).send().await.map_err(|e| failed("DescribeVpcs", e))?;
         Ok(out.vpcs().iter().find(|v| ours(v.tags(), r)).cloned())
@@ -128,15 +199,25 @@ impl Vpc {
 impl Driver for Vpc {
     async fn observe(&self, r: &Resource) -> Result<Observation, DriverError> {
         let Some(vpc) = self.find(r).await? else { return Ok(Observation::Absent) };
-        let id = vpc.vpc_id().unwrap_or_default();
-        let properties = json!({
-            "cidrBlock": vpc.cidr_block(),
-            "enableDnsHostnames": self.attribute(id, VpcAttributeName::EnableDnsHostnames).await?,
-            "enableDnsSupport": self.attribute(id, VpcAttributeName::EnableDnsSupport).await?,
-            "tags": observed_tags(vpc.tags()),
-        });
-        let ready = vpc.state().is_some_and(|s| s.as_str() == "available");
-        Ok(present(properties, id_output(id), ready))
+        self.seen(&vpc).await
+    }
+
+    /// One listing for all VPCs; their DNS attributes are not in it (two
+    /// calls per VPC: the API has no batch form).
+    async fn observe_all(&self, rs: &[Resource]) -> Vec<Result<Observation, DriverError>> {
+        let listed: Result<Vec<aws_sdk_ec2::types::Vpc>, DriverError> =
+            list_tagged!(self.0, rs, describe_vpcs, set_filters, "DescribeVpcs");
+        let mut out = Vec::new();
+        for r in rs {
+            out.push(match &listed {
+                Err(e) => Err(e.clone()),
+                Ok(vpcs) => match vpcs.iter().find(|v| ours(v.tags(), r)) {
+                    Some(vpc) => self.seen(vpc).await,
+                    None => Ok(Observation::Absent),
+                },
+            });
+        }
+        out
     }
 
     async fn create(&self, r: &Resource) -> Result<Outputs, DriverError> {
@@ -182,6 +263,19 @@ impl Subnet {
         Ok(out.subnets().iter().find(|v| ours(v.tags(), r)).cloned())
     }
 
+    fn seen(subnet: &aws_sdk_ec2::types::Subnet, _: &Resource) -> Observation {
+        let properties = json!({
+            "vpcId": subnet.vpc_id(),
+            "cidrBlock": subnet.cidr_block(),
+            "availabilityZone": subnet.availability_zone(),
+            "tier": tag(subnet.tags(), "paved:tier"),
+            "mapPublicIpOnLaunch": subnet.map_public_ip_on_launch().unwrap_or(false),
+            "tags": observed_tags(subnet.tags()),
+        });
+        let ready = subnet.state().is_some_and(|s| s.as_str() == "available");
+        present(properties, id_output(subnet.subnet_id().unwrap_or_default()), ready)
+    }
+
     async fn map_public_ip(&self, id: &str, r: &Resource) -> Result<(), DriverError> {
         self.0
             .ec2
@@ -200,17 +294,12 @@ impl Subnet {
 #[async_trait]
 impl Driver for Subnet {
     async fn observe(&self, r: &Resource) -> Result<Observation, DriverError> {
-        let Some(subnet) = self.find(r).await? else { return Ok(Observation::Absent) };
-        let properties = json!({
-            "vpcId": subnet.vpc_id(),
-            "cidrBlock": subnet.cidr_block(),
-            "availabilityZone": subnet.availability_zone(),
-            "tier": tag(subnet.tags(), "paved:tier"),
-            "mapPublicIpOnLaunch": subnet.map_public_ip_on_launch().unwrap_or(false),
-            "tags": observed_tags(subnet.tags()),
-        });
-        let ready = subnet.state().is_some_and(|s| s.as_str() == "available");
-        Ok(present(properties, id_output(subnet.subnet_id().unwrap_or_default()), ready))
+        Ok(self.find(r).await?.map_or(Observation::Absent, |subnet| Self::seen(&subnet, r)))
+    }
+
+    async fn observe_all(&self, rs: &[Resource]) -> Vec<Result<Observation, DriverError>> {
+        let listed = list_tagged!(self.0, rs, describe_subnets, set_filters, "DescribeSubnets");
+        answer(rs, listed, |s| s.tags(), Self::seen)
     }
 
     async fn create(&self, r: &Resource) -> Result<Outputs, DriverError> {
@@ -266,6 +355,11 @@ impl InternetGateway {
         Ok(out.internet_gateways().iter().find(|v| ours(v.tags(), r)).cloned())
     }
 
+    fn seen(igw: &aws_sdk_ec2::types::InternetGateway, _: &Resource) -> Observation {
+        let properties = json!({"vpcId": Self::attached(igw), "tags": observed_tags(igw.tags())});
+        present(properties, id_output(igw.internet_gateway_id().unwrap_or_default()), true)
+    }
+
     fn attached(igw: &aws_sdk_ec2::types::InternetGateway) -> Option<&str> {
         igw.attachments().iter().find_map(|a| a.vpc_id())
     }
@@ -304,9 +398,12 @@ impl InternetGateway {
 #[async_trait]
 impl Driver for InternetGateway {
     async fn observe(&self, r: &Resource) -> Result<Observation, DriverError> {
-        let Some(igw) = self.find(r).await? else { return Ok(Observation::Absent) };
-        let properties = json!({"vpcId": Self::attached(&igw), "tags": observed_tags(igw.tags())});
-        Ok(present(properties, id_output(igw.internet_gateway_id().unwrap_or_default()), true))
+        Ok(self.find(r).await?.map_or(Observation::Absent, |igw| Self::seen(&igw, r)))
+    }
+
+    async fn observe_all(&self, rs: &[Resource]) -> Vec<Result<Observation, DriverError>> {
+        let listed = list_tagged!(self.0, rs, describe_internet_gateways, set_filters, "DescribeInternetGateways");
+        answer(rs, listed, |i| i.tags(), Self::seen)
     }
 
     async fn create(&self, r: &Resource) -> Result<Outputs, DriverError> {
@@ -368,6 +465,11 @@ impl ElasticIp {
         Ok(out.addresses().iter().find(|v| ours(v.tags(), r)).cloned())
     }
 
+    fn seen(a: &aws_sdk_ec2::types::Address, _: &Resource) -> Observation {
+        let properties = json!({"domain": a.domain().map(|d| d.as_str()), "tags": observed_tags(a.tags())});
+        present(properties, Self::outputs(a), true)
+    }
+
     fn outputs(a: &aws_sdk_ec2::types::Address) -> Outputs {
         Outputs::from([
             ("allocationId".to_string(), json!(a.allocation_id())),
@@ -379,9 +481,23 @@ impl ElasticIp {
 #[async_trait]
 impl Driver for ElasticIp {
     async fn observe(&self, r: &Resource) -> Result<Observation, DriverError> {
-        let Some(a) = self.find(r).await? else { return Ok(Observation::Absent) };
-        let properties = json!({"domain": a.domain().map(|d| d.as_str()), "tags": observed_tags(a.tags())});
-        Ok(present(properties, Self::outputs(&a), true))
+        Ok(self.find(r).await?.map_or(Observation::Absent, |a| Self::seen(&a, r)))
+    }
+
+    /// DescribeAddresses has no pages: one call per 200 environments.
+    async fn observe_all(&self, rs: &[Resource]) -> Vec<Result<Observation, DriverError>> {
+        let mut listed = Ok(Vec::new());
+        for filters in environment_filters(rs) {
+            match self.0.ec2.describe_addresses().set_filters(Some(filters)).send().await {
+                Ok(out) => {
+                    if let Ok(all) = listed.as_mut() {
+                        all.extend(out.addresses().iter().cloned());
+                    }
+                }
+                Err(e) => listed = Err(failed("DescribeAddresses", e)),
+            }
+        }
+        answer(rs, listed, |a| a.tags(), Self::seen)
     }
 
     async fn create(&self, r: &Resource) -> Result<Outputs, DriverError> {
@@ -422,6 +538,21 @@ impl Driver for ElasticIp {
 pub(crate) struct NatGateway(pub(crate) Arc<Session>);
 
 impl NatGateway {
+    fn live(nat: &aws_sdk_ec2::types::NatGateway) -> bool {
+        nat.state().is_some_and(|s| !matches!(s.as_str(), "deleted" | "deleting" | "failed"))
+    }
+
+    fn seen(nat: &aws_sdk_ec2::types::NatGateway, _: &Resource) -> Observation {
+        let properties = json!({
+            "subnetId": nat.subnet_id(),
+            "allocationId": nat.nat_gateway_addresses().iter().find_map(|a| a.allocation_id()),
+            "connectivity": nat.connectivity_type().map(|c| c.as_str()),
+            "tags": observed_tags(nat.tags()),
+        });
+        let ready = nat.state().is_some_and(|s| s.as_str() == "available");
+        present(properties, id_output(nat.nat_gateway_id().unwrap_or_default()), ready)
+    }
+
     /// The live gateway (a deleted one stays listed for an hour).
     async fn find(&self, r: &Resource) -> Result<Option<aws_sdk_ec2::types::NatGateway>, DriverError> {
         let out = self
@@ -432,28 +563,21 @@ impl NatGateway {
             .send()
             .await
             .map_err(|e| failed("DescribeNatGateways", e))?;
-        Ok(out
-            .nat_gateways()
-            .iter()
-            .find(|n| {
-                ours(n.tags(), r) && n.state().is_some_and(|s| !matches!(s.as_str(), "deleted" | "deleting" | "failed"))
-            })
-            .cloned())
+        Ok(out.nat_gateways().iter().find(|n| ours(n.tags(), r) && Self::live(n)).cloned())
     }
 }
 
 #[async_trait]
 impl Driver for NatGateway {
     async fn observe(&self, r: &Resource) -> Result<Observation, DriverError> {
-        let Some(nat) = self.find(r).await? else { return Ok(Observation::Absent) };
-        let properties = json!({
-            "subnetId": nat.subnet_id(),
-            "allocationId": nat.nat_gateway_addresses().iter().find_map(|a| a.allocation_id()),
-            "connectivity": nat.connectivity_type().map(|c| c.as_str()),
-            "tags": observed_tags(nat.tags()),
-        });
-        let ready = nat.state().is_some_and(|s| s.as_str() == "available");
-        Ok(present(properties, id_output(nat.nat_gateway_id().unwrap_or_default()), ready))
+        Ok(self.find(r).await?.map_or(Observation::Absent, |nat| Self::seen(&nat, r)))
+    }
+
+    async fn observe_all(&self, rs: &[Resource]) -> Vec<Result<Observation, DriverError>> {
+        let listed: Result<Vec<_>, _> =
+            list_tagged!(self.0, rs, describe_nat_gateways, set_filter, "DescribeNatGateways");
+        let live = listed.map(|all| all.into_iter().filter(Self::live).collect());
+        answer(rs, live, |n| n.tags(), Self::seen)
     }
 
     async fn create(&self, r: &Resource) -> Result<Outputs, DriverError> {
@@ -526,6 +650,17 @@ impl RouteTable {
             .await
             .map_err(|e| failed("DescribeRouteTables", e))?;
         Ok(out.route_tables().iter().find(|v| ours(v.tags(), r)).cloned())
+    }
+
+    fn seen(table: &aws_sdk_ec2::types::RouteTable, r: &Resource) -> Observation {
+        let p = Props::of(r);
+        let properties = json!({
+            "vpcId": table.vpc_id(),
+            "routes": like(p.value("routes"), table.routes().iter().filter_map(route_value).collect()),
+            "subnetIds": like(p.value("subnetIds"), Self::subnets(table)),
+            "tags": observed_tags(table.tags()),
+        });
+        present(properties, id_output(table.route_table_id().unwrap_or_default()), true)
     }
 
     fn subnets(table: &aws_sdk_ec2::types::RouteTable) -> Vec<Value> {
@@ -603,15 +738,12 @@ impl RouteTable {
 #[async_trait]
 impl Driver for RouteTable {
     async fn observe(&self, r: &Resource) -> Result<Observation, DriverError> {
-        let Some(table) = self.find(r).await? else { return Ok(Observation::Absent) };
-        let p = Props::of(r);
-        let properties = json!({
-            "vpcId": table.vpc_id(),
-            "routes": like(p.value("routes"), table.routes().iter().filter_map(route_value).collect()),
-            "subnetIds": like(p.value("subnetIds"), Self::subnets(&table)),
-            "tags": observed_tags(table.tags()),
-        });
-        Ok(present(properties, id_output(table.route_table_id().unwrap_or_default()), true))
+        Ok(self.find(r).await?.map_or(Observation::Absent, |table| Self::seen(&table, r)))
+    }
+
+    async fn observe_all(&self, rs: &[Resource]) -> Vec<Result<Observation, DriverError>> {
+        let listed = list_tagged!(self.0, rs, describe_route_tables, set_filters, "DescribeRouteTables");
+        answer(rs, listed, |t| t.tags(), Self::seen)
     }
 
     async fn create(&self, r: &Resource) -> Result<Outputs, DriverError> {
@@ -822,6 +954,10 @@ impl SecurityGroup {
         Ok(out.security_groups().iter().find(|g| ours(g.tags(), r)).cloned())
     }
 
+    fn seen(g: &aws_sdk_ec2::types::SecurityGroup, r: &Resource) -> Observation {
+        present(group_properties(g, r, true), id_output(g.group_id().unwrap_or_default()), true)
+    }
+
     async fn found(&self, r: &Resource) -> Result<aws_sdk_ec2::types::SecurityGroup, DriverError> {
         self.find(r).await?.ok_or_else(|| DriverError::Retryable(format!("{}: security group not visible yet", r.id)))
     }
@@ -830,8 +966,12 @@ impl SecurityGroup {
 #[async_trait]
 impl Driver for SecurityGroup {
     async fn observe(&self, r: &Resource) -> Result<Observation, DriverError> {
-        let Some(g) = self.find(r).await? else { return Ok(Observation::Absent) };
-        Ok(present(group_properties(&g, r, true), id_output(g.group_id().unwrap_or_default()), true))
+        Ok(self.find(r).await?.map_or(Observation::Absent, |g| Self::seen(&g, r)))
+    }
+
+    async fn observe_all(&self, rs: &[Resource]) -> Vec<Result<Observation, DriverError>> {
+        let listed = list_tagged!(self.0, rs, describe_security_groups, set_filters, "DescribeSecurityGroups");
+        answer(rs, listed, |g| g.tags(), Self::seen)
     }
 
     async fn create(&self, r: &Resource) -> Result<Outputs, DriverError> {
@@ -896,6 +1036,45 @@ impl Driver for DefaultSecurityGroup {
         Ok(present(group_properties(&g, r, false), id_output(g.group_id().unwrap_or_default()), true))
     }
 
+    /// The default groups of the sweep's VPCs, listed by VPC id.
+    async fn observe_all(&self, rs: &[Resource]) -> Vec<Result<Observation, DriverError>> {
+        let vpcs: Vec<String> = rs.iter().filter_map(|r| Props::of(r).opt_str("vpcId").map(str::to_string)).collect();
+        let mut listed: Result<Vec<aws_sdk_ec2::types::SecurityGroup>, DriverError> = Ok(Vec::new());
+        for chunk in vpcs.chunks(200) {
+            let mut pages = self
+                .0
+                .ec2
+                .describe_security_groups()
+                .filters(Filter::builder().name("vpc-id").set_values(Some(chunk.to_vec())).build())
+                .filters(filter("group-name", "default"))
+                .into_paginator()
+                .items()
+                .send();
+            while let Some(item) = pages.next().await {
+                match (item, listed.as_mut()) {
+                    (Ok(g), Ok(all)) => all.push(g),
+                    (Err(e), _) => listed = Err(failed("DescribeSecurityGroups", e)),
+                    _ => {}
+                }
+            }
+        }
+        match listed {
+            Err(e) => rs.iter().map(|_| Err(e.clone())).collect(),
+            Ok(groups) => rs
+                .iter()
+                .map(|r| {
+                    let vpc = Props::of(r).opt_str("vpcId");
+                    Ok(groups
+                        .iter()
+                        .find(|g| g.vpc_id() == vpc && g.group_name() == Some("default"))
+                        .map_or(Observation::Absent, |g| {
+                            present(group_properties(g, r, false), id_output(g.group_id().unwrap_or_default()), true)
+                        }))
+                })
+                .collect(),
+        }
+    }
+
     async fn create(&self, r: &Resource) -> Result<Outputs, DriverError> {
         self.update(r).await
     }
@@ -919,6 +1098,17 @@ impl Driver for DefaultSecurityGroup {
 pub(crate) struct FlowLog(pub(crate) Arc<Session>);
 
 impl FlowLog {
+    fn seen(f: &aws_sdk_ec2::types::FlowLog, _: &Resource) -> Observation {
+        let properties = json!({
+            "vpcId": f.resource_id(),
+            "trafficType": f.traffic_type().map(|t| t.as_str()),
+            "logGroupArn": f.log_destination(),
+            "iamRoleArn": f.deliver_logs_permission_arn(),
+            "tags": observed_tags(f.tags()),
+        });
+        present(properties, id_output(f.flow_log_id().unwrap_or_default()), true)
+    }
+
     async fn find(&self, r: &Resource) -> Result<Option<aws_sdk_ec2::types::FlowLog>, DriverError> {
         let out = self
             .0
@@ -935,15 +1125,12 @@ impl FlowLog {
 #[async_trait]
 impl Driver for FlowLog {
     async fn observe(&self, r: &Resource) -> Result<Observation, DriverError> {
-        let Some(f) = self.find(r).await? else { return Ok(Observation::Absent) };
-        let properties = json!({
-            "vpcId": f.resource_id(),
-            "trafficType": f.traffic_type().map(|t| t.as_str()),
-            "logGroupArn": f.log_destination(),
-            "iamRoleArn": f.deliver_logs_permission_arn(),
-            "tags": observed_tags(f.tags()),
-        });
-        Ok(present(properties, id_output(f.flow_log_id().unwrap_or_default()), true))
+        Ok(self.find(r).await?.map_or(Observation::Absent, |f| Self::seen(&f, r)))
+    }
+
+    async fn observe_all(&self, rs: &[Resource]) -> Vec<Result<Observation, DriverError>> {
+        let listed = list_tagged!(self.0, rs, describe_flow_logs, set_filter, "DescribeFlowLogs");
+        answer(rs, listed, |f| f.tags(), Self::seen)
     }
 
     async fn create(&self, r: &Resource) -> Result<Outputs, DriverError> {
