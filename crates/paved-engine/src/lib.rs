@@ -460,7 +460,9 @@ impl Run {
             .retry(id, || async {
                 match driver.observe(&resource).await? {
                     Observation::Absent => Ok((driver.create(&resource).await?, Outcome::Created, false)),
-                    Observation::Present { properties, outputs, ready } if covers(&properties, &resource.properties) => {
+                    Observation::Present { properties, outputs, ready }
+                        if covers(&properties, &resource.properties) =>
+                    {
                         let how = if action == Action::Create { Outcome::Adopted } else { Outcome::Unchanged };
                         Ok((outputs, how, ready))
                     }

@@ -487,6 +487,45 @@ impl LoadBalancer {
         Ok(Self::outputs(lb))
     }
 
+    /// The node's view of a load balancer, given its tags and target group.
+    async fn seen(
+        &self,
+        lb: &Lb,
+        tags: &[aws_sdk_elasticloadbalancingv2::types::Tag],
+        tg: Option<&TargetGroup>,
+        r: &Resource,
+    ) -> Result<Observation, DriverError> {
+        let arn = lb.load_balancer_arn().unwrap_or_default();
+        let p = Props::of(r);
+        let attributes = self
+            .0
+            .elb
+            .describe_load_balancer_attributes()
+            .load_balancer_arn(arn)
+            .send()
+            .await
+            .map_err(|e| failed("DescribeLoadBalancerAttributes", e))?;
+        let listeners: Vec<Value> = self.listeners(arn).await?.iter().map(Self::listener_value).collect();
+        let mut properties = json!({
+            "name": lb.load_balancer_name(),
+            "type": lb.r#type().map(|t| t.as_str()),
+            "scheme": lb.scheme().map(|s| s.as_str()),
+            "vpcId": lb.vpc_id(),
+            "subnetIds": like(p.value("subnetIds"), lb.availability_zones().iter().filter_map(|z| z.subnet_id()).map(|s| json!(s)).collect()),
+            "securityGroupIds": like(p.value("securityGroupIds"), lb.security_groups().iter().map(|s| json!(s)).collect()),
+            "listeners": like(p.value("listeners"), listeners),
+            "healthCheck": tg.map(Self::health_check),
+            "tags": tags_value(tags.iter().filter_map(|t| Some((t.key()?, t.value()?)))),
+        });
+        for (field, key) in ATTRIBUTES {
+            if let Some(a) = attributes.attributes().iter().find(|a| a.key() == Some(key)) {
+                properties[field] = Self::attribute_value(field, a.value().unwrap_or_default());
+            }
+        }
+        let ready = lb.state().and_then(|s| s.code()).is_some_and(|c| c.as_str() == "active");
+        Ok(Observation::Present { properties, outputs: Self::outputs(lb), ready })
+    }
+
     fn tags(r: &Resource) -> Vec<aws_sdk_elasticloadbalancingv2::types::Tag> {
         Props::of(r)
             .tags()
@@ -501,36 +540,62 @@ impl Driver for LoadBalancer {
     async fn observe(&self, r: &Resource) -> Result<Observation, DriverError> {
         let Some(lb) = self.find(r).await? else { return Ok(Observation::Absent) };
         let arn = lb.load_balancer_arn().unwrap_or_default();
+        let tags = self.0.elb.describe_tags().resource_arns(arn).send().await.map_err(|e| failed("DescribeTags", e))?;
+        let tags: Vec<_> = tags.tag_descriptions().iter().flat_map(|d| d.tags()).cloned().collect();
+        let tg = self.target_group(r).await?;
+        self.seen(&lb, &tags, tg.as_ref(), r).await
+    }
+
+    /// Load balancers and target groups in one listing each, tags 20 load
+    /// balancers a call; attributes and listeners are a call each per load
+    /// balancer (the API has no batch form).
+    async fn observe_all(&self, rs: &[Resource]) -> Vec<Result<Observation, DriverError>> {
         let elb = &self.0.elb;
-        let p = Props::of(r);
-        let attributes = elb
-            .describe_load_balancer_attributes()
-            .load_balancer_arn(arn)
-            .send()
-            .await
-            .map_err(|e| failed("DescribeLoadBalancerAttributes", e))?;
-        let tags = elb.describe_tags().resource_arns(arn).send().await.map_err(|e| failed("DescribeTags", e))?;
-        let listeners: Vec<Value> = self.listeners(arn).await?.iter().map(Self::listener_value).collect();
-        let mut properties = json!({
-            "name": lb.load_balancer_name(),
-            "type": lb.r#type().map(|t| t.as_str()),
-            "scheme": lb.scheme().map(|s| s.as_str()),
-            "vpcId": lb.vpc_id(),
-            "subnetIds": like(p.value("subnetIds"), lb.availability_zones().iter().filter_map(|z| z.subnet_id()).map(|s| json!(s)).collect()),
-            "securityGroupIds": like(p.value("securityGroupIds"), lb.security_groups().iter().map(|s| json!(s)).collect()),
-            "listeners": like(p.value("listeners"), listeners),
-            "healthCheck": self.target_group(r).await?.as_ref().map(Self::health_check),
-            "tags": tags_value(
-                tags.tag_descriptions().iter().flat_map(|d| d.tags()).filter_map(|t| Some((t.key()?, t.value()?))),
-            ),
-        });
-        for (field, key) in ATTRIBUTES {
-            if let Some(a) = attributes.attributes().iter().find(|a| a.key() == Some(key)) {
-                properties[field] = Self::attribute_value(field, a.value().unwrap_or_default());
+        let mut lbs = Vec::new();
+        let mut pages = elb.describe_load_balancers().into_paginator().items().send();
+        while let Some(item) = pages.next().await {
+            match item {
+                Ok(lb) => lbs.push(lb),
+                Err(e) => return super::data::every(rs, failed("DescribeLoadBalancers", e)),
             }
         }
-        let ready = lb.state().and_then(|s| s.code()).is_some_and(|c| c.as_str() == "active");
-        Ok(Observation::Present { properties, outputs: Self::outputs(&lb), ready })
+        let mut groups = Vec::new();
+        let mut pages = elb.describe_target_groups().into_paginator().items().send();
+        while let Some(item) = pages.next().await {
+            match item {
+                Ok(tg) => groups.push(tg),
+                Err(e) => return super::data::every(rs, failed("DescribeTargetGroups", e)),
+            }
+        }
+        let wanted: Vec<&Lb> = lbs
+            .iter()
+            .filter(|lb| rs.iter().any(|r| Props::of(r).opt_str("name") == lb.load_balancer_name()))
+            .collect();
+        let mut tags = std::collections::BTreeMap::new();
+        for chunk in wanted.chunks(20) {
+            let arns = chunk.iter().filter_map(|lb| lb.load_balancer_arn().map(str::to_string)).collect();
+            match elb.describe_tags().set_resource_arns(Some(arns)).send().await {
+                Ok(out) => {
+                    for d in out.tag_descriptions() {
+                        tags.insert(d.resource_arn().unwrap_or_default().to_string(), d.tags().to_vec());
+                    }
+                }
+                Err(e) => return super::data::every(rs, failed("DescribeTags", e)),
+            }
+        }
+        let mut out = Vec::new();
+        for r in rs {
+            let name = Props::of(r).opt_str("name");
+            out.push(match wanted.iter().find(|lb| lb.load_balancer_name() == name) {
+                None => Ok(Observation::Absent),
+                Some(lb) => {
+                    let tg = groups.iter().find(|g| g.target_group_name() == name);
+                    let tags = tags.get(lb.load_balancer_arn().unwrap_or_default()).cloned().unwrap_or_default();
+                    self.seen(lb, &tags, tg, r).await
+                }
+            });
+        }
+        out
     }
 
     async fn create(&self, r: &Resource) -> Result<Outputs, DriverError> {

@@ -15,6 +15,11 @@ use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::Duration;
 
+/// The same error for every resource of a sweep.
+pub(crate) fn every(rs: &[Resource], e: DriverError) -> Vec<Result<Observation, DriverError>> {
+    rs.iter().map(|_| Err(e.clone())).collect()
+}
+
 fn rds_tags(r: &Resource) -> Vec<aws_sdk_rds::types::Tag> {
     Props::of(r).tags().into_iter().map(|(k, v)| aws_sdk_rds::types::Tag::builder().key(k).value(v).build()).collect()
 }
@@ -37,12 +42,8 @@ impl DbSubnetGroup {
     fn outputs(r: &Resource) -> Outputs {
         Outputs::from([("name".to_string(), json!(Props::of(r).opt_str("name")))])
     }
-}
 
-#[async_trait]
-impl Driver for DbSubnetGroup {
-    async fn observe(&self, r: &Resource) -> Result<Observation, DriverError> {
-        let Some(g) = self.find(r).await? else { return Ok(Observation::Absent) };
+    async fn seen(&self, g: &aws_sdk_rds::types::DbSubnetGroup, r: &Resource) -> Result<Observation, DriverError> {
         let tags = self
             .0
             .rds
@@ -58,6 +59,35 @@ impl Driver for DbSubnetGroup {
             "tags": rds_tag_value(tags.tag_list()),
         });
         Ok(Observation::Present { properties, outputs: Self::outputs(r), ready: true })
+    }
+}
+
+#[async_trait]
+impl Driver for DbSubnetGroup {
+    async fn observe(&self, r: &Resource) -> Result<Observation, DriverError> {
+        let Some(g) = self.find(r).await? else { return Ok(Observation::Absent) };
+        self.seen(&g, r).await
+    }
+
+    /// One listing for all groups; their tags are a call each (the listing has none).
+    async fn observe_all(&self, rs: &[Resource]) -> Vec<Result<Observation, DriverError>> {
+        let mut pages = self.0.rds.describe_db_subnet_groups().into_paginator().items().send();
+        let mut all = Vec::new();
+        while let Some(item) = pages.next().await {
+            match item {
+                Ok(g) => all.push(g),
+                Err(e) => return every(rs, failed("DescribeDBSubnetGroups", e)),
+            }
+        }
+        let mut out = Vec::new();
+        for r in rs {
+            let name = Props::of(r).opt_str("name");
+            out.push(match all.iter().find(|g| g.db_subnet_group_name() == name) {
+                Some(g) => self.seen(g, r).await,
+                None => Ok(Observation::Absent),
+            });
+        }
+        out
     }
 
     async fn create(&self, r: &Resource) -> Result<Outputs, DriverError> {
@@ -159,13 +189,7 @@ impl RdsInstance {
 
     /// Endpoint, names and the managed credentials (read from Secrets Manager).
     async fn outputs(&self, d: &Db) -> Result<Outputs, DriverError> {
-        let mut out = Outputs::from([
-            ("host".to_string(), json!(d.endpoint().and_then(|e| e.address()))),
-            ("port".to_string(), json!(d.endpoint().and_then(|e| e.port()))),
-            ("name".to_string(), json!(d.db_instance_identifier())),
-            ("database".to_string(), json!(d.db_name())),
-            ("username".to_string(), json!(d.master_username())),
-        ]);
+        let mut out = Self::plain_outputs(d);
         if let Some(arn) = d.master_user_secret().and_then(|s| s.secret_arn()) {
             let secret = self
                 .0
@@ -180,6 +204,17 @@ impl RdsInstance {
         }
         Ok(out)
     }
+
+    /// The outputs that need no extra call (a sweep reads only these).
+    fn plain_outputs(d: &Db) -> Outputs {
+        Outputs::from([
+            ("host".to_string(), json!(d.endpoint().and_then(|e| e.address()))),
+            ("port".to_string(), json!(d.endpoint().and_then(|e| e.port()))),
+            ("name".to_string(), json!(d.db_instance_identifier())),
+            ("database".to_string(), json!(d.db_name())),
+            ("username".to_string(), json!(d.master_username())),
+        ])
+    }
 }
 
 #[async_trait]
@@ -188,6 +223,31 @@ impl Driver for RdsInstance {
         let Some(d) = self.find(r).await? else { return Ok(Observation::Absent) };
         let ready = d.db_instance_status() == Some("available");
         Ok(Observation::Present { properties: Self::properties(&d, r), outputs: self.outputs(&d).await?, ready })
+    }
+
+    /// All instances in one paginated listing (it carries their tags).
+    async fn observe_all(&self, rs: &[Resource]) -> Vec<Result<Observation, DriverError>> {
+        let mut pages = self.0.rds.describe_db_instances().into_paginator().items().send();
+        let mut all = Vec::new();
+        while let Some(item) = pages.next().await {
+            match item {
+                Ok(d) => all.push(d),
+                Err(e) => return every(rs, failed("DescribeDBInstances", e)),
+            }
+        }
+        rs.iter()
+            .map(|r| {
+                let id = Props::of(r).opt_str("identifier");
+                Ok(all
+                    .iter()
+                    .find(|d| d.db_instance_identifier() == id && d.db_instance_status() != Some("deleting"))
+                    .map_or(Observation::Absent, |d| Observation::Present {
+                        properties: Self::properties(d, r),
+                        outputs: Self::plain_outputs(d),
+                        ready: d.db_instance_status() == Some("available"),
+                    }))
+            })
+            .collect()
     }
 
     async fn create(&self, r: &Resource) -> Result<Outputs, DriverError> {

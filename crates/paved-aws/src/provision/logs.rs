@@ -63,6 +63,46 @@ impl LogGroup {
 impl Driver for LogGroup {
     async fn observe(&self, r: &Resource) -> Result<Observation, DriverError> {
         let Some(g) = self.find(r).await? else { return Ok(Observation::Absent) };
+        self.seen(&g).await
+    }
+
+    /// paved's groups (`/paved/…`) in one paginated listing; tags are a call each.
+    async fn observe_all(&self, rs: &[Resource]) -> Vec<Result<Observation, DriverError>> {
+        let mut pages =
+            self.0.logs.describe_log_groups().log_group_name_prefix("/paved/").into_paginator().items().send();
+        let mut all = Vec::new();
+        while let Some(item) = pages.next().await {
+            match item {
+                Ok(g) => all.push(g),
+                Err(e) => return super::data::every(rs, failed("DescribeLogGroups", e)),
+            }
+        }
+        let mut out = Vec::new();
+        for r in rs {
+            let name = Props::of(r).opt_str("name");
+            out.push(match all.iter().find(|g| g.log_group_name() == name) {
+                Some(g) => self.seen(g).await,
+                None => Ok(Observation::Absent),
+            });
+        }
+        out
+    }
+
+    async fn create(&self, r: &Resource) -> Result<Outputs, DriverError> {
+        self.create_group(r).await
+    }
+
+    async fn update(&self, r: &Resource) -> Result<Outputs, DriverError> {
+        self.update_group(r).await
+    }
+
+    async fn delete(&self, r: &Resource) -> Result<(), DriverError> {
+        self.delete_group(r).await
+    }
+}
+
+impl LogGroup {
+    async fn seen(&self, g: &aws_sdk_cloudwatchlogs::types::LogGroup) -> Result<Observation, DriverError> {
         let tags = self
             .0
             .logs
@@ -77,10 +117,10 @@ impl Driver for LogGroup {
             "kmsKeyArn": g.kms_key_id(),
             "tags": tags_value(tags.tags().into_iter().flatten().map(|(k, v)| (k.as_str(), v.as_str()))),
         });
-        Ok(Observation::Present { properties, outputs: Self::outputs(&g), ready: true })
+        Ok(Observation::Present { properties, outputs: Self::outputs(g), ready: true })
     }
 
-    async fn create(&self, r: &Resource) -> Result<Outputs, DriverError> {
+    async fn create_group(&self, r: &Resource) -> Result<Outputs, DriverError> {
         let p = Props::of(r);
         let created = self
             .0
@@ -104,8 +144,8 @@ impl Driver for LogGroup {
         Ok(Self::outputs(&g))
     }
 
-    async fn update(&self, r: &Resource) -> Result<Outputs, DriverError> {
-        let Some(g) = self.find(r).await? else { return self.create(r).await };
+    async fn update_group(&self, r: &Resource) -> Result<Outputs, DriverError> {
+        let Some(g) = self.find(r).await? else { return self.create_group(r).await };
         self.configure(r, g.kms_key_id()).await?;
         self.0
             .logs
@@ -118,7 +158,7 @@ impl Driver for LogGroup {
         Ok(Self::outputs(&g))
     }
 
-    async fn delete(&self, r: &Resource) -> Result<(), DriverError> {
+    async fn delete_group(&self, r: &Resource) -> Result<(), DriverError> {
         match self.0.logs.delete_log_group().log_group_name(Props::of(r).str("name")?).send().await {
             Ok(_) => Ok(()),
             Err(e) if is_code(&e, &["ResourceNotFoundException"]) => Ok(()),
@@ -229,6 +269,56 @@ impl Driver for Role {
         }
         let outputs = Outputs::from([("arn".to_string(), json!(role.arn()))]);
         Ok(Observation::Present { properties, outputs, ready: true })
+    }
+
+    /// Every role with its inline and attached policies and tags in one
+    /// paginated call (GetAccountAuthorizationDetails), IAM being global.
+    async fn observe_all(&self, rs: &[Resource]) -> Vec<Result<Observation, DriverError>> {
+        let mut pages = self
+            .0
+            .iam
+            .get_account_authorization_details()
+            .filter(aws_sdk_iam::types::EntityType::Role)
+            .into_paginator()
+            .send();
+        let mut roles = Vec::new();
+        while let Some(page) = pages.next().await {
+            match page {
+                Ok(page) => roles.extend(page.role_detail_list().iter().cloned()),
+                Err(e) => return super::data::every(rs, failed("GetAccountAuthorizationDetails", e)),
+            }
+        }
+        rs.iter()
+            .map(|r| {
+                let name = Props::of(r).opt_str("name");
+                Ok(roles.iter().find(|d| d.role_name() == name).map_or(Observation::Absent, |d| {
+                    let inline = d
+                        .role_policy_list()
+                        .iter()
+                        .find(|p| p.policy_name() == Some(INLINE_POLICY))
+                        .and_then(|p| p.policy_document())
+                        .map_or(Value::Null, policy);
+                    let mut properties = json!({
+                        "name": d.role_name(),
+                        "assumeRolePolicy": d.assume_role_policy_document().map(policy),
+                        "policy": inline,
+                        "tags": tags_value(d.tags().iter().map(|t| (t.key(), t.value()))),
+                    });
+                    if !Props::of(r).value("managedPolicyArns").is_null() {
+                        let attached = d
+                            .attached_managed_policies()
+                            .iter()
+                            .filter_map(|p| p.policy_arn())
+                            .map(|a| json!(a))
+                            .collect();
+                        properties["managedPolicyArns"] =
+                            super::props::like(Props::of(r).value("managedPolicyArns"), attached);
+                    }
+                    let outputs = Outputs::from([("arn".to_string(), json!(d.arn()))]);
+                    Observation::Present { properties, outputs, ready: true }
+                }))
+            })
+            .collect()
     }
 
     async fn create(&self, r: &Resource) -> Result<Outputs, DriverError> {
