@@ -110,7 +110,8 @@ impl Aws {
         p.ok(&["apply", "-f", "examples/platform"]);
         p.ok(&["apply", "-f", "examples/environments/aws-eu.yaml"]);
         p.ok(&["apply", "-f", "examples/services"]);
-        let setup = p.ok(&["account", "trust-policy", "aws-eu", "-o", "json"]);
+        // The control plane too: a drift sweep reads many environments with one identity.
+        let setup = p.ok(&["account", "trust-policy", "aws-eu", "--control-plane", "-o", "json"]);
         py(TRUST, &[&moto.url, &setup]);
         Aws { moto, proxy, p }
     }
@@ -230,6 +231,27 @@ fn the_aws_examples_apply_keylessly_on_the_emulator_and_a_second_apply_changes_n
     let tag = change("aws.vpc/eu-dev", "tags.paved:blueprint");
     assert_eq!(tag["after"], Value::Null);
     assert_eq!(node("aws.subnet/eu-dev-public-b")["status"], json!("missing"));
+
+    // The same findings from one sweep over every environment, in fewer calls than one read per resource.
+    aws.proxy.reset();
+    let out = aws.paved(&["drift", "--all", "-o", "json"]);
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    let sweep_calls: u64 = aws.proxy.calls().values().sum();
+    let reports: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let swept = reports.iter().find(|r| r["environment"] == "eu-dev").unwrap();
+    assert_eq!(swept["nodes"], drift["nodes"], "the sweep and `drift -e` disagree");
+    let others: Vec<&Value> = reports.iter().filter(|r| r["environment"] != "eu-dev").collect();
+    assert_eq!(others.len(), 2);
+    assert!(
+        others.iter().all(|r| r["nodes"].as_array().unwrap().iter().all(|n| n["status"] == "in-sync")),
+        "{reports:?}"
+    );
+    aws.proxy.reset();
+    for (env, _) in ENVIRONMENTS {
+        aws.paved(&["drift", "-e", env]);
+    }
+    let per_environment: u64 = aws.proxy.calls().values().sum();
+    assert!(sweep_calls < per_environment, "sweep {sweep_calls} calls, per environment {per_environment}");
 
     let out = aws.paved(&["parity", "eu-dev", "eu-staging", "-o", "json"]);
     assert_eq!(out.status.code(), Some(3));

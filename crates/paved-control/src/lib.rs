@@ -400,7 +400,7 @@ impl Control {
         watcher: &dyn LockWatcher,
     ) -> Result<Report, ControlError> {
         let operation = if desired.nodes.is_empty() { "destroy" } else { "apply" };
-        let (engine, _) = self.engine_for(&desired.environment, operation).await?;
+        let (engine, provider) = self.engine_for(&desired.environment, operation).await?;
         let applied = engine.recorded(&desired.environment, desired.provider).await?;
         let catalog = self.catalog(caller.request.clone());
         let secrets = self.secret_values(&catalog, &desired.environment, &[desired, &applied]).await?;
@@ -408,8 +408,18 @@ impl Control {
             secrets,
             parallelism: run.parallelism,
             holder: run.holder.clone(),
-            ready_timeout: Duration::from_secs(120),
-            node_timeout: Duration::from_secs(300),
+            // A cloud takes its time: an EKS cluster or an RDS instance is
+            // ready (or deleted) after 10 to 20 minutes.
+            ready_timeout: if provider == Provider::Local {
+                Duration::from_secs(120)
+            } else {
+                Duration::from_secs(45 * 60)
+            },
+            node_timeout: if provider == Provider::Local {
+                Duration::from_secs(300)
+            } else {
+                Duration::from_secs(30 * 60)
+            },
             jitter_seed: run.jitter_seed,
             ..Options::default()
         };
