@@ -353,8 +353,9 @@ impl Control {
     /// once. Reports sorted by environment.
     pub async fn drift_sweep(&self) -> Result<Vec<DriftReport>, ControlError> {
         let catalog = self.catalog(RequestContext::default());
-        let mut groups: BTreeMap<(Provider, String, String), Vec<(String, Provider, paved_engine::SecretValues)>> =
-            BTreeMap::new();
+        // (provider, account, region) → the environments read with one set of clients.
+        type Sweep = Vec<(String, Provider, paved_engine::SecretValues)>;
+        let mut groups: BTreeMap<(Provider, String, String), Sweep> = BTreeMap::new();
         for o in catalog.list(Some(paved_model::Kind::Environment)).await? {
             let paved_model::Spec::Environment(e) = o.spec else { continue };
             let name = e.metadata.name.clone();
