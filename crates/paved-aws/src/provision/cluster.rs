@@ -3,7 +3,7 @@
 //! are only recorded (routes on the load balancer, links between services).
 
 use super::props::{like, tags_value};
-use super::{Props, Session, failed, is_code};
+use super::{Props, Session, failed, is_code, until_gone};
 use async_trait::async_trait;
 use aws_sdk_eks::types::{
     EncryptionConfig, LogSetup, LogType, Logging, NodegroupScalingConfig, Provider, VpcConfigRequest,
@@ -15,22 +15,6 @@ use aws_sdk_elasticloadbalancingv2::types::{
 use paved_engine::{Driver, DriverError, Observation, Outputs, Resource};
 use serde_json::{Value, json};
 use std::sync::Arc;
-use std::time::Duration;
-
-/// Polls `gone` until it says so: for deletions other resources wait on
-/// (a cluster holds network interfaces in the subnets it is deleted from).
-async fn until_gone<F, Fut>(mut gone: F) -> Result<(), DriverError>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<bool, DriverError>>,
-{
-    let mut pause = Duration::from_millis(200);
-    while !gone().await? {
-        tokio::time::sleep(pause).await;
-        pause = (pause * 2).min(Duration::from_secs(15));
-    }
-    Ok(())
-}
 
 pub(crate) struct EksCluster(pub(crate) Arc<Session>);
 

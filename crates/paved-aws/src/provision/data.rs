@@ -2,7 +2,7 @@
 //! All found by their deterministic names.
 
 use super::props::{like, tags_value};
-use super::{Props, Session, failed, is_code};
+use super::{Props, Session, failed, is_code, until_gone};
 use async_trait::async_trait;
 use aws_sdk_s3::types::{
     BucketLocationConstraint, BucketVersioningStatus, CreateBucketConfiguration, PublicAccessBlockConfiguration,
@@ -13,7 +13,6 @@ use aws_sdk_sqs::types::QueueAttributeName;
 use paved_engine::{Driver, DriverError, Observation, Outputs, Resource};
 use serde_json::{Value, json};
 use std::sync::Arc;
-use std::time::Duration;
 
 /// The same error for every resource of a sweep.
 pub(crate) fn every(rs: &[Resource], e: DriverError) -> Vec<Result<Observation, DriverError>> {
@@ -384,12 +383,7 @@ impl Driver for RdsInstance {
             }
             Err(e) => return Err(failed("DeleteDBInstance", e)),
         }
-        let mut pause = Duration::from_millis(200);
-        while self.find(r).await?.is_some() {
-            tokio::time::sleep(pause).await;
-            pause = (pause * 2).min(Duration::from_secs(15));
-        }
-        Ok(())
+        until_gone(|| async { Ok(self.find(r).await?.is_none()) }).await
     }
 }
 

@@ -26,11 +26,28 @@ mod props;
 use crate::{BrokeredCredentials, ClientConfig};
 use aws_credential_types::provider::SharedCredentialsProvider;
 use aws_types::region::Region;
-use paved_engine::{Driver, Drivers};
+use paved_engine::{Driver, DriverError, Drivers};
 use std::sync::Arc;
 
 pub(crate) use errors::{failed, is_code};
 pub(crate) use props::Props;
+
+/// Polls `gone` until it says so (backing off to every 15 s): for
+/// deletions other resources wait on — a cluster, a NAT gateway or a
+/// database holds addresses in the subnets deleted after it. The engine's
+/// call timeout bounds the wait.
+pub(crate) async fn until_gone<F, Fut>(mut gone: F) -> Result<(), DriverError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<bool, DriverError>>,
+{
+    let mut pause = std::time::Duration::from_millis(200);
+    while !gone().await? {
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(std::time::Duration::from_secs(15));
+    }
+    Ok(())
+}
 
 /// SDK clients for one environment: its region, its credentials.
 pub struct Session {

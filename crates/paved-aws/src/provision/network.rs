@@ -4,7 +4,7 @@
 //! crashed right after AWS answered is found again by that tag.
 
 use super::props::{like, tags_value};
-use super::{Props, Session, failed, is_code};
+use super::{Props, Session, failed, is_code, until_gone};
 use async_trait::async_trait;
 use aws_sdk_ec2::types::{
     AttributeBooleanValue, ConnectivityType, DomainType, Filter, FlowLogsResourceType, IpPermission, IpRange,
@@ -13,7 +13,6 @@ use aws_sdk_ec2::types::{
 use paved_engine::{Driver, DriverError, Observation, Outputs, Resource};
 use serde_json::{Value, json};
 use std::sync::Arc;
-use std::time::Duration;
 
 fn ec2_tags(r: &Resource, extra: &[(&str, &str)]) -> Vec<Tag> {
     let mut tags = Props::of(r).tags();
@@ -616,12 +615,7 @@ impl Driver for NatGateway {
                 .await
                 .map_err(|e| failed("DeleteNatGateway", e))?;
         }
-        let mut pause = Duration::from_millis(200);
-        while self.find(r).await?.is_some() {
-            tokio::time::sleep(pause).await;
-            pause = (pause * 2).min(Duration::from_secs(10));
-        }
-        Ok(())
+        until_gone(|| async { Ok(self.find(r).await?.is_none()) }).await
     }
 }
 
