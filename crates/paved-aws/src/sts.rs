@@ -68,7 +68,22 @@ impl Federation for StsFederation {
             .duration_seconds(self.duration_seconds)
             .send()
             .await
-            .map_err(|e| refused(api_error("AssumeRoleWithWebIdentity", e).to_string()))?;
+            .map_err(|e| {
+                let unreachable = matches!(
+                    e,
+                    aws_sdk_sts::error::SdkError::DispatchFailure(_) | aws_sdk_sts::error::SdkError::TimeoutError(_)
+                );
+                let reason = api_error("AssumeRoleWithWebIdentity", e).to_string();
+                if unreachable {
+                    IdentityError::Unreachable {
+                        provider: "AWS STS".into(),
+                        subject: token.claims.sub.clone(),
+                        reason: format!("{reason} (check the network, or AWS_ENDPOINT_URL)"),
+                    }
+                } else {
+                    refused(reason)
+                }
+            })?;
         let c = out.credentials.ok_or_else(|| refused("the answer holds no credentials".into()))?;
         let expires_at = time::OffsetDateTime::from_unix_timestamp(c.expiration.secs())
             .map_err(|e| refused(format!("bad expiry: {e}")))?;

@@ -371,3 +371,18 @@ fn an_auto_heal_blueprint_is_repaired_by_the_reconciler_within_two_intervals() {
     assert!(aws.p.log().contains("reconcile: drift healed"), "{}", aws.p.log());
     eprintln!("healed {healed_after:?} after the edit (interval {interval:?})");
 }
+
+#[test]
+fn an_unreachable_sts_is_reported_as_unreachable_not_as_a_refusal() {
+    let p = Platform::new();
+    p.ok(&["apply", "-f", "examples/platform"]);
+    p.ok(&["apply", "-f", "examples/environments/aws-eu.yaml"]);
+    // Nothing listens there.
+    let closed = format!("http://127.0.0.1:{}", support::free_port());
+    let out =
+        p.command(&["account", "check", "aws-eu", "-e", "eu-dev"]).env("AWS_ENDPOINT_URL", &closed).output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("AWS STS could not be reached") && err.contains("AWS_ENDPOINT_URL"), "{err}");
+    assert!(!err.contains("refused the web-identity token"), "{err}");
+}

@@ -29,7 +29,10 @@ pub enum IdentityError {
     Secrets(#[from] paved_secrets::SecretsError),
     #[error(transparent)]
     Store(#[from] paved_store::StoreError),
-    /// The cloud refused or could not be reached.
+    /// The cloud refused the token.
     #[error("{provider} refused the web-identity token of {subject}: {reason}")]
     Exchange { provider: String, subject: String, reason: String },
+    /// The cloud's token service could not be reached (network, DNS, timeout).
+    #[error("{provider} could not be reached to exchange the token of {subject}: {reason}")]
+    Unreachable { provider: String, subject: String, reason: String },
 }
