@@ -540,7 +540,7 @@ impl Driver for LoadBalancer {
         while let Some(item) = pages.next().await {
             match item {
                 Ok(lb) => lbs.push(lb),
-                Err(e) => return super::data::every(rs, failed("DescribeLoadBalancers", e)),
+                Err(e) => return super::every(rs, failed("DescribeLoadBalancers", e)),
             }
         }
         let mut groups = Vec::new();
@@ -548,7 +548,7 @@ impl Driver for LoadBalancer {
         while let Some(item) = pages.next().await {
             match item {
                 Ok(tg) => groups.push(tg),
-                Err(e) => return super::data::every(rs, failed("DescribeTargetGroups", e)),
+                Err(e) => return super::every(rs, failed("DescribeTargetGroups", e)),
             }
         }
         let wanted: Vec<&Lb> = lbs
@@ -564,7 +564,7 @@ impl Driver for LoadBalancer {
                         tags.insert(d.resource_arn().unwrap_or_default().to_string(), d.tags().to_vec());
                     }
                 }
-                Err(e) => return super::data::every(rs, failed("DescribeTags", e)),
+                Err(e) => return super::every(rs, failed("DescribeTags", e)),
             }
         }
         let mut out = Vec::new();

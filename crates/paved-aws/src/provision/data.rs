@@ -2,7 +2,7 @@
 //! All found by their deterministic names.
 
 use super::props::{like, tags_value};
-use super::{Props, Session, failed, is_code, until_gone};
+use super::{Props, Session, every, failed, is_code, until_gone};
 use async_trait::async_trait;
 use aws_sdk_s3::types::{
     BucketLocationConstraint, BucketVersioningStatus, CreateBucketConfiguration, PublicAccessBlockConfiguration,
@@ -13,11 +13,6 @@ use aws_sdk_sqs::types::QueueAttributeName;
 use paved_engine::{Driver, DriverError, Observation, Outputs, Resource};
 use serde_json::{Value, json};
 use std::sync::Arc;
-
-/// The same error for every resource of a sweep.
-pub(crate) fn every(rs: &[Resource], e: DriverError) -> Vec<Result<Observation, DriverError>> {
-    rs.iter().map(|_| Err(e.clone())).collect()
-}
 
 fn rds_tags(r: &Resource) -> Vec<aws_sdk_rds::types::Tag> {
     Props::of(r).tags().into_iter().map(|(k, v)| aws_sdk_rds::types::Tag::builder().key(k).value(v).build()).collect()

@@ -74,7 +74,7 @@ impl Driver for LogGroup {
         while let Some(item) = pages.next().await {
             match item {
                 Ok(g) => all.push(g),
-                Err(e) => return super::data::every(rs, failed("DescribeLogGroups", e)),
+                Err(e) => return super::every(rs, failed("DescribeLogGroups", e)),
             }
         }
         let mut out = Vec::new();
@@ -285,7 +285,7 @@ impl Driver for Role {
         while let Some(page) = pages.next().await {
             match page {
                 Ok(page) => roles.extend(page.role_detail_list().iter().cloned()),
-                Err(e) => return super::data::every(rs, failed("GetAccountAuthorizationDetails", e)),
+                Err(e) => return super::every(rs, failed("GetAccountAuthorizationDetails", e)),
             }
         }
         rs.iter()

@@ -32,6 +32,14 @@ use std::sync::Arc;
 pub(crate) use errors::{failed, is_code};
 pub(crate) use props::Props;
 
+/// The same error for every resource of a sweep (its listing failed).
+pub(crate) fn every(
+    rs: &[paved_engine::Resource],
+    e: DriverError,
+) -> Vec<Result<paved_engine::Observation, DriverError>> {
+    rs.iter().map(|_| Err(e.clone())).collect()
+}
+
 /// Polls `gone` until it says so (backing off to every 15 s): for
 /// deletions other resources wait on — a cluster, a NAT gateway or a
 /// database holds addresses in the subnets deleted after it. The engine's

@@ -105,7 +105,7 @@ fn answer<T>(
     seen: impl Fn(&T, &Resource) -> Observation,
 ) -> Vec<Result<Observation, DriverError>> {
     match listed {
-        Err(e) => rs.iter().map(|_| Err(e.clone())).collect(),
+        Err(e) => super::every(rs, e),
         Ok(items) => rs
             .iter()
             .map(|r| Ok(items.iter().find(|i| ours(tags(i), r)).map_or(Observation::Absent, |i| seen(i, r))))
@@ -1053,7 +1053,7 @@ impl Driver for DefaultSecurityGroup {
             }
         }
         match listed {
-            Err(e) => rs.iter().map(|_| Err(e.clone())).collect(),
+            Err(e) => super::every(rs, e),
             Ok(groups) => rs
                 .iter()
                 .map(|r| {
