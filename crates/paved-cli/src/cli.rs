@@ -236,9 +236,72 @@ Afterwards get, apply, destroy, drift, plan, parity, history, delete, audit and 
     /// Delete an object (its history is kept).
     #[command(after_help = "Examples:\n  paved delete environment eu-dev")]
     Delete { kind: String, name: String },
-    /// Every recorded generation of an object.
-    #[command(after_help = "Examples:\n  paved history environment production")]
-    History { kind: String, name: String },
+    /// Every recorded generation of an object, or a service's deployments to an environment.
+    #[command(
+        after_help = "Examples:\n  paved history environment production\n  paved history api -e production   # deployments, kept forever"
+    )]
+    History {
+        /// A kind (then NAME), or a service (with `-e`).
+        kind: String,
+        name: Option<String>,
+        /// The deployments of service KIND to this environment.
+        #[arg(short = 'e', long = "environment", conflicts_with = "name")]
+        environment: Option<String>,
+    },
+    /// Artifacts: builds stored by content digest, with their commit.
+    #[command(subcommand)]
+    Artifact(ArtifactCommand),
+    /// Deploy an artifact (by digest) of a service to an environment and wait for its health gate.
+    #[command(after_help = "Examples:\n  paved deploy api -e dev --artifact sha256:4f2a…\n  \
+paved deploy api -e dev --artifact sha256:4f2a… --strategy blue-green --soak 30s\n\n\
+A new version that fails readiness or the soak is rolled back automatically (exit code 1).\n\
+Environments after the first stage accept only digests healthy in the stage before: use `paved promote`.")]
+    Deploy {
+        service: String,
+        #[arg(short = 'e', long = "environment")]
+        environment: String,
+        /// `sha256:…`, as `paved artifact push` printed it.
+        #[arg(long)]
+        artifact: String,
+        /// recreate, rolling or blue-green (default: the blueprint's `spec.rollout.strategy`).
+        #[arg(long, value_parser = parse_strategy)]
+        strategy: Option<paved_model::Strategy>,
+        /// How long the new version must stay healthy (default: the blueprint's `spec.rollout.soak`).
+        #[arg(long, value_parser = parse_lock_timeout)]
+        soak: Option<std::time::Duration>,
+        /// Makes a retried command deploy once (default: a new id per run).
+        #[arg(long)]
+        request_id: Option<String>,
+    },
+    /// Deploy again the artifact of an earlier healthy deployment.
+    #[command(after_help = "Examples:\n  paved rollback api -e production          # the previous healthy one\n  \
+paved rollback api -e production --to 12  # deployment #12 (see `paved history api -e production`)")]
+    Rollback {
+        service: String,
+        #[arg(short = 'e', long = "environment")]
+        environment: String,
+        /// The deployment number to return to.
+        #[arg(long)]
+        to: Option<i64>,
+        #[arg(long)]
+        request_id: Option<String>,
+    },
+    /// Deploy the digest that is healthy in one environment to the next one.
+    #[command(
+        after_help = "Examples:\n  paved promote api --from dev --to staging\n  paved promote api --from staging --to production"
+    )]
+    Promote {
+        service: String,
+        #[arg(long)]
+        from: String,
+        #[arg(long)]
+        to: String,
+        #[arg(long)]
+        request_id: Option<String>,
+    },
+    /// What runs where: services × environments (digest, commit, since, by whom, health).
+    #[command(after_help = "Examples:\n  paved status\n  paved status -o json")]
+    Status,
     /// Show what applying an environment would do (nothing is changed).
     #[command(
         after_help = "Examples:\n  paved plan -e dev\n  paved plan -e dev -o json > plan.json\n  paved plan -e dev --graph   # the resource graph itself"
@@ -292,6 +355,41 @@ The same graph paved applies, as Terraform JSON: for review with IaC scanners, o
         #[arg(long, default_value_t = 60)]
         request_timeout: u64,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ArtifactCommand {
+    /// Store a bundle directory (with a bundle.json) by content digest as an artifact of a service.
+    /// Pushing the same content again changes nothing; a tag never moves to other content.
+    #[command(
+        after_help = "Examples:\n  paved artifact push ./build/api --service api --commit $(git rev-parse HEAD)\n  \
+paved artifact push ./build/api --service api --commit 4f2a9c1 --branch main --tag 1.4.3"
+    )]
+    Push {
+        dir: PathBuf,
+        #[arg(long)]
+        service: String,
+        /// The git commit it was built from.
+        #[arg(long)]
+        commit: Option<String>,
+        /// When that commit was made (RFC 3339; for lead time). Default: now.
+        #[arg(long, value_parser = parse_time)]
+        commit_time: Option<time::OffsetDateTime>,
+        #[arg(long)]
+        branch: Option<String>,
+        #[arg(short, long = "tag")]
+        tags: Vec<String>,
+    },
+    /// Artifacts, newest first.
+    List {
+        #[arg(long)]
+        service: Option<String>,
+    },
+}
+
+fn parse_strategy(s: &str) -> Result<paved_model::Strategy, String> {
+    paved_model::Strategy::parse(s)
+        .ok_or_else(|| format!("`{s}` is not a strategy: use recreate, rolling or blue-green"))
 }
 
 #[derive(Debug, Subcommand)]

@@ -25,6 +25,7 @@ impl From<paved_control::ControlError> for Failure {
             }
             ControlError::Secret(e) => Failure::User(e.to_string()),
             ControlError::Identity(e) => Failure::User(e.to_string()),
+            ControlError::Deploy(e) => Failure::User(e.to_string()),
             bad @ (ControlError::BadTokenRequest(_)
             | ControlError::StillProvisioned { .. }
             | ControlError::NoLogs { .. }) => Failure::User(bad.to_string()),
@@ -228,7 +229,32 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Get { kind, name } => get(&ctx, parse_kind(&kind)?, name.as_deref()).await,
         Command::Describe { kind, name } => describe(&ctx, parse_kind(&kind)?, &name).await,
         Command::Delete { kind, name } => delete(&ctx, parse_kind(&kind)?, &name).await,
-        Command::History { kind, name } => history(&ctx, parse_kind(&kind)?, &name).await,
+        Command::History { kind, name: _, environment: Some(env) } => crate::deploy::history(&ctx, &kind, &env).await,
+        Command::History { kind, name, environment: None } => {
+            history(&ctx, parse_kind(&kind)?, &need_name(name)?).await
+        }
+        Command::Artifact(sub) => crate::deploy::artifact(&ctx, sub).await,
+        Command::Deploy { service, environment, artifact, strategy, soak, request_id } => {
+            let req = paved_control::DeployRequest {
+                service,
+                environment,
+                artifact,
+                strategy,
+                soak,
+                request_id: request_id.unwrap_or_else(|| ctx.request.request_id.clone()),
+            };
+            crate::deploy::roll_out(&ctx, crate::deploy::Rollout::Deploy(req)).await
+        }
+        Command::Rollback { service, environment, to, request_id } => {
+            let request_id = request_id.unwrap_or_else(|| ctx.request.request_id.clone());
+            crate::deploy::roll_out(&ctx, crate::deploy::Rollout::Rollback { service, environment, to, request_id })
+                .await
+        }
+        Command::Promote { service, from, to, request_id } => {
+            let request_id = request_id.unwrap_or_else(|| ctx.request.request_id.clone());
+            crate::deploy::roll_out(&ctx, crate::deploy::Rollout::Promote { service, from, to, request_id }).await
+        }
+        Command::Status => crate::deploy::status(&ctx).await,
         Command::Plan { environment, graph } => crate::plan::plan(&ctx, &environment, graph).await,
         Command::Parity { left, right } => crate::plan::parity(&ctx, &left, &right).await,
         Command::Schema { kind } => {
@@ -279,7 +305,9 @@ async fn remote_command(ctx: &Ctx, remote: &crate::remote::Remote, command: Comm
         Command::Audit(sub) => r::audit(ctx, remote, sub).await,
         Command::Plan { environment, graph: false } => r::plan(ctx, remote, &environment).await,
         Command::Parity { left, right } => r::parity(ctx, remote, &left, &right).await,
-        Command::History { kind, name } => r::history(ctx, remote, parse_kind(&kind)?, &name).await,
+        Command::History { kind, name, environment: None } => {
+            r::history(ctx, remote, parse_kind(&kind)?, &need_name(name)?).await
+        }
         Command::Token(sub) => r::token(ctx, remote, sub).await,
         Command::Secret(sub) => r::secret(ctx, remote, sub).await,
         Command::Account(crate::cli::AccountCommand::TrustPolicy { name, control_plane }) => {
@@ -644,6 +672,15 @@ async fn delete_object(ctx: &Ctx, kind: Kind, name: &str) -> Result<(), Failure>
         ),
     }
     Ok(())
+}
+
+/// `paved history KIND NAME`: the name is optional only with `-e`.
+fn need_name(name: Option<String>) -> Result<String, Failure> {
+    name.ok_or_else(|| {
+        Failure::User(
+            "name what to show: `paved history KIND NAME`, or `paved history SERVICE -e ENV` for deployments".into(),
+        )
+    })
 }
 
 async fn history(ctx: &Ctx, kind: Kind, name: &str) -> Result<(), Failure> {

@@ -4,6 +4,7 @@ mod account;
 mod audit;
 mod cli;
 mod commands;
+mod deploy;
 mod output;
 mod plan;
 mod progress;

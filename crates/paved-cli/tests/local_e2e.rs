@@ -272,7 +272,7 @@ fn up_runs_isolated_environments_repairs_drift_and_down_removes_everything() {
     connect_db(port, "staging_payments_db", &staging_pw, "staging_payments_db").unwrap();
 
     // 3. A process that dies is restarted by its supervisor.
-    let status = p.env_dir("dev").join("workloads/api/status.json");
+    let status = p.env_dir("dev").join("workloads/api/slots/blue/status.json");
     let api_pid = || -> (i64, i64) {
         let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&status).unwrap()).unwrap();
         let c = &v["containers"]["api"];
@@ -290,8 +290,11 @@ fn up_runs_isolated_environments_repairs_drift_and_down_removes_everything() {
     assert!(restarted, "api was not restarted: {:?}", api_pid());
 
     // Drift: a killed workload is reported, then repaired.
-    let supervisor: i32 =
-        std::fs::read_to_string(p.env_dir("dev").join("workloads/web/supervisor.pid")).unwrap().trim().parse().unwrap();
+    let supervisor: i32 = std::fs::read_to_string(p.env_dir("dev").join("workloads/web/slots/blue/supervisor.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
     unsafe {
         libc::kill(supervisor, libc::SIGKILL);
     }
@@ -382,8 +385,8 @@ fn up_on_docker_runs_containers_isolated_by_network_and_down_removes_them() {
 
     let dev = containers_of(&p, Some("dev"));
     let names: Vec<&str> = dev.iter().map(|n| n.rsplit_once("-dev-").map_or(n.as_str(), |(_, rest)| rest)).collect();
-    assert_eq!(names, ["api-api", "postgres", "web-web", "worker-worker"], "{dev:?}");
-    let api_c = dev.iter().find(|n| n.ends_with("-dev-api-api")).unwrap();
+    assert_eq!(names, ["api-blue-api", "postgres", "web-blue-web", "worker-blue-worker"], "{dev:?}");
+    let api_c = dev.iter().find(|n| n.ends_with("-dev-api-blue-api")).unwrap();
     // Created from an image id (a digest), limited as the Score file says (cpu "1", memory 256Mi).
     let inspect = docker(&[
         "inspect",
@@ -580,9 +583,10 @@ fn lcg(seed: u64) -> impl FnMut() -> u64 {
 /// process a child of a live supervisor, no drift.
 fn assert_converged(p: &Paved, seed: u64) {
     let procs = p.processes();
-    for dir in ["workloads/api", "workloads/worker", "workloads/web", "proxy"] {
+    // A workload's supervisor runs in one of its two slots (`slots/blue`, `slots/green`).
+    for dir in ["workloads/api/slots/", "workloads/worker/slots/", "workloads/web/slots/", "proxy "] {
         let path = format!("{}/{dir}", p.env_dir("dev").display());
-        let n = procs.iter().filter(|(_, _, c)| c.contains("__supervise") && c.ends_with(&format!("{path} "))).count();
+        let n = procs.iter().filter(|(_, _, c)| c.contains("__supervise") && c.contains(&path)).count();
         assert_eq!(n, 1, "seed {seed}: {n} supervisors for {dir}: {procs:?}");
     }
     let supervisors: Vec<i32> =
@@ -652,7 +656,7 @@ fn apply_on_docker_killed_at_random_points_converges_without_duplicate_container
     kill_applies_at_random_points(&p, "PAVED_DOCKER_CRASH_SEEDS", 6, |p, seed| {
         let names = containers_of(p, Some("dev"));
         let short: Vec<&str> = names.iter().filter_map(|n| n.rsplit_once("-dev-").map(|(_, s)| s)).collect();
-        assert_eq!(short, ["api-api", "postgres", "web-web", "worker-worker"], "seed {seed}: {names:?}");
+        assert_eq!(short, ["api-blue-api", "postgres", "web-blue-web", "worker-blue-worker"], "seed {seed}: {names:?}");
         for n in &names {
             assert_eq!(docker(&["inspect", "-f", "{{.State.Running}}", n]), "true", "seed {seed}: {n} is not running");
         }

@@ -189,7 +189,7 @@ fn a_canary_secret_never_leaves_the_vault_except_by_an_audited_reveal() {
     responses.push(finished);
     assert_eq!(wait_for_file(&out_dir.join("canary.env")), CANARY_CLI);
     assert_eq!(wait_for_file(&out_dir.join("canary.file")), CANARY_API);
-    let delivered = p.data.path().join("local/envs/dev/workloads/canary/containers/main/root/run/token");
+    let delivered = p.data.path().join("local/envs/dev/workloads/canary/slots/blue/containers/main/root/run/token");
     assert_eq!(std::fs::metadata(&delivered).unwrap().permissions().mode() & 0o777, 0o600);
 
     // Everything else the API says about the environment and its secrets.

@@ -4,12 +4,14 @@
 //! the audit log) and reading its drift happen here once, so the doors
 //! differ only in how they show progress and results.
 
+mod deploy;
 mod identity;
 mod logs;
 mod reconcile;
 mod secrets;
 mod tokens;
 
+pub use deploy::{BuildInfo, DeployRefusal, DeployRequest, DeployResult, StatusRow, short};
 pub use identity::{AccountCheck, IdentityFailure, TrustSetup};
 pub use reconcile::Reconciled;
 pub use secrets::{KekSource, SecretError};
@@ -40,6 +42,8 @@ pub enum ControlError {
     Secret(#[from] SecretError),
     #[error(transparent)]
     Identity(#[from] IdentityFailure),
+    #[error(transparent)]
+    Deploy(#[from] DeployRefusal),
     #[error("service `{service}` has no logs in environment `{environment}`: {reason}")]
     NoLogs { service: String, environment: String, reason: String },
     #[error(
@@ -214,6 +218,10 @@ impl Control {
             services: c.services.iter().collect(),
             capabilities: self.capabilities(name).await?,
             addresses,
+            releases: match c.account.spec.provider {
+                Provider::Local => self.releases(c).await?,
+                _ => Default::default(),
+            },
         };
         paved_plan::plan(&input).map_err(|errors| ControlError::Unplannable {
             environment: name.clone(),
@@ -448,7 +456,11 @@ impl Control {
             result = engine.apply(desired, &opts, cancel, progress).await;
         }
         self.audit_run(desired, caller, &result).await?;
-        Ok(result?)
+        let report = result?;
+        if !desired.nodes.is_empty() {
+            self.settle(&desired.environment, &report).await?;
+        }
+        Ok(report)
     }
 
     /// Records an apply or destroy of an environment in the audit log: the

@@ -53,7 +53,7 @@ impl Control {
 
     /// The process runtime's log files of a service (one per container), sorted.
     pub fn log_files(&self, env: &str, service: &str, container: Option<&str>) -> Vec<PathBuf> {
-        let dir = self.local.workload_dir(env, service).join("logs");
+        let dir = paved_local::slots::serving_dir(&self.local, env, service).join("logs");
         let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
             .map(|rd| rd.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "log")).collect())
             .unwrap_or_default();

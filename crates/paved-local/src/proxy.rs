@@ -5,7 +5,14 @@
 //! without a restart. A request is sent to the route whose host matches the
 //! `Host` header (`web.dev.localhost`, any port) and whose path is the
 //! longest prefix of the request path.
+//!
+//! The proxy also serves each service's stable address (the environment's
+//! `127.0.N.1` on the service's ports), forwarding connections to the slot
+//! that serves it (`services/SERVICE.json`, see [`crate::slots`]); HTTP routes
+//! to a stable address go straight to that slot. A switch of slots therefore
+//! takes effect at the next connection, with no restart of anything.
 
+use crate::slots::ServiceFile;
 use http_body_util::{BodyExt, Full, combinators::BoxBody};
 use hyper::body::{Bytes, Incoming};
 use hyper::{Request, Response, StatusCode};
@@ -67,6 +74,101 @@ pub fn load(dir: &Path) -> Vec<Route> {
     routes
 }
 
+/// The services' files, re-read when their directory changes (and every second,
+/// in case two writes fell within one tick of the file system's clock).
+struct Services {
+    dir: PathBuf,
+    loaded: Option<(SystemTime, std::time::Instant)>,
+    files: Vec<ServiceFile>,
+}
+
+impl Services {
+    fn refresh(&mut self) {
+        let modified = std::fs::metadata(&self.dir).and_then(|m| m.modified()).ok();
+        if let (Some(m), Some((seen, at))) = (modified, self.loaded)
+            && m == seen
+            && at.elapsed() < Duration::from_secs(1)
+        {
+            return;
+        }
+        self.loaded = modified.map(|m| (m, std::time::Instant::now()));
+        self.files = std::fs::read_dir(&self.dir)
+            .map(|rd| {
+                rd.flatten()
+                    .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
+                    .filter_map(|e| crate::fsutil::read_json::<ServiceFile>(&e.path()).ok().flatten())
+                    .collect()
+            })
+            .unwrap_or_default();
+    }
+
+    /// The serving slot's `ADDRESS:PORT` for a stable `ADDRESS:PORT`.
+    fn backend(&self, stable: &str) -> Option<String> {
+        let (address, port) = stable.rsplit_once(':')?;
+        let port: u16 = port.parse().ok()?;
+        self.files
+            .iter()
+            .find(|f| f.address == address && f.ports.contains(&port))
+            .map(|f| format!("{}:{port}", f.backend))
+    }
+
+    fn stable_addresses(&self) -> std::collections::BTreeSet<String> {
+        self.files.iter().flat_map(|f| f.ports.iter().map(|p| format!("{}:{p}", f.address))).collect()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Keeps a listener on every stable address the service files name; an
+/// address still held by a workload of the layout before slots is retried.
+async fn serve_stable_addresses(services: Arc<Mutex<Services>>) {
+    let mut listeners: std::collections::HashMap<String, tokio::task::JoinHandle<()>> = Default::default();
+    loop {
+        let wanted = {
+            let mut s = lock(&services);
+            s.refresh();
+            s.stable_addresses()
+        };
+        listeners.retain(|addr, task| {
+            let keep = wanted.contains(addr) && !task.is_finished();
+            if !keep {
+                task.abort();
+            }
+            keep
+        });
+        for addr in wanted {
+            if listeners.contains_key(&addr) {
+                continue;
+            }
+            if let Ok(listener) = tokio::net::TcpListener::bind(&addr).await {
+                listeners.insert(addr.clone(), tokio::spawn(forward(listener, addr, services.clone())));
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Forwards each connection to the slot serving `stable` when it arrives.
+async fn forward(listener: tokio::net::TcpListener, stable: String, services: Arc<Mutex<Services>>) {
+    loop {
+        let Ok((mut inbound, _)) = listener.accept().await else { continue };
+        let backend = {
+            let mut s = lock(&services);
+            s.refresh();
+            s.backend(&stable)
+        };
+        tokio::spawn(async move {
+            if let Some(backend) = backend
+                && let Ok(mut outbound) = tokio::net::TcpStream::connect(&backend).await
+            {
+                let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+            }
+        });
+    }
+}
+
 type Body = BoxBody<Bytes, hyper::Error>;
 
 fn text(status: StatusCode, msg: String) -> Response<Body> {
@@ -78,6 +180,7 @@ fn text(status: StatusCode, msg: String) -> Response<Body> {
 
 async fn handle(
     table: Arc<Mutex<Table>>,
+    services: Arc<Mutex<Services>>,
     client: Client<HttpConnector, Incoming>,
     timeout: Duration,
     mut req: Request<Incoming>,
@@ -103,8 +206,13 @@ async fn handle(
             ));
         }
     };
+    let backend = {
+        let mut s = lock(&services);
+        s.refresh();
+        s.backend(&route.backend).unwrap_or_else(|| route.backend.clone())
+    };
     let pq = req.uri().path_and_query().map_or("/", |p| p.as_str()).to_string();
-    match format!("http://{}{pq}", route.backend).parse() {
+    match format!("http://{backend}{pq}").parse() {
         Ok(uri) => *req.uri_mut() = uri,
         Err(e) => return Ok(text(StatusCode::BAD_GATEWAY, format!("paved: bad backend {}: {e}\n", route.backend))),
     }
@@ -125,6 +233,9 @@ async fn handle(
 pub async fn serve(routes: PathBuf, listen: SocketAddr, request_timeout: Duration) -> Result<(), String> {
     let listener =
         tokio::net::TcpListener::bind(listen).await.map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+    let services_dir = routes.parent().map_or_else(|| PathBuf::from("services"), |p| p.join("services"));
+    let services = Arc::new(Mutex::new(Services { dir: services_dir, loaded: None, files: Vec::new() }));
+    tokio::spawn(serve_stable_addresses(services.clone()));
     let table = Arc::new(Mutex::new(Table { dir: routes, loaded: None, routes: Vec::new() }));
     let client: Client<HttpConnector, Incoming> = Client::builder(TokioExecutor::new()).build_http();
     loop {
@@ -132,10 +243,11 @@ pub async fn serve(routes: PathBuf, listen: SocketAddr, request_timeout: Duratio
             Ok(s) => s,
             Err(_) => continue,
         };
-        let (table, client) = (table.clone(), client.clone());
+        let (table, services, client) = (table.clone(), services.clone(), client.clone());
         tokio::spawn(async move {
-            let service =
-                hyper::service::service_fn(move |req| handle(table.clone(), client.clone(), request_timeout, req));
+            let service = hyper::service::service_fn(move |req| {
+                handle(table.clone(), services.clone(), client.clone(), request_timeout, req)
+            });
             let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
         });
     }

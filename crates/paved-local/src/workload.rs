@@ -11,12 +11,14 @@
 
 use crate::Config;
 use crate::fsutil;
+use crate::slots::{self, Slot};
 use async_trait::async_trait;
 use paved_engine::{Driver, DriverError, Observation, Outputs, Resource};
+use paved_model::Strategy;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -121,10 +123,6 @@ pub(crate) fn permanent(e: impl std::fmt::Display) -> DriverError {
 }
 
 impl WorkloadDriver {
-    fn dir(&self, r: &Resource) -> PathBuf {
-        self.config.workload_dir(&r.environment, &r.name)
-    }
-
     fn outputs(r: &Resource) -> Outputs {
         let address = r.properties["address"].as_str().unwrap_or_default().to_string();
         let mut out = Outputs::from([("address".to_string(), json!(address))]);
@@ -138,14 +136,187 @@ impl WorkloadDriver {
         if r.properties["runtime"] == "docker" { &self.docker } else { &self.process }
     }
 
-    async fn start(&self, r: &Resource) -> Result<Outputs, DriverError> {
-        let dir = self.dir(r);
+    /// What was applied last, if anything.
+    fn applied(&self, r: &Resource) -> Result<Option<Resource>, DriverError> {
+        let file = slots::workload_dir(&self.config, r).join("properties.json");
+        let properties = fsutil::read_json::<Value>(&file).map_err(permanent)?;
+        Ok(properties.map(|properties| Resource { properties, ..r.clone() }))
+    }
+
+    /// Starts `r` in `slot` (restarting whatever ran there).
+    async fn run_in(&self, r: &Resource, slot: Slot) -> Result<(), DriverError> {
+        let dir = slots::slot_dir(&self.config, r, slot);
         std::fs::create_dir_all(&dir).map_err(|e| DriverError::Retryable(e.to_string()))?;
-        self.runtime(r).start(r, &dir).await?;
-        // Written last: a workload whose start failed is not taken as applied.
-        fsutil::write_json(&dir.join("properties.json"), &r.properties, true).map_err(DriverError::Retryable)?;
+        self.runtime(r).start(&slots::in_slot(r, slot), &dir).await
+    }
+
+    async fn stop_slot(&self, r: &Resource, slot: Slot) -> Result<(), DriverError> {
+        self.runtime(r).stop(&slots::in_slot(r, slot), &slots::slot_dir(&self.config, r, slot)).await
+    }
+
+    /// Running, every readiness probe passing and every port listening on the slot's address.
+    async fn healthy(&self, r: &Resource, slot: Slot) -> Result<Result<(), String>, DriverError> {
+        let (run, dir) = (slots::in_slot(r, slot), slots::slot_dir(&self.config, r, slot));
+        let runtime = self.runtime(r);
+        let state = runtime.state(&run, &dir).await?;
+        if state != "running" {
+            return Ok(Err(format!("is {state}")));
+        }
+        if !runtime.ready(&run, &dir).await? {
+            return Ok(Err("fails its readiness probe".into()));
+        }
+        let listening = listening_ports(&run).await?;
+        let missing: Vec<String> = target_ports(&r.properties)
+            .into_iter()
+            .filter(|(name, _)| listening.get(name).is_none())
+            .map(|(_, port)| port.to_string())
+            .collect();
+        if !missing.is_empty() {
+            return Ok(Err(format!("does not listen on port {}", missing.join(", "))));
+        }
+        Ok(Ok(()))
+    }
+
+    /// Waits until the slot is healthy; the last reason it was not, on timeout.
+    async fn wait_ready(&self, r: &Resource, slot: Slot, timeout: Duration) -> Result<Result<(), String>, DriverError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let why = match self.healthy(r, slot).await? {
+                Ok(()) => return Ok(Ok(())),
+                Err(why) => why,
+            };
+            if tokio::time::Instant::now() >= deadline {
+                return Ok(Err(format!("did not become ready within {timeout:?}: it {why}")));
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Watches the slot stay healthy for `soak`.
+    async fn soak(&self, r: &Resource, slot: Slot, soak: Duration) -> Result<Result<(), String>, DriverError> {
+        let deadline = tokio::time::Instant::now() + soak;
+        while tokio::time::Instant::now() < deadline {
+            if let Err(why) = self.healthy(r, slot).await? {
+                return Ok(Err(format!("failed during the {soak:?} soak: it {why}")));
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        Ok(Ok(()))
+    }
+
+    /// The health gate: ready in time, then healthy for the whole soak.
+    async fn gate(&self, r: &Resource, slot: Slot, rollout: &Rollout) -> Result<Result<(), String>, DriverError> {
+        match self.wait_ready(r, slot, rollout.ready_timeout()).await? {
+            Ok(()) => self.soak(r, slot, rollout.soak()).await,
+            failed => Ok(failed),
+        }
+    }
+
+    /// Records `r` as applied: written last, so a rollout that did not finish is not taken as applied.
+    fn finish(&self, r: &Resource) -> Result<Outputs, DriverError> {
+        let file = slots::workload_dir(&self.config, r).join("properties.json");
+        fsutil::write_json(&file, &r.properties, true).map_err(DriverError::Retryable)?;
         Ok(Self::outputs(r))
     }
+
+    /// A first start, in the slot that served last (a crashed run's, if any).
+    async fn first_start(&self, r: &Resource) -> Result<Outputs, DriverError> {
+        let slot = slots::active(&self.config, &r.environment, &r.name).unwrap_or(Slot::Blue);
+        self.run_in(r, slot).await?;
+        slots::switch(&self.config, r, slot)?;
+        if let Some(rollout) = Rollout::of(r)
+            && let Err(why) = self.gate(r, slot, &rollout).await?
+        {
+            self.stop_slot(r, slot).await?;
+            return Err(failed_rollout(r, &why, "nothing ran before, so nothing runs now"));
+        }
+        self.finish(r)
+    }
+
+    /// Stops the old version, starts the new one in the same slot; a new
+    /// version that fails the gate is replaced by the old one again.
+    async fn recreate(&self, old: &Resource, r: &Resource, slot: Slot) -> Result<Outputs, DriverError> {
+        self.stop_slot(old, slot).await?;
+        self.run_in(r, slot).await?;
+        slots::switch(&self.config, r, slot)?;
+        if let Some(rollout) = Rollout::of(r)
+            && let Err(why) = self.gate(r, slot, &rollout).await?
+        {
+            self.stop_slot(r, slot).await?;
+            self.run_in(old, slot).await?;
+            slots::switch(&self.config, old, slot)?;
+            return Err(failed_rollout(r, &why, "the previous version was started again"));
+        }
+        self.finish(r)
+    }
+
+    /// Starts the new version in the other slot and switches to it when it is
+    /// ready; blue-green soaks it before the switch, rolling after.
+    async fn beside(
+        &self,
+        old: &Resource,
+        r: &Resource,
+        from: Slot,
+        rollout: &Rollout,
+    ) -> Result<Outputs, DriverError> {
+        let to = from.other();
+        self.run_in(r, to).await?;
+        let before_switch = match rollout.strategy {
+            Strategy::BlueGreen => self.gate(r, to, rollout).await?,
+            _ => self.wait_ready(r, to, rollout.ready_timeout()).await?,
+        };
+        if let Err(why) = before_switch {
+            self.stop_slot(r, to).await?;
+            return Err(failed_rollout(r, &why, "the previous version kept serving"));
+        }
+        slots::switch(&self.config, r, to)?;
+        // Requests that reached the old version finish before it stops.
+        tokio::time::sleep(DRAIN).await;
+        self.stop_slot(old, from).await?;
+        if rollout.strategy == Strategy::Rolling
+            && let Err(why) = self.soak(r, to, rollout.soak()).await?
+        {
+            self.run_in(old, from).await?;
+            let _ = self.wait_ready(old, from, rollout.ready_timeout()).await?;
+            slots::switch(&self.config, old, from)?;
+            tokio::time::sleep(DRAIN).await;
+            self.stop_slot(r, to).await?;
+            return Err(failed_rollout(r, &why, "switched back to the previous version"));
+        }
+        self.finish(r)
+    }
+}
+
+/// How long a slot that stopped serving keeps running for requests in flight.
+const DRAIN: Duration = Duration::from_millis(1500);
+
+/// A workload's `rollout` property: present when a deployment put it there.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Rollout {
+    strategy: Strategy,
+    soak_ms: u64,
+    ready_timeout_ms: u64,
+}
+
+impl Rollout {
+    fn of(r: &Resource) -> Option<Rollout> {
+        serde_json::from_value(r.properties.get("rollout")?.clone()).ok()
+    }
+
+    fn soak(&self) -> Duration {
+        Duration::from_millis(self.soak_ms)
+    }
+
+    fn ready_timeout(&self) -> Duration {
+        Duration::from_millis(self.ready_timeout_ms.max(1000))
+    }
+}
+
+/// A rollout the health gate stopped. Permanent: applying the same artifact again would fail the same way.
+fn failed_rollout(r: &Resource, why: &str, outcome: &str) -> DriverError {
+    let artifact = r.properties["artifact"].as_str().unwrap_or("the new version");
+    DriverError::Permanent(format!("rollout of {artifact} failed: the new version {why}; {outcome}"))
 }
 
 pub(crate) fn target_ports(properties: &Value) -> BTreeMap<String, u16> {
@@ -203,30 +374,56 @@ pub(crate) fn write_file(root: &Path, target: &str, f: &FileSpec) -> Result<(), 
 #[async_trait]
 impl Driver for WorkloadDriver {
     async fn observe(&self, r: &Resource) -> Result<Observation, DriverError> {
-        let dir = self.dir(r);
-        let Some(mut properties) = fsutil::read_json::<Value>(&dir.join("properties.json")).map_err(permanent)? else {
-            return Ok(Observation::Absent);
-        };
-        let applied = Resource { properties: properties.clone(), ..r.clone() };
+        let Some(applied) = self.applied(r)? else { return Ok(Observation::Absent) };
+        let slot = slots::active(&self.config, &r.environment, &r.name).unwrap_or(Slot::Blue);
+        let (run, dir) = (slots::in_slot(&applied, slot), slots::slot_dir(&self.config, r, slot));
         let runtime = self.runtime(&applied);
-        let state = runtime.state(&applied, &dir).await?;
+        let mut properties = applied.properties.clone();
+        let state = runtime.state(&run, &dir).await?;
         properties["state"] = json!(state);
-        let ready = state == "running" && runtime.ready(&applied, &dir).await?;
-        properties["ports"] = listening_ports(&applied).await?;
+        let ready = state == "running" && runtime.ready(&run, &dir).await?;
+        properties["ports"] = listening_ports(&run).await?;
         Ok(Observation::Present { properties, outputs: Self::outputs(&applied), ready })
     }
 
     async fn create(&self, r: &Resource) -> Result<Outputs, DriverError> {
-        self.start(r).await
+        match self.applied(r)? {
+            Some(old) => self.update_from(&old, r).await,
+            None => self.first_start(r).await,
+        }
     }
 
     async fn update(&self, r: &Resource) -> Result<Outputs, DriverError> {
-        self.start(r).await
+        self.create(r).await
     }
 
     async fn delete(&self, r: &Resource) -> Result<(), DriverError> {
-        let dir = self.dir(r);
-        self.runtime(r).stop(r, &dir).await?;
+        let applied = self.applied(r)?.unwrap_or_else(|| r.clone());
+        slots::unpublish(&self.config, r)?;
+        for slot in [Slot::Blue, Slot::Green] {
+            self.stop_slot(&applied, slot).await?;
+        }
+        // Whatever runs under the workload's directory (an older layout included).
+        let dir = slots::workload_dir(&self.config, r);
+        self.runtime(&applied).stop(&applied, &dir).await?;
         crate::remove_dir(&dir).map_err(DriverError::Retryable)
+    }
+}
+
+impl WorkloadDriver {
+    async fn update_from(&self, old: &Resource, r: &Resource) -> Result<Outputs, DriverError> {
+        let from = slots::active(&self.config, &r.environment, &r.name).unwrap_or(Slot::Blue);
+        if old.properties["runtime"] != "docker" {
+            // A supervisor of the layout before slots runs in the workload directory itself.
+            crate::supervisor::stop(&slots::workload_dir(&self.config, r)).await.map_err(DriverError::Retryable)?;
+        }
+        // A runtime change cannot overlap two versions: the old one stops first.
+        let same_runtime = old.properties["runtime"] == r.properties["runtime"];
+        match Rollout::of(r) {
+            Some(rollout) if rollout.strategy != Strategy::Recreate && same_runtime => {
+                self.beside(old, r, from, &rollout).await
+            }
+            _ => self.recreate(old, r, from).await,
+        }
     }
 }

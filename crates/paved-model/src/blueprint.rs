@@ -9,6 +9,7 @@
 use crate::duration::SpecDuration;
 use crate::environment::EnvType;
 use crate::meta::Metadata;
+use crate::rollout::RolloutSpec;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -44,6 +45,9 @@ pub struct BlueprintSpec {
     /// What the control plane does about an edit made outside paved.
     #[serde(default, skip_serializing_if = "DriftMode::is_default")]
     pub drift: DriftMode,
+    /// Deployment defaults and the promotion order of environment types.
+    #[serde(default, skip_serializing_if = "RolloutSpec::is_default")]
+    pub rollout: RolloutSpec,
 }
 
 /// What paved's reconciler does when an environment drifted.

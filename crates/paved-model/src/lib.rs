@@ -16,6 +16,7 @@ pub mod environment;
 pub mod kind;
 pub mod meta;
 pub mod placeholder;
+pub mod rollout;
 pub mod score;
 pub mod team;
 
@@ -26,6 +27,7 @@ pub use duration::SpecDuration;
 pub use environment::{BlueprintRef, EnvType, Environment, EnvironmentSpec};
 pub use kind::{Kind, PAVED_API_VERSION, SCORE_API_VERSION};
 pub use meta::Metadata;
+pub use rollout::{RolloutSpec, Strategy};
 pub use score::Workload;
 pub use team::{Team, TeamSpec};
 

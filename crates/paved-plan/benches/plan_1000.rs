@@ -77,6 +77,7 @@ fn main() {
             services: services.clone(),
             capabilities: Capabilities { docker: true, redis_server: false },
             addresses: Default::default(),
+            releases: Default::default(),
         };
         let graph = plan(&input).expect("plans");
         let bytes = graph.to_bytes();

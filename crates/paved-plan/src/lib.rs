@@ -25,7 +25,8 @@ pub mod terraform;
 pub use diff::{Action, FieldChange, Plan, PlannedNode, diff, field_changes, leaf_fields, set_field};
 pub use graph::{Node, ResourceGraph};
 
-use paved_model::{Blueprint, CloudAccount, Environment, Provider, Workload};
+use paved_model::{Blueprint, CloudAccount, Environment, Provider, Strategy, Workload};
+use std::collections::BTreeMap;
 
 /// What the target can do, detected by the caller (planning itself does no I/O).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -47,6 +48,19 @@ pub struct PlanInput<'a> {
     pub capabilities: Capabilities,
     /// Address blocks already taken in the account (cloud providers).
     pub addresses: aws::AddressPlan,
+    /// The artifact each service should run here (its current deployment);
+    /// services without one run the image their Score file names.
+    pub releases: BTreeMap<String, Release>,
+}
+
+/// A deployment as planning sees it: which digest, rolled out how.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Release {
+    /// `sha256:…` of the artifact.
+    pub artifact: String,
+    pub strategy: Strategy,
+    pub soak_ms: u64,
+    pub ready_timeout_ms: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -75,6 +89,10 @@ pub enum PlanError {
     RegionNotAllowed { environment: String, region: String, account: String, allowed: String },
     #[error("environment `{environment}` cannot get an address block: {reason}")]
     AddressSpace { environment: String, reason: String },
+    #[error(
+        "service `{service}` has containers {containers}; a deployment replaces the image of one of them: name it `{service}`"
+    )]
+    AmbiguousArtifact { service: String, containers: String },
     #[error("node `{node}` depends on `{missing}`, which is not in the graph")]
     DanglingDependency { node: String, missing: String },
     #[error("dependency cycle: {}", path.join(" → "))]

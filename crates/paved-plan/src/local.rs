@@ -12,9 +12,10 @@
 //! | `dns`                     | `local.dns`                     | `SERVICE.ENV.localhost` |
 //! | `route`                   | `local.route`                   | a path on the proxy to the service |
 //! | `service`                 | `local.service-link`            | a stable URL of another service in the environment |
+//! | deployment (paved)        | `local.workload` `artifact`, `rollout` | the deployed digest replaces the main container's image; the strategy is the driver's |
 
 use crate::resolve::{self, ResourceBinding};
-use crate::{Capabilities, Node, PlanError, PlanInput, ResourceGraph};
+use crate::{Capabilities, Node, PlanError, PlanInput, Release, ResourceGraph};
 use paved_model::Workload;
 use paved_model::account::LocalRuntime;
 use paved_model::blueprint::{DatabaseEngine, Runtime};
@@ -257,15 +258,18 @@ pub fn translate(input: &PlanInput<'_>) -> Result<ResourceGraph, Vec<PlanError>>
             bindings.insert(rname.clone(), binding);
         }
 
-        let workload = match workload_properties(w, &bindings, runtime, replicas, &size_name(&size), &address) {
+        let workload = match workload_properties(w, &bindings, runtime, replicas, &size_name(&size), &address)
+            .and_then(|props| with_release(w, props, input.releases.get(svc)))
+        {
             Ok(props) => props,
             Err(e) => {
                 errors.push(e);
                 continue;
             }
         };
+        // After the proxy: it serves the service's stable address (see `paved_local::proxy`).
         let deps: Vec<String> =
-            std::iter::once(network.clone()).chain(bindings.values().map(|b| b.node.clone())).collect();
+            [network.clone(), proxy.clone()].into_iter().chain(bindings.values().map(|b| b.node.clone())).collect();
         let workload_id = g.add(Node::new("local.workload", svc, workload).after(deps).outputs(&["url"]));
 
         for (rname, key) in routes {
@@ -285,6 +289,32 @@ pub fn translate(input: &PlanInput<'_>) -> Result<ResourceGraph, Vec<PlanError>>
         }
     }
     if errors.is_empty() { Ok(g) } else { Err(errors) }
+}
+
+/// Runs the deployed artifact in the service's main container (the one named
+/// like the service, or its only one) and records how to roll it out.
+fn with_release(w: &Workload, mut props: Value, release: Option<&Release>) -> Result<Value, PlanError> {
+    let Some(release) = release else { return Ok(props) };
+    let svc = &w.metadata.name;
+    let main = if w.containers.len() == 1 {
+        w.containers.keys().next()
+    } else {
+        w.containers.get_key_value(svc).map(|(k, _)| k)
+    };
+    let Some(main) = main else {
+        return Err(PlanError::AmbiguousArtifact {
+            service: svc.clone(),
+            containers: w.containers.keys().map(|c| format!("`{c}`")).collect::<Vec<_>>().join(", "),
+        });
+    };
+    props["containers"][main]["image"] = json!(release.artifact);
+    props["artifact"] = json!(release.artifact);
+    props["rollout"] = json!({
+        "strategy": release.strategy.as_str(),
+        "soakMs": release.soak_ms,
+        "readyTimeoutMs": release.ready_timeout_ms,
+    });
+    Ok(props)
 }
 
 /// The port a service listens on (`targetPort`) for its first declared port.

@@ -172,6 +172,7 @@ impl From<ControlError> for ApiError {
             }
             ControlError::Secret(e) => e.into(),
             ControlError::Identity(e) => e.into(),
+            ControlError::Deploy(e) => e.into(),
             ControlError::Unplannable { environment, problems } => ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "unplannable",
@@ -195,6 +196,20 @@ impl From<paved_control::SecretError> for ApiError {
             }
             // Does not open, wrong KEK, KMS unreachable: the server's keys, not the request.
             e => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "secrets-unavailable", e.to_string()),
+        }
+    }
+}
+
+impl From<paved_control::DeployRefusal> for ApiError {
+    fn from(e: paved_control::DeployRefusal) -> ApiError {
+        use paved_control::DeployRefusal as R;
+        match e {
+            e @ R::NotADigest(_) => ApiError::invalid("artifact", e.to_string()),
+            e @ (R::UnknownArtifact { .. } | R::UnknownService { .. }) => ApiError::not_found(e.to_string()),
+            e @ R::Bundle(_) => ApiError::invalid("bundle", e.to_string()),
+            e @ R::TagTaken { .. } => ApiError::new(StatusCode::CONFLICT, "tag-taken", e.to_string()),
+            // Refused by the promotion rules: the request is fine, the state does not allow it.
+            e => ApiError::new(StatusCode::CONFLICT, "not-deployable", e.to_string()),
         }
     }
 }

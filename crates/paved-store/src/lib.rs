@@ -19,6 +19,9 @@
 //! and PostgreSQL through sqlx's `Any` driver; the dialects differ only in
 //! their migration files.
 //!
+//! Artifacts and deployments ([`releases`]) are kept forever; a deployment
+//! only moves forward through its statuses.
+//!
 //! Secrets ([`secrets`]) are stored sealed: data keys wrapped by a
 //! key-encryption key, values encrypted with them, OIDC signing keys
 //! wrapped the same way. The store never holds a plaintext.
@@ -28,6 +31,7 @@
 //! timestamps).
 
 pub mod audit;
+pub mod releases;
 pub mod secrets;
 mod sql;
 #[cfg(feature = "testing")]
@@ -35,6 +39,9 @@ pub mod testing;
 pub mod tokens;
 
 pub use audit::{AuditEvent, AuditFilter, AuditOutcome, NewAuditEvent, RequestContext, Verification};
+pub use releases::{
+    Artifact, ArtifactPut, Deployment, DeploymentFilter, DeploymentStatus, NewDeployment, ReleaseStore,
+};
 pub use secrets::{Rewrapped, SecretStore, StoredDataKey, StoredSecret, StoredSigningKey};
 pub use sql::SqlStore;
 pub use tokens::ApiToken;
@@ -122,7 +129,7 @@ pub enum Lock {
 }
 
 #[async_trait]
-pub trait Store: SecretStore + Send + Sync {
+pub trait Store: SecretStore + ReleaseStore + Send + Sync {
     /// The current generation of every live (not deleted) object, optionally
     /// of one kind, ordered by kind and name.
     async fn list(&self, kind: Option<&str>) -> Result<Vec<Record>, StoreError>;

@@ -7,6 +7,9 @@
 //! bundles) or the first argument (`paved-demo api`). Configuration comes
 //! from the environment, as Score variables: `HOST`, `PORT`, `DATABASE_URL`,
 //! `API_URL`, and `PAVED_ROOT` for files.
+//!
+//! `api --never-ready` never passes its readiness probe (a broken release,
+//! for rollout tests); `GET /version` says which artifact runs.
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -52,7 +55,8 @@ struct Item {
     name: String,
 }
 
-async fn api() {
+async fn api(args: &[String]) {
+    let never_ready = args.iter().any(|a| a == "--never-ready");
     let pool = connect().await;
     let env = var("PAVED_ENVIRONMENT", "unknown");
     sqlx::raw_sql("CREATE TABLE IF NOT EXISTS items (id serial PRIMARY KEY, name text NOT NULL)")
@@ -71,7 +75,8 @@ async fn api() {
         .route("/items", get(list_items).post(add_item))
         .route("/healthz", get(healthz))
         .route("/hang", axum::routing::post(hang))
-        .route("/readyz", get(ready))
+        .route("/readyz", get(move |state| ready(state, never_ready)))
+        .route("/version", get(version))
         .with_state(pool);
     axum::serve(listen("8080").await, app).await.unwrap_or_else(|e| fail(e.to_string()));
 }
@@ -115,7 +120,15 @@ async fn add_item(State(pool): State<PgPool>, Json(item): Json<NewItem>) -> Resu
         .map_err(|e| (StatusCode::SERVICE_UNAVAILABLE, e.to_string()))
 }
 
-async fn ready(State(pool): State<PgPool>) -> impl IntoResponse {
+/// The artifact this process runs (`PAVED_IMAGE_DIGEST`, set by the process runtime).
+async fn version() -> Json<serde_json::Value> {
+    Json(serde_json::json!({"digest": var("PAVED_IMAGE_DIGEST", ""), "pid": std::process::id()}))
+}
+
+async fn ready(State(pool): State<PgPool>, never_ready: bool) -> impl IntoResponse {
+    if never_ready {
+        return (StatusCode::SERVICE_UNAVAILABLE, "never ready (--never-ready)".to_string());
+    }
     match sqlx::query("SELECT 1").execute(&pool).await {
         Ok(_) => (StatusCode::OK, "ready".to_string()),
         Err(e) => (StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
@@ -210,7 +223,7 @@ async fn main() {
         String::new()
     };
     match role.as_str() {
-        "api" => api().await,
+        "api" => api(&args).await,
         "worker" => worker(&args).await,
         "web" => web().await,
         _ => fail("usage: paved-demo api|worker|web (or run it as /bin/api, /bin/worker, /bin/web)".into()),

@@ -29,6 +29,8 @@ pub const LABEL_INSTANCE: &str = "paved.instance";
 pub const LABEL_ENVIRONMENT: &str = "paved.environment";
 pub const LABEL_SERVICE: &str = "paved.service";
 pub const LABEL_CONTAINER: &str = "paved.container";
+/// Which of a workload's two slots a container belongs to (`blue`, `green`).
+pub const LABEL_SLOT: &str = "paved.slot";
 /// A digest of what the container was created from: a different one means
 /// the container must be recreated (containers are immutable).
 pub const LABEL_SPEC: &str = "paved.spec";

@@ -14,7 +14,7 @@
 
 use super::liveness::{Watch, WatchProbe};
 use super::rootfs::{ImageConfig, RootFs};
-use super::{LABEL_CONTAINER, LABEL_ENVIRONMENT, LABEL_SERVICE, LABEL_SPEC, api_err, engine, is_not_found};
+use super::{LABEL_CONTAINER, LABEL_ENVIRONMENT, LABEL_SERVICE, LABEL_SLOT, LABEL_SPEC, api_err, engine, is_not_found};
 use crate::Config;
 use crate::fsutil;
 use crate::supervisor::{self, ContainerSpec, Spec};
@@ -104,13 +104,23 @@ async fn image_id(docker: &Docker, config: &Config, name: &str) -> Result<String
     fs.build(docker, "paved-local/bundle", &image_config).await.map_err(DriverError::Retryable)
 }
 
-/// The label filter of a workload's containers.
-fn service_labels(r: &Resource) -> [String; 2] {
-    [format!("{LABEL_ENVIRONMENT}={}", r.environment), format!("{LABEL_SERVICE}={}", r.name)]
+/// The slot a resource runs in (see [`crate::slots`]); none for a whole-service operation.
+fn slot(r: &Resource) -> Option<&str> {
+    r.properties["slot"].as_str()
+}
+
+/// The label filter of a workload's containers: of one slot, or of every slot.
+fn service_labels(r: &Resource) -> Vec<String> {
+    let mut labels = vec![format!("{LABEL_ENVIRONMENT}={}", r.environment), format!("{LABEL_SERVICE}={}", r.name)];
+    labels.extend(slot(r).map(|s| format!("{LABEL_SLOT}={s}")));
+    labels
 }
 
 fn container_name(config: &Config, r: &Resource, container: &str) -> String {
-    config.docker_name(&r.environment, &[&r.name, container])
+    match slot(r) {
+        Some(slot) => config.docker_name(&r.environment, &[&r.name, slot, container]),
+        None => config.docker_name(&r.environment, &[&r.name, container]),
+    }
 }
 
 /// Creates (or recreates, when the properties changed) and starts the
@@ -238,7 +248,12 @@ async fn start(config: &Config, r: &Resource, dir: &Path) -> Result<(), DriverEr
             labels: Some(super::labels(
                 config,
                 &r.environment,
-                &[(LABEL_SERVICE, &r.name), (LABEL_CONTAINER, cname), (LABEL_SPEC, &digest)],
+                &[
+                    (LABEL_SERVICE, &r.name),
+                    (LABEL_CONTAINER, cname),
+                    (LABEL_SPEC, &digest),
+                    (LABEL_SLOT, slot(r).unwrap_or_default()),
+                ],
             )),
             exposed_ports: exposed,
             host_config: Some(host),

@@ -48,6 +48,7 @@ impl World {
             services,
             capabilities: caps,
             addresses: Default::default(),
+            releases: Default::default(),
         }
     }
 }

@@ -1,0 +1,242 @@
+//! Build once, promote by digest: artifacts, deployments with their health
+//! gate and strategies, rollback, promotion rules and `paved status`, on the
+//! real binary and the local provider's processes.
+
+mod support;
+
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+use support::Platform;
+
+/// A bundle of the demo api: its program and a `RELEASE` file, so each
+/// release has content of its own; `args` go to the program (`cmd`).
+fn bundle(p: &Platform, name: &str, args: &[&str]) -> PathBuf {
+    let dir = p.data.path().join("builds").join(name);
+    std::fs::create_dir_all(dir.join("bin")).unwrap();
+    std::fs::copy(env!("CARGO_BIN_EXE_paved-demo"), dir.join("bin/api")).unwrap();
+    std::fs::write(dir.join("RELEASE"), name).unwrap();
+    let manifest = serde_json::json!({"entrypoint": ["/bin/api"], "cmd": args});
+    std::fs::write(dir.join("bundle.json"), manifest.to_string()).unwrap();
+    dir
+}
+
+fn push(p: &Platform, dir: &Path, commit: &str, tags: &[&str]) -> String {
+    let mut args = vec!["artifact", "push", dir.to_str().unwrap(), "--service", "api", "--commit", commit];
+    for t in tags {
+        args.extend(["--tag", t]);
+    }
+    let digest = p.ok(&args).trim().to_string();
+    assert!(digest.starts_with("sha256:") && digest.len() == 71, "{digest}");
+    digest
+}
+
+/// Runs paved; `(success, stdout, stderr)`.
+fn run(p: &Platform, args: &[&str]) -> (bool, String, String) {
+    let out = p.command(args).output().unwrap();
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+}
+
+fn address(p: &Platform, env: &str) -> String {
+    let file = p.data.path().join("local/envs").join(env).join("network.json");
+    let v: Value = serde_json::from_slice(&std::fs::read(file).unwrap()).unwrap();
+    v["address"].as_str().unwrap().to_string()
+}
+
+fn get(addr: &str, host: &str, path: &str) -> std::io::Result<(u16, String)> {
+    let mut s = TcpStream::connect(addr)?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n")?;
+    let mut resp = String::new();
+    s.read_to_string(&mut resp)?;
+    let status = resp.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    Ok((status, resp.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default()))
+}
+
+/// What api runs in `env`, asked at its stable address: the digest it was
+/// started from, and the SHA-256 of the program file its process executes.
+fn running(p: &Platform, env: &str) -> (String, String) {
+    let addr = format!("{}:8080", address(p, env));
+    let (status, body) = get(&addr, "api", "/version").unwrap_or_else(|e| panic!("api in {env} at {addr}: {e}"));
+    assert_eq!(status, 200, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    let exe = std::fs::read(format!("/proc/{}/exe", v["pid"])).unwrap();
+    (v["digest"].as_str().unwrap().to_string(), hex::encode(Sha256::digest(exe)))
+}
+
+fn file_sha(path: &Path) -> String {
+    hex::encode(Sha256::digest(std::fs::read(path).unwrap()))
+}
+
+/// Requests api's stable address and web's route over and over until stopped;
+/// counts requests and failures (anything but 200).
+struct Prober {
+    stop: Arc<AtomicBool>,
+    requests: Arc<AtomicU64>,
+    failures: Arc<std::sync::Mutex<Vec<String>>>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Prober {
+    fn start(targets: Vec<(String, String, String)>) -> Prober {
+        let stop = Arc::new(AtomicBool::new(false));
+        let requests = Arc::new(AtomicU64::new(0));
+        let failures = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let threads = targets
+            .into_iter()
+            .map(|(addr, host, path)| {
+                let (stop, requests, failures) = (stop.clone(), requests.clone(), failures.clone());
+                std::thread::spawn(move || {
+                    while !stop.load(Ordering::SeqCst) {
+                        requests.fetch_add(1, Ordering::SeqCst);
+                        match get(&addr, &host, &path) {
+                            Ok((200, _)) => {}
+                            other => failures.lock().unwrap().push(format!("{host}{path}: {other:?}")),
+                        }
+                        std::thread::sleep(Duration::from_millis(20));
+                    }
+                })
+            })
+            .collect();
+        Prober { stop, requests, failures, threads }
+    }
+
+    /// `(requests, failures)`.
+    fn finish(self) -> (u64, Vec<String>) {
+        self.stop.store(true, Ordering::SeqCst);
+        for t in self.threads {
+            t.join().unwrap();
+        }
+        let failures = self.failures.lock().unwrap().clone();
+        (self.requests.load(Ordering::SeqCst), failures)
+    }
+}
+
+fn web_route(p: &Platform, env: &str) -> (String, String, String) {
+    let file = p.data.path().join("local/envs").join(env).join("proxy/proxy.json");
+    let port: Value = serde_json::from_slice(&std::fs::read(file).unwrap()).unwrap();
+    (format!("127.0.0.1:{}", port["port"]), format!("web.{env}.localhost"), "/".to_string())
+}
+
+fn history(p: &Platform, env: &str) -> Vec<Value> {
+    let v: Value = serde_json::from_str(&p.ok(&["history", "api", "-e", env, "-o", "json"])).unwrap();
+    v.as_array().unwrap().clone()
+}
+
+fn statuses(p: &Platform, env: &str) -> Vec<String> {
+    history(p, env).iter().map(|d| d["status"].as_str().unwrap().to_string()).collect()
+}
+
+#[test]
+fn one_artifact_is_promoted_by_digest_rolled_out_safely_rolled_back_and_shown_where_it_runs() {
+    let p = Platform::new();
+    p.ok(&["up"]);
+    p.ok(&["apply", "-e", "staging"]);
+    p.ok(&["apply", "-e", "production"]);
+
+    // Artifacts: content-addressed, pushing twice is a no-op, a tag never moves.
+    let (v1, v2) = (bundle(&p, "v1", &[]), bundle(&p, "v2", &[]));
+    let broken = bundle(&p, "broken", &["--never-ready"]);
+    let d1 = push(&p, &v1, "1111111aaaa", &["1.5.0"]);
+    assert_eq!(push(&p, &v1, "1111111aaaa", &["1.5.0"]), d1, "same content, same digest");
+    let (ok, _, err) = run(&p, &["artifact", "push", v2.to_str().unwrap(), "--service", "api", "--tag", "1.5.0"]);
+    assert!(!ok && err.contains("never reused"), "{err}");
+    let d2 = push(&p, &v2, "2222222bbbb", &["1.6.0"]);
+    let bad = push(&p, &broken, "3333333cccc", &[]);
+    let listed: Value = serde_json::from_str(&p.ok(&["artifact", "list", "--service", "api", "-o", "json"])).unwrap();
+    assert_eq!(listed.as_array().unwrap().len(), 3, "{listed}");
+
+    // Production accepts only digests already healthy in the stage before: no shortcut.
+    let (ok, _, err) = run(&p, &["deploy", "api", "-e", "production", "--artifact", &d1]);
+    assert!(!ok && err.contains("accepts only artifacts already healthy in a staging environment"), "{err}");
+    // Nor promotion from where it is not healthy.
+    let (ok, _, err) = run(&p, &["promote", "api", "--from", "staging", "--to", "production"]);
+    assert!(!ok && err.contains("is not healthy in `staging`"), "{err}");
+    let audit: Value = serde_json::from_str(&p.ok(&["audit", "list", "-o", "json"])).unwrap();
+    let denied: Vec<&str> = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["outcome"] == "denied")
+        .filter_map(|e| e["action"].as_str())
+        .collect();
+    assert!(denied.contains(&"deployment.create") && denied.contains(&"deployment.promote"), "{denied:?}");
+
+    // dev → staging → production, the same bytes everywhere.
+    let out = p.ok(&["deploy", "api", "-e", "dev", "--artifact", &d1]);
+    assert!(out.contains("is healthy"), "{out}");
+    p.ok(&["promote", "api", "--from", "dev", "--to", "staging"]);
+    p.ok(&["promote", "api", "--from", "staging", "--to", "production"]);
+    let program = file_sha(&v1.join("bin/api"));
+    for env in ["dev", "staging", "production"] {
+        assert_eq!(running(&p, env), (d1.clone(), program.clone()), "{env} runs v1");
+    }
+
+    // `paved status` says what runs.
+    let rows: Value = serde_json::from_str(&p.ok(&["status", "-o", "json"])).unwrap();
+    for env in ["dev", "staging", "production"] {
+        let row = rows.as_array().unwrap().iter().find(|r| r["service"] == "api" && r["environment"] == env).unwrap();
+        assert_eq!(row["artifact"], d1.as_str(), "{row}");
+        assert_eq!(row["health"], "healthy", "{row}");
+        assert_eq!(row["commit"], "1111111aaaa", "{row}");
+        assert_eq!(row["by"], "e2e", "{row}");
+    }
+    let table = p.ok(&["status"]);
+    assert!(table.contains("SERVICE") && table.contains(&d1[7..19]) && table.contains("@1111111"), "{table}");
+
+    // Blue-green: the old version serves until the new one has soaked; no request fails.
+    let stable = format!("{}:8080", address(&p, "dev"));
+    let probe = Prober::start(vec![
+        (stable.clone(), "api".into(), "/healthz".into()),
+        (stable.clone(), "api".into(), "/items".into()),
+        web_route(&p, "dev"),
+    ]);
+    let out = p.ok(&["deploy", "api", "-e", "dev", "--artifact", &d2, "--strategy", "blue-green", "--soak", "2s"]);
+    let (requests, failures) = probe.finish();
+    assert!(out.contains("is healthy (blue-green rollout)"), "{out}");
+    assert!(requests > 50, "only {requests} requests");
+    assert!(failures.is_empty(), "{} of {requests} requests failed during blue-green: {failures:?}", failures.len());
+    assert_eq!(running(&p, "dev"), (d2.clone(), file_sha(&v2.join("bin/api"))));
+
+    // A release that never becomes ready: rolled back automatically, the old one serving throughout.
+    let probe = Prober::start(vec![(stable.clone(), "api".into(), "/healthz".into())]);
+    let (ok, out, _) = run(&p, &["deploy", "api", "-e", "dev", "--artifact", &bad, "--strategy", "rolling"]);
+    let (requests, failures) = probe.finish();
+    assert!(!ok, "a broken release must fail the deploy: {out}");
+    assert!(out.contains("rolled-back") && out.contains("did not become ready"), "{out}");
+    assert!(
+        failures.is_empty(),
+        "{} of {requests} requests failed during a failed rolling deploy: {failures:?}",
+        failures.len()
+    );
+    assert_eq!(running(&p, "dev").0, d2, "the previous version still runs");
+    assert_eq!(statuses(&p, "dev"), ["superseded", "healthy", "rolled-back"]);
+
+    // Recreate stops the old version first; the broken one is replaced by it again.
+    let (ok, out, _) = run(&p, &["deploy", "api", "-e", "dev", "--artifact", &bad, "--strategy", "recreate"]);
+    assert!(!ok && out.contains("rolled-back"), "{out}");
+    assert_eq!(running(&p, "dev").0, d2);
+
+    // Rolling back on purpose: to the last healthy deployment before the current one.
+    let out = p.ok(&["rollback", "api", "-e", "dev"]);
+    assert!(out.contains("is healthy"), "{out}");
+    assert_eq!(running(&p, "dev").0, d1);
+    let h = history(&p, "dev");
+    assert_eq!(h.len(), 5);
+    assert_eq!(h[4]["artifact"], d1.as_str());
+    // Nothing drifted: what runs is what was applied.
+    p.ok(&["drift", "-e", "dev"]);
+
+    // Exactly once: the same request id deploys once.
+    let args = ["deploy", "api", "-e", "dev", "--artifact", &d2, "--request-id", "retry-me", "--soak", "1s"];
+    p.ok(&args);
+    let again = p.ok(&args);
+    assert!(again.contains("already made"), "{again}");
+    assert_eq!(history(&p, "dev").len(), 6);
+    assert_eq!(running(&p, "dev").0, d2);
+}

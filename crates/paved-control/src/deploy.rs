@@ -1,0 +1,717 @@
+//! Build once, promote by digest: artifacts, deployments, rollback,
+//! promotion and "what runs where".
+//!
+//! A deployment is a record (who, which digest, which strategy, its status)
+//! plus what it changes in the resource graph: the service's workload node
+//! runs the digest of the service's current deployment (the latest one that
+//! did not fail), with the deployment's strategy. Applying the environment
+//! rolls it out; the workload driver's health gate decides, and a failed
+//! rollout leaves the previous version serving. So `apply`, crash safety,
+//! drift and parity cover deployments like any node.
+
+use crate::{Caller, Control, ControlError, RunOptions};
+use paved_catalog::EnvironmentContext;
+use paved_engine::{Outcome, Progress};
+use paved_model::score::ANNOTATION_STAGES;
+use paved_model::{EnvType, Provider, Strategy};
+use paved_plan::Release;
+use paved_store::{
+    Artifact, ArtifactPut, AuditOutcome, Deployment, DeploymentFilter, DeploymentStatus, NewAuditEvent, NewDeployment,
+    RequestContext,
+};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+/// Why a deployment, rollback or promotion was not started.
+#[derive(Debug, thiserror::Error)]
+pub enum DeployRefusal {
+    #[error("artifact `{0}` is not a digest: write `sha256:` and 64 hexadecimal digits (see `paved artifact list`)")]
+    NotADigest(String),
+    #[error("artifact {digest} was never pushed; push it first with `paved artifact push DIR --service {service}`")]
+    UnknownArtifact { digest: String, service: String },
+    #[error("artifact {digest} was built for service `{built_for}`, not `{service}`")]
+    OtherService { digest: String, built_for: String, service: String },
+    #[error("service `{service}` is not deployed to environment `{environment}` (it has no Score spec recorded)")]
+    UnknownService { service: String, environment: String },
+    #[error("environment `{environment}` is on the {provider} provider; deployments run on the local provider for now")]
+    Provider { environment: String, provider: String },
+    #[error(
+        "{environment} accepts only artifacts already healthy in {previous} (promotion order {order}); {digest} never was. Deploy it there first, then `paved promote {service} --from ENV --to {environment}`"
+    )]
+    NotPromoted { service: String, environment: String, digest: String, previous: String, order: String },
+    #[error("service `{service}` is not healthy in `{environment}`{current}; only a healthy deployment is promoted")]
+    SourceUnhealthy { service: String, environment: String, current: String },
+    #[error("service `{service}` has no earlier healthy deployment in `{environment}` to roll back to")]
+    NothingToRollBackTo { service: String, environment: String },
+    #[error("deployment #{number} of `{service}` in `{environment}` {why}")]
+    BadRollbackTarget { service: String, environment: String, number: i64, why: String },
+    #[error("tag `{tag}` of service `{service}` already names {digest}; a tag is never reused: pick a new one")]
+    TagTaken { service: String, tag: String, digest: String },
+    #[error("{0}")]
+    Bundle(String),
+}
+
+/// What `paved artifact push` records besides the content.
+#[derive(Debug, Clone, Default)]
+pub struct BuildInfo {
+    pub service: String,
+    pub commit: Option<String>,
+    pub commit_time: Option<time::OffsetDateTime>,
+    pub branch: Option<String>,
+    pub tags: Vec<String>,
+}
+
+/// A deployment asked for.
+#[derive(Debug, Clone)]
+pub struct DeployRequest {
+    pub service: String,
+    pub environment: String,
+    pub artifact: String,
+    /// The blueprint's default when `None`.
+    pub strategy: Option<Strategy>,
+    pub soak: Option<Duration>,
+    /// Exactly once: a second request with this id returns the first one's deployment.
+    pub request_id: String,
+}
+
+/// How a deployment ended.
+#[derive(Debug, Clone, Serialize)]
+pub struct DeployResult {
+    pub deployment: Deployment,
+    /// `false` when the request id was seen before (nothing was deployed again).
+    pub created: bool,
+    /// The deployment that serves again after this one failed.
+    pub restored: Option<Deployment>,
+}
+
+/// One cell of the services × environments matrix.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct StatusRow {
+    pub service: String,
+    pub environment: String,
+    /// The deployment that should run (the latest that did not fail).
+    pub number: Option<i64>,
+    /// `sha256:…`, or the Score image for a service never deployed by digest.
+    pub artifact: String,
+    pub commit: Option<String>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub since: Option<time::OffsetDateTime>,
+    pub by: Option<String>,
+    /// `healthy`, `rolling-out`, `pending`, or `applied` (running the Score image).
+    pub health: String,
+    /// The latest deployment, when it failed or was rolled back.
+    pub last_failed: Option<i64>,
+}
+
+pub(crate) fn is_digest(s: &str) -> bool {
+    s.strip_prefix("sha256:").is_some_and(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+/// The deployment that should run per service: the latest that did not fail.
+fn current(deployments: &[Deployment]) -> BTreeMap<&str, &Deployment> {
+    let mut out = BTreeMap::new();
+    for d in deployments.iter().filter(|d| d.status.is_wanted()) {
+        out.insert(d.service.as_str(), d);
+    }
+    out
+}
+
+impl Control {
+    /// Stores a bundle in the content-addressed store and records it as an
+    /// artifact of a service. The same content again changes nothing.
+    pub async fn push_artifact(
+        &self,
+        caller: &Caller,
+        bundle: &std::path::Path,
+        build: &BuildInfo,
+    ) -> Result<(Artifact, ArtifactPut), ControlError> {
+        let images = self.local.images();
+        let src = bundle.to_path_buf();
+        let digest = tokio::task::spawn_blocking(move || images.import(&src, &[]))
+            .await
+            .map_err(|e| DeployRefusal::Bundle(e.to_string()))?
+            .map_err(DeployRefusal::Bundle)?;
+        let mut tags = build.tags.clone();
+        tags.sort();
+        tags.dedup();
+        let artifact = Artifact {
+            digest: digest.clone(),
+            service: build.service.clone(),
+            commit: build.commit.clone(),
+            commit_time: build.commit_time,
+            branch: build.branch.clone(),
+            builder: caller.actor.clone(),
+            created_at: self.clock.now(),
+            tags,
+        };
+        if let Some(existing) = self.store.artifact(&digest).await?
+            && existing.service != build.service
+        {
+            return Err(DeployRefusal::OtherService {
+                digest,
+                built_for: existing.service,
+                service: build.service.clone(),
+            }
+            .into());
+        }
+        let event = self
+            .event(caller, "artifact.push", format!("Artifact/{}", build.service), AuditOutcome::Succeeded)
+            .with_after(
+                &digest,
+                serde_json::json!({"commit": build.commit, "branch": build.branch, "tags": artifact.tags}),
+            );
+        match self.store.put_artifact(&artifact, &event).await? {
+            ArtifactPut::TagTaken { tag, digest } => {
+                Err(DeployRefusal::TagTaken { service: build.service.clone(), tag, digest }.into())
+            }
+            put => {
+                let stored = self.store.artifact(&digest).await?.unwrap_or(artifact);
+                Ok((stored, put))
+            }
+        }
+    }
+
+    /// The artifact each service of an environment should run (planning input).
+    pub(crate) async fn releases(&self, c: &EnvironmentContext) -> Result<BTreeMap<String, Release>, ControlError> {
+        let environment = &c.environment.metadata.name;
+        let filter = DeploymentFilter { environment: Some(environment.clone()), service: None };
+        let deployments = self.store.deployments(&filter).await?;
+        let rollout = &c.blueprint.spec.rollout;
+        let ready_timeout_ms = rollout.ready_timeout.parse().map_or(120_000, |d| d.as_millis() as u64);
+        Ok(current(&deployments)
+            .into_iter()
+            .map(|(service, d)| {
+                let release = Release {
+                    artifact: d.artifact.clone(),
+                    strategy: Strategy::parse(&d.strategy).unwrap_or_default(),
+                    soak_ms: d.soak_ms.max(0) as u64,
+                    ready_timeout_ms,
+                };
+                (service.to_string(), release)
+            })
+            .collect())
+    }
+
+    /// Deploys an artifact to an environment and waits for the health gate.
+    /// A rollout that fails leaves (or puts) the previous healthy version
+    /// back, and the deployment ends `rolled-back`.
+    pub async fn deploy(
+        &self,
+        req: &DeployRequest,
+        caller: &Caller,
+        run: &RunOptions,
+        progress: Arc<dyn Progress>,
+    ) -> Result<DeployResult, ControlError> {
+        let catalog = self.catalog(caller.request.clone());
+        let c = catalog.environment_context(&req.environment).await?;
+        let check = async {
+            if !is_digest(&req.artifact) {
+                return Err(DeployRefusal::NotADigest(req.artifact.clone()));
+            }
+            if c.account.spec.provider != Provider::Local {
+                return Err(DeployRefusal::Provider {
+                    environment: req.environment.clone(),
+                    provider: c.account.spec.provider.as_str().into(),
+                });
+            }
+            if !c.services.iter().any(|w| w.metadata.name == req.service) {
+                return Err(DeployRefusal::UnknownService {
+                    service: req.service.clone(),
+                    environment: req.environment.clone(),
+                });
+            }
+            match self.store.artifact(&req.artifact).await {
+                Ok(Some(a)) if a.service != req.service => {
+                    return Err(DeployRefusal::OtherService {
+                        digest: req.artifact.clone(),
+                        built_for: a.service,
+                        service: req.service.clone(),
+                    });
+                }
+                Ok(Some(_)) => {}
+                Ok(None) => {
+                    return Err(DeployRefusal::UnknownArtifact {
+                        digest: req.artifact.clone(),
+                        service: req.service.clone(),
+                    });
+                }
+                Err(e) => return Err(DeployRefusal::Bundle(e.to_string())),
+            }
+            self.check_stage(&catalog, &c, &req.service, &req.artifact).await
+        };
+        if let Err(refusal) = check.await {
+            let target = format!("Service/{}@{}", req.service, req.environment);
+            let details = serde_json::json!({"artifact": req.artifact, "reason": refusal.to_string()});
+            self.record(caller, "deployment.create", target, AuditOutcome::Denied, None, details).await?;
+            return Err(refusal.into());
+        }
+        let rollout = &c.blueprint.spec.rollout;
+        let soak = req.soak.or_else(|| rollout.soak.parse()).unwrap_or(Duration::from_secs(5));
+        let new = NewDeployment {
+            environment: req.environment.clone(),
+            service: req.service.clone(),
+            artifact: req.artifact.clone(),
+            strategy: req.strategy.unwrap_or(rollout.strategy).as_str().into(),
+            soak_ms: soak.as_millis() as i64,
+            actor: caller.actor.clone(),
+            request_id: req.request_id.clone(),
+            origin: Some(caller.request.origin.clone()).filter(|o| !o.is_empty()),
+            at: self.clock.now(),
+        };
+        let event = self
+            .event(
+                caller,
+                "deployment.create",
+                format!("Service/{}@{}", req.service, req.environment),
+                AuditOutcome::Succeeded,
+            )
+            .with_after(&req.artifact, serde_json::json!({"strategy": new.strategy, "soakMs": new.soak_ms}));
+        let (deployment, created) = self.store.create_deployment(&new, &event).await?;
+        if !created {
+            return Ok(DeployResult { deployment, created, restored: None });
+        }
+        self.roll_out(deployment, caller, run, progress).await
+    }
+
+    /// Applies the environment with `deployment` as its service's release and
+    /// records how it went; on failure applies it again without it.
+    async fn roll_out(
+        &self,
+        deployment: Deployment,
+        caller: &Caller,
+        run: &RunOptions,
+        progress: Arc<dyn Progress>,
+    ) -> Result<DeployResult, ControlError> {
+        let env = deployment.environment.clone();
+        let at = self.clock.now();
+        self.store
+            .set_deployment_status(&deployment, &[DeploymentStatus::Pending], DeploymentStatus::RollingOut, None, at)
+            .await?;
+        let outcome = self.apply_environment(&env, caller, run, progress.clone()).await;
+        let node = format!("local.workload/{}", deployment.service);
+        let failure = match &outcome {
+            Ok(report) => report.outcomes.get(&node).and_then(|o| failure_of(o)).or_else(|| {
+                (!report.succeeded()).then(|| "the environment's apply did not finish (see `paved plan`)".to_string())
+            }),
+            Err(e) => Some(e.to_string()),
+        };
+        let Some(why) = failure else {
+            self.mark_healthy(&deployment).await?;
+            let deployment = self.deployment(&deployment).await?;
+            return Ok(DeployResult { deployment, created: true, restored: None });
+        };
+        let from = [DeploymentStatus::Pending, DeploymentStatus::RollingOut];
+        self.store
+            .set_deployment_status(&deployment, &from, DeploymentStatus::Failed, Some(&why), self.clock.now())
+            .await?;
+        let target = format!("Service/{}@{}", deployment.service, deployment.environment);
+        let details = serde_json::json!({"number": deployment.number, "reason": why});
+        self.record(
+            caller,
+            "deployment.fail",
+            target.clone(),
+            AuditOutcome::Failed,
+            Some(deployment.artifact.clone()),
+            details,
+        )
+        .await?;
+        // Without the failed deployment, the plan asks for the previous one again.
+        let again = self.apply_environment(&env, caller, run, progress).await;
+        let restored = self.current_of(&env, &deployment.service).await?;
+        if again.as_ref().is_ok_and(|r| r.succeeded()) {
+            let to = restored
+                .as_ref()
+                .map_or("the Score image".to_string(), |d| format!("#{} ({})", d.number, short(&d.artifact)));
+            let reason = format!("{why}; rolled back to {to}");
+            self.store
+                .set_deployment_status(
+                    &deployment,
+                    &[DeploymentStatus::Failed],
+                    DeploymentStatus::RolledBack,
+                    Some(&reason),
+                    self.clock.now(),
+                )
+                .await?;
+            self.record(
+                caller,
+                "deployment.rollback",
+                target,
+                AuditOutcome::Succeeded,
+                None,
+                serde_json::json!({"number": deployment.number, "to": to}),
+            )
+            .await?;
+        }
+        let deployment = self.deployment(&deployment).await?;
+        Ok(DeployResult { deployment, created: true, restored })
+    }
+
+    async fn apply_environment(
+        &self,
+        environment: &str,
+        caller: &Caller,
+        run: &RunOptions,
+        progress: Arc<dyn Progress>,
+    ) -> Result<paved_engine::Report, ControlError> {
+        let catalog = self.catalog(caller.request.clone());
+        let (desired, _) = self.desired_graph(&catalog, environment).await?;
+        let cancel = Arc::new(AtomicBool::new(false));
+        self.run(&desired, run, caller, cancel, progress, &crate::Silent).await
+    }
+
+    async fn deployment(&self, d: &Deployment) -> Result<Deployment, ControlError> {
+        let filter = DeploymentFilter { environment: Some(d.environment.clone()), service: Some(d.service.clone()) };
+        Ok(self
+            .store
+            .deployments(&filter)
+            .await?
+            .into_iter()
+            .find(|x| x.number == d.number)
+            .unwrap_or_else(|| d.clone()))
+    }
+
+    async fn current_of(&self, environment: &str, service: &str) -> Result<Option<Deployment>, ControlError> {
+        let filter = DeploymentFilter { environment: Some(environment.into()), service: Some(service.into()) };
+        let all = self.store.deployments(&filter).await?;
+        Ok(current(&all).get(service).map(|d| (*d).clone()))
+    }
+
+    /// Marks a deployment healthy and the healthy ones before it superseded.
+    async fn mark_healthy(&self, d: &Deployment) -> Result<(), ControlError> {
+        let now = self.clock.now();
+        let from = [DeploymentStatus::Pending, DeploymentStatus::RollingOut];
+        if !self.store.set_deployment_status(d, &from, DeploymentStatus::Healthy, None, now).await? {
+            return Ok(());
+        }
+        let filter = DeploymentFilter { environment: Some(d.environment.clone()), service: Some(d.service.clone()) };
+        for earlier in self.store.deployments(&filter).await?.iter().filter(|x| x.number < d.number) {
+            let from = [DeploymentStatus::Healthy, DeploymentStatus::Pending, DeploymentStatus::RollingOut];
+            let status = if earlier.status == DeploymentStatus::Healthy {
+                DeploymentStatus::Superseded
+            } else {
+                DeploymentStatus::Failed
+            };
+            let reason =
+                (status == DeploymentStatus::Failed).then(|| format!("replaced by #{} before it finished", d.number));
+            self.store.set_deployment_status(earlier, &from, status, reason.as_deref(), now).await?;
+        }
+        Ok(())
+    }
+
+    /// After an apply that succeeded: deployments it finished rolling out
+    /// (one interrupted by a crash, say) are healthy now.
+    pub(crate) async fn settle(&self, environment: &str, report: &paved_engine::Report) -> Result<(), ControlError> {
+        if !report.succeeded() {
+            return Ok(());
+        }
+        let filter = DeploymentFilter { environment: Some(environment.into()), service: None };
+        let deployments = self.store.deployments(&filter).await?;
+        let applied = self.store.applied_nodes(environment).await?;
+        for (service, d) in current(&deployments) {
+            if !matches!(d.status, DeploymentStatus::Pending | DeploymentStatus::RollingOut) {
+                continue;
+            }
+            let node = format!("local.workload/{service}");
+            let runs =
+                applied.iter().find(|n| n.node_id == node).and_then(|n| n.node["properties"]["artifact"].as_str());
+            if runs == Some(d.artifact.as_str()) {
+                self.mark_healthy(d).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The promotion order: an environment of a stage accepts only digests
+    /// already healthy in the stage before. Declared per service
+    /// (`paved.dev/stages: dev,staging,production`, environment names) or
+    /// per blueprint (`spec.rollout.stages`, environment types).
+    async fn check_stage(
+        &self,
+        catalog: &paved_catalog::Catalog,
+        c: &EnvironmentContext,
+        service: &str,
+        digest: &str,
+    ) -> Result<(), DeployRefusal> {
+        let environment = &c.environment.metadata.name;
+        let workload = c.services.iter().find(|w| w.metadata.name == service);
+        let by_service: Option<Vec<String>> = workload
+            .and_then(|w| w.annotation(ANNOTATION_STAGES))
+            .map(|s| s.split(',').map(|x| x.trim().to_string()).filter(|x| !x.is_empty()).collect());
+        let (previous, candidates, order): (String, Vec<String>, String) = match by_service {
+            Some(stages) => {
+                let Some(i) = stages.iter().position(|s| s == environment) else { return Ok(()) };
+                if i == 0 {
+                    return Ok(());
+                }
+                (format!("`{}`", stages[i - 1]), vec![stages[i - 1].clone()], stages.join(" → "))
+            }
+            None => {
+                let stages = &c.blueprint.spec.rollout.stages;
+                let Some(i) = stages.iter().position(|t| *t == c.environment.spec.env_type) else { return Ok(()) };
+                if i == 0 {
+                    return Ok(());
+                }
+                let before: EnvType = stages[i - 1];
+                let mut names = Vec::new();
+                let listed = catalog
+                    .list(Some(paved_model::Kind::Environment))
+                    .await
+                    .map_err(|e| DeployRefusal::Bundle(e.to_string()))?;
+                for o in listed {
+                    if let paved_model::Spec::Environment(e) = o.spec
+                        && e.spec.env_type == before
+                    {
+                        names.push(e.metadata.name);
+                    }
+                }
+                let order = stages.iter().map(|t| t.as_str()).collect::<Vec<_>>().join(" → ");
+                (format!("a {} environment", before.as_str()), names, order)
+            }
+        };
+        for env in &candidates {
+            let filter = DeploymentFilter { environment: Some(env.clone()), service: Some(service.into()) };
+            let deployments =
+                self.store.deployments(&filter).await.map_err(|e| DeployRefusal::Bundle(e.to_string()))?;
+            if deployments.iter().any(|d| d.artifact == digest && d.status.was_healthy()) {
+                return Ok(());
+            }
+        }
+        Err(DeployRefusal::NotPromoted {
+            service: service.into(),
+            environment: environment.clone(),
+            digest: short(digest),
+            previous,
+            order,
+        })
+    }
+
+    /// Deploys again the artifact of an earlier healthy deployment (`to`, or
+    /// the last healthy one before the current), as a new deployment.
+    pub async fn rollback(
+        &self,
+        service: &str,
+        environment: &str,
+        to: Option<i64>,
+        request_id: &str,
+        caller: &Caller,
+        run: &RunOptions,
+        progress: Arc<dyn Progress>,
+    ) -> Result<DeployResult, ControlError> {
+        let filter = DeploymentFilter { environment: Some(environment.into()), service: Some(service.into()) };
+        let all = self.store.deployments(&filter).await?;
+        let current = current(&all).get(service).map(|d| d.number).unwrap_or(i64::MAX);
+        let target = match to {
+            Some(n) => {
+                let bad = |why: &str| DeployRefusal::BadRollbackTarget {
+                    service: service.into(),
+                    environment: environment.into(),
+                    number: n,
+                    why: why.into(),
+                };
+                let d =
+                    all.iter().find(|d| d.number == n).ok_or_else(|| bad("does not exist (see `paved history`)"))?;
+                if !d.status.was_healthy() {
+                    return Err(bad(&format!("never ran healthy (it is {})", d.status)).into());
+                }
+                d
+            }
+            None => all
+                .iter()
+                .rev()
+                .find(|d| d.number < current && d.status.was_healthy() && d.status != DeploymentStatus::Healthy)
+                .ok_or_else(|| DeployRefusal::NothingToRollBackTo {
+                    service: service.into(),
+                    environment: environment.into(),
+                })?,
+        };
+        let new = NewDeployment {
+            environment: environment.into(),
+            service: service.into(),
+            artifact: target.artifact.clone(),
+            strategy: target.strategy.clone(),
+            soak_ms: target.soak_ms,
+            actor: caller.actor.clone(),
+            request_id: request_id.into(),
+            origin: Some(caller.request.origin.clone()).filter(|o| !o.is_empty()),
+            at: self.clock.now(),
+        };
+        let event = self
+            .event(caller, "deployment.create", format!("Service/{service}@{environment}"), AuditOutcome::Succeeded)
+            .with_after(&target.artifact, serde_json::json!({"rollbackTo": target.number, "strategy": new.strategy}));
+        let (deployment, created) = self.store.create_deployment(&new, &event).await?;
+        if !created {
+            return Ok(DeployResult { deployment, created, restored: None });
+        }
+        self.roll_out(deployment, caller, run, progress).await
+    }
+
+    /// Deploys the digest that is healthy in `from` to `to`.
+    pub async fn promote(
+        &self,
+        service: &str,
+        from: &str,
+        to: &str,
+        request_id: &str,
+        caller: &Caller,
+        run: &RunOptions,
+        progress: Arc<dyn Progress>,
+    ) -> Result<DeployResult, ControlError> {
+        let source = self.current_of(from, service).await?;
+        let Some(source) = source.filter(|d| d.status == DeploymentStatus::Healthy) else {
+            let current = self.current_of(from, service).await?;
+            let refusal = DeployRefusal::SourceUnhealthy {
+                service: service.into(),
+                environment: from.into(),
+                current: current.map_or(" (it was never deployed there)".into(), |d| {
+                    format!(" (#{} on {} is {})", d.number, short(&d.artifact), d.status)
+                }),
+            };
+            let details = serde_json::json!({"from": from, "reason": refusal.to_string()});
+            self.record(
+                caller,
+                "deployment.promote",
+                format!("Service/{service}@{to}"),
+                AuditOutcome::Denied,
+                None,
+                details,
+            )
+            .await?;
+            return Err(refusal.into());
+        };
+        let req = DeployRequest {
+            service: service.into(),
+            environment: to.into(),
+            artifact: source.artifact.clone(),
+            strategy: Strategy::parse(&source.strategy),
+            soak: None,
+            request_id: request_id.into(),
+        };
+        self.deploy(&req, caller, run, progress).await
+    }
+
+    /// Deployments of a service in an environment, oldest first.
+    pub async fn history(&self, service: &str, environment: &str) -> Result<Vec<Deployment>, ControlError> {
+        let filter = DeploymentFilter { environment: Some(environment.into()), service: Some(service.into()) };
+        Ok(self.store.deployments(&filter).await?)
+    }
+
+    /// The services × environments matrix: what should run where, since
+    /// when, by whom, and how it is. Services never deployed by digest show
+    /// the Score image their applied workload runs.
+    pub async fn status_matrix(&self) -> Result<Vec<StatusRow>, ControlError> {
+        let deployments = self.store.deployments(&DeploymentFilter::default()).await?;
+        let mut by_env: BTreeMap<&str, Vec<Deployment>> = BTreeMap::new();
+        for d in &deployments {
+            by_env.entry(d.environment.as_str()).or_default().push(d.clone());
+        }
+        let artifacts: BTreeMap<String, Artifact> =
+            self.store.artifacts(None).await?.into_iter().map(|a| (a.digest.clone(), a)).collect();
+        let catalog = self.catalog(RequestContext::default());
+        let mut rows = Vec::new();
+        for o in catalog.list(Some(paved_model::Kind::Environment)).await? {
+            let paved_model::Spec::Environment(e) = o.spec else { continue };
+            let env = e.metadata.name.as_str();
+            let list = by_env.remove(env).unwrap_or_default();
+            let currents = current(&list);
+            let mut services: BTreeMap<String, StatusRow> = BTreeMap::new();
+            for n in self.store.applied_nodes(env).await? {
+                let Some(service) = n.node_id.strip_prefix("local.workload/") else { continue };
+                let image = n.node["properties"]["containers"]
+                    .as_object()
+                    .and_then(|c| c.values().next())
+                    .and_then(|c| c["image"].as_str())
+                    .unwrap_or_default();
+                services.insert(
+                    service.into(),
+                    StatusRow {
+                        service: service.into(),
+                        environment: env.into(),
+                        number: None,
+                        artifact: n.node["properties"]["artifact"].as_str().unwrap_or(image).to_string(),
+                        commit: None,
+                        since: Some(n.updated_at),
+                        by: None,
+                        health: "applied".into(),
+                        last_failed: None,
+                    },
+                );
+            }
+            for (service, d) in &currents {
+                let a = artifacts.get(&d.artifact);
+                services.insert(
+                    (*service).into(),
+                    StatusRow {
+                        service: (*service).into(),
+                        environment: env.into(),
+                        number: Some(d.number),
+                        artifact: d.artifact.clone(),
+                        commit: a.and_then(|a| a.commit.clone()),
+                        since: Some(d.finished_at.unwrap_or(d.created_at)),
+                        by: Some(d.actor.clone()),
+                        health: match d.status {
+                            DeploymentStatus::Superseded => DeploymentStatus::Healthy.to_string(),
+                            s => s.to_string(),
+                        },
+                        last_failed: None,
+                    },
+                );
+            }
+            for d in &list {
+                let latest = list.iter().filter(|x| x.service == d.service).map(|x| x.number).max();
+                if Some(d.number) == latest
+                    && !d.status.is_wanted()
+                    && let Some(row) = services.get_mut(&d.service)
+                {
+                    row.last_failed = Some(d.number);
+                }
+            }
+            rows.extend(services.into_values());
+        }
+        rows.sort_by(|a, b| (&a.service, &a.environment).cmp(&(&b.service, &b.environment)));
+        Ok(rows)
+    }
+
+    fn event(&self, caller: &Caller, action: &str, target: String, outcome: AuditOutcome) -> NewAuditEvent {
+        NewAuditEvent {
+            at: self.clock.now(),
+            actor: caller.actor.clone(),
+            action: action.into(),
+            target,
+            outcome,
+            request: caller.request.clone(),
+            before: None,
+            after: None,
+            details: serde_json::json!({}),
+        }
+    }
+}
+
+trait WithAfter {
+    fn with_after(self, digest: &str, details: serde_json::Value) -> Self;
+}
+
+impl WithAfter for NewAuditEvent {
+    fn with_after(mut self, digest: &str, details: serde_json::Value) -> Self {
+        self.after = Some(digest.to_string());
+        self.details = details;
+        self
+    }
+}
+
+/// The error a node's outcome reports, if it did not succeed.
+fn failure_of(outcome: &Outcome) -> Option<String> {
+    match outcome {
+        Outcome::Failed { error, .. } => Some(error.clone()),
+        Outcome::Skipped { because } => Some(format!("skipped: {because}")),
+        Outcome::NotStarted => Some("the apply was cancelled before it started".into()),
+        _ => None,
+    }
+}
+
+/// `sha256:0123456789ab`: the digest as people read it.
+pub fn short(digest: &str) -> String {
+    digest.chars().take(19).collect()
+}
