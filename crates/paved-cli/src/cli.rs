@@ -269,6 +269,9 @@ Environments after the first stage accept only digests healthy in the stage befo
         /// How long the new version must stay healthy (default: the blueprint's `spec.rollout.soak`).
         #[arg(long, value_parser = parse_lock_timeout)]
         soak: Option<std::time::Duration>,
+        /// How long the new version may take to become ready (default: the blueprint's `spec.rollout.readyTimeout`).
+        #[arg(long, value_parser = parse_lock_timeout)]
+        ready_timeout: Option<std::time::Duration>,
         /// Makes a retried command deploy once (default: a new id per run).
         #[arg(long)]
         request_id: Option<String>,

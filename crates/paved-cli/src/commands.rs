@@ -234,13 +234,14 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
             history(&ctx, parse_kind(&kind)?, &need_name(name)?).await
         }
         Command::Artifact(sub) => crate::deploy::artifact(&ctx, sub).await,
-        Command::Deploy { service, environment, artifact, strategy, soak, request_id } => {
+        Command::Deploy { service, environment, artifact, strategy, soak, ready_timeout, request_id } => {
             let req = paved_control::DeployRequest {
                 service,
                 environment,
                 artifact,
                 strategy,
                 soak,
+                ready_timeout,
                 request_id: request_id.unwrap_or_else(|| ctx.request.request_id.clone()),
             };
             crate::deploy::roll_out(&ctx, crate::deploy::Rollout::Deploy(req)).await
@@ -307,6 +308,30 @@ async fn remote_command(ctx: &Ctx, remote: &crate::remote::Remote, command: Comm
         Command::Parity { left, right } => r::parity(ctx, remote, &left, &right).await,
         Command::History { kind, name, environment: None } => {
             r::history(ctx, remote, parse_kind(&kind)?, &need_name(name)?).await
+        }
+        Command::History { kind, name: _, environment: Some(env) } => {
+            r::deployment_history(ctx, remote, &kind, &env).await
+        }
+        Command::Status => r::status(ctx, remote).await,
+        Command::Deploy { service, environment, artifact, strategy, soak, ready_timeout, request_id } => {
+            let req = paved_control::DeployRequest {
+                service,
+                environment,
+                artifact,
+                strategy,
+                soak,
+                ready_timeout,
+                request_id: request_id.unwrap_or_else(|| ctx.request.request_id.clone()),
+            };
+            r::roll_out(ctx, remote, crate::deploy::Rollout::Deploy(req)).await
+        }
+        Command::Rollback { service, environment, to, request_id } => {
+            let request_id = request_id.unwrap_or_else(|| ctx.request.request_id.clone());
+            r::roll_out(ctx, remote, crate::deploy::Rollout::Rollback { service, environment, to, request_id }).await
+        }
+        Command::Promote { service, from, to, request_id } => {
+            let request_id = request_id.unwrap_or_else(|| ctx.request.request_id.clone());
+            r::roll_out(ctx, remote, crate::deploy::Rollout::Promote { service, from, to, request_id }).await
         }
         Command::Token(sub) => r::token(ctx, remote, sub).await,
         Command::Secret(sub) => r::secret(ctx, remote, sub).await,

@@ -95,7 +95,7 @@ pub(crate) async fn roll_out(ctx: &Ctx, what: Rollout) -> Result<(), Failure> {
     report(ctx, &result?)
 }
 
-fn report(ctx: &Ctx, r: &DeployResult) -> Result<(), Failure> {
+pub(crate) fn report(ctx: &Ctx, r: &DeployResult) -> Result<(), Failure> {
     let d = &r.deployment;
     if let Some(text) = structured(ctx.format, r) {
         println!("{text}");

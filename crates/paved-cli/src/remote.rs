@@ -430,6 +430,73 @@ pub async fn run(ctx: &Ctx, remote: &Remote, env: &str, destroy: bool) -> Result
     }
 }
 
+/// `paved status` from the server (the rows it answers with, printed as embedded).
+pub async fn status(ctx: &Ctx, remote: &Remote) -> Result<(), Failure> {
+    let rows: Vec<paved_control::StatusRow> =
+        serde_json::from_value(remote.get("/api/v1/status").await?).map_err(unexpected)?;
+    crate::deploy::print_status(ctx, &rows);
+    Ok(())
+}
+
+fn unexpected(e: serde_json::Error) -> Failure {
+    Failure::User(format!("unexpected answer from the server: {e}"))
+}
+
+fn deployments_path(service: &str, env: &str, what: &str) -> String {
+    format!("/api/v1/environments/{}/services/{}/{what}", encode(env), encode(service))
+}
+
+/// `paved history SERVICE -e ENV` from the server.
+pub async fn deployment_history(ctx: &Ctx, remote: &Remote, service: &str, env: &str) -> Result<(), Failure> {
+    let list: Vec<paved_store::Deployment> =
+        serde_json::from_value(remote.get(&deployments_path(service, env, "deployments")).await?)
+            .map_err(unexpected)?;
+    crate::deploy::print_history(ctx, &list);
+    Ok(())
+}
+
+/// `deploy`, `rollback`, `promote` on the server: records, then follows the rollout's operation.
+pub async fn roll_out(ctx: &Ctx, remote: &Remote, what: crate::deploy::Rollout) -> Result<(), Failure> {
+    use crate::deploy::Rollout;
+    let (path, body) = match &what {
+        Rollout::Deploy(r) => (
+            deployments_path(&r.service, &r.environment, "deployments"),
+            serde_json::json!({
+                "artifact": r.artifact,
+                "strategy": r.strategy.map(|s| s.as_str()),
+                "soakSeconds": r.soak.map(|d| d.as_secs()),
+                "readyTimeoutSeconds": r.ready_timeout.map(|d| d.as_secs()),
+                "requestId": r.request_id,
+            }),
+        ),
+        Rollout::Rollback { service, environment, to, request_id } => {
+            (deployments_path(service, environment, "rollback"), serde_json::json!({"to": to, "requestId": request_id}))
+        }
+        Rollout::Promote { service, from, to, request_id } => {
+            (deployments_path(service, to, "promote"), serde_json::json!({"from": from, "requestId": request_id}))
+        }
+    };
+    let body = serde_json::to_vec(&body).map_err(|e| Failure::Internal(e.into()))?;
+    let (_, accepted) = remote.call("POST", &path, Some(("application/json", body))).await?;
+    let id = accepted["operation"]["id"].as_str().unwrap_or_default().to_string();
+    let deployment: paved_store::Deployment =
+        serde_json::from_value(accepted["deployment"].clone()).map_err(unexpected)?;
+    loop {
+        let op = remote.get(&format!("/api/v1/operations/{id}")).await?;
+        if op["status"] != "running" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let list: Vec<paved_store::Deployment> = serde_json::from_value(
+        remote.get(&deployments_path(&deployment.service, &deployment.environment, "deployments")).await?,
+    )
+    .map_err(unexpected)?;
+    let deployment = list.into_iter().find(|d| d.number == deployment.number).unwrap_or(deployment);
+    let created = accepted["created"].as_bool().unwrap_or(true);
+    crate::deploy::report(ctx, &paved_control::DeployResult { deployment, created, restored: None })
+}
+
 pub async fn drift(ctx: &Ctx, remote: &Remote, env: &str) -> Result<(), Failure> {
     let report = remote.get(&format!("/api/v1/environments/{}/drift", encode(env))).await?;
     if let Some(text) = structured(ctx.format, &report) {

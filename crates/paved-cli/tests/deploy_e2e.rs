@@ -205,7 +205,8 @@ fn one_artifact_is_promoted_by_digest_rolled_out_safely_rolled_back_and_shown_wh
 
     // A release that never becomes ready: rolled back automatically, the old one serving throughout.
     let probe = Prober::start(vec![(stable.clone(), "api".into(), "/healthz".into())]);
-    let (ok, out, _) = run(&p, &["deploy", "api", "-e", "dev", "--artifact", &bad, "--strategy", "rolling"]);
+    let (ok, out, _) =
+        run(&p, &["deploy", "api", "-e", "dev", "--artifact", &bad, "--strategy", "rolling", "--ready-timeout", "8s"]);
     let (requests, failures) = probe.finish();
     assert!(!ok, "a broken release must fail the deploy: {out}");
     assert!(out.contains("rolled-back") && out.contains("did not become ready"), "{out}");
@@ -218,7 +219,8 @@ fn one_artifact_is_promoted_by_digest_rolled_out_safely_rolled_back_and_shown_wh
     assert_eq!(statuses(&p, "dev"), ["superseded", "healthy", "rolled-back"]);
 
     // Recreate stops the old version first; the broken one is replaced by it again.
-    let (ok, out, _) = run(&p, &["deploy", "api", "-e", "dev", "--artifact", &bad, "--strategy", "recreate"]);
+    let (ok, out, _) =
+        run(&p, &["deploy", "api", "-e", "dev", "--artifact", &bad, "--strategy", "recreate", "--ready-timeout", "8s"]);
     assert!(!ok && out.contains("rolled-back"), "{out}");
     assert_eq!(running(&p, "dev").0, d2);
 

@@ -305,8 +305,10 @@ fn up_runs_isolated_environments_repairs_drift_and_down_removes_everything() {
     assert!(http(&addr, &host, "GET", "/", "").1.contains("written in dev"), "web is back with the same data");
 
     // Logs of the service are there.
+    // The process listens in its slot (`127.0.N.2`); the proxy serves the stable address `api`.
     let logs = p.ok(&["logs", "api", "-e", "dev"]);
-    assert!(logs.contains(&format!("listening on {api}")), "{logs}");
+    let slot = format!("{}.2:8080", p.address("dev").rsplit_once('.').unwrap().0);
+    assert!(logs.contains(&format!("listening on {slot}")), "{logs}");
 
     // 4. A provisioned environment's spec cannot be deleted (its resources would be orphaned)…
     let refused = p.run(&["delete", "environment", "staging"]);
@@ -415,13 +417,13 @@ fn up_on_docker_runs_containers_isolated_by_network_and_down_removes_them() {
     assert_eq!(docker(&["inspect", "-f", "{{len .NetworkSettings.Ports}}", pg]), "0");
     let staging_net = dev_net.replace("-dev", "-staging");
     let worker_image =
-        docker(&["inspect", "-f", "{{.Image}}", dev.iter().find(|n| n.ends_with("-worker-worker")).unwrap()]);
+        docker(&["inspect", "-f", "{{.Image}}", dev.iter().find(|n| n.ends_with("-worker-blue-worker")).unwrap()]);
     let url = format!("postgres://dev_payments_db:{}@{dev_ip}:5432/dev_payments_db", p.db_password("dev"));
     assert!(db_reachable_from(dev_net, &worker_image, &url), "dev's own network must reach its database");
     assert!(!db_reachable_from(&staging_net, &worker_image, &url), "staging's network reached dev's database");
 
     // 3. Drift: a container removed out of band is reported, then recreated by apply.
-    docker(&["rm", "-f", dev.iter().find(|n| n.ends_with("-web-web")).unwrap()]);
+    docker(&["rm", "-f", dev.iter().find(|n| n.ends_with("-web-blue-web")).unwrap()]);
     p.assert_drift("dev", &["local.workload/web", r#"state: "running" -> "stopped""#]);
     p.ok(&["apply", "-e", "dev"]);
     p.assert_no_drift("dev", "after the repairing apply");

@@ -89,6 +89,16 @@ fn expectations() -> BTreeMap<(&'static str, &'static str), Expect> {
         (("get", "/api/v1/environments/{name}/secrets/{secret}/versions"), e(Some("viewer"), 200)),
         // No role reveals a secret: only a binding with `revealSecrets: true` (tested separately).
         (("post", "/api/v1/environments/{name}/secrets/{secret}/reveal"), e(Some(REVEAL), 200)),
+        // Past authorisation, the deployment routes answer by the promotion rules: the
+        // matrix deploys a digest never pushed (404) and promotes from an environment
+        // where api never ran (409); nothing has run before to roll back to (409).
+        (("post", "/api/v1/environments/{name}/services/{service}/deployments"), e(Some("developer"), 404)),
+        (("get", "/api/v1/environments/{name}/services/{service}/deployments"), e(Some("viewer"), 200)),
+        (("post", "/api/v1/environments/{name}/services/{service}/rollback"), e(Some("developer"), 409)),
+        (("post", "/api/v1/environments/{name}/services/{service}/promote"), e(Some("developer"), 409)),
+        (("get", "/api/v1/status"), e(Some("viewer"), 200)),
+        (("get", "/api/v1/artifacts"), e(Some("viewer"), 200)),
+        (("get", "/api/v1/dora"), e(Some("viewer"), 200)),
         (("get", "/api/v1/operations/{id}"), e(Some("viewer"), 200)),
         (("get", "/api/v1/operations/{id}/events"), e(Some("viewer"), 200)),
         (("get", "/api/v1/audit"), e(Some("operator"), 200)),
@@ -154,6 +164,11 @@ fn concrete(method: &str, template: &str, role: &str, fixtures: &Fixtures) -> (S
         ("put", t) if t.contains("/secrets/") => br#"{"value": "not-the-canary"}"#.to_vec(),
         ("put", _) => env_doc(&format!("put-{role}"), "development").into_bytes(),
         ("post", "/console/login") => format!("token={}&next=/console/audit", fixtures.login_token).into_bytes(),
+        ("post", t) if t.ends_with("/deployments") => {
+            json!({"artifact": format!("sha256:{}", "0".repeat(64))}).to_string().into_bytes()
+        }
+        ("post", t) if t.ends_with("/rollback") => b"{}".to_vec(),
+        ("post", t) if t.ends_with("/promote") => br#"{"from": "staging"}"#.to_vec(),
         ("post", "/api/v1/tokens") => {
             json!({"name": format!("made-by-{role}"), "subject": "serviceaccount:ci"}).to_string().into_bytes()
         }
@@ -316,6 +331,20 @@ fn every_route_enforces_roles_tokens_and_limits_and_is_documented() {
     let refused = p.request("POST", "/api/v1/environments/production/apply", Some(&team_dev), &[], b"");
     assert_eq!(refused.status, 403);
     assert!(refused.json()["message"].as_str().unwrap().contains("production: true"), "{}", refused.text());
+
+    // Changing what runs in production needs the operator role: a developer's promotion is refused and audited.
+    let promote = br#"{"from": "staging"}"#;
+    let path = "/api/v1/environments/production/services/api/promote";
+    let refused = p.request("POST", path, Some(&tokens["developer"]), &[], promote);
+    assert_eq!(refused.status, 403, "{}", refused.text());
+    assert!(refused.json()["message"].as_str().unwrap().contains("needs the operator role"), "{}", refused.text());
+    let denied = p.get("/api/v1/audit?actor=serviceaccount:e2e-developer&action=deployment.promote", admin).json();
+    assert_eq!(denied["items"][0]["outcome"], "denied", "{denied}");
+    assert_eq!(denied["items"][0]["target"], "Environment/production", "{denied}");
+    // An operator gets past access, to the promotion rules (api never ran in staging).
+    let rules = p.request("POST", path, Some(&tokens["operator"]), &[], promote);
+    assert_eq!(rules.status, 409, "{}", rules.text());
+    assert!(rules.json()["message"].as_str().unwrap().contains("not healthy in `staging`"), "{}", rules.text());
 
     // Listings hold what the caller may view: a team's developer does not see another team's environment.
     let theirs = env_doc("payments-dev", "development").replace("\"owner\":\"platform\"", "\"owner\":\"payments\"");

@@ -73,6 +73,8 @@ pub struct DeployRequest {
     /// The blueprint's default when `None`.
     pub strategy: Option<Strategy>,
     pub soak: Option<Duration>,
+    /// How long the new version may take to become ready (default: the blueprint's `spec.rollout.readyTimeout`).
+    pub ready_timeout: Option<Duration>,
     /// Exactly once: a second request with this id returns the first one's deployment.
     pub request_id: String,
 }
@@ -179,8 +181,6 @@ impl Control {
         let environment = &c.environment.metadata.name;
         let filter = DeploymentFilter { environment: Some(environment.clone()), service: None };
         let deployments = self.store.deployments(&filter).await?;
-        let rollout = &c.blueprint.spec.rollout;
-        let ready_timeout_ms = rollout.ready_timeout.parse().map_or(120_000, |d| d.as_millis() as u64);
         Ok(current(&deployments)
             .into_iter()
             .map(|(service, d)| {
@@ -188,7 +188,7 @@ impl Control {
                     artifact: d.artifact.clone(),
                     strategy: Strategy::parse(&d.strategy).unwrap_or_default(),
                     soak_ms: d.soak_ms.max(0) as u64,
-                    ready_timeout_ms,
+                    ready_timeout_ms: d.ready_timeout_ms.max(0) as u64,
                 };
                 (service.to_string(), release)
             })
@@ -205,6 +205,33 @@ impl Control {
         run: &RunOptions,
         progress: Arc<dyn Progress>,
     ) -> Result<DeployResult, ControlError> {
+        let (deployment, created) = self.record_deployment(req, caller).await?;
+        self.finish(deployment, created, caller, run, progress).await
+    }
+
+    /// Rolls out a deployment just recorded; a repeated request's is reported as it is.
+    async fn finish(
+        &self,
+        deployment: Deployment,
+        created: bool,
+        caller: &Caller,
+        run: &RunOptions,
+        progress: Arc<dyn Progress>,
+    ) -> Result<DeployResult, ControlError> {
+        if !created {
+            return Ok(DeployResult { deployment, created, restored: None });
+        }
+        self.roll_out(deployment, caller, run, progress).await
+    }
+
+    /// Checks a deployment request against the promotion rules and records
+    /// it (`pending`); refusals are audited. `false`: the request id was seen
+    /// before and that deployment is returned.
+    pub async fn record_deployment(
+        &self,
+        req: &DeployRequest,
+        caller: &Caller,
+    ) -> Result<(Deployment, bool), ControlError> {
         let catalog = self.catalog(caller.request.clone());
         let c = catalog.environment_context(&req.environment).await?;
         let check = async {
@@ -250,12 +277,15 @@ impl Control {
         }
         let rollout = &c.blueprint.spec.rollout;
         let soak = req.soak.or_else(|| rollout.soak.parse()).unwrap_or(Duration::from_secs(5));
+        let ready_timeout =
+            req.ready_timeout.or_else(|| rollout.ready_timeout.parse()).unwrap_or(Duration::from_secs(120));
         let new = NewDeployment {
             environment: req.environment.clone(),
             service: req.service.clone(),
             artifact: req.artifact.clone(),
             strategy: req.strategy.unwrap_or(rollout.strategy).as_str().into(),
             soak_ms: soak.as_millis() as i64,
+            ready_timeout_ms: ready_timeout.as_millis() as i64,
             actor: caller.actor.clone(),
             request_id: req.request_id.clone(),
             origin: Some(caller.request.origin.clone()).filter(|o| !o.is_empty()),
@@ -269,16 +299,12 @@ impl Control {
                 AuditOutcome::Succeeded,
             )
             .with_after(&req.artifact, serde_json::json!({"strategy": new.strategy, "soakMs": new.soak_ms}));
-        let (deployment, created) = self.store.create_deployment(&new, &event).await?;
-        if !created {
-            return Ok(DeployResult { deployment, created, restored: None });
-        }
-        self.roll_out(deployment, caller, run, progress).await
+        Ok(self.store.create_deployment(&new, &event).await?)
     }
 
     /// Applies the environment with `deployment` as its service's release and
     /// records how it went; on failure applies it again without it.
-    async fn roll_out(
+    pub async fn roll_out(
         &self,
         deployment: Deployment,
         caller: &Caller,
@@ -490,6 +516,7 @@ impl Control {
 
     /// Deploys again the artifact of an earlier healthy deployment (`to`, or
     /// the last healthy one before the current), as a new deployment.
+    #[allow(clippy::too_many_arguments)]
     pub async fn rollback(
         &self,
         service: &str,
@@ -500,6 +527,19 @@ impl Control {
         run: &RunOptions,
         progress: Arc<dyn Progress>,
     ) -> Result<DeployResult, ControlError> {
+        let (deployment, created) = self.record_rollback(service, environment, to, request_id, caller).await?;
+        self.finish(deployment, created, caller, run, progress).await
+    }
+
+    /// Records the deployment a rollback makes (see [`Control::rollback`]).
+    pub async fn record_rollback(
+        &self,
+        service: &str,
+        environment: &str,
+        to: Option<i64>,
+        request_id: &str,
+        caller: &Caller,
+    ) -> Result<(Deployment, bool), ControlError> {
         let filter = DeploymentFilter { environment: Some(environment.into()), service: Some(service.into()) };
         let all = self.store.deployments(&filter).await?;
         let current = current(&all).get(service).map(|d| d.number).unwrap_or(i64::MAX);
@@ -533,6 +573,7 @@ impl Control {
             artifact: target.artifact.clone(),
             strategy: target.strategy.clone(),
             soak_ms: target.soak_ms,
+            ready_timeout_ms: target.ready_timeout_ms,
             actor: caller.actor.clone(),
             request_id: request_id.into(),
             origin: Some(caller.request.origin.clone()).filter(|o| !o.is_empty()),
@@ -541,14 +582,11 @@ impl Control {
         let event = self
             .event(caller, "deployment.create", format!("Service/{service}@{environment}"), AuditOutcome::Succeeded)
             .with_after(&target.artifact, serde_json::json!({"rollbackTo": target.number, "strategy": new.strategy}));
-        let (deployment, created) = self.store.create_deployment(&new, &event).await?;
-        if !created {
-            return Ok(DeployResult { deployment, created, restored: None });
-        }
-        self.roll_out(deployment, caller, run, progress).await
+        Ok(self.store.create_deployment(&new, &event).await?)
     }
 
     /// Deploys the digest that is healthy in `from` to `to`.
+    #[allow(clippy::too_many_arguments)]
     pub async fn promote(
         &self,
         service: &str,
@@ -559,6 +597,19 @@ impl Control {
         run: &RunOptions,
         progress: Arc<dyn Progress>,
     ) -> Result<DeployResult, ControlError> {
+        let (deployment, created) = self.record_promotion(service, from, to, request_id, caller).await?;
+        self.finish(deployment, created, caller, run, progress).await
+    }
+
+    /// Records the deployment a promotion makes (see [`Control::promote`]).
+    pub async fn record_promotion(
+        &self,
+        service: &str,
+        from: &str,
+        to: &str,
+        request_id: &str,
+        caller: &Caller,
+    ) -> Result<(Deployment, bool), ControlError> {
         let source = self.current_of(from, service).await?;
         let Some(source) = source.filter(|d| d.status == DeploymentStatus::Healthy) else {
             let current = self.current_of(from, service).await?;
@@ -587,9 +638,10 @@ impl Control {
             artifact: source.artifact.clone(),
             strategy: Strategy::parse(&source.strategy),
             soak: None,
+            ready_timeout: None,
             request_id: request_id.into(),
         };
-        self.deploy(&req, caller, run, progress).await
+        self.record_deployment(&req, caller).await
     }
 
     /// Deployments of a service in an environment, oldest first.
@@ -672,6 +724,37 @@ impl Control {
         }
         rows.sort_by(|a, b| (&a.service, &a.environment).cmp(&(&b.service, &b.environment)));
         Ok(rows)
+    }
+
+    /// DORA figures of production environments over the last `window_days`, per service and team.
+    pub async fn dora(&self, window_days: u32) -> Result<Vec<crate::Dora>, ControlError> {
+        let catalog = self.catalog(RequestContext::default());
+        let mut production = std::collections::BTreeSet::new();
+        for o in catalog.list(Some(paved_model::Kind::Environment)).await? {
+            if let paved_model::Spec::Environment(e) = o.spec
+                && e.spec.env_type == EnvType::Production
+            {
+                production.insert(e.metadata.name);
+            }
+        }
+        let mut owners = BTreeMap::new();
+        for o in catalog.list(Some(paved_model::Kind::Service)).await? {
+            if let paved_model::Spec::Service(w) = o.spec
+                && let Some(team) = w.annotation(paved_model::score::ANNOTATION_OWNER)
+            {
+                owners.insert(w.metadata.name.clone(), team.to_string());
+            }
+        }
+        let deployments = self.store.deployments(&DeploymentFilter::default()).await?;
+        let artifacts: BTreeMap<String, Artifact> =
+            self.store.artifacts(None).await?.into_iter().map(|a| (a.digest.clone(), a)).collect();
+        let history = crate::dora::History {
+            deployments: &deployments,
+            artifacts: &artifacts,
+            environments: &production,
+            owners: &owners,
+        };
+        Ok(crate::dora::dora(&history, self.clock.now(), window_days))
     }
 
     fn event(&self, caller: &Caller, action: &str, target: String, outcome: AuditOutcome) -> NewAuditEvent {

@@ -5,6 +5,7 @@
 //! differ only in how they show progress and results.
 
 mod deploy;
+mod dora;
 mod identity;
 mod logs;
 mod reconcile;
@@ -12,6 +13,7 @@ mod secrets;
 mod tokens;
 
 pub use deploy::{BuildInfo, DeployRefusal, DeployRequest, DeployResult, StatusRow, short};
+pub use dora::Dora;
 pub use identity::{AccountCheck, IdentityFailure, TrustSetup};
 pub use reconcile::Reconciled;
 pub use secrets::{KekSource, SecretError};

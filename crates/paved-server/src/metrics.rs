@@ -42,6 +42,18 @@ pub struct Metrics {
     pub drifted: Family<EnvironmentLabels, Gauge>,
     /// Applies the reconciler made to heal drift, by outcome.
     pub heals: Family<OutcomeLabels, Counter>,
+    /// Rollouts started through the API, by how they ended (`healthy`, `failed`).
+    pub deployments: Family<OutcomeLabels, Counter>,
+    /// DORA figures per service, computed from the deployment history at each scrape.
+    pub dora: Family<DoraLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DoraLabels {
+    pub service: String,
+    pub team: String,
+    /// `deployment_frequency_per_day`, `lead_time_seconds`, `change_failure_rate`, `time_to_restore_seconds`.
+    pub figure: String,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -94,11 +106,53 @@ impl Metrics {
             "Applies the reconciler made to repair drift, by outcome",
             heals.clone(),
         );
-        Metrics { registry, http, operations, nodes, provisioning, drift_findings, denied, reveals, drifted, heals }
+        let deployments = Family::<OutcomeLabels, Counter>::default();
+        registry.register("paved_deployments", "Rollouts started through the API, by outcome", deployments.clone());
+        let dora = Family::<DoraLabels, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
+        registry.register(
+            "paved_dora",
+            "DORA figures per service over the last 30 days (production): deployment frequency per day, \
+             lead time (commit to healthy) and time to restore in seconds, change failure rate",
+            dora.clone(),
+        );
+        Metrics {
+            registry,
+            http,
+            operations,
+            nodes,
+            provisioning,
+            drift_findings,
+            denied,
+            reveals,
+            drifted,
+            heals,
+            deployments,
+            dora,
+        }
     }
 
     pub fn drifted(&self, environment: &str, resources: usize) {
         self.drifted.get_or_create(&EnvironmentLabels { environment: environment.into() }).set(resources as i64);
+    }
+
+    /// Sets the DORA gauges (a figure without data is left out).
+    pub fn set_dora(&self, figures: &[paved_control::Dora]) {
+        self.dora.clear();
+        for f in figures {
+            let service = f.service.clone().unwrap_or_else(|| "*".into());
+            let values = [
+                ("deployment_frequency_per_day", Some(f.deployment_frequency_per_day)),
+                ("lead_time_seconds", f.lead_time_seconds),
+                ("change_failure_rate", f.change_failure_rate),
+                ("time_to_restore_seconds", f.time_to_restore_seconds),
+            ];
+            for (figure, value) in values {
+                if let Some(v) = value {
+                    let labels = DoraLabels { service: service.clone(), team: f.team.clone(), figure: figure.into() };
+                    self.dora.get_or_create(&labels).set(v);
+                }
+            }
+        }
     }
 
     /// The OpenMetrics text exposition.

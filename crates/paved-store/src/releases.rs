@@ -117,6 +117,7 @@ pub struct NewDeployment {
     pub artifact: String,
     pub strategy: String,
     pub soak_ms: i64,
+    pub ready_timeout_ms: i64,
     pub actor: String,
     pub request_id: String,
     pub origin: Option<String>,
@@ -132,6 +133,8 @@ pub struct Deployment {
     pub artifact: String,
     pub strategy: String,
     pub soak_ms: i64,
+    /// How long the new version may take to become ready.
+    pub ready_timeout_ms: i64,
     pub status: DeploymentStatus,
     /// Why it failed or was rolled back; what it rolled back to.
     pub reason: Option<String>,
@@ -184,7 +187,7 @@ pub trait ReleaseStore: Send + Sync {
 
 macro_rules! deployment_columns {
     () => {
-        "environment, service, number, artifact, strategy, soak_ms, status, reason, actor, request_id, origin, \
+        "environment, service, number, artifact, strategy, soak_ms, ready_timeout_ms, status, reason, actor, request_id, origin, \
          created_at, updated_at, finished_at"
     };
 }
@@ -208,6 +211,7 @@ fn to_deployment(row: &sqlx::any::AnyRow) -> Result<Deployment, StoreError> {
         artifact: row.try_get("artifact")?,
         strategy: row.try_get("strategy")?,
         soak_ms: row.try_get("soak_ms")?,
+        ready_timeout_ms: row.try_get("ready_timeout_ms")?,
         status: DeploymentStatus::parse(&status)
             .ok_or_else(|| corrupt("deployment", &name, format!("unknown status `{status}`")))?,
         reason: row.try_get("reason")?,
@@ -348,7 +352,7 @@ impl ReleaseStore for SqlStore {
         sqlx::query(concat!(
             "INSERT INTO deployments (",
             deployment_columns!(),
-            ") VALUES ($1, $2, $3, $4, $5, $6, 'pending', NULL, $7, $8, $9, $10, $10, NULL)"
+            ") VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', NULL, $8, $9, $10, $11, $11, NULL)"
         ))
         .bind(&new.environment)
         .bind(&new.service)
@@ -356,6 +360,7 @@ impl ReleaseStore for SqlStore {
         .bind(&new.artifact)
         .bind(&new.strategy)
         .bind(new.soak_ms)
+        .bind(new.ready_timeout_ms)
         .bind(&new.actor)
         .bind(&new.request_id)
         .bind(&new.origin)

@@ -1,5 +1,6 @@
 //! The same behaviour, asserted against SQLite and a real PostgreSQL server.
 
+use paved_store::ReleaseStore;
 use paved_store::{
     ApiToken, AppliedNode, AuditFilter, AuditOutcome, Change, Lock, NewAuditEvent, Operation, RequestContext, SqlStore,
     Store, StoreError,
@@ -348,6 +349,7 @@ suite!(
     concurrent_appends_keep_one_chain,
     tokens_are_stored_hashed_revoked_once_and_audited,
     listings_page_by_name_within_a_kind,
+    artifacts_are_immutable_and_deployments_exactly_once,
 );
 
 fn node(id: &str, v: i64) -> AppliedNode {
@@ -416,4 +418,92 @@ async fn concurrent_lockers_get_one_winner(b: Backend) {
         }
     }
     assert_eq!(winners, 1);
+}
+
+fn artifact(digest: &str, tags: &[&str]) -> paved_store::Artifact {
+    paved_store::Artifact {
+        digest: digest.into(),
+        service: "api".into(),
+        commit: Some("4f2a9c1".into()),
+        commit_time: Some(at(-3600)),
+        branch: Some("main".into()),
+        builder: "ci".into(),
+        created_at: at(0),
+        tags: tags.iter().map(|t| t.to_string()).collect(),
+    }
+}
+
+fn new_deployment(env: &str, digest: &str, request_id: &str) -> paved_store::NewDeployment {
+    paved_store::NewDeployment {
+        environment: env.into(),
+        service: "api".into(),
+        artifact: digest.into(),
+        strategy: "rolling".into(),
+        soak_ms: 5000,
+        ready_timeout_ms: 120_000,
+        actor: "alice".into(),
+        request_id: request_id.into(),
+        origin: Some("test".into()),
+        at: at(10),
+    }
+}
+
+async fn artifacts_are_immutable_and_deployments_exactly_once(b: Backend) {
+    use paved_store::{ArtifactPut, DeploymentFilter, DeploymentStatus as S};
+    let store = SqlStore::open(&b.url).await.unwrap();
+    let head = || async { store.audit_head().await.unwrap() };
+    assert_eq!(
+        store.put_artifact(&artifact("sha256:a", &["1.0"]), &event("ci", "Artifact/api")).await.unwrap(),
+        ArtifactPut::Created
+    );
+    let after_first = head().await;
+    // Same content again: nothing written, not even an audit event.
+    assert_eq!(
+        store.put_artifact(&artifact("sha256:a", &["1.0"]), &event("ci", "Artifact/api")).await.unwrap(),
+        ArtifactPut::Existing
+    );
+    assert_eq!(head().await, after_first);
+    // A tag never moves to other content, and the refused artifact is not recorded.
+    let taken = store.put_artifact(&artifact("sha256:b", &["1.0"]), &event("ci", "Artifact/api")).await.unwrap();
+    assert_eq!(taken, ArtifactPut::TagTaken { tag: "1.0".into(), digest: "sha256:a".into() });
+    assert!(store.artifact("sha256:b").await.unwrap().is_none());
+    store.put_artifact(&artifact("sha256:b", &["1.1"]), &event("ci", "Artifact/api")).await.unwrap();
+    let a = store.artifact("sha256:a").await.unwrap().unwrap();
+    assert_eq!((a.tags, a.commit_time), (vec!["1.0".to_string()], Some(at(-3600))));
+    assert_eq!(store.artifacts(Some("api")).await.unwrap().len(), 2);
+
+    // Numbered per service and environment; a request id seen before returns its deployment.
+    let (d1, created) = store
+        .create_deployment(&new_deployment("dev", "sha256:a", "r1"), &event("alice", "Service/api@dev"))
+        .await
+        .unwrap();
+    assert_eq!((d1.number, d1.status, created), (1, S::Pending, true));
+    let (again, created) = store
+        .create_deployment(&new_deployment("dev", "sha256:b", "r1"), &event("alice", "Service/api@dev"))
+        .await
+        .unwrap();
+    assert_eq!((again.number, again.artifact.as_str(), created), (1, "sha256:a", false));
+    let (d2, _) = store
+        .create_deployment(&new_deployment("dev", "sha256:b", "r2"), &event("alice", "Service/api@dev"))
+        .await
+        .unwrap();
+    let (s1, _) = store
+        .create_deployment(&new_deployment("staging", "sha256:a", "r3"), &event("alice", "Service/api@staging"))
+        .await
+        .unwrap();
+    assert_eq!((d2.number, s1.number), (2, 1));
+
+    // Status moves only from the states the caller names.
+    assert!(store.set_deployment_status(&d1, &[S::Pending], S::Healthy, None, at(20)).await.unwrap());
+    assert!(!store.set_deployment_status(&d1, &[S::Pending], S::Failed, Some("late"), at(21)).await.unwrap());
+    assert!(
+        store
+            .set_deployment_status(&d2, &[S::Pending, S::RollingOut], S::RolledBack, Some("not ready"), at(22))
+            .await
+            .unwrap()
+    );
+    let dev = store.deployments(&DeploymentFilter { environment: Some("dev".into()), service: None }).await.unwrap();
+    assert_eq!(dev.iter().map(|d| (d.number, d.status)).collect::<Vec<_>>(), [(1, S::Healthy), (2, S::RolledBack)]);
+    assert_eq!((dev[0].finished_at, dev[1].reason.as_deref()), (Some(at(20)), Some("not ready")));
+    assert_eq!(store.deployments(&DeploymentFilter::default()).await.unwrap().len(), 3);
 }

@@ -4,6 +4,7 @@
 
 pub mod accounts;
 pub mod audit;
+pub mod deployments;
 pub mod environments;
 pub mod operations;
 pub mod secrets;
@@ -26,6 +27,7 @@ use utoipa_axum::routes;
     tags(
         (name = "specs", description = "Blueprints, accounts, environments, teams, role bindings and Score services as versioned desired state"),
         (name = "environments", description = "Plan, apply, destroy and drift of environments"),
+        (name = "deployments", description = "Artifacts by digest, deployments with their health gate, rollback, promotion and what runs where"),
         (name = "operations", description = "Progress of applies and destroys"),
         (name = "audit", description = "The tamper-evident audit log"),
         (name = "secrets", description = "Secrets of environments: never listed with values; reveals are granted explicitly and audited"),
@@ -121,6 +123,12 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(secrets::set_secret, secrets::delete_secret))
         .routes(routes!(secrets::secret_versions))
         .routes(routes!(secrets::reveal_secret))
+        .routes(routes!(deployments::deploy, deployments::deployment_history))
+        .routes(routes!(deployments::rollback))
+        .routes(routes!(deployments::promote))
+        .routes(routes!(deployments::status))
+        .routes(routes!(deployments::artifacts))
+        .routes(routes!(deployments::dora))
         .routes(routes!(operations::get_operation))
         .routes(routes!(operations::operation_events))
         .routes(routes!(audit::list_audit))

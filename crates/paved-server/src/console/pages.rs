@@ -12,6 +12,7 @@ use axum::extract::{Form, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use paved_auth::{Request, Target};
+use paved_control::StatusRow;
 use paved_engine::DriftStatus;
 use paved_model::{Kind, Role, Spec, Workload};
 use paved_store::{AuditFilter, AuditOutcome};
@@ -125,6 +126,7 @@ struct MatrixPage {
     subject: Option<String>,
     environments: Vec<EnvColumn>,
     rows: Vec<MatrixRow>,
+    dora: Vec<DoraRow>,
 }
 
 /// What is known of one environment's workloads: when applied, their health now, who applied last.
@@ -178,18 +180,74 @@ fn images(w: &Workload) -> String {
         .join(", ")
 }
 
-fn cell(w: &Workload, env: &str, s: &EnvState) -> Cell {
+/// One cell: what runs (the deployed digest and its commit, or the Score image),
+/// its health (the deployment's, unless what runs drifted or is down), since when and by whom.
+fn cell(w: &Workload, env: &str, s: &EnvState, row: Option<&StatusRow>) -> Cell {
     let id = format!("local.workload/{}", w.metadata.name);
-    let (health, class) = health(s.health.get(&id));
-    Cell {
-        environment: env.to_string(),
-        applied: s.applied.contains_key(&id),
-        image: images(w),
-        health,
-        class,
-        since: s.applied.get(&id).map(|t| when(*t)).unwrap_or_default(),
-        by: s.last_actor.clone(),
+    let (live, class) = health(s.health.get(&id));
+    let applied = s.applied.contains_key(&id);
+    match row.filter(|r| r.number.is_some()) {
+        Some(r) => {
+            let digest = paved_control::short(&r.artifact).trim_start_matches("sha256:").to_string();
+            let commit = r.commit.as_deref().map_or_else(String::new, |c| format!(" @{}", &c[..c.len().min(7)]));
+            let (health, class) = match live.as_str() {
+                "healthy" if r.health == "healthy" => (r.health.clone(), "ok"),
+                "healthy" => (r.health.clone(), "warn"),
+                _ => (live, class),
+            };
+            Cell {
+                environment: env.to_string(),
+                applied,
+                image: format!("#{} {digest}{commit}", r.number.unwrap_or_default()),
+                health,
+                class,
+                since: r.since.map(when).unwrap_or_default(),
+                by: r.by.clone().unwrap_or_else(|| s.last_actor.clone()),
+            }
+        }
+        None => Cell {
+            environment: env.to_string(),
+            applied,
+            image: images(w),
+            health: live,
+            class,
+            since: s.applied.get(&id).map(|t| when(*t)).unwrap_or_default(),
+            by: s.last_actor.clone(),
+        },
     }
+}
+
+/// DORA figures as the console shows them.
+pub struct DoraRow {
+    pub team: String,
+    pub service: String,
+    pub deployments: usize,
+    pub frequency: String,
+    pub lead_time: String,
+    pub failure_rate: String,
+    pub restore: String,
+}
+
+fn hours(seconds: Option<f64>) -> String {
+    seconds.map_or_else(
+        || "-".into(),
+        |s| if s < 3600.0 { format!("{:.0} min", s / 60.0) } else { format!("{:.1} h", s / 3600.0) },
+    )
+}
+
+fn dora_rows(figures: Vec<paved_control::Dora>) -> Vec<DoraRow> {
+    figures
+        .into_iter()
+        .map(|f| DoraRow {
+            team: f.team,
+            service: f.service.unwrap_or_else(|| "(team)".into()),
+            deployments: f.deployments,
+            frequency: format!("{:.2}/day", f.deployment_frequency_per_day),
+            lead_time: hours(f.lead_time_seconds),
+            failure_rate: f.change_failure_rate.map_or_else(|| "-".into(), |r| format!("{:.0} %", r * 100.0)),
+            restore: hours(f.time_to_restore_seconds),
+        })
+        .collect()
 }
 
 /// The services and environments the caller may view.
@@ -226,19 +284,27 @@ pub async fn matrix(State(state): State<AppState>, User(who): User) -> Response 
         for e in &envs {
             states.push(env_state(&state, &e.metadata.name).await?);
         }
+        // The same rows the API's /api/v1/status answers with.
+        let deployed = crate::api::deployments::status_rows(&state, &who).await?;
+        let find = |service: &str, env: &str| deployed.iter().find(|r| r.service == service && r.environment == env);
         let rows = services
             .iter()
             .map(|w| MatrixRow {
                 service: w.metadata.name.clone(),
                 owner: w.annotation(paved_model::score::ANNOTATION_OWNER).unwrap_or("-").to_string(),
-                cells: envs.iter().zip(&states).map(|(e, s)| cell(w, &e.metadata.name, s)).collect(),
+                cells: envs
+                    .iter()
+                    .zip(&states)
+                    .map(|(e, s)| cell(w, &e.metadata.name, s, find(&w.metadata.name, &e.metadata.name)))
+                    .collect(),
             })
             .collect();
+        let dora = dora_rows(state.control.dora(30).await?);
         let environments = envs
             .iter()
             .map(|e| EnvColumn { name: e.metadata.name.clone(), env_type: e.spec.env_type.to_string() })
             .collect();
-        Ok::<_, ApiError>(MatrixPage { subject: subject.clone(), environments, rows })
+        Ok::<_, ApiError>(MatrixPage { subject: subject.clone(), environments, rows, dora })
     };
     match page.await {
         Ok(p) => render(&p),
@@ -448,9 +514,11 @@ pub async fn service(State(state): State<AppState>, User(who): User, Path(name):
             return Err(ApiError::internal("a Service record holds another kind"));
         };
         let (_, envs) = services_and_environments(&state, &who).await?;
+        let deployed = crate::api::deployments::status_rows(&state, &who).await?;
         let mut cells = vec![];
         for e in &envs {
-            cells.push(cell(w, &e.metadata.name, &env_state(&state, &e.metadata.name).await?));
+            let row = deployed.iter().find(|r| r.service == name && r.environment == e.metadata.name);
+            cells.push(cell(w, &e.metadata.name, &env_state(&state, &e.metadata.name).await?, row));
         }
         Ok::<_, ApiError>(ServicePage {
             subject: subject.clone(),

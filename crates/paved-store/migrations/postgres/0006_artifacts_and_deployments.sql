@@ -29,6 +29,7 @@ CREATE TABLE deployments (
     artifact    TEXT NOT NULL REFERENCES artifacts (digest),
     strategy    TEXT NOT NULL,
     soak_ms     BIGINT NOT NULL,
+    ready_timeout_ms BIGINT NOT NULL,
     status      TEXT NOT NULL,
     reason      TEXT,
     actor       TEXT NOT NULL,
