@@ -434,6 +434,15 @@ pub struct ServerArgs {
     /// How often every environment is checked for drift (healed when its blueprint says `drift: auto-heal`); `off` disables.
     #[arg(long, value_parser = parse_interval, default_value = "60s")]
     pub reconcile_interval: std::time::Duration,
+    /// File holding the shared secret of GitHub deliveries to /api/v1/webhooks/github (without it the route answers 503).
+    #[arg(long, env = "PAVED_GITHUB_WEBHOOK_SECRET_FILE")]
+    pub github_webhook_secret_file: Option<PathBuf>,
+    /// POST git-flow notifications (preview ready/deleted, deployment healthy/failed) as JSON here; repeatable.
+    #[arg(long = "notify-url")]
+    pub notify_urls: Vec<String>,
+    /// How often previews and waiting deployments are checked without a delivery (a delivery wakes it at once).
+    #[arg(long, value_parser = parse_lock_timeout, default_value = "10s")]
+    pub git_interval: std::time::Duration,
     /// Request logs on standard error: JSON lines, or text for people. Filter with PAVED_LOG (e.g. warn).
     #[arg(long, value_enum, default_value_t = LogFormat::Json)]
     pub log_format: LogFormat,

@@ -26,6 +26,7 @@ impl From<paved_control::ControlError> for Failure {
             ControlError::Secret(e) => Failure::User(e.to_string()),
             ControlError::Identity(e) => Failure::User(e.to_string()),
             ControlError::Deploy(e) => Failure::User(e.to_string()),
+            ControlError::Git(e) => Failure::User(e.to_string()),
             bad @ (ControlError::BadTokenRequest(_)
             | ControlError::StillProvisioned { .. }
             | ControlError::NoLogs { .. }) => Failure::User(bad.to_string()),

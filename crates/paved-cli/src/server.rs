@@ -24,7 +24,22 @@ pub async fn serve(ctx: &Ctx, args: ServerArgs) -> Result<(), Failure> {
     if let Some(path) = paved_server::bootstrap(&control, &bootstrap_file).await.map_err(fail)? {
         eprintln!("paved server: bootstrap admin token written to {} (mode 0600)", path.display());
     }
+    let github_webhook_secret = match &args.github_webhook_secret_file {
+        Some(path) => {
+            let secret = std::fs::read(path)
+                .map_err(|e| Failure::User(format!("cannot read the webhook secret {}: {e}", path.display())))?;
+            let secret = secret.trim_ascii().to_vec();
+            if secret.is_empty() {
+                return Err(Failure::User(format!("the webhook secret file {} is empty", path.display())));
+            }
+            Some(secret)
+        }
+        None => None,
+    };
     let config = paved_server::ServerConfig {
+        github_webhook_secret,
+        notify_urls: args.notify_urls.clone(),
+        git_interval: args.git_interval,
         listen: args.listen,
         body_limit: args.body_limit,
         request_timeout: args.request_timeout,

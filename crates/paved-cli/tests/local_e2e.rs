@@ -456,7 +456,7 @@ fn up_on_docker_runs_containers_isolated_by_network_and_down_removes_them() {
     let password = state["password"].as_str().unwrap();
     let redis =
         containers_of(&p, Some("cache-dev")).into_iter().find(|n| n.ends_with("-redis-cache-user-cache")).unwrap();
-    let user = containers_of(&p, Some("cache-dev")).into_iter().find(|n| n.ends_with("-cache-user-main")).unwrap();
+    let user = containers_of(&p, Some("cache-dev")).into_iter().find(|n| n.ends_with("-cache-user-blue-main")).unwrap();
     let env = docker(&["inspect", "-f", "{{range .Config.Env}}{{println .}}{{end}}", &user]);
     assert!(env.contains("REDIS_HOST=redis-cache-user-cache") && env.contains(&format!("REDIS_PASSWORD={password}")));
     // Its answer, or nothing while it (re)starts.

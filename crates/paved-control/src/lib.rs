@@ -6,6 +6,7 @@
 
 mod deploy;
 mod dora;
+pub mod git;
 mod identity;
 mod logs;
 mod reconcile;
@@ -46,6 +47,8 @@ pub enum ControlError {
     Identity(#[from] IdentityFailure),
     #[error(transparent)]
     Deploy(#[from] DeployRefusal),
+    #[error(transparent)]
+    Git(#[from] git::GitRefusal),
     #[error("service `{service}` has no logs in environment `{environment}`: {reason}")]
     NoLogs { service: String, environment: String, reason: String },
     #[error(

@@ -48,6 +48,9 @@ pub struct BlueprintSpec {
     /// Deployment defaults and the promotion order of environment types.
     #[serde(default, skip_serializing_if = "RolloutSpec::is_default")]
     pub rollout: RolloutSpec,
+    /// Offers preview environments (one per pull request) made from this blueprint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preview: Option<crate::preview::PreviewSpec>,
 }
 
 /// What paved's reconciler does when an environment drifted.

@@ -16,8 +16,11 @@ pub const ANNOTATION_OWNER: &str = "paved.dev/owner";
 pub const ANNOTATION_REPOSITORY: &str = "paved.dev/repository";
 /// Annotation with the stage order a service is promoted through (`dev,staging,production`).
 pub const ANNOTATION_STAGES: &str = "paved.dev/stages";
+/// Annotation mapping git branches to the environments a push deploys to (`main=dev,release=staging`).
+pub const ANNOTATION_BRANCHES: &str = "paved.dev/branches";
 /// All `paved.dev/` annotations paved understands.
-pub const PAVED_ANNOTATIONS: [&str; 3] = [ANNOTATION_OWNER, ANNOTATION_REPOSITORY, ANNOTATION_STAGES];
+pub const PAVED_ANNOTATIONS: [&str; 4] =
+    [ANNOTATION_OWNER, ANNOTATION_REPOSITORY, ANNOTATION_STAGES, ANNOTATION_BRANCHES];
 
 /// Resource types paved can provision (on at least one provider).
 pub const RESOURCE_TYPES: [&str; 11] =

@@ -173,6 +173,10 @@ impl From<ControlError> for ApiError {
             ControlError::Secret(e) => e.into(),
             ControlError::Identity(e) => e.into(),
             ControlError::Deploy(e) => e.into(),
+            e @ ControlError::Git(paved_control::git::GitRefusal::Missing { .. }) => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "bad-delivery", e.to_string())
+            }
+            e @ ControlError::Git(_) => ApiError::new(StatusCode::CONFLICT, "refused", e.to_string()),
             ControlError::Unplannable { environment, problems } => ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "unplannable",

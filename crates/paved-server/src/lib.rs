@@ -11,6 +11,7 @@ pub mod auth;
 pub mod console;
 pub mod error;
 pub mod metrics;
+pub mod notify;
 pub mod operations;
 
 use crate::auth::RequestId;
@@ -62,6 +63,13 @@ pub struct ServerConfig {
     /// How often the reconciler checks every environment for drift (and
     /// heals those whose blueprint says so); `None`: never.
     pub reconcile_interval: Option<Duration>,
+    /// The shared secret of GitHub deliveries; `None`: the webhook answers 503.
+    pub github_webhook_secret: Option<Vec<u8>>,
+    /// Where git-flow notifications are POSTed.
+    pub notify_urls: Vec<String>,
+    /// How often the git loop runs without a delivery waking it (previews
+    /// to apply or reap, artifacts arrived for waiting deployments).
+    pub git_interval: Duration,
 }
 
 impl Default for ServerConfig {
@@ -75,6 +83,9 @@ impl Default for ServerConfig {
             parallelism: 8,
             shutdown_grace: Duration::from_secs(60),
             reconcile_interval: Some(Duration::from_secs(60)),
+            github_webhook_secret: None,
+            notify_urls: Vec::new(),
+            git_interval: Duration::from_secs(10),
         }
     }
 }
@@ -90,11 +101,15 @@ pub struct AppState {
     /// `actor@host:pid` prefix for environment locks held by this server.
     pub holder_host: String,
     pub access: Arc<AccessCache>,
+    /// Wakes the git loop (a delivery recorded something to do).
+    pub git_wake: Arc<tokio::sync::Notify>,
+    pub notifier: notify::Notifier,
 }
 
 impl AppState {
     pub fn new(control: Control, config: ServerConfig) -> AppState {
         let quota = Quota::per_second(config.rate_per_second).allow_burst(config.rate_burst);
+        let config_urls = config.notify_urls.clone();
         let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
             .map_or_else(|_| "localhost".into(), |h| h.trim().to_string());
         AppState {
@@ -105,6 +120,8 @@ impl AppState {
             config: Arc::new(config),
             holder_host: host,
             access: Arc::default(),
+            git_wake: Arc::default(),
+            notifier: notify::Notifier::new(config_urls),
         }
     }
 
@@ -306,6 +323,7 @@ pub async fn serve(
     let listener = tokio::net::TcpListener::bind(addr).await.map_err(|source| ServerError::Bind { addr, source })?;
     let (router, _) = app(state.clone());
     let reconciler = state.config.reconcile_interval.map(|every| tokio::spawn(reconcile_every(state.clone(), every)));
+    let git = tokio::spawn(git_loop(state.clone()));
     let ops = state.operations.clone();
     let grace = state.config.shutdown_grace;
     axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
@@ -318,11 +336,41 @@ pub async fn serve(
     if let Some(r) = reconciler {
         r.abort();
     }
+    git.abort();
     let deadline = Instant::now() + grace;
     while state.operations.running() > 0 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     Ok(())
+}
+
+/// The git loop: previews to apply or reap, deployments whose artifact
+/// arrived; woken by each delivery, else every `git_interval`. The first
+/// pass runs at start, so what a crash interrupted continues.
+async fn git_loop(state: AppState) {
+    let holder = format!("paved-git@{}:{}", state.holder_host, std::process::id());
+    let run = paved_control::RunOptions {
+        parallelism: state.config.parallelism,
+        holder,
+        lock_timeout: Duration::from_secs(600),
+        jitter_seed: rand::random(),
+    };
+    loop {
+        match state.control.converge_git(&run, Arc::new(paved_engine::Quiet)).await {
+            Ok(notices) => {
+                for n in notices {
+                    tracing::info!(event = %n.event, environment = %n.environment, pull_request = n.pull_request.as_deref().unwrap_or(""),
+                        detail = n.detail.as_deref().unwrap_or(""), "git flow");
+                    state.notifier.send(&n);
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "git loop pass failed; retrying at the next one"),
+        }
+        tokio::select! {
+            _ = state.git_wake.notified() => {}
+            _ = tokio::time::sleep(state.config.git_interval) => {}
+        }
+    }
 }
 
 /// The background reconciler: a pass every `every` (the first one after

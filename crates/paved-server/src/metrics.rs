@@ -44,6 +44,8 @@ pub struct Metrics {
     pub heals: Family<OutcomeLabels, Counter>,
     /// Rollouts started through the API, by how they ended (`healthy`, `failed`).
     pub deployments: Family<OutcomeLabels, Counter>,
+    /// GitHub deliveries, by what became of them.
+    pub webhooks: Family<OutcomeLabels, Counter>,
     /// DORA figures per service, computed from the deployment history at each scrape.
     pub dora: Family<DoraLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
 }
@@ -108,6 +110,8 @@ impl Metrics {
         );
         let deployments = Family::<OutcomeLabels, Counter>::default();
         registry.register("paved_deployments", "Rollouts started through the API, by outcome", deployments.clone());
+        let webhooks = Family::<OutcomeLabels, Counter>::default();
+        registry.register("paved_webhook_deliveries", "GitHub deliveries by outcome", webhooks.clone());
         let dora = Family::<DoraLabels, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
         registry.register(
             "paved_dora",
@@ -127,6 +131,7 @@ impl Metrics {
             drifted,
             heals,
             deployments,
+            webhooks,
             dora,
         }
     }

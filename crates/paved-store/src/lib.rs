@@ -40,7 +40,8 @@ pub mod tokens;
 
 pub use audit::{AuditEvent, AuditFilter, AuditOutcome, NewAuditEvent, RequestContext, Verification};
 pub use releases::{
-    Artifact, ArtifactPut, Deployment, DeploymentFilter, DeploymentStatus, NewDeployment, ReleaseStore,
+    Artifact, ArtifactPut, Deployment, DeploymentFilter, DeploymentStatus, NewDeployment, PendingDeployment,
+    ReleaseStore,
 };
 pub use secrets::{Rewrapped, SecretStore, StoredDataKey, StoredSecret, StoredSigningKey};
 pub use sql::SqlStore;

@@ -157,8 +157,34 @@ pub struct DeploymentFilter {
     pub service: Option<String>,
 }
 
+/// A deployment a git push asked for, waiting for its artifact.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingDeployment {
+    pub environment: String,
+    pub service: String,
+    pub commit: String,
+    pub request_id: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+}
+
 #[async_trait]
 pub trait ReleaseStore: Send + Sync {
+    /// Whether a webhook delivery was handled before.
+    async fn delivery_seen(&self, id: &str) -> Result<bool, StoreError>;
+    /// Records a handled delivery; `false` when it already was.
+    async fn record_delivery(
+        &self,
+        id: &str,
+        event: &str,
+        outcome: &str,
+        at: OffsetDateTime,
+    ) -> Result<bool, StoreError>;
+    /// Sets the deployment waiting for a service's artifact in an environment (the latest push wins).
+    async fn put_pending_deployment(&self, pending: &PendingDeployment) -> Result<(), StoreError>;
+    async fn pending_deployments(&self) -> Result<Vec<PendingDeployment>, StoreError>;
+    /// Removes a pending deployment, if it is still the one with `request_id`.
+    async fn delete_pending_deployment(&self, pending: &PendingDeployment) -> Result<(), StoreError>;
     /// Records an artifact and its tags with the audit event, all or nothing.
     async fn put_artifact(&self, artifact: &Artifact, event: &NewAuditEvent) -> Result<ArtifactPut, StoreError>;
     async fn artifact(&self, digest: &str) -> Result<Option<Artifact>, StoreError>;
@@ -253,6 +279,77 @@ impl SqlStore {
 
 #[async_trait]
 impl ReleaseStore for SqlStore {
+    async fn delivery_seen(&self, id: &str) -> Result<bool, StoreError> {
+        let row =
+            sqlx::query("SELECT id FROM webhook_deliveries WHERE id = $1").bind(id).fetch_optional(self.pool()).await?;
+        Ok(row.is_some())
+    }
+
+    async fn record_delivery(
+        &self,
+        id: &str,
+        event: &str,
+        outcome: &str,
+        at: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "INSERT INTO webhook_deliveries (id, event, received_at, outcome) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(id)
+        .bind(event)
+        .bind(timestamp(at))
+        .bind(outcome)
+        .execute(self.pool())
+        .await?
+        .rows_affected();
+        Ok(done == 1)
+    }
+
+    async fn put_pending_deployment(&self, p: &PendingDeployment) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO pending_deployments (environment, service, git_commit, request_id, created_at) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (environment, service) DO UPDATE SET \
+             git_commit = excluded.git_commit, request_id = excluded.request_id, created_at = excluded.created_at",
+        )
+        .bind(&p.environment)
+        .bind(&p.service)
+        .bind(&p.commit)
+        .bind(&p.request_id)
+        .bind(timestamp(p.created_at))
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    async fn pending_deployments(&self) -> Result<Vec<PendingDeployment>, StoreError> {
+        let rows = sqlx::query("SELECT * FROM pending_deployments ORDER BY environment, service")
+            .fetch_all(self.pool())
+            .await?;
+        rows.iter()
+            .map(|row| {
+                let environment: String = row.try_get("environment")?;
+                Ok(PendingDeployment {
+                    service: row.try_get("service")?,
+                    commit: row.try_get("git_commit")?,
+                    request_id: row.try_get("request_id")?,
+                    created_at: parse_time("pending deployment", &environment, row.try_get("created_at")?)?,
+                    environment,
+                })
+            })
+            .collect()
+    }
+
+    async fn delete_pending_deployment(&self, p: &PendingDeployment) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM pending_deployments WHERE environment = $1 AND service = $2 AND request_id = $3")
+            .bind(&p.environment)
+            .bind(&p.service)
+            .bind(&p.request_id)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
     async fn put_artifact(&self, a: &Artifact, event: &NewAuditEvent) -> Result<ArtifactPut, StoreError> {
         let mut tx = self.pool().begin().await?;
         self.lock_audit_chain(&mut tx).await?;

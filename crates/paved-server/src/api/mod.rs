@@ -11,6 +11,7 @@ pub mod secrets;
 pub mod specs;
 pub mod system;
 pub mod tokens;
+pub mod webhooks;
 
 use crate::AppState;
 use serde::Serialize;
@@ -129,6 +130,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(deployments::status))
         .routes(routes!(deployments::artifacts))
         .routes(routes!(deployments::dora))
+        .routes(routes!(webhooks::github))
         .routes(routes!(operations::get_operation))
         .routes(routes!(operations::operation_events))
         .routes(routes!(audit::list_audit))

@@ -41,3 +41,22 @@ CREATE TABLE deployments (
     PRIMARY KEY (environment, service, number)
 );
 CREATE INDEX deployments_by_service ON deployments (service, created_at);
+
+-- Webhook deliveries handled, so a redelivery does nothing twice.
+CREATE TABLE webhook_deliveries (
+    id          TEXT PRIMARY KEY,
+    event       TEXT NOT NULL,
+    received_at TEXT NOT NULL,
+    outcome     TEXT NOT NULL
+);
+
+-- A push asked for a deployment whose artifact was not pushed yet; the
+-- latest push per service and environment waits here until it is.
+CREATE TABLE pending_deployments (
+    environment TEXT NOT NULL,
+    service     TEXT NOT NULL,
+    git_commit  TEXT NOT NULL,
+    request_id  TEXT NOT NULL,
+    created_at  TEXT NOT NULL,
+    PRIMARY KEY (environment, service)
+);

@@ -1,0 +1,145 @@
+//! `POST /api/v1/webhooks/github`: GitHub deliveries, authenticated by their
+//! HMAC-SHA256 signature (`X-Hub-Signature-256`, checked in constant time
+//! over the raw body) instead of a token.
+//!
+//! A delivery is handled once (`X-GitHub-Delivery`): it becomes desired
+//! state (`paved_control::git`), the answer is 202, and the git loop makes
+//! that state run. Events paved does not act on are acknowledged with 202.
+
+use crate::AppState;
+use crate::error::{ApiError, ErrorBody};
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use hmac::{KeyInit, Mac};
+use paved_control::git::{GitEvent, parse_event};
+use paved_store::{AuditOutcome, RequestContext};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeliveryAnswer {
+    /// `accepted`, `ignored` or `duplicate` (handled before: nothing done again).
+    pub status: String,
+    /// What paved made of it.
+    pub result: String,
+}
+
+fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// Whether `signature` (`sha256=HEX`) is the HMAC-SHA256 of `body` under `secret`.
+pub fn signature_valid(secret: &[u8], body: &[u8], signature: Option<&str>) -> bool {
+    let Some(sig) = signature.and_then(|s| s.strip_prefix("sha256=")).and_then(|h| hex::decode(h).ok()) else {
+        return false;
+    };
+    let Ok(mut mac) = <hmac::Hmac<sha2::Sha256> as KeyInit>::new_from_slice(secret) else { return false };
+    mac.update(body);
+    // `verify_slice` compares in constant time.
+    mac.verify_slice(&sig).is_ok()
+}
+
+/// A GitHub webhook delivery (pull_request, push, ping; others are acknowledged and ignored).
+#[utoipa::path(post, path = "/api/v1/webhooks/github", tag = "deployments", security(()),
+    params(
+        ("X-GitHub-Event" = String, Header, description = "The event: pull_request, push, ping, …"),
+        ("X-GitHub-Delivery" = String, Header, description = "The delivery's id: a delivery is handled once"),
+        ("X-Hub-Signature-256" = String, Header, description = "`sha256=` HMAC of the raw body under the shared secret"),
+    ),
+    request_body(content = Object, description = "The delivery as GitHub sends it"),
+    responses(
+        (status = 200, description = "Handled before: nothing was done again", body = DeliveryAnswer),
+        (status = 202, description = "Accepted (or ignored)", body = DeliveryAnswer),
+        (status = 401, description = "Missing or wrong signature: nothing was done", body = ErrorBody),
+        (status = 409, description = "Refused (a team's preview quota)", body = ErrorBody),
+        (status = 422, description = "Not a delivery paved can read", body = ErrorBody),
+        (status = 503, description = "The server has no webhook secret (--github-webhook-secret-file)", body = ErrorBody)))]
+pub async fn github(
+    State(state): State<AppState>,
+    request: axum::Extension<crate::auth::RequestId>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<(StatusCode, axum::Json<DeliveryAnswer>), ApiError> {
+    let Some(secret) = state.config.github_webhook_secret.as_deref() else {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not-configured",
+            "this server takes no GitHub deliveries: start it with --github-webhook-secret-file FILE",
+        ));
+    };
+    if !signature_valid(secret, &body, header(&headers, "x-hub-signature-256")) {
+        state.metrics.webhooks.get_or_create(&crate::metrics::OutcomeLabels { outcome: "bad-signature".into() }).inc();
+        tracing::warn!(request_id = %request.0.0, "GitHub delivery with a missing or wrong signature refused");
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "bad-signature",
+            "X-Hub-Signature-256 is missing or does not match the body under the shared secret",
+        ));
+    }
+    let missing = |h: &str| ApiError::invalid(h, format!("the `{h}` header is missing"));
+    let event = header(&headers, "x-github-event").ok_or_else(|| missing("X-GitHub-Event"))?.to_string();
+    let delivery = header(&headers, "x-github-delivery").ok_or_else(|| missing("X-GitHub-Delivery"))?.to_string();
+    let answer = |code: StatusCode, status: &str, result: String| {
+        state.metrics.webhooks.get_or_create(&crate::metrics::OutcomeLabels { outcome: status.into() }).inc();
+        Ok((code, axum::Json(DeliveryAnswer { status: status.into(), result })))
+    };
+    if state.control.store.delivery_seen(&delivery).await? {
+        return answer(StatusCode::OK, "duplicate", format!("delivery {delivery} was handled before"));
+    }
+    let json: serde_json::Value = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::invalid("body", format!("the delivery is not JSON: {e}")))?;
+    let parsed = parse_event(&event, &json).map_err(|e| ApiError::invalid("body", e.to_string()))?;
+    let ctx = RequestContext { request_id: request.0.0.clone(), origin: format!("github:{delivery}") };
+    let now = state.control.clock.now();
+    if let GitEvent::Other(name) = &parsed {
+        state.control.store.record_delivery(&delivery, &event, "ignored", now).await?;
+        return answer(StatusCode::ACCEPTED, "ignored", format!("event `{name}` is not one paved acts on"));
+    }
+    let caller = paved_control::Caller { actor: "github".into(), request: ctx.clone() };
+    let target = format!("Webhook/github/{delivery}");
+    match state.control.handle_git(&parsed, &delivery, &ctx).await {
+        Ok(result) => {
+            state.control.store.record_delivery(&delivery, &event, &result, now).await?;
+            let details = serde_json::json!({"event": event, "result": result});
+            state.control.record(&caller, "webhook.github", target, AuditOutcome::Succeeded, None, details).await?;
+            state.git_wake.notify_one();
+            answer(StatusCode::ACCEPTED, "accepted", result)
+        }
+        Err(e) => {
+            let result = e.to_string();
+            state.control.store.record_delivery(&delivery, &event, &format!("refused: {result}"), now).await?;
+            let details = serde_json::json!({"event": event, "result": result});
+            state.control.record(&caller, "webhook.github", target, AuditOutcome::Failed, None, details).await?;
+            if let paved_control::ControlError::Git(paved_control::git::GitRefusal::Quota { .. }) = &e {
+                state.notifier.send(&paved_control::git::GitNotice {
+                    event: "preview.refused".into(),
+                    environment: String::new(),
+                    pull_request: None,
+                    urls: Default::default(),
+                    detail: Some(result),
+                });
+            }
+            Err(e.into())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signatures_are_checked_over_the_raw_body() {
+        let body = br#"{"zen": "Keep it logically awesome."}"#;
+        let mut mac = <hmac::Hmac<sha2::Sha256> as KeyInit>::new_from_slice(b"s3cret").unwrap();
+        mac.update(body);
+        let good = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
+        assert!(signature_valid(b"s3cret", body, Some(&good)));
+        assert!(!signature_valid(b"other", body, Some(&good)));
+        assert!(!signature_valid(b"s3cret", b"{\"zen\": \"changed\"}", Some(&good)));
+        assert!(!signature_valid(b"s3cret", body, Some(&good.replace("sha256=", "sha1="))));
+        assert!(!signature_valid(b"s3cret", body, Some("sha256=zz")));
+        assert!(!signature_valid(b"s3cret", body, None));
+    }
+}
