@@ -221,9 +221,13 @@ fn real_deliveries_open_update_and_close_previews_exactly_once() {
         p.ok(&["artifact", "push", v2.to_str().unwrap(), "--service", "api", "--commit", new_head]).trim().to_string();
     assert_eq!(send(&p, "pull_request", "d-sync", &sync, SECRET).status, 202);
     wait_for("the new head to run in the preview", 90, || (api_digest(&p, preview)? == d2).then_some(()));
-    let history: Value = serde_json::from_str(&p.ok(&["history", "api", "-e", preview, "-o", "json"])).unwrap();
-    let statuses: Vec<&str> = history.as_array().unwrap().iter().map(|d| d["status"].as_str().unwrap()).collect();
-    assert_eq!(statuses, ["superseded", "healthy"], "{history}");
+    // … and passes its soak: the first deployment is superseded.
+    wait_for("the new deployment to be healthy", 60, || {
+        let history: Value = serde_json::from_str(&p.ok(&["history", "api", "-e", preview, "-o", "json"])).unwrap();
+        let statuses: Vec<String> =
+            history.as_array().unwrap().iter().map(|d| d["status"].as_str().unwrap().to_string()).collect();
+        (statuses == ["superseded", "healthy"]).then_some(())
+    });
     // dev was not touched by any of it.
     assert!(api_digest(&p, "dev").is_some_and(|d| d != d1 && d != d2));
 
