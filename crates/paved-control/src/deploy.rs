@@ -50,6 +50,8 @@ pub enum DeployRefusal {
     BadRollbackTarget { service: String, environment: String, number: i64, why: String },
     #[error("tag `{tag}` of service `{service}` already names {digest}; a tag is never reused: pick a new one")]
     TagTaken { service: String, tag: String, digest: String },
+    #[error("environment `{environment}` cannot be planned, so nothing is deployed to it: {problems}")]
+    Unplannable { environment: String, problems: String },
     #[error("{0}")]
     Bundle(String),
 }
@@ -267,7 +269,15 @@ impl Control {
                 }
                 Err(e) => return Err(DeployRefusal::Bundle(e.to_string())),
             }
-            self.check_stage(&catalog, &c, &req.service, &req.artifact).await
+            self.check_stage(&catalog, &c, &req.service, &req.artifact).await?;
+            // The target must plan (its blueprint's parameters valid for it) before anything is recorded.
+            match self.desired_graph(&catalog, &req.environment).await {
+                Err(ControlError::Unplannable { problems, .. }) => Err(DeployRefusal::Unplannable {
+                    environment: req.environment.clone(),
+                    problems: problems.join("; "),
+                }),
+                _ => Ok(()),
+            }
         };
         if let Err(refusal) = check.await {
             let target = format!("Service/{}@{}", req.service, req.environment);
@@ -319,7 +329,7 @@ impl Control {
         let outcome = self.apply_environment(&env, caller, run, progress.clone()).await;
         let node = format!("local.workload/{}", deployment.service);
         let failure = match &outcome {
-            Ok(report) => report.outcomes.get(&node).and_then(|o| failure_of(o)).or_else(|| {
+            Ok(report) => report.outcomes.get(&node).and_then(failure_of).or_else(|| {
                 (!report.succeeded()).then(|| "the environment's apply did not finish (see `paved plan`)".to_string())
             }),
             Err(e) => Some(e.to_string()),

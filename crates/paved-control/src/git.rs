@@ -13,6 +13,7 @@
 
 use crate::deploy::is_digest;
 use crate::{Caller, Control, ControlError, RunOptions};
+use futures_util::StreamExt;
 use paved_model::score::{ANNOTATION_BRANCHES, ANNOTATION_OWNER, ANNOTATION_REPOSITORY};
 use paved_model::{EnvType, Kind, Spec};
 use paved_store::{PendingDeployment, RequestContext};
@@ -20,6 +21,9 @@ use serde::Serialize;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::sync::Arc;
+
+/// Previews applied or removed at the same time by one pass.
+const PREVIEWS_AT_ONCE: usize = 4;
 
 /// Labels paved puts on a preview Environment.
 pub const LABEL_PULL_REQUEST: &str = "paved.dev/pull-request";
@@ -321,6 +325,67 @@ impl Control {
         Ok(true)
     }
 
+    /// Brings one preview to what its spec says: gone when closed or expired,
+    /// else applied in full.
+    #[allow(clippy::too_many_arguments)]
+    async fn converge_preview(
+        &self,
+        e: &paved_model::Environment,
+        now: time::OffsetDateTime,
+        pending: &[PendingDeployment],
+        run: &RunOptions,
+        caller: &Caller,
+        catalog: &paved_catalog::Catalog,
+        progress: Arc<dyn paved_engine::Progress>,
+    ) -> Result<Option<GitNotice>, ControlError> {
+        let name = e.metadata.name.clone();
+        let pull_request = e.metadata.labels.get(LABEL_PULL_REQUEST).cloned();
+        let expired = e
+            .metadata
+            .labels
+            .get(LABEL_EXPIRES_AT)
+            .and_then(|t| time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok())
+            .is_some_and(|t| t <= now);
+        let closed = e.metadata.labels.contains_key(LABEL_CLOSED);
+        let notice = |event: &str, urls: BTreeMap<String, String>, detail: Option<String>| GitNotice {
+            event: event.into(),
+            environment: name.clone(),
+            pull_request: pull_request.clone(),
+            urls,
+            detail,
+        };
+        let cancel = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        if closed || expired {
+            let graph = self.empty_graph(&name).await?;
+            return Ok(Some(match self.run(&graph, run, caller, cancel, progress, &crate::Silent).await {
+                Ok(report) if report.succeeded() => {
+                    for p in pending.iter().filter(|p| p.environment == name) {
+                        self.store.delete_pending_deployment(p).await?;
+                    }
+                    self.delete_spec(catalog, Kind::Environment, &name, "paved-git", None).await?;
+                    let why = if closed { "pull request closed" } else { "time to live expired" };
+                    notice("preview.deleted", BTreeMap::new(), Some(why.into()))
+                }
+                Ok(_) => notice("preview.failed", BTreeMap::new(), Some("its destroy did not finish".into())),
+                Err(err) => notice("preview.failed", BTreeMap::new(), Some(err.to_string())),
+            }));
+        }
+        // Not applied yet, or only in part (a crash during creation): apply.
+        let (desired, _) = self.desired_graph(catalog, &name).await?;
+        let applied: std::collections::BTreeSet<String> =
+            self.store.applied_nodes(&name).await?.into_iter().map(|n| n.node_id).collect();
+        if !desired.nodes.keys().any(|id| !applied.contains(id)) {
+            return Ok(None);
+        }
+        let result = self.run(&desired, run, caller, cancel, progress, &crate::Silent).await;
+        let urls: BTreeMap<String, String> = self.urls(&name).await?.into_iter().collect();
+        Ok(Some(match result {
+            Ok(report) if report.succeeded() => notice("preview.ready", urls, None),
+            Ok(_) => notice("preview.failed", urls, Some("some resources failed".into())),
+            Err(err) => notice("preview.failed", urls, Some(err.to_string())),
+        }))
+    }
+
     /// One pass: removes closed and expired previews (and what a crash left
     /// of them), applies previews not applied yet, and starts the
     /// deployments whose artifacts have arrived. Returns what it did.
@@ -345,58 +410,15 @@ impl Control {
             .filter(|e| e.spec.env_type == EnvType::Preview && e.metadata.labels.contains_key(LABEL_PULL_REQUEST))
             .collect();
         let pending = self.store.pending_deployments().await?;
+        // Previews converge side by side (each under its own environment lock).
+        let mut passes = Vec::with_capacity(previews.len());
         for e in &previews {
-            let name = e.metadata.name.clone();
-            let pull_request = e.metadata.labels.get(LABEL_PULL_REQUEST).cloned();
-            let expired = e
-                .metadata
-                .labels
-                .get(LABEL_EXPIRES_AT)
-                .and_then(|t| time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok())
-                .is_some_and(|t| t <= now);
-            let closed = e.metadata.labels.contains_key(LABEL_CLOSED);
-            let notice = |event: &str, urls: BTreeMap<String, String>, detail: Option<String>| GitNotice {
-                event: event.into(),
-                environment: name.clone(),
-                pull_request: pull_request.clone(),
-                urls,
-                detail,
-            };
-            if closed || expired {
-                let graph = self.empty_graph(&name).await?;
-                let cancel = Arc::new(std::sync::atomic::AtomicBool::new(false));
-                match self.run(&graph, run, &caller, cancel, progress.clone(), &crate::Silent).await {
-                    Ok(report) if report.succeeded() => {
-                        for p in pending.iter().filter(|p| p.environment == name) {
-                            self.store.delete_pending_deployment(p).await?;
-                        }
-                        self.delete_spec(&catalog, Kind::Environment, &name, "paved-git", None).await?;
-                        let why = if closed { "pull request closed" } else { "time to live expired" };
-                        notices.push(notice("preview.deleted", BTreeMap::new(), Some(why.into())));
-                    }
-                    Ok(_) => notices.push(notice(
-                        "preview.failed",
-                        BTreeMap::new(),
-                        Some("its destroy did not finish".into()),
-                    )),
-                    Err(err) => notices.push(notice("preview.failed", BTreeMap::new(), Some(err.to_string()))),
-                }
-                continue;
-            }
-            // Not applied yet, or only in part (a crash during creation): apply.
-            let (desired, _) = self.desired_graph(&catalog, &name).await?;
-            let applied: std::collections::BTreeSet<String> =
-                self.store.applied_nodes(&name).await?.into_iter().map(|n| n.node_id).collect();
-            if desired.nodes.keys().any(|id| !applied.contains(id)) {
-                let cancel = Arc::new(std::sync::atomic::AtomicBool::new(false));
-                let result = self.run(&desired, run, &caller, cancel, progress.clone(), &crate::Silent).await;
-                let urls: BTreeMap<String, String> = self.urls(&name).await?.into_iter().collect();
-                match result {
-                    Ok(report) if report.succeeded() => notices.push(notice("preview.ready", urls, None)),
-                    Ok(_) => notices.push(notice("preview.failed", urls, Some("some resources failed".into()))),
-                    Err(err) => notices.push(notice("preview.failed", urls, Some(err.to_string()))),
-                }
-            }
+            passes.push(self.converge_preview(e, now, &pending, run, &caller, &catalog, progress.clone()));
+        }
+        let done: Vec<Result<Option<GitNotice>, ControlError>> =
+            futures_util::stream::iter(passes).buffer_unordered(PREVIEWS_AT_ONCE).collect().await;
+        for notice in done {
+            notices.extend(notice?);
         }
         // Deployments waiting for their artifact.
         for p in pending {
