@@ -110,6 +110,12 @@ pub struct DeployBody {
     pub request_id: Option<String>,
 }
 
+/// A JSON body, read after the caller was authorised (so a forbidden caller learns nothing from parsing).
+fn json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::invalid("body", format!("the body is not the JSON this route takes: {e}")))
+}
+
 fn request_id(who: &Authed, given: Option<String>) -> String {
     given.unwrap_or_else(|| who.request.request_id.clone())
 }
@@ -125,9 +131,10 @@ pub async fn deploy(
     State(state): State<AppState>,
     who: Authed,
     Path((name, service)): Path<(String, String)>,
-    axum::Json(body): axum::Json<DeployBody>,
+    body: axum::body::Bytes,
 ) -> Result<(StatusCode, axum::Json<Accepted>), ApiError> {
     allow_change(&state, &who, &name, "deployment.create").await?;
+    let body: DeployBody = json(&body)?;
     let strategy = body
         .strategy
         .as_deref()
@@ -167,9 +174,10 @@ pub async fn rollback(
     State(state): State<AppState>,
     who: Authed,
     Path((name, service)): Path<(String, String)>,
-    axum::Json(body): axum::Json<RollbackBody>,
+    body: axum::body::Bytes,
 ) -> Result<(StatusCode, axum::Json<Accepted>), ApiError> {
     allow_change(&state, &who, &name, "deployment.rollback").await?;
+    let body: RollbackBody = if body.is_empty() { RollbackBody::default() } else { json(&body)? };
     let id = request_id(&who, body.request_id);
     let (deployment, created) = state.control.record_rollback(&service, &name, body.to, &id, &who.caller()).await?;
     Ok(start(&state, &who, deployment, created).await)
@@ -193,10 +201,11 @@ pub async fn promote(
     State(state): State<AppState>,
     who: Authed,
     Path((name, service)): Path<(String, String)>,
-    axum::Json(body): axum::Json<PromoteBody>,
+    body: axum::body::Bytes,
 ) -> Result<(StatusCode, axum::Json<Accepted>), ApiError> {
-    authorised(&state, &who, &body.from, Role::Viewer, "deployment.promote").await?;
     allow_change(&state, &who, &name, "deployment.promote").await?;
+    let body: PromoteBody = json(&body)?;
+    authorised(&state, &who, &body.from, Role::Viewer, "deployment.promote").await?;
     let id = request_id(&who, body.request_id);
     let (deployment, created) = state.control.record_promotion(&service, &body.from, &name, &id, &who.caller()).await?;
     Ok(start(&state, &who, deployment, created).await)
