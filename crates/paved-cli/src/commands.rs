@@ -187,7 +187,11 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
     if let Some(remote) = &remote {
         return remote_command(&ctx, remote, cli.command).await;
     }
-    let result = match cli.command {
+    let command = match crate::deploy::Rollout::of(&ctx, cli.command) {
+        Ok(what) => return crate::deploy::roll_out(&ctx, what).await,
+        Err(other) => other,
+    };
+    let result = match command {
         Command::Login { server, token_file } => crate::remote::login(&server, token_file.as_deref()).await,
         Command::Logout => crate::remote::logout(),
         Command::Whoami => crate::remote::whoami(&ctx, None).await,
@@ -235,28 +239,11 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
             history(&ctx, parse_kind(&kind)?, &need_name(name)?).await
         }
         Command::Artifact(sub) => crate::deploy::artifact(&ctx, sub).await,
-        Command::Deploy { service, environment, artifact, strategy, soak, ready_timeout, request_id } => {
-            let req = paved_control::DeployRequest {
-                service,
-                environment,
-                artifact,
-                strategy,
-                soak,
-                ready_timeout,
-                request_id: request_id.unwrap_or_else(|| ctx.request.request_id.clone()),
-            };
-            crate::deploy::roll_out(&ctx, crate::deploy::Rollout::Deploy(req)).await
-        }
-        Command::Rollback { service, environment, to, request_id } => {
-            let request_id = request_id.unwrap_or_else(|| ctx.request.request_id.clone());
-            crate::deploy::roll_out(&ctx, crate::deploy::Rollout::Rollback { service, environment, to, request_id })
-                .await
-        }
-        Command::Promote { service, from, to, request_id } => {
-            let request_id = request_id.unwrap_or_else(|| ctx.request.request_id.clone());
-            crate::deploy::roll_out(&ctx, crate::deploy::Rollout::Promote { service, from, to, request_id }).await
-        }
         Command::Status => crate::deploy::status(&ctx).await,
+        // Taken by `Rollout::of` above.
+        Command::Deploy { .. } | Command::Rollback { .. } | Command::Promote { .. } => {
+            Err(Failure::Internal(anyhow::anyhow!("a rollout command reached the general dispatch")))
+        }
         Command::Plan { environment, graph } => crate::plan::plan(&ctx, &environment, graph).await,
         Command::Parity { left, right } => crate::plan::parity(&ctx, &left, &right).await,
         Command::Schema { kind } => {
@@ -279,6 +266,10 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
 /// the rest says how to proceed.
 async fn remote_command(ctx: &Ctx, remote: &crate::remote::Remote, command: Command) -> Result<(), Failure> {
     use crate::remote as r;
+    let command = match crate::deploy::Rollout::of(ctx, command) {
+        Ok(what) => return r::roll_out(ctx, remote, what).await,
+        Err(other) => other,
+    };
     match command {
         Command::Whoami => r::whoami(ctx, Some(remote)).await,
         Command::Get { kind, name } => r::get(ctx, remote, parse_kind(&kind)?, name.as_deref()).await,
@@ -314,26 +305,6 @@ async fn remote_command(ctx: &Ctx, remote: &crate::remote::Remote, command: Comm
             r::deployment_history(ctx, remote, &kind, &env).await
         }
         Command::Status => r::status(ctx, remote).await,
-        Command::Deploy { service, environment, artifact, strategy, soak, ready_timeout, request_id } => {
-            let req = paved_control::DeployRequest {
-                service,
-                environment,
-                artifact,
-                strategy,
-                soak,
-                ready_timeout,
-                request_id: request_id.unwrap_or_else(|| ctx.request.request_id.clone()),
-            };
-            r::roll_out(ctx, remote, crate::deploy::Rollout::Deploy(req)).await
-        }
-        Command::Rollback { service, environment, to, request_id } => {
-            let request_id = request_id.unwrap_or_else(|| ctx.request.request_id.clone());
-            r::roll_out(ctx, remote, crate::deploy::Rollout::Rollback { service, environment, to, request_id }).await
-        }
-        Command::Promote { service, from, to, request_id } => {
-            let request_id = request_id.unwrap_or_else(|| ctx.request.request_id.clone());
-            r::roll_out(ctx, remote, crate::deploy::Rollout::Promote { service, from, to, request_id }).await
-        }
         Command::Token(sub) => r::token(ctx, remote, sub).await,
         Command::Secret(sub) => r::secret(ctx, remote, sub).await,
         Command::Account(crate::cli::AccountCommand::TrustPolicy { name, control_plane }) => {

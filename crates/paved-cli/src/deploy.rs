@@ -67,6 +67,37 @@ pub(crate) enum Rollout {
     Promote { service: String, from: String, to: String, request_id: String },
 }
 
+impl Rollout {
+    /// The rollout a `deploy`, `rollback` or `promote` command asks for (the
+    /// command's own request id unless one is given); any other command is handed back.
+    // The command is handed back as it came (moved once, at start-up): its size does not matter.
+    #[allow(clippy::result_large_err)]
+    pub(crate) fn of(ctx: &Ctx, command: crate::cli::Command) -> Result<Rollout, crate::cli::Command> {
+        use crate::cli::Command;
+        let id = |given: Option<String>| given.unwrap_or_else(|| ctx.request.request_id.clone());
+        Ok(match command {
+            Command::Deploy { service, environment, artifact, strategy, soak, ready_timeout, request_id } => {
+                Rollout::Deploy(paved_control::DeployRequest {
+                    service,
+                    environment,
+                    artifact,
+                    strategy,
+                    soak,
+                    ready_timeout,
+                    request_id: id(request_id),
+                })
+            }
+            Command::Rollback { service, environment, to, request_id } => {
+                Rollout::Rollback { service, environment, to, request_id: id(request_id) }
+            }
+            Command::Promote { service, from, to, request_id } => {
+                Rollout::Promote { service, from, to, request_id: id(request_id) }
+            }
+            other => return Err(other),
+        })
+    }
+}
+
 pub(crate) async fn roll_out(ctx: &Ctx, what: Rollout) -> Result<(), Failure> {
     let control = ctx.control().await?;
     let environment = match &what {
@@ -82,15 +113,16 @@ pub(crate) async fn roll_out(ctx: &Ctx, what: Rollout) -> Result<(), Failure> {
     };
     let bars = Arc::new(Bars::new(&environment));
     let caller = ctx.caller();
-    let result = match what {
-        Rollout::Deploy(req) => control.deploy(&req, &caller, &run, bars.clone()).await,
+    let (deployment, created) = match what {
+        Rollout::Deploy(req) => control.record_deployment(&req, &caller).await?,
         Rollout::Rollback { service, environment, to, request_id } => {
-            control.rollback(&service, &environment, to, &request_id, &caller, &run, bars.clone()).await
+            control.record_rollback(&service, &environment, to, &request_id, &caller).await?
         }
         Rollout::Promote { service, from, to, request_id } => {
-            control.promote(&service, &from, &to, &request_id, &caller, &run, bars.clone()).await
+            control.record_promotion(&service, &from, &to, &request_id, &caller).await?
         }
     };
+    let result = control.finish(deployment, created, &caller, &run, bars.clone()).await;
     bars.finish();
     report(ctx, &result?)
 }

@@ -211,8 +211,9 @@ impl Control {
         self.finish(deployment, created, caller, run, progress).await
     }
 
-    /// Rolls out a deployment just recorded; a repeated request's is reported as it is.
-    async fn finish(
+    /// Rolls out a deployment just recorded (by [`Control::record_deployment`],
+    /// `record_rollback` or `record_promotion`); a repeated request's is reported as it is.
+    pub async fn finish(
         &self,
         deployment: Deployment,
         created: bool,
@@ -524,24 +525,8 @@ impl Control {
         })
     }
 
-    /// Deploys again the artifact of an earlier healthy deployment (`to`, or
-    /// the last healthy one before the current), as a new deployment.
-    #[allow(clippy::too_many_arguments)]
-    pub async fn rollback(
-        &self,
-        service: &str,
-        environment: &str,
-        to: Option<i64>,
-        request_id: &str,
-        caller: &Caller,
-        run: &RunOptions,
-        progress: Arc<dyn Progress>,
-    ) -> Result<DeployResult, ControlError> {
-        let (deployment, created) = self.record_rollback(service, environment, to, request_id, caller).await?;
-        self.finish(deployment, created, caller, run, progress).await
-    }
-
-    /// Records the deployment a rollback makes (see [`Control::rollback`]).
+    /// Records a rollback: a new deployment of the artifact of an earlier
+    /// healthy one (`to`, or the last healthy one before the current).
     pub async fn record_rollback(
         &self,
         service: &str,
@@ -595,23 +580,7 @@ impl Control {
         Ok(self.store.create_deployment(&new, &event).await?)
     }
 
-    /// Deploys the digest that is healthy in `from` to `to`.
-    #[allow(clippy::too_many_arguments)]
-    pub async fn promote(
-        &self,
-        service: &str,
-        from: &str,
-        to: &str,
-        request_id: &str,
-        caller: &Caller,
-        run: &RunOptions,
-        progress: Arc<dyn Progress>,
-    ) -> Result<DeployResult, ControlError> {
-        let (deployment, created) = self.record_promotion(service, from, to, request_id, caller).await?;
-        self.finish(deployment, created, caller, run, progress).await
-    }
-
-    /// Records the deployment a promotion makes (see [`Control::promote`]).
+    /// Records a promotion: a deployment to `to` of the digest healthy in `from`.
     pub async fn record_promotion(
         &self,
         service: &str,
@@ -765,20 +734,6 @@ impl Control {
             owners: &owners,
         };
         Ok(crate::dora::dora(&history, self.clock.now(), window_days))
-    }
-
-    fn event(&self, caller: &Caller, action: &str, target: String, outcome: AuditOutcome) -> NewAuditEvent {
-        NewAuditEvent {
-            at: self.clock.now(),
-            actor: caller.actor.clone(),
-            action: action.into(),
-            target,
-            outcome,
-            request: caller.request.clone(),
-            before: None,
-            after: None,
-            details: serde_json::json!({}),
-        }
     }
 }
 

@@ -507,7 +507,14 @@ impl Control {
         after: Option<String>,
         details: serde_json::Value,
     ) -> Result<(), ControlError> {
-        let event = NewAuditEvent {
+        let event = NewAuditEvent { after, details, ..self.event(caller, action, target, outcome) };
+        self.store.append_audit(&event).await?;
+        Ok(())
+    }
+
+    /// An audit event by `caller`, now, without digests or details yet.
+    pub(crate) fn event(&self, caller: &Caller, action: &str, target: String, outcome: AuditOutcome) -> NewAuditEvent {
+        NewAuditEvent {
             at: self.clock.now(),
             actor: caller.actor.clone(),
             action: action.into(),
@@ -515,11 +522,9 @@ impl Control {
             outcome,
             request: caller.request.clone(),
             before: None,
-            after,
-            details,
-        };
-        self.store.append_audit(&event).await?;
-        Ok(())
+            after: None,
+            details: serde_json::json!({}),
+        }
     }
 }
 
