@@ -54,7 +54,7 @@ pub(crate) async fn artifact(ctx: &Ctx, sub: ArtifactCommand) -> Result<(), Fail
                     ]
                 })
                 .collect();
-            print!("{}", table(&["SERVICE", "DIGEST", "COMMIT", "BRANCH", "TAGS", "CREATED", "BY"], rows));
+            println!("{}", table(&["SERVICE", "DIGEST", "COMMIT", "BRANCH", "TAGS", "CREATED", "BY"], rows));
             Ok(())
         }
     }
@@ -173,7 +173,7 @@ pub(crate) fn print_history(ctx: &Ctx, deployments: &[Deployment]) {
             ]
         })
         .collect();
-    print!("{}", table(&["#", "ARTIFACT", "STRATEGY", "STATUS", "STARTED", "FINISHED", "BY", "REASON"], rows));
+    println!("{}", table(&["#", "ARTIFACT", "STRATEGY", "STATUS", "STARTED", "FINISHED", "BY", "REASON"], rows));
 }
 
 pub(crate) async fn status(ctx: &Ctx) -> Result<(), Failure> {
@@ -218,5 +218,5 @@ pub(crate) fn print_status(ctx: &Ctx, rows: &[StatusRow]) {
     let headers: Vec<String> =
         std::iter::once("SERVICE".to_string()).chain(environments.iter().map(|e| e.to_uppercase())).collect();
     let headers: Vec<&str> = headers.iter().map(String::as_str).collect();
-    print!("{}", table(&headers, table_rows));
+    println!("{}", table(&headers, table_rows));
 }

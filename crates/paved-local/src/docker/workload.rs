@@ -365,13 +365,18 @@ async fn ready(config: &Config, r: &Resource) -> Result<bool, DriverError> {
     Ok(true)
 }
 
-/// Removes the workload's containers.
+/// Removes the workload's containers, each stopped first with SIGTERM (5 s
+/// before SIGKILL): its program closes its connections, so callers on the
+/// network reconnect (to the other slot) instead of waiting on a vanished address.
 async fn stop(config: &Config, r: &Resource) -> Result<(), DriverError> {
     let docker = engine().await?;
     let found = super::containers(&docker, config, &service_labels(r))
         .await
         .map_err(api_err("listing the service's containers"))?;
     for c in found.into_iter().filter_map(|c| c.id) {
+        let graceful = bollard::query_parameters::StopContainerOptionsBuilder::default().t(5).build();
+        // Already stopped or gone: removal below settles it either way.
+        let _ = docker.stop_container(&c, Some(graceful)).await;
         super::remove_container(&docker, &c).await?;
     }
     Ok(())
