@@ -241,6 +241,17 @@ fn one_artifact_is_promoted_by_digest_rolled_out_safely_rolled_back_and_shown_wh
     assert!(again.contains("already made"), "{again}");
     assert_eq!(history(&p, "dev").len(), 6);
     assert_eq!(running(&p, "dev").0, d2);
+
+    // kill -9 in the middle of a rollout: the next apply finishes it and the deployment ends healthy.
+    let mut killed = p.command(&["deploy", "api", "-e", "dev", "--artifact", &d1, "--soak", "4s"]).spawn().unwrap();
+    std::thread::sleep(Duration::from_millis(2500));
+    killed.kill().unwrap();
+    killed.wait().unwrap();
+    assert!(matches!(statuses(&p, "dev").last().map(String::as_str), Some("pending" | "rolling-out")));
+    p.ok(&["apply", "-e", "dev"]);
+    assert_eq!(statuses(&p, "dev").last().map(String::as_str), Some("healthy"));
+    assert_eq!(running(&p, "dev").0, d1);
+    p.ok(&["drift", "-e", "dev"]);
 }
 
 #[test]
