@@ -128,7 +128,11 @@ fn record_specs(p: &Platform, blueprint_preview: &str) {
     let root = support::repo_root();
     let api = std::fs::read_to_string(root.join("examples/services/api.score.yaml"))
         .unwrap()
-        .replace("https://git.example.com/payments/api", "https://github.com/Codertocat/Hello-World");
+        .replace("https://git.example.com/payments/api", "https://github.com/Codertocat/Hello-World")
+        .replace(
+            "    paved.dev/owner: payments\n",
+            "    paved.dev/owner: payments\n    paved.dev/branches: main=dev\n",
+        );
     let blueprint = std::fs::read_to_string(root.join("examples/platform/blueprint-web-service-standard.yaml"))
         .unwrap()
         .replace("    ttl: 72h\n    maxPerTeam: 3\n", blueprint_preview);
@@ -231,6 +235,23 @@ fn real_deliveries_open_update_and_close_previews_exactly_once() {
     // dev was not touched by any of it.
     assert!(api_digest(&p, "dev").is_some_and(|d| d != d1 && d != d2));
 
+    // A push to `main` (mapped to dev) deploys its commit's artifact to dev once it is pushed.
+    let mut push = delivery("push_payload.json");
+    let main_head = "2222222222222222222222222222222222222222";
+    push["ref"] = Value::from("refs/heads/main");
+    push["after"] = Value::from(main_head);
+    push["deleted"] = Value::from(false);
+    let r = send(&p, "push", "d-push", &push, SECRET);
+    assert_eq!(r.status, 202, "{}", r.text());
+    assert!(r.json()["result"].as_str().unwrap().contains("api to dev"), "{}", r.text());
+    let v3 = bundle(&p, "v3");
+    let d3 =
+        p.ok(&["artifact", "push", v3.to_str().unwrap(), "--service", "api", "--commit", main_head]).trim().to_string();
+    wait_for("main's commit to run in dev", 90, || (api_digest(&p, "dev")? == d3).then_some(()));
+    // A tag push (the real delivery as it is) deploys nothing.
+    let r = send(&p, "push", "d-tag", &delivery("push_payload.json"), SECRET);
+    assert!(r.json()["result"].as_str().unwrap().contains("not a branch update"), "{}", r.text());
+
     // Notifications reached the receiver, with the preview's URL.
     let got = wait_for("notifications", 30, || {
         let n = notices.lock().unwrap().clone();
@@ -253,7 +274,10 @@ fn real_deliveries_open_update_and_close_previews_exactly_once() {
     // The audit log has every delivery that did something.
     let audit: Value = serde_json::from_str(&p.ok(&["audit", "list", "-o", "json"])).unwrap();
     let deliveries = audit.as_array().unwrap().iter().filter(|e| e["action"] == "webhook.github").count();
-    assert_eq!(deliveries, 4, "ping, opened, synchronize, closed (the duplicate and the refused one are not)");
+    assert_eq!(
+        deliveries, 6,
+        "ping, opened, synchronize, two pushes, closed (the duplicate and the refused one are not)"
+    );
 }
 
 #[test]
