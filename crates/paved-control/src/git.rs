@@ -22,11 +22,8 @@ use serde_json::Value;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-/// Previews applied or removed at the same time by one pass. One: with four,
-/// the 50-preview benchmark hung with every thread idle on the SQLite store
-/// (its pool holds four connections); see the issue notes. To raise once
-/// concurrent applies on one SQLite store are proven safe.
-const PREVIEWS_AT_ONCE: usize = 1;
+/// Previews applied or removed at the same time by one pass.
+const PREVIEWS_AT_ONCE: usize = 4;
 
 /// Labels paved puts on a preview Environment.
 pub const LABEL_PULL_REQUEST: &str = "paved.dev/pull-request";

@@ -24,6 +24,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 
+/// Connections the shared platform cluster accepts (see where it starts).
+const PLATFORM_MAX_CONNECTIONS: u32 = 2000;
+
 pub struct Cluster {
     /// Holds `data/` (PGDATA), `port`, the socket and `server.log`.
     dir: PathBuf,
@@ -235,7 +238,12 @@ impl Cluster {
                     "-t".into(),
                     "60".into(),
                     "-o".into(),
-                    format!("-p {port} -k {} -c listen_addresses=127.0.0.1", self.dir.display()),
+                    // Shared by every environment on the process runtime: each service keeps a
+                    // pool of connections, and 100 (the default) ran out at about 30 previews.
+                    format!(
+                        "-p {port} -k {} -c listen_addresses=127.0.0.1 -c max_connections={PLATFORM_MAX_CONNECTIONS}",
+                        self.dir.display()
+                    ),
                     "start".into(),
                 ],
             )?;
