@@ -110,7 +110,7 @@ def databases_of(data):
     cluster = pathlib.Path("/var/lib/paved") / f"postgres-{h}"
     port = (cluster / "port").read_text().strip()
     sql = "SELECT datname FROM pg_database WHERE datname LIKE 'pr_%' UNION ALL SELECT rolname FROM pg_roles WHERE rolname LIKE 'pr_%'"
-    out = subprocess.run(["su", "postgres", "-c", f"psql -h {cluster} -p {port} -d postgres -Atc \"{sql}\""],
+    out = subprocess.run(["su", "postgres", "-c", f"psql -U paved -h {cluster} -p {port} -d postgres -Atc \"{sql}\""],
                          capture_output=True, text=True)
     return sorted(out.stdout.split()) if out.returncode == 0 else [f"(psql failed: {out.stderr.strip()})"]
 
@@ -180,6 +180,10 @@ def main():
             net = json.loads((data / "local/envs" / name / "network.json").read_text())
             prefix = net["address"].rsplit(".", 1)[0]
             addresses += [f"{prefix}.{i}" for i in (1, 2, 3)]
+        during = snapshot(data, addresses)
+        print("while all serve: " + ", ".join(f"{len(v)} {k}" for k, v in during.items()) + " (what the leak check sees)")
+        if any(d.startswith("(") for d in during["databases"]):
+            print(f"  databases: {during['databases']}")
         t0 = time.time()
         with concurrent.futures.ThreadPoolExecutor(16) as pool:
             list(pool.map(lambda n: send(port, "pull_request", f"close-{n}", pull_request("closed", n)), numbers))
