@@ -62,6 +62,26 @@ pub struct Operation {
     pub error: Option<String>,
 }
 
+impl Operation {
+    /// A new operation of `who` on `environment`, running from `at`.
+    pub fn running(operation: &str, environment: &str, who: &crate::auth::Authed, at: OffsetDateTime) -> Operation {
+        Operation {
+            id: format!("op_{}", crate::new_id()),
+            operation: operation.into(),
+            environment: environment.into(),
+            actor: who.subject.clone(),
+            request_id: who.request.request_id.clone(),
+            status: Status::Running,
+            started_at: at,
+            finished_at: None,
+            total: 0,
+            done: 0,
+            outcomes: BTreeMap::new(),
+            error: None,
+        }
+    }
+}
+
 struct Entry {
     op: Operation,
     events: Vec<OperationEvent>,

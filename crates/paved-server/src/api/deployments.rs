@@ -6,12 +6,12 @@
 //! (same `requestId`) finds its deployment; the rollout itself runs as an
 //! operation (202) followed at `/api/v1/operations/{id}`.
 
+use crate::AppState;
 use crate::api::AccessErrors;
 use crate::api::environments::authorised;
 use crate::auth::Authed;
 use crate::error::{ApiError, ErrorBody};
 use crate::operations::{Operation, Status};
-use crate::{AppState, new_id};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use paved_auth::{Request, Target};
@@ -19,7 +19,6 @@ use paved_control::{DeployRequest, RunOptions, StatusRow};
 use paved_model::{EnvType, Kind, Role, Spec};
 use paved_store::Deployment;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
 use utoipa::{IntoParams, ToSchema};
 
 /// Who may change what runs: developers, and for production an operator.
@@ -36,21 +35,8 @@ async fn start(
     deployment: Deployment,
     created: bool,
 ) -> (StatusCode, axum::Json<Accepted>) {
-    let id = format!("op_{}", new_id());
-    let op = Operation {
-        id: id.clone(),
-        operation: "deploy".into(),
-        environment: deployment.environment.clone(),
-        actor: who.subject.clone(),
-        request_id: who.request.request_id.clone(),
-        status: if created { Status::Running } else { Status::Succeeded },
-        started_at: state.control.clock.now(),
-        finished_at: None,
-        total: 0,
-        done: 0,
-        outcomes: BTreeMap::new(),
-        error: None,
-    };
+    let op = Operation::running("deploy", &deployment.environment, who, state.control.clock.now());
+    let id = op.id.clone();
     state.operations.start(op.clone());
     let answer = Accepted { operation: op, deployment: deployment.clone(), created };
     if !created {

@@ -1,11 +1,11 @@
 //! Environments: what is recorded and applied, plan, apply, destroy, drift.
 
+use crate::AppState;
 use crate::api::AccessErrors;
 use crate::api::Page;
 use crate::auth::{Authed, spec_target};
 use crate::error::{ApiError, ErrorBody};
 use crate::operations::{self, Operation, Status};
-use crate::{AppState, new_id};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use paved_auth::{Request, Target};
@@ -189,21 +189,8 @@ pub(crate) async fn start(
     operation: &str,
     desired: ResourceGraph,
 ) -> (StatusCode, axum::Json<Operation>) {
-    let id = format!("op_{}", new_id());
-    let op = Operation {
-        id: id.clone(),
-        operation: operation.into(),
-        environment: desired.environment.clone(),
-        actor: who.subject.clone(),
-        request_id: who.request.request_id.clone(),
-        status: Status::Running,
-        started_at: state.control.clock.now(),
-        finished_at: None,
-        total: 0,
-        done: 0,
-        outcomes: BTreeMap::new(),
-        error: None,
-    };
+    let op = Operation::running(operation, &desired.environment, who, state.control.clock.now());
+    let id = op.id.clone();
     let cancel = state.operations.start(op.clone());
     let (state, caller, kind) = (state.clone(), who.caller(), operation.to_string());
     tokio::spawn(async move {
