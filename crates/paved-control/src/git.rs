@@ -141,6 +141,25 @@ impl Control {
         Caller { actor: "paved-git".into(), request: request.clone() }
     }
 
+    /// Records that `service` in `environment` should run the artifact of
+    /// `commit` once it is pushed (the latest delivery wins).
+    async fn await_artifact(
+        &self,
+        environment: &str,
+        service: &str,
+        commit: &str,
+        delivery: &str,
+    ) -> Result<(), ControlError> {
+        let pending = PendingDeployment {
+            environment: environment.into(),
+            service: service.into(),
+            commit: commit.into(),
+            request_id: format!("git:{delivery}:{service}"),
+            created_at: self.clock.now(),
+        };
+        Ok(self.store.put_pending_deployment(&pending).await?)
+    }
+
     /// Turns a delivery into desired state; returns what it did, in words.
     pub async fn handle_git(
         &self,
@@ -173,15 +192,8 @@ impl Control {
                     let map = w.annotation(ANNOTATION_BRANCHES).unwrap_or_default();
                     for (b, env) in map.split(',').filter_map(|pair| pair.trim().split_once('=')) {
                         if b.trim() == branch {
-                            let pending = PendingDeployment {
-                                environment: env.trim().to_string(),
-                                service: w.metadata.name.clone(),
-                                commit: commit.clone(),
-                                request_id: format!("git:{delivery}:{}", w.metadata.name),
-                                created_at: self.clock.now(),
-                            };
-                            self.store.put_pending_deployment(&pending).await?;
-                            asked.push(format!("{} to {}", w.metadata.name, pending.environment));
+                            self.await_artifact(env.trim(), &w.metadata.name, commit, delivery).await?;
+                            asked.push(format!("{} to {}", w.metadata.name, env.trim()));
                         }
                     }
                 }
@@ -208,14 +220,7 @@ impl Control {
                         self.open_preview(&catalog, &name, *number, repository, &head, author.as_deref(), &ours)
                             .await?;
                         for w in &ours {
-                            let pending = PendingDeployment {
-                                environment: name.clone(),
-                                service: w.metadata.name.clone(),
-                                commit: head.clone(),
-                                request_id: format!("git:{delivery}:{}", w.metadata.name),
-                                created_at: self.clock.now(),
-                            };
-                            self.store.put_pending_deployment(&pending).await?;
+                            self.await_artifact(&name, &w.metadata.name, &head, delivery).await?;
                         }
                         Ok(format!("preview {name} at {head}"))
                     }

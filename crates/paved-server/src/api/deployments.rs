@@ -22,10 +22,13 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 /// Who may change what runs: developers, and for production an operator.
+/// One read of the environment's spec, one decision (audited when denied).
 async fn allow_change(state: &AppState, who: &Authed, environment: &str, action: &str) -> Result<(), ApiError> {
-    let (env, _) = authorised(state, who, environment, Role::Viewer, action).await?;
-    let needs = if env.spec.env_type == EnvType::Production { Role::Operator } else { Role::Developer };
-    authorised(state, who, environment, needs, action).await.map(|_| ())
+    let object = state.control.catalog(who.request.clone()).get(Kind::Environment, environment).await?;
+    let production = matches!(&object.spec, Spec::Environment(e) if e.spec.env_type == EnvType::Production);
+    let needs = if production { Role::Operator } else { Role::Developer };
+    let ask = Request { needs, on: crate::auth::spec_target(&object.spec) };
+    who.allow(state, ask, action, &format!("Environment/{environment}")).await
 }
 
 /// Runs a recorded deployment's rollout in the background; answers 202 with the operation.
