@@ -12,6 +12,7 @@ use paved_spec::{Batch, Diagnostic, SourceFile};
 use paved_store::{Change, Operation, Record, RequestContext, Store, StoreError};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
+use std::collections::HashMap;
 use std::sync::Arc;
 use time::OffsetDateTime;
 
@@ -280,7 +281,15 @@ impl Catalog {
         expect: Option<&Precondition>,
     ) -> Result<ApplyReport, CatalogError> {
         for _ in 0..MAX_ATTEMPTS {
-            let batch = self.validate(sources.clone(), read_diags.clone()).await?;
+            // One read of everything recorded serves both validation and the
+            // comparison below: an unchanged document costs no query of its own.
+            // The commit checks every expected generation, so a writer that
+            // slipped in between is caught there (and the batch retried).
+            let (recorded, records): (Vec<Spec>, Vec<Record>) =
+                self.list(None).await?.into_iter().map(|o| (o.spec, o.record)).unzip();
+            let mut live: HashMap<(String, String), Record> =
+                records.into_iter().map(|r| ((r.kind.clone(), r.name.clone()), r)).collect();
+            let batch = paved_spec::check_sources(sources.clone(), read_diags.clone(), &recorded);
             if batch.has_errors() {
                 return Err(CatalogError::Invalid(Box::new(batch)));
             }
@@ -292,7 +301,11 @@ impl Catalog {
                 let name = doc.spec.object_name();
                 let document = doc.spec.to_document();
                 let hash = content_hash(&document);
-                let current = self.store.get(kind.as_str(), &name).await?;
+                // Not live: absent, or deleted (its tombstone holds the generation to continue from).
+                let current = match live.remove(&(kind.as_str().to_string(), name.clone())) {
+                    Some(record) => Some(record),
+                    None => self.store.get(kind.as_str(), &name).await?,
+                };
                 if let Some(p) = expect.filter(|p| p.kind == kind && p.name == name) {
                     p.check(current.as_ref())?;
                 }

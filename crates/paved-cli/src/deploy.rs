@@ -199,7 +199,7 @@ pub(crate) fn print_status(ctx: &Ctx, rows: &[StatusRow]) {
         let what =
             if r.artifact.starts_with("sha256:") { short(&r.artifact)[7..].to_string() } else { r.artifact.clone() };
         let number = r.number.map_or_else(String::new, |n| format!("#{n} "));
-        let commit = r.commit.as_deref().map_or_else(String::new, |c| format!(" @{}", &c[..c.len().min(7)]));
+        let commit = r.commit.as_deref().map_or_else(String::new, |c| format!(" @{}", paved_control::short_commit(c)));
         let since = r.since.map_or_else(String::new, |t| format!(" since {}", timestamp(t)));
         let by = r.by.as_deref().map_or_else(String::new, |b| format!(" by {b}"));
         let failed = r.last_failed.map_or_else(String::new, |n| format!(" (#{n} failed)"));

@@ -70,6 +70,28 @@ fn applying_examples_twice_records_one_generation_each() {
 }
 
 #[test]
+fn status_lists_recorded_services_and_environments_before_anything_is_applied() {
+    let p = Paved::new();
+    p.ok(&["apply", "-f", &examples()]);
+    let rows = p.json(&["status"]);
+    let rows = rows.as_array().unwrap();
+    let services = p.json(&["get", "services"]).as_array().unwrap().len();
+    let environments = p.json(&["get", "environments"]).as_array().unwrap().len();
+    // Every service in every environment, none of them applied yet.
+    assert_eq!(rows.len(), services * environments, "{rows:?}");
+    assert!(rows.iter().all(|r| r["health"] == "not-applied" && r["number"].is_null()), "{rows:?}");
+    let api_dev = rows.iter().find(|r| r["service"] == "api" && r["environment"] == "dev").unwrap();
+    assert!(api_dev["artifact"].as_str().is_some_and(|i| !i.is_empty()), "the Score image is shown: {api_dev}");
+
+    let table = p.ok(&["status"]);
+    let mut lines = table.lines();
+    let header = lines.next().unwrap();
+    assert!(header.starts_with("SERVICE") && header.contains("DEV") && header.contains("EU-PRODUCTION"), "{table}");
+    let api = table.lines().find(|l| l.starts_with("api ")).unwrap_or_else(|| panic!("no api row: {table}"));
+    assert!(api.contains("not-applied"), "{table}");
+}
+
+#[test]
 fn a_changed_spec_becomes_a_new_generation_and_history_keeps_both() {
     let p = Paved::new();
     p.ok(&["apply", "-f", &examples()]);

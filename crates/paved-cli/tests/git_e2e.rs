@@ -1,5 +1,5 @@
 //! The git flow on the real server: real GitHub deliveries (from
-//! `../shared/reference/github-webhooks/`), signed with a test secret,
+//! the reference fixtures' `github-webhooks/`, see [`support::reference`]), signed with a test secret,
 //! create, update and delete preview environments; artifacts that arrive
 //! later are deployed then; notifications reach a local receiver.
 
@@ -17,7 +17,7 @@ use support::{Platform, Response};
 const SECRET: &str = "a-test-secret-of-this-suite";
 
 fn delivery(name: &str) -> Value {
-    let path = support::repo_root().join("../shared/reference/github-webhooks").join(name);
+    let path = support::reference(&format!("github-webhooks/{name}"));
     serde_json::from_slice(&std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))).unwrap()
 }
 
@@ -169,6 +169,7 @@ fn start(p: &mut Platform, notify: &str) {
 }
 
 #[test]
+#[ignore = "reads the reference fixtures (PAVED_REFERENCE_DIR, default ../shared/reference)"]
 fn real_deliveries_open_update_and_close_previews_exactly_once() {
     let mut p = Platform::new();
     p.ok(&["up"]);
@@ -281,6 +282,7 @@ fn real_deliveries_open_update_and_close_previews_exactly_once() {
 }
 
 #[test]
+#[ignore = "reads the reference fixtures (PAVED_REFERENCE_DIR, default ../shared/reference)"]
 fn quotas_expiry_and_a_crash_during_creation_converge() {
     let mut p = Platform::new();
     p.ok(&["up"]);

@@ -104,7 +104,8 @@ pub struct StatusRow {
     #[serde(with = "time::serde::rfc3339::option")]
     pub since: Option<time::OffsetDateTime>,
     pub by: Option<String>,
-    /// `healthy`, `rolling-out`, `pending`, or `applied` (running the Score image).
+    /// `healthy`, `rolling-out`, `pending`, `applied` (running the Score image),
+    /// or `not-applied` (recorded, never applied in this environment).
     pub health: String,
     /// The latest deployment, when it failed or was rolled back.
     pub last_failed: Option<i64>,
@@ -641,6 +642,12 @@ impl Control {
         let artifacts: BTreeMap<String, Artifact> =
             self.store.artifacts(None).await?.into_iter().map(|a| (a.digest.clone(), a)).collect();
         let catalog = self.catalog(RequestContext::default());
+        let workloads: Vec<paved_model::Workload> = catalog
+            .list(Some(paved_model::Kind::Service))
+            .await?
+            .into_iter()
+            .filter_map(|o| if let paved_model::Spec::Service(w) = o.spec { Some(w) } else { None })
+            .collect();
         let mut rows = Vec::new();
         for o in catalog.list(Some(paved_model::Kind::Environment)).await? {
             let paved_model::Spec::Environment(e) = o.spec else { continue };
@@ -698,6 +705,21 @@ impl Control {
                 {
                     row.last_failed = Some(d.number);
                 }
+            }
+            // Recorded but never applied here: listed all the same, so the matrix
+            // shows what exists before anything runs (the console does the same).
+            for w in &workloads {
+                services.entry(w.metadata.name.clone()).or_insert_with(|| StatusRow {
+                    service: w.metadata.name.clone(),
+                    environment: env.into(),
+                    number: None,
+                    artifact: w.containers.values().next().map(|c| c.image.clone()).unwrap_or_default(),
+                    commit: None,
+                    since: None,
+                    by: None,
+                    health: NOT_APPLIED.into(),
+                    last_failed: None,
+                });
             }
             rows.extend(services.into_values());
         }
@@ -757,6 +779,15 @@ fn failure_of(outcome: &Outcome) -> Option<String> {
         Outcome::NotStarted => Some("the apply was cancelled before it started".into()),
         _ => None,
     }
+}
+
+/// The health of a service recorded but never applied in an environment.
+pub const NOT_APPLIED: &str = "not-applied";
+
+/// The first seven characters of a commit, as people read it (by character:
+/// a commit string is whatever a client sent, not always hex).
+pub fn short_commit(commit: &str) -> String {
+    commit.chars().take(7).collect()
 }
 
 /// `sha256:0123456789ab`: the digest as people read it.

@@ -13,7 +13,7 @@ mod reconcile;
 mod secrets;
 mod tokens;
 
-pub use deploy::{BuildInfo, DeployRefusal, DeployRequest, DeployResult, StatusRow, short};
+pub use deploy::{BuildInfo, DeployRefusal, DeployRequest, DeployResult, NOT_APPLIED, StatusRow, short, short_commit};
 pub use dora::Dora;
 pub use identity::{AccountCheck, IdentityFailure, TrustSetup};
 pub use reconcile::Reconciled;

@@ -113,6 +113,27 @@ pub(crate) fn switch(config: &Config, r: &Resource, slot: Slot) -> Result<(), Dr
     fsutil::write_json(&active, &Active { slot }, false).map_err(DriverError::Retryable)
 }
 
+/// Waits until the proxy accepts connections on every port of the service's
+/// stable address; a proxy that does not within `timeout` is a retryable failure.
+pub(crate) async fn wait_served(r: &Resource, timeout: std::time::Duration) -> Result<(), DriverError> {
+    let address = r.properties["address"].as_str().unwrap_or("127.0.0.1");
+    let deadline = tokio::time::Instant::now() + timeout;
+    for port in crate::workload::target_ports(&r.properties).into_values() {
+        let stable = format!("{address}:{port}");
+        while tokio::net::TcpStream::connect(&stable).await.is_err() {
+            if tokio::time::Instant::now() >= deadline {
+                return Err(DriverError::Retryable(format!(
+                    "the environment's proxy does not listen on {stable} after {timeout:?}; \
+                     is `paved __proxy` running for environment {}?",
+                    r.environment
+                )));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+    Ok(())
+}
+
 /// Stops serving the service's stable address.
 pub(crate) fn unpublish(config: &Config, r: &Resource) -> Result<(), DriverError> {
     match std::fs::remove_file(service_file(config, r)) {

@@ -213,7 +213,11 @@ impl WorkloadDriver {
     }
 
     /// Records `r` as applied: written last, so a rollout that did not finish is not taken as applied.
-    fn finish(&self, r: &Resource) -> Result<Outputs, DriverError> {
+    /// An apply ends when the service answers at its stable address: the
+    /// proxy picks new service files up within a tick, and a caller that
+    /// connects right after `apply` returns must not meet a refused connection.
+    async fn finish(&self, r: &Resource) -> Result<Outputs, DriverError> {
+        slots::wait_served(r, PROXY_PICKUP).await?;
         let file = slots::workload_dir(&self.config, r).join("properties.json");
         fsutil::write_json(&file, &r.properties, true).map_err(DriverError::Retryable)?;
         Ok(Self::outputs(r))
@@ -230,7 +234,7 @@ impl WorkloadDriver {
             self.stop_slot(r, slot).await?;
             return Err(failed_rollout(r, &why, "nothing ran before, so nothing runs now"));
         }
-        self.finish(r)
+        self.finish(r).await
     }
 
     /// Stops the old version, starts the new one in the same slot; a new
@@ -247,7 +251,7 @@ impl WorkloadDriver {
             slots::switch(&self.config, old, slot)?;
             return Err(failed_rollout(r, &why, "the previous version was started again"));
         }
-        self.finish(r)
+        self.finish(r).await
     }
 
     /// Starts the new version in the other slot and switches to it when it is
@@ -283,9 +287,13 @@ impl WorkloadDriver {
             self.stop_slot(r, to).await?;
             return Err(failed_rollout(r, &why, "switched back to the previous version"));
         }
-        self.finish(r)
+        self.finish(r).await
     }
 }
+
+/// How long the environment's proxy may take to listen on a new stable address
+/// (it re-reads its service files every 200 ms).
+const PROXY_PICKUP: Duration = Duration::from_secs(10);
 
 /// How long a slot that stopped serving keeps running for requests in flight.
 const DRAIN: Duration = Duration::from_millis(1500);

@@ -2,6 +2,10 @@
 //! Prints time per environment, total, and the process's peak memory.
 //!
 //!     cargo bench -p paved-plan --bench plan_1000
+//!     PAVED_BENCH_SERVICES=50 PAVED_BENCH_ENVIRONMENTS=2 cargo bench -p paved-plan --bench plan_1000
+//!
+//! Every service listens on a port of its own: services share their
+//! environment's address on the local provider, so two on one port are refused.
 
 use paved_model::{Kind, Spec};
 use paved_plan::{Capabilities, PlanInput, diff, plan};
@@ -22,27 +26,30 @@ fn main() {
     let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
     let (mut sources, _) = paved_spec::read_path(&examples.join("platform"));
     sources.extend(paved_spec::read_path(&examples.join("environments")).0);
-    for i in 0..20 {
+    let count = |name: &str, default: usize| std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default);
+    let (n_services, n_envs) = (count("PAVED_BENCH_SERVICES", 1000), count("PAVED_BENCH_ENVIRONMENTS", 20));
+    for i in 0..n_envs {
         let t = ["development", "staging", "production", "development"][i % 4];
         sources.push(SourceFile::new(
             format!("env-{i}.yaml"),
             format!("apiVersion: paved.dev/v1alpha1\nkind: Environment\nmetadata:\n  name: bench-{i}\nspec:\n  blueprint: web-service-standard@1.2.0\n  account: local\n  region: local\n  type: {t}\n  owner: platform\n"),
         ));
     }
-    for i in 0..1000 {
+    for i in 0..n_services {
+        let port = 10_000 + i;
         sources.push(SourceFile::new(
             format!("svc-{i}.yaml"),
             [
                 "apiVersion: score.dev/v1b1".to_string(),
                 "metadata:".into(),
                 format!("  name: svc-{i}"),
-                "service:\n  ports:\n    http:\n      port: 80\n      targetPort: 8080".into(),
+                format!("service:\n  ports:\n    http:\n      port: {port}\n      targetPort: {port}"),
                 "containers:\n  main:".into(),
                 format!("    image: registry.example.com/svc-{i}:1"),
                 "    variables:".into(),
                 "      DB: postgres://${resources.db.username}:${resources.db.password}@${resources.db.host}/${resources.db.name}".into(),
                 "      SELF: ${metadata.name}".into(),
-                "    readinessProbe:\n      httpGet:\n        path: /ready\n        port: 8080".into(),
+                format!("    readinessProbe:\n      httpGet:\n        path: /ready\n        port: {port}"),
                 "resources:\n  db:\n    type: postgres\n  dns:\n    type: dns\n".into(),
             ]
             .join("\n"),

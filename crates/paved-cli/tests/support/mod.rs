@@ -15,6 +15,28 @@ pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
+/// A file of the reference fixtures: `PAVED_REFERENCE_DIR` (the one setting),
+/// else `../shared/reference` beside the clone.
+///
+/// The fixtures (the official Score schema, real GitHub deliveries) live
+/// beside this project's CI clone, not in the repository, so the tests that
+/// read them are `#[ignore = "reads the reference fixtures …"]`: `scripts/test`
+/// runs them when the fixtures are there, lists them as skipped with the
+/// reason when not, and fails under `CI=true` when they are missing.
+pub fn reference(relative: &str) -> PathBuf {
+    let dir = std::env::var_os("PAVED_REFERENCE_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("../shared/reference"));
+    let path = dir.join(relative);
+    assert!(
+        path.exists(),
+        "reference fixture {} not found: set PAVED_REFERENCE_DIR to the directory holding \
+         score-v1b1.json and github-webhooks/ (scripts/test skips these tests when it is absent)",
+        path.display()
+    );
+    path
+}
+
 /// A paved data directory and a server on it.
 pub struct Platform {
     pub data: tempfile::TempDir,

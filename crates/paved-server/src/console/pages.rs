@@ -189,7 +189,8 @@ fn cell(w: &Workload, env: &str, s: &EnvState, row: Option<&StatusRow>) -> Cell 
     match row.filter(|r| r.number.is_some()) {
         Some(r) => {
             let digest = paved_control::short(&r.artifact).trim_start_matches("sha256:").to_string();
-            let commit = r.commit.as_deref().map_or_else(String::new, |c| format!(" @{}", &c[..c.len().min(7)]));
+            let commit =
+                r.commit.as_deref().map_or_else(String::new, |c| format!(" @{}", paved_control::short_commit(c)));
             let (health, class) = match live.as_str() {
                 "healthy" if r.health == "healthy" => (r.health.clone(), "ok"),
                 "healthy" => (r.health.clone(), "warn"),
