@@ -4,7 +4,8 @@
 # endpoint (list, get, describe) with `oha`. Prints p50, p99, requests/s and
 # errors per endpoint, and the server's RSS idle and at its peak under load.
 #
-#   bench/api-load.sh                         # 10,000 envs × 10, 100 clients, 60 s each
+#   bench/api-load.sh                         # 10,000 envs × 10, 100 clients, 60 s each,
+#                                             # then 2,500 req/s offered (RATE) per endpoint
 #   ENVS=1000 DURATION=10s bench/api-load.sh  # a quick run
 #   STATE=postgres://paved@127.0.0.1:5432/paved bench/api-load.sh
 #
@@ -17,9 +18,10 @@ ENVS="${ENVS:-10000}"
 PER="${PER:-10}"
 CLIENTS="${CLIENTS:-100}"
 DURATION="${DURATION:-60s}"
+RATE="${RATE:-2500}"
 PORT="${PORT:-7499}"
 tools="$HOME/.cache/paved/tools"
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/paved/target}"
+. bench/lib.sh
 
 if ! command -v oha >/dev/null && [ ! -x "$tools/bin/oha" ]; then
   echo "== installing oha (crates.io) into $tools"
@@ -27,10 +29,10 @@ if ! command -v oha >/dev/null && [ ! -x "$tools/bin/oha" ]; then
 fi
 OHA="$(command -v oha || echo "$tools/bin/oha")"
 
-echo "== building paved (release)"
-cargo build --release -q -p paved-cli
-cargo build --release -q -p paved-server --example seed_store
-bin="$CARGO_TARGET_DIR/release"
+echo "== building paved ($PROFILE)"
+build paved-cli
+cargo build --profile "$PROFILE" -q -p paved-server --example seed_store
+bin="$BIN"
 
 data="$(mktemp -d)"
 export PAVED_DATA_DIR="$data" PAVED_CONFIG_DIR="$data/config"
@@ -63,22 +65,45 @@ rss() { awk '/^'"$1"':/ {printf "%.0f MiB", $2/1024}' "/proc/$server_pid/status"
 echo "== server RSS idle: $(rss VmRSS)"
 
 mid=$(printf 'env-%05d' $((ENVS / 2)))
-printf '%-10s %-48s %10s %10s %10s %8s\n' endpoint path p50_ms p99_ms req/s errors
-for spec in "list:/api/v1/environments?limit=50" "get:/api/v1/specs/environment/$mid" "describe:/api/v1/environments/$mid"; do
-  name="${spec%%:*}"; path="${spec#*:}"
+# Closed loop (CLIENTS always waiting): throughput, with `whoami` (token check
+# only) as the ceiling the others are compared with. Open loop (RATE requests/s
+# offered whatever the answers take): latency at a load the server can carry.
+oha_json() { # NAME PATH [oha options…]
+  local name=$1 path=$2; shift 2
   # -w: requests still running at the deadline finish and count (not "aborted" errors).
-  "$OHA" -z "$DURATION" -c "$CLIENTS" -w --no-tui --output-format json \
+  "$OHA" -z "$DURATION" -w --no-tui --output-format json "$@" \
     -H "Authorization: Bearer $token" "http://127.0.0.1:$PORT$path" >"$data/$name.json"
-  python3 - "$name" "$path" "$data/$name.json" <<'PY'
+}
+report() { # LOOP NAME PATH
+  python3 - "$@" "$data/$2.json" "$data/whoami.json" <<'PY'
 import json, sys
-name, path, file = sys.argv[1:4]
+loop, name, path, file, ceiling = sys.argv[1:6]
 r = json.load(open(file))
 p = r["latencyPercentiles"]
 codes = r.get("statusCodeDistribution", {})
 errors = sum(v for k, v in codes.items() if not k.startswith("2")) + sum(r.get("errorDistribution", {}).values())
-print(f"{name:<10} {path:<48} {p['p50']*1000:10.2f} {p['p99']*1000:10.2f} {r['summary']['requestsPerSec']:10.0f} {errors:8d}")
+rps = r["summary"]["requestsPerSec"]
+share = ""
+if loop == "closed" and name != "whoami":
+    share = f"{100 * rps / json.load(open(ceiling))['summary']['requestsPerSec']:.0f} %"
+print(f"{loop:<7} {name:<9} {path:<46} {p['p50']*1000:8.2f} {p['p99']*1000:8.2f} {rps:9.0f} {share:>6} {errors:7d}")
 if errors:
-    print(f"{'':10} status codes {codes}, errors {r.get('errorDistribution', {})}")
+    print(f"{'':17} status codes {codes}, errors {r.get('errorDistribution', {})}")
+figure = f"{rps:,.0f} req/s" + (f" ({share} of whoami)" if share else "") if loop == "closed" else f"p99 {p['p99']*1000:.2f} ms"
+print(f"RESULT\tapi\t{loop} loop, {name}\t{figure}" + (f", {errors} errors" if errors else ""))
 PY
+}
+endpoints=("whoami:/api/v1/whoami" "list:/api/v1/environments?limit=50" "get:/api/v1/specs/environment/$mid"
+  "describe:/api/v1/environments/$mid")
+printf '%-7s %-9s %-46s %8s %8s %9s %6s %7s\n' loop endpoint path p50_ms p99_ms req/s whoami errors
+for spec in "${endpoints[@]}"; do
+  name="${spec%%:*}"; path="${spec#*:}"
+  oha_json "$name" "$path" -c "$CLIENTS"
+  report closed "$name" "$path"
+done
+for spec in "${endpoints[@]:1}"; do
+  name="${spec%%:*}"; path="${spec#*:}"
+  oha_json "open-$name" "$path" -c "$CLIENTS" -q "$RATE" --latency-correction
+  report "open@$RATE" "open-$name" "$path"
 done
 echo "== server RSS after load: $(rss VmRSS), peak $(rss VmHWM)"

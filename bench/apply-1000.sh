@@ -6,11 +6,13 @@
 #
 #   bench/apply-1000.sh            # SQLite (embedded default)
 #   STATE=postgres://... bench/apply-1000.sh
+#   SERVICES=20 bench/apply-1000.sh # fewer services
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/paved/target}"
-cargo build --release -q -p paved-cli
-paved="$CARGO_TARGET_DIR/release/paved"
+. bench/lib.sh
+SERVICES="${SERVICES:-1000}"
+build paved-cli
+paved="$BIN/paved"
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
@@ -33,7 +35,7 @@ spec:
     replicas: $((10#$i % 5 + 1))
 YAML
 done
-for i in $(seq -w 1 1000); do
+for i in $(seq -w 1 "$SERVICES"); do
   cat > "$work/specs/services/svc-$i.score.yaml" <<YAML
 apiVersion: score.dev/v1b1
 metadata:
@@ -69,9 +71,10 @@ measure() {
   /usr/bin/time -f "%e %M" -o "$work/time" "$@" > "$work/out" 2>&1 || { cat "$work/out"; exit 1; }
   read -r secs kb < "$work/time"
   printf '%-28s %7.2f s  %7.1f MiB peak RSS   %s\n' "$label" "$secs" "$(awk "BEGIN{print $kb/1024}")" "$(tail -n1 "$work/out")"
+  result apply "${state%%://*}: $label ($files files)" "$secs s, $(awk "BEGIN{printf \"%.0f\", $kb/1024}") MiB"
 }
 measure "validate (empty state)" "$paved" --state "$state" validate -f "$work/specs"
 measure "apply (first, all created)" "$paved" --state "$state" apply -f "$work/specs"
 measure "apply (again, unchanged)" "$paved" --state "$state" apply -f "$work/specs"
 measure "validate (against state)" "$paved" --state "$state" validate -f "$work/specs"
-measure "get services (1,000 rows)" "$paved" --state "$state" get services
+measure "get services ($SERVICES rows)" "$paved" --state "$state" get services

@@ -50,15 +50,26 @@ def wait_port(port):
     raise SystemExit(f"nothing listens on {port}")
 
 
+def build_paved():
+    """The paved binary of PAVED_BENCH_PROFILE (release, or dev for bench/all --quick), built here."""
+    target = os.environ.get("CARGO_TARGET_DIR", str(pathlib.Path.home() / ".cache/paved/target"))
+    profile = os.environ.get("PAVED_BENCH_PROFILE", "release")
+    subprocess.run(["cargo", "build", "--profile", profile, "-q", "-p", "paved-cli"], cwd=ROOT, check=True,
+                   env={**os.environ, "CARGO_TARGET_DIR": target})
+    return pathlib.Path(target) / ("debug" if profile == "dev" else profile) / "paved"
+
+
+def result(bench, figure, value):
+    """A line bench/all collects into its table."""
+    print(f"RESULT\t{bench}\t{figure}\t{value}")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--fleet", type=int, default=100, help="environments in the drift sweep")
     args = ap.parse_args()
 
-    target = os.environ.get("CARGO_TARGET_DIR", str(pathlib.Path.home() / ".cache/paved/target"))
-    subprocess.run(["cargo", "build", "--release", "-q", "-p", "paved-cli"], cwd=ROOT, check=True,
-                   env={**os.environ, "CARGO_TARGET_DIR": target})
-    paved_bin = pathlib.Path(target) / "release/paved"
+    paved_bin = build_paved()
 
     work = pathlib.Path(tempfile.mkdtemp(prefix="paved-aws-bench-"))
     moto_port, proxy_port = free_port(), free_port()
@@ -131,12 +142,14 @@ def run(paved_bin, work, moto_port, proxy_port, fleet):
             wall, calls = measured("apply", "-e", name)
             total, changing, services = summary(calls)
             print(f"| {step} | {name} | {wall:.2f} s | {total} | {changing} | {services} |")
+            result("aws", f"{step} {name}", f"{wall:.2f} s, {total} calls, {changing} changing")
     # Production is deletion-protected: lifted the way paved's refusal says to.
     lift_protection(root, "eu-production", "eu-west-1")
     for name, _ in examples:
         wall, calls = measured("destroy", "-e", name)
         total, changing, services = summary(calls)
         print(f"| destroy | {name} | {wall:.2f} s | {total} | {changing} | {services} |")
+        result("aws", f"destroy {name}", f"{wall:.2f} s, {total} calls, {changing} changing")
 
     print(f"\n## Drift over {fleet} environments: one sweep against a per-resource refresh\n")
     blueprint = (ROOT / "examples/platform/blueprint-web-service-standard.yaml").read_text()
@@ -177,6 +190,9 @@ def run(paved_bin, work, moto_port, proxy_port, fleet):
     print(f"| per-resource refresh (no-change `paved apply` each) | {refresh_wall:.1f} s | {refresh_total} | "
           f"{refresh_total / fleet:.1f} |")
     print(f"\n{refresh_total / max(sweep_total, 1):.1f}x fewer calls for the sweep\n")
+    result("aws", f"drift over {fleet} environments: sweep vs per-resource refresh",
+           f"{sweep_total} vs {refresh_total} calls ({refresh_total / max(sweep_total, 1):.1f}x fewer), "
+           f"{sweep_wall:.1f} s vs {refresh_wall:.1f} s")
     print("Sweep calls by operation:\n")
     for call, n in sorted(sweep_calls.items(), key=lambda kv: -kv[1]):
         print(f"    {n:6}  {call}")

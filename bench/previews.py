@@ -29,7 +29,7 @@ import time
 import urllib.request
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-REFERENCE = ROOT.parent / "shared/reference/github-webhooks"
+REFERENCE = pathlib.Path(os.environ.get("PAVED_REFERENCE_DIR", ROOT.parent / "shared/reference")) / "github-webhooks"
 SECRET = b"bench-secret"
 
 
@@ -121,10 +121,14 @@ def main():
     ap.add_argument("--binary", default=None, help="the paved binary (default: a release build)")
     args = ap.parse_args()
     target = os.environ.get("CARGO_TARGET_DIR", str(pathlib.Path.home() / ".cache/paved/target"))
+    if not REFERENCE.is_dir():
+        raise SystemExit(f"the real GitHub deliveries are not at {REFERENCE}: set PAVED_REFERENCE_DIR")
     if args.binary is None:
-        subprocess.run(["cargo", "build", "--release", "-q", "-p", "paved-cli"], cwd=ROOT, check=True,
+        profile = os.environ.get("PAVED_BENCH_PROFILE", "release")
+        subprocess.run(["cargo", "build", "--profile", profile, "-q", "-p", "paved-cli"], cwd=ROOT, check=True,
                        env={**os.environ, "CARGO_TARGET_DIR": target})
-        binary, demo = f"{target}/release/paved", f"{target}/release/paved-demo"
+        out = pathlib.Path(target) / ("debug" if profile == "dev" else profile)
+        binary, demo = str(out / "paved"), str(out / "paved-demo")
     else:
         binary = str(pathlib.Path(args.binary).resolve())
         demo = str(pathlib.Path(binary).with_name("paved-demo"))
@@ -159,6 +163,7 @@ def main():
         wait("pr-1 to be gone", lambda: not recorded(env, "pr-1-hello-world"))
         one_gone = time.time() - t0
         print(f"one preview: delivery -> serving {one:.1f} s; closed -> deleted {one_gone:.1f} s")
+        print(f"RESULT\tpreviews\tone preview: delivery -> serving; closed -> deleted\t{one:.1f} s; {one_gone:.1f} s")
 
         # 2. Many at once.
         numbers = range(100, 100 + args.count)
@@ -197,6 +202,10 @@ def main():
         for k, v in after.items():
             print(f"  leaked {k}: {len(v) - len(before.get(k, []))} {v[:5] if v != before.get(k, []) else ''}")
         print("no leaks" if not leaks else f"LEAKS: {json.dumps(leaks, indent=1)}")
+        print(f"RESULT\tpreviews\t{args.count} at once: all serving; all deleted; leaks\t"
+              f"{opened:.1f} s; {closed:.1f} s; {'none' if not leaks else ', '.join(leaks)}")
+        if leaks:
+            raise SystemExit(1)
     finally:
         server.terminate()
         server.wait(30)

@@ -12,17 +12,19 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 runs="${1:-5}"
 runtimes="${2:-process docker}"
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/paved/target}"
-cargo build -q --release -p paved-cli
-paved="$CARGO_TARGET_DIR/release/paved"
+. bench/lib.sh
+build paved-cli
+paved="$BIN/paved"
 for runtime in $runtimes; do
   for i in $(seq "$runs"); do
     data=$(mktemp -d)
     start=$(date +%s.%N)
     PAVED_RUNTIME="$runtime" PAVED_DATA_DIR="$data" "$paved" up >"$data.out"
     end=$(date +%s.%N)
-    grep -o 'up and healthy after [0-9.]* s' "$data.out" \
-      | sed "s/^/$runtime run $i: /;s/\$/ (wall $(awk "BEGIN{printf \"%.2f\", $end - $start}") s)/"
+    wall=$(awk "BEGIN{printf \"%.2f\", $end - $start}")
+    reported=$(grep -o 'up and healthy after [0-9.]* s' "$data.out" | grep -o '[0-9.]* s')
+    echo "$runtime run $i: up and healthy after $reported (wall $wall s)"
+    result up "$runtime runtime, run $i: paved up to all healthy" "$reported (wall $wall s)"
     PAVED_DATA_DIR="$data" "$paved" down >/dev/null
     rm -rf "$data" "$data.out"
   done

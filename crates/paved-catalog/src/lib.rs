@@ -99,7 +99,7 @@ pub struct EnvironmentContext {
 /// SHA-256 of the canonical JSON of a document (keys sorted), so formatting,
 /// key order and comments never create a new generation.
 pub fn content_hash(doc: &serde_json::Value) -> String {
-    let text = paved_model::canonical_json(doc).to_string();
+    let text = serde_json::to_string(&paved_model::Canonical(doc)).unwrap_or_default();
     format!("sha256:{}", hex::encode(Sha256::digest(text.as_bytes())))
 }
 

@@ -116,6 +116,10 @@ async fn main() {
             p_create / t_create,
             p_noop / t_noop
         );
+        println!(
+            "RESULT\torchestrator\t{n} no-op nodes, {name}: paved / terraform apply\t{p_create:.2} s / {t_create:.2} s = {:.0}x faster",
+            t_create / p_create
+        );
     }
     println!("\nratio = paved / terraform");
 }

@@ -18,6 +18,7 @@
 mod dag;
 mod drift;
 pub mod driver;
+mod recorder;
 mod refs;
 mod sealed;
 mod secrets;
@@ -161,6 +162,8 @@ struct Run {
     recorded: BTreeMap<String, Node>,
     outputs: Mutex<BTreeMap<String, Outputs>>,
     sensitive: Option<Arc<dyn SensitiveOutputs>>,
+    /// Outcomes are committed in groups (see [`recorder`]).
+    recorder: recorder::Recorder,
 }
 
 impl Engine {
@@ -267,6 +270,7 @@ impl Engine {
             recorded: recorded.nodes.clone(),
             outputs: Mutex::new(outputs),
             sensitive: self.sensitive.clone(),
+            recorder: recorder::Recorder::start(self.store.clone(), env.clone()),
         });
 
         // Creations, updates and replacements: dependencies first.
@@ -414,10 +418,7 @@ impl Run {
             outputs: serde_json::to_value(&recorded).map_err(|e| e.to_string())?,
             updated_at: self.clock.now(),
         };
-        self.store
-            .put_applied_node(&self.env, &applied)
-            .await
-            .map_err(|e| format!("recording the outcome failed: {e}"))?;
+        self.recorder.record(applied).await.map_err(|e| format!("recording the outcome failed: {e}"))?;
         self.outputs.lock().unwrap_or_else(|p| p.into_inner()).insert(node.id(), outputs);
         Ok(())
     }

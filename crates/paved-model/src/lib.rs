@@ -124,6 +124,36 @@ impl Spec {
     }
 }
 
+/// Serialises a JSON value with every object's keys sorted — the bytes
+/// [`canonical_json`]'s result serialises to — without copying the value
+/// (a plan of thousands of nodes spent more time copying than writing).
+pub struct Canonical<'a>(pub &'a serde_json::Value);
+
+impl serde::Serialize for Canonical<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::{SerializeMap, SerializeSeq};
+        match self.0 {
+            serde_json::Value::Object(m) => {
+                let mut entries: Vec<(&String, &serde_json::Value)> = m.iter().collect();
+                entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+                let mut map = s.serialize_map(Some(entries.len()))?;
+                for (k, v) in entries {
+                    map.serialize_entry(k, &Canonical(v))?;
+                }
+                map.end()
+            }
+            serde_json::Value::Array(a) => {
+                let mut seq = s.serialize_seq(Some(a.len()))?;
+                for v in a {
+                    seq.serialize_element(&Canonical(v))?;
+                }
+                seq.end()
+            }
+            other => other.serialize(s),
+        }
+    }
+}
+
 /// The same JSON with every object's keys sorted, recursively: the form that
 /// is hashed and serialised wherever output must be byte-for-byte stable.
 pub fn canonical_json(v: &serde_json::Value) -> serde_json::Value {
@@ -135,5 +165,22 @@ pub fn canonical_json(v: &serde_json::Value) -> serde_json::Value {
         }
         serde_json::Value::Array(a) => serde_json::Value::Array(a.iter().map(canonical_json).collect()),
         other => other.clone(),
+    }
+}
+
+#[cfg(test)]
+mod canonical_tests {
+    use super::*;
+
+    #[test]
+    fn canonical_serialisation_writes_the_bytes_of_the_sorted_copy() {
+        let v = serde_json::json!({"z": [{"b": 1, "a": {"y": null, "x": "é"}}], "a": true, "m": {"k2": 2.5, "k1": []}});
+        let copied = serde_json::to_string(&canonical_json(&v)).unwrap();
+        assert_eq!(serde_json::to_string(&Canonical(&v)).unwrap(), copied);
+        assert_eq!(
+            serde_json::to_vec_pretty(&Canonical(&v)).unwrap(),
+            serde_json::to_vec_pretty(&canonical_json(&v)).unwrap()
+        );
+        assert!(copied.starts_with(r#"{"a":true,"m":{"k1":[],"k2":2.5},"z":[{"a":{"x""#), "{copied}");
     }
 }

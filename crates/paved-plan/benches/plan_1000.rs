@@ -101,4 +101,6 @@ fn main() {
         secs * 1000.0 / envs.len() as f64,
         peak_rss_mib()
     );
+    let what = format!("plan + no-change diff, {} services x {} environments", services.len(), envs.len());
+    println!("RESULT\tplan\t{what}\t{secs:.2} s, peak RSS {:.0} MiB", peak_rss_mib());
 }

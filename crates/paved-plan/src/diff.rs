@@ -128,6 +128,8 @@ pub fn diff(desired: &ResourceGraph, recorded: Option<&ResourceGraph>) -> Result
         let want = &desired.nodes[&id];
         let (action, changes) = match recorded.nodes.get(&id) {
             None => (Action::Create, field_changes(&Value::Null, &want.properties, want)),
+            // The common case of a re-plan, decided without flattening both trees.
+            Some(have) if have.properties == want.properties => (Action::NoOp, Vec::new()),
             Some(have) => {
                 let changes = field_changes(&have.properties, &want.properties, want);
                 let action = if changes.is_empty() {

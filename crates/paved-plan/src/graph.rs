@@ -92,6 +92,46 @@ pub struct ResourceGraph {
     pub identity: BTreeMap<String, String>,
 }
 
+/// A graph serialised as its canonical JSON (every object's keys sorted)
+/// straight from the structs: the same bytes as sorting a `serde_json::Value`
+/// copy of it (a test holds the two together), without the copy.
+struct CanonicalGraph<'a>(&'a ResourceGraph);
+struct CanonicalNode<'a>(&'a Node);
+
+impl Serialize for CanonicalGraph<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let g = self.0;
+        let mut map = s.serialize_map(None)?;
+        map.serialize_entry("environment", &g.environment)?;
+        if !g.identity.is_empty() {
+            map.serialize_entry("identity", &g.identity)?;
+        }
+        let nodes: BTreeMap<&String, CanonicalNode> = g.nodes.iter().map(|(id, n)| (id, CanonicalNode(n))).collect();
+        map.serialize_entry("nodes", &nodes)?;
+        map.serialize_entry("provider", &g.provider)?;
+        map.end()
+    }
+}
+
+impl Serialize for CanonicalNode<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let n = self.0;
+        let mut map = s.serialize_map(None)?;
+        map.serialize_entry("depends_on", &n.depends_on)?;
+        map.serialize_entry("immutable", &n.immutable)?;
+        map.serialize_entry("kind", &n.kind)?;
+        map.serialize_entry("name", &n.name)?;
+        map.serialize_entry("outputs", &n.outputs)?;
+        map.serialize_entry("properties", &paved_model::Canonical(&n.properties))?;
+        if !n.sensitive.is_empty() {
+            map.serialize_entry("sensitive", &n.sensitive)?;
+        }
+        map.end()
+    }
+}
+
 impl ResourceGraph {
     pub fn new(provider: Provider, environment: &str) -> ResourceGraph {
         ResourceGraph {
@@ -117,8 +157,7 @@ impl ResourceGraph {
 
     /// The graph as pretty, canonical JSON.
     pub fn to_bytes(&self) -> Vec<u8> {
-        let value = serde_json::to_value(self).unwrap_or(serde_json::Value::Null);
-        let mut bytes = serde_json::to_vec_pretty(&paved_model::canonical_json(&value)).unwrap_or_default();
+        let mut bytes = serde_json::to_vec_pretty(&CanonicalGraph(self)).unwrap_or_default();
         bytes.push(b'\n');
         bytes
     }
@@ -135,52 +174,70 @@ impl ResourceGraph {
     }
 
     /// Node ids in dependency order (dependencies first; ties by id).
+    ///
+    /// Ids are numbered once (a graph's ids share long prefixes, so
+    /// comparing them on every visit was most of the cost); a dependency
+    /// that names no node is listed where it is first reached, as a node
+    /// without dependencies ([`ResourceGraph::validate`] refuses those).
     pub fn order(&self) -> Result<Vec<String>, PlanError> {
         #[derive(Clone, Copy, PartialEq)]
         enum Mark {
+            Unseen,
             Visiting,
             Done,
         }
-        let mut marks: BTreeMap<&str, Mark> = BTreeMap::new();
-        let mut out = Vec::new();
+        let mut ids: Vec<&str> = self.nodes.keys().map(String::as_str).collect();
+        let mut index: std::collections::HashMap<&str, usize> =
+            ids.iter().enumerate().map(|(i, id)| (*id, i)).collect();
+        let mut deps: Vec<Vec<usize>> = Vec::with_capacity(ids.len());
+        for node in self.nodes.values() {
+            // Reverse order so that popping visits dependencies by ascending id.
+            let mut of_node = Vec::with_capacity(node.depends_on.len());
+            for d in node.depends_on.iter().rev() {
+                let i = *index.entry(d.as_str()).or_insert_with(|| {
+                    ids.push(d.as_str());
+                    ids.len() - 1
+                });
+                of_node.push(i);
+            }
+            deps.push(of_node);
+        }
+        deps.resize(ids.len(), Vec::new());
+        let mut marks = vec![Mark::Unseen; ids.len()];
+        let mut out = Vec::with_capacity(ids.len());
         // Iterative depth-first search, so deep graphs cannot overflow the stack.
-        for start in self.nodes.keys() {
-            if marks.contains_key(start.as_str()) {
+        for start in 0..self.nodes.len() {
+            if marks[start] != Mark::Unseen {
                 continue;
             }
-            let mut stack: Vec<(&str, Vec<&str>)> = vec![(start.as_str(), self.deps(start))];
-            marks.insert(start, Mark::Visiting);
+            let mut stack: Vec<(usize, usize)> = vec![(start, deps[start].len())];
+            marks[start] = Mark::Visiting;
             while let Some((id, pending)) = stack.last_mut() {
-                match pending.pop() {
-                    Some(dep) => match marks.get(dep) {
-                        Some(Mark::Done) => {}
-                        Some(Mark::Visiting) => {
-                            let from = stack.iter().position(|(n, _)| *n == dep).unwrap_or(0);
-                            let mut cycle: Vec<String> = stack[from..].iter().map(|(n, _)| n.to_string()).collect();
-                            cycle.push(dep.to_string());
-                            return Err(PlanError::Cycle { path: cycle });
-                        }
-                        None => {
-                            marks.insert(dep, Mark::Visiting);
-                            let deps = self.deps(dep);
-                            stack.push((dep, deps));
-                        }
-                    },
-                    None => {
-                        let id = *id;
-                        marks.insert(id, Mark::Done);
-                        out.push(id.to_string());
-                        stack.pop();
+                if *pending == 0 {
+                    let id = *id;
+                    marks[id] = Mark::Done;
+                    out.push(ids[id].to_string());
+                    stack.pop();
+                    continue;
+                }
+                *pending -= 1;
+                let dep = deps[*id][*pending];
+                match marks[dep] {
+                    Mark::Done => {}
+                    Mark::Visiting => {
+                        let from = stack.iter().position(|(n, _)| *n == dep).unwrap_or(0);
+                        let mut cycle: Vec<String> = stack[from..].iter().map(|(n, _)| ids[*n].to_string()).collect();
+                        cycle.push(ids[dep].to_string());
+                        return Err(PlanError::Cycle { path: cycle });
+                    }
+                    Mark::Unseen => {
+                        marks[dep] = Mark::Visiting;
+                        stack.push((dep, deps[dep].len()));
                     }
                 }
             }
         }
         Ok(out)
-    }
-
-    fn deps(&self, id: &str) -> Vec<&str> {
-        // Reverse order so that popping visits dependencies by ascending id.
-        self.nodes.get(id).map(|n| n.depends_on.iter().rev().map(String::as_str).collect()).unwrap_or_default()
     }
 }
 
@@ -195,6 +252,20 @@ mod tests {
             g.add(Node::new("n", name, json!({})).after(deps.iter().map(|d| format!("n/{d}"))));
         }
         g
+    }
+
+    #[test]
+    fn canonical_bytes_equal_those_of_a_sorted_copy() {
+        let mut g = ResourceGraph::new(Provider::Aws, "t");
+        g.identity.insert("region".into(), "eu-west-1".into());
+        g.add(Node::new("n", "db", json!({"z": 1, "a": {"y": [{"b": 2, "a": 1}], "x": "é"}})).outputs(&["password"]));
+        g.nodes.get_mut("n/db").unwrap().sensitive.insert("password".into());
+        g.nodes.get_mut("n/db").unwrap().properties["added"] = json!({"later": true, "after": 1});
+        g.add(Node::new("n", "app", json!({"image": "x"})).after(["n/db".to_string()]).immutable(&["image"]));
+        let value = serde_json::to_value(&g).unwrap();
+        let mut expected = serde_json::to_vec_pretty(&paved_model::canonical_json(&value)).unwrap();
+        expected.push(b'\n');
+        assert_eq!(String::from_utf8(g.to_bytes()).unwrap(), String::from_utf8(expected).unwrap());
     }
 
     #[test]

@@ -103,6 +103,9 @@ async fn run(name: &str, url: &str, events: usize) {
         events as f64 / verify.as_secs_f64(),
         load.as_secs_f64(),
     );
+    // For bench/all's table.
+    println!("RESULT\taudit\t{name}: append, one by one\t{:.0} events/s", APPENDS as f64 / append.as_secs_f64());
+    println!("RESULT\taudit\t{name}: verify {events} events\t{:.2} s", verify.as_secs_f64());
     store.close().await;
 }
 

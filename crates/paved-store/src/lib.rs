@@ -169,7 +169,11 @@ pub trait Store: SecretStore + ReleaseStore + Send + Sync {
     /// Every node applied in an environment, ordered by id.
     async fn applied_nodes(&self, environment: &str) -> Result<Vec<AppliedNode>, StoreError>;
     /// Records (inserts or replaces) one applied node.
-    async fn put_applied_node(&self, environment: &str, node: &AppliedNode) -> Result<(), StoreError>;
+    async fn put_applied_node(&self, environment: &str, node: &AppliedNode) -> Result<(), StoreError> {
+        self.put_applied_nodes(environment, std::slice::from_ref(node)).await
+    }
+    /// Records (inserts or replaces) applied nodes in one transaction: all or none.
+    async fn put_applied_nodes(&self, environment: &str, nodes: &[AppliedNode]) -> Result<(), StoreError>;
     /// Forgets a node whose resource was deleted.
     async fn delete_applied_node(&self, environment: &str, node_id: &str) -> Result<(), StoreError>;
     /// Takes the environment's lock for `holder` until `now + ttl`, unless

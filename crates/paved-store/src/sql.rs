@@ -502,19 +502,23 @@ impl Store for SqlStore {
             .collect()
     }
 
-    async fn put_applied_node(&self, environment: &str, node: &AppliedNode) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO applied_nodes (environment, node_id, node, outputs, updated_at) VALUES ($1, $2, $3, $4, $5) \
-             ON CONFLICT (environment, node_id) DO UPDATE SET node = excluded.node, outputs = excluded.outputs, \
-             updated_at = excluded.updated_at",
-        )
-        .bind(environment)
-        .bind(&node.node_id)
-        .bind(node.node.to_string())
-        .bind(node.outputs.to_string())
-        .bind(timestamp(node.updated_at))
-        .execute(&self.pool)
-        .await?;
+    async fn put_applied_nodes(&self, environment: &str, nodes: &[AppliedNode]) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        for node in nodes {
+            sqlx::query(
+                "INSERT INTO applied_nodes (environment, node_id, node, outputs, updated_at) VALUES ($1, $2, $3, $4, $5) \
+                 ON CONFLICT (environment, node_id) DO UPDATE SET node = excluded.node, outputs = excluded.outputs, \
+                 updated_at = excluded.updated_at",
+            )
+            .bind(environment)
+            .bind(&node.node_id)
+            .bind(node.node.to_string())
+            .bind(node.outputs.to_string())
+            .bind(timestamp(node.updated_at))
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
         Ok(())
     }
 
