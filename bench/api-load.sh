@@ -78,6 +78,7 @@ report() { # LOOP NAME PATH
   python3 - "$@" "$data/$2.json" "$data/whoami.json" <<'PY'
 import json, sys
 loop, name, path, file, ceiling = sys.argv[1:6]
+name = name.removeprefix("open-")
 r = json.load(open(file))
 p = r["latencyPercentiles"]
 codes = r.get("statusCodeDistribution", {})

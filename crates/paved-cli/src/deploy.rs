@@ -196,8 +196,12 @@ pub(crate) fn print_status(ctx: &Ctx, rows: &[StatusRow]) {
     services.sort();
     services.dedup();
     let cell = |r: &StatusRow| {
-        let what =
-            if r.artifact.starts_with("sha256:") { short(&r.artifact)[7..].to_string() } else { r.artifact.clone() };
+        // A digest by its first hex digits; a Score image by its last path segment, as the console shows it.
+        let what = if r.artifact.starts_with("sha256:") {
+            short(&r.artifact)[7..].to_string()
+        } else {
+            r.artifact.rsplit('/').next().unwrap_or(&r.artifact).to_string()
+        };
         let number = r.number.map_or_else(String::new, |n| format!("#{n} "));
         let commit = r.commit.as_deref().map_or_else(String::new, |c| format!(" @{}", paved_control::short_commit(c)));
         let since = r.since.map_or_else(String::new, |t| format!(" since {}", timestamp(t)));

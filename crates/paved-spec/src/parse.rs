@@ -78,8 +78,7 @@ fn parse_files(files: &[SourceFile], first: usize) -> (Vec<ParsedDocument>, Vec<
         let docs = match yaml::parse(&source.text) {
             Ok(docs) => docs,
             Err(e) => {
-                diagnostics
-                    .push(Diagnostic::error("invalid-yaml", e.message, &source.path, e.span).maybe_hint(e.hint));
+                diagnostics.push(Diagnostic::error("invalid-yaml", e.message, &source.path, e.span).maybe_hint(e.hint));
                 continue;
             }
         };
