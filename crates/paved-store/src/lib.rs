@@ -31,6 +31,7 @@
 //! timestamps).
 
 pub mod audit;
+mod pgcopy;
 pub mod releases;
 pub mod secrets;
 mod sql;
