@@ -256,8 +256,21 @@ impl Catalog {
 
     /// Validates files against what is recorded, without writing anything.
     pub async fn validate(&self, sources: Vec<SourceFile>, read_diags: Vec<Diagnostic>) -> Result<Batch, CatalogError> {
-        let recorded = self.recorded_specs().await?;
-        Ok(paved_spec::check_sources(sources, read_diags, &recorded))
+        Ok(self.check(sources, read_diags).await?.0)
+    }
+
+    /// Validates files against what is recorded, and hands back the live
+    /// records that one listing read, by kind and name (an apply compares
+    /// against them, so an unchanged document costs no query of its own).
+    async fn check(
+        &self,
+        sources: Vec<SourceFile>,
+        read_diags: Vec<Diagnostic>,
+    ) -> Result<(Batch, HashMap<(String, String), Record>), CatalogError> {
+        let (recorded, records): (Vec<Spec>, Vec<Record>) =
+            self.list(None).await?.into_iter().map(|o| (o.spec, o.record)).unzip();
+        let live = records.into_iter().map(|r| ((r.kind.clone(), r.name.clone()), r)).collect();
+        Ok((paved_spec::check_sources(sources, read_diags, &recorded), live))
     }
 
     /// Validates and records a batch, all or nothing.
@@ -281,15 +294,9 @@ impl Catalog {
         expect: Option<&Precondition>,
     ) -> Result<ApplyReport, CatalogError> {
         for _ in 0..MAX_ATTEMPTS {
-            // One read of everything recorded serves both validation and the
-            // comparison below: an unchanged document costs no query of its own.
-            // The commit checks every expected generation, so a writer that
-            // slipped in between is caught there (and the batch retried).
-            let (recorded, records): (Vec<Spec>, Vec<Record>) =
-                self.list(None).await?.into_iter().map(|o| (o.spec, o.record)).unzip();
-            let mut live: HashMap<(String, String), Record> =
-                records.into_iter().map(|r| ((r.kind.clone(), r.name.clone()), r)).collect();
-            let batch = paved_spec::check_sources(sources.clone(), read_diags.clone(), &recorded);
+            // The commit checks every expected generation, so a writer that slipped
+            // in after this read is caught there (and the batch retried).
+            let (batch, mut live) = self.check(sources.clone(), read_diags.clone()).await?;
             if batch.has_errors() {
                 return Err(CatalogError::Invalid(Box::new(batch)));
             }
