@@ -323,16 +323,38 @@ paved rollback api -e production --to 12  # deployment #12 (see `paved history a
     /// any is not).
     #[command(after_help = "Examples:\n  paved parity staging production\n  paved parity dev staging -o json")]
     Parity { left: String, right: String },
-    /// Render an environment's resource graph for other tools (nothing is applied).
+    /// Render an environment for other tools (nothing is applied).
     #[command(after_help = "Examples:\n  paved export terraform -e eu-dev > main.tf.json\n  \
-paved export terraform -e eu-dev | checkov -f /dev/stdin --framework terraform_json\n\n\
-The same graph paved applies, as Terraform JSON: for review with IaC scanners, or to leave paved.")]
+paved export terraform -e eu-dev | checkov -f /dev/stdin --framework terraform_json\n  \
+paved export kubernetes -e eu-dev | kubernetes-validate --strict -\n\n\
+terraform: the same graph paved applies, as Terraform JSON, for review with IaC scanners or to leave paved.\n\
+kubernetes: the manifests `paved render` writes, as one YAML stream.")]
     Export {
-        /// The format: terraform (Terraform JSON, AWS environments).
-        #[arg(value_parser = ["terraform"])]
+        /// The format: terraform (Terraform JSON, AWS environments) or kubernetes (cluster environments).
+        #[arg(value_parser = ["terraform", "kubernetes"])]
         format: String,
         #[arg(short = 'e', long = "environment")]
         environment: String,
+    },
+    /// Write the Kubernetes manifests of a cluster environment: a Namespace
+    /// with its quota and default-deny network policy, and per service its
+    /// ServiceAccount, Deployment (image by digest), Service, network policy,
+    /// secrets by reference and route; plus the Argo CD Application. Files
+    /// of services that no longer exist are removed; nothing is applied.
+    #[command(
+        after_help = "Examples:\n  paved render -e eu-dev                 # into ./envs/eu-dev and ./apps/eu-dev.yaml\n  \
+paved render -e eu-dev -d gitops/      # into a checkout of the GitOps repository\n  \
+paved render -e eu-dev -o json         # what was written, as JSON\n\n\
+A service is rendered once it has a digest to run here (`paved deploy`), or when its Score image is \
+pinned `@sha256:`. No secret value is written: values with resource outputs reach the pods through the \
+cloud's secret store."
+    )]
+    Render {
+        #[arg(short = 'e', long = "environment")]
+        environment: String,
+        /// The folder to write into (the root of a GitOps checkout).
+        #[arg(short = 'd', long = "dir", default_value = ".")]
+        dir: PathBuf,
     },
     /// Print the JSON Schema of a kind (generated from paved's types).
     #[command(after_help = "Examples:\n  paved schema Blueprint\n  paved schema service > score.schema.json")]

@@ -31,6 +31,7 @@ impl From<paved_control::ControlError> for Failure {
             | ControlError::StillProvisioned { .. }
             | ControlError::NoLogs { .. }) => Failure::User(bad.to_string()),
             unplannable @ ControlError::Unplannable { .. } => Failure::User(unplannable.to_string()),
+            unrenderable @ ControlError::Unrenderable { .. } => Failure::User(unrenderable.to_string()),
         }
     }
 }
@@ -230,7 +231,11 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
                 .await
                 .map_err(Failure::User)
         }
+        Command::Export { format, environment } if format == "kubernetes" => {
+            crate::render::export(&ctx, &environment).await
+        }
         Command::Export { format: _, environment } => crate::plan::export_terraform(&ctx, &environment).await,
+        Command::Render { environment, dir } => crate::render::render(&ctx, &environment, &dir).await,
         Command::Get { kind, name } => get(&ctx, parse_kind(&kind)?, name.as_deref()).await,
         Command::Describe { kind, name } => describe(&ctx, parse_kind(&kind)?, &name).await,
         Command::Delete { kind, name } => delete(&ctx, parse_kind(&kind)?, &name).await,

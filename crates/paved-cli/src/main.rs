@@ -10,6 +10,7 @@ mod plan;
 mod progress;
 mod provision;
 mod remote;
+mod render;
 mod secret;
 mod server;
 

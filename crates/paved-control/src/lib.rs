@@ -57,6 +57,8 @@ pub enum ControlError {
     StillProvisioned { environment: String, resources: usize },
     #[error("environment `{environment}` cannot be planned ({} problem(s)): {}", .problems.len(), .problems.join("; "))]
     Unplannable { environment: String, problems: Vec<String> },
+    #[error("environment `{environment}` cannot be rendered for Kubernetes ({} problem(s)): {}", .problems.len(), .problems.join("; "))]
+    Unrenderable { environment: String, problems: Vec<String> },
 }
 
 /// Who asks for an operation, as the audit log records it.
@@ -211,25 +213,60 @@ impl Control {
         c: &EnvironmentContext,
         environment: &paved_model::Environment,
     ) -> Result<ResourceGraph, ControlError> {
-        let name = &environment.metadata.name;
-        let addresses = match c.account.spec.provider {
-            Provider::Local => Default::default(),
-            _ => self.address_plan(catalog, &c.account.metadata.name).await?,
-        };
+        let (capabilities, addresses, releases) = self.plan_facts(catalog, c, environment).await?;
         let input = PlanInput {
             environment,
             blueprint: &c.blueprint,
             account: &c.account,
             services: c.services.iter().collect(),
-            capabilities: self.capabilities(name).await?,
+            capabilities,
             addresses,
-            releases: match c.account.spec.provider {
-                Provider::Local => self.releases(c).await?,
-                _ => Default::default(),
-            },
+            releases,
         };
         paved_plan::plan(&input).map_err(|errors| ControlError::Unplannable {
-            environment: name.clone(),
+            environment: environment.metadata.name.clone(),
+            problems: errors.iter().map(|e| e.to_string()).collect(),
+        })
+    }
+
+    /// What a plan of `environment` depends on besides the specs: the
+    /// target's capabilities, the account's address blocks, the releases.
+    async fn plan_facts(
+        &self,
+        catalog: &Catalog,
+        c: &EnvironmentContext,
+        environment: &paved_model::Environment,
+    ) -> Result<
+        (paved_plan::Capabilities, paved_plan::aws::AddressPlan, BTreeMap<String, paved_plan::Release>),
+        ControlError,
+    > {
+        let addresses = match c.account.spec.provider {
+            Provider::Local => Default::default(),
+            _ => self.address_plan(catalog, &c.account.metadata.name).await?,
+        };
+        Ok((self.capabilities(&environment.metadata.name).await?, addresses, self.releases(c).await?))
+    }
+
+    /// The Kubernetes manifests of a cluster environment (`paved render`):
+    /// its services at their current deployments.
+    pub async fn render_kubernetes(
+        &self,
+        catalog: &Catalog,
+        environment: &str,
+    ) -> Result<paved_k8s::Tree, ControlError> {
+        let c = catalog.environment_context(environment).await?;
+        let (capabilities, addresses, releases) = self.plan_facts(catalog, &c, &c.environment).await?;
+        let input = PlanInput {
+            environment: &c.environment,
+            blueprint: &c.blueprint,
+            account: &c.account,
+            services: c.services.iter().collect(),
+            capabilities,
+            addresses,
+            releases,
+        };
+        paved_k8s::render(&input).map_err(|errors| ControlError::Unrenderable {
+            environment: environment.to_string(),
             problems: errors.iter().map(|e| e.to_string()).collect(),
         })
     }

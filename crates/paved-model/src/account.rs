@@ -51,6 +51,30 @@ pub struct CloudAccountSpec {
     /// Docker Engine answers, else `process`. Only for `provider: local`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub runtime: Option<LocalRuntime>,
+    /// Where the Kubernetes manifests of this account's cluster environments
+    /// are committed for Argo CD to apply (GitOps). Only for cloud providers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gitops: Option<GitOps>,
+}
+
+/// A GitOps repository. Its credential (deploy key or token) lives in
+/// paved's vault, never in a spec.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct GitOps {
+    /// The repository's clone URL (`https://…`, `ssh://…` or `git://…`).
+    #[schemars(length(min = 1))]
+    pub repository: String,
+    /// The branch Argo CD follows.
+    #[serde(default = "default_branch")]
+    pub branch: String,
+    /// The folder of the repository that paved owns (empty: the root).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub path: String,
+}
+
+fn default_branch() -> String {
+    "main".into()
 }
 
 /// The local provider's workload runtimes.

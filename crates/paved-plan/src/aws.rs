@@ -37,6 +37,8 @@ const PROVIDER: &str = "aws";
 const SUPPORTED: &str = "postgres, s3, queue, amqp, dns, route, service";
 /// Availability zones used per tier.
 const ZONES: [&str; 2] = ["a", "b"];
+/// The Kubernetes version of the EKS clusters this translation plans.
+pub const EKS_VERSION: &str = "1.30";
 /// The prefix length of an environment's address block.
 const ENVIRONMENT_BLOCK: u8 = 20;
 
@@ -107,6 +109,17 @@ pub fn allocate(pool: &str, environment: &str, plan: &AddressPlan) -> Result<Str
     Err(format!("no block for environment `{environment}`"))
 }
 
+/// The target group of an environment's load balancer (the HTTPS
+/// listener's default action), which a cluster's `TargetGroupBinding` names.
+pub fn target_group_name(environment: &str) -> String {
+    format!("paved-{environment}")
+}
+
+/// The IAM role a service's pods act as in an environment.
+pub fn service_role_name(environment: &str, service: &str) -> String {
+    format!("paved-{environment}-{service}")
+}
+
 fn seconds(d: &paved_model::SpecDuration) -> u64 {
     d.parse().map_or(0, |d| d.as_secs())
 }
@@ -141,7 +154,23 @@ fn r(id: &str, output: &str) -> Value {
     Value::String(format!("${{ref:{id}.{output}}}"))
 }
 
+/// The AWS graph of an environment.
 pub fn translate(input: &PlanInput<'_>) -> Result<ResourceGraph, Vec<PlanError>> {
+    translate_with_bindings(input).map(|t| t.graph)
+}
+
+/// A translation and, per service, which node holds each of its Score
+/// resources: what a workload renderer (`paved-k8s`) needs to turn the
+/// service's placeholders into the same references the graph holds.
+#[derive(Debug, Clone)]
+pub struct Translation {
+    pub graph: ResourceGraph,
+    /// service → resource name → binding.
+    pub bindings: BTreeMap<String, BTreeMap<String, ResourceBinding>>,
+}
+
+/// [`translate`], keeping the resource bindings of every service.
+pub fn translate_with_bindings(input: &PlanInput<'_>) -> Result<Translation, Vec<PlanError>> {
     let env = input.environment.metadata.name.as_str();
     let region = input.environment.spec.region.as_str();
     let bp = &input.blueprint.spec;
@@ -376,7 +405,8 @@ pub fn translate(input: &PlanInput<'_>) -> Result<ResourceGraph, Vec<PlanError>>
                         "aws.lb",
                         env,
                         json!({
-                            "name": format!("paved-{env}"),
+                            // The load balancer and its target group share the name.
+                            "name": target_group_name(env),
                             "vpcId": r(&vpc, "id"),
                             "type": "application",
                             "scheme": if i.public { "internet-facing" } else { "internal" },
@@ -446,7 +476,7 @@ pub fn translate(input: &PlanInput<'_>) -> Result<ResourceGraph, Vec<PlanError>>
             env,
             json!({
                 "name": format!("paved-{env}"),
-                "version": "1.30",
+                "version": EKS_VERSION,
                 "roleArn": r(&cluster_role, "arn"),
                 "endpointPrivateAccess": true,
                 "endpointPublicAccess": false,
@@ -481,6 +511,7 @@ pub fn translate(input: &PlanInput<'_>) -> Result<ResourceGraph, Vec<PlanError>>
     );
 
     let mut shared = resolve::SharedResources::default();
+    let mut all_bindings = BTreeMap::new();
     let mut db_clients: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for w in &input.services {
         let svc = w.metadata.name.as_str();
@@ -647,11 +678,12 @@ pub fn translate(input: &PlanInput<'_>) -> Result<ResourceGraph, Vec<PlanError>>
                 "service" => {
                     let target =
                         res.params.as_ref().and_then(|p| p.get("name")).and_then(Value::as_str).unwrap_or(rname);
+                    // Callers reach the target through its Kubernetes Service: the Score `port`, not the container's.
                     let port = input
                         .services
                         .iter()
                         .find(|t| t.metadata.name == target)
-                        .and_then(|t| crate::local::first_target_port(t));
+                        .and_then(|t| t.service.as_ref()?.ports.as_ref()?.values().next().map(|p| p.port));
                     let Some(port) = port else {
                         errors.push(PlanError::Unavailable {
                             service: svc.into(),
@@ -690,6 +722,7 @@ pub fn translate(input: &PlanInput<'_>) -> Result<ResourceGraph, Vec<PlanError>>
                 }
             }
         }
+        all_bindings.insert(svc.to_string(), bindings);
     }
     for (key, clients) in db_clients {
         g.add(
@@ -704,5 +737,5 @@ pub fn translate(input: &PlanInput<'_>) -> Result<ResourceGraph, Vec<PlanError>>
             .outputs(&["id"]),
         );
     }
-    if errors.is_empty() { Ok(g) } else { Err(errors) }
+    if errors.is_empty() { Ok(Translation { graph: g, bindings: all_bindings }) } else { Err(errors) }
 }

@@ -53,6 +53,7 @@ pub fn param<T: DeserializeOwned + Clone>(
 /// How a provider satisfies `${resources.NAME.FIELD}`: the node id that
 /// holds the resource and the outputs it offers (the first is the default
 /// for `${resources.NAME}` without a field).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ResourceBinding {
     pub node: String,
     pub outputs: Vec<&'static str>,

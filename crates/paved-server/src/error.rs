@@ -183,6 +183,15 @@ impl From<ControlError> for ApiError {
                 format!("environment `{environment}` cannot be planned ({} problem(s))", problems.len()),
             )
             .with_details(problems.into_iter().map(|p| ErrorDetail::field("environment", p)).collect()),
+            ControlError::Unrenderable { environment, problems } => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "unrenderable",
+                format!(
+                    "environment `{environment}` cannot be rendered for Kubernetes ({} problem(s))",
+                    problems.len()
+                ),
+            )
+            .with_details(problems.into_iter().map(|p| ErrorDetail::field("environment", p)).collect()),
         }
     }
 }

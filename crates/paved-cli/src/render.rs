@@ -1,0 +1,123 @@
+//! `paved render -e ENV` and `paved export kubernetes -e ENV`: a cluster
+//! environment's Kubernetes manifests, as files or as one stream.
+
+use crate::Failure;
+use crate::commands::{Ctx, open};
+use crate::output::structured;
+use serde::Serialize;
+use std::path::Path;
+
+async fn tree(ctx: &Ctx, environment: &str) -> Result<paved_k8s::Tree, Failure> {
+    let catalog = open(ctx).await?;
+    match ctx.control().await?.render_kubernetes(&catalog, environment).await {
+        Err(paved_control::ControlError::Unrenderable { problems, .. }) => {
+            for p in &problems {
+                eprintln!("error: {p}");
+            }
+            eprintln!("error: environment `{environment}` cannot be rendered ({} problem(s))", problems.len());
+            Err(Failure::Reported)
+        }
+        other => other.map_err(Failure::from),
+    }
+}
+
+fn notices(tree: &paved_k8s::Tree) {
+    for w in &tree.warnings {
+        eprintln!("warning: {w}");
+    }
+    for (service, why) in &tree.pending {
+        eprintln!("pending: {service}: {why}");
+    }
+}
+
+/// `paved export kubernetes -e ENV`.
+pub async fn export(ctx: &Ctx, environment: &str) -> Result<(), Failure> {
+    let tree = tree(ctx, environment).await?;
+    notices(&tree);
+    print!("{}", tree.to_stream());
+    Ok(())
+}
+
+#[derive(Serialize)]
+struct Written {
+    environment: String,
+    files: Vec<WrittenFile>,
+    removed: Vec<String>,
+    pending: std::collections::BTreeMap<String, String>,
+    warnings: Vec<String>,
+}
+
+#[derive(Serialize)]
+struct WrittenFile {
+    path: String,
+    objects: usize,
+    changed: bool,
+}
+
+/// Writes `text` to `path` through a temporary file beside it, so a reader
+/// never sees half a manifest; `false` when the file already held it.
+fn write_file(path: &Path, text: &str) -> std::io::Result<bool> {
+    if std::fs::read_to_string(path).is_ok_and(|old| old == text) {
+        return Ok(false);
+    }
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    let tmp = path.with_extension("yaml.tmp");
+    std::fs::write(&tmp, text)?;
+    std::fs::rename(&tmp, path)?;
+    Ok(true)
+}
+
+/// `paved render -e ENV -d DIR`.
+pub async fn render(ctx: &Ctx, environment: &str, dir: &Path) -> Result<(), Failure> {
+    let tree = tree(ctx, environment).await?;
+    let files = tree.to_files();
+    let io = |what: &str, p: &Path, e: std::io::Error| Failure::User(format!("cannot {what} {}: {e}", p.display()));
+    let mut written = Vec::new();
+    for (rel, text) in &files {
+        let path = dir.join(rel);
+        let changed = write_file(&path, text).map_err(|e| io("write", &path, e))?;
+        written.push(WrittenFile { path: rel.clone(), objects: tree.files[rel].len(), changed });
+    }
+    // A service that left the environment leaves no manifest behind.
+    let own = dir.join("envs").join(environment);
+    let mut removed = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(&own) {
+        let mut stale: Vec<_> = entries
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
+            .filter(|p| {
+                let rel = format!("envs/{environment}/{}", p.file_name().unwrap_or_default().to_string_lossy());
+                !files.contains_key(&rel)
+            })
+            .collect();
+        stale.sort();
+        for p in stale {
+            std::fs::remove_file(&p).map_err(|e| io("remove", &p, e))?;
+            removed.push(format!("envs/{environment}/{}", p.file_name().unwrap_or_default().to_string_lossy()));
+        }
+    }
+    let report = Written {
+        environment: environment.into(),
+        files: written,
+        removed,
+        pending: tree.pending.clone(),
+        warnings: tree.warnings.clone(),
+    };
+    if let Some(text) = structured(ctx.format, &report) {
+        println!("{text}");
+        return Ok(());
+    }
+    notices(&tree);
+    let mut rows: Vec<Vec<String>> = report
+        .files
+        .iter()
+        .map(|f| vec![f.path.clone(), f.objects.to_string(), if f.changed { "yes" } else { "no" }.into()])
+        .collect();
+    rows.extend(report.removed.iter().map(|r| vec![r.clone(), "0".into(), "removed".into()]));
+    println!("{}", crate::output::table(&["FILE", "OBJECTS", "CHANGED"], rows));
+    println!("Rendered {environment} into {}", dir.display());
+    Ok(())
+}

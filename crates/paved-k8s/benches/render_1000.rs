@@ -1,0 +1,111 @@
+//! Kubernetes rendering of 1,000 services in each of 20 AWS cluster
+//! environments: every environment's tree rendered and serialised to YAML.
+//! Prints the time, the bytes written and the process's peak memory.
+//!
+//!     cargo bench -p paved-k8s --bench render_1000
+//!     PAVED_BENCH_SERVICES=50 PAVED_BENCH_ENVIRONMENTS=2 cargo bench -p paved-k8s --bench render_1000
+
+use paved_model::{Kind, Spec};
+use paved_plan::{Capabilities, PlanInput, aws::AddressPlan};
+use paved_spec::SourceFile;
+use std::path::Path;
+use std::time::Instant;
+
+fn peak_rss_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+fn main() {
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+    let (mut sources, _) = paved_spec::read_path(&examples.join("platform"));
+    sources.extend(paved_spec::read_path(&examples.join("environments")).0);
+    let count = |name: &str, default: usize| std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default);
+    let (n_services, n_envs) = (count("PAVED_BENCH_SERVICES", 1000), count("PAVED_BENCH_ENVIRONMENTS", 20));
+    for i in 0..n_envs {
+        let t = ["development", "staging", "production", "development"][i % 4];
+        sources.push(SourceFile::new(
+            format!("env-{i}.yaml"),
+            format!("apiVersion: paved.dev/v1alpha1\nkind: Environment\nmetadata:\n  name: bench-{i}\nspec:\n  blueprint: web-service-standard@1.2.0\n  account: aws-eu\n  region: eu-west-1\n  type: {t}\n  owner: platform\n"),
+        ));
+    }
+    for i in 0..n_services {
+        // Each service calls the one before it: every NetworkPolicy has a rule both ways.
+        let calls = if i == 0 {
+            String::new()
+        } else {
+            format!("\n  prev:\n    type: service\n    params:\n      name: svc-{}", i - 1)
+        };
+        sources.push(SourceFile::new(
+            format!("svc-{i}.yaml"),
+            [
+                "apiVersion: score.dev/v1b1".to_string(),
+                "metadata:".into(),
+                format!("  name: svc-{i}"),
+                "service:\n  ports:\n    http:\n      port: 80\n      targetPort: 8080".into(),
+                "containers:\n  main:".into(),
+                format!("    image: registry.example.com/svc-{i}@sha256:{:064x}", i),
+                "    variables:".into(),
+                "      DB: postgres://${resources.db.username}:${resources.db.password}@${resources.db.host}/${resources.db.name}".into(),
+                "      SELF: ${metadata.name}".into(),
+                "    livenessProbe:\n      httpGet:\n        path: /healthz\n        port: 8080".into(),
+                "    readinessProbe:\n      httpGet:\n        path: /ready\n        port: 8080".into(),
+                format!("resources:\n  db:\n    type: postgres{calls}\n"),
+            ]
+            .join("\n"),
+        ));
+    }
+    let batch = paved_spec::check_sources(sources, vec![], &[]);
+    let errors: Vec<String> = batch.diagnostics.iter().filter(|d| d.is_error()).map(|d| d.short()).take(3).collect();
+    assert!(errors.is_empty(), "{errors:?}");
+    let specs: Vec<Spec> = batch.documents.into_iter().map(|d| d.spec).collect();
+    let blueprint = specs.iter().find_map(|s| if let Spec::Blueprint(b) = s { Some(b) } else { None }).unwrap();
+    let account = specs
+        .iter()
+        .find_map(|s| match s {
+            Spec::CloudAccount(a) if a.metadata.name == "aws-eu" => Some(a),
+            _ => None,
+        })
+        .unwrap();
+    let services: Vec<_> = specs.iter().filter_map(|s| if let Spec::Service(w) = s { Some(w) } else { None }).collect();
+    let envs: Vec<_> = specs
+        .iter()
+        .filter(|s| s.kind() == Kind::Environment && s.object_name().starts_with("bench-"))
+        .filter_map(|s| if let Spec::Environment(e) = s { Some(e) } else { None })
+        .collect();
+
+    let start = Instant::now();
+    let (mut objects, mut bytes) = (0, 0);
+    for (i, env) in envs.iter().enumerate() {
+        // More environments than one /16 pool holds: give each its block, as applied VPCs would.
+        let mut addresses = AddressPlan::default();
+        addresses.allocated.insert(env.metadata.name.clone(), format!("10.{i}.0.0/20"));
+        let input = PlanInput {
+            environment: env,
+            blueprint,
+            account,
+            services: services.clone(),
+            capabilities: Capabilities::default(),
+            addresses,
+            releases: Default::default(),
+        };
+        let tree = paved_k8s::render(&input).expect("renders");
+        objects += tree.objects().count();
+        bytes += tree.to_files().values().map(String::len).sum::<usize>();
+    }
+    let secs = start.elapsed().as_secs_f64();
+    println!(
+        "render_1000: {} environments x {} services = {objects} objects, {:.1} MiB of YAML in {secs:.2} s ({:.0} ms per environment), peak RSS {:.0} MiB",
+        envs.len(),
+        services.len(),
+        bytes as f64 / (1 << 20) as f64,
+        secs * 1000.0 / envs.len() as f64,
+        peak_rss_mib()
+    );
+    let what = format!("render Kubernetes, {} services x {} environments", services.len(), envs.len());
+    println!("RESULT\trender\t{what}\t{secs:.2} s, peak RSS {:.0} MiB", peak_rss_mib());
+}
