@@ -356,6 +356,16 @@ cloud's secret store."
         #[arg(short = 'd', long = "dir", default_value = ".")]
         dir: PathBuf,
     },
+    /// Render a cluster environment and commit its manifests to the account's
+    /// GitOps repository (one commit; none when nothing changed), for Argo CD
+    /// to apply. `paved apply -e` does this after provisioning.
+    #[command(after_help = "Examples:\n  paved deliver -e eu-dev\n  paved deliver -e eu-dev -o json\n\n\
+The repository comes from the account's `spec.gitops` (repository, branch, path). A push the server \
+rejects because the branch moved is retried on top of it; history is never rewritten.")]
+    Deliver {
+        #[arg(short = 'e', long = "environment")]
+        environment: String,
+    },
     /// Print the JSON Schema of a kind (generated from paved's types).
     #[command(after_help = "Examples:\n  paved schema Blueprint\n  paved schema service > score.schema.json")]
     Schema { kind: String },

@@ -32,6 +32,7 @@ impl From<paved_control::ControlError> for Failure {
             | ControlError::NoLogs { .. }) => Failure::User(bad.to_string()),
             unplannable @ ControlError::Unplannable { .. } => Failure::User(unplannable.to_string()),
             unrenderable @ ControlError::Unrenderable { .. } => Failure::User(unrenderable.to_string()),
+            ControlError::GitOps(e) => Failure::User(e.to_string()),
         }
     }
 }
@@ -236,6 +237,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
         }
         Command::Export { format: _, environment } => crate::plan::export_terraform(&ctx, &environment).await,
         Command::Render { environment, dir } => crate::render::render(&ctx, &environment, &dir).await,
+        Command::Deliver { environment } => crate::render::deliver(&ctx, &environment, "deliver", true).await,
         Command::Get { kind, name } => get(&ctx, parse_kind(&kind)?, name.as_deref()).await,
         Command::Describe { kind, name } => describe(&ctx, parse_kind(&kind)?, &name).await,
         Command::Delete { kind, name } => delete(&ctx, parse_kind(&kind)?, &name).await,

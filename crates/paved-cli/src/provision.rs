@@ -135,7 +135,13 @@ pub async fn apply_environments(ctx: &Ctx, environments: &[String], parallelism:
         let (graph, _) = crate::plan::desired_graph(ctx, &catalog, env).await?;
         let report = run_engine(ctx, &graph, parallelism).await?;
         match print_report(ctx, &report, started.elapsed()) {
-            Ok(()) => print_urls(ctx, env).await?,
+            Ok(()) => {
+                print_urls(ctx, env).await?;
+                // A cluster environment's services come through Git: commit its manifests now.
+                if ctx.control().await?.delivers_through_git(&catalog, env).await? {
+                    crate::render::deliver(ctx, env, "apply", false).await?;
+                }
+            }
             Err(Failure::Reported) => failed = true,
             Err(e) => return Err(e),
         }

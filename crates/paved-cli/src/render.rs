@@ -121,3 +121,47 @@ pub async fn render(ctx: &Ctx, environment: &str, dir: &Path) -> Result<(), Fail
     println!("Rendered {environment} into {}", dir.display());
     Ok(())
 }
+
+/// One line telling what a delivery did.
+fn summary(delivery: &paved_control::gitops::Delivery) -> String {
+    let env = &delivery.environment;
+    match &delivery.commit {
+        Some(commit) => format!(
+            "Delivered {env} to {} ({}): commit {} ({} file(s){})",
+            delivery.repository,
+            delivery.branch,
+            paved_control::short_commit(commit),
+            delivery.files.len(),
+            if delivery.attempts > 1 { format!(", pushed on attempt {}", delivery.attempts) } else { String::new() }
+        ),
+        None => {
+            format!("{env} is already delivered to {} ({}): nothing to commit", delivery.repository, delivery.branch)
+        }
+    }
+}
+
+/// Renders and commits an environment to its GitOps repository; `operation`
+/// names why in the commit. `report`: print the delivery in the output
+/// format (else one line on standard error, beside another command's output).
+pub async fn deliver(ctx: &Ctx, environment: &str, operation: &str, report: bool) -> Result<(), Failure> {
+    let catalog = open(ctx).await?;
+    let control = ctx.control().await?;
+    let reason = paved_control::gitops::DeliveryReason { operation: operation.into(), summary: None, deployment: None };
+    let delivery = control.deliver(&catalog, environment, &reason, &ctx.caller(), false).await?;
+    if report && let Some(text) = structured(ctx.format, &delivery) {
+        println!("{text}");
+        return Ok(());
+    }
+    for w in &delivery.warnings {
+        eprintln!("warning: {w}");
+    }
+    for (service, why) in &delivery.pending {
+        eprintln!("pending: {service}: {why}");
+    }
+    if report || ctx.format == crate::cli::Format::Table {
+        println!("{}", summary(&delivery));
+    } else {
+        eprintln!("{}", summary(&delivery));
+    }
+    Ok(())
+}

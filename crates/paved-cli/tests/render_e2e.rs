@@ -46,7 +46,7 @@ const BASELINE: [(&str, &str); 22] = [
     ("CKV_K8S_43", "image by digest"),
 ];
 
-const DIGEST: &str = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+use support::DIGEST;
 
 fn tool(var: &str, fallback: &str, what: &str) -> String {
     let path = std::env::var(var).unwrap_or_else(|_| {
@@ -57,32 +57,10 @@ fn tool(var: &str, fallback: &str, what: &str) -> String {
     path
 }
 
-/// The examples with every service's image pinned by digest, as a team
-/// that builds once would write them.
-fn pinned_examples(p: &Platform) {
-    p.ok(&["apply", "-f", "examples/platform", "-f", "examples/environments"]);
-    let services = support::repo_root().join("examples/services");
-    for entry in std::fs::read_dir(services).unwrap() {
-        let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
-        let pinned: String = text
-            .lines()
-            .map(|l| match l.trim_start().strip_prefix("image: ") {
-                Some(image) => {
-                    let repo = image.rsplit_once(':').map_or(image, |(r, _)| r);
-                    format!("{}image: {repo}@{DIGEST}", &l[..l.len() - l.trim_start().len()])
-                }
-                None => l.to_string(),
-            })
-            .collect::<Vec<_>>()
-            .join("\n");
-        p.ok_with_input(&["apply", "-f", "-"], &pinned);
-    }
-}
-
 #[test]
 fn every_example_cluster_environment_renders_manifests_that_validate_and_pass_the_baseline() {
     let p = Platform::new();
-    pinned_examples(&p);
+    support::pinned_examples(&p, None);
     let validate = tool("PAVED_TEST_KUBERNETES_VALIDATE", "venv/bin/kubernetes-validate", "kubernetes-validate");
     let checkov = tool("PAVED_TEST_CHECKOV", "checkov-venv/bin/checkov", "checkov in its own virtualenv");
     let checks: Vec<&str> = BASELINE.iter().map(|(id, _)| *id).collect();
@@ -154,7 +132,7 @@ fn paved_k8s_versions() -> Vec<String> {
 #[test]
 fn no_secret_value_reaches_a_manifest() {
     let p = Platform::new();
-    pinned_examples(&p);
+    support::pinned_examples(&p, None);
     let canary = "canary-3f9a1c77e0d2";
     p.ok_with_input(&["secret", "set", "STRIPE_KEY", "-e", "eu-dev", "--service", "api"], canary);
     let api = std::fs::read_to_string(support::repo_root().join("examples/services/api.score.yaml"))
@@ -200,7 +178,7 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
 #[test]
 fn rendering_again_changes_nothing_and_a_removed_service_leaves_no_manifest() {
     let p = Platform::new();
-    pinned_examples(&p);
+    support::pinned_examples(&p, None);
     let dir = p.data.path().join("tree");
     let d = dir.to_str().unwrap();
     p.ok(&["render", "-e", "eu-staging", "-d", d]);

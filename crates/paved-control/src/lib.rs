@@ -7,6 +7,7 @@
 mod deploy;
 mod dora;
 pub mod git;
+pub mod gitops;
 mod identity;
 mod logs;
 mod reconcile;
@@ -57,6 +58,8 @@ pub enum ControlError {
     StillProvisioned { environment: String, resources: usize },
     #[error("environment `{environment}` cannot be planned ({} problem(s)): {}", .problems.len(), .problems.join("; "))]
     Unplannable { environment: String, problems: Vec<String> },
+    #[error(transparent)]
+    GitOps(#[from] gitops::GitOpsError),
     #[error("environment `{environment}` cannot be rendered for Kubernetes ({} problem(s)): {}", .problems.len(), .problems.join("; "))]
     Unrenderable { environment: String, problems: Vec<String> },
 }

@@ -398,3 +398,101 @@ pub fn mutating(call: &str) -> bool {
     }
     !reads.iter().any(|r| op.starts_with(r))
 }
+
+/// A real Git server (`git daemon`, receive-pack enabled) on 127.0.0.1
+/// serving one empty bare repository; stopped when dropped. Pushes and
+/// fetches go over the `git://` protocol, not a path on disk.
+pub struct GitServer {
+    child: Child,
+    pub dir: tempfile::TempDir,
+    pub url: String,
+}
+
+impl GitServer {
+    pub fn start() -> GitServer {
+        let dir = tempfile::Builder::new().prefix("paved-git-").tempdir().unwrap();
+        let repos = dir.path().join("repos");
+        let init = Command::new("git")
+            .args(["init", "-q", "--bare", "-b", "main"])
+            .arg(repos.join("deployments.git"))
+            .status();
+        assert!(init.is_ok_and(|s| s.success()), "the GitOps tests need git (Debian package git)");
+        let port = free_port();
+        let child = Command::new("git")
+            .args(["daemon", "--export-all", "--enable=receive-pack", "--reuseaddr", "--listen=127.0.0.1"])
+            .arg(format!("--port={port}"))
+            .arg(format!("--base-path={}", repos.display()))
+            .arg(&repos)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("git daemon (Debian package git)");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "git daemon did not listen on 127.0.0.1:{port}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        GitServer { child, dir, url: format!("git://127.0.0.1:{port}/deployments.git") }
+    }
+
+    /// Runs git on the server's bare repository (what is really there).
+    pub fn git(&self, args: &[&str]) -> String {
+        let out = Command::new("git")
+            .arg("--git-dir")
+            .arg(self.dir.path().join("repos/deployments.git"))
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    }
+}
+
+impl Drop for GitServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The digest the pinned examples run.
+pub const DIGEST: &str = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+/// Records the examples with every service's image pinned by digest (as a
+/// team that builds once writes them) and, with `gitops`, the AWS account's
+/// GitOps repository at that URL.
+pub fn pinned_examples(p: &Platform, gitops: Option<&str>) {
+    let accounts = std::fs::read_to_string(repo_root().join("examples/platform/accounts.yaml")).unwrap();
+    let accounts = match gitops {
+        Some(url) => accounts.replace("https://git.example.com/platform/deployments.git", url),
+        None => accounts,
+    };
+    p.ok_with_input(&["apply", "-f", "-"], &accounts);
+    p.ok(&[
+        "apply",
+        "-f",
+        "examples/platform/blueprint-web-service-standard.yaml",
+        "-f",
+        "examples/platform/teams.yaml",
+        "-f",
+        "examples/environments",
+    ]);
+    let services = repo_root().join("examples/services");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(services).unwrap().map(|e| e.unwrap().path()).collect();
+    files.sort();
+    for file in files {
+        let text = std::fs::read_to_string(file).unwrap();
+        let pinned: String = text
+            .lines()
+            .map(|l| match l.trim_start().strip_prefix("image: ") {
+                Some(image) => {
+                    let repo = image.rsplit_once(':').map_or(image, |(r, _)| r);
+                    format!("{}image: {repo}@{DIGEST}", &l[..l.len() - l.trim_start().len()])
+                }
+                None => l.to_string(),
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        p.ok_with_input(&["apply", "-f", "-"], &pinned);
+    }
+}

@@ -1,0 +1,133 @@
+//! Delivery through Git against a real Git server (`git daemon` on
+//! 127.0.0.1, pushed to over `git://`): `paved deliver` commits the rendered
+//! tree once, names who and why, commits nothing when nothing changed, loses
+//! no concurrent delivery, never writes a secret value into history, and
+//! names what failed when the server cannot be reached.
+
+mod support;
+
+use serde_json::Value;
+use support::{GitServer, Platform};
+
+fn deliver_json(p: &Platform, env: &str) -> Value {
+    serde_json::from_str(&p.ok(&["deliver", "-e", env, "-o", "json"])).unwrap()
+}
+
+#[test]
+fn a_delivery_is_one_commit_of_the_rendered_tree_and_none_when_unchanged() {
+    let git = GitServer::start();
+    let p = Platform::new();
+    support::pinned_examples(&p, Some(&git.url));
+    let first = deliver_json(&p, "eu-dev");
+    let commit = first["commit"].as_str().unwrap().to_string();
+    assert_eq!(git.git(&["rev-parse", "main"]).trim(), commit);
+    // The repository holds exactly what `paved render` writes, under the account's path.
+    let dir = p.data.path().join("rendered");
+    p.ok(&["render", "-e", "eu-dev", "-d", dir.to_str().unwrap()]);
+    for rel in ["apps/eu-dev.yaml", "envs/eu-dev/namespace.yaml", "envs/eu-dev/api.yaml", "envs/eu-dev/web.yaml"] {
+        let there = git.git(&["show", &format!("main:clusters/{rel}")]);
+        assert_eq!(there, std::fs::read_to_string(dir.join(rel)).unwrap(), "{rel}");
+    }
+    // Who and why, readable by a program.
+    let trailers = git.git(&["log", "-1", "--format=%an%n%(trailers:only,unfold)", "main"]);
+    assert!(trailers.starts_with("e2e\n"), "{trailers}");
+    for t in ["Paved-Environment: eu-dev", "Paved-Operation: deliver", "Paved-Actor: e2e", "Paved-Request-Id: "] {
+        assert!(trailers.contains(t), "{t} missing in\n{trailers}");
+    }
+    let again = deliver_json(&p, "eu-dev");
+    assert!(again["commit"].is_null(), "{again}");
+    assert_eq!(git.git(&["rev-list", "--count", "main"]).trim(), "1");
+    // The audit log has the delivery, with the commit.
+    let audit: Value = serde_json::from_str(&p.ok(&["audit", "list", "-o", "json"])).unwrap();
+    let events = audit.as_array().cloned().unwrap_or_else(|| audit["events"].as_array().cloned().unwrap_or_default());
+    assert!(events.iter().any(|e| e["action"] == "environment.deliver" && e["after"] == commit.as_str()), "{audit}");
+}
+
+#[test]
+fn concurrent_deliveries_all_land_and_a_removed_service_leaves_in_its_own_commit() {
+    let git = GitServer::start();
+    let p = Platform::new();
+    support::pinned_examples(&p, Some(&git.url));
+    // Three processes push to one branch at once: the ones that lose the race go again on top.
+    let children: Vec<_> = ["eu-dev", "eu-staging", "eu-production"]
+        .iter()
+        .map(|env| {
+            p.command(&["deliver", "-e", env, "-o", "json"]).stdout(std::process::Stdio::piped()).spawn().unwrap()
+        })
+        .collect();
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    assert_eq!(git.git(&["rev-list", "--count", "main"]).trim(), "3", "a delivery was lost");
+    let files = git.git(&["ls-tree", "-r", "--name-only", "main"]);
+    for env in ["eu-dev", "eu-staging", "eu-production"] {
+        assert!(files.contains(&format!("clusters/envs/{env}/api.yaml")), "{files}");
+    }
+    p.ok(&["delete", "service", "worker"]);
+    let d = deliver_json(&p, "eu-staging");
+    assert_eq!(
+        d["files"],
+        serde_json::json!(["clusters/envs/eu-staging/namespace.yaml", "clusters/envs/eu-staging/worker.yaml"])
+    );
+    let files = git.git(&["ls-tree", "-r", "--name-only", "main"]);
+    assert!(
+        !files.contains("clusters/envs/eu-staging/worker.yaml") && files.contains("clusters/envs/eu-dev/worker.yaml")
+    );
+    // History is never rewritten: every earlier commit is still an ancestor.
+    assert_eq!(git.git(&["rev-list", "--count", "main"]).trim(), "4");
+}
+
+#[test]
+fn no_secret_value_is_ever_in_the_repository_history() {
+    let git = GitServer::start();
+    let p = Platform::new();
+    support::pinned_examples(&p, Some(&git.url));
+    let canary = "canary-7d41e0b9a3c5";
+    p.ok_with_input(&["secret", "set", "STRIPE_KEY", "-e", "eu-dev", "--service", "api"], canary);
+    let api = std::fs::read_to_string(support::repo_root().join("examples/services/api.score.yaml"))
+        .unwrap()
+        .replace(":1.4.2", &format!("@{}", support::DIGEST))
+        .replace("      PORT: \"8080\"", "      PORT: \"8080\"\n      STRIPE_KEY: ${secrets.STRIPE_KEY}");
+    p.ok_with_input(&["apply", "-f", "-"], &api);
+    deliver_json(&p, "eu-dev");
+    // Every blob of every commit, read back from the server.
+    let history = git.git(&["log", "-p", "--all", "--format=%H %B"]);
+    assert!(history.contains("STRIPE_KEY"), "the variable should be delivered (by reference)");
+    assert!(!history.contains(canary), "the secret's value is in the GitOps repository");
+}
+
+#[test]
+fn an_unreachable_server_or_a_missing_repository_is_named_and_nothing_is_recorded_as_delivered() {
+    let p = Platform::new();
+    let closed = format!("git://127.0.0.1:{}/deployments.git", support::free_port());
+    support::pinned_examples(&p, Some(&closed));
+    let out = p.command(&["deliver", "-e", "eu-dev"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("delivering `eu-dev` to") && stderr.contains(&closed) && stderr.contains("`git fetch"),
+        "{stderr}"
+    );
+    let audit = p.ok(&["audit", "list", "-o", "json"]);
+    assert!(!audit.contains("environment.deliver"), "{audit}");
+    // No checkout is left behind.
+    let left = std::fs::read_dir(p.data.path().join("gitops")).map(|d| d.count()).unwrap_or(0);
+    assert_eq!(left, 0);
+    // The local provider runs its services itself.
+    let out = p.command(&["deliver", "-e", "dev"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("local provider"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // An account without a repository is named, with the field to add.
+    let accounts = std::fs::read_to_string(support::repo_root().join("examples/platform/accounts.yaml")).unwrap();
+    let without: String = accounts.lines().take_while(|l| !l.contains("Argo CD")).collect::<Vec<_>>().join("\n");
+    p.ok_with_input(&["apply", "-f", "-"], &without);
+    let out = p.command(&["deliver", "-e", "eu-dev"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr.contains("`spec.gitops") && stderr.contains("account `aws-eu`"), "{stderr}");
+}
