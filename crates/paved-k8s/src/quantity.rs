@@ -47,7 +47,7 @@ pub fn format_cpu(millis: u64) -> String {
 
 /// Bytes as `Mi` when they divide evenly, else plain bytes.
 pub fn format_memory(bytes: u64) -> String {
-    if bytes % (1 << 20) == 0 { format!("{}Mi", bytes >> 20) } else { bytes.to_string() }
+    if bytes.is_multiple_of(1 << 20) { format!("{}Mi", bytes >> 20) } else { bytes.to_string() }
 }
 
 #[cfg(test)]

@@ -12,13 +12,16 @@ use std::collections::{BTreeMap, BTreeSet};
 /// users take (checkov CKV_K8S_40).
 const POD_USER: u64 = 10001;
 
+/// CPU millicores and memory bytes.
+type Amounts = (u64, u64);
+
 /// CPU millicores and memory bytes, requested and limited, and pods: what
 /// the namespace quota must admit.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct PodBudget {
     pub pods: u64,
-    pub requests: (u64, u64),
-    pub limits: (u64, u64),
+    pub requests: Amounts,
+    pub limits: Amounts,
 }
 
 impl PodBudget {
@@ -170,8 +173,8 @@ fn container_resources(
     service: &str,
     cname: &str,
     c: &Container,
-    default: (u64, u64),
-) -> Result<((u64, u64), (u64, u64)), RenderError> {
+    default: Amounts,
+) -> Result<(Amounts, Amounts), RenderError> {
     let field = |which: &str, what: &str| format!("containers.{cname}.resources.{which}.{what}");
     let read = |which: &str,
                 v: Option<&paved_model::score::ResourceLimits>|
