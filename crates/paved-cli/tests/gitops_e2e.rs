@@ -131,3 +131,52 @@ fn an_unreachable_server_or_a_missing_repository_is_named_and_nothing_is_recorde
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr.contains("`spec.gitops") && stderr.contains("account `aws-eu`"), "{stderr}");
 }
+
+#[test]
+fn a_deploy_to_a_cluster_environment_is_one_commit_naming_the_digest_and_the_deployment() {
+    let git = GitServer::start();
+    let p = Platform::new();
+    support::pinned_examples(&p, Some(&git.url));
+    let bundle = p.data.path().join("bundle");
+    std::fs::create_dir_all(&bundle).unwrap();
+    std::fs::write(bundle.join("bundle.json"), r#"{"entrypoint": ["/bin/api"]}"#).unwrap();
+    let pushed: Value =
+        serde_json::from_str(&p.ok(&["artifact", "push", bundle.to_str().unwrap(), "--service", "api", "-o", "json"]))
+            .unwrap();
+    let digest = pushed["artifact"]["digest"].as_str().or(pushed["digest"].as_str()).unwrap().to_string();
+    let out: Value =
+        serde_json::from_str(&p.ok(&["deploy", "api", "--artifact", &digest, "-e", "eu-dev", "-o", "json"])).unwrap();
+    // Delivered, waiting for the cluster to say how it went.
+    assert_eq!(out["deployment"]["status"], "rolling-out", "{out}");
+    assert_eq!(git.git(&["rev-list", "--count", "main"]).trim(), "1");
+    let manifest = git.git(&["show", "main:clusters/envs/eu-dev/api.yaml"]);
+    assert!(manifest.contains(&format!("image: \"registry.example.com/payments/api@{digest}\"")), "{manifest}");
+    let log = git.git(&["log", "-1", "--format=%s%n%(trailers:only,unfold)", "main"]);
+    assert!(log.starts_with("deploy eu-dev: api sha256:") && log.contains("(deployment #1)"), "{log}");
+    assert!(log.contains("Paved-Deployment: 1") && log.contains("Paved-Operation: deploy"), "{log}");
+    let history: Value = serde_json::from_str(&p.ok(&["history", "api", "-e", "eu-dev", "-o", "json"])).unwrap();
+    assert_eq!(history[0]["number"], 1);
+    assert_eq!(history[0]["artifact"], digest.as_str());
+    // The same digest again: the tree is unchanged, so no second commit.
+    p.ok(&["deploy", "api", "--artifact", &digest, "-e", "eu-dev"]);
+    assert_eq!(git.git(&["rev-list", "--count", "main"]).trim(), "1");
+}
+
+#[test]
+fn a_deploy_whose_delivery_fails_is_failed_with_the_reason_and_nothing_committed() {
+    let p = Platform::new();
+    let closed = format!("git://127.0.0.1:{}/deployments.git", support::free_port());
+    support::pinned_examples(&p, Some(&closed));
+    let bundle = p.data.path().join("bundle");
+    std::fs::create_dir_all(&bundle).unwrap();
+    std::fs::write(bundle.join("bundle.json"), r#"{"entrypoint": ["/bin/api"]}"#).unwrap();
+    let pushed: Value =
+        serde_json::from_str(&p.ok(&["artifact", "push", bundle.to_str().unwrap(), "--service", "api", "-o", "json"]))
+            .unwrap();
+    let digest = pushed["artifact"]["digest"].as_str().or(pushed["digest"].as_str()).unwrap().to_string();
+    let out = p.command(&["deploy", "api", "--artifact", &digest, "-e", "eu-dev"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let history: Value = serde_json::from_str(&p.ok(&["history", "api", "-e", "eu-dev", "-o", "json"])).unwrap();
+    assert_eq!(history[0]["status"], "failed");
+    assert!(history[0]["reason"].as_str().unwrap().contains("git fetch"), "{history}");
+}

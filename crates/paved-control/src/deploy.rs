@@ -36,7 +36,9 @@ pub enum DeployRefusal {
     OtherService { digest: String, built_for: String, service: String },
     #[error("service `{service}` is not deployed to environment `{environment}` (it has no Score spec recorded)")]
     UnknownService { service: String, environment: String },
-    #[error("environment `{environment}` is on the {provider} provider; deployments run on the local provider for now")]
+    #[error(
+        "environment `{environment}` is on the {provider} provider; deployments reach it through Git: give its blueprint `compute.runtime: cluster` and its account `spec.gitops`"
+    )]
     Provider { environment: String, provider: String },
     #[error(
         "{environment} accepts only artifacts already healthy in {previous} (promotion order {order}); {digest} never was. Deploy it there first, then `paved promote {service} --from ENV --to {environment}`"
@@ -242,7 +244,9 @@ impl Control {
             if !is_digest(&req.artifact) {
                 return Err(DeployRefusal::NotADigest(req.artifact.clone()));
             }
-            if c.account.spec.provider != Provider::Local {
+            if c.account.spec.provider != Provider::Local
+                && !self.delivers_through_git(&catalog, &req.environment).await.unwrap_or(false)
+            {
                 return Err(DeployRefusal::Provider {
                     environment: req.environment.clone(),
                     provider: c.account.spec.provider.as_str().into(),
@@ -328,6 +332,10 @@ impl Control {
         self.store
             .set_deployment_status(&deployment, &[DeploymentStatus::Pending], DeploymentStatus::RollingOut, None, at)
             .await?;
+        let catalog = self.catalog(caller.request.clone());
+        if self.delivers_through_git(&catalog, &env).await? {
+            return self.deliver_deployment(&catalog, deployment, caller).await;
+        }
         let outcome = self.apply_environment(&env, caller, run, progress.clone()).await;
         let node = format!("local.workload/{}", deployment.service);
         let failure = match &outcome {
@@ -385,6 +393,43 @@ impl Control {
         }
         let deployment = self.deployment(&deployment).await?;
         Ok(DeployResult { deployment, created: true, restored })
+    }
+
+    /// A cluster environment's rollout: one commit of its tree with the
+    /// deployment in it. Argo CD applies it; its notification (or none)
+    /// decides health. A delivery that fails leaves the deployment `failed`
+    /// with git's reason, and nothing committed.
+    async fn deliver_deployment(
+        &self,
+        catalog: &paved_catalog::Catalog,
+        deployment: Deployment,
+        caller: &Caller,
+    ) -> Result<DeployResult, ControlError> {
+        let reason = crate::gitops::DeliveryReason {
+            operation: "deploy".into(),
+            summary: Some(format!("{} {}", deployment.service, short(&deployment.artifact))),
+            deployment: Some(deployment.number),
+        };
+        if let Err(e) = self.deliver(catalog, &deployment.environment, &reason, caller, false).await {
+            let why = e.to_string();
+            let from = [DeploymentStatus::Pending, DeploymentStatus::RollingOut];
+            self.store
+                .set_deployment_status(&deployment, &from, DeploymentStatus::Failed, Some(&why), self.clock.now())
+                .await?;
+            let target = format!("Service/{}@{}", deployment.service, deployment.environment);
+            let details = serde_json::json!({"number": deployment.number, "reason": why});
+            self.record(
+                caller,
+                "deployment.fail",
+                target,
+                AuditOutcome::Failed,
+                Some(deployment.artifact.clone()),
+                details,
+            )
+            .await?;
+        }
+        let deployment = self.deployment(&deployment).await?;
+        Ok(DeployResult { deployment, created: true, restored: None })
     }
 
     async fn apply_environment(
