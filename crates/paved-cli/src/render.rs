@@ -146,7 +146,12 @@ fn summary(delivery: &paved_control::gitops::Delivery) -> String {
 pub async fn deliver(ctx: &Ctx, environment: &str, operation: &str, report: bool) -> Result<(), Failure> {
     let catalog = open(ctx).await?;
     let control = ctx.control().await?;
-    let reason = paved_control::gitops::DeliveryReason { operation: operation.into(), summary: None, deployment: None };
+    let reason = paved_control::gitops::DeliveryReason {
+        operation: operation.into(),
+        summary: None,
+        deployment: None,
+        service: None,
+    };
     let delivery = control.deliver(&catalog, environment, &reason, &ctx.caller(), false).await?;
     if report && let Some(text) = structured(ctx.format, &delivery) {
         println!("{text}");

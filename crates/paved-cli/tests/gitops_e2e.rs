@@ -180,3 +180,76 @@ fn a_deploy_whose_delivery_fails_is_failed_with_the_reason_and_nothing_committed
     assert_eq!(history[0]["status"], "failed");
     assert!(history[0]["reason"].as_str().unwrap().contains("git fetch"), "{history}");
 }
+
+fn push_artifact(p: &Platform, name: &str) -> String {
+    let bundle = p.data.path().join("bundles").join(name);
+    std::fs::create_dir_all(&bundle).unwrap();
+    std::fs::write(bundle.join("bundle.json"), format!(r#"{{"entrypoint": ["/bin/api"], "release": "{name}"}}"#))
+        .unwrap();
+    std::fs::write(bundle.join("RELEASE"), name).unwrap();
+    let pushed: Value =
+        serde_json::from_str(&p.ok(&["artifact", "push", bundle.to_str().unwrap(), "--service", "api", "-o", "json"]))
+            .unwrap();
+    pushed["artifact"]["digest"].as_str().or(pushed["digest"].as_str()).unwrap().to_string()
+}
+
+fn history(p: &Platform, env: &str) -> Value {
+    serde_json::from_str(&p.ok(&["history", "api", "-e", env, "-o", "json"])).unwrap()
+}
+
+#[test]
+fn argo_cd_reports_health_back_a_degraded_release_is_rolled_back_by_commit_and_promotion_copies_the_digest() {
+    let git = GitServer::start();
+    let mut p = Platform::new();
+    support::pinned_examples(&p, Some(&git.url));
+    let (v1, v2) = (push_artifact(&p, "v1"), push_artifact(&p, "v2"));
+    p.start(&[]);
+    p.ok(&["deploy", "api", "--artifact", &v1, "-e", "eu-dev"]);
+    let c1 = git.git(&["rev-parse", "main"]).trim().to_string();
+    let notice = |trigger: &str, revision: &str| {
+        serde_json::json!({"environment": "eu-dev", "trigger": trigger, "revision": revision,
+                           "health": "Healthy", "sync": "Synced", "message": "successfully synced"})
+        .to_string()
+    };
+    let post = |token: Option<&str>, body: &str| {
+        let headers: Vec<(&str, &str)> = token.map(|t| vec![("X-Paved-Token", t)]).unwrap_or_default();
+        p.request("POST", "/api/v1/webhooks/argocd", None, &headers, body.as_bytes())
+    };
+    // Argo CD does not sign: without the environment's secret, nothing is recorded.
+    let audit_before = p.ok(&["audit", "list", "-o", "json"]);
+    assert_eq!(post(None, &notice("on-deployed", &c1)).status, 401);
+    assert_eq!(post(Some("0000"), &notice("on-deployed", &c1)).status, 401);
+    assert_eq!(p.ok(&["audit", "list", "-o", "json"]), audit_before);
+    assert_eq!(history(&p, "eu-dev")[0]["status"], "rolling-out");
+    // The secret is in the vault from the first delivery; reading it is audited.
+    let secret = p.ok(&["secret", "reveal", "PAVED_ARGOCD_WEBHOOK", "-e", "eu-dev"]).trim().to_string();
+    assert_eq!(secret.len(), 64);
+    let r = post(Some(&secret), &notice("on-deployed", &c1));
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["result"], "healthy");
+    assert_eq!(history(&p, "eu-dev")[0]["status"], "healthy");
+    // Again for the same commit: nothing more.
+    assert_eq!(post(Some(&secret), &notice("on-deployed", &c1)).json()["result"], "nothing-to-do");
+    // v2 degrades: a new commit puts v1 back; history is never rewritten.
+    p.ok(&["deploy", "api", "--artifact", &v2, "-e", "eu-dev"]);
+    let c2 = git.git(&["rev-parse", "main"]).trim().to_string();
+    assert!(git.git(&["show", "main:clusters/envs/eu-dev/api.yaml"]).contains(&v2));
+    let r = post(Some(&secret), &notice("on-health-degraded", &c2));
+    assert_eq!(r.json()["result"], "rolled-back", "{}", r.text());
+    let c3 = r.json()["commit"].as_str().unwrap().to_string();
+    assert_eq!(git.git(&["rev-parse", "main"]).trim(), c3);
+    assert_eq!(git.git(&["rev-list", "--count", "main"]).trim(), "3");
+    assert!(git.git(&["show", "main:clusters/envs/eu-dev/api.yaml"]).contains(&v1));
+    assert!(
+        git.git(&["log", "-1", "--format=%s", "main"]).starts_with("rollback eu-dev: api #2 after health-degraded")
+    );
+    let h = history(&p, "eu-dev");
+    assert_eq!(h[1]["status"], "rolled-back");
+    assert!(h[1]["reason"].as_str().unwrap().contains("rolled back to #1"), "{h}");
+    // A revision paved did not deliver changes nothing.
+    assert_eq!(post(Some(&secret), &notice("on-health-degraded", "deadbeef")).json()["result"], "stale");
+    // Promotion copies the healthy digest: one commit in the next environment.
+    p.ok(&["promote", "api", "--from", "eu-dev", "--to", "eu-staging"]);
+    assert!(git.git(&["show", "main:clusters/envs/eu-staging/api.yaml"]).contains(&v1));
+    assert_eq!(history(&p, "eu-staging")[0]["artifact"], v1.as_str());
+}

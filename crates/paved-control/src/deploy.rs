@@ -409,6 +409,7 @@ impl Control {
             operation: "deploy".into(),
             summary: Some(format!("{} {}", deployment.service, short(&deployment.artifact))),
             deployment: Some(deployment.number),
+            service: Some(deployment.service.clone()),
         };
         if let Err(e) = self.deliver(catalog, &deployment.environment, &reason, caller, false).await {
             let why = e.to_string();
@@ -456,14 +457,18 @@ impl Control {
             .unwrap_or_else(|| d.clone()))
     }
 
-    async fn current_of(&self, environment: &str, service: &str) -> Result<Option<Deployment>, ControlError> {
+    pub(crate) async fn current_of(
+        &self,
+        environment: &str,
+        service: &str,
+    ) -> Result<Option<Deployment>, ControlError> {
         let filter = DeploymentFilter { environment: Some(environment.into()), service: Some(service.into()) };
         let all = self.store.deployments(&filter).await?;
         Ok(current(&all).get(service).map(|d| (*d).clone()))
     }
 
     /// Marks a deployment healthy and the healthy ones before it superseded.
-    async fn mark_healthy(&self, d: &Deployment) -> Result<(), ControlError> {
+    pub(crate) async fn mark_healthy(&self, d: &Deployment) -> Result<(), ControlError> {
         let now = self.clock.now();
         let from = [DeploymentStatus::Pending, DeploymentStatus::RollingOut];
         if !self.store.set_deployment_status(d, &from, DeploymentStatus::Healthy, None, now).await? {

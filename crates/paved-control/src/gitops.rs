@@ -69,6 +69,8 @@ pub struct DeliveryReason {
     /// A one-line summary after the operation (`api sha256:ab12…`).
     pub summary: Option<String>,
     pub deployment: Option<i64>,
+    /// The service of that deployment.
+    pub service: Option<String>,
 }
 
 /// What a delivery did.
@@ -256,6 +258,10 @@ impl Control {
             (tree.to_files(), tree.pending, tree.warnings)
         };
         let gitops = Self::gitops_of(&c)?.clone();
+        if !remove {
+            // The cluster's notifications authenticate with it: it exists from the first delivery on.
+            self.argocd_secret(environment, caller).await?;
+        }
         let repo = Repo { environment, url: &gitops.repository, branch: &gitops.branch };
         let base = self.local.data_dir.join("gitops");
         std::fs::create_dir_all(&base).map_err(io(environment, format!("creating {}", base.display())))?;
@@ -325,7 +331,8 @@ impl Control {
                 };
                 let details = serde_json::json!({
                     "operation": reason.operation, "repository": delivery.repository, "branch": delivery.branch,
-                    "files": delivery.files.len(), "deployment": reason.deployment, "attempts": attempt,
+                    "files": delivery.files.len(), "deployment": reason.deployment, "service": reason.service,
+                    "attempts": attempt,
                 });
                 self.record(
                     caller,

@@ -4,6 +4,7 @@
 //! the audit log) and reading its drift happen here once, so the doors
 //! differ only in how they show progress and results.
 
+pub mod argocd;
 mod deploy;
 mod dora;
 pub mod git;

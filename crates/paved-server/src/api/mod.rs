@@ -131,6 +131,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(deployments::artifacts))
         .routes(routes!(deployments::dora))
         .routes(routes!(webhooks::github))
+        .routes(routes!(webhooks::argocd))
         .routes(routes!(operations::get_operation))
         .routes(routes!(operations::operation_events))
         .routes(routes!(audit::list_audit))

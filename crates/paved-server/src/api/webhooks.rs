@@ -125,6 +125,56 @@ pub async fn github(
     }
 }
 
+/// What paved made of an Argo CD notification.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HealthAnswer {
+    /// `healthy`, `rolled-back`, `stale` (a revision paved did not deliver, or an old one) or `nothing-to-do`.
+    pub result: String,
+    /// `SERVICE #N` of each deployment decided.
+    pub deployments: Vec<String>,
+    /// The rollback commit, when one was made.
+    pub commit: Option<String>,
+}
+
+/// An Argo CD notification about an environment's Application (the body
+/// paved's notification templates render). Argo CD does not sign its
+/// webhooks: the environment's secret (`PAVED_ARGOCD_WEBHOOK` in the vault)
+/// comes in `X-Paved-Token`.
+#[utoipa::path(post, path = "/api/v1/webhooks/argocd", tag = "deployments", security(()),
+    params(("X-Paved-Token" = String, Header, description = "The environment's webhook secret")),
+    request_body(content = Object, description = "{environment, trigger (on-deployed | on-health-degraded | on-sync-failed), revision, health?, sync?, message?}"),
+    responses(
+        (status = 200, description = "Handled", body = HealthAnswer),
+        (status = 401, description = "Missing or wrong secret: nothing was recorded", body = ErrorBody),
+        (status = 422, description = "Not a notification paved can read", body = ErrorBody)))]
+pub async fn argocd(
+    State(state): State<AppState>,
+    request: axum::Extension<crate::auth::RequestId>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<axum::Json<HealthAnswer>, ApiError> {
+    let refused = || {
+        state.metrics.webhooks.get_or_create(&crate::metrics::OutcomeLabels { outcome: "bad-secret".into() }).inc();
+        tracing::warn!(request_id = %request.0.0, "Argo CD notification without the environment's secret refused");
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "bad-secret",
+            "X-Paved-Token is missing or is not the environment's webhook secret (`paved secret reveal PAVED_ARGOCD_WEBHOOK -e ENV`)",
+        )
+    };
+    let Some(token) = header(&headers, "x-paved-token").map(str::to_string) else { return Err(refused()) };
+    let notice: paved_control::argocd::HealthNotice = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::invalid("body", format!("not a notification paved can read: {e}")))?;
+    if !state.control.argocd_secret_matches(&notice.environment, &token).await? {
+        return Err(refused());
+    }
+    let ctx = RequestContext { request_id: request.0.0.clone(), origin: format!("argocd:{}", notice.environment) };
+    let caller = paved_control::Caller { actor: "argocd".into(), request: ctx };
+    let outcome = state.control.cluster_health(&notice, &caller).await?;
+    state.metrics.webhooks.get_or_create(&crate::metrics::OutcomeLabels { outcome: outcome.result.clone() }).inc();
+    Ok(axum::Json(HealthAnswer { result: outcome.result, deployments: outcome.deployments, commit: outcome.commit }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
