@@ -328,13 +328,21 @@ paved rollback api -e production --to 12  # deployment #12 (see `paved history a
 paved export terraform -e eu-dev | checkov -f /dev/stdin --framework terraform_json\n  \
 paved export kubernetes -e eu-dev | kubernetes-validate --strict -\n\n\
 terraform: the same graph paved applies, as Terraform JSON, for review with IaC scanners or to leave paved.\n\
-kubernetes: the manifests `paved render` writes, as one YAML stream.")]
+kubernetes: the manifests `paved render` writes, as one YAML stream.\n\
+argocd-notifications: the keys of Argo CD's `argocd-notifications-cm` that report the environment's health \
+to paved (merge them into yours; put the environment's `PAVED_ARGOCD_WEBHOOK` secret into \
+`argocd-notifications-secret` as `paved-argocd-ENV`):\n  \
+paved export argocd-notifications -e eu-dev --paved-url https://paved.example.com")]
     Export {
-        /// The format: terraform (Terraform JSON, AWS environments) or kubernetes (cluster environments).
-        #[arg(value_parser = ["terraform", "kubernetes"])]
+        /// The format: terraform (Terraform JSON, AWS environments), kubernetes (cluster environments)
+        /// or argocd-notifications.
+        #[arg(value_parser = ["terraform", "kubernetes", "argocd-notifications"])]
         format: String,
         #[arg(short = 'e', long = "environment")]
         environment: String,
+        /// Where Argo CD reaches paved's server (argocd-notifications).
+        #[arg(long)]
+        paved_url: Option<String>,
     },
     /// Write the Kubernetes manifests of a cluster environment: a Namespace
     /// with its quota and default-deny network policy, and per service its

@@ -232,10 +232,13 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
                 .await
                 .map_err(Failure::User)
         }
-        Command::Export { format, environment } if format == "kubernetes" => {
+        Command::Export { format, environment, .. } if format == "kubernetes" => {
             crate::render::export(&ctx, &environment).await
         }
-        Command::Export { format: _, environment } => crate::plan::export_terraform(&ctx, &environment).await,
+        Command::Export { format, environment, paved_url } if format == "argocd-notifications" => {
+            crate::render::export_notifications(&ctx, &environment, paved_url.as_deref()).await
+        }
+        Command::Export { format: _, environment, .. } => crate::plan::export_terraform(&ctx, &environment).await,
         Command::Render { environment, dir } => crate::render::render(&ctx, &environment, &dir).await,
         Command::Deliver { environment } => crate::render::deliver(&ctx, &environment, "deliver", true).await,
         Command::Get { kind, name } => get(&ctx, parse_kind(&kind)?, name.as_deref()).await,

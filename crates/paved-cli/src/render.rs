@@ -38,6 +38,23 @@ pub async fn export(ctx: &Ctx, environment: &str) -> Result<(), Failure> {
     Ok(())
 }
 
+/// `paved export argocd-notifications -e ENV --paved-url URL`.
+pub async fn export_notifications(ctx: &Ctx, environment: &str, paved_url: Option<&str>) -> Result<(), Failure> {
+    let Some(url) = paved_url.filter(|u| u.starts_with("https://") || u.starts_with("http://")) else {
+        return Err(Failure::User(
+            "--paved-url URL is needed: where Argo CD reaches paved's server (https://…)".into(),
+        ));
+    };
+    let catalog = open(ctx).await?;
+    if !ctx.control().await?.delivers_through_git(&catalog, environment).await? {
+        return Err(Failure::User(format!(
+            "environment `{environment}` does not deliver through Git (a cluster blueprint and an account with `spec.gitops`)"
+        )));
+    }
+    print!("{}", paved_spec::render::to_yaml_string(&[paved_k8s::argocd_notifications(environment, url)]));
+    Ok(())
+}
+
 #[derive(Serialize)]
 struct Written {
     environment: String,

@@ -230,3 +230,51 @@ fn what_cannot_be_rendered_is_named_and_nothing_is_written() {
     );
     assert_eq!(walk(&dir), before, "a refused render wrote files");
 }
+
+#[test]
+fn the_argo_cd_notifications_configuration_parses_and_renders_the_body_paved_reads() {
+    let p = Platform::new();
+    support::pinned_examples(&p, None);
+    let out = p.command(&["export", "argocd-notifications", "-e", "eu-dev"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--paved-url"));
+    let cm = p.ok(&["export", "argocd-notifications", "-e", "eu-dev", "--paved-url", "https://paved.example.com/"]);
+    // Every value is YAML Argo CD reads; each template's body, with Argo CD's placeholders filled, is the JSON paved takes.
+    let checked = support::run_python(
+        r#"
+import sys, yaml, json, re
+cm = yaml.safe_load(sys.stdin)
+data = cm["data"]
+svc = yaml.safe_load(data["service.webhook.paved-eu-dev"])
+assert svc["url"] == "https://paved.example.com/api/v1/webhooks/argocd", svc
+assert {"name": "X-Paved-Token", "value": "$paved-argocd-eu-dev"} in svc["headers"], svc
+out = []
+for trigger in ["on-deployed", "on-health-degraded", "on-sync-failed"]:
+    t = yaml.safe_load(data["trigger.paved-eu-dev-" + trigger])[0]
+    assert t["send"] == ["paved-eu-dev-" + trigger] and t["when"] and t["oncePer"], t
+    body = yaml.safe_load(data["template.paved-eu-dev-" + trigger])["webhook"]["paved-eu-dev"]["body"]
+    notice = json.loads(re.sub(r"\{\{[^}]*\}\}", "abc123", body))
+    assert sorted(notice) == ["environment", "health", "revision", "sync", "trigger"], notice
+    assert notice["environment"] == "eu-dev" and notice["trigger"] == trigger
+    out.append(trigger)
+print(",".join(out))
+"#,
+        cm.as_bytes(),
+    );
+    assert_eq!(checked.trim(), "on-deployed,on-health-degraded,on-sync-failed");
+    // The Application subscribes to them.
+    let stream = p.ok(&["export", "kubernetes", "-e", "eu-dev"]);
+    let subscribed = support::run_python(
+        r#"
+import sys, yaml
+app = [d for d in yaml.safe_load_all(sys.stdin) if d and d["kind"] == "Application"][0]
+subs = yaml.safe_load(app["metadata"]["annotations"]["notifications.argoproj.io/subscriptions"])
+print(",".join(subs[0]["trigger"]), subs[0]["destinations"][0]["service"])
+"#,
+        stream.as_bytes(),
+    );
+    assert_eq!(
+        subscribed.trim(),
+        "paved-eu-dev-on-deployed,paved-eu-dev-on-health-degraded,paved-eu-dev-on-sync-failed paved-eu-dev"
+    );
+}

@@ -317,6 +317,64 @@ fn namespace(scope: &Scope<'_>, input: &PlanInput<'_>, need: &workload::PodBudge
     ]
 }
 
+/// The Argo CD notifications paved listens to, by their trigger names.
+pub const TRIGGERS: [&str; 3] = ["on-deployed", "on-health-degraded", "on-sync-failed"];
+
+/// When each trigger fires (Argo CD's expression language, on the Application).
+fn trigger_condition(trigger: &str) -> &'static str {
+    match trigger {
+        "on-deployed" => {
+            "app.status.operationState != nil and app.status.operationState.phase in ['Succeeded'] and app.status.health.status == 'Healthy'"
+        }
+        "on-health-degraded" => "app.status.health.status == 'Degraded'",
+        _ => "app.status.operationState != nil and app.status.operationState.phase in ['Error', 'Failed']",
+    }
+}
+
+/// The keys of `argocd-notifications-cm` that send an environment's
+/// Application health to paved at `paved_url`: a webhook service whose
+/// `X-Paved-Token` header comes from `argocd-notifications-secret` (key
+/// `paved-argocd-ENV`, the environment's `PAVED_ARGOCD_WEBHOOK`), a template
+/// per trigger rendering the body `/api/v1/webhooks/argocd` reads, and the
+/// triggers (each once per revision). One ConfigMap serves every
+/// environment of an Argo CD, so these are keys to merge into it (the Helm
+/// chart's `notifications.notifiers`, `templates` and `triggers`), not an
+/// object of the environment's tree.
+pub fn argocd_notifications(env: &str, paved_url: &str) -> Value {
+    let service = format!("paved-{env}");
+    let mut data = serde_json::Map::new();
+    data.insert(
+        format!("service.webhook.{service}"),
+        json!(format!(
+            "url: {}/api/v1/webhooks/argocd\nheaders:\n  - name: X-Paved-Token\n    value: $paved-argocd-{env}\n  - name: Content-Type\n    value: application/json\n",
+            paved_url.trim_end_matches('/')
+        )),
+    );
+    for trigger in TRIGGERS {
+        let name = format!("{service}-{trigger}");
+        let body = format!(
+            "{{\"environment\": \"{env}\", \"trigger\": \"{trigger}\", \"revision\": \"{{{{.app.status.sync.revision}}}}\", \"health\": \"{{{{.app.status.health.status}}}}\", \"sync\": \"{{{{.app.status.sync.status}}}}\"}}"
+        );
+        data.insert(
+            format!("template.{name}"),
+            json!(format!("webhook:\n  {service}:\n    method: POST\n    body: |\n      {body}\n")),
+        );
+        data.insert(
+            format!("trigger.{name}"),
+            json!(format!(
+                "- description: paved {trigger} of {env}\n  oncePer: app.status.sync.revision\n  send: [{name}]\n  when: {}\n",
+                trigger_condition(trigger)
+            )),
+        );
+    }
+    json!({
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "argocd-notifications-cm", "namespace": "argocd", "labels": base_labels(env)},
+        "data": data,
+    })
+}
+
 fn application(env: &str, gitops: &paved_model::account::GitOps) -> Value {
     let path = match gitops.path.trim_matches('/') {
         "" => format!("envs/{env}"),
@@ -329,6 +387,12 @@ fn application(env: &str, gitops: &paved_model::account::GitOps) -> Value {
             "name": format!("paved-{env}"),
             "namespace": "argocd",
             "labels": base_labels(env),
+            // Health comes back to paved through these ([`argocd_notifications`]).
+            // (The list form: `subscribe.TRIGGER.SERVICE` keys outgrow the 63 characters of an annotation name.)
+            "annotations": {"notifications.argoproj.io/subscriptions": format!(
+                "- trigger: [{}]\n  destinations:\n    - service: paved-{env}\n      recipients: [paved]\n",
+                TRIGGERS.iter().map(|t| format!("paved-{env}-{t}")).collect::<Vec<_>>().join(", ")
+            )},
             "finalizers": ["resources-finalizer.argocd.argoproj.io"],
         },
         "spec": {
