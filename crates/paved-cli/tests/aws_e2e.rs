@@ -170,6 +170,9 @@ BUCKET: ${resources.files.name}\n      QUEUE_URL: ${resources.jobs.url}\nresourc
 fn the_aws_examples_apply_keylessly_on_the_emulator_and_a_second_apply_changes_nothing() {
     let aws = Aws::new();
     aws.p.ok_with_input(&["apply", "-f", "-"], STORAGE);
+    // The account's cluster environments deliver their manifests to a real Git server after provisioning.
+    let git = support::GitServer::start();
+    aws.p.ok_with_input(&["apply", "-f", "-"], &support::accounts_with_gitops(Some(&git.url)));
     for (env, region) in ENVIRONMENTS {
         let planned = aws.planned(env);
         aws.proxy.reset();
@@ -185,7 +188,13 @@ fn the_aws_examples_apply_keylessly_on_the_emulator_and_a_second_apply_changes_n
         assert!(calls.contains_key("- - AssumeRoleWithWebIdentity"), "{calls:?}");
         // Exactly what the plan holds exists, tagged for the environment.
         assert_eq!(aws.inventory(env, region), planned, "{env}");
+        // …and its namespace and Argo CD Application are committed (its services wait for a digest).
+        let files = git.git(&["ls-tree", "-r", "--name-only", "main"]);
+        assert!(files.contains(&format!("clusters/envs/{env}/namespace.yaml")), "{env}: {files}");
+        assert!(files.contains(&format!("clusters/apps/{env}.yaml")), "{env}: {files}");
     }
+    let commits = git.git(&["rev-list", "--count", "main"]);
+    assert_eq!(commits.trim(), ENVIRONMENTS.len().to_string());
 
     // A second apply reads, and changes nothing.
     for (env, _) in ENVIRONMENTS {
@@ -195,6 +204,8 @@ fn the_aws_examples_apply_keylessly_on_the_emulator_and_a_second_apply_changes_n
         let calls = aws.proxy.calls();
         assert_eq!(mutating_calls(&calls), Vec::<String>::new(), "{env}: {calls:?}");
     }
+    // Nothing changed, so nothing was committed.
+    assert_eq!(git.git(&["rev-list", "--count", "main"]), commits);
 
     // The same blueprint in two regions: only the declared parameters differ.
     let parity = aws.ok(&["parity", "eu-dev", "eu-staging"]);

@@ -34,18 +34,23 @@ fn render_with(env: &str, services: &[&str], releases: BTreeMap<String, Release>
         })
         .expect("environment");
     let blueprint = specs.iter().find_map(|s| if let Spec::Blueprint(b) = s { Some(b) } else { None }).unwrap();
-    let account = specs
+    let mut account = specs
         .iter()
         .find_map(|s| match s {
-            Spec::CloudAccount(a) if a.metadata.name == environment.spec.account => Some(a),
+            Spec::CloudAccount(a) if a.metadata.name == environment.spec.account => Some(a.clone()),
             _ => None,
         })
         .unwrap();
+    account.spec.gitops = Some(paved_model::account::GitOps {
+        repository: "https://git.example.com/platform/deployments.git".into(),
+        branch: "main".into(),
+        path: "clusters".into(),
+    });
     let services: Vec<_> = specs.iter().filter_map(|s| if let Spec::Service(w) = s { Some(w) } else { None }).collect();
     render(&PlanInput {
         environment,
         blueprint,
-        account,
+        account: &account,
         services,
         capabilities: Capabilities::default(),
         addresses: Default::default(),
@@ -339,6 +344,34 @@ fn the_application_follows_the_accounts_gitops_repository() {
     assert_eq!(app["spec"]["destination"], serde_json::json!({"name": "paved-eu-dev", "namespace": "eu-dev"}));
     assert_eq!(app["spec"]["syncPolicy"]["automated"], serde_json::json!({"prune": true, "selfHeal": true}));
     assert!(t.files.contains_key("apps/eu-dev.yaml"));
+}
+
+#[test]
+fn without_a_gitops_repository_there_is_no_application_and_a_warning() {
+    let specs = specs(&[&score("api", "")]);
+    let find = |kind: paved_model::Kind, name: &str| {
+        specs.iter().find(|s| s.kind() == kind && s.object_name() == name).unwrap()
+    };
+    let (Spec::Environment(environment), Spec::Blueprint(blueprint), Spec::CloudAccount(account)) = (
+        find(paved_model::Kind::Environment, "eu-dev"),
+        find(paved_model::Kind::Blueprint, "web-service-standard"),
+        find(paved_model::Kind::CloudAccount, "aws-eu"),
+    ) else {
+        panic!("example specs")
+    };
+    let services: Vec<_> = specs.iter().filter_map(|s| if let Spec::Service(w) = s { Some(w) } else { None }).collect();
+    let input = PlanInput {
+        environment,
+        blueprint,
+        account,
+        services,
+        capabilities: Capabilities::default(),
+        addresses: Default::default(),
+        releases: BTreeMap::new(),
+    };
+    let t = render(&input).unwrap();
+    assert!(t.objects().all(|o| o["kind"] != "Application"));
+    assert!(t.warnings.iter().any(|w| w.contains("account `aws-eu` has no `spec.gitops`")), "{:?}", t.warnings);
 }
 
 #[test]

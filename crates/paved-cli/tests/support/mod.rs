@@ -455,6 +455,17 @@ impl Drop for GitServer {
     }
 }
 
+/// The example accounts, `aws-eu` with a GitOps repository (`url`, else
+/// the example's own address, which only rendering may use: it is never
+/// reached).
+pub fn accounts_with_gitops(url: Option<&str>) -> String {
+    let accounts = std::fs::read_to_string(repo_root().join("examples/platform/accounts.yaml")).unwrap();
+    let url = url.unwrap_or("https://git.example.com/platform/deployments.git");
+    let role = "      roleArn: arn:aws:iam::123456789012:role/paved-provisioner\n";
+    assert!(accounts.contains(role), "the example account changed: {accounts}");
+    accounts.replace(role, &format!("{role}  gitops:\n    repository: {url}\n    branch: main\n    path: clusters\n"))
+}
+
 /// The digest the pinned examples run.
 pub const DIGEST: &str = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 
@@ -462,12 +473,7 @@ pub const DIGEST: &str = "sha256:0123456789abcdef0123456789abcdef0123456789abcde
 /// team that builds once writes them) and, with `gitops`, the AWS account's
 /// GitOps repository at that URL.
 pub fn pinned_examples(p: &Platform, gitops: Option<&str>) {
-    let accounts = std::fs::read_to_string(repo_root().join("examples/platform/accounts.yaml")).unwrap();
-    let accounts = match gitops {
-        Some(url) => accounts.replace("https://git.example.com/platform/deployments.git", url),
-        None => accounts,
-    };
-    p.ok_with_input(&["apply", "-f", "-"], &accounts);
+    p.ok_with_input(&["apply", "-f", "-"], &accounts_with_gitops(gitops));
     p.ok(&[
         "apply",
         "-f",
