@@ -25,6 +25,16 @@ fn specs(services: &[&str]) -> Vec<Spec> {
 }
 
 fn render_with(env: &str, services: &[&str], releases: BTreeMap<String, Release>) -> Result<Tree, Vec<RenderError>> {
+    render_input(env, services, releases, true)
+}
+
+/// Renders `env` of the examples with `services`; `gitops`: the account names a repository.
+fn render_input(
+    env: &str,
+    services: &[&str],
+    releases: BTreeMap<String, Release>,
+    gitops: bool,
+) -> Result<Tree, Vec<RenderError>> {
     let specs = specs(services);
     let environment = specs
         .iter()
@@ -41,7 +51,7 @@ fn render_with(env: &str, services: &[&str], releases: BTreeMap<String, Release>
             _ => None,
         })
         .unwrap();
-    account.spec.gitops = Some(paved_model::account::GitOps {
+    account.spec.gitops = gitops.then(|| paved_model::account::GitOps {
         repository: "https://git.example.com/platform/deployments.git".into(),
         branch: "main".into(),
         path: "clusters".into(),
@@ -348,28 +358,7 @@ fn the_application_follows_the_accounts_gitops_repository() {
 
 #[test]
 fn without_a_gitops_repository_there_is_no_application_and_a_warning() {
-    let specs = specs(&[&score("api", "")]);
-    let find = |kind: paved_model::Kind, name: &str| {
-        specs.iter().find(|s| s.kind() == kind && s.object_name() == name).unwrap()
-    };
-    let (Spec::Environment(environment), Spec::Blueprint(blueprint), Spec::CloudAccount(account)) = (
-        find(paved_model::Kind::Environment, "eu-dev"),
-        find(paved_model::Kind::Blueprint, "web-service-standard"),
-        find(paved_model::Kind::CloudAccount, "aws-eu"),
-    ) else {
-        panic!("example specs")
-    };
-    let services: Vec<_> = specs.iter().filter_map(|s| if let Spec::Service(w) = s { Some(w) } else { None }).collect();
-    let input = PlanInput {
-        environment,
-        blueprint,
-        account,
-        services,
-        capabilities: Capabilities::default(),
-        addresses: Default::default(),
-        releases: BTreeMap::new(),
-    };
-    let t = render(&input).unwrap();
+    let t = render_input("eu-dev", &[&score("api", "")], BTreeMap::new(), false).unwrap();
     assert!(t.objects().all(|o| o["kind"] != "Application"));
     assert!(t.warnings.iter().any(|w| w.contains("account `aws-eu` has no `spec.gitops`")), "{:?}", t.warnings);
 }
