@@ -240,7 +240,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
         }
         Command::Export { format: _, environment, .. } => crate::plan::export_terraform(&ctx, &environment).await,
         Command::Render { environment, dir } => crate::render::render(&ctx, &environment, &dir).await,
-        Command::Deliver { environment } => crate::render::deliver(&ctx, &environment, "deliver", true).await,
+        Command::Deliver { environment } => crate::render::deliver(&ctx, &environment).await,
         Command::Get { kind, name } => get(&ctx, parse_kind(&kind)?, name.as_deref()).await,
         Command::Describe { kind, name } => describe(&ctx, parse_kind(&kind)?, &name).await,
         Command::Delete { kind, name } => delete(&ctx, parse_kind(&kind)?, &name).await,

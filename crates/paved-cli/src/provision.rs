@@ -137,10 +137,7 @@ pub async fn apply_environments(ctx: &Ctx, environments: &[String], parallelism:
         match print_report(ctx, &report, started.elapsed()) {
             Ok(()) => {
                 print_urls(ctx, env).await?;
-                // A cluster environment's services come through Git: commit its manifests now.
-                if ctx.control().await?.delivers_through_git(&catalog, env).await? {
-                    crate::render::deliver(ctx, env, "apply", false).await?;
-                }
+                delivered(ctx, &graph).await?;
             }
             Err(Failure::Reported) => failed = true,
             Err(e) => return Err(e),
@@ -177,12 +174,30 @@ async fn print_urls(ctx: &Ctx, env: &str) -> Result<(), Failure> {
     Ok(())
 }
 
+/// After a run that succeeded: a cluster environment's manifests go to its
+/// GitOps repository (its services come through Git). One line on standard
+/// output, or on standard error beside a structured report.
+async fn delivered(ctx: &Ctx, graph: &paved_plan::ResourceGraph) -> Result<(), Failure> {
+    let Some(delivery) = ctx.control().await?.deliver_after_run(graph, &ctx.caller()).await? else {
+        return Ok(());
+    };
+    crate::render::notices_of(&delivery);
+    let line = crate::render::summary(&delivery);
+    if ctx.format == crate::cli::Format::Table {
+        println!("{line}")
+    } else {
+        eprintln!("{line}")
+    }
+    Ok(())
+}
+
 /// `paved destroy -e ENV`: applies an empty graph.
 pub async fn destroy(ctx: &Ctx, env: &str, parallelism: u16) -> Result<(), Failure> {
     let started = Instant::now();
     let empty = ctx.control().await?.empty_graph(env).await?;
     let report = run_engine(ctx, &empty, parallelism).await?;
-    print_report(ctx, &report, started.elapsed())
+    print_report(ctx, &report, started.elapsed())?;
+    delivered(ctx, &empty).await
 }
 
 /// `paved drift -e ENV`.

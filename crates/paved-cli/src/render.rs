@@ -140,7 +140,7 @@ pub async fn render(ctx: &Ctx, environment: &str, dir: &Path) -> Result<(), Fail
 }
 
 /// One line telling what a delivery did.
-fn summary(delivery: &paved_control::gitops::Delivery) -> String {
+pub(crate) fn summary(delivery: &paved_control::gitops::Delivery) -> String {
     let env = &delivery.environment;
     match &delivery.commit {
         Some(commit) => format!(
@@ -157,33 +157,32 @@ fn summary(delivery: &paved_control::gitops::Delivery) -> String {
     }
 }
 
-/// Renders and commits an environment to its GitOps repository; `operation`
-/// names why in the commit. `report`: print the delivery in the output
-/// format (else one line on standard error, beside another command's output).
-pub async fn deliver(ctx: &Ctx, environment: &str, operation: &str, report: bool) -> Result<(), Failure> {
+/// `paved deliver -e ENV`: renders and commits an environment to its GitOps repository.
+pub async fn deliver(ctx: &Ctx, environment: &str) -> Result<(), Failure> {
     let catalog = open(ctx).await?;
     let control = ctx.control().await?;
     let reason = paved_control::gitops::DeliveryReason {
-        operation: operation.into(),
+        operation: "deliver".into(),
         summary: None,
         deployment: None,
         service: None,
     };
     let delivery = control.deliver(&catalog, environment, &reason, &ctx.caller(), false).await?;
-    if report && let Some(text) = structured(ctx.format, &delivery) {
+    if let Some(text) = structured(ctx.format, &delivery) {
         println!("{text}");
         return Ok(());
     }
+    notices_of(&delivery);
+    println!("{}", summary(&delivery));
+    Ok(())
+}
+
+/// Warnings and pending services of a delivery, on standard error.
+pub(crate) fn notices_of(delivery: &paved_control::gitops::Delivery) {
     for w in &delivery.warnings {
         eprintln!("warning: {w}");
     }
     for (service, why) in &delivery.pending {
         eprintln!("pending: {service}: {why}");
     }
-    if report || ctx.format == crate::cli::Format::Table {
-        println!("{}", summary(&delivery));
-    } else {
-        eprintln!("{}", summary(&delivery));
-    }
-    Ok(())
 }

@@ -238,6 +238,28 @@ impl Control {
             && c.account.spec.gitops.is_some())
     }
 
+    /// After an apply or destroy of `graph` that succeeded: a cluster
+    /// environment delivering through Git commits its tree (or, destroyed,
+    /// the removal of its files). `None` for every other environment.
+    pub async fn deliver_after_run(
+        &self,
+        graph: &paved_plan::ResourceGraph,
+        caller: &Caller,
+    ) -> Result<Option<Delivery>, ControlError> {
+        let catalog = self.catalog(caller.request.clone());
+        if !self.delivers_through_git(&catalog, &graph.environment).await? {
+            return Ok(None);
+        }
+        let destroyed = graph.nodes.is_empty();
+        let reason = DeliveryReason {
+            operation: if destroyed { "destroy" } else { "apply" }.into(),
+            summary: None,
+            deployment: None,
+            service: None,
+        };
+        Ok(Some(self.deliver(&catalog, &graph.environment, &reason, caller, destroyed).await?))
+    }
+
     /// Renders `environment` and commits its tree to the GitOps repository
     /// (see the module's contract). `remove`: take the environment's files
     /// out instead (it was destroyed).

@@ -108,6 +108,8 @@ pub(crate) struct Scope<'a> {
     pub cloud: Cloud,
     pub graph: &'a paved_plan::ResourceGraph,
     pub services: Vec<&'a Workload>,
+    /// Service → the services that call it (their `service` resources).
+    pub callers: BTreeMap<String, std::collections::BTreeSet<String>>,
     pub releases: &'a BTreeMap<String, paved_plan::Release>,
     pub replicas: u32,
     pub size: Size,
@@ -182,6 +184,12 @@ pub fn render(input: &PlanInput<'_>) -> Result<Tree, Vec<RenderError>> {
     };
     let mut services = input.services.clone();
     services.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+    let mut callers: BTreeMap<String, std::collections::BTreeSet<String>> = BTreeMap::new();
+    for w in &services {
+        for target in workload::calls(w) {
+            callers.entry(target).or_default().insert(w.metadata.name.clone());
+        }
+    }
     let scope = Scope {
         env,
         cloud: Cloud {
@@ -191,6 +199,7 @@ pub fn render(input: &PlanInput<'_>) -> Result<Tree, Vec<RenderError>> {
         },
         graph,
         services,
+        callers,
         releases: &input.releases,
         replicas,
         size,

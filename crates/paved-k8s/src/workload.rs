@@ -596,8 +596,7 @@ pub(crate) fn render(
     let routes = w.resources.values().any(|r| matches!(r.kind.as_str(), "route" | "dns"));
     let mut ingress = Vec::new();
     let target_ports: Vec<Value> = ports.iter().map(|(_, _, t, proto)| json!({"protocol": proto, "port": t})).collect();
-    let callers: BTreeSet<&str> =
-        scope.services.iter().filter(|s| calls(s).contains(svc)).map(|s| s.metadata.name.as_str()).collect();
+    let callers = scope.callers.get(svc).cloned().unwrap_or_default();
     if !callers.is_empty() && !target_ports.is_empty() {
         ingress.push(json!({
             "from": callers.iter().map(|c| json!({"podSelector": {"matchLabels": selector(c)}})).collect::<Vec<_>>(),
@@ -624,7 +623,10 @@ pub(crate) fn render(
     }
     let mut egress = Vec::new();
     for callee in calls(w) {
-        let Some(t) = scope.services.iter().find(|s| s.metadata.name == callee) else { continue };
+        let Ok(i) = scope.services.binary_search_by(|s| s.metadata.name.as_str().cmp(callee.as_str())) else {
+            continue;
+        };
+        let t = scope.services[i];
         let callee_ports: Vec<Value> = t
             .service
             .as_ref()
@@ -663,7 +665,7 @@ pub(crate) fn render(
 }
 
 /// The services a workload calls (its `service` resources' targets).
-fn calls(w: &Workload) -> BTreeSet<String> {
+pub(crate) fn calls(w: &Workload) -> BTreeSet<String> {
     w.resources
         .iter()
         .filter(|(_, r)| r.kind == "service")

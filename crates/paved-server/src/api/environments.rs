@@ -203,7 +203,15 @@ pub(crate) async fn start(
         };
         let progress = state.operations.progress(&id, state.metrics.clone());
         let waiting = Waiting { ops: state.operations.clone(), id: id.clone() };
-        let result = state.control.run(&desired, &run, &caller, cancel, progress, &waiting).await;
+        let mut result = state.control.run(&desired, &run, &caller, cancel, progress, &waiting).await;
+        // A cluster environment's services come through Git: its manifests are committed once it is provisioned.
+        if let Ok(report) = &result
+            && report.succeeded()
+            && !report.cancelled
+            && let Err(e) = state.control.deliver_after_run(&desired, &caller).await
+        {
+            result = Err(e);
+        }
         let (status, error) = match result {
             Ok(report) if report.cancelled => (Status::Cancelled, None),
             Ok(report) if report.succeeded() => (Status::Succeeded, None),
