@@ -120,6 +120,8 @@ impl Repo<'_> {
             .env("GIT_TERMINAL_PROMPT", "0")
             .env("GIT_CONFIG_NOSYSTEM", "1")
             .env("LC_ALL", "C")
+            // Only network transports, whatever a URL or a server's redirect asks for.
+            .env("GIT_ALLOW_PROTOCOL", "http:https:ssh:git")
             .stdin(Stdio::null())
             .kill_on_drop(true);
         for (k, v) in env {

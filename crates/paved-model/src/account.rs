@@ -62,14 +62,18 @@ pub struct CloudAccountSpec {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct GitOps {
-    /// The repository's clone URL (`https://…`, `ssh://…` or `git://…`).
-    #[schemars(length(min = 1))]
+    /// The repository's clone URL (`https://…`, `http://…`, `ssh://…` or
+    /// `git://…`; never a path on paved's machine or a command transport).
+    #[schemars(regex(pattern = r"^(https?|ssh|git)://[^\s]+$"))]
     pub repository: String,
     /// The branch Argo CD follows.
     #[serde(default = "default_branch")]
+    #[schemars(regex(pattern = r"^[A-Za-z0-9_][A-Za-z0-9._/-]*$"), length(max = 200))]
     pub branch: String,
-    /// The folder of the repository that paved owns (empty: the root).
+    /// The folder of the repository that paved owns (empty: the root); no
+    /// segment may be `.` or `..`.
     #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[schemars(regex(pattern = r"^((?:[A-Za-z0-9_-][A-Za-z0-9._-]*/)*[A-Za-z0-9_-][A-Za-z0-9._-]*)?$"))]
     pub path: String,
 }
 
