@@ -102,6 +102,8 @@ fn expectations() -> BTreeMap<(&'static str, &'static str), Expect> {
         // Authenticated by the delivery's signature, not a token; this server has no webhook
         // secret, so it takes no deliveries at all (git_e2e tests the signed ones).
         (("post", "/api/v1/webhooks/github"), e(None, 503)),
+        // Argo CD does not sign: the environment's secret header, no token (gitops_e2e tests it).
+        (("post", "/api/v1/webhooks/argocd"), e(None, 401)),
         (("get", "/api/v1/operations/{id}"), e(Some("viewer"), 200)),
         (("get", "/api/v1/operations/{id}/events"), e(Some("viewer"), 200)),
         (("get", "/api/v1/audit"), e(Some("operator"), 200)),

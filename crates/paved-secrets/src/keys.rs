@@ -118,14 +118,26 @@ impl KeyFile {
             if let Some(dir) = path.parent() {
                 std::fs::create_dir_all(dir).map_err(|e| bad(e.to_string()))?;
             }
+            // Written aside and linked into place, so a paved starting at the same moment
+            // reads either no file or the whole key, never half of one; the first link wins.
             use std::io::Write;
+            static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+            let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let tmp = path.with_extension(format!("new-{}-{n}", std::process::id()));
+            let _ = std::fs::remove_file(&tmp);
             let mut f = std::fs::OpenOptions::new()
                 .write(true)
                 .create_new(true)
                 .mode(0o600)
-                .open(path)
+                .open(&tmp)
                 .map_err(|e| bad(e.to_string()))?;
-            writeln!(f, "{}", hex::encode(bytes)).and_then(|_| f.sync_all()).map_err(|e| bad(e.to_string()))?;
+            let written = writeln!(f, "{}", hex::encode(bytes)).and_then(|_| f.sync_all());
+            let linked = written.and_then(|_| match std::fs::hard_link(&tmp, path) {
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+                other => other,
+            });
+            let _ = std::fs::remove_file(&tmp);
+            linked.map_err(|e| bad(e.to_string()))?;
         }
         let mode = std::fs::metadata(path).map_err(|e| bad(e.to_string()))?.permissions().mode();
         if mode & 0o077 != 0 {
@@ -181,3 +193,25 @@ macro_rules! provider {
 }
 provider!(KeyFile);
 provider!(EnvKey);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paveds_starting_together_create_one_key_file_and_all_read_it_whole() {
+        for _ in 0..20 {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("keys").join("kek");
+            let ids: Vec<String> = std::thread::scope(|s| {
+                let handles: Vec<_> = (0..8)
+                    .map(|_| s.spawn(|| KeyFile::open_or_create(&path, &mut rand::rng()).map(|k| k.kek.id.clone())))
+                    .collect();
+                handles.into_iter().map(|h| h.join().unwrap().expect("a whole key")).collect()
+            });
+            assert!(ids.windows(2).all(|w| w[0] == w[1]), "{ids:?}");
+            let left: Vec<_> = std::fs::read_dir(path.parent().unwrap()).unwrap().collect();
+            assert_eq!(left.len(), 1, "temporary files left behind");
+        }
+    }
+}
