@@ -377,3 +377,11 @@ fn the_same_specs_give_the_same_bytes_in_any_order() {
     assert_eq!(a.to_files(), b.to_files());
     assert_eq!(a.to_stream(), tree("eu-production", &[&services[0], &services[1], &services[2]]).to_stream());
 }
+
+#[test]
+fn an_unclosed_reference_is_text_not_a_panic() {
+    let graph = paved_plan::ResourceGraph::new(paved_model::Provider::Aws, "eu-dev");
+    for (text, kept) in [("${", "${"), ("a ${ref:x", "a ${ref:x"), ("$", "$"), ("$${", "${")] {
+        assert_eq!(crate::workload::resolve_known_for_tests(&graph, text), kept, "{text}");
+    }
+}

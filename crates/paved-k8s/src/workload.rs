@@ -86,7 +86,12 @@ fn resolve_known(graph: &paved_plan::ResourceGraph, text: &str) -> Resolved {
             continue;
         }
         if tail.starts_with("${") {
-            let end = tail.find('}').unwrap_or(tail.len() - 1);
+            // The rewrite closes every reference it writes; an unclosed one stays text.
+            let Some(end) = tail.find('}') else {
+                out.push_str(tail);
+                rest = "";
+                break;
+            };
             let token = &tail[2..end];
             let known = token
                 .strip_prefix("ref:")
@@ -116,6 +121,14 @@ fn resolve_known(graph: &paved_plan::ResourceGraph, text: &str) -> Resolved {
     } else {
         // Kubernetes expands `$(VAR)` in env values, command and args: a literal one is written `$$(`.
         Resolved::Literal(out.replace("$${", "${").replace("$(", "$$("))
+    }
+}
+
+/// [`resolve_known`] for the tests: the text it keeps, whether literal or template.
+#[cfg(test)]
+pub(crate) fn resolve_known_for_tests(graph: &paved_plan::ResourceGraph, text: &str) -> String {
+    match resolve_known(graph, text) {
+        Resolved::Literal(s) | Resolved::Template(s) => s,
     }
 }
 
