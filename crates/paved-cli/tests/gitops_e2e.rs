@@ -135,13 +135,7 @@ fn a_deploy_to_a_cluster_environment_is_one_commit_naming_the_digest_and_the_dep
     let git = GitServer::start();
     let p = Platform::new();
     support::pinned_examples(&p, Some(&git.url));
-    let bundle = p.data.path().join("bundle");
-    std::fs::create_dir_all(&bundle).unwrap();
-    std::fs::write(bundle.join("bundle.json"), r#"{"entrypoint": ["/bin/api"]}"#).unwrap();
-    let pushed: Value =
-        serde_json::from_str(&p.ok(&["artifact", "push", bundle.to_str().unwrap(), "--service", "api", "-o", "json"]))
-            .unwrap();
-    let digest = pushed["artifact"]["digest"].as_str().or(pushed["digest"].as_str()).unwrap().to_string();
+    let digest = push_artifact(&p, "v1");
     let out: Value =
         serde_json::from_str(&p.ok(&["deploy", "api", "--artifact", &digest, "-e", "eu-dev", "-o", "json"])).unwrap();
     // Delivered, waiting for the cluster to say how it went.
@@ -165,13 +159,7 @@ fn a_deploy_whose_delivery_fails_is_failed_with_the_reason_and_nothing_committed
     let p = Platform::new();
     let closed = format!("git://127.0.0.1:{}/deployments.git", support::free_port());
     support::pinned_examples(&p, Some(&closed));
-    let bundle = p.data.path().join("bundle");
-    std::fs::create_dir_all(&bundle).unwrap();
-    std::fs::write(bundle.join("bundle.json"), r#"{"entrypoint": ["/bin/api"]}"#).unwrap();
-    let pushed: Value =
-        serde_json::from_str(&p.ok(&["artifact", "push", bundle.to_str().unwrap(), "--service", "api", "-o", "json"]))
-            .unwrap();
-    let digest = pushed["artifact"]["digest"].as_str().or(pushed["digest"].as_str()).unwrap().to_string();
+    let digest = push_artifact(&p, "v1");
     let out = p.command(&["deploy", "api", "--artifact", &digest, "-e", "eu-dev"]).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     let history: Value = serde_json::from_str(&p.ok(&["history", "api", "-e", "eu-dev", "-o", "json"])).unwrap();

@@ -349,21 +349,8 @@ impl Control {
             let deployment = self.deployment(&deployment).await?;
             return Ok(DeployResult { deployment, created: true, restored: None });
         };
-        let from = [DeploymentStatus::Pending, DeploymentStatus::RollingOut];
-        self.store
-            .set_deployment_status(&deployment, &from, DeploymentStatus::Failed, Some(&why), self.clock.now())
-            .await?;
+        self.fail_deployment(&deployment, &why, caller).await?;
         let target = format!("Service/{}@{}", deployment.service, deployment.environment);
-        let details = serde_json::json!({"number": deployment.number, "reason": why});
-        self.record(
-            caller,
-            "deployment.fail",
-            target.clone(),
-            AuditOutcome::Failed,
-            Some(deployment.artifact.clone()),
-            details,
-        )
-        .await?;
         // Without the failed deployment, the plan asks for the previous one again.
         let again = self.apply_environment(&env, caller, run, progress).await;
         let restored = self.current_of(&env, &deployment.service).await?;
@@ -395,6 +382,18 @@ impl Control {
         Ok(DeployResult { deployment, created: true, restored })
     }
 
+    /// Marks a deployment that was pending or rolling out failed, with why, in the audit log too.
+    async fn fail_deployment(&self, deployment: &Deployment, why: &str, caller: &Caller) -> Result<(), ControlError> {
+        let from = [DeploymentStatus::Pending, DeploymentStatus::RollingOut];
+        self.store
+            .set_deployment_status(deployment, &from, DeploymentStatus::Failed, Some(why), self.clock.now())
+            .await?;
+        let target = format!("Service/{}@{}", deployment.service, deployment.environment);
+        let details = serde_json::json!({"number": deployment.number, "reason": why});
+        self.record(caller, "deployment.fail", target, AuditOutcome::Failed, Some(deployment.artifact.clone()), details)
+            .await
+    }
+
     /// A cluster environment's rollout: one commit of its tree with the
     /// deployment in it. Argo CD applies it; its notification (or none)
     /// decides health. A delivery that fails leaves the deployment `failed`
@@ -412,22 +411,7 @@ impl Control {
             service: Some(deployment.service.clone()),
         };
         if let Err(e) = self.deliver(catalog, &deployment.environment, &reason, caller, false).await {
-            let why = e.to_string();
-            let from = [DeploymentStatus::Pending, DeploymentStatus::RollingOut];
-            self.store
-                .set_deployment_status(&deployment, &from, DeploymentStatus::Failed, Some(&why), self.clock.now())
-                .await?;
-            let target = format!("Service/{}@{}", deployment.service, deployment.environment);
-            let details = serde_json::json!({"number": deployment.number, "reason": why});
-            self.record(
-                caller,
-                "deployment.fail",
-                target,
-                AuditOutcome::Failed,
-                Some(deployment.artifact.clone()),
-                details,
-            )
-            .await?;
+            self.fail_deployment(&deployment, &e.to_string(), caller).await?;
         }
         let deployment = self.deployment(&deployment).await?;
         Ok(DeployResult { deployment, created: true, restored: None })
