@@ -11,16 +11,19 @@
 //! * [`BrokeredCredentials`]: the SDK's credential provider over a
 //!   [`paved_identity::CredentialBroker`], refreshed before expiry.
 //! * [`KmsKey`]: an AWS KMS key as paved's key-encryption key.
+//! * [`Ecr`]: an account's artifact registry (repositories, login).
 //! * [`trust_policy`]: the IAM trust policy a platform engineer installs once.
 //! * [`provision`]: the drivers that apply the AWS translation's nodes.
 
 mod credentials;
+mod ecr;
 mod kms;
 pub mod provision;
 mod sts;
 mod trust;
 
 pub use credentials::BrokeredCredentials;
+pub use ecr::{Ecr, EcrLogin};
 pub use kms::KmsKey;
 pub use sts::{StsFederation, caller_identity};
 pub use trust::{OidcProvider, trust_policy};

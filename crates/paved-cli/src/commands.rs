@@ -33,6 +33,7 @@ impl From<paved_control::ControlError> for Failure {
             unplannable @ ControlError::Unplannable { .. } => Failure::User(unplannable.to_string()),
             unrenderable @ ControlError::Unrenderable { .. } => Failure::User(unrenderable.to_string()),
             ControlError::GitOps(e) => Failure::User(e.to_string()),
+            ControlError::Artifact(e) => Failure::User(e.to_string()),
         }
     }
 }

@@ -185,4 +185,12 @@ pub(crate) fn notices_of(delivery: &paved_control::gitops::Delivery) {
     for (service, why) in &delivery.pending {
         eprintln!("pending: {service}: {why}");
     }
+    for a in &delivery.artifacts {
+        let how = match &a.placement {
+            paved_control::Placement::Present => continue,
+            paved_control::Placement::Pushed => "pushed from paved's store".to_string(),
+            paved_control::Placement::Copied { from } => format!("copied from {from}'s registry"),
+        };
+        eprintln!("artifact: {} {} {how}", a.service, a.image);
+    }
 }

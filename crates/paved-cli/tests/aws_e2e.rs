@@ -10,30 +10,9 @@ mod support;
 
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
-use std::process::{Command, Output, Stdio};
+use std::process::{Output, Stdio};
 use std::time::Duration;
-use support::{AwsProxy, Moto, Platform, mutating, python};
-
-/// The emulator's dummy root: used by the test only, to install the trust
-/// (as a platform engineer would once) and to look at what exists.
-const ROOT: [(&str, &str); 3] =
-    [("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing"), ("AWS_DEFAULT_REGION", "eu-central-1")];
-
-fn py(code: &str, args: &[&str]) -> String {
-    let out = Command::new(python()).arg("-c").arg(code).args(args).envs(ROOT).stdin(Stdio::null()).output().unwrap();
-    assert!(out.status.success(), "python failed:\n{}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap()
-}
-
-/// Installs the OIDC provider and role from `paved account trust-policy`.
-const TRUST: &str = r#"
-import json, sys, boto3
-endpoint, setup = sys.argv[1], json.loads(sys.argv[2])
-iam = boto3.client("iam", endpoint_url=endpoint)
-provider = setup["oidc_provider"]
-iam.create_open_id_connect_provider(Url=provider["url"], ClientIDList=provider["client_ids"])
-iam.create_role(RoleName=setup["role_arn"].split("/")[-1], AssumeRolePolicyDocument=json.dumps(setup["trust_policy"]))
-"#;
+use support::{AwsProxy, Moto, Platform, TRUST, mutating, py};
 
 /// Everything that exists for an environment, by kind, as AWS lists it.
 const INVENTORY: &str = r#"

@@ -2,12 +2,14 @@
 //! 127.0.0.1, pushed to over `git://`): `paved deliver` commits the rendered
 //! tree once, names who and why, commits nothing when nothing changed, loses
 //! no concurrent delivery, never writes a secret value into history, and
-//! names what failed when the server cannot be reached.
+//! names what failed when the server cannot be reached. Deploys put their
+//! artifact into the environment's registry first (ECR's API on moto, the
+//! registry itself a real `docker-registry` on 127.0.0.1).
 
 mod support;
 
 use serde_json::Value;
-use support::{GitServer, Platform};
+use support::{CloudArtifacts, GitServer, Platform, ecr};
 
 fn deliver_json(p: &Platform, env: &str) -> Value {
     serde_json::from_str(&p.ok(&["deliver", "-e", env, "-o", "json"])).unwrap()
@@ -133,16 +135,25 @@ fn an_unreachable_server_or_a_missing_repository_is_named_and_nothing_is_recorde
 #[test]
 fn a_deploy_to_a_cluster_environment_is_one_commit_naming_the_digest_and_the_deployment() {
     let git = GitServer::start();
-    let p = Platform::new();
+    let mut p = Platform::new();
     support::pinned_examples(&p, Some(&git.url));
+    let cloud = CloudArtifacts::start(&mut p);
     let digest = push_artifact(&p, "v1");
+    assert_eq!(cloud.repository("eu-central-1", "paved/api"), None);
     let out: Value =
         serde_json::from_str(&p.ok(&["deploy", "api", "--artifact", &digest, "-e", "eu-dev", "-o", "json"])).unwrap();
     // Delivered, waiting for the cluster to say how it went.
     assert_eq!(out["deployment"]["status"], "rolling-out", "{out}");
     assert_eq!(git.git(&["rev-list", "--count", "main"]).trim(), "1");
     let manifest = git.git(&["show", "main:clusters/envs/eu-dev/api.yaml"]);
-    assert!(manifest.contains(&format!("image: \"registry.example.com/payments/api@{digest}\"")), "{manifest}");
+    let image = format!("{}/paved/api@{digest}", ecr("eu-central-1"));
+    assert!(manifest.contains(&format!("image: \"{image}\"")), "{manifest}");
+    // The digest the manifest names is in the registry the cluster pulls
+    // from, in a repository made the way a platform team wants it.
+    let served = cloud.registries[0].manifest("paved/api", &digest).expect("the image is in eu-central-1's registry");
+    assert_eq!(format!("sha256:{}", sha256_hex(&served)), digest);
+    assert_eq!(cloud.repository("eu-central-1", "paved/api"), Some(("IMMUTABLE".to_string(), true)));
+    assert_eq!(placements(&p), vec![Value::from("pushed")]);
     let log = git.git(&["log", "-1", "--format=%s%n%(trailers:only,unfold)", "main"]);
     assert!(log.starts_with("deploy eu-dev: api sha256:") && log.contains("(deployment #1)"), "{log}");
     assert!(log.contains("Paved-Deployment: 1") && log.contains("Paved-Operation: deploy"), "{log}");
@@ -154,17 +165,79 @@ fn a_deploy_to_a_cluster_environment_is_one_commit_naming_the_digest_and_the_dep
     assert_eq!(git.git(&["rev-list", "--count", "main"]).trim(), "1");
 }
 
+/// How each artifact got into a registry, as the audit log says.
+fn placements(p: &Platform) -> Vec<Value> {
+    fn find(v: &Value, out: &mut Vec<Value>) {
+        match v {
+            Value::Object(m) => {
+                if let Some(p) = m.get("placement") {
+                    out.push(p.clone());
+                }
+                m.values().for_each(|v| find(v, out));
+            }
+            Value::Array(a) => a.iter().for_each(|v| find(v, out)),
+            _ => {}
+        }
+    }
+    let events: Value =
+        serde_json::from_str(&p.ok(&["audit", "list", "--action", "artifact.place", "-o", "json"])).unwrap();
+    let mut out = Vec::new();
+    find(&events, &mut out);
+    out
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
+}
+
 #[test]
 fn a_deploy_whose_delivery_fails_is_failed_with_the_reason_and_nothing_committed() {
-    let p = Platform::new();
+    let mut p = Platform::new();
     let closed = format!("git://127.0.0.1:{}/deployments.git", support::free_port());
     support::pinned_examples(&p, Some(&closed));
+    let _cloud = CloudArtifacts::start(&mut p);
     let digest = push_artifact(&p, "v1");
     let out = p.command(&["deploy", "api", "--artifact", &digest, "-e", "eu-dev"]).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     let history: Value = serde_json::from_str(&p.ok(&["history", "api", "-e", "eu-dev", "-o", "json"])).unwrap();
     assert_eq!(history[0]["status"], "failed");
     assert!(history[0]["reason"].as_str().unwrap().contains("git fetch"), "{history}");
+}
+
+#[test]
+fn a_registry_that_cannot_take_the_artifact_fails_the_deploy_before_anything_is_committed() {
+    let git = GitServer::start();
+    let mut p = Platform::new();
+    support::pinned_examples(&p, Some(&git.url));
+    let cloud = CloudArtifacts::start(&mut p);
+    // eu-central-1's registry is down.
+    let closed = format!("http://127.0.0.1:{}", support::free_port());
+    let endpoints = format!("{}={closed},{}={}", ecr("eu-central-1"), ecr("eu-west-1"), cloud.registries[1].url);
+    p.env.retain(|(k, _)| k != "PAVED_REGISTRY_ENDPOINTS");
+    p.env.push(("PAVED_REGISTRY_ENDPOINTS".into(), endpoints));
+    let v1 = push_artifact(&p, "v1");
+    let out = p.command(&["deploy", "api", "--artifact", &v1, "-e", "eu-dev"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let h = history(&p, "eu-dev");
+    assert_eq!(h[0]["status"], "failed");
+    let reason = h[0]["reason"].as_str().unwrap();
+    assert!(reason.contains(&format!("registry {}", ecr("eu-central-1"))) && reason.contains("eu-dev"), "{reason}");
+    assert!(reason.contains("refused"), "the cause is told: {reason}");
+    assert!(git.git(&["for-each-ref"]).trim().is_empty(), "nothing may be committed");
+    // An artifact paved no longer holds, that no environment ran: named, with what to do.
+    p.env.retain(|(k, _)| k != "PAVED_REGISTRY_ENDPOINTS");
+    let endpoints = format!("{}={}", ecr("eu-central-1"), cloud.registries[0].url);
+    p.env.push(("PAVED_REGISTRY_ENDPOINTS".into(), endpoints));
+    let v2 = push_artifact(&p, "v2");
+    std::fs::remove_dir_all(p.data.path().join("images/oci")).unwrap();
+    let out = p.command(&["deploy", "api", "--artifact", &v2, "-e", "eu-dev"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let h = history(&p, "eu-dev");
+    assert_eq!(h[1]["artifact"], v2.as_str());
+    let reason = h[1]["reason"].as_str().unwrap().to_string();
+    assert!(reason.contains(&v2) && reason.contains("paved artifact push"), "{h:#}");
+    assert!(git.git(&["for-each-ref"]).trim().is_empty(), "nothing may be committed");
 }
 
 fn push_artifact(p: &Platform, name: &str) -> String {
@@ -188,6 +261,7 @@ fn argo_cd_reports_health_back_a_degraded_release_is_rolled_back_by_commit_and_p
     let git = GitServer::start();
     let mut p = Platform::new();
     support::pinned_examples(&p, Some(&git.url));
+    let cloud = CloudArtifacts::start(&mut p);
     let (v1, v2) = (push_artifact(&p, "v1"), push_artifact(&p, "v2"));
     p.start(&[]);
     p.ok(&["deploy", "api", "--artifact", &v1, "-e", "eu-dev"]);
@@ -238,4 +312,11 @@ fn argo_cd_reports_health_back_a_degraded_release_is_rolled_back_by_commit_and_p
     p.ok(&["promote", "api", "--from", "eu-dev", "--to", "eu-staging"]);
     assert!(git.git(&["show", "main:clusters/envs/eu-staging/api.yaml"]).contains(&v1));
     assert_eq!(history(&p, "eu-staging")[0]["artifact"], v1.as_str());
+    // eu-staging pulls from eu-west-1's registry: the image was copied there
+    // from eu-dev's, byte for byte; v2 never left eu-dev.
+    let copied = cloud.registries[1].manifest("paved/api", &v1).expect("v1 is in eu-west-1's registry");
+    assert_eq!(Some(copied), cloud.registries[0].manifest("paved/api", &v1));
+    assert_eq!(cloud.registries[1].manifest("paved/api", &v2), None);
+    let placed = placements(&p);
+    assert!(placed.contains(&serde_json::json!({"copied": {"from": "eu-dev"}})), "{placed:?}");
 }

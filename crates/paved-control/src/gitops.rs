@@ -88,6 +88,9 @@ pub struct Delivery {
     /// Services not delivered yet, and why.
     pub pending: std::collections::BTreeMap<String, String>,
     pub warnings: Vec<String>,
+    /// The artifacts the tree runs, each seen in (or put into) the
+    /// environment's registry before the commit.
+    pub artifacts: Vec<crate::Placed>,
 }
 
 struct Repo<'a> {
@@ -282,6 +285,20 @@ impl Control {
             (tree.to_files(), tree.pending, tree.warnings)
         };
         let gitops = Self::gitops_of(&c)?.clone();
+        // Every digest the tree names is in the registry the cluster pulls from before it is committed.
+        let artifacts = if remove {
+            Vec::new()
+        } else {
+            let rendered = |service: &str| files.contains_key(&format!("envs/{environment}/{service}.yaml"));
+            let wanted: Vec<(String, String)> = self
+                .releases(&c)
+                .await?
+                .into_iter()
+                .filter(|(service, _)| rendered(service))
+                .map(|(service, release)| (service, release.artifact))
+                .collect();
+            self.place_artifacts(catalog, &c, &wanted, caller).await?
+        };
         if !remove {
             // The cluster's notifications authenticate with it: it exists from the first delivery on.
             self.argocd_secret(environment, caller).await?;
@@ -331,6 +348,7 @@ impl Control {
                     attempts: attempt,
                     pending,
                     warnings,
+                    artifacts,
                 });
             }
             let msg_file = dir.join(".git").join("PAVED_MSG");
@@ -352,6 +370,7 @@ impl Control {
                     attempts: attempt,
                     pending,
                     warnings,
+                    artifacts,
                 };
                 let details = serde_json::json!({
                     "operation": reason.operation, "repository": delivery.repository, "branch": delivery.branch,

@@ -133,7 +133,7 @@ impl Control {
     }
 
     /// Credentials for `identity` in its AWS account, as the SDK's provider.
-    async fn aws_credentials(
+    pub(crate) async fn aws_credentials(
         &self,
         catalog: &Catalog,
         identity: WorkloadIdentity,

@@ -5,6 +5,7 @@
 //! differ only in how they show progress and results.
 
 pub mod argocd;
+mod artifacts;
 mod deploy;
 mod dora;
 pub mod git;
@@ -15,6 +16,7 @@ mod reconcile;
 mod secrets;
 mod tokens;
 
+pub use artifacts::{ArtifactError, Placed, Placement};
 pub use deploy::{BuildInfo, DeployRefusal, DeployRequest, DeployResult, NOT_APPLIED, StatusRow, short, short_commit};
 pub use dora::Dora;
 pub use identity::{AccountCheck, IdentityFailure, TrustSetup};
@@ -61,6 +63,8 @@ pub enum ControlError {
     Unplannable { environment: String, problems: Vec<String> },
     #[error(transparent)]
     GitOps(#[from] gitops::GitOpsError),
+    #[error(transparent)]
+    Artifact(#[from] artifacts::ArtifactError),
     #[error("environment `{environment}` cannot be rendered for Kubernetes ({} problem(s)): {}", .problems.len(), .problems.join("; "))]
     Unrenderable { environment: String, problems: Vec<String> },
 }

@@ -8,6 +8,7 @@
 //! |---|---|---|
 //! | pod identity | IRSA: ServiceAccount annotated `eks.amazonaws.com/role-arn` with the service's role `paved-ENV-SERVICE` | the External Secrets Operator authenticates a per-service `SecretStore` as that ServiceAccount (`auth.jwt`), so each service reads only its own secret; EKS Pod Identity credentials exist only inside the pod and cannot be used by the operator on the service's behalf |
 //! | secret store | AWS Secrets Manager, one secret `paved/ENV/SERVICE` per service (the environment's KMS key), read by an `ExternalSecret` | a native Secret feeds environment variables, which is what Score variables are; the Secrets Store CSI driver would mount files and need its sync-to-Secret mode for env anyway |
+//! | artifacts | the account's ECR registry in the environment's region, repository `paved/SERVICE`, by digest | paved pushes (or copies) the digest there before it commits a manifest naming it; the node role pulls from its own account |
 //! | route | `TargetGroupBinding` (AWS Load Balancer Controller) to the target group of the load balancer paved created, by name | paved already owns the ALB, its listeners, TLS policy and health check; an `Ingress` of class `alb` would make the controller create a second ALB beside it |
 
 use paved_model::Provider;
@@ -41,6 +42,18 @@ impl Cloud {
             self.account_id,
             paved_plan::aws::service_role_name(env, service)
         )
+    }
+
+    /// Where a service's artifacts are pulled from: `REGISTRY/REPOSITORY`.
+    pub fn image_repository(&self, service: &str) -> String {
+        match self.provider {
+            Provider::Aws => format!(
+                "{}/{}",
+                paved_plan::aws::ecr_registry(&self.account_id, &self.region),
+                paved_plan::aws::ecr_repository(service)
+            ),
+            other => format!("{}/{service}", other.as_str()),
+        }
     }
 
     /// Annotations of a service's ServiceAccount that give its pods their cloud identity.

@@ -14,8 +14,8 @@
 //! | paved / Score | Kubernetes | notes |
 //! |---|---|---|
 //! | environment | `Namespace` (labels: environment, blueprint, team; Pod Security `restricted`), `ResourceQuota`, `LimitRange`, `NetworkPolicy` `default-deny` + `allow-dns` | quota = what the rendered services need at full surge (replicas + 1 each), no `LoadBalancer`/`NodePort` services; container defaults from `compute.size` |
-//! | service | `ServiceAccount` (no token mounted; the cloud identity of [`cloud`]), `Deployment`, `Service` (when `service.ports`), `PodDisruptionBudget` (replicas > 1) | image by digest: the service's current deployment, else a Score image already pinned `@sha256:`; a service with neither is *pending* and not rendered |
-//! | `containers.*.image`, `command`, `args` | `image` (`REPOSITORY@sha256:…`), `command`, `args` | a resource output in `command`/`args` is refused: use a variable and `$(VAR)` |
+//! | service | `ServiceAccount` (no token mounted; the cloud identity of [`cloud`]), `Deployment`, `Service` (when `service.ports`), `PodDisruptionBudget` (replicas > 1) | image by digest: the service's current deployment (in the account's registry, [`cloud`]), else a Score image already pinned `@sha256:`; a service with neither is *pending* and not rendered |
+//! | `containers.*.image`, `command`, `args` | `image` (`REGISTRY/REPOSITORY@sha256:…`), `command`, `args` | a resource output in `command`/`args` is refused: use a variable and `$(VAR)` |
 //! | `containers.*.variables` | `env`: literal values inline; values with resource outputs or secrets by `secretKeyRef` into `SERVICE-env` | outputs the plan already knows (a service link's host and port) are written inline |
 //! | `containers.*.files` | `ConfigMap` `SERVICE-files` (literal content) or the `SERVICE-env` Secret (content with outputs), mounted file by file (`subPath`) with its mode | `source` (a file on the applying machine) is refused: use `content` |
 //! | `containers.*.volumes` | — | refused: a cluster volume needs a storage class the blueprint does not declare yet |

@@ -155,7 +155,8 @@ fn the_image_is_the_current_deployment_by_digest_else_a_pinned_score_image_else_
     };
     let tagged = "apiVersion: score.dev/v1b1\nmetadata:\n  name: web\ncontainers:\n  web:\n    image: registry.example.com:5000/shop/web:2.0\n";
     let t = render_with("eu-dev", &[tagged], BTreeMap::from([("web".to_string(), release)])).unwrap();
-    assert_eq!(container(&t, "web")["image"], "registry.example.com:5000/shop/web@sha256:feed");
+    // The deployed artifact runs from the account's registry, where paved puts it.
+    assert_eq!(container(&t, "web")["image"], "123456789012.dkr.ecr.eu-central-1.amazonaws.com/paved/web@sha256:feed");
     let d = &object(&t, "Deployment", "web")["spec"];
     assert_eq!(d["strategy"]["type"], "Recreate");
     assert_eq!(d["minReadySeconds"], 3);

@@ -40,26 +40,18 @@ pub(crate) struct Rendered {
 }
 
 /// The image a service runs here, by digest: its current deployment's
-/// artifact in the Score image's repository, else the Score image when it is
+/// artifact in the account's registry ([`Cloud::image_repository`], where
+/// paved puts it before committing), else the Score image when it is
 /// already pinned. `None`: nothing to run yet.
+///
+/// [`Cloud::image_repository`]: crate::cloud::Cloud::image_repository
 pub(crate) fn image(scope: &Scope<'_>, w: &Workload) -> Option<String> {
     let name = w.metadata.name.as_str();
     let score_image = w.containers.get(name).or_else(|| w.containers.values().next())?.image.as_str();
     match scope.releases.get(name) {
-        Some(r) => Some(format!("{}@{}", repository(score_image), r.artifact)),
+        Some(r) => Some(format!("{}@{}", scope.cloud.image_repository(name), r.artifact)),
         None if score_image.contains("@sha256:") => Some(score_image.to_string()),
         None => None,
-    }
-}
-
-/// `registry/team/api:1.4` → `registry/team/api` (a `:` after the last `/`
-/// is a tag; one before it is a registry port).
-fn repository(image: &str) -> &str {
-    let image = image.split_once('@').map_or(image, |(repo, _)| repo);
-    let last = image.rfind('/').map_or(0, |i| i + 1);
-    match image[last..].rfind(':') {
-        Some(i) => &image[..last + i],
-        None => image,
     }
 }
 

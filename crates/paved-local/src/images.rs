@@ -1,6 +1,8 @@
 //! paved's local image store for the `process` runtime: artifact bundles
-//! addressed by the sha256 digest of their content, and tags pointing at
-//! digests (like an OCI registry, on disk).
+//! addressed by the digest of the OCI image they make (`paved_oci`), and
+//! tags pointing at digests (like an OCI registry, on disk). The image's
+//! blobs are kept beside the unpacked bundle (`oci/`), so the artifact a
+//! local environment runs is the very image a registry is sent later.
 //!
 //! A bundle is a directory with a `bundle.json` (`entrypoint`, `cmd`, like
 //! an image config) and the files the program needs; absolute paths in a
@@ -8,7 +10,6 @@
 
 use crate::fsutil::{self, FileLock};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -24,7 +25,7 @@ pub struct Manifest {
 /// An image found in the store.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Image {
-    /// `sha256:…` of the bundle's content.
+    /// `sha256:…` of the OCI image the bundle makes.
     pub digest: String,
     /// The bundle's root directory.
     pub root: PathBuf,
@@ -44,6 +45,11 @@ impl ImageStore {
         self.dir.join("blobs").join("sha256").join(hex)
     }
 
+    /// The OCI blobs of every image imported.
+    pub fn oci(&self) -> paved_oci::Layout {
+        paved_oci::Layout::new(self.dir.join("oci"))
+    }
+
     fn tags_file(&self) -> PathBuf {
         self.dir.join("tags.json")
     }
@@ -57,9 +63,11 @@ impl ImageStore {
     /// digest (like `docker tag`), the old content stays addressable.
     pub fn import(&self, src: &Path, tags: &[String]) -> Result<String, String> {
         let manifest_path = src.join("bundle.json");
-        let _: Manifest = fsutil::read_json(&manifest_path)?
+        let manifest: Manifest = fsutil::read_json(&manifest_path)?
             .ok_or_else(|| format!("{} is not a bundle: it has no bundle.json", src.display()))?;
-        let hex = digest_dir(src)?;
+        let image = paved_oci::Image::of_bundle(src, &manifest.entrypoint, &manifest.cmd).map_err(|e| e.to_string())?;
+        self.oci().write(&image).map_err(|e| e.to_string())?;
+        let hex = paved_oci::hex_of(image.digest()).map_err(|e| e.to_string())?.to_string();
         let dest = self.blob(&hex);
         if !dest.exists() {
             let tmp = self.dir.join("blobs").join(format!(".incoming-{hex}-{}", std::process::id()));
@@ -110,43 +118,6 @@ fn normalise(reference: &str) -> String {
     if last.contains(':') { reference.to_string() } else { format!("{reference}:latest") }
 }
 
-/// The digest of a directory: every regular file's relative path, executable
-/// bit and content, in path order.
-pub fn digest_dir(root: &Path) -> Result<String, String> {
-    let mut files = Vec::new();
-    walk(root, root, &mut files)?;
-    files.sort();
-    let mut h = Sha256::new();
-    for rel in files {
-        let path = root.join(&rel);
-        let meta = std::fs::metadata(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-        let exec = std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o111 != 0;
-        let bytes = std::fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-        h.update(rel.as_bytes());
-        h.update([0, exec as u8]);
-        h.update((bytes.len() as u64).to_be_bytes());
-        h.update(&bytes);
-    }
-    Ok(hex::encode(h.finalize()))
-}
-
-fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) -> Result<(), String> {
-    let entries = std::fs::read_dir(dir).map_err(|e| format!("cannot read {}: {e}", dir.display()))?;
-    for e in entries.flatten() {
-        let path = e.path();
-        let ty = e.file_type().map_err(|e| e.to_string())?;
-        if ty.is_dir() {
-            walk(root, &path, out)?;
-        } else if ty.is_file() {
-            let rel = path.strip_prefix(root).map_err(|e| e.to_string())?;
-            out.push(rel.to_string_lossy().into_owned());
-        } else {
-            return Err(format!("{}: bundles hold regular files and directories only", path.display()));
-        }
-    }
-    Ok(())
-}
-
 fn copy_tree(src: &Path, dest: &Path) -> Result<(), String> {
     std::fs::create_dir_all(dest).map_err(|e| format!("cannot create {}: {e}", dest.display()))?;
     for e in std::fs::read_dir(src).map_err(|e| format!("cannot read {}: {e}", src.display()))?.flatten() {
@@ -181,6 +152,8 @@ mod tests {
         assert_eq!(d1, d2);
         let img = store.resolve("example/app:1").unwrap();
         assert_eq!(img.digest, d1);
+        // The digest is the OCI image's, whose blobs are kept for a registry.
+        assert_eq!(store.oci().read(&d1).unwrap().digest(), d1);
         assert_eq!(img.manifest.entrypoint, ["/bin/app"]);
         assert_eq!(store.resolve(&format!("example/app@{d1}")).unwrap().root, img.root);
     }

@@ -115,6 +115,21 @@ pub fn target_group_name(environment: &str) -> String {
     format!("paved-{environment}")
 }
 
+/// The host of an account's ECR registry in a region: what image
+/// references name and the cluster pulls from
+/// (<https://docs.aws.amazon.com/AmazonECR/latest/userguide/Registries.html>;
+/// China's regions end in `.amazonaws.com.cn`).
+pub fn ecr_registry(account_id: &str, region: &str) -> String {
+    let suffix = if region.starts_with("cn-") { "amazonaws.com.cn" } else { "amazonaws.com" };
+    format!("{account_id}.dkr.ecr.{region}.{suffix}")
+}
+
+/// The ECR repository of a service's artifacts (one per service and
+/// account/region, shared by its environments there, created on first push).
+pub fn ecr_repository(service: &str) -> String {
+    format!("paved/{service}")
+}
+
 /// The IAM role a service's pods act as in an environment.
 pub fn service_role_name(environment: &str, service: &str) -> String {
     format!("paved-{environment}-{service}")

@@ -187,6 +187,12 @@ impl From<ControlError> for ApiError {
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "no-gitops-repository", e.to_string())
             }
             e @ ControlError::GitOps(_) => ApiError::new(StatusCode::BAD_GATEWAY, "delivery-failed", e.to_string()),
+            e @ ControlError::Artifact(paved_control::ArtifactError::BadEndpoints { .. }) => {
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "misconfigured", e.to_string())
+            }
+            e @ ControlError::Artifact(_) => {
+                ApiError::new(StatusCode::BAD_GATEWAY, "artifact-unavailable", e.to_string())
+            }
             ControlError::Unrenderable { environment, problems } => ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "unrenderable",

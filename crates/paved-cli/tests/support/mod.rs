@@ -502,3 +502,140 @@ pub fn pinned_examples(p: &Platform, gitops: Option<&str>) {
         p.ok_with_input(&["apply", "-f", "-"], &pinned);
     }
 }
+
+/// The emulator's dummy root: used by tests only, to install the trust (as
+/// a platform engineer would once) and to look at what exists.
+pub const AWS_ROOT: [(&str, &str); 3] =
+    [("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing"), ("AWS_DEFAULT_REGION", "eu-central-1")];
+
+/// Runs Python with boto3 as the emulator's root; its standard output.
+pub fn py(code: &str, args: &[&str]) -> String {
+    let out =
+        Command::new(python()).arg("-c").arg(code).args(args).envs(AWS_ROOT).stdin(Stdio::null()).output().unwrap();
+    assert!(out.status.success(), "python failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Installs the OIDC provider and role from `paved account trust-policy`.
+pub const TRUST: &str = r#"
+import json, sys, boto3
+endpoint, setup = sys.argv[1], json.loads(sys.argv[2])
+iam = boto3.client("iam", endpoint_url=endpoint)
+provider = setup["oidc_provider"]
+iam.create_open_id_connect_provider(Url=provider["url"], ClientIDList=provider["client_ids"])
+iam.create_role(RoleName=setup["role_arn"].split("/")[-1], AssumeRolePolicyDocument=json.dumps(setup["trust_policy"]))
+"#;
+
+/// A real OCI registry: Debian's `docker-registry` (distribution 2.8) on
+/// 127.0.0.1, filesystem storage in a temporary directory, stopped when dropped.
+pub struct OciRegistry {
+    child: Child,
+    pub dir: tempfile::TempDir,
+    pub url: String,
+}
+
+impl OciRegistry {
+    pub fn start() -> OciRegistry {
+        let dir = tempfile::Builder::new().prefix("paved-registry-").tempdir().unwrap();
+        let port = free_port();
+        let config = dir.path().join("config.yml");
+        let storage = dir.path().join("data");
+        std::fs::write(
+            &config,
+            format!(
+                "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n\
+                 http:\n  addr: 127.0.0.1:{port}\n",
+                storage.display()
+            ),
+        )
+        .unwrap();
+        let child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("the artifact tests need Debian's docker-registry package (distribution 2.8)");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "docker-registry did not listen on 127.0.0.1:{port}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        OciRegistry { child, dir, url: format!("http://127.0.0.1:{port}") }
+    }
+
+    /// The manifest `digest` of `repository` as any client is served it, if the registry has it.
+    pub fn manifest(&self, repository: &str, digest: &str) -> Option<Vec<u8>> {
+        let port: u16 = self.url.rsplit(':').next().unwrap().parse().unwrap();
+        let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        write!(
+            s,
+            "GET /v2/{repository}/manifests/{digest} HTTP/1.0\r\nHost: 127.0.0.1\r\n\
+             Accept: application/vnd.oci.image.manifest.v1+json\r\n\r\n"
+        )
+        .unwrap();
+        let mut raw = Vec::new();
+        s.read_to_end(&mut raw).unwrap();
+        let r = parse_response(&raw)?;
+        (r.status == 200).then_some(r.body)
+    }
+}
+
+impl Drop for OciRegistry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The example account's ECR registry in a region.
+pub fn ecr(region: &str) -> String {
+    format!("123456789012.dkr.ecr.{region}.amazonaws.com")
+}
+
+/// What a cluster deploy needs on AWS: moto for ECR's API (repositories,
+/// `GetAuthorizationToken`) with the account's trust installed, and a real
+/// registry for each of the examples' regions, which paved reaches through
+/// `PAVED_REGISTRY_ENDPOINTS` while manifests keep ECR's names.
+pub struct CloudArtifacts {
+    pub moto: Moto,
+    /// eu-central-1 (eu-dev), eu-west-1 (eu-staging, eu-prod).
+    pub registries: [OciRegistry; 2],
+}
+
+impl CloudArtifacts {
+    pub fn start(p: &mut Platform) -> CloudArtifacts {
+        let moto = Moto::start();
+        let setup = p.ok(&["account", "trust-policy", "aws-eu", "-o", "json"]);
+        py(TRUST, &[&moto.url, &setup]);
+        let registries = [OciRegistry::start(), OciRegistry::start()];
+        let endpoints =
+            format!("{}={},{}={}", ecr("eu-central-1"), registries[0].url, ecr("eu-west-1"), registries[1].url);
+        for (k, v) in [
+            ("AWS_ENDPOINT_URL", moto.url.clone()),
+            ("PAVED_REGISTRY_ENDPOINTS", endpoints),
+            ("AWS_ACCESS_KEY_ID", "AKIASTATICKEYNOTUSED".into()),
+            ("AWS_SECRET_ACCESS_KEY", "static-secret-not-used".into()),
+        ] {
+            p.env.push((k.into(), v));
+        }
+        CloudArtifacts { moto, registries }
+    }
+
+    /// ECR's settings of a repository in a region: (tag mutability, scan on push).
+    pub fn repository(&self, region: &str, name: &str) -> Option<(String, bool)> {
+        let out = py(
+            r#"
+import json, sys, boto3
+ecr = boto3.client("ecr", endpoint_url=sys.argv[1], region_name=sys.argv[2])
+try:
+    r = ecr.describe_repositories(repositoryNames=[sys.argv[3]])["repositories"][0]
+    print(json.dumps([r["imageTagMutability"], r["imageScanningConfiguration"]["scanOnPush"]]))
+except ecr.exceptions.RepositoryNotFoundException:
+    print("null")
+"#,
+            &[&self.moto.url, region, name],
+        );
+        serde_json::from_str::<Option<(String, bool)>>(out.trim()).unwrap()
+    }
+}
