@@ -5,7 +5,8 @@
 //! |---|---|---|
 //! | network | `aws.vpc`, `aws.subnet` (2 AZs per tier), `aws.internet-gateway`, `aws.nat-gateway` + `aws.eip`, `aws.route-table` | a /20 per environment from the blueprint's address space, no overlap within an account; subnets are /24s of it |
 //! | security baseline | `aws.kms-key` (alias `paved/ENV`, rotation on, key policy), `aws.flow-log` + `aws.log-group` (always on, KMS-encrypted) + `aws.iam-role` (may only write that group), `aws.security-group`, `aws.default-security-group` (empty: `security.defaultDeny`) | ingress only on declared ports; 0.0.0.0/0 only on the public load balancer's 443 and 80 |
-//! | compute | `aws.eks-cluster`, `aws.eks-node-group`, two `aws.iam-role`s (EKS's managed policies only) | private endpoint, secrets encrypted with the environment's key, control-plane logs; workloads come with the Kubernetes rendering |
+//! | compute | `aws.eks-cluster`, `aws.eks-node-group`, two `aws.iam-role`s (EKS's managed policies only), `aws.iam-oidc-provider` (the cluster's issuer, audience `sts.amazonaws.com`) | private endpoint, secrets encrypted with the environment's key, control-plane logs; workloads come with the Kubernetes rendering |
+//! | service (on a cluster) | `aws.iam-role` `paved-ENV-svc-SERVICE`: trusted only by the ServiceAccount `system:serviceaccount:ENV:SERVICE` through the cluster's OIDC provider (IRSA); its inline policy reaches only that service's buckets (objects, list), queues (send, receive, delete, attributes), its own secret `paved/ENV/SERVICE` (read) and the environment's key (decrypt, data keys) | <https://docs.aws.amazon.com/eks/latest/userguide/iam-roles-for-service-accounts.html>; the trust is built by the driver from `webIdentity`, because its condition keys name the issuer, an apply-time output |
 //! | ingress | `aws.lb` (application) | idle timeout, health check and TLS policy from the blueprint (see the normalised behaviours below) |
 //! | `postgres` | `aws.db-subnet-group`, `aws.rds-instance` | encrypted with the environment's key, never public, backups and multi-AZ from parameters, master password managed in Secrets Manager |
 //! | `s3` | `aws.s3-bucket` | KMS encryption, every public access blocked, versioning |
@@ -130,9 +131,73 @@ pub fn ecr_repository(service: &str) -> String {
     format!("paved/{service}")
 }
 
-/// The IAM role a service's pods act as in an environment.
+/// The IAM role a service's pods act as in an environment (`-svc-` keeps
+/// a service named like an environment role, `eks-nodes`, from colliding with it).
 pub fn service_role_name(environment: &str, service: &str) -> String {
-    format!("paved-{environment}-{service}")
+    format!("paved-{environment}-svc-{service}")
+}
+
+/// What a service's pod role is made of.
+struct PodRole<'a> {
+    env: &'a str,
+    svc: &'a str,
+    partition: &'a str,
+    region: &'a str,
+    account_id: &'a str,
+    oidc: &'a str,
+    kms: &'a str,
+    bindings: &'a BTreeMap<String, ResourceBinding>,
+    tags: Value,
+}
+
+/// The IAM role of a service's pods: trusted by its ServiceAccount only,
+/// allowed only its own buckets, queues, secret and the environment's key.
+fn pod_role(s: PodRole<'_>) -> Node {
+    let PodRole { env, svc, partition, region, account_id, oidc, kms, bindings, tags } = s;
+    let account = if account_id.is_empty() { "*" } else { account_id };
+    let mut statements = vec![
+        json!({"Sid": "OwnSecret", "Effect": "Allow",
+               "Action": ["secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"],
+               "Resource": format!("arn:{partition}:secretsmanager:{region}:{account}:secret:paved/{env}/{svc}-*")}),
+        json!({"Sid": "EnvironmentKey", "Effect": "Allow", "Action": ["kms:Decrypt", "kms:GenerateDataKey"],
+               "Resource": r(kms, "arn")}),
+    ];
+    let mut after = vec![oidc.to_string(), kms.to_string()];
+    let mut nodes: Vec<&str> = bindings.values().map(|b| b.node.as_str()).collect();
+    nodes.sort();
+    nodes.dedup();
+    for node in nodes {
+        if node.starts_with("aws.s3-bucket/") {
+            statements.push(json!({"Effect": "Allow", "Action": ["s3:ListBucket"], "Resource": r(node, "arn")}));
+            statements.push(json!({"Effect": "Allow", "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
+                                   "Resource": format!("${{ref:{node}.arn}}/*")}));
+        } else if node.starts_with("aws.sqs-queue/") {
+            statements.push(json!({"Effect": "Allow",
+                "Action": ["sqs:SendMessage", "sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility",
+                           "sqs:GetQueueAttributes", "sqs:GetQueueUrl"],
+                "Resource": r(node, "arn")}));
+        } else {
+            continue;
+        }
+        after.push(node.to_string());
+    }
+    Node::new(
+        "aws.iam-role",
+        &format!("{env}-svc-{svc}"),
+        json!({
+            "name": service_role_name(env, svc),
+            "webIdentity": {
+                "provider": r(oidc, "arn"),
+                "issuer": r(oidc, "issuer"),
+                "subject": format!("system:serviceaccount:{env}:{svc}"),
+                "audience": "sts.amazonaws.com",
+            },
+            "policy": {"Version": "2012-10-17", "Statement": statements},
+            "tags": tags,
+        }),
+    )
+    .after(after)
+    .outputs(&["arn"])
 }
 
 fn seconds(d: &paved_model::SpecDuration) -> u64 {
@@ -520,9 +585,20 @@ pub fn translate_with_bindings(input: &PlanInput<'_>) -> Result<Translation, Vec
                 "tags": tags(None),
             }),
         )
-        .after(private.iter().cloned().chain([cluster, node_role]))
+        .after(private.iter().cloned().chain([cluster.clone(), node_role]))
         .immutable(&["instanceType"])
         .outputs(&["arn"]),
+    );
+
+    // Pods act as their service's role, trusted through the cluster's issuer (IRSA).
+    let oidc = g.add(
+        Node::new(
+            "aws.iam-oidc-provider",
+            env,
+            json!({"url": r(&cluster, "oidcIssuer"), "clientIds": ["sts.amazonaws.com"], "tags": tags(None)}),
+        )
+        .after([cluster.clone()])
+        .outputs(&["arn", "issuer"]),
     );
 
     let mut shared = resolve::SharedResources::default();
@@ -737,6 +813,17 @@ pub fn translate_with_bindings(input: &PlanInput<'_>) -> Result<Translation, Vec
                 }
             }
         }
+        g.add(pod_role(PodRole {
+            env,
+            svc,
+            partition,
+            region,
+            account_id: &account_id,
+            oidc: &oidc,
+            kms: &kms,
+            bindings: &bindings,
+            tags: tags(Some(svc)),
+        }));
         all_bindings.insert(svc.to_string(), bindings);
     }
     for (key, clients) in db_clients {

@@ -61,6 +61,8 @@ impl EksCluster {
             ("arn".to_string(), json!(c.arn())),
             ("endpoint".to_string(), json!(c.endpoint())),
             ("name".to_string(), json!(c.name())),
+            // The issuer of the cluster's ServiceAccount tokens (IRSA trusts it).
+            ("oidcIssuer".to_string(), json!(c.identity().and_then(|i| i.oidc()).and_then(|o| o.issuer()))),
         ])
     }
 }

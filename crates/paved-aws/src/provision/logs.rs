@@ -201,6 +201,27 @@ impl Role {
             .collect()
     }
 
+    /// The trust policy: `assumeRolePolicy` as given, or the one a
+    /// `webIdentity` (a cluster's ServiceAccount, IRSA) stands for.
+    fn trust(r: &Resource) -> Result<String, DriverError> {
+        let p = Props::of(r);
+        match p.value("webIdentity") {
+            Value::Null => p.document("assumeRolePolicy"),
+            web => super::identity::web_identity_trust(web)
+                .map(|t| t.to_string())
+                .map_err(|e| DriverError::Permanent(format!("{}: {e}", r.id))),
+        }
+    }
+
+    /// The observed trust as the desired properties express it.
+    fn trust_properties(r: &Resource, properties: &mut Value, trust: Option<Value>) {
+        if Props::of(r).value("webIdentity").is_null() {
+            properties["assumeRolePolicy"] = trust.unwrap_or(Value::Null);
+        } else {
+            properties["webIdentity"] = trust.map_or(Value::Null, |t| super::identity::web_identity_of(&t));
+        }
+    }
+
     /// Sets the trust policy, the inline policy and the managed policies.
     async fn configure(&self, r: &Resource) -> Result<Outputs, DriverError> {
         let p = Props::of(r);
@@ -208,7 +229,7 @@ impl Role {
         let iam = &self.0.iam;
         iam.update_assume_role_policy()
             .role_name(name)
-            .policy_document(p.document("assumeRolePolicy")?)
+            .policy_document(Self::trust(r)?)
             .send()
             .await
             .map_err(|e| failed("UpdateAssumeRolePolicy", e))?;
@@ -257,10 +278,10 @@ impl Driver for Role {
         };
         let mut properties = json!({
             "name": name,
-            "assumeRolePolicy": role.assume_role_policy_document().map(policy),
             "policy": inline,
             "tags": tags_value(role.tags().iter().map(|t| (t.key(), t.value()))),
         });
+        Self::trust_properties(r, &mut properties, role.assume_role_policy_document().map(policy));
         if !Props::of(r).value("managedPolicyArns").is_null() {
             properties["managedPolicyArns"] = super::props::like(
                 Props::of(r).value("managedPolicyArns"),
@@ -300,10 +321,10 @@ impl Driver for Role {
                         .map_or(Value::Null, policy);
                     let mut properties = json!({
                         "name": d.role_name(),
-                        "assumeRolePolicy": d.assume_role_policy_document().map(policy),
                         "policy": inline,
                         "tags": tags_value(d.tags().iter().map(|t| (t.key(), t.value()))),
                     });
+                    Self::trust_properties(r, &mut properties, d.assume_role_policy_document().map(policy));
                     if !Props::of(r).value("managedPolicyArns").is_null() {
                         let attached = d
                             .attached_managed_policies()
@@ -328,7 +349,7 @@ impl Driver for Role {
             .iam
             .create_role()
             .role_name(p.str("name")?)
-            .assume_role_policy_document(p.document("assumeRolePolicy")?)
+            .assume_role_policy_document(Self::trust(r)?)
             .set_tags(Some(Self::tags(r)))
             .send()
             .await;

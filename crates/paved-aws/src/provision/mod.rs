@@ -18,6 +18,7 @@
 mod cluster;
 mod data;
 mod errors;
+mod identity;
 mod keys;
 mod logs;
 mod network;
@@ -119,6 +120,7 @@ pub fn drivers(session: Session) -> Drivers {
         .with("aws.flow-log", d(Arc::new(network::FlowLog(s.clone()))))
         .with("aws.log-group", d(Arc::new(logs::LogGroup(s.clone()))))
         .with("aws.iam-role", d(Arc::new(logs::Role(s.clone()))))
+        .with("aws.iam-oidc-provider", d(Arc::new(identity::OidcProvider(s.clone()))))
         .with("aws.eks-cluster", d(Arc::new(cluster::EksCluster(s.clone()))))
         .with("aws.eks-node-group", d(Arc::new(cluster::EksNodeGroup(s.clone()))))
         .with("aws.lb", d(Arc::new(cluster::LoadBalancer(s.clone()))))
