@@ -73,7 +73,8 @@ def main():
 
     work = pathlib.Path(tempfile.mkdtemp(prefix="paved-aws-bench-"))
     moto_port, proxy_port = free_port(), free_port()
-    moto = subprocess.Popen([str(pathlib.Path(PY).with_name("moto_server")), "-H", "127.0.0.1", "-p", str(moto_port)],
+    moto = subprocess.Popen([PY, str(ROOT / "crates/paved-cli/tests/support/moto_server.py"),
+                             "-H", "127.0.0.1", "-p", str(moto_port)],
                             env={**os.environ, "MOTO_IAM_LOAD_MANAGED_POLICIES": "true"},
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     proxy = subprocess.Popen([PY, str(ROOT / "crates/paved-cli/tests/support/aws_proxy.py"), str(proxy_port),

@@ -31,7 +31,7 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 wait_port() { for _ in $(seq 300); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return; sleep 0.1; done; echo "nothing listens on $1" >&2; exit 1; }
 
 moto_port=$(free_port)
-MOTO_IAM_LOAD_MANAGED_POLICIES=true "$(dirname "$py")/moto_server" -H 127.0.0.1 -p "$moto_port" >/dev/null 2>&1 &
+MOTO_IAM_LOAD_MANAGED_POLICIES=true "$py" crates/paved-cli/tests/support/moto_server.py -H 127.0.0.1 -p "$moto_port" >/dev/null 2>&1 &
 pids+=($!)
 registry_port=$(free_port)
 printf 'version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: %s\nhttp:\n  addr: 127.0.0.1:%s\n' \

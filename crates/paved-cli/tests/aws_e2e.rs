@@ -54,13 +54,29 @@ out["db-subnet-group"] = len([g for g in rds.describe_db_subnet_groups()["DBSubn
 out["rds-instance"] = len([d for d in rds.describe_db_instances()["DBInstances"] if d["DBInstanceIdentifier"].startswith(f"paved-{env}-")])
 out["s3-bucket"] = len([b for b in c("s3").list_buckets()["Buckets"] if f"-{env}-" in b["Name"]])
 out["sqs-queue"] = len([q for q in c("sqs").list_queues(QueueNamePrefix=f"paved-{env}-").get("QueueUrls", [])])
+iam = c("iam")
+out["iam-oidc-provider"] = len([p for p in iam.list_open_id_connect_providers()["OpenIDConnectProviderList"]
+    if {"Key": "paved:environment", "Value": env} in iam.get_open_id_connect_provider(OpenIDConnectProviderArn=p["Arn"]).get("Tags", [])])
 print(json.dumps(out))
 "#;
 
+/// A service's pod role as IAM has it: its trust, its inline policy, and
+/// the issuer of the environment's cluster.
+const POD_ROLE: &str = r#"
+import json, sys, boto3
+endpoint, env, region, service = sys.argv[1:5]
+iam = boto3.client("iam", endpoint_url=endpoint)
+role = iam.get_role(RoleName=f"paved-{env}-svc-{service}")["Role"]
+policy = iam.get_role_policy(RoleName=role["RoleName"], PolicyName="paved")["PolicyDocument"]
+issuer = boto3.client("eks", endpoint_url=endpoint, region_name=region).describe_cluster(name=f"paved-{env}")["cluster"]["identity"]["oidc"]["issuer"]
+print(json.dumps({"trust": role["AssumeRolePolicyDocument"], "policy": policy, "issuer": issuer}))
+"#;
+
 /// Edits made in the "console": a port opened to the world, a backup
-/// retention changed, a tag removed, a subnet deleted.
+/// retention changed, a tag removed, a subnet deleted, a pod role's trust
+/// widened to every ServiceAccount.
 const CONSOLE_EDITS: &str = r#"
-import sys, boto3
+import json, sys, boto3
 endpoint, env, region = sys.argv[1:4]
 ec2 = boto3.client("ec2", endpoint_url=endpoint, region_name=region)
 by_name = lambda name: [{"Name": "tag:Name", "Values": [name]}]
@@ -72,6 +88,13 @@ vpc = ec2.describe_vpcs(Filters=by_name(f"paved-{env}-{env}"))["Vpcs"][0]["VpcId
 ec2.delete_tags(Resources=[vpc], Tags=[{"Key": "paved:blueprint"}])
 subnet = ec2.describe_subnets(Filters=by_name(f"paved-{env}-{env}-public-b"))["Subnets"][0]["SubnetId"]
 ec2.delete_subnet(SubnetId=subnet)
+iam = boto3.client("iam", endpoint_url=endpoint)
+try:
+    trust = iam.get_role(RoleName=f"paved-{env}-svc-archive")["Role"]["AssumeRolePolicyDocument"]
+    trust["Statement"][0]["Condition"] = {"StringLike": {k: "*" for k in trust["Statement"][0]["Condition"]["StringEquals"]}}
+    iam.update_assume_role_policy(RoleName=f"paved-{env}-svc-archive", PolicyDocument=json.dumps(trust))
+except iam.exceptions.NoSuchEntityException:
+    pass  # the archive service is not in this test's environment
 "#;
 
 struct Aws {
@@ -175,6 +198,37 @@ fn the_aws_examples_apply_keylessly_on_the_emulator_and_a_second_apply_changes_n
     let commits = git.git(&["rev-list", "--count", "main"]);
     assert_eq!(commits.trim(), ENVIRONMENTS.len().to_string());
 
+    // The archive's pods act as its own role: trusted only by its
+    // ServiceAccount through the cluster's issuer, allowed only its bucket,
+    // its queue, its secret and the environment's key.
+    let role: Value =
+        serde_json::from_str(&py(POD_ROLE, &[&aws.moto.url, "eu-dev", "eu-central-1", "archive"])).unwrap();
+    let issuer = role["issuer"].as_str().unwrap().trim_start_matches("https://");
+    let trust = &role["trust"]["Statement"][0];
+    assert_eq!(trust["Action"], "sts:AssumeRoleWithWebIdentity");
+    assert!(trust["Principal"]["Federated"].as_str().unwrap().ends_with(&format!(":oidc-provider/{issuer}")), "{role}");
+    assert_eq!(trust["Condition"]["StringEquals"][format!("{issuer}:sub")], "system:serviceaccount:eu-dev:archive");
+    assert_eq!(trust["Condition"]["StringEquals"][format!("{issuer}:aud")], "sts.amazonaws.com");
+    let resources: Vec<String> = role["policy"]["Statement"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|s| match &s["Resource"] {
+            Value::Array(a) => a.iter().map(|r| r.as_str().unwrap().to_string()).collect(),
+            r => vec![r.as_str().unwrap().to_string()],
+        })
+        .collect();
+    assert!(
+        resources.iter().all(|r| !r.contains('*') || r.ends_with("/*") || r.ends_with("paved/eu-dev/archive-*")),
+        "{resources:?}"
+    );
+    assert!(resources.iter().any(|r| r.starts_with("arn:aws:s3:::") && r.contains("-eu-dev-")), "{resources:?}");
+    assert!(resources.iter().any(|r| r.starts_with("arn:aws:sqs:eu-central-1:")), "{resources:?}");
+    assert!(
+        resources
+            .contains(&"arn:aws:secretsmanager:eu-central-1:123456789012:secret:paved/eu-dev/archive-*".to_string())
+    );
+
     // A second apply reads, and changes nothing.
     for (env, _) in ENVIRONMENTS {
         aws.proxy.reset();
@@ -218,6 +272,12 @@ fn the_aws_examples_apply_keylessly_on_the_emulator_and_a_second_apply_changes_n
     let tag = change("aws.vpc/eu-dev", "tags.paved:blueprint");
     assert_eq!(tag["after"], Value::Null);
     assert_eq!(node("aws.subnet/eu-dev-public-b")["status"], json!("missing"));
+    // A trust widened to every ServiceAccount is no longer the archive's alone.
+    let widened = change("aws.iam-role/eu-dev-svc-archive", "webIdentity.subject");
+    assert_eq!(
+        (widened["before"].clone(), widened["after"].clone()),
+        (json!("system:serviceaccount:eu-dev:archive"), Value::Null)
+    );
 
     // The same findings from one sweep over every environment, in fewer calls than one read per resource.
     aws.proxy.reset();

@@ -137,7 +137,7 @@ fn a_service_account_carries_the_cloud_identity_and_mounts_no_token() {
     let sa = object(&t, "ServiceAccount", "api");
     assert_eq!(
         sa["metadata"]["annotations"]["eks.amazonaws.com/role-arn"],
-        "arn:aws:iam::123456789012:role/paved-eu-dev-api"
+        "arn:aws:iam::123456789012:role/paved-eu-dev-svc-api"
     );
     assert_eq!(sa["automountServiceAccountToken"], false);
     let pod = &object(&t, "Deployment", "api")["spec"]["template"]["spec"];

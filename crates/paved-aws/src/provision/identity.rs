@@ -30,7 +30,12 @@ impl OidcProvider {
             .send()
             .await
             .map_err(|e| failed("ListOpenIDConnectProviders", e))?;
-        Ok(out.open_id_connect_provider_list().iter().filter_map(|p| p.arn()).find(|a| a.ends_with(&want)).map(str::to_string))
+        Ok(out
+            .open_id_connect_provider_list()
+            .iter()
+            .filter_map(|p| p.arn())
+            .find(|a| a.ends_with(&want))
+            .map(str::to_string))
     }
 
     fn outputs(arn: &str, r: &Resource) -> Result<Outputs, DriverError> {
@@ -190,7 +195,8 @@ mod tests {
         assert_eq!(web_identity_of(&trust), web);
         // A condition loosened in the console (any ServiceAccount) is not the same trust.
         let mut loose = trust.clone();
-        loose["Statement"][0]["Condition"] = json!({"StringLike": {"oidc.eks.eu-central-1.amazonaws.com/id/AB:sub": "*"}});
+        loose["Statement"][0]["Condition"] =
+            json!({"StringLike": {"oidc.eks.eu-central-1.amazonaws.com/id/AB:sub": "*"}});
         assert_eq!(web_identity_of(&loose), Value::Null);
         let mut extra = trust;
         extra["Statement"].as_array_mut().unwrap().push(json!({"Effect": "Allow", "Principal": "*"}));

@@ -276,14 +276,15 @@ pub struct Moto {
 impl Moto {
     pub fn start() -> Moto {
         let python = PathBuf::from(python());
-        let server = python.with_file_name("moto_server");
         assert!(
-            server.exists(),
-            "{} missing: the AWS tests need moto (scripts/test installs `moto[server]` into its virtualenv)",
-            server.display()
+            python.with_file_name("moto_server").exists(),
+            "{}: the AWS tests need moto (scripts/test installs `moto[server]` into its virtualenv)",
+            python.display()
         );
         let port = free_port();
-        let child = Command::new(&server)
+        // moto's server with each EKS cluster given its own OIDC issuer, as AWS does.
+        let child = Command::new(&python)
+            .arg(repo_root().join("crates/paved-cli/tests/support/moto_server.py"))
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             // AWS's managed policies (EKS's roles attach them) exist in every real account.
             .env("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
