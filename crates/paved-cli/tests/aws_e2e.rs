@@ -54,6 +54,8 @@ out["db-subnet-group"] = len([g for g in rds.describe_db_subnet_groups()["DBSubn
 out["rds-instance"] = len([d for d in rds.describe_db_instances()["DBInstances"] if d["DBInstanceIdentifier"].startswith(f"paved-{env}-")])
 out["s3-bucket"] = len([b for b in c("s3").list_buckets()["Buckets"] if f"-{env}-" in b["Name"]])
 out["sqs-queue"] = len([q for q in c("sqs").list_queues(QueueNamePrefix=f"paved-{env}-").get("QueueUrls", [])])
+out["secret"] = len([x for x in c("secretsmanager").list_secrets()["SecretList"]
+    if x["Name"].startswith(f"paved/{env}/") and "DeletedDate" not in x])
 iam = c("iam")
 out["iam-oidc-provider"] = len([p for p in iam.list_open_id_connect_providers()["OpenIDConnectProviderList"]
     if {"Key": "paved:environment", "Value": env} in iam.get_open_id_connect_provider(OpenIDConnectProviderArn=p["Arn"]).get("Tags", [])])
@@ -70,6 +72,21 @@ role = iam.get_role(RoleName=f"paved-{env}-svc-{service}")["Role"]
 policy = iam.get_role_policy(RoleName=role["RoleName"], PolicyName="paved")["PolicyDocument"]
 issuer = boto3.client("eks", endpoint_url=endpoint, region_name=region).describe_cluster(name=f"paved-{env}")["cluster"]["identity"]["oidc"]["issuer"]
 print(json.dumps({"trust": role["AssumeRolePolicyDocument"], "policy": policy, "issuer": issuer}))
+"#;
+
+/// A service's secret in Secrets Manager, as the cluster's External Secrets
+/// Operator reads it, and the master password RDS keeps for the database.
+const SERVICE_SECRET: &str = r#"
+import json, sys, boto3
+endpoint, env, region, service = sys.argv[1:5]
+sm = boto3.client("secretsmanager", endpoint_url=endpoint, region_name=region)
+described = sm.describe_secret(SecretId=f"paved/{env}/{service}")
+value = json.loads(sm.get_secret_value(SecretId=f"paved/{env}/{service}")["SecretString"])
+rds = boto3.client("rds", endpoint_url=endpoint, region_name=region)
+db = rds.describe_db_instances(DBInstanceIdentifier=f"paved-{env}-payments-db")["DBInstances"][0]
+master = json.loads(sm.get_secret_value(SecretId=db["MasterUserSecret"]["SecretArn"])["SecretString"])
+print(json.dumps({"kms": described.get("KmsKeyId"), "value": value, "password": master["password"],
+                  "host": db["Endpoint"]["Address"]}))
 "#;
 
 /// Edits made in the "console": a port opened to the world, a backup
@@ -95,6 +112,8 @@ try:
     iam.update_assume_role_policy(RoleName=f"paved-{env}-svc-archive", PolicyDocument=json.dumps(trust))
 except iam.exceptions.NoSuchEntityException:
     pass  # the archive service is not in this test's environment
+sm = boto3.client("secretsmanager", endpoint_url=endpoint, region_name=region)
+sm.put_secret_value(SecretId=f"paved/{env}/api", SecretString=json.dumps({"DATABASE_URL": "postgres://attacker@evil:5432/x"}))
 "#;
 
 struct Aws {
@@ -229,6 +248,17 @@ fn the_aws_examples_apply_keylessly_on_the_emulator_and_a_second_apply_changes_n
             .contains(&"arn:aws:secretsmanager:eu-central-1:123456789012:secret:paved/eu-dev/archive-*".to_string())
     );
 
+    // api's DATABASE_URL (a resource output with the database's password)
+    // is in its own secret, under the environment's key, resolved: what the
+    // ExternalSecret of its manifest brings into the namespace.
+    let secret: Value =
+        serde_json::from_str(&py(SERVICE_SECRET, &[&aws.moto.url, "eu-dev", "eu-central-1", "api"])).unwrap();
+    let url = secret["value"]["DATABASE_URL"].as_str().unwrap();
+    let password = secret["password"].as_str().unwrap();
+    assert!(url.contains(&format!(":{password}@{}:", secret["host"].as_str().unwrap())), "{secret}");
+    assert!(secret["kms"].as_str().unwrap().starts_with("arn:aws:kms:eu-central-1:"), "{secret}");
+    assert!(!aws.ok(&["plan", "-e", "eu-dev", "-o", "json"]).contains(password), "a plan never holds a value");
+
     // A second apply reads, and changes nothing.
     for (env, _) in ENVIRONMENTS {
         aws.proxy.reset();
@@ -272,6 +302,13 @@ fn the_aws_examples_apply_keylessly_on_the_emulator_and_a_second_apply_changes_n
     let tag = change("aws.vpc/eu-dev", "tags.paved:blueprint");
     assert_eq!(tag["after"], Value::Null);
     assert_eq!(node("aws.subnet/eu-dev-public-b")["status"], json!("missing"));
+    // A secret value overwritten in the console is drift, and neither side of it is shown.
+    let overwritten = change("aws.secret/api", "values.DATABASE_URL");
+    assert_eq!((overwritten["before"].clone(), overwritten["after"].clone()), (json!("<secret>"), json!("<secret>")));
+    assert!(
+        !String::from_utf8_lossy(&out.stdout).contains(password)
+            && !String::from_utf8_lossy(&out.stdout).contains("attacker")
+    );
     // A trust widened to every ServiceAccount is no longer the archive's alone.
     let widened = change("aws.iam-role/eu-dev-svc-archive", "webIdentity.subject");
     assert_eq!(

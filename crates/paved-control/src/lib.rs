@@ -6,6 +6,7 @@
 
 pub mod argocd;
 mod artifacts;
+mod cluster_secrets;
 mod deploy;
 mod dora;
 pub mod git;
@@ -231,10 +232,20 @@ impl Control {
             addresses,
             releases,
         };
-        paved_plan::plan(&input).map_err(|errors| ControlError::Unplannable {
+        let mut graph = paved_plan::plan(&input).map_err(|errors| ControlError::Unplannable {
             environment: environment.metadata.name.clone(),
             problems: errors.iter().map(|e| e.to_string()).collect(),
-        })
+        })?;
+        // A cluster's services read their output-holding values from the
+        // cloud's secret store: the apply writes them there. What cannot be
+        // rendered is told by the delivery, not here.
+        if c.account.spec.provider == Provider::Aws
+            && c.blueprint.spec.compute.runtime == paved_model::blueprint::Runtime::Cluster
+            && let Ok(tree) = paved_k8s::render(&input)
+        {
+            cluster_secrets::add_aws(&mut graph, &tree);
+        }
+        Ok(graph)
     }
 
     /// What a plan of `environment` depends on besides the specs: the

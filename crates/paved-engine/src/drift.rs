@@ -69,6 +69,7 @@ impl Engine {
             env: usize,
             node: paved_plan::Node,
             resource: crate::Resource,
+            masked: std::collections::BTreeSet<String>,
         }
         let mut reports = Vec::new();
         let mut by_kind: BTreeMap<String, Vec<Pending>> = BTreeMap::new();
@@ -97,6 +98,7 @@ impl Engine {
                         env: i,
                         node: node.clone(),
                         resource,
+                        masked: masked_fields(&graph, node),
                     }),
                     Err(e) => {
                         known.insert(id.clone(), status_of(DriftStatus::Unreadable { error: e.to_string() }));
@@ -112,7 +114,7 @@ impl Engine {
             let observed = driver.observe_all(&resources).await;
             for (p, observation) in pending.iter().zip(observed) {
                 let secrets = &environments[p.env].2;
-                statuses[p.env].insert(p.node.id(), compare(&p.node, &p.resource, observation, secrets));
+                statuses[p.env].insert(p.node.id(), compare(&p.node, &p.resource, observation, secrets, &p.masked));
             }
         }
         Ok(reports
@@ -126,12 +128,35 @@ impl Engine {
     }
 }
 
+/// The fields of a node that a secret or a sensitive output feeds: masked
+/// whole in a report (the observed side may hold an earlier version, which
+/// `secrets` does not know, and a sensitive output is never shown).
+fn masked_fields(graph: &paved_plan::ResourceGraph, node: &paved_plan::Node) -> std::collections::BTreeSet<String> {
+    let sensitive = |text: &str| {
+        text.split("${ref:").skip(1).any(|tail| {
+            let reference = tail.split('}').next().unwrap_or_default();
+            reference
+                .rsplit_once('.')
+                .is_some_and(|(id, output)| graph.nodes.get(id).is_some_and(|n| n.sensitive.contains(output)))
+        })
+    };
+    paved_plan::leaf_fields(&node.properties)
+        .into_iter()
+        .filter(|(_, v)| {
+            let text = v.to_string();
+            text.contains("${secret:") || sensitive(&text)
+        })
+        .map(|(field, _)| field)
+        .collect()
+}
+
 /// One node's drift from what its driver observed.
 fn compare(
     node: &paved_plan::Node,
     resource: &crate::Resource,
     observation: Result<crate::Observation, crate::DriverError>,
     secrets: &SecretValues,
+    secret_fields: &std::collections::BTreeSet<String>,
 ) -> NodeDrift {
     let id = node.id();
     let status_of = |status| NodeDrift { id: id.clone(), status, changes: Vec::new() };
@@ -139,13 +164,6 @@ fn compare(
         Err(e) => status_of(DriftStatus::Unreadable { error: secrets.redact(&e.to_string()) }),
         Ok(crate::Observation::Absent) => status_of(DriftStatus::Missing),
         Ok(crate::Observation::Present { properties, .. }) => {
-            // Fields fed by a secret are masked whole: the observed side may
-            // hold an earlier version, which `secrets` does not know.
-            let secret_fields: std::collections::BTreeSet<String> = paved_plan::leaf_fields(&node.properties)
-                .into_iter()
-                .filter(|(_, v)| v.to_string().contains("${secret:"))
-                .map(|(field, _)| field)
-                .collect();
             let mask = |field: &str, v: serde_json::Value| {
                 if secret_fields.contains(field) {
                     serde_json::Value::String(crate::REDACTED.into())

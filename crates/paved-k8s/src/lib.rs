@@ -76,7 +76,8 @@ pub struct Tree {
     /// Service → key of its `SERVICE-env` Secret → the value with its
     /// references (`${ref:NODE.OUTPUT}`, `${secret:SERVICE/NAME}`, `$${` for
     /// a literal `${`). paved resolves these and writes them to the cloud's
-    /// secret store at delivery; they never enter the tree.
+    /// secret store when it applies the environment (pending services'
+    /// too); they never enter the tree.
     pub secrets: BTreeMap<String, BTreeMap<String, String>>,
     /// Services not rendered, and why (no digest to run yet).
     pub pending: BTreeMap<String, String>,
@@ -222,7 +223,15 @@ pub fn render(input: &PlanInput<'_>) -> Result<Tree, Vec<RenderError>> {
     let mut routed: Option<String> = None;
     for w in &scope.services {
         let name = w.metadata.name.as_str();
+        let bindings = translation.bindings.get(name).cloned().unwrap_or_default();
         let Some(image) = workload::image(&scope, w) else {
+            // Its secret store entry exists before its first deploy (the
+            // values do not depend on the image), so a deploy needs no apply.
+            if let Ok(out) = workload::render(&scope, w, "pending", &bindings, &mut None)
+                && !out.secrets.is_empty()
+            {
+                tree.secrets.insert(name.into(), out.secrets);
+            }
             tree.pending.insert(
                 name.into(),
                 format!(
@@ -231,7 +240,6 @@ pub fn render(input: &PlanInput<'_>) -> Result<Tree, Vec<RenderError>> {
             );
             continue;
         };
-        let bindings = translation.bindings.get(name).cloned().unwrap_or_default();
         match workload::render(&scope, w, &image, &bindings, &mut routed) {
             Ok(out) => {
                 need.add(&out.budget);
@@ -258,6 +266,12 @@ pub fn render(input: &PlanInput<'_>) -> Result<Tree, Vec<RenderError>> {
         )),
     }
     Ok(tree)
+}
+
+/// The cloud secret a service's values are kept in (`paved/ENV/SERVICE`),
+/// which its `ExternalSecret` reads.
+pub fn secret_name(env: &str, service: &str) -> String {
+    Cloud::secret_name(env, service)
 }
 
 /// The labels every object of the environment carries.

@@ -23,6 +23,7 @@ mod keys;
 mod logs;
 mod network;
 mod props;
+mod secret;
 
 use crate::{BrokeredCredentials, ClientConfig};
 use aws_credential_types::provider::SharedCredentialsProvider;
@@ -121,6 +122,7 @@ pub fn drivers(session: Session) -> Drivers {
         .with("aws.log-group", d(Arc::new(logs::LogGroup(s.clone()))))
         .with("aws.iam-role", d(Arc::new(logs::Role(s.clone()))))
         .with("aws.iam-oidc-provider", d(Arc::new(identity::OidcProvider(s.clone()))))
+        .with("aws.secret", d(Arc::new(secret::Secret(s.clone()))))
         .with("aws.eks-cluster", d(Arc::new(cluster::EksCluster(s.clone()))))
         .with("aws.eks-node-group", d(Arc::new(cluster::EksNodeGroup(s.clone()))))
         .with("aws.lb", d(Arc::new(cluster::LoadBalancer(s.clone()))))
