@@ -6,8 +6,8 @@
 //!
 //! | concern | AWS (EKS) | why this one |
 //! |---|---|---|
-//! | pod identity | IRSA: ServiceAccount annotated `eks.amazonaws.com/role-arn` with the service's role `paved-ENV-SERVICE` | the External Secrets Operator authenticates a per-service `SecretStore` as that ServiceAccount (`auth.jwt`), so each service reads only its own secret; EKS Pod Identity credentials exist only inside the pod and cannot be used by the operator on the service's behalf |
-//! | secret store | AWS Secrets Manager, one secret `paved/ENV/SERVICE` per service (the environment's KMS key), read by an `ExternalSecret` | a native Secret feeds environment variables, which is what Score variables are; the Secrets Store CSI driver would mount files and need its sync-to-Secret mode for env anyway |
+//! | pod identity | IRSA: ServiceAccount annotated `eks.amazonaws.com/role-arn` with the service's role `paved-ENV-svc-SERVICE` (created by the AWS translation, trusted by this ServiceAccount only) | the External Secrets Operator authenticates a per-service `SecretStore` as that ServiceAccount (`auth.jwt`), so each service reads only its own secret; EKS Pod Identity credentials exist only inside the pod and cannot be used by the operator on the service's behalf |
+//! | secret store | AWS Secrets Manager, one secret `paved/ENV/SERVICE` per service (the environment's KMS key; written by the apply, `aws.secret`), read by an `ExternalSecret` | a native Secret feeds environment variables, which is what Score variables are; the Secrets Store CSI driver would mount files and need its sync-to-Secret mode for env anyway |
 //! | artifacts | the account's ECR registry in the environment's region, repository `paved/SERVICE`, by digest | paved pushes (or copies) the digest there before it commits a manifest naming it; the node role pulls from its own account |
 //! | route | `TargetGroupBinding` (AWS Load Balancer Controller) to the target group of the load balancer paved created, by name | paved already owns the ALB, its listeners, TLS policy and health check; an `Ingress` of class `alb` would make the controller create a second ALB beside it |
 

@@ -189,6 +189,12 @@ fn literal_variables_are_inline_and_outputs_go_through_the_secret_store() {
     }
     assert_eq!(t.secrets["api"]["TOKEN"], "${secret:api/token}");
     assert!(t.secrets["api"]["DB"].contains("${ref:aws.rds-instance/api-db.password}"), "{:?}", t.secrets);
+    // A service not deployed yet has no manifests, but its secret's values
+    // are known: the apply writes them before its first deploy.
+    let unpinned = db.replace(&format!("@{DIGEST}"), ":1.0");
+    let pending = tree("eu-dev", &[&unpinned]);
+    assert!(pending.pending.contains_key("api") && !pending.files.contains_key("envs/eu-dev/api.yaml"));
+    assert_eq!(pending.secrets["api"], t.secrets["api"]);
     let es = object(&t, "ExternalSecret", "api-env");
     assert_eq!(es["spec"]["dataFrom"][0]["extract"]["key"], "paved/eu-dev/api");
     assert_eq!(
