@@ -70,6 +70,29 @@ fn the_terraform_export_of_every_aws_environment_passes_the_baseline_checks() {
         let doc = p.ok(&["export", "terraform", "-e", env]);
         let parsed: Value = serde_json::from_str(&doc).unwrap();
         assert!(parsed["resource"]["aws_flow_log"].is_object(), "{env}: {doc}");
+        // The reports pods' role trusts the cluster's OIDC provider for its ServiceAccount only.
+        let role = &parsed["resource"]["aws_iam_role"]["reports_svc"];
+        let role = if role.is_null() {
+            parsed["resource"]["aws_iam_role"]
+                .as_object()
+                .unwrap()
+                .values()
+                .find(|r| r["name"].as_str().is_some_and(|n| n.ends_with("-svc-reports")))
+                .unwrap_or_else(|| panic!("{env}: no role for reports: {doc}"))
+        } else {
+            role
+        };
+        let trust = role["assume_role_policy"].as_str().unwrap();
+        assert!(
+            trust.contains("aws_iam_openid_connect_provider.")
+                && trust.contains(&format!(":sub\":\"system:serviceaccount:{env}:reports\"")),
+            "{env}: {trust}"
+        );
+        assert!(parsed["resource"]["aws_iam_openid_connect_provider"].is_object(), "{env}: {doc}");
+        // Its secret is exported, never its values.
+        let secrets = parsed["resource"]["aws_secretsmanager_secret"].as_object().unwrap();
+        assert!(secrets.values().all(|s| s.get("secret_string").is_none()));
+        assert!(parsed["resource"]["aws_secretsmanager_secret_version"].is_null());
         std::fs::write(dir.join("main.tf.json"), &doc).unwrap();
         let out = Command::new(checkov())
             .args(["--skip-download", "-f"])

@@ -29,6 +29,8 @@ fn resource_type(kind: &str) -> Option<&'static str> {
         "aws.rds-instance" => "aws_db_instance",
         "aws.s3-bucket" => "aws_s3_bucket",
         "aws.sqs-queue" => "aws_sqs_queue",
+        "aws.iam-oidc-provider" => "aws_iam_openid_connect_provider",
+        "aws.secret" => "aws_secretsmanager_secret",
         _ => return None,
     })
 }
@@ -40,8 +42,27 @@ fn attribute(output: &str) -> &str {
         "publicIp" => "public_ip",
         "dnsName" => "dns_name",
         "host" => "address",
+        "oidcIssuer" => "identity[0].oidc[0].issuer",
+        // The provider's URL attribute is the issuer without `https://`.
+        "issuer" => "url",
         other => other,
     }
+}
+
+/// A role's trust document: as given, or the one its `webIdentity` (a
+/// cluster ServiceAccount, IRSA) stands for, as the IAM driver builds it.
+fn trust_policy(p: &Value) -> Value {
+    let web = &p["webIdentity"];
+    if web.is_null() {
+        return p["assumeRolePolicy"].clone();
+    }
+    let issuer = web["issuer"].as_str().unwrap_or_default();
+    json!({"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow",
+        "Principal": {"Federated": web["provider"]},
+        "Action": "sts:AssumeRoleWithWebIdentity",
+        "Condition": {"StringEquals": {format!("{issuer}:sub"): web["subject"], format!("{issuer}:aud"): web["audience"]}},
+    }]})
 }
 
 /// A Terraform-safe local name for a paved node name.
@@ -130,8 +151,11 @@ fn resources(node: &Node) -> Vec<(&'static str, String, Value)> {
                                     "connectivity_type": p["connectivity"], "tags": tags}),
         "aws.eip" => json!({"domain": p["domain"], "tags": tags}),
         "aws.iam-role" => {
-            json!({"name": p["name"], "assume_role_policy": p["assumeRolePolicy"].to_string(), "tags": tags})
+            json!({"name": p["name"], "assume_role_policy": trust_policy(p).to_string(), "tags": tags})
         }
+        "aws.iam-oidc-provider" => json!({"url": p["url"], "client_id_list": p["clientIds"], "tags": tags}),
+        // The values are never exported: they are secrets, resolved by paved at apply.
+        "aws.secret" => json!({"name": p["name"], "kms_key_id": p["kmsKeyId"], "tags": tags}),
         "aws.route-table" => json!({
             "vpc_id": p["vpcId"],
             "route": p["routes"].as_array().into_iter().flatten().map(|r| json!({
