@@ -320,3 +320,37 @@ fn argo_cd_reports_health_back_a_degraded_release_is_rolled_back_by_commit_and_p
     let placed = placements(&p);
     assert!(placed.contains(&serde_json::json!({"copied": {"from": "eu-dev"}})), "{placed:?}");
 }
+
+#[test]
+fn a_private_repository_is_reached_with_the_token_from_the_vault_and_the_token_is_written_nowhere() {
+    const TOKEN: &str = "ghp_canary7f3a9b2c41d8e6f05a1b2c3d4e5f6a7b8c9d0";
+    let git = support::GitHttpServer::start("paved-bot", TOKEN);
+    let p = Platform::new();
+    support::pinned_examples(&p, Some(&git.url));
+    let accounts = support::accounts_with_gitops(Some(&git.url))
+        .replace("    path: clusters\n", "    path: clusters\n    username: paved-bot\n");
+    p.ok_with_input(&["apply", "-f", "-"], &accounts);
+    // Without a token the server refuses, and the error says where and what.
+    let out = p.command(&["deliver", "-e", "eu-dev"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("git fetch") && err.contains(&git.url), "{err}");
+    assert!(git.git(&["for-each-ref"]).trim().is_empty());
+    // The token lives in the environment's secrets; the next delivery signs in with it.
+    p.ok_with_input(&["secret", "set", "PAVED_GITOPS_TOKEN", "-e", "eu-dev"], TOKEN);
+    let delivered = deliver_json(&p, "eu-dev");
+    assert_eq!(git.git(&["rev-parse", "main"]).trim(), delivered["commit"].as_str().unwrap());
+    let requests = git.requests();
+    assert!(requests.lines().any(|l| l.starts_with("POST /deployments.git/git-receive-pack 200 True")), "{requests}");
+    // Nowhere in paved's data (the vault holds it encrypted), the repository, or the audit log.
+    assert_eq!(support::files_containing(p.data.path(), TOKEN.as_bytes()), Vec::<std::path::PathBuf>::new());
+    assert!(!git.git(&["log", "-p", "--all"]).contains(TOKEN));
+    assert!(!p.ok(&["audit", "list", "-o", "json"]).contains(TOKEN));
+    // A token is never sent in clear text beyond this machine.
+    let remote = "http://git.example.com/platform/deployments.git";
+    p.ok_with_input(&["apply", "-f", "-"], &support::accounts_with_gitops(Some(remote)));
+    let out = p.command(&["deliver", "-e", "eu-dev"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("clear text") && err.contains("https://"), "{err}");
+}

@@ -14,6 +14,10 @@
 //! * history is never rewritten: every attempt starts from the branch's tip
 //!   as the server has it, and a push the server rejects because the branch
 //!   moved is retried from the new tip (no lost update, no force push);
+//! * a private `http(s)://` repository is signed in to with the
+//!   environment's `PAVED_GITOPS_TOKEN` from the vault, passed to git only
+//!   as configuration in its environment (never an argument, a URL or a
+//!   file), and never over plain http beyond loopback;
 //! * a failure leaves the repository as it was (nothing is pushed unless the
 //!   whole tree was written) and names the environment, the repository, the
 //!   git step and git's own words.
@@ -52,6 +56,10 @@ pub enum GitOpsError {
         "delivering `{environment}` to {repository}: branch `{branch}` moved under {attempts} attempts in a row; try again"
     )]
     Contended { environment: String, repository: String, branch: String, attempts: u32 },
+    #[error(
+        "environment `{environment}`: the GitOps token would cross the network in clear text to {repository}; use an https:// repository (http:// only on loopback)"
+    )]
+    ClearTextToken { environment: String, repository: String },
     #[error("delivering `{environment}`: {what}: {source}")]
     Io {
         environment: String,
@@ -97,6 +105,9 @@ struct Repo<'a> {
     environment: &'a str,
     url: &'a str,
     branch: &'a str,
+    /// Git configuration carried in the environment of every git command
+    /// (the credential's header): never in an argument, a URL or a file.
+    auth: Vec<(String, String)>,
 }
 
 impl Repo<'_> {
@@ -128,6 +139,9 @@ impl Repo<'_> {
             .stdin(Stdio::null())
             .kill_on_drop(true);
         for (k, v) in env {
+            cmd.env(k, v);
+        }
+        for (k, v) in &self.auth {
             cmd.env(k, v);
         }
         let step = args.first().copied().unwrap_or_default();
@@ -225,7 +239,54 @@ fn write_tree(
     Ok(())
 }
 
+/// The vault secret holding an environment's GitOps token.
+pub const TOKEN_SECRET: &str = "PAVED_GITOPS_TOKEN";
+
 impl Control {
+    /// The git configuration that signs in to an `http(s)://` repository
+    /// with the environment's `PAVED_GITOPS_TOKEN` (through its secret
+    /// chain), as HTTP Basic with the account's `gitops.username`. Nothing
+    /// without a token (a public repository, or `ssh://` with this
+    /// machine's keys). The token travels only as an environment variable
+    /// of the git processes (`GIT_CONFIG_*`, `http.extraHeader`).
+    async fn gitops_auth(
+        &self,
+        catalog: &Catalog,
+        environment: &str,
+        gitops: &paved_model::account::GitOps,
+    ) -> Result<Vec<(String, String)>, ControlError> {
+        let url = gitops.repository.as_str();
+        if !(url.starts_with("https://") || url.starts_with("http://")) {
+            return Ok(Vec::new());
+        }
+        let chain = self.secret_chain(catalog, environment).await?;
+        let vault = self.vault().await?;
+        let Some((_, token)) = vault.resolve(&chain, None, TOKEN_SECRET).await.map_err(crate::SecretError::from)?
+        else {
+            return Ok(Vec::new());
+        };
+        if let Some(rest) = url.strip_prefix("http://") {
+            let host = rest.split(['/', '@']).next().unwrap_or_default();
+            let host = host.rsplit_once(':').map_or(host, |(h, _)| h);
+            if !(host == "localhost" || host.parse::<std::net::Ipv4Addr>().is_ok_and(|ip| ip.is_loopback())) {
+                return Err(
+                    GitOpsError::ClearTextToken { environment: environment.into(), repository: url.into() }.into()
+                );
+            }
+        }
+        let user = gitops.username.as_deref().unwrap_or("x-access-token");
+        let mut basic = user.as_bytes().to_vec();
+        basic.push(b':');
+        basic.extend_from_slice(&token.0);
+        use base64::Engine as _;
+        let header = format!("Authorization: Basic {}", base64::engine::general_purpose::STANDARD.encode(basic));
+        Ok(vec![
+            ("GIT_CONFIG_COUNT".into(), "1".into()),
+            ("GIT_CONFIG_KEY_0".into(), "http.extraHeader".into()),
+            ("GIT_CONFIG_VALUE_0".into(), header),
+        ])
+    }
+
     /// The environment's GitOps repository, or why it has none.
     fn gitops_of(c: &paved_catalog::EnvironmentContext) -> Result<&paved_model::account::GitOps, GitOpsError> {
         c.account.spec.gitops.as_ref().ok_or_else(|| GitOpsError::NoRepository {
@@ -303,7 +364,8 @@ impl Control {
             // The cluster's notifications authenticate with it: it exists from the first delivery on.
             self.argocd_secret(environment, caller).await?;
         }
-        let repo = Repo { environment, url: &gitops.repository, branch: &gitops.branch };
+        let auth = self.gitops_auth(catalog, environment, &gitops).await?;
+        let repo = Repo { environment, url: &gitops.repository, branch: &gitops.branch, auth };
         let base = self.local.data_dir.join("gitops");
         std::fs::create_dir_all(&base).map_err(io(environment, format!("creating {}", base.display())))?;
         let (name, email) = author(&caller.actor);

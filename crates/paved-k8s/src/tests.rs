@@ -55,6 +55,7 @@ fn render_input(
         repository: "https://git.example.com/platform/deployments.git".into(),
         branch: "main".into(),
         path: "clusters".into(),
+        username: None,
     });
     let services: Vec<_> = specs.iter().filter_map(|s| if let Spec::Service(w) = s { Some(w) } else { None }).collect();
     render(&PlanInput {

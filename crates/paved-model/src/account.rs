@@ -57,8 +57,8 @@ pub struct CloudAccountSpec {
     pub gitops: Option<GitOps>,
 }
 
-/// A GitOps repository. Its credential (deploy key or token) lives in
-/// paved's vault, never in a spec.
+/// A GitOps repository. Its credential (a token, `PAVED_GITOPS_TOKEN` in
+/// the environment's secrets) lives in paved's vault, never in a spec.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct GitOps {
@@ -75,6 +75,12 @@ pub struct GitOps {
     #[serde(default, skip_serializing_if = "String::is_empty")]
     #[schemars(regex(pattern = r"^((?:[A-Za-z0-9_-][A-Za-z0-9._-]*/)*[A-Za-z0-9_-][A-Za-z0-9._-]*)?$"))]
     pub path: String,
+    /// The user paved names with the token of an `https://` repository (the
+    /// vault's `PAVED_GITOPS_TOKEN`); default `x-access-token` (GitHub's
+    /// tokens; GitLab and Gitea accept any user with a token).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[A-Za-z0-9._@-]{1,100}$"))]
+    pub username: Option<String>,
 }
 
 fn default_branch() -> String {

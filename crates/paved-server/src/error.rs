@@ -183,6 +183,9 @@ impl From<ControlError> for ApiError {
                 format!("environment `{environment}` cannot be planned ({} problem(s))", problems.len()),
             )
             .with_details(problems.into_iter().map(|p| ErrorDetail::field("environment", p)).collect()),
+            e @ ControlError::GitOps(paved_control::gitops::GitOpsError::ClearTextToken { .. }) => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "insecure-repository", e.to_string())
+            }
             e @ ControlError::GitOps(paved_control::gitops::GitOpsError::NoRepository { .. }) => {
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "no-gitops-repository", e.to_string())
             }

@@ -640,3 +640,81 @@ except ecr.exceptions.RepositoryNotFoundException:
         serde_json::from_str::<Option<(String, bool)>>(out.trim()).unwrap()
     }
 }
+
+/// A Git server over smart HTTP that wants a password
+/// (`tests/support/git_http.py`: `git http-backend` behind HTTP Basic), on
+/// 127.0.0.1; every request it saw is in [`GitHttpServer::requests`].
+pub struct GitHttpServer {
+    child: Child,
+    pub dir: tempfile::TempDir,
+    pub url: String,
+    log: PathBuf,
+}
+
+impl GitHttpServer {
+    pub fn start(user: &str, password: &str) -> GitHttpServer {
+        let dir = tempfile::Builder::new().prefix("paved-git-http-").tempdir().unwrap();
+        let repos = dir.path().join("repos");
+        let init = Command::new("git")
+            .args(["init", "-q", "--bare", "-b", "main"])
+            .arg(repos.join("deployments.git"))
+            .status();
+        assert!(init.is_ok_and(|s| s.success()), "the GitOps tests need git (Debian package git)");
+        let port = free_port();
+        let log = dir.path().join("requests.log");
+        let child = Command::new(python())
+            .arg(repo_root().join("crates/paved-cli/tests/support/git_http.py"))
+            .args([&port.to_string(), repos.to_str().unwrap(), user, password])
+            .stdout(std::fs::File::create(&log).unwrap())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "git_http.py did not listen on 127.0.0.1:{port}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        GitHttpServer { child, dir, url: format!("http://127.0.0.1:{port}/deployments.git"), log }
+    }
+
+    /// Runs git on the server's bare repository (what is really there).
+    pub fn git(&self, args: &[&str]) -> String {
+        let out = Command::new("git")
+            .arg("--git-dir")
+            .arg(self.dir.path().join("repos/deployments.git"))
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// `METHOD PATH STATUS AUTHORIZED` per request, in order.
+    pub fn requests(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for GitHttpServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Every file under `dir` whose bytes contain `needle`.
+pub fn files_containing(dir: &Path, needle: &[u8]) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let path = e.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if std::fs::read(&path).is_ok_and(|b| b.windows(needle.len()).any(|w| w == needle)) {
+                out.push(path);
+            }
+        }
+    }
+    out
+}
