@@ -56,10 +56,40 @@ out["s3-bucket"] = len([b for b in c("s3").list_buckets()["Buckets"] if f"-{env}
 out["sqs-queue"] = len([q for q in c("sqs").list_queues(QueueNamePrefix=f"paved-{env}-").get("QueueUrls", [])])
 out["secret"] = len([x for x in c("secretsmanager").list_secrets()["SecretList"]
     if x["Name"].startswith(f"paved/{env}/") and "DeletedDate" not in x])
+out["acm-certificate"] = len([x for x in c("acm").list_certificates()["CertificateSummaryList"]
+    if x["DomainName"] == f"{env}.example.com"])
+r53 = c("route53")
+zone = [z for z in r53.list_hosted_zones()["HostedZones"] if z["Name"] == "example.com."][0]["Id"]
+out["dns-record"] = len([x for x in r53.list_resource_record_sets(HostedZoneId=zone)["ResourceRecordSets"]
+    if x["Type"] == "A" and x["Name"].endswith(f".{env}.example.com.")])
 iam = c("iam")
 out["iam-oidc-provider"] = len([p for p in iam.list_open_id_connect_providers()["OpenIDConnectProviderList"]
     if {"Key": "paved:environment", "Value": env} in iam.get_open_id_connect_provider(OpenIDConnectProviderArn=p["Arn"]).get("Tags", [])])
 print(json.dumps(out))
+"#;
+
+/// The account's public zone of the examples' domain.
+const ZONE: &str = r#"
+import sys, boto3
+boto3.client("route53", endpoint_url=sys.argv[1]).create_hosted_zone(Name="example.com", CallerReference="paved-tests")
+"#;
+
+/// The HTTPS listener's certificate and the web route's record.
+const NAMES: &str = r#"
+import json, sys, boto3
+endpoint, env, region = sys.argv[1:4]
+elb = boto3.client("elbv2", endpoint_url=endpoint, region_name=region)
+lb = elb.describe_load_balancers(Names=[f"paved-{env}"])["LoadBalancers"][0]
+https = [l for l in elb.describe_listeners(LoadBalancerArn=lb["LoadBalancerArn"])["Listeners"] if l["Port"] == 443][0]
+cert = boto3.client("acm", endpoint_url=endpoint, region_name=region).describe_certificate(
+    CertificateArn=https["Certificates"][0]["CertificateArn"])["Certificate"]
+r53 = boto3.client("route53", endpoint_url=endpoint)
+zone = [z for z in r53.list_hosted_zones()["HostedZones"] if z["Name"] == "example.com."][0]["Id"]
+records = {x["Name"]: x for x in r53.list_resource_record_sets(HostedZoneId=zone)["ResourceRecordSets"]}
+web = records.get(f"web.{env}.example.com.", {})
+print(json.dumps({"status": cert["Status"], "domain": cert["DomainName"], "sans": cert["SubjectAlternativeNames"],
+                  "web": web.get("AliasTarget", {}).get("DNSName", "").rstrip("."), "lb": lb["DNSName"],
+                  "validation": [o["ResourceRecord"]["Name"] in records for o in cert["DomainValidationOptions"]]}))
 "#;
 
 /// A service's pod role as IAM has it: its trust, its inline policy, and
@@ -134,6 +164,8 @@ impl Aws {
         // The control plane too: a drift sweep reads many environments with one identity.
         let setup = p.ok(&["account", "trust-policy", "aws-eu", "--control-plane", "-o", "json"]);
         py(TRUST, &[&moto.url, &setup]);
+        // The blueprint's domain has its public zone in the account (certificates are validated there).
+        py(ZONE, &[&moto.url]);
         let mut p = p;
         // Every paved command (and server) talks to the emulator through the
         // proxy, with a static key in its environment that must never be used.
@@ -216,6 +248,15 @@ fn the_aws_examples_apply_keylessly_on_the_emulator_and_a_second_apply_changes_n
     }
     let commits = git.git(&["rev-list", "--count", "main"]);
     assert_eq!(commits.trim(), ENVIRONMENTS.len().to_string());
+
+    // The HTTPS listener serves an issued certificate for the environment's
+    // names, validated in the domain's zone; web's host points at the load balancer.
+    let names: Value = serde_json::from_str(&py(NAMES, &[&aws.moto.url, "eu-dev", "eu-central-1"])).unwrap();
+    assert_eq!(names["status"], "ISSUED", "{names}");
+    assert_eq!(names["domain"], "eu-dev.example.com");
+    assert!(names["sans"].as_array().unwrap().contains(&json!("*.eu-dev.example.com")), "{names}");
+    assert!(names["validation"].as_array().unwrap().iter().all(|v| v == true), "{names}");
+    assert_eq!(names["web"], names["lb"], "{names}");
 
     // The archive's pods act as its own role: trusted only by its
     // ServiceAccount through the cluster's issuer, allowed only its bucket,

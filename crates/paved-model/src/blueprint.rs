@@ -251,11 +251,18 @@ pub struct TlsSpec {
     pub enabled: bool,
     #[serde(default = "default_tls_version")]
     pub min_version: TlsVersion,
+    /// The domain the environments' hosts live under (`ENV.DOMAIN`,
+    /// `SERVICE.ENV.DOMAIN`): on a cloud, paved requests the listener's
+    /// certificate for them, validates it by DNS in the account's zone of
+    /// this name, and writes each route's record there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$"), length(max = 200))]
+    pub domain: Option<String>,
 }
 
 impl Default for TlsSpec {
     fn default() -> Self {
-        TlsSpec { enabled: true, min_version: TlsVersion::V1_2 }
+        TlsSpec { enabled: true, min_version: TlsVersion::V1_2, domain: None }
     }
 }
 

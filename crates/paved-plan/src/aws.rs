@@ -7,11 +7,11 @@
 //! | security baseline | `aws.kms-key` (alias `paved/ENV`, rotation on, key policy), `aws.flow-log` + `aws.log-group` (always on, KMS-encrypted) + `aws.iam-role` (may only write that group), `aws.security-group`, `aws.default-security-group` (empty: `security.defaultDeny`) | ingress only on declared ports; 0.0.0.0/0 only on the public load balancer's 443 and 80 |
 //! | compute | `aws.eks-cluster`, `aws.eks-node-group`, two `aws.iam-role`s (EKS's managed policies only), `aws.iam-oidc-provider` (the cluster's issuer, audience `sts.amazonaws.com`) | private endpoint, secrets encrypted with the environment's key, control-plane logs; workloads come with the Kubernetes rendering |
 //! | service (on a cluster) | `aws.iam-role` `paved-ENV-svc-SERVICE`: trusted only by the ServiceAccount `system:serviceaccount:ENV:SERVICE` through the cluster's OIDC provider (IRSA); its inline policy reaches only that service's buckets (objects, list), queues (send, receive, delete, attributes), its own secret `paved/ENV/SERVICE` (read) and the environment's key (decrypt, data keys) | <https://docs.aws.amazon.com/eks/latest/userguide/iam-roles-for-service-accounts.html>; the trust is built by the driver from `webIdentity`, because its condition keys name the issuer, an apply-time output |
-//! | ingress | `aws.lb` (application) | idle timeout, health check and TLS policy from the blueprint (see the normalised behaviours below) |
+//! | ingress | `aws.lb` (application), `aws.acm-certificate` (`ENV.DOMAIN` and `*.ENV.DOMAIN`, validated by DNS in the zone `ingress.tls.domain`) | idle timeout, health check and TLS policy from the blueprint (see the normalised behaviours below); the HTTPS listener serves the certificate (AWS refuses an HTTPS listener without one: a blueprint with TLS and no domain is a plan error) |
 //! | `postgres` | `aws.db-subnet-group`, `aws.rds-instance` | encrypted with the environment's key, never public, backups and multi-AZ from parameters, master password managed in Secrets Manager |
 //! | `s3` | `aws.s3-bucket` | KMS encryption, every public access blocked, versioning |
 //! | `queue`, `amqp` | `aws.sqs-queue` | KMS encryption |
-//! | `dns`, `route` | `aws.lb-route` | recorded on the environment's load balancer |
+//! | `dns`, `route` | `aws.lb-route`, `aws.dns-record` | recorded on the environment's load balancer; the host is `params.host`, else `SERVICE.ENV.DOMAIN`; a host under the domain gets an alias `A` record to the load balancer in the domain's Route 53 zone |
 //! | `service` | `aws.service-link` | the target's name inside the environment's cluster (`SERVICE.ENV.svc.cluster.local`) |
 //!
 //! Normalised behaviours — a blueprint states a behaviour once, each
@@ -468,6 +468,24 @@ pub fn translate_with_bindings(input: &PlanInput<'_>) -> Result<Translation, Vec
             .outputs(&["id"]),
         )
     });
+    // The HTTPS listener's certificate: requested from ACM for the
+    // environment's names, validated by DNS in the blueprint domain's zone.
+    let domain = bp.ingress.as_ref().filter(|i| i.tls.enabled).and_then(|i| i.tls.domain.clone());
+    if bp.ingress.as_ref().is_some_and(|i| i.tls.enabled) && domain.is_none() {
+        errors.push(PlanError::NoCertificateDomain { blueprint: input.blueprint.metadata.name.clone() });
+    }
+    let certificate = domain.as_ref().map(|domain| {
+        g.add(
+            Node::new(
+                "aws.acm-certificate",
+                env,
+                json!({"domain": format!("{env}.{domain}"), "alternativeNames": [format!("*.{env}.{domain}")],
+                       "zone": domain, "tags": tags(None)}),
+            )
+            .immutable(&["domain", "alternativeNames", "zone"])
+            .outputs(&["arn"]),
+        )
+    });
     let lb = match (&bp.ingress, &lb_sg) {
         (Some(i), Some(sg)) => {
             let idle = seconds(&i.timeouts.idle);
@@ -495,10 +513,14 @@ pub fn translate_with_bindings(input: &PlanInput<'_>) -> Result<Translation, Vec
                             "idleTimeoutSeconds": idle,
                             "dropInvalidHeaderFields": true,
                         "deletionProtection": input.environment.spec.env_type == paved_model::EnvType::Production,
-                            "listeners": [
-                                {"port": 443, "protocol": "HTTPS", "sslPolicy": ssl_policy(i.tls.min_version)},
-                                {"port": 80, "protocol": "HTTP", "redirectTo": 443},
-                            ],
+                            "listeners": match &certificate {
+                                Some(cert) => json!([
+                                    {"port": 443, "protocol": "HTTPS", "sslPolicy": ssl_policy(i.tls.min_version),
+                                     "certificateArn": r(cert, "arn")},
+                                    {"port": 80, "protocol": "HTTP", "redirectTo": 443},
+                                ]),
+                                None => json!([{"port": 80, "protocol": "HTTP"}]),
+                            },
                             "healthCheck": {
                                 "path": i.health_check.path,
                                 "intervalSeconds": seconds(&i.health_check.interval),
@@ -509,8 +531,8 @@ pub fn translate_with_bindings(input: &PlanInput<'_>) -> Result<Translation, Vec
                             "tags": tags(None),
                         }),
                     )
-                    .after(subnets.iter().cloned().chain([sg.clone()]))
-                    .outputs(&["arn", "dnsName"]),
+                    .after(subnets.iter().cloned().chain([sg.clone()]).chain(certificate.clone()))
+                    .outputs(&["arn", "dnsName", "canonicalHostedZoneId"]),
                 ),
             )
         }
@@ -755,14 +777,37 @@ pub fn translate_with_bindings(input: &PlanInput<'_>) -> Result<Translation, Vec
                         continue;
                     };
                     let params = res.params.clone().unwrap_or_default();
+                    // Under the blueprint's domain a route has a name of its own, written in its zone.
+                    let host = params
+                        .get("host")
+                        .and_then(Value::as_str)
+                        .map(str::to_string)
+                        .or_else(|| domain.as_ref().map(|d| format!("{svc}.{env}.{d}")));
+                    let mut after = vec![lb.clone()];
+                    if let (Some(d), Some(h)) = (&domain, &host)
+                        && h.ends_with(&format!(".{d}"))
+                    {
+                        let record = format!("aws.dns-record/{h}");
+                        if !g.nodes.contains_key(&record) {
+                            g.add(
+                                Node::new(
+                                    "aws.dns-record",
+                                    h,
+                                    json!({"zone": d, "name": h, "type": "A",
+                                           "aliasTarget": {"dnsName": r(lb, "dnsName"), "hostedZoneId": r(lb, "canonicalHostedZoneId")}}),
+                                )
+                                .after([lb.clone()]),
+                            );
+                        }
+                        after.push(record);
+                    }
                     let node = Node::new(
                         "aws.lb-route",
                         &key,
                         json!({"loadBalancerArn": r(lb, "arn"), "loadBalancerDns": r(lb, "dnsName"), "kind": res.kind, "service": svc,
-                               "host": params.get("host").cloned().unwrap_or(Value::Null),
-                               "path": params.get("path").cloned().unwrap_or(json!("/")), "tags": tags(Some(svc))}),
+                               "host": host, "path": params.get("path").cloned().unwrap_or(json!("/")), "tags": tags(Some(svc))}),
                     )
-                    .after([lb.clone()])
+                    .after(after)
                     .outputs(&["host", "url"]);
                     ResourceBinding { node: g.add(node), outputs: vec!["host", "url"] }
                 }

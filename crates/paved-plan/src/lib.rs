@@ -81,6 +81,10 @@ pub enum PlanError {
     MissingParameter { environment: String, parameter: String },
     #[error("parameter `{parameter}` has value {value}, which does not fit {field}")]
     BadParameter { parameter: String, value: String, field: String },
+    #[error(
+        "blueprint `{blueprint}`: an HTTPS listener on AWS needs a certificate (AWS refuses one without); set `spec.ingress.tls.domain` to a domain whose Route 53 zone is in the account (paved requests the certificate and validates it there), or `spec.ingress.tls.enabled: false`"
+    )]
+    NoCertificateDomain { blueprint: String },
     #[error("the {0} provider cannot be planned yet; `local` and `aws` can")]
     ProviderNotPlannable(&'static str),
     #[error(

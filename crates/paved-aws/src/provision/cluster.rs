@@ -337,6 +337,9 @@ impl LoadBalancer {
         if let Some(redirect) = l.default_actions().iter().find_map(|a| a.redirect_config()) {
             v["redirectTo"] = json!(redirect.port().and_then(|p| p.parse::<i64>().ok()));
         }
+        if let Some(cert) = l.certificates().iter().find_map(|c| c.certificate_arn()) {
+            v["certificateArn"] = json!(cert);
+        }
         v
     }
 
@@ -354,6 +357,8 @@ impl LoadBalancer {
         Outputs::from([
             ("arn".to_string(), json!(lb.load_balancer_arn())),
             ("dnsName".to_string(), json!(lb.dns_name())),
+            // The zone an alias record to the load balancer names.
+            ("canonicalHostedZoneId".to_string(), json!(lb.canonical_hosted_zone_id())),
         ])
     }
 
@@ -459,6 +464,9 @@ impl LoadBalancer {
                 .set_port(l["port"].as_i64().and_then(|n| i32::try_from(n).ok()))
                 .set_protocol(l["protocol"].as_str().map(ProtocolEnum::from))
                 .set_ssl_policy(l["sslPolicy"].as_str().map(str::to_string))
+                .set_certificates(l["certificateArn"].as_str().map(|arn| {
+                    vec![aws_sdk_elasticloadbalancingv2::types::Certificate::builder().certificate_arn(arn).build()]
+                }))
                 .default_actions(action)
                 .send()
                 .await

@@ -15,6 +15,7 @@
 //! Every client signs with [`crate::BrokeredCredentials`]: short-lived
 //! credentials STS issued for paved's token for this environment.
 
+mod certs;
 mod cluster;
 mod data;
 mod errors;
@@ -72,6 +73,9 @@ pub struct Session {
     pub(crate) s3: aws_sdk_s3::Client,
     pub(crate) sqs: aws_sdk_sqs::Client,
     pub(crate) secrets: aws_sdk_secretsmanager::Client,
+    pub(crate) acm: aws_sdk_acm::Client,
+    /// Route 53 is global: its calls are signed for us-east-1 whatever the region.
+    pub(crate) route53: aws_sdk_route53::Client,
 }
 
 impl Session {
@@ -100,6 +104,8 @@ impl Session {
             s3: aws_sdk_s3::Client::from_conf(s3),
             sqs: aws_sdk_sqs::Client::new(&sdk),
             secrets: aws_sdk_secretsmanager::Client::new(&sdk),
+            acm: aws_sdk_acm::Client::new(&sdk),
+            route53: aws_sdk_route53::Client::new(&sdk),
         }
     }
 }
@@ -123,6 +129,8 @@ pub fn drivers(session: Session) -> Drivers {
         .with("aws.iam-role", d(Arc::new(logs::Role(s.clone()))))
         .with("aws.iam-oidc-provider", d(Arc::new(identity::OidcProvider(s.clone()))))
         .with("aws.secret", d(Arc::new(secret::Secret(s.clone()))))
+        .with("aws.acm-certificate", d(Arc::new(certs::Certificate(s.clone()))))
+        .with("aws.dns-record", d(Arc::new(certs::DnsRecord(s.clone()))))
         .with("aws.eks-cluster", d(Arc::new(cluster::EksCluster(s.clone()))))
         .with("aws.eks-node-group", d(Arc::new(cluster::EksNodeGroup(s.clone()))))
         .with("aws.lb", d(Arc::new(cluster::LoadBalancer(s.clone()))))

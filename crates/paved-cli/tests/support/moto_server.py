@@ -1,4 +1,5 @@
-"""moto's server, with one of AWS's rules it does not keep put back.
+"""moto's server, with one of AWS's rules it does not keep put back, and
+ACM's validation delay shortened.
 
 EKS gives every cluster its own OIDC issuer
 (https://oidc.eks.REGION.amazonaws.com/id/<32 hex digits of the cluster>);
@@ -10,10 +11,16 @@ each cluster gets an issuer of its own, derived from its ARN.
 """
 
 import hashlib
+import os
 import sys
 
-import moto.eks.models as eks
-from moto.server import main
+# ACM issues a DNS-validated certificate minutes after its records resolve;
+# moto after MOTO_ACM_VALIDATION_WAIT seconds (60 by default): here 2, so a
+# test meets the pending state without waiting a minute.
+os.environ.setdefault("MOTO_ACM_VALIDATION_WAIT", "2")
+
+import moto.eks.models as eks  # noqa: E402
+from moto.server import main  # noqa: E402
 
 _init = eks.Cluster.__init__
 
