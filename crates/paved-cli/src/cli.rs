@@ -406,12 +406,17 @@ pub enum ArtifactCommand {
     /// Pushing the same content again changes nothing; a tag never moves to other content.
     #[command(
         after_help = "Examples:\n  paved artifact push ./build/api --service api --commit $(git rev-parse HEAD)\n  \
-paved artifact push ./build/api --service api --commit 4f2a9c1 --branch main --tag 1.4.3"
+paved artifact push ./build/api --service api --commit 4f2a9c1 --branch main --tag 1.4.3\n  \
+paved artifact push ./build/api --service api -e eu-dev   # also into eu-dev's registry now (else at its first deploy)"
     )]
     Push {
         dir: PathBuf,
         #[arg(long)]
         service: String,
+        /// Also put the image into the registry of this cluster environment
+        /// now (repeatable); deploys put it there anyway when it is missing.
+        #[arg(short = 'e', long = "environment", value_name = "ENV")]
+        environments: Vec<String>,
         /// The git commit it was built from.
         #[arg(long)]
         commit: Option<String>,

@@ -12,7 +12,7 @@ use std::sync::Arc;
 pub(crate) async fn artifact(ctx: &Ctx, sub: ArtifactCommand) -> Result<(), Failure> {
     let control = ctx.control().await?;
     match sub {
-        ArtifactCommand::Push { dir, service, commit, commit_time, branch, tags } => {
+        ArtifactCommand::Push { dir, service, commit, commit_time, branch, tags, environments } => {
             let build = BuildInfo {
                 service,
                 commit,
@@ -20,7 +20,21 @@ pub(crate) async fn artifact(ctx: &Ctx, sub: ArtifactCommand) -> Result<(), Fail
                 branch,
                 tags,
             };
+            // Every target is checked before anything is stored.
+            for environment in &environments {
+                control.pulls_from_registry(environment).await?;
+            }
             let (artifact, put) = control.push_artifact(&ctx.caller(), &dir, &build).await?;
+            for environment in &environments {
+                let placed =
+                    control.place_artifact(environment, &artifact.service, &artifact.digest, &ctx.caller()).await?;
+                let how = match &placed.placement {
+                    paved_control::Placement::Present => "already there".to_string(),
+                    paved_control::Placement::Pushed => "pushed".to_string(),
+                    paved_control::Placement::Copied { from } => format!("copied from {from}'s registry"),
+                };
+                eprintln!("{environment}: {} {how}", placed.image);
+            }
             if let Some(text) = structured(ctx.format, &artifact) {
                 println!("{text}");
             } else {

@@ -354,3 +354,31 @@ fn a_private_repository_is_reached_with_the_token_from_the_vault_and_the_token_i
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("clear text") && err.contains("https://"), "{err}");
 }
+
+#[test]
+fn a_pipeline_can_push_into_a_cluster_environments_registry_at_build_time() {
+    let mut p = Platform::new();
+    support::pinned_examples(&p, Some("git://127.0.0.1:9/unused.git"));
+    let cloud = CloudArtifacts::start(&mut p);
+    let bundle = p.data.path().join("bundles/v1");
+    std::fs::create_dir_all(&bundle).unwrap();
+    std::fs::write(bundle.join("bundle.json"), r#"{"entrypoint": ["/bin/api"]}"#).unwrap();
+    std::fs::write(bundle.join("RELEASE"), "v1").unwrap();
+    let out = p
+        .command(&["artifact", "push", bundle.to_str().unwrap(), "--service", "api", "-e", "eu-dev"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let digest = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("eu-dev: {}/paved/api@{digest} pushed", ecr("eu-central-1"))), "{err}");
+    assert!(cloud.registries[0].manifest("paved/api", &digest).is_some());
+    // An environment that pulls from no registry is told before anything is stored.
+    std::fs::write(bundle.join("RELEASE"), "v2").unwrap();
+    let before = p.ok(&["artifact", "list", "-o", "json"]);
+    let out =
+        p.command(&["artifact", "push", bundle.to_str().unwrap(), "--service", "api", "-e", "dev"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a cluster environment"));
+    assert_eq!(p.ok(&["artifact", "list", "-o", "json"]), before);
+}

@@ -112,6 +112,37 @@ impl Control {
         Ok(Registry::new(&name, endpoint_of(&name)?.as_deref(), auth).map_err(|e| fail(e.to_string()))?)
     }
 
+    /// Whether `environment` pulls its artifacts from a registry (a cluster
+    /// environment delivering through Git), or why not.
+    pub async fn pulls_from_registry(&self, environment: &str) -> Result<(), ControlError> {
+        let catalog = self.catalog(Default::default());
+        if self.delivers_through_git(&catalog, environment).await? {
+            return Ok(());
+        }
+        Err(ArtifactError::Registry {
+            environment: environment.to_string(),
+            reason: "it is not a cluster environment delivering through Git, so it pulls from no registry (its artifacts run from paved's store)".into(),
+        }
+        .into())
+    }
+
+    /// Puts one artifact into a cluster environment's registry now (a
+    /// pipeline that pushes at build time), as a delivery would.
+    pub async fn place_artifact(
+        &self,
+        environment: &str,
+        service: &str,
+        digest: &str,
+        caller: &Caller,
+    ) -> Result<Placed, ControlError> {
+        let catalog = self.catalog(caller.request.clone());
+        let c = catalog.environment_context(environment).await?;
+        self.pulls_from_registry(environment).await?;
+        let mut placed =
+            self.place_artifacts(&catalog, &c, &[(service.to_string(), digest.to_string())], caller).await?;
+        Ok(placed.remove(0))
+    }
+
     /// Makes sure every `(service, digest)` is in the environment's registry
     /// (see the module's contract), and records each artifact put there.
     pub(crate) async fn place_artifacts(

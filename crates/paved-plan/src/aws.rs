@@ -8,7 +8,7 @@
 //! | compute | `aws.eks-cluster`, `aws.eks-node-group`, two `aws.iam-role`s (EKS's managed policies only), `aws.iam-oidc-provider` (the cluster's issuer, audience `sts.amazonaws.com`) | private endpoint, secrets encrypted with the environment's key, control-plane logs; workloads come with the Kubernetes rendering |
 //! | service (on a cluster) | `aws.iam-role` `paved-ENV-svc-SERVICE`: trusted only by the ServiceAccount `system:serviceaccount:ENV:SERVICE` through the cluster's OIDC provider (IRSA); its inline policy reaches only that service's buckets (objects, list), queues (send, receive, delete, attributes), its own secret `paved/ENV/SERVICE` (read) and the environment's key (decrypt, data keys) | <https://docs.aws.amazon.com/eks/latest/userguide/iam-roles-for-service-accounts.html>; the trust is built by the driver from `webIdentity`, because its condition keys name the issuer, an apply-time output |
 //! | ingress | `aws.lb` (application), `aws.acm-certificate` (`ENV.DOMAIN` and `*.ENV.DOMAIN`, validated by DNS in the zone `ingress.tls.domain`) | idle timeout, health check and TLS policy from the blueprint (see the normalised behaviours below); the HTTPS listener serves the certificate (AWS refuses an HTTPS listener without one: a blueprint with TLS and no domain is a plan error) |
-//! | `postgres` | `aws.db-subnet-group`, `aws.rds-instance` | encrypted with the environment's key, never public, backups and multi-AZ from parameters, master password managed in Secrets Manager |
+//! | `postgres` | `aws.db-subnet-group`, `aws.rds-instance`, `aws.security-group` `KEY-db` | encrypted with the environment's key, never public, backups and multi-AZ from parameters, master password managed in Secrets Manager; the group admits its clients' groups and the cluster's pod subnets on 5432 (pods carry the nodes' group; NetworkPolicy narrows to the declared clients) |
 //! | `s3` | `aws.s3-bucket` | KMS encryption, every public access blocked, versioning |
 //! | `queue`, `amqp` | `aws.sqs-queue` | KMS encryption |
 //! | `dns`, `route` | `aws.lb-route`, `aws.dns-record` | recorded on the environment's load balancer; the host is `params.host`, else `SERVICE.ENV.DOMAIN`; a host under the domain gets an alias `A` record to the load balancer in the domain's Route 53 zone |
@@ -871,13 +871,26 @@ pub fn translate_with_bindings(input: &PlanInput<'_>) -> Result<Translation, Vec
         }));
         all_bindings.insert(svc.to_string(), bindings);
     }
+    // Pods take their addresses from the cluster's (private) subnets and
+    // carry the nodes' group, not their service's: the database admits those
+    // subnets on its port, and the namespace's NetworkPolicies narrow that to
+    // the services that declared the database.
+    let pod_blocks: Vec<String> = private
+        .iter()
+        .filter_map(|id| g.nodes.get(id).and_then(|n| n.properties["cidrBlock"].as_str()).map(str::to_string))
+        .collect();
     for (key, clients) in db_clients {
+        let ingress: Vec<Value> = clients
+            .iter()
+            .map(|c| json!({"protocol": "tcp", "port": 5432, "sourceSecurityGroupId": r(c, "id")}))
+            .chain(pod_blocks.iter().map(|b| json!({"protocol": "tcp", "port": 5432, "cidr": b})))
+            .collect();
         g.add(
             Node::new(
                 "aws.security-group",
                 &format!("{key}-db"),
                 json!({"vpcId": r(&vpc, "id"), "description": format!("paved {env}: database {key}"),
-                       "ingress": clients.iter().map(|c| json!({"protocol": "tcp", "port": 5432, "sourceSecurityGroupId": r(c, "id")})).collect::<Vec<_>>(),
+                       "ingress": ingress,
                        "egress": [], "tags": tags(None)}),
             )
             .after([vpc.clone()].into_iter().chain(clients))

@@ -125,17 +125,23 @@ fn the_security_baseline_is_in_every_graph() {
                 }
             }
         }
-        // The database takes connections only from the services that use it.
+        // The database takes connections only from the services that use it
+        // and from the cluster's pod subnets, on its port.
         let db_sg = g.nodes.values().find(|n| n.kind == "aws.security-group" && n.name.ends_with("-db")).unwrap();
-        let sources: Vec<&str> = db_sg.properties["ingress"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|r| r["sourceSecurityGroupId"].as_str().unwrap())
-            .collect();
+        let rules = db_sg.properties["ingress"].as_array().unwrap();
+        let sources: Vec<&str> = rules.iter().filter_map(|r| r["sourceSecurityGroupId"].as_str()).collect();
         assert_eq!(sources, ["${ref:aws.security-group/api.id}", "${ref:aws.security-group/worker.id}"], "{env}");
-        // Every node is tagged; a service's resources name the service.
-        for n in g.nodes.values().filter(|n| n.kind != "aws.service-link") {
+        let blocks: Vec<&str> = rules.iter().filter_map(|r| r["cidr"].as_str()).collect();
+        let private: Vec<&str> = g
+            .nodes
+            .values()
+            .filter(|n| n.kind == "aws.subnet" && n.name.contains("-private-"))
+            .map(|n| n.properties["cidrBlock"].as_str().unwrap())
+            .collect();
+        assert_eq!(blocks, private, "{env}");
+        assert!(rules.iter().all(|r| r["port"] == 5432), "{env}");
+        // Every node is tagged (Route 53 records take no tags); a service's resources name the service.
+        for n in g.nodes.values().filter(|n| n.kind != "aws.service-link" && n.kind != "aws.dns-record") {
             let tags = &n.properties["tags"];
             assert_eq!(
                 (tags["paved:environment"].as_str(), tags["paved:managed-by"].as_str()),
