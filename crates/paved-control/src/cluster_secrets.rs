@@ -62,10 +62,11 @@ fn references(template: &str) -> Vec<String> {
         let escaped = i > 0 && rest.as_bytes()[i - 1] == b'$';
         let tail = &rest[i + 2..];
         let Some(end) = tail.find('}') else { break };
-        if !escaped && let Some(reference) = tail[..end].strip_prefix("ref:") {
-            if let Some((node, _output)) = reference.rsplit_once('.') {
-                out.push(node.to_string());
-            }
+        if !escaped
+            && let Some(reference) = tail[..end].strip_prefix("ref:")
+            && let Some((node, _output)) = reference.rsplit_once('.')
+        {
+            out.push(node.to_string());
         }
         rest = &tail[end + 1..];
     }
