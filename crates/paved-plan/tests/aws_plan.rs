@@ -198,6 +198,42 @@ fn the_blueprints_ingress_behaviour_is_set_on_the_load_balancer() {
 }
 
 #[test]
+fn the_https_listener_serves_a_certificate_for_the_environments_names_and_routes_get_records() {
+    let g = graph(&World::examples(), "eu-dev", account_plan(&[]));
+    let cert = &kind(&g, "aws.acm-certificate")[0];
+    assert_eq!(cert.properties["domain"], "eu-dev.example.com");
+    assert_eq!(cert.properties["alternativeNames"], serde_json::json!(["*.eu-dev.example.com"]));
+    assert_eq!(cert.properties["zone"], "example.com");
+    let lb = &kind(&g, "aws.lb")[0];
+    assert_eq!(lb.properties["listeners"][0]["certificateArn"], format!("${{ref:{}.arn}}", cert.id()));
+    assert!(lb.depends_on.contains(&cert.id()));
+    // web's routes have no host of their own: web.eu-dev.example.com, one record for both.
+    let records = kind(&g, "aws.dns-record");
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0].properties["name"], "web.eu-dev.example.com");
+    assert_eq!(
+        records[0].properties["aliasTarget"]["hostedZoneId"],
+        format!("${{ref:{}.canonicalHostedZoneId}}", lb.id())
+    );
+    // TLS without a domain cannot be planned on AWS: it would fail at the listener.
+    let world = World::examples();
+    let mut input = world.input("eu-dev", Capabilities::default());
+    let mut blueprint = input.blueprint.clone();
+    blueprint.spec.ingress.as_mut().unwrap().tls.domain = None;
+    input.blueprint = &blueprint;
+    let errors = plan(&input).unwrap_err();
+    assert!(matches!(&errors[..], [PlanError::NoCertificateDomain { .. }]), "{errors:?}");
+    assert!(errors[0].to_string().contains("spec.ingress.tls.domain"));
+    // Without TLS, a plain HTTP listener and no certificate.
+    let mut plain = blueprint.clone();
+    plain.spec.ingress.as_mut().unwrap().tls.enabled = false;
+    input.blueprint = &plain;
+    let g = plan(&input).unwrap();
+    assert!(kind(&g, "aws.acm-certificate").is_empty());
+    assert_eq!(kind(&g, "aws.lb")[0].properties["listeners"], serde_json::json!([{"port": 80, "protocol": "HTTP"}]));
+}
+
+#[test]
 fn a_region_outside_the_account_is_refused_at_plan_time() {
     let world = World::examples();
     let mut input = world.input("eu-dev", Capabilities::default());
