@@ -105,7 +105,12 @@ impl Control {
         config.region = c.environment.spec.region.clone();
         let ecr = paved_aws::Ecr::new(&config, credentials);
         for repository in repositories {
-            ecr.ensure_repository(repository).await.map_err(|e| fail(format!("registry {name}: {e}")))?;
+            // Read first: a deploy to a registry that has the repository changes nothing in the account.
+            let exists =
+                ecr.repository_settings(repository).await.map_err(|e| fail(format!("registry {name}: {e}")))?.is_some();
+            if !exists {
+                ecr.ensure_repository(repository).await.map_err(|e| fail(format!("registry {name}: {e}")))?;
+            }
         }
         let login = ecr.login().await.map_err(|e| fail(format!("registry {name}: {e}")))?;
         let auth = paved_oci::Auth::Basic { user: login.user, password: login.password };

@@ -6,6 +6,7 @@
 //! | network | `aws.vpc`, `aws.subnet` (2 AZs per tier), `aws.internet-gateway`, `aws.nat-gateway` + `aws.eip`, `aws.route-table` | a /20 per environment from the blueprint's address space, no overlap within an account; subnets are /24s of it |
 //! | security baseline | `aws.kms-key` (alias `paved/ENV`, rotation on, key policy), `aws.flow-log` + `aws.log-group` (always on, KMS-encrypted) + `aws.iam-role` (may only write that group), `aws.security-group`, `aws.default-security-group` (empty: `security.defaultDeny`) | ingress only on declared ports; 0.0.0.0/0 only on the public load balancer's 443 and 80 |
 //! | compute | `aws.eks-cluster`, `aws.eks-node-group`, two `aws.iam-role`s (EKS's managed policies only), `aws.iam-oidc-provider` (the cluster's issuer, audience `sts.amazonaws.com`) | private endpoint, secrets encrypted with the environment's key, control-plane logs; workloads come with the Kubernetes rendering |
+//! | ingress (on a cluster) | `aws.iam-role` `paved-ENV-lb-controller`: trusted only by `kube-system/aws-load-balancer-controller`; may describe, and register/deregister targets in paved's target group only | the controller behind the manifests' `TargetGroupBinding` (<https://kubernetes-sigs.github.io/aws-load-balancer-controller/latest/guide/targetgroupbinding/targetgroupbinding/>) |
 //! | service (on a cluster) | `aws.iam-role` `paved-ENV-svc-SERVICE`: trusted only by the ServiceAccount `system:serviceaccount:ENV:SERVICE` through the cluster's OIDC provider (IRSA); its inline policy reaches only that service's buckets (objects, list), queues (send, receive, delete, attributes), its own secret `paved/ENV/SERVICE` (read) and the environment's key (decrypt, data keys) | <https://docs.aws.amazon.com/eks/latest/userguide/iam-roles-for-service-accounts.html>; the trust is built by the driver from `webIdentity`, because its condition keys name the issuer, an apply-time output |
 //! | ingress | `aws.lb` (application), `aws.acm-certificate` (`ENV.DOMAIN` and `*.ENV.DOMAIN`, validated by DNS in the zone `ingress.tls.domain`) | idle timeout, health check and TLS policy from the blueprint (see the normalised behaviours below); the HTTPS listener serves the certificate (AWS refuses an HTTPS listener without one: a blueprint with TLS and no domain is a plan error) |
 //! | `postgres` | `aws.db-subnet-group`, `aws.rds-instance`, `aws.security-group` `KEY-db` | encrypted with the environment's key, never public, backups and multi-AZ from parameters, master password managed in Secrets Manager; the group admits its clients' groups and the cluster's pod subnets on 5432 (pods carry the nodes' group; NetworkPolicy narrows to the declared clients) |
@@ -137,6 +138,19 @@ pub fn service_role_name(environment: &str, service: &str) -> String {
     format!("paved-{environment}-svc-{service}")
 }
 
+/// The role the cluster's AWS Load Balancer Controller acts as (its
+/// ServiceAccount `kube-system/aws-load-balancer-controller` is annotated
+/// with it when the platform team installs the controller).
+pub fn lb_controller_role_name(environment: &str) -> String {
+    format!("paved-{environment}-lb-controller")
+}
+
+/// Who may assume a role: one ServiceAccount of the cluster, through its
+/// OIDC provider, for STS (the IAM driver builds the trust from this).
+fn web_identity(oidc: &str, subject: &str) -> Value {
+    json!({"provider": r(oidc, "arn"), "issuer": r(oidc, "issuer"), "subject": subject, "audience": "sts.amazonaws.com"})
+}
+
 /// What a service's pod role is made of.
 struct PodRole<'a> {
     env: &'a str,
@@ -186,12 +200,7 @@ fn pod_role(s: PodRole<'_>) -> Node {
         &format!("{env}-svc-{svc}"),
         json!({
             "name": service_role_name(env, svc),
-            "webIdentity": {
-                "provider": r(oidc, "arn"),
-                "issuer": r(oidc, "issuer"),
-                "subject": format!("system:serviceaccount:{env}:{svc}"),
-                "audience": "sts.amazonaws.com",
-            },
+            "webIdentity": web_identity(oidc, &format!("system:serviceaccount:{env}:{svc}")),
             "policy": {"Version": "2012-10-17", "Statement": statements},
             "tags": tags,
         }),
@@ -622,6 +631,38 @@ pub fn translate_with_bindings(input: &PlanInput<'_>) -> Result<Translation, Vec
         .after([cluster.clone()])
         .outputs(&["arn", "issuer"]),
     );
+
+    // The AWS Load Balancer Controller in the cluster puts pods behind
+    // paved's target group (TargetGroupBinding): its own role, for its
+    // ServiceAccount only, allowed to register targets in that group alone.
+    if lb.is_some() {
+        let account = if account_id.is_empty() { "*" } else { account_id.as_str() };
+        g.add(
+            Node::new(
+                "aws.iam-role",
+                &format!("{env}-lb-controller"),
+                json!({
+                    "name": lb_controller_role_name(env),
+                    "webIdentity": web_identity(&oidc, "system:serviceaccount:kube-system:aws-load-balancer-controller"),
+                    "policy": {"Version": "2012-10-17", "Statement": [
+                        // Describe calls take no resource-level permissions.
+                        {"Sid": "Read", "Effect": "Allow", "Resource": "*", "Action": [
+                            "elasticloadbalancing:DescribeTargetGroups", "elasticloadbalancing:DescribeTargetHealth",
+                            "elasticloadbalancing:DescribeLoadBalancers", "elasticloadbalancing:DescribeListeners",
+                            "elasticloadbalancing:DescribeTags", "ec2:DescribeInstances", "ec2:DescribeNetworkInterfaces",
+                            "ec2:DescribeSecurityGroups", "ec2:DescribeSubnets", "ec2:DescribeVpcs",
+                            "ec2:DescribeAvailabilityZones"]},
+                        {"Sid": "OwnTargetGroup", "Effect": "Allow",
+                         "Action": ["elasticloadbalancing:RegisterTargets", "elasticloadbalancing:DeregisterTargets"],
+                         "Resource": format!("arn:{partition}:elasticloadbalancing:{region}:{account}:targetgroup/{}/*", target_group_name(env))},
+                    ]},
+                    "tags": tags(None),
+                }),
+            )
+            .after([oidc.clone()])
+            .outputs(&["arn"]),
+        );
+    }
 
     let mut shared = resolve::SharedResources::default();
     let mut all_bindings = BTreeMap::new();

@@ -215,6 +215,17 @@ fn the_https_listener_serves_a_certificate_for_the_environments_names_and_routes
         records[0].properties["aliasTarget"]["hostedZoneId"],
         format!("${{ref:{}.canonicalHostedZoneId}}", lb.id())
     );
+    // The controller that puts pods behind the target group has its own role, for its ServiceAccount only.
+    let controller = g.nodes.get("aws.iam-role/eu-dev-lb-controller").unwrap();
+    assert_eq!(
+        controller.properties["webIdentity"]["subject"],
+        "system:serviceaccount:kube-system:aws-load-balancer-controller"
+    );
+    let register = &controller.properties["policy"]["Statement"][1];
+    assert_eq!(
+        register["Resource"],
+        "arn:aws:elasticloadbalancing:eu-central-1:123456789012:targetgroup/paved-eu-dev/*"
+    );
     // TLS without a domain cannot be planned on AWS: it would fail at the listener.
     let world = World::examples();
     let mut input = world.input("eu-dev", Capabilities::default());
