@@ -309,6 +309,11 @@ async fn remote_command(ctx: &Ctx, remote: &crate::remote::Remote, command: Comm
         Command::Audit(sub) => r::audit(ctx, remote, sub).await,
         Command::Plan { environment, graph: false } => r::plan(ctx, remote, &environment).await,
         Command::Parity { left, right } => r::parity(ctx, remote, &left, &right).await,
+        Command::Render { environment, dir } => r::render(ctx, remote, &environment, &dir).await,
+        Command::Export { format, environment, .. } if format == "kubernetes" => {
+            r::export_kubernetes(remote, &environment).await
+        }
+        Command::Deliver { environment } => r::deliver(ctx, remote, &environment).await,
         Command::History { kind, name, environment: None } => {
             r::history(ctx, remote, parse_kind(&kind)?, &need_name(name)?).await
         }

@@ -244,6 +244,29 @@ pub async fn plan(ctx: &Ctx, remote: &Remote, env: &str) -> Result<(), Failure> 
     Ok(())
 }
 
+/// The server's rendering of a cluster environment.
+async fn rendered(remote: &Remote, env: &str) -> Result<crate::render::Rendered, Failure> {
+    typed("a rendered tree", remote.get(&format!("/api/v1/environments/{}/kubernetes", encode(env))).await?)
+}
+
+/// `paved render -e ENV -d DIR` against the server: its tree, written here.
+pub async fn render(ctx: &Ctx, remote: &Remote, env: &str, dir: &std::path::Path) -> Result<(), Failure> {
+    crate::render::write_tree(ctx, env, dir, &rendered(remote, env).await?)
+}
+
+/// `paved export kubernetes -e ENV` against the server.
+pub async fn export_kubernetes(remote: &Remote, env: &str) -> Result<(), Failure> {
+    crate::render::print_stream(&rendered(remote, env).await?);
+    Ok(())
+}
+
+/// `paved deliver -e ENV` against the server: the server commits.
+pub async fn deliver(ctx: &Ctx, remote: &Remote, env: &str) -> Result<(), Failure> {
+    let (_, v) = remote.call("POST", &format!("/api/v1/environments/{}/deliver", encode(env)), None).await?;
+    crate::render::show_delivery(ctx, &typed("a delivery", v)?);
+    Ok(())
+}
+
 pub async fn parity(ctx: &Ctx, remote: &Remote, left: &str, right: &str) -> Result<(), Failure> {
     let path = format!("/api/v1/environments/{}/parity?with={}", encode(left), encode(right));
     let differences: Vec<paved_plan::parity::Difference> = typed("a parity report", remote.get(&path).await?)?;

@@ -7,7 +7,29 @@ use crate::output::structured;
 use serde::Serialize;
 use std::path::Path;
 
-async fn tree(ctx: &Ctx, environment: &str) -> Result<paved_k8s::Tree, Failure> {
+/// A rendered tree as the commands show it, whether made here or by the server.
+#[derive(serde::Deserialize)]
+pub(crate) struct Rendered {
+    pub files: std::collections::BTreeMap<String, String>,
+    pub objects: std::collections::BTreeMap<String, usize>,
+    pub stream: String,
+    pub pending: std::collections::BTreeMap<String, String>,
+    pub warnings: Vec<String>,
+}
+
+impl From<paved_k8s::Tree> for Rendered {
+    fn from(tree: paved_k8s::Tree) -> Rendered {
+        Rendered {
+            files: tree.to_files(),
+            objects: tree.files.iter().map(|(p, docs)| (p.clone(), docs.len())).collect(),
+            stream: tree.to_stream(),
+            pending: tree.pending,
+            warnings: tree.warnings,
+        }
+    }
+}
+
+async fn tree(ctx: &Ctx, environment: &str) -> Result<Rendered, Failure> {
     let catalog = open(ctx).await?;
     match ctx.control().await?.render_kubernetes(&catalog, environment).await {
         Err(paved_control::ControlError::Unrenderable { problems, .. }) => {
@@ -17,11 +39,11 @@ async fn tree(ctx: &Ctx, environment: &str) -> Result<paved_k8s::Tree, Failure> 
             eprintln!("error: environment `{environment}` cannot be rendered ({} problem(s))", problems.len());
             Err(Failure::Reported)
         }
-        other => other.map_err(Failure::from),
+        other => other.map(Rendered::from).map_err(Failure::from),
     }
 }
 
-fn notices(tree: &paved_k8s::Tree) {
+fn notices(tree: &Rendered) {
     for w in &tree.warnings {
         eprintln!("warning: {w}");
     }
@@ -32,10 +54,13 @@ fn notices(tree: &paved_k8s::Tree) {
 
 /// `paved export kubernetes -e ENV`.
 pub async fn export(ctx: &Ctx, environment: &str) -> Result<(), Failure> {
-    let tree = tree(ctx, environment).await?;
-    notices(&tree);
-    print!("{}", tree.to_stream());
+    print_stream(&tree(ctx, environment).await?);
     Ok(())
+}
+
+pub(crate) fn print_stream(tree: &Rendered) {
+    notices(tree);
+    print!("{}", tree.stream);
 }
 
 /// `paved export argocd-notifications -e ENV --paved-url URL`.
@@ -88,14 +113,19 @@ fn write_file(path: &Path, text: &str) -> std::io::Result<bool> {
 
 /// `paved render -e ENV -d DIR`.
 pub async fn render(ctx: &Ctx, environment: &str, dir: &Path) -> Result<(), Failure> {
-    let tree = tree(ctx, environment).await?;
-    let files = tree.to_files();
+    write_tree(ctx, environment, dir, &tree(ctx, environment).await?)
+}
+
+/// Writes a rendered tree under `dir` (removing the files of services that
+/// left) and reports what changed.
+pub(crate) fn write_tree(ctx: &Ctx, environment: &str, dir: &Path, tree: &Rendered) -> Result<(), Failure> {
+    let files = &tree.files;
     let io = |what: &str, p: &Path, e: std::io::Error| Failure::User(format!("cannot {what} {}: {e}", p.display()));
     let mut written = Vec::new();
-    for (rel, text) in &files {
+    for (rel, text) in files {
         let path = dir.join(rel);
         let changed = write_file(&path, text).map_err(|e| io("write", &path, e))?;
-        written.push(WrittenFile { path: rel.clone(), objects: tree.files[rel].len(), changed });
+        written.push(WrittenFile { path: rel.clone(), objects: tree.objects.get(rel).copied().unwrap_or(0), changed });
     }
     // A service that left the environment leaves no manifest behind.
     let own = dir.join("envs").join(environment);
@@ -127,7 +157,7 @@ pub async fn render(ctx: &Ctx, environment: &str, dir: &Path) -> Result<(), Fail
         println!("{text}");
         return Ok(());
     }
-    notices(&tree);
+    notices(tree);
     let mut rows: Vec<Vec<String>> = report
         .files
         .iter()
@@ -168,13 +198,18 @@ pub async fn deliver(ctx: &Ctx, environment: &str) -> Result<(), Failure> {
         service: None,
     };
     let delivery = control.deliver(&catalog, environment, &reason, &ctx.caller(), false).await?;
-    if let Some(text) = structured(ctx.format, &delivery) {
-        println!("{text}");
-        return Ok(());
-    }
-    notices_of(&delivery);
-    println!("{}", summary(&delivery));
+    show_delivery(ctx, &delivery);
     Ok(())
+}
+
+/// A delivery as `paved deliver` prints it.
+pub(crate) fn show_delivery(ctx: &Ctx, delivery: &paved_control::gitops::Delivery) {
+    if let Some(text) = structured(ctx.format, delivery) {
+        println!("{text}");
+        return;
+    }
+    notices_of(delivery);
+    println!("{}", summary(delivery));
 }
 
 /// Warnings and pending services of a delivery, on standard error.

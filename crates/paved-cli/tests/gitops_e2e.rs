@@ -382,3 +382,42 @@ fn a_pipeline_can_push_into_a_cluster_environments_registry_at_build_time() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("not a cluster environment"));
     assert_eq!(p.ok(&["artifact", "list", "-o", "json"]), before);
 }
+
+#[test]
+fn render_export_and_deliver_go_through_the_server_with_the_callers_rights() {
+    let git = GitServer::start();
+    let mut p = Platform::new();
+    support::pinned_examples(&p, Some(&git.url));
+    let bindings = "apiVersion: paved.dev/v1alpha1\nkind: RoleBinding\nmetadata:\n  name: readers\nspec:\n  role: viewer\n  \
+                    subjects: [serviceaccount:reader]\n  scope: organisation\n  production: true\n---\n\
+                    apiVersion: paved.dev/v1alpha1\nkind: RoleBinding\nmetadata:\n  name: shippers\nspec:\n  role: developer\n  \
+                    subjects: [serviceaccount:shipper]\n  scope: organisation\n";
+    p.ok_with_input(&["apply", "-f", "-"], bindings);
+    let (_, reader) = p.token("reader", "serviceaccount:reader", None);
+    let (_, shipper) = p.token("shipper", "serviceaccount:shipper", None);
+    let local = p.data.path().join("local-render");
+    p.ok(&["render", "-e", "eu-dev", "-d", local.to_str().unwrap()]);
+    let local_stream = p.ok(&["export", "kubernetes", "-e", "eu-dev"]);
+    p.start(&[]);
+    let server = format!("http://127.0.0.1:{}", p.port);
+    // A viewer reads the same tree the machine renders, but may not commit it.
+    p.ok_with_input(&["login", "--server", &server], &reader);
+    let remote = p.data.path().join("remote-render");
+    p.ok(&["render", "-e", "eu-dev", "-d", remote.to_str().unwrap()]);
+    for rel in ["apps/eu-dev.yaml", "envs/eu-dev/namespace.yaml", "envs/eu-dev/api.yaml"] {
+        assert_eq!(
+            std::fs::read_to_string(remote.join(rel)).unwrap(),
+            std::fs::read_to_string(local.join(rel)).unwrap()
+        );
+    }
+    assert_eq!(p.ok(&["export", "kubernetes", "-e", "eu-dev"]), local_stream);
+    let out = p.command(&["deliver", "-e", "eu-dev"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("403"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(git.git(&["for-each-ref"]).trim().is_empty());
+    // A developer's delivery is the server's commit, authored by the developer.
+    p.ok_with_input(&["login", "--server", &server], &shipper);
+    let delivered: Value = serde_json::from_str(&p.ok(&["deliver", "-e", "eu-dev", "-o", "json"])).unwrap();
+    assert_eq!(git.git(&["rev-parse", "main"]).trim(), delivered["commit"].as_str().unwrap());
+    assert!(git.git(&["log", "-1", "--format=%an", "main"]).contains("serviceaccount:shipper"));
+}

@@ -82,6 +82,10 @@ fn expectations() -> BTreeMap<(&'static str, &'static str), Expect> {
         (("post", "/api/v1/environments/{name}/destroy"), e(Some("operator"), 202)),
         (("get", "/api/v1/environments/{name}/drift"), e(Some("viewer"), 200)),
         (("get", "/api/v1/environments/{name}/parity"), e(Some("viewer"), 200)),
+        // The matrix's environment runs on this machine: nothing to render or deliver
+        // (gitops_e2e renders and delivers a cluster one through the server).
+        (("get", "/api/v1/environments/{name}/kubernetes"), e(Some("viewer"), 422)),
+        (("post", "/api/v1/environments/{name}/deliver"), e(Some("developer"), 422)),
         (("get", "/api/v1/environments/{name}/services/{service}/logs"), e(Some("developer"), 200)),
         (("get", "/api/v1/environments/{name}/secrets"), e(Some("viewer"), 200)),
         (("put", "/api/v1/environments/{name}/secrets/{secret}"), e(Some("developer"), 200)),

@@ -40,7 +40,7 @@ pub enum ArtifactError {
 }
 
 /// How an artifact got into an environment's registry.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Placement {
     /// The registry had it already.
@@ -52,7 +52,7 @@ pub enum Placement {
 }
 
 /// One artifact a delivery made sure of.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Placed {
     pub service: String,
     pub digest: String,

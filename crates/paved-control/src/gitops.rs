@@ -82,7 +82,7 @@ pub struct DeliveryReason {
 }
 
 /// What a delivery did.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Delivery {
     pub environment: String,
     pub repository: String,

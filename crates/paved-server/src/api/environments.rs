@@ -273,6 +273,68 @@ pub async fn drift_environment(
     Ok(axum::Json(value))
 }
 
+/// A cluster environment's Kubernetes manifests, as `paved render` writes them.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Rendered {
+    pub environment: String,
+    /// Path in the GitOps tree (`apps/ENV.yaml`, `envs/ENV/…`) → YAML.
+    pub files: std::collections::BTreeMap<String, String>,
+    /// Objects per file.
+    pub objects: std::collections::BTreeMap<String, usize>,
+    /// Every object as one YAML stream, files in path order (`paved export kubernetes`).
+    pub stream: String,
+    /// Services not rendered yet, and why.
+    pub pending: std::collections::BTreeMap<String, String>,
+    pub warnings: Vec<String>,
+}
+
+/// The environment's Kubernetes manifests (nothing is committed). Secret
+/// values are never in them.
+#[utoipa::path(get, path = "/api/v1/environments/{name}/kubernetes", tag = "environments", params(("name" = String, Path)),
+    responses((status = 200, description = "The rendered tree", body = Rendered), AccessErrors,
+        (status = 404, description = "Not found", body = ErrorBody), (status = 422, description = "Not a cluster environment, or a service Kubernetes cannot express", body = ErrorBody)))]
+pub async fn render_environment(
+    State(state): State<AppState>,
+    who: Authed,
+    Path(name): Path<String>,
+) -> Result<axum::Json<Rendered>, ApiError> {
+    authorised(&state, &who, &name, Role::Viewer, "environment.render").await?;
+    let catalog = state.control.catalog(who.request.clone());
+    let tree = state.control.render_kubernetes(&catalog, &name).await?;
+    Ok(axum::Json(Rendered {
+        environment: name,
+        files: tree.to_files(),
+        objects: tree.files.iter().map(|(path, docs)| (path.clone(), docs.len())).collect(),
+        stream: tree.to_stream(),
+        pending: tree.pending,
+        warnings: tree.warnings,
+    }))
+}
+
+/// Commits the environment's rendered tree to its GitOps repository (one
+/// commit, none when unchanged), after its artifacts are in its registry.
+#[utoipa::path(post, path = "/api/v1/environments/{name}/deliver", tag = "environments", params(("name" = String, Path)),
+    responses((status = 200, description = "What was committed", body = Object), AccessErrors,
+        (status = 404, description = "Not found", body = ErrorBody),
+        (status = 422, description = "Not a cluster environment, no GitOps repository, or an insecure one", body = ErrorBody),
+        (status = 502, description = "The Git server or the registry failed; nothing was committed", body = ErrorBody)))]
+pub async fn deliver_environment(
+    State(state): State<AppState>,
+    who: Authed,
+    Path(name): Path<String>,
+) -> Result<axum::Json<serde_json::Value>, ApiError> {
+    authorised(&state, &who, &name, Role::Developer, "environment.deliver").await?;
+    let catalog = state.control.catalog(who.request.clone());
+    let reason = paved_control::gitops::DeliveryReason {
+        operation: "deliver".into(),
+        summary: None,
+        deployment: None,
+        service: None,
+    };
+    let delivery = state.control.deliver(&catalog, &name, &reason, &who.caller(), false).await?;
+    Ok(axum::Json(serde_json::to_value(&delivery).map_err(ApiError::internal)?))
+}
+
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ParityQuery {

@@ -119,6 +119,8 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(environments::destroy_environment))
         .routes(routes!(environments::drift_environment))
         .routes(routes!(environments::parity_environment))
+        .routes(routes!(environments::render_environment))
+        .routes(routes!(environments::deliver_environment))
         .routes(routes!(environments::service_logs))
         .routes(routes!(secrets::list_secrets))
         .routes(routes!(secrets::set_secret, secrets::delete_secret))
