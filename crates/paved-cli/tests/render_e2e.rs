@@ -229,6 +229,12 @@ fn what_cannot_be_rendered_is_named_and_nothing_is_written() {
         "{stderr}"
     );
     assert_eq!(walk(&dir), before, "a refused render wrote files");
+    // Nor can the environment be planned: an apply would otherwise drop the
+    // secret-store entries its running services read.
+    let out = p.command(&["plan", "-e", "eu-dev"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("containers.api.files./etc/motd"), "{stderr}");
 }
 
 #[test]

@@ -237,12 +237,17 @@ impl Control {
             problems: errors.iter().map(|e| e.to_string()).collect(),
         })?;
         // A cluster's services read their output-holding values from the
-        // cloud's secret store: the apply writes them there. What cannot be
-        // rendered is told by the delivery, not here.
+        // cloud's secret store: the apply writes them there. An environment
+        // that cannot be rendered cannot be planned either: leaving its
+        // secret nodes out would make the next apply delete the secrets its
+        // running services read.
         if c.account.spec.provider == Provider::Aws
             && c.blueprint.spec.compute.runtime == paved_model::blueprint::Runtime::Cluster
-            && let Ok(tree) = paved_k8s::render(&input)
         {
+            let tree = paved_k8s::render(&input).map_err(|errors| ControlError::Unplannable {
+                environment: environment.metadata.name.clone(),
+                problems: errors.iter().map(|e| e.to_string()).collect(),
+            })?;
             cluster_secrets::add_aws(&mut graph, &tree);
         }
         Ok(graph)
