@@ -47,23 +47,28 @@ fn dotless(name: &str) -> String {
     name.trim_end_matches('.').to_ascii_lowercase()
 }
 
-async fn upsert(s: &Session, zone: &str, set: ResourceRecordSet, operation: &str) -> Result<(), DriverError> {
+/// Sends one change of one record set to the zone named `zone`.
+async fn change(
+    s: &Session,
+    zone: &str,
+    action: ChangeAction,
+    set: ResourceRecordSet,
+) -> Result<
+    (),
+    aws_sdk_route53::error::SdkError<
+        aws_sdk_route53::operation::change_resource_record_sets::ChangeResourceRecordSetsError,
+        aws_sdk_route53::config::http::HttpResponse,
+    >,
+> {
+    let permanent = |e: aws_sdk_route53::error::BuildError| aws_sdk_route53::error::SdkError::construction_failure(e);
+    let change = Change::builder().action(action).resource_record_set(set).build().map_err(permanent)?;
+    let batch = ChangeBatch::builder().changes(change).build().map_err(permanent)?;
+    s.route53.change_resource_record_sets().hosted_zone_id(zone).change_batch(batch).send().await.map(|_| ())
+}
+
+async fn upsert(s: &Session, zone: &str, set: ResourceRecordSet) -> Result<(), DriverError> {
     let zone = zone_id(s, zone).await?;
-    let change = Change::builder()
-        .action(ChangeAction::Upsert)
-        .resource_record_set(set)
-        .build()
-        .map_err(|e| DriverError::Permanent(format!("{operation}: {e}")))?;
-    s.route53
-        .change_resource_record_sets()
-        .hosted_zone_id(zone)
-        .change_batch(
-            ChangeBatch::builder().changes(change).build().map_err(|e| DriverError::Permanent(e.to_string()))?,
-        )
-        .send()
-        .await
-        .map_err(|e| failed("ChangeResourceRecordSets", e))?;
-    Ok(())
+    change(s, &zone, ChangeAction::Upsert, set).await.map_err(|e| failed("ChangeResourceRecordSets", e))
 }
 
 pub(crate) struct Certificate(pub(crate) Arc<Session>);
@@ -129,7 +134,7 @@ impl Certificate {
                 )
                 .build()
                 .map_err(|e| DriverError::Permanent(e.to_string()))?;
-            upsert(&self.0, zone, set, "the validation record").await?;
+            upsert(&self.0, zone, set).await?;
         }
         Ok(())
     }
@@ -284,7 +289,7 @@ impl Driver for DnsRecord {
     }
 
     async fn create(&self, r: &Resource) -> Result<Outputs, DriverError> {
-        upsert(&self.0, Props::of(r).str("zone")?, Self::record(r)?, "the route's record").await?;
+        upsert(&self.0, Props::of(r).str("zone")?, Self::record(r)?).await?;
         Ok(Outputs::new())
     }
 
@@ -295,22 +300,8 @@ impl Driver for DnsRecord {
     async fn delete(&self, r: &Resource) -> Result<(), DriverError> {
         let Some(set) = self.find(r).await? else { return Ok(()) };
         let zone = zone_id(&self.0, Props::of(r).str("zone")?).await?;
-        let change = Change::builder()
-            .action(ChangeAction::Delete)
-            .resource_record_set(set)
-            .build()
-            .map_err(|e| DriverError::Permanent(e.to_string()))?;
-        match self
-            .0
-            .route53
-            .change_resource_record_sets()
-            .hosted_zone_id(zone)
-            .change_batch(
-                ChangeBatch::builder().changes(change).build().map_err(|e| DriverError::Permanent(e.to_string()))?,
-            )
-            .send()
-            .await
-        {
+        // DELETE repeats the record exactly as it is: the one just read.
+        match change(&self.0, &zone, ChangeAction::Delete, set).await {
             Ok(_) => Ok(()),
             Err(e) if is_code(&e, &["InvalidChangeBatch"]) => Ok(()),
             Err(e) => Err(failed("ChangeResourceRecordSets", e)),

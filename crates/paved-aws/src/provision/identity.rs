@@ -44,14 +44,6 @@ impl OidcProvider {
             ("issuer".to_string(), json!(issuer(Props::of(r).str("url")?))),
         ]))
     }
-
-    fn tags(r: &Resource) -> Vec<aws_sdk_iam::types::Tag> {
-        Props::of(r)
-            .tags()
-            .into_iter()
-            .filter_map(|(k, v)| aws_sdk_iam::types::Tag::builder().key(k).value(v).build().ok())
-            .collect()
-    }
 }
 
 #[async_trait]
@@ -80,7 +72,7 @@ impl Driver for OidcProvider {
             .create_open_id_connect_provider()
             .url(p.str("url")?)
             .set_client_id_list(Some(p.strings("clientIds")))
-            .set_tags(Some(Self::tags(r)))
+            .set_tags(Some(super::logs::Role::tags(r)))
             .send()
             .await;
         match created {
@@ -120,7 +112,7 @@ impl Driver for OidcProvider {
         }
         iam.tag_open_id_connect_provider()
             .open_id_connect_provider_arn(&arn)
-            .set_tags(Some(Self::tags(r)))
+            .set_tags(Some(super::logs::Role::tags(r)))
             .send()
             .await
             .map_err(|e| failed("TagOpenIDConnectProvider", e))?;

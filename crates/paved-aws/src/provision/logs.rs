@@ -193,7 +193,8 @@ impl Role {
         Ok(out.attached_policies().iter().filter_map(|p| p.policy_arn().map(str::to_string)).collect())
     }
 
-    fn tags(r: &Resource) -> Vec<aws_sdk_iam::types::Tag> {
+    /// A resource's tags as IAM takes them (roles and OIDC providers).
+    pub(crate) fn tags(r: &Resource) -> Vec<aws_sdk_iam::types::Tag> {
         Props::of(r)
             .tags()
             .into_iter()

@@ -403,6 +403,24 @@ pub fn mutating(call: &str) -> bool {
 /// A real Git server (`git daemon`, receive-pack enabled) on 127.0.0.1
 /// serving one empty bare repository; stopped when dropped. Pushes and
 /// fetches go over the `git://` protocol, not a path on disk.
+/// A temporary directory holding `repos/deployments.git`, an empty bare
+/// repository on branch `main`; the directory and `repos`.
+fn bare_repository(prefix: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::Builder::new().prefix(prefix).tempdir().unwrap();
+    let repos = dir.path().join("repos");
+    let init =
+        Command::new("git").args(["init", "-q", "--bare", "-b", "main"]).arg(repos.join("deployments.git")).status();
+    assert!(init.is_ok_and(|s| s.success()), "the GitOps tests need git (Debian package git)");
+    (dir, repos)
+}
+
+/// Runs git on the bare repository of a [`bare_repository`] directory; its output.
+fn git_in(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git").arg("--git-dir").arg(dir.join("repos/deployments.git")).args(args).output().unwrap();
+    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
 pub struct GitServer {
     child: Child,
     pub dir: tempfile::TempDir,
@@ -411,13 +429,7 @@ pub struct GitServer {
 
 impl GitServer {
     pub fn start() -> GitServer {
-        let dir = tempfile::Builder::new().prefix("paved-git-").tempdir().unwrap();
-        let repos = dir.path().join("repos");
-        let init = Command::new("git")
-            .args(["init", "-q", "--bare", "-b", "main"])
-            .arg(repos.join("deployments.git"))
-            .status();
-        assert!(init.is_ok_and(|s| s.success()), "the GitOps tests need git (Debian package git)");
+        let (dir, repos) = bare_repository("paved-git-");
         let port = free_port();
         let child = Command::new("git")
             .args(["daemon", "--export-all", "--enable=receive-pack", "--reuseaddr", "--listen=127.0.0.1"])
@@ -438,14 +450,7 @@ impl GitServer {
 
     /// Runs git on the server's bare repository (what is really there).
     pub fn git(&self, args: &[&str]) -> String {
-        let out = Command::new("git")
-            .arg("--git-dir")
-            .arg(self.dir.path().join("repos/deployments.git"))
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-        String::from_utf8(out.stdout).unwrap()
+        git_in(self.dir.path(), args)
     }
 }
 
@@ -653,13 +658,7 @@ pub struct GitHttpServer {
 
 impl GitHttpServer {
     pub fn start(user: &str, password: &str) -> GitHttpServer {
-        let dir = tempfile::Builder::new().prefix("paved-git-http-").tempdir().unwrap();
-        let repos = dir.path().join("repos");
-        let init = Command::new("git")
-            .args(["init", "-q", "--bare", "-b", "main"])
-            .arg(repos.join("deployments.git"))
-            .status();
-        assert!(init.is_ok_and(|s| s.success()), "the GitOps tests need git (Debian package git)");
+        let (dir, repos) = bare_repository("paved-git-http-");
         let port = free_port();
         let log = dir.path().join("requests.log");
         let child = Command::new(python())
@@ -679,14 +678,7 @@ impl GitHttpServer {
 
     /// Runs git on the server's bare repository (what is really there).
     pub fn git(&self, args: &[&str]) -> String {
-        let out = Command::new("git")
-            .arg("--git-dir")
-            .arg(self.dir.path().join("repos/deployments.git"))
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-        String::from_utf8(out.stdout).unwrap()
+        git_in(self.dir.path(), args)
     }
 
     /// `METHOD PATH STATUS AUTHORIZED` per request, in order.
