@@ -30,6 +30,9 @@ pub const LABEL_PULL_REQUEST: &str = "paved.dev/pull-request";
 pub const LABEL_HEAD: &str = "paved.dev/head";
 pub const LABEL_EXPIRES_AT: &str = "paved.dev/expires-at";
 pub const LABEL_CLOSED: &str = "paved.dev/closed";
+/// The environment a preview was opened from: on a cloud account, the one
+/// whose network, cluster and load balancer it shares.
+pub const LABEL_PREVIEW_OF: &str = "paved.dev/preview-of";
 
 /// What a delivery asks, as far as paved is concerned.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -299,6 +302,7 @@ impl Control {
                     LABEL_PULL_REQUEST: format!("{repository}#{number}"),
                     LABEL_HEAD: head,
                     LABEL_EXPIRES_AT: expires,
+                    LABEL_PREVIEW_OF: template.metadata.name,
                 },
             },
             "spec": {

@@ -222,16 +222,7 @@ impl Control {
         c: &EnvironmentContext,
         environment: &paved_model::Environment,
     ) -> Result<ResourceGraph, ControlError> {
-        let (capabilities, addresses, releases) = self.plan_facts(catalog, c, environment).await?;
-        let input = PlanInput {
-            environment,
-            blueprint: &c.blueprint,
-            account: &c.account,
-            services: c.services.iter().collect(),
-            capabilities,
-            addresses,
-            releases,
-        };
+        let input = self.plan_input(catalog, c, environment).await?;
         let mut graph = paved_plan::plan(&input).map_err(|errors| ControlError::Unplannable {
             environment: environment.metadata.name.clone(),
             problems: errors.iter().map(|e| e.to_string()).collect(),
@@ -253,22 +244,48 @@ impl Control {
         Ok(graph)
     }
 
-    /// What a plan of `environment` depends on besides the specs: the
-    /// target's capabilities, the account's address blocks, the releases.
-    async fn plan_facts(
+    /// What planning `environment` (the context's, or a variant of it)
+    /// takes besides the specs: the target's capabilities, the account's
+    /// address blocks, the releases and, for a cloud preview, its host as
+    /// applied. Planning itself does no I/O.
+    async fn plan_input<'a>(
         &self,
         catalog: &Catalog,
-        c: &EnvironmentContext,
-        environment: &paved_model::Environment,
-    ) -> Result<
-        (paved_plan::Capabilities, paved_plan::aws::AddressPlan, BTreeMap<String, paved_plan::Release>),
-        ControlError,
-    > {
-        let addresses = match c.account.spec.provider {
-            Provider::Local => Default::default(),
-            _ => self.address_plan(catalog, &c.account.metadata.name).await?,
+        c: &'a EnvironmentContext,
+        environment: &'a paved_model::Environment,
+    ) -> Result<PlanInput<'a>, ControlError> {
+        let cloud = c.account.spec.provider != Provider::Local;
+        let addresses =
+            if cloud { self.address_plan(catalog, &c.account.metadata.name).await? } else { Default::default() };
+        let host = match environment.metadata.labels.get(git::LABEL_PREVIEW_OF) {
+            Some(host) if cloud && environment.spec.env_type == paved_model::EnvType::Preview => {
+                let nodes = self.store.applied_nodes(host).await?;
+                Some(paved_plan::aws::Host {
+                    environment: host.clone(),
+                    nodes: nodes
+                        .into_iter()
+                        .map(|n| {
+                            let node = paved_plan::aws::HostNode {
+                                properties: n.node["properties"].clone(),
+                                outputs: n.outputs,
+                            };
+                            (n.node_id, node)
+                        })
+                        .collect(),
+                })
+            }
+            _ => None,
         };
-        Ok((self.capabilities(&environment.metadata.name).await?, addresses, self.releases(c).await?))
+        Ok(PlanInput {
+            environment,
+            blueprint: &c.blueprint,
+            account: &c.account,
+            services: c.services.iter().collect(),
+            capabilities: self.capabilities(&environment.metadata.name).await?,
+            addresses,
+            releases: self.releases(c).await?,
+            host,
+        })
     }
 
     /// The Kubernetes manifests of a cluster environment (`paved render`):
@@ -279,16 +296,7 @@ impl Control {
         environment: &str,
     ) -> Result<paved_k8s::Tree, ControlError> {
         let c = catalog.environment_context(environment).await?;
-        let (capabilities, addresses, releases) = self.plan_facts(catalog, &c, &c.environment).await?;
-        let input = PlanInput {
-            environment: &c.environment,
-            blueprint: &c.blueprint,
-            account: &c.account,
-            services: c.services.iter().collect(),
-            capabilities,
-            addresses,
-            releases,
-        };
+        let input = self.plan_input(catalog, &c, &c.environment).await?;
         paved_k8s::render(&input).map_err(|errors| ControlError::Unrenderable {
             environment: environment.to_string(),
             problems: errors.iter().map(|e| e.to_string()).collect(),
@@ -315,7 +323,10 @@ impl Control {
             {
                 plan.allocated.insert(e.metadata.name.clone(), cidr.to_string());
             }
-            plan.account_environments.push(e.metadata.name);
+            // A preview lives in its host's network: it takes no block.
+            if e.spec.env_type != paved_model::EnvType::Preview {
+                plan.account_environments.push(e.metadata.name);
+            }
         }
         Ok(plan)
     }

@@ -92,6 +92,7 @@ fn main() {
             capabilities: Capabilities::default(),
             addresses,
             releases: Default::default(),
+            host: None,
         };
         let tree = paved_k8s::render(&input).expect("renders");
         objects += tree.objects().count();

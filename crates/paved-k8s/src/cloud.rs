@@ -9,7 +9,7 @@
 //! | pod identity | IRSA: ServiceAccount annotated `eks.amazonaws.com/role-arn` with the service's role `paved-ENV-svc-SERVICE` (created by the AWS translation, trusted by this ServiceAccount only) | the External Secrets Operator authenticates a per-service `SecretStore` as that ServiceAccount (`auth.jwt`), so each service reads only its own secret; EKS Pod Identity credentials exist only inside the pod and cannot be used by the operator on the service's behalf |
 //! | secret store | AWS Secrets Manager, one secret `paved/ENV/SERVICE` per service (the environment's KMS key; written by the apply, `aws.secret`), read by an `ExternalSecret` | a native Secret feeds environment variables, which is what Score variables are; the Secrets Store CSI driver would mount files and need its sync-to-Secret mode for env anyway |
 //! | artifacts | the account's ECR registry in the environment's region, repository `paved/SERVICE`, by digest | paved pushes (or copies) the digest there before it commits a manifest naming it; the node role pulls from its own account |
-//! | route | `TargetGroupBinding` (AWS Load Balancer Controller) to the target group of the load balancer paved created, by name | paved already owns the ALB, its listeners, TLS policy and health check; an `Ingress` of class `alb` would make the controller create a second ALB beside it |
+//! | route | `TargetGroupBinding` (AWS Load Balancer Controller) to the service's target group `paved-ENV-SERVICE`, which paved created with a listener rule on its load balancer, by name | paved already owns the ALB, its listeners, TLS policy and health check; an `Ingress` of class `alb` would make the controller create a second ALB beside it |
 
 use paved_model::Provider;
 use serde_json::{Value, json};
@@ -85,7 +85,7 @@ impl Cloud {
             "kind": "TargetGroupBinding",
             "metadata": {"name": service, "namespace": env, "labels": labels},
             "spec": {
-                "targetGroupName": paved_plan::aws::target_group_name(env),
+                "targetGroupName": paved_plan::aws::route_target_group_name(env, service),
                 "targetType": "ip",
                 "serviceRef": {"name": service, "port": port},
             },

@@ -25,10 +25,10 @@
 //! | `compute.replicas` | `replicas`, zone spread (`topology.kubernetes.io/zone`, max skew 1) when > 1 | |
 //! | deployment strategy | `recreate` → `Recreate`; `rolling`, `blue-green` → `RollingUpdate` (surge 1, none unavailable), soak → `minReadySeconds`, ready timeout → `progressDeadlineSeconds` | a blue-green switch needs Argo Rollouts; rendered as a rolling update whose old pods serve until the new ones are ready |
 //! | `service` resource | `NetworkPolicy` of the target: ingress from the caller's pods on the target's ports; of the caller: egress to them | |
-//! | `route`, `dns` resource | the cloud's route object ([`cloud`]); ingress from the load balancer's subnets | one routed service per environment: the load balancer's listener has one target group |
+//! | `route`, `dns` resource | the cloud's route object ([`cloud`]) to the service's own target group; ingress from the load balancer's subnets | the load balancer's listener rule (host, path) forwards to that group: any number of routed services |
 //! | `postgres` | egress to the data subnets on 5432 | |
 //! | `s3`, `queue`, `amqp` | egress on 443 outside the VPC (the cloud APIs) | |
-//! | account `spec.gitops` | Argo CD `Application` `paved-ENV` in `argocd`: the environment's folder, automated sync with prune and self-heal, destination cluster `paved-ENV` | without `gitops`, no Application (a warning) |
+//! | account `spec.gitops` | Argo CD `Application` `paved-ENV` in `argocd`: the environment's folder, automated sync with prune and self-heal, destination cluster `paved-ENV` (a preview: its host's cluster, namespace `PREVIEW`) | without `gitops`, no Application (a warning) |
 //!
 //! Files of the tree: `apps/ENV.yaml` (the Application, for an app-of-apps
 //! root) and `envs/ENV/namespace.yaml`, `envs/ENV/SERVICE.yaml`.
@@ -220,14 +220,13 @@ pub fn render(input: &PlanInput<'_>) -> Result<Tree, Vec<RenderError>> {
     };
     let mut errors = Vec::new();
     let mut need = workload::PodBudget::default();
-    let mut routed: Option<String> = None;
     for w in &scope.services {
         let name = w.metadata.name.as_str();
         let bindings = translation.bindings.get(name).cloned().unwrap_or_default();
         let Some(image) = workload::image(&scope, w) else {
             // Its secret store entry exists before its first deploy (the
             // values do not depend on the image), so a deploy needs no apply.
-            if let Ok(out) = workload::render(&scope, w, "pending", &bindings, &mut None)
+            if let Ok(out) = workload::render(&scope, w, "pending", &bindings)
                 && !out.secrets.is_empty()
             {
                 tree.secrets.insert(name.into(), out.secrets);
@@ -240,7 +239,7 @@ pub fn render(input: &PlanInput<'_>) -> Result<Tree, Vec<RenderError>> {
             );
             continue;
         };
-        match workload::render(&scope, w, &image, &bindings, &mut routed) {
+        match workload::render(&scope, w, &image, &bindings) {
             Ok(out) => {
                 need.add(&out.budget);
                 if !out.secrets.is_empty() {
@@ -258,7 +257,8 @@ pub fn render(input: &PlanInput<'_>) -> Result<Tree, Vec<RenderError>> {
     tree.files.insert(format!("envs/{env}/namespace.yaml"), namespace(&scope, input, &need));
     match &input.account.spec.gitops {
         Some(gitops) => {
-            tree.files.insert(format!("apps/{env}.yaml"), vec![application(env, gitops)]);
+            let cluster = graph.identity.get("cluster").cloned().unwrap_or_else(|| format!("paved-{env}"));
+            tree.files.insert(format!("apps/{env}.yaml"), vec![application(env, &cluster, gitops)]);
         }
         None => tree.warnings.push(format!(
             "account `{}` has no `spec.gitops`: no Argo CD Application is rendered for `{env}`",
@@ -398,7 +398,9 @@ pub fn argocd_notifications(env: &str, paved_url: &str) -> Value {
     })
 }
 
-fn application(env: &str, gitops: &paved_model::account::GitOps) -> Value {
+/// The Argo CD Application of an environment: its folder, synced into its
+/// namespace on `cluster` (a preview's is its host's).
+fn application(env: &str, cluster: &str, gitops: &paved_model::account::GitOps) -> Value {
     let path = match gitops.path.trim_matches('/') {
         "" => format!("envs/{env}"),
         prefix => format!("{prefix}/envs/{env}"),
@@ -421,7 +423,7 @@ fn application(env: &str, gitops: &paved_model::account::GitOps) -> Value {
         "spec": {
             "project": "default",
             "source": {"repoURL": gitops.repository, "targetRevision": gitops.branch, "path": path},
-            "destination": {"name": format!("paved-{env}"), "namespace": env},
+            "destination": {"name": cluster, "namespace": env},
             "syncPolicy": {
                 "automated": {"prune": true, "selfHeal": true},
                 "syncOptions": ["FailOnSharedResource=true"],

@@ -66,6 +66,7 @@ fn render_input(
         capabilities: Capabilities::default(),
         addresses: Default::default(),
         releases,
+        host: None,
     })
 }
 
@@ -341,15 +342,21 @@ fn network_policies_admit_only_declared_callers_the_load_balancer_and_data() {
     );
     assert!(web["egress"].as_array().unwrap().iter().any(|e| e["ports"][0]["port"] == 443));
     let tgb = object(&t, "TargetGroupBinding", "web");
-    assert_eq!(tgb["spec"]["targetGroupName"], "paved-eu-dev");
+    assert_eq!(tgb["spec"]["targetGroupName"], "paved-eu-dev-web");
     assert_eq!(tgb["spec"]["serviceRef"], serde_json::json!({"name": "web", "port": 80}));
 }
 
 #[test]
-fn a_second_routed_service_is_refused_by_name() {
-    let route = "resources:\n  route:\n    type: route\n    params:\n      host: x.example.com\n      path: /\n      port: 80\n";
-    let p = problems("eu-dev", &[&score("api", route), &score("web", route)]);
-    assert!(p[0].contains("service `web`") && p[0].contains("already sends its traffic to `api`"), "{p:?}");
+fn each_routed_service_joins_its_own_target_group() {
+    let route = |host: &str| {
+        format!(
+            "resources:\n  route:\n    type: route\n    params:\n      host: {host}\n      path: /\n      port: 80\n"
+        )
+    };
+    let t = tree("eu-dev", &[&score("api", &route("api.example.com")), &score("web", &route("web.example.com"))]);
+    let groups: Vec<&Value> =
+        ["api", "web"].iter().map(|s| &object(&t, "TargetGroupBinding", s)["spec"]["targetGroupName"]).collect();
+    assert_eq!(groups, ["paved-eu-dev-api", "paved-eu-dev-web"]);
 }
 
 #[test]

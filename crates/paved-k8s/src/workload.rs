@@ -237,14 +237,12 @@ fn selector(service: &str) -> Value {
     json!({"app.kubernetes.io/name": service})
 }
 
-/// Renders one service's objects. `routed` holds the service the
-/// environment's load balancer already sends to.
+/// Renders one service's objects.
 pub(crate) fn render(
     scope: &Scope<'_>,
     w: &Workload,
     image: &str,
     bindings: &BTreeMap<String, ResourceBinding>,
-    routed: &mut Option<String>,
 ) -> Result<Rendered, Vec<RenderError>> {
     let env = scope.env;
     let svc = w.metadata.name.as_str();
@@ -609,17 +607,6 @@ pub(crate) fn render(
         }));
     }
     if routes && !ports.is_empty() {
-        match routed {
-            Some(first) => {
-                return Err(vec![inexpressible(
-                    svc,
-                    "resources".into(),
-                    &format!("the environment's load balancer already sends its traffic to `{first}`"),
-                    "route one service per environment for now (host and path rules per service are not planned yet)",
-                )]);
-            }
-            None => *routed = Some(svc.to_string()),
-        }
         ingress.push(json!({
             "from": scope.lb_blocks.iter().map(|b| json!({"ipBlock": {"cidr": b}})).collect::<Vec<_>>(),
             "ports": target_ports,

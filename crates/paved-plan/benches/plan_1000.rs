@@ -85,6 +85,7 @@ fn main() {
             capabilities: Capabilities { docker: true, redis_server: false },
             addresses: Default::default(),
             releases: Default::default(),
+            host: None,
         };
         let graph = plan(&input).expect("plans");
         let bytes = graph.to_bytes();

@@ -12,8 +12,10 @@
 //! | `postgres` | `aws.db-subnet-group`, `aws.rds-instance`, `aws.security-group` `KEY-db` | encrypted with the environment's key, never public, backups and multi-AZ from parameters, master password managed in Secrets Manager; the group admits its clients' groups and the cluster's pod subnets on 5432 (pods carry the nodes' group; NetworkPolicy narrows to the declared clients) |
 //! | `s3` | `aws.s3-bucket` | KMS encryption, every public access blocked, versioning |
 //! | `queue`, `amqp` | `aws.sqs-queue` | KMS encryption |
-//! | `dns`, `route` | `aws.lb-route`, `aws.dns-record` | recorded on the environment's load balancer; the host is `params.host`, else `SERVICE.ENV.DOMAIN`; a host under the domain gets an alias `A` record to the load balancer in the domain's Route 53 zone |
+//! | `dns`, `route` | `aws.lb-target-group` (the service's, `paved-ENV-SERVICE`, IP targets, the blueprint's health check, tagged `paved:cluster`), `aws.lb-route` (a listener rule: host and path → that group), `aws.dns-record` | the host is `params.host`, else `SERVICE.ENV.DOMAIN`; a host under the domain gets an alias `A` record to the load balancer in the domain's Route 53 zone |
 //! | `service` | `aws.service-link` | the target's name inside the environment's cluster (`SERVICE.ENV.svc.cluster.local`) |
+//!
+//! | environment of type `preview` | its own key, databases, buckets, queues, roles and secrets; **no** network, cluster or load balancer: those of its host (the environment it was opened from, [`Host`]) | a namespace on the host's cluster; its subnet groups, security groups and target groups in the host's VPC, its listener rules on the host's load balancer, hosts `SERVICE-PREVIEW.HOST.DOMAIN` under the host's wildcard certificate; planning fails until the host is applied |
 //!
 //! Normalised behaviours — a blueprint states a behaviour once, each
 //! provider sets its own knob to match (each row has a test):
@@ -31,8 +33,10 @@
 
 use crate::resolve::{self, ResourceBinding};
 use crate::{Node, PlanError, PlanInput, ResourceGraph};
+use paved_model::EnvType;
 use paved_model::blueprint::{DatabaseEngine, Egress, NetworkTier, Size, TlsVersion};
 use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, BTreeSet};
 
 const PROVIDER: &str = "aws";
@@ -147,8 +151,8 @@ pub fn lb_controller_role_name(environment: &str) -> String {
 
 /// Who may assume a role: one ServiceAccount of the cluster, through its
 /// OIDC provider, for STS (the IAM driver builds the trust from this).
-fn web_identity(oidc: &str, subject: &str) -> Value {
-    json!({"provider": r(oidc, "arn"), "issuer": r(oidc, "issuer"), "subject": subject, "audience": "sts.amazonaws.com"})
+fn web_identity(oidc: &Oidc, subject: &str) -> Value {
+    json!({"provider": oidc.arn.value, "issuer": oidc.issuer, "subject": subject, "audience": "sts.amazonaws.com"})
 }
 
 /// What a service's pod role is made of.
@@ -158,7 +162,7 @@ struct PodRole<'a> {
     partition: &'a str,
     region: &'a str,
     account_id: &'a str,
-    oidc: &'a str,
+    oidc: &'a Oidc,
     kms: &'a str,
     bindings: &'a BTreeMap<String, ResourceBinding>,
     tags: Value,
@@ -176,7 +180,7 @@ fn pod_role(s: PodRole<'_>) -> Node {
         json!({"Sid": "EnvironmentKey", "Effect": "Allow", "Action": ["kms:Decrypt", "kms:GenerateDataKey"],
                "Resource": r(kms, "arn")}),
     ];
-    let mut after = vec![oidc.to_string(), kms.to_string()];
+    let mut after: Vec<String> = oidc.arn.after.iter().cloned().chain([kms.to_string()]).collect();
     let mut nodes: Vec<&str> = bindings.values().map(|b| b.node.as_str()).collect();
     nodes.sort();
     nodes.dedup();
@@ -207,6 +211,221 @@ fn pod_role(s: PodRole<'_>) -> Node {
     )
     .after(after)
     .outputs(&["arn"])
+}
+
+/// The target group a routed service's pods join (its cluster's
+/// `TargetGroupBinding` names it): `paved-ENV-SERVICE`, shortened with a hash
+/// of the whole to ELB's 32 characters (letters, digits, hyphens; no hyphen
+/// first or last: <https://docs.aws.amazon.com/elasticloadbalancing/latest/APIReference/API_CreateTargetGroup.html>).
+pub fn route_target_group_name(environment: &str, service: &str) -> String {
+    let name = format!("paved-{environment}-{service}");
+    if name.len() <= 32 {
+        return name;
+    }
+    let hash: String = Sha256::digest(name.as_bytes()).iter().take(4).map(|b| format!("{b:02x}")).collect();
+    format!("{}-{hash}", name[..23].trim_end_matches('-'))
+}
+
+/// The default host of a route: `SERVICE.ENV.DOMAIN`; a preview's services
+/// take `SERVICE-PREVIEW.HOST.DOMAIN`, which its host's certificate
+/// (`*.HOST.DOMAIN`) already covers.
+fn route_host(service: &str, environment: &str, parent: &str, domain: &str) -> String {
+    if environment == parent {
+        format!("{service}.{environment}.{domain}")
+    } else {
+        format!("{service}-{environment}.{parent}.{domain}")
+    }
+}
+
+/// The host of a service's `dns` or `route` resource: its `params.host`,
+/// which may name the host of another of the service's resources
+/// (`${resources.dns.host}`, Score's idiom), else `default`.
+fn resource_host(
+    w: &paved_model::Workload,
+    resource: &str,
+    default: Option<String>,
+) -> Result<Option<String>, PlanError> {
+    let mut name = resource;
+    // A chain of names, at most as long as the service's resources.
+    for _ in 0..=w.resources.len() {
+        let param = w.resources.get(name).and_then(|r| r.params.as_ref()).and_then(|p| p.get("host"));
+        let Some(host) = param.and_then(Value::as_str) else { return Ok(default) };
+        let Some(inner) = host.strip_prefix("${resources.").and_then(|h| h.strip_suffix(".host}")) else {
+            if host.contains("${") {
+                break;
+            }
+            return Ok(Some(host.to_string()));
+        };
+        if !w.resources.get(inner).is_some_and(|r| matches!(r.kind.as_str(), "dns" | "route")) {
+            break;
+        }
+        name = inner;
+    }
+    Err(PlanError::Unsatisfiable {
+        service: w.metadata.name.clone(),
+        field: format!("resources.{resource}.params.host"),
+        placeholder: w.resources[resource]
+            .params
+            .as_ref()
+            .and_then(|p| p.get("host"))
+            .map(|h| h.to_string())
+            .unwrap_or_default(),
+        reason: "a route's host is a name, or `${resources.NAME.host}` of the service's own `dns` or `route` resource"
+            .into(),
+    })
+}
+
+/// What a preview shares of the environment it was opened from: that
+/// environment's applied nodes (properties and outputs), read by the caller.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Host {
+    pub environment: String,
+    /// Node id → what the host's state holds of it.
+    pub nodes: BTreeMap<String, HostNode>,
+}
+
+/// One applied node of a preview's host.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct HostNode {
+    pub properties: Value,
+    pub outputs: Value,
+}
+
+/// A value one node takes from elsewhere: an output of a node of this graph
+/// (which the node then comes after), or a value a preview's host already has.
+#[derive(Debug, Clone)]
+struct At {
+    value: Value,
+    after: Vec<String>,
+}
+
+impl At {
+    fn node(id: &str, output: &str) -> At {
+        At { value: r(id, output), after: vec![id.to_string()] }
+    }
+
+    fn nodes(ids: &[String], output: &str) -> At {
+        At { value: Value::Array(ids.iter().map(|id| r(id, output)).collect()), after: ids.to_vec() }
+    }
+
+    fn host(value: Value) -> At {
+        At { value, after: Vec::new() }
+    }
+}
+
+/// The cluster's OIDC provider, which pod roles trust.
+struct Oidc {
+    arn: At,
+    issuer: Value,
+}
+
+/// The load balancer routes are added to.
+struct LbAt {
+    arn: At,
+    dns: Value,
+    zone: Value,
+    /// Its HTTPS listener serves a certificate (else routes go on port 80).
+    tls: bool,
+}
+
+/// What an environment's services are planned on: its own network,
+/// cluster and load balancer, or (a preview) those of its host.
+struct Base {
+    vpc: At,
+    /// The VPC's address block.
+    block: String,
+    /// The subnets databases live in.
+    data: At,
+    /// The blocks pods take their addresses from.
+    pod_blocks: Vec<String>,
+    lb_sg: Option<At>,
+    lb: Option<LbAt>,
+    /// The environment whose name route hosts sit under.
+    dns_parent: String,
+    oidc: Oidc,
+    /// The EKS cluster's name.
+    cluster: String,
+}
+
+/// A preview's base: its host's VPC, subnets, cluster and load balancer,
+/// read from the host's applied state. The preview keeps its own key,
+/// databases, buckets, queues, roles and secrets.
+fn host_base(input: &PlanInput<'_>, g: &mut ResourceGraph) -> Result<Base, Vec<PlanError>> {
+    let env = input.environment.metadata.name.as_str();
+    let Some(host) = &input.host else { return Err(vec![PlanError::NoHost { environment: env.into() }]) };
+    let h = host.environment.as_str();
+    let missing = |node: String| {
+        vec![PlanError::HostNotApplied { environment: env.into(), host: h.into(), missing: format!("`{node}`") }]
+    };
+    let output = |node: String, output: &str| -> Result<Value, Vec<PlanError>> {
+        match host.nodes.get(&node).map(|n| &n.outputs[output]) {
+            Some(v) if !v.is_null() => Ok(v.clone()),
+            _ => Err(missing(format!("{node}.{output}"))),
+        }
+    };
+    let vpc = format!("aws.vpc/{h}");
+    let block = host
+        .nodes
+        .get(&vpc)
+        .and_then(|n| n.properties["cidrBlock"].as_str())
+        .map(str::to_string)
+        .ok_or_else(|| missing(vpc.clone()))?;
+    g.identity.insert("cidr".into(), block.clone());
+    g.identity.insert("host".into(), h.into());
+    // The host's subnets by tier, as its identity names them.
+    let mut tiers: BTreeMap<String, Vec<(Value, String)>> = BTreeMap::new();
+    for (id, n) in host.nodes.iter().filter(|(id, _)| id.starts_with("aws.subnet/")) {
+        let (Some(tier), Some(cidr)) = (n.properties["tier"].as_str(), n.properties["cidrBlock"].as_str()) else {
+            continue;
+        };
+        let zone = id.rsplit('-').next().unwrap_or_default();
+        g.identity.insert(format!("subnet-{tier}-{zone}"), cidr.into());
+        tiers.entry(tier.into()).or_default().push((output(id.clone(), "id")?, cidr.into()));
+    }
+    let tier = |names: [&str; 2]| names.iter().find_map(|t| tiers.get(*t)).cloned().unwrap_or_default();
+    let private = tier(["private", "isolated"]);
+    let data = tier(["isolated", "private"]);
+    let lb_id = format!("aws.lb/{h}");
+    let lb = match input.blueprint.spec.ingress {
+        Some(_) => Some(LbAt {
+            arn: At::host(output(lb_id.clone(), "arn")?),
+            dns: output(lb_id.clone(), "dnsName")?,
+            zone: output(lb_id.clone(), "canonicalHostedZoneId")?,
+            tls: host
+                .nodes
+                .get(&lb_id)
+                .and_then(|n| n.properties["listeners"].as_array())
+                .is_some_and(|ls| ls.iter().any(|l| l["protocol"] == "HTTPS")),
+        }),
+        None => None,
+    };
+    let lb_sg = match input.blueprint.spec.ingress {
+        Some(_) => Some(At::host(output(format!("aws.security-group/{h}-lb"), "id")?)),
+        None => None,
+    };
+    let oidc = format!("aws.iam-oidc-provider/{h}");
+    Ok(Base {
+        vpc: At::host(output(vpc, "id")?),
+        block,
+        data: At::host(Value::Array(data.iter().map(|(id, _)| id.clone()).collect())),
+        pod_blocks: private.iter().map(|(_, cidr)| cidr.clone()).collect(),
+        lb_sg,
+        lb,
+        dns_parent: h.into(),
+        oidc: Oidc { arn: At::host(output(oidc.clone(), "arn")?), issuer: output(oidc, "issuer")? },
+        cluster: format!("paved-{h}"),
+    })
+}
+
+/// A target group's health check, from the blueprint's ingress.
+fn health_check(i: &paved_model::blueprint::IngressSpec) -> Value {
+    json!({
+        "path": i.health_check.path,
+        "intervalSeconds": seconds(&i.health_check.interval),
+        "timeoutSeconds": seconds(&i.health_check.timeout),
+        "healthyThreshold": i.health_check.healthy_threshold,
+        "unhealthyThreshold": i.health_check.unhealthy_threshold,
+    })
 }
 
 fn seconds(d: &paved_model::SpecDuration) -> u64 {
@@ -281,16 +500,8 @@ pub fn translate_with_bindings(input: &PlanInput<'_>) -> Result<Translation, Vec
         }
         t
     };
-    let block = allocate(&bp.network.address_space, env, &input.addresses).map_err(|reason| {
-        vec![PlanError::BadParameter {
-            parameter: "network.addressSpace".into(),
-            value: bp.network.address_space.clone(),
-            field: reason,
-        }]
-    })?;
     let mut g = ResourceGraph::new(paved_model::Provider::Aws, env);
     g.identity.insert("region".into(), region.into());
-    g.identity.insert("cidr".into(), block.clone());
 
     let account_id = input.account.spec.account_id.clone().unwrap_or_default();
     let partition = if region.starts_with("cn-") { "aws-cn" } else { "aws" };
@@ -313,18 +524,34 @@ pub fn translate_with_bindings(input: &PlanInput<'_>) -> Result<Translation, Vec
         )
         .outputs(&["arn", "keyId"]),
     );
-    let vpc = g.add(
-        Node::new(
-            "aws.vpc",
-            env,
-            json!({"cidrBlock": block, "enableDnsHostnames": true, "enableDnsSupport": true, "tags": tags(None)}),
-        )
-        .immutable(&["cidrBlock"])
-        .outputs(&["id"]),
-    );
-    let log_days = resolve::param("spec.observability.logRetentionDays", &bp.observability.log_retention_days, &params);
-    let log_days = log_days.map_err(|e| vec![e])?;
-    let log_group = g.add(
+    let domain = bp.ingress.as_ref().filter(|i| i.tls.enabled).and_then(|i| i.tls.domain.clone());
+    if bp.ingress.as_ref().is_some_and(|i| i.tls.enabled) && domain.is_none() {
+        errors.push(PlanError::NoCertificateDomain { blueprint: input.blueprint.metadata.name.clone() });
+    }
+    let base = if input.environment.spec.env_type == EnvType::Preview {
+        host_base(input, &mut g)?
+    } else {
+        let block = allocate(&bp.network.address_space, env, &input.addresses).map_err(|reason| {
+            vec![PlanError::BadParameter {
+                parameter: "network.addressSpace".into(),
+                value: bp.network.address_space.clone(),
+                field: reason,
+            }]
+        })?;
+        g.identity.insert("cidr".into(), block.clone());
+        let vpc = g.add(
+            Node::new(
+                "aws.vpc",
+                env,
+                json!({"cidrBlock": block, "enableDnsHostnames": true, "enableDnsSupport": true, "tags": tags(None)}),
+            )
+            .immutable(&["cidrBlock"])
+            .outputs(&["id"]),
+        );
+        let log_days =
+            resolve::param("spec.observability.logRetentionDays", &bp.observability.log_retention_days, &params);
+        let log_days = log_days.map_err(|e| vec![e])?;
+        let log_group = g.add(
         Node::new(
             "aws.log-group",
             &format!("{env}-flow-logs"),
@@ -333,90 +560,90 @@ pub fn translate_with_bindings(input: &PlanInput<'_>) -> Result<Translation, Vec
         .after([kms.clone()])
         .outputs(&["arn"]),
     );
-    // Flow logs are always on, whatever the blueprint says: the issue's baseline.
-    // The flow-log service writes to the group through a role that may do only that.
-    let flow_role = g.add(
-        Node::new(
-            "aws.iam-role",
-            &format!("{env}-flow-logs"),
-            json!({
-                "name": format!("paved-{env}-flow-logs"),
-                "assumeRolePolicy": {"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
-                    "Principal": {"Service": "vpc-flow-logs.amazonaws.com"}, "Action": "sts:AssumeRole"}]},
-                "policy": {"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
-                    "Action": ["logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
-                    "Resource": format!("${{ref:{log_group}.arn}}:*")}]},
-                "tags": tags(None),
-            }),
-        )
-        .after([log_group.clone()])
-        .outputs(&["arn"]),
-    );
-    g.add(
-        Node::new(
-            "aws.flow-log",
-            env,
-            json!({"vpcId": r(&vpc, "id"), "trafficType": "ALL", "logGroupArn": r(&log_group, "arn"),
-                   "iamRoleArn": r(&flow_role, "arn"), "tags": tags(None)}),
-        )
-        .after([vpc.clone(), log_group.clone(), flow_role]),
-    );
-    // The VPC's default security group admits nothing: traffic flows only through paved's groups.
-    if bp.security.default_deny {
+        // Flow logs are always on, whatever the blueprint says: the issue's baseline.
+        // The flow-log service writes to the group through a role that may do only that.
+        let flow_role = g.add(
+            Node::new(
+                "aws.iam-role",
+                &format!("{env}-flow-logs"),
+                json!({
+                    "name": format!("paved-{env}-flow-logs"),
+                    "assumeRolePolicy": {"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
+                        "Principal": {"Service": "vpc-flow-logs.amazonaws.com"}, "Action": "sts:AssumeRole"}]},
+                    "policy": {"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
+                        "Action": ["logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
+                        "Resource": format!("${{ref:{log_group}.arn}}:*")}]},
+                    "tags": tags(None),
+                }),
+            )
+            .after([log_group.clone()])
+            .outputs(&["arn"]),
+        );
         g.add(
             Node::new(
-                "aws.default-security-group",
+                "aws.flow-log",
                 env,
-                json!({"vpcId": r(&vpc, "id"), "ingress": [], "egress": [], "tags": tags(None)}),
+                json!({"vpcId": r(&vpc, "id"), "trafficType": "ALL", "logGroupArn": r(&log_group, "arn"),
+                   "iamRoleArn": r(&flow_role, "arn"), "tags": tags(None)}),
             )
-            .after([vpc.clone()]),
+            .after([vpc.clone(), log_group.clone(), flow_role]),
         );
-    }
-
-    // Subnets: tier i, zone j → the (2i + j)-th /24 of the block.
-    let mut subnets: BTreeMap<NetworkTier, Vec<String>> = BTreeMap::new();
-    for (i, tier) in bp.network.tiers.iter().enumerate() {
-        let tier_name = match tier {
-            NetworkTier::Public => "public",
-            NetworkTier::Private => "private",
-            NetworkTier::Isolated => "isolated",
-        };
-        for (j, zone) in ZONES.iter().enumerate() {
-            let name = format!("{env}-{tier_name}-{zone}");
-            let cidr = cidr_subnet(&block, 24 - ENVIRONMENT_BLOCK, (2 * i + j) as u32).unwrap_or_default();
-            g.identity.insert(format!("subnet-{tier_name}-{zone}"), cidr.clone());
-            let id = g.add(
+        // The VPC's default security group admits nothing: traffic flows only through paved's groups.
+        if bp.security.default_deny {
+            g.add(
                 Node::new(
-                    "aws.subnet",
-                    &name,
-                    json!({"vpcId": r(&vpc, "id"), "cidrBlock": cidr, "availabilityZone": format!("{region}{zone}"),
-                           "tier": tier_name, "mapPublicIpOnLaunch": false, "tags": tags(None)}),
+                    "aws.default-security-group",
+                    env,
+                    json!({"vpcId": r(&vpc, "id"), "ingress": [], "egress": [], "tags": tags(None)}),
                 )
-                .after([vpc.clone()])
-                .immutable(&["cidrBlock", "availabilityZone"])
-                .outputs(&["id"]),
+                .after([vpc.clone()]),
             );
-            subnets.entry(*tier).or_default().push(id);
         }
-    }
-    let ids = |tier: NetworkTier| -> Vec<String> { subnets.get(&tier).cloned().unwrap_or_default() };
-    let refs = |nodes: &[String]| -> Value { Value::Array(nodes.iter().map(|n| r(n, "id")).collect()) };
-    let public = ids(NetworkTier::Public);
-    let private: Vec<String> = {
-        let p = ids(NetworkTier::Private);
-        if p.is_empty() { ids(NetworkTier::Isolated) } else { p }
-    };
-    let data: Vec<String> = {
-        let i = ids(NetworkTier::Isolated);
-        if i.is_empty() { private.clone() } else { i }
-    };
-    if !public.is_empty() {
-        let igw = g.add(
-            Node::new("aws.internet-gateway", env, json!({"vpcId": r(&vpc, "id"), "tags": tags(None)}))
-                .after([vpc.clone()])
-                .outputs(&["id"]),
-        );
-        g.add(
+
+        // Subnets: tier i, zone j → the (2i + j)-th /24 of the block.
+        let mut subnets: BTreeMap<NetworkTier, Vec<String>> = BTreeMap::new();
+        for (i, tier) in bp.network.tiers.iter().enumerate() {
+            let tier_name = match tier {
+                NetworkTier::Public => "public",
+                NetworkTier::Private => "private",
+                NetworkTier::Isolated => "isolated",
+            };
+            for (j, zone) in ZONES.iter().enumerate() {
+                let name = format!("{env}-{tier_name}-{zone}");
+                let cidr = cidr_subnet(&block, 24 - ENVIRONMENT_BLOCK, (2 * i + j) as u32).unwrap_or_default();
+                g.identity.insert(format!("subnet-{tier_name}-{zone}"), cidr.clone());
+                let id = g.add(
+                    Node::new(
+                        "aws.subnet",
+                        &name,
+                        json!({"vpcId": r(&vpc, "id"), "cidrBlock": cidr, "availabilityZone": format!("{region}{zone}"),
+                           "tier": tier_name, "mapPublicIpOnLaunch": false, "tags": tags(None)}),
+                    )
+                    .after([vpc.clone()])
+                    .immutable(&["cidrBlock", "availabilityZone"])
+                    .outputs(&["id"]),
+                );
+                subnets.entry(*tier).or_default().push(id);
+            }
+        }
+        let ids = |tier: NetworkTier| -> Vec<String> { subnets.get(&tier).cloned().unwrap_or_default() };
+        let refs = |nodes: &[String]| -> Value { Value::Array(nodes.iter().map(|n| r(n, "id")).collect()) };
+        let public = ids(NetworkTier::Public);
+        let private: Vec<String> = {
+            let p = ids(NetworkTier::Private);
+            if p.is_empty() { ids(NetworkTier::Isolated) } else { p }
+        };
+        let data: Vec<String> = {
+            let i = ids(NetworkTier::Isolated);
+            if i.is_empty() { private.clone() } else { i }
+        };
+        if !public.is_empty() {
+            let igw = g.add(
+                Node::new("aws.internet-gateway", env, json!({"vpcId": r(&vpc, "id"), "tags": tags(None)}))
+                    .after([vpc.clone()])
+                    .outputs(&["id"]),
+            );
+            g.add(
             Node::new(
                 "aws.route-table",
                 &format!("{env}-public"),
@@ -425,13 +652,13 @@ pub fn translate_with_bindings(input: &PlanInput<'_>) -> Result<Translation, Vec
             )
             .after(public.iter().cloned().chain([igw.clone()])),
         );
-        let private_routes = if bp.network.egress == Egress::Nat && !ids(NetworkTier::Private).is_empty() {
-            // A public NAT gateway needs an Elastic IP of its own.
-            let eip = g.add(
-                Node::new("aws.eip", &format!("{env}-nat"), json!({"domain": "vpc", "tags": tags(None)}))
-                    .outputs(&["allocationId", "publicIp"]),
-            );
-            let nat = g.add(
+            let private_routes = if bp.network.egress == Egress::Nat && !ids(NetworkTier::Private).is_empty() {
+                // A public NAT gateway needs an Elastic IP of its own.
+                let eip = g.add(
+                    Node::new("aws.eip", &format!("{env}-nat"), json!({"domain": "vpc", "tags": tags(None)}))
+                        .outputs(&["allocationId", "publicIp"]),
+                );
+                let nat = g.add(
                 Node::new(
                     "aws.nat-gateway",
                     env,
@@ -440,17 +667,17 @@ pub fn translate_with_bindings(input: &PlanInput<'_>) -> Result<Translation, Vec
                 .after([public[0].clone(), igw.clone(), eip])
                 .outputs(&["id"]),
             );
-            vec![(json!([{"destination": "0.0.0.0/0", "natGatewayId": r(&nat, "id")}]), nat)]
-        } else {
-            vec![]
-        };
-        let private_only = ids(NetworkTier::Private);
-        if !private_only.is_empty() {
-            let (routes, deps) = match private_routes.into_iter().next() {
-                Some((routes, nat)) => (routes, vec![nat]),
-                None => (json!([]), vec![]),
+                vec![(json!([{"destination": "0.0.0.0/0", "natGatewayId": r(&nat, "id")}]), nat)]
+            } else {
+                vec![]
             };
-            g.add(
+            let private_only = ids(NetworkTier::Private);
+            if !private_only.is_empty() {
+                let (routes, deps) = match private_routes.into_iter().next() {
+                    Some((routes, nat)) => (routes, vec![nat]),
+                    None => (json!([]), vec![]),
+                };
+                g.add(
                 Node::new(
                     "aws.route-table",
                     &format!("{env}-private"),
@@ -458,11 +685,11 @@ pub fn translate_with_bindings(input: &PlanInput<'_>) -> Result<Translation, Vec
                 )
                 .after(private_only.iter().cloned().chain(deps)),
             );
+            }
         }
-    }
 
-    // The load balancer and its security group: the only ingress from anywhere.
-    let lb_sg = bp.ingress.as_ref().map(|i| {
+        // The load balancer and its security group: the only ingress from anywhere.
+        let lb_sg = bp.ingress.as_ref().map(|i| {
         let from = if i.public { "0.0.0.0/0".to_string() } else { block.clone() };
         g.add(
             Node::new(
@@ -477,91 +704,81 @@ pub fn translate_with_bindings(input: &PlanInput<'_>) -> Result<Translation, Vec
             .outputs(&["id"]),
         )
     });
-    // The HTTPS listener's certificate: requested from ACM for the
-    // environment's names, validated by DNS in the blueprint domain's zone.
-    let domain = bp.ingress.as_ref().filter(|i| i.tls.enabled).and_then(|i| i.tls.domain.clone());
-    if bp.ingress.as_ref().is_some_and(|i| i.tls.enabled) && domain.is_none() {
-        errors.push(PlanError::NoCertificateDomain { blueprint: input.blueprint.metadata.name.clone() });
-    }
-    let certificate = domain.as_ref().map(|domain| {
-        g.add(
-            Node::new(
-                "aws.acm-certificate",
-                env,
-                json!({"domain": format!("{env}.{domain}"), "alternativeNames": [format!("*.{env}.{domain}")],
+        // The HTTPS listener's certificate: requested from ACM for the
+        // environment's names, validated by DNS in the blueprint domain's zone.
+        let certificate = domain.as_ref().map(|domain| {
+            g.add(
+                Node::new(
+                    "aws.acm-certificate",
+                    env,
+                    json!({"domain": format!("{env}.{domain}"), "alternativeNames": [format!("*.{env}.{domain}")],
                        "zone": domain, "tags": tags(None)}),
+                )
+                .immutable(&["domain", "alternativeNames", "zone"])
+                .outputs(&["arn"]),
             )
-            .immutable(&["domain", "alternativeNames", "zone"])
-            .outputs(&["arn"]),
-        )
-    });
-    let lb = match (&bp.ingress, &lb_sg) {
-        (Some(i), Some(sg)) => {
-            let idle = seconds(&i.timeouts.idle);
-            if !(1..=4000).contains(&idle) {
-                errors.push(PlanError::BadParameter {
-                    parameter: "ingress.timeouts.idle".into(),
-                    value: format!("{idle}s"),
-                    field: "the AWS load balancer's idle timeout (1 to 4000 seconds)".into(),
-                });
+        });
+        let lb = match (&bp.ingress, &lb_sg) {
+            (Some(i), Some(sg)) => {
+                let idle = seconds(&i.timeouts.idle);
+                if !(1..=4000).contains(&idle) {
+                    errors.push(PlanError::BadParameter {
+                        parameter: "ingress.timeouts.idle".into(),
+                        value: format!("{idle}s"),
+                        field: "the AWS load balancer's idle timeout (1 to 4000 seconds)".into(),
+                    });
+                }
+                let subnets = if i.public { &public } else { &private };
+                Some(
+                    g.add(
+                        Node::new(
+                            "aws.lb",
+                            env,
+                            json!({
+                                // The load balancer and its target group share the name.
+                                "name": target_group_name(env),
+                                "vpcId": r(&vpc, "id"),
+                                "type": "application",
+                                "scheme": if i.public { "internet-facing" } else { "internal" },
+                                "subnetIds": refs(subnets),
+                                "securityGroupIds": [r(sg, "id")],
+                                "idleTimeoutSeconds": idle,
+                                "dropInvalidHeaderFields": true,
+                            "deletionProtection": input.environment.spec.env_type == paved_model::EnvType::Production,
+                                "listeners": match &certificate {
+                                    Some(cert) => json!([
+                                        {"port": 443, "protocol": "HTTPS", "sslPolicy": ssl_policy(i.tls.min_version),
+                                         "certificateArn": r(cert, "arn")},
+                                        {"port": 80, "protocol": "HTTP", "redirectTo": 443},
+                                    ]),
+                                    None => json!([{"port": 80, "protocol": "HTTP"}]),
+                                },
+                                "healthCheck": health_check(i),
+                                "tags": tags(None),
+                            }),
+                        )
+                        .after(subnets.iter().cloned().chain([sg.clone()]).chain(certificate.clone()))
+                        .outputs(&["arn", "dnsName", "canonicalHostedZoneId"]),
+                    ),
+                )
             }
-            let subnets = if i.public { &public } else { &private };
-            Some(
-                g.add(
-                    Node::new(
-                        "aws.lb",
-                        env,
-                        json!({
-                            // The load balancer and its target group share the name.
-                            "name": target_group_name(env),
-                            "vpcId": r(&vpc, "id"),
-                            "type": "application",
-                            "scheme": if i.public { "internet-facing" } else { "internal" },
-                            "subnetIds": refs(subnets),
-                            "securityGroupIds": [r(sg, "id")],
-                            "idleTimeoutSeconds": idle,
-                            "dropInvalidHeaderFields": true,
-                        "deletionProtection": input.environment.spec.env_type == paved_model::EnvType::Production,
-                            "listeners": match &certificate {
-                                Some(cert) => json!([
-                                    {"port": 443, "protocol": "HTTPS", "sslPolicy": ssl_policy(i.tls.min_version),
-                                     "certificateArn": r(cert, "arn")},
-                                    {"port": 80, "protocol": "HTTP", "redirectTo": 443},
-                                ]),
-                                None => json!([{"port": 80, "protocol": "HTTP"}]),
-                            },
-                            "healthCheck": {
-                                "path": i.health_check.path,
-                                "intervalSeconds": seconds(&i.health_check.interval),
-                                "timeoutSeconds": seconds(&i.health_check.timeout),
-                                "healthyThreshold": i.health_check.healthy_threshold,
-                                "unhealthyThreshold": i.health_check.unhealthy_threshold,
-                            },
-                            "tags": tags(None),
-                        }),
-                    )
-                    .after(subnets.iter().cloned().chain([sg.clone()]).chain(certificate.clone()))
-                    .outputs(&["arn", "dnsName", "canonicalHostedZoneId"]),
-                ),
-            )
-        }
-        _ => None,
-    };
+            _ => None,
+        };
 
-    // Compute: one cluster per environment, reachable only inside the VPC.
-    let size = resolve::param("spec.compute.size", &bp.compute.size, &params);
-    let replicas = resolve::param("spec.compute.replicas", &bp.compute.replicas, &params);
-    let (size, replicas): (Size, u32) = match (size, replicas) {
-        (Ok(s), Ok(r)) => (s, r),
-        (s, r) => {
-            errors.extend(s.err());
-            errors.extend(r.err());
-            return Err(errors);
-        }
-    };
-    // The control plane and the nodes act through roles that may do only what EKS documents.
-    let service_role = |g: &mut ResourceGraph, name: &str, service: &str, policies: &[&str]| {
-        g.add(Node::new(
+        // Compute: one cluster per environment, reachable only inside the VPC.
+        let size = resolve::param("spec.compute.size", &bp.compute.size, &params);
+        let replicas = resolve::param("spec.compute.replicas", &bp.compute.replicas, &params);
+        let (size, replicas): (Size, u32) = match (size, replicas) {
+            (Ok(s), Ok(r)) => (s, r),
+            (s, r) => {
+                errors.extend(s.err());
+                errors.extend(r.err());
+                return Err(errors);
+            }
+        };
+        // The control plane and the nodes act through roles that may do only what EKS documents.
+        let service_role = |g: &mut ResourceGraph, name: &str, service: &str, policies: &[&str]| {
+            g.add(Node::new(
             "aws.iam-role",
             &format!("{env}-{name}"),
             json!({
@@ -573,71 +790,73 @@ pub fn translate_with_bindings(input: &PlanInput<'_>) -> Result<Translation, Vec
             }),
         )
         .outputs(&["arn"]))
-    };
-    let cluster_role = service_role(&mut g, "eks-cluster", "eks.amazonaws.com", &["AmazonEKSClusterPolicy"]);
-    let node_role = service_role(
-        &mut g,
-        "eks-nodes",
-        "ec2.amazonaws.com",
-        &["AmazonEKSWorkerNodePolicy", "AmazonEKS_CNI_Policy", "AmazonEC2ContainerRegistryReadOnly"],
-    );
-    let cluster = g.add(
-        Node::new(
-            "aws.eks-cluster",
-            env,
-            json!({
-                "name": format!("paved-{env}"),
-                "version": EKS_VERSION,
-                "roleArn": r(&cluster_role, "arn"),
-                "endpointPrivateAccess": true,
-                "endpointPublicAccess": false,
-                "subnetIds": refs(&private),
-                "secretsEncryptionKeyArn": r(&kms, "arn"),
-                "enabledLogTypes": ["api", "audit", "authenticator", "controllerManager", "scheduler"],
-                "tags": tags(None),
-            }),
-        )
-        .after(private.iter().cloned().chain([kms.clone(), cluster_role]))
-        .immutable(&["name", "endpointPrivateAccess", "secretsEncryptionKeyArn"])
-        .outputs(&["arn", "endpoint", "name"]),
-    );
-    g.add(
-        Node::new(
-            "aws.eks-node-group",
-            env,
-            json!({
-                "clusterName": r(&cluster, "name"),
-                "nodeRoleArn": r(&node_role, "arn"),
-                "subnetIds": refs(&private),
-                "instanceType": node_class(size),
-                "desiredSize": replicas.max(2),
-                "minSize": 2,
-                "maxSize": replicas.max(2) * 2,
-                "tags": tags(None),
-            }),
-        )
-        .after(private.iter().cloned().chain([cluster.clone(), node_role]))
-        .immutable(&["instanceType"])
-        .outputs(&["arn"]),
-    );
-
-    // Pods act as their service's role, trusted through the cluster's issuer (IRSA).
-    let oidc = g.add(
-        Node::new(
-            "aws.iam-oidc-provider",
-            env,
-            json!({"url": r(&cluster, "oidcIssuer"), "clientIds": ["sts.amazonaws.com"], "tags": tags(None)}),
-        )
-        .after([cluster.clone()])
-        .outputs(&["arn", "issuer"]),
-    );
-
-    // The AWS Load Balancer Controller in the cluster puts pods behind
-    // paved's target group (TargetGroupBinding): its own role, for its
-    // ServiceAccount only, allowed to register targets in that group alone.
-    if lb.is_some() {
-        let account = if account_id.is_empty() { "*" } else { account_id.as_str() };
+        };
+        let cluster_role = service_role(&mut g, "eks-cluster", "eks.amazonaws.com", &["AmazonEKSClusterPolicy"]);
+        let node_role = service_role(
+            &mut g,
+            "eks-nodes",
+            "ec2.amazonaws.com",
+            &["AmazonEKSWorkerNodePolicy", "AmazonEKS_CNI_Policy", "AmazonEC2ContainerRegistryReadOnly"],
+        );
+        let cluster = g.add(
+            Node::new(
+                "aws.eks-cluster",
+                env,
+                json!({
+                    "name": format!("paved-{env}"),
+                    "version": EKS_VERSION,
+                    "roleArn": r(&cluster_role, "arn"),
+                    "endpointPrivateAccess": true,
+                    "endpointPublicAccess": false,
+                    "subnetIds": refs(&private),
+                    "secretsEncryptionKeyArn": r(&kms, "arn"),
+                    "enabledLogTypes": ["api", "audit", "authenticator", "controllerManager", "scheduler"],
+                    "tags": tags(None),
+                }),
+            )
+            .after(private.iter().cloned().chain([kms.clone(), cluster_role]))
+            .immutable(&["name", "endpointPrivateAccess", "secretsEncryptionKeyArn"])
+            .outputs(&["arn", "endpoint", "name"]),
+        );
         g.add(
+            Node::new(
+                "aws.eks-node-group",
+                env,
+                json!({
+                    "clusterName": r(&cluster, "name"),
+                    "nodeRoleArn": r(&node_role, "arn"),
+                    "subnetIds": refs(&private),
+                    "instanceType": node_class(size),
+                    "desiredSize": replicas.max(2),
+                    "minSize": 2,
+                    "maxSize": replicas.max(2) * 2,
+                    "tags": tags(None),
+                }),
+            )
+            .after(private.iter().cloned().chain([cluster.clone(), node_role]))
+            .immutable(&["instanceType"])
+            .outputs(&["arn"]),
+        );
+
+        // Pods act as their service's role, trusted through the cluster's issuer (IRSA).
+        let oidc = g.add(
+            Node::new(
+                "aws.iam-oidc-provider",
+                env,
+                json!({"url": r(&cluster, "oidcIssuer"), "clientIds": ["sts.amazonaws.com"], "tags": tags(None)}),
+            )
+            .after([cluster.clone()])
+            .outputs(&["arn", "issuer"]),
+        );
+        let oidc = Oidc { arn: At::node(&oidc, "arn"), issuer: r(&oidc, "issuer") };
+        let cluster_name = format!("paved-{env}");
+
+        // The AWS Load Balancer Controller in the cluster puts pods behind
+        // paved's target group (TargetGroupBinding): its own role, for its
+        // ServiceAccount only, allowed to register targets in that group alone.
+        if lb.is_some() {
+            let account = if account_id.is_empty() { "*" } else { account_id.as_str() };
+            g.add(
             Node::new(
                 "aws.iam-role",
                 &format!("{env}-lb-controller"),
@@ -652,17 +871,43 @@ pub fn translate_with_bindings(input: &PlanInput<'_>) -> Result<Translation, Vec
                             "elasticloadbalancing:DescribeTags", "ec2:DescribeInstances", "ec2:DescribeNetworkInterfaces",
                             "ec2:DescribeSecurityGroups", "ec2:DescribeSubnets", "ec2:DescribeVpcs",
                             "ec2:DescribeAvailabilityZones"]},
-                        {"Sid": "OwnTargetGroup", "Effect": "Allow",
+                        // The route target groups of this cluster's namespaces (its own and its
+                        // previews'), told apart by their `paved:cluster` tag
+                        // (<https://docs.aws.amazon.com/service-authorization/latest/reference/list_awselasticloadbalancingv2.html>).
+                        {"Sid": "ClusterTargetGroups", "Effect": "Allow",
                          "Action": ["elasticloadbalancing:RegisterTargets", "elasticloadbalancing:DeregisterTargets"],
-                         "Resource": format!("arn:{partition}:elasticloadbalancing:{region}:{account}:targetgroup/{}/*", target_group_name(env))},
+                         "Resource": format!("arn:{partition}:elasticloadbalancing:{region}:{account}:targetgroup/*/*"),
+                         "Condition": {"StringEquals": {"aws:ResourceTag/paved:cluster": cluster_name}}},
                     ]},
                     "tags": tags(None),
                 }),
             )
-            .after([oidc.clone()])
+            .after(oidc.arn.after.clone())
             .outputs(&["arn"]),
         );
-    }
+        }
+        let pod_blocks: Vec<String> = private
+            .iter()
+            .filter_map(|id| g.nodes.get(id).and_then(|n| n.properties["cidrBlock"].as_str()).map(str::to_string))
+            .collect();
+        Base {
+            vpc: At::node(&vpc, "id"),
+            block,
+            data: At::nodes(&data, "id"),
+            pod_blocks,
+            lb_sg: lb_sg.map(|sg| At::node(&sg, "id")),
+            lb: lb.map(|lb| LbAt {
+                arn: At::node(&lb, "arn"),
+                dns: r(&lb, "dnsName"),
+                zone: r(&lb, "canonicalHostedZoneId"),
+                tls: certificate.is_some(),
+            }),
+            dns_parent: env.to_string(),
+            oidc,
+            cluster: cluster_name,
+        }
+    };
+    g.identity.insert("cluster".into(), base.cluster.clone());
 
     let mut shared = resolve::SharedResources::default();
     let mut all_bindings = BTreeMap::new();
@@ -676,22 +921,22 @@ pub fn translate_with_bindings(input: &PlanInput<'_>) -> Result<Translation, Vec
             .and_then(|s| s.ports.as_ref())
             .map(|p| p.values().map(|p| p.target_port.unwrap_or(p.port)).collect())
             .unwrap_or_default();
-        let ingress: Vec<Value> = match &lb_sg {
-            Some(sg) => ports
-                .iter()
-                .map(|p| json!({"protocol": "tcp", "port": p, "sourceSecurityGroupId": r(sg, "id")}))
-                .collect(),
+        let ingress: Vec<Value> = match &base.lb_sg {
+            Some(sg) => {
+                ports.iter().map(|p| json!({"protocol": "tcp", "port": p, "sourceSecurityGroupId": sg.value})).collect()
+            }
             None => vec![],
         };
+        let block = &base.block;
         let svc_sg = g.add(
             Node::new(
                 "aws.security-group",
                 svc,
-                json!({"vpcId": r(&vpc, "id"), "description": format!("paved {env}: service {svc}"), "ingress": ingress,
+                json!({"vpcId": base.vpc.value, "description": format!("paved {env}: service {svc}"), "ingress": ingress,
                        "egress": [{"protocol": "tcp", "fromPort": 443, "toPort": 443, "cidr": "0.0.0.0/0"}, {"protocol": "tcp", "fromPort": 1, "toPort": 65535, "cidr": block}],
                        "tags": tags(Some(svc))}),
             )
-            .after([vpc.clone()].into_iter().chain(lb_sg.clone()))
+            .after(base.vpc.after.iter().chain(base.lb_sg.iter().flat_map(|sg| &sg.after)).cloned())
             .outputs(&["id"]),
         );
         let mut bindings: BTreeMap<String, ResourceBinding> = BTreeMap::new();
@@ -735,9 +980,9 @@ pub fn translate_with_bindings(input: &PlanInput<'_>) -> Result<Translation, Vec
                         Node::new(
                             "aws.db-subnet-group",
                             env,
-                            json!({"name": format!("paved-{env}"), "subnetIds": refs(&data), "tags": tags(None)}),
+                            json!({"name": format!("paved-{env}"), "subnetIds": base.data.value, "tags": tags(None)}),
                         )
-                        .after(data.iter().cloned())
+                        .after(base.data.after.clone())
                         .outputs(&["name"]),
                     );
                     let db_sg = format!("aws.security-group/{key}-db");
@@ -808,7 +1053,7 @@ pub fn translate_with_bindings(input: &PlanInput<'_>) -> Result<Translation, Vec
                     ResourceBinding { node: g.add(node), outputs: vec!["url", "arn", "name"] }
                 }
                 "dns" | "route" => {
-                    let Some(lb) = &lb else {
+                    let Some(lb) = &base.lb else {
                         errors.push(PlanError::Unavailable {
                             service: svc.into(),
                             resource: rname.clone(),
@@ -819,12 +1064,15 @@ pub fn translate_with_bindings(input: &PlanInput<'_>) -> Result<Translation, Vec
                     };
                     let params = res.params.clone().unwrap_or_default();
                     // Under the blueprint's domain a route has a name of its own, written in its zone.
-                    let host = params
-                        .get("host")
-                        .and_then(Value::as_str)
-                        .map(str::to_string)
-                        .or_else(|| domain.as_ref().map(|d| format!("{svc}.{env}.{d}")));
-                    let mut after = vec![lb.clone()];
+                    let default_host = domain.as_ref().map(|d| route_host(svc, env, &base.dns_parent, d));
+                    let host = match resource_host(w, rname, default_host) {
+                        Ok(host) => host,
+                        Err(e) => {
+                            errors.push(e);
+                            continue;
+                        }
+                    };
+                    let mut after = lb.arn.after.clone();
                     if let (Some(d), Some(h)) = (&domain, &host)
                         && h.ends_with(&format!(".{d}"))
                     {
@@ -835,21 +1083,61 @@ pub fn translate_with_bindings(input: &PlanInput<'_>) -> Result<Translation, Vec
                                     "aws.dns-record",
                                     h,
                                     json!({"zone": d, "name": h, "type": "A",
-                                           "aliasTarget": {"dnsName": r(lb, "dnsName"), "hostedZoneId": r(lb, "canonicalHostedZoneId")}}),
+                                           "aliasTarget": {"dnsName": lb.dns, "hostedZoneId": lb.zone}}),
                                 )
-                                .after([lb.clone()]),
+                                .after(lb.arn.after.clone()),
                             );
                         }
                         after.push(record);
                     }
+                    if res.kind == "dns" {
+                        // A name only: the routes that use it send the traffic.
+                        let node = Node::new(
+                            "aws.dns-name",
+                            &key,
+                            json!({"host": host, "loadBalancerDns": lb.dns, "scheme": if lb.tls { "https" } else { "http" }}),
+                        )
+                        .after(after)
+                        .outputs(&["host", "url"]);
+                        bindings
+                            .insert(rname.clone(), ResourceBinding { node: g.add(node), outputs: vec!["host", "url"] });
+                        continue;
+                    }
+                    // The service's own target group, which its pods join (the
+                    // cluster's TargetGroupBinding), and a listener rule sending
+                    // the route's host and path there.
+                    let group = format!("aws.lb-target-group/{env}-{svc}");
+                    if !g.nodes.contains_key(&group) {
+                        let mut group_tags = tags(Some(svc));
+                        group_tags["paved:cluster"] = json!(base.cluster);
+                        let port = ports.iter().next().copied().unwrap_or(80);
+                        let health = bp.ingress.as_ref().map(health_check).unwrap_or(Value::Null);
+                        g.add(
+                            Node::new(
+                                "aws.lb-target-group",
+                                &format!("{env}-{svc}"),
+                                json!({"name": route_target_group_name(env, svc), "vpcId": base.vpc.value, "protocol": "HTTP",
+                                       "port": port, "targetType": "ip", "healthCheck": health, "tags": group_tags}),
+                            )
+                            .after(base.vpc.after.clone())
+                            .immutable(&["name", "vpcId", "protocol", "port", "targetType"])
+                            .outputs(&["arn"]),
+                        );
+                    }
+                    after.push(group.clone());
+                    let path = params.get("path").and_then(Value::as_str).unwrap_or("/").to_string();
                     let node = Node::new(
                         "aws.lb-route",
                         &key,
-                        json!({"loadBalancerArn": r(lb, "arn"), "loadBalancerDns": r(lb, "dnsName"), "kind": res.kind, "service": svc,
-                               "host": host, "path": params.get("path").cloned().unwrap_or(json!("/")), "tags": tags(Some(svc))}),
+                        json!({"loadBalancerArn": lb.arn.value, "loadBalancerDns": lb.dns,
+                               "listenerPort": if lb.tls { 443 } else { 80 }, "scheme": if lb.tls { "https" } else { "http" },
+                               "targetGroupArn": r(&group, "arn"), "kind": res.kind, "service": svc,
+                               "host": host, "path": path, "tags": tags(Some(svc))}),
                     )
                     .after(after)
-                    .outputs(&["host", "url"]);
+                    // The rule is found again by its group, host and path: a new host or path is a new rule.
+                    .immutable(&["loadBalancerArn", "listenerPort", "targetGroupArn", "host", "path"])
+                    .outputs(&["host", "url", "priority"]);
                     ResourceBinding { node: g.add(node), outputs: vec!["host", "url"] }
                 }
                 "service" => {
@@ -905,7 +1193,7 @@ pub fn translate_with_bindings(input: &PlanInput<'_>) -> Result<Translation, Vec
             partition,
             region,
             account_id: &account_id,
-            oidc: &oidc,
+            oidc: &base.oidc,
             kms: &kms,
             bindings: &bindings,
             tags: tags(Some(svc)),
@@ -916,10 +1204,7 @@ pub fn translate_with_bindings(input: &PlanInput<'_>) -> Result<Translation, Vec
     // carry the nodes' group, not their service's: the database admits those
     // subnets on its port, and the namespace's NetworkPolicies narrow that to
     // the services that declared the database.
-    let pod_blocks: Vec<String> = private
-        .iter()
-        .filter_map(|id| g.nodes.get(id).and_then(|n| n.properties["cidrBlock"].as_str()).map(str::to_string))
-        .collect();
+    let pod_blocks = &base.pod_blocks;
     for (key, clients) in db_clients {
         let ingress: Vec<Value> = clients
             .iter()
@@ -930,11 +1215,11 @@ pub fn translate_with_bindings(input: &PlanInput<'_>) -> Result<Translation, Vec
             Node::new(
                 "aws.security-group",
                 &format!("{key}-db"),
-                json!({"vpcId": r(&vpc, "id"), "description": format!("paved {env}: database {key}"),
+                json!({"vpcId": base.vpc.value, "description": format!("paved {env}: database {key}"),
                        "ingress": ingress,
                        "egress": [], "tags": tags(None)}),
             )
-            .after([vpc.clone()].into_iter().chain(clients))
+            .after(base.vpc.after.iter().cloned().chain(clients))
             .outputs(&["id"]),
         );
     }

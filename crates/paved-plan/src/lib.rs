@@ -51,6 +51,9 @@ pub struct PlanInput<'a> {
     /// The artifact each service should run here (its current deployment);
     /// services without one run the image their Score file names.
     pub releases: BTreeMap<String, Release>,
+    /// A cloud preview's host: the environment whose network, cluster and
+    /// load balancer it shares, as applied (filled in by the caller).
+    pub host: Option<aws::Host>,
 }
 
 /// A deployment as planning sees it: which digest, rolled out how.
@@ -85,6 +88,14 @@ pub enum PlanError {
         "blueprint `{blueprint}`: an HTTPS listener on AWS needs a certificate (AWS refuses one without); set `spec.ingress.tls.domain` to a domain whose Route 53 zone is in the account (paved requests the certificate and validates it there), or `spec.ingress.tls.enabled: false`"
     )]
     NoCertificateDomain { blueprint: String },
+    #[error(
+        "preview `{environment}` runs as a namespace on the cluster of the environment it was opened from, and names none (label `paved.dev/preview-of`); open it again from a pull request"
+    )]
+    NoHost { environment: String },
+    #[error(
+        "preview `{environment}` runs on the cluster of `{host}`, which is not applied yet (no {missing}): apply it first with `paved apply -e {host}`"
+    )]
+    HostNotApplied { environment: String, host: String, missing: String },
     #[error("the {0} provider cannot be planned yet; `local` and `aws` can")]
     ProviderNotPlannable(&'static str),
     #[error(

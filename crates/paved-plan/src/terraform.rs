@@ -2,7 +2,9 @@
 //! paved applies, for review with IaC scanners (checkov) and for export.
 //! References between nodes become Terraform references, so a scanner sees
 //! which flow log belongs to which VPC. Nodes that are only paved's record
-//! (`aws.lb-route`, `aws.service-link`) have no Terraform resource.
+//! (`aws.service-link`) have no Terraform resource, nor has a route's
+//! listener rule (`aws.lb-route`): the listener it joins is part of the
+//! `aws.lb` node, not a resource it could reference.
 
 use crate::{Node, ResourceGraph};
 use serde_json::{Map, Value, json};
@@ -25,6 +27,7 @@ fn resource_type(kind: &str) -> Option<&'static str> {
         "aws.eks-cluster" => "aws_eks_cluster",
         "aws.eks-node-group" => "aws_eks_node_group",
         "aws.lb" => "aws_lb",
+        "aws.lb-target-group" => "aws_lb_target_group",
         "aws.db-subnet-group" => "aws_db_subnet_group",
         "aws.rds-instance" => "aws_db_instance",
         "aws.s3-bucket" => "aws_s3_bucket",
@@ -201,6 +204,21 @@ fn resources(node: &Node) -> Vec<(&'static str, String, Value)> {
             "idle_timeout": p["idleTimeoutSeconds"],
             "drop_invalid_header_fields": p["dropInvalidHeaderFields"],
             "enable_deletion_protection": p["deletionProtection"],
+            "tags": tags,
+        }),
+        "aws.lb-target-group" => json!({
+            "name": p["name"],
+            "vpc_id": p["vpcId"],
+            "protocol": p["protocol"],
+            "port": p["port"],
+            "target_type": p["targetType"],
+            "health_check": [{
+                "path": p["healthCheck"]["path"],
+                "interval": p["healthCheck"]["intervalSeconds"],
+                "timeout": p["healthCheck"]["timeoutSeconds"],
+                "healthy_threshold": p["healthCheck"]["healthyThreshold"],
+                "unhealthy_threshold": p["healthCheck"]["unhealthyThreshold"],
+            }],
             "tags": tags,
         }),
         "aws.db-subnet-group" => json!({"name": p["name"], "subnet_ids": p["subnetIds"], "tags": tags}),

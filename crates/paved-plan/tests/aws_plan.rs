@@ -140,8 +140,8 @@ fn the_security_baseline_is_in_every_graph() {
             .collect();
         assert_eq!(blocks, private, "{env}");
         assert!(rules.iter().all(|r| r["port"] == 5432), "{env}");
-        // Every node is tagged (Route 53 records take no tags); a service's resources name the service.
-        for n in g.nodes.values().filter(|n| n.kind != "aws.service-link" && n.kind != "aws.dns-record") {
+        // Every node is tagged (Route 53 records take no tags; links and names are paved's own record); a service's resources name the service.
+        for n in g.nodes.values().filter(|n| !["aws.service-link", "aws.dns-record", "aws.dns-name"].contains(&n.kind.as_str())) {
             let tags = &n.properties["tags"];
             assert_eq!(
                 (tags["paved:environment"].as_str(), tags["paved:managed-by"].as_str()),
@@ -222,10 +222,8 @@ fn the_https_listener_serves_a_certificate_for_the_environments_names_and_routes
         "system:serviceaccount:kube-system:aws-load-balancer-controller"
     );
     let register = &controller.properties["policy"]["Statement"][1];
-    assert_eq!(
-        register["Resource"],
-        "arn:aws:elasticloadbalancing:eu-central-1:123456789012:targetgroup/paved-eu-dev/*"
-    );
+    assert_eq!(register["Resource"], "arn:aws:elasticloadbalancing:eu-central-1:123456789012:targetgroup/*/*");
+    assert_eq!(register["Condition"]["StringEquals"]["aws:ResourceTag/paved:cluster"], "paved-eu-dev");
     // TLS without a domain cannot be planned on AWS: it would fail at the listener.
     let world = World::examples();
     let mut input = world.input("eu-dev", Capabilities::default());
@@ -272,4 +270,108 @@ fn environments_in_two_regions_differ_only_by_their_parameters() {
     .map(|(n, f)| (n.to_string(), f.to_string()))
     .collect();
     assert_eq!(differences, expected);
+}
+
+#[test]
+fn a_routed_service_gets_its_own_target_group_and_a_listener_rule_for_its_host() {
+    let g = graph(&World::examples(), "eu-dev", account_plan(&[]));
+    let group = g.nodes.get("aws.lb-target-group/eu-dev-web").expect("web's target group");
+    assert_eq!(group.properties["name"], "paved-eu-dev-web");
+    assert_eq!(group.properties["targetType"], "ip");
+    // The controller of this cluster may register targets in it: the tag its policy names.
+    assert_eq!(group.properties["tags"]["paved:cluster"], "paved-eu-dev");
+    assert_eq!(group.properties["healthCheck"]["path"], "/healthz");
+    let routes = kind(&g, "aws.lb-route");
+    assert!(!routes.is_empty());
+    for route in routes {
+        assert_eq!(route.properties["targetGroupArn"], format!("${{ref:{}.arn}}", group.id()));
+        assert_eq!(route.properties["listenerPort"], 443);
+        assert_eq!(route.properties["host"], "web.eu-dev.example.com");
+        assert!(route.depends_on.contains(&group.id()) && route.depends_on.contains("aws.lb/eu-dev"));
+    }
+    // ELB's 32 characters: a long name is shortened with a hash of the whole, distinct and stable.
+    let long = paved_plan::aws::route_target_group_name("pr-1234-a-rather-long-repository", "checkout");
+    assert!(long.len() <= 32 && !long.ends_with('-') && long.starts_with("paved-pr-1234-"), "{long}");
+    assert_ne!(long, paved_plan::aws::route_target_group_name("pr-1234-a-rather-long-repository", "checkouts"));
+    assert_eq!(paved_plan::aws::route_target_group_name("eu-dev", "web"), "paved-eu-dev-web");
+}
+
+/// `host`'s graph as its state would hold it once applied: every output a
+/// value (`OUTPUT-of-NODE`).
+fn applied(g: &ResourceGraph) -> paved_plan::aws::Host {
+    let nodes = g
+        .nodes
+        .iter()
+        .map(|(id, n)| {
+            let outputs: serde_json::Map<String, Value> =
+                n.outputs.iter().map(|o| (o.clone(), Value::from(format!("{o}-of-{id}")))).collect();
+            (
+                id.clone(),
+                paved_plan::aws::HostNode { properties: n.properties.clone(), outputs: Value::Object(outputs) },
+            )
+        })
+        .collect();
+    paved_plan::aws::Host { environment: g.environment.clone(), nodes }
+}
+
+#[test]
+fn a_preview_is_a_namespace_on_its_hosts_cluster_with_its_own_data_and_identity() {
+    let world = World::examples();
+    let host_graph = graph(&world, "eu-dev", account_plan(&[]));
+    let mut input = world.input("eu-dev", Capabilities::default());
+    let mut preview = input.environment.clone();
+    preview.metadata.name = "pr-7-shop".into();
+    preview.spec.env_type = paved_model::EnvType::Preview;
+    input.environment = &preview;
+    // Without its host, or before the host is applied: a plan error that says what to do.
+    let errors = plan(&input).unwrap_err();
+    assert!(matches!(&errors[..], [PlanError::NoHost { .. }]), "{errors:?}");
+    input.host = Some(paved_plan::aws::Host { environment: "eu-dev".into(), nodes: Default::default() });
+    let errors = plan(&input).unwrap_err();
+    assert!(errors[0].to_string().contains("`eu-dev`, which is not applied yet"), "{errors:?}");
+    assert!(errors[0].to_string().contains("paved apply -e eu-dev"), "{errors:?}");
+
+    input.host = Some(applied(&host_graph));
+    let g = plan(&input).unwrap_or_else(|e| panic!("{e:?}"));
+    // Nothing of the host's is planned again.
+    for shared in [
+        "aws.vpc",
+        "aws.subnet",
+        "aws.nat-gateway",
+        "aws.flow-log",
+        "aws.eks-cluster",
+        "aws.eks-node-group",
+        "aws.iam-oidc-provider",
+        "aws.lb",
+        "aws.acm-certificate",
+    ] {
+        assert!(kind(&g, shared).is_empty(), "a preview plans its own {shared}");
+    }
+    assert!(!g.nodes.contains_key("aws.iam-role/pr-7-shop-lb-controller"));
+    // Its own key, database and secrets' identity.
+    assert!(g.nodes.contains_key("aws.kms-key/pr-7-shop"));
+    let db = &kind(&g, "aws.rds-instance")[0];
+    assert!(db.properties["identifier"].as_str().unwrap().starts_with("paved-pr-7-shop-"));
+    let subnets = &kind(&g, "aws.db-subnet-group")[0].properties["subnetIds"];
+    assert_eq!(subnets, &serde_json::json!(["id-of-aws.subnet/eu-dev-private-a", "id-of-aws.subnet/eu-dev-private-b"]));
+    // The database admits the host's pod subnets.
+    let db_group = kind(&g, "aws.security-group").into_iter().find(|n| n.id().ends_with("-db")).unwrap();
+    assert_eq!(db_group.properties["vpcId"], "id-of-aws.vpc/eu-dev");
+    let host_private = host_graph.nodes["aws.subnet/eu-dev-private-a"].properties["cidrBlock"].clone();
+    assert!(db_group.properties["ingress"].as_array().unwrap().iter().any(|i| i["cidr"] == host_private));
+    // Pods act as the preview's roles, trusted through the host cluster's issuer, for the preview's namespace.
+    let api = g.nodes.get("aws.iam-role/pr-7-shop-svc-api").unwrap();
+    assert_eq!(api.properties["webIdentity"]["provider"], "arn-of-aws.iam-oidc-provider/eu-dev");
+    assert_eq!(api.properties["webIdentity"]["subject"], "system:serviceaccount:pr-7-shop:api");
+    // Routes: the preview's own target group and rule, on the host's load balancer, under the host's certificate.
+    let group = g.nodes.get("aws.lb-target-group/pr-7-shop-web").unwrap();
+    assert_eq!(group.properties["tags"]["paved:cluster"], "paved-eu-dev");
+    assert_eq!(group.properties["vpcId"], "id-of-aws.vpc/eu-dev");
+    let route = &kind(&g, "aws.lb-route")[0];
+    assert_eq!(route.properties["loadBalancerArn"], "arn-of-aws.lb/eu-dev");
+    assert_eq!(route.properties["host"], "web-pr-7-shop.eu-dev.example.com");
+    assert_eq!(kind(&g, "aws.dns-record")[0].properties["aliasTarget"]["dnsName"], "dnsName-of-aws.lb/eu-dev");
+    assert_eq!(g.identity["cluster"], "paved-eu-dev");
+    // Every dependency is inside the preview's own graph.
+    g.validate().unwrap();
 }

@@ -1,6 +1,6 @@
 //! Compute and ingress: the EKS cluster and its node group, the application
-//! load balancer (with its target group and listeners), and the kinds that
-//! are only recorded (routes on the load balancer, links between services).
+//! load balancer (with its default target group and listeners; routes are
+//! `routes.rs`), and links between services, which are only recorded.
 
 use super::props::{like, tags_value};
 use super::{Props, Session, failed, is_code, until_gone};
@@ -683,9 +683,10 @@ impl Driver for LoadBalancer {
     }
 }
 
-/// Kinds that exist only in paved's state: a route recorded for the load
-/// balancer (the cluster's ingress serves it), a link to another service.
-/// Their outputs follow from their properties.
+/// Kinds only in paved's state, whose outputs follow from their properties:
+/// a link to another service (`aws.service-link`: host and port inside the
+/// cluster) and a service's name (`aws.dns-name`: its host, else the load
+/// balancer's, and URL; the record itself is `aws.dns-record`).
 pub(crate) struct Recorded;
 
 #[async_trait]
@@ -696,24 +697,20 @@ impl Driver for Recorded {
 
     async fn create(&self, r: &Resource) -> Result<Outputs, DriverError> {
         let p = Props::of(r);
-        let out = match (p.opt_str("host"), p.value("port").as_u64()) {
-            // A link to another service: host and port inside the cluster.
-            (Some(host), Some(port)) => Outputs::from([
+        if let Some(port) = p.value("port").as_u64() {
+            let host = p.str("host")?;
+            return Ok(Outputs::from([
                 ("host".to_string(), json!(host)),
                 ("port".to_string(), json!(port)),
                 ("url".to_string(), json!(format!("http://{host}:{port}"))),
-            ]),
-            // A route: its host, else the load balancer's name in DNS.
-            (host, _) => {
-                let host = host.or(p.opt_str("loadBalancerDns")).unwrap_or_default();
-                let path = p.opt_str("path").unwrap_or("/");
-                Outputs::from([
-                    ("host".to_string(), json!(host)),
-                    ("url".to_string(), json!(format!("https://{host}{path}"))),
-                ])
-            }
-        };
-        Ok(out)
+            ]));
+        }
+        let host = p.opt_str("host").or(p.opt_str("loadBalancerDns")).unwrap_or_default();
+        let scheme = p.opt_str("scheme").unwrap_or("https");
+        Ok(Outputs::from([
+            ("host".to_string(), json!(host)),
+            ("url".to_string(), json!(format!("{scheme}://{host}/"))),
+        ]))
     }
 
     async fn update(&self, r: &Resource) -> Result<Outputs, DriverError> {

@@ -24,6 +24,7 @@ mod keys;
 mod logs;
 mod network;
 mod props;
+mod routes;
 mod secret;
 
 use crate::{BrokeredCredentials, ClientConfig};
@@ -134,8 +135,10 @@ pub fn drivers(session: Session) -> Drivers {
         .with("aws.eks-cluster", d(Arc::new(cluster::EksCluster(s.clone()))))
         .with("aws.eks-node-group", d(Arc::new(cluster::EksNodeGroup(s.clone()))))
         .with("aws.lb", d(Arc::new(cluster::LoadBalancer(s.clone()))))
-        .with("aws.lb-route", d(Arc::new(cluster::Recorded)))
+        .with("aws.lb-target-group", d(Arc::new(routes::RouteTargetGroup(s.clone()))))
+        .with("aws.lb-route", d(Arc::new(routes::ListenerRule(s.clone()))))
         .with("aws.service-link", d(Arc::new(cluster::Recorded)))
+        .with("aws.dns-name", d(Arc::new(cluster::Recorded)))
         .with("aws.db-subnet-group", d(Arc::new(data::DbSubnetGroup(s.clone()))))
         .with("aws.rds-instance", d(Arc::new(data::RdsInstance(s.clone()))))
         .with("aws.s3-bucket", d(Arc::new(data::Bucket(s.clone()))))

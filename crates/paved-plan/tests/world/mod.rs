@@ -49,6 +49,7 @@ impl World {
             capabilities: caps,
             addresses: Default::default(),
             releases: Default::default(),
+            host: None,
         }
     }
 }
