@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::process::{Output, Stdio};
 use std::time::Duration;
-use support::{AwsProxy, Moto, Platform, TRUST, mutating, py};
+use support::{AwsProxy, Moto, Platform, TRUST, ZONE, mutating, py};
 
 /// Everything that exists for an environment, by kind, as AWS lists it.
 const INVENTORY: &str = r#"
@@ -49,6 +49,13 @@ out["eks-cluster"] = len(clusters)
 out["eks-node-group"] = sum(len(eks.list_nodegroups(clusterName=n)["nodegroups"]) for n in clusters)
 elb = c("elbv2")
 out["lb"] = len([l for l in elb.describe_load_balancers()["LoadBalancers"] if l["LoadBalancerName"] == f"paved-{env}"])
+groups = {g["TargetGroupArn"] for g in elb.describe_target_groups()["TargetGroups"] if g["TargetGroupName"].startswith(f"paved-{env}-")}
+out["lb-target-group"] = len(groups)
+# Listener rules forwarding to those groups, on whichever load balancer (a preview's are on its host's).
+out["lb-route"] = sum(1 for l in elb.describe_load_balancers()["LoadBalancers"]
+    for ls in elb.describe_listeners(LoadBalancerArn=l["LoadBalancerArn"])["Listeners"]
+    for rule in elb.describe_rules(ListenerArn=ls["ListenerArn"])["Rules"]
+    if any(a.get("TargetGroupArn") in groups for a in rule["Actions"]))
 rds = c("rds")
 out["db-subnet-group"] = len([g for g in rds.describe_db_subnet_groups()["DBSubnetGroups"] if g["DBSubnetGroupName"] == f"paved-{env}"])
 out["rds-instance"] = len([d for d in rds.describe_db_instances()["DBInstances"] if d["DBInstanceIdentifier"].startswith(f"paved-{env}-")])
@@ -68,12 +75,6 @@ out["iam-oidc-provider"] = len([p for p in iam.list_open_id_connect_providers()[
 print(json.dumps(out))
 "#;
 
-/// The account's public zone of the examples' domain.
-const ZONE: &str = r#"
-import sys, boto3
-boto3.client("route53", endpoint_url=sys.argv[1]).create_hosted_zone(Name="example.com", CallerReference="paved-tests")
-"#;
-
 /// The HTTPS listener's certificate and the web route's record.
 const NAMES: &str = r#"
 import json, sys, boto3
@@ -87,7 +88,11 @@ r53 = boto3.client("route53", endpoint_url=endpoint)
 zone = [z for z in r53.list_hosted_zones()["HostedZones"] if z["Name"] == "example.com."][0]["Id"]
 records = {x["Name"]: x for x in r53.list_resource_record_sets(HostedZoneId=zone)["ResourceRecordSets"]}
 web = records.get(f"web.{env}.example.com.", {})
-print(json.dumps({"status": cert["Status"], "domain": cert["DomainName"], "sans": cert["SubjectAlternativeNames"],
+groups = {g["TargetGroupArn"]: g["TargetGroupName"] for g in elb.describe_target_groups()["TargetGroups"]}
+rules = [{"hosts": [v for c in r["Conditions"] if c["Field"] == "host-header" for v in c.get("HostHeaderConfig", {}).get("Values", c.get("Values", []))],
+          "group": groups.get(r["Actions"][0].get("TargetGroupArn"))}
+         for r in elb.describe_rules(ListenerArn=https["ListenerArn"])["Rules"] if not r["IsDefault"]]
+print(json.dumps({"status": cert["Status"], "domain": cert["DomainName"], "sans": cert["SubjectAlternativeNames"], "rules": rules,
                   "web": web.get("AliasTarget", {}).get("DNSName", "").rstrip("."), "lb": lb["DNSName"],
                   "validation": [o["ResourceRecord"]["Name"] in records for o in cert["DomainValidationOptions"]]}))
 "#;
@@ -193,13 +198,14 @@ impl Aws {
         all.into_iter().filter(|(_, n)| *n > 0).collect()
     }
 
-    /// What the plan says should exist, by kind (kinds only paved records left out).
+    /// What the plan says should exist, by kind (kinds only paved records, and
+    /// the VPC's default group, left out).
     fn planned(&self, env: &str) -> BTreeMap<String, u64> {
         let plan: Value = serde_json::from_str(&self.p.ok(&["plan", "-e", env, "-o", "json"])).unwrap();
         let mut out = BTreeMap::new();
         for n in plan["nodes"].as_array().unwrap() {
             let kind = n["kind"].as_str().unwrap().trim_start_matches("aws.");
-            if !["lb-route", "service-link", "default-security-group"].contains(&kind) {
+            if !["service-link", "dns-name", "default-security-group"].contains(&kind) {
                 *out.entry(kind.to_string()).or_default() += 1;
             }
         }
@@ -257,6 +263,8 @@ fn the_aws_examples_apply_keylessly_on_the_emulator_and_a_second_apply_changes_n
     assert!(names["sans"].as_array().unwrap().contains(&json!("*.eu-dev.example.com")), "{names}");
     assert!(names["validation"].as_array().unwrap().iter().all(|v| v == true), "{names}");
     assert_eq!(names["web"], names["lb"], "{names}");
+    // The HTTPS listener sends web's host to web's own target group (its pods join it in the cluster).
+    assert_eq!(names["rules"], json!([{"hosts": ["web.eu-dev.example.com"], "group": "paved-eu-dev-web"}]), "{names}");
 
     // The archive's pods act as its own role: trusted only by its
     // ServiceAccount through the cluster's issuer, allowed only its bucket,

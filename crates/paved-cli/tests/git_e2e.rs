@@ -5,14 +5,13 @@
 
 mod support;
 
-use hmac::{KeyInit, Mac};
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use support::{Platform, Response};
+use support::Platform;
 
 const SECRET: &str = "a-test-secret-of-this-suite";
 
@@ -21,23 +20,7 @@ fn delivery(name: &str) -> Value {
     serde_json::from_slice(&std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))).unwrap()
 }
 
-fn sign(secret: &str, body: &[u8]) -> String {
-    let mut mac = <hmac::Hmac<sha2::Sha256> as KeyInit>::new_from_slice(secret.as_bytes()).unwrap();
-    mac.update(body);
-    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
-}
-
-fn send(p: &Platform, event: &str, id: &str, payload: &Value, secret: &str) -> Response {
-    let body = serde_json::to_vec(payload).unwrap();
-    let signature = sign(secret, &body);
-    let headers = [
-        ("X-GitHub-Event", event),
-        ("X-GitHub-Delivery", id),
-        ("X-Hub-Signature-256", signature.as_str()),
-        ("Content-Type", "application/json"),
-    ];
-    p.request("POST", "/api/v1/webhooks/github", None, &headers, &body)
-}
+use support::github_delivery as send;
 
 /// A local receiver of paved's notifications: every JSON body POSTed to it.
 fn receiver() -> (String, Arc<Mutex<Vec<Value>>>) {

@@ -421,3 +421,123 @@ fn render_export_and_deliver_go_through_the_server_with_the_callers_rights() {
     assert_eq!(git.git(&["rev-parse", "main"]).trim(), delivered["commit"].as_str().unwrap());
     assert!(git.git(&["log", "-1", "--format=%an", "main"]).contains("serviceaccount:shipper"));
 }
+
+/// A pull request of the api's repository, with the fields of GitHub's
+/// `pull_request` delivery paved reads.
+fn pull_request(action: &str, number: u64) -> Value {
+    serde_json::json!({
+        "action": action,
+        "number": number,
+        "pull_request": {"number": number, "head": {"sha": "c0ffee00000000000000000000000000000000a1"}, "user": {"login": "octocat"}},
+        "repository": {"full_name": "payments/api"},
+    })
+}
+
+/// What the account holds of a preview: its database, the host's listener
+/// rules for its routes, and anything of a network or cluster of its own.
+const PREVIEW_INVENTORY: &str = r#"
+import json, sys, boto3
+endpoint, env, host, region = sys.argv[1:5]
+c = lambda s: boto3.client(s, endpoint_url=endpoint, region_name=region)
+elb = c("elbv2")
+lb = elb.describe_load_balancers(Names=[f"paved-{host}"])["LoadBalancers"][0]
+groups = {g["TargetGroupArn"]: g["TargetGroupName"] for g in elb.describe_target_groups()["TargetGroups"]}
+rules = [{"hosts": [v for c in r["Conditions"] if c["Field"] == "host-header" for v in c.get("HostHeaderConfig", {}).get("Values", c.get("Values", []))],
+          "group": groups.get(r["Actions"][0].get("TargetGroupArn"))}
+         for l in elb.describe_listeners(LoadBalancerArn=lb["LoadBalancerArn"])["Listeners"]
+         for r in elb.describe_rules(ListenerArn=l["ListenerArn"])["Rules"] if not r["IsDefault"]]
+mine = [{"Name": "tag:paved:environment", "Values": [env]}]
+print(json.dumps({
+    "databases": sorted(d["DBInstanceIdentifier"] for d in c("rds").describe_db_instances()["DBInstances"]
+                        if d["DBInstanceIdentifier"].startswith(f"paved-{env}-")),
+    "rules": sorted(rules, key=lambda r: r["group"] or ""),
+    "vpcs": len(c("ec2").describe_vpcs(Filters=mine)["Vpcs"]),
+    "clusters": [n for n in c("eks").list_clusters()["clusters"] if n == f"paved-{env}"],
+    "roles": sorted(r["RoleName"] for r in c("iam").list_roles()["Roles"] if r["RoleName"].startswith(f"paved-{env}-")),
+}))
+"#;
+
+#[test]
+fn a_pull_request_on_a_cloud_blueprint_is_a_namespace_on_the_dev_cluster_and_leaves_when_closed() {
+    let git = GitServer::start();
+    let mut p = Platform::new();
+    support::pinned_examples(&p, Some(&git.url));
+    // Previews are cut from the first development environment offering them: eu-dev here.
+    p.ok(&["delete", "environment", "dev"]);
+    let cloud = CloudArtifacts::start(&mut p);
+    support::py(support::ZONE, &[&cloud.moto.url]);
+    p.ok(&["apply", "-e", "eu-dev"]);
+    let secret_file = p.data.path().join("webhook-secret");
+    std::fs::write(&secret_file, "a-test-secret\n").unwrap();
+    p.start(&[
+        "--github-webhook-secret-file",
+        secret_file.to_str().unwrap(),
+        "--git-interval",
+        "1s",
+        "--reconcile-interval",
+        "off",
+    ]);
+    let inventory = || -> Value {
+        let out = support::py(PREVIEW_INVENTORY, &[&cloud.moto.url, "pr-7-api", "eu-dev", "eu-central-1"]);
+        serde_json::from_str(&out).unwrap()
+    };
+    let in_git = |path: &str| {
+        std::process::Command::new("git")
+            .arg("--git-dir")
+            .arg(git.dir.path().join("repos/deployments.git"))
+            .args(["cat-file", "-e", &format!("main:clusters/{path}")])
+            .stderr(std::process::Stdio::null())
+            .status()
+            .unwrap()
+            .success()
+    };
+    let wait = |what: &str, mut done: Box<dyn FnMut() -> bool + '_>| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(180);
+        while !done() {
+            assert!(std::time::Instant::now() < deadline, "timed out waiting for {what}\n{}", p.log());
+            std::thread::sleep(std::time::Duration::from_millis(500));
+        }
+    };
+
+    let r = support::github_delivery(&p, "pull_request", "d-1", &pull_request("opened", 7), "a-test-secret");
+    assert_eq!(r.status, 202, "{}", r.text());
+    wait("the preview's namespace in the repository", Box::new(|| in_git("envs/pr-7-api/namespace.yaml")));
+    // Argo CD syncs it into its own namespace on eu-dev's cluster.
+    let app = git.git(&["show", "main:clusters/apps/pr-7-api.yaml"]);
+    assert!(app.contains("  destination:\n    name: paved-eu-dev\n    namespace: pr-7-api\n"), "{app}");
+    let namespace = git.git(&["show", "main:clusters/envs/pr-7-api/namespace.yaml"]);
+    assert!(namespace.contains("name: pr-7-api"), "{namespace}");
+    let web = git.git(&["show", "main:clusters/envs/pr-7-api/web.yaml"]);
+    assert!(web.contains("targetGroupName: paved-pr-7-api-web"), "{web}");
+    let subject = git.git(&["log", "-1", "--format=%s", "main", "--", "clusters/envs/pr-7-api"]);
+    assert!(subject.starts_with("apply pr-7-api"), "{subject}");
+    // In the account: its own database and pod roles, its route on eu-dev's
+    // load balancer under eu-dev's certificate, and no network or cluster of its own.
+    let held = inventory();
+    assert_eq!(held["databases"], serde_json::json!(["paved-pr-7-api-payments-db"]), "{held}");
+    assert_eq!(
+        held["rules"],
+        serde_json::json!([{"hosts": ["web.eu-dev.example.com"], "group": "paved-eu-dev-web"},
+                           {"hosts": ["web-pr-7-api.eu-dev.example.com"], "group": "paved-pr-7-api-web"}]),
+        "{held}"
+    );
+    assert_eq!((held["vpcs"].as_u64(), held["clusters"].as_array().map(Vec::len)), (Some(0), Some(0)), "{held}");
+    assert!(held["roles"].as_array().unwrap().contains(&serde_json::json!("paved-pr-7-api-svc-api")), "{held}");
+
+    // Closed: its files leave the repository in a commit of their own, then its resources go.
+    let r = support::github_delivery(&p, "pull_request", "d-2", &pull_request("closed", 7), "a-test-secret");
+    assert_eq!(r.status, 202, "{}", r.text());
+    wait("the preview to leave the repository", Box::new(|| !in_git("envs/pr-7-api/namespace.yaml")));
+    assert!(!in_git("apps/pr-7-api.yaml"));
+    assert!(in_git("envs/eu-dev/namespace.yaml"), "eu-dev's files went too");
+    wait(
+        "the preview's resources to be destroyed",
+        Box::new(|| {
+            let held = inventory();
+            held["databases"].as_array().unwrap().is_empty() && held["rules"].as_array().unwrap().len() == 1
+        }),
+    );
+    assert!(inventory()["roles"].as_array().unwrap().is_empty());
+    let out = p.command(&["get", "environment", "pr-7-api"]).output().unwrap();
+    assert!(!out.status.success(), "the preview is still recorded");
+}

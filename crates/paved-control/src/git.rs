@@ -366,6 +366,11 @@ impl Control {
         let cancel = Arc::new(std::sync::atomic::AtomicBool::new(false));
         if closed || expired {
             let graph = self.empty_graph(&name).await?;
+            // A cluster preview's manifests leave its repository first, so
+            // Argo CD removes the workloads before their database goes.
+            if let Err(err) = self.deliver_after_run(&graph, caller).await {
+                return Ok(Some(notice("preview.failed", BTreeMap::new(), Some(err.to_string()))));
+            }
             return Ok(Some(match self.run(&graph, run, caller, cancel, progress, &crate::Silent).await {
                 Ok(report) if report.succeeded() => {
                     for p in pending.iter().filter(|p| p.environment == name) {
@@ -389,7 +394,11 @@ impl Control {
         let result = self.run(&desired, run, caller, cancel, progress, &crate::Silent).await;
         let urls: BTreeMap<String, String> = self.urls(&name).await?.into_iter().collect();
         Ok(Some(match result {
-            Ok(report) if report.succeeded() => notice("preview.ready", urls, None),
+            // A cluster preview's namespace is one commit to its repository.
+            Ok(report) if report.succeeded() => match self.deliver_after_run(&desired, caller).await {
+                Ok(_) => notice("preview.ready", urls, None),
+                Err(err) => notice("preview.failed", urls, Some(err.to_string())),
+            },
             Ok(_) => notice("preview.failed", urls, Some("some resources failed".into())),
             Err(err) => notice("preview.failed", urls, Some(err.to_string())),
         }))

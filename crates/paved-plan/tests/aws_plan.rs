@@ -141,7 +141,11 @@ fn the_security_baseline_is_in_every_graph() {
         assert_eq!(blocks, private, "{env}");
         assert!(rules.iter().all(|r| r["port"] == 5432), "{env}");
         // Every node is tagged (Route 53 records take no tags; links and names are paved's own record); a service's resources name the service.
-        for n in g.nodes.values().filter(|n| !["aws.service-link", "aws.dns-record", "aws.dns-name"].contains(&n.kind.as_str())) {
+        for n in g
+            .nodes
+            .values()
+            .filter(|n| !["aws.service-link", "aws.dns-record", "aws.dns-name"].contains(&n.kind.as_str()))
+        {
             let tags = &n.properties["tags"];
             assert_eq!(
                 (tags["paved:environment"].as_str(), tags["paved:managed-by"].as_str()),

@@ -710,3 +710,25 @@ pub fn files_containing(dir: &Path, needle: &[u8]) -> Vec<PathBuf> {
     }
     out
 }
+
+/// The account's public zone of the examples' domain (certificates are validated there).
+pub const ZONE: &str = r#"
+import sys, boto3
+boto3.client("route53", endpoint_url=sys.argv[1]).create_hosted_zone(Name="example.com", CallerReference="paved-tests")
+"#;
+
+/// POSTs a GitHub delivery to the server, signed with `secret` as GitHub signs (HMAC-SHA256).
+pub fn github_delivery(p: &Platform, event: &str, id: &str, payload: &Value, secret: &str) -> Response {
+    use hmac::{KeyInit, Mac};
+    let body = serde_json::to_vec(payload).unwrap();
+    let mut mac = <hmac::Hmac<sha2::Sha256> as KeyInit>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(&body);
+    let signature = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
+    let headers = [
+        ("X-GitHub-Event", event),
+        ("X-GitHub-Delivery", id),
+        ("X-Hub-Signature-256", signature.as_str()),
+        ("Content-Type", "application/json"),
+    ];
+    p.request("POST", "/api/v1/webhooks/github", None, &headers, &body)
+}
