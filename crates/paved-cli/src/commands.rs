@@ -29,6 +29,7 @@ impl From<paved_control::ControlError> for Failure {
             ControlError::Git(e) => Failure::User(e.to_string()),
             bad @ (ControlError::BadTokenRequest(_)
             | ControlError::StillProvisioned { .. }
+            | ControlError::HostsPreviews { .. }
             | ControlError::NoLogs { .. }) => Failure::User(bad.to_string()),
             unplannable @ ControlError::Unplannable { .. } => Failure::User(unplannable.to_string()),
             unrenderable @ ControlError::Unrenderable { .. } => Failure::User(unrenderable.to_string()),

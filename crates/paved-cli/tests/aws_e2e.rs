@@ -47,6 +47,13 @@ eks = c("eks")
 clusters = [n for n in eks.list_clusters()["clusters"] if n == f"paved-{env}"]
 out["eks-cluster"] = len(clusters)
 out["eks-node-group"] = sum(len(eks.list_nodegroups(clusterName=n)["nodegroups"]) for n in clusters)
+# The cluster security group's rules admitting one of the environment's own groups.
+ours = {g["GroupId"] for g in tagged(ec2.describe_security_groups(Filters=mine)["SecurityGroups"])}
+out["security-group-ingress"] = 0
+for n in clusters:
+    sg = eks.describe_cluster(name=n)["cluster"]["resourcesVpcConfig"].get("clusterSecurityGroupId")
+    for g in ec2.describe_security_groups(GroupIds=[sg])["SecurityGroups"] if sg else []:
+        out["security-group-ingress"] += sum(1 for p in g["IpPermissions"] for pair in p.get("UserIdGroupPairs", []) if pair["GroupId"] in ours)
 elb = c("elbv2")
 out["lb"] = len([l for l in elb.describe_load_balancers()["LoadBalancers"] if l["LoadBalancerName"] == f"paved-{env}"])
 groups = {g["TargetGroupArn"] for g in elb.describe_target_groups()["TargetGroups"] if g["TargetGroupName"].startswith(f"paved-{env}-")}

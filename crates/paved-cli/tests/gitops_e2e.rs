@@ -524,6 +524,13 @@ fn a_pull_request_on_a_cloud_blueprint_is_a_namespace_on_the_dev_cluster_and_lea
     assert_eq!((held["vpcs"].as_u64(), held["clusters"].as_array().map(Vec::len)), (Some(0), Some(0)), "{held}");
     assert!(held["roles"].as_array().unwrap().contains(&serde_json::json!("paved-pr-7-api-svc-api")), "{held}");
 
+    // eu-dev cannot be destroyed under the preview.
+    let out = p.command(&["destroy", "-e", "eu-dev"]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("hosts the preview(s) pr-7-api"), "{err}");
+    assert_eq!(inventory()["rules"].as_array().map(Vec::len), Some(2));
+
     // Closed: its files leave the repository in a commit of their own, then its resources go.
     let r = support::github_delivery(&p, "pull_request", "d-2", &pull_request("closed", 7), "a-test-secret");
     assert_eq!(r.status, 202, "{}", r.text());

@@ -60,6 +60,10 @@ pub enum ControlError {
         "environment `{environment}` still has {resources} provisioned resource(s); remove them first with `paved destroy -e {environment}`"
     )]
     StillProvisioned { environment: String, resources: usize },
+    #[error(
+        "environment `{environment}` hosts the preview(s) {} on its cluster and network; close their pull requests (or `paved destroy -e PREVIEW`) first", .previews.join(", ")
+    )]
+    HostsPreviews { environment: String, previews: Vec<String> },
     #[error("environment `{environment}` cannot be planned ({} problem(s)): {}", .problems.len(), .problems.join("; "))]
     Unplannable { environment: String, problems: Vec<String> },
     #[error(transparent)]
@@ -176,9 +180,28 @@ impl Control {
     }
 
     /// The graph that destroys an environment: nothing, on its provider.
+    /// An environment whose network and cluster previews still use is not
+    /// destroyed under them.
     pub async fn empty_graph(&self, environment: &str) -> Result<ResourceGraph, ControlError> {
         let catalog = self.catalog(RequestContext::default());
         let provider = catalog.environment_context(environment).await?.account.spec.provider;
+        if provider != Provider::Local {
+            let previews: Vec<String> = catalog
+                .list(Some(paved_model::Kind::Environment))
+                .await?
+                .into_iter()
+                .filter(|o| match &o.spec {
+                    paved_model::Spec::Environment(e) => {
+                        e.metadata.labels.get(git::LABEL_PREVIEW_OF).is_some_and(|h| h == environment)
+                    }
+                    _ => false,
+                })
+                .map(|o| o.record.name)
+                .collect();
+            if !previews.is_empty() {
+                return Err(ControlError::HostsPreviews { environment: environment.into(), previews });
+            }
+        }
         Ok(ResourceGraph::new(provider, environment))
     }
 

@@ -5,7 +5,7 @@
 //! |---|---|---|
 //! | network | `aws.vpc`, `aws.subnet` (2 AZs per tier), `aws.internet-gateway`, `aws.nat-gateway` + `aws.eip`, `aws.route-table` | a /20 per environment from the blueprint's address space, no overlap within an account; subnets are /24s of it |
 //! | security baseline | `aws.kms-key` (alias `paved/ENV`, rotation on, key policy), `aws.flow-log` + `aws.log-group` (always on, KMS-encrypted) + `aws.iam-role` (may only write that group), `aws.security-group`, `aws.default-security-group` (empty: `security.defaultDeny`) | ingress only on declared ports; 0.0.0.0/0 only on the public load balancer's 443 and 80 |
-//! | compute | `aws.eks-cluster`, `aws.eks-node-group`, two `aws.iam-role`s (EKS's managed policies only), `aws.iam-oidc-provider` (the cluster's issuer, audience `sts.amazonaws.com`) | private endpoint, secrets encrypted with the environment's key, control-plane logs; workloads come with the Kubernetes rendering |
+//! | compute | `aws.eks-cluster`, `aws.eks-node-group`, two `aws.iam-role`s (EKS's managed policies only), `aws.iam-oidc-provider` (the cluster's issuer, audience `sts.amazonaws.com`), `aws.security-group-ingress` (the cluster security group EKS made admits the load balancer's group: pods are the targets) | private endpoint, secrets encrypted with the environment's key, control-plane logs, access by EKS access entries only (`authenticationMode: API`) and no standing administrator rights for paved's role; workloads come with the Kubernetes rendering |
 //! | ingress (on a cluster) | `aws.iam-role` `paved-ENV-lb-controller`: trusted only by `kube-system/aws-load-balancer-controller`; may describe, and register/deregister targets in paved's target group only | the controller behind the manifests' `TargetGroupBinding` (<https://kubernetes-sigs.github.io/aws-load-balancer-controller/latest/guide/targetgroupbinding/targetgroupbinding/>) |
 //! | service (on a cluster) | `aws.iam-role` `paved-ENV-svc-SERVICE`: trusted only by the ServiceAccount `system:serviceaccount:ENV:SERVICE` through the cluster's OIDC provider (IRSA); its inline policy reaches only that service's buckets (objects, list), queues (send, receive, delete, attributes), its own secret `paved/ENV/SERVICE` (read) and the environment's key (decrypt, data keys) | <https://docs.aws.amazon.com/eks/latest/userguide/iam-roles-for-service-accounts.html>; the trust is built by the driver from `webIdentity`, because its condition keys name the issuer, an apply-time output |
 //! | ingress | `aws.lb` (application), `aws.acm-certificate` (`ENV.DOMAIN` and `*.ENV.DOMAIN`, validated by DNS in the zone `ingress.tls.domain`) | idle timeout, health check and TLS policy from the blueprint (see the normalised behaviours below); the HTTPS listener serves the certificate (AWS refuses an HTTPS listener without one: a blueprint with TLS and no domain is a plan error) |
@@ -811,12 +811,19 @@ pub fn translate_with_bindings(input: &PlanInput<'_>) -> Result<Translation, Vec
                     "subnetIds": refs(&private),
                     "secretsEncryptionKeyArn": r(&kms, "arn"),
                     "enabledLogTypes": ["api", "audit", "authenticator", "controllerManager", "scheduler"],
+                    // Kubernetes access through EKS access entries only, and paved's
+                    // provisioning role is not made the cluster's administrator
+                    // (<https://docs.aws.amazon.com/eks/latest/userguide/grant-k8s-access.html>):
+                    // in-cluster controllers act as their ServiceAccounts; people get
+                    // access entries of their own.
+                    "authenticationMode": "API",
+                    "bootstrapClusterCreatorAdminPermissions": false,
                     "tags": tags(None),
                 }),
             )
             .after(private.iter().cloned().chain([kms.clone(), cluster_role]))
             .immutable(&["name", "endpointPrivateAccess", "secretsEncryptionKeyArn"])
-            .outputs(&["arn", "endpoint", "name"]),
+            .outputs(&["arn", "endpoint", "name", "securityGroupId"]),
         );
         g.add(
             Node::new(
@@ -885,6 +892,20 @@ pub fn translate_with_bindings(input: &PlanInput<'_>) -> Result<Translation, Vec
             .after(oidc.arn.after.clone())
             .outputs(&["arn"]),
         );
+        }
+        // Targets are pod IPs (TargetGroupBinding `ip`), and pods carry the
+        // cluster security group EKS put on the nodes: it admits the load
+        // balancer's group. One rule for the cluster, so its previews need none.
+        if let Some(sg) = &lb_sg {
+            g.add(
+                Node::new(
+                    "aws.security-group-ingress",
+                    &format!("{env}-lb-to-pods"),
+                    json!({"groupId": r(&cluster, "securityGroupId"), "protocol": "tcp", "fromPort": 1, "toPort": 65535,
+                           "sourceSecurityGroupId": r(sg, "id")}),
+                )
+                .after([cluster.clone(), sg.clone()]),
+            );
         }
         let pod_blocks: Vec<String> = private
             .iter()

@@ -28,6 +28,7 @@ fn resource_type(kind: &str) -> Option<&'static str> {
         "aws.eks-node-group" => "aws_eks_node_group",
         "aws.lb" => "aws_lb",
         "aws.lb-target-group" => "aws_lb_target_group",
+        "aws.security-group-ingress" => "aws_security_group_rule",
         "aws.db-subnet-group" => "aws_db_subnet_group",
         "aws.rds-instance" => "aws_db_instance",
         "aws.s3-bucket" => "aws_s3_bucket",
@@ -46,6 +47,7 @@ fn attribute(output: &str) -> &str {
         "dnsName" => "dns_name",
         "host" => "address",
         "oidcIssuer" => "identity[0].oidc[0].issuer",
+        "securityGroupId" => "vpc_config[0].cluster_security_group_id",
         // The provider's URL attribute is the issuer without `https://`.
         "issuer" => "url",
         other => other,
@@ -184,6 +186,8 @@ fn resources(node: &Node) -> Vec<(&'static str, String, Value)> {
                            "endpoint_public_access": p["endpointPublicAccess"]},
             "encryption_config": {"provider": {"key_arn": p["secretsEncryptionKeyArn"]}, "resources": ["secrets"]},
             "enabled_cluster_log_types": p["enabledLogTypes"],
+            "access_config": {"authentication_mode": p["authenticationMode"],
+                              "bootstrap_cluster_creator_admin_permissions": p["bootstrapClusterCreatorAdminPermissions"]},
             "tags": tags,
         }),
         "aws.eks-node-group" => json!({
@@ -205,6 +209,14 @@ fn resources(node: &Node) -> Vec<(&'static str, String, Value)> {
             "drop_invalid_header_fields": p["dropInvalidHeaderFields"],
             "enable_deletion_protection": p["deletionProtection"],
             "tags": tags,
+        }),
+        "aws.security-group-ingress" => json!({
+            "type": "ingress",
+            "security_group_id": p["groupId"],
+            "protocol": p["protocol"],
+            "from_port": p["fromPort"],
+            "to_port": p["toPort"],
+            "source_security_group_id": p["sourceSecurityGroupId"],
         }),
         "aws.lb-target-group" => json!({
             "name": p["name"],

@@ -141,11 +141,10 @@ fn the_security_baseline_is_in_every_graph() {
         assert_eq!(blocks, private, "{env}");
         assert!(rules.iter().all(|r| r["port"] == 5432), "{env}");
         // Every node is tagged (Route 53 records take no tags; links and names are paved's own record); a service's resources name the service.
-        for n in g
-            .nodes
-            .values()
-            .filter(|n| !["aws.service-link", "aws.dns-record", "aws.dns-name"].contains(&n.kind.as_str()))
-        {
+        for n in g.nodes.values().filter(|n| {
+            !["aws.service-link", "aws.dns-record", "aws.dns-name", "aws.security-group-ingress"]
+                .contains(&n.kind.as_str())
+        }) {
             let tags = &n.properties["tags"];
             assert_eq!(
                 (tags["paved:environment"].as_str(), tags["paved:managed-by"].as_str()),
@@ -293,6 +292,16 @@ fn a_routed_service_gets_its_own_target_group_and_a_listener_rule_for_its_host()
         assert_eq!(route.properties["host"], "web.eu-dev.example.com");
         assert!(route.depends_on.contains(&group.id()) && route.depends_on.contains("aws.lb/eu-dev"));
     }
+    // Pods are the targets: the cluster's security group (EKS's, an apply-time output) admits the load balancer's.
+    let admit = g.nodes.get("aws.security-group-ingress/eu-dev-lb-to-pods").expect("load balancer → pods rule");
+    assert_eq!(admit.properties["groupId"], "${ref:aws.eks-cluster/eu-dev.securityGroupId}");
+    assert_eq!(admit.properties["sourceSecurityGroupId"], "${ref:aws.security-group/eu-dev-lb.id}");
+    // Kubernetes access by access entries only; paved's role gets no standing administrator rights.
+    let cluster = &kind(&g, "aws.eks-cluster")[0].properties;
+    assert_eq!(
+        (&cluster["authenticationMode"], &cluster["bootstrapClusterCreatorAdminPermissions"]),
+        (&Value::from("API"), &Value::from(false))
+    );
     // ELB's 32 characters: a long name is shortened with a hash of the whole, distinct and stable.
     let long = paved_plan::aws::route_target_group_name("pr-1234-a-rather-long-repository", "checkout");
     assert!(long.len() <= 32 && !long.ends_with('-') && long.starts_with("paved-pr-1234-"), "{long}");

@@ -167,7 +167,7 @@ impl From<ControlError> for ApiError {
             ControlError::Store(e) => ApiError::internal(e),
             ControlError::BadTokenRequest(e) => ApiError::invalid(e.field, e.message),
             e @ ControlError::NoLogs { .. } => ApiError::not_found(e.to_string()),
-            e @ ControlError::StillProvisioned { .. } => {
+            e @ (ControlError::StillProvisioned { .. } | ControlError::HostsPreviews { .. }) => {
                 ApiError::new(StatusCode::CONFLICT, "still-provisioned", e.to_string())
             }
             ControlError::Secret(e) => e.into(),

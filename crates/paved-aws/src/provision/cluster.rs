@@ -6,7 +6,8 @@ use super::props::{like, tags_value};
 use super::{Props, Session, failed, is_code, until_gone};
 use async_trait::async_trait;
 use aws_sdk_eks::types::{
-    EncryptionConfig, LogSetup, LogType, Logging, NodegroupScalingConfig, Provider, VpcConfigRequest,
+    AuthenticationMode, CreateAccessConfigRequest, EncryptionConfig, LogSetup, LogType, Logging,
+    NodegroupScalingConfig, Provider, UpdateAccessConfigRequest, VpcConfigRequest,
 };
 use aws_sdk_elasticloadbalancingv2::types::{
     Action, ActionTypeEnum, LoadBalancerAttribute, LoadBalancerSchemeEnum, LoadBalancerTypeEnum, ProtocolEnum,
@@ -52,6 +53,8 @@ impl EksCluster {
             "subnetIds": like(p.value("subnetIds"), vpc.map(|v| v.subnet_ids()).unwrap_or_default().iter().map(|s| json!(s)).collect()),
             "secretsEncryptionKeyArn": c.encryption_config().iter().find_map(|e| e.provider().and_then(|p| p.key_arn())),
             "enabledLogTypes": like(p.value("enabledLogTypes"), log_types),
+            "authenticationMode": c.access_config().and_then(|a| a.authentication_mode()).map(|m| m.as_str()),
+            "bootstrapClusterCreatorAdminPermissions": c.access_config().and_then(|a| a.bootstrap_cluster_creator_admin_permissions()),
             "tags": tags_value(c.tags().into_iter().flatten().map(|(k, v)| (k.as_str(), v.as_str()))),
         })
     }
@@ -63,6 +66,11 @@ impl EksCluster {
             ("name".to_string(), json!(c.name())),
             // The issuer of the cluster's ServiceAccount tokens (IRSA trusts it).
             ("oidcIssuer".to_string(), json!(c.identity().and_then(|i| i.oidc()).and_then(|o| o.issuer()))),
+            // The group EKS made and put on the managed nodes, which pods carry.
+            (
+                "securityGroupId".to_string(),
+                json!(c.resources_vpc_config().and_then(|v| v.cluster_security_group_id())),
+            ),
         ])
     }
 }
@@ -101,6 +109,12 @@ impl Driver for EksCluster {
             .role_arn(p.str("roleArn")?)
             .resources_vpc_config(vpc)
             .encryption_config(encryption)
+            .access_config(
+                CreateAccessConfigRequest::builder()
+                    .authentication_mode(AuthenticationMode::from(p.str("authenticationMode")?))
+                    .bootstrap_cluster_creator_admin_permissions(p.bool("bootstrapClusterCreatorAdminPermissions"))
+                    .build(),
+            )
             .logging(Self::logging(r))
             .set_tags(Some(p.tags().into_iter().collect()))
             .send()
@@ -138,6 +152,22 @@ impl Driver for EksCluster {
                 .update_cluster_config()
                 .name(p.str("name")?)
                 .resources_vpc_config(vpc)
+                .send()
+                .await
+                .map_err(|e| failed("UpdateClusterConfig", e))?;
+        }
+        // Access moves only towards access entries (CONFIG_MAP → API_AND_CONFIG_MAP → API);
+        // whether the creator is an administrator is set at creation only.
+        if have["authenticationMode"] != *p.value("authenticationMode") {
+            self.0
+                .eks
+                .update_cluster_config()
+                .name(p.str("name")?)
+                .access_config(
+                    UpdateAccessConfigRequest::builder()
+                        .authentication_mode(AuthenticationMode::from(p.str("authenticationMode")?))
+                        .build(),
+                )
                 .send()
                 .await
                 .map_err(|e| failed("UpdateClusterConfig", e))?;

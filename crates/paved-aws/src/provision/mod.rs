@@ -125,6 +125,7 @@ pub fn drivers(session: Session) -> Drivers {
         .with("aws.route-table", d(Arc::new(network::RouteTable(s.clone()))))
         .with("aws.security-group", d(Arc::new(network::SecurityGroup(s.clone()))))
         .with("aws.default-security-group", d(Arc::new(network::DefaultSecurityGroup(s.clone()))))
+        .with("aws.security-group-ingress", d(Arc::new(network::SecurityGroupIngress(s.clone()))))
         .with("aws.flow-log", d(Arc::new(network::FlowLog(s.clone()))))
         .with("aws.log-group", d(Arc::new(logs::LogGroup(s.clone()))))
         .with("aws.iam-role", d(Arc::new(logs::Role(s.clone()))))

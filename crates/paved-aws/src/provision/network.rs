@@ -1177,3 +1177,80 @@ impl Driver for FlowLog {
         Ok(())
     }
 }
+
+/// One ingress rule paved adds to a group it does not own (the cluster
+/// security group EKS created, which its managed nodes and so the pods
+/// carry): the load balancer's group may reach the pods. Only this rule is
+/// observed, added and revoked; EKS's own rules are left alone
+/// (<https://docs.aws.amazon.com/eks/latest/userguide/sec-group-reqs.html>).
+pub(crate) struct SecurityGroupIngress(pub(crate) Arc<Session>);
+
+impl SecurityGroupIngress {
+    fn rule(r: &Resource) -> Result<Rule, DriverError> {
+        Rule::of(&r.properties)
+            .ok_or_else(|| DriverError::Permanent(format!("{}: the rule needs protocol, ports and a source", r.id)))
+    }
+
+    /// The group, if it exists, and whether it has the rule.
+    async fn find(&self, r: &Resource) -> Result<Option<bool>, DriverError> {
+        let group = Props::of(r).str("groupId")?;
+        match self.0.ec2.describe_security_groups().group_ids(group).send().await {
+            Ok(out) => Ok(out
+                .security_groups()
+                .first()
+                .map(|g| Self::rule(r).is_ok_and(|rule| Rule::of_permissions(g.ip_permissions()).contains(&rule)))),
+            Err(e) if is_code(&e, &["InvalidGroup.NotFound"]) => Ok(None),
+            Err(e) => Err(failed("DescribeSecurityGroups", e)),
+        }
+    }
+}
+
+#[async_trait]
+impl Driver for SecurityGroupIngress {
+    async fn observe(&self, r: &Resource) -> Result<Observation, DriverError> {
+        Ok(match self.find(r).await? {
+            Some(true) => present(r.properties.clone(), Outputs::new(), true),
+            _ => Observation::Absent,
+        })
+    }
+
+    async fn create(&self, r: &Resource) -> Result<Outputs, DriverError> {
+        let rule = Self::rule(r)?;
+        match self
+            .0
+            .ec2
+            .authorize_security_group_ingress()
+            .group_id(Props::of(r).str("groupId")?)
+            .ip_permissions(rule.permission())
+            .send()
+            .await
+        {
+            Ok(_) => Ok(Outputs::new()),
+            Err(e) if is_code(&e, &["InvalidPermission.Duplicate"]) => Ok(Outputs::new()),
+            Err(e) => Err(failed("AuthorizeSecurityGroupIngress", e)),
+        }
+    }
+
+    async fn update(&self, r: &Resource) -> Result<Outputs, DriverError> {
+        self.create(r).await
+    }
+
+    async fn delete(&self, r: &Resource) -> Result<(), DriverError> {
+        if self.find(r).await? != Some(true) {
+            return Ok(());
+        }
+        match self
+            .0
+            .ec2
+            .revoke_security_group_ingress()
+            .group_id(Props::of(r).str("groupId")?)
+            .ip_permissions(Self::rule(r)?.permission())
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) if is_code(&e, &["InvalidPermission.NotFound", "InvalidGroup.NotFound"]) => Ok(()),
+            Err(e) => Err(failed("RevokeSecurityGroupIngress", e)),
+        }
+    }
+}
