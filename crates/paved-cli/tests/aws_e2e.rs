@@ -458,6 +458,28 @@ fn an_apply_converges_while_aws_throttles_a_fifth_of_the_calls() {
 }
 
 #[test]
+fn an_apply_from_nothing_converges_through_awss_answers_right_after_creates() {
+    // IAM roles not yet assumable, VPCs and subnets not yet visible, a
+    // concurrent modification: as AWS answers them (`aws_proxy.py` names the
+    // pages), all in one apply.
+    let aws = Aws::new();
+    aws.proxy.propagation(true);
+    aws.ok(&["apply", "-e", "eu-dev"]);
+    let injected = aws.proxy.injected();
+    for code in
+        ["InvalidParameterException", "InvalidVpcID.NotFound", "InvalidSubnetID.NotFound", "ConcurrentModification"]
+    {
+        assert!(injected.get(code).copied().unwrap_or(0) > 0, "{code} was never answered: {injected:?}");
+    }
+    aws.proxy.propagation(false);
+    // Nothing duplicated: what exists is what the plan says.
+    assert_eq!(aws.inventory("eu-dev", "eu-central-1"), aws.planned("eu-dev"));
+    aws.proxy.reset();
+    aws.ok(&["apply", "-e", "eu-dev"]);
+    assert_eq!(mutating_calls(&aws.proxy.calls()), Vec::<String>::new());
+}
+
+#[test]
 fn applies_killed_at_random_points_resume_without_duplicates() {
     let aws = Aws::new();
     let mut rng: u64 = 0x9e37_79b9_7f4a_7c15;

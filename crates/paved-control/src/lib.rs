@@ -529,6 +529,10 @@ impl Control {
             } else {
                 Duration::from_secs(30 * 60)
             },
+            // Propagation (IAM, EC2's eventual consistency) takes seconds to a
+            // minute: ten attempts backing off to 15 s wait up to about one.
+            max_attempts: if provider == Provider::Local { 5 } else { 10 },
+            max_backoff: if provider == Provider::Local { Duration::from_secs(10) } else { Duration::from_secs(15) },
             jitter_seed: run.jitter_seed,
             ..Options::default()
         };

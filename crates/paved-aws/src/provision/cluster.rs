@@ -83,6 +83,24 @@ impl Driver for EksCluster {
         if status == "DELETING" {
             return Ok(Observation::Absent);
         }
+        // A failed cluster stays failed: say so now rather than wait out the ready timeout
+        // (<https://docs.aws.amazon.com/eks/latest/APIReference/API_Cluster.html>, `status`).
+        if status == "FAILED" {
+            let issues: Vec<String> = c
+                .health()
+                .map(|h| h.issues())
+                .unwrap_or_default()
+                .iter()
+                .map(|i| {
+                    format!("{}: {}", i.code().map(|c| c.as_str()).unwrap_or("?"), i.message().unwrap_or_default())
+                })
+                .collect();
+            return Err(DriverError::Permanent(format!(
+                "{}: EKS reports the cluster FAILED ({}); delete it in AWS (or `paved destroy`) and apply again",
+                r.id,
+                if issues.is_empty() { "no health issue given".into() } else { issues.join("; ") }
+            )));
+        }
         Ok(Observation::Present {
             properties: Self::properties(&c, r),
             outputs: Self::outputs(&c),
@@ -255,6 +273,24 @@ impl Driver for EksNodeGroup {
             "maxSize": scaling.and_then(|s| s.max_size()),
             "tags": tags_value(n.tags().into_iter().flatten().map(|(k, v)| (k.as_str(), v.as_str()))),
         });
+        // A node group that failed to be created or deleted stays so
+        // (<https://docs.aws.amazon.com/eks/latest/APIReference/API_Nodegroup.html>, `status`).
+        if let Some(state @ ("CREATE_FAILED" | "DELETE_FAILED")) = n.status().map(|s| s.as_str()) {
+            let issues: Vec<String> = n
+                .health()
+                .map(|h| h.issues())
+                .unwrap_or_default()
+                .iter()
+                .map(|i| {
+                    format!("{}: {}", i.code().map(|c| c.as_str()).unwrap_or("?"), i.message().unwrap_or_default())
+                })
+                .collect();
+            return Err(DriverError::Permanent(format!(
+                "{}: EKS reports the node group {state} ({})",
+                r.id,
+                if issues.is_empty() { "no health issue given".into() } else { issues.join("; ") }
+            )));
+        }
         let ready = n.status().is_some_and(|s| s.as_str() == "ACTIVE");
         Ok(Observation::Present { properties, outputs: Self::outputs(&n), ready })
     }

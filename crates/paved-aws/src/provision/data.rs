@@ -215,6 +215,22 @@ impl RdsInstance {
 impl Driver for RdsInstance {
     async fn observe(&self, r: &Resource) -> Result<Observation, DriverError> {
         let Some(d) = self.find(r).await? else { return Ok(Observation::Absent) };
+        // States RDS does not leave by itself
+        // (<https://docs.aws.amazon.com/AmazonRDS/latest/UserGuide/accessing-monitoring.html#Overview.DBInstance.Status>).
+        if let Some(
+            state @ ("failed"
+            | "incompatible-network"
+            | "incompatible-parameters"
+            | "incompatible-restore"
+            | "inaccessible-encryption-credentials"
+            | "storage-full"),
+        ) = d.db_instance_status()
+        {
+            return Err(DriverError::Permanent(format!(
+                "{}: RDS reports the instance `{state}`, which it does not leave by itself; see the instance's events in the RDS console",
+                r.id
+            )));
+        }
         let ready = d.db_instance_status() == Some("available");
         Ok(Observation::Present { properties: Self::properties(&d, r), outputs: self.outputs(&d).await?, ready })
     }

@@ -5,7 +5,25 @@ forwarded to moto and counted by service, region and operation, so tests
 can assert how many calls (and how many mutating calls) an apply made, or
 that none was made at all (and one emulator quirk is corrected, see
 below). With faults on, a share of requests is answered
-503 / ThrottlingException without reaching the emulator.
+503 / ThrottlingException without reaching the emulator. With propagation
+on, the proxy answers what AWS answers in the moments after a create, as
+AWS documents those errors (codes, status and messages), each a fixed number
+of times, so runs repeat:
+
+* EKS `CreateCluster` naming a role created a moment ago: 400
+  InvalidParameterException "Role with arn: ARN, could not be assumed because
+  it does not exist or the trusted entity is not correct" (IAM is eventually
+  consistent: https://docs.aws.amazon.com/IAM/latest/UserGuide/troubleshoot_general.html#troubleshoot_general_eventual-consistency),
+  twice per role;
+* EC2 calls naming a VPC or subnet created a moment ago: 400
+  InvalidVpcID.NotFound / InvalidSubnetID.NotFound "The vpc ID 'vpc-…' does
+  not exist" (https://docs.aws.amazon.com/ec2/latest/devguide/eventual-consistency.html),
+  once per id;
+* IAM `PutRolePolicy`: 409 ConcurrentModification "The request was rejected
+  because multiple requests to change this object were submitted
+  simultaneously. Wait a few minutes and submit your request again."
+  (https://docs.aws.amazon.com/IAM/latest/APIReference/CommonErrors.html),
+  once per role.
 
     python aws_proxy.py PORT UPSTREAM_URL
 
@@ -13,6 +31,8 @@ Control endpoints (not forwarded):
     GET  /_proxy/stats            {"calls": {"ec2 eu-west-1 CreateVpc": 1, ...}, "throttled": n}
     POST /_proxy/reset            forget the counts
     POST /_proxy/faults?percent=N answer N% of requests with a throttling error
+    POST /_proxy/propagation?on=1 answer as AWS does right after creates (above)
+    GET  /_proxy/injected         {"InvalidVpcID.NotFound": n, ...}
 """
 
 import http.client
@@ -26,7 +46,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 PORT, UPSTREAM = int(sys.argv[1]), urllib.parse.urlparse(sys.argv[2])
 LOCK = threading.Lock()
-STATE = {"calls": {}, "throttled": 0, "percent": 0}
+STATE = {"calls": {}, "throttled": 0, "percent": 0, "propagation": False, "injected": {}}
+# id or role name → how many more times it is "not there yet".
+PENDING = {"role": {}, "ec2": {}, "policy": set()}
 RNG = random.Random(7)
 SCOPE = re.compile(r"Credential=[^/]+/\d+/([^/]+)/([^/]+)/aws4_request")
 
@@ -48,6 +70,59 @@ def operation(method, path, headers, body):
     return f"{method} /{shape}" + (f"?{query}" if query else "")
 
 
+def created(service, op, body, data):
+    """Remembers what a successful create made, for `propagating`."""
+    with LOCK:
+        if service == "iam" and op == "CreateRole":
+            name = urllib.parse.parse_qs(body.decode()).get("RoleName", [""])[0]
+            PENDING["role"][name] = 2
+        elif service == "ec2" and op in ("CreateVpc", "CreateSubnet"):
+            tag = b"vpcId" if op == "CreateVpc" else b"subnetId"
+            found = re.search(rb"<" + tag + rb">([^<]+)</" + tag + rb">", data)
+            if found:
+                PENDING["ec2"][found.group(1).decode()] = 1
+
+
+def injected(code):
+    STATE["injected"][code] = STATE["injected"].get(code, 0) + 1
+
+
+def propagating(service, op, body):
+    """AWS's answer to a request naming something created a moment ago, or None."""
+    with LOCK:
+        if service == "eks" and op == "POST /clusters":
+            arn = json.loads(body or b"{}").get("roleArn", "")
+            name = arn.rsplit("/", 1)[-1]
+            if PENDING["role"].get(name, 0) > 0:
+                PENDING["role"][name] -= 1
+                injected("InvalidParameterException")
+                message = f"Role with arn: {arn}, could not be assumed because it does not exist or the trusted entity is not correct"
+                return (400, json.dumps({"message": message}).encode(),
+                        [("Content-Type", "application/json"), ("x-amzn-ErrorType", "InvalidParameterException")])
+        if service == "ec2" and not op.startswith("Describe"):
+            form = urllib.parse.parse_qs(body.decode("utf-8", "replace"))
+            for param, code, what in (("VpcId", "InvalidVpcID.NotFound", "vpc"), ("SubnetId", "InvalidSubnetID.NotFound", "subnet")):
+                value = form.get(param, [""])[0]
+                if PENDING["ec2"].get(value, 0) > 0:
+                    PENDING["ec2"][value] -= 1
+                    injected(code)
+                    xml = (f"<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Response><Errors><Error><Code>{code}</Code>"
+                           f"<Message>The {what} ID '{value}' does not exist</Message></Error></Errors>"
+                           f"<RequestID>00000000-0000-0000-0000-000000000000</RequestID></Response>")
+                    return (400, xml.encode(), [("Content-Type", "text/xml")])
+        if service == "iam" and op == "PutRolePolicy":
+            name = urllib.parse.parse_qs(body.decode()).get("RoleName", [""])[0]
+            if name not in PENDING["policy"]:
+                PENDING["policy"].add(name)
+                injected("ConcurrentModification")
+                xml = ("<ErrorResponse xmlns=\"https://iam.amazonaws.com/doc/2010-05-08/\"><Error><Type>Sender</Type>"
+                       "<Code>ConcurrentModification</Code><Message>The request was rejected because multiple requests "
+                       "to change this object were submitted simultaneously. Wait a few minutes and submit your request "
+                       "again.</Message></Error><RequestId>00000000-0000-0000-0000-000000000000</RequestId></ErrorResponse>")
+                return (409, xml.encode(), [("Content-Type", "text/xml")])
+    return None
+
+
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
@@ -66,6 +141,10 @@ class Handler(BaseHTTPRequestHandler):
     def control(self):
         parsed = urllib.parse.urlparse(self.path)
         with LOCK:
+            if parsed.path == "/_proxy/injected":
+                return self.reply(200, json.dumps(STATE["injected"]).encode())
+            if parsed.path == "/_proxy/propagation":
+                STATE["propagation"] = urllib.parse.parse_qs(parsed.query).get("on", ["0"])[0] == "1"
             if parsed.path == "/_proxy/stats":
                 return self.reply(200, json.dumps({"calls": STATE["calls"], "throttled": STATE["throttled"]}).encode())
             if parsed.path == "/_proxy/reset":
@@ -93,6 +172,9 @@ class Handler(BaseHTTPRequestHandler):
                 b'{"__type":"ThrottlingException","message":"Rate exceeded (injected by the test proxy)"}',
                 [("Content-Type", "application/x-amz-json-1.1"), ("x-amzn-ErrorType", "ThrottlingException")],
             )
+        refusal = propagating(service, key.split(" ", 2)[2], body) if STATE["propagation"] else None
+        if refusal:
+            return self.reply(*refusal)
         upstream = http.client.HTTPConnection(UPSTREAM.hostname, UPSTREAM.port, timeout=60)
         headers = {k: v for k, v in self.headers.items() if k.lower() not in ("connection", "transfer-encoding")}
         upstream.request(self.command, self.path, body=body, headers=headers)
@@ -103,6 +185,8 @@ class Handler(BaseHTTPRequestHandler):
         # <VersioningConfiguration>. Rewritten here so the emulator speaks S3.
         if data.startswith(b"<?xml") and b"<GetBucketVersioningResponse" in data[:200]:
             data = data.replace(b"GetBucketVersioningResponse", b"VersioningConfiguration")
+        if STATE["propagation"] and answer.status == 200:
+            created(service, key.split(" ", 2)[2], body, data)
         passed = [(k, v) for k, v in answer.getheaders() if k.lower() not in ("connection", "transfer-encoding", "content-length")]
         self.reply(answer.status, data, passed)
         upstream.close()

@@ -374,6 +374,16 @@ impl AwsProxy {
     }
 
     /// Answers `percent`% of requests (except STS) with a throttling error.
+    /// Answers as AWS does in the moments after a create (`aws_proxy.py`).
+    pub fn propagation(&self, on: bool) {
+        http(self.port, "POST", &format!("/_proxy/propagation?on={}", u8::from(on)));
+    }
+
+    /// How many of those answers were given, by error code.
+    pub fn injected(&self) -> BTreeMap<String, u64> {
+        serde_json::from_slice(&http(self.port, "GET", "/_proxy/injected")).unwrap()
+    }
+
     pub fn faults(&self, percent: u32) {
         http(self.port, "POST", &format!("/_proxy/faults?percent={percent}"));
     }
