@@ -234,6 +234,33 @@ fn all_errors_of_a_file_are_reported_at_once_with_snippets() {
 }
 
 #[test]
+fn an_aws_environment_name_too_long_for_its_load_balancer_is_refused_at_apply_with_the_limit() {
+    let p = Paved::new();
+    p.ok(&["apply", "-f", &examples()]);
+    let dir = tempfile::tempdir().unwrap();
+    let name = "payments-eu-central-staging"; // 27 characters: `paved-…` would be 33
+    let file = write(
+        dir.path(),
+        "long.yaml",
+        &format!(
+            "apiVersion: paved.dev/v1alpha1\nkind: Environment\nmetadata:\n  name: {name}\nspec:\n  blueprint: web-service-standard@1.2.0\n  account: aws-eu\n  region: eu-west-1\n  type: staging\n  owner: platform\n"
+        ),
+    );
+    let out = p.run(&["apply", "-f", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    for expected in ["error[name-too-long-for-aws]", "long.yaml:4:", "ELB takes at most 32", "at most 26 characters"] {
+        assert!(err.contains(expected), "missing {expected:?} in:\n{err}");
+    }
+    assert!(!p.ok(&["get", "environments"]).contains(name), "nothing is recorded");
+    // On the local provider the same name is fine.
+    let local =
+        std::fs::read_to_string(file.as_path()).unwrap().replace("aws-eu", "local").replace("eu-west-1", "local");
+    std::fs::write(&file, local).unwrap();
+    p.ok(&["apply", "-f", file.to_str().unwrap()]);
+}
+
+#[test]
 fn a_typo_does_not_hide_the_other_problems_of_a_document() {
     let p = Paved::new();
     let dir = tempfile::tempdir().unwrap();

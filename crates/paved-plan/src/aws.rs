@@ -139,7 +139,36 @@ pub fn ecr_repository(service: &str) -> String {
 /// The IAM role a service's pods act as in an environment (`-svc-` keeps
 /// a service named like an environment role, `eks-nodes`, from colliding with it).
 pub fn service_role_name(environment: &str, service: &str) -> String {
-    format!("paved-{environment}-svc-{service}")
+    fit(&format!("paved-{environment}-svc-{service}"), IAM_ROLE_NAME)
+}
+
+/// Longest names AWS takes, for the names paved derives from environment,
+/// service and resource names (each limit's page is beside it).
+/// <https://docs.aws.amazon.com/IAM/latest/APIReference/API_CreateRole.html>
+pub const IAM_ROLE_NAME: usize = 64;
+/// <https://docs.aws.amazon.com/AmazonRDS/latest/APIReference/API_CreateDBInstance.html> (`DBInstanceIdentifier`)
+pub const RDS_IDENTIFIER: usize = 63;
+/// <https://docs.aws.amazon.com/AmazonS3/latest/userguide/bucketnamingrules.html>
+pub const S3_BUCKET: usize = 63;
+/// <https://docs.aws.amazon.com/AWSSimpleQueueService/latest/APIReference/API_CreateQueue.html> (`QueueName`)
+pub const SQS_QUEUE: usize = 80;
+/// ELB load balancer and target group names
+/// (<https://docs.aws.amazon.com/elasticloadbalancing/latest/APIReference/API_CreateLoadBalancer.html>).
+pub const ELB_NAME: usize = 32;
+/// A DNS label (RFC 1035), as a route's first label.
+pub const DNS_LABEL: usize = 63;
+
+/// `name` if it fits in `limit` characters, else its start and 8 hex digits
+/// of its SHA-256: still unique, stable, and free of a trailing hyphen
+/// (which S3, RDS and ELB refuse).
+pub fn fit(name: &str, limit: usize) -> String {
+    if name.len() <= limit {
+        return name.to_string();
+    }
+    let hash: String = Sha256::digest(name.as_bytes()).iter().take(4).map(|b| format!("{b:02x}")).collect();
+    let keep = limit.saturating_sub(hash.len() + 1).min(name.len());
+    let start = name[..keep].trim_end_matches('-');
+    format!("{start}-{hash}")
 }
 
 /// The role the cluster's AWS Load Balancer Controller acts as (its
@@ -218,12 +247,7 @@ fn pod_role(s: PodRole<'_>) -> Node {
 /// of the whole to ELB's 32 characters (letters, digits, hyphens; no hyphen
 /// first or last: <https://docs.aws.amazon.com/elasticloadbalancing/latest/APIReference/API_CreateTargetGroup.html>).
 pub fn route_target_group_name(environment: &str, service: &str) -> String {
-    let name = format!("paved-{environment}-{service}");
-    if name.len() <= 32 {
-        return name;
-    }
-    let hash: String = Sha256::digest(name.as_bytes()).iter().take(4).map(|b| format!("{b:02x}")).collect();
-    format!("{}-{hash}", name[..23].trim_end_matches('-'))
+    fit(&format!("paved-{environment}-{service}"), ELB_NAME)
 }
 
 /// The default host of a route: `SERVICE.ENV.DOMAIN`; a preview's services
@@ -233,7 +257,7 @@ fn route_host(service: &str, environment: &str, parent: &str, domain: &str) -> S
     if environment == parent {
         format!("{service}.{environment}.{domain}")
     } else {
-        format!("{service}-{environment}.{parent}.{domain}")
+        format!("{}.{parent}.{domain}", fit(&format!("{service}-{environment}"), DNS_LABEL))
     }
 }
 
@@ -1011,7 +1035,7 @@ pub fn translate_with_bindings(input: &PlanInput<'_>) -> Result<Translation, Vec
                         "aws.rds-instance",
                         &key,
                         json!({
-                            "identifier": format!("paved-{env}-{key}"),
+                            "identifier": fit(&format!("paved-{env}-{key}"), RDS_IDENTIFIER),
                             "engine": "postgres",
                             "engineVersion": db.version.clone().unwrap_or_else(|| "16".into()),
                             "instanceClass": db_class(class),
@@ -1048,7 +1072,7 @@ pub fn translate_with_bindings(input: &PlanInput<'_>) -> Result<Translation, Vec
                         "aws.s3-bucket",
                         &key,
                         json!({
-                            "bucket": format!("paved-{account_id}-{env}-{key}").chars().take(63).collect::<String>(),
+                            "bucket": fit(&format!("paved-{account_id}-{env}-{key}"), S3_BUCKET),
                             "encryption": {"sseAlgorithm": "aws:kms", "kmsKeyArn": r(&kms, "arn"), "bucketKeyEnabled": true},
                             "publicAccessBlock": {"blockPublicAcls": true, "blockPublicPolicy": true, "ignorePublicAcls": true, "restrictPublicBuckets": true},
                             "versioning": true,
@@ -1066,7 +1090,7 @@ pub fn translate_with_bindings(input: &PlanInput<'_>) -> Result<Translation, Vec
                     let node = Node::new(
                         "aws.sqs-queue",
                         &key,
-                        json!({"name": format!("paved-{env}-{key}"), "kmsMasterKeyId": r(&kms, "arn"), "tags": tags(Some(svc))}),
+                        json!({"name": fit(&format!("paved-{env}-{key}"), SQS_QUEUE), "kmsMasterKeyId": r(&kms, "arn"), "tags": tags(Some(svc))}),
                     )
                     .after([kms.clone()])
                     .immutable(&["name"])

@@ -388,3 +388,49 @@ fn a_preview_is_a_namespace_on_its_hosts_cluster_with_its_own_data_and_identity(
     // Every dependency is inside the preview's own graph.
     g.validate().unwrap();
 }
+
+#[test]
+fn names_derived_from_long_environment_and_service_names_fit_awss_limits() {
+    // A preview of a long repository name: 63 characters, the most an environment name has.
+    let world = with_storage();
+    let host_graph = graph(&world, "eu-dev", account_plan(&[]));
+    let mut input = world.input("eu-dev", Capabilities::default());
+    let mut preview = input.environment.clone();
+    preview.metadata.name =
+        format!("pr-123456-{}", "a-very-long-repository-name-".repeat(2)).trim_end_matches('-').into();
+    preview.metadata.name.truncate(63);
+    preview.spec.env_type = paved_model::EnvType::Preview;
+    input.environment = &preview;
+    input.host = Some(applied(&host_graph));
+    let g = plan(&input).unwrap_or_else(|e| panic!("{e:?}"));
+    // Each limit is on the page `paved_plan::aws` cites beside it.
+    use paved_plan::aws::{DNS_LABEL, ELB_NAME, IAM_ROLE_NAME, RDS_IDENTIFIER, S3_BUCKET, SQS_QUEUE};
+    let limits = [
+        ("aws.iam-role", "name", IAM_ROLE_NAME),
+        ("aws.rds-instance", "identifier", RDS_IDENTIFIER),
+        ("aws.s3-bucket", "bucket", S3_BUCKET),
+        ("aws.sqs-queue", "name", SQS_QUEUE),
+        ("aws.lb-target-group", "name", ELB_NAME),
+    ];
+    let mut checked = 0;
+    for (kind_name, field, limit) in limits {
+        for n in kind(&g, kind_name) {
+            let name = n.properties[field].as_str().unwrap();
+            assert!(name.len() <= limit && !name.ends_with('-'), "{kind_name} {name}: {} > {limit}", name.len());
+            checked += 1;
+        }
+    }
+    assert!(checked >= 8, "only {checked} names checked");
+    for record in kind(&g, "aws.dns-record") {
+        let label = record.properties["name"].as_str().unwrap().split('.').next().unwrap();
+        assert!(label.len() <= DNS_LABEL, "{label}");
+    }
+    // The pod role the manifests annotate is the role the plan creates.
+    let api = paved_plan::aws::service_role_name(&preview.metadata.name, "api");
+    assert!(kind(&g, "aws.iam-role").iter().any(|n| n.properties["name"] == api.as_str()), "{api}");
+    // Shortening is stable and keeps distinct names distinct.
+    let fit = paved_plan::aws::fit;
+    assert_eq!(fit("paved-eu-dev-db", 63), "paved-eu-dev-db");
+    assert_eq!(fit(&"x".repeat(70), 63), fit(&"x".repeat(70), 63));
+    assert_ne!(fit(&format!("{}a", "x".repeat(70)), 63), fit(&format!("{}b", "x".repeat(70)), 63));
+}

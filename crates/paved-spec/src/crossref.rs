@@ -196,6 +196,13 @@ fn blame_dependencies(env: &Environment, found: Vec<Finding>, world: &World<'_>,
     }
 }
 
+/// The longest name of an AWS environment: its load balancer and default
+/// target group are `paved-ENV`, and ELB names take at most 32 characters
+/// (<https://docs.aws.amazon.com/elasticloadbalancing/latest/APIReference/API_CreateLoadBalancer.html>).
+/// Every other name paved derives from it is shortened to fit
+/// (`paved_plan::aws::fit`); these two are the names people look for.
+pub const AWS_ENVIRONMENT_NAME: usize = 26;
+
 fn check_environment(env: &Environment, world: &World<'_>) -> Vec<Finding> {
     let spec = &env.spec;
     let mut out = Vec::new();
@@ -259,6 +266,25 @@ fn check_environment(env: &Environment, world: &World<'_>) -> Vec<Finding> {
     }
     match world.get(Kind::CloudAccount, &spec.account) {
         Some(Spec::CloudAccount(acct)) => {
+            // A preview has no load balancer of its own (it uses its host's).
+            if acct.spec.provider == paved_model::Provider::Aws
+                && spec.env_type != EnvType::Preview
+                && env.metadata.name.len() > AWS_ENVIRONMENT_NAME
+            {
+                let name = &env.metadata.name;
+                let mut f = Finding::new(
+                    "name-too-long-for-aws",
+                    "metadata.name",
+                    format!(
+                        "environment name `{name}` has {} characters; on AWS its load balancer `paved-{name}` would have {}, and ELB takes at most 32",
+                        name.len(),
+                        name.len() + 6
+                    ),
+                )
+                .hint(format!("use a name of at most {AWS_ENVIRONMENT_NAME} characters"));
+                f.expected = Some(format!("at most {AWS_ENVIRONMENT_NAME} characters"));
+                out.push(f);
+            }
             if !acct.spec.allowed_regions.contains(&spec.region) {
                 let allowed = acct.spec.allowed_regions.join(", ");
                 let mut f = Finding::new(
