@@ -326,6 +326,14 @@ fn the_aws_examples_apply_keylessly_on_the_emulator_and_a_second_apply_changes_n
     // Nothing changed, so nothing was committed.
     assert_eq!(git.git(&["rev-list", "--count", "main"]), commits);
 
+    // Day 2: AWS reports the minor version RDS picked for `16`, and EKS
+    // upgraded the cluster by itself: neither is a change to undo.
+    py(AWS_UPGRADES, &[&aws.moto.url, "eu-production", "eu-west-1"]);
+    aws.proxy.reset();
+    aws.ok(&["apply", "-e", "eu-production"]);
+    let calls = aws.proxy.calls();
+    assert_eq!(mutating_calls(&calls), Vec::<String>::new(), "eu-production: {calls:?}");
+
     // The same blueprint in two regions: only the declared parameters differ.
     let parity = aws.ok(&["parity", "eu-dev", "eu-staging"]);
     assert!(parity.contains("no undeclared differences"), "{parity}");
@@ -425,7 +433,49 @@ fn the_aws_examples_apply_keylessly_on_the_emulator_and_a_second_apply_changes_n
     assert!(!out.status.success());
     let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
     assert!(text.contains("deletion protection"), "{text}");
+    // Protection lifted in AWS, as the message says: production's database leaves a final snapshot.
+    let snapshots = py(LIFT_PROTECTION, &[&aws.moto.url, "eu-production", "eu-west-1"]);
+    assert_eq!(snapshots.trim(), "[]");
+    aws.ok(&["destroy", "-e", "eu-production"]);
+    let snapshots: Vec<String> =
+        serde_json::from_str(&py(LIFT_PROTECTION, &[&aws.moto.url, "eu-production", "eu-west-1"])).unwrap();
+    assert_eq!(snapshots.len(), 1, "{snapshots:?}");
+    assert!(snapshots[0].starts_with("paved-eu-production-payments-db-final-"), "{snapshots:?}");
 }
+
+/// What AWS changes by itself: RDS reports the minor version it picked
+/// (`16.4` for `16`), EKS upgrades a cluster at the end of its version's support.
+const AWS_UPGRADES: &str = r#"
+import sys, boto3
+endpoint, env, region = sys.argv[1:4]
+rds = boto3.client("rds", endpoint_url=endpoint, region_name=region)
+for d in rds.describe_db_instances()["DBInstances"]:
+    if d["DBInstanceIdentifier"].startswith(f"paved-{env}-"):
+        rds.modify_db_instance(DBInstanceIdentifier=d["DBInstanceIdentifier"], EngineVersion="16.4", ApplyImmediately=True)
+        assert rds.describe_db_instances(DBInstanceIdentifier=d["DBInstanceIdentifier"])["DBInstances"][0]["EngineVersion"] == "16.4"
+eks = boto3.client("eks", endpoint_url=endpoint, region_name=region)
+eks.update_cluster_version(name=f"paved-{env}", version="1.31")
+assert eks.describe_cluster(name=f"paved-{env}")["cluster"]["version"] == "1.31"
+"#;
+
+/// Lifts deletion protection of the environment's databases and load
+/// balancer (as a platform engineer would in AWS); prints the database
+/// snapshots there are.
+const LIFT_PROTECTION: &str = r#"
+import json, sys, boto3
+endpoint, env, region = sys.argv[1:4]
+rds = boto3.client("rds", endpoint_url=endpoint, region_name=region)
+for d in rds.describe_db_instances()["DBInstances"]:
+    if d["DBInstanceIdentifier"].startswith(f"paved-{env}-"):
+        rds.modify_db_instance(DBInstanceIdentifier=d["DBInstanceIdentifier"], DeletionProtection=False, ApplyImmediately=True)
+elb = boto3.client("elbv2", endpoint_url=endpoint, region_name=region)
+for lb in elb.describe_load_balancers()["LoadBalancers"]:
+    if lb["LoadBalancerName"] == f"paved-{env}":
+        elb.modify_load_balancer_attributes(LoadBalancerArn=lb["LoadBalancerArn"],
+            Attributes=[{"Key": "deletion_protection.enabled", "Value": "false"}])
+print(json.dumps([s["DBSnapshotIdentifier"] for s in rds.describe_db_snapshots()["DBSnapshots"]
+                  if s["DBSnapshotIdentifier"].startswith(f"paved-{env}-")]))
+"#;
 
 #[test]
 fn an_environment_outside_the_accounts_regions_is_refused_without_a_single_aws_call() {

@@ -1054,6 +1054,8 @@ pub fn translate_with_bindings(input: &PlanInput<'_>) -> Result<Translation, Vec
                             "cloudwatchLogsExports": ["postgresql", "upgrade"],
                             "performanceInsightsKmsKeyArn": r(&kms, "arn"),
                             "deletionProtection": input.environment.spec.env_type == paved_model::EnvType::Production,
+                            // Production's data outlives its instance: a final snapshot and the automated backups.
+                            "finalSnapshot": input.environment.spec.env_type == paved_model::EnvType::Production,
                             "databaseName": key.replace('-', "_"),
                             "tags": tags(Some(svc)),
                         }),

@@ -2,7 +2,7 @@
 //! load balancer (with its default target group and listeners; routes are
 //! `routes.rs`), and links between services, which are only recorded.
 
-use super::props::{like, tags_value};
+use super::props::{like, tags_value, version_like};
 use super::{Props, Session, failed, is_code, until_gone};
 use async_trait::async_trait;
 use aws_sdk_eks::types::{
@@ -46,7 +46,7 @@ impl EksCluster {
             .collect();
         json!({
             "name": c.name(),
-            "version": c.version(),
+            "version": version_like(p.value("version"), c.version()),
             "roleArn": c.role_arn(),
             "endpointPrivateAccess": vpc.map(|v| v.endpoint_private_access()),
             "endpointPublicAccess": vpc.map(|v| v.endpoint_public_access()),

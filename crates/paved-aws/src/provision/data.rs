@@ -1,7 +1,7 @@
 //! Data services: RDS (instance and subnet group), S3 buckets, SQS queues.
 //! All found by their deterministic names.
 
-use super::props::{like, tags_value};
+use super::props::{like, tags_value, version_like};
 use super::{Props, Session, every, failed, is_code, until_gone};
 use async_trait::async_trait;
 use aws_sdk_s3::types::{
@@ -158,7 +158,7 @@ impl RdsInstance {
         json!({
             "identifier": d.db_instance_identifier(),
             "engine": d.engine(),
-            "engineVersion": d.engine_version(),
+            "engineVersion": version_like(p.value("engineVersion"), d.engine_version()),
             "instanceClass": d.db_instance_class(),
             "allocatedStorage": d.allocated_storage(),
             "storageEncrypted": d.storage_encrypted(),
@@ -176,6 +176,8 @@ impl RdsInstance {
             // AWS reports the Performance Insights key only while it can be read; an answer without one is not a change.
             "performanceInsightsKmsKeyArn": d.performance_insights_kms_key_id().map(|k| json!(k)).unwrap_or_else(|| p.value("performanceInsightsKmsKeyArn").clone()),
             "deletionProtection": d.deletion_protection(),
+            // What happens at deletion is paved's choice, not a setting AWS keeps.
+            "finalSnapshot": p.value("finalSnapshot"),
             "databaseName": d.db_name(),
             "tags": rds_tag_value(d.tag_list()),
         })
@@ -366,8 +368,12 @@ impl Driver for RdsInstance {
 
     /// Deletes the instance and waits until it is gone (its subnet group
     /// and security group are freed only then). A protected instance
-    /// (production) is refused with what to do; a final snapshot is kept
-    /// unless the instance is unprotected.
+    /// (production) is refused with what to do. An instance whose node asks
+    /// for it (`finalSnapshot`: production's) leaves a final snapshot
+    /// `IDENTIFIER-final-CREATED` (the instance's creation time, so each
+    /// incarnation's is its own) and keeps its automated backups
+    /// (<https://docs.aws.amazon.com/AmazonRDS/latest/APIReference/API_DeleteDBInstance.html>);
+    /// others go without either.
     async fn delete(&self, r: &Resource) -> Result<(), DriverError> {
         let Some(d) = self.find(r).await? else { return Ok(()) };
         let id = Props::of(r).str("identifier")?;
@@ -377,13 +383,19 @@ impl Driver for RdsInstance {
                 r.id
             )));
         }
+        let keep = Props::of(r).bool("finalSnapshot");
+        let snapshot = keep.then(|| {
+            let created = d.instance_create_time().map_or(0, |t| t.secs());
+            format!("{id}-final-{created}")
+        });
         match self
             .0
             .rds
             .delete_db_instance()
             .db_instance_identifier(id)
-            .skip_final_snapshot(true)
-            .delete_automated_backups(true)
+            .skip_final_snapshot(!keep)
+            .set_final_db_snapshot_identifier(snapshot)
+            .delete_automated_backups(!keep)
             .send()
             .await
         {

@@ -20,7 +20,10 @@ const THROTTLING: [&str; 8] = [
 /// change of the same object in flight, an instance between states, an id
 /// created a moment ago and not visible everywhere yet (EC2 is eventually
 /// consistent: <https://docs.aws.amazon.com/ec2/latest/devguide/eventual-consistency.html>).
-const TRANSIENT: [&str; 9] = [
+const TRANSIENT: [&str; 10] = [
+    // EKS takes one update of a cluster at a time:
+    // <https://docs.aws.amazon.com/eks/latest/APIReference/API_UpdateClusterConfig.html>
+    "ResourceInUseException",
     // IAM: <https://docs.aws.amazon.com/IAM/latest/APIReference/CommonErrors.html>
     "ConcurrentModification",
     "ConcurrentModificationException",

@@ -2,7 +2,7 @@
 //! driver disagree (a bug, never retried).
 
 use paved_engine::{DriverError, Resource};
-use serde_json::Value;
+use serde_json::{Value, json};
 use std::collections::BTreeMap;
 
 pub(crate) struct Props<'a> {
@@ -92,6 +92,25 @@ pub(crate) fn like(desired: &Value, mut observed: Vec<Value>) -> Value {
     Value::Array(out)
 }
 
+/// An engine version as the node would write it: the node's own when AWS's
+/// satisfies it — the same, a longer spelling of it (`16` asked, `16.4`
+/// running: RDS picks the minor version,
+/// <https://docs.aws.amazon.com/AmazonRDS/latest/APIReference/API_CreateDBInstance.html>),
+/// or a later minor of the same major that AWS upgraded to by itself (RDS
+/// automatic minor upgrades, EKS at the end of a version's support:
+/// <https://docs.aws.amazon.com/eks/latest/userguide/kubernetes-versions.html>).
+/// Otherwise AWS's, so a real difference is still seen. Asking AWS to go
+/// back down is what it refuses, and what a naive comparison would do.
+pub(crate) fn version_like(desired: &Value, observed: Option<&str>) -> Value {
+    let Some(observed) = observed else { return Value::Null };
+    let Some(want) = desired.as_str() else { return json!(observed) };
+    let parts = |v: &str| v.split('.').map(|p| p.parse::<u64>().ok()).collect::<Option<Vec<u64>>>();
+    let satisfied = observed == want
+        || observed.starts_with(&format!("{want}."))
+        || matches!((parts(want), parts(observed)), (Some(w), Some(o)) if !w.is_empty() && w[0] == o[0] && o >= w);
+    if satisfied { desired.clone() } else { json!(observed) }
+}
+
 /// A policy document AWS returns URL-encoded (IAM) or as text (KMS), parsed.
 pub(crate) fn policy(text: &str) -> Value {
     let decoded = if text.trim_start().starts_with('%') || text.contains("%22") {
@@ -100,4 +119,24 @@ pub(crate) fn policy(text: &str) -> Value {
         text.to_string()
     };
     serde_json::from_str(&decoded).unwrap_or(Value::String(decoded))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::version_like;
+    use serde_json::json;
+
+    #[test]
+    fn a_version_aws_chose_or_upgraded_to_satisfies_the_one_asked() {
+        // RDS picks the minor version of `16`, and upgrades minors by itself.
+        assert_eq!(version_like(&json!("16"), Some("16.4")), json!("16"));
+        assert_eq!(version_like(&json!("16.3"), Some("16.4")), json!("16.3"));
+        // EKS upgrades a cluster at the end of its version's support.
+        assert_eq!(version_like(&json!("1.30"), Some("1.31")), json!("1.30"));
+        // An upgrade asked for, or another major, is a difference.
+        assert_eq!(version_like(&json!("1.31"), Some("1.30")), json!("1.30"));
+        assert_eq!(version_like(&json!("16"), Some("17.1")), json!("17.1"));
+        assert_eq!(version_like(&json!("16"), Some("160")), json!("160"));
+        assert_eq!(version_like(&json!("16"), None), serde_json::Value::Null);
+    }
 }

@@ -15,11 +15,16 @@ validation delay shortened.
   creator is an administrator) and reports it
   (https://docs.aws.amazon.com/eks/latest/APIReference/API_CreateAccessConfigRequest.html);
   moto drops it.
+* EKS upgrades a cluster's Kubernetes version (`UpdateClusterVersion`,
+  https://docs.aws.amazon.com/eks/latest/APIReference/API_UpdateClusterVersion.html),
+  as AWS itself does at the end of a version's support; moto has no such
+  call. Here it takes effect at once.
 
     python moto_server.py -H 127.0.0.1 -p PORT
 """
 
 import hashlib
+import json
 import os
 import sys
 
@@ -30,6 +35,7 @@ os.environ.setdefault("MOTO_ACM_VALIDATION_WAIT", "2")
 
 import moto.eks.models as eks  # noqa: E402
 import moto.eks.responses as eks_responses  # noqa: E402
+import moto.eks.urls as eks_urls  # noqa: E402
 from moto.ec2.models import ec2_backends  # noqa: E402
 from moto.server import main  # noqa: E402
 
@@ -88,6 +94,18 @@ def _create_keeping_access_config(self):
 
 
 eks_responses.EKSResponse.create_cluster = _create_keeping_access_config
+
+
+def _update_cluster_version(self):
+    cluster = self.eks_backend.clusters[self._get_param("name")]
+    cluster.version = self._get_param("version")
+    update = {"id": hashlib.sha256(f"{cluster.arn}/{cluster.version}".encode()).hexdigest()[:36], "status": "Successful",
+              "type": "VersionUpdate", "params": [{"type": "Version", "value": cluster.version}], "errors": []}
+    return 200, {}, json.dumps({"update": update})
+
+
+eks_responses.EKSResponse.update_cluster_version = _update_cluster_version
+eks_urls.url_paths["{0}/clusters/(?P<name>[^/]+)/updates$"] = eks_urls.response.dispatch
 
 if __name__ == "__main__":
     sys.exit(main())
