@@ -294,11 +294,14 @@ pub struct HealthCheck {
     pub path: String,
     pub interval: SpecDuration,
     pub timeout: SpecDuration,
+    /// Consecutive successes before a target is healthy: 2–10, what ALB
+    /// takes (<https://docs.aws.amazon.com/elasticloadbalancing/latest/APIReference/API_CreateTargetGroup.html>).
     #[serde(default = "default_threshold")]
-    #[schemars(range(min = 1, max = 10))]
+    #[schemars(range(min = 2, max = 10))]
     pub healthy_threshold: u32,
+    /// Consecutive failures before a target is unhealthy: 2–10 (same page).
     #[serde(default = "default_threshold")]
-    #[schemars(range(min = 1, max = 10))]
+    #[schemars(range(min = 2, max = 10))]
     pub unhealthy_threshold: u32,
 }
 

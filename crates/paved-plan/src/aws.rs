@@ -157,6 +157,10 @@ pub const SQS_QUEUE: usize = 80;
 pub const ELB_NAME: usize = 32;
 /// A DNS label (RFC 1035), as a route's first label.
 pub const DNS_LABEL: usize = 63;
+/// The retentions CloudWatch Logs takes, in days
+/// (<https://docs.aws.amazon.com/AmazonCloudWatchLogs/latest/APIReference/API_PutRetentionPolicy.html>).
+pub const LOG_RETENTION_DAYS: [u32; 22] =
+    [1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653];
 
 /// `name` if it fits in `limit` characters, else its start and 8 hex digits
 /// of its SHA-256: still unique, stable, and free of a trailing hyphen
@@ -535,8 +539,11 @@ pub fn translate_with_bindings(input: &PlanInput<'_>) -> Result<Translation, Vec
         "Statement": [
             {"Sid": "AccountAdministers", "Effect": "Allow", "Principal": {"AWS": format!("arn:{partition}:iam::{account_id}:root")},
              "Action": "kms:*", "Resource": "*"},
+            // Only for this environment's log groups
+            // (<https://docs.aws.amazon.com/AmazonCloudWatch/latest/logs/encrypt-log-data-kms.html>).
             {"Sid": "FlowLogGroup", "Effect": "Allow", "Principal": {"Service": format!("logs.{region}.amazonaws.com")},
-             "Action": ["kms:Encrypt*", "kms:Decrypt*", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:Describe*"], "Resource": "*"},
+             "Action": ["kms:Encrypt*", "kms:Decrypt*", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:Describe*"], "Resource": "*",
+             "Condition": {"ArnLike": {"kms:EncryptionContext:aws:logs:arn": format!("arn:{partition}:logs:{region}:{account_id}:log-group:/paved/{env}/*")}}},
         ]
     });
     let kms = g.add(
@@ -574,7 +581,17 @@ pub fn translate_with_bindings(input: &PlanInput<'_>) -> Result<Translation, Vec
         );
         let log_days =
             resolve::param("spec.observability.logRetentionDays", &bp.observability.log_retention_days, &params);
-        let log_days = log_days.map_err(|e| vec![e])?;
+        let log_days: u32 = log_days.map_err(|e| vec![e])?;
+        if !LOG_RETENTION_DAYS.contains(&log_days) {
+            return Err(vec![PlanError::BadParameter {
+                parameter: "spec.observability.logRetentionDays".into(),
+                value: log_days.to_string(),
+                field: format!(
+                    "CloudWatch Logs' retention, one of {} days",
+                    LOG_RETENTION_DAYS.iter().map(u32::to_string).collect::<Vec<_>>().join(", ")
+                ),
+            }]);
+        }
         let log_group = g.add(
         Node::new(
             "aws.log-group",
@@ -592,8 +609,12 @@ pub fn translate_with_bindings(input: &PlanInput<'_>) -> Result<Translation, Vec
                 &format!("{env}-flow-logs"),
                 json!({
                     "name": format!("paved-{env}-flow-logs"),
+                    // Only for flow logs of this account: no confused deputy
+                    // (<https://docs.aws.amazon.com/vpc/latest/userguide/flow-logs-iam-role.html>).
                     "assumeRolePolicy": {"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
-                        "Principal": {"Service": "vpc-flow-logs.amazonaws.com"}, "Action": "sts:AssumeRole"}]},
+                        "Principal": {"Service": "vpc-flow-logs.amazonaws.com"}, "Action": "sts:AssumeRole",
+                        "Condition": {"StringEquals": {"aws:SourceAccount": account_id},
+                                      "ArnLike": {"aws:SourceArn": format!("arn:{partition}:ec2:{region}:{account_id}:vpc-flow-log/*")}}}]},
                     "policy": {"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
                         "Action": ["logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
                         "Resource": format!("${{ref:{log_group}.arn}}:*")}]},

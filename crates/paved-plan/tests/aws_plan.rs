@@ -92,6 +92,18 @@ fn the_security_baseline_is_in_every_graph() {
             format!("${{ref:aws.iam-role/{env}-flow-logs.arn}}")
         );
         assert_eq!(role["policy"]["Statement"][0]["Resource"], format!("${{ref:aws.log-group/{env}-flow-logs.arn}}:*"));
+        // Only this account's flow logs may assume it, and CloudWatch Logs may use the key only for these groups.
+        let trust = &role["assumeRolePolicy"]["Statement"][0]["Condition"];
+        assert_eq!(trust["StringEquals"]["aws:SourceAccount"], "123456789012");
+        let key = &g.nodes[&format!("aws.kms-key/{env}")].properties["policy"]["Statement"][1];
+        assert_eq!(key["Sid"], "FlowLogGroup");
+        assert!(
+            key["Condition"]["ArnLike"]["kms:EncryptionContext:aws:logs:arn"]
+                .as_str()
+                .unwrap()
+                .ends_with(&format!(":log-group:/paved/{env}/*")),
+            "{key}"
+        );
         // A public NAT gateway has its own address.
         assert!(
             kind(&g, "aws.nat-gateway")[0].properties["allocationId"].as_str().unwrap().starts_with("${ref:aws.eip/")
@@ -433,4 +445,25 @@ fn names_derived_from_long_environment_and_service_names_fit_awss_limits() {
     assert_eq!(fit("paved-eu-dev-db", 63), "paved-eu-dev-db");
     assert_eq!(fit(&"x".repeat(70), 63), fit(&"x".repeat(70), 63));
     assert_ne!(fit(&format!("{}a", "x".repeat(70)), 63), fit(&format!("{}b", "x".repeat(70)), 63));
+}
+
+#[test]
+fn a_log_retention_cloudwatch_does_not_take_is_refused_at_plan_time() {
+    // CloudWatch Logs takes only fixed retentions
+    // (https://docs.aws.amazon.com/AmazonCloudWatchLogs/latest/APIReference/API_PutRetentionPolicy.html):
+    // 10 days is within the blueprint's 1–365 but not one of them; 14 is.
+    let world = World::examples();
+    let with_days = |days: u32| {
+        let mut env = world.input("eu-dev", Capabilities::default()).environment.clone();
+        env.spec.parameters.insert("logDays".into(), serde_json::json!(days));
+        env
+    };
+    let (ten, fourteen) = (with_days(10), with_days(14));
+    let mut input = world.input("eu-dev", Capabilities::default());
+    input.environment = &ten;
+    let errors = plan(&input).unwrap_err();
+    let text = errors[0].to_string();
+    assert!(text.contains("spec.observability.logRetentionDays") && text.contains("1, 3, 5, 7, 14, 30"), "{text}");
+    input.environment = &fourteen;
+    assert!(plan(&input).is_ok());
 }
