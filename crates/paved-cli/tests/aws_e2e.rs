@@ -553,6 +553,46 @@ fn applies_killed_at_random_points_resume_without_duplicates() {
     assert_eq!(aws.inventory("eu-dev", "eu-central-1"), aws.planned("eu-dev"));
 }
 
+/// The HTTPS listener of an environment's load balancer: its ARN, TLS policy and rules.
+const HTTPS_LISTENER: &str = r#"
+import json, sys, boto3
+endpoint, env, region = sys.argv[1:4]
+elb = boto3.client("elbv2", endpoint_url=endpoint, region_name=region)
+lb = elb.describe_load_balancers(Names=[f"paved-{env}"])["LoadBalancers"][0]
+l = [l for l in elb.describe_listeners(LoadBalancerArn=lb["LoadBalancerArn"])["Listeners"] if l["Port"] == 443][0]
+rules = [r["RuleArn"] for r in elb.describe_rules(ListenerArn=l["ListenerArn"])["Rules"] if not r["IsDefault"]]
+print(json.dumps({"arn": l["ListenerArn"], "policy": l["SslPolicy"], "rules": rules}))
+"#;
+
+#[test]
+fn a_new_tls_policy_changes_the_listener_in_place_and_keeps_its_routes() {
+    let aws = Aws::new();
+    aws.ok(&["apply", "-e", "eu-dev"]);
+    let before: Value = serde_json::from_str(&py(HTTPS_LISTENER, &[&aws.moto.url, "eu-dev", "eu-central-1"])).unwrap();
+    assert_eq!(before["policy"], "ELBSecurityPolicy-TLS13-1-2-2021-06");
+    assert_eq!(before["rules"].as_array().map(Vec::len), Some(1), "{before}");
+    // The blueprint asks for TLS 1.3 (a new version, the environment moved to it).
+    let blueprint =
+        std::fs::read_to_string(support::repo_root().join("examples/platform/blueprint-web-service-standard.yaml"))
+            .unwrap()
+            .replace("version: 1.2.0", "version: 1.3.0")
+            .replace("minVersion: \"1.2\"", "minVersion: \"1.3\"");
+    aws.p.ok_with_input(&["apply", "-f", "-"], &blueprint);
+    let env = std::fs::read_to_string(support::repo_root().join("examples/environments/aws-eu.yaml"))
+        .unwrap()
+        .replacen("web-service-standard@1.2.0", "web-service-standard@1.3.0", 1);
+    aws.p.ok_with_input(&["apply", "-f", "-"], &env);
+    aws.proxy.reset();
+    aws.ok(&["apply", "-e", "eu-dev"]);
+    let after: Value = serde_json::from_str(&py(HTTPS_LISTENER, &[&aws.moto.url, "eu-dev", "eu-central-1"])).unwrap();
+    assert_eq!(after["policy"], "ELBSecurityPolicy-TLS13-1-3-2021-06");
+    // The same listener, its rule still there: routes (and previews') never went down.
+    assert_eq!((&after["arn"], &after["rules"]), (&before["arn"], &before["rules"]));
+    let calls = mutating_calls(&aws.proxy.calls());
+    assert!(calls.iter().any(|c| c.ends_with("ModifyListener")), "{calls:?}");
+    assert!(!calls.iter().any(|c| c.ends_with("DeleteListener")), "{calls:?}");
+}
+
 #[test]
 fn an_auto_heal_blueprint_is_repaired_by_the_reconciler_within_two_intervals() {
     let mut aws = Aws::new();

@@ -498,8 +498,10 @@ impl LoadBalancer {
         };
         let have = self.listeners(arn).await?;
         let want = p.value("listeners").as_array().cloned().unwrap_or_default();
+        let port = |v: &Value| v["port"].as_i64().and_then(|n| i32::try_from(n).ok());
+        // A listener on a port no longer wanted goes, with its rules.
         for l in &have {
-            if !want.contains(&Self::listener_value(l)) {
+            if !want.iter().any(|w| port(w) == l.port()) {
                 elb.delete_listener()
                     .listener_arn(l.listener_arn().unwrap_or_default())
                     .send()
@@ -507,9 +509,8 @@ impl LoadBalancer {
                     .map_err(|e| failed("DeleteListener", e))?;
             }
         }
-        let have: Vec<Value> = have.iter().map(Self::listener_value).collect();
-        for l in want.iter().filter(|l| !have.contains(l)) {
-            let action = match l["redirectTo"].as_i64() {
+        for w in &want {
+            let action = match w["redirectTo"].as_i64() {
                 Some(port) => Action::builder()
                     .r#type(ActionTypeEnum::Redirect)
                     .redirect_config(
@@ -525,18 +526,38 @@ impl LoadBalancer {
                     .target_group_arn(tg.target_group_arn().unwrap_or_default())
                     .build(),
             };
-            elb.create_listener()
-                .load_balancer_arn(arn)
-                .set_port(l["port"].as_i64().and_then(|n| i32::try_from(n).ok()))
-                .set_protocol(l["protocol"].as_str().map(ProtocolEnum::from))
-                .set_ssl_policy(l["sslPolicy"].as_str().map(str::to_string))
-                .set_certificates(l["certificateArn"].as_str().map(|arn| {
-                    vec![aws_sdk_elasticloadbalancingv2::types::Certificate::builder().certificate_arn(arn).build()]
-                }))
-                .default_actions(action)
-                .send()
-                .await
-                .map_err(|e| failed("CreateListener", e))?;
+            let certificates = w["certificateArn"].as_str().map(|arn| {
+                vec![aws_sdk_elasticloadbalancingv2::types::Certificate::builder().certificate_arn(arn).build()]
+            });
+            match have.iter().find(|l| l.port() == port(w)) {
+                Some(l) if Self::listener_value(l) == *w => {}
+                // Changed in place (a new TLS policy or certificate): deleting
+                // it would take its rules — every route, previews' too — with it
+                // (<https://docs.aws.amazon.com/elasticloadbalancing/latest/APIReference/API_ModifyListener.html>).
+                Some(l) => {
+                    elb.modify_listener()
+                        .listener_arn(l.listener_arn().unwrap_or_default())
+                        .set_protocol(w["protocol"].as_str().map(ProtocolEnum::from))
+                        .set_ssl_policy(w["sslPolicy"].as_str().map(str::to_string))
+                        .set_certificates(certificates)
+                        .default_actions(action)
+                        .send()
+                        .await
+                        .map_err(|e| failed("ModifyListener", e))?;
+                }
+                None => {
+                    elb.create_listener()
+                        .load_balancer_arn(arn)
+                        .set_port(port(w))
+                        .set_protocol(w["protocol"].as_str().map(ProtocolEnum::from))
+                        .set_ssl_policy(w["sslPolicy"].as_str().map(str::to_string))
+                        .set_certificates(certificates)
+                        .default_actions(action)
+                        .send()
+                        .await
+                        .map_err(|e| failed("CreateListener", e))?;
+                }
+            }
         }
         elb.add_tags()
             .resource_arns(arn)
