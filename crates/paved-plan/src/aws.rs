@@ -555,6 +555,22 @@ pub fn translate_with_bindings(input: &PlanInput<'_>) -> Result<Translation, Vec
         )
         .outputs(&["arn", "keyId"]),
     );
+    // Nodes in private subnets reach ECR, STS and the EKS API through the NAT
+    // gateway; without one they never join the cluster
+    // (<https://docs.aws.amazon.com/eks/latest/userguide/private-clusters.html>).
+    let tiers = &bp.network.tiers;
+    let why = match (bp.network.egress, tiers.contains(&NetworkTier::Public), tiers.contains(&NetworkTier::Private)) {
+        (Egress::Nat, true, true) => None,
+        (Egress::None, _, _) => Some("`egress: none`".to_string()),
+        (Egress::Internet, _, _) => {
+            Some("`egress: internet` gives only public subnets a route out, and nodes run in private ones".into())
+        }
+        (Egress::Nat, false, _) => Some("a NAT gateway needs a `public` tier".into()),
+        (Egress::Nat, true, false) => Some("nodes run in a `private` tier, which this network lacks".into()),
+    };
+    if let Some(why) = why {
+        errors.push(PlanError::NoNodeEgress { blueprint: input.blueprint.metadata.name.clone(), why });
+    }
     let domain = bp.ingress.as_ref().filter(|i| i.tls.enabled).and_then(|i| i.tls.domain.clone());
     if bp.ingress.as_ref().is_some_and(|i| i.tls.enabled) && domain.is_none() {
         errors.push(PlanError::NoCertificateDomain { blueprint: input.blueprint.metadata.name.clone() });

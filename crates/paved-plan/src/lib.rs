@@ -89,6 +89,10 @@ pub enum PlanError {
     )]
     NoCertificateDomain { blueprint: String },
     #[error(
+        "blueprint `{blueprint}`: the cluster's nodes on AWS need a way out to pull images (ECR), get credentials (STS) and join the cluster, and this network gives them none ({why}); use `network.egress: nat` with `public` and `private` tiers (VPC endpoints instead of NAT are not planned yet)"
+    )]
+    NoNodeEgress { blueprint: String, why: String },
+    #[error(
         "preview `{environment}` runs as a namespace on the cluster of the environment it was opened from, and names none (label `paved.dev/preview-of`); open it again from a pull request"
     )]
     NoHost { environment: String },

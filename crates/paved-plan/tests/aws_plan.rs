@@ -467,3 +467,29 @@ fn a_log_retention_cloudwatch_does_not_take_is_refused_at_plan_time() {
     input.environment = &fourteen;
     assert!(plan(&input).is_ok());
 }
+
+#[test]
+fn a_network_that_gives_the_clusters_nodes_no_way_out_is_refused_at_plan_time() {
+    // Nodes in private subnets pull images and join the cluster through NAT
+    // (https://docs.aws.amazon.com/eks/latest/userguide/private-clusters.html).
+    use paved_model::blueprint::{Egress, NetworkTier};
+    let world = World::examples();
+    let base = world.input("eu-dev", Capabilities::default()).blueprint.clone();
+    let cases = [
+        (Egress::None, None, "`egress: none`"),
+        (Egress::Internet, None, "nodes run in private ones"),
+        (Egress::Nat, Some(vec![NetworkTier::Public, NetworkTier::Isolated]), "lacks"),
+    ];
+    for (egress, tiers, why) in cases {
+        let mut blueprint = base.clone();
+        blueprint.spec.network.egress = egress;
+        if let Some(tiers) = tiers {
+            blueprint.spec.network.tiers = tiers;
+        }
+        let mut input = world.input("eu-dev", Capabilities::default());
+        input.blueprint = &blueprint;
+        let errors = plan(&input).unwrap_err();
+        let found = errors.iter().find(|e| matches!(e, PlanError::NoNodeEgress { .. })).expect("NoNodeEgress");
+        assert!(found.to_string().contains(why) && found.to_string().contains("network.egress: nat"), "{found}");
+    }
+}
