@@ -18,6 +18,7 @@
 mod credentials;
 mod ecr;
 mod kms;
+pub mod permissions;
 pub mod provision;
 mod sts;
 mod trust;

@@ -13,6 +13,33 @@ pub async fn account(ctx: &Ctx, command: AccountCommand) -> Result<(), Failure> 
         AccountCommand::TrustPolicy { name, control_plane } => {
             print_trust(ctx, &control.trust_setup(&name, control_plane).await?);
         }
+        AccountCommand::PermissionsPolicy { name } => {
+            let catalog = control.catalog(ctx.request.clone());
+            let object = catalog.get(paved_model::Kind::CloudAccount, &name).await?;
+            let paved_model::Spec::CloudAccount(account) = object.spec else {
+                return Err(Failure::Internal(anyhow::anyhow!("a CloudAccount record holds another kind")));
+            };
+            if account.spec.provider != paved_model::Provider::Aws {
+                return Err(Failure::User(format!(
+                    "account `{name}` is on the {} provider; permissions policies are written for `aws` accounts",
+                    account.spec.provider.as_str()
+                )));
+            }
+            let region = account.spec.allowed_regions.first().map(String::as_str).unwrap_or_default();
+            let partition = if region.starts_with("cn-") {
+                "aws-cn"
+            } else if region.starts_with("us-gov-") {
+                "aws-us-gov"
+            } else {
+                "aws"
+            };
+            let policy = paved_aws::permissions::policy(partition, account.spec.account_id.as_deref());
+            // A policy document is JSON whatever `-o` says (unless YAML is asked for).
+            match structured(ctx.format, &policy) {
+                Some(text) => println!("{text}"),
+                None => println!("{}", serde_json::to_string_pretty(&policy).unwrap_or_default()),
+            }
+        }
         AccountCommand::Check { name, environment } => {
             let check = control.check_account(&name, environment.as_deref(), &ctx.request.request_id).await?;
             if let Some(text) = structured(ctx.format, &check) {

@@ -536,6 +536,12 @@ Run it again after adding environments to the account: the policy lists them.")]
         #[arg(long)]
         control_plane: bool,
     },
+    /// The least-privilege IAM policy for the account's provisioner role:
+    /// every call paved's AWS drivers make, IAM only on `paved-*` roles,
+    /// roles passed only to EKS, EC2 and VPC Flow Logs.
+    #[command(after_help = "Examples:\n  paved account permissions-policy aws-eu > policy.json\n  \
+aws iam put-role-policy --role-name paved-provisioner --policy-name paved --policy-document file://policy.json")]
+    PermissionsPolicy { name: String },
     /// Assume the account's role with a token paved signs, and ask AWS who that is.
     #[command(
         after_help = "Examples:\n  paved account check aws-eu -e eu-dev\n  paved account check aws-eu   # as the control plane"

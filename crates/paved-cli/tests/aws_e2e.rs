@@ -441,6 +441,21 @@ fn the_aws_examples_apply_keylessly_on_the_emulator_and_a_second_apply_changes_n
         serde_json::from_str(&py(LIFT_PROTECTION, &[&aws.moto.url, "eu-production", "eu-west-1"])).unwrap();
     assert_eq!(snapshots.len(), 1, "{snapshots:?}");
     assert!(snapshots[0].starts_with("paved-eu-production-payments-db-final-"), "{snapshots:?}");
+
+    // The provisioner role's least-privilege policy covers every call this whole run made.
+    let policy: Value =
+        serde_json::from_str(&aws.ok(&["account", "permissions-policy", "aws-eu", "-o", "json"])).unwrap();
+    let seen = aws.proxy.seen();
+    assert!(seen.len() > 80, "{seen:?}");
+    let missing: Vec<String> = seen
+        .iter()
+        .filter_map(|call| call.split_once(' '))
+        // STS's web-identity exchange is how paved gets the role, not something the role does.
+        .filter(|(service, _)| !["-", "sts"].contains(service))
+        .map(|(service, op)| paved_aws::permissions::action_for(service, op))
+        .filter(|action| !paved_aws::permissions::allows(&policy, action))
+        .collect();
+    assert_eq!(missing, Vec::<String>::new(), "calls the policy does not allow");
 }
 
 /// What AWS changes by itself: RDS reports the minor version it picked

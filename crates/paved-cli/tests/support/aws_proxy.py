@@ -33,6 +33,7 @@ Control endpoints (not forwarded):
     POST /_proxy/faults?percent=N answer N% of requests with a throttling error
     POST /_proxy/propagation?on=1 answer as AWS does right after creates (above)
     GET  /_proxy/injected         {"InvalidVpcID.NotFound": n, ...}
+    GET  /_proxy/seen             ["ec2 CreateVpc", ...]: every operation since start (never reset)
 """
 
 import http.client
@@ -46,14 +47,46 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 PORT, UPSTREAM = int(sys.argv[1]), urllib.parse.urlparse(sys.argv[2])
 LOCK = threading.Lock()
-STATE = {"calls": {}, "throttled": 0, "percent": 0, "propagation": False, "injected": {}}
+STATE = {"calls": {}, "throttled": 0, "percent": 0, "propagation": False, "injected": {}, "seen": set()}
 # id or role name → how many more times it is "not there yet".
 PENDING = {"role": {}, "ec2": {}, "policy": set()}
 RNG = random.Random(7)
 SCOPE = re.compile(r"Credential=[^/]+/\d+/([^/]+)/([^/]+)/aws4_request")
 
 
-def operation(method, path, headers, body):
+_ROUTES = {}
+
+
+def _routes(service):
+    """(method, path regex, required query keys, operation) of a REST
+    service, from botocore's own model of the API, most specific first."""
+    if service not in _ROUTES:
+        routes = []
+        try:
+            import botocore.session
+            model = botocore.session.get_session().get_service_model(service)
+        except Exception:  # not a service botocore knows by that name
+            model = None
+        for name in model.operation_names if model else []:
+            http = model.operation_model(name).http
+            uri, _, query = http["requestUri"].partition("?")
+            pattern = "".join(
+                "[^/]+" if part.startswith("{") and not part.endswith("+}") else ".+" if part.startswith("{") else re.escape(part)
+                for part in re.split(r"(\{[^}]+\})", uri)
+            )
+            keys = {q.split("=")[0] for q in query.split("&") if q}
+            shape = model.operation_model(name).input_shape
+            for member in shape.required_members if shape else []:
+                where = shape.members[member].serialization
+                if where.get("location") == "querystring":
+                    keys.add(where.get("name", member))
+            routes.append((http["method"], re.compile(f"^{pattern.rstrip('/')}/?$"), keys, name))
+        routes.sort(key=lambda r: (-len(r[2]), -len(r[1].pattern)))
+        _ROUTES[service] = routes
+    return _ROUTES[service]
+
+
+def operation(method, path, headers, body, service="-"):
     """The API operation a request calls, whatever the protocol."""
     target = headers.get("X-Amz-Target")
     if target:  # JSON protocols: KMS, CloudWatch Logs, SQS, Secrets Manager
@@ -62,8 +95,13 @@ def operation(method, path, headers, body):
         form = urllib.parse.parse_qs(body.decode("utf-8", "replace"))
         if "Action" in form:  # query protocols: EC2, IAM, RDS, ELBv2, STS
             return form["Action"][0]
-    # REST protocols (EKS, S3): the method and the shape of the path.
+    # REST protocols (EKS, S3, Route 53): the operation whose route in
+    # botocore's model matches, else the method and the shape of the path.
     parsed = urllib.parse.urlparse(path)
+    keys = set(urllib.parse.parse_qs(parsed.query, keep_blank_values=True))
+    for m, pattern, required, name in _routes(service):
+        if m == method and required <= keys and pattern.match(parsed.path or "/"):
+            return name
     parts = [p for p in parsed.path.split("/") if p]
     shape = "/".join(parts[:1] + ["{}" for _ in parts[1:]])
     query = ",".join(sorted(k for k in urllib.parse.parse_qs(parsed.query, keep_blank_values=True)))
@@ -90,7 +128,7 @@ def injected(code):
 def propagating(service, op, body):
     """AWS's answer to a request naming something created a moment ago, or None."""
     with LOCK:
-        if service == "eks" and op == "POST /clusters":
+        if service == "eks" and op == "CreateCluster":
             arn = json.loads(body or b"{}").get("roleArn", "")
             name = arn.rsplit("/", 1)[-1]
             if PENDING["role"].get(name, 0) > 0:
@@ -141,6 +179,8 @@ class Handler(BaseHTTPRequestHandler):
     def control(self):
         parsed = urllib.parse.urlparse(self.path)
         with LOCK:
+            if parsed.path == "/_proxy/seen":
+                return self.reply(200, json.dumps(sorted(STATE["seen"])).encode())
             if parsed.path == "/_proxy/injected":
                 return self.reply(200, json.dumps(STATE["injected"]).encode())
             if parsed.path == "/_proxy/propagation":
@@ -160,9 +200,10 @@ class Handler(BaseHTTPRequestHandler):
         body = self.rfile.read(length) if length else b""
         scope = SCOPE.search(self.headers.get("Authorization", ""))
         region, service = scope.groups() if scope else ("-", "-")
-        key = f"{service} {region} {operation(self.command, self.path, self.headers, body)}"
+        key = f"{service} {region} {operation(self.command, self.path, self.headers, body, service)}"
         with LOCK:
             STATE["calls"][key] = STATE["calls"].get(key, 0) + 1
+            STATE["seen"].add(f"{service} {key.split(' ', 2)[2]}")
             throttle = service != "sts" and RNG.randrange(100) < STATE["percent"]
             if throttle:
                 STATE["throttled"] += 1

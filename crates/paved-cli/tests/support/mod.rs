@@ -379,6 +379,11 @@ impl AwsProxy {
         http(self.port, "POST", &format!("/_proxy/propagation?on={}", u8::from(on)));
     }
 
+    /// Every operation called since the proxy started, as `SERVICE Operation`.
+    pub fn seen(&self) -> Vec<String> {
+        serde_json::from_slice(&http(self.port, "GET", "/_proxy/seen")).unwrap()
+    }
+
     /// How many of those answers were given, by error code.
     pub fn injected(&self) -> BTreeMap<String, u64> {
         serde_json::from_slice(&http(self.port, "GET", "/_proxy/injected")).unwrap()
