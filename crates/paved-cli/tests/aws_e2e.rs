@@ -158,10 +158,13 @@ sm = boto3.client("secretsmanager", endpoint_url=endpoint, region_name=region)
 sm.put_secret_value(SecretId=f"paved/{env}/api", SecretString=json.dumps({"DATABASE_URL": "postgres://attacker@evil:5432/x"}))
 "#;
 
+/// Fields drop in this order: the platform first (its `paved down` destroys
+/// what the test left applied, while the emulator still answers), then the
+/// proxy and the emulator.
 struct Aws {
-    moto: Moto,
-    proxy: AwsProxy,
     p: Platform,
+    proxy: AwsProxy,
+    moto: Moto,
 }
 
 impl Aws {

@@ -547,4 +547,6 @@ fn a_pull_request_on_a_cloud_blueprint_is_a_namespace_on_the_dev_cluster_and_lea
     assert!(inventory()["roles"].as_array().unwrap().is_empty());
     let out = p.command(&["get", "environment", "pr-7-api"]).output().unwrap();
     assert!(!out.status.success(), "the preview is still recorded");
+    // The platform goes first: its `paved down` destroys eu-dev while the emulator still answers.
+    drop(p);
 }
