@@ -17,6 +17,13 @@ use paved_engine::{Driver, DriverError, Observation, Outputs, Resource};
 use serde_json::{Value, json};
 use std::sync::Arc;
 
+/// EKS's health issues of a cluster or node group, as `CODE: message; …`.
+fn health_issues<'a>(issues: impl Iterator<Item = (Option<&'a str>, Option<&'a str>)>) -> String {
+    let text: Vec<String> =
+        issues.map(|(code, message)| format!("{}: {}", code.unwrap_or("?"), message.unwrap_or_default())).collect();
+    if text.is_empty() { "no health issue given".into() } else { text.join("; ") }
+}
+
 pub(crate) struct EksCluster(pub(crate) Arc<Session>);
 
 impl EksCluster {
@@ -86,19 +93,11 @@ impl Driver for EksCluster {
         // A failed cluster stays failed: say so now rather than wait out the ready timeout
         // (<https://docs.aws.amazon.com/eks/latest/APIReference/API_Cluster.html>, `status`).
         if status == "FAILED" {
-            let issues: Vec<String> = c
-                .health()
-                .map(|h| h.issues())
-                .unwrap_or_default()
-                .iter()
-                .map(|i| {
-                    format!("{}: {}", i.code().map(|c| c.as_str()).unwrap_or("?"), i.message().unwrap_or_default())
-                })
-                .collect();
+            let issues = c.health().map(|h| h.issues()).unwrap_or_default();
             return Err(DriverError::Permanent(format!(
                 "{}: EKS reports the cluster FAILED ({}); delete it in AWS (or `paved destroy`) and apply again",
                 r.id,
-                if issues.is_empty() { "no health issue given".into() } else { issues.join("; ") }
+                health_issues(issues.iter().map(|i| (i.code().map(|c| c.as_str()), i.message())))
             )));
         }
         Ok(Observation::Present {
@@ -276,19 +275,11 @@ impl Driver for EksNodeGroup {
         // A node group that failed to be created or deleted stays so
         // (<https://docs.aws.amazon.com/eks/latest/APIReference/API_Nodegroup.html>, `status`).
         if let Some(state @ ("CREATE_FAILED" | "DELETE_FAILED")) = n.status().map(|s| s.as_str()) {
-            let issues: Vec<String> = n
-                .health()
-                .map(|h| h.issues())
-                .unwrap_or_default()
-                .iter()
-                .map(|i| {
-                    format!("{}: {}", i.code().map(|c| c.as_str()).unwrap_or("?"), i.message().unwrap_or_default())
-                })
-                .collect();
+            let issues = n.health().map(|h| h.issues()).unwrap_or_default();
             return Err(DriverError::Permanent(format!(
                 "{}: EKS reports the node group {state} ({})",
                 r.id,
-                if issues.is_empty() { "no health issue given".into() } else { issues.join("; ") }
+                health_issues(issues.iter().map(|i| (i.code().map(|c| c.as_str()), i.message())))
             )));
         }
         let ready = n.status().is_some_and(|s| s.as_str() == "ACTIVE");
@@ -373,11 +364,7 @@ impl LoadBalancer {
     }
 
     async fn target_group(&self, r: &Resource) -> Result<Option<TargetGroup>, DriverError> {
-        match self.0.elb.describe_target_groups().names(Props::of(r).str("name")?).send().await {
-            Ok(out) => Ok(out.target_groups().first().cloned()),
-            Err(e) if is_code(&e, &["TargetGroupNotFound"]) => Ok(None),
-            Err(e) => Err(failed("DescribeTargetGroups", e)),
-        }
+        super::routes::target_group_named(&self.0, Props::of(r).str("name")?).await
     }
 
     async fn listeners(&self, lb: &str) -> Result<Vec<aws_sdk_elasticloadbalancingv2::types::Listener>, DriverError> {

@@ -28,16 +28,21 @@ fn tags(r: &Resource) -> Vec<Tag> {
     Props::of(r).tags().into_iter().map(|(k, v)| Tag::builder().key(k).value(v).build()).collect()
 }
 
+/// The target group of that name, if there is one.
+pub(super) async fn target_group_named(s: &Session, name: &str) -> Result<Option<TargetGroup>, DriverError> {
+    match s.elb.describe_target_groups().names(name).send().await {
+        Ok(out) => Ok(out.target_groups().first().cloned()),
+        Err(e) if is_code(&e, &["TargetGroupNotFound"]) => Ok(None),
+        Err(e) => Err(failed("DescribeTargetGroups", e)),
+    }
+}
+
 /// A routed service's target group.
 pub(crate) struct RouteTargetGroup(pub(crate) Arc<Session>);
 
 impl RouteTargetGroup {
     async fn find(&self, r: &Resource) -> Result<Option<TargetGroup>, DriverError> {
-        match self.0.elb.describe_target_groups().names(Props::of(r).str("name")?).send().await {
-            Ok(out) => Ok(out.target_groups().first().cloned()),
-            Err(e) if is_code(&e, &["TargetGroupNotFound"]) => Ok(None),
-            Err(e) => Err(failed("DescribeTargetGroups", e)),
-        }
+        target_group_named(&self.0, Props::of(r).str("name")?).await
     }
 
     fn outputs(tg: &TargetGroup) -> Outputs {
