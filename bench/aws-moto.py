@@ -50,6 +50,40 @@ def wait_port(port):
     raise SystemExit(f"nothing listens on {port}")
 
 
+def postgres(work):
+    """A throwaway PostgreSQL (TLS on, superuser `paved`, database
+    `payments_db`) behind every RDS endpoint: services' logins are made on
+    it. Returns its port and a function that stops it."""
+    bins = sorted(pathlib.Path("/usr/lib/postgresql").glob("*/bin/initdb"))
+    if not bins:
+        raise SystemExit("PostgreSQL server binaries (Debian package `postgresql`) are needed")
+    bin_dir = bins[-1].parent
+    root = os.geteuid() == 0
+    pg = work / "pg"
+    pg.mkdir(parents=True)
+    port = free_port()
+    subprocess.run(["openssl", "req", "-new", "-x509", "-days", "2", "-nodes", "-subj", "/CN=127.0.0.1",
+                    "-keyout", str(pg / "server.key"), "-out", str(pg / "server.crt")], check=True,
+                   capture_output=True)
+    os.chmod(pg / "server.key", 0o600)
+    as_pg = ["runuser", "-u", "postgres", "--"] if root else []
+    if root:
+        subprocess.run(["chown", "-R", "postgres", str(work)], check=True)
+    subprocess.run([*as_pg, str(bin_dir / "initdb"), "-D", str(pg / "data"), "-U", "paved", "-A", "trust",
+                    "--no-sync"], check=True, capture_output=True)
+    opts = (f"-p {port} -k {pg} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=300 -c ssl=on "
+            f"-c ssl_cert_file={pg / 'server.crt'} -c ssl_key_file={pg / 'server.key'}")
+    subprocess.run([*as_pg, str(bin_dir / "pg_ctl"), "-D", str(pg / "data"), "-o", opts, "-l", str(pg / "log"),
+                    "-w", "start"], check=True, capture_output=True)
+    subprocess.run(["psql", f"postgres://paved@127.0.0.1:{port}/postgres", "-qc", "CREATE DATABASE payments_db"],
+                   check=True, capture_output=True)
+
+    def stop():
+        subprocess.run([*as_pg, str(bin_dir / "pg_ctl"), "-D", str(pg / "data"), "-m", "immediate", "stop"],
+                       capture_output=True)
+    return port, stop
+
+
 def build_paved():
     """The paved binary of PAVED_BENCH_PROFILE (release, or dev for bench/all --quick), built here."""
     target = os.environ.get("CARGO_TARGET_DIR", str(pathlib.Path.home() / ".cache/paved/target"))
@@ -72,10 +106,12 @@ def main():
     paved_bin = build_paved()
 
     work = pathlib.Path(tempfile.mkdtemp(prefix="paved-aws-bench-"))
+    pg_port, stop_pg = postgres(work)
     moto_port, proxy_port = free_port(), free_port()
     moto = subprocess.Popen([PY, str(ROOT / "crates/paved-cli/tests/support/moto_server.py"),
                              "-H", "127.0.0.1", "-p", str(moto_port)],
-                            env={**os.environ, "MOTO_IAM_LOAD_MANAGED_POLICIES": "true"},
+                            env={**os.environ, "MOTO_IAM_LOAD_MANAGED_POLICIES": "true",
+                                 "PAVED_TEST_RDS_ENDPOINT": f"127.0.0.1:{pg_port}"},
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     proxy = subprocess.Popen([PY, str(ROOT / "crates/paved-cli/tests/support/aws_proxy.py"), str(proxy_port),
                               f"http://127.0.0.1:{moto_port}"])
@@ -86,6 +122,7 @@ def main():
     finally:
         proxy.kill()
         moto.kill()
+        stop_pg()
         shutil.rmtree(work, ignore_errors=True)
 
 

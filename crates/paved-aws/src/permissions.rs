@@ -42,6 +42,7 @@ pub const ACTIONS: &[(&str, &[&str])] = &[
             "DeleteSubnet",
             "DeleteVpc",
             "DescribeAddresses",
+            "DescribeAvailabilityZones",
             "DescribeFlowLogs",
             "DescribeInternetGateways",
             "DescribeNatGateways",
@@ -69,11 +70,13 @@ pub const ACTIONS: &[(&str, &[&str])] = &[
             "DeleteNodegroup",
             "DescribeCluster",
             "DescribeNodegroup",
+            "DescribeUpdate",
             "ListTagsForResource",
             "TagResource",
             "UpdateClusterConfig",
             "UpdateClusterVersion",
             "UpdateNodegroupConfig",
+            "UpdateNodegroupVersion",
         ],
     ),
     (
@@ -162,11 +165,11 @@ pub const ACTIONS: &[(&str, &[&str])] = &[
             "GetKeyPolicy",
             "GetKeyRotationStatus",
             "ListAliases",
-            "ListKeys",
             "ListResourceTags",
             "PutKeyPolicy",
             "ScheduleKeyDeletion",
             "TagResource",
+            "UpdateAlias",
             "UpdateKeyDescription",
             // EKS (secrets encryption) and RDS (storage, the managed master
             // secret) use the environment's key through grants made as the caller.
@@ -195,6 +198,7 @@ pub const ACTIONS: &[(&str, &[&str])] = &[
             "CreateSecret",
             "DeleteSecret",
             "DescribeSecret",
+            "GetRandomPassword",
             "GetSecretValue",
             "PutSecretValue",
             "RestoreSecret",
@@ -214,6 +218,8 @@ pub const ACTIONS: &[(&str, &[&str])] = &[
         ],
     ),
     ("route53", &["ChangeResourceRecordSets", "GetChange", "ListHostedZonesByName", "ListResourceRecordSets"]),
+    // The Resource Groups Tagging API (a crashed create's KMS key, found by its tags).
+    ("tag", &["GetResources"]),
     (
         "ecr",
         &[
@@ -267,11 +273,16 @@ const RENAMED: &[(&str, &str, &str)] = &[
     ("s3", "PutPublicAccessBlock", "PutBucketPublicAccessBlock"),
 ];
 
-/// The IAM action `service:Action` an API operation needs.
+/// Services whose IAM prefix is not the name they sign requests with.
+const PREFIXES: &[(&str, &str)] = &[("tagging", "tag")];
+
+/// The IAM action `service:Action` an API operation needs (`service` as
+/// the request is signed for).
 pub fn action_for(service: &str, operation: &str) -> String {
     let action =
         RENAMED.iter().find(|(s, op, _)| *s == service && *op == operation).map_or(operation, |(_, _, action)| action);
-    format!("{service}:{action}")
+    let prefix = PREFIXES.iter().find(|(signed, _)| *signed == service).map_or(service, |(_, prefix)| prefix);
+    format!("{prefix}:{action}")
 }
 
 /// The policy document for the provisioner role of an account

@@ -26,13 +26,7 @@ pub async fn account(ctx: &Ctx, command: AccountCommand) -> Result<(), Failure> 
                 )));
             }
             let region = account.spec.allowed_regions.first().map(String::as_str).unwrap_or_default();
-            let partition = if region.starts_with("cn-") {
-                "aws-cn"
-            } else if region.starts_with("us-gov-") {
-                "aws-us-gov"
-            } else {
-                "aws"
-            };
+            let partition = paved_model::partition::of_region(region).name;
             let policy = paved_aws::permissions::policy(partition, account.spec.account_id.as_deref());
             // A policy document is JSON whatever `-o` says (unless YAML is asked for).
             match structured(ctx.format, &policy) {

@@ -50,6 +50,13 @@ pub async fn plan(ctx: &Ctx, environment: &str, print_graph: bool) -> Result<(),
     let mut plan = paved_plan::diff(&graph, Some(&applied)).map_err(|e| Failure::User(e.to_string()))?;
     plan.warnings =
         missing_secret_warnings(&ctx.control().await?.missing_secrets(&catalog, &graph).await?, environment);
+    if paved_plan::aws::zones_provisional(&graph) {
+        plan.warnings.push(format!(
+            "zones are provisional: the apply puts the subnets in the first {} zones AWS offers the account in {} (DescribeAvailabilityZones), which may not be the ones shown",
+            paved_plan::aws::ZONE_SLOTS.len(),
+            c.environment.spec.region
+        ));
+    }
     let header = format!(
         "Plan for environment {environment} ({} provider, region {}):",
         c.account.spec.provider.as_str(),

@@ -195,8 +195,17 @@ async fn delivered(ctx: &Ctx, graph: &paved_plan::ResourceGraph) -> Result<(), F
 pub async fn destroy(ctx: &Ctx, env: &str, parallelism: u16) -> Result<(), Failure> {
     let started = Instant::now();
     let empty = ctx.control().await?.empty_graph(env).await?;
+    let applied = open_store(ctx).await?.applied_nodes(env).await.map_err(|e| Failure::Internal(e.into()))?;
+    let kept = paved_control::kept_on_destroy(&applied);
     let report = run_engine(ctx, &empty, parallelism).await?;
-    print_report(ctx, &report, started.elapsed())?;
+    let printed = print_report(ctx, &report, started.elapsed());
+    // What the destroy kept, where the environment's data now is (beside
+    // structured output, on stderr).
+    for (node, what) in kept.iter().filter(|(node, _)| matches!(report.outcomes.get(node), Some(Outcome::Deleted))) {
+        let line = format!("  kept {what}: the data of {node}");
+        if ctx.format == crate::cli::Format::Table { println!("{line}") } else { eprintln!("{line}") }
+    }
+    printed?;
     delivered(ctx, &empty).await
 }
 

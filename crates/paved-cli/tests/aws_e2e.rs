@@ -41,7 +41,12 @@ for k in kms.list_keys()["Keys"]:
     if meta["KeyState"] != "PendingDeletion" and {"TagKey": "paved:environment", "TagValue": env} in tags:
         keys += 1
 out["kms-key"] = keys
-out["log-group"] = len(c("logs").describe_log_groups(logGroupNamePrefix=f"/paved/{env}/")["logGroups"])
+# paved's own, EKS's control plane's and RDS's exports (all made by paved, encrypted with the environment's key).
+logs = c("logs")
+groups = [g for prefix in (f"/paved/{env}/", f"/aws/eks/paved-{env}/", f"/aws/rds/instance/paved-{env}-")
+          for g in logs.describe_log_groups(logGroupNamePrefix=prefix)["logGroups"]]
+out["log-group"] = len(groups)
+out["unencrypted-log-group"] = len([g for g in groups if not g.get("kmsKeyId")])
 out["iam-role"] = len([r for r in c("iam").list_roles()["Roles"] if r["RoleName"].startswith(f"paved-{env}-")])
 eks = c("eks")
 clusters = [n for n in eks.list_clusters()["clusters"] if n == f"paved-{env}"]
@@ -68,8 +73,11 @@ out["db-subnet-group"] = len([g for g in rds.describe_db_subnet_groups()["DBSubn
 out["rds-instance"] = len([d for d in rds.describe_db_instances()["DBInstances"] if d["DBInstanceIdentifier"].startswith(f"paved-{env}-")])
 out["s3-bucket"] = len([b for b in c("s3").list_buckets()["Buckets"] if f"-{env}-" in b["Name"]])
 out["sqs-queue"] = len([q for q in c("sqs").list_queues(QueueNamePrefix=f"paved-{env}-").get("QueueUrls", [])])
-out["secret"] = len([x for x in c("secretsmanager").list_secrets()["SecretList"]
-    if x["Name"].startswith(f"paved/{env}/") and "DeletedDate" not in x])
+secrets = [x["Name"] for x in c("secretsmanager").list_secrets()["SecretList"]
+           if x["Name"].startswith(f"paved/{env}/") and "DeletedDate" not in x]
+# A service's database login keeps its password in a secret of its own.
+out["db-user"] = len([n for n in secrets if n.startswith(f"paved/{env}/db/")])
+out["secret"] = len(secrets) - out["db-user"]
 out["acm-certificate"] = len([x for x in c("acm").list_certificates()["CertificateSummaryList"]
     if x["DomainName"] == f"{env}.example.com"])
 r53 = c("route53")
@@ -117,19 +125,31 @@ print(json.dumps({"trust": role["AssumeRolePolicyDocument"], "policy": policy, "
 "#;
 
 /// A service's secret in Secrets Manager, as the cluster's External Secrets
-/// Operator reads it, and the master password RDS keeps for the database.
+/// Operator reads it, the service's own database login (its secret) and the
+/// master credentials RDS keeps for the database.
 const SERVICE_SECRET: &str = r#"
 import json, sys, boto3
 endpoint, env, region, service = sys.argv[1:5]
 sm = boto3.client("secretsmanager", endpoint_url=endpoint, region_name=region)
 described = sm.describe_secret(SecretId=f"paved/{env}/{service}")
 value = json.loads(sm.get_secret_value(SecretId=f"paved/{env}/{service}")["SecretString"])
+login = json.loads(sm.get_secret_value(SecretId=f"paved/{env}/db/payments-db/{service}")["SecretString"])
 rds = boto3.client("rds", endpoint_url=endpoint, region_name=region)
 db = rds.describe_db_instances(DBInstanceIdentifier=f"paved-{env}-payments-db")["DBInstances"][0]
 master = json.loads(sm.get_secret_value(SecretId=db["MasterUserSecret"]["SecretArn"])["SecretString"])
-print(json.dumps({"kms": described.get("KmsKeyId"), "value": value, "password": master["password"],
+print(json.dumps({"kms": described.get("KmsKeyId"), "value": value, "login": login, "master": master,
                   "host": db["Endpoint"]["Address"]}))
 "#;
+
+/// `SELECT` on the test PostgreSQL behind the RDS endpoints, with psql: rows as `a|b` lines.
+fn sql(url: &str, query: &str) -> String {
+    let out = std::process::Command::new("psql")
+        .args([url, "-tAc", query])
+        .output()
+        .expect("psql (Debian postgresql-client)");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
 
 /// Edits made in the "console": a port opened to the world, a backup
 /// retention changed, a tag removed, a subnet deleted, a pod role's trust
@@ -238,6 +258,10 @@ BUCKET: ${resources.files.name}\n      QUEUE_URL: ${resources.jobs.url}\nresourc
 #[test]
 fn the_aws_examples_apply_keylessly_on_the_emulator_and_a_second_apply_changes_nothing() {
     let aws = Aws::new();
+    // This account has no zone `b` in eu-west-1 (zone letters differ between accounts).
+    aws.proxy.drop_zones(&["eu-west-1b"]);
+    let plan = aws.ok(&["plan", "-e", "eu-staging"]);
+    assert!(plan.contains("zones are provisional"), "{plan}");
     aws.p.ok_with_input(&["apply", "-f", "-"], STORAGE);
     // The account's cluster environments deliver their manifests to a real Git server after provisioning.
     let git = support::GitServer::start();
@@ -264,6 +288,20 @@ fn the_aws_examples_apply_keylessly_on_the_emulator_and_a_second_apply_changes_n
     }
     let commits = git.git(&["rev-list", "--count", "main"]);
     assert_eq!(commits.trim(), ENVIRONMENTS.len().to_string());
+    // Subnets are in the zones AWS offers the account, and later plans read them from what was applied.
+    for (env, region, zones) in [
+        ("eu-dev", "eu-central-1", ["eu-central-1a", "eu-central-1b"]),
+        ("eu-staging", "eu-west-1", ["eu-west-1a", "eu-west-1c"]),
+        ("eu-production", "eu-west-1", ["eu-west-1a", "eu-west-1c"]),
+    ] {
+        let placed: Vec<String> = serde_json::from_str(&py(SUBNET_ZONES, &[&aws.moto.url, env, region])).unwrap();
+        assert_eq!(placed, zones, "{env}");
+        let plan = aws.ok(&["plan", "-e", env]);
+        assert!(!plan.contains("zones are provisional"), "{plan}");
+    }
+    // Production has a NAT gateway (and a route table) per zone; other environments share one.
+    let nat = |env: &str| aws.inventory(env, if env == "eu-dev" { "eu-central-1" } else { "eu-west-1" })["nat-gateway"];
+    assert_eq!((nat("eu-dev"), nat("eu-production")), (1, 2));
 
     // The HTTPS listener serves an issued certificate for the environment's
     // names, validated in the domain's zone; web's host points at the load balancer.
@@ -307,16 +345,30 @@ fn the_aws_examples_apply_keylessly_on_the_emulator_and_a_second_apply_changes_n
             .contains(&"arn:aws:secretsmanager:eu-central-1:123456789012:secret:paved/eu-dev/archive-*".to_string())
     );
 
-    // api's DATABASE_URL (a resource output with the database's password)
-    // is in its own secret, under the environment's key, resolved: what the
-    // ExternalSecret of its manifest brings into the namespace.
+    // api's DATABASE_URL (resource outputs with a password) is in its own
+    // secret, under the environment's key, resolved: what the
+    // ExternalSecret of its manifest brings into the namespace. It names
+    // api's own login, never the master user.
     let secret: Value =
         serde_json::from_str(&py(SERVICE_SECRET, &[&aws.moto.url, "eu-dev", "eu-central-1", "api"])).unwrap();
     let url = secret["value"]["DATABASE_URL"].as_str().unwrap();
-    let password = secret["password"].as_str().unwrap();
-    assert!(url.contains(&format!(":{password}@{}:", secret["host"].as_str().unwrap())), "{secret}");
+    let password = secret["login"]["password"].as_str().unwrap();
+    assert_eq!(secret["login"]["username"], "app_api", "{secret}");
+    assert!(
+        url.starts_with(&format!("postgres://app_api:{password}@{}:", secret["host"].as_str().unwrap())),
+        "{secret}"
+    );
+    let master = secret["master"]["password"].as_str().unwrap();
+    assert!(!url.contains(master) && !url.contains("//paved:"), "{url}");
     assert!(secret["kms"].as_str().unwrap().starts_with("arn:aws:kms:eu-central-1:"), "{secret}");
     assert!(!aws.ok(&["plan", "-e", "eu-dev", "-o", "json"]).contains(password), "a plan never holds a value");
+    // The login is real, on the database behind the RDS endpoint: it logs
+    // in, with nothing beyond its due, and may use the database.
+    let db = format!("{}/payments_db", aws.moto.postgres);
+    let role = "SELECT rolcanlogin, rolsuper, rolcreaterole, rolcreatedb FROM pg_roles WHERE rolname = 'app_api'";
+    assert_eq!(sql(&db, role), "t|f|f|f");
+    assert_eq!(sql(&db, "SELECT has_database_privilege('app_api', 'payments_db', 'CONNECT')"), "t");
+    assert_eq!(sql(&db, "SELECT has_schema_privilege('app_api', 'public', 'CREATE')"), "t");
 
     // A second apply reads, and changes nothing.
     for (env, _) in ENVIRONMENTS {
@@ -439,11 +491,13 @@ fn the_aws_examples_apply_keylessly_on_the_emulator_and_a_second_apply_changes_n
     // Protection lifted in AWS, as the message says: production's database leaves a final snapshot.
     let snapshots = py(LIFT_PROTECTION, &[&aws.moto.url, "eu-production", "eu-west-1"]);
     assert_eq!(snapshots.trim(), "[]");
-    aws.ok(&["destroy", "-e", "eu-production"]);
+    let destroyed = aws.ok(&["destroy", "-e", "eu-production"]);
     let snapshots: Vec<String> =
         serde_json::from_str(&py(LIFT_PROTECTION, &[&aws.moto.url, "eu-production", "eu-west-1"])).unwrap();
     assert_eq!(snapshots.len(), 1, "{snapshots:?}");
     assert!(snapshots[0].starts_with("paved-eu-production-payments-db-final-"), "{snapshots:?}");
+    // …and the destroy says where the data went.
+    assert!(destroyed.contains(&format!("kept final snapshot `{}`", snapshots[0])), "{destroyed}");
 
     // The provisioner role's least-privilege policy covers every call this whole run made.
     let policy: Value =
@@ -461,6 +515,15 @@ fn the_aws_examples_apply_keylessly_on_the_emulator_and_a_second_apply_changes_n
     assert_eq!(missing, Vec::<String>::new(), "calls the policy does not allow");
 }
 
+/// The zones of an environment's subnets, sorted, without repeats.
+const SUBNET_ZONES: &str = r#"
+import json, sys, boto3
+endpoint, env, region = sys.argv[1:4]
+ec2 = boto3.client("ec2", endpoint_url=endpoint, region_name=region)
+subnets = ec2.describe_subnets(Filters=[{"Name": "tag:paved:environment", "Values": [env]}])["Subnets"]
+print(json.dumps(sorted({s["AvailabilityZone"] for s in subnets})))
+"#;
+
 /// What AWS changes by itself: RDS reports the minor version it picked
 /// (`16.4` for `16`), EKS upgrades a cluster at the end of its version's support.
 const AWS_UPGRADES: &str = r#"
@@ -472,8 +535,8 @@ for d in rds.describe_db_instances()["DBInstances"]:
         rds.modify_db_instance(DBInstanceIdentifier=d["DBInstanceIdentifier"], EngineVersion="16.4", ApplyImmediately=True)
         assert rds.describe_db_instances(DBInstanceIdentifier=d["DBInstanceIdentifier"])["DBInstances"][0]["EngineVersion"] == "16.4"
 eks = boto3.client("eks", endpoint_url=endpoint, region_name=region)
-eks.update_cluster_version(name=f"paved-{env}", version="1.31")
-assert eks.describe_cluster(name=f"paved-{env}")["cluster"]["version"] == "1.31"
+eks.update_cluster_version(name=f"paved-{env}", version="1.36")
+assert eks.describe_cluster(name=f"paved-{env}")["cluster"]["version"] == "1.36"
 "#;
 
 /// Lifts deletion protection of the environment's databases and load
@@ -582,26 +645,47 @@ rules = [r["RuleArn"] for r in elb.describe_rules(ListenerArn=l["ListenerArn"])[
 print(json.dumps({"arn": l["ListenerArn"], "policy": l["SslPolicy"], "rules": rules}))
 "#;
 
+/// The versions EKS reports for an environment's cluster and node group.
+const EKS_VERSIONS: &str = r#"
+import json, sys, boto3
+endpoint, env, region = sys.argv[1:4]
+eks = boto3.client("eks", endpoint_url=endpoint, region_name=region)
+groups = eks.list_nodegroups(clusterName=f"paved-{env}")["nodegroups"]
+print(json.dumps({"cluster": eks.describe_cluster(name=f"paved-{env}")["cluster"]["version"],
+                  "nodes": [eks.describe_nodegroup(clusterName=f"paved-{env}", nodegroupName=g)["nodegroup"]["version"] for g in groups]}))
+"#;
+
 #[test]
-fn a_new_tls_policy_changes_the_listener_in_place_and_keeps_its_routes() {
+fn a_new_blueprint_version_changes_the_listener_in_place_and_upgrades_eks_one_update_at_a_time() {
     let aws = Aws::new();
     aws.ok(&["apply", "-e", "eu-dev"]);
     let before: Value = serde_json::from_str(&py(HTTPS_LISTENER, &[&aws.moto.url, "eu-dev", "eu-central-1"])).unwrap();
     assert_eq!(before["policy"], "ELBSecurityPolicy-TLS13-1-2-2021-06");
     assert_eq!(before["rules"].as_array().map(Vec::len), Some(1), "{before}");
-    // The blueprint asks for TLS 1.3 (a new version, the environment moved to it).
+    let versions: Value = serde_json::from_str(&py(EKS_VERSIONS, &[&aws.moto.url, "eu-dev", "eu-central-1"])).unwrap();
+    assert_eq!(versions, json!({"cluster": paved_plan::aws::EKS_VERSION, "nodes": [paved_plan::aws::EKS_VERSION]}));
+    // The blueprint asks for TLS 1.3 and Kubernetes 1.36 (a new version, the environment moved to it).
     let blueprint =
         std::fs::read_to_string(support::repo_root().join("examples/platform/blueprint-web-service-standard.yaml"))
             .unwrap()
             .replace("version: 1.2.0", "version: 1.3.0")
-            .replace("minVersion: \"1.2\"", "minVersion: \"1.3\"");
+            .replace("minVersion: \"1.2\"", "minVersion: \"1.3\"")
+            .replace("    runtime: cluster\n", "    runtime: cluster\n    kubernetesVersion: \"1.36\"\n");
     aws.p.ok_with_input(&["apply", "-f", "-"], &blueprint);
     let env = std::fs::read_to_string(support::repo_root().join("examples/environments/aws-eu.yaml"))
         .unwrap()
         .replacen("web-service-standard@1.2.0", "web-service-standard@1.3.0", 1);
     aws.p.ok_with_input(&["apply", "-f", "-"], &env);
+    // EKS updates take time, and a second one meanwhile is refused
+    // (ResourceInUseException): the proxy answers so (`aws_proxy.py`).
+    aws.proxy.propagation(true);
     aws.proxy.reset();
     aws.ok(&["apply", "-e", "eu-dev"]);
+    let injected = aws.proxy.injected();
+    for code in ["InProgress", "ResourceInUseException"] {
+        assert!(injected.get(code).copied().unwrap_or(0) > 0, "{code} was never answered: {injected:?}");
+    }
+    aws.proxy.propagation(false);
     let after: Value = serde_json::from_str(&py(HTTPS_LISTENER, &[&aws.moto.url, "eu-dev", "eu-central-1"])).unwrap();
     assert_eq!(after["policy"], "ELBSecurityPolicy-TLS13-1-3-2021-06");
     // The same listener, its rule still there: routes (and previews') never went down.
@@ -609,6 +693,13 @@ fn a_new_tls_policy_changes_the_listener_in_place_and_keeps_its_routes() {
     let calls = mutating_calls(&aws.proxy.calls());
     assert!(calls.iter().any(|c| c.ends_with("ModifyListener")), "{calls:?}");
     assert!(!calls.iter().any(|c| c.ends_with("DeleteListener")), "{calls:?}");
+    // The control plane, then its nodes; nothing replaced.
+    let versions: Value = serde_json::from_str(&py(EKS_VERSIONS, &[&aws.moto.url, "eu-dev", "eu-central-1"])).unwrap();
+    assert_eq!(versions, json!({"cluster": "1.36", "nodes": ["1.36"]}));
+    assert!(!calls.iter().any(|c| c.ends_with("DeleteNodegroup") || c.ends_with("DeleteCluster")), "{calls:?}");
+    aws.proxy.reset();
+    aws.ok(&["apply", "-e", "eu-dev"]);
+    assert_eq!(mutating_calls(&aws.proxy.calls()), Vec::<String>::new());
 }
 
 #[test]
@@ -634,7 +725,12 @@ fn an_auto_heal_blueprint_is_repaired_by_the_reconciler_within_two_intervals() {
     let in_sync = || aws.paved(&["drift", "-e", "eu-dev"]).status.success();
     assert!(!in_sync());
     while !in_sync() {
-        assert!(edited.elapsed() < interval * 2 + Duration::from_secs(10), "not healed: {}", aws.p.log());
+        assert!(
+            edited.elapsed() < interval * 2 + Duration::from_secs(10),
+            "not healed: {}\n{}",
+            String::from_utf8_lossy(&aws.paved(&["drift", "-e", "eu-dev"]).stdout),
+            aws.p.log()
+        );
         std::thread::sleep(Duration::from_millis(250));
     }
     let healed_after = edited.elapsed();

@@ -145,15 +145,15 @@ impl Control {
         Ok((credentials, paved_aws::client_config(&access.region)))
     }
 
-    /// The AWS drivers for an environment: SDK clients in its region, signed
-    /// with credentials STS issues for paved's token for that environment
-    /// and `operation`. Nothing is called until a driver runs.
-    pub(crate) async fn aws_drivers(
+    /// SDK clients for an environment: in its region, signed with
+    /// credentials STS issues for paved's token for that environment and
+    /// `operation`. Nothing is called until a client is used.
+    pub(crate) async fn aws_session(
         &self,
         catalog: &Catalog,
         environment: &paved_model::Environment,
         operation: &str,
-    ) -> Result<paved_engine::Drivers, ControlError> {
+    ) -> Result<paved_aws::provision::Session, ControlError> {
         let identity = WorkloadIdentity {
             environment: environment.metadata.name.clone(),
             account: environment.spec.account.clone(),
@@ -162,7 +162,23 @@ impl Control {
         };
         let (credentials, mut config) = self.aws_credentials(catalog, identity, "provisioning").await?;
         config.region = environment.spec.region.clone();
-        Ok(paved_aws::provision::drivers(paved_aws::provision::Session::new(&config, credentials)))
+        Ok(paved_aws::provision::Session::new(&config, credentials, &self.run_name(operation)))
+    }
+
+    /// The AWS drivers for an environment, over [`Self::aws_session`].
+    pub(crate) async fn aws_drivers(
+        &self,
+        catalog: &Catalog,
+        environment: &paved_model::Environment,
+        operation: &str,
+    ) -> Result<paved_engine::Drivers, ControlError> {
+        Ok(paved_aws::provision::drivers(self.aws_session(catalog, environment, operation).await?))
+    }
+
+    /// What tells this run's idempotency tokens from another's: the
+    /// operation and the moment it started.
+    fn run_name(&self, operation: &str) -> String {
+        format!("{operation}@{}", self.clock.now().unix_timestamp_nanos())
     }
 
     /// AWS drivers acting for the control plane in one account and region:
@@ -176,7 +192,8 @@ impl Control {
         let identity = WorkloadIdentity::control_plane(account, "drift-sweep");
         let (credentials, mut config) = self.aws_credentials(catalog, identity, "a drift sweep").await?;
         config.region = region.to_string();
-        Ok(paved_aws::provision::drivers(paved_aws::provision::Session::new(&config, credentials)))
+        let session = paved_aws::provision::Session::new(&config, credentials, &self.run_name("drift-sweep"));
+        Ok(paved_aws::provision::drivers(session))
     }
 
     /// Assumes the account's role with paved's own token (for `environment`,

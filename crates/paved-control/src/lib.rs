@@ -31,7 +31,7 @@ use paved_model::{Clock, Provider};
 use paved_plan::{Capabilities, PlanInput, ResourceGraph};
 use paved_store::{AuditOutcome, NewAuditEvent, RequestContext, Store, StoreError};
 use sha2::{Digest, Sha256};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -299,6 +299,7 @@ impl Control {
             }
             _ => None,
         };
+        let zones = if cloud { self.applied_zones(&environment.metadata.name).await? } else { None };
         Ok(PlanInput {
             environment,
             blueprint: &c.blueprint,
@@ -308,6 +309,7 @@ impl Control {
             addresses,
             releases: self.releases(c).await?,
             host,
+            zones,
         })
     }
 
@@ -324,6 +326,21 @@ impl Control {
             environment: environment.to_string(),
             problems: errors.iter().map(|e| e.to_string()).collect(),
         })
+    }
+
+    /// The zones an environment's applied subnets are in, when they fill
+    /// every zone slot; else `None`, and the apply asks AWS
+    /// ([`Self::place_zones`]). Planning never calls the cloud.
+    async fn applied_zones(&self, environment: &str) -> Result<Option<Vec<String>>, ControlError> {
+        let zones: BTreeSet<String> = self
+            .store
+            .applied_nodes(environment)
+            .await?
+            .iter()
+            .filter(|n| n.node_id.starts_with("aws.subnet/"))
+            .filter_map(|n| n.node["properties"]["availabilityZone"].as_str().map(str::to_string))
+            .collect();
+        Ok((zones.len() >= paved_plan::aws::ZONE_SLOTS.len()).then(|| zones.into_iter().collect()))
     }
 
     /// The address blocks an account's environments hold (from their applied
@@ -509,6 +526,13 @@ impl Control {
         watcher: &dyn LockWatcher,
     ) -> Result<Report, ControlError> {
         let operation = if desired.nodes.is_empty() { "destroy" } else { "apply" };
+        let placed;
+        let desired = if desired.provider == Provider::Aws && paved_plan::aws::zones_provisional(desired) {
+            placed = self.place_zones(desired, operation).await?;
+            &placed
+        } else {
+            desired
+        };
         let (engine, provider) = self.engine_for(&desired.environment, operation).await?;
         let applied = engine.recorded(&desired.environment, desired.provider).await?;
         let catalog = self.catalog(caller.request.clone());
@@ -565,6 +589,29 @@ impl Control {
             self.settle(&desired.environment, &report).await?;
         }
         Ok(report)
+    }
+
+    /// An AWS graph planned before its environment had subnets (zones
+    /// provisional), put in the zones AWS offers the account in its region
+    /// now. The applied subnets then hold them, and later plans read them
+    /// from there without asking AWS.
+    async fn place_zones(&self, desired: &ResourceGraph, operation: &str) -> Result<ResourceGraph, ControlError> {
+        let catalog = self.catalog(RequestContext::default());
+        let c = catalog.environment_context(&desired.environment).await?;
+        let unplannable = |problem: String| ControlError::Unplannable {
+            environment: desired.environment.clone(),
+            problems: vec![problem],
+        };
+        let session = self.aws_session(&catalog, &c.environment, operation).await?;
+        let zones = session.availability_zones().await.map_err(|e| {
+            unplannable(format!(
+                "the availability zones of region `{}` could not be read from AWS, and the subnets need them: {e}",
+                c.environment.spec.region
+            ))
+        })?;
+        let mut placed = desired.clone();
+        paved_plan::aws::place_zones(&mut placed, &zones).map_err(|e| unplannable(e.to_string()))?;
+        Ok(placed)
     }
 
     /// Records an apply or destroy of an environment in the audit log: the
@@ -625,6 +672,23 @@ impl Control {
             details: serde_json::json!({}),
         }
     }
+}
+
+/// What destroying the environment of `nodes` (its applied nodes) keeps:
+/// `(node, what)` for each database that leaves a final snapshot
+/// (production's), named as the AWS driver names it.
+pub fn kept_on_destroy(nodes: &[paved_store::AppliedNode]) -> Vec<(String, String)> {
+    nodes
+        .iter()
+        .filter(|n| n.node_id.starts_with("aws.rds-instance/") && n.node["properties"]["finalSnapshot"] == true)
+        .filter_map(|n| {
+            let name = n.outputs.get("finalSnapshotName")?.as_str()?;
+            Some((
+                n.node_id.clone(),
+                format!("final snapshot `{name}` (restore with `aws rds restore-db-instance-from-db-snapshot`)"),
+            ))
+        })
+        .collect()
 }
 
 /// `(route node, URL)` of every applied route among `nodes`, sorted: for

@@ -93,6 +93,7 @@ fn main() {
             addresses,
             releases: Default::default(),
             host: None,
+            zones: None,
         };
         let tree = paved_k8s::render(&input).expect("renders");
         objects += tree.objects().count();

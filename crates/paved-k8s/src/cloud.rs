@@ -25,13 +25,7 @@ pub(crate) struct Cloud {
 impl Cloud {
     /// The partition of an AWS region: its ARNs say `arn:PARTITION:`.
     fn partition(&self) -> &'static str {
-        if self.region.starts_with("cn-") {
-            "aws-cn"
-        } else if self.region.starts_with("us-gov-") {
-            "aws-us-gov"
-        } else {
-            "aws"
-        }
+        paved_model::partition::of_region(&self.region).name
     }
 
     /// The IAM role a service's pods act as (named as the AWS translation names it).

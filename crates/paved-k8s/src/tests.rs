@@ -67,6 +67,7 @@ fn render_input(
         addresses: Default::default(),
         releases,
         host: None,
+        zones: None,
     })
 }
 
@@ -190,7 +191,7 @@ fn literal_variables_are_inline_and_outputs_go_through_the_secret_store() {
         );
     }
     assert_eq!(t.secrets["api"]["TOKEN"], "${secret:api/token}");
-    assert!(t.secrets["api"]["DB"].contains("${ref:aws.rds-instance/api-db.password}"), "{:?}", t.secrets);
+    assert!(t.secrets["api"]["DB"].contains("${ref:aws.db-user/api-db-api.password}"), "{:?}", t.secrets);
     // A service not deployed yet has no manifests, but its secret's values
     // are known: the apply writes them before its first deploy.
     let unpinned = db.replace(&format!("@{DIGEST}"), ":1.0");
@@ -245,7 +246,7 @@ fn files_become_a_config_map_or_secret_items_with_their_mode() {
     );
     let secret = volumes.as_array().unwrap().iter().find(|v| v["name"] == "env").unwrap();
     assert_eq!(secret["secret"]["items"][0]["key"], "file.api.0");
-    assert_eq!(t.secrets["api"]["file.api.0"], "${ref:aws.rds-instance/api-db.password}");
+    assert_eq!(t.secrets["api"]["file.api.0"], "${ref:aws.db-user/api-db-api.password}");
     let mounts = container(&t, "api")["volumeMounts"].as_array().unwrap().clone();
     assert!(
         mounts

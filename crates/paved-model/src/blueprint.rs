@@ -195,6 +195,13 @@ pub struct ComputeSpec {
     pub replicas: Param<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub autoscaling: Option<Autoscaling>,
+    /// The Kubernetes minor version of a `cluster` runtime (`"1.35"`):
+    /// raise it in a new blueprint version and promote that through the
+    /// environments like any change. Unset: the newest version paved knows
+    /// in its provider's standard support.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^1\.[0-9]{1,3}$"))]
+    pub kubernetes_version: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]

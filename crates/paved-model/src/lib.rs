@@ -15,6 +15,7 @@ pub mod duration;
 pub mod environment;
 pub mod kind;
 pub mod meta;
+pub mod partition;
 pub mod placeholder;
 pub mod preview;
 pub mod rollout;

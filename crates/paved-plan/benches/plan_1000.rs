@@ -86,6 +86,7 @@ fn main() {
             addresses: Default::default(),
             releases: Default::default(),
             host: None,
+            zones: None,
         };
         let graph = plan(&input).expect("plans");
         let bytes = graph.to_bytes();

@@ -9,7 +9,7 @@
 //! | ingress (on a cluster) | `aws.iam-role` `paved-ENV-lb-controller`: trusted only by `kube-system/aws-load-balancer-controller`; may describe, and register/deregister targets in paved's target group only | the controller behind the manifests' `TargetGroupBinding` (<https://kubernetes-sigs.github.io/aws-load-balancer-controller/latest/guide/targetgroupbinding/targetgroupbinding/>) |
 //! | service (on a cluster) | `aws.iam-role` `paved-ENV-svc-SERVICE`: trusted only by the ServiceAccount `system:serviceaccount:ENV:SERVICE` through the cluster's OIDC provider (IRSA); its inline policy reaches only that service's buckets (objects, list), queues (send, receive, delete, attributes), its own secret `paved/ENV/SERVICE` (read) and the environment's key (decrypt, data keys) | <https://docs.aws.amazon.com/eks/latest/userguide/iam-roles-for-service-accounts.html>; the trust is built by the driver from `webIdentity`, because its condition keys name the issuer, an apply-time output |
 //! | ingress | `aws.lb` (application), `aws.acm-certificate` (`ENV.DOMAIN` and `*.ENV.DOMAIN`, validated by DNS in the zone `ingress.tls.domain`) | idle timeout, health check and TLS policy from the blueprint (see the normalised behaviours below); the HTTPS listener serves the certificate (AWS refuses an HTTPS listener without one: a blueprint with TLS and no domain is a plan error) |
-//! | `postgres` | `aws.db-subnet-group`, `aws.rds-instance`, `aws.security-group` `KEY-db` | encrypted with the environment's key, never public, backups and multi-AZ from parameters, master password managed in Secrets Manager; the group admits its clients' groups and the cluster's pod subnets on 5432 (pods carry the nodes' group; NetworkPolicy narrows to the declared clients) |
+//! | `postgres` | `aws.db-subnet-group`, `aws.rds-instance`, `aws.security-group` `KEY-db`, `aws.log-group`s of its exports, an `aws.db-user` per client service | encrypted with the environment's key, never public, backups and multi-AZ from parameters, master password managed (and rotated) by RDS in Secrets Manager and never copied; each service connects as its own login `app_SERVICE` (password made by Secrets Manager, kept in `paved/ENV/db/KEY/SERVICE`); the group admits its clients' groups and the cluster's pod subnets on 5432 (pods carry the nodes' group; NetworkPolicy narrows to the declared clients) |
 //! | `s3` | `aws.s3-bucket` | KMS encryption, every public access blocked, versioning |
 //! | `queue`, `amqp` | `aws.sqs-queue` | KMS encryption |
 //! | `dns`, `route` | `aws.lb-target-group` (the service's, `paved-ENV-SERVICE`, IP targets, the blueprint's health check, tagged `paved:cluster`), `aws.lb-route` (a listener rule: host and path → that group), `aws.dns-record` | the host is `params.host`, else `SERVICE.ENV.DOMAIN`; a host under the domain gets an alias `A` record to the load balancer in the domain's Route 53 zone |
@@ -41,10 +41,19 @@ use std::collections::{BTreeMap, BTreeSet};
 
 const PROVIDER: &str = "aws";
 const SUPPORTED: &str = "postgres, s3, queue, amqp, dns, route, service";
-/// Availability zones used per tier.
-const ZONES: [&str; 2] = ["a", "b"];
-/// The Kubernetes version of the EKS clusters this translation plans.
-pub const EKS_VERSION: &str = "1.30";
+/// An environment's subnets span two zones (one subnet per tier and
+/// zone). Node ids name a zone by its place (`ENV-TIER-a` is in the first
+/// zone), not by its AWS name: not every account has every zone letter
+/// (<https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/using-regions-availability-zones.html>),
+/// and an environment keeps its ids whichever zones its account offers.
+pub const ZONE_SLOTS: [&str; 2] = ["a", "b"];
+/// The identity key marking zones planned without asking AWS.
+const PROVISIONAL_ZONES: &str = "az-provisional";
+/// The Kubernetes version of the EKS clusters this translation plans when
+/// the blueprint names none: the newest in EKS's standard support on
+/// 2026-12-05 (1.35, until 2027-03-27; 1.34's ended on 2026-12-02 —
+/// <https://docs.aws.amazon.com/eks/latest/userguide/kubernetes-versions.html>).
+pub const EKS_VERSION: &str = "1.35";
 /// The prefix length of an environment's address block.
 const ENVIRONMENT_BLOCK: u8 = 20;
 
@@ -115,6 +124,53 @@ pub fn allocate(pool: &str, environment: &str, plan: &AddressPlan) -> Result<Str
     Err(format!("no block for environment `{environment}`"))
 }
 
+/// The zones an environment's subnets go in, one per [`ZONE_SLOTS`]: the
+/// first of `available` in name order, or (`None`: AWS was not asked)
+/// the region's `a` and `b`, provisional until the apply places them.
+fn environment_zones(env: &str, region: &str, available: Option<&[String]>) -> Result<Vec<String>, PlanError> {
+    let Some(available) = available else {
+        return Ok(ZONE_SLOTS.iter().map(|slot| format!("{region}{slot}")).collect());
+    };
+    let mut sorted: Vec<String> = available.to_vec();
+    sorted.sort();
+    sorted.dedup();
+    if sorted.len() < ZONE_SLOTS.len() {
+        return Err(PlanError::TooFewZones {
+            environment: env.into(),
+            region: region.into(),
+            count: sorted.len(),
+            zones: sorted.join(", "),
+            needed: ZONE_SLOTS.len(),
+        });
+    }
+    sorted.truncate(ZONE_SLOTS.len());
+    Ok(sorted)
+}
+
+/// Whether `graph`'s zones were planned without asking AWS (the apply
+/// then reads them and calls [`place_zones`]).
+pub fn zones_provisional(graph: &ResourceGraph) -> bool {
+    graph.identity.contains_key(PROVISIONAL_ZONES)
+}
+
+/// Puts `graph`'s subnets in `available` zones (what
+/// `DescribeAvailabilityZones` answered), as planning with them would have.
+pub fn place_zones(graph: &mut ResourceGraph, available: &[String]) -> Result<(), PlanError> {
+    let region = graph.identity.get("region").cloned().unwrap_or_default();
+    let zones = environment_zones(&graph.environment, &region, Some(available))?;
+    graph.identity.remove(PROVISIONAL_ZONES);
+    for (slot, zone) in ZONE_SLOTS.iter().zip(&zones) {
+        graph.identity.insert(format!("az-{slot}"), zone.clone());
+    }
+    for (id, node) in graph.nodes.iter_mut().filter(|(id, _)| id.starts_with("aws.subnet/")) {
+        let slot = id.rsplit('-').next().unwrap_or_default();
+        if let Some(i) = ZONE_SLOTS.iter().position(|s| *s == slot) {
+            node.properties["availabilityZone"] = json!(zones[i]);
+        }
+    }
+    Ok(())
+}
+
 /// The target group of an environment's load balancer (the HTTPS
 /// listener's default action), which a cluster's `TargetGroupBinding` names.
 pub fn target_group_name(environment: &str) -> String {
@@ -124,9 +180,9 @@ pub fn target_group_name(environment: &str) -> String {
 /// The host of an account's ECR registry in a region: what image
 /// references name and the cluster pulls from
 /// (<https://docs.aws.amazon.com/AmazonECR/latest/userguide/Registries.html>;
-/// China's regions end in `.amazonaws.com.cn`).
+/// the host ends in the partition's DNS suffix, `.amazonaws.com.cn` in China).
 pub fn ecr_registry(account_id: &str, region: &str) -> String {
-    let suffix = if region.starts_with("cn-") { "amazonaws.com.cn" } else { "amazonaws.com" };
+    let suffix = paved_model::partition::of_region(region).dns_suffix;
     format!("{account_id}.dkr.ecr.{region}.{suffix}")
 }
 
@@ -173,6 +229,15 @@ pub fn fit(name: &str, limit: usize) -> String {
     let keep = limit.saturating_sub(hash.len() + 1).min(name.len());
     let start = name[..keep].trim_end_matches('-');
     format!("{start}-{hash}")
+}
+
+/// The PostgreSQL login of a service on a database: `app_SERVICE`
+/// (hyphens as underscores), so no service can be named like the master
+/// user (`paved`) or a role RDS keeps (`rdsadmin`, `rds_*`); at most 63
+/// bytes, PostgreSQL's identifier limit
+/// (<https://www.postgresql.org/docs/current/sql-syntax-lexical.html#SQL-SYNTAX-IDENTIFIERS>).
+pub fn db_username(service: &str) -> String {
+    fit(&format!("app_{}", service.replace('-', "_")), 63)
 }
 
 /// The role the cluster's AWS Load Balancer Controller acts as (its
@@ -532,7 +597,7 @@ pub fn translate_with_bindings(input: &PlanInput<'_>) -> Result<Translation, Vec
     g.identity.insert("region".into(), region.into());
 
     let account_id = input.account.spec.account_id.clone().unwrap_or_default();
-    let partition = if region.starts_with("cn-") { "aws-cn" } else { "aws" };
+    let paved_model::partition::Partition { name: partition, dns_suffix } = paved_model::partition::of_region(region);
     // The account administers the key; CloudWatch Logs of this region may use it for the flow-log group.
     let key_policy = json!({
         "Version": "2012-10-17",
@@ -541,9 +606,13 @@ pub fn translate_with_bindings(input: &PlanInput<'_>) -> Result<Translation, Vec
              "Action": "kms:*", "Resource": "*"},
             // Only for this environment's log groups
             // (<https://docs.aws.amazon.com/AmazonCloudWatch/latest/logs/encrypt-log-data-kms.html>).
-            {"Sid": "FlowLogGroup", "Effect": "Allow", "Principal": {"Service": format!("logs.{region}.amazonaws.com")},
+            {"Sid": "FlowLogGroup", "Effect": "Allow", "Principal": {"Service": format!("logs.{region}.{dns_suffix}")},
              "Action": ["kms:Encrypt*", "kms:Decrypt*", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:Describe*"], "Resource": "*",
-             "Condition": {"ArnLike": {"kms:EncryptionContext:aws:logs:arn": format!("arn:{partition}:logs:{region}:{account_id}:log-group:/paved/{env}/*")}}},
+             "Condition": {"ArnLike": {"kms:EncryptionContext:aws:logs:arn": [
+                 format!("arn:{partition}:logs:{region}:{account_id}:log-group:/paved/{env}/*"),
+                 format!("arn:{partition}:logs:{region}:{account_id}:log-group:/aws/eks/paved-{env}/*"),
+                 format!("arn:{partition}:logs:{region}:{account_id}:log-group:/aws/rds/instance/paved-{env}-*"),
+             ]}}},
         ]
     });
     let kms = g.add(
@@ -575,6 +644,37 @@ pub fn translate_with_bindings(input: &PlanInput<'_>) -> Result<Translation, Vec
     if bp.ingress.as_ref().is_some_and(|i| i.tls.enabled) && domain.is_none() {
         errors.push(PlanError::NoCertificateDomain { blueprint: input.blueprint.metadata.name.clone() });
     }
+    let log_days = resolve::param("spec.observability.logRetentionDays", &bp.observability.log_retention_days, &params);
+    let log_days: u32 = log_days.map_err(|e| vec![e])?;
+    if !LOG_RETENTION_DAYS.contains(&log_days) {
+        return Err(vec![PlanError::BadParameter {
+            parameter: "spec.observability.logRetentionDays".into(),
+            value: log_days.to_string(),
+            field: format!(
+                "CloudWatch Logs' retention, one of {} days",
+                LOG_RETENTION_DAYS.iter().map(u32::to_string).collect::<Vec<_>>().join(", ")
+            ),
+        }]);
+    }
+    // The log groups AWS services write to (EKS's control plane, RDS's
+    // exports) are made by paved first, so they are encrypted with the
+    // environment's key, keep the blueprint's retention and go with the
+    // environment; a service makes its own otherwise, unencrypted, kept
+    // forever and left behind
+    // (<https://docs.aws.amazon.com/eks/latest/userguide/control-plane-logs.html>,
+    // <https://docs.aws.amazon.com/AmazonRDS/latest/UserGuide/USER_LogAccess.Procedural.UploadtoCloudWatch.html>).
+    let service_logs = |g: &mut ResourceGraph, id: &str, name: String, tags: Value| {
+        g.add(
+            Node::new(
+                "aws.log-group",
+                id,
+                json!({"name": name, "retentionDays": log_days, "kmsKeyArn": r(&kms, "arn"), "tags": tags}),
+            )
+            .after([kms.clone()])
+            .immutable(&["name"])
+            .outputs(&["arn"]),
+        )
+    };
     let base = if input.environment.spec.env_type == EnvType::Preview {
         host_base(input, &mut g)?
     } else {
@@ -595,28 +695,8 @@ pub fn translate_with_bindings(input: &PlanInput<'_>) -> Result<Translation, Vec
             .immutable(&["cidrBlock"])
             .outputs(&["id"]),
         );
-        let log_days =
-            resolve::param("spec.observability.logRetentionDays", &bp.observability.log_retention_days, &params);
-        let log_days: u32 = log_days.map_err(|e| vec![e])?;
-        if !LOG_RETENTION_DAYS.contains(&log_days) {
-            return Err(vec![PlanError::BadParameter {
-                parameter: "spec.observability.logRetentionDays".into(),
-                value: log_days.to_string(),
-                field: format!(
-                    "CloudWatch Logs' retention, one of {} days",
-                    LOG_RETENTION_DAYS.iter().map(u32::to_string).collect::<Vec<_>>().join(", ")
-                ),
-            }]);
-        }
-        let log_group = g.add(
-        Node::new(
-            "aws.log-group",
-            &format!("{env}-flow-logs"),
-            json!({"name": format!("/paved/{env}/vpc-flow-logs"), "retentionDays": log_days, "kmsKeyArn": r(&kms, "arn"), "tags": tags(None)}),
-        )
-        .after([kms.clone()])
-        .outputs(&["arn"]),
-    );
+        let log_group =
+            service_logs(&mut g, &format!("{env}-flow-logs"), format!("/paved/{env}/vpc-flow-logs"), tags(None));
         // Flow logs are always on, whatever the blueprint says: the issue's baseline.
         // The flow-log service writes to the group through a role that may do only that.
         let flow_role = g.add(
@@ -662,6 +742,13 @@ pub fn translate_with_bindings(input: &PlanInput<'_>) -> Result<Translation, Vec
         }
 
         // Subnets: tier i, zone j → the (2i + j)-th /24 of the block.
+        let zones = environment_zones(env, region, input.zones.as_deref()).map_err(|e| vec![e])?;
+        if input.zones.is_none() {
+            g.identity.insert(PROVISIONAL_ZONES.into(), String::new());
+        }
+        for (slot, zone) in ZONE_SLOTS.iter().zip(&zones) {
+            g.identity.insert(format!("az-{slot}"), zone.clone());
+        }
         let mut subnets: BTreeMap<NetworkTier, Vec<String>> = BTreeMap::new();
         for (i, tier) in bp.network.tiers.iter().enumerate() {
             let tier_name = match tier {
@@ -669,15 +756,15 @@ pub fn translate_with_bindings(input: &PlanInput<'_>) -> Result<Translation, Vec
                 NetworkTier::Private => "private",
                 NetworkTier::Isolated => "isolated",
             };
-            for (j, zone) in ZONES.iter().enumerate() {
-                let name = format!("{env}-{tier_name}-{zone}");
+            for (j, (slot, zone)) in ZONE_SLOTS.iter().zip(&zones).enumerate() {
+                let name = format!("{env}-{tier_name}-{slot}");
                 let cidr = cidr_subnet(&block, 24 - ENVIRONMENT_BLOCK, (2 * i + j) as u32).unwrap_or_default();
-                g.identity.insert(format!("subnet-{tier_name}-{zone}"), cidr.clone());
+                g.identity.insert(format!("subnet-{tier_name}-{slot}"), cidr.clone());
                 let id = g.add(
                     Node::new(
                         "aws.subnet",
                         &name,
-                        json!({"vpcId": r(&vpc, "id"), "cidrBlock": cidr, "availabilityZone": format!("{region}{zone}"),
+                        json!({"vpcId": r(&vpc, "id"), "cidrBlock": cidr, "availabilityZone": zone,
                            "tier": tier_name, "mapPublicIpOnLaunch": false, "tags": tags(None)}),
                     )
                     .after([vpc.clone()])
@@ -713,39 +800,58 @@ pub fn translate_with_bindings(input: &PlanInput<'_>) -> Result<Translation, Vec
             )
             .after(public.iter().cloned().chain([igw.clone()])),
         );
-            let private_routes = if bp.network.egress == Egress::Nat && !ids(NetworkTier::Private).is_empty() {
-                // A public NAT gateway needs an Elastic IP of its own.
-                let eip = g.add(
-                    Node::new("aws.eip", &format!("{env}-nat"), json!({"domain": "vpc", "tags": tags(None)}))
-                        .outputs(&["allocationId", "publicIp"]),
-                );
-                let nat = g.add(
-                Node::new(
-                    "aws.nat-gateway",
-                    env,
-                    json!({"subnetId": r(&public[0], "id"), "allocationId": r(&eip, "allocationId"), "connectivity": "public", "tags": tags(None)}),
-                )
-                .after([public[0].clone(), igw.clone(), eip])
-                .outputs(&["id"]),
-            );
-                vec![(json!([{"destination": "0.0.0.0/0", "natGatewayId": r(&nat, "id")}]), nat)]
-            } else {
-                vec![]
-            };
             let private_only = ids(NetworkTier::Private);
             if !private_only.is_empty() {
-                let (routes, deps) = match private_routes.into_iter().next() {
-                    Some((routes, nat)) => (routes, vec![nat]),
-                    None => (json!([]), vec![]),
+                // Production gets a NAT gateway per zone, each zone's private
+                // subnets routed through their own: a zone's outage leaves
+                // the other's nodes their way out. Other environments share
+                // one (a NAT gateway costs by the hour).
+                // <https://docs.aws.amazon.com/vpc/latest/userguide/nat-gateway-basics.html>
+                let per_zone = input.environment.spec.env_type == EnvType::Production;
+                let groups: Vec<(String, Vec<String>, usize)> = if per_zone {
+                    ZONE_SLOTS
+                        .iter()
+                        .enumerate()
+                        .filter(|(k, _)| *k < private_only.len() && *k < public.len())
+                        .map(|(k, slot)| (format!("-{slot}"), vec![private_only[k].clone()], k))
+                        .collect()
+                } else {
+                    vec![(String::new(), private_only.clone(), 0)]
                 };
-                g.add(
-                Node::new(
-                    "aws.route-table",
-                    &format!("{env}-private"),
-                    json!({"vpcId": r(&vpc, "id"), "routes": routes, "subnetIds": refs(&private_only), "tags": tags(None)}),
-                )
-                .after(private_only.iter().cloned().chain(deps)),
-            );
+                for (suffix, subnets, k) in groups {
+                    let (routes, deps) = if bp.network.egress == Egress::Nat {
+                        // A public NAT gateway needs an Elastic IP of its own.
+                        let eip = g.add(
+                            Node::new(
+                                "aws.eip",
+                                &format!("{env}-nat{suffix}"),
+                                json!({"domain": "vpc", "tags": tags(None)}),
+                            )
+                            .outputs(&["allocationId", "publicIp"]),
+                        );
+                        let nat = g.add(
+                            Node::new(
+                                "aws.nat-gateway",
+                                &format!("{env}{suffix}"),
+                                json!({"subnetId": r(&public[k], "id"), "allocationId": r(&eip, "allocationId"),
+                                       "connectivity": "public", "tags": tags(None)}),
+                            )
+                            .after([public[k].clone(), igw.clone(), eip])
+                            .outputs(&["id"]),
+                        );
+                        (json!([{"destination": "0.0.0.0/0", "natGatewayId": r(&nat, "id")}]), vec![nat])
+                    } else {
+                        (json!([]), vec![])
+                    };
+                    g.add(
+                        Node::new(
+                            "aws.route-table",
+                            &format!("{env}-private{suffix}"),
+                            json!({"vpcId": r(&vpc, "id"), "routes": routes, "subnetIds": refs(&subnets), "tags": tags(None)}),
+                        )
+                        .after(subnets.iter().cloned().chain(deps)),
+                    );
+                }
             }
         }
 
@@ -859,13 +965,16 @@ pub fn translate_with_bindings(input: &PlanInput<'_>) -> Result<Translation, Vec
             "ec2.amazonaws.com",
             &["AmazonEKSWorkerNodePolicy", "AmazonEKS_CNI_Policy", "AmazonEC2ContainerRegistryReadOnly"],
         );
+        let version = bp.compute.kubernetes_version.clone().unwrap_or_else(|| EKS_VERSION.into());
+        let cluster_logs =
+            service_logs(&mut g, &format!("{env}-eks"), format!("/aws/eks/paved-{env}/cluster"), tags(None));
         let cluster = g.add(
             Node::new(
                 "aws.eks-cluster",
                 env,
                 json!({
                     "name": format!("paved-{env}"),
-                    "version": EKS_VERSION,
+                    "version": version,
                     "roleArn": r(&cluster_role, "arn"),
                     "endpointPrivateAccess": true,
                     "endpointPublicAccess": false,
@@ -882,7 +991,7 @@ pub fn translate_with_bindings(input: &PlanInput<'_>) -> Result<Translation, Vec
                     "tags": tags(None),
                 }),
             )
-            .after(private.iter().cloned().chain([kms.clone(), cluster_role]))
+            .after(private.iter().cloned().chain([kms.clone(), cluster_role, cluster_logs]))
             .immutable(&["name", "endpointPrivateAccess", "secretsEncryptionKeyArn"])
             .outputs(&["arn", "endpoint", "name", "securityGroupId"]),
         );
@@ -892,6 +1001,8 @@ pub fn translate_with_bindings(input: &PlanInput<'_>) -> Result<Translation, Vec
                 env,
                 json!({
                     "clusterName": r(&cluster, "name"),
+                    // Nodes follow the control plane (upgraded after it: this node comes after the cluster).
+                    "version": version,
                     "nodeRoleArn": r(&node_role, "arn"),
                     "subnetIds": refs(&private),
                     "instanceType": node_class(size),
@@ -902,7 +1013,9 @@ pub fn translate_with_bindings(input: &PlanInput<'_>) -> Result<Translation, Vec
                 }),
             )
             .after(private.iter().cloned().chain([cluster.clone(), node_role]))
-            .immutable(&["instanceType"])
+            // EKS cannot move a managed node group to other subnets or
+            // instance types (`UpdateNodegroupConfig` takes neither): a new group.
+            .immutable(&["instanceType", "subnetIds"])
             .outputs(&["arn"]),
         );
 
@@ -1068,11 +1181,20 @@ pub fn translate_with_bindings(input: &PlanInput<'_>) -> Result<Translation, Vec
                         .outputs(&["name"]),
                     );
                     let db_sg = format!("aws.security-group/{key}-db");
+                    let identifier = fit(&format!("paved-{env}-{key}"), RDS_IDENTIFIER);
+                    let exports = ["postgresql", "upgrade"];
+                    let db_logs: Vec<String> = exports
+                        .iter()
+                        .map(|log| {
+                            let name = format!("/aws/rds/instance/{identifier}/{log}");
+                            service_logs(&mut g, &format!("{key}-{log}"), name, tags(Some(svc)))
+                        })
+                        .collect();
                     let node = Node::new(
                         "aws.rds-instance",
                         &key,
                         json!({
-                            "identifier": fit(&format!("paved-{env}-{key}"), RDS_IDENTIFIER),
+                            "identifier": identifier,
                             "engine": "postgres",
                             "engineVersion": db.version.clone().unwrap_or_else(|| "16".into()),
                             "instanceClass": db_class(class),
@@ -1088,7 +1210,7 @@ pub fn translate_with_bindings(input: &PlanInput<'_>) -> Result<Translation, Vec
                             "masterUserSecretKmsKeyArn": r(&kms, "arn"),
                             "iamDatabaseAuthentication": true,
                             "autoMinorVersionUpgrade": true,
-                            "cloudwatchLogsExports": ["postgresql", "upgrade"],
+                            "cloudwatchLogsExports": exports,
                             "performanceInsightsKmsKeyArn": r(&kms, "arn"),
                             "deletionProtection": input.environment.spec.env_type == paved_model::EnvType::Production,
                             // Production's data outlives its instance: a final snapshot and the automated backups.
@@ -1097,12 +1219,34 @@ pub fn translate_with_bindings(input: &PlanInput<'_>) -> Result<Translation, Vec
                             "tags": tags(Some(svc)),
                         }),
                     )
-                    .after([group, kms.clone(), db_sg])
-                    .outputs(&["host", "port", "name", "database", "username", "password"])
-                    .sensitive(&["password"])
+                    .after([group, kms.clone(), db_sg].into_iter().chain(db_logs))
+                    .outputs(&["host", "port", "name", "database", "username", "masterSecretArn"])
                     .immutable(&["identifier", "engine", "storageEncrypted", "databaseName"]);
+                    let instance = g.add(node);
+                    // The service connects as a login of its own, never as the master user.
+                    let login = Node::new(
+                        "aws.db-user",
+                        &format!("{key}-{svc}"),
+                        json!({
+                            "host": r(&instance, "host"),
+                            "port": r(&instance, "port"),
+                            "name": r(&instance, "name"),
+                            "database": r(&instance, "database"),
+                            "identifier": identifier,
+                            "masterSecretArn": r(&instance, "masterSecretArn"),
+                            "username": db_username(svc),
+                            "secretName": format!("paved/{env}/db/{key}/{svc}"),
+                            "kmsKeyArn": r(&kms, "arn"),
+                            "login": true,
+                            "tags": tags(Some(svc)),
+                        }),
+                    )
+                    .after([instance, kms.clone()])
+                    .immutable(&["username", "secretName", "identifier"])
+                    .outputs(&["host", "port", "name", "database", "username", "password"])
+                    .sensitive(&["password"]);
                     ResourceBinding {
-                        node: g.add(node),
+                        node: g.add(login),
                         outputs: vec!["host", "port", "name", "database", "username", "password"],
                     }
                 }

@@ -54,6 +54,11 @@ pub struct PlanInput<'a> {
     /// A cloud preview's host: the environment whose network, cluster and
     /// load balancer it shares, as applied (filled in by the caller).
     pub host: Option<aws::Host>,
+    /// The zones of the environment's region it may use (cloud providers):
+    /// those its applied subnets are in, else what the cloud answers
+    /// (AWS `DescribeAvailabilityZones`); `None` plans provisional zones
+    /// that the apply replaces ([`aws::place_zones`]).
+    pub zones: Option<Vec<String>>,
 }
 
 /// A deployment as planning sees it: which digest, rolled out how.
@@ -100,6 +105,10 @@ pub enum PlanError {
         "preview `{environment}` runs on the cluster of `{host}`, which is not applied yet (no {missing}): apply it first with `paved apply -e {host}`"
     )]
     HostNotApplied { environment: String, host: String, missing: String },
+    #[error(
+        "environment `{environment}`: region `{region}` offers the account {count} available zone(s) ({zones}), and an environment's subnets span {needed}; choose another region"
+    )]
+    TooFewZones { environment: String, region: String, count: usize, zones: String, needed: usize },
     #[error("the {0} provider cannot be planned yet; `local` and `aws` can")]
     ProviderNotPlannable(&'static str),
     #[error(

@@ -97,13 +97,25 @@ fn the_security_baseline_is_in_every_graph() {
         assert_eq!(trust["StringEquals"]["aws:SourceAccount"], "123456789012");
         let key = &g.nodes[&format!("aws.kms-key/{env}")].properties["policy"]["Statement"][1];
         assert_eq!(key["Sid"], "FlowLogGroup");
-        assert!(
-            key["Condition"]["ArnLike"]["kms:EncryptionContext:aws:logs:arn"]
-                .as_str()
-                .unwrap()
-                .ends_with(&format!(":log-group:/paved/{env}/*")),
+        // Those groups: paved's own, EKS's control plane's and RDS's exports
+        // (<https://docs.aws.amazon.com/AmazonCloudWatch/latest/logs/encrypt-log-data-kms.html>).
+        let groups: Vec<&str> = key["Condition"]["ArnLike"]["kms:EncryptionContext:aws:logs:arn"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|g| g.as_str().unwrap().rsplit(":log-group:").next().unwrap())
+            .collect();
+        assert_eq!(
+            groups,
+            [format!("/paved/{env}/*"), format!("/aws/eks/paved-{env}/*"), format!("/aws/rds/instance/paved-{env}-*")],
             "{key}"
         );
+        // …and every log group paved plans is one of them, encrypted, with the blueprint's retention.
+        for group in kind(&g, "aws.log-group") {
+            let name = group.properties["name"].as_str().unwrap();
+            assert!(groups.iter().any(|g| name.starts_with(g.trim_end_matches('*'))), "{name} not in {groups:?}");
+            assert!(group.properties["kmsKeyArn"].as_str().unwrap().starts_with("${ref:aws.kms-key/"), "{name}");
+        }
         // A public NAT gateway has its own address.
         assert!(
             kind(&g, "aws.nat-gateway")[0].properties["allocationId"].as_str().unwrap().starts_with("${ref:aws.eip/")
@@ -115,7 +127,26 @@ fn the_security_baseline_is_in_every_graph() {
                 (&Value::Bool(true), &Value::Bool(false))
             );
             assert!(db.properties["kmsKeyArn"].as_str().unwrap().starts_with("${ref:aws.kms-key/"), "{env}");
-            assert!(db.sensitive.contains("password"));
+            // The master password stays with RDS: no output of paved's holds it.
+            assert!(!db.outputs.contains(&"password".to_string()), "{env}");
+            // Its exports go to log groups planned before it.
+            let identifier = db.properties["identifier"].as_str().unwrap();
+            for log in ["postgresql", "upgrade"] {
+                let group = kind(&g, "aws.log-group")
+                    .into_iter()
+                    .find(|l| l.properties["name"] == format!("/aws/rds/instance/{identifier}/{log}"))
+                    .unwrap_or_else(|| panic!("{env}: no {log} group"));
+                assert!(db.depends_on.contains(&group.id()), "{env}: {log}");
+            }
+        }
+        // Each client service connects as its own login, with its own secret.
+        let logins = kind(&g, "aws.db-user");
+        assert!(!logins.is_empty(), "{env}");
+        for login in logins {
+            let username = login.properties["username"].as_str().unwrap();
+            assert!(username.starts_with("app_") && username != "paved", "{username}");
+            assert!(login.sensitive.contains("password"));
+            assert!(login.properties["masterSecretArn"].as_str().unwrap().ends_with(".masterSecretArn}"));
         }
         let bucket = &kind(&g, "aws.s3-bucket")[0].properties;
         assert_eq!(bucket["encryption"]["sseAlgorithm"], "aws:kms");
@@ -492,4 +523,91 @@ fn a_network_that_gives_the_clusters_nodes_no_way_out_is_refused_at_plan_time() 
         let found = errors.iter().find(|e| matches!(e, PlanError::NoNodeEgress { .. })).expect("NoNodeEgress");
         assert!(found.to_string().contains(why) && found.to_string().contains("network.egress: nat"), "{found}");
     }
+}
+
+/// Zone letters differ between accounts
+/// (<https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/using-regions-availability-zones.html>):
+/// subnets go in the zones AWS offers, read before the first apply and
+/// from the applied subnets after.
+#[test]
+fn subnets_go_in_the_zones_the_account_has() {
+    let world = World::examples();
+    let zones_of = |g: &ResourceGraph| -> BTreeSet<String> {
+        kind(g, "aws.subnet").iter().map(|s| s.properties["availabilityZone"].as_str().unwrap().to_string()).collect()
+    };
+    // Not asked yet: provisional, and said so.
+    let provisional = graph(&world, "eu-staging", account_plan(&[]));
+    assert!(paved_plan::aws::zones_provisional(&provisional));
+    assert_eq!(zones_of(&provisional), BTreeSet::from(["eu-west-1a".to_string(), "eu-west-1b".to_string()]));
+    // An account without zone `b`: the first two it has, in name order; ids name the place.
+    let offered = ["eu-west-1c".to_string(), "eu-west-1a".to_string(), "eu-west-1d".to_string()];
+    let mut input = world.input("eu-staging", Capabilities::default());
+    input.addresses = account_plan(&[]);
+    input.zones = Some(offered.to_vec());
+    let known = plan(&input).unwrap();
+    assert!(!paved_plan::aws::zones_provisional(&known));
+    assert_eq!(known.nodes["aws.subnet/eu-staging-private-a"].properties["availabilityZone"], "eu-west-1a");
+    assert_eq!(known.nodes["aws.subnet/eu-staging-private-b"].properties["availabilityZone"], "eu-west-1c");
+    // The apply places a provisional plan's subnets just as planning with the zones would have.
+    let mut placed = provisional.clone();
+    paved_plan::aws::place_zones(&mut placed, &offered).unwrap();
+    assert_eq!(placed, known);
+    // A region offering one zone cannot hold an environment.
+    input.zones = Some(vec!["eu-west-1a".into()]);
+    let errors = plan(&input).unwrap_err();
+    assert!(matches!(&errors[0], PlanError::TooFewZones { count: 1, needed: 2, .. }), "{errors:?}");
+    assert!(errors[0].to_string().contains("choose another region"), "{}", errors[0]);
+}
+
+/// <https://docs.aws.amazon.com/vpc/latest/userguide/nat-gateway-basics.html>:
+/// a NAT gateway lives in one zone.
+#[test]
+fn production_has_a_nat_gateway_per_zone_and_other_environments_share_one() {
+    let world = World::examples();
+    let prod = graph(&world, "eu-production", account_plan(&[]));
+    let nats = kind(&prod, "aws.nat-gateway");
+    assert_eq!(nats.len(), 2);
+    // Each zone's private subnet routes through the NAT gateway in its own zone's public subnet.
+    for slot in paved_plan::aws::ZONE_SLOTS {
+        let table = &prod.nodes[&format!("aws.route-table/eu-production-private-{slot}")].properties;
+        assert_eq!(
+            table["subnetIds"],
+            serde_json::json!([format!("${{ref:aws.subnet/eu-production-private-{slot}.id}}")])
+        );
+        let nat = &prod.nodes[&format!("aws.nat-gateway/eu-production-{slot}")].properties;
+        assert_eq!(nat["subnetId"], format!("${{ref:aws.subnet/eu-production-public-{slot}.id}}"));
+        assert_eq!(table["routes"][0]["natGatewayId"], format!("${{ref:aws.nat-gateway/eu-production-{slot}.id}}"));
+    }
+    let dev = graph(&world, "eu-dev", account_plan(&[]));
+    assert_eq!(kind(&dev, "aws.nat-gateway").len(), 1);
+}
+
+/// EKS versions: the blueprint's, else the newest in standard support
+/// (<https://docs.aws.amazon.com/eks/latest/userguide/kubernetes-versions.html>);
+/// nodes follow the control plane, and a node group's subnets cannot change
+/// in place (`UpdateNodegroupConfig` takes none:
+/// <https://docs.aws.amazon.com/eks/latest/APIReference/API_UpdateNodegroupConfig.html>).
+#[test]
+fn the_cluster_and_its_nodes_run_the_blueprints_kubernetes_version() {
+    let world = World::examples();
+    let g = graph(&world, "eu-dev", account_plan(&[]));
+    let cluster = &kind(&g, "aws.eks-cluster")[0].properties;
+    let nodes = kind(&g, "aws.eks-node-group")[0];
+    assert_eq!(cluster["version"], paved_plan::aws::EKS_VERSION);
+    assert_eq!(nodes.properties["version"], paved_plan::aws::EKS_VERSION);
+    assert!(nodes.immutable.contains("subnetIds"));
+    let blueprint = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../examples/platform/blueprint-web-service-standard.yaml"),
+    )
+    .unwrap()
+    .replace("    runtime: cluster\n", "    runtime: cluster\n    kubernetesVersion: \"1.36\"\n");
+    let world = World::with_extra(vec![SourceFile::new("blueprint-web-service-standard.yaml", &blueprint)]);
+    let g = graph(&world, "eu-dev", account_plan(&[]));
+    assert_eq!(kind(&g, "aws.eks-cluster")[0].properties["version"], "1.36");
+    assert_eq!(kind(&g, "aws.eks-node-group")[0].properties["version"], "1.36");
+    // The control plane's log group is paved's, and comes first.
+    let group = &g.nodes["aws.log-group/eu-dev-eks"];
+    assert_eq!(group.properties["name"], "/aws/eks/paved-eu-dev/cluster");
+    assert!(kind(&g, "aws.eks-cluster")[0].depends_on.contains("aws.log-group/eu-dev-eks"));
 }

@@ -86,6 +86,21 @@ fn start() -> Result<Server, String> {
         run(Command::new("chown").args(["-R", "postgres"]).arg(&dir), "chown test dir to postgres")?;
     }
     let s = |p: &PathBuf| p.display().to_string();
+    // TLS on, as managed databases have it (RDS for PostgreSQL 15+ refuses
+    // plain connections): a self-signed certificate, made by openssl.
+    let (cert, key) = (dir.join("server.crt"), dir.join("server.key"));
+    run(
+        Command::new("openssl")
+            .args(["req", "-new", "-x509", "-days", "2", "-nodes", "-subj", "/CN=127.0.0.1", "-keyout"])
+            .arg(&key)
+            .arg("-out")
+            .arg(&cert),
+        "openssl (Debian package `openssl`) making the test server's certificate",
+    )?;
+    run(Command::new("chmod").arg("600").arg(&key), "chmod the test server's key")?;
+    if as_root {
+        run(Command::new("chown").arg("postgres").arg(&key).arg(&cert), "chown the test server's key")?;
+    }
     run(
         &mut wrap(&[
             s(&bin.join("initdb")),
@@ -99,7 +114,12 @@ fn start() -> Result<Server, String> {
         ]),
         "initdb",
     )?;
-    let opts = format!("-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200", s(&dir));
+    let opts = format!(
+        "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200 -c ssl=on -c ssl_cert_file={} -c ssl_key_file={}",
+        s(&dir),
+        s(&cert),
+        s(&key)
+    );
     run(
         &mut wrap(&[
             s(&bin.join("pg_ctl")),
@@ -137,6 +157,26 @@ fn start() -> Result<Server, String> {
 /// the disk); `None` when `PAVED_TEST_POSTGRES_URL` names an outside server.
 pub fn postgres_data_dir() -> Option<PathBuf> {
     SERVER.get().and_then(|s| s.as_ref().ok()).and_then(|s| s.data.clone())
+}
+
+/// A URL to the database `name` on the test server, created if it is not
+/// there yet (an engine's own database, as a managed service makes it).
+pub async fn postgres_database(name: &str) -> Result<String, String> {
+    let server = SERVER.get_or_init(start).as_ref().map_err(Clone::clone)?;
+    if !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        return Err(format!("database name `{name}`: letters, digits and underscores only"));
+    }
+    sqlx::any::install_default_drivers();
+    let admin = format!("{}/postgres", server.base_url);
+    let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&admin)
+        .await
+        .map_err(|e| format!("connect {admin}: {e}"))?;
+    match sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut conn).await {
+        Ok(_) => {}
+        Err(e) if e.as_database_error().and_then(|d| d.code()).as_deref() == Some("42P04") => {}
+        Err(e) => return Err(e.to_string()),
+    }
+    Ok(format!("{}/{name}", server.base_url))
 }
 
 /// A URL to a new, empty database on the test server.

@@ -19,7 +19,6 @@ use aws_sdk_route53::types::{
 };
 use paved_engine::{Driver, DriverError, Observation, Outputs, Resource};
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 use std::sync::Arc;
 
 /// The id of the account's public hosted zone named `zone`.
@@ -176,15 +175,14 @@ impl Driver for Certificate {
         let tags: Vec<Tag> =
             p.tags().into_iter().filter_map(|(k, v)| Tag::builder().key(k).value(v).build().ok()).collect();
         // ACM returns the same certificate for the same token within an hour: a retried create requests one.
-        let token = hex::encode(Sha256::digest(r.id.as_bytes()))[..32].to_string();
         let out = self
             .0
             .acm
             .request_certificate()
+            .idempotency_token(self.0.client_token(r))
             .domain_name(domain)
             .set_subject_alternative_names(Some(p.strings("alternativeNames")))
             .validation_method(ValidationMethod::Dns)
-            .idempotency_token(token)
             .set_tags(Some(tags))
             .send()
             .await

@@ -121,6 +121,7 @@ impl Driver for EksCluster {
             .0
             .eks
             .create_cluster()
+            .client_request_token(self.0.client_token(r))
             .name(p.str("name")?)
             .version(p.str("version")?)
             .role_arn(p.str("roleArn")?)
@@ -145,41 +146,54 @@ impl Driver for EksCluster {
         }
     }
 
+    /// One EKS update after another: EKS runs one update of a cluster at a
+    /// time and refuses a second meanwhile (`ResourceInUseException`), so
+    /// each is waited for before the next is sent.
     async fn update(&self, r: &Resource) -> Result<Outputs, DriverError> {
         let Some(c) = self.find(r).await? else { return self.create(r).await };
         let have = Self::properties(&c, r);
         let p = Props::of(r);
+        let name = p.str("name")?;
+        let eks = &self.0.eks;
+        let token = self.0.client_token(r);
         if have["enabledLogTypes"] != *p.value("enabledLogTypes") {
-            self.0
-                .eks
+            let out = eks
                 .update_cluster_config()
-                .name(p.str("name")?)
+                .name(name)
+                .client_request_token(format!("{token}-logging"))
                 .logging(Self::logging(r))
                 .send()
                 .await
                 .map_err(|e| failed("UpdateClusterConfig", e))?;
+            wait_update(&self.0, name, None, out.update(), &r.id).await?;
         }
-        if have["endpointPublicAccess"] != *p.value("endpointPublicAccess") {
+        if have["endpointPublicAccess"] != *p.value("endpointPublicAccess")
+            || have["subnetIds"] != *p.value("subnetIds")
+        {
+            // The control plane's subnets may change, in the zones it was created in
+            // (<https://docs.aws.amazon.com/eks/latest/userguide/network-reqs.html>).
             let vpc = VpcConfigRequest::builder()
+                .set_subnet_ids(Some(p.strings("subnetIds")))
                 .endpoint_private_access(p.bool("endpointPrivateAccess"))
                 .endpoint_public_access(p.bool("endpointPublicAccess"))
                 .build();
-            self.0
-                .eks
+            let out = eks
                 .update_cluster_config()
-                .name(p.str("name")?)
+                .name(name)
+                .client_request_token(format!("{token}-vpc"))
                 .resources_vpc_config(vpc)
                 .send()
                 .await
                 .map_err(|e| failed("UpdateClusterConfig", e))?;
+            wait_update(&self.0, name, None, out.update(), &r.id).await?;
         }
         // Access moves only towards access entries (CONFIG_MAP → API_AND_CONFIG_MAP → API);
         // whether the creator is an administrator is set at creation only.
         if have["authenticationMode"] != *p.value("authenticationMode") {
-            self.0
-                .eks
+            let out = eks
                 .update_cluster_config()
-                .name(p.str("name")?)
+                .name(name)
+                .client_request_token(format!("{token}-access"))
                 .access_config(
                     UpdateAccessConfigRequest::builder()
                         .authentication_mode(AuthenticationMode::from(p.str("authenticationMode")?))
@@ -188,20 +202,22 @@ impl Driver for EksCluster {
                 .send()
                 .await
                 .map_err(|e| failed("UpdateClusterConfig", e))?;
+            wait_update(&self.0, name, None, out.update(), &r.id).await?;
         }
         if have["version"] != *p.value("version") {
-            self.0
-                .eks
+            // One minor version per update, as EKS upgrades
+            // (<https://docs.aws.amazon.com/eks/latest/userguide/update-cluster.html>).
+            let out = eks
                 .update_cluster_version()
-                .name(p.str("name")?)
+                .name(name)
+                .client_request_token(format!("{token}-version"))
                 .version(p.str("version")?)
                 .send()
                 .await
                 .map_err(|e| failed("UpdateClusterVersion", e))?;
+            wait_update(&self.0, name, None, out.update(), &r.id).await?;
         }
-        self.0
-            .eks
-            .tag_resource()
+        eks.tag_resource()
             .resource_arn(c.arn().unwrap_or_default())
             .set_tags(Some(p.tags().into_iter().collect()))
             .send()
@@ -220,6 +236,57 @@ impl Driver for EksCluster {
             Err(e) => return Err(failed("DeleteCluster", e)),
         }
         until_gone(|| async { Ok(self.find(r).await?.is_none()) }).await
+    }
+}
+
+/// Waits for an EKS update to end: EKS runs one update of a cluster or
+/// node group at a time and answers another with `ResourceInUseException`
+/// meanwhile (<https://docs.aws.amazon.com/eks/latest/APIReference/API_UpdateClusterConfig.html>,
+/// <https://docs.aws.amazon.com/eks/latest/APIReference/API_DescribeUpdate.html>).
+/// A failed or cancelled update is reported with EKS's errors.
+async fn wait_update(
+    s: &Session,
+    cluster: &str,
+    nodegroup: Option<&str>,
+    update: Option<&aws_sdk_eks::types::Update>,
+    what: &str,
+) -> Result<(), DriverError> {
+    let Some(id) = update.and_then(|u| u.id()) else { return Ok(()) };
+    let mut pause = std::time::Duration::from_millis(200);
+    loop {
+        let out = s
+            .eks
+            .describe_update()
+            .name(cluster)
+            .update_id(id)
+            .set_nodegroup_name(nodegroup.map(str::to_string))
+            .send()
+            .await
+            .map_err(|e| failed("DescribeUpdate", e))?;
+        let Some(u) = out.update() else { return Ok(()) };
+        match u.status().map(|s| s.as_str()) {
+            Some("InProgress") => {}
+            Some("Successful") | None => return Ok(()),
+            Some(other) => {
+                let errors: Vec<String> = u
+                    .errors()
+                    .iter()
+                    .map(|e| {
+                        format!(
+                            "{}: {}",
+                            e.error_code().map(|c| c.as_str()).unwrap_or("-"),
+                            e.error_message().unwrap_or("-")
+                        )
+                    })
+                    .collect();
+                return Err(DriverError::Permanent(format!(
+                    "{what}: EKS reports update {id} {other} ({})",
+                    if errors.is_empty() { "no details".into() } else { errors.join("; ") }
+                )));
+            }
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(std::time::Duration::from_secs(15));
     }
 }
 
@@ -264,6 +331,7 @@ impl Driver for EksNodeGroup {
         let scaling = n.scaling_config();
         let properties = json!({
             "clusterName": n.cluster_name(),
+            "version": version_like(Props::of(r).value("version"), n.version()),
             "nodeRoleArn": n.node_role(),
             "subnetIds": like(Props::of(r).value("subnetIds"), n.subnets().iter().map(|s| json!(s)).collect()),
             "instanceType": n.instance_types().first(),
@@ -292,9 +360,11 @@ impl Driver for EksNodeGroup {
             .0
             .eks
             .create_nodegroup()
+            .client_request_token(self.0.client_token(r))
             .cluster_name(p.str("clusterName")?)
             .nodegroup_name(&r.external_name)
             .node_role(p.str("nodeRoleArn")?)
+            .set_version(p.opt_str("version").map(str::to_string))
             .set_subnets(Some(p.strings("subnetIds")))
             .instance_types(p.str("instanceType")?)
             .scaling_config(Self::scaling(r)?)
@@ -305,18 +375,55 @@ impl Driver for EksNodeGroup {
         Ok(out.nodegroup().map(Self::outputs).unwrap_or_default())
     }
 
+    /// Scaling, then the Kubernetes version (after the cluster's: this node
+    /// comes after it), then tags — one EKS update at a time.
     async fn update(&self, r: &Resource) -> Result<Outputs, DriverError> {
         let Some(n) = self.find(r).await? else { return self.create(r).await };
         let p = Props::of(r);
-        self.0
-            .eks
-            .update_nodegroup_config()
-            .cluster_name(p.str("clusterName")?)
-            .nodegroup_name(&r.external_name)
-            .scaling_config(Self::scaling(r)?)
-            .send()
-            .await
-            .map_err(|e| failed("UpdateNodegroupConfig", e))?;
+        let cluster = p.str("clusterName")?;
+        let token = self.0.client_token(r);
+        let scaling = n.scaling_config();
+        let wanted = Self::scaling(r)?;
+        if scaling.map(|s| (s.desired_size(), s.min_size(), s.max_size()))
+            != Some((wanted.desired_size(), wanted.min_size(), wanted.max_size()))
+        {
+            let out = self
+                .0
+                .eks
+                .update_nodegroup_config()
+                .cluster_name(cluster)
+                .nodegroup_name(&r.external_name)
+                .client_request_token(format!("{token}-scaling"))
+                .scaling_config(wanted)
+                .send()
+                .await
+                .map_err(|e| failed("UpdateNodegroupConfig", e))?;
+            wait_update(&self.0, cluster, Some(&r.external_name), out.update(), &r.id).await?;
+        }
+        if version_like(p.value("version"), n.version()) != *p.value("version") {
+            let out = self
+                .0
+                .eks
+                .update_nodegroup_version()
+                .cluster_name(cluster)
+                .nodegroup_name(&r.external_name)
+                .client_request_token(format!("{token}-version"))
+                .set_version(p.opt_str("version").map(str::to_string))
+                .send()
+                .await
+                .map_err(|e| failed("UpdateNodegroupVersion", e))?;
+            wait_update(&self.0, cluster, Some(&r.external_name), out.update(), &r.id).await?;
+        }
+        if let Some(arn) = n.nodegroup_arn() {
+            self.0
+                .eks
+                .tag_resource()
+                .resource_arn(arn)
+                .set_tags(Some(p.tags().into_iter().collect()))
+                .send()
+                .await
+                .map_err(|e| failed("TagResource", e))?;
+        }
         Ok(Self::outputs(&n))
     }
 

@@ -106,14 +106,21 @@ impl Driver for DbSubnetGroup {
     async fn update(&self, r: &Resource) -> Result<Outputs, DriverError> {
         let Some(g) = self.find(r).await? else { return self.create(r).await };
         let p = Props::of(r);
-        self.0
-            .rds
-            .modify_db_subnet_group()
-            .db_subnet_group_name(p.str("name")?)
-            .set_subnet_ids(Some(p.strings("subnetIds")))
-            .send()
-            .await
-            .map_err(|e| failed("ModifyDBSubnetGroup", e))?;
+        let mut have: Vec<String> =
+            g.subnets().iter().filter_map(|s| s.subnet_identifier().map(str::to_string)).collect();
+        let mut want = p.strings("subnetIds");
+        have.sort();
+        want.sort();
+        if have != want {
+            self.0
+                .rds
+                .modify_db_subnet_group()
+                .db_subnet_group_name(p.str("name")?)
+                .set_subnet_ids(Some(want))
+                .send()
+                .await
+                .map_err(|e| failed("ModifyDBSubnetGroup", e))?;
+        }
         self.0
             .rds
             .add_tags_to_resource()
@@ -137,9 +144,9 @@ impl Driver for DbSubnetGroup {
     }
 }
 
-/// An RDS instance. Its master password is managed by RDS in Secrets
-/// Manager (encrypted with the environment's key); paved reads it only to
-/// hand it to the workloads, through its vault (the output is sensitive).
+/// An RDS instance. Its master password is managed (and rotated) by RDS in
+/// Secrets Manager, encrypted with the environment's key; workloads never
+/// get it (each service has its own login, [`super::dbuser`]).
 pub(crate) struct RdsInstance(pub(crate) Arc<Session>);
 
 type Db = aws_sdk_rds::types::DbInstance;
@@ -183,34 +190,29 @@ impl RdsInstance {
         })
     }
 
-    /// Endpoint, names and the managed credentials (read from Secrets Manager).
-    async fn outputs(&self, d: &Db) -> Result<Outputs, DriverError> {
-        let mut out = Self::plain_outputs(d);
-        if let Some(arn) = d.master_user_secret().and_then(|s| s.secret_arn()) {
-            let secret = self
-                .0
-                .secrets
-                .get_secret_value()
-                .secret_id(arn)
-                .send()
-                .await
-                .map_err(|e| failed("GetSecretValue", e))?;
-            let value: Value = secret.secret_string().and_then(|s| serde_json::from_str(s).ok()).unwrap_or_default();
-            out.insert("password".into(), value["password"].clone());
-        }
-        Ok(out)
-    }
-
-    /// The outputs that need no extra call (a sweep reads only these).
-    fn plain_outputs(d: &Db) -> Outputs {
+    /// Endpoint and names, and where RDS keeps the master credentials: paved
+    /// never copies the master password (RDS rotates it every 7 days); the
+    /// services' logins (`aws.db-user`) read it there when they are made.
+    fn outputs(d: &Db) -> Outputs {
         Outputs::from([
             ("host".to_string(), json!(d.endpoint().and_then(|e| e.address()))),
             ("port".to_string(), json!(d.endpoint().and_then(|e| e.port()))),
             ("name".to_string(), json!(d.db_instance_identifier())),
             ("database".to_string(), json!(d.db_name())),
             ("username".to_string(), json!(d.master_username())),
+            ("masterSecretArn".to_string(), json!(d.master_user_secret().and_then(|s| s.secret_arn()))),
+            // What a delete keeps when the node asks for a final snapshot
+            // (`paved destroy` names it).
+            ("finalSnapshotName".to_string(), json!(final_snapshot_name(d))),
         ])
     }
+}
+
+/// `IDENTIFIER-final-CREATED`: the instance's creation time makes each
+/// incarnation's final snapshot its own.
+fn final_snapshot_name(d: &Db) -> String {
+    let created = d.instance_create_time().map_or(0, |t| t.secs());
+    format!("{}-final-{created}", d.db_instance_identifier().unwrap_or_default())
 }
 
 #[async_trait]
@@ -234,7 +236,7 @@ impl Driver for RdsInstance {
             )));
         }
         let ready = d.db_instance_status() == Some("available");
-        Ok(Observation::Present { properties: Self::properties(&d, r), outputs: self.outputs(&d).await?, ready })
+        Ok(Observation::Present { properties: Self::properties(&d, r), outputs: Self::outputs(&d), ready })
     }
 
     /// All instances in one paginated listing (it carries their tags).
@@ -255,7 +257,7 @@ impl Driver for RdsInstance {
                     .find(|d| d.db_instance_identifier() == id && d.db_instance_status() != Some("deleting"))
                     .map_or(Observation::Absent, |d| Observation::Present {
                         properties: Self::properties(d, r),
-                        outputs: Self::plain_outputs(d),
+                        outputs: Self::outputs(d),
                         ready: d.db_instance_status() == Some("available"),
                     }))
             })
@@ -295,7 +297,7 @@ impl Driver for RdsInstance {
             .await;
         match out {
             Ok(out) => match out.db_instance() {
-                Some(d) => self.outputs(d).await,
+                Some(d) => Ok(Self::outputs(d)),
                 None => Err(DriverError::Retryable("AWS CreateDBInstance returned no instance".into())),
             },
             Err(e) if is_code(&e, &["DBInstanceAlreadyExists", "DBInstanceAlreadyExistsFault"]) => self.update(r).await,
@@ -363,7 +365,7 @@ impl Driver for RdsInstance {
             .await
             .map_err(|e| failed("AddTagsToResource", e))?;
         let d = self.find(r).await?.unwrap_or(d);
-        self.outputs(&d).await
+        Ok(Self::outputs(&d))
     }
 
     /// Deletes the instance and waits until it is gone (its subnet group
@@ -384,10 +386,7 @@ impl Driver for RdsInstance {
             )));
         }
         let keep = Props::of(r).bool("finalSnapshot");
-        let snapshot = keep.then(|| {
-            let created = d.instance_create_time().map_or(0, |t| t.secs());
-            format!("{id}-final-{created}")
-        });
+        let snapshot = keep.then(|| final_snapshot_name(&d));
         match self
             .0
             .rds
@@ -425,7 +424,10 @@ impl Bucket {
     fn outputs(&self, bucket: &str) -> Outputs {
         Outputs::from([
             ("name".to_string(), json!(bucket)),
-            ("arn".to_string(), json!(format!("arn:aws:s3:::{bucket}"))),
+            (
+                "arn".to_string(),
+                json!(format!("arn:{}:s3:::{bucket}", paved_model::partition::of_region(&self.0.region).name)),
+            ),
             ("region".to_string(), json!(self.0.region)),
         ])
     }

@@ -34,31 +34,81 @@ impl KmsKeyDriver {
     }
 
     /// A key a crashed create made before it could name it: tagged for
-    /// this environment, described like this node, with no alias.
+    /// this environment, described like this node, with no alias. Found
+    /// through the Resource Groups Tagging API, which lists only the
+    /// account's KMS keys carrying these tags: listing every key and
+    /// reading its tags meets AccessDenied on keys whose policy does not
+    /// delegate to the account, and throttling in large accounts
+    /// (<https://docs.aws.amazon.com/resourcegroupstagging/latest/APIReference/API_GetResources.html>).
     async fn orphan(&self, r: &Resource) -> Result<Option<KeyMetadata>, DriverError> {
-        let want = Props::of(r).tags();
-        let description = Props::of(r).opt_str("description");
-        let mut keys = self.0.kms.list_keys().into_paginator().items().send();
-        while let Some(entry) = keys.next().await {
-            let entry = entry.map_err(|e| failed("ListKeys", e))?;
-            let Some(id) = entry.key_id() else { continue };
-            let tags =
-                self.0.kms.list_resource_tags().key_id(id).send().await.map_err(|e| failed("ListResourceTags", e))?;
-            let has = |k: &str| tags.tags().iter().find(|t| t.tag_key() == k).map(|t| t.tag_value());
-            if !want.iter().all(|(k, v)| has(k) == Some(v.as_str())) {
-                continue;
-            }
-            let key = self.0.kms.describe_key().key_id(id).send().await.map_err(|e| failed("DescribeKey", e))?;
-            let aliases = self.0.kms.list_aliases().key_id(id).send().await.map_err(|e| failed("ListAliases", e))?;
-            if let Some(key) = key.key_metadata()
-                && usable(key)
-                && key.description() == description
-                && aliases.aliases().is_empty()
-            {
-                return Ok(Some(key.clone()));
+        use aws_sdk_resourcegroupstagging::types::TagFilter;
+        let p = Props::of(r);
+        let description = p.opt_str("description");
+        let filters: Vec<TagFilter> =
+            p.tags().into_iter().map(|(k, v)| TagFilter::builder().key(k).values(v).build()).collect();
+        let mut pages = self
+            .0
+            .tagging
+            .get_resources()
+            .resource_type_filters("kms:key")
+            .set_tag_filters(Some(filters))
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| failed("GetResources", e))?;
+            for arn in page.resource_tag_mapping_list().iter().filter_map(|m| m.resource_arn()) {
+                let key = match self.0.kms.describe_key().key_id(arn).send().await {
+                    Ok(out) => out,
+                    // A key in the listing that KMS no longer shows, or one this role may not read: not ours.
+                    Err(e) if is_code(&e, &["NotFoundException", "AccessDeniedException"]) => continue,
+                    Err(e) => return Err(failed("DescribeKey", e)),
+                };
+                let Some(key) = key.key_metadata() else { continue };
+                let aliases = self
+                    .0
+                    .kms
+                    .list_aliases()
+                    .key_id(key.key_id())
+                    .send()
+                    .await
+                    .map_err(|e| failed("ListAliases", e))?;
+                if usable(key) && key.description() == description && aliases.aliases().is_empty() {
+                    return Ok(Some(key.clone()));
+                }
             }
         }
         Ok(None)
+    }
+
+    /// Names `key` with the node's alias. An alias left on a key being
+    /// deleted (a crash between `ScheduleKeyDeletion` and `DeleteAlias`)
+    /// is moved to the new key; one on a live key is not taken over.
+    async fn name(&self, key: &KeyMetadata, r: &Resource) -> Result<(), DriverError> {
+        let alias = Props::of(r).str("alias")?;
+        let created = self.0.kms.create_alias().alias_name(alias).target_key_id(key.key_id()).send().await;
+        let Err(e) = created else { return Ok(()) };
+        if !is_code(&e, &["AlreadyExistsException"]) {
+            return Err(failed("CreateAlias", e));
+        }
+        let current = self.0.kms.describe_key().key_id(alias).send().await.map_err(|e| failed("DescribeKey", e))?;
+        match current.key_metadata() {
+            Some(k) if k.key_id() == key.key_id() => Ok(()),
+            Some(k) if usable(k) => Err(DriverError::Permanent(format!(
+                "{}: alias `{alias}` already names key {}, which is in use; delete the alias or the key if it is not paved's",
+                r.id,
+                k.key_id()
+            ))),
+            _ => self
+                .0
+                .kms
+                .update_alias()
+                .alias_name(alias)
+                .target_key_id(key.key_id())
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| failed("UpdateAlias", e)),
+        }
     }
 
     /// Sets everything but the alias and tags on `key`.
@@ -150,14 +200,7 @@ impl Driver for KmsKeyDriver {
                     .ok_or_else(|| DriverError::Retryable("AWS CreateKey returned no key".into()))?
             }
         };
-        self.0
-            .kms
-            .create_alias()
-            .alias_name(p.str("alias")?)
-            .target_key_id(key.key_id())
-            .send()
-            .await
-            .map_err(|e| failed("CreateAlias", e))?;
+        self.name(&key, r).await?;
         self.configure(&key, r).await?;
         Ok(outputs(&key))
     }
@@ -178,7 +221,8 @@ impl Driver for KmsKeyDriver {
 
     /// Schedules the key's deletion (KMS's shortest wait, 7 days: data
     /// sealed with it stays readable until then), then frees the alias:
-    /// in that order, a rerun after a crash still finds the key.
+    /// in that order, a rerun after a crash still finds the key, and a
+    /// create after such a crash moves the leftover alias ([`Self::name`]).
     async fn delete(&self, r: &Resource) -> Result<(), DriverError> {
         let alias = Props::of(r).str("alias")?;
         let key = match self.0.kms.describe_key().key_id(alias).send().await {

@@ -66,15 +66,23 @@ impl Driver for LogGroup {
         self.seen(&g).await
     }
 
-    /// paved's groups (`/paved/…`) in one paginated listing; tags are a call each.
+    /// paved's groups in one paginated listing per prefix paved names them
+    /// under (its own, EKS's and RDS's for paved's clusters and databases);
+    /// tags are a call each.
     async fn observe_all(&self, rs: &[Resource]) -> Vec<Result<Observation, DriverError>> {
-        let mut pages =
-            self.0.logs.describe_log_groups().log_group_name_prefix("/paved/").into_paginator().items().send();
+        const PREFIXES: [&str; 3] = ["/paved/", "/aws/eks/paved-", "/aws/rds/instance/paved-"];
         let mut all = Vec::new();
-        while let Some(item) = pages.next().await {
-            match item {
-                Ok(g) => all.push(g),
-                Err(e) => return super::every(rs, failed("DescribeLogGroups", e)),
+        for prefix in PREFIXES {
+            if !rs.iter().any(|r| Props::of(r).opt_str("name").is_some_and(|n| n.starts_with(prefix))) {
+                continue;
+            }
+            let mut pages =
+                self.0.logs.describe_log_groups().log_group_name_prefix(prefix).into_paginator().items().send();
+            while let Some(item) = pages.next().await {
+                match item {
+                    Ok(g) => all.push(g),
+                    Err(e) => return super::every(rs, failed("DescribeLogGroups", e)),
+                }
             }
         }
         let mut out = Vec::new();

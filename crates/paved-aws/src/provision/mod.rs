@@ -8,7 +8,11 @@
 //! * resources are found by their tags (EC2: `Name` = the node's external
 //!   name, set at creation in the same call) or by their deterministic
 //!   name, so a create after a crash adopts what the crashed run made;
-//!   client tokens are used where the API has them;
+//! * creates whose API takes an idempotency token send one
+//!   ([`Session::client_token`]: `CreateNatGateway`, `CreateRouteTable`,
+//!   `CreateFlowLogs`, EKS creates and updates, ACM `RequestCertificate`):
+//!   a create retried after a lost answer — before the new resource's tags
+//!   can be listed — returns the first one instead of making a second;
 //! * SDK errors are classified: throttling, 5xx and network errors are
 //!   retryable, the rest permanent (with AWS's own message).
 //!
@@ -18,6 +22,7 @@
 mod certs;
 mod cluster;
 mod data;
+mod dbuser;
 mod errors;
 mod identity;
 mod keys;
@@ -64,6 +69,13 @@ where
 /// SDK clients for one environment: its region, its credentials.
 pub struct Session {
     pub region: String,
+    /// What makes this run's idempotency tokens its own (the run's start):
+    /// retries within a run repeat a token, a later run (after a destroy,
+    /// say) does not reuse one AWS still remembers — EC2 keeps them for at
+    /// least 24 hours (<https://docs.aws.amazon.com/ec2/latest/devguide/ec2-api-idempotency.html>).
+    run: String,
+    /// The TLS a service login's database connection asks for ([`dbuser`]).
+    pub(crate) database_tls: sqlx::postgres::PgSslMode,
     pub(crate) ec2: aws_sdk_ec2::Client,
     pub(crate) kms: aws_sdk_kms::Client,
     pub(crate) logs: aws_sdk_cloudwatchlogs::Client,
@@ -75,12 +87,15 @@ pub struct Session {
     pub(crate) sqs: aws_sdk_sqs::Client,
     pub(crate) secrets: aws_sdk_secretsmanager::Client,
     pub(crate) acm: aws_sdk_acm::Client,
+    pub(crate) tagging: aws_sdk_resourcegroupstagging::Client,
     /// Route 53 is global: its calls are signed for us-east-1 whatever the region.
     pub(crate) route53: aws_sdk_route53::Client,
 }
 
 impl Session {
-    pub fn new(config: &ClientConfig, credentials: BrokeredCredentials) -> Session {
+    /// Clients for `config`'s region; `run` names the run (its start time,
+    /// say) for [`Session::client_token`].
+    pub fn new(config: &ClientConfig, credentials: BrokeredCredentials, run: &str) -> Session {
         let mut builder = aws_types::SdkConfig::builder()
             .behavior_version(aws_sdk_ec2::config::BehaviorVersion::latest())
             .region(Region::new(config.region.clone()))
@@ -95,6 +110,13 @@ impl Session {
         let s3 = aws_sdk_s3::config::Builder::from(&sdk).force_path_style(config.endpoint.is_some()).build();
         Session {
             region: config.region.clone(),
+            run: run.to_string(),
+            database_tls: dbuser::database_tls(std::env::var("PAVED_RDS_SSLMODE").ok().as_deref()).unwrap_or_else(
+                |e| {
+                    tracing::warn!("{e}; using require");
+                    sqlx::postgres::PgSslMode::Require
+                },
+            ),
             ec2: aws_sdk_ec2::Client::new(&sdk),
             kms: aws_sdk_kms::Client::new(&sdk),
             logs: aws_sdk_cloudwatchlogs::Client::new(&sdk),
@@ -106,8 +128,27 @@ impl Session {
             sqs: aws_sdk_sqs::Client::new(&sdk),
             secrets: aws_sdk_secretsmanager::Client::new(&sdk),
             acm: aws_sdk_acm::Client::new(&sdk),
+            tagging: aws_sdk_resourcegroupstagging::Client::new(&sdk),
             route53: aws_sdk_route53::Client::new(&sdk),
         }
+    }
+}
+
+impl Session {
+    /// The idempotency token of `r`'s create (or update) in this run: the
+    /// same for every retry of it, different for another node, other
+    /// properties or another run. 32 hex digits fit every API's limit
+    /// (ACM's is 32 word characters; EC2's and EKS's 64).
+    pub(crate) fn client_token(&self, r: &paved_engine::Resource) -> String {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        for part in
+            [self.run.as_bytes(), r.environment.as_bytes(), r.id.as_bytes(), r.properties.to_string().as_bytes()]
+        {
+            h.update((part.len() as u64).to_be_bytes());
+            h.update(part);
+        }
+        hex::encode(&h.finalize()[..16])
     }
 }
 
@@ -142,6 +183,7 @@ pub fn drivers(session: Session) -> Drivers {
         .with("aws.dns-name", d(Arc::new(cluster::Recorded)))
         .with("aws.db-subnet-group", d(Arc::new(data::DbSubnetGroup(s.clone()))))
         .with("aws.rds-instance", d(Arc::new(data::RdsInstance(s.clone()))))
+        .with("aws.db-user", d(Arc::new(dbuser::DbUser(s.clone()))))
         .with("aws.s3-bucket", d(Arc::new(data::Bucket(s.clone()))))
         .with("aws.sqs-queue", d(Arc::new(data::Queue(s))))
 }

@@ -143,6 +143,28 @@ where
     failed(operation, e)
 }
 
+impl Session {
+    /// The region's zones the account may use now: `available`, and of
+    /// type `availability-zone` needing no opt-in (Local and Wavelength
+    /// Zones are opt-in and carry no EKS or RDS). Which letters exist
+    /// differs between accounts, hence the question
+    /// (<https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_DescribeAvailabilityZones.html>).
+    pub async fn availability_zones(&self) -> Result<Vec<String>, DriverError> {
+        let out =
+            self.ec2.describe_availability_zones().send().await.map_err(|e| failed("DescribeAvailabilityZones", e))?;
+        let mut zones: Vec<String> = out
+            .availability_zones()
+            .iter()
+            .filter(|z| z.state().is_some_and(|s| s.as_str() == "available"))
+            .filter(|z| z.zone_type().is_none_or(|t| t == "availability-zone"))
+            .filter(|z| z.opt_in_status().is_none_or(|o| o.as_str() == "opt-in-not-required"))
+            .filter_map(|z| z.zone_name().map(str::to_string))
+            .collect();
+        zones.sort();
+        Ok(zones)
+    }
+}
+
 pub(crate) struct Vpc(pub(crate) Arc<Session>);
 
 impl Vpc {
@@ -585,6 +607,7 @@ impl Driver for NatGateway {
             .0
             .ec2
             .create_nat_gateway()
+            .client_token(self.0.client_token(r))
             .subnet_id(p.str("subnetId")?)
             .allocation_id(p.str("allocationId")?)
             .connectivity_type(ConnectivityType::from(p.str("connectivity")?))
@@ -745,6 +768,7 @@ impl Driver for RouteTable {
             .0
             .ec2
             .create_route_table()
+            .client_token(self.0.client_token(r))
             .vpc_id(Props::of(r).str("vpcId")?)
             .tag_specifications(tag_spec(ResourceType::RouteTable, r, &[]))
             .send()
@@ -1133,6 +1157,7 @@ impl Driver for FlowLog {
             .0
             .ec2
             .create_flow_logs()
+            .client_token(self.0.client_token(r))
             .resource_ids(p.str("vpcId")?)
             .resource_type(FlowLogsResourceType::Vpc)
             .traffic_type(TrafficType::from(p.str("trafficType")?))

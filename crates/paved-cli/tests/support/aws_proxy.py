@@ -23,7 +23,14 @@ of times, so runs repeat:
   because multiple requests to change this object were submitted
   simultaneously. Wait a few minutes and submit your request again."
   (https://docs.aws.amazon.com/IAM/latest/APIReference/CommonErrors.html),
-  once per role.
+  once per role;
+* EKS updates take time: `DescribeUpdate` reports each update
+  `InProgress` twice before the emulator's answer, and while one runs
+  another update of the same cluster is refused with 409
+  ResourceInUseException "The specified resource is in use."
+  (https://docs.aws.amazon.com/eks/latest/APIReference/API_UpdateClusterConfig.html);
+  the first `UpdateNodegroupVersion` of each node group meets an update
+  EKS started by itself (a platform version), refused the same way.
 
     python aws_proxy.py PORT UPSTREAM_URL
 
@@ -32,6 +39,8 @@ Control endpoints (not forwarded):
     POST /_proxy/reset            forget the counts
     POST /_proxy/faults?percent=N answer N% of requests with a throttling error
     POST /_proxy/propagation?on=1 answer as AWS does right after creates (above)
+    POST /_proxy/zones?drop=Z,…   DescribeAvailabilityZones leaves out zones Z (an account
+                                  without those zone letters: they differ between accounts)
     GET  /_proxy/injected         {"InvalidVpcID.NotFound": n, ...}
     GET  /_proxy/seen             ["ec2 CreateVpc", ...]: every operation since start (never reset)
 """
@@ -47,9 +56,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 PORT, UPSTREAM = int(sys.argv[1]), urllib.parse.urlparse(sys.argv[2])
 LOCK = threading.Lock()
-STATE = {"calls": {}, "throttled": 0, "percent": 0, "propagation": False, "injected": {}, "seen": set()}
+STATE = {"calls": {}, "throttled": 0, "percent": 0, "propagation": False, "injected": {}, "seen": set(), "drop_zones": []}
 # id or role name → how many more times it is "not there yet".
-PENDING = {"role": {}, "ec2": {}, "policy": set()}
+PENDING = {"role": {}, "ec2": {}, "policy": set(), "updates": {}, "busy": {}, "upgraded": set()}
+EKS_UPDATES = ("UpdateClusterConfig", "UpdateClusterVersion", "UpdateNodegroupConfig", "UpdateNodegroupVersion")
 RNG = random.Random(7)
 SCOPE = re.compile(r"Credential=[^/]+/\d+/([^/]+)/([^/]+)/aws4_request")
 
@@ -108,9 +118,25 @@ def operation(method, path, headers, body, service="-"):
     return f"{method} /{shape}" + (f"?{query}" if query else "")
 
 
-def created(service, op, body, data):
-    """Remembers what a successful create made, for `propagating`."""
+def _cluster(path):
+    parts = urllib.parse.urlparse(path).path.split("/")
+    return parts[2] if len(parts) > 2 and parts[1] == "clusters" else ""
+
+
+def _in_use():
+    injected("ResourceInUseException")
+    return (409, json.dumps({"message": "The specified resource is in use."}).encode(),
+            [("Content-Type", "application/json"), ("x-amzn-ErrorType", "ResourceInUseException")])
+
+
+def created(service, op, body, data, path="/"):
+    """Remembers what a successful create (or EKS update) made, for `propagating`."""
     with LOCK:
+        if service == "eks" and op in EKS_UPDATES:
+            update = json.loads(data or b"{}").get("update") or {}
+            if update.get("id"):
+                PENDING["updates"][update["id"]] = 2
+                PENDING["busy"][_cluster(path)] = update["id"]
         if service == "iam" and op == "CreateRole":
             name = urllib.parse.parse_qs(body.decode()).get("RoleName", [""])[0]
             PENDING["role"][name] = 2
@@ -125,9 +151,24 @@ def injected(code):
     STATE["injected"][code] = STATE["injected"].get(code, 0) + 1
 
 
-def propagating(service, op, body):
+def propagating(service, op, body, path="/"):
     """AWS's answer to a request naming something created a moment ago, or None."""
     with LOCK:
+        if service == "eks" and op == "DescribeUpdate":
+            update_id = urllib.parse.urlparse(path).path.rsplit("/", 1)[-1]
+            if PENDING["updates"].get(update_id, 0) > 0:
+                PENDING["updates"][update_id] -= 1
+                injected("InProgress")
+                update = {"id": update_id, "status": "InProgress", "type": "VersionUpdate", "params": [], "errors": []}
+                return (200, json.dumps({"update": update}).encode(), [("Content-Type", "application/json")])
+        if service == "eks" and op in EKS_UPDATES:
+            running = PENDING["busy"].get(_cluster(path))
+            if running and PENDING["updates"].get(running, 0) > 0:
+                return _in_use()
+            nodegroup = urllib.parse.urlparse(path).path
+            if op == "UpdateNodegroupVersion" and nodegroup not in PENDING["upgraded"]:
+                PENDING["upgraded"].add(nodegroup)
+                return _in_use()
         if service == "eks" and op == "CreateCluster":
             arn = json.loads(body or b"{}").get("roleArn", "")
             name = arn.rsplit("/", 1)[-1]
@@ -189,6 +230,9 @@ class Handler(BaseHTTPRequestHandler):
                 return self.reply(200, json.dumps({"calls": STATE["calls"], "throttled": STATE["throttled"]}).encode())
             if parsed.path == "/_proxy/reset":
                 STATE["calls"], STATE["throttled"] = {}, 0
+            elif parsed.path == "/_proxy/zones":
+                dropped = urllib.parse.parse_qs(parsed.query).get("drop", [""])[0]
+                STATE["drop_zones"] = [z for z in dropped.split(",") if z]
             elif parsed.path == "/_proxy/faults":
                 STATE["percent"] = int(urllib.parse.parse_qs(parsed.query).get("percent", ["0"])[0])
         return self.reply(200, b"{}")
@@ -213,7 +257,7 @@ class Handler(BaseHTTPRequestHandler):
                 b'{"__type":"ThrottlingException","message":"Rate exceeded (injected by the test proxy)"}',
                 [("Content-Type", "application/x-amz-json-1.1"), ("x-amzn-ErrorType", "ThrottlingException")],
             )
-        refusal = propagating(service, key.split(" ", 2)[2], body) if STATE["propagation"] else None
+        refusal = propagating(service, key.split(" ", 2)[2], body, self.path) if STATE["propagation"] else None
         if refusal:
             return self.reply(*refusal)
         upstream = http.client.HTTPConnection(UPSTREAM.hostname, UPSTREAM.port, timeout=60)
@@ -226,8 +270,12 @@ class Handler(BaseHTTPRequestHandler):
         # <VersioningConfiguration>. Rewritten here so the emulator speaks S3.
         if data.startswith(b"<?xml") and b"<GetBucketVersioningResponse" in data[:200]:
             data = data.replace(b"GetBucketVersioningResponse", b"VersioningConfiguration")
+        if key.endswith(" DescribeAvailabilityZones"):
+            for zone in STATE["drop_zones"]:
+                item = rb"<item>(?:(?!</item>).)*?<zoneName>" + re.escape(zone.encode()) + rb"</zoneName>.*?</item>"
+                data = re.sub(item, b"", data, flags=re.S)
         if STATE["propagation"] and answer.status == 200:
-            created(service, key.split(" ", 2)[2], body, data)
+            created(service, key.split(" ", 2)[2], body, data, self.path)
         passed = [(k, v) for k, v in answer.getheaders() if k.lower() not in ("connection", "transfer-encoding", "content-length")]
         self.reply(answer.status, data, passed)
         upstream.close()

@@ -271,7 +271,14 @@ pub fn free_port() -> u16 {
 pub struct Moto {
     child: Child,
     pub url: String,
+    /// The real PostgreSQL behind every RDS instance's endpoint (its
+    /// superuser is `paved`, RDS's master user as paved names it).
+    pub postgres: String,
 }
+
+/// The databases the examples' RDS instances hold (RDS makes an
+/// instance's database; here the test server has them).
+const RDS_DATABASES: [&str; 1] = ["payments_db"];
 
 impl Moto {
     pub fn start() -> Moto {
@@ -282,17 +289,26 @@ impl Moto {
             python.display()
         );
         let port = free_port();
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let urls: Vec<String> = RDS_DATABASES
+            .iter()
+            .map(|db| runtime.block_on(paved_store::testing::postgres_database(db)).expect("the test PostgreSQL"))
+            .collect();
+        let postgres = urls[0].rsplit_once('/').map(|(base, _)| base.to_string()).unwrap_or_default();
+        let endpoint = postgres.trim_start_matches("postgres://").rsplit('@').next().unwrap_or_default().to_string();
         // moto's server with each EKS cluster given its own OIDC issuer, as AWS does.
         let child = Command::new(&python)
             .arg(repo_root().join("crates/paved-cli/tests/support/moto_server.py"))
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             // AWS's managed policies (EKS's roles attach them) exist in every real account.
             .env("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
+            // RDS instances answer on a real PostgreSQL (services' logins are made there).
+            .env("PAVED_TEST_RDS_ENDPOINT", &endpoint)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let moto = Moto { child, url: format!("http://127.0.0.1:{port}") };
+        let moto = Moto { child, url: format!("http://127.0.0.1:{port}"), postgres };
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
             if let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) {
@@ -391,6 +407,12 @@ impl AwsProxy {
 
     pub fn faults(&self, percent: u32) {
         http(self.port, "POST", &format!("/_proxy/faults?percent={percent}"));
+    }
+
+    /// `DescribeAvailabilityZones` leaves these zones out from now on (an
+    /// account that lacks those zone letters).
+    pub fn drop_zones(&self, zones: &[&str]) {
+        http(self.port, "POST", &format!("/_proxy/zones?drop={}", zones.join(",")));
     }
 }
 

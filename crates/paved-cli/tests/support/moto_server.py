@@ -19,6 +19,22 @@ validation delay shortened.
   https://docs.aws.amazon.com/eks/latest/APIReference/API_UpdateClusterVersion.html),
   as AWS itself does at the end of a version's support; moto has no such
   call. Here it takes effect at once.
+* EKS answers every cluster and node-group update with the update it
+  started, which `DescribeUpdate` then reports
+  (https://docs.aws.amazon.com/eks/latest/APIReference/API_DescribeUpdate.html),
+  and upgrades node groups (`UpdateNodegroupVersion`); moto answers
+  `UpdateClusterConfig` with the cluster and has neither call. Here every
+  update succeeds at once (the test proxy can make them last).
+* EKS tags managed node groups as well as clusters (`TagResource`,
+  https://docs.aws.amazon.com/eks/latest/APIReference/API_TagResource.html);
+  moto tags clusters only.
+* RDS keeps a DB subnet group that `ModifyDBSubnetGroup` changed; moto
+  forgets it (it takes the group out and never puts it back).
+* An RDS instance's endpoint is a real PostgreSQL when
+  `PAVED_TEST_RDS_ENDPOINT=HOST:PORT` is set (moto's is a name that resolves
+  nowhere), and the master secret RDS manages names the instance's master
+  user (moto writes `admin` whatever was asked;
+  https://docs.aws.amazon.com/AmazonRDS/latest/UserGuide/rds-secrets-manager.html).
 
     python moto_server.py -H 127.0.0.1 -p PORT
 """
@@ -27,6 +43,7 @@ import hashlib
 import json
 import os
 import sys
+import uuid
 
 # ACM issues a DNS-validated certificate minutes after its records resolve;
 # moto after MOTO_ACM_VALIDATION_WAIT seconds (60 by default): here 2, so a
@@ -36,6 +53,7 @@ os.environ.setdefault("MOTO_ACM_VALIDATION_WAIT", "2")
 import moto.eks.models as eks  # noqa: E402
 import moto.eks.responses as eks_responses  # noqa: E402
 import moto.eks.urls as eks_urls  # noqa: E402
+import moto.rds.models as rds_models  # noqa: E402
 from moto.ec2.models import ec2_backends  # noqa: E402
 from moto.server import main  # noqa: E402
 
@@ -96,16 +114,100 @@ def _create_keeping_access_config(self):
 eks_responses.EKSResponse.create_cluster = _create_keeping_access_config
 
 
-def _update_cluster_version(self):
-    cluster = self.eks_backend.clusters[self._get_param("name")]
-    cluster.version = self._get_param("version")
-    update = {"id": hashlib.sha256(f"{cluster.arn}/{cluster.version}".encode()).hexdigest()[:36], "status": "Successful",
-              "type": "VersionUpdate", "params": [{"type": "Version", "value": cluster.version}], "errors": []}
+UPDATES = {}
+
+
+def _update(kind, params):
+    """Records an update EKS started (and finished) for DescribeUpdate."""
+    update = {"id": str(uuid.uuid4()), "status": "Successful", "type": kind, "params": params, "errors": []}
+    UPDATES[update["id"]] = update
     return 200, {}, json.dumps({"update": update})
 
 
+def _update_cluster_version(self):
+    cluster = self.eks_backend.clusters[self._get_param("name")]
+    cluster.version = self._get_param("version")
+    return _update("VersionUpdate", [{"type": "Version", "value": cluster.version}])
+
+
+_update_cluster_config = eks_responses.EKSResponse.update_cluster_config
+
+
+def _update_cluster_config_answering_the_update(self):
+    _update_cluster_config(self)
+    return _update("ConfigUpdate", [])
+
+
+_update_nodegroup_config = eks_responses.EKSResponse.update_nodegroup_config
+
+
+def _update_nodegroup_config_answering_the_update(self):
+    _update_nodegroup_config(self)
+    return _update("ConfigUpdate", [])
+
+
+def _update_nodegroup_version(self):
+    cluster = self.eks_backend.clusters[self._get_param("name")]
+    nodegroup = cluster.nodegroups[self._get_param("nodegroupName")]
+    nodegroup.version = self._get_param("version") or cluster.version
+    return _update("VersionUpdate", [{"type": "Version", "value": nodegroup.version}])
+
+
+def _describe_update(self):
+    update = UPDATES.get(self._get_param("updateId"))
+    if update is None:
+        return 404, {"x-amzn-ErrorType": "ResourceNotFoundException"}, json.dumps({"message": "No update found"})
+    return 200, {}, json.dumps({"update": update})
+
+
+_tag_resource = eks.EKSBackend.tag_resource
+
+
+def _tag_clusters_and_nodegroups(self, resource_arn, tags):
+    for cluster in self.clusters.values():
+        for nodegroup in cluster.nodegroups.values():
+            if nodegroup.arn == resource_arn:
+                nodegroup.tags.update(tags)
+                return
+    _tag_resource(self, resource_arn, tags)
+
+
+eks.EKSBackend.tag_resource = _tag_clusters_and_nodegroups
+
+_modify_subnet_group = rds_models.RDSBackend.modify_db_subnet_group
+
+
+def _modify_subnet_group_keeping_it(self, subnet_name, description, subnets):
+    group = _modify_subnet_group(self, subnet_name, description, subnets)
+    self.subnet_groups[subnet_name] = group
+    return group
+
+
+rds_models.RDSBackend.modify_db_subnet_group = _modify_subnet_group_keeping_it
+
+ENDPOINT = os.environ.get("PAVED_TEST_RDS_ENDPOINT")
+if ENDPOINT:
+    _host, _port = ENDPOINT.rsplit(":", 1)
+    rds_models.DBInstance.address = property(lambda self: _host)
+    rds_models.DBInstance.endpoint = property(lambda self: {"Address": _host, "Port": int(_port)})
+
+
+def _master_secret_string(self):
+    return json.dumps({"username": getattr(self.resource, "master_username", "admin"), "password": "P@55w0rd!"})
+
+
+rds_models.MasterUserSecret._generate_secret_string = _master_secret_string
+
 eks_responses.EKSResponse.update_cluster_version = _update_cluster_version
+eks_responses.EKSResponse.update_cluster_config = _update_cluster_config_answering_the_update
+eks_responses.EKSResponse.update_nodegroup_config = _update_nodegroup_config_answering_the_update
+eks_responses.EKSResponse.update_nodegroup_version = _update_nodegroup_version
+eks_responses.EKSResponse.describe_update = _describe_update
 eks_urls.url_paths["{0}/clusters/(?P<name>[^/]+)/updates$"] = eks_urls.response.dispatch
+eks_urls.url_paths["{0}/clusters/(?P<name>[^/]+)/updates/(?P<updateId>[^/]+)$"] = eks_urls.response.dispatch
+eks_urls.url_paths[
+    "{0}/clusters/(?P<name>[^/]+)/node-groups/(?P<nodegroupName>[^/]+)/update-version$"
+] = eks_urls.response.dispatch
 
 if __name__ == "__main__":
     sys.exit(main())

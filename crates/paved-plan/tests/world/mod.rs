@@ -50,6 +50,7 @@ impl World {
             addresses: Default::default(),
             releases: Default::default(),
             host: None,
+            zones: None,
         }
     }
 }
