@@ -128,7 +128,7 @@ fn the_security_baseline_is_in_every_graph() {
             );
             assert!(db.properties["kmsKeyArn"].as_str().unwrap().starts_with("${ref:aws.kms-key/"), "{env}");
             // The master password stays with RDS: no output of paved's holds it.
-            assert!(!db.outputs.contains(&"password".to_string()), "{env}");
+            assert!(!db.outputs.contains("password"), "{env}");
             // Its exports go to log groups planned before it.
             let identifier = db.properties["identifier"].as_str().unwrap();
             for log in ["postgresql", "upgrade"] {
