@@ -1199,6 +1199,9 @@ pub fn translate_with_bindings(input: &PlanInput<'_>) -> Result<Translation, Vec
                             "engineVersion": db.version.clone().unwrap_or_else(|| "16".into()),
                             "instanceClass": db_class(class),
                             "allocatedStorage": 20,
+                            // Storage grows by itself up to this (GiB) instead of filling up
+                            // (<https://docs.aws.amazon.com/AmazonRDS/latest/UserGuide/USER_PIOPS.Autoscaling.html>).
+                            "maxAllocatedStorage": 100,
                             "storageEncrypted": true,
                             "kmsKeyArn": r(&kms, "arn"),
                             "publiclyAccessible": false,
@@ -1256,6 +1259,8 @@ pub fn translate_with_bindings(input: &PlanInput<'_>) -> Result<Translation, Vec
                         &key,
                         json!({
                             "bucket": fit(&format!("paved-{account_id}-{env}-{key}"), S3_BUCKET),
+                            // Every call names the owner: bucket names are global.
+                            "expectedBucketOwner": account_id,
                             "encryption": {"sseAlgorithm": "aws:kms", "kmsKeyArn": r(&kms, "arn"), "bucketKeyEnabled": true},
                             "publicAccessBlock": {"blockPublicAcls": true, "blockPublicPolicy": true, "ignorePublicAcls": true, "restrictPublicBuckets": true},
                             "versioning": true,

@@ -127,6 +127,9 @@ fn the_security_baseline_is_in_every_graph() {
                 (&Value::Bool(true), &Value::Bool(false))
             );
             assert!(db.properties["kmsKeyArn"].as_str().unwrap().starts_with("${ref:aws.kms-key/"), "{env}");
+            // Storage grows by itself instead of filling up
+            // (<https://docs.aws.amazon.com/AmazonRDS/latest/UserGuide/USER_PIOPS.Autoscaling.html>).
+            assert!(db.properties["maxAllocatedStorage"].as_u64() > db.properties["allocatedStorage"].as_u64());
             // The master password stays with RDS: no output of paved's holds it.
             assert!(!db.outputs.contains("password"), "{env}");
             // Its exports go to log groups planned before it.
@@ -150,6 +153,9 @@ fn the_security_baseline_is_in_every_graph() {
         }
         let bucket = &kind(&g, "aws.s3-bucket")[0].properties;
         assert_eq!(bucket["encryption"]["sseAlgorithm"], "aws:kms");
+        // Bucket names are global: every call names the owner
+        // (<https://docs.aws.amazon.com/AmazonS3/latest/userguide/bucket-owner-condition.html>).
+        assert_eq!(bucket["expectedBucketOwner"], "123456789012");
         assert!(bucket["publicAccessBlock"].as_object().unwrap().values().all(|v| *v == Value::Bool(true)));
         assert!(kind(&g, "aws.sqs-queue")[0].properties["kmsMasterKeyId"].as_str().unwrap().contains("aws.kms-key"));
         let eks = &kind(&g, "aws.eks-cluster")[0].properties;

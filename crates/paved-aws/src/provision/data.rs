@@ -168,6 +168,7 @@ impl RdsInstance {
             "engineVersion": version_like(p.value("engineVersion"), d.engine_version()),
             "instanceClass": d.db_instance_class(),
             "allocatedStorage": d.allocated_storage(),
+            "maxAllocatedStorage": d.max_allocated_storage(),
             "storageEncrypted": d.storage_encrypted(),
             "kmsKeyArn": d.kms_key_id(),
             "publiclyAccessible": d.publicly_accessible(),
@@ -275,6 +276,7 @@ impl Driver for RdsInstance {
             .engine_version(p.str("engineVersion")?)
             .db_instance_class(p.str("instanceClass")?)
             .allocated_storage(p.int("allocatedStorage")?)
+            .set_max_allocated_storage(p.int("maxAllocatedStorage").ok())
             .storage_encrypted(p.bool("storageEncrypted"))
             .kms_key_id(p.str("kmsKeyArn")?)
             .publicly_accessible(p.bool("publiclyAccessible"))
@@ -316,6 +318,7 @@ impl Driver for RdsInstance {
             "engineVersion",
             "instanceClass",
             "allocatedStorage",
+            "maxAllocatedStorage",
             "backupRetentionDays",
             "multiAz",
             "securityGroupIds",
@@ -344,6 +347,7 @@ impl Driver for RdsInstance {
                 )
                 .db_instance_class(p.str("instanceClass")?)
                 .allocated_storage(p.int("allocatedStorage")?)
+                .set_max_allocated_storage(p.int("maxAllocatedStorage").ok())
                 .backup_retention_period(p.int("backupRetentionDays")?)
                 .multi_az(p.bool("multiAz"))
                 .set_vpc_security_group_ids(Some(p.strings("securityGroupIds")))
@@ -409,12 +413,21 @@ impl Driver for RdsInstance {
     }
 }
 
+/// The account that must own a node's bucket: every call names it
+/// (`ExpectedBucketOwner`), so a bucket of the same global name in another
+/// account is never read, changed or emptied
+/// (<https://docs.aws.amazon.com/AmazonS3/latest/userguide/bucket-owner-condition.html>).
+fn owner(r: &Resource) -> Option<String> {
+    Props::of(r).opt_str("expectedBucketOwner").filter(|o| !o.is_empty()).map(str::to_string)
+}
+
 /// An S3 bucket: KMS encryption, public access blocked, versioning, tags.
 pub(crate) struct Bucket(pub(crate) Arc<Session>);
 
 impl Bucket {
-    async fn exists(&self, bucket: &str) -> Result<bool, DriverError> {
-        match self.0.s3.head_bucket().bucket(bucket).send().await {
+    async fn exists(&self, r: &Resource) -> Result<bool, DriverError> {
+        let bucket = Props::of(r).str("bucket")?;
+        match self.0.s3.head_bucket().bucket(bucket).set_expected_bucket_owner(owner(r)).send().await {
             Ok(_) => Ok(true),
             Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 404) => Ok(false),
             Err(e) => Err(failed("HeadBucket", e)),
@@ -452,6 +465,7 @@ impl Bucket {
             .map_err(|e| DriverError::Permanent(e.to_string()))?;
         s3.put_bucket_encryption()
             .bucket(bucket)
+            .set_expected_bucket_owner(owner(r))
             .server_side_encryption_configuration(config)
             .send()
             .await
@@ -460,6 +474,7 @@ impl Bucket {
         let flag = |k: &str| block[k].as_bool().unwrap_or(true);
         s3.put_public_access_block()
             .bucket(bucket)
+            .set_expected_bucket_owner(owner(r))
             .public_access_block_configuration(
                 PublicAccessBlockConfiguration::builder()
                     .block_public_acls(flag("blockPublicAcls"))
@@ -475,6 +490,7 @@ impl Bucket {
             if p.bool("versioning") { BucketVersioningStatus::Enabled } else { BucketVersioningStatus::Suspended };
         s3.put_bucket_versioning()
             .bucket(bucket)
+            .set_expected_bucket_owner(owner(r))
             .versioning_configuration(aws_sdk_s3::types::VersioningConfiguration::builder().status(status).build())
             .send()
             .await
@@ -489,6 +505,7 @@ impl Bucket {
             Tagging::builder().set_tag_set(Some(tags)).build().map_err(|e| DriverError::Permanent(e.to_string()))?;
         s3.put_bucket_tagging()
             .bucket(bucket)
+            .set_expected_bucket_owner(owner(r))
             .tagging(tagging)
             .send()
             .await
@@ -501,27 +518,28 @@ impl Bucket {
 impl Driver for Bucket {
     async fn observe(&self, r: &Resource) -> Result<Observation, DriverError> {
         let bucket = Props::of(r).str("bucket")?;
-        if !self.exists(bucket).await? {
+        if !self.exists(r).await? {
             return Ok(Observation::Absent);
         }
         let s3 = &self.0.s3;
-        let encryption = match s3.get_bucket_encryption().bucket(bucket).send().await {
-            Ok(out) => out
-                .server_side_encryption_configuration()
-                .and_then(|c| c.rules().first())
-                .map(|rule| {
-                    let d = rule.apply_server_side_encryption_by_default();
-                    json!({
-                        "sseAlgorithm": d.map(|d| d.sse_algorithm().as_str()),
-                        "kmsKeyArn": d.and_then(|d| d.kms_master_key_id()),
-                        "bucketKeyEnabled": rule.bucket_key_enabled().unwrap_or(false),
+        let encryption =
+            match s3.get_bucket_encryption().bucket(bucket).set_expected_bucket_owner(owner(r)).send().await {
+                Ok(out) => out
+                    .server_side_encryption_configuration()
+                    .and_then(|c| c.rules().first())
+                    .map(|rule| {
+                        let d = rule.apply_server_side_encryption_by_default();
+                        json!({
+                            "sseAlgorithm": d.map(|d| d.sse_algorithm().as_str()),
+                            "kmsKeyArn": d.and_then(|d| d.kms_master_key_id()),
+                            "bucketKeyEnabled": rule.bucket_key_enabled().unwrap_or(false),
+                        })
                     })
-                })
-                .unwrap_or(Value::Null),
-            Err(e) if is_code(&e, &["ServerSideEncryptionConfigurationNotFoundError"]) => Value::Null,
-            Err(e) => return Err(failed("GetBucketEncryption", e)),
-        };
-        let block = match s3.get_public_access_block().bucket(bucket).send().await {
+                    .unwrap_or(Value::Null),
+                Err(e) if is_code(&e, &["ServerSideEncryptionConfigurationNotFoundError"]) => Value::Null,
+                Err(e) => return Err(failed("GetBucketEncryption", e)),
+            };
+        let block = match s3.get_public_access_block().bucket(bucket).set_expected_bucket_owner(owner(r)).send().await {
             Ok(out) => out
                 .public_access_block_configuration()
                 .map(|b| {
@@ -536,9 +554,14 @@ impl Driver for Bucket {
             Err(e) if is_code(&e, &["NoSuchPublicAccessBlockConfiguration"]) => Value::Null,
             Err(e) => return Err(failed("GetPublicAccessBlock", e)),
         };
-        let versioning =
-            s3.get_bucket_versioning().bucket(bucket).send().await.map_err(|e| failed("GetBucketVersioning", e))?;
-        let tags = match s3.get_bucket_tagging().bucket(bucket).send().await {
+        let versioning = s3
+            .get_bucket_versioning()
+            .bucket(bucket)
+            .set_expected_bucket_owner(owner(r))
+            .send()
+            .await
+            .map_err(|e| failed("GetBucketVersioning", e))?;
+        let tags = match s3.get_bucket_tagging().bucket(bucket).set_expected_bucket_owner(owner(r)).send().await {
             Ok(out) => tags_value(out.tag_set().iter().map(|t| (t.key(), t.value()))),
             Err(e) if is_code(&e, &["NoSuchTagSet"]) => json!({}),
             Err(e) => return Err(failed("GetBucketTagging", e)),
@@ -550,6 +573,8 @@ impl Driver for Bucket {
             "versioning": versioning.status() == Some(&BucketVersioningStatus::Enabled),
             // paved's own deletion rule, not a bucket setting: as stated.
             "forceDestroy": Props::of(r).bool("forceDestroy"),
+            // A condition on every call, not a setting S3 keeps.
+            "expectedBucketOwner": Props::of(r).value("expectedBucketOwner"),
             "tags": tags,
         });
         Ok(Observation::Present { properties, outputs: self.outputs(bucket), ready: true })
@@ -569,13 +594,20 @@ impl Driver for Bucket {
         match call.send().await {
             Ok(_) => {}
             Err(e) if is_code(&e, &["BucketAlreadyOwnedByYou"]) => {}
+            // Bucket names are global: another account has this one.
+            Err(e) if is_code(&e, &["BucketAlreadyExists"]) => {
+                return Err(DriverError::Permanent(format!(
+                    "{}: S3 bucket `{bucket}` belongs to another AWS account (bucket names are global); rename the resource or the environment",
+                    r.id
+                )));
+            }
             Err(e) => return Err(failed("CreateBucket", e)),
         }
         self.configure(r).await
     }
 
     async fn update(&self, r: &Resource) -> Result<Outputs, DriverError> {
-        if !self.exists(Props::of(r).str("bucket")?).await? {
+        if !self.exists(r).await? {
             return self.create(r).await;
         }
         self.configure(r).await
@@ -586,13 +618,18 @@ impl Driver for Bucket {
     async fn delete(&self, r: &Resource) -> Result<(), DriverError> {
         let p = Props::of(r);
         let bucket = p.str("bucket")?;
-        if !self.exists(bucket).await? {
+        if !self.exists(r).await? {
             return Ok(());
         }
         let s3 = &self.0.s3;
         loop {
-            let listed =
-                s3.list_object_versions().bucket(bucket).send().await.map_err(|e| failed("ListObjectVersions", e))?;
+            let listed = s3
+                .list_object_versions()
+                .bucket(bucket)
+                .set_expected_bucket_owner(owner(r))
+                .send()
+                .await
+                .map_err(|e| failed("ListObjectVersions", e))?;
             let objects: Vec<aws_sdk_s3::types::ObjectIdentifier> = listed
                 .versions()
                 .iter()
@@ -620,9 +657,15 @@ impl Driver for Bucket {
                 .quiet(true)
                 .build()
                 .map_err(|e| DriverError::Permanent(e.to_string()))?;
-            s3.delete_objects().bucket(bucket).delete(delete).send().await.map_err(|e| failed("DeleteObjects", e))?;
+            s3.delete_objects()
+                .bucket(bucket)
+                .set_expected_bucket_owner(owner(r))
+                .delete(delete)
+                .send()
+                .await
+                .map_err(|e| failed("DeleteObjects", e))?;
         }
-        match s3.delete_bucket().bucket(bucket).send().await {
+        match s3.delete_bucket().bucket(bucket).set_expected_bucket_owner(owner(r)).send().await {
             Ok(_) => Ok(()),
             Err(e) if is_code(&e, &["NoSuchBucket"]) => Ok(()),
             Err(e) => Err(failed("DeleteBucket", e)),
