@@ -755,3 +755,35 @@ fn an_unreachable_sts_is_reported_as_unreachable_not_as_a_refusal() {
     assert!(err.contains("AWS STS could not be reached") && err.contains("AWS_ENDPOINT_URL"), "{err}");
     assert!(!err.contains("refused the web-identity token"), "{err}");
 }
+
+#[test]
+fn a_preview_labelled_onto_production_or_another_account_is_refused() {
+    // Anyone who may write environments can set the label that names a
+    // preview's host: it must not put a pull request's code on production.
+    let p = Platform::new();
+    p.ok(&["apply", "-f", "examples/platform"]);
+    p.ok(&["apply", "-f", "examples/environments/aws-eu.yaml"]);
+    p.ok(&["apply", "-f", "examples/services"]);
+    let forged = |name: &str, host: &str, region: &str| {
+        format!(
+            "apiVersion: paved.dev/v1alpha1\nkind: Environment\nmetadata:\n  name: {name}\n  labels:\n    paved.dev/preview-of: {host}\n\
+             spec:\n  blueprint: web-service-standard@1.2.0\n  account: aws-eu\n  region: {region}\n  type: preview\n  ttl: 72h\n  owner: payments\n"
+        )
+    };
+    for (name, host, region, why) in [
+        ("pr-1-forged", "eu-production", "eu-west-1", "`eu-production` is a production environment"),
+        ("pr-2-forged", "nowhere", "eu-west-1", "no such environment"),
+        ("pr-4-forged", "eu-dev", "eu-west-1", "`eu-dev` is in region `eu-central-1`"),
+    ] {
+        p.ok_with_input(&["apply", "-f", "-"], &forged(name, host, region));
+        let out = p.command(&["plan", "-e", name]).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(err.contains(why) && err.contains("previews run only on a development environment"), "{err}");
+    }
+    // The label as paved sets it, on the development environment, plans (up to its host not being applied yet).
+    p.ok_with_input(&["apply", "-f", "-"], &forged("pr-3-real", "eu-dev", "eu-central-1"));
+    let out = p.command(&["plan", "-e", "pr-3-real"]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("apply it first with `paved apply -e eu-dev`"), "{err}");
+}

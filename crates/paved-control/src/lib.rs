@@ -282,6 +282,7 @@ impl Control {
             if cloud { self.address_plan(catalog, &c.account.metadata.name).await? } else { Default::default() };
         let host = match environment.metadata.labels.get(git::LABEL_PREVIEW_OF) {
             Some(host) if cloud && environment.spec.env_type == paved_model::EnvType::Preview => {
+                self.check_preview_host(catalog, environment, host).await?;
                 let nodes = self.store.applied_nodes(host).await?;
                 Some(paved_plan::aws::Host {
                     environment: host.clone(),
@@ -326,6 +327,45 @@ impl Control {
             environment: environment.to_string(),
             problems: errors.iter().map(|e| e.to_string()).collect(),
         })
+    }
+
+    /// A preview runs on its host's cluster and network: the host must be a
+    /// development environment of the preview's account and blueprint. The
+    /// label naming it is a spec field anyone who may write environments
+    /// can set, and must not put a pull request's code on production's
+    /// cluster or in another account.
+    async fn check_preview_host(
+        &self,
+        catalog: &Catalog,
+        preview: &paved_model::Environment,
+        host: &str,
+    ) -> Result<(), ControlError> {
+        let refuse = |why: String| ControlError::Unplannable {
+            environment: preview.metadata.name.clone(),
+            problems: vec![format!(
+                "label `{}: {host}`: {why}; previews run only on a development environment of their own account and blueprint",
+                git::LABEL_PREVIEW_OF
+            )],
+        };
+        let found = match catalog.get(paved_model::Kind::Environment, host).await {
+            Ok(o) => o,
+            Err(paved_catalog::CatalogError::NotFound { .. }) => return Err(refuse("no such environment".into())),
+            Err(e) => return Err(e.into()),
+        };
+        let paved_model::Spec::Environment(h) = found.spec else { return Err(refuse("not an environment".into())) };
+        if h.spec.env_type != paved_model::EnvType::Development {
+            return Err(refuse(format!("`{host}` is a {} environment", h.spec.env_type.as_str())));
+        }
+        if h.spec.account != preview.spec.account {
+            return Err(refuse(format!("`{host}` is in account `{}`", h.spec.account)));
+        }
+        if h.spec.region != preview.spec.region {
+            return Err(refuse(format!("`{host}` is in region `{}`", h.spec.region)));
+        }
+        if h.spec.blueprint.name() != preview.spec.blueprint.name() {
+            return Err(refuse(format!("`{host}` is built from blueprint `{}`", h.spec.blueprint.name())));
+        }
+        Ok(())
     }
 
     /// The zones an environment's applied subnets are in, when they fill
