@@ -170,6 +170,24 @@ fn one_artifact_is_promoted_by_digest_rolled_out_safely_rolled_back_and_shown_wh
     // dev → staging → production, the same bytes everywhere.
     let out = p.ok(&["deploy", "api", "-e", "dev", "--artifact", &d1]);
     assert!(out.contains("is healthy"), "{out}");
+    // A service's own order cannot loosen its blueprint's: leaving
+    // production out, or naming it right after dev, still needs the digest
+    // healthy in staging; putting the stages in another order is refused.
+    let api = std::fs::read_to_string(support::repo_root().join("examples/services/api.score.yaml")).unwrap();
+    for (stages, why) in [
+        ("dev", "healthy in a staging environment"),
+        ("dev,production", "healthy in a staging environment"),
+        ("production,staging", "puts `production` before `staging`"),
+    ] {
+        let annotated = api.replace(
+            "    paved.dev/owner: payments\n",
+            &format!("    paved.dev/owner: payments\n    paved.dev/stages: {stages}\n"),
+        );
+        p.ok_with_input(&["apply", "-f", "-"], &annotated);
+        let (ok, _, err) = run(&p, &["deploy", "api", "-e", "production", "--artifact", &d1]);
+        assert!(!ok && err.contains(why), "{stages}: {err}");
+    }
+    p.ok_with_input(&["apply", "-f", "-"], &api);
     p.ok(&["promote", "api", "--from", "dev", "--to", "staging"]);
     p.ok(&["promote", "api", "--from", "staging", "--to", "production"]);
     let program = file_sha(&v1.join("bin/api"));
@@ -295,4 +313,32 @@ fn on_docker_blue_green_switches_containers_without_a_failed_request() {
     let env = String::from_utf8_lossy(&inspect.stdout).to_string();
     assert!(env.contains(&format!("PAVED_IMAGE_DIGEST={d1}")) || digest() == d1, "{env}");
     p.ok(&["drift", "-e", "dev"]);
+}
+
+#[test]
+fn a_branch_mapped_to_production_is_refused_and_audited() {
+    // `paved.dev/branches: main=production` in a service's own spec would
+    // deploy every push straight to production: refused, dev still follows main.
+    let mut p = Platform::new();
+    p.ok(&["apply", "-f", "examples/platform"]);
+    p.ok(&["apply", "-f", "examples/environments/local.yaml"]);
+    let api = std::fs::read_to_string(support::repo_root().join("examples/services/api.score.yaml")).unwrap().replace(
+        "    paved.dev/owner: payments\n",
+        "    paved.dev/owner: payments\n    paved.dev/branches: main=production,main=dev\n",
+    );
+    p.ok_with_input(&["apply", "-f", "-"], &api);
+    let secret = p.data.path().join("webhook-secret");
+    std::fs::write(&secret, "a-test-secret\n").unwrap();
+    p.start(&["--github-webhook-secret-file", secret.to_str().unwrap(), "--reconcile-interval", "off"]);
+    let push = serde_json::json!({"ref": "refs/heads/main", "after": "4444444dddd4444444dddd4444444dddd4444444",
+                                  "repository": {"full_name": "payments/api"}});
+    let r = support::github_delivery(&p, "push", "d-push-1", &push, "a-test-secret");
+    assert_eq!(r.status, 202, "{}", r.text());
+    let result = r.json()["result"].as_str().unwrap_or_default().to_string();
+    assert!(result.contains("a branch does not deploy to production `production`"), "{result}");
+    assert!(result.contains("api to dev"), "{result}");
+    let audit: Value = serde_json::from_str(&p.ok(&["audit", "list", "-o", "json"])).unwrap();
+    let denied =
+        audit.as_array().unwrap().iter().find(|e| e["outcome"] == "denied" && e["target"] == "Service/api@production");
+    assert!(denied.is_some_and(|e| e["actor"] == "paved-git"), "{audit}");
 }

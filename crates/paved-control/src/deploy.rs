@@ -44,6 +44,10 @@ pub enum DeployRefusal {
         "{environment} accepts only artifacts already healthy in {previous} (promotion order {order}); {digest} never was. Deploy it there first, then `paved promote {service} --from ENV --to {environment}`"
     )]
     NotPromoted { service: String, environment: String, digest: String, previous: String, order: String },
+    #[error(
+        "service `{service}`: annotation `paved.dev/stages` puts `{first}` before `{second}`, against its blueprint's promotion order ({order}); a service may leave stages out, not reorder them"
+    )]
+    StagesReordered { service: String, first: String, second: String, order: String },
     #[error("service `{service}` is not healthy in `{environment}`{current}; only a healthy deployment is promoted")]
     SourceUnhealthy { service: String, environment: String, current: String },
     #[error("service `{service}` has no earlier healthy deployment in `{environment}` to roll back to")]
@@ -497,9 +501,12 @@ impl Control {
     }
 
     /// The promotion order: an environment of a stage accepts only digests
-    /// already healthy in the stage before. Declared per service
-    /// (`paved.dev/stages: dev,staging,production`, environment names) or
-    /// per blueprint (`spec.rollout.stages`, environment types).
+    /// already healthy in the stage before. The order is the blueprint's
+    /// (`spec.rollout.stages`, environment types) and always holds; a
+    /// service may only narrow it (`paved.dev/stages: dev,staging,production`,
+    /// environment names: its environment then also needs the digest healthy
+    /// in the one it names before). An annotation that puts the blueprint's
+    /// stages in another order is refused: a spec cannot loosen a gate.
     async fn check_stage(
         &self,
         catalog: &paved_catalog::Catalog,
@@ -508,42 +515,72 @@ impl Control {
         digest: &str,
     ) -> Result<(), DeployRefusal> {
         let environment = &c.environment.metadata.name;
+        let stages = &c.blueprint.spec.rollout.stages;
+        let order = stages.iter().map(|t| t.as_str()).collect::<Vec<_>>().join(" → ");
+        let listed = catalog
+            .list(Some(paved_model::Kind::Environment))
+            .await
+            .map_err(|e| DeployRefusal::Bundle(e.to_string()))?;
+        let type_of: BTreeMap<String, EnvType> = listed
+            .into_iter()
+            .filter_map(|o| match o.spec {
+                paved_model::Spec::Environment(e) => Some((e.metadata.name, e.spec.env_type)),
+                _ => None,
+            })
+            .collect();
+        // The service's own order may only narrow it: never reorder the blueprint's.
         let workload = c.services.iter().find(|w| w.metadata.name == service);
         let by_service: Option<Vec<String>> = workload
             .and_then(|w| w.annotation(ANNOTATION_STAGES))
             .map(|s| s.split(',').map(|x| x.trim().to_string()).filter(|x| !x.is_empty()).collect());
-        let (previous, candidates, order): (String, Vec<String>, String) = match by_service {
-            Some(stages) => {
-                let Some(i) = stages.iter().position(|s| s == environment) else { return Ok(()) };
-                if i == 0 {
-                    return Ok(());
-                }
-                (format!("`{}`", stages[i - 1]), vec![stages[i - 1].clone()], stages.join(" → "))
-            }
-            None => {
-                let stages = &c.blueprint.spec.rollout.stages;
-                let Some(i) = stages.iter().position(|t| *t == c.environment.spec.env_type) else { return Ok(()) };
-                if i == 0 {
-                    return Ok(());
-                }
-                let before: EnvType = stages[i - 1];
-                let mut names = Vec::new();
-                let listed = catalog
-                    .list(Some(paved_model::Kind::Environment))
-                    .await
-                    .map_err(|e| DeployRefusal::Bundle(e.to_string()))?;
-                for o in listed {
-                    if let paved_model::Spec::Environment(e) = o.spec
-                        && e.spec.env_type == before
-                    {
-                        names.push(e.metadata.name);
-                    }
-                }
-                let order = stages.iter().map(|t| t.as_str()).collect::<Vec<_>>().join(" → ");
-                (format!("a {} environment", before.as_str()), names, order)
-            }
-        };
-        for env in &candidates {
+        let named = by_service.unwrap_or_default();
+        let rank = |env: &String| type_of.get(env).and_then(|t| stages.iter().position(|s| s == t));
+        if let Some(pair) = named.windows(2).find(|p| matches!((rank(&p[0]), rank(&p[1])), (Some(a), Some(b)) if a > b))
+        {
+            return Err(DeployRefusal::StagesReordered {
+                service: service.into(),
+                first: pair[0].clone(),
+                second: pair[1].clone(),
+                order,
+            });
+        }
+        // The blueprint's gate, whatever the service says.
+        if let Some(i) = stages.iter().position(|t| *t == c.environment.spec.env_type)
+            && i > 0
+        {
+            let before: EnvType = stages[i - 1];
+            let names: Vec<String> = type_of.iter().filter(|(_, t)| **t == before).map(|(n, _)| n.clone()).collect();
+            self.healthy_in(service, environment, digest, &names, format!("a {} environment", before.as_str()), &order)
+                .await?;
+        }
+        // …and then its own gate.
+        let Some(i) = named.iter().position(|s| s == environment) else { return Ok(()) };
+        if i == 0 {
+            return Ok(());
+        }
+        self.healthy_in(
+            service,
+            environment,
+            digest,
+            &named[i - 1..i],
+            format!("`{}`", named[i - 1]),
+            &named.join(" → "),
+        )
+        .await
+    }
+
+    /// Ok when `digest` of `service` was healthy in one of `candidates`;
+    /// else the refusal naming `previous` and the `order`.
+    async fn healthy_in(
+        &self,
+        service: &str,
+        environment: &str,
+        digest: &str,
+        candidates: &[String],
+        previous: String,
+        order: &str,
+    ) -> Result<(), DeployRefusal> {
+        for env in candidates {
             let filter = DeploymentFilter { environment: Some(env.clone()), service: Some(service.into()) };
             let deployments =
                 self.store.deployments(&filter).await.map_err(|e| DeployRefusal::Bundle(e.to_string()))?;
@@ -553,10 +590,10 @@ impl Control {
         }
         Err(DeployRefusal::NotPromoted {
             service: service.into(),
-            environment: environment.clone(),
+            environment: environment.into(),
             digest: short(digest),
             previous,
-            order,
+            order: order.into(),
         })
     }
 

@@ -16,7 +16,7 @@ use crate::{Caller, Control, ControlError, RunOptions};
 use futures_util::StreamExt;
 use paved_model::score::{ANNOTATION_BRANCHES, ANNOTATION_OWNER, ANNOTATION_REPOSITORY};
 use paved_model::{EnvType, Kind, Spec};
-use paved_store::{PendingDeployment, RequestContext};
+use paved_store::{AuditOutcome, PendingDeployment, RequestContext};
 use serde::Serialize;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -194,10 +194,29 @@ impl Control {
                 for w in of_repo(repository) {
                     let map = w.annotation(ANNOTATION_BRANCHES).unwrap_or_default();
                     for (b, env) in map.split(',').filter_map(|pair| pair.trim().split_once('=')) {
-                        if b.trim() == branch {
-                            self.await_artifact(env.trim(), &w.metadata.name, commit, delivery).await?;
-                            asked.push(format!("{} to {}", w.metadata.name, env.trim()));
+                        if b.trim() != branch {
+                            continue;
                         }
+                        let env = env.trim();
+                        // A service's own annotation cannot open production to every push:
+                        // production changes by promotion, through its gates.
+                        if let Ok(o) = catalog.get(Kind::Environment, env).await
+                            && let Spec::Environment(e) = o.spec
+                            && e.spec.env_type == paved_model::EnvType::Production
+                        {
+                            let why = format!(
+                                "`{ANNOTATION_BRANCHES}: {branch}={env}` refused: a branch does not deploy to production `{env}`; promote a digest healthy in the stage before (`paved promote`)"
+                            );
+                            let caller = self.git_caller(request);
+                            let details = serde_json::json!({"commit": commit, "branch": branch, "reason": why});
+                            let target = format!("Service/{}@{env}", w.metadata.name);
+                            self.record(&caller, "deployment.create", target, AuditOutcome::Denied, None, details)
+                                .await?;
+                            asked.push(why);
+                            continue;
+                        }
+                        self.await_artifact(env, &w.metadata.name, commit, delivery).await?;
+                        asked.push(format!("{} to {env}", w.metadata.name));
                     }
                 }
                 Ok(if asked.is_empty() {
