@@ -330,7 +330,8 @@ impl Control {
     }
 
     /// A preview runs on its host's cluster and network: the host must be a
-    /// development environment of the preview's account and blueprint. The
+    /// development environment of the preview's account, region and
+    /// blueprint. The
     /// label naming it is a spec field anyone who may write environments
     /// can set, and must not put a pull request's code on production's
     /// cluster or in another account.
@@ -343,7 +344,7 @@ impl Control {
         let refuse = |why: String| ControlError::Unplannable {
             environment: preview.metadata.name.clone(),
             problems: vec![format!(
-                "label `{}: {host}`: {why}; previews run only on a development environment of their own account and blueprint",
+                "label `{}: {host}`: {why}; previews run only on a development environment of their own account, region and blueprint",
                 git::LABEL_PREVIEW_OF
             )],
         };
