@@ -787,3 +787,20 @@ fn a_preview_labelled_onto_production_or_another_account_is_refused() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("apply it first with `paved apply -e eu-dev`"), "{err}");
 }
+
+#[test]
+fn a_nat_gateway_that_failed_fails_the_apply_at_once_with_awss_reason() {
+    // EC2 leaves a failed NAT gateway `failed` with a code and a message
+    // (<https://docs.aws.amazon.com/vpc/latest/userguide/nat-gateway-troubleshooting.html>):
+    // the apply says so instead of waiting for it to become available.
+    let aws = Aws::new();
+    aws.proxy.nat_fails(true);
+    let out = aws.paved(&["apply", "-e", "eu-dev"]);
+    assert!(!out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(text.contains("aws.nat-gateway/eu-dev") && text.contains("failed (Gateway.NotAttached"), "{text}");
+    // Fixed, the next apply converges.
+    aws.proxy.nat_fails(false);
+    aws.ok(&["apply", "-e", "eu-dev"]);
+    assert_eq!(aws.inventory("eu-dev", "eu-central-1"), aws.planned("eu-dev"));
+}

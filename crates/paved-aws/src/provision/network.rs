@@ -615,6 +615,19 @@ impl Driver for NatGateway {
             .send()
             .await
             .map_err(|e| failed("CreateNatGateway", e))?;
+        // A gateway that failed stays `failed` (listed for an hour, then
+        // gone): the same run's retry gets it back for its client token, and
+        // says why at once instead of waiting for readiness until the timeout
+        // (<https://docs.aws.amazon.com/vpc/latest/userguide/nat-gateway-troubleshooting.html>).
+        if let Some(nat) = out.nat_gateway().filter(|n| n.state().is_some_and(|s| s.as_str() == "failed")) {
+            return Err(DriverError::Permanent(format!(
+                "{}: AWS reports NAT gateway {} failed ({}: {}); fix that and apply again",
+                r.id,
+                nat.nat_gateway_id().unwrap_or("-"),
+                nat.failure_code().unwrap_or("-"),
+                nat.failure_message().unwrap_or("no message")
+            )));
+        }
         Ok(id_output(out.nat_gateway().and_then(|n| n.nat_gateway_id()).unwrap_or_default()))
     }
 

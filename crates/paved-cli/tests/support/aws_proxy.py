@@ -39,6 +39,8 @@ Control endpoints (not forwarded):
     POST /_proxy/reset            forget the counts
     POST /_proxy/faults?percent=N answer N% of requests with a throttling error
     POST /_proxy/propagation?on=1 answer as AWS does right after creates (above)
+    POST /_proxy/nat?fail=1       CreateNatGateway answers a gateway that failed, as EC2 reports
+                                  one whose VPC has no internet gateway (`Gateway.NotAttached`)
     POST /_proxy/zones?drop=Z,…   DescribeAvailabilityZones leaves out zones Z (an account
                                   without those zone letters: they differ between accounts)
     GET  /_proxy/injected         {"InvalidVpcID.NotFound": n, ...}
@@ -56,7 +58,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 PORT, UPSTREAM = int(sys.argv[1]), urllib.parse.urlparse(sys.argv[2])
 LOCK = threading.Lock()
-STATE = {"calls": {}, "throttled": 0, "percent": 0, "propagation": False, "injected": {}, "seen": set(), "drop_zones": []}
+STATE = {"calls": {}, "throttled": 0, "percent": 0, "propagation": False, "injected": {}, "seen": set(), "drop_zones": [], "nat_fails": False}
 # id or role name → how many more times it is "not there yet".
 PENDING = {"role": {}, "ec2": {}, "policy": set(), "updates": {}, "busy": {}, "upgraded": set()}
 EKS_UPDATES = ("UpdateClusterConfig", "UpdateClusterVersion", "UpdateNodegroupConfig", "UpdateNodegroupVersion")
@@ -230,6 +232,8 @@ class Handler(BaseHTTPRequestHandler):
                 return self.reply(200, json.dumps({"calls": STATE["calls"], "throttled": STATE["throttled"]}).encode())
             if parsed.path == "/_proxy/reset":
                 STATE["calls"], STATE["throttled"] = {}, 0
+            elif parsed.path == "/_proxy/nat":
+                STATE["nat_fails"] = urllib.parse.parse_qs(parsed.query).get("fail", ["0"])[0] == "1"
             elif parsed.path == "/_proxy/zones":
                 dropped = urllib.parse.parse_qs(parsed.query).get("drop", [""])[0]
                 STATE["drop_zones"] = [z for z in dropped.split(",") if z]
@@ -270,6 +274,10 @@ class Handler(BaseHTTPRequestHandler):
         # <VersioningConfiguration>. Rewritten here so the emulator speaks S3.
         if data.startswith(b"<?xml") and b"<GetBucketVersioningResponse" in data[:200]:
             data = data.replace(b"GetBucketVersioningResponse", b"VersioningConfiguration")
+        if key.endswith(" CreateNatGateway") and STATE["nat_fails"] and answer.status == 200:
+            failure = (b"<state>failed</state><failureCode>Gateway.NotAttached</failureCode>"
+                       b"<failureMessage>Network vpc-0 has no Internet gateway attached</failureMessage>")
+            data = re.sub(rb"<state>[a-z]+</state>", failure, data, count=1)
         if key.endswith(" DescribeAvailabilityZones"):
             for zone in STATE["drop_zones"]:
                 item = rb"<item>(?:(?!</item>).)*?<zoneName>" + re.escape(zone.encode()) + rb"</zoneName>.*?</item>"

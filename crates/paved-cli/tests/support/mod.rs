@@ -409,6 +409,11 @@ impl AwsProxy {
         http(self.port, "POST", &format!("/_proxy/faults?percent={percent}"));
     }
 
+    /// `CreateNatGateway` answers (or no longer answers) a gateway that failed.
+    pub fn nat_fails(&self, on: bool) {
+        http(self.port, "POST", &format!("/_proxy/nat?fail={}", u8::from(on)));
+    }
+
     /// `DescribeAvailabilityZones` leaves these zones out from now on (an
     /// account that lacks those zone letters).
     pub fn drop_zones(&self, zones: &[&str]) {
