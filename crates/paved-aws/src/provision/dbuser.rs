@@ -40,14 +40,6 @@ fn literal(text: &str) -> String {
 }
 
 impl DbUser {
-    fn tags(r: &Resource) -> Vec<aws_sdk_secretsmanager::types::Tag> {
-        Props::of(r)
-            .tags()
-            .into_iter()
-            .map(|(k, v)| aws_sdk_secretsmanager::types::Tag::builder().key(k).value(v).build())
-            .collect()
-    }
-
     /// The login's secret: `(described, password)`; `None` when there is
     /// none or it is scheduled for deletion.
     async fn secret(
@@ -99,7 +91,7 @@ impl DbUser {
             .description(format!("paved: the login of {}", r.id))
             .kms_key_id(p.str("kmsKeyArn")?)
             .secret_string(&value)
-            .set_tags(Some(Self::tags(r)))
+            .set_tags(Some(super::secret::tags(r)))
             .send()
             .await;
         match created {
@@ -260,7 +252,7 @@ impl Driver for DbUser {
         let sm = &self.0.secrets;
         sm.tag_resource()
             .secret_id(p.str("secretName")?)
-            .set_tags(Some(Self::tags(r)))
+            .set_tags(Some(super::secret::tags(r)))
             .send()
             .await
             .map_err(|e| failed("TagResource", e))?;

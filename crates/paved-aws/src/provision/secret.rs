@@ -20,6 +20,16 @@ use std::sync::Arc;
 /// What a value changed outside paved reads as.
 pub(crate) const CHANGED: &str = "(changed outside paved)";
 
+/// A node's `tags` as Secrets Manager takes them (service secrets and
+/// database logins' secrets).
+pub(crate) fn tags(r: &Resource) -> Vec<aws_sdk_secretsmanager::types::Tag> {
+    Props::of(r)
+        .tags()
+        .into_iter()
+        .map(|(k, v)| aws_sdk_secretsmanager::types::Tag::builder().key(k).value(v).build())
+        .collect()
+}
+
 pub(crate) struct Secret(pub(crate) Arc<Session>);
 
 impl Secret {
@@ -38,14 +48,6 @@ impl Secret {
         Props::of(r).value("values").to_string()
     }
 
-    fn tags(r: &Resource) -> Vec<aws_sdk_secretsmanager::types::Tag> {
-        Props::of(r)
-            .tags()
-            .into_iter()
-            .map(|(k, v)| aws_sdk_secretsmanager::types::Tag::builder().key(k).value(v).build())
-            .collect()
-    }
-
     fn outputs(arn: Option<&str>) -> Outputs {
         Outputs::from([("arn".to_string(), json!(arn))])
     }
@@ -62,12 +64,7 @@ impl Secret {
             .send()
             .await
             .map_err(|e| failed("UpdateSecret", e))?;
-        sm.tag_resource()
-            .secret_id(name)
-            .set_tags(Some(Self::tags(r)))
-            .send()
-            .await
-            .map_err(|e| failed("TagResource", e))?;
+        sm.tag_resource().secret_id(name).set_tags(Some(tags(r))).send().await.map_err(|e| failed("TagResource", e))?;
         Ok(Self::outputs(arn))
     }
 }
@@ -128,7 +125,7 @@ impl Driver for Secret {
             .description(format!("paved: the values of {}", r.id))
             .kms_key_id(p.str("kmsKeyId")?)
             .secret_string(Self::value(r))
-            .set_tags(Some(Self::tags(r)))
+            .set_tags(Some(tags(r)))
             .send()
             .await;
         match created {
