@@ -65,8 +65,32 @@ fn running(p: &Platform, env: &str) -> (String, String) {
     let (status, body) = get(&addr, "api", "/version").unwrap_or_else(|e| panic!("api in {env} at {addr}: {e}"));
     assert_eq!(status, 200, "{body}");
     let v: Value = serde_json::from_str(&body).unwrap();
-    let exe = std::fs::read(format!("/proc/{}/exe", v["pid"])).unwrap();
+    let pid = host_pid(env, v["digest"].as_str().unwrap(), v["pid"].as_u64().unwrap());
+    let exe = std::fs::read(format!("/proc/{pid}/exe")).unwrap();
     (v["digest"].as_str().unwrap().to_string(), hex::encode(Sha256::digest(exe)))
+}
+
+/// The host's pid of api's process in `env`, which reports its pid inside
+/// its sandbox (its own PID namespace): the one running `digest` whose
+/// `NSpid` ends with it.
+fn host_pid(env: &str, digest: &str, inner: u64) -> u64 {
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u64>() else { continue };
+        let status = std::fs::read_to_string(e.path().join("status")).unwrap_or_default();
+        let ns: Vec<u64> = status
+            .lines()
+            .find_map(|l| l.strip_prefix("NSpid:"))
+            .map(|l| l.split_whitespace().filter_map(|n| n.parse().ok()).collect())
+            .unwrap_or_default();
+        let environ = std::fs::read(e.path().join("environ")).unwrap_or_default();
+        let has = |kv: &str| environ.split(|b| *b == 0).any(|v| v == kv.as_bytes());
+        if ns.len() > 1 && ns.last() == Some(&inner) && has(&format!("PAVED_ENVIRONMENT={env}")) && has("PAVED_SERVICE=api")
+            && has(&format!("PAVED_IMAGE_DIGEST={digest}"))
+        {
+            return pid;
+        }
+    }
+    panic!("no process of api in {env} has pid {inner} in its namespace")
 }
 
 fn file_sha(path: &Path) -> String {

@@ -5,21 +5,21 @@
 //! Needs the PostgreSQL server binaries (scripts/test installs them) and,
 //! for the docker runtime, a running Docker Engine.
 
+mod support;
+
 use sha2::{Digest, Sha256};
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
+use support::repo_root;
 
 struct Paved {
     data: tempfile::TempDir,
     runtime: &'static str,
 }
 
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
 
 impl Paved {
     fn new() -> Paved {
@@ -522,7 +522,7 @@ fn write_redis_specs(dir: &Path, runtime: &str) {
     let main = if runtime == "docker" {
         "    image: registry.example.com/storefront/web:2.0.1\n    variables:\n      API_URL: http://nowhere:1\n"
     } else {
-        "    image: registry.example.com/payments/worker:1.4.2\n    command: [\"/bin/sh\", \"-c\", \"while true; do redis-cli --no-auth-warning -h \\\"$REDIS_HOST\\\" -p \\\"$REDIS_PORT\\\" -a \\\"$REDIS_PASSWORD\\\" set seen-by cache-user; sleep 1; done\"]\n    variables:\n"
+        "    image: registry.example.com/test/tools:1\n    command: [\"/bin/sh\", \"-c\", \"while true; do redis-cli --no-auth-warning -h \\\"$REDIS_HOST\\\" -p \\\"$REDIS_PORT\\\" -a \\\"$REDIS_PASSWORD\\\" set seen-by cache-user; sleep 1; done\"]\n    variables:\n"
     };
     std::fs::write(
         dir.join("cache-user.score.yaml"),
@@ -543,6 +543,8 @@ fn redis_resources_are_password_protected_servers_repaired_on_drift() {
     let p = Paved::new();
     p.ok(&["up"]);
     let specs = p.dir().join("redis-specs");
+    let tools = support::tools_bundle(&p.dir().join("tools"), &["sh", "redis-cli", "sleep"]);
+    p.ok(&["image", "import", tools.to_str().unwrap(), "--tag", "registry.example.com/test/tools:1"]);
     write_redis_specs(&specs, "process");
     p.ok(&["apply", "-f", specs.to_str().unwrap(), "-e", "cache-dev"]);
 
@@ -582,7 +584,8 @@ fn lcg(seed: u64) -> impl FnMut() -> u64 {
 }
 
 /// After an apply completed: one supervisor per workload, every service
-/// process a child of a live supervisor, no drift.
+/// process under a live supervisor (its sandbox's two bubblewrap processes
+/// between them), no drift.
 fn assert_converged(p: &Paved, seed: u64) {
     let procs = p.processes();
     // A workload's supervisor runs in one of its two slots (`slots/blue`, `slots/green`).
@@ -594,8 +597,27 @@ fn assert_converged(p: &Paved, seed: u64) {
     let supervisors: Vec<i32> =
         procs.iter().filter(|(_, _, c)| c.contains("__supervise")).map(|(pid, _, _)| *pid).collect();
     let blobs = p.dir().join("images/blobs").display().to_string();
-    for (pid, ppid, cmd) in procs.iter().filter(|(_, _, c)| c.contains(&blobs) || c.contains("__proxy")) {
-        assert!(supervisors.contains(ppid), "seed {seed}: orphaned process {pid} ({cmd}), parent {ppid}");
+    // The workloads' own programs do not name the data directory: every process of the machine.
+    let all = processes();
+    let parent: std::collections::BTreeMap<i32, i32> = all.iter().map(|(pid, ppid, _)| (*pid, *ppid)).collect();
+    let supervised = |mut pid: i32| {
+        for _ in 0..4 {
+            match parent.get(&pid) {
+                Some(ppid) if supervisors.contains(ppid) => return true,
+                Some(ppid) => pid = *ppid,
+                None => return false,
+            }
+        }
+        false
+    };
+    let sandboxed = |c: &str| c.contains(&blobs) || c.contains("/.paved/setpriv");
+    for (pid, ppid, cmd) in procs.iter().filter(|(_, _, c)| sandboxed(c) || c.contains("__proxy")) {
+        assert!(supervised(*pid), "seed {seed}: orphaned process {pid} ({cmd}), parent {ppid}");
+    }
+    // Each workload's own process (the bundle's program) is there, under its sandbox.
+    for program in ["/bin/api", "/bin/web", "/bin/worker"] {
+        let found = all.iter().filter(|(pid, _, c)| c.starts_with(program) && supervised(*pid)).count();
+        assert_eq!(found, 1, "seed {seed}: {found} processes of {program} under this test's supervisors");
     }
     p.assert_no_drift("dev", &format!("seed {seed}"));
 }

@@ -56,11 +56,10 @@ fn run(p: &Platform, args: &[&str], input: Option<&str>) -> Output {
     child.wait_with_output().unwrap()
 }
 
-/// The image the test services run: an empty bundle (their commands are the host's `/bin/sh`).
+/// The image the test services run: a shell, `cat` and `sleep` (the process
+/// runtime runs only a bundle's own programs).
 fn import_shell_image(p: &Platform, seen: &mut Seen) {
-    let bundle = p.data.path().join("shell-bundle");
-    std::fs::create_dir_all(&bundle).unwrap();
-    std::fs::write(bundle.join("bundle.json"), r#"{"cmd": ["/bin/sh"]}"#).unwrap();
+    let bundle = support::tools_bundle(&p.data.path().join("shell-bundle"), &["sh", "cat", "sleep"]);
     ok(p, seen, &["image", "import", bundle.to_str().unwrap(), "--tag", "registry.example.com/test/shell:1"], None);
 }
 
@@ -78,8 +77,9 @@ fn environment(name: &str, env_type: &str, extra: &str) -> String {
     )
 }
 
-/// A service whose process writes what it received (a variable, a file) to `out`.
-fn service(name: &str, out: &Path, variable: &str, file: Option<&str>) -> String {
+/// A service whose process writes what it received (a variable, a file) in
+/// its own directory (its sandbox lets it write nowhere else): see [`received`].
+fn service(name: &str, variable: &str, file: Option<&str>) -> String {
     let files = match file {
         Some(secret) => format!("    files:\n      /run/token:\n        content: ${{secrets.{secret}}}\n"),
         None => String::new(),
@@ -87,10 +87,9 @@ fn service(name: &str, out: &Path, variable: &str, file: Option<&str>) -> String
     format!(
         "apiVersion: score.dev/v1b1\nmetadata:\n  name: {name}\n  annotations:\n    paved.dev/owner: platform\n\
          containers:\n  main:\n    image: registry.example.com/test/shell:1\n    \
-         command: [\"/bin/sh\", \"-c\", \"printf %s \\\"$TOKEN\\\" > \\\"$OUT/{name}.env\\\"; \
-         cat \\\"$PAVED_ROOT/run/token\\\" > \\\"$OUT/{name}.file\\\" 2>/dev/null; exec sleep 600\"]\n    \
-         variables:\n      TOKEN: ${{secrets.{variable}}}\n      OUT: {}\n{files}---\n",
-        out.display()
+         command: [\"/bin/sh\", \"-c\", \"printf %s \\\"$TOKEN\\\" > \\\"$PAVED_ROOT/{name}.env\\\"; \
+         cat \\\"$PAVED_ROOT/run/token\\\" > \\\"$PAVED_ROOT/{name}.file\\\" 2>/dev/null; exec sleep 600\"]\n    \
+         variables:\n      TOKEN: ${{secrets.{variable}}}\n{files}---\n"
     )
 }
 
@@ -99,16 +98,32 @@ role: admin\n  subjects: [serviceaccount:admin]\n  scope: organisation\n  produc
 apiVersion: paved.dev/v1alpha1\nkind: RoleBinding\nmetadata:\n  name: dev-revealers\nspec:\n  \
 role: developer\n  subjects: [serviceaccount:oncall]\n  scope: environment:dev\n  revealSecrets: true\n---\n";
 
-/// Waits for `path` to hold something; returns it.
-fn wait_for_file(path: &Path) -> String {
+/// The file `name` a test service wrote in its container's directory, if any.
+fn received(p: &Platform, name: &str) -> Option<PathBuf> {
+    let mut stack = vec![p.data.path().join("local/envs")];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let path = e.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if e.file_name() == name && d.ends_with("root") {
+                return Some(path);
+            }
+        }
+    }
+    None
+}
+
+/// Waits for a test service to have written `name`; returns what it holds.
+fn wait_for_file(p: &Platform, name: &str) -> String {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        if let Ok(text) = std::fs::read_to_string(path)
+        if let Some(text) = received(p, name).and_then(|f| std::fs::read_to_string(f).ok())
             && !text.is_empty()
         {
             return text;
         }
-        assert!(Instant::now() < deadline, "{} was never written", path.display());
+        assert!(Instant::now() < deadline, "{name} was never written");
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -142,13 +157,11 @@ fn a_canary_secret_never_leaves_the_vault_except_by_an_audited_reveal() {
     unsafe { std::env::set_var("PAVED_LOG", "trace") };
     let mut p = Platform::new();
     let mut seen = Seen::default();
-    let out_dir = p.data.path().join("received");
-    std::fs::create_dir_all(&out_dir).unwrap();
     ok(&p, &mut seen, &["apply", "-f", "examples/platform"], None);
     import_shell_image(&p, &mut seen);
     let specs = environment("dev", "development", "")
         + BINDINGS
-        + &service("canary", &out_dir, "API_TOKEN", Some("FILE_TOKEN"));
+        + &service("canary", "API_TOKEN", Some("FILE_TOKEN"));
     ok(&p, &mut seen, &["apply", "-f", "-"], Some(&specs));
 
     // A value on the command line is refused, without echoing it.
@@ -187,8 +200,8 @@ fn a_canary_secret_never_leaves_the_vault_except_by_an_audited_reveal() {
     };
     assert_eq!(finished["status"], "succeeded", "{finished}");
     responses.push(finished);
-    assert_eq!(wait_for_file(&out_dir.join("canary.env")), CANARY_CLI);
-    assert_eq!(wait_for_file(&out_dir.join("canary.file")), CANARY_API);
+    assert_eq!(wait_for_file(&p, "canary.env"), CANARY_CLI);
+    assert_eq!(wait_for_file(&p, "canary.file"), CANARY_API);
     let delivered = p.data.path().join("local/envs/dev/workloads/canary/slots/blue/containers/main/root/run/token");
     assert_eq!(std::fs::metadata(&delivered).unwrap().permissions().mode() & 0o777, 0o600);
 
@@ -252,7 +265,7 @@ fn a_canary_secret_never_leaves_the_vault_except_by_an_audited_reveal() {
     assert!(report.contains("variables.TOKEN") && report.contains("<secret>"), "{report}");
     ok(&p, &mut seen, &["apply", "-e", "dev"], None);
     let deadline = Instant::now() + Duration::from_secs(30);
-    while wait_for_file(&out_dir.join("canary.env")) != CANARY_NEXT {
+    while wait_for_file(&p, "canary.env") != CANARY_NEXT {
         assert!(Instant::now() < deadline, "the workload was not restarted with the new version");
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -273,7 +286,8 @@ fn a_canary_secret_never_leaves_the_vault_except_by_an_audited_reveal() {
         let rel = path.strip_prefix(p.data.path()).unwrap();
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert!(
-            (rel.starts_with("local/envs/dev/workloads") && mode == 0o600) || rel.starts_with("received"),
+            (rel.starts_with("local/envs/dev/workloads") && mode == 0o600)
+                || received(&p, &path.file_name().unwrap().to_string_lossy()).as_ref() == Some(&path),
             "{} holds a secret value (mode {mode:o})",
             rel.display()
         );
@@ -314,15 +328,13 @@ fn postgresql_holds_only_ciphertext() {
 fn a_preview_never_resolves_a_production_secret() {
     let p = Platform::new();
     let mut seen = Seen::default();
-    let out_dir = p.data.path().join("received");
-    std::fs::create_dir_all(&out_dir).unwrap();
     ok(&p, &mut seen, &["apply", "-f", "examples/platform"], None);
     import_shell_image(&p, &mut seen);
     let specs = environment("prod", "production", "")
         + &environment("staging", "staging", "")
         + &environment("pr-7", "preview", "  ttl: 72h\n  secretsFrom: [staging]\n")
-        + &service("shared-user", &out_dir, "SHARED_KEY", None)
-        + &service("db-user", &out_dir, "DB_PASSWORD", None);
+        + &service("shared-user", "SHARED_KEY", None)
+        + &service("db-user", "DB_PASSWORD", None);
     ok(&p, &mut seen, &["apply", "-f", "-"], Some(&specs));
     ok(&p, &mut seen, &["secret", "set", "DB_PASSWORD", "-e", "prod"], Some("production-only"));
     // From an environment variable, as a CI pipeline would.
@@ -344,8 +356,8 @@ fn a_preview_never_resolves_a_production_secret() {
     assert!(said.contains("`DB_PASSWORD`") && said.contains("not set"), "{said}");
     assert!(!said.contains("production-only"));
     // What it shares from staging does arrive.
-    assert_eq!(wait_for_file(&out_dir.join("shared-user.env")), "from-staging");
-    assert!(!out_dir.join("db-user.env").exists());
+    assert_eq!(wait_for_file(&p, "shared-user.env"), "from-staging");
+    assert!(received(&p, "db-user.env").is_none());
 
     // Naming production as a source is refused when recorded.
     let refused =
@@ -368,7 +380,7 @@ fn a_preview_never_resolves_a_production_secret() {
     // Its own value is used once set; production's never.
     ok(&p, &mut seen, &["secret", "set", "DB_PASSWORD", "-e", "pr-7"], Some("preview-own"));
     ok(&p, &mut seen, &["apply", "-e", "pr-7"], None);
-    assert_eq!(wait_for_file(&out_dir.join("db-user.env")), "preview-own");
+    assert_eq!(wait_for_file(&p, "db-user.env"), "preview-own");
     ok(&p, &mut seen, &["destroy", "-e", "pr-7"], None);
 }
 

@@ -224,7 +224,7 @@ impl Control {
                 }
             }
         };
-        Ok(Capabilities { docker, redis_server: on_path("redis-server") })
+        Ok(Capabilities { docker, redis_server: on_path("redis-server"), sandbox: on_path("bwrap") })
     }
 
     /// The desired resource graph of an environment, from the recorded specs.

@@ -33,6 +33,7 @@ pub mod probe;
 mod process;
 pub mod proxy;
 mod redis;
+pub mod sandbox;
 pub mod slots;
 pub mod supervisor;
 mod workload;

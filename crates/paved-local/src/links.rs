@@ -89,6 +89,7 @@ impl Driver for ProxyDriver {
                 env: [("PATH".to_string(), "/usr/local/bin:/usr/bin:/bin".to_string())].into(),
                 cwd: dir.clone(),
                 liveness: None,
+                sandbox: None,
             }],
         };
         fsutil::write_json(&supervisor::spec_path(&dir), &spec, false).map_err(retry)?;
@@ -250,6 +251,10 @@ impl Driver for VolumeDriver {
     async fn create(&self, r: &Resource) -> Result<Outputs, DriverError> {
         let dir = self.dir(r);
         std::fs::create_dir_all(&dir).map_err(retry)?;
+        // Writable by the environment's workloads, which run as its own user.
+        if let Some(uid) = crate::sandbox::uid_for(&r.environment) {
+            std::os::unix::fs::lchown(&dir, Some(uid), Some(uid)).map_err(retry)?;
+        }
         Ok(Outputs::from([("source".to_string(), json!(dir.display().to_string()))]))
     }
     async fn update(&self, r: &Resource) -> Result<Outputs, DriverError> {

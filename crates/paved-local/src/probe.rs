@@ -3,6 +3,7 @@
 //! purpose: the supervisor is plain threads, the drivers call these from
 //! `spawn_blocking`.
 
+use crate::sandbox::Sandbox;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -14,8 +15,20 @@ use std::time::{Duration, Instant};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub enum Probe {
-    Http { host: String, port: u16, path: String },
-    Exec { program: PathBuf, args: Vec<String>, env: BTreeMap<String, String>, cwd: PathBuf },
+    Http {
+        host: String,
+        port: u16,
+        path: String,
+    },
+    Exec {
+        program: PathBuf,
+        args: Vec<String>,
+        env: BTreeMap<String, String>,
+        cwd: PathBuf,
+        /// A workload's probe runs in the workload's sandbox.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        sandbox: Option<Sandbox>,
+    },
 }
 
 impl Probe {
@@ -24,7 +37,9 @@ impl Probe {
             Probe::Http { host, port, path } => http_get(host, *port, path, timeout).and_then(|status| {
                 if (200..400).contains(&status) { Ok(()) } else { Err(format!("GET {path} answered {status}")) }
             }),
-            Probe::Exec { program, args, env, cwd } => exec(program, args, env, cwd, timeout),
+            Probe::Exec { program, args, env, cwd, sandbox } => {
+                exec(program, args, env, cwd, sandbox.as_ref(), timeout)
+            }
         }
     }
 }
@@ -69,13 +84,20 @@ fn exec(
     args: &[String],
     env: &BTreeMap<String, String>,
     cwd: &PathBuf,
+    sandbox: Option<&Sandbox>,
     timeout: Duration,
 ) -> Result<(), String> {
-    let mut child = std::process::Command::new(program)
-        .args(args)
+    let mut cmd = match sandbox {
+        Some(s) => s.command(&program.to_string_lossy(), args)?,
+        None => {
+            let mut c = std::process::Command::new(program);
+            c.args(args).current_dir(cwd);
+            c
+        }
+    };
+    let mut child = cmd
         .env_clear()
         .envs(env)
-        .current_dir(cwd)
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())

@@ -9,11 +9,19 @@
 //! Processes get a clean environment: the Score variables, `PATH`, and
 //! `HOST` / `PAVED_BIND_ADDRESS` = the environment's loopback address, which
 //! they must listen on (as `PORT` is the convention on many PaaS).
+//!
+//! Every process and exec probe runs in a sandbox (`crate::sandbox`): the
+//! bundle as its `/`, its own directory writable, volumes bound at their
+//! targets, as the environment's unprivileged user; a program the bundle
+//! does not hold is refused (a Score `command: [/bin/sh]` does not reach the
+//! host's shell). The container's directory is emptied on each start, like
+//! a container's writable layer, so nothing a workload left there (a
+//! symbolic link, say) is followed by paved when it writes the Score files.
 
 use crate::Config;
 use crate::fsutil;
-use crate::images::Image;
 use crate::probe::Probe;
+use crate::sandbox::{self, Mount, Sandbox};
 use crate::supervisor::{self, ContainerSpec, Spec, Status};
 use crate::workload::{Container, Runtime, ScoreProbe, permanent, write_file};
 use async_trait::async_trait;
@@ -25,13 +33,6 @@ use std::time::Duration;
 
 pub(crate) struct ProcessRuntime {
     pub(crate) config: Arc<Config>,
-}
-
-/// Where a program named in a command lives: inside the bundle first (like
-/// a container's root filesystem), else as given (PATH lookup).
-fn program(image: &Image, name: &str) -> PathBuf {
-    let inside = image.root.join(name.trim_start_matches('/'));
-    if inside.is_file() { inside } else { PathBuf::from(name) }
 }
 
 impl ProcessRuntime {
@@ -62,13 +63,28 @@ impl ProcessRuntime {
                 )));
             }
             let root = dir.join("containers").join(&name).join("root");
+            crate::remove_dir(&root).map_err(DriverError::Retryable)?;
             std::fs::create_dir_all(&root).map_err(|e| DriverError::Retryable(e.to_string()))?;
             for (target, f) in &c.files {
                 write_file(&root, target, f)?;
             }
+            let mut volumes = Vec::new();
             for (target, v) in &c.volumes {
-                link_volume(&root, target, &v.source)?;
+                // The mount point, made now so it is the environment user's.
+                let at = sandbox::confined(&root, target).map_err(|e| permanent(format!("volume {e}")))?;
+                std::fs::create_dir_all(&at).map_err(|e| DriverError::Retryable(e.to_string()))?;
+                volumes.push(Mount { source: v.source.clone().into(), target: target.clone(), read_only: v.read_only });
             }
+            let sandbox = Sandbox {
+                image: image.root.clone(),
+                root: root.clone(),
+                volumes,
+                uid: sandbox::uid_for(&r.environment),
+            };
+            sandbox.hand_over(&root).map_err(|e| DriverError::Retryable(format!("{}: {e}", root.display())))?;
+            let program = |prog: &str| {
+                sandbox.program(prog).map(PathBuf::from).map_err(|e| permanent(format!("container `{name}`: {e}")))
+            };
             let mut env = c.variables.clone();
             env.entry("HOST".into()).or_insert_with(|| address.clone());
             env.insert("PAVED_BIND_ADDRESS".into(), address.clone());
@@ -76,29 +92,32 @@ impl ProcessRuntime {
             env.insert("PAVED_ENVIRONMENT".into(), r.environment.clone());
             env.insert("PAVED_SERVICE".into(), r.name.clone());
             env.insert("PAVED_IMAGE_DIGEST".into(), image.digest.clone());
+            // Inside the sandbox these are the bundle's own directories.
             env.entry("PATH".into()).or_insert_with(|| "/usr/local/bin:/usr/bin:/bin".into());
-            let probe = |p: &ScoreProbe| -> Option<Probe> {
+            let probe = |p: &ScoreProbe| -> Option<Result<Probe, DriverError>> {
                 if let Some(h) = &p.http_get {
-                    return Some(Probe::Http { host: address.clone(), port: h.port, path: h.path.clone() });
+                    return Some(Ok(Probe::Http { host: address.clone(), port: h.port, path: h.path.clone() }));
                 }
                 let cmd = p.exec.as_ref()?.command.clone();
                 let (first, rest) = cmd.split_first()?;
-                Some(Probe::Exec {
-                    program: program(&image, first),
+                Some(program(first).map(|program| Probe::Exec {
+                    program,
                     args: rest.to_vec(),
                     env: env.clone(),
                     cwd: root.clone(),
-                })
+                    sandbox: Some(sandbox.clone()),
+                }))
             };
-            readiness.extend(c.readiness_probe.as_ref().and_then(probe));
-            let liveness = c.liveness_probe.as_ref().and_then(probe);
+            readiness.extend(c.readiness_probe.as_ref().and_then(probe).transpose()?);
+            let liveness = c.liveness_probe.as_ref().and_then(probe).transpose()?;
             spec.containers.push(ContainerSpec {
+                program: program(&argv[0])?,
                 name,
-                program: program(&image, &argv[0]),
                 args: argv[1..].to_vec(),
                 env,
                 cwd: root,
                 liveness,
+                sandbox: Some(sandbox),
             });
         }
         Ok((spec, readiness))
@@ -135,13 +154,4 @@ impl Runtime for ProcessRuntime {
     async fn stop(&self, _: &Resource, dir: &Path) -> Result<(), DriverError> {
         supervisor::stop(dir).await.map_err(DriverError::Retryable)
     }
-}
-
-fn link_volume(root: &Path, target: &str, source: &str) -> Result<(), DriverError> {
-    let link = root.join(target.trim_start_matches('/'));
-    if let Some(parent) = link.parent() {
-        std::fs::create_dir_all(parent).map_err(|e| DriverError::Retryable(e.to_string()))?;
-    }
-    let _ = std::fs::remove_file(&link);
-    std::os::unix::fs::symlink(source, &link).map_err(|e| DriverError::Retryable(e.to_string()))
 }

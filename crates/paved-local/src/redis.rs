@@ -150,6 +150,7 @@ impl RedisDriver {
                 env: [("PATH".to_string(), "/usr/local/bin:/usr/bin:/bin".to_string())].into(),
                 cwd: dir.clone(),
                 liveness: None,
+                sandbox: None,
             }],
         };
         fsutil::write_json(&supervisor::spec_path(&dir), &spec, false).map_err(retry)?;

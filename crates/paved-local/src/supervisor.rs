@@ -19,6 +19,7 @@
 
 use crate::fsutil::{self, FileLock};
 use crate::probe::Probe;
+use crate::sandbox::Sandbox;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -45,6 +46,10 @@ pub struct ContainerSpec {
     pub cwd: PathBuf,
     #[serde(default)]
     pub liveness: Option<Probe>,
+    /// Workloads run sandboxed (`program` is then a path inside it); the
+    /// platform's own processes (redis, the proxy) do not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sandbox: Option<Sandbox>,
 }
 
 /// What the supervisor reports in `status.json`.
@@ -345,14 +350,23 @@ impl Supervised {
                 return;
             }
         };
-        let mut cmd = Command::new(&self.spec.program);
-        cmd.args(&self.spec.args)
-            .env_clear()
-            .envs(&self.spec.env)
-            .current_dir(&self.spec.cwd)
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err);
+        let mut cmd = match &self.spec.sandbox {
+            None => {
+                let mut c = Command::new(&self.spec.program);
+                c.args(&self.spec.args).current_dir(&self.spec.cwd);
+                c
+            }
+            Some(sandbox) => match sandbox.command(&self.spec.program.to_string_lossy(), &self.spec.args) {
+                Ok(c) => c,
+                Err(e) => {
+                    self.log(dir, &e);
+                    self.status.last_error = Some(e);
+                    self.schedule_restart(Duration::ZERO);
+                    return;
+                }
+            },
+        };
+        cmd.env_clear().envs(&self.spec.env).stdin(Stdio::null()).stdout(out).stderr(err);
         // SAFETY: prctl and setpgid are async-signal-safe.
         unsafe {
             cmd.pre_exec(|| {

@@ -387,11 +387,51 @@ pub struct SecurityBaseline {
     pub flow_logs: bool,
     #[serde(default = "yes")]
     pub default_deny: bool,
+    /// What workloads may do on the machine that runs them (local provider).
+    #[serde(default, skip_serializing_if = "WorkloadSecurity::is_default")]
+    pub workloads: WorkloadSecurity,
 }
 
 impl Default for SecurityBaseline {
     fn default() -> Self {
-        SecurityBaseline { encryption_at_rest: true, flow_logs: true, default_deny: true }
+        SecurityBaseline {
+            encryption_at_rest: true,
+            flow_logs: true,
+            default_deny: true,
+            workloads: WorkloadSecurity::default(),
+        }
+    }
+}
+
+/// Exceptions to the workload sandbox, granted by the platform team only
+/// (a Score file cannot ask for them).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct WorkloadSecurity {
+    /// Containers whose image runs as root keep root (inside the container);
+    /// otherwise they run as `nobody` (65534).
+    #[serde(default)]
+    pub run_as_root: bool,
+    /// Host directories a Score volume's `source` may name (each with what is
+    /// under it). None by default: volumes come from `volume` resources.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("items" = {"type": "string", "pattern": "^/"}))]
+    pub host_volumes: Vec<String>,
+}
+
+impl WorkloadSecurity {
+    pub fn is_default(&self) -> bool {
+        *self == WorkloadSecurity::default()
+    }
+
+    /// Whether `path` (absolute, no `..`) is one of the allowed host directories or under one.
+    pub fn allows_host_path(&self, path: &str) -> bool {
+        use std::path::{Component, Path};
+        let p = Path::new(path);
+        if !p.is_absolute() || p.components().any(|c| matches!(c, Component::ParentDir)) {
+            return false;
+        }
+        self.host_volumes.iter().any(|allowed| p.starts_with(Path::new(allowed)))
     }
 }
 

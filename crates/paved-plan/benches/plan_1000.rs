@@ -82,7 +82,7 @@ fn main() {
             blueprint,
             account,
             services: services.clone(),
-            capabilities: Capabilities { docker: true, redis_server: false },
+            capabilities: Capabilities { docker: true, redis_server: false, sandbox: true },
             addresses: Default::default(),
             releases: Default::default(),
             host: None,

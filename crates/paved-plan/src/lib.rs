@@ -35,6 +35,9 @@ pub struct Capabilities {
     pub docker: bool,
     /// `redis-server` is installed: the local provider can offer redis.
     pub redis_server: bool,
+    /// bubblewrap is installed: the local provider can run processes sandboxed
+    /// (it runs none without).
+    pub sandbox: bool,
 }
 
 /// Everything a plan depends on.
@@ -109,6 +112,14 @@ pub enum PlanError {
         "environment `{environment}`: region `{region}` offers the account {count} available zone(s) ({zones}), and an environment's subnets span {needed}; choose another region"
     )]
     TooFewZones { environment: String, region: String, count: usize, zones: String, needed: usize },
+    #[error(
+        "service `{service}`: {field} is `{source_path}`, a directory of the machine running paved; a volume's source is a `volume` resource (`${{resources.NAME}}`){allowed}"
+    )]
+    HostVolumeNotAllowed { service: String, field: String, source_path: String, allowed: String },
+    #[error(
+        "service `{service}` would run as processes, which paved runs only in a sandbox made by bubblewrap: install it (Debian package `bubblewrap`) on the machine running paved, or run the environment on Docker"
+    )]
+    NoSandbox { service: String },
     #[error("the {0} provider cannot be planned yet; `local` and `aws` can")]
     ProviderNotPlannable(&'static str),
     #[error(

@@ -18,7 +18,8 @@ use crate::resolve::{self, ResourceBinding};
 use crate::{Capabilities, Node, PlanError, PlanInput, Release, ResourceGraph};
 use paved_model::Workload;
 use paved_model::account::LocalRuntime;
-use paved_model::blueprint::{DatabaseEngine, Runtime};
+use paved_model::blueprint::{DatabaseEngine, Runtime, WorkloadSecurity};
+use paved_model::placeholder::{self, Segment};
 use paved_model::score::{Files, Volumes};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -258,7 +259,12 @@ pub fn translate(input: &PlanInput<'_>) -> Result<ResourceGraph, Vec<PlanError>>
             bindings.insert(rname.clone(), binding);
         }
 
+        if runtime == "process" && !input.capabilities.sandbox {
+            errors.push(PlanError::NoSandbox { service: svc.to_string() });
+            continue;
+        }
         let workload = match workload_properties(w, &bindings, runtime, replicas, &size_name(&size), &address)
+            .and_then(|props| confine_volumes(w, &bp.security.workloads, props))
             .and_then(|props| with_release(w, props, input.releases.get(svc)))
         {
             Ok(props) => props,
@@ -289,6 +295,54 @@ pub fn translate(input: &PlanInput<'_>) -> Result<ResourceGraph, Vec<PlanError>>
         }
     }
     if errors.is_empty() { Ok(g) } else { Err(errors) }
+}
+
+/// A Score volume's `source` is a `volume` resource of the service, or a host
+/// directory the blueprint allows: a developer cannot mount `/`, paved's
+/// data directory or another team's files. Also carries the blueprint's
+/// `runAsRoot` exception to the driver.
+fn confine_volumes(w: &Workload, rules: &WorkloadSecurity, mut props: Value) -> Result<Value, PlanError> {
+    let svc = &w.metadata.name;
+    for (cname, c) in &w.containers {
+        let vols: Vec<(String, &paved_model::score::ContainerVolume)> = match &c.volumes {
+            Some(Volumes::Map(m)) => m.iter().map(|(k, v)| (k.clone(), v)).collect(),
+            Some(Volumes::List(l)) => l.iter().map(|v| (v.target.clone().unwrap_or_default(), v)).collect(),
+            None => Vec::new(),
+        };
+        for (target, v) in vols {
+            let of_volume = match placeholder::parse(&v.source).as_deref() {
+                Ok([Segment::Placeholder(p)]) => match p.path.iter().map(String::as_str).collect::<Vec<_>>()[..] {
+                    ["resources", name] | ["resources", name, "source"] => {
+                        w.resources.get(name).is_some_and(|r| r.kind == "volume")
+                    }
+                    _ => false,
+                },
+                _ => false,
+            };
+            let literal = !v.source.contains("${");
+            if of_volume || (literal && rules.allows_host_path(&v.source)) {
+                continue;
+            }
+            let allowed = if rules.host_volumes.is_empty() {
+                "; this blueprint allows no host directories".to_string()
+            } else {
+                format!(
+                    " or a directory under {} (the blueprint's `spec.security.workloads.hostVolumes`)",
+                    rules.host_volumes.join(", ")
+                )
+            };
+            return Err(PlanError::HostVolumeNotAllowed {
+                service: svc.clone(),
+                field: format!("containers.{cname}.volumes.{target}.source"),
+                source_path: v.source.clone(),
+                allowed,
+            });
+        }
+    }
+    if rules.run_as_root {
+        props["runAsRoot"] = json!(true);
+    }
+    Ok(props)
 }
 
 /// Runs the deployed artifact in the service's main container (the one named

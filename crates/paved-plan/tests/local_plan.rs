@@ -7,7 +7,7 @@ use paved_spec::SourceFile;
 use serde_json::json;
 use world::World;
 
-const DOCKER: Capabilities = Capabilities { docker: true, redis_server: false };
+const DOCKER: Capabilities = Capabilities { docker: true, redis_server: false, sandbox: true };
 
 #[test]
 fn the_same_input_gives_identical_bytes_whatever_the_order() {
@@ -60,7 +60,8 @@ fn environments_are_isolated_by_name() {
 #[test]
 fn the_runtime_follows_the_machine() {
     let world = World::examples();
-    let without_docker = plan(&world.input("dev", Capabilities::default())).unwrap();
+    let sandboxed = Capabilities { sandbox: true, ..Capabilities::default() };
+    let without_docker = plan(&world.input("dev", sandboxed)).unwrap();
     assert_eq!(without_docker.nodes["local.workload/api"].properties["runtime"], "process");
     let with_docker = plan(&world.input("dev", DOCKER)).unwrap();
     assert_eq!(with_docker.nodes["local.workload/api"].properties["runtime"], "docker");
@@ -262,4 +263,86 @@ fn two_services_listening_on_one_port_of_an_environment_fail_at_plan_time() {
     )]);
     let errors = plan(&world.input("dev", DOCKER)).unwrap_err();
     assert!(errors.iter().any(|e| e.to_string().contains("port 8080 in environment `dev`")), "{errors:?}");
+}
+
+#[test]
+fn processes_are_not_planned_where_they_cannot_be_sandboxed() {
+    let errors = plan(&World::examples().input("dev", Capabilities::default())).unwrap_err();
+    let services: Vec<String> = errors
+        .iter()
+        .filter_map(|e| match e {
+            PlanError::NoSandbox { service } => Some(service.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(services, ["api", "web", "worker"], "{errors:?}");
+    assert!(errors[0].to_string().contains("Debian package `bubblewrap`"), "{}", errors[0]);
+    // On Docker the containers are the sandbox.
+    assert!(plan(&World::examples().input("dev", Capabilities { sandbox: false, ..DOCKER })).is_ok());
+}
+
+/// A blueprint like the example's, with workload exceptions, and an environment using it.
+fn with_exceptions(security: &str, score: SourceFile) -> World {
+    let bp = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../examples/platform/blueprint-web-service-standard.yaml"
+    ))
+    .unwrap()
+    .replace("version: 1.2.0", "version: 1.9.0")
+    .replace("    defaultDeny: true\n", &format!("    defaultDeny: true\n{security}"));
+    World::with_extra(vec![
+        SourceFile::new("platform/bp-1.9.yaml", bp),
+        SourceFile::new(
+            "environments/open.yaml",
+            "apiVersion: paved.dev/v1alpha1\nkind: Environment\nmetadata:\n  name: open\nspec:\n  blueprint: web-service-standard@1.9.0\n  account: local\n  region: local\n  type: development\n  owner: platform\n",
+        ),
+        score,
+    ])
+}
+
+fn mounting(source: &str) -> SourceFile {
+    service(
+        "mounter",
+        &format!(
+            "  annotations:\n    paved.dev/owner: payments\ncontainers:\n  main:\n    image: m:1\n    volumes:\n      /data:\n        source: {source}\nresources:\n  scratch:\n    type: volume\n  db:\n    type: postgres\n"
+        ),
+    )
+}
+
+#[test]
+fn a_volume_mounts_a_paved_volume_or_a_host_directory_the_blueprint_allows() {
+    // `/` or paved's data directory are refused, naming the field.
+    for source in ["/", "/root/.local/share/paved", "${resources.db.host}"] {
+        let world = World::with_extra(vec![mounting(source)]);
+        let errors = plan(&world.input("dev", DOCKER)).unwrap_err();
+        let e = errors
+            .iter()
+            .find(|e| matches!(e, PlanError::HostVolumeNotAllowed { .. }))
+            .unwrap_or_else(|| panic!("{source}: {errors:?}"));
+        let text = e.to_string();
+        assert!(
+            text.contains("containers.main.volumes./data.source") && text.contains("allows no host directories"),
+            "{text}"
+        );
+    }
+    // A paved volume is fine.
+    let world = World::with_extra(vec![mounting("${resources.scratch}")]);
+    let g = plan(&world.input("dev", DOCKER)).unwrap();
+    assert!(g.nodes["local.workload/mounter"].properties.get("runAsRoot").is_none());
+
+    // The blueprint's exceptions: a host directory tree, and root inside containers.
+    let rules = "    workloads:\n      runAsRoot: true\n      hostVolumes: [/srv/shared]\n";
+    let world = with_exceptions(rules, mounting("/srv/shared/payments"));
+    let g = plan(&world.input("open", DOCKER)).unwrap();
+    assert_eq!(g.nodes["local.workload/mounter"].properties["runAsRoot"], true);
+    for outside in ["/srv/shared/../../etc", "/srv/sharedness", "/etc"] {
+        let world = with_exceptions(rules, mounting(outside));
+        let errors = plan(&world.input("open", DOCKER)).unwrap_err();
+        assert!(
+            errors.iter().any(
+                |e| matches!(e, PlanError::HostVolumeNotAllowed { allowed, .. } if allowed.contains("/srv/shared"))
+            ),
+            "{outside}: {errors:?}"
+        );
+    }
 }

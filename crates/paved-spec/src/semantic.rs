@@ -515,6 +515,7 @@ fn workload(w: &Workload, r: &mut Report<'_>, source: &SourceFile) {
             set_hint(d, hint);
         }
     }
+    confined_paths(w, r);
     let resource_names: Vec<&String> = w.resources.keys().collect();
     for field in w.placeholder_fields() {
         let node_span = r.root.span_of(&field.path);
@@ -539,6 +540,56 @@ fn workload(w: &Workload, r: &mut Report<'_>, source: &SourceFile) {
                         );
                     }
                 }
+            }
+        }
+    }
+}
+
+/// Every path a Score file names inside its container (file and volume
+/// targets) is absolute and stays inside: no `..`, no NUL. paved writes files
+/// and mounts volumes at these paths in the container's directory.
+fn confined_paths(w: &Workload, r: &mut Report<'_>) {
+    use paved_model::score::{Files, Volumes};
+    for (cname, c) in &w.containers {
+        let mut targets: Vec<(Vec<String>, bool, String)> = Vec::new();
+        let base = |what: &str| vec!["containers".to_string(), cname.clone(), what.to_string()];
+        match &c.files {
+            Some(Files::Map(m)) => {
+                targets.extend(m.keys().map(|t| ([base("files"), vec![t.clone()]].concat(), true, t.clone())))
+            }
+            Some(Files::List(l)) => targets.extend(l.iter().enumerate().filter_map(|(i, f)| {
+                f.target.clone().map(|t| ([base("files"), vec![i.to_string(), "target".into()]].concat(), false, t))
+            })),
+            None => {}
+        }
+        match &c.volumes {
+            Some(Volumes::Map(m)) => {
+                targets.extend(m.keys().map(|t| ([base("volumes"), vec![t.clone()]].concat(), true, t.clone())))
+            }
+            Some(Volumes::List(l)) => targets.extend(l.iter().enumerate().filter_map(|(i, v)| {
+                v.target.clone().map(|t| ([base("volumes"), vec![i.to_string(), "target".into()]].concat(), false, t))
+            })),
+            None => {}
+        }
+        for (at, is_key, target) in targets {
+            let escapes = target.split('/').any(|part| part == "..");
+            let problem = if target.contains('\0') {
+                Some("contains a NUL character")
+            } else if escapes {
+                Some("leaves the container (`..`)")
+            } else if target.trim_matches('/').is_empty() {
+                Some("is the container's root")
+            } else {
+                None
+            };
+            if let Some(problem) = problem {
+                let message = format!("path `{target}` {problem}");
+                let d = if is_key {
+                    r.key_error("unconfined-path", &at, message)
+                } else {
+                    r.error("unconfined-path", &at, message)
+                };
+                set_hint(d, "name an absolute path inside the container, like `/etc/app/config.yaml`, without `..`");
             }
         }
     }

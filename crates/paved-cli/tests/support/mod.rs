@@ -15,6 +15,23 @@ pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
+/// A bundle holding copies of the host programs `programs` (found on PATH)
+/// in `bin/`: the process runtime runs only a workload's own programs, so a
+/// test service that needs a shell carries one, like an image would.
+pub fn tools_bundle(dir: &Path, programs: &[&str]) -> PathBuf {
+    std::fs::create_dir_all(dir.join("bin")).unwrap();
+    for name in programs {
+        let found = std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+            .chain([PathBuf::from("/usr/bin"), PathBuf::from("/bin")])
+            .map(|d| d.join(name))
+            .find(|p| p.is_file())
+            .unwrap_or_else(|| panic!("`{name}` is not installed"));
+        std::fs::copy(&found, dir.join("bin").join(name)).unwrap();
+    }
+    std::fs::write(dir.join("bundle.json"), r#"{"cmd": ["/bin/sh"]}"#).unwrap();
+    dir.to_path_buf()
+}
+
 /// A file of the reference fixtures: `PAVED_REFERENCE_DIR` (the one setting),
 /// else `../shared/reference` beside the clone.
 ///

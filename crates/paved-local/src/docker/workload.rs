@@ -73,9 +73,15 @@ fn memory_bytes(mem: &str) -> Option<i64> {
 
 /// The id of the image a Score `image` names: a Docker image of that name,
 /// else a bundle of paved's image store built into one.
-async fn image_id(docker: &Docker, config: &Config, name: &str) -> Result<String, DriverError> {
+/// An image's id, and whether its configured user is root (no `USER`, `0`, `root`).
+async fn image_id(docker: &Docker, config: &Config, name: &str) -> Result<(String, bool), DriverError> {
     match docker.inspect_image(name).await {
-        Ok(image) => return image.id.ok_or_else(|| permanent(format!("image {name} has no id"))),
+        Ok(image) => {
+            let user = image.config.and_then(|c| c.user).unwrap_or_default();
+            let name_part = user.split(':').next().unwrap_or_default();
+            let root = matches!(name_part, "" | "0" | "root");
+            return Ok((image.id.ok_or_else(|| permanent(format!("image {name} has no id")))?, root));
+        }
         Err(e) if is_not_found(&e) => {}
         Err(e) => return Err(api_err("inspecting an image")(e)),
     }
@@ -101,7 +107,8 @@ async fn image_id(docker: &Docker, config: &Config, name: &str) -> Result<String
     .await
     .map_err(|e| DriverError::Retryable(e.to_string()))?
     .map_err(permanent)?;
-    fs.build(docker, "paved-local/bundle", &image_config).await.map_err(DriverError::Retryable)
+    let id = fs.build(docker, "paved-local/bundle", &image_config).await.map_err(DriverError::Retryable)?;
+    Ok((id, false))
 }
 
 /// The slot a resource runs in (see [`crate::slots`]); none for a whole-service operation.
@@ -164,7 +171,10 @@ async fn start(config: &Config, r: &Resource, dir: &Path) -> Result<(), DriverEr
             first.get_or_insert(name);
             continue;
         }
-        let image = image_id(&docker, config, &c.image).await?;
+        let (image, image_runs_as_root) = image_id(&docker, config, &c.image).await?;
+        // An image that would run as root runs as nobody unless the blueprint
+        // allows root (`spec.security.workloads.runAsRoot`).
+        let user = (image_runs_as_root && r.properties["runAsRoot"] != true).then(|| "65534:65534".to_string());
         let mut mounts = Vec::new();
         let files = dir.join("containers").join(cname).join("files");
         for (target, f) in &c.files {
@@ -242,6 +252,7 @@ async fn start(config: &Config, r: &Resource, dir: &Path) -> Result<(), DriverEr
         }
         let body = ContainerCreateBody {
             image: Some(image),
+            user,
             entrypoint: c.command.clone(),
             cmd: c.args.clone(),
             env: Some(env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
@@ -307,6 +318,7 @@ async fn watch_liveness(
             env: [("PATH".to_string(), "/usr/local/bin:/usr/bin:/bin".to_string())].into(),
             cwd: dir.to_path_buf(),
             liveness: None,
+            sandbox: None,
         });
     }
     supervisor::stop(dir).await.map_err(DriverError::Retryable)?;
