@@ -84,7 +84,10 @@ fn host_pid(env: &str, digest: &str, inner: u64) -> u64 {
             .unwrap_or_default();
         let environ = std::fs::read(e.path().join("environ")).unwrap_or_default();
         let has = |kv: &str| environ.split(|b| *b == 0).any(|v| v == kv.as_bytes());
-        if ns.len() > 1 && ns.last() == Some(&inner) && has(&format!("PAVED_ENVIRONMENT={env}")) && has("PAVED_SERVICE=api")
+        if ns.len() > 1
+            && ns.last() == Some(&inner)
+            && has(&format!("PAVED_ENVIRONMENT={env}"))
+            && has("PAVED_SERVICE=api")
             && has(&format!("PAVED_IMAGE_DIGEST={digest}"))
         {
             return pid;

@@ -20,7 +20,6 @@ struct Paved {
     runtime: &'static str,
 }
 
-
 impl Paved {
     fn new() -> Paved {
         Self::with_runtime("process")

@@ -159,9 +159,7 @@ fn a_canary_secret_never_leaves_the_vault_except_by_an_audited_reveal() {
     let mut seen = Seen::default();
     ok(&p, &mut seen, &["apply", "-f", "examples/platform"], None);
     import_shell_image(&p, &mut seen);
-    let specs = environment("dev", "development", "")
-        + BINDINGS
-        + &service("canary", "API_TOKEN", Some("FILE_TOKEN"));
+    let specs = environment("dev", "development", "") + BINDINGS + &service("canary", "API_TOKEN", Some("FILE_TOKEN"));
     ok(&p, &mut seen, &["apply", "-f", "-"], Some(&specs));
 
     // A value on the command line is refused, without echoing it.
