@@ -483,8 +483,13 @@ pub struct ServerArgs {
     #[arg(long, env = "PAVED_GITHUB_WEBHOOK_SECRET_FILE")]
     pub github_webhook_secret_file: Option<PathBuf>,
     /// POST git-flow notifications (preview ready/deleted, deployment healthy/failed) as JSON here; repeatable.
-    #[arg(long = "notify-url")]
+    /// Needs --notify-secret-file: every notification is signed.
+    #[arg(long = "notify-url", requires = "notify_secret_file")]
     pub notify_urls: Vec<String>,
+    /// File holding the secret notifications are signed with: `X-Paved-Signature-256: sha256=HMAC(secret,
+    /// TIMESTAMP.BODY)` with `X-Paved-Timestamp` (receivers refuse old timestamps).
+    #[arg(long, env = "PAVED_NOTIFY_SECRET_FILE")]
+    pub notify_secret_file: Option<PathBuf>,
     /// How often previews and waiting deployments are checked without a delivery (a delivery wakes it at once).
     #[arg(long, value_parser = parse_lock_timeout, default_value = "10s")]
     pub git_interval: std::time::Duration,

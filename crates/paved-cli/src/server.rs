@@ -24,21 +24,18 @@ pub async fn serve(ctx: &Ctx, args: ServerArgs) -> Result<(), Failure> {
     if let Some(path) = paved_server::bootstrap(&control, &bootstrap_file).await.map_err(fail)? {
         eprintln!("paved server: bootstrap admin token written to {} (mode 0600)", path.display());
     }
-    let github_webhook_secret = match &args.github_webhook_secret_file {
-        Some(path) => {
-            let secret = std::fs::read(path)
-                .map_err(|e| Failure::User(format!("cannot read the webhook secret {}: {e}", path.display())))?;
-            let secret = secret.trim_ascii().to_vec();
-            if secret.is_empty() {
-                return Err(Failure::User(format!("the webhook secret file {} is empty", path.display())));
-            }
-            Some(secret)
-        }
-        None => None,
-    };
+    let github_webhook_secret =
+        args.github_webhook_secret_file.as_deref().map(|p| read_secret(p, "the webhook secret")).transpose()?;
+    let notify_secret = args
+        .notify_secret_file
+        .as_deref()
+        .map(|p| read_secret(p, "the notification secret"))
+        .transpose()?
+        .unwrap_or_default();
     let config = paved_server::ServerConfig {
         github_webhook_secret,
         notify_urls: args.notify_urls.clone(),
+        notify_secret,
         git_interval: args.git_interval,
         listen: args.listen,
         body_limit: args.body_limit,
@@ -133,4 +130,15 @@ pub(crate) fn print_tokens(ctx: &Ctx, tokens: &[paved_store::ApiToken]) {
         })
         .collect();
     println!("{}", table(&["ID", "NAME", "SUBJECT", "CREATED", "EXPIRES", "STATE"], rows));
+}
+
+/// A shared secret from a file (trimmed; an empty one is refused).
+fn read_secret(path: &std::path::Path, what: &str) -> Result<Vec<u8>, Failure> {
+    let secret =
+        std::fs::read(path).map_err(|e| Failure::User(format!("cannot read {what} {}: {e}", path.display())))?;
+    let secret = secret.trim_ascii().to_vec();
+    if secret.is_empty() {
+        return Err(Failure::User(format!("{what} file {} is empty", path.display())));
+    }
+    Ok(secret)
 }

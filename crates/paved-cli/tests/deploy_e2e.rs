@@ -368,4 +368,25 @@ fn a_branch_mapped_to_production_is_refused_and_audited() {
     let denied =
         audit.as_array().unwrap().iter().find(|e| e["outcome"] == "denied" && e["target"] == "Service/api@production");
     assert!(denied.is_some_and(|e| e["actor"] == "paved-git"), "{audit}");
+
+    // One delivery replayed 10 times at once is handled once: one accepted, nine duplicates, one audit event.
+    let push = serde_json::json!({"ref": "refs/heads/main", "after": "5555555eeee5555555eeee5555555eeee5555555",
+                                  "repository": {"full_name": "payments/api"}});
+    let answers: Vec<(u16, String)> = std::thread::scope(|s| {
+        let sends: Vec<_> = (0..10)
+            .map(|_| {
+                s.spawn(|| {
+                    let r = support::github_delivery(&p, "push", "d-push-2", &push, "a-test-secret");
+                    (r.status, r.json()["status"].as_str().unwrap_or_default().to_string())
+                })
+            })
+            .collect();
+        sends.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let accepted = answers.iter().filter(|a| *a == &(202, "accepted".to_string())).count();
+    let duplicates = answers.iter().filter(|a| *a == &(200, "duplicate".to_string())).count();
+    assert_eq!((accepted, duplicates), (1, 9), "{answers:?}");
+    let audit: Value = serde_json::from_str(&p.ok(&["audit", "list", "-o", "json"])).unwrap();
+    let handled = audit.as_array().unwrap().iter().filter(|e| e["target"] == "Webhook/github/d-push-2").count();
+    assert_eq!(handled, 1, "{audit}");
 }

@@ -22,7 +22,12 @@ fn delivery(name: &str) -> Value {
 
 use support::github_delivery as send;
 
-/// A local receiver of paved's notifications: every JSON body POSTed to it.
+/// The secret paved signs its notifications with in these tests.
+const NOTIFY_SECRET: &str = "notify-secret";
+
+/// A local receiver of paved's notifications: every JSON body POSTed to it
+/// whose `X-Paved-Signature-256` verifies (HMAC-SHA256 of `TIMESTAMP.BODY`
+/// under [`NOTIFY_SECRET`]); unsigned or forged ones are dropped.
 fn receiver() -> (String, Arc<Mutex<Vec<Value>>>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}/hook", listener.local_addr().unwrap());
@@ -31,18 +36,35 @@ fn receiver() -> (String, Arc<Mutex<Vec<Value>>>) {
     std::thread::spawn(move || {
         for stream in listener.incoming().flatten() {
             let mut reader = BufReader::new(stream);
-            let mut length = 0;
+            let (mut length, mut timestamp, mut signature) = (0, String::new(), String::new());
             loop {
                 let mut line = String::new();
                 if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
                     break;
                 }
-                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                let lower = line.to_ascii_lowercase();
+                if let Some(v) = lower.strip_prefix("content-length:") {
                     length = v.trim().parse().unwrap_or(0);
+                } else if let Some(v) = lower.strip_prefix("x-paved-timestamp:") {
+                    timestamp = v.trim().to_string();
+                } else if let Some(v) = lower.strip_prefix("x-paved-signature-256:") {
+                    signature = v.trim().to_string();
                 }
             }
             let mut body = vec![0; length];
+            let signed = |body: &[u8]| {
+                use hmac::{KeyInit, Mac};
+                let mut mac = <hmac::Hmac<sha2::Sha256> as KeyInit>::new_from_slice(NOTIFY_SECRET.as_bytes()).unwrap();
+                mac.update(format!("{timestamp}.").as_bytes());
+                mac.update(body);
+                let fresh = timestamp.parse::<i64>().is_ok_and(|t| {
+                    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+                    (now as i64 - t).abs() < 300
+                });
+                fresh && signature == format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+            };
             if reader.read_exact(&mut body).is_ok()
+                && signed(&body)
                 && let Ok(v) = serde_json::from_slice::<Value>(&body)
             {
                 sink.lock().unwrap().push(v);
@@ -138,7 +160,12 @@ fn start(p: &mut Platform, notify: &str) {
         std::fs::write(&secret_file, format!("{SECRET}\n")).unwrap();
     }
     let secret = secret_file.to_str().unwrap().to_string();
+    let notify_secret = p.data.path().join("notify-secret");
+    std::fs::write(&notify_secret, format!("{NOTIFY_SECRET}\n")).unwrap();
+    let notify_secret = notify_secret.to_str().unwrap().to_string();
     let args = [
+        "--notify-secret-file",
+        &notify_secret,
         "--github-webhook-secret-file",
         &secret,
         "--notify-url",

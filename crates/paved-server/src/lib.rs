@@ -67,6 +67,8 @@ pub struct ServerConfig {
     pub github_webhook_secret: Option<Vec<u8>>,
     /// Where git-flow notifications are POSTed.
     pub notify_urls: Vec<String>,
+    /// The shared secret notifications are signed with (see `notify`).
+    pub notify_secret: Vec<u8>,
     /// How often the git loop runs without a delivery waking it (previews
     /// to apply or reap, artifacts arrived for waiting deployments).
     pub git_interval: Duration,
@@ -85,6 +87,7 @@ impl Default for ServerConfig {
             reconcile_interval: Some(Duration::from_secs(60)),
             github_webhook_secret: None,
             notify_urls: Vec::new(),
+            notify_secret: Vec::new(),
             git_interval: Duration::from_secs(10),
         }
     }
@@ -109,7 +112,8 @@ pub struct AppState {
 impl AppState {
     pub fn new(control: Control, config: ServerConfig) -> AppState {
         let quota = Quota::per_second(config.rate_per_second).allow_burst(config.rate_burst);
-        let config_urls = config.notify_urls.clone();
+        let notifier =
+            notify::Notifier::new(config.notify_urls.clone(), config.notify_secret.clone(), control.clock.clone());
         let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
             .map_or_else(|_| "localhost".into(), |h| h.trim().to_string());
         AppState {
@@ -121,7 +125,7 @@ impl AppState {
             holder_host: host,
             access: Arc::default(),
             git_wake: Arc::default(),
-            notifier: notify::Notifier::new(config_urls),
+            notifier,
         }
     }
 

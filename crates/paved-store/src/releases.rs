@@ -172,7 +172,10 @@ pub struct PendingDeployment {
 pub trait ReleaseStore: Send + Sync {
     /// Whether a webhook delivery was handled before.
     async fn delivery_seen(&self, id: &str) -> Result<bool, StoreError>;
-    /// Records a handled delivery; `false` when it already was.
+    /// Sets the outcome of a delivery recorded (claimed) before.
+    async fn finish_delivery(&self, id: &str, outcome: &str) -> Result<(), StoreError>;
+    /// Records a delivery — how a handler claims it, in one atomic insert;
+    /// `false` when it already was (another request has it or had it).
     async fn record_delivery(
         &self,
         id: &str,
@@ -304,6 +307,15 @@ impl ReleaseStore for SqlStore {
         .await?
         .rows_affected();
         Ok(done == 1)
+    }
+
+    async fn finish_delivery(&self, id: &str, outcome: &str) -> Result<(), StoreError> {
+        sqlx::query("UPDATE webhook_deliveries SET outcome = $2 WHERE id = $1")
+            .bind(id)
+            .bind(outcome)
+            .execute(self.pool())
+            .await?;
+        Ok(())
     }
 
     async fn put_pending_deployment(&self, p: &PendingDeployment) -> Result<(), StoreError> {

@@ -92,15 +92,22 @@ pub async fn github(
     let parsed = parse_event(&event, &json).map_err(|e| ApiError::invalid("body", e.to_string()))?;
     let ctx = RequestContext { request_id: request.0.0.clone(), origin: format!("github:{delivery}") };
     let now = state.control.clock.now();
+    // Handled once: the request whose insert lands claims it (a check-then-act
+    // would let concurrent redeliveries all run). A server that dies while
+    // handling leaves it claimed (`handling`, visible in the table): a
+    // redelivery is then a duplicate and the push must be made again.
+    let outcome = if matches!(parsed, GitEvent::Other(_)) { "ignored" } else { "handling" };
+    if !state.control.store.record_delivery(&delivery, &event, outcome, now).await? {
+        return answer(StatusCode::OK, "duplicate", format!("delivery {delivery} was handled before"));
+    }
     if let GitEvent::Other(name) = &parsed {
-        state.control.store.record_delivery(&delivery, &event, "ignored", now).await?;
         return answer(StatusCode::ACCEPTED, "ignored", format!("event `{name}` is not one paved acts on"));
     }
     let caller = paved_control::Caller { actor: "github".into(), request: ctx.clone() };
     let target = format!("Webhook/github/{delivery}");
     match state.control.handle_git(&parsed, &delivery, &ctx).await {
         Ok(result) => {
-            state.control.store.record_delivery(&delivery, &event, &result, now).await?;
+            state.control.store.finish_delivery(&delivery, &result).await?;
             let details = serde_json::json!({"event": event, "result": result});
             state.control.record(&caller, "webhook.github", target, AuditOutcome::Succeeded, None, details).await?;
             state.git_wake.notify_one();
@@ -108,7 +115,7 @@ pub async fn github(
         }
         Err(e) => {
             let result = e.to_string();
-            state.control.store.record_delivery(&delivery, &event, &format!("refused: {result}"), now).await?;
+            state.control.store.finish_delivery(&delivery, &format!("refused: {result}")).await?;
             let details = serde_json::json!({"event": event, "result": result});
             state.control.record(&caller, "webhook.github", target, AuditOutcome::Failed, None, details).await?;
             if let paved_control::ControlError::Git(paved_control::git::GitRefusal::Quota { .. }) = &e {

@@ -95,10 +95,22 @@ pub fn same_origin(headers: &axum::http::HeaderMap) -> Result<(), ApiError> {
     }
 }
 
-/// The cookie that signs a browser in (or out, with an empty value).
-pub fn cookie(token: &str, max_age: Option<u32>) -> String {
+/// The cookie that signs a browser in (or out, with an empty value); `Secure`
+/// when the browser came over https (see [`over_https`]).
+pub fn cookie(token: &str, max_age: Option<u32>, secure: bool) -> String {
     let age = max_age.map_or(String::new(), |a| format!("; Max-Age={a}"));
-    format!("{COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict{age}")
+    let secure = if secure { "; Secure" } else { "" };
+    format!("{COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict{secure}{age}")
+}
+
+/// Whether the browser reached the console over https: paved serves plain
+/// HTTP behind a TLS-terminating proxy, which says so in
+/// `X-Forwarded-Proto` or `Forwarded: proto=https` (RFC 7239). A client
+/// faking it only makes its own cookie stricter.
+pub fn over_https(headers: &axum::http::HeaderMap) -> bool {
+    let value = |h: &str| headers.get(h).and_then(|v| v.to_str().ok()).unwrap_or_default().to_ascii_lowercase();
+    value("x-forwarded-proto").split(',').next().is_some_and(|p| p.trim() == "https")
+        || value("forwarded").split([';', ',']).any(|p| p.trim() == "proto=https")
 }
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -112,4 +124,24 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(pages::service))
         .routes(routes!(pages::audit))
         .routes(routes!(pages::operation))
+}
+
+#[cfg(test)]
+mod cookie_tests {
+    use super::{cookie, over_https};
+    use axum::http::HeaderMap;
+
+    #[test]
+    fn the_cookie_is_secure_behind_https() {
+        let mut h = HeaderMap::new();
+        assert!(!over_https(&h));
+        h.insert("x-forwarded-proto", "https".parse().unwrap());
+        assert!(over_https(&h));
+        let mut f = HeaderMap::new();
+        f.insert("forwarded", "for=10.0.0.1;proto=https;host=paved.example.com".parse().unwrap());
+        assert!(over_https(&f));
+        assert!(cookie("t", None, true).contains("; Secure"));
+        assert!(!cookie("t", None, false).contains("Secure"));
+        assert!(cookie("t", None, true).contains("HttpOnly; SameSite=Strict"));
+    }
 }

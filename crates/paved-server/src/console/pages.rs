@@ -2,7 +2,7 @@
 //! environment (resources, drift, parity, apply), a service, the audit log
 //! and an operation's live progress.
 
-use super::{User, cookie, page_error, render, same_origin};
+use super::{User, cookie, over_https, page_error, render, same_origin};
 use crate::AppState;
 use crate::api::environments::{authorised, start};
 use crate::auth::Authed;
@@ -87,15 +87,17 @@ pub async fn login(State(state): State<AppState>, headers: HeaderMap, Form(form)
             *r.status_mut() = StatusCode::UNAUTHORIZED;
             r
         }
-        None => ([(header::SET_COOKIE, cookie(token, None))], Redirect::to(&next)).into_response(),
+        None => {
+            ([(header::SET_COOKIE, cookie(token, None, over_https(&headers)))], Redirect::to(&next)).into_response()
+        }
     }
 }
 
 /// Signs out (forgets the cookie).
 #[utoipa::path(post, path = "/console/logout", tag = "console", security(()),
     responses((status = 303, description = "Signed out: to the sign-in page")))]
-pub async fn logout() -> Response {
-    ([(header::SET_COOKIE, cookie("", Some(0)))], Redirect::to("/console/login")).into_response()
+pub async fn logout(headers: HeaderMap) -> Response {
+    ([(header::SET_COOKIE, cookie("", Some(0), over_https(&headers)))], Redirect::to("/console/login")).into_response()
 }
 
 /// One service in one environment.
