@@ -156,6 +156,16 @@ pub enum Volumes {
     List(Vec<ContainerVolume>),
 }
 
+impl Volumes {
+    /// (target, volume) of either form; a list item without a target has `""`.
+    pub fn entries(&self) -> Vec<(String, &ContainerVolume)> {
+        match self {
+            Volumes::Map(m) => m.iter().map(|(k, v)| (k.clone(), v)).collect(),
+            Volumes::List(l) => l.iter().map(|v| (v.target.clone().unwrap_or_default(), v)).collect(),
+        }
+    }
+}
+
 impl JsonSchema for Volumes {
     fn schema_name() -> std::borrow::Cow<'static, str> {
         "Volumes".into()

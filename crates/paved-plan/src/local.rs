@@ -304,11 +304,7 @@ pub fn translate(input: &PlanInput<'_>) -> Result<ResourceGraph, Vec<PlanError>>
 fn confine_volumes(w: &Workload, rules: &WorkloadSecurity, mut props: Value) -> Result<Value, PlanError> {
     let svc = &w.metadata.name;
     for (cname, c) in &w.containers {
-        let vols: Vec<(String, &paved_model::score::ContainerVolume)> = match &c.volumes {
-            Some(Volumes::Map(m)) => m.iter().map(|(k, v)| (k.clone(), v)).collect(),
-            Some(Volumes::List(l)) => l.iter().map(|v| (v.target.clone().unwrap_or_default(), v)).collect(),
-            None => Vec::new(),
-        };
+        let vols = c.volumes.as_ref().map(Volumes::entries).unwrap_or_default();
         for (target, v) in vols {
             let of_volume = match placeholder::parse(&v.source).as_deref() {
                 Ok([Segment::Placeholder(p)]) => match p.path.iter().map(String::as_str).collect::<Vec<_>>()[..] {
@@ -484,11 +480,7 @@ fn workload_properties(
             );
         }
         let mut volumes = serde_json::Map::new();
-        let vols: Vec<(String, &paved_model::score::ContainerVolume)> = match &c.volumes {
-            Some(Volumes::Map(m)) => m.iter().map(|(k, v)| (k.clone(), v)).collect(),
-            Some(Volumes::List(l)) => l.iter().map(|v| (v.target.clone().unwrap_or_default(), v)).collect(),
-            None => Vec::new(),
-        };
+        let vols = c.volumes.as_ref().map(Volumes::entries).unwrap_or_default();
         for (target, v) in vols {
             let source = resolve::rewrite(w, &at(&format!("volumes.{target}")), &v.source, b)?;
             volumes.insert(target, json!({"source": source, "path": v.path, "readOnly": v.read_only.unwrap_or(false)}));
