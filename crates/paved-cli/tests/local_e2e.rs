@@ -244,6 +244,32 @@ fn up_runs_isolated_environments_repairs_drift_and_down_removes_everything() {
         "{kept}"
     );
 
+    // The platform cluster's socket is no back door: its directory is the owner's alone and
+    // even paved's superuser needs the password there (paved keeps it, 0600).
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(p.cluster_dir()).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o700, "cluster directory mode {mode:o}");
+    let pw = p.cluster_dir().join("superuser.password");
+    assert_eq!(std::fs::metadata(&pw).unwrap().permissions().mode() & 0o777, 0o600);
+    let socket = |password: Option<String>| {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            use sqlx::Connection;
+            let mut opts = sqlx::postgres::PgConnectOptions::new_without_pgpass()
+                .socket(p.cluster_dir())
+                .port(p.pg_port())
+                .username("paved")
+                .database("postgres");
+            if let Some(pw) = &password {
+                opts = opts.password(pw);
+            }
+            sqlx::postgres::PgConnection::connect_with(&opts).await.map(|_| ()).map_err(|e| e.to_string())
+        })
+    };
+    let refused = socket(None).expect_err("the socket let paved's superuser in without a password");
+    assert!(refused.contains("password"), "{refused}");
+    socket(Some(std::fs::read_to_string(&pw).unwrap())).expect("the superuser password opens the socket");
+
     // 2. A second environment from the same specs runs side by side, with its own data.
     // While one paved applies it, another is refused with who holds it, or waits when told to.
     let mut first = p.spawn(&["apply", "-e", "staging"]);

@@ -2,8 +2,12 @@
 //! cluster managed by paved, one database + role per Score resource.
 //!
 //! The cluster is created with `initdb` on first use and started with
-//! `pg_ctl`; it listens on 127.0.0.1 (password authentication, SCRAM) and on
-//! a Unix socket in its directory (paved's own superuser, trust). Each
+//! `pg_ctl`; it listens on 127.0.0.1 and on a Unix socket in its directory,
+//! both with password authentication (SCRAM). The cluster directory is 0700
+//! and paved's superuser password sits in it (`superuser.password`, 0600),
+//! so no other local account reaches the socket, and knowing the socket is
+//! not enough either: a cluster created before this rule (trust on the
+//! socket) is given a password and reloaded on its next start. Each
 //! database belongs to its role; `CONNECT` is revoked from everybody else, so
 //! one environment's credentials cannot open another environment's database.
 //!
@@ -140,6 +144,65 @@ impl Cluster {
         self.data().join("PG_VERSION").exists()
     }
 
+    /// paved's superuser password (written at `initdb`, before the cluster exists).
+    fn password_file(&self) -> PathBuf {
+        self.dir.join("superuser.password")
+    }
+
+    fn superuser_password(&self) -> Result<String, String> {
+        std::fs::read_to_string(self.password_file())
+            .map(|s| s.trim().to_string())
+            .map_err(|e| format!("cannot read {}: {e}", self.password_file().display()))
+    }
+
+    /// Gives the owner alone access to the directory that holds the socket.
+    fn restrict_dir(&self) -> Result<(), String> {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&self.dir, std::fs::Permissions::from_mode(0o700))
+            .map_err(|e| format!("cannot restrict {}: {e}", self.dir.display()))
+    }
+
+    /// A cluster made by an earlier paved trusted every local connection:
+    /// its superuser gets a password and its socket SCRAM, then it reloads.
+    /// Runs while the cluster is up and before the first password login.
+    async fn secure_legacy(&self, port: u16) -> Result<(), String> {
+        let hba = self.data().join("pg_hba.conf");
+        let text = std::fs::read_to_string(&hba).map_err(|e| format!("cannot read {}: {e}", hba.display()))?;
+        if self.password_file().exists() && !text.lines().any(is_local_trust) {
+            return Ok(());
+        }
+        let password = match self.superuser_password() {
+            Ok(p) => p,
+            Err(_) => {
+                let p = fsutil::random_password(32);
+                fsutil::write_atomic(&self.password_file(), p.as_bytes(), true)?;
+                p
+            }
+        };
+        let opts =
+            PgConnectOptions::new_without_pgpass().socket(&self.dir).port(port).username("paved").database("postgres");
+        let mut conn = PgConnection::connect_with(&opts).await.map_err(|e| format!("platform PostgreSQL: {e}"))?;
+        // The password alphabet is letters and digits only: safe inside quotes.
+        sqlx::raw_sql(AssertSqlSafe(format!("ALTER ROLE paved WITH PASSWORD '{password}'")))
+            .execute(&mut conn)
+            .await
+            .map_err(|e| format!("platform PostgreSQL: {e}"))?;
+        let secured: String = text
+            .lines()
+            .map(|l| if is_local_trust(l) { l.replacen("trust", "scram-sha-256", 1) } else { l.to_string() })
+            .collect::<Vec<_>>()
+            .join("\n");
+        fsutil::write_atomic(&hba, format!("{secured}\n").as_bytes(), true)?;
+        if let Some(user) = &self.run_as {
+            let _ = Command::new("chown").arg(user).arg(&hba).output();
+        }
+        sqlx::raw_sql("SELECT pg_reload_conf()")
+            .execute(&mut conn)
+            .await
+            .map_err(|e| format!("platform PostgreSQL: {e}"))?;
+        Ok(())
+    }
+
     fn host_running(&self) -> bool {
         self.initialised()
             && self
@@ -182,7 +245,14 @@ impl Cluster {
                 ));
             }
         }
+        self.restrict_dir()?;
         let staging = self.dir.join("data.initdb");
+        // initdb reads the password from a file (never the command line, which
+        // every local user can see); the file stays for paved's own logins.
+        fsutil::write_atomic(&self.password_file(), fsutil::random_password(32).as_bytes(), true)?;
+        if let Some(user) = &self.run_as {
+            let _ = Command::new("chown").arg(user).arg(self.password_file()).output();
+        }
         let out = self.run(
             "initdb",
             &[
@@ -190,7 +260,8 @@ impl Cluster {
                 staging.display().to_string(),
                 "-U".into(),
                 "paved".into(),
-                "--auth-local=trust".into(),
+                format!("--pwfile={}", self.password_file().display()),
+                "--auth-local=scram-sha-256".into(),
                 "--auth-host=scram-sha-256".into(),
                 "-E".into(),
                 "UTF8".into(),
@@ -316,15 +387,23 @@ impl Cluster {
         .await
         .map_err(|e| DriverError::Retryable(e.to_string()))?
         .map_err(DriverError::Retryable)?;
-        match &self.container {
-            Some(p) => self.start_container(p).await.map_err(DriverError::Retryable),
-            None => self.port().ok_or_else(|| DriverError::Retryable("cluster port unknown".into())),
-        }
+        let port = match &self.container {
+            Some(p) => self.start_container(p).await.map_err(DriverError::Retryable)?,
+            None => self.port().ok_or_else(|| DriverError::Retryable("cluster port unknown".into()))?,
+        };
+        self.restrict_dir().map_err(DriverError::Retryable)?;
+        self.secure_legacy(port).await.map_err(DriverError::Retryable)?;
+        Ok(port)
     }
 
     async fn admin(&self, port: u16) -> Result<PgConnection, DriverError> {
-        let opts =
-            PgConnectOptions::new_without_pgpass().socket(&self.dir).port(port).username("paved").database("postgres");
+        let password = self.superuser_password().map_err(DriverError::Retryable)?;
+        let opts = PgConnectOptions::new_without_pgpass()
+            .socket(&self.dir)
+            .port(port)
+            .username("paved")
+            .password(&password)
+            .database("postgres");
         PgConnection::connect_with(&opts)
             .await
             .map_err(|e| DriverError::Retryable(format!("cannot connect to the platform PostgreSQL: {e}")))
@@ -364,6 +443,12 @@ impl Cluster {
         }
         crate::remove_dir(&self.dir)
     }
+}
+
+/// A `pg_hba.conf` line trusting Unix-socket connections.
+fn is_local_trust(line: &str) -> bool {
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    fields.first() == Some(&"local") && fields.last() == Some(&"trust")
 }
 
 /// An image running this machine's PostgreSQL server as `uid:gid` (the
