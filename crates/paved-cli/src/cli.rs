@@ -461,6 +461,9 @@ pub struct ServerArgs {
     /// Where the bootstrap admin token is written at first start (default: DATA_DIR/bootstrap-admin.token).
     #[arg(long)]
     pub bootstrap_token_file: Option<PathBuf>,
+    /// How long the bootstrap admin token keeps working once an organisation admin has a token of their own.
+    #[arg(long, value_parser = parse_lock_timeout, default_value = "24h")]
+    pub bootstrap_grace: std::time::Duration,
     /// Largest request body in bytes.
     #[arg(long, default_value_t = 1024 * 1024)]
     pub body_limit: usize,

@@ -21,8 +21,21 @@ pub async fn serve(ctx: &Ctx, args: ServerArgs) -> Result<(), Failure> {
     let control = ctx.control().await?;
     let bootstrap_file = args.bootstrap_token_file.unwrap_or_else(|| ctx.data_dir.join("bootstrap-admin.token"));
     let fail = |e: paved_server::ServerError| Failure::User(e.to_string());
-    if let Some(path) = paved_server::bootstrap(&control, &bootstrap_file).await.map_err(fail)? {
+    let boot = paved_server::bootstrap(&control, &bootstrap_file, args.bootstrap_grace).await.map_err(fail)?;
+    if let Some(path) = &boot.written {
         eprintln!("paved server: bootstrap admin token written to {} (mode 0600)", path.display());
+    }
+    if let Some(mode) = boot.tightened {
+        eprintln!(
+            "paved server: warning: {} had mode {mode:04o}; set back to 0600 (only paved's user may read it)",
+            bootstrap_file.display()
+        );
+    }
+    if let Some(at) = boot.expires {
+        eprintln!(
+            "paved server: the bootstrap admin token stops working at {} (organisation admins have tokens of their own)",
+            crate::output::timestamp(at)
+        );
     }
     let github_webhook_secret =
         args.github_webhook_secret_file.as_deref().map(|p| read_secret(p, "the webhook secret")).transpose()?;
@@ -44,6 +57,7 @@ pub async fn serve(ctx: &Ctx, args: ServerArgs) -> Result<(), Failure> {
         rate_burst: NonZeroU32::new(args.rate_burst).unwrap_or(NonZeroU32::MIN),
         parallelism: args.parallelism as usize,
         reconcile_interval: Some(args.reconcile_interval).filter(|d| !d.is_zero()),
+        bootstrap_grace: args.bootstrap_grace,
         ..paved_server::ServerConfig::default()
     };
     let state = paved_server::AppState::new(control, config);

@@ -526,6 +526,64 @@ fn metrics_parse_with_a_prometheus_parser(p: &Platform) {
 }
 
 #[test]
+fn the_bootstrap_token_stays_private_and_retires_once_admins_have_tokens() {
+    use std::os::unix::fs::PermissionsExt;
+    let mut p = Platform::new();
+    p.start(&["--bootstrap-grace", "2s"]);
+    let file = p.data.path().join("bootstrap-admin.token");
+    let bootstrap = std::fs::read_to_string(&file).unwrap().trim().to_string();
+    assert_eq!(p.get("/api/v1/whoami", &bootstrap).status, 200);
+
+    // Someone loosens the file while the server is down: the next start puts it back, and says so.
+    let mut server = p.server.take().unwrap();
+    server.kill().unwrap();
+    server.wait().unwrap();
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    p.start(&["--bootstrap-grace", "2s"]);
+    assert_eq!(std::fs::metadata(&file).unwrap().permissions().mode() & 0o777, 0o600);
+    assert!(p.log().contains("had mode 0644; set back to 0600"), "{}", p.log());
+
+    let tokens = |p: &Platform| p.get("/api/v1/tokens", &bootstrap).json();
+    let boot_expiry = |list: &Value| {
+        list.as_array().unwrap().iter().find(|t| t["subject"] == "serviceaccount:paved-bootstrap-admin").unwrap()
+            ["expires_at"]
+            .clone()
+    };
+    let issue = |p: &Platform, name: &str, subject: &str| {
+        let body = json!({"name": name, "subject": subject}).to_string();
+        let r = p.request("POST", "/api/v1/tokens", Some(&bootstrap), &[], body.as_bytes());
+        assert_eq!(r.status, 201, "{}", r.text());
+        r.json()["secret"].as_str().unwrap().to_string()
+    };
+    // A token for someone who is not an organisation admin changes nothing.
+    let binding = "apiVersion: paved.dev/v1alpha1\nkind: RoleBinding\nmetadata:\n  name: owners\nspec:\n  role: admin\n  \
+                   subjects: [user:owner@example.com]\n  scope: organisation\n  production: true\n";
+    let r = p.request(
+        "POST",
+        "/api/v1/specs",
+        Some(&bootstrap),
+        &[("Content-Type", "application/yaml")],
+        binding.as_bytes(),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    issue(&p, "ci", "serviceaccount:ci");
+    assert_eq!(boot_expiry(&tokens(&p)), Value::Null, "{}", tokens(&p));
+
+    // The first real admin token starts the grace period; the bootstrap token ends with it.
+    let owner = issue(&p, "owner-laptop", "user:owner@example.com");
+    let expiry = boot_expiry(&tokens(&p));
+    assert!(expiry.is_string(), "the bootstrap token did not get an expiry: {}", tokens(&p));
+    let audit = p.get("/api/v1/audit?action=token.expire", &owner).json();
+    let event = &audit["items"][0];
+    assert_eq!(event["actor"], "paved server", "{audit}");
+    assert!(event["details"]["reason"].as_str().unwrap().contains("user:owner@example.com"), "{audit}");
+    std::thread::sleep(Duration::from_millis(2500));
+    let r = p.get("/api/v1/whoami", &bootstrap);
+    assert_eq!(r.status, 401, "the bootstrap token still works after its grace: {}", r.text());
+    assert_eq!(p.get("/api/v1/whoami", &owner).status, 200);
+}
+
+#[test]
 fn a_token_over_its_rate_gets_429_with_retry_after() {
     let mut p = Platform::new();
     p.ok(&["token", "list"]);

@@ -43,6 +43,8 @@ pub enum ServerError {
     Store(#[from] paved_store::StoreError),
     #[error("cannot issue the bootstrap token: {0}")]
     Bootstrap(String),
+    #[error("cannot retire the bootstrap token: {0}")]
+    Retire(String),
 }
 
 /// Limits and knobs of the server.
@@ -72,6 +74,9 @@ pub struct ServerConfig {
     /// How often the git loop runs without a delivery waking it (previews
     /// to apply or reap, artifacts arrived for waiting deployments).
     pub git_interval: Duration,
+    /// How long the bootstrap token keeps working once real admins have
+    /// tokens ([`retire_bootstrap`]).
+    pub bootstrap_grace: Duration,
 }
 
 impl Default for ServerConfig {
@@ -89,6 +94,7 @@ impl Default for ServerConfig {
             notify_urls: Vec::new(),
             notify_secret: Vec::new(),
             git_interval: Duration::from_secs(10),
+            bootstrap_grace: BOOTSTRAP_GRACE,
         }
     }
 }
@@ -415,17 +421,50 @@ async fn reconcile_every(state: AppState, every: Duration) {
     }
 }
 
-/// At first start, issues the bootstrap admin token and writes it to `path`
-/// (mode 0600, never logged). Returns the path when it wrote one.
-pub async fn bootstrap(control: &Control, path: &Path) -> Result<Option<PathBuf>, ServerError> {
-    let tokens = control.store.list_tokens().await?;
-    if tokens.iter().any(|t| t.subject == auth::BOOTSTRAP_SUBJECT) {
-        return Ok(None);
-    }
-    let caller = paved_control::Caller {
+/// How long the bootstrap admin token keeps working, by default, once an
+/// organisation admin holds a token of their own: a day to finish setting up.
+pub const BOOTSTRAP_GRACE: Duration = Duration::from_secs(24 * 3600);
+
+/// What [`bootstrap`] did at this start.
+#[derive(Debug, Default)]
+pub struct Bootstrap {
+    /// The token file, when this start wrote it (the store's first start).
+    pub written: Option<PathBuf>,
+    /// The token file's mode before it was put back to 0600, when it had
+    /// been loosened since.
+    pub tightened: Option<u32>,
+    /// When the bootstrap token stops working, once that is decided.
+    pub expires: Option<time::OffsetDateTime>,
+}
+
+fn server_caller() -> paved_control::Caller {
+    paved_control::Caller {
         actor: "paved server".into(),
         request: paved_store::RequestContext { request_id: new_id(), origin: "server".into() },
-    };
+    }
+}
+
+/// On every start: at the store's first, issues the bootstrap admin token
+/// and writes it to `path` (mode 0600, never logged); later, puts the file
+/// back to 0600 if someone loosened it, and retires the token once real
+/// admins exist ([`retire_bootstrap`]).
+pub async fn bootstrap(control: &Control, path: &Path, grace: Duration) -> Result<Bootstrap, ServerError> {
+    let tokens = control.store.list_tokens().await?;
+    if tokens.iter().any(|t| t.subject == auth::BOOTSTRAP_SUBJECT) {
+        use std::os::unix::fs::PermissionsExt;
+        let mut report = Bootstrap::default();
+        if let Ok(meta) = std::fs::symlink_metadata(path) {
+            let mode = meta.permissions().mode() & 0o7777;
+            if meta.is_file() && mode != 0o600 {
+                std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+                    .map_err(|source| ServerError::BootstrapFile { path: path.to_path_buf(), source })?;
+                report.tightened = Some(mode);
+            }
+        }
+        report.expires = retire_bootstrap(control, grace).await?;
+        return Ok(report);
+    }
+    let caller = server_caller();
     let write = |secret: &str| -> std::io::Result<()> {
         use std::io::Write;
         use std::os::unix::fs::OpenOptionsExt;
@@ -444,5 +483,42 @@ pub async fn bootstrap(control: &Control, path: &Path) -> Result<Option<PathBuf>
         .await
         .map_err(|e| ServerError::Bootstrap(e.to_string()))?;
     write(&secret).map_err(|source| ServerError::BootstrapFile { path: path.to_path_buf(), source })?;
-    Ok(Some(path.to_path_buf()))
+    Ok(Bootstrap { written: Some(path.to_path_buf()), ..Bootstrap::default() })
+}
+
+/// The bootstrap token is for the first hour of an installation, not a
+/// standing credential: once a live token acts as a subject with an
+/// organisation-wide admin binding, the bootstrap token expires `grace`
+/// later (audited as `token.expire`). Checked at every start and after
+/// every token is issued. Returns when it stops working.
+pub async fn retire_bootstrap(control: &Control, grace: Duration) -> Result<Option<time::OffsetDateTime>, ServerError> {
+    let now = control.clock.now();
+    let tokens = control.store.list_tokens().await?;
+    let Some(boot) = tokens.iter().find(|t| t.subject == auth::BOOTSTRAP_SUBJECT && t.unusable_at(now).is_none())
+    else {
+        return Ok(None);
+    };
+    if boot.expires_at.is_some() {
+        return Ok(boot.expires_at);
+    }
+    let mut admins = std::collections::BTreeSet::new();
+    let bindings = control.catalog(Default::default()).list(Some(Kind::RoleBinding)).await;
+    for o in bindings.map_err(|e| ServerError::Retire(e.to_string()))? {
+        if let Spec::RoleBinding(b) = o.spec
+            && b.spec.role == paved_model::Role::Admin
+            && b.spec.scope == paved_model::BindingScope::Organisation
+        {
+            admins.extend(b.spec.subjects.into_iter().map(|s| s.0));
+        }
+    }
+    let Some(real) = tokens
+        .iter()
+        .find(|t| t.subject != auth::BOOTSTRAP_SUBJECT && t.unusable_at(now).is_none() && admins.contains(&t.subject))
+    else {
+        return Ok(None);
+    };
+    let at = now + time::Duration::try_from(grace).unwrap_or(time::Duration::DAY);
+    let why = format!("an organisation admin ({}) holds token {}", real.subject, real.id);
+    control.expire_token(&server_caller(), &boot.id, at, &why).await.map_err(|e| ServerError::Retire(e.to_string()))?;
+    Ok(Some(at))
 }

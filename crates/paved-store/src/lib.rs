@@ -167,6 +167,10 @@ pub trait Store: SecretStore + ReleaseStore + Send + Sync {
     /// Marks a token revoked and records the event, in one transaction;
     /// `false` (and nothing recorded) when no live token has that id.
     async fn revoke_token(&self, id: &str, event: &NewAuditEvent) -> Result<bool, StoreError>;
+    /// Makes a live token expire at `at` (only ever sooner) and records the
+    /// event, in one transaction; `false` (nothing recorded) when no live
+    /// token with that id would expire later than `at`.
+    async fn expire_token(&self, id: &str, at: OffsetDateTime, event: &NewAuditEvent) -> Result<bool, StoreError>;
     /// Every node applied in an environment, ordered by id.
     async fn applied_nodes(&self, environment: &str) -> Result<Vec<AppliedNode>, StoreError>;
     /// Records (inserts or replaces) one applied node.

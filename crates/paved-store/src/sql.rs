@@ -417,6 +417,27 @@ impl Store for SqlStore {
         Ok(done)
     }
 
+    async fn expire_token(&self, id: &str, at: OffsetDateTime, event: &NewAuditEvent) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        self.lock_audit_chain(&mut tx).await?;
+        let at = timestamp(at);
+        let done = sqlx::query(
+            "UPDATE api_tokens SET expires_at = $1 WHERE id = $2 AND revoked_at IS NULL \
+             AND (expires_at IS NULL OR expires_at > $1)",
+        )
+        .bind(&at)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        if done {
+            Self::append_in(&mut tx, event).await?;
+            tx.commit().await?;
+        }
+        Ok(done)
+    }
+
     async fn append_audit(&self, event: &NewAuditEvent) -> Result<AuditEvent, StoreError> {
         let mut tx = self.pool.begin().await?;
         self.lock_audit_chain(&mut tx).await?;

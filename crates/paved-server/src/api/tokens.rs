@@ -98,6 +98,9 @@ pub async fn create_token(
             })?),
         };
     let (token, secret) = state.control.issue_token(&who.caller(), &new.name, &new.subject, lifetime).await?;
+    if let Err(e) = crate::retire_bootstrap(&state.control, state.config.bootstrap_grace).await {
+        tracing::warn!(error = %e, "the bootstrap token could not be retired; it will be at the next start");
+    }
     Ok((StatusCode::CREATED, axum::Json(IssuedTokenView { token: token.into(), secret })))
 }
 
