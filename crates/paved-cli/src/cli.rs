@@ -464,6 +464,9 @@ pub struct ServerArgs {
     /// How long the bootstrap admin token keeps working once an organisation admin has a token of their own.
     #[arg(long, value_parser = parse_lock_timeout, default_value = "24h")]
     pub bootstrap_grace: std::time::Duration,
+    /// How long a finished apply or destroy stays readable at /api/v1/operations/{id} (the newest 1000 at most).
+    #[arg(long, value_parser = parse_lock_timeout, default_value = "1h")]
+    pub operation_retention: std::time::Duration,
     /// Largest request body in bytes.
     #[arg(long, default_value_t = 1024 * 1024)]
     pub body_limit: usize,

@@ -77,6 +77,8 @@ pub struct ServerConfig {
     /// How long the bootstrap token keeps working once real admins have
     /// tokens ([`retire_bootstrap`]).
     pub bootstrap_grace: Duration,
+    /// How long finished operations stay readable (`GET /operations/{id}`).
+    pub operation_retention: Duration,
 }
 
 impl Default for ServerConfig {
@@ -95,6 +97,7 @@ impl Default for ServerConfig {
             notify_secret: Vec::new(),
             git_interval: Duration::from_secs(10),
             bootstrap_grace: BOOTSTRAP_GRACE,
+            operation_retention: Duration::from_secs(3600),
         }
     }
 }
@@ -124,7 +127,10 @@ impl AppState {
             .map_or_else(|_| "localhost".into(), |h| h.trim().to_string());
         AppState {
             control,
-            operations: Operations::default(),
+            operations: Operations::with_retention(operations::Retention {
+                after_end: time::Duration::try_from(config.operation_retention).unwrap_or(time::Duration::HOUR),
+                ..operations::Retention::default()
+            }),
             metrics: Arc::new(Metrics::new()),
             limiter: Arc::new(RateLimiter::keyed(quota)),
             config: Arc::new(config),

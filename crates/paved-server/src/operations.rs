@@ -3,6 +3,12 @@
 //! (`GET /operations/{id}`) or as Server-Sent Events. Operations live in
 //! memory: what they did is in the store (applied state, audit log), so a
 //! restart loses only the progress trail of runs that had finished.
+//!
+//! Finished operations are kept for a retention (default an hour) and at
+//! most [`Retention::keep`] of them, oldest evicted first, so a server that
+//! runs for months holds a bounded trail; running operations are never
+//! evicted. Eviction happens when an operation starts (time comes from the
+//! operations themselves, so it is as injectable as the clock that made them).
 
 use crate::metrics::{Metrics, OperationLabels, OutcomeLabels};
 use paved_engine::{Outcome, Progress};
@@ -88,19 +94,54 @@ struct Entry {
     cancel: Arc<AtomicBool>,
 }
 
+/// How long finished operations stay readable, and how many at most.
+#[derive(Debug, Clone, Copy)]
+pub struct Retention {
+    pub after_end: time::Duration,
+    pub keep: usize,
+}
+
+impl Default for Retention {
+    fn default() -> Retention {
+        Retention { after_end: time::Duration::HOUR, keep: 1000 }
+    }
+}
+
 /// Every operation of this server process, and a signal when any changes.
 #[derive(Clone, Default)]
 pub struct Operations {
     inner: Arc<Mutex<BTreeMap<String, Entry>>>,
     changed: Arc<tokio::sync::Notify>,
+    retention: Retention,
 }
 
 impl Operations {
+    pub fn with_retention(retention: Retention) -> Operations {
+        Operations { retention, ..Operations::default() }
+    }
+
+    /// Registers a running operation, evicting finished ones past the retention.
     pub fn start(&self, op: Operation) -> Arc<AtomicBool> {
         let cancel = Arc::new(AtomicBool::new(false));
         let entry = Entry { op: op.clone(), events: vec![], cancel: cancel.clone() };
-        self.lock().insert(op.id, entry);
+        let mut all = self.lock();
+        let cutoff = op.started_at - self.retention.after_end;
+        all.retain(|_, e| e.op.finished_at.is_none_or(|end| end >= cutoff));
+        let mut finished: Vec<(OffsetDateTime, String)> =
+            all.values().filter_map(|e| e.op.finished_at.map(|end| (end, e.op.id.clone()))).collect();
+        if finished.len() >= self.retention.keep {
+            finished.sort();
+            for (_, id) in finished.iter().take(finished.len() + 1 - self.retention.keep.max(1)) {
+                all.remove(id);
+            }
+        }
+        all.insert(op.id, entry);
         cancel
+    }
+
+    /// How many operations are held (running and finished).
+    pub fn len(&self) -> usize {
+        self.lock().len()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Entry>> {
@@ -237,6 +278,40 @@ mod tests {
             outcomes: BTreeMap::new(),
             error: None,
         }
+    }
+
+    fn at(minutes: i64) -> OffsetDateTime {
+        OffsetDateTime::UNIX_EPOCH + time::Duration::minutes(minutes)
+    }
+
+    #[test]
+    fn finished_operations_are_evicted_after_the_retention_and_beyond_the_cap() {
+        let ops = Operations::with_retention(Retention { after_end: time::Duration::HOUR, keep: 3 });
+        let started = |id: &str, minute| Operation { started_at: at(minute), ..op(id) };
+        ops.start(started("long-running", 0));
+        ops.start(started("a", 0));
+        ops.finish("a", Status::Succeeded, None, at(1));
+        ops.start(started("b", 2));
+        ops.finish("b", Status::Failed, Some("no".into()), at(30));
+        // An hour after a ended, it is gone; b (ended later) and the running one stay.
+        ops.start(started("c", 62));
+        assert!(ops.get("a").is_none());
+        assert!(ops.get("b").is_some() && ops.get("long-running").is_some());
+        // At most three finished (room is made as one starts): the oldest go first, running ones never.
+        for (i, id) in ["d", "e", "f"].iter().enumerate() {
+            ops.finish("c", Status::Succeeded, None, at(63));
+            ops.start(started(id, 64 + i as i64));
+            ops.finish(id, Status::Succeeded, None, at(65 + i as i64));
+        }
+        ops.start(started("g", 70));
+        assert!(["b", "c", "d"].iter().all(|id| ops.get(id).is_none()), "the oldest finished were kept");
+        assert!(["e", "f", "g", "long-running"].iter().all(|id| ops.get(id).is_some()));
+        assert_eq!(ops.len(), 4);
+        // Far later, every finished operation has gone; the running ones stay.
+        ops.start(started("h", 10_000));
+        let left: Vec<_> = ["long-running", "g", "h"].iter().filter(|id| ops.get(id).is_some()).collect();
+        assert_eq!(left, [&"long-running", &"g", &"h"]);
+        assert_eq!(ops.len(), 3);
     }
 
     #[tokio::test]
