@@ -467,6 +467,9 @@ pub struct ServerArgs {
     /// How long a finished apply or destroy stays readable at /api/v1/operations/{id} (the newest 1000 at most).
     #[arg(long, value_parser = parse_lock_timeout, default_value = "1h")]
     pub operation_retention: std::time::Duration,
+    /// How often /metrics recomputes the DORA figures from the deployment history (scrapes in between are cheap).
+    #[arg(long, value_parser = parse_lock_timeout, default_value = "30s")]
+    pub metrics_refresh: std::time::Duration,
     /// Largest request body in bytes.
     #[arg(long, default_value_t = 1024 * 1024)]
     pub body_limit: usize,

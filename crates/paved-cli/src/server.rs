@@ -59,6 +59,7 @@ pub async fn serve(ctx: &Ctx, args: ServerArgs) -> Result<(), Failure> {
         reconcile_interval: Some(args.reconcile_interval).filter(|d| !d.is_zero()),
         bootstrap_grace: args.bootstrap_grace,
         operation_retention: args.operation_retention,
+        metrics_refresh: args.metrics_refresh,
         ..paved_server::ServerConfig::default()
     };
     let state = paved_server::AppState::new(control, config);

@@ -523,6 +523,22 @@ fn metrics_parse_with_a_prometheus_parser(p: &Platform) {
     // The matrix asked every role for a reveal without the grant.
     assert!(families.lines().any(|l| l.starts_with("paved_secret_reveals_total  denied")), "{families}");
     assert!(families.lines().any(|l| l.starts_with("paved_provisioning_duration_seconds_bucket")), "{families}");
+
+    // /metrics needs no token, so a scrape must be cheap: 20 scrapes at once read the
+    // deployment history at most once (the DORA figures are refreshed every 30 s).
+    let refreshes = |text: &str| -> f64 {
+        let line =
+            text.lines().find(|l| l.starts_with("paved_dora_refreshes_total ")).unwrap_or_else(|| panic!("{text}"));
+        line.rsplit(' ').next().unwrap().parse().unwrap()
+    };
+    let before = refreshes(&r.text());
+    let scrapes: Vec<String> = std::thread::scope(|s| {
+        let handles: Vec<_> =
+            (0..20).map(|_| s.spawn(|| p.request("GET", "/metrics", None, &[], b"").text())).collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let after = scrapes.iter().map(|t| refreshes(t)).fold(before, f64::max);
+    assert!(after - before <= 1.0, "20 scrapes computed the DORA figures {} times", after - before);
 }
 
 #[test]

@@ -79,6 +79,9 @@ pub struct ServerConfig {
     pub bootstrap_grace: Duration,
     /// How long finished operations stay readable (`GET /operations/{id}`).
     pub operation_retention: Duration,
+    /// How often `/metrics` recomputes the DORA figures (scrapes in between
+    /// read the last ones).
+    pub metrics_refresh: Duration,
 }
 
 impl Default for ServerConfig {
@@ -98,6 +101,7 @@ impl Default for ServerConfig {
             git_interval: Duration::from_secs(10),
             bootstrap_grace: BOOTSTRAP_GRACE,
             operation_retention: Duration::from_secs(3600),
+            metrics_refresh: Duration::from_secs(30),
         }
     }
 }

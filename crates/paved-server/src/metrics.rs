@@ -46,8 +46,14 @@ pub struct Metrics {
     pub deployments: Family<OutcomeLabels, Counter>,
     /// GitHub deliveries, by what became of them.
     pub webhooks: Family<OutcomeLabels, Counter>,
-    /// DORA figures per service, computed from the deployment history at each scrape.
+    /// DORA figures per service, computed from the deployment history at
+    /// most once per refresh interval (see [`Metrics::dora_due`]).
     pub dora: Family<DoraLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    /// Times the DORA figures were computed: what a scrape costs is visible.
+    pub dora_refreshes: Counter,
+    /// When the DORA figures were last computed. A scrape holds this lock
+    /// while it computes, so concurrent scrapes share one computation.
+    dora_at: tokio::sync::Mutex<Option<time::OffsetDateTime>>,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -119,8 +125,16 @@ impl Metrics {
              lead time (commit to healthy) and time to restore in seconds, change failure rate",
             dora.clone(),
         );
+        let dora_refreshes = Counter::default();
+        registry.register(
+            "paved_dora_refreshes",
+            "Times the DORA figures were computed from the deployment history (at most once per --metrics-refresh)",
+            dora_refreshes.clone(),
+        );
         Metrics {
             registry,
+            dora_refreshes,
+            dora_at: tokio::sync::Mutex::new(None),
             http,
             operations,
             nodes,
@@ -158,6 +172,28 @@ impl Metrics {
                 }
             }
         }
+    }
+
+    /// Recomputes the DORA gauges with `compute` unless they were computed
+    /// less than `every` before `now`: an unauthenticated `/metrics` costs
+    /// one read of the deployment history per interval however often, and
+    /// however many at once, it is scraped.
+    pub async fn refresh_dora<F, Fut, E>(&self, now: time::OffsetDateTime, every: std::time::Duration, compute: F)
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<Vec<paved_control::Dora>, E>>,
+        E: std::fmt::Display,
+    {
+        let mut at = self.dora_at.lock().await;
+        if at.is_some_and(|t| now - t < every) {
+            return;
+        }
+        match compute().await {
+            Ok(figures) => self.set_dora(&figures),
+            Err(e) => tracing::warn!(error = %e, "DORA figures could not be computed for /metrics"),
+        }
+        self.dora_refreshes.inc();
+        *at = Some(now);
     }
 
     /// The OpenMetrics text exposition.

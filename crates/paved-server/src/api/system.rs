@@ -34,11 +34,8 @@ pub async fn readyz(State(state): State<AppState>) -> Result<axum::Json<Health>,
 #[utoipa::path(get, path = "/metrics", tag = "system", security(()),
     responses((status = 200, description = "OpenMetrics text", content_type = "application/openmetrics-text")))]
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    // DORA figures are read from the deployment history at each scrape.
-    match state.control.dora(30).await {
-        Ok(figures) => state.metrics.set_dora(&figures),
-        Err(e) => tracing::warn!(error = %e, "DORA figures could not be computed for /metrics"),
-    }
+    let now = state.control.clock.now();
+    state.metrics.refresh_dora(now, state.config.metrics_refresh, || state.control.dora(30)).await;
     ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], state.metrics.encode())
 }
 
