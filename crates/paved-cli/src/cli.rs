@@ -187,7 +187,8 @@ SIGINT/SIGTERM stop accepting requests; running applies finish their current ste
     /// Use a paved server from this CLI: checks the token (read from standard
     /// input, or a file only you can read) and saves both (mode 0600).
     #[command(
-        after_help = "Examples:\n  paved token create me --subject user:ada@example.com | paved login --server http://paved.internal:7480\n  \
+        after_help = "Examples:\n  paved token create me --subject user:ada@example.com | paved login --server https://paved.internal\n  \
+paved login --server https://paved.internal --ca-file /etc/ssl/corp-ca.pem --token-file ~/.config/paved/token\n  \
 paved login --server http://127.0.0.1:7480 --token-file ~/.config/paved/token\n\n\
 Afterwards get, apply, destroy, drift, plan, parity, history, delete, audit and token go to the server
 (its roles and audit log apply);\n\
@@ -199,6 +200,12 @@ Afterwards get, apply, destroy, drift, plan, parity, history, delete, audit and 
         /// Read the token from this file (it must not be readable by others).
         #[arg(long)]
         token_file: Option<PathBuf>,
+        /// Trust only the CA certificates in this PEM file for the server's https (default: the system's roots).
+        #[arg(long)]
+        ca_file: Option<PathBuf>,
+        /// Allow plain http to a server that is not on this machine (the token crosses the network unencrypted).
+        #[arg(long)]
+        insecure_http: bool,
     },
     /// Forget the server `paved login` saved.
     Logout,

@@ -196,7 +196,15 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
         Err(other) => other,
     };
     let result = match command {
-        Command::Login { server, token_file } => crate::remote::login(&server, token_file.as_deref()).await,
+        Command::Login { server, token_file, ca_file, insecure_http } => {
+            let args = crate::remote::LoginArgs {
+                server: &server,
+                token_file: token_file.as_deref(),
+                ca_file: ca_file.as_deref(),
+                insecure_http,
+            };
+            crate::remote::login(args).await
+        }
         Command::Logout => crate::remote::logout(),
         Command::Whoami => crate::remote::whoami(&ctx, None).await,
         Command::Validate { files } => validate(&ctx, &files).await,

@@ -2,6 +2,11 @@
 //! commands, sent to `/api/v1` with the saved token, so the server's access
 //! checks and audit trail apply; output is printed by the same functions
 //! as in embedded mode.
+//!
+//! The connection is https (rustls; the system's roots, or only the CA
+//! bundle given at login) or plain http to this machine's loopback
+//! addresses; plain http to anywhere else is refused unless asked for by
+//! name, since the token would cross the network in clear text.
 
 use crate::Failure;
 use crate::cli::{AuditCommand, Format};
@@ -9,6 +14,7 @@ use crate::commands::Ctx;
 use crate::output::structured;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
@@ -25,6 +31,62 @@ use std::time::Duration;
 pub struct Remote {
     pub server: String,
     pub token: String,
+    /// PEM certificates the server's must chain to, instead of the system's roots.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
+    /// Built at the first call (reading the roots once per command).
+    #[serde(skip)]
+    client: std::sync::OnceLock<Client<HttpsConnector<HttpConnector>, Full<Bytes>>>,
+}
+
+/// The trust anchors and TLS settings of calls to the server.
+fn tls_config(ca_file: Option<&Path>) -> Result<rustls::ClientConfig, Failure> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    match ca_file {
+        Some(path) => {
+            let bad = |e: &dyn std::fmt::Display| {
+                Failure::User(format!(
+                    "{}: not a PEM certificate bundle ({e}); pass the CA's certificate",
+                    path.display()
+                ))
+            };
+            let certs: Vec<CertificateDer> = CertificateDer::pem_file_iter(path)
+                .map_err(|e| bad(&e))?
+                .collect::<Result<_, _>>()
+                .map_err(|e| bad(&e))?;
+            if certs.is_empty() {
+                return Err(bad(&"it holds no CERTIFICATE block"));
+            }
+            for c in certs {
+                roots.add(c).map_err(|e| bad(&e))?;
+            }
+        }
+        None => {
+            // Certificates the system cannot parse are skipped, as every TLS client does.
+            for c in rustls_native_certs::load_native_certs().certs {
+                let _ = roots.add(c);
+            }
+        }
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| Failure::User(format!("TLS setup: {e}")))?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
+}
+
+/// Whether `url` is plain http to this machine (where no network is crossed).
+fn loopback_http(url: &str) -> bool {
+    let Some(rest) = url.strip_prefix("http://") else { return false };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
+    };
+    host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 pub fn config_file() -> PathBuf {
@@ -50,8 +112,20 @@ impl Remote {
         }
     }
 
+    fn client(&self) -> Result<&Client<HttpsConnector<HttpConnector>, Full<Bytes>>, Failure> {
+        if let Some(c) = self.client.get() {
+            return Ok(c);
+        }
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls_config(self.ca_file.as_deref())?)
+            .https_or_http()
+            .enable_http1()
+            .build();
+        Ok(self.client.get_or_init(|| Client::builder(TokioExecutor::new()).build(connector)))
+    }
+
     async fn call(&self, method: &str, path: &str, body: Option<(&str, Vec<u8>)>) -> Result<(u16, Value), Failure> {
-        let client: Client<HttpConnector, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+        let client = self.client()?;
         let url = format!("{}{path}", self.server.trim_end_matches('/'));
         let mut req = hyper::Request::builder()
             .method(method)
@@ -69,7 +143,21 @@ impl Remote {
         let response = tokio::time::timeout(Duration::from_secs(120), client.request(req))
             .await
             .map_err(|_| Failure::User(format!("{url} did not answer within 120 s")))?
-            .map_err(|e| Failure::User(format!("cannot reach the paved server at {}: {e}", self.server)))?;
+            .map_err(|e| {
+                // hyper's error hides the cause (a certificate problem) behind "client error (Connect)".
+                let mut why = e.to_string();
+                let mut source = std::error::Error::source(&e);
+                while let Some(s) = source {
+                    why = format!("{why}: {s}");
+                    source = s.source();
+                }
+                let hint = if why.contains("certificate") {
+                    "\n  hint: if the server's certificate comes from your own CA, log in again with --ca-file CA.pem"
+                } else {
+                    ""
+                };
+                Failure::User(format!("cannot reach the paved server at {}: {why}{hint}", self.server))
+            })?;
         let status = response.status().as_u16();
         let body = response.into_body().collect().await.map_err(|e| Failure::User(e.to_string()))?.to_bytes();
         let value = if body.is_empty() { Value::Null } else { serde_json::from_slice(&body).unwrap_or(Value::Null) };
@@ -130,8 +218,29 @@ fn api_error(status: u16, v: &Value) -> String {
     out
 }
 
+/// How `paved login` reaches the server.
+pub struct LoginArgs<'a> {
+    pub server: &'a str,
+    pub token_file: Option<&'a Path>,
+    pub ca_file: Option<&'a Path>,
+    pub insecure_http: bool,
+}
+
 /// `paved login --server URL`: reads the token (standard input or a 0600 file), checks it, saves both.
-pub async fn login(server: &str, token_file: Option<&Path>) -> Result<(), Failure> {
+pub async fn login(args: LoginArgs<'_>) -> Result<(), Failure> {
+    let LoginArgs { server, token_file, ca_file, insecure_http } = args;
+    if !server.starts_with("https://") && !server.starts_with("http://") {
+        return Err(Failure::User(format!("`{server}`: the server is an https:// URL (or http:// on this machine)")));
+    }
+    if server.starts_with("http://") && !loopback_http(server) && !insecure_http {
+        return Err(Failure::User(format!(
+            "`{server}`: plain http would send your token across the network in clear text; use https:// \
+             (with --ca-file if your CA is private), or --insecure-http if you really mean it"
+        )));
+    }
+    let ca_file = ca_file
+        .map(|p| std::path::absolute(p).map_err(|e| Failure::User(format!("{}: {e}", p.display()))))
+        .transpose()?;
     let token = match token_file {
         Some(path) => {
             use std::os::unix::fs::PermissionsExt;
@@ -154,12 +263,12 @@ pub async fn login(server: &str, token_file: Option<&Path>) -> Result<(), Failur
             t
         }
     };
-    let remote = Remote { server: server.trim_end_matches('/').to_string(), token: token.trim().to_string() };
-    if !remote.server.starts_with("http://") {
-        return Err(Failure::User(format!(
-            "`{server}`: use an http:// URL (terminate TLS in front of paved; https is not built in yet)"
-        )));
-    }
+    let remote = Remote {
+        server: server.trim_end_matches('/').to_string(),
+        token: token.trim().to_string(),
+        ca_file,
+        client: Default::default(),
+    };
     let me = remote.get("/api/v1/whoami").await?;
     let path = config_file();
     let write = || -> std::io::Result<()> {
@@ -616,4 +725,26 @@ pub async fn whoami(ctx: &Ctx, remote: Option<&Remote>) -> Result<(), Failure> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::loopback_http;
+
+    #[test]
+    fn only_loopback_hosts_count_as_this_machine() {
+        for url in ["http://127.0.0.1:7480", "http://127.9.9.9/api", "http://localhost:1", "http://[::1]:7480/x"] {
+            assert!(loopback_http(url), "{url}");
+        }
+        for url in [
+            "http://10.0.0.1:7480",
+            "http://paved.internal",
+            "http://127.0.0.1.evil.example:80",
+            "http://localhost.evil.example",
+            "https://127.0.0.1",
+            "http://[::2]:1",
+        ] {
+            assert!(!loopback_http(url), "{url}");
+        }
+    }
 }

@@ -774,3 +774,132 @@ fn the_server_keeps_its_state_in_postgresql() {
     assert!(p.ok(&["audit", "verify"]).contains("intact"));
     assert!(!p.data.path().join("state.db").exists(), "state went to SQLite, not PostgreSQL");
 }
+
+/// A CA and a certificate for 127.0.0.1 signed by it, made with openssl in `dir`:
+/// (CA certificate, server certificate, server key).
+fn test_pki(dir: &Path, name: &str) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+    let openssl = |args: &[&str]| {
+        let out = Command::new("openssl").args(args).current_dir(dir).output().expect("openssl (Debian openssl)");
+        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    let (ca, ca_key) = (format!("{name}-ca.pem"), format!("{name}-ca.key"));
+    let (cert, key, csr, ext) =
+        (format!("{name}.pem"), format!("{name}.key"), format!("{name}.csr"), format!("{name}.ext"));
+    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"];
+    openssl(
+        &[&["req", "-x509"], &ec[..], &["-keyout", &ca_key, "-out", &ca, "-days", "2", "-subj", "/CN=paved test CA"]]
+            .concat(),
+    );
+    openssl(&[&["req"], &ec[..], &["-keyout", &key, "-out", &csr, "-subj", "/CN=127.0.0.1"]].concat());
+    std::fs::write(
+        dir.join(&ext),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        &csr,
+        "-CA",
+        &ca,
+        "-CAkey",
+        &ca_key,
+        "-CAcreateserial",
+        "-out",
+        &cert,
+        "-days",
+        "2",
+        "-extfile",
+        &ext,
+    ]);
+    (dir.join(ca), dir.join(cert), dir.join(key))
+}
+
+/// A TLS-terminating proxy (Python's ssl) in front of 127.0.0.1:`backend`; its port.
+fn tls_proxy(cert: &Path, key: &Path, backend: u16) -> (std::process::Child, u16) {
+    const PROXY: &str = r#"
+import asyncio, ssl, sys
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain(sys.argv[1], sys.argv[2])
+backend = int(sys.argv[3])
+async def pipe(r, w):
+    try:
+        while (d := await r.read(65536)):
+            w.write(d)
+            await w.drain()
+    except Exception:
+        pass
+    finally:
+        w.close()
+async def handle(cr, cw):
+    try:
+        br, bw = await asyncio.open_connection('127.0.0.1', backend)
+    except Exception:
+        cw.close()
+        return
+    await asyncio.gather(pipe(cr, bw), pipe(br, cw))
+async def main():
+    srv = await asyncio.start_server(handle, '127.0.0.1', 0, ssl=ctx)
+    print(srv.sockets[0].getsockname()[1], flush=True)
+    await srv.serve_forever()
+asyncio.run(main())
+"#;
+    use std::io::BufRead;
+    let mut child = Command::new(python())
+        .args(["-c", PROXY])
+        .arg(cert)
+        .arg(key)
+        .arg(backend.to_string())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 (PAVED_TEST_PYTHON)");
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let port = line.trim().parse().unwrap_or_else(|_| panic!("the TLS proxy did not start: {line:?}"));
+    (child, port)
+}
+
+#[test]
+fn the_cli_speaks_https_and_refuses_clear_text_across_the_network() {
+    let mut p = Platform::new();
+    p.start(&[]);
+    let token_file = p.data.path().join("bootstrap-admin.token");
+    let pki = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = test_pki(pki.path(), "server");
+    let (other_ca, _, _) = test_pki(pki.path(), "stranger");
+    let (mut proxy, port) = tls_proxy(&cert, &key, p.port);
+    let url = format!("https://127.0.0.1:{port}");
+    let login = |extra: &[&str]| {
+        let mut args = vec!["login", "--server", url.as_str(), "--token-file", token_file.to_str().unwrap()];
+        args.extend(extra);
+        p.command(&args).output().unwrap()
+    };
+
+    // A certificate from a CA the CLI was not told about is refused, with what to do.
+    for extra in [&[][..], &["--ca-file", other_ca.to_str().unwrap()][..]] {
+        let out = login(extra);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(err.contains("certificate") && err.contains("--ca-file"), "{err}");
+    }
+    // With the CA, the CLI logs in over TLS and keeps using it.
+    let out = login(&["--ca-file", ca.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let who = p.ok(&["whoami"]);
+    assert!(who.contains("serviceaccount:paved-bootstrap-admin") && who.contains(&url), "{who}");
+    let saved: Value =
+        serde_json::from_slice(&std::fs::read(p.data.path().join("config/server.json")).unwrap()).unwrap();
+    assert_eq!(saved["ca_file"].as_str(), ca.to_str());
+
+    // Plain http is for this machine only: elsewhere the token would travel in clear text.
+    let out = p
+        .command(&["login", "--server", "http://10.11.12.13:7480", "--token-file", token_file.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("clear text") && err.contains("https://"), "{err}");
+    let _ = proxy.kill();
+    let _ = proxy.wait();
+}
