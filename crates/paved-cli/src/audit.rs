@@ -71,21 +71,24 @@ pub async fn run(ctx: &Ctx, command: AuditCommand) -> Result<(), Failure> {
     let store = open_store(ctx).await?;
     match command {
         AuditCommand::Verify => {
-            let v = store.verify_audit().await.map_err(|e| Failure::Internal(e.into()))?;
-            if let Some(text) = structured(ctx.format, &v) {
+            drop(store);
+            let v = ctx.control().await?.verify_audit().await?;
+            report(ctx, &v)
+        }
+        AuditCommand::Checkpoint => {
+            drop(store);
+            let (v, signed) = ctx.control().await?.checkpoint_audit(&ctx.caller()).await?;
+            if !v.intact() {
+                return report(ctx, &v);
+            }
+            if let Some(text) = structured(ctx.format, &signed) {
                 println!("{text}");
+            } else if let Some(c) = signed {
+                println!("signed checkpoint of event {} (head {})", c.seq, c.head);
+            } else {
+                println!("nothing to sign: the newest event is a checkpoint already");
             }
-            match &v.first_break {
-                None if ctx.format == Format::Table => {
-                    println!("audit log intact: {} events, head {}", v.events, v.head);
-                    Ok(())
-                }
-                None => Ok(()),
-                Some(b) => Err(Failure::User(format!(
-                    "audit log broken at event {}: {} ({} events before it are intact)",
-                    b.seq, b.reason, v.events
-                ))),
-            }
+            Ok(())
         }
         AuditCommand::Export(args) => {
             let mut out = std::io::stdout().lock();
@@ -106,6 +109,35 @@ pub async fn run(ctx: &Ctx, command: AuditCommand) -> Result<(), Failure> {
             Ok(())
         }
     }
+}
+
+/// A verification as the CLI shows it; exit 1 when the log does not hold.
+fn report(ctx: &Ctx, v: &paved_control::anchor::AuditVerification) -> Result<(), Failure> {
+    if let Some(text) = structured(ctx.format, v) {
+        println!("{text}");
+    }
+    if let Some(b) = &v.chain.first_break {
+        return Err(Failure::User(format!(
+            "audit log broken at event {}: {} ({} events before it are intact)",
+            b.seq, b.reason, v.chain.events
+        )));
+    }
+    if let Some(why) = &v.anchor_break {
+        return Err(Failure::User(format!("audit log tampered with: {why}")));
+    }
+    if ctx.format == Format::Table {
+        println!("audit log intact: {} events, head {}", v.chain.events, v.chain.head);
+        match v.anchored_seq {
+            Some(seq) => println!("signed checkpoint covers events 1..{seq}"),
+            None => {
+                println!("no signed checkpoint yet (`paved audit checkpoint`; paved server signs one every 5 minutes)")
+            }
+        }
+    }
+    if let Some(why) = &v.unverifiable {
+        eprintln!("warning: {why}");
+    }
+    Ok(())
 }
 
 /// `paved audit list` output, embedded or from a server.

@@ -477,6 +477,9 @@ pub struct ServerArgs {
     /// How often /metrics recomputes the DORA figures from the deployment history (scrapes in between are cheap).
     #[arg(long, value_parser = parse_lock_timeout, default_value = "30s")]
     pub metrics_refresh: std::time::Duration,
+    /// How often the audit log's head is signed as a checkpoint (when it moved); `off` disables.
+    #[arg(long, value_parser = parse_interval, default_value = "5m")]
+    pub audit_checkpoint_interval: std::time::Duration,
     /// Largest request body in bytes.
     #[arg(long, default_value_t = 1024 * 1024)]
     pub body_limit: usize,
@@ -694,8 +697,16 @@ values stay readable throughout, by running paveds too.")]
 pub enum AuditCommand {
     /// Check the whole hash chain; names the first event that was edited,
     /// removed or moved (exit 1), else prints how many events are intact.
+    /// Then checks it against the newest checkpoint paved signed (and the
+    /// anchor file in the data directory): a rewrite that re-hashed the rest
+    /// of the chain is caught there.
     #[command(after_help = "Examples:\n  paved audit verify\n  paved audit verify -o json")]
     Verify,
+    /// Verify the log, then sign its head with paved's issuer key (an
+    /// `audit.checkpoint` event, and DATA_DIR/audit-anchor.json). `paved
+    /// server` does this every --audit-checkpoint-interval.
+    #[command(after_help = "Examples:\n  paved audit checkpoint")]
+    Checkpoint,
     /// Events, oldest first, as a table (or -o json|yaml).
     #[command(
         after_help = "Examples:\n  paved audit list --target Environment/dev\n  paved audit list --by alice --since 2026-11-01T00:00:00Z"

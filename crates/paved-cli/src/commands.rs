@@ -35,6 +35,7 @@ impl From<paved_control::ControlError> for Failure {
             unrenderable @ ControlError::Unrenderable { .. } => Failure::User(unrenderable.to_string()),
             ControlError::GitOps(e) => Failure::User(e.to_string()),
             ControlError::Artifact(e) => Failure::User(e.to_string()),
+            anchor @ ControlError::Anchor(_) => Failure::User(anchor.to_string()),
         }
     }
 }

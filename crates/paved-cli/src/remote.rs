@@ -673,11 +673,21 @@ pub async fn audit(ctx: &Ctx, remote: &Remote, command: AuditCommand) -> Result<
                 println!("{text}");
             } else if v["intact"] == true {
                 println!("audit log intact: {} events", v["events"]);
+                if let Some(seq) = v["anchored_seq"].as_i64() {
+                    println!("signed checkpoint covers events 1..{seq}");
+                }
+            } else if let Some(why) = v["anchor_break"].as_str().filter(|_| v["first_break"].is_null()) {
+                println!("audit log tampered with: {why}");
             } else {
                 println!("audit log broken at event {}: {}", v["first_break"]["seq"], v["first_break"]["reason"]);
             }
             if v["intact"] == true { Ok(()) } else { Err(Failure::Reported) }
         }
+        AuditCommand::Checkpoint => Err(Failure::User(
+            "the server signs checkpoints itself (--audit-checkpoint-interval); run `paved audit checkpoint` \
+             on the server's machine for one now"
+                .into(),
+        )),
         AuditCommand::List(f) | AuditCommand::Export(f) => {
             let mut q = vec![];
             for (k, v) in [("actor", &f.actor), ("action", &f.action), ("target", &f.target)] {

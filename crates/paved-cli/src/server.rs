@@ -60,6 +60,7 @@ pub async fn serve(ctx: &Ctx, args: ServerArgs) -> Result<(), Failure> {
         bootstrap_grace: args.bootstrap_grace,
         operation_retention: args.operation_retention,
         metrics_refresh: args.metrics_refresh,
+        audit_checkpoint_interval: Some(args.audit_checkpoint_interval).filter(|d| !d.is_zero()),
         ..paved_server::ServerConfig::default()
     };
     let state = paved_server::AppState::new(control, config);

@@ -20,6 +20,7 @@ impl Paved {
         Command::new(env!("CARGO_BIN_EXE_paved"))
             .args(args)
             .env("PAVED_STATE", &self.state)
+            .env("PAVED_DATA_DIR", self._dir.path())
             .env("PAVED_ACTOR", "alice")
             .env("NO_COLOR", "1")
             .output()
@@ -393,4 +394,123 @@ fn the_audit_log_records_every_change_and_verify_names_a_tampered_event() {
         err.contains("audit log broken at event 5") && err.contains("edited") && err.contains("4 events before"),
         "{err}"
     );
+}
+
+/// What a database administrator with the SQLite file (and not paved's host)
+/// can do: drop the triggers, rewrite the events with `change`, renumber
+/// them and re-hash the whole chain so that it verifies on its own.
+fn rewrite_history(p: &Paved, change: impl FnOnce(&mut Vec<paved_store::audit::StoredEvent>)) {
+    use paved_store::audit::{GENESIS, StoredEvent};
+    use sqlx::{Connection, Row};
+    let path = p.state.strip_prefix("sqlite://").unwrap().to_string();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let mut c = sqlx::sqlite::SqliteConnection::connect(&format!("sqlite://{path}")).await.unwrap();
+        let rows = sqlx::query("SELECT * FROM audit_events ORDER BY seq").fetch_all(&mut c).await.unwrap();
+        let mut events: Vec<StoredEvent> = rows
+            .iter()
+            .map(|r| StoredEvent {
+                seq: r.get("seq"),
+                at: r.get("at"),
+                actor: r.get("actor"),
+                action: r.get("action"),
+                target: r.get("target"),
+                outcome: r.get("outcome"),
+                request_id: r.get("request_id"),
+                origin: r.get("origin"),
+                before_digest: r.get("before_digest"),
+                after_digest: r.get("after_digest"),
+                details: r.get("details"),
+                prev_hash: r.get("prev_hash"),
+                hash: r.get("hash"),
+            })
+            .collect();
+        change(&mut events);
+        for sql in [
+            "DROP TRIGGER IF EXISTS audit_events_no_update",
+            "DROP TRIGGER IF EXISTS audit_events_no_delete",
+            "DELETE FROM audit_events",
+        ] {
+            sqlx::query(sql).execute(&mut c).await.unwrap();
+        }
+        let mut prev = GENESIS.to_string();
+        for (i, e) in events.iter_mut().enumerate() {
+            e.seq = i as i64 + 1;
+            e.prev_hash = prev.clone();
+            e.hash = e.expected_hash(&prev);
+            prev = e.hash.clone();
+            sqlx::query("INSERT INTO audit_events VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)")
+                .bind(e.seq)
+                .bind(&e.at)
+                .bind(&e.actor)
+                .bind(&e.action)
+                .bind(&e.target)
+                .bind(&e.outcome)
+                .bind(&e.request_id)
+                .bind(&e.origin)
+                .bind(&e.before_digest)
+                .bind(&e.after_digest)
+                .bind(&e.details)
+                .bind(&e.prev_hash)
+                .bind(&e.hash)
+                .execute(&mut c)
+                .await
+                .unwrap();
+        }
+        c.close().await.unwrap();
+    });
+}
+
+/// `paved audit verify` must fail naming `needle`.
+fn assert_tampered(p: &Paved, needle: &str) {
+    let out = p.run(&["audit", "verify"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "verify passed a rewritten log: {}", String::from_utf8_lossy(&out.stdout));
+    assert!(err.contains("audit log tampered with") && err.contains(needle), "{err}");
+}
+
+#[test]
+fn a_rewritten_and_rehashed_audit_log_is_caught_by_paveds_signed_checkpoints() {
+    let p = Paved::new();
+    p.ok(&["apply", "-f", &examples()]);
+    let signed = p.ok(&["audit", "checkpoint"]);
+    assert!(signed.contains("signed checkpoint of event 15"), "{signed}");
+    assert!(p.ok(&["audit", "checkpoint"]).contains("nothing to sign"));
+    p.ok(&["delete", "environment", "eu-dev"]);
+    let verified = p.ok(&["audit", "verify"]);
+    assert!(verified.contains("audit log intact: 17 events") && verified.contains("covers events 1..15"), "{verified}");
+
+    // The re-hashed chain verifies on its own; the signed head of event 15 does not fit it.
+    rewrite_history(&p, |events| events[2].actor = "mallory".into());
+    let out = p.run(&["-o", "json", "audit", "verify"]);
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v["first_break"].is_null(), "the chain itself was re-hashed: {v}");
+    assert_tampered(&p, "rewritten at or before event 15");
+
+    // Removing the checkpoint too leaves paved's anchor file, outside the database.
+    rewrite_history(&p, |events| events.retain(|e| e.action != "audit.checkpoint"));
+    assert_tampered(&p, "the anchor file on this host");
+
+    // A forged checkpoint (a key paved's KEK does not open) proves nothing.
+    let anchor = p._dir.path().join("audit-anchor.json");
+    let genuine: Value = serde_json::from_slice(&std::fs::read(&anchor).unwrap()).unwrap();
+    rewrite_history(&p, |events| {
+        let mut forged = events.last().unwrap().clone();
+        forged.action = "audit.checkpoint".into();
+        let sig = genuine["signature"].as_str().unwrap();
+        let (head, _) = sig.rsplit_once('.').unwrap();
+        forged.details = serde_json::json!({"seq": 1, "head": "00", "signature": format!("{head}.AAAA")}).to_string();
+        events.push(forged);
+    });
+    std::fs::remove_file(&anchor).unwrap();
+    assert_tampered(&p, "not signed by paved");
+}
+
+#[test]
+fn removing_the_newest_audit_events_is_caught_by_the_anchor_file() {
+    let p = Paved::new();
+    p.ok(&["apply", "-f", &examples()]);
+    p.ok(&["audit", "checkpoint"]);
+    rewrite_history(&p, |events| events.truncate(10));
+    assert_tampered(&p, "events were removed: paved signed event 15");
 }

@@ -4,6 +4,7 @@
 //! the audit log) and reading its drift happen here once, so the doors
 //! differ only in how they show progress and results.
 
+pub mod anchor;
 pub mod argocd;
 mod artifacts;
 mod cluster_secrets;
@@ -50,6 +51,9 @@ pub enum ControlError {
     Secret(#[from] SecretError),
     #[error(transparent)]
     Identity(#[from] IdentityFailure),
+    /// The audit anchor file could not be written.
+    #[error("audit anchor: {0}")]
+    Anchor(String),
     #[error(transparent)]
     Deploy(#[from] DeployRefusal),
     #[error(transparent)]

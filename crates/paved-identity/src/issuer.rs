@@ -238,6 +238,47 @@ impl Issuer {
         Ok(SignedToken { token, kid: key.kid, claims, expires_at })
     }
 
+    /// Signs a statement of paved's own (an audit checkpoint, say) as a
+    /// compact JWS with the current key. `claims` gets `iss` and `iat`.
+    pub async fn sign_statement(&self, mut claims: Value) -> Result<String, IdentityError> {
+        let now = self.clock.now();
+        let key = self.current_key(now).await?;
+        if let Some(map) = claims.as_object_mut() {
+            map.insert("iss".into(), json!(self.config.url));
+            map.insert("iat".into(), json!(now.unix_timestamp()));
+        }
+        let mut header = Header::new(Algorithm::ES256);
+        header.kid = Some(key.kid.clone());
+        jsonwebtoken::encode(&header, &claims, &key.encoding_key()?)
+            .map_err(|e| IdentityError::Key { kid: key.kid.clone(), reason: e.to_string() })
+    }
+
+    /// The claims of a statement this issuer signed. The key must be one
+    /// this issuer's KEK opens, and the signature is checked against the
+    /// public half derived from that private key, never the stored JWK: a
+    /// key row someone added to the database proves nothing.
+    pub async fn verify_statement(&self, jws: &str) -> Result<Value, IdentityError> {
+        let bad = |kid: &str, reason: String| IdentityError::Key { kid: kid.to_string(), reason };
+        let header = jsonwebtoken::decode_header(jws).map_err(|e| bad("?", format!("not a signed statement: {e}")))?;
+        let kid = header.kid.unwrap_or_default();
+        let keys = self.store.signing_keys().await?;
+        let stored = keys.iter().find(|k| k.kid == kid).ok_or_else(|| {
+            bad(&kid, "the store no longer holds this key (retired keys are forgotten once their tokens expire)".into())
+        })?;
+        let key = self.open(stored).await?;
+        let jwk: jsonwebtoken::jwk::Jwk =
+            serde_json::from_value(key.public_jwk.clone()).map_err(|e| bad(&kid, e.to_string()))?;
+        let decoding = jsonwebtoken::DecodingKey::from_jwk(&jwk).map_err(|e| bad(&kid, e.to_string()))?;
+        let mut validation = jsonwebtoken::Validation::new(Algorithm::ES256);
+        validation.required_spec_claims.clear();
+        validation.validate_exp = false;
+        validation.validate_aud = false;
+        // Not the issuer URL: it follows --public-url, the key is what proves who signed.
+        jsonwebtoken::decode::<Value>(jws, &decoding, &validation)
+            .map(|d| d.claims)
+            .map_err(|e| bad(&kid, format!("the signature does not verify: {e}")))
+    }
+
     /// The key that signs at `now`, creating it (and publishing its
     /// successor ahead of time) as needed; forgets keys past publication.
     async fn current_key(&self, now: OffsetDateTime) -> Result<SigningKey, IdentityError> {

@@ -165,6 +165,7 @@ impl From<ControlError> for ApiError {
             ControlError::Catalog(e) => e.into(),
             ControlError::Engine(e) => e.into(),
             ControlError::Store(e) => ApiError::internal(e),
+            e @ ControlError::Anchor(_) => ApiError::internal(e),
             ControlError::BadTokenRequest(e) => ApiError::invalid(e.field, e.message),
             e @ ControlError::NoLogs { .. } => ApiError::not_found(e.to_string()),
             e @ (ControlError::StillProvisioned { .. } | ControlError::HostsPreviews { .. }) => {

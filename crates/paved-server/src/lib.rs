@@ -82,6 +82,9 @@ pub struct ServerConfig {
     /// How often `/metrics` recomputes the DORA figures (scrapes in between
     /// read the last ones).
     pub metrics_refresh: Duration,
+    /// How often the audit chain's head is signed as a checkpoint (when it
+    /// moved); `None`: never.
+    pub audit_checkpoint_interval: Option<Duration>,
 }
 
 impl Default for ServerConfig {
@@ -102,6 +105,7 @@ impl Default for ServerConfig {
             bootstrap_grace: BOOTSTRAP_GRACE,
             operation_retention: Duration::from_secs(3600),
             metrics_refresh: Duration::from_secs(30),
+            audit_checkpoint_interval: Some(Duration::from_secs(300)),
         }
     }
 }
@@ -344,6 +348,8 @@ pub async fn serve(
     let (router, _) = app(state.clone());
     let reconciler = state.config.reconcile_interval.map(|every| tokio::spawn(reconcile_every(state.clone(), every)));
     let git = tokio::spawn(git_loop(state.clone()));
+    let checkpoints =
+        state.config.audit_checkpoint_interval.map(|every| tokio::spawn(checkpoint_every(state.clone(), every)));
     let ops = state.operations.clone();
     let grace = state.config.shutdown_grace;
     axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
@@ -357,6 +363,9 @@ pub async fn serve(
         r.abort();
     }
     git.abort();
+    if let Some(c) = checkpoints {
+        c.abort();
+    }
     let deadline = Instant::now() + grace;
     while state.operations.running() > 0 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -389,6 +398,28 @@ async fn git_loop(state: AppState) {
         tokio::select! {
             _ = state.git_wake.notified() => {}
             _ = tokio::time::sleep(state.config.git_interval) => {}
+        }
+    }
+}
+
+/// Signs the audit chain's head every `every` (the first after `every`), so a
+/// rewrite of the log is caught even when re-hashed (see
+/// `paved_control::anchor`). A broken chain is logged, never signed.
+async fn checkpoint_every(state: AppState, every: Duration) {
+    loop {
+        tokio::time::sleep(every).await;
+        let caller = server_caller();
+        match state.control.checkpoint_audit(&caller).await {
+            Ok((v, _)) if !v.intact() => {
+                let why = v.anchor_break.clone().or_else(|| v.chain.first_break.as_ref().map(|b| b.reason.clone()));
+                tracing::error!(
+                    reason = why.unwrap_or_default(),
+                    "the audit log does not verify; no checkpoint signed"
+                );
+            }
+            Ok((_, Some(c))) => tracing::info!(seq = c.seq, "audit checkpoint signed"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "audit checkpoint failed"),
         }
     }
 }

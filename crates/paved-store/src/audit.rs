@@ -5,9 +5,10 @@
 //! timestamp and details as text). Changing, removing or reordering any
 //! stored event breaks the chain at that event, which [`verify`] names. The
 //! database refuses UPDATE and DELETE on the table besides (triggers), so
-//! tampering needs someone who can drop them, and is still detected. A
-//! removed *tail* needs an outside anchor to be noticed: export the log (or
-//! its last hash) to a SIEM.
+//! tampering needs someone who can drop them, and is still detected. Such
+//! a person can also re-hash everything after an edit, and remove a tail:
+//! the chain alone cannot see either. paved-control's `anchor` module signs
+//! the head with a key the database does not hold (checkpoints) for that.
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};

@@ -110,21 +110,33 @@ pub async fn list_audit(
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct VerifyResult {
+    /// The chain holds and agrees with every signed checkpoint.
     pub intact: bool,
     pub events: i64,
     #[schema(value_type = Option<Object>)]
     pub first_break: Option<serde_json::Value>,
+    /// The newest event covered by a checkpoint paved signed (and verified).
+    pub anchored_seq: Option<i64>,
+    /// How a signed checkpoint contradicts the chain (rewritten and
+    /// re-hashed, truncated, forged).
+    pub anchor_break: Option<String>,
+    /// A checkpoint that could not be checked, and why (not tampering).
+    pub unverifiable: Option<String>,
 }
 
-/// Checks the whole hash chain and names the first event edited, removed or moved.
+/// Checks the whole hash chain and names the first event edited, removed or
+/// moved, then checks it against the checkpoints paved signed.
 #[utoipa::path(get, path = "/api/v1/audit/verify", tag = "audit",
     responses((status = 200, description = "OK", body = VerifyResult), AccessErrors))]
 pub async fn verify_audit(State(state): State<AppState>, who: Authed) -> Result<axum::Json<VerifyResult>, ApiError> {
     who.allow(&state, Request { needs: Role::Operator, on: Target::Organisation }, "audit.verify", "Audit/*").await?;
-    let v = state.control.store.verify_audit().await?;
+    let v = state.control.verify_audit().await?;
     Ok(axum::Json(VerifyResult {
-        intact: v.first_break.is_none(),
-        events: v.events,
-        first_break: v.first_break.as_ref().and_then(|b| serde_json::to_value(b).ok()),
+        intact: v.intact(),
+        events: v.chain.events,
+        first_break: v.chain.first_break.as_ref().and_then(|b| serde_json::to_value(b).ok()),
+        anchored_seq: v.anchored_seq,
+        anchor_break: v.anchor_break,
+        unverifiable: v.unverifiable,
     }))
 }
