@@ -14,15 +14,32 @@ pub enum Kind {
     RoleBinding,
     /// A Score workload (`apiVersion: score.dev/v1b1`, no `kind` field).
     Service,
+    Policy,
+    PolicyException,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 6] =
-        [Kind::Blueprint, Kind::CloudAccount, Kind::Environment, Kind::Team, Kind::RoleBinding, Kind::Service];
+    pub const ALL: [Kind; 8] = [
+        Kind::Blueprint,
+        Kind::CloudAccount,
+        Kind::Environment,
+        Kind::Team,
+        Kind::RoleBinding,
+        Kind::Service,
+        Kind::Policy,
+        Kind::PolicyException,
+    ];
 
     /// The kinds written with `apiVersion: paved.dev/v1alpha1` and a `kind` field.
-    pub const PAVED: [Kind; 5] =
-        [Kind::Blueprint, Kind::CloudAccount, Kind::Environment, Kind::Team, Kind::RoleBinding];
+    pub const PAVED: [Kind; 7] = [
+        Kind::Blueprint,
+        Kind::CloudAccount,
+        Kind::Environment,
+        Kind::Team,
+        Kind::RoleBinding,
+        Kind::Policy,
+        Kind::PolicyException,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -32,6 +49,8 @@ impl Kind {
             Kind::Team => "Team",
             Kind::RoleBinding => "RoleBinding",
             Kind::Service => "Service",
+            Kind::Policy => "Policy",
+            Kind::PolicyException => "PolicyException",
         }
     }
 
@@ -51,6 +70,8 @@ impl Kind {
             "team" | "teams" => Kind::Team,
             "rolebinding" | "rolebindings" | "binding" | "bindings" => Kind::RoleBinding,
             "service" | "services" | "svc" | "workload" | "workloads" => Kind::Service,
+            "policy" | "policies" => Kind::Policy,
+            "policyexception" | "policyexceptions" | "exception" | "exceptions" => Kind::PolicyException,
             _ => return None,
         };
         Some(k)

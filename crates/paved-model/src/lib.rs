@@ -17,6 +17,7 @@ pub mod kind;
 pub mod meta;
 pub mod partition;
 pub mod placeholder;
+pub mod policy;
 pub mod preview;
 pub mod rollout;
 pub mod score;
@@ -29,6 +30,7 @@ pub use duration::SpecDuration;
 pub use environment::{BlueprintRef, EnvType, Environment, EnvironmentSpec};
 pub use kind::{Kind, PAVED_API_VERSION, SCORE_API_VERSION};
 pub use meta::Metadata;
+pub use policy::{DecisionPoint, Enforcement, Policy, PolicyException, PolicyExceptionSpec, PolicySpec};
 pub use preview::PreviewSpec;
 pub use rollout::{RolloutSpec, Strategy};
 pub use score::Workload;
@@ -52,6 +54,8 @@ pub enum Spec {
     Team(Team),
     RoleBinding(RoleBinding),
     Service(Workload),
+    Policy(Policy),
+    PolicyException(PolicyException),
 }
 
 impl Spec {
@@ -63,6 +67,8 @@ impl Spec {
             Spec::Team(_) => Kind::Team,
             Spec::RoleBinding(_) => Kind::RoleBinding,
             Spec::Service(_) => Kind::Service,
+            Spec::Policy(_) => Kind::Policy,
+            Spec::PolicyException(_) => Kind::PolicyException,
         }
     }
 
@@ -76,6 +82,8 @@ impl Spec {
             Spec::Team(t) => t.metadata.name.clone(),
             Spec::RoleBinding(b) => b.metadata.name.clone(),
             Spec::Service(w) => w.metadata.name.clone(),
+            Spec::Policy(p) => p.metadata.name.clone(),
+            Spec::PolicyException(e) => e.metadata.name.clone(),
         }
     }
 
@@ -92,6 +100,8 @@ impl Spec {
             Spec::Team(x) => serde_json::to_value(x),
             Spec::RoleBinding(x) => serde_json::to_value(x),
             Spec::Service(x) => serde_json::to_value(x),
+            Spec::Policy(x) => serde_json::to_value(x),
+            Spec::PolicyException(x) => serde_json::to_value(x),
         }
         .unwrap_or(serde_json::Value::Null);
         let mut doc = serde_json::Map::new();
@@ -121,6 +131,8 @@ impl Spec {
             Kind::Team => Spec::Team(serde_json::from_value(doc)?),
             Kind::RoleBinding => Spec::RoleBinding(serde_json::from_value(doc)?),
             Kind::Service => Spec::Service(serde_json::from_value(doc)?),
+            Kind::Policy => Spec::Policy(serde_json::from_value(doc)?),
+            Kind::PolicyException => Spec::PolicyException(serde_json::from_value(doc)?),
         })
     }
 }
