@@ -45,6 +45,13 @@ pub enum CatalogError {
     Store(#[from] StoreError),
     #[error("recorded {kind} `{name}` cannot be read back: {reason}")]
     Corrupt { kind: Kind, name: String, reason: String },
+    /// A policy refused the operation (its denials are in the audit log).
+    #[error(transparent)]
+    PolicyDenied(#[from] paved_policy::Denied),
+    /// The recorded policies do not compile (validation keeps this from
+    /// happening; a store edited behind paved's back can still).
+    #[error("the recorded policies cannot be used: {0}")]
+    Policy(#[from] paved_policy::PolicyError),
 }
 
 fn suggestion(s: &[String]) -> String {
@@ -53,6 +60,22 @@ fn suggestion(s: &[String]) -> String {
 
 fn list(d: &[(Kind, String)]) -> String {
     d.iter().map(|(k, n)| format!("{k} `{n}`")).collect::<Vec<_>>().join(", ")
+}
+
+/// Audit events a decision leaves, by target: `(action, denied, details)`.
+type Findings = Vec<(String, (&'static str, bool, serde_json::Value))>;
+
+/// What policies see of an environment.
+pub fn environment_input(e: &paved_model::Environment, provider: &str) -> paved_policy::input::EnvironmentInput {
+    paved_policy::input::EnvironmentInput {
+        name: e.metadata.name.clone(),
+        env_type: e.spec.env_type.to_string(),
+        account: e.spec.account.clone(),
+        provider: provider.to_string(),
+        region: e.spec.region.clone(),
+        owner: e.spec.owner.clone(),
+        blueprint: e.spec.blueprint.0.clone(),
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -337,13 +360,120 @@ impl Catalog {
                     });
                 }
             }
+            let changed: Vec<&paved_spec::ParsedDocument> = batch
+                .documents
+                .iter()
+                .zip(&outcomes)
+                .filter(|(_, o)| o.action != Action::Unchanged)
+                .map(|(d, _)| d)
+                .collect();
+            let warnings = self.admit(&changed, actor).await?;
             match self.store.commit(&changes).await {
-                Ok(()) => return Ok(ApplyReport { outcomes, batch }),
+                Ok(()) => {
+                    self.audit_findings(warnings, actor).await?;
+                    return Ok(ApplyReport { outcomes, batch });
+                }
                 Err(StoreError::Conflict { .. }) => continue,
                 Err(e) => return Err(e.into()),
             }
         }
         Err(CatalogError::Contended(MAX_ATTEMPTS))
+    }
+
+    /// The policies and exceptions recorded now, compiled (shared with every
+    /// caller while they stay the same).
+    pub async fn policies(&self) -> Result<Arc<paved_policy::PolicySet>, CatalogError> {
+        let (mut policies, mut exceptions) = (Vec::new(), Vec::new());
+        for o in self.list(Some(Kind::Policy)).await? {
+            if let Spec::Policy(p) = o.spec {
+                policies.push(p);
+            }
+        }
+        if policies.is_empty() {
+            return Ok(Arc::default());
+        }
+        for o in self.list(Some(Kind::PolicyException)).await? {
+            if let Spec::PolicyException(e) = o.spec {
+                exceptions.push(e);
+            }
+        }
+        Ok(paved_policy::compiled(&policies, &exceptions)?)
+    }
+
+    /// Asks the policies about `input` at its decision point for `target`:
+    /// every finding is audited; a blocking one is the error.
+    pub async fn decide(
+        &self,
+        input: &paved_policy::input::Input,
+        target: &str,
+    ) -> Result<paved_policy::Decision, CatalogError> {
+        let set = self.policies().await?;
+        if set.is_empty() {
+            return Ok(paved_policy::Decision::default());
+        }
+        let decision = set.evaluate(input.decision, &input.to_json(), self.clock.now());
+        let findings = decision.audit(input.decision).into_iter().map(|f| (target.to_string(), f)).collect();
+        self.audit_findings(findings, &input.actor).await?;
+        match decision.denied(input.decision, target) {
+            Some(denied) => Err(denied.into()),
+            None => Ok(decision),
+        }
+    }
+
+    /// Admission: each changed document against the policies. Denials are
+    /// audited and refuse the whole batch; the warnings are returned, to be
+    /// audited once the batch is recorded.
+    async fn admit(&self, docs: &[&paved_spec::ParsedDocument], actor: &str) -> Result<Findings, CatalogError> {
+        let set = self.policies().await?;
+        if set.is_empty() || docs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let point = paved_model::DecisionPoint::Admission;
+        let mut warnings = Vec::new();
+        for doc in docs {
+            let kind = doc.spec.kind();
+            let name = doc.spec.object_name();
+            let mut input = paved_policy::input::Input::new(point, actor);
+            input.spec = Some(paved_policy::input::SpecInput {
+                kind: kind.as_str().into(),
+                name: name.clone(),
+                document: doc.spec.to_document(),
+            });
+            if let Spec::Environment(e) = &doc.spec {
+                let provider = match self.get(Kind::CloudAccount, &e.spec.account).await.map(|o| o.spec) {
+                    Ok(Spec::CloudAccount(a)) => a.spec.provider.as_str().to_string(),
+                    _ => String::new(),
+                };
+                input.environment = Some(environment_input(e, &provider));
+            }
+            let target = format!("{kind}/{name}");
+            let decision = set.evaluate(point, &input.to_json(), self.clock.now());
+            if let Some(denied) = decision.denied(point, &target) {
+                let findings = decision.audit(point).into_iter().map(|f| (target.clone(), f)).collect();
+                self.audit_findings(findings, actor).await?;
+                return Err(denied.into());
+            }
+            warnings.extend(decision.audit(point).into_iter().map(|f| (target.clone(), f)));
+        }
+        Ok(warnings)
+    }
+
+    async fn audit_findings(&self, findings: Findings, actor: &str) -> Result<(), CatalogError> {
+        for (target, (action, denied, details)) in findings {
+            let event = paved_store::NewAuditEvent {
+                at: self.clock.now(),
+                actor: actor.to_string(),
+                action: action.into(),
+                target,
+                outcome: if denied { paved_store::AuditOutcome::Denied } else { paved_store::AuditOutcome::Succeeded },
+                request: self.request.clone(),
+                before: None,
+                after: None,
+                details,
+            };
+            self.store.append_audit(&event).await?;
+        }
+        Ok(())
     }
 
     /// Deletes an object (records a tombstone), refusing while others depend on it.

@@ -381,9 +381,14 @@ rejects because the branch moved is retried on top of it; history is never rewri
         #[arg(short = 'e', long = "environment")]
         environment: String,
     },
-    /// Print the JSON Schema of a kind (generated from paved's types).
-    #[command(after_help = "Examples:\n  paved schema Blueprint\n  paved schema service > score.schema.json")]
+    /// Print the JSON Schema of a kind (generated from paved's types), or of
+    /// the input document policies read (`policy-input`).
+    #[command(after_help = "Examples:\n  paved schema Blueprint\n  paved schema service > score.schema.json\n  \
+paved schema policy-input")]
     Schema { kind: String },
+    /// Policies as code: run their Rego tests, or evaluate them on an input document.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
     /// Print shell completions.
     #[command(
         after_help = "Examples:\n  paved completions bash > /etc/bash_completion.d/paved\n  paved completions zsh > ~/.zfunc/_paved"
@@ -690,6 +695,37 @@ values stay readable throughout, by running paveds too.")]
         /// Stop after this many writes (continue later by running it again).
         #[arg(long)]
         max_writes: Option<usize>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Run the `test_*` rules of the policies (exit 1 when one fails).
+    #[command(
+        after_help = "Examples:\n  paved policy test -f examples/policies/\n  paved policy test          # the recorded policies"
+    )]
+    Test {
+        /// Policy files or directories; the recorded policies when absent.
+        #[arg(short = 'f', long = "file")]
+        files: Vec<PathBuf>,
+    },
+    /// Evaluate the policies on an input document, as a decision point would
+    /// (exit 1 when they deny); nothing is recorded.
+    #[command(after_help = "Examples:\n  paved policy eval --input plan-input.json -f examples/policies/\n  \
+paved policy eval --input - --decision deploy < input.json\n\nThe input's shape: `paved schema policy-input`.")]
+    Eval {
+        /// The input document (JSON); `-` reads standard input.
+        #[arg(long)]
+        input: PathBuf,
+        /// The decision point (default: the input's `decision`).
+        #[arg(long)]
+        decision: Option<String>,
+        /// Evaluate as of this time (RFC 3339), for exceptions' expiry (default: now).
+        #[arg(long)]
+        at: Option<String>,
+        /// Policy (and exception) files or directories; the recorded ones when absent.
+        #[arg(short = 'f', long = "file")]
+        files: Vec<PathBuf>,
     },
 }
 

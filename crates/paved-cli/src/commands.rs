@@ -173,6 +173,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
     let machine_local = matches!(
         cli.command,
         Command::Schema { .. }
+            | Command::Policy(_)
             | Command::Completions { .. }
             | Command::Supervise { .. }
             | Command::Watch { .. }
@@ -267,8 +268,13 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
         }
         Command::Plan { environment, graph } => crate::plan::plan(&ctx, &environment, graph).await,
         Command::Parity { left, right } => crate::plan::parity(&ctx, &left, &right).await,
+        Command::Policy(sub) => crate::policy::run(&ctx, sub).await,
         Command::Schema { kind } => {
-            let schema = paved_spec::schema::document_schema(parse_kind(&kind)?);
+            let schema = if kind.eq_ignore_ascii_case("policy-input") {
+                paved_policy::input::schema()
+            } else {
+                paved_spec::schema::document_schema(parse_kind(&kind)?)
+            };
             println!("{}", serde_json::to_string_pretty(&schema).map_err(|e| Failure::Internal(e.into()))?);
             Ok(())
         }
@@ -373,7 +379,7 @@ pub(crate) async fn open(ctx: &Ctx) -> Result<Catalog, Failure> {
 }
 
 /// Reads `-f` arguments; `-` is standard input.
-fn read_files(files: &[PathBuf]) -> (Vec<SourceFile>, Vec<Diagnostic>) {
+pub(crate) fn read_files(files: &[PathBuf]) -> (Vec<SourceFile>, Vec<Diagnostic>) {
     let mut sources = Vec::new();
     let mut diags = Vec::new();
     for f in files {
@@ -407,7 +413,7 @@ struct DiagnosticsReport<'a> {
 }
 
 /// Prints diagnostics (to stderr for people, stdout as JSON/YAML for machines).
-fn report_diagnostics(ctx: &Ctx, batch: &Batch) {
+pub(crate) fn report_diagnostics(ctx: &Ctx, batch: &Batch) {
     let errors = batch.diagnostics.iter().filter(|d| d.severity == Severity::Error).count();
     let warnings = batch.diagnostics.len() - errors;
     let report = DiagnosticsReport {
@@ -534,6 +540,8 @@ fn columns(kind: Kind) -> &'static [&'static str] {
         Kind::Team => &["NAME", "MEMBERS", "SERVICES", "GEN", "UPDATED"],
         Kind::RoleBinding => &["NAME", "ROLE", "SCOPE", "PRODUCTION", "SUBJECTS", "GEN", "UPDATED"],
         Kind::Service => &["NAME", "OWNER", "CONTAINERS", "RESOURCES", "GEN", "UPDATED"],
+        Kind::Policy => &["NAME", "VERSION", "ENFORCEMENT", "DECISIONS", "GEN", "UPDATED"],
+        Kind::PolicyException => &["NAME", "POLICY", "RULES", "ENVIRONMENTS", "OWNER", "EXPIRES", "GEN", "UPDATED"],
     }
 }
 
@@ -578,6 +586,30 @@ fn row(o: &Object) -> Vec<String> {
             w.containers.keys().cloned().collect::<Vec<_>>().join(","),
             w.resources.iter().map(|(n, r)| format!("{n}:{}", r.kind)).collect::<Vec<_>>().join(","),
         ],
+        Spec::Policy(p) => vec![
+            p.metadata.name.clone(),
+            p.spec.version.clone(),
+            serde_json::to_value(p.spec.enforcement)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default(),
+            if p.spec.decisions.is_empty() {
+                "all".into()
+            } else {
+                p.spec.decisions.iter().map(|d| d.as_str()).collect::<Vec<_>>().join(",")
+            },
+        ],
+        Spec::PolicyException(e) => {
+            let all = |v: &[String]| if v.is_empty() { "all".to_string() } else { v.join(",") };
+            vec![
+                e.metadata.name.clone(),
+                e.spec.policy.clone(),
+                all(&e.spec.rules),
+                all(&e.spec.environments),
+                e.spec.owner.0.clone(),
+                e.spec.expires.clone(),
+            ]
+        }
     };
     r.push(gen_);
     r.push(at);

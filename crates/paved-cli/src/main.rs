@@ -7,6 +7,7 @@ mod commands;
 mod deploy;
 mod output;
 mod plan;
+mod policy;
 mod progress;
 mod provision;
 mod remote;

@@ -48,8 +48,17 @@ pub async fn plan(ctx: &Ctx, environment: &str, print_graph: bool) -> Result<(),
     );
     let applied = engine.recorded(environment, graph.provider).await.map_err(crate::provision::engine_failure)?;
     let mut plan = paved_plan::diff(&graph, Some(&applied)).map_err(|e| Failure::User(e.to_string()))?;
-    plan.warnings =
-        missing_secret_warnings(&ctx.control().await?.missing_secrets(&catalog, &graph).await?, environment);
+    let control = ctx.control().await?;
+    plan.warnings = missing_secret_warnings(&control.missing_secrets(&catalog, &graph).await?, environment);
+    let policies = control.plan_policies(&ctx.caller(), &graph, &applied).await?;
+    for f in &policies.findings {
+        let effect = match (&f.excepted_by, f.blocks()) {
+            (Some(e), _) => format!("is waived by exception `{e}`"),
+            (None, true) => "would deny the apply".to_string(),
+            (None, false) => "warns".to_string(),
+        };
+        plan.warnings.push(format!("policy `{}` rule `{}` {effect}: {}", f.policy, f.rule, f.message));
+    }
     if paved_plan::aws::zones_provisional(&graph) {
         plan.warnings.push(format!(
             "zones are provisional: the apply puts the subnets in the first {} zones AWS offers the account in {} (DescribeAvailabilityZones), which may not be the ones shown",

@@ -242,6 +242,18 @@ impl Control {
         req: &DeployRequest,
         caller: &Caller,
     ) -> Result<(Deployment, bool), ControlError> {
+        self.record_deployment_as(req, caller, paved_model::DecisionPoint::Deploy, None).await
+    }
+
+    /// [`Control::record_deployment`] asking the policies as `point`
+    /// (`deploy`, or `promote` from `from`).
+    async fn record_deployment_as(
+        &self,
+        req: &DeployRequest,
+        caller: &Caller,
+        point: paved_model::DecisionPoint,
+        from: Option<&str>,
+    ) -> Result<(Deployment, bool), ControlError> {
         let catalog = self.catalog(caller.request.clone());
         let c = catalog.environment_context(&req.environment).await?;
         let check = async {
@@ -295,6 +307,7 @@ impl Control {
             self.record(caller, "deployment.create", target, AuditOutcome::Denied, None, details).await?;
             return Err(refusal.into());
         }
+        self.gate_deployment(caller, point, &req.environment, &req.service, &req.artifact, from).await?;
         let rollout = &c.blueprint.spec.rollout;
         let soak = req.soak.or_else(|| rollout.soak.parse()).unwrap_or(Duration::from_secs(5));
         let ready_timeout =
@@ -634,6 +647,8 @@ impl Control {
                     environment: environment.into(),
                 })?,
         };
+        let point = paved_model::DecisionPoint::Rollback;
+        self.gate_deployment(caller, point, environment, service, &target.artifact, None).await?;
         let new = NewDeployment {
             environment: environment.into(),
             service: service.into(),
@@ -692,7 +707,7 @@ impl Control {
             ready_timeout: None,
             request_id: request_id.into(),
         };
-        self.record_deployment(&req, caller).await
+        self.record_deployment_as(&req, caller, paved_model::DecisionPoint::Promote, Some(from)).await
     }
 
     /// Deployments of a service in an environment, oldest first.

@@ -106,6 +106,15 @@ pub fn parse_event(event: &str, body: &Value) -> Result<GitEvent, GitRefusal> {
 }
 
 /// `pr-<number>-<repo>`, a valid environment name.
+/// The pull request a preview is opened for.
+#[derive(Clone, Copy)]
+struct PullRequest<'a> {
+    number: u64,
+    repository: &'a str,
+    head: &'a str,
+    author: Option<&'a str>,
+}
+
 pub fn preview_name(number: u64, repository: &str) -> String {
     let repo = repository.rsplit('/').next().unwrap_or(repository).to_ascii_lowercase();
     let mut clean: String = repo.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).collect();
@@ -239,8 +248,9 @@ impl Control {
                             event: "pull_request".into(),
                             field: "pull_request.head.sha",
                         })?;
-                        self.open_preview(&catalog, &name, *number, repository, &head, author.as_deref(), &ours)
-                            .await?;
+                        let caller = self.git_caller(request);
+                        let pr = PullRequest { number: *number, repository, head: &head, author: author.as_deref() };
+                        self.open_preview(&catalog, &caller, &name, &pr, &ours).await?;
                         for w in &ours {
                             self.await_artifact(&name, &w.metadata.name, &head, delivery).await?;
                         }
@@ -259,18 +269,18 @@ impl Control {
         }
     }
 
-    /// Records (or updates) the preview Environment of a pull request.
+    /// Records (or updates) the preview Environment of a pull request
+    /// (once the policies allow it, at the `preview` decision point).
     #[allow(clippy::too_many_arguments)]
     async fn open_preview(
         &self,
         catalog: &paved_catalog::Catalog,
+        caller: &Caller,
         name: &str,
-        number: u64,
-        repository: &str,
-        head: &str,
-        author: Option<&str>,
+        pr: &PullRequest<'_>,
         services: &[&paved_model::Workload],
     ) -> Result<(), ControlError> {
+        let PullRequest { number, repository, head, author } = *pr;
         let environments: Vec<paved_model::Environment> = catalog
             .list(Some(Kind::Environment))
             .await?
@@ -333,6 +343,17 @@ impl Control {
                 "ttl": preview.ttl.0,
             },
         });
+        let provider = match catalog.get(Kind::CloudAccount, &template.spec.account).await.map(|o| o.spec) {
+            Ok(Spec::CloudAccount(a)) => a.spec.provider.as_str().to_string(),
+            _ => String::new(),
+        };
+        let preview_env = paved_policy::input::EnvironmentInput {
+            name: name.into(),
+            env_type: EnvType::Preview.to_string(),
+            owner: team.clone(),
+            ..paved_catalog::environment_input(&template, &provider)
+        };
+        self.gate_preview(caller, preview_env, &template.metadata.name, repository, number).await?;
         let source = paved_spec::SourceFile::new(format!("github:{repository}#{number}"), doc.to_string());
         catalog.apply(vec![source], vec![], "paved-git").await?;
         Ok(())

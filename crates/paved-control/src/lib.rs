@@ -10,6 +10,7 @@ mod artifacts;
 mod cluster_secrets;
 mod deploy;
 mod dora;
+mod gate;
 pub mod git;
 pub mod gitops;
 mod identity;
@@ -580,6 +581,9 @@ impl Control {
         };
         let (engine, provider) = self.engine_for(&desired.environment, operation).await?;
         let applied = engine.recorded(&desired.environment, desired.provider).await?;
+        if !desired.nodes.is_empty() {
+            self.gate_plan(caller, desired, &applied).await?;
+        }
         let catalog = self.catalog(caller.request.clone());
         let secrets = self.secret_values(&catalog, &desired.environment, &[desired, &applied]).await?;
         let opts = Options {

@@ -258,6 +258,7 @@ impl Control {
         name: &str,
         version: Option<i64>,
     ) -> Result<(SecretInfo, SecretValue), ControlError> {
+        self.gate_reveal(caller, scope, name).await?;
         Ok(self.vault().await?.reveal(scope, name, version, &actor(caller)).await.map_err(SecretError::from)?)
     }
 

@@ -320,3 +320,77 @@ fn messages(v: &regorus::Value) -> Vec<String> {
 
 #[cfg(test)]
 mod tests;
+
+/// An operation the policies refused: what, where, and how to get past it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
+pub struct Denied {
+    pub decision: DecisionPoint,
+    /// What was refused: `Environment/prod`, `Service/api@prod`, …
+    pub target: String,
+    pub findings: Vec<Finding>,
+}
+
+impl std::fmt::Display for Denied {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} of {} denied by policy:", self.decision, self.target)?;
+        for d in &self.findings {
+            write!(f, "\n  {}", d.line())?;
+        }
+        let first = self.findings.first();
+        write!(
+            f,
+            "\n  hint: fix what the rule names, or ask an operator for a PolicyException (spec.policy: {}, spec.rules: [{}], \
+             an owner, a reason and an expiry)",
+            first.map_or("POLICY", |d| d.policy.as_str()),
+            first.map_or("RULE", |d| d.rule.as_str()),
+        )
+    }
+}
+
+impl Decision {
+    /// The refusal, when a finding blocks.
+    pub fn denied(&self, decision: DecisionPoint, target: &str) -> Option<Denied> {
+        (!self.allowed()).then(|| Denied {
+            decision,
+            target: target.to_string(),
+            findings: self.denials().cloned().collect(),
+        })
+    }
+
+    /// The audit events a decision leaves: `(action, denied, details)` per
+    /// finding — `policy.deny` for a blocking one, `policy.warn` for a
+    /// warning or a waived denial (naming the exception).
+    pub fn audit(&self, decision: DecisionPoint) -> Vec<(&'static str, bool, serde_json::Value)> {
+        self.findings
+            .iter()
+            .map(|f| {
+                let action = if f.blocks() { "policy.deny" } else { "policy.warn" };
+                let details = serde_json::json!({
+                    "decision": decision,
+                    "policy": f.policy,
+                    "version": f.version,
+                    "rule": f.rule,
+                    "message": f.message,
+                    "exceptedBy": f.excepted_by,
+                });
+                (action, f.blocks(), details)
+            })
+            .collect()
+    }
+}
+
+/// The compiled set for these policies and exceptions, compiled once per
+/// content: every caller in the process shares the last one.
+pub fn compiled(policies: &[Policy], exceptions: &[PolicyException]) -> Result<std::sync::Arc<PolicySet>, PolicyError> {
+    use std::sync::{Arc, Mutex};
+    static LAST: Mutex<Option<(String, Arc<PolicySet>)>> = Mutex::new(None);
+    let key = serde_json::to_string(&(policies, exceptions)).unwrap_or_default();
+    if let Some((k, set)) = LAST.lock().unwrap_or_else(|p| p.into_inner()).as_ref()
+        && *k == key
+    {
+        return Ok(set.clone());
+    }
+    let set = Arc::new(PolicySet::compile(policies, exceptions)?);
+    *LAST.lock().unwrap_or_else(|p| p.into_inner()) = Some((key, set.clone()));
+    Ok(set)
+}

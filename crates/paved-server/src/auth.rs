@@ -186,7 +186,12 @@ pub fn spec_target(spec: &Spec) -> paved_auth::Target<'_> {
         Spec::Service(w) => {
             Target::Service { name: &w.metadata.name, owner: w.annotation(paved_model::score::ANNOTATION_OWNER) }
         }
-        Spec::Team(_) | Spec::RoleBinding(_) | Spec::Blueprint(_) | Spec::CloudAccount(_) => Target::Organisation,
+        Spec::Team(_)
+        | Spec::RoleBinding(_)
+        | Spec::Blueprint(_)
+        | Spec::CloudAccount(_)
+        | Spec::Policy(_)
+        | Spec::PolicyException(_) => Target::Organisation,
     }
 }
 
@@ -195,7 +200,8 @@ pub fn role_to_write(kind: Kind) -> paved_model::Role {
     use paved_model::Role;
     match kind {
         Kind::Service | Kind::Environment => Role::Developer,
-        Kind::Blueprint | Kind::CloudAccount => Role::Operator,
-        Kind::Team | Kind::RoleBinding => Role::Admin,
+        // An exception waives a guardrail for someone: the platform team's call, not the developer's.
+        Kind::Blueprint | Kind::CloudAccount | Kind::PolicyException => Role::Operator,
+        Kind::Team | Kind::RoleBinding | Kind::Policy => Role::Admin,
     }
 }

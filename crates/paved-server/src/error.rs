@@ -142,8 +142,35 @@ impl From<CatalogError> for ApiError {
             }
             e @ CatalogError::Stale { .. } => ApiError::new(StatusCode::PRECONDITION_FAILED, "stale", e.to_string()),
             e @ CatalogError::Contended(_) => ApiError::new(StatusCode::CONFLICT, "contended", e.to_string()),
+            CatalogError::PolicyDenied(d) => d.into(),
             e => ApiError::internal(e),
         }
+    }
+}
+
+/// 403 `policy-denied`: each blocking finding a detail (path = `policy/rule`,
+/// code = the rule), with how to get an exception.
+impl From<paved_policy::Denied> for ApiError {
+    fn from(d: paved_policy::Denied) -> ApiError {
+        let details = d
+            .findings
+            .iter()
+            .map(|f| ErrorDetail {
+                code: Some(f.rule.clone()),
+                hint: Some(format!(
+                    "fix what the rule names, or ask an operator for a PolicyException (spec.policy: {}, spec.rules: [{}])",
+                    f.policy, f.rule
+                )),
+                ..ErrorDetail::field(format!("{}/{}", f.policy, f.rule), f.message.clone())
+            })
+            .collect();
+        let first = d.findings.first().map(|f| format!(": {}", f.message)).unwrap_or_default();
+        ApiError::new(
+            StatusCode::FORBIDDEN,
+            "policy-denied",
+            format!("{} of {} denied by policy{first}", d.decision, d.target),
+        )
+        .with_details(details)
     }
 }
 

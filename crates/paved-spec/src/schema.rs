@@ -63,6 +63,8 @@ pub fn document_schema(kind: Kind) -> Value {
         Kind::Team => g.into_root_schema_for::<paved_model::Team>(),
         Kind::RoleBinding => g.into_root_schema_for::<paved_model::RoleBinding>(),
         Kind::Service => g.into_root_schema_for::<paved_model::Workload>(),
+        Kind::Policy => g.into_root_schema_for::<paved_model::Policy>(),
+        Kind::PolicyException => g.into_root_schema_for::<paved_model::PolicyException>(),
     }
     .to_value();
     strip_null(&mut schema);

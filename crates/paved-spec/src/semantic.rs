@@ -64,6 +64,8 @@ pub fn check_document(spec: &Spec, root: &Node, source: &SourceFile) -> Vec<Diag
         Spec::Team(t) => team(t, &mut r),
         Spec::RoleBinding(b) => role_binding(b, &mut r),
         Spec::Service(w) => workload(w, &mut r, source),
+        Spec::Policy(p) => policy(p, &mut r),
+        Spec::PolicyException(e) => policy_exception(e, &mut r),
     }
     r.out
 }
@@ -465,6 +467,37 @@ fn team(t: &Team, r: &mut Report<'_>) {
         if !seen.insert(s) {
             r.error("duplicate-item", &path(&format!("spec.services.{i}")), format!("service `{s}` is listed twice"));
         }
+    }
+}
+
+/// Each module must be Rego the engine accepts; the error points into the
+/// module (its line and column there, the block's place in the file).
+fn policy(p: &paved_model::Policy, r: &mut Report<'_>) {
+    for (name, source) in &p.spec.modules {
+        if let Err((line, column, message)) = paved_policy::check_module(name, source) {
+            let at = match (line, column) {
+                (Some(l), Some(c)) => format!(" at line {l}, column {c} of the module"),
+                _ => String::new(),
+            };
+            let d = r.error("invalid-rego", &path(&format!("spec.modules.{name}")), format!("`{name}`{at}: {message}"));
+            set_hint(d, "the module is Rego v1 (`deny_x contains msg if { … }`); `paved policy test` runs its tests");
+        }
+    }
+    let mut seen = BTreeSet::new();
+    for (i, d) in p.spec.decisions.iter().enumerate() {
+        if !seen.insert(d) {
+            r.warning("duplicate-item", &path(&format!("spec.decisions.{i}")), format!("`{d}` is listed twice"));
+        }
+    }
+}
+
+fn policy_exception(e: &paved_model::PolicyException, r: &mut Report<'_>) {
+    if e.spec.expires_at().is_none() {
+        let d = r.error("invalid-time", &path("spec.expires"), format!("`{}` is not an RFC 3339 time", e.spec.expires));
+        set_hint(d, "write e.g. `2027-01-31T00:00:00Z`: every exception ends");
+    }
+    if e.spec.reason.trim().is_empty() {
+        r.error("missing-field", &path("spec.reason"), "an exception needs a reason");
     }
 }
 
