@@ -54,7 +54,7 @@ fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
 fn every_example_validates() {
     let p = Paved::new();
     let out = p.ok(&["validate", "-f", &examples()]);
-    assert!(out.contains("15 document(s) in 8 file(s) are valid"), "{out}");
+    assert!(out.contains("19 document(s) in 9 file(s) are valid"), "{out}");
 }
 
 #[test]
@@ -62,10 +62,10 @@ fn applying_examples_twice_records_one_generation_each() {
     let p = Paved::new();
     let first = p.json(&["apply", "-f", &examples()]);
     let first = first.as_array().unwrap();
-    assert_eq!(first.len(), 15);
+    assert_eq!(first.len(), 19);
     assert!(first.iter().all(|o| o["action"] == "created" && o["generation"] == 1), "{first:?}");
     let second = p.ok(&["apply", "-f", &examples()]);
-    assert!(second.contains("0 created, 0 updated, 15 unchanged"), "{second}");
+    assert!(second.contains("0 created, 0 updated, 19 unchanged"), "{second}");
     let history = p.json(&["history", "environment", "production"]);
     assert_eq!(history.as_array().unwrap().len(), 1);
 }
@@ -372,9 +372,9 @@ fn the_audit_log_records_every_change_and_verify_names_a_tampered_event() {
     // Export: JSON lines, one per event, all of them.
     let export = p.ok(&["audit", "export"]);
     let lines: Vec<Value> = export.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-    assert_eq!(lines.len(), 17, "15 specs recorded, one deleted, one delete refused");
-    assert_eq!(lines.iter().map(|e| e["seq"].as_i64().unwrap()).collect::<Vec<_>>(), (1..=17).collect::<Vec<_>>());
-    assert!(p.ok(&["audit", "verify"]).contains("audit log intact: 17 events"));
+    assert_eq!(lines.len(), 21, "19 specs recorded, one deleted, one delete refused");
+    assert_eq!(lines.iter().map(|e| e["seq"].as_i64().unwrap()).collect::<Vec<_>>(), (1..=21).collect::<Vec<_>>());
+    assert!(p.ok(&["audit", "verify"]).contains("audit log intact: 21 events"));
 
     // Someone with the database file edits an event behind the triggers' back.
     let path = p.state.strip_prefix("sqlite://").unwrap().to_string();
@@ -474,18 +474,18 @@ fn a_rewritten_and_rehashed_audit_log_is_caught_by_paveds_signed_checkpoints() {
     let p = Paved::new();
     p.ok(&["apply", "-f", &examples()]);
     let signed = p.ok(&["audit", "checkpoint"]);
-    assert!(signed.contains("signed checkpoint of event 15"), "{signed}");
+    assert!(signed.contains("signed checkpoint of event 19"), "{signed}");
     assert!(p.ok(&["audit", "checkpoint"]).contains("nothing to sign"));
     p.ok(&["delete", "environment", "eu-dev"]);
     let verified = p.ok(&["audit", "verify"]);
-    assert!(verified.contains("audit log intact: 17 events") && verified.contains("covers events 1..15"), "{verified}");
+    assert!(verified.contains("audit log intact: 21 events") && verified.contains("covers events 1..19"), "{verified}");
 
     // The re-hashed chain verifies on its own; the signed head of event 15 does not fit it.
     rewrite_history(&p, |events| events[2].actor = "mallory".into());
     let out = p.run(&["-o", "json", "audit", "verify"]);
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(v["first_break"].is_null(), "the chain itself was re-hashed: {v}");
-    assert_tampered(&p, "rewritten at or before event 15");
+    assert_tampered(&p, "rewritten at or before event 19");
 
     // Removing the checkpoint too leaves paved's anchor file, outside the database.
     rewrite_history(&p, |events| events.retain(|e| e.action != "audit.checkpoint"));
@@ -512,5 +512,5 @@ fn removing_the_newest_audit_events_is_caught_by_the_anchor_file() {
     p.ok(&["apply", "-f", &examples()]);
     p.ok(&["audit", "checkpoint"]);
     rewrite_history(&p, |events| events.truncate(10));
-    assert_tampered(&p, "events were removed: paved signed event 15");
+    assert_tampered(&p, "events were removed: paved signed event 19");
 }
