@@ -62,7 +62,7 @@ async fn sqlite_and_postgres_record_the_same_state() {
         assert!(second.outcomes.iter().all(|o| o.action == Action::Unchanged));
     }
     let (a, b) = (snapshot(&lite).await, snapshot(&pg).await);
-    assert_eq!(a.len(), 15);
+    assert_eq!(a.len(), 19);
     assert_eq!(a, b);
     let env = pg.get(Kind::Environment, "eu-production").await.unwrap();
     assert_eq!(env.record.created_at, FixedClock.now());

@@ -178,10 +178,15 @@ impl PolicySet {
     /// Asks every policy that applies at `point` about `input`.
     pub fn evaluate(&self, point: DecisionPoint, input: &serde_json::Value, now: OffsetDateTime) -> Decision {
         let environment = input.pointer("/environment/name").and_then(|v| v.as_str());
-        let json = input.to_string();
+        // Converted once: regorus values share their contents, so each policy's copy is cheap.
+        let value = regorus::Value::from_json_str(&input.to_string());
         let mut findings = Vec::new();
         for c in self.compiled.iter().filter(|c| c.decisions.is_empty() || c.decisions.contains(&point)) {
-            for mut f in c.evaluate(&json) {
+            let found = match &value {
+                Ok(v) => c.evaluate(v),
+                Err(e) => c.failed(e.to_string()),
+            };
+            for mut f in found {
                 f.excepted_by = self.exception_for(&f, environment, now);
                 findings.push(f);
             }
@@ -242,6 +247,14 @@ fn compile_one(p: &Policy) -> Result<Compiled, PolicyError> {
             .map_err(|e| PolicyError::Data { policy: name.clone(), message: e.to_string() })?;
         engine.add_data(data).map_err(|e| PolicyError::Data { policy: name.clone(), message: e.to_string() })?;
     }
+    // An engine prepares its modules at its first evaluation and a clone
+    // keeps that (and the time limit): evaluating once here spares every
+    // decision the work.
+    engine.set_execution_timer_config(time_limit());
+    engine.set_input(regorus::Value::new_object());
+    for (package, rule) in &rules {
+        let _ = engine.eval_rule(format!("{package}.{rule}"));
+    }
     Ok(Compiled {
         name,
         version: p.spec.version.clone(),
@@ -265,25 +278,20 @@ impl Compiled {
         }
     }
 
-    /// This policy's findings for `input` (JSON text). An error is a denial.
-    fn evaluate(&self, input: &str) -> Vec<Finding> {
+    /// The one finding of a policy that could not be evaluated: a denial.
+    fn failed(&self, why: String) -> Vec<Finding> {
+        vec![self.finding("error", format!("the policy failed to evaluate: {why}"), Enforcement::Deny)]
+    }
+
+    /// This policy's findings for `input`. An error is a denial.
+    fn evaluate(&self, input: &regorus::Value) -> Vec<Finding> {
         let mut engine = self.engine.clone();
-        engine.set_execution_timer_config(regorus::utils::limits::ExecutionTimerConfig {
-            limit: EVAL_LIMIT,
-            check_interval: std::num::NonZeroU32::MIN.saturating_add(999),
-        });
-        let failed = |why: String| {
-            vec![self.finding("error", format!("the policy failed to evaluate: {why}"), Enforcement::Deny)]
-        };
-        match regorus::Value::from_json_str(input) {
-            Ok(v) => engine.set_input(v),
-            Err(e) => return failed(e.to_string()),
-        }
+        engine.set_input(input.clone());
         let mut out = Vec::new();
         for (package, rule) in &self.rules {
             let value = match engine.eval_rule(format!("{package}.{rule}")) {
                 Ok(v) => v,
-                Err(e) => return failed(format!("{rule}: {}", e.to_string().lines().next().unwrap_or(""))),
+                Err(e) => return self.failed(format!("{rule}: {}", e.to_string().lines().next().unwrap_or(""))),
             };
             let enforcement = if rule.starts_with("warn") { Enforcement::Warn } else { self.enforcement };
             for message in messages(&value) {
@@ -292,6 +300,14 @@ impl Compiled {
         }
         out.sort_by(|a, b| (&a.rule, &a.message).cmp(&(&b.rule, &b.message)));
         out
+    }
+}
+
+/// [`EVAL_LIMIT`], checked every thousand steps of the interpreter.
+fn time_limit() -> regorus::utils::limits::ExecutionTimerConfig {
+    regorus::utils::limits::ExecutionTimerConfig {
+        limit: EVAL_LIMIT,
+        check_interval: std::num::NonZeroU32::MIN.saturating_add(999),
     }
 }
 
