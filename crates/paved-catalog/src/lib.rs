@@ -422,8 +422,13 @@ impl Catalog {
 
     /// Admission: each changed document against the policies. Denials are
     /// audited and refuse the whole batch; the warnings are returned, to be
-    /// audited once the batch is recorded.
+    /// audited once the batch is recorded. Policies and exceptions
+    /// themselves are not admitted by policy (role bindings decide who
+    /// records them): a broken admission policy could otherwise refuse its
+    /// own fix.
     async fn admit(&self, docs: &[&paved_spec::ParsedDocument], actor: &str) -> Result<Findings, CatalogError> {
+        let docs: Vec<_> =
+            docs.iter().filter(|d| !matches!(d.spec.kind(), Kind::Policy | Kind::PolicyException)).collect();
         let set = self.policies().await?;
         if set.is_empty() || docs.is_empty() {
             return Ok(Vec::new());

@@ -192,6 +192,24 @@ spec:
         ["deny_unowned_service", "deny_production_reveal"]
     );
 
+    // A policy that refuses every spec cannot refuse its own fix: policies are not admitted by policy.
+    let lockdown = "apiVersion: paved.dev/v1alpha1\nkind: Policy\nmetadata:\n  name: lockdown\nspec:\n  version: 1.0.0\n  \
+                    enforcement: ENFORCEMENT\n  decisions: [admission]\n  modules:\n    main.rego: |\n      package paved.lockdown\n\n      \
+                    deny_everything contains \"nothing may change\" if { true }\n";
+    p.ok_with_input(&["apply", "-f", "-"], &lockdown.replace("ENFORCEMENT", "deny"));
+    let team = "apiVersion: paved.dev/v1alpha1\nkind: Team\nmetadata:\n  name: newcomers\nspec: {}\n";
+    let mut child = p
+        .command(&["apply", "-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), team.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    p.ok_with_input(&["apply", "-f", "-"], &lockdown.replace("ENFORCEMENT", "warn"));
+    p.ok_with_input(&["apply", "-f", "-"], team);
+
     // A module that is not Rego is refused at its line and column, nothing recorded.
     let broken = policy
         .replace("      deny_production_reveal contains msg if {", "      deny_production_reveal contains msg if {{");
