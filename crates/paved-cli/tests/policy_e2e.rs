@@ -6,6 +6,8 @@
 mod support;
 
 use serde_json::Value;
+use std::io::Write;
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 use support::Platform;
 
@@ -45,6 +47,16 @@ fn exception(expires: &str) -> String {
          policy: shared-fixtures\n  rules: [deny_own_database]\n  environments: [dev]\n  owner: user:lead@example.com\n  \
          reason: payments moves to the fixtures next sprint\n  expires: {expires}\n"
     )
+}
+
+/// `paved ARGS` with `input` on standard input, which must fail (exit 1): its standard error.
+fn refused_with_input(p: &Platform, args: &[&str], input: &str) -> String {
+    let mut child = p.command(args).stdin(Stdio::piped()).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(1), "paved {args:?} was not refused: {err}");
+    err
 }
 
 fn audit(p: &Platform, action: &str) -> Vec<Value> {
@@ -157,16 +169,7 @@ spec:
 
     // Admission: the unowned service is not recorded; an owned one is.
     let unowned = "apiVersion: score.dev/v1b1\nmetadata:\n  name: orphan\ncontainers:\n  main:\n    image: busybox\n";
-    let mut child = p
-        .command(&["apply", "-f", "-"])
-        .stdin(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::io::Write::write_all(&mut child.stdin.take().unwrap(), unowned.as_bytes()).unwrap();
-    let out = child.wait_with_output().unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
+    let err = refused_with_input(&p, &["apply", "-f", "-"], unowned);
     assert!(err.contains("admission of Service/orphan denied by policy") && err.contains("names no owner"), "{err}");
     let missing = p.command(&["get", "service", "orphan"]).output().unwrap();
     assert!(!missing.status.success(), "the denied service was recorded");
@@ -198,31 +201,14 @@ spec:
                     deny_everything contains \"nothing may change\" if { true }\n";
     p.ok_with_input(&["apply", "-f", "-"], &lockdown.replace("ENFORCEMENT", "deny"));
     let team = "apiVersion: paved.dev/v1alpha1\nkind: Team\nmetadata:\n  name: newcomers\nspec: {}\n";
-    let mut child = p
-        .command(&["apply", "-f", "-"])
-        .stdin(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::io::Write::write_all(&mut child.stdin.take().unwrap(), team.as_bytes()).unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    refused_with_input(&p, &["apply", "-f", "-"], team);
     p.ok_with_input(&["apply", "-f", "-"], &lockdown.replace("ENFORCEMENT", "warn"));
     p.ok_with_input(&["apply", "-f", "-"], team);
 
     // A module that is not Rego is refused at its line and column, nothing recorded.
     let broken = policy
         .replace("      deny_production_reveal contains msg if {", "      deny_production_reveal contains msg if {{");
-    let mut child = p
-        .command(&["apply", "-f", "-"])
-        .stdin(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::io::Write::write_all(&mut child.stdin.take().unwrap(), broken.as_bytes()).unwrap();
-    let out = child.wait_with_output().unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
+    let err = refused_with_input(&p, &["apply", "-f", "-"], &broken);
     assert!(err.contains("invalid-rego") && err.contains("`main.rego` at line"), "{err}");
 }
 

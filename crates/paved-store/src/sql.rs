@@ -244,6 +244,27 @@ impl SqlStore {
     }
 }
 
+impl SqlStore {
+    /// Runs `sql` (binding `$1` = `value`, `$2` = the token id) and, when it
+    /// changed the token, records `event`, in one transaction.
+    async fn change_token(
+        &self,
+        sql: &'static str,
+        value: &str,
+        id: &str,
+        event: &NewAuditEvent,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        self.lock_audit_chain(&mut tx).await?;
+        let done = sqlx::query(sql).bind(value).bind(id).execute(&mut *tx).await?.rows_affected() == 1;
+        if done {
+            Self::append_in(&mut tx, event).await?;
+            tx.commit().await?;
+        }
+        Ok(done)
+    }
+}
+
 /// Events read per query while verifying.
 const VERIFY_PAGE: i64 = 5_000;
 /// Pages read at once while verifying an intact (dense) chain.
@@ -401,41 +422,14 @@ impl Store for SqlStore {
     }
 
     async fn revoke_token(&self, id: &str, event: &NewAuditEvent) -> Result<bool, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        self.lock_audit_chain(&mut tx).await?;
-        let done = sqlx::query("UPDATE api_tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
-            .bind(timestamp(event.at))
-            .bind(id)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected()
-            == 1;
-        if done {
-            Self::append_in(&mut tx, event).await?;
-            tx.commit().await?;
-        }
-        Ok(done)
+        let sql = "UPDATE api_tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL";
+        self.change_token(sql, &timestamp(event.at), id, event).await
     }
 
     async fn expire_token(&self, id: &str, at: OffsetDateTime, event: &NewAuditEvent) -> Result<bool, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        self.lock_audit_chain(&mut tx).await?;
-        let at = timestamp(at);
-        let done = sqlx::query(
-            "UPDATE api_tokens SET expires_at = $1 WHERE id = $2 AND revoked_at IS NULL \
-             AND (expires_at IS NULL OR expires_at > $1)",
-        )
-        .bind(&at)
-        .bind(id)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected()
-            == 1;
-        if done {
-            Self::append_in(&mut tx, event).await?;
-            tx.commit().await?;
-        }
-        Ok(done)
+        let sql = "UPDATE api_tokens SET expires_at = $1 WHERE id = $2 AND revoked_at IS NULL \
+                   AND (expires_at IS NULL OR expires_at > $1)";
+        self.change_token(sql, &timestamp(at), id, event).await
     }
 
     async fn append_audit(&self, event: &NewAuditEvent) -> Result<AuditEvent, StoreError> {
