@@ -343,9 +343,11 @@ fn on_docker_blue_green_switches_containers_without_a_failed_request() {
 }
 
 #[test]
-fn a_branch_mapped_to_production_is_refused_and_audited() {
+fn a_branch_mapped_to_production_is_refused_unless_a_policy_allows_it_and_then_still_gated() {
     // `paved.dev/branches: main=production` in a service's own spec would
     // deploy every push straight to production: refused, dev still follows main.
+    // A platform team's policy may open it; the deployment then still needs
+    // its digest healthy in the stage before, like a manual promote.
     let mut p = Platform::new();
     p.ok(&["apply", "-f", "examples/platform"]);
     p.ok(&["apply", "-f", "examples/environments/local.yaml"]);
@@ -356,13 +358,17 @@ fn a_branch_mapped_to_production_is_refused_and_audited() {
     p.ok_with_input(&["apply", "-f", "-"], &api);
     let secret = p.data.path().join("webhook-secret");
     std::fs::write(&secret, "a-test-secret\n").unwrap();
-    p.start(&["--github-webhook-secret-file", secret.to_str().unwrap(), "--reconcile-interval", "off"]);
-    let push = serde_json::json!({"ref": "refs/heads/main", "after": "4444444dddd4444444dddd4444444dddd4444444",
+    let secret = secret.to_str().unwrap();
+    p.start(&["--github-webhook-secret-file", secret, "--reconcile-interval", "off", "--git-interval", "1s"]);
+    let delivery = serde_json::json!({"ref": "refs/heads/main", "after": "4444444dddd4444444dddd4444444dddd4444444",
                                   "repository": {"full_name": "payments/api"}});
-    let r = support::github_delivery(&p, "push", "d-push-1", &push, "a-test-secret");
+    let r = support::github_delivery(&p, "push", "d-push-1", &delivery, "a-test-secret");
     assert_eq!(r.status, 202, "{}", r.text());
     let result = r.json()["result"].as_str().unwrap_or_default().to_string();
-    assert!(result.contains("a branch does not deploy to production `production`"), "{result}");
+    assert!(
+        result.contains("a branch does not deploy to production `production` unless a policy allows it"),
+        "{result}"
+    );
     assert!(result.contains("api to dev"), "{result}");
     let audit: Value = serde_json::from_str(&p.ok(&["audit", "list", "-o", "json"])).unwrap();
     let denied =
@@ -370,13 +376,13 @@ fn a_branch_mapped_to_production_is_refused_and_audited() {
     assert!(denied.is_some_and(|e| e["actor"] == "paved-git"), "{audit}");
 
     // One delivery replayed 10 times at once is handled once: one accepted, nine duplicates, one audit event.
-    let push = serde_json::json!({"ref": "refs/heads/main", "after": "5555555eeee5555555eeee5555555eeee5555555",
+    let delivery = serde_json::json!({"ref": "refs/heads/main", "after": "5555555eeee5555555eeee5555555eeee5555555",
                                   "repository": {"full_name": "payments/api"}});
     let answers: Vec<(u16, String)> = std::thread::scope(|s| {
         let sends: Vec<_> = (0..10)
             .map(|_| {
                 s.spawn(|| {
-                    let r = support::github_delivery(&p, "push", "d-push-2", &push, "a-test-secret");
+                    let r = support::github_delivery(&p, "push", "d-push-2", &delivery, "a-test-secret");
                     (r.status, r.json()["status"].as_str().unwrap_or_default().to_string())
                 })
             })
@@ -389,4 +395,61 @@ fn a_branch_mapped_to_production_is_refused_and_audited() {
     let audit: Value = serde_json::from_str(&p.ok(&["audit", "list", "-o", "json"])).unwrap();
     let handled = audit.as_array().unwrap().iter().filter(|e| e["target"] == "Webhook/github/d-push-2").count();
     assert_eq!(handled, 1, "{audit}");
+
+    // The platform team allows payments' main branch into production.
+    p.ok_with_input(&["apply", "-f", "-"], RELEASE_FROM_MAIN);
+    let commit = "6666666ffff6666666ffff6666666ffff6666666";
+    let delivery =
+        serde_json::json!({"ref": "refs/heads/main", "after": commit, "repository": {"full_name": "payments/api"}});
+    let r = support::github_delivery(&p, "push", "d-push-3", &delivery, "a-test-secret");
+    let result = r.json()["result"].as_str().unwrap_or_default().to_string();
+    assert!(
+        result.contains("api to production, allowed by policy `release-from-main` (1.0.0) rule `allow_payments_main`"),
+        "{result}"
+    );
+    let audit: Value = serde_json::from_str(&p.ok(&["audit", "list", "-o", "json"])).unwrap();
+    let allowed = audit.as_array().unwrap().iter().find(|e| e["action"] == "policy.allow");
+    assert!(allowed.is_some_and(|e| e["target"] == "Service/api@production" && e["actor"] == "paved-git"), "{audit}");
+    // Its artifact arrives; never healthy in staging, it is refused by the same check as `paved promote`.
+    let built = push(&p, &bundle(&p, "v6", &[]), commit, &[]);
+    let refusal = support::wait_for("the branch's production deployment to be decided", 60, || {
+        let audit: Value = serde_json::from_str(&p.ok(&["audit", "list", "-o", "json"])).unwrap();
+        audit
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| {
+                e["outcome"] == "denied"
+                    && e["target"] == "Service/api@production"
+                    && e["details"]["artifact"] == built.as_str()
+            })
+            .cloned()
+    });
+    let reason = refusal["details"]["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("production accepts only artifacts already healthy in a staging environment"), "{reason}");
+    let history: Value = serde_json::from_str(&p.ok(&["history", "api", "-e", "production", "-o", "json"])).unwrap();
+    assert_eq!(history, serde_json::json!([]), "nothing was deployed to production");
+    // Another repository's push is not covered by the grant.
+    let delivery = serde_json::json!({"ref": "refs/heads/main", "after": commit, "repository": {"full_name": "payments/api-fork"}});
+    let r = support::github_delivery(&p, "push", "d-push-4", &delivery, "a-test-secret");
+    assert!(!r.json()["result"].as_str().unwrap_or_default().contains("allowed by"), "{}", r.text());
 }
+
+const RELEASE_FROM_MAIN: &str = r#"
+apiVersion: paved.dev/v1alpha1
+kind: Policy
+metadata:
+  name: release-from-main
+spec:
+  version: 1.0.0
+  decisions: [branch-deploy]
+  modules:
+    main.rego: |
+      package paved.release_from_main
+
+      allow_payments_main contains msg if {
+          input.deployment.branch == "main"
+          input.deployment.repository == "payments/api"
+          msg := "payments releases main to production"
+      }
+"#;

@@ -11,7 +11,7 @@ use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use support::Platform;
+use support::{Platform, wait_for};
 
 const SECRET: &str = "a-test-secret-of-this-suite";
 
@@ -73,17 +73,6 @@ fn receiver() -> (String, Arc<Mutex<Vec<Value>>>) {
         }
     });
     (url, got)
-}
-
-fn wait_for<T>(what: &str, seconds: u64, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(seconds);
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out after {seconds} s waiting for {what}");
-        std::thread::sleep(Duration::from_millis(250));
-    }
 }
 
 fn environment(p: &Platform, name: &str) -> Option<Value> {

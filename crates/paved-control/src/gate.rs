@@ -12,6 +12,10 @@
 //! | `rollback`      | `record_rollback`                          | `Service/SVC@ENV`         |
 //! | `secret-reveal` | `reveal_secret`                            | `Secret/ENV[/SVC]/NAME`   |
 //! | `preview`       | opening a pull request's preview           | `Environment/PREVIEW`     |
+//! | `branch-deploy` | a push to a branch mapped to production    | `Service/SVC@ENV`         |
+//!
+//! `branch-deploy` is the one decision that needs a grant: without a
+//! policy's `allow_*` rule holding, the push is refused.
 
 use crate::{Caller, Control, ControlError};
 use paved_catalog::Catalog;
@@ -120,9 +124,53 @@ impl Control {
             digest: digest.into(),
             from: from.map(str::to_string),
             commit,
-            at: self.clock.now().format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
+            branch: None,
+            repository: None,
+            at: self.now_rfc3339(),
         });
         self.gate(caller, &input, &format!("Service/{service}@{environment}")).await
+    }
+
+    fn now_rfc3339(&self) -> String {
+        self.clock.now().format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
+    }
+
+    /// `branch-deploy`: may a push to `branch` of `repository` deploy
+    /// `service` to production `environment`? Only when a policy grants it
+    /// (and none denies it); the grant's rule, or why there is none.
+    pub(crate) async fn gate_branch_deploy(
+        &self,
+        caller: &Caller,
+        environment: &str,
+        service: &str,
+        push: (&str, &str, &str),
+    ) -> Result<Result<String, String>, ControlError> {
+        let (repository, branch, commit) = push;
+        let catalog = self.catalog(caller.request.clone());
+        let mut input = Input::new(DecisionPoint::BranchDeploy, &caller.actor);
+        input.environment = Some(self.environment_input(&catalog, environment).await?);
+        input.deployment = Some(DeploymentInput {
+            service: service.into(),
+            digest: String::new(),
+            from: None,
+            commit: Some(commit.into()),
+            branch: Some(branch.into()),
+            repository: Some(repository.into()),
+            at: self.now_rfc3339(),
+        });
+        let target = format!("Service/{service}@{environment}");
+        let decision = match catalog.decide(&input, &target).await {
+            Ok(d) => d,
+            Err(paved_catalog::CatalogError::PolicyDenied(denied)) => return Ok(Err(denied.to_string())),
+            Err(e) => return Err(e.into()),
+        };
+        Ok(match decision.grants.first() {
+            Some(g) => Ok(format!("policy `{}` ({}) rule `{}`: {}", g.policy, g.version, g.rule, g.message)),
+            None => Err(format!(
+                "a branch does not deploy to production `{environment}` unless a policy allows it (an `allow_*` rule at \
+                 decision `branch-deploy`); promote a digest healthy in the stage before (`paved promote`)"
+            )),
+        })
     }
 
     /// `secret-reveal`: a person is about to see a value.

@@ -207,22 +207,39 @@ impl Control {
                             continue;
                         }
                         let env = env.trim();
-                        // A service's own annotation cannot open production to every push:
-                        // production changes by promotion, through its gates.
+                        // A service's own annotation cannot open production to every push: only a
+                        // policy can (`branch-deploy`), and the deployment then still passes the
+                        // promotion order when its artifact arrives, like a manual promote.
                         if let Ok(o) = catalog.get(Kind::Environment, env).await
                             && let Spec::Environment(e) = o.spec
                             && e.spec.env_type == paved_model::EnvType::Production
                         {
-                            let why = format!(
-                                "`{ANNOTATION_BRANCHES}: {branch}={env}` refused: a branch does not deploy to production `{env}`; promote a digest healthy in the stage before (`paved promote`)"
-                            );
                             let caller = self.git_caller(request);
-                            let details = serde_json::json!({"commit": commit, "branch": branch, "reason": why});
-                            let target = format!("Service/{}@{env}", w.metadata.name);
-                            self.record(&caller, "deployment.create", target, AuditOutcome::Denied, None, details)
-                                .await?;
-                            asked.push(why);
-                            continue;
+                            let push = (repository.as_str(), branch.as_str(), commit.as_str());
+                            match self.gate_branch_deploy(&caller, env, &w.metadata.name, push).await? {
+                                Ok(grant) => {
+                                    self.await_artifact(env, &w.metadata.name, commit, delivery).await?;
+                                    asked.push(format!("{} to {env}, allowed by {grant}", w.metadata.name));
+                                    continue;
+                                }
+                                Err(reason) => {
+                                    let why = format!("`{ANNOTATION_BRANCHES}: {branch}={env}` refused: {reason}");
+                                    let details =
+                                        serde_json::json!({"commit": commit, "branch": branch, "reason": why});
+                                    let target = format!("Service/{}@{env}", w.metadata.name);
+                                    self.record(
+                                        &caller,
+                                        "deployment.create",
+                                        target,
+                                        AuditOutcome::Denied,
+                                        None,
+                                        details,
+                                    )
+                                    .await?;
+                                    asked.push(why);
+                                    continue;
+                                }
+                            }
                         }
                         self.await_artifact(env, &w.metadata.name, commit, delivery).await?;
                         asked.push(format!("{} to {env}", w.metadata.name));

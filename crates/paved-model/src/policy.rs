@@ -66,10 +66,14 @@ pub enum DecisionPoint {
     SecretReveal,
     /// A preview environment is about to be created for a pull request.
     Preview,
+    /// A push to a branch a service maps to a production environment
+    /// (`paved.dev/branches`). Refused unless a policy's `allow_*` rule
+    /// grants it; the deployment then still passes the promotion order.
+    BranchDeploy,
 }
 
 impl DecisionPoint {
-    pub const ALL: [DecisionPoint; 7] = [
+    pub const ALL: [DecisionPoint; 8] = [
         DecisionPoint::Admission,
         DecisionPoint::Plan,
         DecisionPoint::Deploy,
@@ -77,6 +81,7 @@ impl DecisionPoint {
         DecisionPoint::Rollback,
         DecisionPoint::SecretReveal,
         DecisionPoint::Preview,
+        DecisionPoint::BranchDeploy,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -88,7 +93,13 @@ impl DecisionPoint {
             DecisionPoint::Rollback => "rollback",
             DecisionPoint::SecretReveal => "secret-reveal",
             DecisionPoint::Preview => "preview",
+            DecisionPoint::BranchDeploy => "branch-deploy",
         }
+    }
+
+    /// Where paved refuses unless a policy's `allow_*` rule grants it.
+    pub fn reads_grants(self) -> bool {
+        self == DecisionPoint::BranchDeploy
     }
 
     pub fn parse(s: &str) -> Option<DecisionPoint> {

@@ -10,6 +10,7 @@
 //! | `deploy`, `promote`, `rollback`| `environment`, `deployment`               |
 //! | `secret-reveal`                | `environment`, `secret`                   |
 //! | `preview`                      | `environment` (the preview), `preview`    |
+//! | `branch-deploy`                | `environment`, `deployment` (with `branch`, `repository`, `commit`; `digest` empty: nothing is built yet) |
 
 use paved_model::DecisionPoint;
 use schemars::JsonSchema;
@@ -113,6 +114,12 @@ pub struct DeploymentInput {
     /// The commit the artifact was built from, when known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub commit: Option<String>,
+    /// `branch-deploy`: the branch pushed (`main`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub branch: Option<String>,
+    /// `branch-deploy`: the repository pushed to (`payments/api`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repository: Option<String>,
     /// The time of the decision (RFC 3339, UTC): freeze windows read it.
     pub at: String,
 }

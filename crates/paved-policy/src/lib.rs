@@ -9,6 +9,8 @@
 //! | `package paved.NAME` (any package)              | the rules below are read from `data.<package>`           |
 //! | `deny_RULE contains msg if { … }` (or `deny`)    | a finding named `deny_RULE`; the policy's enforcement   |
 //! | `warn_RULE contains msg if { … }` (or `warn`)    | always only a warning, whatever the enforcement         |
+//! | `allow_RULE contains msg if { … }` (or `allow`)  | a grant: opens what paved refuses unless a policy allows |
+//! |                                                 | it (`branch-deploy`); read nowhere else                 |
 //! | `msg` a string, or an object with `msg`          | the message shown, audited and returned by the API      |
 //! | `test_NAME if { … }` (usually in `*_test.rego`)  | a test `paved policy test` runs; passes when true        |
 //! | `input`                                         | a [`input`] document: `apiVersion`, `decision`, …        |
@@ -19,6 +21,10 @@
 //! ([`EVAL_LIMIT`]); a policy that errors fails closed (the decision is a
 //! denial naming the error), since a guardrail that silently stops applying
 //! is worse than one that blocks until fixed.
+//!
+//! A grant never overrides a denial: an operation a policy allows still
+//! stops when another denies it, and what it opens still passes paved's own
+//! checks (a branch's production deployment, the promotion order).
 //!
 //! An exception waives a finding when it names the policy (and the rule, if
 //! it lists rules), the decision's environment (if it lists environments)
@@ -78,15 +84,32 @@ impl Finding {
     }
 }
 
+/// A policy's `allow_*` rule that holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Grant {
+    pub policy: String,
+    pub version: String,
+    pub rule: String,
+    pub message: String,
+}
+
 /// What the policies said at one decision point.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Decision {
     pub findings: Vec<Finding>,
+    /// The `allow_*` rules that hold (read where paved needs a grant).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub grants: Vec<Grant>,
 }
 
 impl Decision {
     pub fn allowed(&self) -> bool {
         !self.findings.iter().any(Finding::blocks)
+    }
+
+    /// Some policy grants the operation and none blocks it.
+    pub fn granted(&self) -> bool {
+        self.allowed() && !self.grants.is_empty()
     }
 
     pub fn denials(&self) -> impl Iterator<Item = &Finding> {
@@ -117,6 +140,8 @@ struct Compiled {
     engine: regorus::Engine,
     /// `data.<package>.<rule>` of every `deny*` / `warn*` rule.
     rules: Vec<(String, String)>,
+    /// `data.<package>.<rule>` of every `allow*` rule.
+    allows: Vec<(String, String)>,
     /// `data.<package>.<rule>` of every `test_*` rule.
     tests: Vec<(String, String)>,
 }
@@ -129,7 +154,8 @@ pub struct PolicySet {
 }
 
 static RULE_HEAD: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?m)^\s*((?:deny|warn|test)[A-Za-z0-9_]*)\s*(?:contains|if|:=|=|\[|\{)").expect("a valid pattern")
+    Regex::new(r"(?m)^\s*((?:deny|warn|allow|test)[A-Za-z0-9_]*)\s*(?:contains|if|:=|=|\[|\{)")
+        .expect("a valid pattern")
 });
 
 /// Parses one module on its own: `Err((line, column, message))` when it is
@@ -180,18 +206,19 @@ impl PolicySet {
         let environment = input.pointer("/environment/name").and_then(|v| v.as_str());
         // Converted once: regorus values share their contents, so each policy's copy is cheap.
         let value = regorus::Value::from_json_str(&input.to_string());
-        let mut findings = Vec::new();
+        let (mut findings, mut grants) = (Vec::new(), Vec::new());
         for c in self.compiled.iter().filter(|c| c.decisions.is_empty() || c.decisions.contains(&point)) {
-            let found = match &value {
+            let (found, granted) = match &value {
                 Ok(v) => c.evaluate(v),
-                Err(e) => c.failed(e.to_string()),
+                Err(e) => (c.failed(e.to_string()), Vec::new()),
             };
             for mut f in found {
                 f.excepted_by = self.exception_for(&f, environment, now);
                 findings.push(f);
             }
+            grants.extend(granted);
         }
-        Decision { findings }
+        Decision { findings, grants }
     }
 
     fn exception_for(&self, f: &Finding, environment: Option<&str>, now: OffsetDateTime) -> Option<String> {
@@ -228,7 +255,7 @@ impl PolicySet {
 fn compile_one(p: &Policy) -> Result<Compiled, PolicyError> {
     let name = p.metadata.name.clone();
     let mut engine = regorus::Engine::new();
-    let (mut rules, mut tests) = (Vec::new(), Vec::new());
+    let (mut rules, mut allows, mut tests) = (Vec::new(), Vec::new(), Vec::new());
     for (module, source) in &p.spec.modules {
         let package = engine.add_policy(module.clone(), source.clone()).map_err(|e| {
             let (line, column, message) = located(&e.to_string());
@@ -236,7 +263,13 @@ fn compile_one(p: &Policy) -> Result<Compiled, PolicyError> {
         })?;
         for c in RULE_HEAD.captures_iter(source) {
             let rule = c[1].to_string();
-            let list = if rule.starts_with("test") { &mut tests } else { &mut rules };
+            let list = if rule.starts_with("test") {
+                &mut tests
+            } else if rule.starts_with("allow") {
+                &mut allows
+            } else {
+                &mut rules
+            };
             if !list.iter().any(|(pk, r)| *pk == package && *r == rule) {
                 list.push((package.clone(), rule));
             }
@@ -252,7 +285,7 @@ fn compile_one(p: &Policy) -> Result<Compiled, PolicyError> {
     // decision the work.
     engine.set_execution_timer_config(time_limit());
     engine.set_input(regorus::Value::new_object());
-    for (package, rule) in &rules {
+    for (package, rule) in rules.iter().chain(&allows) {
         let _ = engine.eval_rule(format!("{package}.{rule}"));
     }
     Ok(Compiled {
@@ -262,6 +295,7 @@ fn compile_one(p: &Policy) -> Result<Compiled, PolicyError> {
         decisions: p.spec.decisions.clone(),
         engine,
         rules,
+        allows,
         tests,
     })
 }
@@ -283,23 +317,41 @@ impl Compiled {
         vec![self.finding("error", format!("the policy failed to evaluate: {why}"), Enforcement::Deny)]
     }
 
-    /// This policy's findings for `input`. An error is a denial.
-    fn evaluate(&self, input: &regorus::Value) -> Vec<Finding> {
+    /// This policy's findings and grants for `input`. An error is a
+    /// denial (and grants nothing).
+    fn evaluate(&self, input: &regorus::Value) -> (Vec<Finding>, Vec<Grant>) {
         let mut engine = self.engine.clone();
         engine.set_input(input.clone());
+        let mut eval = |rule: &str, package: &str| {
+            engine
+                .eval_rule(format!("{package}.{rule}"))
+                .map_err(|e| format!("{rule}: {}", e.to_string().lines().next().unwrap_or("")))
+        };
         let mut out = Vec::new();
         for (package, rule) in &self.rules {
-            let value = match engine.eval_rule(format!("{package}.{rule}")) {
+            let value = match eval(rule, package) {
                 Ok(v) => v,
-                Err(e) => return self.failed(format!("{rule}: {}", e.to_string().lines().next().unwrap_or(""))),
+                Err(why) => return (self.failed(why), Vec::new()),
             };
             let enforcement = if rule.starts_with("warn") { Enforcement::Warn } else { self.enforcement };
             for message in messages(&value) {
                 out.push(self.finding(rule, message, enforcement));
             }
         }
+        let mut grants = Vec::new();
+        for (package, rule) in &self.allows {
+            let value = match eval(rule, package) {
+                Ok(v) => v,
+                Err(why) => return (self.failed(why), Vec::new()),
+            };
+            for message in messages(&value) {
+                let (policy, version, rule) = (self.name.clone(), self.version.clone(), rule.clone());
+                grants.push(Grant { policy, version, rule, message });
+            }
+        }
         out.sort_by(|a, b| (&a.rule, &a.message).cmp(&(&b.rule, &b.message)));
-        out
+        grants.sort_by(|a, b| (&a.rule, &a.message).cmp(&(&b.rule, &b.message)));
+        (out, grants)
     }
 }
 
@@ -375,8 +427,15 @@ impl Decision {
 
     /// The audit events a decision leaves: `(action, denied, details)` per
     /// finding — `policy.deny` for a blocking one, `policy.warn` for a
-    /// warning or a waived denial (naming the exception).
+    /// warning or a waived denial (naming the exception) — and per grant,
+    /// `policy.allow`, where the decision reads grants.
     pub fn audit(&self, decision: DecisionPoint) -> Vec<(&'static str, bool, serde_json::Value)> {
+        let grants = self.grants.iter().filter(|_| decision.reads_grants()).map(|g| {
+            let details = serde_json::json!({
+                "decision": decision, "policy": g.policy, "version": g.version, "rule": g.rule, "message": g.message,
+            });
+            ("policy.allow", false, details)
+        });
         self.findings
             .iter()
             .map(|f| {
@@ -391,6 +450,7 @@ impl Decision {
                 });
                 (action, f.blocks(), details)
             })
+            .chain(grants)
             .collect()
     }
 }

@@ -208,3 +208,56 @@ fn the_input_schema_documents_every_decision() {
         assert!(text.contains(point.as_str()), "{point}");
     }
 }
+
+const MAIN_TO_PRODUCTION: &str = r#"
+package paved.release_from_main
+
+allow_main_of_payments contains msg if {
+    input.deployment.branch == "main"
+    startswith(input.deployment.repository, "payments/")
+    msg := sprintf("%s deploys main to production", [input.deployment.repository])
+}
+
+deny_reverted contains "commit abc was reverted" if {
+    input.deployment.commit == data.reverted[_]
+}
+"#;
+
+fn branch_input(repository: &str, branch: &str) -> serde_json::Value {
+    json!({"apiVersion": input::API_VERSION, "decision": "branch-deploy", "actor": "paved-git",
+           "environment": {"name": "production", "type": "production"},
+           "deployment": {"service": "api", "digest": "", "branch": branch, "repository": repository,
+                          "commit": "abc", "at": "2026-12-06T10:00:00Z"}})
+}
+
+#[test]
+fn an_allow_rule_grants_only_what_it_matches_and_never_overrides_a_denial() {
+    let data = json!({"reverted": ["abc"]});
+    let mut p = policy("release-from-main", Enforcement::Deny, &[("main.rego", MAIN_TO_PRODUCTION)], data);
+    p.spec.decisions = vec![DecisionPoint::BranchDeploy];
+    let set = PolicySet::compile(&[p], &[]).unwrap();
+    let now = OffsetDateTime::UNIX_EPOCH;
+    let mut main = branch_input("payments/api", "main");
+    main["deployment"]["commit"] = json!("def");
+    let granted = set.evaluate(DecisionPoint::BranchDeploy, &main, now);
+    assert!(granted.granted(), "{granted:?}");
+    assert_eq!(granted.grants[0].rule, "allow_main_of_payments");
+    assert_eq!(granted.grants[0].message, "payments/api deploys main to production");
+    let audit = granted.audit(DecisionPoint::BranchDeploy);
+    assert_eq!(audit.len(), 1);
+    assert_eq!((audit[0].0, audit[0].1), ("policy.allow", false));
+    assert_eq!(audit[0].2["rule"], "allow_main_of_payments");
+
+    // Another team's repository, another branch: no grant.
+    for (repo, branch) in [("shop/api", "main"), ("payments/api", "feature")] {
+        let mut other = branch_input(repo, branch);
+        other["deployment"]["commit"] = json!("def");
+        let d = set.evaluate(DecisionPoint::BranchDeploy, &other, now);
+        assert!(d.allowed() && !d.granted(), "{repo} {branch}: {d:?}");
+    }
+    // A grant does not outweigh a denial (commit abc was reverted).
+    let d = set.evaluate(DecisionPoint::BranchDeploy, &branch_input("payments/api", "main"), now);
+    assert!(!d.grants.is_empty() && !d.granted() && d.denials().count() == 1, "{d:?}");
+    // Grants are not audited where no decision reads them.
+    assert!(granted.audit(DecisionPoint::Deploy).is_empty());
+}

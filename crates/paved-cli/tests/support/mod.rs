@@ -791,3 +791,15 @@ pub fn github_delivery(p: &Platform, event: &str, id: &str, payload: &Value, sec
     ];
     p.request("POST", "/api/v1/webhooks/github", None, &headers, &body)
 }
+
+/// Polls `f` every 250 ms until it gives a value; fails naming `what` after `seconds`.
+pub fn wait_for<T>(what: &str, seconds: u64, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(std::time::Instant::now() < deadline, "timed out after {seconds} s waiting for {what}");
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
+}
