@@ -173,7 +173,6 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
     let machine_local = matches!(
         cli.command,
         Command::Schema { .. }
-            | Command::Policy(_)
             | Command::Completions { .. }
             | Command::Supervise { .. }
             | Command::Watch { .. }
@@ -268,7 +267,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
         }
         Command::Plan { environment, graph } => crate::plan::plan(&ctx, &environment, graph).await,
         Command::Parity { left, right } => crate::plan::parity(&ctx, &left, &right).await,
-        Command::Policy(sub) => crate::policy::run(&ctx, sub).await,
+        Command::Policy(sub) => crate::policy::run(&ctx, sub, None).await,
         Command::Schema { kind } => {
             let schema = if kind.eq_ignore_ascii_case("policy-input") {
                 paved_policy::input::schema()
@@ -337,6 +336,7 @@ async fn remote_command(ctx: &Ctx, remote: &crate::remote::Remote, command: Comm
             r::deployment_history(ctx, remote, &kind, &env).await
         }
         Command::Status => r::status(ctx, remote).await,
+        Command::Policy(sub) => crate::policy::run(ctx, sub, Some(remote)).await,
         Command::Token(sub) => r::token(ctx, remote, sub).await,
         Command::Secret(sub) => r::secret(ctx, remote, sub).await,
         Command::Account(crate::cli::AccountCommand::TrustPolicy { name, control_plane }) => {

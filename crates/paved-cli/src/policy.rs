@@ -1,19 +1,22 @@
 //! `paved policy test|eval`: the policies' own Rego tests, and one
-//! evaluation on an input document for debugging a decision.
+//! evaluation on an input document for debugging a decision. Both run on
+//! this machine, over the files given (`-f`) or else the recorded policies
+//! and exceptions: the local state's, or the server's when logged in.
 
 use crate::Failure;
 use crate::cli::PolicyCommand;
 use crate::commands::{Ctx, open, read_files, report_diagnostics};
 use crate::output::{structured, table};
-use paved_model::{DecisionPoint, Spec};
+use crate::remote::Remote;
+use paved_model::{DecisionPoint, Kind, Spec};
 use paved_policy::PolicySet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-pub async fn run(ctx: &Ctx, command: PolicyCommand) -> Result<(), Failure> {
+pub async fn run(ctx: &Ctx, command: PolicyCommand, remote: Option<&Remote>) -> Result<(), Failure> {
     match command {
         PolicyCommand::Test { files } => {
-            let set = load(ctx, &files).await?;
+            let set = load(ctx, &files, remote).await?;
             let results = set.test();
             if let Some(text) = structured(ctx.format, &results) {
                 println!("{text}");
@@ -34,7 +37,7 @@ pub async fn run(ctx: &Ctx, command: PolicyCommand) -> Result<(), Failure> {
             if results.iter().any(|r| !r.passed) { Err(Failure::Reported) } else { Ok(()) }
         }
         PolicyCommand::Eval { input, decision, at, files } => {
-            let set = load(ctx, &files).await?;
+            let set = load(ctx, &files, remote).await?;
             let document = read_input(&input)?;
             let point = match decision.as_deref().or_else(|| document["decision"].as_str()) {
                 Some(d) => DecisionPoint::parse(d).ok_or_else(|| {
@@ -53,27 +56,39 @@ pub async fn run(ctx: &Ctx, command: PolicyCommand) -> Result<(), Failure> {
                 None => time::OffsetDateTime::now_utc(),
             };
             let decision = set.evaluate(point, &document, now);
+            // Where paved needs a grant (`branch-deploy`), no grant is a refusal too.
+            let allowed = if point.reads_grants() { decision.granted() } else { decision.allowed() };
             if let Some(text) = structured(ctx.format, &decision) {
                 println!("{text}");
-            } else if decision.findings.is_empty() {
-                println!("allowed: no policy found anything at `{point}` ({} policies)", set.len());
             } else {
-                let rows = decision
-                    .findings
-                    .iter()
-                    .map(|f| {
+                if decision.findings.is_empty() && decision.grants.is_empty() {
+                    println!("no policy found anything at `{point}` ({} policies)", set.len());
+                } else {
+                    let findings = decision.findings.iter().map(|f| {
                         let effect = match (&f.excepted_by, f.blocks()) {
                             (Some(e), _) => format!("waived by {e}"),
                             (None, true) => "deny".into(),
                             (None, false) => "warn".into(),
                         };
                         vec![f.policy.clone(), f.rule.clone(), effect, f.message.clone()]
-                    })
-                    .collect();
-                println!("{}", table(&["POLICY", "RULE", "EFFECT", "MESSAGE"], rows));
-                println!("{}", if decision.allowed() { "allowed" } else { "denied" });
+                    });
+                    let grants = decision
+                        .grants
+                        .iter()
+                        .filter(|_| point.reads_grants())
+                        .map(|g| vec![g.policy.clone(), g.rule.clone(), "allow".into(), g.message.clone()]);
+                    println!("{}", table(&["POLICY", "RULE", "EFFECT", "MESSAGE"], findings.chain(grants).collect()));
+                }
+                println!(
+                    "{}",
+                    match (allowed, point.reads_grants()) {
+                        (true, _) => "allowed",
+                        (false, true) if decision.allowed() => "denied: no policy's allow_* rule grants it",
+                        (false, _) => "denied",
+                    }
+                );
             }
-            if decision.allowed() { Ok(()) } else { Err(Failure::Reported) }
+            if allowed { Ok(()) } else { Err(Failure::Reported) }
         }
     }
 }
@@ -91,10 +106,25 @@ fn read_input(path: &Path) -> Result<serde_json::Value, Failure> {
 }
 
 /// The policies and exceptions of `files` (validated like `paved validate`),
-/// or the recorded ones.
-async fn load(ctx: &Ctx, files: &[PathBuf]) -> Result<Arc<PolicySet>, Failure> {
-    if files.is_empty() {
-        return Ok(open(ctx).await?.policies().await?);
+/// or the recorded ones (the server's, when logged in to one).
+async fn load(ctx: &Ctx, files: &[PathBuf], remote: Option<&Remote>) -> Result<Arc<PolicySet>, Failure> {
+    match (files.is_empty(), remote) {
+        (true, None) => return Ok(open(ctx).await?.policies().await?),
+        (true, Some(remote)) => {
+            let (mut policies, mut exceptions) = (Vec::new(), Vec::new());
+            for o in crate::remote::list(remote, Kind::Policy).await? {
+                if let Spec::Policy(p) = o.spec {
+                    policies.push(p);
+                }
+            }
+            for o in crate::remote::list(remote, Kind::PolicyException).await? {
+                if let Spec::PolicyException(e) = o.spec {
+                    exceptions.push(e);
+                }
+            }
+            return paved_policy::compiled(&policies, &exceptions).map_err(|e| Failure::User(e.to_string()));
+        }
+        (false, _) => {}
     }
     let (sources, read_diags) = read_files(files);
     let batch = paved_spec::check_sources(sources, read_diags, &[]);

@@ -475,15 +475,15 @@ pub async fn token(ctx: &Ctx, remote: &Remote, command: crate::cli::TokenCommand
 pub async fn get(ctx: &Ctx, remote: &Remote, kind: Kind, name: Option<&str>) -> Result<(), Failure> {
     let objects = match name {
         Some(n) => vec![object(&remote.get(&format!("/api/v1/specs/{}/{}", kind.as_str(), encode(n))).await?)?],
-        None => remote
-            .all(&format!("/api/v1/specs?kind={}", kind.as_str()))
-            .await?
-            .iter()
-            .map(object)
-            .collect::<Result<_, _>>()?,
+        None => list(remote, kind).await?,
     };
     crate::commands::print_objects(ctx, kind, name.is_some(), &objects);
     Ok(())
+}
+
+/// Every recorded object of `kind` the caller may view.
+pub(crate) async fn list(remote: &Remote, kind: Kind) -> Result<Vec<Object>, Failure> {
+    remote.all(&format!("/api/v1/specs?kind={}", kind.as_str())).await?.iter().map(object).collect()
 }
 
 /// `paved apply -f` against a server: the files as one batch (all or nothing),

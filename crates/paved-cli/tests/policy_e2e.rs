@@ -12,11 +12,17 @@ use std::time::{Duration, Instant};
 use support::Platform;
 
 /// `paved down` when the test ends, however it ends.
-struct Down<'a>(&'a Platform);
+struct Down(std::process::Command);
 
-impl Drop for Down<'_> {
+impl Down {
+    fn of(p: &Platform) -> Down {
+        Down(p.command(&["down"]))
+    }
+}
+
+impl Drop for Down {
     fn drop(&mut self) {
-        let _ = self.0.command(&["down"]).output();
+        let _ = self.0.output();
     }
 }
 
@@ -70,8 +76,8 @@ fn rfc3339(t: time::OffsetDateTime) -> String {
 
 #[test]
 fn a_deny_policy_blocks_the_apply_until_an_exception_and_again_after_it_expires() {
-    let p = Platform::new();
-    let _down = Down(&p);
+    let mut p = Platform::new();
+    let _down = Down::of(&p);
     p.ok(&["apply", "-f", "examples"]);
     p.ok_with_input(&["apply", "-f", "-"], &NO_DATABASES_IN_DEV.replace("ENFORCEMENT", "deny"));
 
@@ -134,7 +140,53 @@ fn a_deny_policy_blocks_the_apply_until_an_exception_and_again_after_it_expires(
         "{warned:?}"
     );
     assert_eq!(audit(&p, "environment.apply").len(), 2);
+
+    // The console's policies page: the policy, the expired exception, and (for an operator)
+    // the decisions with their reasons and how to get past a denial; a viewer sees no audit.
+    p.ok_with_input(&["apply", "-f", "-"], CONSOLE_BINDINGS);
+    let operator = p.token("ops", "serviceaccount:ops", None).1;
+    let viewer = p.token("view", "serviceaccount:view", None).1;
+    p.start(&["--reconcile-interval", "off"]);
+    let page = p.get("/console/policies", &operator);
+    let html = page.text();
+    assert_eq!(page.status, 200, "{html}");
+    for expected in [
+        "shared-fixtures</td><td>2.0.1</td>",
+        "payments-migration</td><td>shared-fixtures</td><td>deny_own_database</td><td>dev</td>",
+        "(expired)",
+        "shared-fixtures (2.0.1) · deny_own_database",
+        "dev reads the shared fixtures, not a database of its own",
+        "ask an operator for a PolicyException (policy: shared-fixtures, rules: [deny_own_database])",
+        "waived by exception payments-migration",
+    ] {
+        assert!(html.contains(expected), "{expected} missing from the policies page:\n{html}");
+    }
+    let page = p.get("/console/policies", &viewer);
+    let html = page.text();
+    assert_eq!(page.status, 200, "{html}");
+    assert!(html.contains("shared-fixtures</td>") && !html.contains("id=\"decisions\""), "{html}");
+    assert!(html.contains("needs the operator role"), "{html}");
+
+    // Logged in, `paved policy eval` asks the server's policies (and exceptions).
+    p.ok_with_input(&["login", "--server", &format!("http://127.0.0.1:{}", p.port)], &viewer);
+    let input = p.data.path().join("plan-input.json");
+    let document = serde_json::json!({"apiVersion": "paved.dev/policy-input/v1", "decision": "plan", "actor": "user:me",
+        "environment": {"name": "dev", "type": "development", "account": "local", "provider": "local",
+                        "region": "local", "owner": "payments", "blueprint": "web-service-standard@1.2.0"},
+        "resources": [{"id": "local.postgres.database/x", "type": "local.postgres.database", "properties": {}, "action": "create"}]});
+    std::fs::write(&input, document.to_string()).unwrap();
+    let out = p.command(&["policy", "eval", "--input", input.to_str().unwrap()]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    // The recorded policy is `warn` by now: the finding is shown, the plan allowed.
+    assert!(out.status.success() && text.contains("deny_own_database") && text.contains("warn"), "{text}");
+    let listed = p.log().lines().filter(|l| l.contains("\"route\":\"/api/v1/specs\"") && l.contains("GET")).count();
+    assert!(listed >= 2, "the policies and exceptions were not read from the server:\n{}", p.log());
 }
+
+const CONSOLE_BINDINGS: &str = "apiVersion: paved.dev/v1alpha1\nkind: RoleBinding\nmetadata:\n  name: ops\nspec:\n  \
+role: operator\n  subjects: [serviceaccount:ops]\n  scope: organisation\n---\n\
+apiVersion: paved.dev/v1alpha1\nkind: RoleBinding\nmetadata:\n  name: view\nspec:\n  \
+role: viewer\n  subjects: [serviceaccount:view]\n  scope: organisation\n";
 
 #[test]
 fn admission_and_secret_reveal_ask_the_policies_and_a_broken_module_is_refused_where_it_is() {

@@ -125,6 +125,7 @@ fn expectations() -> BTreeMap<(&'static str, &'static str), Expect> {
         (("post", "/console/environments/{name}/destroy"), e(Some("operator"), 303)),
         (("get", "/console/services/{name}"), e(Some("viewer"), 200)),
         (("get", "/console/audit"), e(Some("operator"), 200)),
+        (("get", "/console/policies"), e(Some("viewer"), 200)),
         (("get", "/console/operations/{id}"), e(Some("viewer"), 200)),
     ])
 }

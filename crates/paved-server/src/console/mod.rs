@@ -7,6 +7,7 @@
 //! forms that change something also check the `Origin` header.
 
 mod pages;
+mod policies;
 
 use crate::AppState;
 use crate::auth::{Authed, COOKIE};
@@ -123,6 +124,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(pages::destroy))
         .routes(routes!(pages::service))
         .routes(routes!(pages::audit))
+        .routes(routes!(policies::policies))
         .routes(routes!(pages::operation))
 }
 

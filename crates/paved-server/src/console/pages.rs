@@ -19,7 +19,7 @@ use paved_store::{AuditFilter, AuditOutcome};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 
-fn when(t: time::OffsetDateTime) -> String {
+pub(super) fn when(t: time::OffsetDateTime) -> String {
     let f = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second] UTC");
     t.to_offset(time::UtcOffset::UTC).format(&f).unwrap_or_default()
 }
