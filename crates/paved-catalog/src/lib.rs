@@ -407,7 +407,17 @@ impl Catalog {
         input: &paved_policy::input::Input,
         target: &str,
     ) -> Result<paved_policy::Decision, CatalogError> {
-        let set = self.policies().await?;
+        self.decide_in(&*self.policies().await?, input, target).await
+    }
+
+    /// [`Catalog::decide`] with the policies already in hand (a caller that
+    /// looked them up to skip building an input when there are none).
+    pub async fn decide_in(
+        &self,
+        set: &paved_policy::PolicySet,
+        input: &paved_policy::input::Input,
+        target: &str,
+    ) -> Result<paved_policy::Decision, CatalogError> {
         if set.is_empty() {
             return Ok(paved_policy::Decision::default());
         }

@@ -297,7 +297,47 @@ fn one_artifact_is_promoted_by_digest_rolled_out_safely_rolled_back_and_shown_wh
     assert_eq!(statuses(&p, "dev").last().map(String::as_str), Some("healthy"));
     assert_eq!(running(&p, "dev").0, d1);
     p.ok(&["drift", "-e", "dev"]);
+
+    // A freeze policy stops deploy, promote and rollback alike, each with its reason and audited;
+    // nothing is recorded and dev keeps running what it ran.
+    p.ok_with_input(&["apply", "-f", "-"], FREEZE);
+    let before = history(&p, "dev").len();
+    for (args, decision) in [
+        (vec!["deploy", "api", "-e", "dev", "--artifact", d2.as_str()], "deploy"),
+        (vec!["promote", "api", "--from", "staging", "--to", "dev"], "promote"),
+        (vec!["rollback", "api", "-e", "dev"], "rollback"),
+    ] {
+        let (ok, _, err) = run(&p, &args);
+        assert!(!ok, "{args:?} ran through a freeze");
+        assert!(err.contains(&format!("{decision} of Service/api@dev denied by policy")), "{err}");
+        assert!(err.contains(&format!("rule `deny_frozen`: {decision} to dev: frozen for the release")), "{err}");
+    }
+    let denied: Value =
+        serde_json::from_str(&p.ok(&["audit", "list", "--action", "policy.deny", "-o", "json"])).unwrap();
+    let decisions: Vec<&str> =
+        denied.as_array().unwrap().iter().filter_map(|e| e["details"]["decision"].as_str()).collect();
+    assert_eq!(decisions, ["deploy", "promote", "rollback"], "{denied}");
+    assert_eq!(history(&p, "dev").len(), before, "a frozen environment recorded a deployment");
+    assert_eq!(running(&p, "dev").0, d1);
 }
+
+const FREEZE: &str = r#"
+apiVersion: paved.dev/v1alpha1
+kind: Policy
+metadata:
+  name: release-freeze
+spec:
+  version: 1.0.0
+  decisions: [deploy, promote, rollback]
+  modules:
+    main.rego: |
+      package paved.release_freeze
+
+      deny_frozen contains msg if {
+          input.environment.name == "dev"
+          msg := sprintf("%s to %s: frozen for the release", [input.decision, input.environment.name])
+      }
+"#;
 
 #[test]
 fn on_docker_blue_green_switches_containers_without_a_failed_request() {
@@ -433,7 +473,47 @@ fn a_branch_mapped_to_production_is_refused_unless_a_policy_allows_it_and_then_s
     let delivery = serde_json::json!({"ref": "refs/heads/main", "after": commit, "repository": {"full_name": "payments/api-fork"}});
     let r = support::github_delivery(&p, "push", "d-push-4", &delivery, "a-test-secret");
     assert!(!r.json()["result"].as_str().unwrap_or_default().contains("allowed by"), "{}", r.text());
+
+    // A preview that would read a secret of the environment it is made from is refused by policy:
+    // nothing recorded, the reason in the answer and the audit log.
+    p.ok_with_input(&["secret", "set", "SHARED_TOKEN", "-e", "dev"], "dev-only-value");
+    p.ok_with_input(&["apply", "-f", "-"], PREVIEWS_READ_NO_SECRETS);
+    let opened = serde_json::json!({"action": "opened", "number": 7, "repository": {"full_name": "payments/api"},
+        "pull_request": {"number": 7, "head": {"sha": "7777777aaaa7777777aaaa7777777aaaa7777777"}, "user": {"login": "dev1"}}});
+    let r = support::github_delivery(&p, "pull_request", "d-pr-7", &opened, "a-test-secret");
+    let answer = r.json();
+    assert_eq!((r.status, answer["code"].as_str()), (403, Some("policy-denied")), "{answer}");
+    assert!(answer["message"].as_str().unwrap().starts_with("preview of Environment/pr-7-api denied by policy"));
+    let reasons = answer["details"].as_array().unwrap();
+    assert!(
+        reasons.iter().any(|d| d["path"] == "previews-read-no-secrets/deny_shared_secrets"
+            && d["message"] == "the preview would read SHARED_TOKEN of dev"),
+        "{answer}"
+    );
+    let out = p.command(&["get", "environment", "pr-7-api"]).output().unwrap();
+    assert!(!out.status.success(), "the refused preview was recorded");
+    let denied: Value =
+        serde_json::from_str(&p.ok(&["audit", "list", "--action", "policy.deny", "-o", "json"])).unwrap();
+    assert!(denied.as_array().unwrap().iter().any(|e| e["details"]["decision"] == "preview"), "{denied}");
 }
+
+const PREVIEWS_READ_NO_SECRETS: &str = r#"
+apiVersion: paved.dev/v1alpha1
+kind: Policy
+metadata:
+  name: previews-read-no-secrets
+spec:
+  version: 1.0.0
+  decisions: [preview]
+  modules:
+    main.rego: |
+      package paved.previews
+
+      deny_shared_secrets contains msg if {
+          some s in input.preview.sharedSecrets
+          msg := sprintf("the preview would read %s of %s", [s, input.preview.of])
+      }
+"#;
 
 const RELEASE_FROM_MAIN: &str = r#"
 apiVersion: paved.dev/v1alpha1

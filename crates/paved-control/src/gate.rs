@@ -21,12 +21,13 @@ use crate::{Caller, Control, ControlError};
 use paved_catalog::Catalog;
 use paved_model::DecisionPoint;
 use paved_plan::ResourceGraph;
+use paved_policy::PolicySet;
 use paved_policy::input::{DeploymentInput, EnvironmentInput, Input, PreviewInput, ResourceInput, SecretInput};
 
 impl Control {
-    /// Asks the policies; a denial (audited by the catalog) is the error.
-    pub(crate) async fn gate(&self, caller: &Caller, input: &Input, target: &str) -> Result<(), ControlError> {
-        self.catalog(caller.request.clone()).decide(input, target).await?;
+    /// Asks `set`; a denial (audited by the catalog) is the error.
+    async fn gate(&self, catalog: &Catalog, set: &PolicySet, input: &Input, target: &str) -> Result<(), ControlError> {
+        catalog.decide_in(set, input, target).await?;
         Ok(())
     }
 
@@ -47,11 +48,12 @@ impl Control {
         applied: &ResourceGraph,
     ) -> Result<(), ControlError> {
         let catalog = self.catalog(caller.request.clone());
-        if catalog.policies().await?.is_empty() {
+        let set = catalog.policies().await?;
+        if set.is_empty() {
             return Ok(());
         }
         let input = self.policy_plan_input(&catalog, &caller.actor, desired, applied).await?;
-        self.gate(caller, &input, &format!("Environment/{}", desired.environment)).await
+        self.gate(&catalog, &set, &input, &format!("Environment/{}", desired.environment)).await
     }
 
     /// What the policies would say about applying `desired` (for `paved
@@ -113,7 +115,8 @@ impl Control {
         from: Option<&str>,
     ) -> Result<(), ControlError> {
         let catalog = self.catalog(caller.request.clone());
-        if catalog.policies().await?.is_empty() {
+        let set = catalog.policies().await?;
+        if set.is_empty() {
             return Ok(());
         }
         let commit = self.store.artifact(digest).await.ok().flatten().and_then(|a| a.commit);
@@ -128,7 +131,7 @@ impl Control {
             repository: None,
             at: self.now_rfc3339(),
         });
-        self.gate(caller, &input, &format!("Service/{service}@{environment}")).await
+        self.gate(&catalog, &set, &input, &format!("Service/{service}@{environment}")).await
     }
 
     fn now_rfc3339(&self) -> String {
@@ -181,13 +184,14 @@ impl Control {
         name: &str,
     ) -> Result<(), ControlError> {
         let catalog = self.catalog(caller.request.clone());
-        if catalog.policies().await?.is_empty() {
+        let set = catalog.policies().await?;
+        if set.is_empty() {
             return Ok(());
         }
         let mut input = Input::new(DecisionPoint::SecretReveal, &caller.actor);
         input.environment = self.environment_input(&catalog, &scope.environment).await.ok();
         input.secret = Some(SecretInput { name: name.into(), service: scope.service.clone() });
-        self.gate(caller, &input, &scope.target(name)).await
+        self.gate(&catalog, &set, &input, &scope.target(name)).await
     }
 
     /// `preview`: the preview environment about to be recorded.
@@ -200,7 +204,8 @@ impl Control {
         pull_request: u64,
     ) -> Result<(), ControlError> {
         let catalog = self.catalog(caller.request.clone());
-        if catalog.policies().await?.is_empty() {
+        let set = catalog.policies().await?;
+        if set.is_empty() {
             return Ok(());
         }
         let shared = match self.list_secrets(of, None).await {
@@ -212,6 +217,6 @@ impl Control {
         input.environment = Some(preview);
         input.preview =
             Some(PreviewInput { of: of.into(), repository: repository.into(), pull_request, shared_secrets: shared });
-        self.gate(caller, &input, &target).await
+        self.gate(&catalog, &set, &input, &target).await
     }
 }

@@ -119,7 +119,7 @@ async fn latest_decisions(state: &AppState) -> Result<Vec<DecisionRow>, ApiError
             AuditFilter { action: Some(action.into()), newest_first: true, limit: DECISIONS, ..Default::default() };
         events.extend(state.control.store.audit_events(&filter).await?);
     }
-    events.sort_by(|a, b| b.seq.cmp(&a.seq));
+    events.sort_by_key(|e| std::cmp::Reverse(e.seq));
     events.truncate(DECISIONS as usize);
     Ok(events
         .into_iter()
