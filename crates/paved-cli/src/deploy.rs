@@ -221,7 +221,8 @@ pub(crate) fn print_status(ctx: &Ctx, rows: &[StatusRow]) {
         let since = r.since.map_or_else(String::new, |t| format!(" since {}", timestamp(t)));
         let by = r.by.as_deref().map_or_else(String::new, |b| format!(" by {b}"));
         let failed = r.last_failed.map_or_else(String::new, |n| format!(" (#{n} failed)"));
-        format!("{number}{what}{commit} {}{failed}{since}{by}", r.health)
+        let blocked = if r.blocked.is_some() { " BLOCKED" } else { "" };
+        format!("{number}{what}{commit} {}{failed}{blocked}{since}{by}", r.health)
     };
     let table_rows = services
         .iter()
@@ -237,4 +238,12 @@ pub(crate) fn print_status(ctx: &Ctx, rows: &[StatusRow]) {
         std::iter::once("SERVICE".to_string()).chain(environments.iter().map(|e| e.to_uppercase())).collect();
     let headers: Vec<&str> = headers.iter().map(String::as_str).collect();
     println!("{}", table(&headers, table_rows));
+    for r in rows.iter().filter(|r| r.blocked.is_some()) {
+        println!(
+            "blocked: {} in {} was left out of its last apply: {}",
+            r.service,
+            r.environment,
+            r.blocked.as_deref().unwrap_or_default()
+        );
+    }
 }

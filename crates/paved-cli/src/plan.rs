@@ -133,6 +133,12 @@ pub(crate) fn print_plan(ctx: &Ctx, header: &str, plan: &paved_plan::Plan) {
     for w in &plan.warnings {
         println!("warning: {w}");
     }
+    for (service, reasons) in &plan.blocked {
+        println!(
+            "blocked: service `{service}` is left out (the rest applies; what it runs stays): {}",
+            reasons.join("; ")
+        );
+    }
 }
 
 /// `paved parity A B`.

@@ -122,6 +122,9 @@ fn print_report(ctx: &Ctx, report: &Report, elapsed: Duration) -> Result<(), Fai
             elapsed.as_secs_f64(),
             if summary.is_empty() { "nothing to do".into() } else { summary.join(", ") }
         );
+        for (service, reasons) in &report.blocked {
+            println!("  blocked: service `{service}` was left out (what it runs stays): {}", reasons.join("; "));
+        }
     }
     if report.succeeded() { Ok(()) } else { Err(Failure::Reported) }
 }

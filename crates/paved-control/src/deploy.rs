@@ -115,6 +115,10 @@ pub struct StatusRow {
     pub health: String,
     /// The latest deployment, when it failed or was rolled back.
     pub last_failed: Option<i64>,
+    /// Why the environment's last apply left this service out (its
+    /// resources cannot be provisioned there); what it ran before still runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blocked: Option<String>,
 }
 
 pub(crate) fn is_digest(s: &str) -> bool {
@@ -297,6 +301,11 @@ impl Control {
                 Err(ControlError::Unplannable { problems, .. }) => Err(DeployRefusal::Unplannable {
                     environment: req.environment.clone(),
                     problems: problems.join("; "),
+                }),
+                // Its own resources cannot be provisioned there: nothing to roll it out to.
+                Ok((graph, _)) if graph.blocked.contains_key(&req.service) => Err(DeployRefusal::Unplannable {
+                    environment: req.environment.clone(),
+                    problems: graph.blocked[&req.service].join("; "),
                 }),
                 _ => Ok(()),
             }
@@ -760,6 +769,7 @@ impl Control {
                         by: None,
                         health: "applied".into(),
                         last_failed: None,
+                        blocked: None,
                     },
                 );
             }
@@ -780,6 +790,7 @@ impl Control {
                             s => s.to_string(),
                         },
                         last_failed: None,
+                        blocked: None,
                     },
                 );
             }
@@ -805,12 +816,39 @@ impl Control {
                     by: None,
                     health: NOT_APPLIED.into(),
                     last_failed: None,
+                    blocked: None,
                 });
+            }
+            for (service, why) in self.blocked_at_last_apply(env).await? {
+                if let Some(row) = services.get_mut(&service) {
+                    row.blocked = Some(why);
+                }
             }
             rows.extend(services.into_values());
         }
         rows.sort_by(|a, b| (&a.service, &a.environment).cmp(&(&b.service, &b.environment)));
         Ok(rows)
+    }
+
+    /// The services the environment's last apply left out, with why (from
+    /// its `environment.apply` audit event).
+    async fn blocked_at_last_apply(&self, environment: &str) -> Result<BTreeMap<String, String>, ControlError> {
+        let filter = paved_store::AuditFilter {
+            action: Some("environment.apply".into()),
+            target: Some(format!("Environment/{environment}")),
+            newest_first: true,
+            limit: 1,
+            ..Default::default()
+        };
+        let last = self.store.audit_events(&filter).await?;
+        let blocked = last.first().and_then(|e| e.event.details["blocked"].as_object().cloned()).unwrap_or_default();
+        Ok(blocked
+            .into_iter()
+            .map(|(service, reasons)| {
+                let reasons: Vec<&str> = reasons.as_array().into_iter().flatten().filter_map(|r| r.as_str()).collect();
+                (service, reasons.join("; "))
+            })
+            .collect())
     }
 
     /// DORA figures of production environments over the last `window_days`, per service and team.

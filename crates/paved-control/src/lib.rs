@@ -250,11 +250,24 @@ impl Control {
         c: &EnvironmentContext,
         environment: &paved_model::Environment,
     ) -> Result<ResourceGraph, ControlError> {
-        let input = self.plan_input(catalog, c, environment).await?;
-        let mut graph = paved_plan::plan(&input).map_err(|errors| ControlError::Unplannable {
+        let mut input = self.plan_input(catalog, c, environment).await?;
+        let unplannable = |errors: Vec<String>| ControlError::Unplannable {
             environment: environment.metadata.name.clone(),
-            problems: errors.iter().map(|e| e.to_string()).collect(),
-        })?;
+            problems: errors,
+        };
+        let mut graph = paved_plan::plan_services(&input)
+            .map_err(|errors| unplannable(errors.iter().map(|e| e.to_string()).collect()))?;
+        if !graph.blocked.is_empty() {
+            // What runs stays until the blocked services plan again (see `keep_applied`).
+            let mut applied = ResourceGraph::new(graph.provider, &graph.environment);
+            for n in self.store.applied_nodes(&environment.metadata.name).await? {
+                let node = serde_json::from_value(n.node)
+                    .map_err(|e| unplannable(vec![format!("applied node `{}` is unreadable: {e}", n.node_id)]))?;
+                applied.nodes.insert(n.node_id, node);
+            }
+            paved_plan::keep_applied(&mut graph, &applied).map_err(|e| unplannable(vec![e.to_string()]))?;
+            input.services.retain(|w| !graph.blocked.contains_key(&w.metadata.name));
+        }
         // A cluster's services read their output-holding values from the
         // cloud's secret store: the apply writes them there. An environment
         // that cannot be rendered cannot be planned either: leaving its
@@ -682,7 +695,11 @@ impl Control {
                     *counts.entry(name).or_default() += 1;
                 }
                 let outcome = if report.succeeded() { AuditOutcome::Succeeded } else { AuditOutcome::Failed };
-                (outcome, serde_json::json!({"nodes": counts, "cancelled": report.cancelled}))
+                let mut details = serde_json::json!({"nodes": counts, "cancelled": report.cancelled});
+                if !report.blocked.is_empty() {
+                    details["blocked"] = serde_json::json!(report.blocked);
+                }
+                (outcome, details)
             }
             Err(e) => (AuditOutcome::Failed, serde_json::json!({"error": e.to_string()})),
         };

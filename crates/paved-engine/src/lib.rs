@@ -71,6 +71,9 @@ pub struct Report {
     pub environment: String,
     pub outcomes: BTreeMap<String, Outcome>,
     pub cancelled: bool,
+    /// The desired graph's blocked services (left out of this apply).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub blocked: BTreeMap<String, Vec<String>>,
 }
 
 impl Report {
@@ -313,7 +316,12 @@ impl Engine {
                 outcomes.entry(id.clone()).or_insert(Outcome::Unchanged);
             }
         }
-        Ok(Report { environment: env, outcomes, cancelled: cancel.load(std::sync::atomic::Ordering::SeqCst) })
+        Ok(Report {
+            environment: env,
+            outcomes,
+            cancelled: cancel.load(std::sync::atomic::Ordering::SeqCst),
+            blocked: desired.blocked.clone(),
+        })
     }
 }
 

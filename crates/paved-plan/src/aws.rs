@@ -1404,6 +1404,7 @@ pub fn translate_with_bindings(input: &PlanInput<'_>) -> Result<Translation, Vec
                         service: svc.into(),
                         resource: rname.clone(),
                         kind: other.into(),
+                        class: res.class.clone(),
                         provider: PROVIDER,
                         supported: SUPPORTED.into(),
                     });

@@ -61,6 +61,10 @@ pub struct Plan {
     /// referenced secret that is not set), filled in by the caller.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
+    /// Services left out because they cannot be planned here, with why
+    /// ([`crate::plan_services`]); the rest applies.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub blocked: std::collections::BTreeMap<String, Vec<String>>,
 }
 
 impl Plan {
@@ -157,7 +161,7 @@ pub fn diff(desired: &ResourceGraph, recorded: Option<&ResourceGraph>) -> Result
             });
         }
     }
-    Ok(Plan { environment: desired.environment.clone(), nodes, warnings: vec![] })
+    Ok(Plan { environment: desired.environment.clone(), nodes, warnings: vec![], blocked: desired.blocked.clone() })
 }
 
 /// Leaf-level differences between two property trees of `node`.

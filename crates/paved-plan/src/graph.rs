@@ -90,6 +90,11 @@ pub struct ResourceGraph {
     /// name (region, address blocks): parity masks them as `{KEY}`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub identity: BTreeMap<String, String>,
+    /// Services of the environment this graph leaves out, with why (see
+    /// [`crate::plan_services`]): a service that cannot be provisioned
+    /// does not stop its neighbours.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub blocked: BTreeMap<String, Vec<String>>,
 }
 
 /// A graph serialised as its canonical JSON (every object's keys sorted)
@@ -103,6 +108,9 @@ impl Serialize for CanonicalGraph<'_> {
         use serde::ser::SerializeMap;
         let g = self.0;
         let mut map = s.serialize_map(None)?;
+        if !g.blocked.is_empty() {
+            map.serialize_entry("blocked", &g.blocked)?;
+        }
         map.serialize_entry("environment", &g.environment)?;
         if !g.identity.is_empty() {
             map.serialize_entry("identity", &g.identity)?;
@@ -139,6 +147,7 @@ impl ResourceGraph {
             environment: environment.to_string(),
             nodes: BTreeMap::new(),
             identity: BTreeMap::new(),
+            blocked: BTreeMap::new(),
         }
     }
 

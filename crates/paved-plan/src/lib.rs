@@ -77,9 +77,17 @@ pub struct Release {
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum PlanError {
     #[error(
-        "service `{service}`: resource `{resource}` has type `{kind}`, which the {provider} provider does not offer; supported: {supported}"
+        "service `{service}`: resource `{resource}` has type `{kind}`{}, which nothing provisions on the {provider} provider (built in: {supported})",
+        class.as_ref().map(|c| format!(" (class `{c}`)")).unwrap_or_default()
     )]
-    UnsupportedResource { service: String, resource: String, kind: String, provider: &'static str, supported: String },
+    UnsupportedResource {
+        service: String,
+        resource: String,
+        kind: String,
+        class: Option<String>,
+        provider: &'static str,
+        supported: String,
+    },
     #[error("service `{service}`: resource `{resource}` needs {what}; {hint}")]
     Unavailable { service: String, resource: String, what: String, hint: String },
     #[error("service `{service}`: `{placeholder}` in {field} cannot be satisfied: {reason}")]
@@ -136,6 +144,76 @@ pub enum PlanError {
     DanglingDependency { node: String, missing: String },
     #[error("dependency cycle: {}", path.join(" → "))]
     Cycle { path: Vec<String> },
+}
+
+impl PlanError {
+    /// The service a problem belongs to, when it is that service's alone (its
+    /// resources, placeholders, volumes or image). Every other problem is the
+    /// platform's — blueprint, account, network, machine — and stops the
+    /// whole environment.
+    pub fn service(&self) -> Option<&str> {
+        match self {
+            PlanError::UnsupportedResource { service, .. }
+            | PlanError::Unavailable { service, .. }
+            | PlanError::Unsatisfiable { service, .. }
+            | PlanError::HostVolumeNotAllowed { service, .. }
+            | PlanError::AmbiguousArtifact { service, .. } => Some(service),
+            _ => None,
+        }
+    }
+}
+
+/// Plans an environment, leaving out the services that cannot be planned
+/// (listed in [`ResourceGraph::blocked`] with their problems) so one team's
+/// unprovisionable resource does not stop the others. A platform problem
+/// (see [`PlanError::service`]) still fails the whole plan. With services
+/// blocked, the caller keeps what is applied ([`keep_applied`]).
+pub fn plan_services(input: &PlanInput<'_>) -> Result<ResourceGraph, Vec<PlanError>> {
+    let mut blocked: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut graph = loop {
+        let mut without = input.clone();
+        without.services.retain(|w| !blocked.contains_key(&w.metadata.name));
+        match plan(&without) {
+            Ok(g) => break g,
+            Err(errors) => {
+                // Each pass blocks at least one more service, or gives up.
+                let progress = errors.iter().all(|e| e.service().is_some_and(|s| !blocked.contains_key(s)));
+                if !progress {
+                    return Err(errors);
+                }
+                for e in &errors {
+                    blocked.entry(e.service().unwrap_or_default().to_string()).or_default().push(e.to_string());
+                }
+            }
+        }
+    };
+    graph.blocked = blocked;
+    Ok(graph)
+}
+
+/// While a service is blocked nothing applied is deleted: every `applied`
+/// node the graph no longer holds is kept as it is (with what it depends
+/// on). A broken spec must not tear down what its service runs, and which
+/// applied nodes were the blocked service's is not recorded, so all
+/// deletions wait until no service is blocked. Returns the ids kept.
+pub fn keep_applied(graph: &mut ResourceGraph, applied: &ResourceGraph) -> Result<Vec<String>, PlanError> {
+    let mut kept = Vec::new();
+    if graph.blocked.is_empty() {
+        return Ok(kept);
+    }
+    let mut keep: Vec<&String> = applied.nodes.keys().filter(|id| !graph.nodes.contains_key(*id)).collect();
+    while let Some(id) = keep.pop() {
+        if graph.nodes.contains_key(id) {
+            continue;
+        }
+        let node = &applied.nodes[id];
+        keep.extend(node.depends_on.iter().filter_map(|d| applied.nodes.get_key_value(d).map(|(k, _)| k)));
+        graph.nodes.insert(id.clone(), node.clone());
+        kept.push(id.clone());
+    }
+    graph.validate()?;
+    kept.sort();
+    Ok(kept)
 }
 
 /// Plans an environment on its account's provider. All problems are

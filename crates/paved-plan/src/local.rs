@@ -250,6 +250,7 @@ pub fn translate(input: &PlanInput<'_>) -> Result<ResourceGraph, Vec<PlanError>>
                         service: svc.to_string(),
                         resource: rname.clone(),
                         kind: other.to_string(),
+                        class: r.class.clone(),
                         provider: PROVIDER,
                         supported: SUPPORTED.to_string(),
                     });

@@ -533,19 +533,22 @@ fn workload(w: &Workload, r: &mut Report<'_>, source: &SourceFile) {
             set_hint(d, hint);
         }
     }
+    // Resource types are open in Score (`mongodb`, `kafka-topic`, a platform's
+    // own): any type validates, and whether an environment can provision it
+    // is a plan-time finding. Only a near miss of a built-in type is worth a
+    // warning here.
     for (name, res) in &w.resources {
-        if !RESOURCE_TYPES.contains(&res.kind.as_str()) {
+        if RESOURCE_TYPES.contains(&res.kind.as_str()) {
+            continue;
+        }
+        if let Some(s) = did_you_mean(&res.kind, &RESOURCE_TYPES) {
             let at = vec!["resources".into(), name.clone(), "type".into()];
-            let hint = match did_you_mean(&res.kind, &RESOURCE_TYPES) {
-                Some(s) => format!("did you mean `{s}`?"),
-                None => format!("supported types: {}", RESOURCE_TYPES.join(", ")),
-            };
-            let d = r.error(
-                "unsupported-resource-type",
+            let d = r.warning(
+                "unknown-resource-type",
                 &at,
-                format!("paved cannot provision resources of type `{}`", res.kind),
+                format!("`{}` is not a type paved provisions built in; did you mean `{s}`?", res.kind),
             );
-            set_hint(d, hint);
+            set_hint(d, "a provisioner may still offer it: `paved plan` says, per environment");
         }
     }
     confined_paths(w, r);

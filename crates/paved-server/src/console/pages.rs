@@ -109,6 +109,8 @@ pub struct Cell {
     pub class: &'static str,
     pub since: String,
     pub by: String,
+    /// Why the last apply left the service out here.
+    pub blocked: Option<String>,
 }
 
 pub struct EnvColumn {
@@ -206,6 +208,7 @@ fn cell(w: &Workload, env: &str, s: &EnvState, row: Option<&StatusRow>) -> Cell 
                 class,
                 since: r.since.map(when).unwrap_or_default(),
                 by: r.by.clone().unwrap_or_else(|| s.last_actor.clone()),
+                blocked: r.blocked.clone(),
             }
         }
         None => Cell {
@@ -216,6 +219,7 @@ fn cell(w: &Workload, env: &str, s: &EnvState, row: Option<&StatusRow>) -> Cell 
             class,
             since: s.applied.get(&id).map(|t| when(*t)).unwrap_or_default(),
             by: s.last_actor.clone(),
+            blocked: row.and_then(|r| r.blocked.clone()),
         },
     }
 }
