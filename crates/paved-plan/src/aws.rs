@@ -1404,9 +1404,9 @@ pub fn translate_with_bindings(input: &PlanInput<'_>) -> Result<Translation, Vec
                         service: svc.into(),
                         resource: rname.clone(),
                         kind: other.into(),
-                        class: res.class.clone(),
+                        class: res.class.as_deref().map(Box::from),
                         provider: PROVIDER,
-                        supported: SUPPORTED.into(),
+                        supported: SUPPORTED,
                     });
                     continue;
                 }

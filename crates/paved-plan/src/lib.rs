@@ -84,9 +84,10 @@ pub enum PlanError {
         service: String,
         resource: String,
         kind: String,
-        class: Option<String>,
+        /// Boxed: keeps every `Result<_, PlanError>` small.
+        class: Option<Box<str>>,
         provider: &'static str,
-        supported: String,
+        supported: &'static str,
     },
     #[error("service `{service}`: resource `{resource}` needs {what}; {hint}")]
     Unavailable { service: String, resource: String, what: String, hint: String },

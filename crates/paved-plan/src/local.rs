@@ -250,9 +250,9 @@ pub fn translate(input: &PlanInput<'_>) -> Result<ResourceGraph, Vec<PlanError>>
                         service: svc.to_string(),
                         resource: rname.clone(),
                         kind: other.to_string(),
-                        class: r.class.clone(),
+                        class: r.class.as_deref().map(Box::from),
                         provider: PROVIDER,
-                        supported: SUPPORTED.to_string(),
+                        supported: SUPPORTED,
                     });
                     continue;
                 }
