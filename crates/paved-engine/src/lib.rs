@@ -18,6 +18,7 @@
 mod dag;
 mod drift;
 pub mod driver;
+pub mod provisioned;
 mod recorder;
 mod refs;
 mod sealed;

@@ -51,6 +51,60 @@ pub struct BlueprintSpec {
     /// Offers preview environments (one per pull request) made from this blueprint.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub preview: Option<crate::preview::PreviewSpec>,
+    /// How this blueprint's environments provision Score resource types:
+    /// the platform team's own types (`mongodb`, `kafka-topic`, …) or its
+    /// own way for a built-in one (matched by class or id). The first that
+    /// matches a resource wins, before any built-in.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub provisioners: Vec<Provisioner>,
+}
+
+/// One provisioner: which resources it serves and how.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Provisioner {
+    /// The Score resource type it serves.
+    #[serde(rename = "type")]
+    #[schemars(regex(pattern = r"^[A-Za-z0-9][A-Za-z0-9-]{0,61}[A-Za-z0-9]$"))]
+    pub resource_type: String,
+    /// Only resources of this class (any class when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub class: Option<String>,
+    /// Only the resource with this id (any when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// Providers it applies on (`local`, `aws`); every provider when empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub providers: Vec<crate::Provider>,
+    /// Outputs from templates: each value may use `${environment.name}`
+    /// (`.type`, `.region`, `.account`), `${parameters.NAME}` (the
+    /// blueprint's, resolved for the environment), `${resource.name}`
+    /// (`.type`, `.class`, `.id`: the resource's shared key), `${params.NAME}`
+    /// (the resource's Score `params`) and `${secrets.NAME}` (a generated
+    /// secret below). `$${` is a literal `${`.
+    pub template: TemplateProvisioner,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct TemplateProvisioner {
+    /// Output name → template.
+    #[schemars(length(min = 1))]
+    pub outputs: BTreeMap<String, String>,
+    /// Secrets generated once per resource (32 random characters, kept
+    /// sealed in the vault, the same on every apply); each is also an output.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secrets: Vec<String>,
+}
+
+impl Provisioner {
+    /// Whether it serves a resource of `kind` (type), `class` and shared key `id` on `provider`.
+    pub fn serves(&self, kind: &str, class: Option<&str>, id: Option<&str>, provider: crate::Provider) -> bool {
+        self.resource_type == kind
+            && self.class.as_deref().is_none_or(|c| Some(c) == class)
+            && self.id.as_deref().is_none_or(|i| Some(i) == id)
+            && (self.providers.is_empty() || self.providers.contains(&provider))
+    }
 }
 
 /// What paved's reconciler does when an environment drifted.

@@ -31,6 +31,7 @@
 //! `paved:blueprint` and, for a service's resources, `paved:service`: drivers
 //! find their resources by them after a crash.
 
+use crate::provision;
 use crate::resolve::{self, ResourceBinding};
 use crate::{Node, PlanError, PlanInput, ResourceGraph};
 use paved_model::EnvType;
@@ -1143,6 +1144,22 @@ pub fn translate_with_bindings(input: &PlanInput<'_>) -> Result<Translation, Vec
                     continue;
                 }
             };
+            // The platform team's provisioner, when one serves it, before any built-in.
+            let scope = provision::Scope {
+                environment: input.environment,
+                blueprint: input.blueprint,
+                parameters: &params,
+                provider: paved_model::Provider::Aws,
+            };
+            if let Some(found) = provision::find(&scope, res, &key) {
+                match provision::template(&mut g, &scope, found, (svc, rname, res), &key) {
+                    Ok(binding) => {
+                        bindings.insert(rname.clone(), binding);
+                    }
+                    Err(e) => errors.push(e),
+                }
+                continue;
+            }
             let binding = match res.kind.as_str() {
                 "postgres" => {
                     let Some(db) = bp.databases.get(&DatabaseEngine::Postgres) else {
@@ -1250,7 +1267,7 @@ pub fn translate_with_bindings(input: &PlanInput<'_>) -> Result<Translation, Vec
                     .sensitive(&["password"]);
                     ResourceBinding {
                         node: g.add(login),
-                        outputs: vec!["host", "port", "name", "database", "username", "password"],
+                        outputs: resolve::outputs(&["host", "port", "name", "database", "username", "password"]),
                     }
                 }
                 "s3" => {
@@ -1272,7 +1289,7 @@ pub fn translate_with_bindings(input: &PlanInput<'_>) -> Result<Translation, Vec
                     .after([kms.clone()])
                     .immutable(&["bucket"])
                     .outputs(&["name", "arn", "region"]);
-                    ResourceBinding { node: g.add(node), outputs: vec!["name", "arn", "region"] }
+                    ResourceBinding { node: g.add(node), outputs: resolve::outputs(&["name", "arn", "region"]) }
                 }
                 "queue" | "amqp" => {
                     let node = Node::new(
@@ -1283,7 +1300,7 @@ pub fn translate_with_bindings(input: &PlanInput<'_>) -> Result<Translation, Vec
                     .after([kms.clone()])
                     .immutable(&["name"])
                     .outputs(&["url", "arn", "name"]);
-                    ResourceBinding { node: g.add(node), outputs: vec!["url", "arn", "name"] }
+                    ResourceBinding { node: g.add(node), outputs: resolve::outputs(&["url", "arn", "name"]) }
                 }
                 "dns" | "route" => {
                     let Some(lb) = &base.lb else {
@@ -1332,8 +1349,10 @@ pub fn translate_with_bindings(input: &PlanInput<'_>) -> Result<Translation, Vec
                         )
                         .after(after)
                         .outputs(&["host", "url"]);
-                        bindings
-                            .insert(rname.clone(), ResourceBinding { node: g.add(node), outputs: vec!["host", "url"] });
+                        bindings.insert(
+                            rname.clone(),
+                            ResourceBinding { node: g.add(node), outputs: resolve::outputs(&["host", "url"]) },
+                        );
                         continue;
                     }
                     // The service's own target group, which its pods join (the
@@ -1371,7 +1390,7 @@ pub fn translate_with_bindings(input: &PlanInput<'_>) -> Result<Translation, Vec
                     // The rule is found again by its group, host and path: a new host or path is a new rule.
                     .immutable(&["loadBalancerArn", "listenerPort", "targetGroupArn", "host", "path"])
                     .outputs(&["host", "url", "priority"]);
-                    ResourceBinding { node: g.add(node), outputs: vec!["host", "url"] }
+                    ResourceBinding { node: g.add(node), outputs: resolve::outputs(&["host", "url"]) }
                 }
                 "service" => {
                     let target =
@@ -1397,7 +1416,7 @@ pub fn translate_with_bindings(input: &PlanInput<'_>) -> Result<Translation, Vec
                         json!({"target": target, "host": format!("{target}.{env}.svc.cluster.local"), "port": port}),
                     )
                     .outputs(&["host", "port", "url"]);
-                    ResourceBinding { node: g.add(node), outputs: vec!["host", "port", "url"] }
+                    ResourceBinding { node: g.add(node), outputs: resolve::outputs(&["host", "port", "url"]) }
                 }
                 other => {
                     errors.push(PlanError::UnsupportedResource {

@@ -19,6 +19,7 @@ pub mod diff;
 pub mod graph;
 pub mod local;
 pub mod parity;
+pub mod provision;
 pub mod resolve;
 pub mod terraform;
 
@@ -89,6 +90,9 @@ pub enum PlanError {
         provider: &'static str,
         supported: &'static str,
     },
+    /// `at`: the provisioner (blueprint, index, type) and the output.
+    #[error("service `{service}`: resource `{resource}`: {at}: {reason}")]
+    Provisioner { service: String, resource: String, at: String, reason: String },
     #[error("service `{service}`: resource `{resource}` needs {what}; {hint}")]
     Unavailable { service: String, resource: String, what: String, hint: String },
     #[error("service `{service}`: `{placeholder}` in {field} cannot be satisfied: {reason}")]
@@ -156,6 +160,7 @@ impl PlanError {
         match self {
             PlanError::UnsupportedResource { service, .. }
             | PlanError::Unavailable { service, .. }
+            | PlanError::Provisioner { service, .. }
             | PlanError::Unsatisfiable { service, .. }
             | PlanError::HostVolumeNotAllowed { service, .. }
             | PlanError::AmbiguousArtifact { service, .. } => Some(service),

@@ -14,6 +14,7 @@
 //! | `service`                 | `local.service-link`            | a stable URL of another service in the environment |
 //! | deployment (paved)        | `local.workload` `artifact`, `rollout` | the deployed digest replaces the main container's image; the strategy is the driver's |
 
+use crate::provision;
 use crate::resolve::{self, ResourceBinding};
 use crate::{Capabilities, Node, PlanError, PlanInput, Release, ResourceGraph};
 use paved_model::Workload;
@@ -89,6 +90,12 @@ pub fn translate(input: &PlanInput<'_>) -> Result<ResourceGraph, Vec<PlanError>>
     let mut shared = resolve::SharedResources::default();
     errors.extend(port_collisions(env, &input.services));
 
+    let scope = provision::Scope {
+        environment: input.environment,
+        blueprint: input.blueprint,
+        parameters: &params,
+        provider: paved_model::Provider::Local,
+    };
     for w in &input.services {
         let svc = w.metadata.name.as_str();
         let mut bindings: BTreeMap<String, ResourceBinding> = BTreeMap::new();
@@ -107,6 +114,16 @@ pub fn translate(input: &PlanInput<'_>) -> Result<ResourceGraph, Vec<PlanError>>
                 what: what.to_string(),
                 hint: hint.to_string(),
             };
+            // The platform team's provisioner, when one serves it, before any built-in.
+            if let Some(found) = provision::find(&scope, r, &key) {
+                match provision::template(&mut g, &scope, found, (svc, rname, r), &key) {
+                    Ok(binding) => {
+                        bindings.insert(rname.clone(), binding);
+                    }
+                    Err(e) => errors.push(e),
+                }
+                continue;
+            }
             let binding = match r.kind.as_str() {
                 "postgres" => {
                     let Some(db) = bp.databases.get(&DatabaseEngine::Postgres) else {
@@ -164,7 +181,7 @@ pub fn translate(input: &PlanInput<'_>) -> Result<ResourceGraph, Vec<PlanError>>
                     .immutable(&["database", "role"]);
                     ResourceBinding {
                         node: g.add(node),
-                        outputs: vec!["host", "port", "name", "database", "username", "password"],
+                        outputs: resolve::outputs(&["host", "port", "name", "database", "username", "password"]),
                     }
                 }
                 "redis" => {
@@ -197,18 +214,18 @@ pub fn translate(input: &PlanInput<'_>) -> Result<ResourceGraph, Vec<PlanError>>
                         .after([network.clone()])
                         .outputs(&["host", "port", "password"])
                         .sensitive(&["password"]);
-                    ResourceBinding { node: g.add(node), outputs: vec!["host", "port", "password"] }
+                    ResourceBinding { node: g.add(node), outputs: resolve::outputs(&["host", "port", "password"]) }
                 }
                 "volume" => {
                     let node = Node::new("local.volume", &key, json!({"path": format!("volumes/{env}/{key}")}))
                         .outputs(&["source"]);
-                    ResourceBinding { node: g.add(node), outputs: vec!["source"] }
+                    ResourceBinding { node: g.add(node), outputs: resolve::outputs(&["source"]) }
                 }
                 "dns" => {
                     let node = Node::new("local.dns", &key, json!({"host": format!("{svc}.{env}.localhost")}))
                         .after([proxy.clone()])
                         .outputs(&["host"]);
-                    ResourceBinding { node: g.add(node), outputs: vec!["host"] }
+                    ResourceBinding { node: g.add(node), outputs: resolve::outputs(&["host"]) }
                 }
                 "service" => {
                     let target = r.params.as_ref().and_then(|p| p.get("name")).and_then(Value::as_str).unwrap_or(rname);
@@ -239,7 +256,7 @@ pub fn translate(input: &PlanInput<'_>) -> Result<ResourceGraph, Vec<PlanError>>
                         Node::new("local.service-link", &key, json!({"target": target, "address": host, "port": port}))
                             .after([network.clone()])
                             .outputs(&["host", "port", "url"]);
-                    ResourceBinding { node: g.add(node), outputs: vec!["host", "port", "url"] }
+                    ResourceBinding { node: g.add(node), outputs: resolve::outputs(&["host", "port", "url"]) }
                 }
                 "route" => {
                     routes.push((rname.clone(), key.clone()));

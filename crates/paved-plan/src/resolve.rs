@@ -56,7 +56,12 @@ pub fn param<T: DeserializeOwned + Clone>(
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ResourceBinding {
     pub node: String,
-    pub outputs: Vec<&'static str>,
+    pub outputs: Vec<String>,
+}
+
+/// A built-in type's output names, for a [`ResourceBinding`].
+pub fn outputs(names: &[&str]) -> Vec<String> {
+    names.iter().map(|n| n.to_string()).collect()
 }
 
 /// Rewrites the placeholders of one string: `${metadata.…}` becomes its
@@ -92,11 +97,12 @@ pub fn rewrite(
                             .get(*name)
                             .ok_or_else(|| fail(p.text(), format!("resource `{name}` is not declared")))?;
                         let output = match rest {
-                            [] => *b
+                            [] => b
                                 .outputs
                                 .first()
+                                .map(String::as_str)
                                 .ok_or_else(|| fail(p.text(), "this resource has no outputs".into()))?,
-                            [f] if b.outputs.contains(f) => f,
+                            [f] if b.outputs.iter().any(|o| o == f) => f,
                             _ => {
                                 let offered =
                                     if b.outputs.is_empty() { "none".to_string() } else { b.outputs.join(", ") };

@@ -66,6 +66,11 @@ pub struct Operation {
     pub outcomes: BTreeMap<String, serde_json::Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Services the apply leaves out, with why (their resources cannot be
+    /// provisioned here); the rest of the environment applies.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schema(value_type = Object)]
+    pub blocked: BTreeMap<String, Vec<String>>,
 }
 
 impl Operation {
@@ -84,6 +89,7 @@ impl Operation {
             done: 0,
             outcomes: BTreeMap::new(),
             error: None,
+            blocked: BTreeMap::new(),
         }
     }
 }
@@ -281,6 +287,7 @@ mod tests {
             done: 0,
             outcomes: BTreeMap::new(),
             error: None,
+            blocked: BTreeMap::new(),
         }
     }
 

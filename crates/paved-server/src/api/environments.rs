@@ -189,7 +189,8 @@ pub(crate) async fn start(
     operation: &str,
     desired: ResourceGraph,
 ) -> (StatusCode, axum::Json<Operation>) {
-    let op = Operation::running(operation, &desired.environment, who, state.control.clock.now());
+    let mut op = Operation::running(operation, &desired.environment, who, state.control.clock.now());
+    op.blocked = desired.blocked.clone();
     let id = op.id.clone();
     let cancel = state.operations.start(op.clone());
     let (state, caller, kind) = (state.clone(), who.caller(), operation.to_string());

@@ -1,0 +1,110 @@
+//! End-to-end on platform-defined provisioners: the example blueprint's
+//! `mongodb` template provisioner planned, applied and read by a real
+//! workload (its generated password stable across applies), a template
+//! change seen as a change, a broken template blocking only its service
+//! with the provisioner, output, resource and service named, and destroy.
+
+mod support;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+use support::Platform;
+
+/// `paved down` when the test ends, however it ends.
+struct Down(std::process::Command);
+
+impl Drop for Down {
+    fn drop(&mut self) {
+        let _ = self.0.output();
+    }
+}
+
+const CATALOG: &str = "apiVersion: score.dev/v1b1\nmetadata:\n  name: catalog\n  annotations:\n    \
+paved.dev/owner: platform\ncontainers:\n  main:\n    image: registry.example.com/test/tools:1\n    \
+command: [\"/bin/sh\", \"-c\", \"echo \\\"$MONGO_URL\\\" > $PAVED_ROOT/url; exec sleep 600\"]\n    \
+variables:\n      MONGO_URL: ${resources.store.url}\nresources:\n  store:\n    type: mongodb\n";
+
+fn url_file(p: &Platform) -> PathBuf {
+    p.data.path().join("local/envs/dev/workloads/catalog/slots/blue/containers/main/root/url")
+}
+
+/// The URL the workload was started with, once it differs from `not`.
+fn url_seen(p: &Platform, not: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(text) = std::fs::read_to_string(url_file(p))
+            && !text.trim().is_empty()
+            && text.trim() != not
+        {
+            return text.trim().to_string();
+        }
+        assert!(Instant::now() < deadline, "the workload never wrote a new URL:\n{}", p.ok(&["status"]));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn blueprint() -> String {
+    std::fs::read_to_string(support::repo_root().join("examples/platform/blueprint-web-service-standard.yaml")).unwrap()
+}
+
+#[test]
+fn a_template_provisioner_serves_a_type_paved_does_not_build_in() {
+    let p = Platform::new();
+    let _down = Down(p.command(&["down"]));
+    p.ok(&["apply", "-f", "examples/platform"]);
+    p.ok(&["apply", "-f", "examples/environments/local.yaml"]);
+    let tools = support::tools_bundle(&p.data.path().join("tools"), &["sh", "sleep"]);
+    p.ok(&["image", "import", tools.to_str().unwrap(), "--tag", "registry.example.com/test/tools:1"]);
+    p.ok_with_input(&["apply", "-f", "-"], CATALOG);
+
+    let plan = p.ok(&["plan", "-e", "dev"]);
+    assert!(plan.contains("+ paved.template/catalog-store") && plan.contains("+ paved.secret/catalog-store--password"));
+    assert!(!plan.contains("blocked"), "{plan}");
+    p.ok(&["apply", "-e", "dev"]);
+    let url = url_seen(&p, "");
+    let password = url
+        .strip_prefix("mongodb://catalog-store:")
+        .and_then(|rest| rest.strip_suffix("@mongo.dev.internal:27017/catalog-store"))
+        .unwrap_or_else(|| panic!("unexpected URL {url}"));
+    assert_eq!(password.len(), 32, "{url}");
+    // The generated password is sealed: not in the graph, the plan or the state's node.
+    let graph = p.ok(&["plan", "-e", "dev", "--graph"]);
+    assert!(!graph.contains(password) && graph.contains("${ref:paved.secret/catalog-store--password.value}"));
+
+    // A second apply changes nothing; the password stays.
+    assert!(p.ok(&["plan", "-e", "dev"]).contains("0 to add, 0 to change, 0 to replace, 0 to destroy"));
+    p.ok(&["apply", "-e", "dev"]);
+    assert_eq!(std::fs::read_to_string(url_file(&p)).unwrap().trim(), url);
+
+    // The platform team moves the cluster: a changed output is a change, and the workload gets it.
+    let moved =
+        blueprint().replace("mongo.${environment.name}.internal:27017", "mongo2.${environment.name}.internal:27017");
+    p.ok_with_input(&["apply", "-f", "-"], &moved);
+    let plan = p.ok(&["plan", "-e", "dev"]);
+    assert!(plan.contains("~ paved.template/catalog-store"), "{plan}");
+    p.ok(&["apply", "-e", "dev"]);
+    let new_url = url_seen(&p, &url);
+    assert_eq!(new_url, format!("mongodb://catalog-store:{password}@mongo2.dev.internal:27017/catalog-store"));
+
+    // A template reading something that does not exist: the service is blocked with every name
+    // needed to fix it, the rest applies, and the fix converges.
+    let broken = blueprint().replace("port: \"27017\"", "port: ${parameters.mongoPort}");
+    p.ok_with_input(&["apply", "-f", "-"], &broken);
+    let plan = p.ok(&["plan", "-e", "dev"]);
+    assert!(
+        plan.contains(
+            "blocked: service `catalog` is left out (the rest applies; what it runs stays): service `catalog`: resource `store`: blueprint `web-service-standard` spec.provisioners[0] (type `mongodb`), output `port`: `${parameters.mongoPort}`: the blueprint has no such parameter"
+        ),
+        "{plan}"
+    );
+    p.ok(&["apply", "-e", "dev"]);
+    p.ok_with_input(&["apply", "-f", "-"], &blueprint());
+    let out = p.ok(&["apply", "-e", "dev"]);
+    assert!(!out.contains("blocked"), "{out}");
+    assert_eq!(url_seen(&p, &new_url), url, "back on the first cluster, same password");
+
+    // Destroy removes its nodes with the rest.
+    p.ok(&["destroy", "-e", "dev"]);
+    let plan = p.ok(&["plan", "-e", "dev"]);
+    assert!(plan.contains("+ paved.template/catalog-store"), "{plan}");
+}
