@@ -22,7 +22,7 @@ impl Drop for Down {
 const CATALOG: &str = "apiVersion: score.dev/v1b1\nmetadata:\n  name: catalog\n  annotations:\n    \
 paved.dev/owner: platform\ncontainers:\n  main:\n    image: registry.example.com/test/tools:1\n    \
 command: [\"/bin/sh\", \"-c\", \"echo \\\"$MONGO_URL\\\" > $PAVED_ROOT/url; exec sleep 600\"]\n    \
-variables:\n      MONGO_URL: ${resources.store.url}\nresources:\n  store:\n    type: mongodb\n";
+variables:\n      MONGO_URL: ${resources.store.connection}\nresources:\n  store:\n    type: mongodb\n";
 
 fn url_file(p: &Platform) -> PathBuf {
     p.data.path().join("local/envs/dev/workloads/catalog/slots/blue/containers/main/root/url")
@@ -86,14 +86,27 @@ fn a_template_provisioner_serves_a_type_paved_does_not_build_in() {
     let new_url = url_seen(&p, &url);
     assert_eq!(new_url, format!("mongodb://catalog-store:{password}@mongo2.dev.internal:27017/catalog-store"));
 
-    // A template reading something that does not exist: the service is blocked with every name
-    // needed to fix it, the rest applies, and the fix converges.
+    // A template reading an input that does not exist is refused when recorded, at its line.
     let broken = blueprint().replace("port: \"27017\"", "port: ${parameters.mongoPort}");
-    p.ok_with_input(&["apply", "-f", "-"], &broken);
+    let mut apply = p.command(&["apply", "-f", "-"]);
+    apply.stdin(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+    let mut child = apply.spawn().unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), broken.as_bytes()).unwrap();
+    let refused = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "{err}");
+    assert!(err.contains("`${parameters.mongoPort}`: the blueprint has no parameter `mongoPort`"), "{err}");
+    let line = broken.lines().position(|l| l.contains("${parameters.mongoPort}")).unwrap() + 1;
+    assert!(err.contains("spec.provisioners[0].template.outputs.port"), "{err}");
+    assert!(err.contains(&format!("<stdin>:{line}:17")), "{err}");
+    // One that needs what a resource does not give: that service is blocked at plan time with
+    // every name needed to fix it, the rest applies, and the fix converges.
+    let needs_params = blueprint().replace("port: \"27017\"", "port: ${params.port}");
+    p.ok_with_input(&["apply", "-f", "-"], &needs_params);
     let plan = p.ok(&["plan", "-e", "dev"]);
     assert!(
         plan.contains(
-            "blocked: service `catalog` is left out (the rest applies; what it runs stays): service `catalog`: resource `store`: blueprint `web-service-standard` spec.provisioners[0] (type `mongodb`), output `port`: `${parameters.mongoPort}`: the blueprint has no such parameter"
+            "blocked: service `catalog` is left out (the rest applies; what it runs stays): service `catalog`: resource `store`: blueprint `web-service-standard` spec.provisioners[0] (type `mongodb`), output `port`: `${params.port}`: the resource sets no such `params` entry"
         ),
         "{plan}"
     );

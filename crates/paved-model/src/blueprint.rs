@@ -98,6 +98,27 @@ pub struct TemplateProvisioner {
 }
 
 impl Provisioner {
+    /// Why a template placeholder's `path` is not an input this provisioner
+    /// can read (`None` when it is); `parameter` says which blueprint
+    /// parameters exist. A resource's `params.NAME` is only known per
+    /// resource, when planned.
+    pub fn unknown_input(&self, path: &[&str], parameter: impl Fn(&str) -> bool) -> Option<String> {
+        match path {
+            ["environment", "name" | "type" | "region" | "account"]
+            | ["resource", "name" | "type" | "class" | "id"]
+            | ["params", _] => None,
+            ["parameters", name] if parameter(name) => None,
+            ["parameters", name] => Some(format!("the blueprint has no parameter `{name}`")),
+            ["secrets", name] if self.template.secrets.iter().any(|s| s == name) => None,
+            ["secrets", name] => Some(format!("the provisioner generates no secret `{name}` (list it in `secrets`)")),
+            _ => Some(
+                "not a template input; templates read environment.name|type|region|account, parameters.NAME, \
+                 resource.name|type|class|id, params.NAME and secrets.NAME"
+                    .into(),
+            ),
+        }
+    }
+
     /// Whether it serves a resource of `kind` (type), `class` and shared key `id` on `provider`.
     pub fn serves(&self, kind: &str, class: Option<&str>, id: Option<&str>, provider: crate::Provider) -> bool {
         self.resource_type == kind

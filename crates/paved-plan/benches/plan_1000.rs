@@ -1,5 +1,7 @@
-//! Plan + no-change diff of 1,000 services in each of 20 local environments.
-//! Prints time per environment, total, and the process's peak memory.
+//! Plan + no-change diff of 1,000 services in each of 20 local environments,
+//! twice side by side: each service's database a built-in `postgres`, then a
+//! `mongodb` served by the example blueprint's template provisioner. Prints
+//! time per environment, total, and the process's peak memory.
 //!
 //!     cargo bench -p paved-plan --bench plan_1000
 //!     PAVED_BENCH_SERVICES=50 PAVED_BENCH_ENVIRONMENTS=2 cargo bench -p paved-plan --bench plan_1000
@@ -23,6 +25,12 @@ fn peak_rss_mib() -> f64 {
 }
 
 fn main() {
+    for (resource, label) in [("postgres", "built-in postgres"), ("mongodb", "template-provisioned mongodb")] {
+        run(resource, label);
+    }
+}
+
+fn run(resource: &str, label: &str) {
     let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
     let (mut sources, _) = paved_spec::read_path(&examples.join("platform"));
     sources.extend(paved_spec::read_path(&examples.join("environments")).0);
@@ -47,10 +55,11 @@ fn main() {
                 "containers:\n  main:".into(),
                 format!("    image: registry.example.com/svc-{i}:1"),
                 "    variables:".into(),
-                "      DB: postgres://${resources.db.username}:${resources.db.password}@${resources.db.host}/${resources.db.name}".into(),
+                "      DB: ${resources.db.host}:${resources.db.port}/${resources.db.username}".into(),
+                "      DB_PASSWORD: ${resources.db.password}".into(),
                 "      SELF: ${metadata.name}".into(),
                 format!("    readinessProbe:\n      httpGet:\n        path: /ready\n        port: {port}"),
-                "resources:\n  db:\n    type: postgres\n  dns:\n    type: dns\n".into(),
+                format!("resources:\n  db:\n    type: {resource}\n  dns:\n    type: dns\n"),
             ]
             .join("\n"),
         ));
@@ -97,12 +106,12 @@ fn main() {
     }
     let secs = start.elapsed().as_secs_f64();
     println!(
-        "plan_1000: {} environments x {} services = {nodes} nodes planned, serialised and diffed (no changes) in {secs:.2} s ({:.0} ms per environment), peak RSS {:.0} MiB",
+        "plan_1000 ({label}): {} environments x {} services = {nodes} nodes planned, serialised and diffed (no changes) in {secs:.2} s ({:.0} ms per environment), peak RSS {:.0} MiB",
         envs.len(),
         services.len(),
         secs * 1000.0 / envs.len() as f64,
         peak_rss_mib()
     );
-    let what = format!("plan + no-change diff, {} services x {} environments", services.len(), envs.len());
+    let what = format!("plan + no-change diff, {} services x {} environments, {label}", services.len(), envs.len());
     println!("RESULT\tplan\t{what}\t{secs:.2} s, peak RSS {:.0} MiB", peak_rss_mib());
 }

@@ -222,7 +222,10 @@ pub fn translate(input: &PlanInput<'_>) -> Result<ResourceGraph, Vec<PlanError>>
                     ResourceBinding { node: g.add(node), outputs: resolve::outputs(&["source"]) }
                 }
                 "dns" => {
-                    let node = Node::new("local.dns", &key, json!({"host": format!("{svc}.{env}.localhost")}))
+                    // A name shared by `id` is named after the id: which of its services is
+                    // planned first must not decide it.
+                    let label = if r.id.is_some() { key.as_str() } else { svc };
+                    let node = Node::new("local.dns", &key, json!({"host": format!("{label}.{env}.localhost")}))
                         .after([proxy.clone()])
                         .outputs(&["host"]);
                     ResourceBinding { node: g.add(node), outputs: resolve::outputs(&["host"]) }

@@ -146,6 +146,7 @@ fn render(
                         None => return Err(unknown(&ph.text(), "the provisioner generates no such secret")),
                     },
                     _ => return Err(unknown(&ph.text(), "not a template input")),
+                    // (Validation refuses these first: `Provisioner::unknown_input`.)
                 };
                 if uses_secret && path.first() == Some(&"secrets") {
                     out.push_str(&value);

@@ -76,6 +76,7 @@ fn set_hint(d: &mut Diagnostic, hint: impl Into<String>) {
 
 fn blueprint(b: &Blueprint, r: &mut Report<'_>) {
     let spec = &b.spec;
+    provisioners(b, r);
     for (name, p) in &spec.parameters {
         let base = format!("spec.parameters.{name}");
         let field = |f: &str| path(&format!("{base}.{f}"));
@@ -498,6 +499,45 @@ fn policy_exception(e: &paved_model::PolicyException, r: &mut Report<'_>) {
     }
     if e.spec.reason.trim().is_empty() {
         r.error("missing-field", &path("spec.reason"), "an exception needs a reason");
+    }
+}
+
+/// Each template placeholder of a provisioner reads a known input, and a
+/// generated secret is not also a templated output.
+fn provisioners(b: &Blueprint, r: &mut Report<'_>) {
+    for (i, p) in b.spec.provisioners.iter().enumerate() {
+        for (output, text) in &p.template.outputs {
+            let at = vec![
+                "spec".to_string(),
+                "provisioners".into(),
+                i.to_string(),
+                "template".into(),
+                "outputs".into(),
+                output.clone(),
+            ];
+            match placeholder::placeholders(text) {
+                Err(e) => {
+                    let d = r.error("invalid-placeholder", &at, e.to_string());
+                    set_hint(d, "close it with `}`, or write `$${` for a literal `${`");
+                }
+                Ok(found) => {
+                    for ph in found {
+                        let path: Vec<&str> = ph.path.iter().map(String::as_str).collect();
+                        if let Some(why) = p.unknown_input(&path, |n| b.spec.parameters.contains_key(n)) {
+                            r.error("unresolved-placeholder", &at, format!("`{}`: {why}", ph.text()));
+                        }
+                    }
+                }
+            }
+            if p.template.secrets.contains(output) {
+                let d = r.error(
+                    "duplicate-output",
+                    &at,
+                    format!("`{output}` is a generated secret and a templated output"),
+                );
+                set_hint(d, "keep one: a generated secret is already an output of that name");
+            }
+        }
     }
 }
 
