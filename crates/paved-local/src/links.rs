@@ -219,6 +219,8 @@ pub fn link_outputs(r: &Resource) -> Outputs {
     let port = r.properties["port"].as_u64().unwrap_or(0);
     Outputs::from([
         ("host".to_string(), json!(host)),
+        // Score's `service-port` calls it `hostname`.
+        ("hostname".to_string(), json!(host)),
         ("port".to_string(), json!(port)),
         ("url".to_string(), json!(format!("http://{host}:{port}"))),
     ])

@@ -23,8 +23,20 @@ pub const PAVED_ANNOTATIONS: [&str; 4] =
     [ANNOTATION_OWNER, ANNOTATION_REPOSITORY, ANNOTATION_STAGES, ANNOTATION_BRANCHES];
 
 /// Resource types paved can provision (on at least one provider).
-pub const RESOURCE_TYPES: [&str; 11] =
-    ["postgres", "mysql", "redis", "s3", "queue", "amqp", "dns", "route", "volume", "service", "environment"];
+pub const RESOURCE_TYPES: [&str; 12] = [
+    "postgres",
+    "mysql",
+    "redis",
+    "s3",
+    "queue",
+    "amqp",
+    "dns",
+    "route",
+    "volume",
+    "service",
+    "service-port",
+    "environment",
+];
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]

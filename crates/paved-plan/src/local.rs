@@ -26,7 +26,7 @@ use serde_json::{Value, json};
 use std::collections::BTreeMap;
 
 const PROVIDER: &str = "local";
-const SUPPORTED: &str = "postgres, redis, volume, dns, route, service";
+const SUPPORTED: &str = "postgres, redis, volume, dns, route, service, service-port";
 
 /// A blueprint asking for processes gets processes; otherwise the account
 /// decides, and without a word from it the machine (is there a Docker Engine).
@@ -260,6 +260,45 @@ pub fn translate(input: &PlanInput<'_>) -> Result<ResourceGraph, Vec<PlanError>>
                             .after([network.clone()])
                             .outputs(&["host", "port", "url"]);
                     ResourceBinding { node: g.add(node), outputs: resolve::outputs(&["host", "port", "url"]) }
+                }
+                // Score's `service-port` (as score-compose offers it): `params.workload` and
+                // `params.port` (a port name of its `service.ports`) give `hostname` and `port`,
+                // where that port is reached inside the environment (its target port here).
+                "service-port" => {
+                    let param = |name: &str| r.params.as_ref().and_then(|p| p.get(name)).and_then(Value::as_str);
+                    let (Some(target), Some(port_name)) = (param("workload"), param("port")) else {
+                        errors.push(unavailable(
+                            "`params.workload` and `params.port`",
+                            "name the workload and one of its `service.ports`",
+                        ));
+                        continue;
+                    };
+                    let ports = input
+                        .services
+                        .iter()
+                        .find(|t| t.metadata.name == target)
+                        .and_then(|t| t.service.as_ref())
+                        .and_then(|s| s.ports.as_ref());
+                    let Some(port) = ports.and_then(|p| p.get(port_name)).map(|p| p.target_port.unwrap_or(p.port))
+                    else {
+                        let offered = ports.map(|p| p.keys().cloned().collect::<Vec<_>>().join(", "));
+                        errors.push(unavailable(
+                            &format!("port `{port_name}` of workload `{target}` in environment `{env}`"),
+                            &match offered {
+                                Some(o) if !o.is_empty() => format!("`{target}` declares: {o}"),
+                                _ => format!("deploy `{target}` to this environment with that port in `service.ports`"),
+                            },
+                        ));
+                        continue;
+                    };
+                    let host = if docker { target.to_string() } else { address.clone() };
+                    let node =
+                        Node::new("local.service-link", &key, json!({"target": target, "address": host, "port": port}))
+                            .after([network.clone()])
+                            .outputs(&["host", "hostname", "port", "url"]);
+                    let node = g.add(node);
+                    // score-compose's names: `hostname` and `port` (`host` too, as a service link).
+                    ResourceBinding { node, outputs: resolve::outputs(&["hostname", "port", "host", "url"]) }
                 }
                 "route" => {
                     routes.push((rname.clone(), key.clone()));

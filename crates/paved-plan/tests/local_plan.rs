@@ -346,3 +346,63 @@ fn a_volume_mounts_a_paved_volume_or_a_host_directory_the_blueprint_allows() {
         );
     }
 }
+
+#[test]
+fn a_service_that_cannot_be_planned_is_left_out_and_keeps_what_it_runs() {
+    // `uploader` asks for what nothing provisions locally; the examples' services still plan.
+    let world = World::with_extra(vec![service(
+        "uploader",
+        "containers:\n  main:\n    image: u:1\nresources:\n  files:\n    type: s3\n    class: large\n",
+    )]);
+    let input = world.input("dev", DOCKER);
+    let g = paved_plan::plan_services(&input).unwrap();
+    assert_eq!(g.blocked.keys().collect::<Vec<_>>(), ["uploader"]);
+    assert!(g.blocked["uploader"][0].contains("type `s3` (class `large`), which nothing provisions"), "{g:?}");
+    assert!(g.nodes.contains_key("local.workload/api") && !g.nodes.contains_key("local.workload/uploader"));
+    // Blocked, nothing applied is deleted: an applied node the graph lacks is kept, with its dependencies.
+    let examples = World::examples();
+    let mut applied = plan(&examples.input("dev", DOCKER)).unwrap();
+    let old = paved_plan::Node::new("local.volume", "uploader-cache", json!({"path": "volumes/dev/uploader-cache"}))
+        .after(["local.network/dev".to_string()]);
+    applied.add(old);
+    let mut kept = g.clone();
+    assert_eq!(paved_plan::keep_applied(&mut kept, &applied).unwrap(), ["local.volume/uploader-cache"]);
+    assert_eq!(paved_plan::diff(&kept, Some(&applied)).unwrap().count(Action::Delete), 0);
+    // Nothing blocked: deletions are not deferred.
+    let mut clean = plan(&examples.input("dev", DOCKER)).unwrap();
+    assert!(paved_plan::keep_applied(&mut clean, &applied).unwrap().is_empty());
+    // The graph's bytes name the blocked service only when there is one.
+    assert!(String::from_utf8(g.to_bytes()).unwrap().contains("\"blocked\""));
+    assert!(!String::from_utf8(clean.to_bytes()).unwrap().contains("\"blocked\""));
+    // A platform problem (no sandbox for processes on this machine) still stops the whole environment.
+    let machine = Capabilities { docker: false, redis_server: false, sandbox: false };
+    let errors = paved_plan::plan_services(&examples.input("dev", machine)).unwrap_err();
+    assert!(errors.iter().all(|e| e.service().is_none()), "{errors:?}");
+}
+
+#[test]
+fn a_service_port_resource_gives_hostname_and_port_of_another_workloads_named_port() {
+    let frontend = "containers:\n  main:\n    image: f:1\n    variables:\n      BACKEND: \
+                    http://${resources.backend.hostname}:${resources.backend.port}\nresources:\n  backend:\n    \
+                    type: service-port\n    params:\n      workload: api\n      port: http\n";
+    let world = World::with_extra(vec![service("frontend", frontend)]);
+    let g = plan(&world.input("dev", DOCKER)).unwrap();
+    let link = &g.nodes["local.service-link/frontend-backend"];
+    assert_eq!((link.properties["target"].as_str(), link.properties["port"].as_u64()), (Some("api"), Some(8080)));
+    assert!(link.outputs.contains("hostname"));
+    let url = g.nodes["local.workload/frontend"].properties["containers"]["main"]["variables"]["BACKEND"].clone();
+    assert_eq!(
+        url,
+        json!(
+            "http://${ref:local.service-link/frontend-backend.hostname}:${ref:local.service-link/frontend-backend.port}"
+        )
+    );
+    // A port the workload does not declare: named with the ones it does.
+    let wrong = frontend.replace("port: http", "port: grpc");
+    let world = World::with_extra(vec![service("frontend", &wrong)]);
+    let errors: Vec<String> = plan(&world.input("dev", DOCKER)).unwrap_err().iter().map(ToString::to_string).collect();
+    assert!(
+        errors.iter().any(|e| e.contains("port `grpc` of workload `api`") && e.contains("`api` declares: http")),
+        "{errors:?}"
+    );
+}
