@@ -120,4 +120,20 @@ fn a_template_provisioner_serves_a_type_paved_does_not_build_in() {
     p.ok(&["destroy", "-e", "dev"]);
     let plan = p.ok(&["plan", "-e", "dev"]);
     assert!(plan.contains("+ paved.template/catalog-store"), "{plan}");
+
+    // kill -9 in the middle of applying it, at a few points: the next apply converges to one
+    // password the workload and the state agree on, and nothing is left to do.
+    for delay in [50, 250, 600] {
+        let mut killed = p.command(&["apply", "-e", "dev"]).spawn().unwrap();
+        std::thread::sleep(Duration::from_millis(delay));
+        let _ = killed.kill();
+        killed.wait().unwrap();
+        p.ok(&["apply", "-e", "dev"]);
+        assert!(p.ok(&["plan", "-e", "dev"]).contains("0 to add, 0 to change, 0 to replace, 0 to destroy"));
+        let seen = url_seen(&p, "");
+        let password = seen.strip_prefix("mongodb://catalog-store:").and_then(|r| r.split_once('@')).map(|(pw, _)| pw);
+        assert_eq!(password.map(str::len), Some(32), "{seen}");
+        p.ok(&["destroy", "-e", "dev"]);
+        let _ = std::fs::remove_file(url_file(&p));
+    }
 }
