@@ -145,10 +145,11 @@ fn render(
                         }
                         None => return Err(unknown(&ph.text(), "the provisioner generates no such secret")),
                     },
+                    // Validation refuses these first (`Provisioner::unknown_input`).
                     _ => return Err(unknown(&ph.text(), "not a template input")),
-                    // (Validation refuses these first: `Provisioner::unknown_input`.)
                 };
-                if uses_secret && path.first() == Some(&"secrets") {
+                // A secret is a reference the engine resolves; every other value is literal text.
+                if path.first() == Some(&"secrets") {
                     out.push_str(&value);
                 } else {
                     out.push_str(&value.replace("${", "$${"));
