@@ -220,6 +220,18 @@ fn a_service_link_the_plan_knows_is_written_inline() {
 }
 
 #[test]
+fn a_service_port_is_written_inline_with_the_named_port_of_the_service() {
+    let api = score("api", "").replace("service:\n  ports:\n", "service:\n  ports:\n    admin:\n      port: 9000\n");
+    let web = score(
+        "web",
+        "    variables:\n      ADMIN: ${resources.admin.hostname}:${resources.admin.port}\nresources:\n  admin:\n    \
+         type: service-port\n    params:\n      workload: api\n      port: admin\n",
+    );
+    let t = tree("eu-dev", &[&api, &web]);
+    assert_eq!(env_var(&t, "web", "ADMIN")["value"], "api.eu-dev.svc.cluster.local:9000");
+}
+
+#[test]
 fn outputs_in_a_command_line_are_refused_with_the_way_out() {
     let p = problems(
         "eu-dev",

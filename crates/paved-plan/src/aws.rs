@@ -41,7 +41,7 @@ use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, BTreeSet};
 
 const PROVIDER: &str = "aws";
-const SUPPORTED: &str = "postgres, s3, queue, amqp, dns, route, service";
+const SUPPORTED: &str = "postgres, s3, queue, amqp, dns, route, service, service-port";
 /// An environment's subnets span two zones (one subnet per tier and
 /// zone). Node ids name a zone by its place (`ENV-TIER-a` is in the first
 /// zone), not by its AWS name: not every account has every zone letter
@@ -1417,6 +1417,45 @@ pub fn translate_with_bindings(input: &PlanInput<'_>) -> Result<Translation, Vec
                     )
                     .outputs(&["host", "port", "url"]);
                     ResourceBinding { node: g.add(node), outputs: resolve::outputs(&["host", "port", "url"]) }
+                }
+                // Score's `service-port`: `params.workload` and `params.port` (a port name of its
+                // `service.ports`) give `hostname` and `port` of its Kubernetes Service.
+                "service-port" => {
+                    let param = |name: &str| res.params.as_ref().and_then(|p| p.get(name)).and_then(Value::as_str);
+                    let target = param("workload").unwrap_or_default();
+                    let port_name = param("port").unwrap_or_default();
+                    let ports = input
+                        .services
+                        .iter()
+                        .find(|t| t.metadata.name == target)
+                        .and_then(|t| t.service.as_ref()?.ports.as_ref());
+                    let Some(port) = ports.and_then(|p| p.get(port_name)).map(|p| p.port) else {
+                        let declared =
+                            ports.map(|p| p.keys().cloned().collect::<Vec<_>>().join(", ")).unwrap_or_default();
+                        errors.push(PlanError::Unavailable {
+                            service: svc.into(),
+                            resource: rname.clone(),
+                            what: format!("port `{port_name}` of workload `{target}` in environment `{env}`"),
+                            hint: if declared.is_empty() {
+                                "set `params.workload` and `params.port` to a workload here and one of its `service.ports`"
+                                    .into()
+                            } else {
+                                format!("`{target}` declares: {declared}")
+                            },
+                        });
+                        continue;
+                    };
+                    let host = format!("{target}.{env}.svc.cluster.local");
+                    let node = Node::new(
+                        "aws.service-link",
+                        &key,
+                        json!({"target": target, "host": host, "hostname": host, "port": port}),
+                    )
+                    .outputs(&["host", "hostname", "port", "url"]);
+                    ResourceBinding {
+                        node: g.add(node),
+                        outputs: resolve::outputs(&["hostname", "port", "host", "url"]),
+                    }
                 }
                 other => {
                     errors.push(PlanError::UnsupportedResource {

@@ -880,11 +880,16 @@ impl Driver for Recorded {
         let p = Props::of(r);
         if let Some(port) = p.value("port").as_u64() {
             let host = p.str("host")?;
-            return Ok(Outputs::from([
+            let mut outputs = Outputs::from([
                 ("host".to_string(), json!(host)),
                 ("port".to_string(), json!(port)),
                 ("url".to_string(), json!(format!("http://{host}:{port}"))),
-            ]));
+            ]);
+            // A Score `service-port` names it `hostname`.
+            if let Some(hostname) = p.opt_str("hostname") {
+                outputs.insert("hostname".to_string(), json!(hostname));
+            }
+            return Ok(outputs);
         }
         let host = p.opt_str("host").or(p.opt_str("loadBalancerDns")).unwrap_or_default();
         let scheme = p.opt_str("scheme").unwrap_or("https");
