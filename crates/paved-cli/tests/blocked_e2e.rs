@@ -8,15 +8,6 @@ mod support;
 use serde_json::Value;
 use support::Platform;
 
-/// `paved down` when the test ends, however it ends.
-struct Down(std::process::Command);
-
-impl Drop for Down {
-    fn drop(&mut self) {
-        let _ = self.0.output();
-    }
-}
-
 const ORDERS: &str = "apiVersion: score.dev/v1b1\nmetadata:\n  name: orders\n  annotations:\n    \
 paved.dev/owner: payments\ncontainers:\n  main:\n    image: registry.example.com/payments/api:1.4.2\n    \
 variables:\n      AMQP_URL: amqp://${resources.bus.username}@${resources.bus.host}:${resources.bus.port}/${resources.bus.vhost}\n\
@@ -33,7 +24,7 @@ fn row<'a>(rows: &'a [Value], service: &str, env: &str) -> &'a Value {
 #[test]
 fn an_unprovisionable_service_is_blocked_alone_and_what_runs_stays() {
     let p = Platform::new();
-    let _down = Down(p.command(&["down"]));
+    let _down = support::Down::of(&p);
     p.ok(&["up"]);
 
     // Score's resource types are open: the file is valid and recorded.

@@ -11,21 +11,6 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 use support::Platform;
 
-/// `paved down` when the test ends, however it ends.
-struct Down(std::process::Command);
-
-impl Down {
-    fn of(p: &Platform) -> Down {
-        Down(p.command(&["down"]))
-    }
-}
-
-impl Drop for Down {
-    fn drop(&mut self) {
-        let _ = self.0.output();
-    }
-}
-
 const NO_DATABASES_IN_DEV: &str = r#"
 apiVersion: paved.dev/v1alpha1
 kind: Policy
@@ -77,7 +62,7 @@ fn rfc3339(t: time::OffsetDateTime) -> String {
 #[test]
 fn a_deny_policy_blocks_the_apply_until_an_exception_and_again_after_it_expires() {
     let mut p = Platform::new();
-    let _down = Down::of(&p);
+    let _down = support::Down::of(&p);
     p.ok(&["apply", "-f", "examples"]);
     p.ok_with_input(&["apply", "-f", "-"], &NO_DATABASES_IN_DEV.replace("ENFORCEMENT", "deny"));
 

@@ -10,15 +10,6 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use support::Platform;
 
-/// `paved down` when the test ends, however it ends.
-struct Down(std::process::Command);
-
-impl Drop for Down {
-    fn drop(&mut self) {
-        let _ = self.0.output();
-    }
-}
-
 const CATALOG: &str = "apiVersion: score.dev/v1b1\nmetadata:\n  name: catalog\n  annotations:\n    \
 paved.dev/owner: platform\ncontainers:\n  main:\n    image: registry.example.com/test/tools:1\n    \
 command: [\"/bin/sh\", \"-c\", \"echo \\\"$MONGO_URL\\\" > $PAVED_ROOT/url; exec sleep 600\"]\n    \
@@ -50,7 +41,7 @@ fn blueprint() -> String {
 #[test]
 fn a_template_provisioner_serves_a_type_paved_does_not_build_in() {
     let p = Platform::new();
-    let _down = Down(p.command(&["down"]));
+    let _down = support::Down::of(&p);
     p.ok(&["apply", "-f", "examples/platform"]);
     p.ok(&["apply", "-f", "examples/environments/local.yaml"]);
     let tools = support::tools_bundle(&p.data.path().join("tools"), &["sh", "sleep"]);

@@ -216,30 +216,21 @@ impl Control {
                         {
                             let caller = self.git_caller(request);
                             let push = (repository.as_str(), branch.as_str(), commit.as_str());
-                            match self.gate_branch_deploy(&caller, env, &w.metadata.name, push).await? {
+                            let reason = match self.gate_branch_deploy(&caller, env, &w.metadata.name, push).await? {
                                 Ok(grant) => {
                                     self.await_artifact(env, &w.metadata.name, commit, delivery).await?;
                                     asked.push(format!("{} to {env}, allowed by {grant}", w.metadata.name));
                                     continue;
                                 }
-                                Err(reason) => {
-                                    let why = format!("`{ANNOTATION_BRANCHES}: {branch}={env}` refused: {reason}");
-                                    let details =
-                                        serde_json::json!({"commit": commit, "branch": branch, "reason": why});
-                                    let target = format!("Service/{}@{env}", w.metadata.name);
-                                    self.record(
-                                        &caller,
-                                        "deployment.create",
-                                        target,
-                                        AuditOutcome::Denied,
-                                        None,
-                                        details,
-                                    )
-                                    .await?;
-                                    asked.push(why);
-                                    continue;
-                                }
-                            }
+                                Err(reason) => reason,
+                            };
+                            let why = format!("`{ANNOTATION_BRANCHES}: {branch}={env}` refused: {reason}");
+                            let details = serde_json::json!({"commit": commit, "branch": branch, "reason": why});
+                            let target = format!("Service/{}@{env}", w.metadata.name);
+                            self.record(&caller, "deployment.create", target, AuditOutcome::Denied, None, details)
+                                .await?;
+                            asked.push(why);
+                            continue;
                         }
                         self.await_artifact(env, &w.metadata.name, commit, delivery).await?;
                         asked.push(format!("{} to {env}", w.metadata.name));

@@ -1108,6 +1108,12 @@ pub fn translate_with_bindings(input: &PlanInput<'_>) -> Result<Translation, Vec
     let mut shared = resolve::SharedResources::default();
     let mut all_bindings = BTreeMap::new();
     let mut db_clients: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    let scope = provision::Scope {
+        environment: input.environment,
+        blueprint: input.blueprint,
+        parameters: &params,
+        provider: paved_model::Provider::Aws,
+    };
     for w in &input.services {
         let svc = w.metadata.name.as_str();
         // Each service gets a group; only the load balancer reaches its declared ports.
@@ -1145,14 +1151,8 @@ pub fn translate_with_bindings(input: &PlanInput<'_>) -> Result<Translation, Vec
                 }
             };
             // The platform team's provisioner, when one serves it, before any built-in.
-            let scope = provision::Scope {
-                environment: input.environment,
-                blueprint: input.blueprint,
-                parameters: &params,
-                provider: paved_model::Provider::Aws,
-            };
-            if let Some(found) = provision::find(&scope, res, &key) {
-                match provision::template(&mut g, &scope, found, (svc, rname, res), &key) {
+            if let Some(provisioned) = provision::provisioned(&mut g, &scope, (svc, rname, res), &key) {
+                match provisioned {
                     Ok(binding) => {
                         bindings.insert(rname.clone(), binding);
                     }

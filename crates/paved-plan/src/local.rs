@@ -115,8 +115,8 @@ pub fn translate(input: &PlanInput<'_>) -> Result<ResourceGraph, Vec<PlanError>>
                 hint: hint.to_string(),
             };
             // The platform team's provisioner, when one serves it, before any built-in.
-            if let Some(found) = provision::find(&scope, r, &key) {
-                match provision::template(&mut g, &scope, found, (svc, rname, r), &key) {
+            if let Some(provisioned) = provision::provisioned(&mut g, &scope, (svc, rname, r), &key) {
+                match provisioned {
                     Ok(binding) => {
                         bindings.insert(rname.clone(), binding);
                     }

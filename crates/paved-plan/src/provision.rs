@@ -55,6 +55,18 @@ pub fn find<'a>(scope: &Scope<'a>, r: &ResourceSpec, key: &str) -> Option<(usize
         .find(|(_, p)| p.serves(&r.kind, r.class.as_deref(), id, scope.provider))
 }
 
+/// The resource's binding from the blueprint's provisioner serving it, or
+/// `None` when none does (a built-in type then may).
+pub fn provisioned(
+    g: &mut ResourceGraph,
+    scope: &Scope<'_>,
+    resource: (&str, &str, &ResourceSpec),
+    key: &str,
+) -> Option<Result<ResourceBinding, PlanError>> {
+    let found = find(scope, resource.2, key)?;
+    Some(template(g, scope, found, resource, key))
+}
+
 /// A resource's nodes from a template provisioner, and how its outputs bind.
 pub fn template(
     g: &mut ResourceGraph,

@@ -803,3 +803,18 @@ pub fn wait_for<T>(what: &str, seconds: u64, mut f: impl FnMut() -> Option<T>) -
         std::thread::sleep(std::time::Duration::from_millis(250));
     }
 }
+
+/// `paved down` when the test ends, however it ends.
+pub struct Down(Command);
+
+impl Down {
+    pub fn of(p: &Platform) -> Down {
+        Down(p.command(&["down"]))
+    }
+}
+
+impl Drop for Down {
+    fn drop(&mut self) {
+        let _ = self.0.output();
+    }
+}
