@@ -118,7 +118,7 @@ impl Ctx {
     pub(crate) fn local_config(&self) -> Result<paved_local::Config, Failure> {
         let exe = std::env::current_exe()
             .map_err(|e| Failure::Internal(anyhow::anyhow!("cannot find paved's own executable: {e}")))?;
-        Ok(paved_local::Config { data_dir: self.data_dir.clone(), exe, pg_bin: None })
+        Ok(paved_local::Config { data_dir: self.data_dir.clone(), exe, pg_bin: None, provisioners: None })
     }
 }
 

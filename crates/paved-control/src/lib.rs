@@ -166,10 +166,11 @@ impl Control {
     }
 
     /// An engine over a provider's drivers and the platform provisioners'
-    /// (`paved.template`, `paved.secret`).
+    /// (`paved.template`, `paved.secret`, `paved.command`, `paved.terraform`).
     fn engine_over(&self, drivers: paved_engine::Drivers) -> Engine {
         let random: paved_engine::provisioned::Random = Arc::new(paved_local::fsutil::random_password);
         let drivers = paved_engine::provisioned::with_provisioners(drivers, random);
+        let drivers = paved_local::with_provisioners(drivers, &self.local);
         Engine::new(self.store.clone(), drivers, self.clock.clone())
             .with_sensitive_outputs(Arc::new(secrets::ResourceCredentials { control: self.clone() }))
     }

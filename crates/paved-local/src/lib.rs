@@ -31,6 +31,7 @@ mod network;
 pub mod postgres;
 pub mod probe;
 mod process;
+pub mod provisioners;
 pub mod proxy;
 mod redis;
 pub mod sandbox;
@@ -52,11 +53,22 @@ pub struct Config {
     /// PostgreSQL server binaries (`initdb`, `pg_ctl`); found on PATH or under
     /// `/usr/lib/postgresql/*/bin` when not given (`PAVED_PG_BIN`).
     pub pg_bin: Option<PathBuf>,
+    /// Where the programs and Terraform modules blueprints' provisioners
+    /// may name are installed (`PAVED_PROVISIONERS`, else `DATA/provisioners`).
+    pub provisioners: Option<PathBuf>,
 }
 
 impl Config {
     pub fn local_dir(&self) -> PathBuf {
         self.data_dir.join("local")
+    }
+
+    /// The provisioner directory: programs and modules the administrator installed.
+    pub fn provisioner_dir(&self) -> PathBuf {
+        self.provisioners
+            .clone()
+            .or_else(|| std::env::var_os("PAVED_PROVISIONERS").map(PathBuf::from))
+            .unwrap_or_else(|| self.data_dir.join("provisioners"))
     }
 
     pub fn env_dir(&self, env: &str) -> PathBuf {
@@ -99,6 +111,16 @@ pub fn drivers(config: &Config) -> Drivers {
         .with("local.dns", Arc::new(links::DerivedDriver { outputs: links::dns_outputs }))
         .with("local.service-link", Arc::new(links::DerivedDriver { outputs: links::link_outputs }))
         .with("local.volume", Arc::new(links::VolumeDriver { config }))
+}
+
+/// `drivers` with the platform provisioners that run programs and modules
+/// on this machine (`paved.command`, `paved.terraform`): the same for every
+/// provider, since they run where paved applies.
+pub fn with_provisioners(drivers: Drivers, config: &Config) -> Drivers {
+    let config = Arc::new(config.clone());
+    drivers
+        .with("paved.command", Arc::new(provisioners::CommandDriver { config: config.clone() }))
+        .with("paved.terraform", Arc::new(provisioners::TerraformDriver { config }))
 }
 
 /// Everything the provider started on this machine for paved, stopped and

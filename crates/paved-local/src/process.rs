@@ -80,6 +80,7 @@ impl ProcessRuntime {
                 root: root.clone(),
                 volumes,
                 uid: sandbox::uid_for(&r.environment),
+                host_tools: false,
             };
             sandbox.hand_over(&root).map_err(|e| DriverError::Retryable(format!("{}: {e}", root.display())))?;
             let program = |prog: &str| {

@@ -14,6 +14,7 @@
 //! |------------------------------|----------------------------------------|------------|
 //! | `/<entry>` for each entry of the bundle | the workload's image (like a container's `/`) | read-only |
 //! | `/usr/lib*`, `/lib*`         | the host's shared libraries, unless the bundle has its own | read-only |
+//! | `/usr/bin`, `/bin`, `/usr/local/bin`, `/usr/share` | the host's programs, for platform provisioners only (`host_tools`) | read-only |
 //! | a few `/etc` files           | resolv.conf, hosts, nsswitch.conf, ld.so.cache, localtime, ssl | read-only |
 //! | `/proc`, `/dev`, `/tmp`      | its own (new PID namespace, minimal devices, private tmpfs) | own |
 //! | `$PAVED_ROOT` (same path as on the host) | the container's directory: Score files, volume mounts | read-write |
@@ -53,6 +54,11 @@ pub struct Sandbox {
     pub volumes: Vec<Mount>,
     /// The host user and group to run as (`None`: paved's own user, in a user namespace).
     pub uid: Option<u32>,
+    /// Also the host's programs (`/usr/bin`, `/bin`, `/usr/local/bin`,
+    /// `/usr/share`) read-only: for platform provisioners, which are the
+    /// server's own programs and modules, not a workload's image.
+    #[serde(default)]
+    pub host_tools: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -108,6 +114,9 @@ pub fn confined(base: &Path, path: &str) -> Result<PathBuf, String> {
 
 /// Host directories of shared libraries a bundle without its own gets.
 const LIBRARY_DIRS: [&str; 5] = ["lib", "lib64", "lib32", "usr/lib", "usr/lib64"];
+/// Host directories of programs (and the data interpreters read) a
+/// provisioner's sandbox gets.
+const TOOL_DIRS: [&str; 6] = ["bin", "sbin", "usr/bin", "usr/sbin", "usr/local/bin", "usr/share"];
 /// Host files under `/etc` that name resolution, TLS and time zones read.
 const ETC_FILES: [&str; 8] = [
     "etc/resolv.conf",
@@ -173,7 +182,8 @@ impl Sandbox {
             }
         }
         let mut links: Vec<(String, String)> = Vec::new();
-        for dir in LIBRARY_DIRS {
+        let tools: &[&str] = if self.host_tools { &TOOL_DIRS } else { &[] };
+        for &dir in LIBRARY_DIRS.iter().chain(tools) {
             let top = dir.split('/').next().unwrap_or(dir);
             if own.iter().any(|o| o == top) {
                 continue; // The bundle brings its own.
@@ -301,7 +311,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(dir.path().join("bin")).unwrap();
         std::fs::write(dir.path().join("bin/api"), "").unwrap();
-        let s = Sandbox { image: dir.path().into(), root: "/r".into(), volumes: vec![], uid: None };
+        let s = Sandbox { image: dir.path().into(), root: "/r".into(), volumes: vec![], uid: None, host_tools: false };
         assert_eq!(s.program("/bin/api").unwrap(), "/bin/api");
         assert_eq!(s.program("api").unwrap(), "/bin/api");
         let e = s.program("/bin/sh").unwrap_err();

@@ -59,7 +59,8 @@ pub struct BlueprintSpec {
     pub provisioners: Vec<Provisioner>,
 }
 
-/// One provisioner: which resources it serves and how.
+/// One provisioner: which resources it serves and how (exactly one of
+/// `template`, `command`, `terraform`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Provisioner {
@@ -82,7 +83,17 @@ pub struct Provisioner {
     /// (`.type`, `.class`, `.id`: the resource's shared key), `${params.NAME}`
     /// (the resource's Score `params`) and `${secrets.NAME}` (a generated
     /// secret below). `$${` is a literal `${`.
-    pub template: TemplateProvisioner,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<TemplateProvisioner>,
+    /// Outputs from a program the platform installed in paved's provisioner
+    /// directory: it reads a JSON request on stdin and writes JSON outputs,
+    /// sandboxed like workloads.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<CommandProvisioner>,
+    /// Outputs from a Terraform module in paved's provisioner directory,
+    /// applied once per resource with its state kept by paved.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub terraform: Option<TerraformProvisioner>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -97,19 +108,97 @@ pub struct TemplateProvisioner {
     pub secrets: Vec<String>,
 }
 
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct CommandProvisioner {
+    /// The program's file name in the provisioner directory (no `/`): only
+    /// programs the server's administrator installed there can run.
+    #[schemars(regex(pattern = r"^[A-Za-z0-9._-]+$"))]
+    pub program: String,
+    /// Arguments, each a template over the same inputs as a template
+    /// provisioner's outputs (no `secrets.*`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub args: Vec<String>,
+    /// How long one run may take (default 60s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<crate::duration::SpecDuration>,
+    /// The outputs it must answer with (what workloads may read).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub outputs: Vec<String>,
+    /// Outputs that are secrets: kept sealed in the vault, never in a plan.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secrets: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct TerraformProvisioner {
+    /// The module's directory name in the provisioner directory (no `/`).
+    #[schemars(regex(pattern = r"^[A-Za-z0-9._-]+$"))]
+    pub module: String,
+    /// The module's input variables, each a template over the same inputs
+    /// as a template provisioner's outputs (no `secrets.*`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub variables: BTreeMap<String, String>,
+    /// How long one `terraform` run may take (default 10m).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<crate::duration::SpecDuration>,
+    /// The module's outputs workloads may read (`terraform output -json`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub outputs: Vec<String>,
+    /// Outputs that are secrets (every output the module marks
+    /// `sensitive` must be one): kept sealed in the vault.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secrets: Vec<String>,
+}
+
+/// A provisioner's way of making outputs, whichever it declares.
+#[derive(Debug, Clone, Copy)]
+pub enum How<'a> {
+    Template(&'a TemplateProvisioner),
+    Command(&'a CommandProvisioner),
+    Terraform(&'a TerraformProvisioner),
+}
+
 impl Provisioner {
+    /// Its one way of making outputs, or why it has none or several.
+    pub fn how(&self) -> Result<How<'_>, String> {
+        match (&self.template, &self.command, &self.terraform) {
+            (Some(t), None, None) => Ok(How::Template(t)),
+            (None, Some(c), None) => Ok(How::Command(c)),
+            (None, None, Some(t)) => Ok(How::Terraform(t)),
+            (None, None, None) => Err("a provisioner needs one of `template`, `command` or `terraform`".into()),
+            _ => Err("a provisioner takes exactly one of `template`, `command` or `terraform`".into()),
+        }
+    }
+
+    /// The names of the secrets it makes or reports (sealed in the vault).
+    pub fn secrets(&self) -> &[String] {
+        match self.how() {
+            Ok(How::Template(t)) => &t.secrets,
+            Ok(How::Command(c)) => &c.secrets,
+            Ok(How::Terraform(t)) => &t.secrets,
+            Err(_) => &[],
+        }
+    }
+
     /// Why a template placeholder's `path` is not an input this provisioner
     /// can read (`None` when it is); `parameter` says which blueprint
     /// parameters exist. A resource's `params.NAME` is only known per
-    /// resource, when planned.
+    /// resource, when planned. Only a template provisioner generates
+    /// secrets; a command or module makes its own.
     pub fn unknown_input(&self, path: &[&str], parameter: impl Fn(&str) -> bool) -> Option<String> {
+        let generates = |name: &str| matches!(self.how(), Ok(How::Template(t)) if t.secrets.iter().any(|s| s == name));
         match path {
             ["environment", "name" | "type" | "region" | "account"]
             | ["resource", "name" | "type" | "class" | "id"]
             | ["params", _] => None,
             ["parameters", name] if parameter(name) => None,
             ["parameters", name] => Some(format!("the blueprint has no parameter `{name}`")),
-            ["secrets", name] if self.template.secrets.iter().any(|s| s == name) => None,
+            ["secrets", name] if generates(name) => None,
+            ["secrets", _] if !matches!(self.how(), Ok(How::Template(_))) => {
+                Some("only a template provisioner generates secrets; a command or module makes its own".into())
+            }
             ["secrets", name] => Some(format!("the provisioner generates no secret `{name}` (list it in `secrets`)")),
             _ => Some(
                 "not a template input; templates read environment.name|type|region|account, parameters.NAME, \

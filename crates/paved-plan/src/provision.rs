@@ -8,6 +8,14 @@
 //! |             | outputs are those (references to secrets resolved at apply)            |
 //! |             | `paved.secret/KEY--NAME` per generated secret: 32 random characters    |
 //! |             | made once (output `value`, sealed in the vault)                        |
+//! | `command`   | `paved.command/KEY`: program, rendered args, timeout, declared outputs |
+//! |             | and secrets, and the request the program reads (resource, environment, |
+//! |             | blueprint parameters); its outputs are what the program answers        |
+//! | `terraform` | `paved.terraform/KEY`: module, rendered variables, timeout, declared   |
+//! |             | outputs and secrets; its outputs are the module's root outputs         |
+//!
+//! The drivers of `paved.command` and `paved.terraform` run on the machine
+//! that applies (`paved_local::provisioners`); this module only plans.
 //!
 //! Template placeholders, the `${…}` syntax Score users know:
 //!
@@ -25,7 +33,7 @@
 
 use crate::resolve::ResourceBinding;
 use crate::{Node, PlanError, ResourceGraph};
-use paved_model::blueprint::Provisioner;
+use paved_model::blueprint::{How, Provisioner, TemplateProvisioner};
 use paved_model::placeholder::{self, Segment};
 use paved_model::score::ResourceSpec;
 use paved_model::{Blueprint, Environment, Provider};
@@ -63,29 +71,110 @@ pub fn provisioned(
     resource: (&str, &str, &ResourceSpec),
     key: &str,
 ) -> Option<Result<ResourceBinding, PlanError>> {
-    let found = find(scope, resource.2, key)?;
-    Some(template(g, scope, found, resource, key))
-}
-
-/// A resource's nodes from a template provisioner, and how its outputs bind.
-pub fn template(
-    g: &mut ResourceGraph,
-    scope: &Scope<'_>,
-    (index, p): (usize, &Provisioner),
-    (service, resource, r): (&str, &str, &ResourceSpec),
-    key: &str,
-) -> Result<ResourceBinding, PlanError> {
-    let fail = |output: &str, reason: String| PlanError::Provisioner {
+    let (index, p) = find(scope, resource.2, key)?;
+    let (service, name, r) = resource;
+    let fail = |what: &str, reason: String| PlanError::Provisioner {
         service: service.to_string(),
-        resource: resource.to_string(),
+        resource: name.to_string(),
         at: format!(
-            "blueprint `{}` spec.provisioners[{index}] (type `{}`), output `{output}`",
+            "blueprint `{}` spec.provisioners[{index}] (type `{}`){what}",
             scope.blueprint.metadata.name, p.resource_type
         ),
         reason,
     };
+    let no_secrets = BTreeMap::new();
+    let render = |what: String, text: &str| {
+        render(text, scope, (name, r), key, &no_secrets).map(|(v, _)| v).map_err(|reason| fail(&what, reason))
+    };
+    let timeout = |t: &Option<paved_model::duration::SpecDuration>, default: u64| {
+        t.as_ref().and_then(|t| t.parse()).map_or(default, |d| d.as_secs().max(1))
+    };
+    Some(match p.how() {
+        Ok(How::Template(t)) => template(g, scope, &fail, t, (name, r), key),
+        Ok(How::Command(c)) => (|| {
+            let args = c
+                .args
+                .iter()
+                .enumerate()
+                .map(|(i, a)| render(format!(", args[{i}]"), a))
+                .collect::<Result<Vec<_>, _>>()?;
+            let request = json!({
+                "resource": {
+                    "type": r.kind, "class": r.class, "id": key, "name": name,
+                    "params": r.params.clone().map(Value::Object).unwrap_or(json!({})),
+                },
+                "environment": environment(scope.environment),
+                "parameters": scope.parameters,
+            });
+            let properties = json!({
+                "program": c.program,
+                "args": args,
+                "timeoutSeconds": timeout(&c.timeout, 60),
+                "outputs": c.outputs,
+                "secrets": c.secrets,
+                "request": escaped(request),
+            });
+            Ok(bind(g, Node::new("paved.command", key, properties), &c.outputs, &c.secrets))
+        })(),
+        Ok(How::Terraform(t)) => (|| {
+            let mut variables = serde_json::Map::new();
+            for (k, v) in &t.variables {
+                variables.insert(k.clone(), Value::String(render(format!(", variables.{k}"), v)?));
+            }
+            let properties = json!({
+                "resource": name,
+                "module": t.module,
+                "variables": variables,
+                "timeoutSeconds": timeout(&t.timeout, 600),
+                "outputs": t.outputs,
+                "secrets": t.secrets,
+            });
+            Ok(bind(g, Node::new("paved.terraform", key, properties), &t.outputs, &t.secrets))
+        })(),
+        Err(why) => Err(fail("", why)),
+    })
+}
+
+/// A command or module node added, its outputs (secrets sealed) bound.
+fn bind(g: &mut ResourceGraph, mut node: Node, outputs: &[String], secrets: &[String]) -> ResourceBinding {
+    let names: Vec<String> = outputs.iter().chain(secrets).cloned().collect();
+    node.outputs.extend(names.iter().cloned());
+    node.sensitive.extend(secrets.iter().cloned());
+    ResourceBinding { node: g.add(node), outputs: names }
+}
+
+/// The environment as a provisioner's request names it.
+fn environment(env: &Environment) -> Value {
+    json!({
+        "name": env.metadata.name,
+        "type": env.spec.env_type.to_string(),
+        "region": env.spec.region,
+        "account": env.spec.account,
+    })
+}
+
+/// `v` with every `${` written `$${`: a request is data, never a reference
+/// the engine would resolve.
+fn escaped(v: Value) -> Value {
+    match v {
+        Value::String(s) => Value::String(s.replace("${", "$${")),
+        Value::Array(a) => Value::Array(a.into_iter().map(escaped).collect()),
+        Value::Object(o) => Value::Object(o.into_iter().map(|(k, v)| (k, escaped(v))).collect()),
+        other => other,
+    }
+}
+
+/// A resource's nodes from a template provisioner, and how its outputs bind.
+fn template(
+    g: &mut ResourceGraph,
+    scope: &Scope<'_>,
+    fail: &dyn Fn(&str, String) -> PlanError,
+    t: &TemplateProvisioner,
+    (resource, r): (&str, &ResourceSpec),
+    key: &str,
+) -> Result<ResourceBinding, PlanError> {
     let mut secrets = BTreeMap::new();
-    for name in &p.template.secrets {
+    for name in &t.secrets {
         let node = Node::new("paved.secret", &format!("{key}--{name}"), json!({"length": SECRET_LENGTH}))
             .outputs(&["value"])
             .sensitive(&["value"])
@@ -93,10 +182,10 @@ pub fn template(
         secrets.insert(name.clone(), g.add(node));
     }
     let mut rendered = serde_json::Map::new();
-    let mut sensitive: Vec<String> = p.template.secrets.clone();
-    for (output, text) in &p.template.outputs {
-        let (value, uses_secret) =
-            render(text, scope, (resource, r), key, &secrets).map_err(|reason| fail(output, reason))?;
+    let mut sensitive: Vec<String> = t.secrets.clone();
+    for (output, text) in &t.outputs {
+        let (value, uses_secret) = render(text, scope, (resource, r), key, &secrets)
+            .map_err(|reason| fail(&format!(", output `{output}`"), reason))?;
         if uses_secret {
             sensitive.push(output.clone());
         }

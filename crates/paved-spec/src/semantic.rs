@@ -502,41 +502,94 @@ fn policy_exception(e: &paved_model::PolicyException, r: &mut Report<'_>) {
     }
 }
 
-/// Each template placeholder of a provisioner reads a known input, and a
-/// generated secret is not also a templated output.
+/// Each provisioner has one way of making outputs, each of its templates
+/// (template outputs, command arguments, module variables) reads a known
+/// input, and no output is declared twice.
 fn provisioners(b: &Blueprint, r: &mut Report<'_>) {
+    use paved_model::blueprint::How;
     for (i, p) in b.spec.provisioners.iter().enumerate() {
-        for (output, text) in &p.template.outputs {
-            let at = vec![
-                "spec".to_string(),
-                "provisioners".into(),
-                i.to_string(),
-                "template".into(),
-                "outputs".into(),
-                output.clone(),
-            ];
+        let at = |rest: &[&str]| -> Vec<String> {
+            ["spec", "provisioners", &i.to_string()].iter().chain(rest).map(|s| s.to_string()).collect()
+        };
+        let how = match p.how() {
+            Ok(how) => how,
+            Err(why) => {
+                let d = r.error("invalid-provisioner", &at(&[]), why);
+                set_hint(
+                    d,
+                    "keep one of `template:` (outputs from text), `command:` (a program) or `terraform:` (a module)",
+                );
+                continue;
+            }
+        };
+        // (field, what the templates are, [(key, template)], declared outputs, secrets)
+        // Declared outputs are (where, name): a template's by key, a list's by index.
+        type Templates<'a> = (&'a str, &'a str, Vec<(String, &'a String)>, Vec<(String, &'a String)>, &'a [String]);
+        let (field, list, templates, declared, secrets): Templates<'_> = match how {
+            How::Template(t) => (
+                "template",
+                "outputs",
+                t.outputs.iter().map(|(k, v)| (k.clone(), v)).collect(),
+                t.outputs.keys().map(|k| (k.clone(), k)).collect(),
+                &t.secrets,
+            ),
+            How::Command(c) => (
+                "command",
+                "args",
+                c.args.iter().enumerate().map(|(n, v)| (n.to_string(), v)).collect(),
+                c.outputs.iter().enumerate().map(|(i, o)| (i.to_string(), o)).collect(),
+                &c.secrets,
+            ),
+            How::Terraform(t) => (
+                "terraform",
+                "variables",
+                t.variables.iter().map(|(k, v)| (k.clone(), v)).collect(),
+                t.outputs.iter().enumerate().map(|(i, o)| (i.to_string(), o)).collect(),
+                &t.secrets,
+            ),
+        };
+        for (key, text) in templates {
+            let place = at(&[field, list, &key]);
             match placeholder::placeholders(text) {
                 Err(e) => {
-                    let d = r.error("invalid-placeholder", &at, e.to_string());
+                    let d = r.error("invalid-placeholder", &place, e.to_string());
                     set_hint(d, "close it with `}`, or write `$${` for a literal `${`");
                 }
                 Ok(found) => {
                     for ph in found {
                         let path: Vec<&str> = ph.path.iter().map(String::as_str).collect();
                         if let Some(why) = p.unknown_input(&path, |n| b.spec.parameters.contains_key(n)) {
-                            r.error("unresolved-placeholder", &at, format!("`{}`: {why}", ph.text()));
+                            r.error("unresolved-placeholder", &place, format!("`{}`: {why}", ph.text()));
                         }
                     }
                 }
             }
-            if p.template.secrets.contains(output) {
-                let d = r.error(
-                    "duplicate-output",
-                    &at,
-                    format!("`{output}` is a generated secret and a templated output"),
-                );
-                set_hint(d, "keep one: a generated secret is already an output of that name");
+        }
+        for (key, output) in declared {
+            if secrets.contains(output) {
+                let what = match how {
+                    How::Template(_) => "a generated secret and a templated output",
+                    _ => "listed under both `outputs` and `secrets`",
+                };
+                let d = r.error("duplicate-output", &at(&[field, "outputs", &key]), format!("`{output}` is {what}"));
+                set_hint(d, "keep one: a secret is already an output of that name");
             }
+        }
+        let timeout = match how {
+            How::Command(c) => c.timeout.as_ref(),
+            How::Terraform(t) => t.timeout.as_ref(),
+            How::Template(_) => None,
+        };
+        if let Some(t) = timeout {
+            duration_in(r, &at(&[field, "timeout"]).join("."), &t.0, (1, 3600));
+        }
+        if let How::Command(c) = how
+            && c.outputs.is_empty()
+            && c.secrets.is_empty()
+        {
+            let d =
+                r.error("missing-field", &at(&["command", "outputs"]), "a command provisioner declares its outputs");
+            set_hint(d, "list the outputs the program answers with, e.g. `outputs: [host, port]`");
         }
     }
 }
