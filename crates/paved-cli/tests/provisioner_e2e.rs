@@ -445,3 +445,41 @@ fn a_terraform_module_provisioner_applies_per_resource_with_paved_keeping_its_st
         let _ = std::fs::remove_file(seen_file(&p, "jobs"));
     }
 }
+
+#[test]
+fn a_files_binary_content_reaches_the_workload_byte_for_byte_and_source_blocks_only_its_service() {
+    let p = platform_with_tools();
+    let _down = support::Down::of(&p);
+    let score = "apiVersion: score.dev/v1b1\nmetadata:\n  name: badge\n  annotations:\n    paved.dev/owner: platform\n\
+                 containers:\n  main:\n    image: registry.example.com/test/tools:1\n    command: [\"/bin/sh\", \"-c\", \"exec sleep 600\"]\n    \
+                 files:\n      /srv/badge.bin:\n        binaryContent: AP8QaGkK\n        mode: \"0600\"\n";
+    p.ok_with_input(&["apply", "-f", "-"], score);
+    p.ok(&["apply", "-e", "dev"]);
+    let file = p.data.path().join("local/envs/dev/workloads/badge/slots/blue/containers/main/root/srv/badge.bin");
+    let bytes = support::wait_for("the file", 30, || std::fs::read(&file).ok());
+    assert_eq!(bytes, [0x00, 0xff, 0x10, b'h', b'i', b'\n']);
+    let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&file).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o600);
+
+    // Not base64: refused when recorded, at the field.
+    let mut apply = p.command(&["apply", "-f", "-"]);
+    apply.stdin(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+    let mut child = apply.spawn().unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), score.replace("AP8QaGkK", "not*base64").as_bytes())
+        .unwrap();
+    let refused = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success() && err.contains("binaryContent is not base64"), "{err}");
+    assert!(err.contains("<stdin>:12:24"), "{err}");
+
+    // A `source` paved never sees blocks that service alone, saying what to write instead.
+    let sourced = score.replace("badge", "motd").replace("binaryContent: AP8QaGkK", "source: ./motd.txt");
+    p.ok_with_input(&["apply", "-f", "-"], &sourced);
+    let out = p.ok(&["apply", "-e", "dev"]);
+    assert!(
+        out.contains("blocked: service `motd`")
+            && out.contains("reads `source: ./motd.txt`, a file beside the Score file"),
+        "{out}"
+    );
+    assert_eq!(std::fs::read(&file).unwrap(), [0x00, 0xff, 0x10, b'h', b'i', b'\n'], "badge keeps running");
+}

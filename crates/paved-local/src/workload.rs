@@ -366,9 +366,18 @@ pub(crate) fn write_file(root: &Path, target: &str, f: &FileSpec) -> Result<(), 
     }
     let bytes = match (&f.content, &f.binary_content, &f.source) {
         (Some(text), _, _) => text.clone().into_bytes(),
-        (None, Some(_), _) => return Err(permanent(format!("file `{target}`: binaryContent is not supported yet"))),
+        (None, Some(data), _) => {
+            use base64::Engine;
+            let compact: String = data.chars().filter(|c| !c.is_ascii_whitespace()).collect();
+            base64::engine::general_purpose::STANDARD
+                .decode(compact)
+                .map_err(|e| permanent(format!("file `{target}`: binaryContent is not base64: {e}")))?
+        }
         (None, None, Some(src)) => {
-            return Err(permanent(format!("file `{target}`: `source: {src}` is not supported yet; inline `content`")));
+            return Err(permanent(format!(
+                "file `{target}`: `source: {src}` is not supported (paved cannot read the machine the Score file \
+                 came from); inline it as `content` or `binaryContent`"
+            )));
         }
         (None, None, None) => Vec::new(),
     };

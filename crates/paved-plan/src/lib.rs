@@ -145,6 +145,10 @@ pub enum PlanError {
         "service `{service}` has containers {containers}; a deployment replaces the image of one of them: name it `{service}`"
     )]
     AmbiguousArtifact { service: String, containers: String },
+    #[error(
+        "service `{service}`: {field} reads `source: {path}`, a file beside the Score file, which paved never sees (it records the Score file's text, not its directory); put the file's text in `content`, or its bytes base64-encoded in `binaryContent`"
+    )]
+    FileSource { service: String, field: String, path: String },
     #[error("node `{node}` depends on `{missing}`, which is not in the graph")]
     DanglingDependency { node: String, missing: String },
     #[error("dependency cycle: {}", path.join(" → "))]
@@ -161,6 +165,7 @@ impl PlanError {
             PlanError::UnsupportedResource { service, .. }
             | PlanError::Unavailable { service, .. }
             | PlanError::Provisioner { service, .. }
+            | PlanError::FileSource { service, .. }
             | PlanError::Unsatisfiable { service, .. }
             | PlanError::HostVolumeNotAllowed { service, .. }
             | PlanError::AmbiguousArtifact { service, .. } => Some(service),

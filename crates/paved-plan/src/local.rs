@@ -526,6 +526,10 @@ fn workload_properties(
             None => Vec::new(),
         };
         for (target, f) in entries {
+            if let Some(path) = &f.source {
+                let (service, field) = (w.metadata.name.clone(), at(&format!("files.{target}")));
+                return Err(PlanError::FileSource { service, field, path: path.clone() });
+            }
             let content = match (&f.content, f.no_expand.unwrap_or(false)) {
                 (Some(text), false) => Some(resolve::rewrite(w, &at(&format!("files.{target}")), text, b)?),
                 (Some(text), true) => Some(text.replace("${", "$${")),

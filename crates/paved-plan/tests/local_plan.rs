@@ -406,3 +406,23 @@ fn a_service_port_resource_gives_hostname_and_port_of_another_workloads_named_po
         "{errors:?}"
     );
 }
+
+#[test]
+fn a_files_source_blocks_its_service_and_binary_content_is_carried_as_is() {
+    let logo = "containers:\n  main:\n    image: l:1\n    files:\n      /srv/logo.png:\n        \
+                binaryContent: iVBORw0KGgo=\n      /etc/motd:\n        source: ./motd.txt\n";
+    let world = World::with_extra(vec![service("logo", logo)]);
+    let g = paved_plan::plan_services(&world.input("dev", DOCKER)).unwrap();
+    let reasons = &g.blocked["logo"];
+    assert!(
+        reasons[0].contains("containers.main.files./etc/motd reads `source: ./motd.txt`")
+            && reasons[0].contains("`binaryContent`"),
+        "{reasons:?}"
+    );
+    assert!(g.nodes.contains_key("local.workload/api"), "the neighbours are planned");
+    let world =
+        World::with_extra(vec![service("logo", &logo.replace("      /etc/motd:\n        source: ./motd.txt\n", ""))]);
+    let g = plan(&world.input("dev", DOCKER)).unwrap();
+    let file = &g.nodes["local.workload/logo"].properties["containers"]["main"]["files"]["/srv/logo.png"];
+    assert_eq!(file["binaryContent"], json!("iVBORw0KGgo="));
+}

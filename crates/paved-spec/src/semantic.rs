@@ -645,6 +645,7 @@ fn workload(w: &Workload, r: &mut Report<'_>, source: &SourceFile) {
         }
     }
     confined_paths(w, r);
+    binary_contents(w, r);
     let resource_names: Vec<&String> = w.resources.keys().collect();
     for field in w.placeholder_fields() {
         let node_span = r.root.span_of(&field.path);
@@ -669,6 +670,31 @@ fn workload(w: &Workload, r: &mut Report<'_>, source: &SourceFile) {
                         );
                     }
                 }
+            }
+        }
+    }
+}
+
+/// Each file's `binaryContent` is standard base64 (it is written as the
+/// bytes it encodes, never expanded).
+fn binary_contents(w: &Workload, r: &mut Report<'_>) {
+    use base64::Engine;
+    use paved_model::score::Files;
+    for (cname, c) in &w.containers {
+        let entries: Vec<(Vec<String>, &paved_model::score::ContainerFile)> = match &c.files {
+            Some(Files::Map(m)) => m.iter().map(|(t, f)| (vec![t.clone()], f)).collect(),
+            Some(Files::List(l)) => l.iter().enumerate().map(|(i, f)| (vec![i.to_string()], f)).collect(),
+            None => Vec::new(),
+        };
+        for (key, f) in entries {
+            let Some(data) = &f.binary_content else { continue };
+            let compact: String = data.chars().filter(|c| !c.is_ascii_whitespace()).collect();
+            if let Err(e) = base64::engine::general_purpose::STANDARD.decode(compact) {
+                let at =
+                    [vec!["containers".to_string(), cname.clone(), "files".into()], key, vec!["binaryContent".into()]]
+                        .concat();
+                let d = r.error("invalid-format", &at, format!("binaryContent is not base64: {e}"));
+                set_hint(d, "encode the bytes with `base64 -w0 FILE` (standard alphabet, `=` padding)");
             }
         }
     }
