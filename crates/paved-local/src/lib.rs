@@ -10,6 +10,8 @@
 //! * `local.postgres.cluster` / `local.postgres.database`: one PostgreSQL
 //!   cluster managed by paved, one database + role per resource; a role can
 //!   connect only to its own database.
+//! * `local.mysql.server` / `local.mysql.database`: one MariaDB server
+//!   managed by paved, one database + user per resource (`mysql`).
 //! * `local.redis`: a password-protected `redis-server` per resource.
 //! * `local.workload`: each Score container as a supervised process run from
 //!   a bundle in paved's local image store (the `process` runtime).
@@ -27,6 +29,7 @@ pub mod docker;
 pub mod fsutil;
 pub mod images;
 mod links;
+pub mod mysql;
 mod network;
 pub mod postgres;
 pub mod probe;
@@ -97,6 +100,7 @@ impl Config {
 pub fn drivers(config: &Config) -> Drivers {
     let config = Arc::new(config.clone());
     let cluster = Arc::new(postgres::Cluster::new(&config));
+    let mysql = Arc::new(mysql::Server::new(&config));
     Drivers::default()
         .with("local.network", Arc::new(network::NetworkDriver { config: config.clone() }))
         .with(
@@ -104,6 +108,8 @@ pub fn drivers(config: &Config) -> Drivers {
             Arc::new(postgres::ClusterDriver { cluster: cluster.clone(), config: config.clone() }),
         )
         .with("local.postgres.database", Arc::new(postgres::DatabaseDriver { cluster, config: config.clone() }))
+        .with("local.mysql.server", Arc::new(mysql::ServerDriver { server: mysql.clone() }))
+        .with("local.mysql.database", Arc::new(mysql::DatabaseDriver { server: mysql, config: config.clone() }))
         .with("local.redis", Arc::new(redis::RedisDriver { config: config.clone() }))
         .with("local.workload", Arc::new(workload::WorkloadDriver::new(config.clone())))
         .with("local.proxy", Arc::new(links::ProxyDriver { config: config.clone() }))
@@ -135,6 +141,7 @@ pub async fn teardown(config: &Config) -> Result<(), String> {
     }
     docker::teardown(config).await?;
     Arc::new(postgres::Cluster::new(config)).destroy().await?;
+    mysql::Server::new(config).destroy().await?;
     remove_dir(&config.local_dir())
 }
 

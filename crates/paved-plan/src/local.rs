@@ -26,7 +26,7 @@ use serde_json::{Value, json};
 use std::collections::BTreeMap;
 
 const PROVIDER: &str = "local";
-const SUPPORTED: &str = "postgres, redis, volume, dns, route, service, service-port";
+const SUPPORTED: &str = "postgres, mysql, redis, volume, dns, route, service, service-port";
 
 /// A blueprint asking for processes gets processes; otherwise the account
 /// decides, and without a word from it the machine (is there a Docker Engine).
@@ -179,6 +179,47 @@ pub fn translate(input: &PlanInput<'_>) -> Result<ResourceGraph, Vec<PlanError>>
                     .outputs(&["host", "port", "name", "database", "username", "password"])
                     .sensitive(&["password"])
                     .immutable(&["database", "role"]);
+                    ResourceBinding {
+                        node: g.add(node),
+                        outputs: resolve::outputs(&["host", "port", "name", "database", "username", "password"]),
+                    }
+                }
+                "mysql" => {
+                    if !bp.databases.contains_key(&DatabaseEngine::Mysql) {
+                        errors.push(unavailable(
+                            "a mysql database",
+                            &format!(
+                                "blueprint `{}` offers none; the platform team adds `spec.databases.mysql`",
+                                input.blueprint.metadata.name
+                            ),
+                        ));
+                        continue;
+                    }
+                    if docker {
+                        errors.push(unavailable(
+                            "a mysql database on the docker runtime",
+                            "the platform MariaDB runs on this machine for the process runtime only; run the \
+                             environment on processes (`paved up --runtime process`) or offer `mysql` through a \
+                             provisioner",
+                        ));
+                        continue;
+                    }
+                    // One platform MariaDB shared by the process runtime's environments; a
+                    // database and a user per resource keep them apart.
+                    let server = g.add(
+                        Node::new("local.mysql.server", "platform", json!({"engine": "mariadb"}))
+                            .outputs(&["host", "port"]),
+                    );
+                    let ident = format!("{env}_{key}").replace(['-', '.'], "_");
+                    let node = Node::new(
+                        "local.mysql.database",
+                        &key,
+                        json!({"database": ident, "username": ident, "credentials": "issued-by-paved"}),
+                    )
+                    .after([server, network.clone()])
+                    .outputs(&["host", "port", "name", "database", "username", "password"])
+                    .sensitive(&["password"])
+                    .immutable(&["database", "username"]);
                     ResourceBinding {
                         node: g.add(node),
                         outputs: resolve::outputs(&["host", "port", "name", "database", "username", "password"]),
