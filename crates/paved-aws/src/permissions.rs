@@ -27,6 +27,8 @@ pub const ACTIONS: &[(&str, &[&str])] = &[
             "CreateFlowLogs",
             "CreateInternetGateway",
             "CreateNatGateway",
+            "CreateNetworkInterface",
+            "CreateNetworkInterfacePermission",
             "CreateRoute",
             "CreateRouteTable",
             "CreateSecurityGroup",
@@ -36,6 +38,7 @@ pub const ACTIONS: &[(&str, &[&str])] = &[
             "DeleteFlowLogs",
             "DeleteInternetGateway",
             "DeleteNatGateway",
+            "DeleteNetworkInterface",
             "DeleteRoute",
             "DeleteRouteTable",
             "DeleteSecurityGroup",
@@ -46,6 +49,7 @@ pub const ACTIONS: &[(&str, &[&str])] = &[
             "DescribeFlowLogs",
             "DescribeInternetGateways",
             "DescribeNatGateways",
+            "DescribeNetworkInterfaces",
             "DescribeRouteTables",
             "DescribeSecurityGroups",
             "DescribeSubnets",
@@ -141,6 +145,10 @@ pub const ACTIONS: &[(&str, &[&str])] = &[
             "PutEncryptionConfiguration",
         ],
     ),
+    // Amazon MQ for RabbitMQ; creating a private broker also needs the EC2
+    // network-interface calls below
+    // (<https://docs.aws.amazon.com/amazon-mq/latest/developer-guide/amazon-mq-setting-up.html>).
+    ("mq", &["CreateBroker", "CreateTags", "DeleteBroker", "DescribeBroker", "ListBrokers", "UpdateBroker"]),
     (
         "sqs",
         &[
@@ -312,7 +320,7 @@ pub fn policy(partition: &str, account_id: Option<&str>) -> Value {
              "Resource": "*",
              "Condition": {"StringEquals": {"iam:AWSServiceName": [
                  "elasticloadbalancing.amazonaws.com", "rds.amazonaws.com", "eks.amazonaws.com",
-                 "eks-nodegroup.amazonaws.com"]}}},
+                 "eks-nodegroup.amazonaws.com", "mq.amazonaws.com"]}}},
         ],
     })
 }

@@ -804,3 +804,79 @@ fn a_nat_gateway_that_failed_fails_the_apply_at_once_with_awss_reason() {
     aws.ok(&["apply", "-e", "eu-dev"]);
     assert_eq!(aws.inventory("eu-dev", "eu-central-1"), aws.planned("eu-dev"));
 }
+
+/// A service speaking AMQP 0-9-1.
+const EVENTS: &str = "apiVersion: score.dev/v1b1\nmetadata:\n  name: events\n  annotations:\n    paved.dev/owner: payments\n\
+containers:\n  events:\n    image: registry.example.com/payments/events:1.0.0\n    variables:\n      \
+AMQP_HOST: ${resources.bus.host}\n      AMQP_PORT: ${resources.bus.port}\n      AMQP_VHOST: ${resources.bus.vhost}\n      \
+AMQP_USER: ${resources.bus.username}\n      AMQP_PASSWORD: ${resources.bus.password}\nresources:\n  bus:\n    type: amqp\n";
+
+/// The environment's Amazon MQ brokers and a service's secret.
+const BROKERS: &str = r#"
+import json, sys, boto3
+endpoint, env, region, service = sys.argv[1:5]
+mq = boto3.client("mq", endpoint_url=endpoint, region_name=region)
+ours = [b for b in mq.list_brokers()["BrokerSummaries"] if b["BrokerName"].startswith(f"paved-{env}-")]
+sm = boto3.client("secretsmanager", endpoint_url=endpoint, region_name=region)
+try:
+    secret = json.loads(sm.get_secret_value(SecretId=f"paved/{env}/{service}")["SecretString"])
+except (sm.exceptions.ResourceNotFoundException, sm.exceptions.InvalidRequestException):  # gone, or deleted and waiting
+    secret = None
+print(json.dumps({"brokers": [mq.describe_broker(BrokerId=b["BrokerId"]) for b in ours], "secret": secret}, default=str))
+"#;
+
+#[test]
+fn an_amqp_resource_is_a_private_rabbitmq_broker_on_amazon_mq_not_an_sqs_queue() {
+    let aws = Aws::new();
+    aws.p.ok_with_input(&["apply", "-f", "-"], EVENTS);
+    let graph = aws.ok(&["plan", "-e", "eu-dev", "--graph"]);
+    assert!(graph.contains("aws.mq-broker/events-bus") && !graph.contains("aws.sqs-queue/events-bus"), "{graph}");
+    aws.ok(&["apply", "-e", "eu-dev"]);
+    let seen: Value = serde_json::from_str(&py(BROKERS, &[&aws.moto.url, "eu-dev", "eu-central-1", "events"])).unwrap();
+    let brokers = seen["brokers"].as_array().unwrap();
+    assert_eq!(brokers.len(), 1, "{seen}");
+    let b = &brokers[0];
+    assert_eq!(b["BrokerName"], "paved-eu-dev-events-bus");
+    assert_eq!(
+        (b["EngineType"].as_str(), b["DeploymentMode"].as_str()),
+        (Some("RABBITMQ"), Some("SINGLE_INSTANCE")),
+        "{b}"
+    );
+    assert_eq!((b["HostInstanceType"].as_str(), b["PubliclyAccessible"].as_bool()), (Some("mq.t3.micro"), Some(false)));
+    assert_eq!(
+        b["Users"].as_array().unwrap().iter().map(|u| u["Username"].clone()).collect::<Vec<_>>(),
+        [json!("paved")]
+    );
+    // One subnet (a single instance takes exactly one), one security group of its own.
+    assert_eq!(b["SubnetIds"].as_array().unwrap().len(), 1, "{b}");
+    assert_eq!(b["SecurityGroups"].as_array().unwrap().len(), 1, "{b}");
+    // The generated password reaches the service through its secret only.
+    let password = seen["secret"]["AMQP_PASSWORD"].as_str().unwrap_or_default();
+    assert_eq!(password.len(), 32, "{seen}");
+    assert!(!graph.contains(password) && !aws.ok(&["plan", "-e", "eu-dev", "--graph"]).contains(password));
+    // Applied again, nothing changes.
+    assert!(aws.ok(&["plan", "-e", "eu-dev"]).contains("0 to add, 0 to change, 0 to replace, 0 to destroy"));
+    let calls = {
+        aws.proxy.reset();
+        aws.ok(&["apply", "-e", "eu-dev"]);
+        aws.proxy.calls()
+    };
+    assert!(!calls.keys().any(|k| k.contains("CreateBroker") || k.contains("UpdateBroker")), "{calls:?}");
+
+    // Destroyed with its environment; every call of the run is one the provisioner role may make.
+    aws.ok(&["destroy", "-e", "eu-dev"]);
+    let seen: Value = serde_json::from_str(&py(BROKERS, &[&aws.moto.url, "eu-dev", "eu-central-1", "events"])).unwrap();
+    assert_eq!(seen["brokers"], json!([]), "{seen}");
+    let policy: Value =
+        serde_json::from_str(&aws.ok(&["account", "permissions-policy", "aws-eu", "-o", "json"])).unwrap();
+    let missing: Vec<String> = aws
+        .proxy
+        .seen()
+        .iter()
+        .filter_map(|call| call.split_once(' '))
+        .filter(|(service, _)| !["-", "sts"].contains(service))
+        .map(|(service, op)| paved_aws::permissions::action_for(service, op))
+        .filter(|action| !paved_aws::permissions::allows(&policy, action))
+        .collect();
+    assert_eq!(missing, Vec::<String>::new(), "calls the policy does not allow");
+}

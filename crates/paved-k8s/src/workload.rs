@@ -636,7 +636,14 @@ pub(crate) fn render(
             "ports": [{"protocol": "TCP", "port": 5432}],
         }));
     }
-    if ["s3", "queue", "amqp"].iter().any(|k| kinds.contains(k)) {
+    // Amazon MQ for RabbitMQ brokers live in the data subnets and speak AMQPS on 5671.
+    if kinds.contains("amqp") && !scope.data_blocks.is_empty() {
+        egress.push(json!({
+            "to": scope.data_blocks.iter().map(|b| json!({"ipBlock": {"cidr": b}})).collect::<Vec<_>>(),
+            "ports": [{"protocol": "TCP", "port": 5671}],
+        }));
+    }
+    if ["s3", "queue"].iter().any(|k| kinds.contains(k)) {
         egress.push(json!({
             "to": [{"ipBlock": {"cidr": "0.0.0.0/0", "except": [scope.vpc_block]}}],
             "ports": [{"protocol": "TCP", "port": 443}],

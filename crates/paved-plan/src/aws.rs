@@ -11,7 +11,8 @@
 //! | ingress | `aws.lb` (application), `aws.acm-certificate` (`ENV.DOMAIN` and `*.ENV.DOMAIN`, validated by DNS in the zone `ingress.tls.domain`) | idle timeout, health check and TLS policy from the blueprint (see the normalised behaviours below); the HTTPS listener serves the certificate (AWS refuses an HTTPS listener without one: a blueprint with TLS and no domain is a plan error) |
 //! | `postgres` | `aws.db-subnet-group`, `aws.rds-instance`, `aws.security-group` `KEY-db`, `aws.log-group`s of its exports, an `aws.db-user` per client service | encrypted with the environment's key, never public, backups and multi-AZ from parameters, master password managed (and rotated) by RDS in Secrets Manager and never copied; each service connects as its own login `app_SERVICE` (password made by Secrets Manager, kept in `paved/ENV/db/KEY/SERVICE`); the group admits its clients' groups and the cluster's pod subnets on 5432 (pods carry the nodes' group; NetworkPolicy narrows to the declared clients) |
 //! | `s3` | `aws.s3-bucket` | KMS encryption, every public access blocked, versioning |
-//! | `queue`, `amqp` | `aws.sqs-queue` | KMS encryption |
+//! | `queue` | `aws.sqs-queue` | KMS encryption |
+//! | `amqp` | `aws.mq-broker` (+ `paved.secret` for its user's password, a `-mq` security group) | Amazon MQ for RabbitMQ, private; single instance, or a 3-node cluster in production |
 //! | `dns`, `route` | `aws.lb-target-group` (the service's, `paved-ENV-SERVICE`, IP targets, the blueprint's health check, tagged `paved:cluster`), `aws.lb-route` (a listener rule: host and path → that group), `aws.dns-record` | the host is `params.host`, else `SERVICE.ENV.DOMAIN`; a host under the domain gets an alias `A` record to the load balancer in the domain's Route 53 zone |
 //! | `service` | `aws.service-link` | the target's name inside the environment's cluster (`SERVICE.ENV.svc.cluster.local`) |
 //!
@@ -209,6 +210,9 @@ pub const RDS_IDENTIFIER: usize = 63;
 pub const S3_BUCKET: usize = 63;
 /// <https://docs.aws.amazon.com/AWSSimpleQueueService/latest/APIReference/API_CreateQueue.html> (`QueueName`)
 pub const SQS_QUEUE: usize = 80;
+/// Amazon MQ broker names: 1–50 characters of letters, digits, `-`, `.`, `_`, `~`
+/// (<https://docs.aws.amazon.com/amazon-mq/latest/developer-guide/amazon-mq-limits.html>).
+pub const MQ_BROKER_NAME: usize = 50;
 /// ELB load balancer and target group names
 /// (<https://docs.aws.amazon.com/elasticloadbalancing/latest/APIReference/API_CreateLoadBalancer.html>).
 pub const ELB_NAME: usize = 32;
@@ -1107,7 +1111,8 @@ pub fn translate_with_bindings(input: &PlanInput<'_>) -> Result<Translation, Vec
 
     let mut shared = resolve::SharedResources::default();
     let mut all_bindings = BTreeMap::new();
-    let mut db_clients: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    // A data-tier endpoint's clients, by the group named `KEY-SUFFIX`: (port, suffix, what, client groups).
+    let mut db_clients: BTreeMap<String, (u16, &str, &str, BTreeSet<String>)> = BTreeMap::new();
     let scope = provision::Scope {
         environment: input.environment,
         blueprint: input.blueprint,
@@ -1187,7 +1192,11 @@ pub fn translate_with_bindings(input: &PlanInput<'_>) -> Result<Translation, Vec
                             continue;
                         }
                     };
-                    db_clients.entry(key.clone()).or_default().insert(svc_sg.clone());
+                    db_clients
+                        .entry(key.clone())
+                        .or_insert((5432, "db", "database", BTreeSet::new()))
+                        .3
+                        .insert(svc_sg.clone());
                     let group = g.add(
                         Node::new(
                             "aws.db-subnet-group",
@@ -1291,7 +1300,84 @@ pub fn translate_with_bindings(input: &PlanInput<'_>) -> Result<Translation, Vec
                     .outputs(&["name", "arn", "region"]);
                     ResourceBinding { node: g.add(node), outputs: resolve::outputs(&["name", "arn", "region"]) }
                 }
-                "queue" | "amqp" => {
+                // AMQP 0-9-1 needs a RabbitMQ broker (SQS speaks no AMQP): Amazon MQ for
+                // RabbitMQ, private in the data subnets, one administrative user whose
+                // password paved generates and seals.
+                "amqp" => {
+                    let production = input.environment.spec.env_type == paved_model::EnvType::Production;
+                    let subnets: Vec<Value> = match &base.data.value {
+                        Value::Array(ids) => ids.clone(),
+                        one => vec![one.clone()],
+                    };
+                    // A single-instance broker takes exactly one subnet; a cluster (three nodes
+                    // across zones) needs mq.m5 instances and a subnet per zone
+                    // (<https://docs.aws.amazon.com/amazon-mq/latest/developer-guide/rabbitmq-broker-architecture.html>).
+                    let (mode, instance, subnets) = if production && subnets.len() >= 2 {
+                        ("CLUSTER_MULTI_AZ", "mq.m5.large", subnets)
+                    } else {
+                        (
+                            "SINGLE_INSTANCE",
+                            if production { "mq.m5.large" } else { "mq.t3.micro" },
+                            subnets[..1].to_vec(),
+                        )
+                    };
+                    let password = g.add(
+                        Node::new(
+                            "paved.secret",
+                            &format!("{key}--broker"),
+                            json!({"length": provision::SECRET_LENGTH}),
+                        )
+                        .outputs(&["value"])
+                        .sensitive(&["value"])
+                        .immutable(&["length"]),
+                    );
+                    db_clients
+                        .entry(key.clone())
+                        .or_insert((5671, "mq", "broker", BTreeSet::new()))
+                        .3
+                        .insert(svc_sg.clone());
+                    let broker_sg = format!("aws.security-group/{key}-mq");
+                    let node = Node::new(
+                        "aws.mq-broker",
+                        &key,
+                        json!({
+                            "name": fit(&format!("paved-{env}-{key}"), MQ_BROKER_NAME),
+                            "engineType": "RABBITMQ",
+                            "engineVersion": "3.13",
+                            // 3.13 and later brokers must take minor upgrades
+                            // (<https://docs.aws.amazon.com/amazon-mq/latest/developer-guide/rabbitmq-version-management.html>).
+                            "autoMinorVersionUpgrade": true,
+                            "deploymentMode": mode,
+                            "hostInstanceType": instance,
+                            "publiclyAccessible": false,
+                            "subnetIds": subnets,
+                            "securityGroupIds": [r(&broker_sg, "id")],
+                            // RabbitMQ brokers are encrypted with an AWS-owned key; a customer key
+                            // applies to ActiveMQ only
+                            // (<https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/aws-properties-amazonmq-broker-encryptionoptions.html>).
+                            "generalLogs": true,
+                            "username": "paved",
+                            "password": r(&password, "value"),
+                            "tags": tags(Some(svc)),
+                        }),
+                    )
+                    .after(base.data.after.iter().cloned().chain([broker_sg, password]))
+                    .outputs(&["host", "port", "vhost", "username", "password", "arn"])
+                    .sensitive(&["password"])
+                    .immutable(&[
+                        "name",
+                        "engineType",
+                        "deploymentMode",
+                        "publiclyAccessible",
+                        "subnetIds",
+                        "username",
+                    ]);
+                    ResourceBinding {
+                        node: g.add(node),
+                        outputs: resolve::outputs(&["host", "port", "vhost", "username", "password"]),
+                    }
+                }
+                "queue" => {
                     let node = Node::new(
                         "aws.sqs-queue",
                         &key,
@@ -1497,17 +1583,17 @@ pub fn translate_with_bindings(input: &PlanInput<'_>) -> Result<Translation, Vec
     // subnets on its port, and the namespace's NetworkPolicies narrow that to
     // the services that declared the database.
     let pod_blocks = &base.pod_blocks;
-    for (key, clients) in db_clients {
+    for (key, (port, suffix, what, clients)) in db_clients {
         let ingress: Vec<Value> = clients
             .iter()
-            .map(|c| json!({"protocol": "tcp", "port": 5432, "sourceSecurityGroupId": r(c, "id")}))
-            .chain(pod_blocks.iter().map(|b| json!({"protocol": "tcp", "port": 5432, "cidr": b})))
+            .map(|c| json!({"protocol": "tcp", "port": port, "sourceSecurityGroupId": r(c, "id")}))
+            .chain(pod_blocks.iter().map(|b| json!({"protocol": "tcp", "port": port, "cidr": b})))
             .collect();
         g.add(
             Node::new(
                 "aws.security-group",
-                &format!("{key}-db"),
-                json!({"vpcId": base.vpc.value, "description": format!("paved {env}: database {key}"),
+                &format!("{key}-{suffix}"),
+                json!({"vpcId": base.vpc.value, "description": format!("paved {env}: {what} {key}"),
                        "ingress": ingress,
                        "egress": [], "tags": tags(None)}),
             )

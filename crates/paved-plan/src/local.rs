@@ -7,6 +7,7 @@
 //! | ingress                   | `local.proxy`                   | idle/request timeouts and health checks from the blueprint |
 //! | compute (any runtime)     | `local.workload` per service    | `docker` when an engine answers, else `process` |
 //! | `postgres`                | `local.postgres.database`       | one database + role per resource (shared by Score `id`) on `local.postgres.cluster` |
+//! | `mysql`                   | `local.mysql.database`          | one database + user per resource on `local.mysql.server` (the platform MariaDB); process runtime only |
 //! | `redis`                   | `local.redis`                   | needs `redis-server` |
 //! | `volume`                  | `local.volume`                  | a directory under paved's data dir |
 //! | `dns`                     | `local.dns`                     | `SERVICE.ENV.localhost` |

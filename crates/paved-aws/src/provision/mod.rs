@@ -19,6 +19,7 @@
 //! Every client signs with [`crate::BrokeredCredentials`]: short-lived
 //! credentials STS issued for paved's token for this environment.
 
+mod broker;
 mod certs;
 mod cluster;
 mod data;
@@ -85,6 +86,7 @@ pub struct Session {
     pub(crate) rds: aws_sdk_rds::Client,
     pub(crate) s3: aws_sdk_s3::Client,
     pub(crate) sqs: aws_sdk_sqs::Client,
+    pub(crate) mq: aws_sdk_mq::Client,
     pub(crate) secrets: aws_sdk_secretsmanager::Client,
     pub(crate) acm: aws_sdk_acm::Client,
     pub(crate) tagging: aws_sdk_resourcegroupstagging::Client,
@@ -126,6 +128,7 @@ impl Session {
             rds: aws_sdk_rds::Client::new(&sdk),
             s3: aws_sdk_s3::Client::from_conf(s3),
             sqs: aws_sdk_sqs::Client::new(&sdk),
+            mq: aws_sdk_mq::Client::new(&sdk),
             secrets: aws_sdk_secretsmanager::Client::new(&sdk),
             acm: aws_sdk_acm::Client::new(&sdk),
             tagging: aws_sdk_resourcegroupstagging::Client::new(&sdk),
@@ -185,5 +188,6 @@ pub fn drivers(session: Session) -> Drivers {
         .with("aws.rds-instance", d(Arc::new(data::RdsInstance(s.clone()))))
         .with("aws.db-user", d(Arc::new(dbuser::DbUser(s.clone()))))
         .with("aws.s3-bucket", d(Arc::new(data::Bucket(s.clone()))))
-        .with("aws.sqs-queue", d(Arc::new(data::Queue(s))))
+        .with("aws.sqs-queue", d(Arc::new(data::Queue(s.clone()))))
+        .with("aws.mq-broker", d(Arc::new(broker::Broker(s))))
 }
