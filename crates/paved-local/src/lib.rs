@@ -12,6 +12,8 @@
 //!   connect only to its own database.
 //! * `local.mysql.server` / `local.mysql.database`: one MariaDB server
 //!   managed by paved, one database + user per resource (`mysql`).
+//! * `local.rabbitmq.server` / `local.rabbitmq.vhost`: one RabbitMQ node
+//!   managed by paved, one vhost + user per resource (`amqp`).
 //! * `local.redis`: a password-protected `redis-server` per resource.
 //! * `local.workload`: each Score container as a supervised process run from
 //!   a bundle in paved's local image store (the `process` runtime).
@@ -36,6 +38,7 @@ pub mod probe;
 mod process;
 pub mod provisioners;
 pub mod proxy;
+pub mod rabbitmq;
 mod redis;
 pub mod sandbox;
 pub mod slots;
@@ -101,6 +104,7 @@ pub fn drivers(config: &Config) -> Drivers {
     let config = Arc::new(config.clone());
     let cluster = Arc::new(postgres::Cluster::new(&config));
     let mysql = Arc::new(mysql::Server::new(&config));
+    let rabbitmq = Arc::new(rabbitmq::Server::new(&config));
     Drivers::default()
         .with("local.network", Arc::new(network::NetworkDriver { config: config.clone() }))
         .with(
@@ -110,6 +114,8 @@ pub fn drivers(config: &Config) -> Drivers {
         .with("local.postgres.database", Arc::new(postgres::DatabaseDriver { cluster, config: config.clone() }))
         .with("local.mysql.server", Arc::new(mysql::ServerDriver { server: mysql.clone() }))
         .with("local.mysql.database", Arc::new(mysql::DatabaseDriver { server: mysql, config: config.clone() }))
+        .with("local.rabbitmq.server", Arc::new(rabbitmq::ServerDriver { server: rabbitmq.clone() }))
+        .with("local.rabbitmq.vhost", Arc::new(rabbitmq::VhostDriver { server: rabbitmq, config: config.clone() }))
         .with("local.redis", Arc::new(redis::RedisDriver { config: config.clone() }))
         .with("local.workload", Arc::new(workload::WorkloadDriver::new(config.clone())))
         .with("local.proxy", Arc::new(links::ProxyDriver { config: config.clone() }))
@@ -142,6 +148,7 @@ pub async fn teardown(config: &Config) -> Result<(), String> {
     docker::teardown(config).await?;
     Arc::new(postgres::Cluster::new(config)).destroy().await?;
     mysql::Server::new(config).destroy().await?;
+    Arc::new(rabbitmq::Server::new(config)).destroy().await?;
     remove_dir(&config.local_dir())
 }
 

@@ -8,6 +8,7 @@
 //! | compute (any runtime)     | `local.workload` per service    | `docker` when an engine answers, else `process` |
 //! | `postgres`                | `local.postgres.database`       | one database + role per resource (shared by Score `id`) on `local.postgres.cluster` |
 //! | `mysql`                   | `local.mysql.database`          | one database + user per resource on `local.mysql.server` (the platform MariaDB); process runtime only |
+//! | `amqp`                    | `local.rabbitmq.vhost`          | one vhost + user per resource on `local.rabbitmq.server` (the platform RabbitMQ); process runtime only |
 //! | `redis`                   | `local.redis`                   | needs `redis-server` |
 //! | `volume`                  | `local.volume`                  | a directory under paved's data dir |
 //! | `dns`                     | `local.dns`                     | `SERVICE.ENV.localhost` |
@@ -27,7 +28,7 @@ use serde_json::{Value, json};
 use std::collections::BTreeMap;
 
 const PROVIDER: &str = "local";
-const SUPPORTED: &str = "postgres, mysql, redis, volume, dns, route, service, service-port";
+const SUPPORTED: &str = "postgres, mysql, amqp, redis, volume, dns, route, service, service-port";
 
 /// A blueprint asking for processes gets processes; otherwise the account
 /// decides, and without a word from it the machine (is there a Docker Engine).
@@ -224,6 +225,37 @@ pub fn translate(input: &PlanInput<'_>) -> Result<ResourceGraph, Vec<PlanError>>
                     ResourceBinding {
                         node: g.add(node),
                         outputs: resolve::outputs(&["host", "port", "name", "database", "username", "password"]),
+                    }
+                }
+                "amqp" => {
+                    if docker {
+                        errors.push(unavailable(
+                            "an AMQP broker on the docker runtime",
+                            "the platform RabbitMQ runs on this machine for the process runtime only; run the \
+                             environment on processes (`paved up --runtime process`) or offer `amqp` through a \
+                             provisioner",
+                        ));
+                        continue;
+                    }
+                    // One platform RabbitMQ shared by the process runtime's environments; a
+                    // vhost and a user per resource keep them apart.
+                    let server = g.add(
+                        Node::new("local.rabbitmq.server", "platform", json!({"engine": "rabbitmq"}))
+                            .outputs(&["host", "port"]),
+                    );
+                    let ident = format!("{env}_{key}").replace(['-', '.'], "_");
+                    let node = Node::new(
+                        "local.rabbitmq.vhost",
+                        &key,
+                        json!({"vhost": ident, "username": ident, "credentials": "issued-by-paved"}),
+                    )
+                    .after([server, network.clone()])
+                    .outputs(&["host", "port", "vhost", "username", "password"])
+                    .sensitive(&["password"])
+                    .immutable(&["vhost", "username"]);
+                    ResourceBinding {
+                        node: g.add(node),
+                        outputs: resolve::outputs(&["host", "port", "vhost", "username", "password"]),
                     }
                 }
                 "redis" => {

@@ -105,7 +105,10 @@ fn resource_types_the_provider_lacks_are_listed() {
     )]);
     let errors = plan(&world.input("dev", DOCKER)).unwrap_err();
     let text: Vec<String> = errors.iter().map(ToString::to_string).collect();
-    assert!(text.iter().any(|e| e.contains("type `s3`") && e.contains("built in: postgres, mysql, redis")), "{text:?}");
+    assert!(
+        text.iter().any(|e| e.contains("type `s3`") && e.contains("built in: postgres, mysql, amqp, redis")),
+        "{text:?}"
+    );
     assert!(text.iter().any(|e| e.contains("resource `cache`") && e.contains("spec.databases.redis")), "{text:?}");
 }
 
