@@ -150,6 +150,21 @@ pub const ACTIONS: &[(&str, &[&str])] = &[
     // (<https://docs.aws.amazon.com/amazon-mq/latest/developer-guide/amazon-mq-setting-up.html>).
     ("mq", &["CreateBroker", "CreateTags", "DeleteBroker", "DescribeBroker", "ListBrokers", "UpdateBroker"]),
     (
+        "elasticache",
+        &[
+            "AddTagsToResource",
+            "CreateCacheSubnetGroup",
+            "CreateReplicationGroup",
+            "DeleteCacheSubnetGroup",
+            "DeleteReplicationGroup",
+            "DescribeCacheSubnetGroups",
+            "DescribeReplicationGroups",
+            "ListTagsForResource",
+            "ModifyCacheSubnetGroup",
+            "ModifyReplicationGroup",
+        ],
+    ),
+    (
         "sqs",
         &[
             "CreateQueue",
@@ -320,7 +335,7 @@ pub fn policy(partition: &str, account_id: Option<&str>) -> Value {
              "Resource": "*",
              "Condition": {"StringEquals": {"iam:AWSServiceName": [
                  "elasticloadbalancing.amazonaws.com", "rds.amazonaws.com", "eks.amazonaws.com",
-                 "eks-nodegroup.amazonaws.com", "mq.amazonaws.com"]}}},
+                 "eks-nodegroup.amazonaws.com", "mq.amazonaws.com", "elasticache.amazonaws.com"]}}},
         ],
     })
 }

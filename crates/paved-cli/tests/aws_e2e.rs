@@ -230,6 +230,23 @@ impl Aws {
 
     /// What the plan says should exist, by kind (kinds only paved records, and
     /// the VPC's default group, left out).
+    /// The provisioner role's least-privilege policy allows every call the proxy saw.
+    fn assert_policy_covers_every_call(&self) {
+        let policy: Value =
+            serde_json::from_str(&self.ok(&["account", "permissions-policy", "aws-eu", "-o", "json"])).unwrap();
+        let missing: Vec<String> = self
+            .proxy
+            .seen()
+            .iter()
+            .filter_map(|call| call.split_once(' '))
+            // STS's web-identity exchange is how paved gets the role, not something the role does.
+            .filter(|(service, _)| !["-", "sts"].contains(service))
+            .map(|(service, op)| paved_aws::permissions::action_for(service, op))
+            .filter(|action| !paved_aws::permissions::allows(&policy, action))
+            .collect();
+        assert_eq!(missing, Vec::<String>::new(), "calls the policy does not allow");
+    }
+
     fn planned(&self, env: &str) -> BTreeMap<String, u64> {
         let plan: Value = serde_json::from_str(&self.p.ok(&["plan", "-e", env, "-o", "json"])).unwrap();
         let mut out = BTreeMap::new();
@@ -500,19 +517,8 @@ fn the_aws_examples_apply_keylessly_on_the_emulator_and_a_second_apply_changes_n
     assert!(destroyed.contains(&format!("kept final snapshot `{}`", snapshots[0])), "{destroyed}");
 
     // The provisioner role's least-privilege policy covers every call this whole run made.
-    let policy: Value =
-        serde_json::from_str(&aws.ok(&["account", "permissions-policy", "aws-eu", "-o", "json"])).unwrap();
-    let seen = aws.proxy.seen();
-    assert!(seen.len() > 80, "{seen:?}");
-    let missing: Vec<String> = seen
-        .iter()
-        .filter_map(|call| call.split_once(' '))
-        // STS's web-identity exchange is how paved gets the role, not something the role does.
-        .filter(|(service, _)| !["-", "sts"].contains(service))
-        .map(|(service, op)| paved_aws::permissions::action_for(service, op))
-        .filter(|action| !paved_aws::permissions::allows(&policy, action))
-        .collect();
-    assert_eq!(missing, Vec::<String>::new(), "calls the policy does not allow");
+    assert!(aws.proxy.seen().len() > 80, "{:?}", aws.proxy.seen());
+    aws.assert_policy_covers_every_call();
 }
 
 /// The zones of an environment's subnets, sorted, without repeats.
@@ -867,16 +873,82 @@ fn an_amqp_resource_is_a_private_rabbitmq_broker_on_amazon_mq_not_an_sqs_queue()
     aws.ok(&["destroy", "-e", "eu-dev"]);
     let seen: Value = serde_json::from_str(&py(BROKERS, &[&aws.moto.url, "eu-dev", "eu-central-1", "events"])).unwrap();
     assert_eq!(seen["brokers"], json!([]), "{seen}");
-    let policy: Value =
-        serde_json::from_str(&aws.ok(&["account", "permissions-policy", "aws-eu", "-o", "json"])).unwrap();
-    let missing: Vec<String> = aws
-        .proxy
-        .seen()
-        .iter()
-        .filter_map(|call| call.split_once(' '))
-        .filter(|(service, _)| !["-", "sts"].contains(service))
-        .map(|(service, op)| paved_aws::permissions::action_for(service, op))
-        .filter(|action| !paved_aws::permissions::allows(&policy, action))
-        .collect();
-    assert_eq!(missing, Vec::<String>::new(), "calls the policy does not allow");
+    aws.assert_policy_covers_every_call();
+}
+
+/// A service with a Redis cache.
+const SESSIONS: &str = "apiVersion: score.dev/v1b1\nmetadata:\n  name: sessions\n  annotations:\n    paved.dev/owner: payments\n\
+containers:\n  sessions:\n    image: registry.example.com/payments/sessions:1.0.0\n    variables:\n      \
+REDIS_HOST: ${resources.cache.host}\n      REDIS_PORT: ${resources.cache.port}\n      \
+REDIS_USER: ${resources.cache.username}\n      REDIS_PASSWORD: ${resources.cache.password}\nresources:\n  cache:\n    type: redis\n";
+
+/// The environment's ElastiCache replication groups and cache subnet groups, and a service's secret.
+const CACHES: &str = r#"
+import json, sys, boto3
+endpoint, env, region, service = sys.argv[1:5]
+ec = boto3.client("elasticache", endpoint_url=endpoint, region_name=region)
+groups = [g for g in ec.describe_replication_groups()["ReplicationGroups"] if g["ReplicationGroupId"].startswith(f"paved-{env}-")]
+subnets = [g["CacheSubnetGroupName"] for g in ec.describe_cache_subnet_groups()["CacheSubnetGroups"]]
+sm = boto3.client("secretsmanager", endpoint_url=endpoint, region_name=region)
+try:
+    secret = json.loads(sm.get_secret_value(SecretId=f"paved/{env}/{service}")["SecretString"])
+except (sm.exceptions.ResourceNotFoundException, sm.exceptions.InvalidRequestException):  # gone, or deleted and waiting
+    secret = None
+print(json.dumps({"groups": groups, "subnetGroups": subnets, "secret": secret}, default=str))
+"#;
+
+#[test]
+fn a_redis_resource_is_an_encrypted_elasticache_replication_group_with_a_sealed_auth_token() {
+    let aws = Aws::new();
+    let blueprint =
+        std::fs::read_to_string(support::repo_root().join("examples/platform/blueprint-web-service-standard.yaml"))
+            .unwrap()
+            .replacen(
+                "  databases:\n",
+                "  databases:\n    redis:\n      class: small\n      backupRetentionDays: 3\n",
+                1,
+            );
+    aws.p.ok_with_input(&["apply", "-f", "-"], &blueprint);
+    aws.p.ok_with_input(&["apply", "-f", "-"], SESSIONS);
+    let graph = aws.ok(&["plan", "-e", "eu-dev", "--graph"]);
+    assert!(graph.contains("aws.elasticache-replication-group/sessions-cache"), "{graph}");
+    aws.ok(&["apply", "-e", "eu-dev"]);
+    let seen: Value =
+        serde_json::from_str(&py(CACHES, &[&aws.moto.url, "eu-dev", "eu-central-1", "sessions"])).unwrap();
+    let groups = seen["groups"].as_array().unwrap();
+    assert_eq!(groups.len(), 1, "{seen}");
+    let g = &groups[0];
+    assert_eq!(g["ReplicationGroupId"], "paved-eu-dev-sessions-cache");
+    assert_eq!(
+        (g["TransitEncryptionEnabled"].as_bool(), g["AtRestEncryptionEnabled"].as_bool()),
+        (Some(true), Some(true)),
+        "{g}"
+    );
+    assert!(g["KmsKeyId"].as_str().is_some_and(|k| k.starts_with("arn:aws:kms:eu-central-1:")), "{g}");
+    assert_eq!(g["AuthTokenEnabled"], json!(true), "{g}");
+    assert_eq!(
+        (g["CacheNodeType"].as_str(), g["SnapshotRetentionLimit"].as_u64()),
+        (Some("cache.t4g.small"), Some(3)),
+        "{g}"
+    );
+    assert_eq!(seen["subnetGroups"], json!(["paved-eu-dev"]), "{seen}");
+    // The AUTH token reaches the service through its secret only.
+    let token = seen["secret"]["REDIS_PASSWORD"].as_str().unwrap_or_default();
+    assert_eq!(token.len(), 32, "{seen}");
+    assert!(!aws.ok(&["plan", "-e", "eu-dev", "--graph"]).contains(token));
+    // Applied again, nothing changes.
+    assert!(aws.ok(&["plan", "-e", "eu-dev"]).contains("0 to add, 0 to change, 0 to replace, 0 to destroy"));
+    let calls = {
+        aws.proxy.reset();
+        aws.ok(&["apply", "-e", "eu-dev"]);
+        aws.proxy.calls()
+    };
+    assert!(!calls.keys().any(|k| k.contains("ReplicationGroup") && !k.contains("Describe")), "{calls:?}");
+
+    // Destroyed with its environment; every call of the run is one the provisioner role may make.
+    aws.ok(&["destroy", "-e", "eu-dev"]);
+    let seen: Value =
+        serde_json::from_str(&py(CACHES, &[&aws.moto.url, "eu-dev", "eu-central-1", "sessions"])).unwrap();
+    assert_eq!((seen["groups"].clone(), seen["subnetGroups"].clone()), (json!([]), json!([])), "{seen}");
+    aws.assert_policy_covers_every_call();
 }

@@ -636,12 +636,14 @@ pub(crate) fn render(
             "ports": [{"protocol": "TCP", "port": 5432}],
         }));
     }
-    // Amazon MQ for RabbitMQ brokers live in the data subnets and speak AMQPS on 5671.
-    if kinds.contains("amqp") && !scope.data_blocks.is_empty() {
-        egress.push(json!({
-            "to": scope.data_blocks.iter().map(|b| json!({"ipBlock": {"cidr": b}})).collect::<Vec<_>>(),
-            "ports": [{"protocol": "TCP", "port": 5671}],
-        }));
+    // Amazon MQ for RabbitMQ brokers (AMQPS, 5671) and ElastiCache (6379) live in the data subnets.
+    for (kind, port) in [("amqp", 5671), ("redis", 6379)] {
+        if kinds.contains(kind) && !scope.data_blocks.is_empty() {
+            egress.push(json!({
+                "to": scope.data_blocks.iter().map(|b| json!({"ipBlock": {"cidr": b}})).collect::<Vec<_>>(),
+                "ports": [{"protocol": "TCP", "port": port}],
+            }));
+        }
     }
     if ["s3", "queue"].iter().any(|k| kinds.contains(k)) {
         egress.push(json!({

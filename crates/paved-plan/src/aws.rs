@@ -10,6 +10,7 @@
 //! | service (on a cluster) | `aws.iam-role` `paved-ENV-svc-SERVICE`: trusted only by the ServiceAccount `system:serviceaccount:ENV:SERVICE` through the cluster's OIDC provider (IRSA); its inline policy reaches only that service's buckets (objects, list), queues (send, receive, delete, attributes), its own secret `paved/ENV/SERVICE` (read) and the environment's key (decrypt, data keys) | <https://docs.aws.amazon.com/eks/latest/userguide/iam-roles-for-service-accounts.html>; the trust is built by the driver from `webIdentity`, because its condition keys name the issuer, an apply-time output |
 //! | ingress | `aws.lb` (application), `aws.acm-certificate` (`ENV.DOMAIN` and `*.ENV.DOMAIN`, validated by DNS in the zone `ingress.tls.domain`) | idle timeout, health check and TLS policy from the blueprint (see the normalised behaviours below); the HTTPS listener serves the certificate (AWS refuses an HTTPS listener without one: a blueprint with TLS and no domain is a plan error) |
 //! | `postgres` | `aws.db-subnet-group`, `aws.rds-instance`, `aws.security-group` `KEY-db`, `aws.log-group`s of its exports, an `aws.db-user` per client service | encrypted with the environment's key, never public, backups and multi-AZ from parameters, master password managed (and rotated) by RDS in Secrets Manager and never copied; each service connects as its own login `app_SERVICE` (password made by Secrets Manager, kept in `paved/ENV/db/KEY/SERVICE`); the group admits its clients' groups and the cluster's pod subnets on 5432 (pods carry the nodes' group; NetworkPolicy narrows to the declared clients) |
+//! | `redis` | `aws.elasticache-subnet-group`, `aws.elasticache-replication-group` (+ `paved.secret` for its AUTH token, a `-redis` security group) | TLS in transit, at rest with the environment's key, failover and Multi-AZ from `highAvailability`, snapshots from `backupRetentionDays` (≤ 35) |
 //! | `s3` | `aws.s3-bucket` | KMS encryption, every public access blocked, versioning |
 //! | `queue` | `aws.sqs-queue` | KMS encryption |
 //! | `amqp` | `aws.mq-broker` (+ `paved.secret` for its user's password, a `-mq` security group) | Amazon MQ for RabbitMQ, private; single instance, or a 3-node cluster in production |
@@ -42,7 +43,7 @@ use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, BTreeSet};
 
 const PROVIDER: &str = "aws";
-const SUPPORTED: &str = "postgres, s3, queue, amqp, dns, route, service, service-port";
+const SUPPORTED: &str = "postgres, redis, s3, queue, amqp, dns, route, service, service-port";
 /// An environment's subnets span two zones (one subnet per tier and
 /// zone). Node ids name a zone by its place (`ENV-TIER-a` is in the first
 /// zone), not by its AWS name: not every account has every zone letter
@@ -213,6 +214,10 @@ pub const SQS_QUEUE: usize = 80;
 /// Amazon MQ broker names: 1–50 characters of letters, digits, `-`, `.`, `_`, `~`
 /// (<https://docs.aws.amazon.com/amazon-mq/latest/developer-guide/amazon-mq-limits.html>).
 pub const MQ_BROKER_NAME: usize = 50;
+/// ElastiCache replication group ids: 1–40 letters, digits and hyphens,
+/// starting with a letter, no `--`, no trailing hyphen
+/// (<https://docs.aws.amazon.com/AmazonElastiCache/latest/APIReference/API_CreateReplicationGroup.html>).
+pub const ELASTICACHE_ID: usize = 40;
 /// ELB load balancer and target group names
 /// (<https://docs.aws.amazon.com/elasticloadbalancing/latest/APIReference/API_CreateLoadBalancer.html>).
 pub const ELB_NAME: usize = 32;
@@ -544,6 +549,17 @@ fn db_class(size: Size) -> &'static str {
         Size::Medium => "db.m6g.large",
         Size::Large => "db.m6g.xlarge",
         Size::Xlarge => "db.m6g.2xlarge",
+    }
+}
+
+/// ElastiCache node types
+/// (<https://docs.aws.amazon.com/AmazonElastiCache/latest/dg/CacheNodes.SupportedTypes.html>).
+fn cache_class(size: Size) -> &'static str {
+    match size {
+        Size::Small => "cache.t4g.small",
+        Size::Medium => "cache.m7g.large",
+        Size::Large => "cache.m7g.xlarge",
+        Size::Xlarge => "cache.m7g.2xlarge",
     }
 }
 
@@ -1277,6 +1293,93 @@ pub fn translate_with_bindings(input: &PlanInput<'_>) -> Result<Translation, Vec
                     ResourceBinding {
                         node: g.add(login),
                         outputs: resolve::outputs(&["host", "port", "name", "database", "username", "password"]),
+                    }
+                }
+                // Redis on ElastiCache: a replication group in the data subnets, encrypted in
+                // transit (TLS) and at rest with the environment's key, an AUTH token paved
+                // generates and seals; failover across zones when the blueprint asks for it.
+                "redis" => {
+                    let Some(db) = bp.databases.get(&DatabaseEngine::Redis) else {
+                        errors.push(PlanError::Unavailable {
+                            service: svc.into(),
+                            resource: rname.clone(),
+                            what: "redis".into(),
+                            hint: format!("blueprint `{}` offers none", input.blueprint.metadata.name),
+                        });
+                        continue;
+                    };
+                    let class = resolve::param("spec.databases.redis.class", &db.class, &params);
+                    let backups =
+                        resolve::param("spec.databases.redis.backupRetentionDays", &db.backup_retention_days, &params);
+                    let ha = resolve::param("spec.databases.redis.highAvailability", &db.high_availability, &params);
+                    let (class, backups, ha): (Size, u32, bool) = match (class, backups, ha) {
+                        (Ok(c), Ok(b), Ok(h)) => (c, b, h),
+                        (c, b, h) => {
+                            errors.extend(c.err());
+                            errors.extend(b.err());
+                            errors.extend(h.err());
+                            continue;
+                        }
+                    };
+                    db_clients
+                        .entry(key.clone())
+                        .or_insert((6379, "redis", "cache", BTreeSet::new()))
+                        .3
+                        .insert(svc_sg.clone());
+                    let group = g.add(
+                        Node::new(
+                            "aws.elasticache-subnet-group",
+                            env,
+                            json!({"name": format!("paved-{env}"), "subnetIds": base.data.value, "tags": tags(None)}),
+                        )
+                        .after(base.data.after.clone())
+                        .outputs(&["name"]),
+                    );
+                    let token = g.add(
+                        Node::new("paved.secret", &format!("{key}--auth"), json!({"length": provision::SECRET_LENGTH}))
+                            .outputs(&["value"])
+                            .sensitive(&["value"])
+                            .immutable(&["length"]),
+                    );
+                    let cache_sg = format!("aws.security-group/{key}-redis");
+                    let node = Node::new(
+                        "aws.elasticache-replication-group",
+                        &key,
+                        json!({
+                            "id": fit(&format!("paved-{env}-{key}"), ELASTICACHE_ID).replace("--", "-"),
+                            "description": format!("paved {env}: {key}"),
+                            "engine": "redis",
+                            "engineVersion": db.version.clone().unwrap_or_else(|| "7.1".into()),
+                            "nodeType": cache_class(class),
+                            // Automatic failover needs a replica; Multi-AZ needs automatic failover.
+                            "nodes": if ha { 2 } else { 1 },
+                            "automaticFailover": ha,
+                            "multiAz": ha,
+                            "transitEncryption": true,
+                            "atRestEncryption": true,
+                            "kmsKeyArn": r(&kms, "arn"),
+                            "authToken": r(&token, "value"),
+                            "subnetGroup": r(&group, "name"),
+                            "securityGroupIds": [r(&cache_sg, "id")],
+                            // ElastiCache keeps automatic snapshots for at most 35 days.
+                            "snapshotRetentionDays": backups.min(35),
+                            "tags": tags(Some(svc)),
+                        }),
+                    )
+                    .after([group, kms.clone(), cache_sg, token])
+                    .outputs(&["host", "port", "username", "password"])
+                    .sensitive(&["password"])
+                    .immutable(&[
+                        "id",
+                        "engine",
+                        "transitEncryption",
+                        "atRestEncryption",
+                        "kmsKeyArn",
+                        "subnetGroup",
+                    ]);
+                    ResourceBinding {
+                        node: g.add(node),
+                        outputs: resolve::outputs(&["host", "port", "username", "password"]),
                     }
                 }
                 "s3" => {

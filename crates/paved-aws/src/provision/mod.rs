@@ -20,6 +20,7 @@
 //! credentials STS issued for paved's token for this environment.
 
 mod broker;
+mod cache;
 mod certs;
 mod cluster;
 mod data;
@@ -87,6 +88,7 @@ pub struct Session {
     pub(crate) s3: aws_sdk_s3::Client,
     pub(crate) sqs: aws_sdk_sqs::Client,
     pub(crate) mq: aws_sdk_mq::Client,
+    pub(crate) elasticache: aws_sdk_elasticache::Client,
     pub(crate) secrets: aws_sdk_secretsmanager::Client,
     pub(crate) acm: aws_sdk_acm::Client,
     pub(crate) tagging: aws_sdk_resourcegroupstagging::Client,
@@ -129,6 +131,7 @@ impl Session {
             s3: aws_sdk_s3::Client::from_conf(s3),
             sqs: aws_sdk_sqs::Client::new(&sdk),
             mq: aws_sdk_mq::Client::new(&sdk),
+            elasticache: aws_sdk_elasticache::Client::new(&sdk),
             secrets: aws_sdk_secretsmanager::Client::new(&sdk),
             acm: aws_sdk_acm::Client::new(&sdk),
             tagging: aws_sdk_resourcegroupstagging::Client::new(&sdk),
@@ -189,5 +192,7 @@ pub fn drivers(session: Session) -> Drivers {
         .with("aws.db-user", d(Arc::new(dbuser::DbUser(s.clone()))))
         .with("aws.s3-bucket", d(Arc::new(data::Bucket(s.clone()))))
         .with("aws.sqs-queue", d(Arc::new(data::Queue(s.clone()))))
+        .with("aws.elasticache-subnet-group", d(Arc::new(cache::SubnetGroup(s.clone()))))
+        .with("aws.elasticache-replication-group", d(Arc::new(cache::ReplicationGroupDriver(s.clone()))))
         .with("aws.mq-broker", d(Arc::new(broker::Broker(s))))
 }

@@ -28,6 +28,11 @@ validation delay shortened.
 * EKS tags managed node groups as well as clusters (`TagResource`,
   https://docs.aws.amazon.com/eks/latest/APIReference/API_TagResource.html);
   moto tags clusters only.
+* ElastiCache deletes a cache subnet group (`DeleteCacheSubnetGroup`,
+  https://docs.aws.amazon.com/AmazonElastiCache/latest/APIReference/API_DeleteCacheSubnetGroup.html)
+  and a replication group is gone once deleted; moto has no such call and
+  keeps a deleted group as `deleting` forever. Here the subnet group goes,
+  and a deleted replication group answers `deleting` once, then is gone.
 * RDS keeps a DB subnet group that `ModifyDBSubnetGroup` changed; moto
   forgets it (it takes the group out and never puts it back).
 * An RDS instance's endpoint is a real PostgreSQL when
@@ -208,6 +213,38 @@ eks_urls.url_paths["{0}/clusters/(?P<name>[^/]+)/updates/(?P<updateId>[^/]+)$"] 
 eks_urls.url_paths[
     "{0}/clusters/(?P<name>[^/]+)/node-groups/(?P<nodegroupName>[^/]+)/update-version$"
 ] = eks_urls.response.dispatch
+
+import moto.elasticache.models as elasticache_models  # noqa: E402
+import moto.elasticache.responses as elasticache_responses  # noqa: E402
+
+
+def _delete_cache_subnet_group(self, name):
+    if name not in self.cache_subnet_groups:
+        raise elasticache_models.CacheSubnetGroupNotFound(name)
+    return self.cache_subnet_groups.pop(name)
+
+
+def _delete_cache_subnet_group_response(self):
+    self.elasticache_backend.delete_cache_subnet_group(self._get_param("CacheSubnetGroupName"))
+    return elasticache_responses.EmptyResult()
+
+
+_describe_groups = elasticache_models.ElastiCacheBackend.describe_replication_groups
+
+
+def _describe_forgetting_deleted(self, replication_group_id=None, *args, **kwargs):
+    groups = _describe_groups(self, replication_group_id, *args, **kwargs)
+    for g in list(self.replication_groups.values()):
+        if g.status == "deleting":
+            if getattr(g, "_seen_deleting", False):
+                self.replication_groups.pop(g.replication_group_id, None)
+            g._seen_deleting = True
+    return groups
+
+
+elasticache_models.ElastiCacheBackend.delete_cache_subnet_group = _delete_cache_subnet_group
+elasticache_models.ElastiCacheBackend.describe_replication_groups = _describe_forgetting_deleted
+elasticache_responses.ElastiCacheResponse.delete_cache_subnet_group = _delete_cache_subnet_group_response
 
 if __name__ == "__main__":
     sys.exit(main())
