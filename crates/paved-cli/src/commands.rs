@@ -400,6 +400,14 @@ pub(crate) fn read_files(files: &[PathBuf]) -> (Vec<SourceFile>, Vec<Diagnostic>
             diags.append(&mut d);
         }
     }
+    // A Score file's `source:` names a file beside it, which only this machine can read.
+    for s in &mut sources {
+        let dir = match s.path.as_str() {
+            "<stdin>" => PathBuf::from("."),
+            path => std::path::Path::new(path).parent().map(PathBuf::from).unwrap_or_default(),
+        };
+        diags.extend(paved_spec::source::inline_file_sources(s, &dir, None));
+    }
     (sources, diags)
 }
 

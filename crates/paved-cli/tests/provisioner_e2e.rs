@@ -447,7 +447,7 @@ fn a_terraform_module_provisioner_applies_per_resource_with_paved_keeping_its_st
 }
 
 #[test]
-fn a_files_binary_content_reaches_the_workload_byte_for_byte_and_source_blocks_only_its_service() {
+fn a_files_binary_content_and_source_reach_the_workload_byte_for_byte() {
     let p = platform_with_tools();
     let _down = support::Down::of(&p);
     let score = "apiVersion: score.dev/v1b1\nmetadata:\n  name: badge\n  annotations:\n    paved.dev/owner: platform\n\
@@ -472,14 +472,31 @@ fn a_files_binary_content_reaches_the_workload_byte_for_byte_and_source_blocks_o
     assert!(!refused.status.success() && err.contains("binaryContent is not base64"), "{err}");
     assert!(err.contains("<stdin>:12:24"), "{err}");
 
-    // A `source` paved never sees blocks that service alone, saying what to write instead.
-    let sourced = score.replace("badge", "motd").replace("binaryContent: AP8QaGkK", "source: ./motd.txt");
-    p.ok_with_input(&["apply", "-f", "-"], &sourced);
+    // A `source` is read beside the Score file when it is applied: text becomes `content`
+    // (placeholders expanded), anything else `binaryContent`.
+    let dir = p.data.path().join("motd");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("motd.txt"), "welcome to ${metadata.name}\n").unwrap();
+    std::fs::write(dir.join("logo.bin"), [0u8, 1, 2, 0xfe]).unwrap();
+    let sourced = score
+        .replace("badge", "motd")
+        .replace("binaryContent: AP8QaGkK", "source: motd.txt")
+        .replace("      /srv/motd.bin:\n", "      /srv/motd.txt:\n")
+        + "      /srv/logo.bin:\n        source: ./logo.bin\n";
+    std::fs::write(dir.join("score.yaml"), &sourced).unwrap();
+    p.ok(&["apply", "-f", dir.join("score.yaml").to_str().unwrap()]);
     let out = p.ok(&["apply", "-e", "dev"]);
-    assert!(
-        out.contains("blocked: service `motd`")
-            && out.contains("reads `source: ./motd.txt`, a file beside the Score file"),
-        "{out}"
-    );
+    assert!(!out.contains("blocked"), "{out}");
+    let root = p.data.path().join("local/envs/dev/workloads/motd/slots/blue/containers/main/root/srv");
+    let text = support::wait_for("motd's files", 30, || std::fs::read_to_string(root.join("motd.txt")).ok());
+    assert_eq!(text, "welcome to motd\n");
+    assert_eq!(std::fs::read(root.join("logo.bin")).unwrap(), [0u8, 1, 2, 0xfe]);
+    // A file that is not there: refused when applied, at the `source:` value, nothing recorded.
+    std::fs::remove_file(dir.join("logo.bin")).unwrap();
+    let refused = p.command(&["apply", "-f", dir.join("score.yaml").to_str().unwrap()]).output().unwrap();
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success() && err.contains("`source: ./logo.bin`: cannot read"), "{err}");
+    let line = sourced.lines().position(|l| l.contains("source: ./logo.bin")).unwrap() + 1;
+    assert!(err.contains(&format!("score.yaml:{line}:17")), "{err}");
     assert_eq!(std::fs::read(&file).unwrap(), [0x00, 0xff, 0x10, b'h', b'i', b'\n'], "badge keeps running");
 }

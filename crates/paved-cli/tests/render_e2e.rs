@@ -218,14 +218,14 @@ fn what_cannot_be_rendered_is_named_and_nothing_is_written() {
                   containers:\n  api:\n    image: registry.example.com/payments/api@"
         .to_string()
         + DIGEST
-        + "\n    files:\n      /etc/motd:\n        source: ./motd.txt\n";
+        + "\n    args: [\"--db\", \"${resources.db.host}\"]\nresources:\n  db:\n    type: postgres\n";
     p.ok_with_input(&["apply", "-f", "-"], &source);
     let before = walk(&dir);
     let out = p.command(&["render", "-e", "eu-dev", "-d", d]).output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(
-        stderr.contains("service `api`: containers.api.files./etc/motd") && stderr.contains("`content`"),
+        stderr.contains("service `api`: containers.api.args") && stderr.contains("$(VARIABLE)"),
         "{stderr}"
     );
     assert_eq!(walk(&dir), before, "a refused render wrote files");
@@ -234,7 +234,7 @@ fn what_cannot_be_rendered_is_named_and_nothing_is_written() {
     let out = p.command(&["plan", "-e", "eu-dev"]).output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("containers.api.files./etc/motd"), "{stderr}");
+    assert!(stderr.contains("containers.api.args"), "{stderr}");
 }
 
 #[test]

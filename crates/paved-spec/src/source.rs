@@ -132,3 +132,121 @@ pub fn check_size(source: &SourceFile) -> Option<Diagnostic> {
         )
     })
 }
+
+/// Largest file a Score file's `source` may name (it becomes part of the
+/// recorded spec).
+pub const MAX_SOURCED_BYTES: u64 = 1024 * 1024;
+
+/// Replaces each Score file's `source: PATH` in `file` by the file's
+/// contents, read relative to `dir` (the Score file's directory): `content`
+/// when it is UTF-8 text (placeholders then expand unless `noExpand`, as
+/// Score says), else `binaryContent` (base64). paved records a Score file's
+/// text, not its directory, so this happens where the file is read — the
+/// CLI, or the GitOps loop in its checkout — never on the server for a path
+/// a client names. The replacement stays on the `source:` line, so every
+/// other line keeps its position for diagnostics. `confine`: the directory
+/// the path must stay inside (a repository checkout), if any.
+pub fn inline_file_sources(file: &mut SourceFile, dir: &Path, confine: Option<&Path>) -> Vec<Diagnostic> {
+    use crate::yaml::Value;
+    use base64::Engine;
+    if !file.text.contains("source") {
+        return Vec::new();
+    }
+    let Ok(docs) = crate::yaml::parse(&file.text) else { return Vec::new() };
+    let mut edits: Vec<(usize, usize, String)> = Vec::new(); // (start, end) in characters, replacement
+    let mut diags = Vec::new();
+    for doc in &docs {
+        let is_score = doc.root.get("apiVersion").and_then(|v| v.as_str()).is_some_and(|v| v.starts_with("score.dev/"));
+        let Some(Value::Map(containers)) = doc.root.get("containers").map(|c| &c.value) else { continue };
+        if !is_score {
+            continue;
+        }
+        for c in containers {
+            let files: Vec<&crate::yaml::Node> = match c.value.get("files").map(|f| &f.value) {
+                Some(Value::Map(entries)) => entries.iter().map(|e| &e.value).collect(),
+                Some(Value::Seq(items)) => items.iter().collect(),
+                _ => continue,
+            };
+            for f in files {
+                let Some(entry) = f.entry("source") else { continue };
+                if f.get("content").is_some() || f.get("binaryContent").is_some() {
+                    continue; // Ambiguous: validation names it.
+                }
+                let Some(path) = entry.value.as_str() else { continue };
+                if entry.key_span.start.line != entry.value.span.end.line {
+                    continue; // A path over several lines: left for validation to report.
+                }
+                let at = |code, message: String, hint: &str| {
+                    Diagnostic::error(code, message, &file.path, entry.value.span).with_hint(hint)
+                };
+                let full = dir.join(path);
+                if let Some(root) = confine {
+                    let inside = std::fs::canonicalize(&full).ok().zip(std::fs::canonicalize(root).ok());
+                    if !inside.is_some_and(|(f, r)| f.starts_with(r)) {
+                        diags.push(at(
+                            "unconfined-path",
+                            format!("`source: {path}` is not a file inside the repository"),
+                            "name a file of the repository, relative to the Score file",
+                        ));
+                        continue;
+                    }
+                }
+                let bytes = match std::fs::metadata(&full) {
+                    Ok(m) if m.len() > MAX_SOURCED_BYTES => {
+                        diags.push(at(
+                            "file-too-large",
+                            format!("`source: {path}` is {} bytes; a Score file's file is at most 1 MiB", m.len()),
+                            "mount larger data as a volume",
+                        ));
+                        continue;
+                    }
+                    _ => match std::fs::read(&full) {
+                        Ok(b) => b,
+                        Err(e) => {
+                            diags.push(at(
+                                "unreadable",
+                                format!("`source: {path}`: cannot read {}: {e}", full.display()),
+                                "the path is relative to the Score file",
+                            ));
+                            continue;
+                        }
+                    },
+                };
+                let replacement = match String::from_utf8(bytes) {
+                    Ok(text) if !text.contains('\0') => {
+                        format!("content: {}", serde_json::Value::String(text))
+                    }
+                    Ok(text) => format!("binaryContent: {}", base64::engine::general_purpose::STANDARD.encode(text)),
+                    Err(e) => {
+                        format!("binaryContent: {}", base64::engine::general_purpose::STANDARD.encode(e.into_bytes()))
+                    }
+                };
+                edits.push((entry.key_span.start.index, entry.value.span.end.index, replacement));
+            }
+        }
+    }
+    if edits.is_empty() {
+        return diags;
+    }
+    // Diagnostics point at the text as it will be: shifted by the edits before them.
+    for d in &mut diags {
+        let shift = |at: usize| -> usize {
+            let delta: isize = edits
+                .iter()
+                .filter(|(_, end, _)| *end <= at)
+                .map(|(start, end, r)| r.chars().count() as isize - (end - start) as isize)
+                .sum();
+            at.saturating_add_signed(delta)
+        };
+        d.chars = (shift(d.chars.0), shift(d.chars.1));
+    }
+    edits.sort_by_key(|e| std::cmp::Reverse(e.0));
+    let mut chars: Vec<char> = file.text.chars().collect();
+    for (start, end, replacement) in edits {
+        if start <= end && end <= chars.len() {
+            chars.splice(start..end, replacement.chars());
+        }
+    }
+    file.text = chars.into_iter().collect();
+    diags
+}
