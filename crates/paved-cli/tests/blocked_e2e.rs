@@ -10,8 +10,8 @@ use support::Platform;
 
 const ORDERS: &str = "apiVersion: score.dev/v1b1\nmetadata:\n  name: orders\n  annotations:\n    \
 paved.dev/owner: payments\ncontainers:\n  main:\n    image: registry.example.com/payments/api:1.4.2\n    \
-variables:\n      KAFKA_TOPIC: ${resources.bus.name}\n\
-resources:\n  bus:\n    type: kafka-topic\n    class: durable\n";
+variables:\n      CASSANDRA_KEYSPACE: ${resources.bus.name}\n\
+resources:\n  bus:\n    type: cassandra\n    class: durable\n";
 
 fn status(p: &Platform) -> Vec<Value> {
     serde_json::from_str::<Value>(&p.ok(&["status", "-o", "json"])).unwrap().as_array().unwrap().clone()
@@ -35,18 +35,18 @@ fn an_unprovisionable_service_is_blocked_alone_and_what_runs_stays() {
     let plan = p.ok(&["plan", "-e", "dev"]);
     assert!(
         plan.contains(
-            "blocked: service `orders` is left out (the rest applies; what it runs stays): service `orders`: resource `bus` has type `kafka-topic` (class `durable`), which nothing provisions on the local provider"
+            "blocked: service `orders` is left out (the rest applies; what it runs stays): service `orders`: resource `bus` has type `cassandra` (class `durable`), which nothing provisions on the local provider"
         ),
         "{plan}"
     );
     let json: Value = serde_json::from_str(&p.ok(&["plan", "-e", "dev", "-o", "json"])).unwrap();
-    assert!(json["blocked"]["orders"][0].as_str().unwrap().contains("`kafka-topic`"), "{json}");
+    assert!(json["blocked"]["orders"][0].as_str().unwrap().contains("`cassandra`"), "{json}");
 
     // The apply goes through for the others and reports the blocked one.
     let out = p.ok(&["apply", "-e", "dev"]);
     assert!(out.contains("blocked: service `orders` was left out"), "{out}");
     let rows = status(&p);
-    assert!(row(&rows, "orders", "dev")["blocked"].as_str().unwrap().contains("`kafka-topic`"), "{rows:?}");
+    assert!(row(&rows, "orders", "dev")["blocked"].as_str().unwrap().contains("`cassandra`"), "{rows:?}");
     assert_eq!(row(&rows, "orders", "dev")["health"], "not-applied");
     assert_eq!(row(&rows, "api", "dev")["health"], "applied", "{rows:?}");
     assert!(row(&rows, "api", "dev")["blocked"].is_null());

@@ -224,10 +224,7 @@ fn what_cannot_be_rendered_is_named_and_nothing_is_written() {
     let out = p.command(&["render", "-e", "eu-dev", "-d", d]).output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(
-        stderr.contains("service `api`: containers.api.args") && stderr.contains("$(VARIABLE)"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("service `api`: containers.api.args") && stderr.contains("$(VARIABLE)"), "{stderr}");
     assert_eq!(walk(&dir), before, "a refused render wrote files");
     // Nor can the environment be planned: an apply would otherwise drop the
     // secret-store entries its running services read.

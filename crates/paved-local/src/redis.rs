@@ -102,6 +102,8 @@ impl RedisDriver {
         Outputs::from([
             ("host".to_string(), json!(host)),
             ("port".to_string(), json!(port)),
+            // The user `requirepass` authenticates (Redis 6+ ACL), as score-compose names it.
+            ("username".to_string(), json!("default")),
             ("password".to_string(), json!(state.password)),
         ])
     }

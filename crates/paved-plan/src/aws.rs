@@ -43,7 +43,7 @@ use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, BTreeSet};
 
 const PROVIDER: &str = "aws";
-const SUPPORTED: &str = "postgres, redis, s3, queue, amqp, dns, route, service, service-port";
+const SUPPORTED: &str = "postgres, redis, s3, queue, amqp, dns, route, service, service-port, environment";
 /// An environment's subnets span two zones (one subnet per tier and
 /// zone). Node ids name a zone by its place (`ENV-TIER-a` is in the first
 /// zone), not by its AWS name: not every account has every zone letter
@@ -1182,6 +1182,8 @@ pub fn translate_with_bindings(input: &PlanInput<'_>) -> Result<Translation, Vec
                 continue;
             }
             let binding = match res.kind.as_str() {
+                // Values the environment provides: its secrets, resolved when applied.
+                "environment" => ResourceBinding::environment(),
                 "postgres" => {
                     let Some(db) = bp.databases.get(&DatabaseEngine::Postgres) else {
                         errors.push(PlanError::Unavailable {

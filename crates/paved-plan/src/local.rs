@@ -28,7 +28,7 @@ use serde_json::{Value, json};
 use std::collections::BTreeMap;
 
 const PROVIDER: &str = "local";
-const SUPPORTED: &str = "postgres, mysql, amqp, redis, volume, dns, route, service, service-port";
+const SUPPORTED: &str = "postgres, mysql, amqp, redis, volume, dns, route, service, service-port, environment";
 
 /// A blueprint asking for processes gets processes; otherwise the account
 /// decides, and without a word from it the machine (is there a Docker Engine).
@@ -127,6 +127,8 @@ pub fn translate(input: &PlanInput<'_>) -> Result<ResourceGraph, Vec<PlanError>>
                 continue;
             }
             let binding = match r.kind.as_str() {
+                // Values the environment provides: its secrets, resolved when applied.
+                "environment" => ResourceBinding::environment(),
                 "postgres" => {
                     let Some(db) = bp.databases.get(&DatabaseEngine::Postgres) else {
                         errors.push(unavailable(
@@ -286,9 +288,12 @@ pub fn translate(input: &PlanInput<'_>) -> Result<ResourceGraph, Vec<PlanError>>
                     });
                     let node = Node::new("local.redis", &key, props)
                         .after([network.clone()])
-                        .outputs(&["host", "port", "password"])
+                        .outputs(&["host", "port", "username", "password"])
                         .sensitive(&["password"]);
-                    ResourceBinding { node: g.add(node), outputs: resolve::outputs(&["host", "port", "password"]) }
+                    ResourceBinding {
+                        node: g.add(node),
+                        outputs: resolve::outputs(&["host", "port", "username", "password"]),
+                    }
                 }
                 "volume" => {
                     let node = Node::new("local.volume", &key, json!({"path": format!("volumes/{env}/{key}")}))
@@ -408,8 +413,10 @@ pub fn translate(input: &PlanInput<'_>) -> Result<ResourceGraph, Vec<PlanError>>
             }
         };
         // After the proxy: it serves the service's stable address (see `paved_local::proxy`).
-        let deps: Vec<String> =
-            [network.clone(), proxy.clone()].into_iter().chain(bindings.values().map(|b| b.node.clone())).collect();
+        let deps: Vec<String> = [network.clone(), proxy.clone()]
+            .into_iter()
+            .chain(bindings.values().filter(|b| b.has_node()).map(|b| b.node.clone()))
+            .collect();
         let workload_id = g.add(Node::new("local.workload", svc, workload).after(deps).outputs(&["url"]));
 
         for (rname, key) in routes {
@@ -431,6 +438,13 @@ pub fn translate(input: &PlanInput<'_>) -> Result<ResourceGraph, Vec<PlanError>>
     if errors.is_empty() { Ok(g) } else { Err(errors) }
 }
 
+/// Whether a volume's `source` is the bare name of one of the service's
+/// `volume` resources (`source: data`), the form Score files written before
+/// `${resources.data}` use; it means that resource.
+fn names_volume(w: &Workload, source: &str) -> bool {
+    w.resources.get(source).is_some_and(|r| r.kind == "volume")
+}
+
 /// A Score volume's `source` is a `volume` resource of the service, or a host
 /// directory the blueprint allows: a developer cannot mount `/`, paved's
 /// data directory or another team's files. Also carries the blueprint's
@@ -450,7 +464,7 @@ fn confine_volumes(w: &Workload, rules: &WorkloadSecurity, mut props: Value) -> 
                 _ => false,
             };
             let literal = !v.source.contains("${");
-            if of_volume || (literal && rules.allows_host_path(&v.source)) {
+            if of_volume || names_volume(w, &v.source) || (literal && rules.allows_host_path(&v.source)) {
                 continue;
             }
             let allowed = if rules.host_volumes.is_empty() {
@@ -620,7 +634,9 @@ fn workload_properties(
         let mut volumes = serde_json::Map::new();
         let vols = c.volumes.as_ref().map(Volumes::entries).unwrap_or_default();
         for (target, v) in vols {
-            let source = resolve::rewrite(w, &at(&format!("volumes.{target}")), &v.source, b)?;
+            let named = format!("${{resources.{}}}", v.source);
+            let source = if names_volume(w, &v.source) { &named } else { &v.source };
+            let source = resolve::rewrite(w, &at(&format!("volumes.{target}")), source, b)?;
             volumes.insert(target, json!({"source": source, "path": v.path, "readOnly": v.read_only.unwrap_or(false)}));
         }
         containers.insert(

@@ -59,6 +59,21 @@ pub struct ResourceBinding {
     pub outputs: Vec<String>,
 }
 
+impl ResourceBinding {
+    /// Score's `environment` type: values the environment provides, here
+    /// its secrets — `${resources.env.NAME}` is `${secrets.NAME}` (set with
+    /// `paved secret set NAME -e ENV`), resolved only when applied. It has
+    /// no node: nothing is provisioned.
+    pub fn environment() -> ResourceBinding {
+        ResourceBinding { node: String::new(), outputs: Vec::new() }
+    }
+
+    /// Whether a graph node holds it (every type but `environment`).
+    pub fn has_node(&self) -> bool {
+        !self.node.is_empty()
+    }
+}
+
 /// A built-in type's output names, for a [`ResourceBinding`].
 pub fn outputs(names: &[&str]) -> Vec<String> {
     names.iter().map(|n| n.to_string()).collect()
@@ -96,6 +111,20 @@ pub fn rewrite(
                         let b = bindings
                             .get(*name)
                             .ok_or_else(|| fail(p.text(), format!("resource `{name}` is not declared")))?;
+                        if !b.has_node() {
+                            match rest {
+                                [f] => out.push_str(&format!("${{secret:{}/{f}}}", w.metadata.name)),
+                                _ => {
+                                    return Err(fail(
+                                        p.text(),
+                                        format!(
+                                            "name the value: `${{resources.{name}.NAME}}` (the environment's secret NAME)"
+                                        ),
+                                    ));
+                                }
+                            }
+                            continue;
+                        }
                         let output = match rest {
                             [] => b
                                 .outputs

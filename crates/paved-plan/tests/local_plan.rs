@@ -101,7 +101,7 @@ fn unsatisfiable_placeholders_fail_at_plan_time() {
 fn resource_types_the_provider_lacks_are_listed() {
     let world = World::with_extra(vec![service(
         "uploader",
-        "containers:\n  main:\n    image: u:1\nresources:\n  files:\n    type: s3\n  cache:\n    type: redis\n",
+        "containers:\n  main:\n    image: u:1\nresources:\n  files:\n    type: s3\n  cache:\n    type: mysql\n",
     )]);
     let errors = plan(&world.input("dev", DOCKER)).unwrap_err();
     let text: Vec<String> = errors.iter().map(ToString::to_string).collect();
@@ -109,7 +109,10 @@ fn resource_types_the_provider_lacks_are_listed() {
         text.iter().any(|e| e.contains("type `s3`") && e.contains("built in: postgres, mysql, amqp, redis")),
         "{text:?}"
     );
-    assert!(text.iter().any(|e| e.contains("resource `cache`") && e.contains("spec.databases.redis")), "{text:?}");
+    assert!(
+        text.iter().any(|e| e.contains("resource `cache` needs a mysql database on the docker runtime")),
+        "{text:?}"
+    );
 }
 
 #[test]
@@ -428,4 +431,19 @@ fn a_files_source_blocks_its_service_and_binary_content_is_carried_as_is() {
     let g = plan(&world.input("dev", DOCKER)).unwrap();
     let file = &g.nodes["local.workload/logo"].properties["containers"]["main"]["files"]["/srv/logo.png"];
     assert_eq!(file["binaryContent"], json!("iVBORw0KGgo="));
+}
+
+#[test]
+fn an_environment_resource_reads_the_environments_secrets_when_applied() {
+    let hello = "containers:\n  main:\n    image: h:1\n    variables:\n      FRIEND: ${resources.env.NAME}\nresources:\n  env:\n    type: environment\n";
+    let world = World::with_extra(vec![service("hello", hello)]);
+    let g = plan(&world.input("dev", DOCKER)).unwrap();
+    let friend = &g.nodes["local.workload/hello"].properties["containers"]["main"]["variables"]["FRIEND"];
+    assert_eq!(friend, &json!("${secret:hello/NAME}"));
+    // Nothing is provisioned for it.
+    assert!(!g.nodes.keys().any(|id| id.contains("hello-env")), "{:?}", g.nodes.keys());
+    let bare = hello.replace("${resources.env.NAME}", "${resources.env}");
+    let world = World::with_extra(vec![service("hello", &bare)]);
+    let errors: Vec<String> = plan(&world.input("dev", DOCKER)).unwrap_err().iter().map(ToString::to_string).collect();
+    assert!(errors.iter().any(|e| e.contains("name the value: `${resources.env.NAME}`")), "{errors:?}");
 }
