@@ -65,14 +65,14 @@ fn an_unprovisionable_service_is_blocked_alone_and_what_runs_stays() {
     // A running service whose new spec cannot be provisioned keeps running as it was:
     // nothing is destroyed while it is blocked.
     let api = std::fs::read_to_string(support::repo_root().join("examples/services/api.score.yaml")).unwrap();
-    let broken = api.replace("resources:\n  db:\n", "resources:\n  docs:\n    type: elasticsearch\n  db:\n");
+    let broken = api.replace("resources:\n  db:\n", "resources:\n  docs:\n    type: solr\n  db:\n");
     p.ok_with_input(&["apply", "-f", "-"], &broken);
     let plan = p.ok(&["plan", "-e", "dev"]);
     assert!(plan.contains("blocked: service `api`") && plan.contains("0 to destroy"), "{plan}");
     p.ok(&["apply", "-e", "dev"]);
     let rows = status(&p);
     assert_eq!(row(&rows, "api", "dev")["health"], "applied", "{rows:?}");
-    assert!(row(&rows, "api", "dev")["blocked"].as_str().unwrap().contains("`elasticsearch`"), "{rows:?}");
+    assert!(row(&rows, "api", "dev")["blocked"].as_str().unwrap().contains("`solr`"), "{rows:?}");
     p.ok(&["drift", "-e", "dev"]);
 
     // Fixed, everything converges and nothing is blocked any more.
