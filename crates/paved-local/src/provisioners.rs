@@ -101,11 +101,17 @@ async fn run(place: &Place, program: &str, args: &[String], stdin: &[u8], timeou
     let mut c = tokio::process::Command::from(c);
     c.kill_on_drop(true);
     let mut child = c.spawn().map_err(|e| format!("starting the sandbox: {e}"))?;
-    if let Some(mut input) = child.stdin.take() {
-        // A program that exits without reading its input is not an error here.
-        let _ = input.write_all(stdin).await;
-    }
-    match tokio::time::timeout(timeout, child.wait_with_output()).await {
+    let input = child.stdin.take();
+    // The timeout covers writing the request too: a program that fills its
+    // output before reading its input must not hang the apply.
+    let work = async move {
+        if let Some(mut input) = input {
+            // A program that exits without reading its input is not an error here.
+            let _ = input.write_all(stdin).await;
+        } // Dropped: the program sees the end of its input.
+        child.wait_with_output().await
+    };
+    match tokio::time::timeout(timeout, work).await {
         Err(_) => Err(format!("did not finish within {}s and was stopped", timeout.as_secs())),
         Ok(Err(e)) => Err(e.to_string()),
         Ok(Ok(out)) => Ok(Ran {
@@ -197,10 +203,10 @@ impl Driver for CommandDriver {
     async fn update(&self, r: &Resource) -> Result<Outputs, DriverError> {
         self.create(r).await
     }
+    /// A program that is no longer installed fails the delete (what it made
+    /// would be left behind unseen): reinstall it, then destroy again.
     async fn delete(&self, r: &Resource) -> Result<(), DriverError> {
-        if self.config.provisioner_dir().join(r.properties["program"].as_str().unwrap_or_default()).is_file() {
-            self.call(r, "delete").await.map_err(|e| about(r, e))?;
-        }
+        self.call(r, "delete").await.map_err(|e| about(r, e))?;
         crate::remove_dir(&self.config.local_dir().join("provisioners").join(&r.environment).join(&r.name))
             .map_err(DriverError::Retryable)
     }
