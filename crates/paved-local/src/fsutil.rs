@@ -82,3 +82,47 @@ pub fn random_password(len: usize) -> String {
     let mut rng = rand::rng();
     (0..len).map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char).collect()
 }
+
+/// Whether paved runs as root (platform servers then run as their system user).
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// A port on 127.0.0.1 nobody listens on now, for `what`.
+pub fn free_port(what: &str) -> Result<u16, String> {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .map_err(|e| format!("no free port for {what}: {e}"))
+}
+
+/// The password a platform server's user was (or is about to be) given,
+/// kept 0600 in `file` (`{"password": …}`): written down before the user
+/// exists, so an apply that crashed in between reuses it.
+pub fn kept_password(file: &Path) -> Result<String, String> {
+    #[derive(serde::Serialize, serde::Deserialize)]
+    struct Kept {
+        password: String,
+    }
+    if let Some(kept) = read_json::<Kept>(file)? {
+        return Ok(kept.password);
+    }
+    let kept = Kept { password: random_password(32) };
+    write_json(file, &kept, true)?;
+    Ok(kept.password)
+}
+
+/// The password `kept_password` wrote, if it did.
+pub fn read_kept_password(file: &Path) -> Result<Option<String>, String> {
+    Ok(read_json::<serde_json::Value>(file)?.and_then(|v| v["password"].as_str().map(str::to_string)))
+}
+
+/// Removes `path`; already gone is fine.
+pub fn remove_file(path: &Path) -> Result<(), String> {
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(format!("cannot remove {}: {e}", path.display())),
+    }
+}

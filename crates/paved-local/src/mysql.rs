@@ -18,7 +18,6 @@ use crate::Config;
 use crate::fsutil::{self, FileLock};
 use async_trait::async_trait;
 use paved_engine::{Driver, DriverError, Observation, Outputs, Resource};
-use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use std::path::PathBuf;
@@ -37,11 +36,6 @@ pub struct Server {
     run_as: Option<String>,
 }
 
-fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
-}
-
 fn find(name: &str) -> Result<PathBuf, String> {
     crate::sandbox::find(name)
         .or_else(|| ["/usr/sbin", "/usr/bin"].iter().map(|d| PathBuf::from(d).join(name)).find(|p| p.is_file()))
@@ -50,7 +44,7 @@ fn find(name: &str) -> Result<PathBuf, String> {
 
 impl Server {
     pub fn new(config: &Config) -> Server {
-        let (dir, run_as) = if is_root() {
+        let (dir, run_as) = if fsutil::is_root() {
             let hash = hex::encode(Sha256::digest(config.data_dir.to_string_lossy().as_bytes()));
             (PathBuf::from("/var/lib/paved").join(format!("mariadb-{}", &hash[..12])), Some("mysql".to_string()))
         } else {
@@ -144,10 +138,7 @@ impl Server {
         let port = match self.port() {
             Some(p) => p,
             None => {
-                let p = std::net::TcpListener::bind("127.0.0.1:0")
-                    .and_then(|l| l.local_addr())
-                    .map_err(|e| format!("no free port for MariaDB: {e}"))?
-                    .port();
+                let p = fsutil::free_port("MariaDB")?;
                 fsutil::write_atomic(&self.dir.join("port"), p.to_string().as_bytes(), false)?;
                 p
             }
@@ -304,13 +295,6 @@ impl Driver for ServerDriver {
     }
 }
 
-/// The generated password of one database, kept by the driver (0600) so an
-/// apply that crashed after creating the user reuses it.
-#[derive(Debug, Serialize, Deserialize)]
-struct Credentials {
-    password: String,
-}
-
 pub struct DatabaseDriver {
     pub server: Arc<Server>,
     pub config: Arc<Config>,
@@ -354,8 +338,7 @@ impl Driver for DatabaseDriver {
         let Some(port) = self.server.port().filter(|_| self.server.running()) else {
             return Ok(Observation::Absent);
         };
-        let Some(creds) =
-            fsutil::read_json::<Credentials>(&self.credentials_file(r)).map_err(DriverError::Permanent)?
+        let Some(password) = fsutil::read_kept_password(&self.credentials_file(r)).map_err(DriverError::Permanent)?
         else {
             return Ok(Observation::Absent);
         };
@@ -366,8 +349,7 @@ impl Driver for DatabaseDriver {
                 "SELECT (SELECT count(*) FROM information_schema.schemata WHERE schema_name = '{db}'), \
                  (SELECT count(*) FROM mysql.user WHERE User = '{user}' AND Host = '%'), \
                  (SELECT count(*) FROM mysql.user WHERE User = '{user}' AND Host = '%' AND \
-                 authentication_string = PASSWORD('{}'));",
-                creds.password
+                 authentication_string = PASSWORD('{password}'));"
             ))
             .await?;
         let counts: Vec<&str> = found.split_whitespace().collect();
@@ -380,24 +362,13 @@ impl Driver for DatabaseDriver {
         }
         properties["credentials"] =
             if counts.get(2) == Some(&"1") { json!("issued-by-paved") } else { json!("changed-outside-paved") };
-        Ok(Observation::Present { properties, outputs: self.outputs(port, &db, &user, &creds.password), ready: true })
+        Ok(Observation::Present { properties, outputs: self.outputs(port, &db, &user, &password), ready: true })
     }
 
     async fn create(&self, r: &Resource) -> Result<Outputs, DriverError> {
         let (db, user) = (ident(r, "database")?, ident(r, "username")?);
         let port = self.server.ensure().await?;
-        let file = self.credentials_file(r);
-        // Written down before the user exists, so a crash in between leaves
-        // nothing paved cannot log in to.
-        let creds = match fsutil::read_json::<Credentials>(&file).map_err(DriverError::Permanent)? {
-            Some(c) => c,
-            None => {
-                let c = Credentials { password: fsutil::random_password(32) };
-                fsutil::write_json(&file, &c, true).map_err(DriverError::Retryable)?;
-                c
-            }
-        };
-        let password = &creds.password;
+        let password = &fsutil::kept_password(&self.credentials_file(r)).map_err(DriverError::Retryable)?;
         self.server
             .sql(format!(
                 "CREATE DATABASE IF NOT EXISTS `{db}`;\n\
@@ -423,10 +394,6 @@ impl Driver for DatabaseDriver {
             self.server.ensure().await?;
             return Err(DriverError::Retryable("started the platform MariaDB to delete from it".into()));
         }
-        match std::fs::remove_file(self.credentials_file(r)) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(DriverError::Retryable(e.to_string())),
-        }
+        fsutil::remove_file(&self.credentials_file(r)).map_err(DriverError::Retryable)
     }
 }

@@ -56,11 +56,6 @@ const CONTAINER_PORT: u16 = 5432;
 /// Where the cluster directory is mounted in its container.
 const CONTAINER_DIR: &str = "/var/lib/postgresql";
 
-fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
-}
-
 impl Cluster {
     /// The platform cluster of the process runtime, shared by environments.
     pub fn new(config: &Config) -> Cluster {
@@ -74,7 +69,7 @@ impl Cluster {
     }
 
     fn at(config: &Config, name: &str, container: Option<Placement>) -> Cluster {
-        let (dir, run_as) = if is_root() {
+        let (dir, run_as) = if fsutil::is_root() {
             let hash = hex::encode(Sha256::digest(config.data_dir.to_string_lossy().as_bytes()));
             let name = name.replacen("postgres", &format!("postgres-{}", &hash[..12]), 1);
             (PathBuf::from("/var/lib/paved").join(name), Some("postgres".to_string()))

@@ -17,7 +17,6 @@ use crate::Config;
 use crate::fsutil::{self, FileLock};
 use async_trait::async_trait;
 use paved_engine::{Driver, DriverError, Observation, Outputs, Resource};
-use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use std::path::PathBuf;
@@ -39,27 +38,15 @@ pub struct Server {
     run_as: Option<String>,
 }
 
-fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
-}
-
 fn script(name: &str) -> Result<PathBuf, String> {
     let p = PathBuf::from(SCRIPTS).join(name);
     if p.is_file() { Ok(p) } else { crate::sandbox::find(name).ok_or_else(|| MISSING.to_string()) }
 }
 
-fn free_port() -> Result<u16, String> {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .map_err(|e| format!("no free port for RabbitMQ: {e}"))
-}
-
 impl Server {
     pub fn new(config: &Config) -> Server {
         let hash = hex::encode(Sha256::digest(config.data_dir.to_string_lossy().as_bytes()));
-        let (dir, run_as) = if is_root() {
+        let (dir, run_as) = if fsutil::is_root() {
             (PathBuf::from("/var/lib/paved").join(format!("rabbitmq-{}", &hash[..12])), Some("rabbitmq".to_string()))
         } else {
             (config.local_dir().join("rabbitmq"), None)
@@ -127,7 +114,7 @@ impl Server {
         std::fs::create_dir_all(&self.dir).map_err(|e| format!("cannot create {}: {e}", self.dir.display()))?;
         std::fs::set_permissions(&self.dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))
             .map_err(|e| format!("cannot restrict {}: {e}", self.dir.display()))?;
-        let (port, dist) = (free_port()?, free_port()?);
+        let (port, dist) = (fsutil::free_port("RabbitMQ")?, fsutil::free_port("RabbitMQ")?);
         fsutil::write_atomic(&self.dir.join("port"), port.to_string().as_bytes(), false)?;
         fsutil::write_atomic(&self.dir.join("dist-port"), dist.to_string().as_bytes(), false)?;
         fsutil::write_atomic(&self.dir.join("enabled_plugins"), b"[].\n", false)?;
@@ -277,13 +264,6 @@ impl Driver for ServerDriver {
     }
 }
 
-/// The generated password of one vhost's user, kept by the driver (0600) so
-/// an apply that crashed after creating the user reuses it.
-#[derive(Debug, Serialize, Deserialize)]
-struct Credentials {
-    password: String,
-}
-
 pub struct VhostDriver {
     pub server: Arc<Server>,
     pub config: Arc<Config>,
@@ -326,8 +306,7 @@ impl Driver for VhostDriver {
         let Some(port) = self.server.port().filter(|_| self.server.running()) else {
             return Ok(Observation::Absent);
         };
-        let Some(creds) =
-            fsutil::read_json::<Credentials>(&self.credentials_file(r)).map_err(DriverError::Permanent)?
+        let Some(password) = fsutil::read_kept_password(&self.credentials_file(r)).map_err(DriverError::Permanent)?
         else {
             return Ok(Observation::Absent);
         };
@@ -340,28 +319,16 @@ impl Driver for VhostDriver {
         if !users.lines().any(|l| l.split_whitespace().next() == Some(user.as_str())) {
             properties["username"] = serde_json::Value::Null;
         }
-        let authenticated = self.server.ctl(&["authenticate_user", &user], Some(&creds.password)).await.is_ok();
+        let authenticated = self.server.ctl(&["authenticate_user", &user], Some(&password)).await.is_ok();
         properties["credentials"] =
             if authenticated { json!("issued-by-paved") } else { json!("changed-outside-paved") };
-        Ok(Observation::Present {
-            properties,
-            outputs: self.outputs(port, &vhost, &user, &creds.password),
-            ready: true,
-        })
+        Ok(Observation::Present { properties, outputs: self.outputs(port, &vhost, &user, &password), ready: true })
     }
 
     async fn create(&self, r: &Resource) -> Result<Outputs, DriverError> {
         let (vhost, user) = (ident(r, "vhost")?, ident(r, "username")?);
         let port = self.server.ensure().await?;
-        let file = self.credentials_file(r);
-        let creds = match fsutil::read_json::<Credentials>(&file).map_err(DriverError::Permanent)? {
-            Some(c) => c,
-            None => {
-                let c = Credentials { password: fsutil::random_password(32) };
-                fsutil::write_json(&file, &c, true).map_err(DriverError::Retryable)?;
-                c
-            }
-        };
+        let password = fsutil::kept_password(&self.credentials_file(r)).map_err(DriverError::Retryable)?;
         self.server.ctl(&["add_vhost", &vhost], None).await?;
         let users = self.server.ctl(&["list_users"], None).await?;
         let verb = if users.lines().any(|l| l.split_whitespace().next() == Some(user.as_str())) {
@@ -369,9 +336,9 @@ impl Driver for VhostDriver {
         } else {
             "add_user"
         };
-        self.server.ctl(&[verb, &user], Some(&creds.password)).await?;
+        self.server.ctl(&[verb, &user], Some(&password)).await?;
         self.server.ctl(&["set_permissions", "-p", &vhost, &user, ".*", ".*", ".*"], None).await?;
-        Ok(self.outputs(port, &vhost, &user, &creds.password))
+        Ok(self.outputs(port, &vhost, &user, &password))
     }
 
     async fn update(&self, r: &Resource) -> Result<Outputs, DriverError> {
@@ -394,10 +361,6 @@ impl Driver for VhostDriver {
             self.server.ensure().await?;
             return Err(DriverError::Retryable("started the platform RabbitMQ to delete from it".into()));
         }
-        match std::fs::remove_file(self.credentials_file(r)) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(DriverError::Retryable(e.to_string())),
-        }
+        fsutil::remove_file(&self.credentials_file(r)).map_err(DriverError::Retryable)
     }
 }
