@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::process::{Output, Stdio};
 use std::time::Duration;
-use support::{AwsProxy, Moto, Platform, TRUST, ZONE, mutating, py};
+use support::{AwsProxy, Moto, Platform, RdsMysql, TRUST, ZONE, mutating, py};
 
 /// Everything that exists for an environment, by kind, as AWS lists it.
 const INVENTORY: &str = r#"
@@ -190,7 +190,10 @@ struct Aws {
 impl Aws {
     /// The examples recorded, the account's trust installed, paved pointed at the proxy.
     fn new() -> Aws {
-        let moto = Moto::start();
+        Aws::over(Moto::start())
+    }
+
+    fn over(moto: Moto) -> Aws {
         let proxy = AwsProxy::start(&moto);
         let p = Platform::new();
         p.ok(&["apply", "-f", "examples/platform"]);
@@ -375,6 +378,8 @@ fn the_aws_examples_apply_keylessly_on_the_emulator_and_a_second_apply_changes_n
         url.starts_with(&format!("postgres://app_api:{password}@{}:", secret["host"].as_str().unwrap())),
         "{secret}"
     );
+    // `name` is the database's (Score's name for it), not the instance's.
+    assert!(url.ends_with("/payments_db"), "{url}");
     let master = secret["master"]["password"].as_str().unwrap();
     assert!(!url.contains(master) && !url.contains("//paved:"), "{url}");
     assert!(secret["kms"].as_str().unwrap().starts_with("arn:aws:kms:eu-central-1:"), "{secret}");
@@ -939,6 +944,89 @@ fn a_redis_resource_is_an_encrypted_elasticache_replication_group_with_a_sealed_
     let seen: Value =
         serde_json::from_str(&py(CACHES, &[&aws.moto.url, "eu-dev", "eu-central-1", "sessions"])).unwrap();
     assert_eq!((seen["groups"].clone(), seen["subnetGroups"].clone()), (json!([]), json!([])), "{seen}");
+    aws.assert_policy_covers_every_call();
+}
+
+/// A service with a MySQL database.
+const ORDERS: &str = "apiVersion: score.dev/v1b1\nmetadata:\n  name: orders\n  annotations:\n    paved.dev/owner: payments\n\
+containers:\n  orders:\n    image: registry.example.com/payments/orders:1.0.0\n    variables:\n      \
+DB_HOST: ${resources.db.host}\n      DB_PORT: ${resources.db.port}\n      DB_NAME: ${resources.db.name}\n      \
+DB_USER: ${resources.db.username}\n      DB_PASSWORD: ${resources.db.password}\nresources:\n  db:\n    type: mysql\n";
+
+/// The environment's RDS instances.
+const DATABASES: &str = r#"
+import json, sys, boto3
+endpoint, env, region = sys.argv[1:4]
+rds = boto3.client("rds", endpoint_url=endpoint, region_name=region)
+dbs = [d for d in rds.describe_db_instances()["DBInstances"] if d["DBInstanceIdentifier"].startswith(f"paved-{env}-")]
+print(json.dumps(dbs, default=str))
+"#;
+
+#[test]
+fn a_mysql_resource_is_rds_for_mysql_and_the_service_logs_in_over_tls_as_its_own_user_granted_its_database_only() {
+    let aws = Aws::over(Moto::start_with(Some(RdsMysql::start(&["orders_db", "payments_db"]))));
+    let mysql = aws.moto.mysql.as_ref().unwrap();
+    aws.p.ok_with_input(&["apply", "-f", "-"], ORDERS);
+    let graph = aws.ok(&["plan", "-e", "eu-dev", "--graph"]);
+    assert!(graph.contains("aws.rds-instance/orders-db") && graph.contains("aws.db-user/orders-db-orders"), "{graph}");
+    aws.ok(&["apply", "-e", "eu-dev"]);
+    let seen: Value = serde_json::from_str(&py(DATABASES, &[&aws.moto.url, "eu-dev", "eu-central-1"])).unwrap();
+    let db = seen
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["DBInstanceIdentifier"] == "paved-eu-dev-orders-db")
+        .unwrap_or_else(|| panic!("no RDS instance for orders: {seen}"));
+    assert_eq!((db["Engine"].as_str(), db["EngineVersion"].as_str()), (Some("mysql"), Some("8.4")), "{db}");
+    assert_eq!((db["StorageEncrypted"].as_bool(), db["PubliclyAccessible"].as_bool()), (Some(true), Some(false)));
+    assert_eq!(db["EnabledCloudwatchLogsExports"], json!(["error", "slowquery"]), "{db}");
+    // RDS for MySQL refuses Performance Insights on the small class dev runs on.
+    assert_eq!(
+        (db["DBInstanceClass"].as_str(), db["PerformanceInsightsEnabled"].as_bool()),
+        (Some("db.t4g.small"), Some(false))
+    );
+
+    // The service's own login, its password only in the service's secret.
+    let secret: Value =
+        serde_json::from_str(&py(SECRET_OF, &[&aws.moto.url, "eu-dev", "eu-central-1", "orders"])).unwrap();
+    let field = |k: &str| secret[k].as_str().unwrap_or_else(|| panic!("{k} not in {secret}"));
+    let (user, password) = ("app_orders", field("DB_PASSWORD"));
+    // The endpoint is the stand-in's; `name` is the database's, as Score's provisioners name it.
+    assert_eq!((field("DB_PORT"), field("DB_NAME")), (mysql.port.to_string().as_str(), "orders_db"));
+    assert!(!aws.ok(&["plan", "-e", "eu-dev", "--graph"]).contains(password));
+    // It reads its rows over TLS, and nothing beyond its database.
+    let rows = mysql.sql(
+        user,
+        password,
+        "CREATE TABLE orders_db.items (n INT); INSERT INTO orders_db.items VALUES (42); SELECT n FROM orders_db.items",
+    );
+    assert_eq!(rows.as_deref(), Ok("42"));
+    let refused = mysql.sql(user, password, "SELECT 1 FROM payments_db.t").unwrap_err();
+    assert!(refused.contains("SELECT command denied to user 'app_orders'"), "{refused}");
+    let refused = mysql.sql(user, password, "CREATE DATABASE elsewhere").unwrap_err();
+    assert!(refused.contains("Access denied for user 'app_orders'"), "{refused}");
+    let account = "SELECT ssl_type, Super_priv, Grant_priv FROM mysql.user WHERE User = 'app_orders'";
+    assert_eq!(mysql.sql("paved", "P@55w0rd!", account).as_deref(), Ok("ANY\tN\tN"));
+
+    // Applied again, nothing changes.
+    assert!(aws.ok(&["plan", "-e", "eu-dev"]).contains("0 to add, 0 to change, 0 to replace, 0 to destroy"));
+    // A login widened by hand is drift, and the apply narrows it again.
+    mysql.sql("paved", "P@55w0rd!", "GRANT SUPER ON *.* TO 'app_orders'@'%'").unwrap();
+    let out = aws.paved(&["drift", "-e", "eu-dev", "-o", "json"]);
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("aws.db-user/orders-db-orders"), "{out:?}");
+    aws.ok(&["apply", "-e", "eu-dev"]);
+    assert_eq!(mysql.sql("paved", "P@55w0rd!", account).as_deref(), Ok("ANY\tN\tN"));
+    assert_eq!(mysql.sql(user, password, "SELECT n FROM orders_db.items").as_deref(), Ok("42"));
+
+    // Destroyed with its environment: the login goes with the instance.
+    aws.ok(&["destroy", "-e", "eu-dev"]);
+    assert_eq!(
+        mysql.sql("paved", "P@55w0rd!", "SELECT COUNT(*) FROM mysql.user WHERE User = 'app_orders'").as_deref(),
+        Ok("0")
+    );
+    let seen: Value = serde_json::from_str(&py(DATABASES, &[&aws.moto.url, "eu-dev", "eu-central-1"])).unwrap();
+    assert!(!seen.to_string().contains("orders"), "{seen}");
     aws.assert_policy_covers_every_call();
 }
 

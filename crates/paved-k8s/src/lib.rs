@@ -26,8 +26,8 @@
 //! | deployment strategy | `recreate` → `Recreate`; `rolling`, `blue-green` → `RollingUpdate` (surge 1, none unavailable), soak → `minReadySeconds`, ready timeout → `progressDeadlineSeconds` | a blue-green switch needs Argo Rollouts; rendered as a rolling update whose old pods serve until the new ones are ready |
 //! | `service` resource | `NetworkPolicy` of the target: ingress from the caller's pods on the target's ports; of the caller: egress to them | |
 //! | `route`, `dns` resource | the cloud's route object ([`cloud`]) to the service's own target group; ingress from the load balancer's subnets | the load balancer's listener rule (host, path) forwards to that group: any number of routed services |
-//! | `postgres` | egress to the data subnets on 5432 | |
-//! | `s3`, `queue`, `amqp` | egress on 443 outside the VPC (the cloud APIs) | |
+//! | `postgres`, `mysql`, `amqp`, `redis` | egress to the data subnets on 5432, 3306, 5671 (AMQPS), 6379 | |
+//! | `s3`, `queue` | egress on 443 outside the VPC (the cloud APIs) | |
 //! | account `spec.gitops` | Argo CD `Application` `paved-ENV` in `argocd`: the environment's folder, automated sync with prune and self-heal, destination cluster `paved-ENV` (a preview: its host's cluster, namespace `PREVIEW`) | without `gitops`, no Application (a warning) |
 //!
 //! Files of the tree: `apps/ENV.yaml` (the Application, for an app-of-apps

@@ -630,14 +630,9 @@ pub(crate) fn render(
         }
     }
     let kinds: BTreeSet<&str> = w.resources.values().map(|r| r.kind.as_str()).collect();
-    if kinds.contains("postgres") && !scope.data_blocks.is_empty() {
-        egress.push(json!({
-            "to": scope.data_blocks.iter().map(|b| json!({"ipBlock": {"cidr": b}})).collect::<Vec<_>>(),
-            "ports": [{"protocol": "TCP", "port": 5432}],
-        }));
-    }
-    // Amazon MQ for RabbitMQ brokers (AMQPS, 5671) and ElastiCache (6379) live in the data subnets.
-    for (kind, port) in [("amqp", 5671), ("redis", 6379)] {
+    // RDS (PostgreSQL 5432, MySQL 3306), Amazon MQ for RabbitMQ (AMQPS, 5671) and
+    // ElastiCache (6379) live in the data subnets.
+    for (kind, port) in [("postgres", 5432), ("mysql", 3306), ("amqp", 5671), ("redis", 6379)] {
         if kinds.contains(kind) && !scope.data_blocks.is_empty() {
             egress.push(json!({
                 "to": scope.data_blocks.iter().map(|b| json!({"ipBlock": {"cidr": b}})).collect::<Vec<_>>(),

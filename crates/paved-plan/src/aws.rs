@@ -10,6 +10,7 @@
 //! | service (on a cluster) | `aws.iam-role` `paved-ENV-svc-SERVICE`: trusted only by the ServiceAccount `system:serviceaccount:ENV:SERVICE` through the cluster's OIDC provider (IRSA); its inline policy reaches only that service's buckets (objects, list), queues (send, receive, delete, attributes), its own secret `paved/ENV/SERVICE` (read) and the environment's key (decrypt, data keys) | <https://docs.aws.amazon.com/eks/latest/userguide/iam-roles-for-service-accounts.html>; the trust is built by the driver from `webIdentity`, because its condition keys name the issuer, an apply-time output |
 //! | ingress | `aws.lb` (application), `aws.acm-certificate` (`ENV.DOMAIN` and `*.ENV.DOMAIN`, validated by DNS in the zone `ingress.tls.domain`) | idle timeout, health check and TLS policy from the blueprint (see the normalised behaviours below); the HTTPS listener serves the certificate (AWS refuses an HTTPS listener without one: a blueprint with TLS and no domain is a plan error) |
 //! | `postgres` | `aws.db-subnet-group`, `aws.rds-instance`, `aws.security-group` `KEY-db`, `aws.log-group`s of its exports, an `aws.db-user` per client service | encrypted with the environment's key, never public, backups and multi-AZ from parameters, master password managed (and rotated) by RDS in Secrets Manager and never copied; each service connects as its own login `app_SERVICE` (password made by Secrets Manager, kept in `paved/ENV/db/KEY/SERVICE`); the group admits its clients' groups and the cluster's pod subnets on 5432 (pods carry the nodes' group; NetworkPolicy narrows to the declared clients) |
+//! | `mysql` | as `postgres`, engine `mysql` 8.4 on 3306 | logs `error`, `slowquery`; the login (at most 32 characters) must use TLS (`REQUIRE SSL`) and is granted its database only; no Performance Insights on the small class (RDS refuses it there for MySQL) |
 //! | `redis` | `aws.elasticache-subnet-group`, `aws.elasticache-replication-group` (+ `paved.secret` for its AUTH token, a `-redis` security group) | TLS in transit, at rest with the environment's key, failover and Multi-AZ from `highAvailability`, snapshots from `backupRetentionDays` (≤ 35) |
 //! | `s3` | `aws.s3-bucket` | KMS encryption, every public access blocked, versioning |
 //! | `queue` | `aws.sqs-queue` | KMS encryption |
@@ -43,7 +44,7 @@ use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, BTreeSet};
 
 const PROVIDER: &str = "aws";
-const SUPPORTED: &str = "postgres, redis, s3, queue, amqp, dns, route, service, service-port, environment";
+const SUPPORTED: &str = "postgres, mysql, redis, s3, queue, amqp, dns, route, service, service-port, environment";
 /// An environment's subnets span two zones (one subnet per tier and
 /// zone). Node ids name a zone by its place (`ENV-TIER-a` is in the first
 /// zone), not by its AWS name: not every account has every zone letter
@@ -239,6 +240,59 @@ pub fn fit(name: &str, limit: usize) -> String {
     let keep = limit.saturating_sub(hash.len() + 1).min(name.len());
     let start = name[..keep].trim_end_matches('-');
     format!("{start}-{hash}")
+}
+
+/// What the RDS engines paved offers differ in.
+struct Rds {
+    /// RDS's `Engine`.
+    engine: &'static str,
+    /// The blueprint's offer it needs.
+    blueprint: DatabaseEngine,
+    /// The major version when the blueprint names none.
+    version: &'static str,
+    port: u16,
+    /// The logs RDS publishes to CloudWatch Logs for the engine.
+    exports: &'static [&'static str],
+    /// The longest user name the engine takes.
+    login_limit: usize,
+}
+
+/// RDS for PostgreSQL: logs per
+/// <https://docs.aws.amazon.com/AmazonRDS/latest/UserGuide/USER_LogAccess.Concepts.PostgreSQL.html>.
+const RDS_POSTGRES: Rds = Rds {
+    engine: "postgres",
+    blueprint: DatabaseEngine::Postgres,
+    version: "16",
+    port: 5432,
+    exports: &["postgresql", "upgrade"],
+    login_limit: 63,
+};
+
+/// RDS for MySQL: 8.4, the long-term release (8.0 left RDS's standard
+/// support on 2026-07-31,
+/// <https://docs.aws.amazon.com/AmazonRDS/latest/UserGuide/MySQL.Concepts.VersionMgmt.html>);
+/// logs per <https://docs.aws.amazon.com/AmazonRDS/latest/UserGuide/USER_LogAccess.MySQLDB.PublishtoCloudWatchLogs.html>;
+/// user names of at most 32 characters
+/// (<https://dev.mysql.com/doc/refman/8.4/en/user-names.html>).
+const RDS_MYSQL: Rds = Rds {
+    engine: "mysql",
+    blueprint: DatabaseEngine::Mysql,
+    version: "8.4",
+    port: 3306,
+    exports: &["error", "slowquery"],
+    login_limit: 32,
+};
+
+impl Rds {
+    /// Whether an instance of `class` can have Performance Insights: RDS
+    /// for MySQL refuses it on the micro and small burstable classes
+    /// (<https://docs.aws.amazon.com/AmazonRDS/latest/UserGuide/USER_DatabaseInsights.Engines.html>),
+    /// PostgreSQL takes it on every class.
+    fn insights(&self, class: &str) -> bool {
+        const MYSQL_WITHOUT: [&str; 6] =
+            ["db.t2.micro", "db.t2.small", "db.t3.micro", "db.t3.small", "db.t4g.micro", "db.t4g.small"];
+        self.engine != "mysql" || !MYSQL_WITHOUT.contains(&class)
+    }
 }
 
 /// The PostgreSQL login of a service on a database: `app_SERVICE`
@@ -1184,23 +1238,21 @@ pub fn translate_with_bindings(input: &PlanInput<'_>) -> Result<Translation, Vec
             let binding = match res.kind.as_str() {
                 // Values the environment provides: its secrets, resolved when applied.
                 "environment" => ResourceBinding::environment(),
-                "postgres" => {
-                    let Some(db) = bp.databases.get(&DatabaseEngine::Postgres) else {
+                kind @ ("postgres" | "mysql") => {
+                    let rds = if kind == "mysql" { &RDS_MYSQL } else { &RDS_POSTGRES };
+                    let Some(db) = bp.databases.get(&rds.blueprint) else {
                         errors.push(PlanError::Unavailable {
                             service: svc.into(),
                             resource: rname.clone(),
-                            what: "a postgres database".into(),
+                            what: format!("a {kind} database"),
                             hint: format!("blueprint `{}` offers none", input.blueprint.metadata.name),
                         });
                         continue;
                     };
-                    let class = resolve::param("spec.databases.postgres.class", &db.class, &params);
-                    let backups = resolve::param(
-                        "spec.databases.postgres.backupRetentionDays",
-                        &db.backup_retention_days,
-                        &params,
-                    );
-                    let ha = resolve::param("spec.databases.postgres.highAvailability", &db.high_availability, &params);
+                    let field = |f: &str| format!("spec.databases.{kind}.{f}");
+                    let class = resolve::param(&field("class"), &db.class, &params);
+                    let backups = resolve::param(&field("backupRetentionDays"), &db.backup_retention_days, &params);
+                    let ha = resolve::param(&field("highAvailability"), &db.high_availability, &params);
                     let (class, backups, ha): (Size, u32, bool) = match (class, backups, ha) {
                         (Ok(c), Ok(b), Ok(h)) => (c, b, h),
                         (c, b, h) => {
@@ -1212,7 +1264,7 @@ pub fn translate_with_bindings(input: &PlanInput<'_>) -> Result<Translation, Vec
                     };
                     db_clients
                         .entry(key.clone())
-                        .or_insert((5432, "db", "database", BTreeSet::new()))
+                        .or_insert((rds.port, "db", "database", BTreeSet::new()))
                         .3
                         .insert(svc_sg.clone());
                     let group = g.add(
@@ -1226,7 +1278,7 @@ pub fn translate_with_bindings(input: &PlanInput<'_>) -> Result<Translation, Vec
                     );
                     let db_sg = format!("aws.security-group/{key}-db");
                     let identifier = fit(&format!("paved-{env}-{key}"), RDS_IDENTIFIER);
-                    let exports = ["postgresql", "upgrade"];
+                    let exports = rds.exports;
                     let db_logs: Vec<String> = exports
                         .iter()
                         .map(|log| {
@@ -1239,8 +1291,8 @@ pub fn translate_with_bindings(input: &PlanInput<'_>) -> Result<Translation, Vec
                         &key,
                         json!({
                             "identifier": identifier,
-                            "engine": "postgres",
-                            "engineVersion": db.version.clone().unwrap_or_else(|| "16".into()),
+                            "engine": rds.engine,
+                            "engineVersion": db.version.clone().unwrap_or_else(|| rds.version.into()),
                             "instanceClass": db_class(class),
                             "allocatedStorage": 20,
                             // Storage grows by itself up to this (GiB) instead of filling up
@@ -1258,7 +1310,7 @@ pub fn translate_with_bindings(input: &PlanInput<'_>) -> Result<Translation, Vec
                             "iamDatabaseAuthentication": true,
                             "autoMinorVersionUpgrade": true,
                             "cloudwatchLogsExports": exports,
-                            "performanceInsightsKmsKeyArn": r(&kms, "arn"),
+                            "performanceInsightsKmsKeyArn": rds.insights(db_class(class)).then(|| r(&kms, "arn")),
                             "deletionProtection": input.environment.spec.env_type == paved_model::EnvType::Production,
                             // Production's data outlives its instance: a final snapshot and the automated backups.
                             "finalSnapshot": input.environment.spec.env_type == paved_model::EnvType::Production,
@@ -1281,7 +1333,8 @@ pub fn translate_with_bindings(input: &PlanInput<'_>) -> Result<Translation, Vec
                             "database": r(&instance, "database"),
                             "identifier": identifier,
                             "masterSecretArn": r(&instance, "masterSecretArn"),
-                            "username": db_username(svc),
+                            "engine": rds.engine,
+                            "username": fit(&db_username(svc), rds.login_limit),
                             "secretName": format!("paved/{env}/db/{key}/{svc}"),
                             "kmsKeyArn": r(&kms, "arn"),
                             "login": true,
@@ -1289,7 +1342,7 @@ pub fn translate_with_bindings(input: &PlanInput<'_>) -> Result<Translation, Vec
                         }),
                     )
                     .after([instance, kms.clone()])
-                    .immutable(&["username", "secretName", "identifier"])
+                    .immutable(&["username", "secretName", "identifier", "engine"])
                     .outputs(&["host", "port", "name", "database", "username", "password"])
                     .sensitive(&["password"]);
                     ResourceBinding {

@@ -258,7 +258,7 @@ fn resources(node: &Node) -> Vec<(&'static str, String, Value)> {
             "iam_database_authentication_enabled": p["iamDatabaseAuthentication"],
             "auto_minor_version_upgrade": p["autoMinorVersionUpgrade"],
             "enabled_cloudwatch_logs_exports": p["cloudwatchLogsExports"],
-            "performance_insights_enabled": true,
+            "performance_insights_enabled": !p["performanceInsightsKmsKeyArn"].is_null(),
             "performance_insights_kms_key_id": p["performanceInsightsKmsKeyArn"],
             "deletion_protection": p["deletionProtection"],
             "skip_final_snapshot": p["finalSnapshot"] != true,

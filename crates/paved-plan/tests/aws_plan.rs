@@ -617,3 +617,41 @@ fn the_cluster_and_its_nodes_run_the_blueprints_kubernetes_version() {
     assert_eq!(group.properties["name"], "/aws/eks/paved-eu-dev/cluster");
     assert!(kind(&g, "aws.eks-cluster")[0].depends_on.contains("aws.log-group/eu-dev-eks"));
 }
+
+#[test]
+fn a_mysql_resource_is_rds_for_mysql_with_its_own_rules_and_a_short_login() {
+    let name = "order-history-and-returns-service";
+    let world = World::with_extra(vec![SourceFile::new(
+        "orders.score.yaml",
+        format!(
+            "apiVersion: score.dev/v1b1\nmetadata:\n  name: {name}\n  annotations:\n    paved.dev/owner: payments\n\
+             containers:\n  main:\n    image: orders:1\n    variables:\n      DB_USER: ${{resources.db.username}}\n\
+             resources:\n  db:\n    type: mysql\n"
+        ),
+    )]);
+    for (env, insights) in [("eu-dev", false), ("eu-production", true)] {
+        let g = graph(&world, env, account_plan(&[]));
+        let key = format!("{name}-db");
+        let db = &g.nodes[&format!("aws.rds-instance/{key}")];
+        let p = &db.properties;
+        assert_eq!((p["engine"].as_str(), p["engineVersion"].as_str()), (Some("mysql"), Some("8.4")), "{env}");
+        assert_eq!(p["cloudwatchLogsExports"], serde_json::json!(["error", "slowquery"]), "{env}");
+        // RDS for MySQL refuses Performance Insights on db.t4g.small
+        // (<https://docs.aws.amazon.com/AmazonRDS/latest/UserGuide/USER_DatabaseInsights.Engines.html>).
+        assert_eq!(!p["performanceInsightsKmsKeyArn"].is_null(), insights, "{env}: {p}");
+        assert_eq!(p["instanceClass"] == "db.t4g.small", !insights, "{env}");
+        // The login fits MySQL's 32 characters and says which protocol to speak.
+        let login = &g.nodes[&format!("aws.db-user/{key}-{name}")].properties;
+        let user = login["username"].as_str().unwrap();
+        assert!(user.len() <= 32 && user.starts_with("app_order_history"), "{user}");
+        assert_eq!(login["engine"], "mysql");
+        // Its security group admits the clients on MySQL's port only.
+        let sg = &g.nodes[&format!("aws.security-group/{key}-db")].properties;
+        let ports: BTreeSet<u64> =
+            sg["ingress"].as_array().unwrap().iter().map(|i| i["port"].as_u64().unwrap()).collect();
+        assert_eq!(ports, BTreeSet::from([3306]), "{sg}");
+        // PostgreSQL beside it keeps its own settings.
+        let pg = &g.nodes["aws.rds-instance/payments-db"].properties;
+        assert_eq!((pg["engine"].as_str(), pg["performanceInsightsKmsKeyArn"].is_null()), (Some("postgres"), false));
+    }
+}

@@ -198,7 +198,8 @@ impl RdsInstance {
         Outputs::from([
             ("host".to_string(), json!(d.endpoint().and_then(|e| e.address()))),
             ("port".to_string(), json!(d.endpoint().and_then(|e| e.port()))),
-            ("name".to_string(), json!(d.db_instance_identifier())),
+            // Score's reference provisioners give the database's name as both `name` and `database`.
+            ("name".to_string(), json!(d.db_name())),
             ("database".to_string(), json!(d.db_name())),
             ("username".to_string(), json!(d.master_username())),
             ("masterSecretArn".to_string(), json!(d.master_user_secret().and_then(|s| s.secret_arn()))),

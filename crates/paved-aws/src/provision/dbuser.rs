@@ -1,13 +1,15 @@
-//! A service's own login on an RDS PostgreSQL database (`aws.db-user`):
-//! its workloads connect as it, never as the master user.
+//! A service's own login on an RDS database (`aws.db-user`), PostgreSQL or
+//! MySQL (`engine`): its workloads connect as it, never as the master user.
 //!
 //! | step | how |
 //! |---|---|
 //! | password | made by Secrets Manager (`GetRandomPassword`, letters and digits), kept in the secret `secretName` (`paved/ENV/db/KEY/SERVICE`) under the environment's key: the secret is the truth, paved's vault holds the output |
 //! | master credentials | read at each apply from the secret RDS manages (`masterSecretArn`), so they are current after RDS rotates them (every 7 days); never stored by paved. Right after the database is created RDS may not have made it yet (`ResourceNotFoundException`): retried |
-//! | the login | over TLS (`sslmode=require`: RDS for PostgreSQL 15+ refuses plain connections, <https://docs.aws.amazon.com/AmazonRDS/latest/UserGuide/PostgreSQL.Concepts.General.SSL.html>) to the database: `CREATE ROLE … LOGIN`, then `ALTER ROLE … NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD …`, `CONNECT, TEMPORARY` on the database, `USAGE, CREATE` on schema `public` |
-//! | observe | the secret (absent or scheduled for deletion: absent), the role (absent: absent; `login` false when it cannot log in or has more than its due) |
-//! | delete | refused while the database is deletion-protected (production keeps its logins with its data); else `REASSIGN OWNED` to the master user, `DROP OWNED`, `DROP ROLE`, then the secret (7-day recovery window) |
+//! | connection | over TLS (`PAVED_RDS_SSLMODE`, `require` unless told otherwise: RDS for PostgreSQL 15+ refuses plain connections, <https://docs.aws.amazon.com/AmazonRDS/latest/UserGuide/PostgreSQL.Concepts.General.SSL.html>; RDS for MySQL takes them unless `require_secure_transport` is on, <https://docs.aws.amazon.com/AmazonRDS/latest/UserGuide/mysql-ssl-connections.html>, and paved never sends the master password in the clear) |
+//! | the login, PostgreSQL | `CREATE ROLE … LOGIN`, then `ALTER ROLE … NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD …`, `CONNECT, TEMPORARY` on the database, `USAGE, CREATE` on schema `public` |
+//! | the login, MySQL | `CREATE USER IF NOT EXISTS '…'@'%' … REQUIRE SSL`, then (an existing one: `REVOKE ALL PRIVILEGES, GRANT OPTION`), `ALTER USER` (password, `REQUIRE SSL`, `ACCOUNT UNLOCK`), `ALL PRIVILEGES` on its database only (no `GRANT OPTION`) |
+//! | observe | the secret (absent or scheduled for deletion: absent), the login (absent: absent; `login` false when it cannot log in or has more than its due: PostgreSQL superuser/createdb/createrole; MySQL locked (`SHOW CREATE USER`), TLS not required, or any global privilege) |
+//! | delete | refused while the database is deletion-protected (production keeps its logins with its data); else PostgreSQL: `REASSIGN OWNED` to the master user, `DROP OWNED`, `DROP ROLE`; MySQL: `DROP USER` (its tables belong to the database); then the secret (7-day recovery window) |
 //!
 //! paved must reach the database to make the login: it runs where the
 //! environment's VPC is reachable (in it, peered, or over a VPN), as
@@ -20,6 +22,7 @@ use async_trait::async_trait;
 use paved_engine::{Driver, DriverError, Observation, Outputs, Resource};
 use serde_json::{Value, json};
 use sqlx::Connection;
+use sqlx::mysql::{MySqlConnectOptions, MySqlConnection, MySqlSslMode};
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgSslMode};
 use std::sync::Arc;
 use std::time::Duration;
@@ -37,6 +40,191 @@ fn ident(name: &str) -> String {
 /// `text` as a PostgreSQL string literal.
 fn literal(text: &str) -> String {
     format!("'{}'", text.replace('\'', "''"))
+}
+
+/// `text` as a MySQL string literal (backslash escapes are on by default).
+fn my_literal(text: &str) -> String {
+    format!("'{}'", text.replace('\\', "\\\\").replace('\'', "''"))
+}
+
+/// `name` as a MySQL identifier.
+fn my_ident(name: &str) -> String {
+    format!("`{}`", name.replace('`', "``"))
+}
+
+/// The TLS mode of a MySQL connection for the PostgreSQL-named setting.
+fn mysql_tls(mode: PgSslMode) -> MySqlSslMode {
+    match mode {
+        PgSslMode::Disable => MySqlSslMode::Disabled,
+        PgSslMode::Allow | PgSslMode::Prefer => MySqlSslMode::Preferred,
+        PgSslMode::Require => MySqlSslMode::Required,
+        PgSslMode::VerifyCa => MySqlSslMode::VerifyCa,
+        PgSslMode::VerifyFull => MySqlSslMode::VerifyIdentity,
+    }
+}
+
+/// Where a login is made: the database, and the master user's credentials.
+struct Target<'a> {
+    host: &'a str,
+    port: u16,
+    database: &'a str,
+    user: &'a str,
+    password: &'a str,
+    tls: PgSslMode,
+}
+
+/// A connection to a database as its master user, in its engine's
+/// protocol; each engine's statements for a login beside it.
+enum Database {
+    Postgres(PgConnection),
+    Mysql(MySqlConnection),
+}
+
+impl Database {
+    async fn connect(engine: &str, t: &Target<'_>) -> Result<Database, sqlx::Error> {
+        Ok(match engine {
+            "mysql" => Database::Mysql(
+                MySqlConnection::connect_with(
+                    &MySqlConnectOptions::new()
+                        .host(t.host)
+                        .port(t.port)
+                        .username(t.user)
+                        .password(t.password)
+                        .database(t.database)
+                        .ssl_mode(mysql_tls(t.tls)),
+                )
+                .await?,
+            ),
+            _ => Database::Postgres(
+                PgConnection::connect_with(
+                    &PgConnectOptions::new()
+                        .host(t.host)
+                        .port(t.port)
+                        .username(t.user)
+                        .password(t.password)
+                        .database(t.database)
+                        .ssl_mode(t.tls)
+                        .application_name("paved"),
+                )
+                .await?,
+            ),
+        })
+    }
+
+    /// `(can log in, has no more than its due)` of the login, if it exists.
+    async fn login(&mut self, name: &str) -> Result<Option<bool>, DriverError> {
+        let read = |e: sqlx::Error| DriverError::Retryable(format!("reading login {name}: {e}"));
+        match self {
+            Database::Postgres(c) => {
+                let row: Option<(bool, bool, bool, bool)> = sqlx::query_as(
+                    "SELECT rolcanlogin, rolsuper, rolcreatedb, rolcreaterole FROM pg_roles WHERE rolname = $1",
+                )
+                .bind(name)
+                .fetch_optional(&mut *c)
+                .await
+                .map_err(read)?;
+                Ok(row.map(|(login, sup, db, role)| login && !sup && !db && !role))
+            }
+            // Every global privilege is a column of `mysql.user` (a view in MariaDB); a lock
+            // is not on MariaDB's view, but `SHOW CREATE USER` says it on both engines.
+            Database::Mysql(c) => {
+                let row: Option<(i64,)> = sqlx::query_as(
+                    "SELECT CAST(ssl_type <> '' AND Select_priv = 'N' AND Insert_priv = 'N' AND Update_priv = 'N' \
+                     AND Delete_priv = 'N' AND Create_priv = 'N' AND Drop_priv = 'N' AND Grant_priv = 'N' \
+                     AND Super_priv = 'N' AND Create_user_priv = 'N' AND File_priv = 'N' AND Process_priv = 'N' \
+                     AND Shutdown_priv = 'N' AS SIGNED) FROM mysql.user WHERE User = ? AND Host = '%'",
+                )
+                .bind(name)
+                .fetch_optional(&mut *c)
+                .await
+                .map_err(read)?;
+                let Some((due,)) = row else { return Ok(None) };
+                let shown = sqlx::raw_sql(sqlx::AssertSqlSafe(format!("SHOW CREATE USER {}@'%'", my_literal(name))))
+                    .fetch_one(&mut *c)
+                    .await
+                    .map_err(read)?;
+                let create: String = sqlx::Row::try_get(&shown, 0).map_err(read)?;
+                Ok(Some(due == 1 && !create.contains("ACCOUNT LOCK")))
+            }
+        }
+    }
+
+    /// The statements that make `name` a login of `database` with
+    /// `password` and nothing more (`exists`: whether it is there already).
+    fn grant(&self, name: &str, password: &str, database: &str, exists: bool) -> Vec<String> {
+        match self {
+            Database::Postgres(_) => {
+                let role = ident(name);
+                let create = (!exists).then(|| format!("CREATE ROLE {role} LOGIN"));
+                create
+                    .into_iter()
+                    .chain([format!(
+                        "ALTER ROLE {role} WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD {};\n\
+                         GRANT CONNECT, TEMPORARY ON DATABASE {} TO {role};\n\
+                         GRANT USAGE, CREATE ON SCHEMA public TO {role};",
+                        literal(password),
+                        ident(database),
+                    )])
+                    .collect()
+            }
+            Database::Mysql(_) => {
+                let user = format!("{}@'%'", my_literal(name));
+                let password = my_literal(password);
+                // An existing login loses whatever was granted by hand before it gets its due.
+                let revoke = exists.then(|| format!("REVOKE ALL PRIVILEGES, GRANT OPTION FROM {user}"));
+                [format!("CREATE USER IF NOT EXISTS {user} IDENTIFIED BY {password} REQUIRE SSL")]
+                    .into_iter()
+                    .chain(revoke)
+                    .chain([
+                        format!("ALTER USER {user} IDENTIFIED BY {password} REQUIRE SSL ACCOUNT UNLOCK"),
+                        format!("GRANT ALL PRIVILEGES ON {}.* TO {user}", my_ident(database)),
+                    ])
+                    .collect()
+            }
+        }
+    }
+
+    /// The statements that remove the login `name`.
+    fn revoke(&self, name: &str) -> Vec<String> {
+        match self {
+            Database::Postgres(_) => {
+                let role = ident(name);
+                vec![format!("REASSIGN OWNED BY {role} TO CURRENT_USER;\nDROP OWNED BY {role};\nDROP ROLE {role};")]
+            }
+            Database::Mysql(_) => vec![format!("DROP USER IF EXISTS {}@'%'", my_literal(name))],
+        }
+    }
+
+    /// Runs `statements` in order. Two logins granted on one database at
+    /// once collide in PostgreSQL's catalog ("tuple concurrently
+    /// updated"), as do serialization failures and deadlocks (SQLSTATE
+    /// 40001 on both engines): those are retried, anything else is the
+    /// database's refusal.
+    async fn execute(&mut self, id: &str, statements: Vec<String>) -> Result<(), DriverError> {
+        for sql in statements {
+            let sql = sqlx::AssertSqlSafe(sql);
+            let done = match self {
+                Database::Postgres(c) => sqlx::raw_sql(sql).execute(&mut *c).await.map(drop),
+                Database::Mysql(c) => sqlx::raw_sql(sql).execute(&mut *c).await.map(drop),
+            };
+            if let Err(e) = done {
+                let db = e.as_database_error();
+                let code = db.and_then(|d| d.code()).unwrap_or_default();
+                let collided = matches!(code.as_ref(), "40001" | "40P01")
+                    || db.is_some_and(|d| d.message().contains("tuple concurrently updated"));
+                let message = format!("{id}: the database refused: {e}");
+                return Err(if collided { DriverError::Retryable(message) } else { DriverError::Permanent(message) });
+            }
+        }
+        Ok(())
+    }
+
+    async fn close(self) {
+        let _ = match self {
+            Database::Postgres(c) => c.close().await,
+            Database::Mysql(c) => c.close().await,
+        };
+    }
 }
 
 impl DbUser {
@@ -136,7 +324,7 @@ impl DbUser {
     }
 
     /// A connection to the node's database as the master user.
-    async fn connect(&self, r: &Resource) -> Result<PgConnection, DriverError> {
+    async fn connect(&self, r: &Resource) -> Result<Database, DriverError> {
         let p = Props::of(r);
         let host = p.str("host")?;
         // A reference resolves to text; RDS reports a number.
@@ -147,54 +335,30 @@ impl DbUser {
         }
         .ok_or_else(|| DriverError::Permanent(format!("{}: property `port` must be a port number", r.id)))?;
         let (user, password) = self.master(r).await?;
-        let options = PgConnectOptions::new()
-            .host(host)
-            .port(port)
-            .username(&user)
-            .password(&password)
-            .database(p.str("database")?)
-            .ssl_mode(self.0.database_tls)
-            .application_name("paved");
+        let target = Target {
+            host,
+            port,
+            database: p.str("database")?,
+            user: &user,
+            password: &password,
+            tls: self.0.database_tls,
+        };
         let unreachable = |why: String| {
             DriverError::Retryable(format!(
                 "{}: cannot reach database {host}:{port} ({why}); paved connects to the database to make the service's login: run paved where the environment's VPC is reachable (in the VPC, peered, or over a VPN)",
                 r.id
             ))
         };
-        match tokio::time::timeout(CONNECT_TIMEOUT, PgConnection::connect_with(&options)).await {
+        match tokio::time::timeout(CONNECT_TIMEOUT, Database::connect(Self::engine(r), &target)).await {
             Ok(Ok(c)) => Ok(c),
             Ok(Err(e)) => Err(unreachable(e.to_string())),
             Err(_) => Err(unreachable(format!("no answer in {} s", CONNECT_TIMEOUT.as_secs()))),
         }
     }
 
-    /// `(can log in, has no more than its due)` of the role, if it exists.
-    async fn role(c: &mut PgConnection, name: &str) -> Result<Option<bool>, DriverError> {
-        let row: Option<(bool, bool, bool, bool)> =
-            sqlx::query_as("SELECT rolcanlogin, rolsuper, rolcreatedb, rolcreaterole FROM pg_roles WHERE rolname = $1")
-                .bind(name)
-                .fetch_optional(&mut *c)
-                .await
-                .map_err(|e| DriverError::Retryable(format!("reading role {name}: {e}")))?;
-        Ok(row.map(|(login, sup, db, role)| login && !sup && !db && !role))
-    }
-
-    /// Runs `sql`. Two logins granted on one database at once collide in
-    /// PostgreSQL's catalog ("tuple concurrently updated"), as do
-    /// serialization failures and deadlocks: those are retried, anything
-    /// else is the database's refusal.
-    async fn execute(c: &mut PgConnection, id: &str, sql: String) -> Result<(), DriverError> {
-        match sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&mut *c).await {
-            Ok(_) => Ok(()),
-            Err(e) => {
-                let db = e.as_database_error();
-                let code = db.and_then(|d| d.code()).unwrap_or_default();
-                let collided = matches!(code.as_ref(), "40001" | "40P01")
-                    || db.is_some_and(|d| d.message().contains("tuple concurrently updated"));
-                let message = format!("{id}: the database refused: {e}");
-                Err(if collided { DriverError::Retryable(message) } else { DriverError::Permanent(message) })
-            }
-        }
+    /// The database's engine: `postgres` unless the node says otherwise.
+    fn engine(r: &Resource) -> &str {
+        Props::of(r).opt_str("engine").unwrap_or("postgres")
     }
 
     fn outputs(r: &Resource, password: &str) -> Outputs {
@@ -214,8 +378,9 @@ impl Driver for DbUser {
         let p = Props::of(r);
         let name = p.str("username")?;
         let mut c = self.connect(r).await?;
-        let Some(login) = Self::role(&mut c, name).await? else { return Ok(Observation::Absent) };
-        let _ = c.close().await;
+        let login = c.login(name).await;
+        c.close().await;
+        let Some(login) = login? else { return Ok(Observation::Absent) };
         let mut properties = r.properties.clone();
         properties["login"] = json!(login);
         properties["kmsKeyArn"] = json!(secret.kms_key_id());
@@ -231,24 +396,16 @@ impl Driver for DbUser {
             return Err(DriverError::Permanent(format!("{}: the login's secret holds an unexpected password", r.id)));
         }
         let name = p.str("username")?;
-        let role = ident(name);
         let mut c = self.connect(r).await?;
-        if Self::role(&mut c, name).await?.is_none() {
-            Self::execute(&mut c, &r.id, format!("CREATE ROLE {role} LOGIN")).await?;
-        }
-        Self::execute(
-            &mut c,
-            &r.id,
-            format!(
-                "ALTER ROLE {role} WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD {};\n\
-                 GRANT CONNECT, TEMPORARY ON DATABASE {} TO {role};\n\
-                 GRANT USAGE, CREATE ON SCHEMA public TO {role};",
-                literal(&password),
-                ident(p.str("database")?),
-            ),
-        )
-        .await?;
-        let _ = c.close().await;
+        let made = match c.login(name).await {
+            Ok(exists) => {
+                let statements = c.grant(name, &password, p.str("database")?, exists.is_some());
+                c.execute(&r.id, statements).await
+            }
+            Err(e) => Err(e),
+        };
+        c.close().await;
+        made?;
         let sm = &self.0.secrets;
         sm.tag_resource()
             .secret_id(p.str("secretName")?)
@@ -281,16 +438,16 @@ impl Driver for DbUser {
             }
             let name = p.str("username")?;
             let mut c = self.connect(r).await?;
-            if Self::role(&mut c, name).await?.is_some() {
-                let role = ident(name);
-                Self::execute(
-                    &mut c,
-                    &r.id,
-                    format!("REASSIGN OWNED BY {role} TO CURRENT_USER;\nDROP OWNED BY {role};\nDROP ROLE {role};"),
-                )
-                .await?;
-            }
-            let _ = c.close().await;
+            let dropped = match c.login(name).await {
+                Ok(Some(_)) => {
+                    let statements = c.revoke(name);
+                    c.execute(&r.id, statements).await
+                }
+                Ok(None) => Ok(()),
+                Err(e) => Err(e),
+            };
+            c.close().await;
+            dropped?;
         }
         match self.0.secrets.delete_secret().secret_id(p.str("secretName")?).recovery_window_in_days(7).send().await {
             Ok(_) => Ok(()),
@@ -316,12 +473,21 @@ pub fn database_tls(mode: Option<&str>) -> Result<PgSslMode, String> {
 
 #[cfg(test)]
 mod tests {
-    use super::{ident, literal};
+    use super::{ident, literal, my_ident, my_literal};
 
     #[test]
     fn names_and_values_are_quoted_for_postgresql() {
         assert_eq!(ident("app_api"), "\"app_api\"");
         assert_eq!(ident("a\"b"), "\"a\"\"b\"");
         assert_eq!(literal("it's"), "'it''s'");
+    }
+
+    #[test]
+    fn names_and_values_are_quoted_for_mysql() {
+        assert_eq!(my_ident("shop_db"), "`shop_db`");
+        assert_eq!(my_ident("a`b"), "`a``b`");
+        assert_eq!(my_literal("it's"), "'it''s'");
+        // A backslash escapes in MySQL's default mode: doubled, it stays one.
+        assert_eq!(my_literal("a\\'b"), "'a\\\\''b'");
     }
 }

@@ -288,9 +288,127 @@ pub fn free_port() -> u16 {
 pub struct Moto {
     child: Child,
     pub url: String,
-    /// The real PostgreSQL behind every RDS instance's endpoint (its
-    /// superuser is `paved`, RDS's master user as paved names it).
+    /// The real PostgreSQL behind every RDS for PostgreSQL instance's
+    /// endpoint (its superuser is `paved`, RDS's master user as paved names it).
     pub postgres: String,
+    /// The MariaDB behind every RDS for MySQL instance's endpoint, when asked for.
+    pub mysql: Option<RdsMysql>,
+}
+
+/// A MariaDB standing in for RDS for MySQL (Debian's `mariadb-server`):
+/// TLS only (`require_secure_transport`, a self-signed certificate as RDS
+/// has its own CA's), the master user `paved` with the password the test
+/// moto's master secret holds, and the databases RDS would have made.
+pub struct RdsMysql {
+    child: Child,
+    pub port: u16,
+    pub dir: tempfile::TempDir,
+}
+
+impl RdsMysql {
+    pub fn start(databases: &[&str]) -> RdsMysql {
+        let dir = tempfile::Builder::new().prefix("paved-rds-mysql-").tempdir().unwrap();
+        let path = |name: &str| dir.path().join(name).display().to_string();
+        let run = |program: &str, args: &[String]| {
+            let out = Command::new(program).args(args).output().unwrap_or_else(|e| {
+                panic!("{program}: {e} (the RDS for MySQL tests need Debian's mariadb-server and openssl)")
+            });
+            assert!(out.status.success(), "{program}: {}", String::from_utf8_lossy(&out.stderr));
+        };
+        run(
+            "openssl",
+            &["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=127.0.0.1"]
+                .iter()
+                .map(|s| s.to_string())
+                .chain(["-keyout".into(), path("key.pem"), "-out".into(), path("cert.pem")])
+                .collect::<Vec<_>>(),
+        );
+        let root = rustix_is_root();
+        let user = |args: &mut Vec<String>| {
+            if root {
+                args.push("--user=root".into());
+            }
+        };
+        let mut install = vec![
+            "--no-defaults".into(),
+            format!("--datadir={}", path("data")),
+            "--auth-root-authentication-method=socket".into(),
+            "--skip-test-db".into(),
+        ];
+        user(&mut install);
+        run("mariadb-install-db", &install);
+        let init: String = ["CREATE USER IF NOT EXISTS 'paved'@'%' IDENTIFIED BY 'P@55w0rd!';".to_string()]
+            .into_iter()
+            .chain(databases.iter().map(|db| format!("CREATE DATABASE IF NOT EXISTS `{db}`;")))
+            .chain(["GRANT ALL PRIVILEGES ON *.* TO 'paved'@'%' WITH GRANT OPTION;".to_string()])
+            .collect::<Vec<_>>()
+            .join("\n");
+        std::fs::write(dir.path().join("init.sql"), init).unwrap();
+        let port = free_port();
+        let mut args = vec![
+            "--no-defaults".into(),
+            format!("--datadir={}", path("data")),
+            format!("--socket={}", path("mysqld.sock")),
+            format!("--port={port}"),
+            "--bind-address=127.0.0.1".into(),
+            format!("--log-error={}", path("server.log")),
+            format!("--init-file={}", path("init.sql")),
+            format!("--ssl-cert={}", path("cert.pem")),
+            format!("--ssl-key={}", path("key.pem")),
+            "--require-secure-transport=ON".into(),
+            "--skip-name-resolve".into(),
+        ];
+        user(&mut args);
+        let child = Command::new("mariadbd")
+            .args(&args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("mariadbd (Debian's mariadb-server)");
+        let log = path("server.log");
+        let mut me = RdsMysql { child, port, dir };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if let Ok(Some(status)) = me.child.try_wait() {
+                panic!("mariadbd exited ({status}): {}", std::fs::read_to_string(&log).unwrap_or_default());
+            }
+            assert!(Instant::now() < deadline, "mariadbd did not listen on {port} within 30 s");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        me
+    }
+
+    /// Runs `sql` as `user` (TLS, as the server requires); the rows, tab-separated.
+    pub fn sql(&self, user: &str, password: &str, sql: &str) -> Result<String, String> {
+        let out = Command::new("mariadb")
+            .args(["--no-defaults", "--ssl", "--batch", "--skip-column-names", "-h", "127.0.0.1"])
+            .arg(format!("--port={}", self.port))
+            .arg(format!("--user={user}"))
+            .arg(format!("--password={password}"))
+            .args(["-e", sql])
+            .output()
+            .expect("the mariadb client");
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).trim().to_string())
+        }
+    }
+}
+
+impl Drop for RdsMysql {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Whether the tests run as root (`mariadbd` then needs `--user=root`).
+fn rustix_is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).map(|l| l.split_whitespace().nth(1) == Some("0")))
+        .unwrap_or(false)
 }
 
 /// The databases the examples' RDS instances hold (RDS makes an
@@ -299,6 +417,11 @@ const RDS_DATABASES: [&str; 1] = ["payments_db"];
 
 impl Moto {
     pub fn start() -> Moto {
+        Moto::start_with(None)
+    }
+
+    /// With RDS for MySQL instances answering on `mysql`.
+    pub fn start_with(mysql: Option<RdsMysql>) -> Moto {
         let python = PathBuf::from(python());
         assert!(
             python.with_file_name("moto_server").exists(),
@@ -314,7 +437,11 @@ impl Moto {
         let postgres = urls[0].rsplit_once('/').map(|(base, _)| base.to_string()).unwrap_or_default();
         let endpoint = postgres.trim_start_matches("postgres://").rsplit('@').next().unwrap_or_default().to_string();
         // moto's server with each EKS cluster given its own OIDC issuer, as AWS does.
-        let child = Command::new(&python)
+        let mut command = Command::new(&python);
+        if let Some(m) = &mysql {
+            command.env("PAVED_TEST_RDS_MYSQL_ENDPOINT", format!("127.0.0.1:{}", m.port));
+        }
+        let child = command
             .arg(repo_root().join("crates/paved-cli/tests/support/moto_server.py"))
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             // AWS's managed policies (EKS's roles attach them) exist in every real account.
@@ -325,7 +452,7 @@ impl Moto {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let moto = Moto { child, url: format!("http://127.0.0.1:{port}"), postgres };
+        let moto = Moto { child, url: format!("http://127.0.0.1:{port}"), postgres, mysql };
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
             if let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) {

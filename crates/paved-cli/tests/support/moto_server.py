@@ -36,8 +36,9 @@ validation delay shortened.
 * RDS keeps a DB subnet group that `ModifyDBSubnetGroup` changed; moto
   forgets it (it takes the group out and never puts it back).
 * An RDS instance's endpoint is a real PostgreSQL when
-  `PAVED_TEST_RDS_ENDPOINT=HOST:PORT` is set (moto's is a name that resolves
-  nowhere), and the master secret RDS manages names the instance's master
+  `PAVED_TEST_RDS_ENDPOINT=HOST:PORT` is set, a real MariaDB for engine
+  `mysql` when `PAVED_TEST_RDS_MYSQL_ENDPOINT=HOST:PORT` is (moto's is a name
+  that resolves nowhere), and the master secret RDS manages names the instance's master
   user (moto writes `admin` whatever was asked;
   https://docs.aws.amazon.com/AmazonRDS/latest/UserGuide/rds-secrets-manager.html).
 
@@ -190,11 +191,24 @@ def _modify_subnet_group_keeping_it(self, subnet_name, description, subnets):
 
 rds_models.RDSBackend.modify_db_subnet_group = _modify_subnet_group_keeping_it
 
-ENDPOINT = os.environ.get("PAVED_TEST_RDS_ENDPOINT")
-if ENDPOINT:
-    _host, _port = ENDPOINT.rsplit(":", 1)
-    rds_models.DBInstance.address = property(lambda self: _host)
-    rds_models.DBInstance.endpoint = property(lambda self: {"Address": _host, "Port": int(_port)})
+ENDPOINTS = {
+    "postgres": os.environ.get("PAVED_TEST_RDS_ENDPOINT"),
+    "mysql": os.environ.get("PAVED_TEST_RDS_MYSQL_ENDPOINT"),
+}
+
+
+def _endpoint_of(instance):
+    endpoint = ENDPOINTS.get(instance.engine)
+    if not endpoint:
+        return None
+    host, port = endpoint.rsplit(":", 1)
+    return {"Address": host, "Port": int(port)}
+
+
+_address = rds_models.DBInstance.address
+_endpoint = rds_models.DBInstance.endpoint
+rds_models.DBInstance.address = property(lambda self: (_endpoint_of(self) or {}).get("Address") or _address.fget(self))
+rds_models.DBInstance.endpoint = property(lambda self: _endpoint_of(self) or _endpoint.fget(self))
 
 
 def _master_secret_string(self):
