@@ -336,11 +336,23 @@ fn network_policies_admit_only_declared_callers_the_load_balancer_and_data() {
         "web",
         "resources:\n  api:\n    type: service\n  route:\n    type: route\n    params:\n      host: shop.example.com\n      path: /\n      port: 80\n  files:\n    type: s3\n",
     );
-    let t = tree("eu-dev", &[&score("api", "resources:\n  db:\n    type: postgres\n"), &web]);
+    let t = tree(
+        "eu-dev",
+        &[
+            &score(
+                "api",
+                "resources:\n  db:\n    type: postgres\n  orders:\n    type: mysql\n  cache:\n    type: redis\n",
+            ),
+            &web,
+        ],
+    );
     let api = &object(&t, "NetworkPolicy", "api")["spec"];
     assert_eq!(api["ingress"][0]["from"][0]["podSelector"]["matchLabels"]["app.kubernetes.io/name"], "web");
     assert_eq!(api["ingress"][0]["ports"][0]["port"], 8080);
-    assert_eq!(api["egress"][0]["ports"][0]["port"], 5432);
+    // Each data engine's port, to the data subnets only.
+    let ports: Vec<&Value> = api["egress"].as_array().unwrap().iter().map(|e| &e["ports"][0]["port"]).collect();
+    assert_eq!(ports, [5432, 3306, 6379].map(Value::from).iter().collect::<Vec<_>>(), "{api}");
+    assert!(api["egress"].as_array().unwrap().iter().all(|e| e["to"][0]["ipBlock"]["cidr"].as_str().is_some()));
     let web = &object(&t, "NetworkPolicy", "web")["spec"];
     // From the load balancer's (public) subnets only.
     let from: Vec<&str> =
