@@ -936,3 +936,37 @@ fn the_server_signs_audit_checkpoints_and_verify_reports_them() {
     let again = p.get("/api/v1/audit?action=audit.checkpoint", &admin).json();
     assert_eq!(again["items"].as_array().unwrap().len(), 1, "{again}");
 }
+
+#[test]
+fn reads_served_from_memory_follow_every_write_including_another_processs() {
+    let mut p = Platform::new();
+    p.ok(&["apply", "-f", "examples/"]);
+    p.ok_with_input(&["apply", "-f", "-"], &role_bindings());
+    let (_, viewer) = p.token("viewer", "serviceaccount:e2e-viewer", None);
+    p.start(&[]);
+    let (spec, describe, list) =
+        ("/api/v1/specs/environment/cache-demo", "/api/v1/environments/cache-demo", "/api/v1/environments?limit=1000");
+    let listed_type = |p: &Platform| {
+        let items = p.get(list, &viewer).json()["items"].clone();
+        items.as_array().unwrap().iter().find(|e| e["name"] == "cache-demo").map(|e| e["type"].clone())
+    };
+    // Absent, read twice (the second answer may come from memory)…
+    for _ in 0..2 {
+        assert_eq!(p.get(spec, &viewer).status, 404);
+        assert_eq!(listed_type(&p), None);
+    }
+    // …until another process (the CLI on the same store, not the server) records it.
+    p.ok_with_input(&["apply", "-f", "-"], &env_doc("cache-demo", "development"));
+    assert_eq!(p.get(spec, &viewer).json()["document"]["spec"]["type"], "development");
+    assert_eq!(listed_type(&p), Some(json!("development")));
+    // Changed behind the server's back: every read has the change at once.
+    p.ok_with_input(&["apply", "-f", "-"], &env_doc("cache-demo", "staging"));
+    assert_eq!(p.get(spec, &viewer).json()["document"]["spec"]["type"], "staging");
+    assert_eq!(p.get(describe, &viewer).json()["type"], "staging");
+    assert_eq!(listed_type(&p), Some(json!("staging")));
+    // And deleted.
+    p.ok(&["delete", "environment", "cache-demo"]);
+    assert_eq!(p.get(spec, &viewer).status, 404);
+    assert_eq!(p.get(describe, &viewer).status, 404);
+    assert_eq!(listed_type(&p), None);
+}

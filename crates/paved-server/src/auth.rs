@@ -48,14 +48,15 @@ impl Authed {
     }
 
     /// Keeps the objects the caller may view.
-    pub async fn visible(
+    pub async fn visible<O: std::borrow::Borrow<paved_catalog::Object>>(
         &self,
         state: &AppState,
-        objects: Vec<paved_catalog::Object>,
-    ) -> Result<Vec<paved_catalog::Object>, ApiError> {
-        let mut out = Vec::with_capacity(objects.len());
+        objects: impl IntoIterator<Item = O>,
+    ) -> Result<Vec<O>, ApiError> {
+        let mut out = Vec::new();
         for o in objects {
-            if self.can(state, Request { needs: paved_model::Role::Viewer, on: spec_target(&o.spec) }).await? {
+            let on = spec_target(&o.borrow().spec);
+            if self.can(state, Request { needs: paved_model::Role::Viewer, on }).await? {
                 out.push(o);
             }
         }

@@ -25,6 +25,7 @@ use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use paved_control::Control;
 use paved_model::{Kind, RoleBinding, Spec, Team};
 use rand::Rng;
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
@@ -190,11 +191,17 @@ pub struct PolicyInputs {
     pub teams: Vec<Team>,
 }
 
-/// Tokens and policy inputs as last read, valid while the audit head stays
-/// where it was: every change of tokens, role bindings and teams appends an
-/// audit event in its own transaction, so one indexed read per request says
-/// whether anything they depend on changed (including changes made by
-/// another paved process on the same store).
+/// Tokens, policy inputs and recorded objects as last read, valid while the
+/// audit head stays where it was: every change of a token, a role binding, a
+/// team or any recorded spec appends an audit event in its own transaction
+/// (`Store::commit`), so one indexed read per request says whether anything
+/// they depend on changed (including changes made by another paved process
+/// on the same store). Applied resources are not here: an apply writes them
+/// without an audit event per node.
+///
+/// A request whose head is older than the cache's (it read the head before a
+/// newer request did) neither reads nor fills it, so the cache never goes
+/// back to an older head.
 #[derive(Default)]
 pub struct AccessCache {
     inner: std::sync::Mutex<Cached>,
@@ -203,41 +210,134 @@ pub struct AccessCache {
 #[derive(Default)]
 struct Cached {
     head: i64,
-    tokens: std::collections::HashMap<String, Option<paved_store::ApiToken>>,
+    tokens: HashMap<String, Option<paved_store::ApiToken>>,
     policy: Option<Arc<PolicyInputs>>,
+    objects: HashMap<(Kind, String), Arc<paved_catalog::Object>>,
+    /// Listing pages by kind, the name they start after, and their length.
+    pages: HashMap<(Kind, String, usize), Arc<Vec<paved_catalog::Object>>>,
+    /// The latest apply or destroy of each environment (audit events themselves).
+    last_operations: HashMap<String, Option<paved_store::AuditEvent>>,
 }
 
-/// Unknown tokens are remembered too (a flood of made-up ones costs one query
-/// each once); past this many entries the cache starts over.
-const MAX_CACHED_TOKENS: usize = 10_000;
+/// Unknown tokens and names are remembered too (a flood of made-up ones
+/// costs one query each once); past this many entries a map starts over.
+const MAX_CACHED: usize = 10_000;
 
 impl AccessCache {
-    fn at(&self, head: i64) -> std::sync::MutexGuard<'_, Cached> {
+    fn at(&self, head: i64) -> Option<std::sync::MutexGuard<'_, Cached>> {
         let mut c = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        if head < c.head {
+            return None;
+        }
         if c.head != head {
             *c = Cached { head, ..Cached::default() };
         }
-        c
+        Some(c)
+    }
+
+    /// The entry `key` of the map `pick` chooses, at `head`.
+    fn get<K: std::hash::Hash + Eq, V: Clone>(
+        &self,
+        head: i64,
+        pick: fn(&mut Cached) -> &mut HashMap<K, V>,
+        key: &K,
+    ) -> Option<V> {
+        self.at(head).and_then(|mut c| pick(&mut c).get(key).cloned())
+    }
+
+    fn put<K: std::hash::Hash + Eq, V>(
+        &self,
+        head: i64,
+        pick: fn(&mut Cached) -> &mut HashMap<K, V>,
+        key: K,
+        value: V,
+    ) {
+        if let Some(mut c) = self.at(head) {
+            let map = pick(&mut c);
+            if map.len() >= MAX_CACHED {
+                map.clear();
+            }
+            map.insert(key, value);
+        }
     }
 
     pub fn token(&self, head: i64, hash: &str) -> Option<Option<paved_store::ApiToken>> {
-        self.at(head).tokens.get(hash).cloned()
+        self.get(head, |c| &mut c.tokens, &hash.to_string())
     }
 
     pub fn put_token(&self, head: i64, hash: &str, token: Option<paved_store::ApiToken>) {
-        let mut c = self.at(head);
-        if c.tokens.len() >= MAX_CACHED_TOKENS {
-            c.tokens.clear();
-        }
-        c.tokens.insert(hash.to_string(), token);
+        self.put(head, |c| &mut c.tokens, hash.to_string(), token);
     }
 
     fn policy(&self, head: i64) -> Option<Arc<PolicyInputs>> {
-        self.at(head).policy.clone()
+        self.at(head).and_then(|c| c.policy.clone())
     }
 
     fn put_policy(&self, head: i64, p: Arc<PolicyInputs>) {
-        self.at(head).policy = Some(p);
+        if let Some(mut c) = self.at(head) {
+            c.policy = Some(p);
+        }
+    }
+}
+
+impl AppState {
+    /// A recorded object, read from the store once per audit head.
+    pub async fn object(
+        &self,
+        head: i64,
+        kind: Kind,
+        name: &str,
+    ) -> Result<Arc<paved_catalog::Object>, error::ApiError> {
+        let key = (kind, name.to_string());
+        if let Some(o) = self.access.get(head, |c| &mut c.objects, &key) {
+            return Ok(o);
+        }
+        let o = Arc::new(self.control.catalog(Default::default()).get(kind, name).await?);
+        self.access.put(head, |c| &mut c.objects, key, o.clone());
+        Ok(o)
+    }
+
+    /// A listing page of `kind` (up to `limit` objects after `after`), read
+    /// from the store once per audit head.
+    pub async fn page(
+        &self,
+        head: i64,
+        kind: Kind,
+        after: &str,
+        limit: usize,
+    ) -> Result<Arc<Vec<paved_catalog::Object>>, error::ApiError> {
+        let key = (kind, after.to_string(), limit);
+        if let Some(p) = self.access.get(head, |c| &mut c.pages, &key) {
+            return Ok(p);
+        }
+        let p = Arc::new(self.control.catalog(Default::default()).list_page(kind, after, limit).await?);
+        self.access.put(head, |c| &mut c.pages, key, p.clone());
+        Ok(p)
+    }
+
+    /// The latest apply or destroy of an environment (denied attempts
+    /// aside), read once per audit head: it is an audit event itself.
+    pub async fn last_operation(
+        &self,
+        head: i64,
+        env: &str,
+    ) -> Result<Option<paved_store::AuditEvent>, error::ApiError> {
+        if let Some(e) = self.access.get(head, |c| &mut c.last_operations, &env.to_string()) {
+            return Ok(e);
+        }
+        let filter = paved_store::AuditFilter {
+            target: Some(format!("Environment/{env}")),
+            newest_first: true,
+            limit: 50,
+            ..Default::default()
+        };
+        let events = self.control.store.audit_events(&filter).await?;
+        let last = events.into_iter().find(|e| {
+            matches!(e.event.action.as_str(), "environment.apply" | "environment.destroy")
+                && e.event.outcome != paved_store::AuditOutcome::Denied
+        });
+        self.access.put(head, |c| &mut c.last_operations, env.to_string(), last.clone());
+        Ok(last)
     }
 }
 
@@ -562,4 +662,24 @@ pub async fn retire_bootstrap(control: &Control, grace: Duration) -> Result<Opti
     let why = format!("an organisation admin ({}) holds token {}", real.subject, real.id);
     control.expire_token(&server_caller(), &boot.id, at, &why).await.map_err(|e| ServerError::Retire(e.to_string()))?;
     Ok(Some(at))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::AccessCache;
+
+    #[test]
+    fn the_access_cache_follows_the_audit_head_and_never_goes_back() {
+        let cache = AccessCache::default();
+        cache.put_token(5, "h", None);
+        assert_eq!(cache.token(5, "h"), Some(None));
+        // The head moved: everything read before is gone.
+        assert_eq!(cache.token(6, "h"), None);
+        cache.put_token(6, "h", None);
+        // A request that read the head before the newest one neither reads nor fills.
+        assert_eq!(cache.token(5, "h"), None);
+        cache.put_token(5, "old", None);
+        assert_eq!(cache.token(6, "old"), None);
+        assert_eq!(cache.token(6, "h"), Some(None));
+    }
 }

@@ -77,10 +77,10 @@ pub(crate) async fn authorised(
     needs: Role,
     action: &str,
 ) -> Result<(paved_model::Environment, i64), ApiError> {
-    let object = state.control.catalog(who.request.clone()).get(Kind::Environment, name).await?;
+    let object = state.object(who.head, Kind::Environment, name).await?;
     who.allow(state, Request { needs, on: spec_target(&object.spec) }, action, &format!("Environment/{name}")).await?;
-    match object.spec {
-        Spec::Environment(e) => Ok((e, object.record.generation)),
+    match &object.spec {
+        Spec::Environment(e) => Ok((e.clone(), object.record.generation)),
         _ => Err(ApiError::internal("an Environment record holds another kind")),
     }
 }
@@ -96,13 +96,11 @@ pub async fn list_environments(
     who.allow(&state, Request { needs: Role::Viewer, on: Target::Anywhere }, "environment.list", "Environment/*")
         .await?;
     let limit = crate::api::page_size(q.limit);
-    let catalog = state.control.catalog(who.request.clone());
-    let mut objects = catalog.list_page(Kind::Environment, q.after.as_deref().unwrap_or(""), limit + 1).await?;
+    let page = state.page(who.head, Kind::Environment, q.after.as_deref().unwrap_or(""), limit + 1).await?;
     // `next` comes from what the store returned; the page holds what the caller may see.
-    let next = if objects.len() > limit { objects.get(limit - 1).map(|o| o.record.name.clone()) } else { None };
-    objects.truncate(limit);
+    let next = if page.len() > limit { page.get(limit - 1).map(|o| o.record.name.clone()) } else { None };
     let items = who
-        .visible(&state, objects)
+        .visible(&state, page.iter().take(limit))
         .await?
         .iter()
         .filter_map(|o| match &o.spec {
@@ -125,23 +123,8 @@ pub async fn get_environment(
     let nodes = state.control.store.applied_nodes(&name).await?;
     let urls = paved_control::route_urls(&nodes).into_iter().collect();
     let resources = nodes.into_iter().map(|n| AppliedResource { id: n.node_id, updated_at: n.updated_at }).collect();
-    let last_operation = last_operation(&state, &name).await?.and_then(|e| serde_json::to_value(e.event).ok());
+    let last_operation = state.last_operation(who.head, &name).await?.and_then(|e| serde_json::to_value(e.event).ok());
     Ok(axum::Json(EnvironmentDetail { summary: summary(&env, generation), resources, urls, last_operation }))
-}
-
-/// The latest apply or destroy of an environment (denied attempts aside).
-pub(crate) async fn last_operation(state: &AppState, env: &str) -> Result<Option<paved_store::AuditEvent>, ApiError> {
-    let filter = paved_store::AuditFilter {
-        target: Some(format!("Environment/{env}")),
-        newest_first: true,
-        limit: 50,
-        ..Default::default()
-    };
-    let events = state.control.store.audit_events(&filter).await?;
-    Ok(events.into_iter().find(|e| {
-        matches!(e.event.action.as_str(), "environment.apply" | "environment.destroy")
-            && e.event.outcome != paved_store::AuditOutcome::Denied
-    }))
 }
 
 /// What applying the environment would change (nothing is changed).

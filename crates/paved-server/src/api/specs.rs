@@ -110,14 +110,14 @@ pub async fn list_specs(
     let after = q.after.as_deref().unwrap_or("");
     let after = after.split_once('/').filter(|(k, _)| *k == kind.as_str()).map_or(after, |(_, n)| n);
     let limit = crate::api::page_size(q.limit);
-    let mut objects = catalog(&state, &who).list_page(kind, after, limit + 1).await?;
-    let next = if objects.len() > limit {
-        objects.get(limit - 1).map(|o| format!("{}/{}", kind.as_str(), o.record.name))
+    let page = state.page(who.head, kind, after, limit + 1).await?;
+    let next = if page.len() > limit {
+        page.get(limit - 1).map(|o| format!("{}/{}", kind.as_str(), o.record.name))
     } else {
         None
     };
-    objects.truncate(limit);
-    let items = who.visible(&state, objects).await?.iter().map(|o| SpecObject::from(&o.record)).collect();
+    let items =
+        who.visible(&state, page.iter().take(limit)).await?.iter().map(|o| SpecObject::from(&o.record)).collect();
     Ok(axum::Json(Page { items, next }))
 }
 
@@ -217,7 +217,7 @@ pub async fn get_spec(
     Path((kind, name)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
     let kind = parse_kind(&kind)?;
-    let object = catalog(&state, &who).get(kind, &name).await?;
+    let object = state.object(who.head, kind, &name).await?;
     let target = format!("{}/{}", kind.as_str(), object.record.name);
     who.allow(&state, Request { needs: Role::Viewer, on: spec_target(&object.spec) }, "spec.get", &target).await?;
     Ok(object_response(&object))

@@ -387,7 +387,7 @@ pub async fn environment(
             })
             .collect();
         let drifted = resources.iter().filter(|r| r.class != "ok").count();
-        let last_operation = crate::api::environments::last_operation(&state, &name).await?.map(|e| {
+        let last_operation = state.last_operation(who.head, &name).await?.map(|e| {
             let verb = e.event.action.trim_start_matches("environment.");
             format!("{verb} {} at {} by {}", e.event.outcome.as_str(), when(e.event.at), e.event.actor)
         });
