@@ -323,7 +323,7 @@ impl RdsMysql {
                 .chain(["-keyout".into(), path("key.pem"), "-out".into(), path("cert.pem")])
                 .collect::<Vec<_>>(),
         );
-        let root = rustix_is_root();
+        let root = running_as_root();
         let user = |args: &mut Vec<String>| {
             if root {
                 args.push("--user=root".into());
@@ -404,7 +404,7 @@ impl Drop for RdsMysql {
 }
 
 /// Whether the tests run as root (`mariadbd` then needs `--user=root`).
-fn rustix_is_root() -> bool {
+fn running_as_root() -> bool {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).map(|l| l.split_whitespace().nth(1) == Some("0")))
