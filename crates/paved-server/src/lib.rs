@@ -236,12 +236,12 @@ impl AccessCache {
     }
 
     /// The entry `key` of the map `pick` chooses, at `head`.
-    fn get<K: std::hash::Hash + Eq, V: Clone>(
-        &self,
-        head: i64,
-        pick: fn(&mut Cached) -> &mut HashMap<K, V>,
-        key: &K,
-    ) -> Option<V> {
+    fn get<K, Q, V>(&self, head: i64, pick: fn(&mut Cached) -> &mut HashMap<K, V>, key: &Q) -> Option<V>
+    where
+        K: std::borrow::Borrow<Q> + std::hash::Hash + Eq,
+        Q: std::hash::Hash + Eq + ?Sized,
+        V: Clone,
+    {
         self.at(head).and_then(|mut c| pick(&mut c).get(key).cloned())
     }
 
@@ -262,7 +262,7 @@ impl AccessCache {
     }
 
     pub fn token(&self, head: i64, hash: &str) -> Option<Option<paved_store::ApiToken>> {
-        self.get(head, |c| &mut c.tokens, &hash.to_string())
+        self.get(head, |c| &mut c.tokens, hash)
     }
 
     pub fn put_token(&self, head: i64, hash: &str, token: Option<paved_store::ApiToken>) {
@@ -322,7 +322,7 @@ impl AppState {
         head: i64,
         env: &str,
     ) -> Result<Option<paved_store::AuditEvent>, error::ApiError> {
-        if let Some(e) = self.access.get(head, |c| &mut c.last_operations, &env.to_string()) {
+        if let Some(e) = self.access.get(head, |c| &mut c.last_operations, env) {
             return Ok(e);
         }
         let filter = paved_store::AuditFilter {

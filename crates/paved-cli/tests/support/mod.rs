@@ -323,7 +323,8 @@ impl RdsMysql {
                 .chain(["-keyout".into(), path("key.pem"), "-out".into(), path("cert.pem")])
                 .collect::<Vec<_>>(),
         );
-        let root = running_as_root();
+        // `mariadbd` run by root needs `--user=root`.
+        let root = paved_local::fsutil::is_root();
         let user = |args: &mut Vec<String>| {
             if root {
                 args.push("--user=root".into());
@@ -401,14 +402,6 @@ impl Drop for RdsMysql {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// Whether the tests run as root (`mariadbd` then needs `--user=root`).
-fn running_as_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).map(|l| l.split_whitespace().nth(1) == Some("0")))
-        .unwrap_or(false)
 }
 
 /// The databases the examples' RDS instances hold (RDS makes an
