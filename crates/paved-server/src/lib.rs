@@ -222,6 +222,10 @@ struct Cached {
 /// Unknown tokens and names are remembered too (a flood of made-up ones
 /// costs one query each once); past this many entries a map starts over.
 const MAX_CACHED: usize = 10_000;
+/// Listing pages hold up to a page of objects each and any caller picks
+/// where one starts: fewer of them, so a viewer walking every `after` cannot
+/// make the server hold the catalog many times over.
+const MAX_CACHED_PAGES: usize = 256;
 
 impl AccessCache {
     fn at(&self, head: i64) -> Option<std::sync::MutexGuard<'_, Cached>> {
@@ -251,10 +255,11 @@ impl AccessCache {
         pick: fn(&mut Cached) -> &mut HashMap<K, V>,
         key: K,
         value: V,
+        most: usize,
     ) {
         if let Some(mut c) = self.at(head) {
             let map = pick(&mut c);
-            if map.len() >= MAX_CACHED {
+            if map.len() >= most {
                 map.clear();
             }
             map.insert(key, value);
@@ -266,7 +271,7 @@ impl AccessCache {
     }
 
     pub fn put_token(&self, head: i64, hash: &str, token: Option<paved_store::ApiToken>) {
-        self.put(head, |c| &mut c.tokens, hash.to_string(), token);
+        self.put(head, |c| &mut c.tokens, hash.to_string(), token, MAX_CACHED);
     }
 
     fn policy(&self, head: i64) -> Option<Arc<PolicyInputs>> {
@@ -293,7 +298,7 @@ impl AppState {
             return Ok(o);
         }
         let o = Arc::new(self.control.catalog(Default::default()).get(kind, name).await?);
-        self.access.put(head, |c| &mut c.objects, key, o.clone());
+        self.access.put(head, |c| &mut c.objects, key, o.clone(), MAX_CACHED);
         Ok(o)
     }
 
@@ -311,7 +316,7 @@ impl AppState {
             return Ok(p);
         }
         let p = Arc::new(self.control.catalog(Default::default()).list_page(kind, after, limit).await?);
-        self.access.put(head, |c| &mut c.pages, key, p.clone());
+        self.access.put(head, |c| &mut c.pages, key, p.clone(), MAX_CACHED_PAGES);
         Ok(p)
     }
 
@@ -336,7 +341,7 @@ impl AppState {
             matches!(e.event.action.as_str(), "environment.apply" | "environment.destroy")
                 && e.event.outcome != paved_store::AuditOutcome::Denied
         });
-        self.access.put(head, |c| &mut c.last_operations, env.to_string(), last.clone());
+        self.access.put(head, |c| &mut c.last_operations, env.to_string(), last.clone(), MAX_CACHED);
         Ok(last)
     }
 }
@@ -681,5 +686,15 @@ mod tests {
         cache.put_token(5, "old", None);
         assert_eq!(cache.token(6, "old"), None);
         assert_eq!(cache.token(6, "h"), Some(None));
+    }
+
+    #[test]
+    fn listing_pages_stay_few_wherever_callers_start_them() {
+        let cache = AccessCache::default();
+        for i in 0..1_000 {
+            let key = (paved_model::Kind::Environment, format!("env-{i:05}"), 51);
+            cache.put(1, |c| &mut c.pages, key, std::sync::Arc::new(vec![]), super::MAX_CACHED_PAGES);
+        }
+        assert!(cache.at(1).unwrap().pages.len() <= super::MAX_CACHED_PAGES);
     }
 }
