@@ -241,7 +241,8 @@ pub const ACTIONS: &[(&str, &[&str])] = &[
         ],
     ),
     ("route53", &["ChangeResourceRecordSets", "GetChange", "ListHostedZonesByName", "ListResourceRecordSets"]),
-    // The Resource Groups Tagging API (a crashed create's KMS key, found by its tags).
+    // The Resource Groups Tagging API (a crashed create's KMS key, found by its tags;
+    // a drift sweep's tags of keys and log groups).
     ("tag", &["GetResources"]),
     (
         "ecr",

@@ -176,6 +176,13 @@ except iam.exceptions.NoSuchEntityException:
     pass  # the archive service is not in this test's environment
 sm = boto3.client("secretsmanager", endpoint_url=endpoint, region_name=region)
 sm.put_secret_value(SecretId=f"paved/{env}/api", SecretString=json.dumps({"DATABASE_URL": "postgres://attacker@evil:5432/x"}))
+# Tags a sweep reads from the tagging API, not from the resource: a key's and a log group's.
+kms = boto3.client("kms", endpoint_url=endpoint, region_name=region)
+key = kms.describe_key(KeyId=f"alias/paved/{env}")["KeyMetadata"]["KeyId"]
+kms.tag_resource(KeyId=key, Tags=[{"TagKey": "paved:blueprint", "TagValue": "someone-else"}])
+logs = boto3.client("logs", endpoint_url=endpoint, region_name=region)
+group = logs.describe_log_groups(logGroupNamePrefix=f"/paved/{env}/vpc-flow-logs")["logGroups"][0]["arn"].removesuffix(":*")
+logs.untag_resource(resourceArn=group, tagKeys=["paved:environment"])
 "#;
 
 /// Fields drop in this order: the platform first (its `paved down` destroys
@@ -442,6 +449,8 @@ fn the_aws_examples_apply_keylessly_on_the_emulator_and_a_second_apply_changes_n
     assert_eq!((backups["before"].clone(), backups["after"].clone()), (json!(1), json!(9)));
     let tag = change("aws.vpc/eu-dev", "tags.paved:blueprint");
     assert_eq!(tag["after"], Value::Null);
+    assert_eq!(change("aws.kms-key/eu-dev", "tags.paved:blueprint")["after"], json!("someone-else"));
+    assert_eq!(change("aws.log-group/eu-dev-flow-logs", "tags.paved:environment")["after"], Value::Null);
     assert_eq!(node("aws.subnet/eu-dev-public-b")["status"], json!("missing"));
     // A secret value overwritten in the console is drift, and neither side of it is shown.
     let overwritten = change("aws.secret/api", "values.DATABASE_URL");

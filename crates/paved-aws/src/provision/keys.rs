@@ -143,11 +143,14 @@ impl KmsKeyDriver {
         }
         Ok(())
     }
-}
 
-#[async_trait]
-impl Driver for KmsKeyDriver {
-    async fn observe(&self, r: &Resource) -> Result<Observation, DriverError> {
+    /// The key as observed; its tags from `listed` (a sweep's tagging-API
+    /// listing) when given, else read with `ListResourceTags`.
+    async fn observe_with(
+        &self,
+        r: &Resource,
+        listed: Option<&std::collections::HashMap<String, serde_json::Value>>,
+    ) -> Result<Observation, DriverError> {
         let Some(key) = self.find(r).await? else { return Ok(Observation::Absent) };
         let id = key.key_id();
         let rotation = self
@@ -167,17 +170,51 @@ impl Driver for KmsKeyDriver {
             .send()
             .await
             .map_err(|e| failed("GetKeyPolicy", e))?;
-        let tags =
-            self.0.kms.list_resource_tags().key_id(id).send().await.map_err(|e| failed("ListResourceTags", e))?;
+        let tags = match listed {
+            Some(listed) => key.arn().and_then(|arn| listed.get(arn)).cloned().unwrap_or_else(|| json!({})),
+            None => {
+                let tags = self
+                    .0
+                    .kms
+                    .list_resource_tags()
+                    .key_id(id)
+                    .send()
+                    .await
+                    .map_err(|e| failed("ListResourceTags", e))?;
+                tags_value(tags.tags().iter().map(|t| (t.tag_key(), t.tag_value())))
+            }
+        };
         let properties = json!({
             "alias": Props::of(r).opt_str("alias"),
             "enableKeyRotation": rotation.key_rotation_enabled(),
             "description": key.description(),
             "policy": key_policy.policy().map(policy),
-            "tags": tags_value(tags.tags().iter().map(|t| (t.tag_key(), t.tag_value()))),
+            "tags": tags,
         });
         let ready = key.key_state() == Some(&KeyState::Enabled);
         Ok(Observation::Present { properties, outputs: outputs(&key), ready })
+    }
+}
+
+#[async_trait]
+impl Driver for KmsKeyDriver {
+    async fn observe(&self, r: &Resource) -> Result<Observation, DriverError> {
+        self.observe_with(r, None).await
+    }
+
+    /// Each key's attributes are calls of its own (KMS has no listing with
+    /// them), but the tags of all come from one tagging-API listing
+    /// ([`super::tags_by_arn`]) instead of a `ListResourceTags` per key.
+    async fn observe_all(&self, rs: &[Resource]) -> Vec<Result<Observation, DriverError>> {
+        let tags = match super::tags_by_arn(&self.0, &["kms:key"]).await {
+            Ok(tags) => tags,
+            Err(e) => return super::every(rs, e),
+        };
+        let mut out = Vec::with_capacity(rs.len());
+        for r in rs {
+            out.push(self.observe_with(r, Some(&tags)).await);
+        }
+        out
     }
 
     async fn create(&self, r: &Resource) -> Result<Outputs, DriverError> {

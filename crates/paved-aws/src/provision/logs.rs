@@ -68,7 +68,7 @@ impl Driver for LogGroup {
 
     /// paved's groups in one paginated listing per prefix paved names them
     /// under (its own, EKS's and RDS's for paved's clusters and databases);
-    /// tags are a call each.
+    /// their tags from one tagging-API listing ([`super::tags_by_arn`]).
     async fn observe_all(&self, rs: &[Resource]) -> Vec<Result<Observation, DriverError>> {
         const PREFIXES: [&str; 3] = ["/paved/", "/aws/eks/paved-", "/aws/rds/instance/paved-"];
         let mut all = Vec::new();
@@ -85,15 +85,22 @@ impl Driver for LogGroup {
                 }
             }
         }
-        let mut out = Vec::new();
-        for r in rs {
-            let name = Props::of(r).opt_str("name");
-            out.push(match all.iter().find(|g| g.log_group_name() == name) {
-                Some(g) => self.seen(g).await,
-                None => Ok(Observation::Absent),
-            });
-        }
-        out
+        let tags = match super::tags_by_arn(&self.0, &["logs"]).await {
+            Ok(tags) => tags,
+            Err(e) => return super::every(rs, e),
+        };
+        rs.iter()
+            .map(|r| {
+                let name = Props::of(r).opt_str("name");
+                Ok(match all.iter().find(|g| g.log_group_name() == name) {
+                    Some(g) => {
+                        let arn = g.arn().map(group_arn).unwrap_or_default();
+                        Self::seen_with(g, tags.get(arn).cloned().unwrap_or_else(|| json!({})))
+                    }
+                    None => Observation::Absent,
+                })
+            })
+            .collect()
     }
 
     async fn create(&self, r: &Resource) -> Result<Outputs, DriverError> {
@@ -119,13 +126,18 @@ impl LogGroup {
             .send()
             .await
             .map_err(|e| failed("ListTagsForResource", e))?;
+        let tags = tags_value(tags.tags().into_iter().flatten().map(|(k, v)| (k.as_str(), v.as_str())));
+        Ok(Self::seen_with(g, tags))
+    }
+
+    fn seen_with(g: &aws_sdk_cloudwatchlogs::types::LogGroup, tags: Value) -> Observation {
         let properties = json!({
             "name": g.log_group_name(),
             "retentionDays": g.retention_in_days(),
             "kmsKeyArn": g.kms_key_id(),
-            "tags": tags_value(tags.tags().into_iter().flatten().map(|(k, v)| (k.as_str(), v.as_str()))),
+            "tags": tags,
         });
-        Ok(Observation::Present { properties, outputs: Self::outputs(g), ready: true })
+        Observation::Present { properties, outputs: Self::outputs(g), ready: true }
     }
 
     async fn create_group(&self, r: &Resource) -> Result<Outputs, DriverError> {

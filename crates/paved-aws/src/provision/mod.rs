@@ -51,6 +51,40 @@ pub(crate) fn every(
     rs.iter().map(|_| Err(e.clone())).collect()
 }
 
+/// Tags of every resource of `types` in the session's region, by ARN, from
+/// the Resource Groups Tagging API: one paginated `GetResources` (100
+/// resources a page) in place of a tag call per resource, for sweeps of
+/// kinds whose own listing has no tags (KMS keys, log groups).
+///
+/// `types` are service names or `service:type` filters; a service name
+/// matches all of its types (AWS's log-group type is `logs:log-group`, the
+/// test emulator's `logs:loggroup`). The listing is eventually consistent:
+/// a tag changed seconds ago may show on the next sweep. A resource never
+/// tagged is not listed, and its tags read as none
+/// (<https://docs.aws.amazon.com/resourcegroupstagging/latest/APIReference/API_GetResources.html>).
+pub(crate) async fn tags_by_arn(
+    s: &Session,
+    types: &[&str],
+) -> Result<std::collections::HashMap<String, serde_json::Value>, DriverError> {
+    let mut pages = s
+        .tagging
+        .get_resources()
+        .set_resource_type_filters(Some(types.iter().map(|t| t.to_string()).collect()))
+        .resources_per_page(100)
+        .into_paginator()
+        .send();
+    let mut out = std::collections::HashMap::new();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|e| failed("GetResources", e))?;
+        for m in page.resource_tag_mapping_list() {
+            let Some(arn) = m.resource_arn() else { continue };
+            let tags = props::tags_value(m.tags().iter().map(|t| (t.key(), t.value())));
+            out.insert(arn.to_string(), tags);
+        }
+    }
+    Ok(out)
+}
+
 /// Polls `gone` until it says so (backing off to every 15 s): for
 /// deletions other resources wait on — a cluster, a NAT gateway or a
 /// database holds addresses in the subnets deleted after it. The engine's
