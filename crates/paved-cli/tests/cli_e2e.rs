@@ -381,7 +381,8 @@ fn the_audit_log_records_every_change_and_verify_names_a_tampered_event() {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     rt.block_on(async {
         use sqlx::Connection;
-        let mut c = sqlx::sqlite::SqliteConnection::connect(&format!("sqlite://{path}")).await.unwrap();
+        sqlx::any::install_default_drivers();
+        let mut c = sqlx::AnyConnection::connect(&format!("sqlite://{path}")).await.unwrap();
         for sql in ["DROP TRIGGER audit_events_no_update", "UPDATE audit_events SET actor = 'mallory' WHERE seq = 5"] {
             sqlx::query(sql).execute(&mut c).await.unwrap();
         }
@@ -405,7 +406,8 @@ fn rewrite_history(p: &Paved, change: impl FnOnce(&mut Vec<paved_store::audit::S
     let path = p.state.strip_prefix("sqlite://").unwrap().to_string();
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     rt.block_on(async {
-        let mut c = sqlx::sqlite::SqliteConnection::connect(&format!("sqlite://{path}")).await.unwrap();
+        sqlx::any::install_default_drivers();
+        let mut c = sqlx::AnyConnection::connect(&format!("sqlite://{path}")).await.unwrap();
         let rows = sqlx::query("SELECT * FROM audit_events ORDER BY seq").fetch_all(&mut c).await.unwrap();
         let mut events: Vec<StoredEvent> = rows
             .iter()
@@ -439,24 +441,8 @@ fn rewrite_history(p: &Paved, change: impl FnOnce(&mut Vec<paved_store::audit::S
             e.prev_hash = prev.clone();
             e.hash = e.expected_hash(&prev);
             prev = e.hash.clone();
-            sqlx::query("INSERT INTO audit_events VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)")
-                .bind(e.seq)
-                .bind(&e.at)
-                .bind(&e.actor)
-                .bind(&e.action)
-                .bind(&e.target)
-                .bind(&e.outcome)
-                .bind(&e.request_id)
-                .bind(&e.origin)
-                .bind(&e.before_digest)
-                .bind(&e.after_digest)
-                .bind(&e.details)
-                .bind(&e.prev_hash)
-                .bind(&e.hash)
-                .execute(&mut c)
-                .await
-                .unwrap();
         }
+        paved_store::testing::insert_stored_events(&mut c, &events).await.unwrap();
         c.close().await.unwrap();
     });
 }

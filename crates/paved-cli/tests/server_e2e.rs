@@ -964,6 +964,36 @@ fn reads_served_from_memory_follow_every_write_including_another_processs() {
     assert_eq!(p.get(spec, &viewer).json()["document"]["spec"]["type"], "staging");
     assert_eq!(p.get(describe, &viewer).json()["type"], "staging");
     assert_eq!(listed_type(&p), Some(json!("staging")));
+    // Applied resources are written without an audit event: a resource
+    // recorded by another process shows in the environment's detail at once,
+    // and so does its removal.
+    let resources = |p: &Platform| {
+        let detail = p.get(describe, &viewer).json();
+        detail["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["id"].as_str().unwrap().to_string())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(resources(&p), Vec::<String>::new());
+    assert_eq!(resources(&p), Vec::<String>::new());
+    let db = p.data.path().join("state.db");
+    let sql = |statement: &str| {
+        let out = std::process::Command::new("python3")
+            .args(["-c", "import sqlite3, sys; c = sqlite3.connect(sys.argv[1]); c.execute(sys.argv[2]); c.commit()"])
+            .arg(&db)
+            .arg(statement)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    };
+    sql("INSERT INTO applied_nodes (environment, node_id, node, outputs, updated_at) VALUES \
+         ('cache-demo', 'local.route/web', '{}', '{\"url\": \"http://web.cache-demo.test\"}', '2026-12-06T10:00:00Z')");
+    assert_eq!(resources(&p), ["local.route/web"]);
+    assert_eq!(p.get(describe, &viewer).json()["urls"]["local.route/web"], "http://web.cache-demo.test");
+    sql("DELETE FROM applied_nodes WHERE environment = 'cache-demo'");
+    assert_eq!(resources(&p), Vec::<String>::new());
     // And deleted.
     p.ok(&["delete", "environment", "cache-demo"]);
     assert_eq!(p.get(spec, &viewer).status, 404);

@@ -33,6 +33,8 @@ pub struct Authed {
     pub request: RequestContext,
     /// The audit head when the request was authenticated (see [`crate::AccessCache`]).
     pub head: i64,
+    /// The applied-resources clock read with it ([`paved_store::Heads`]).
+    pub applied: i64,
 }
 
 impl Authed {
@@ -148,7 +150,7 @@ impl FromRequestParts<AppState> for Authed {
         })?;
         let hash = paved_auth::token::parse(&presented).map_err(|e| ApiError::unauthenticated(e.to_string()))?;
         // The head first: whatever is read after it is at least as new.
-        let head = state.control.store.audit_head().await?;
+        let paved_store::Heads { audit: head, applied } = state.control.store.heads().await?;
         let token = match state.access.token(head, &hash) {
             Some(cached) => cached,
             None => {
@@ -171,7 +173,7 @@ impl FromRequestParts<AppState> for Authed {
             e.retry_after = Some(HeaderValue::from(wait.as_secs().max(1)));
             return Err(e);
         }
-        Ok(Authed { subject: token.subject, token_id: token.id, request: request_context(parts), head })
+        Ok(Authed { subject: token.subject, token_id: token.id, request: request_context(parts), head, applied })
     }
 }
 

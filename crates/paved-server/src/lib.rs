@@ -196,8 +196,9 @@ pub struct PolicyInputs {
 /// team or any recorded spec appends an audit event in its own transaction
 /// (`Store::commit`), so one indexed read per request says whether anything
 /// they depend on changed (including changes made by another paved process
-/// on the same store). Applied resources are not here: an apply writes them
-/// without an audit event per node.
+/// on the same store). Applied resources are written without an audit
+/// event per node; what shows them is kept with the applied-resources clock
+/// it was read at ([`paved_store::Heads`]) and used only at that clock.
 ///
 /// A request whose head is older than the cache's (it read the head before a
 /// newer request did) neither reads nor fills it, so the cache never goes
@@ -217,6 +218,11 @@ struct Cached {
     pages: HashMap<(Kind, String, usize), Arc<Vec<paved_catalog::Object>>>,
     /// The latest apply or destroy of each environment (audit events themselves).
     last_operations: HashMap<String, Option<paved_store::AuditEvent>>,
+    /// Response bodies as rendered for one caller (see [`AppState::rendered`]),
+    /// with the applied-resources clock they were read at (0: they show none).
+    bodies: HashMap<String, (i64, axum::body::Bytes)>,
+    /// Their total size, held under [`MAX_CACHED_BODY_BYTES`].
+    body_bytes: usize,
 }
 
 /// Unknown tokens and names are remembered too (a flood of made-up ones
@@ -226,6 +232,10 @@ const MAX_CACHED: usize = 10_000;
 /// where one starts: fewer of them, so a viewer walking every `after` cannot
 /// make the server hold the catalog many times over.
 const MAX_CACHED_PAGES: usize = 256;
+/// Rendered bodies are per caller and a listing's can be large (up to
+/// 1,000 items): bounded in number and in bytes.
+const MAX_CACHED_BODIES: usize = 1_024;
+const MAX_CACHED_BODY_BYTES: usize = 32 << 20;
 
 impl AccessCache {
     fn at(&self, head: i64) -> Option<std::sync::MutexGuard<'_, Cached>> {
@@ -274,6 +284,19 @@ impl AccessCache {
         self.put(head, |c| &mut c.tokens, hash.to_string(), token, MAX_CACHED);
     }
 
+    fn put_body(&self, head: i64, key: String, applied: i64, body: axum::body::Bytes) {
+        if let Some(mut c) = self.at(head) {
+            if c.bodies.len() >= MAX_CACHED_BODIES || c.body_bytes + body.len() > MAX_CACHED_BODY_BYTES {
+                c.bodies.clear();
+                c.body_bytes = 0;
+            }
+            c.body_bytes += body.len();
+            if let Some((_, old)) = c.bodies.insert(key, (applied, body)) {
+                c.body_bytes -= old.len();
+            }
+        }
+    }
+
     fn policy(&self, head: i64) -> Option<Arc<PolicyInputs>> {
         self.at(head).and_then(|c| c.policy.clone())
     }
@@ -286,6 +309,39 @@ impl AccessCache {
 }
 
 impl AppState {
+    /// A response body for `who`, rendered once per audit head (and, when
+    /// it shows applied resources, per `applied` clock; 0 when it shows
+    /// none) by `render`, then answered from memory: listings and
+    /// environment details are the console's and scripts' most frequent
+    /// reads, and building them costs several times the token check. The
+    /// body is exact because everything it shows and every decision behind
+    /// it (the caller's bindings and teams) moves one of the two heads when
+    /// it changes; `key` must name everything else it depends on (route,
+    /// names, paging). Tokens' expiry and rate limits are checked per
+    /// request before this, denials are never cached (they are errors).
+    pub async fn rendered<F, Fut>(
+        &self,
+        who: &auth::Authed,
+        key: &str,
+        applied: i64,
+        render: F,
+    ) -> Result<Response, error::ApiError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<Vec<u8>, error::ApiError>>,
+    {
+        let key = format!("{}\0{key}", who.subject);
+        let body = match self.access.get(who.head, |c| &mut c.bodies, key.as_str()) {
+            Some((at, body)) if at == applied => body,
+            _ => {
+                let body = axum::body::Bytes::from(render().await?);
+                self.access.put_body(who.head, key, applied, body.clone());
+                body
+            }
+        };
+        Ok(([(axum::http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body).into_response())
+    }
+
     /// A recorded object, read from the store once per audit head.
     pub async fn object(
         &self,
@@ -696,5 +752,22 @@ mod tests {
             cache.put(1, |c| &mut c.pages, key, std::sync::Arc::new(vec![]), super::MAX_CACHED_PAGES);
         }
         assert!(cache.at(1).unwrap().pages.len() <= super::MAX_CACHED_PAGES);
+    }
+
+    #[test]
+    fn rendered_bodies_stay_within_their_byte_budget_and_count_replacements_once() {
+        let cache = AccessCache::default();
+        let big = axum::body::Bytes::from(vec![b' '; 200_000]);
+        for i in 0..1_000 {
+            cache.put_body(1, format!("viewer\0environments\0env-{i:05}\01000"), 0, big.clone());
+            let c = cache.at(1).unwrap();
+            assert!(c.body_bytes <= super::MAX_CACHED_BODY_BYTES);
+            assert_eq!(c.body_bytes, c.bodies.values().map(|(_, b)| b.len()).sum::<usize>());
+        }
+        cache.put_body(1, "k".into(), 0, big.clone());
+        cache.put_body(1, "k".into(), 7, axum::body::Bytes::from_static(b"{}"));
+        let c = cache.at(1).unwrap();
+        assert_eq!(c.bodies.get("k").map(|(at, b)| (*at, b.len())), Some((7, 2)));
+        assert_eq!(c.body_bytes, c.bodies.values().map(|(_, b)| b.len()).sum::<usize>());
     }
 }

@@ -145,50 +145,6 @@ impl StoredEvent {
     }
 }
 
-/// One row as the store packs it for verification: a JSON array of the
-/// columns in table order.
-type PackedRow = (
-    i64,
-    String,
-    String,
-    String,
-    String,
-    String,
-    String,
-    String,
-    Option<String>,
-    Option<String>,
-    String,
-    String,
-    String,
-);
-
-/// Unpacks a page the store packed (see `fetch_audit_page`): a JSON array
-/// of rows, each a JSON array of the 13 columns. `None` when it does not
-/// parse as that.
-pub fn parse_packed(page: &str) -> Option<Vec<StoredEvent>> {
-    let rows: Vec<PackedRow> = serde_json::from_str(page).ok()?;
-    Some(
-        rows.into_iter()
-            .map(|r| StoredEvent {
-                seq: r.0,
-                at: r.1,
-                actor: r.2,
-                action: r.3,
-                target: r.4,
-                outcome: r.5,
-                request_id: r.6,
-                origin: r.7,
-                before_digest: r.8,
-                after_digest: r.9,
-                details: r.10,
-                prev_hash: r.11,
-                hash: r.12,
-            })
-            .collect(),
-    )
-}
-
 /// Where the chain breaks first.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ChainBreak {
@@ -286,50 +242,12 @@ pub fn sample_chain(from: i64, to: i64, mut prev: String) -> Vec<StoredEvent> {
         .collect()
 }
 
-/// Events packed as the store packs a page (see [`parse_packed`]).
-#[cfg(any(test, feature = "testing"))]
-pub fn pack(events: &[StoredEvent]) -> String {
-    let rows: Vec<PackedRow> = events
-        .iter()
-        .map(|e| {
-            let e = e.clone();
-            (
-                e.seq,
-                e.at,
-                e.actor,
-                e.action,
-                e.target,
-                e.outcome,
-                e.request_id,
-                e.origin,
-                e.before_digest,
-                e.after_digest,
-                e.details,
-                e.prev_hash,
-                e.hash,
-            )
-        })
-        .collect();
-    serde_json::to_string(&rows).unwrap_or_default()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn chain(n: i64) -> Vec<StoredEvent> {
         sample_chain(1, n + 1, GENESIS.to_string())
-    }
-
-    #[test]
-    fn packed_pages_unpack_to_the_same_rows_whatever_the_characters() {
-        let mut events = chain(3);
-        events[1].actor = "zoë \"quoted\" \\ \u{1f}λ".into();
-        events[2].before_digest = Some(String::new());
-        let page = pack(&events);
-        assert_eq!(parse_packed(&page), Some(events));
-        assert_eq!(parse_packed("[[1, \"only\"]]"), None, "a short row does not unpack");
-        assert_eq!(parse_packed("[]"), Some(vec![]));
     }
 
     #[test]

@@ -130,6 +130,18 @@ pub enum Lock {
     HeldBy { holder: String, since: OffsetDateTime, expires: OffsetDateTime },
 }
 
+/// Where the store's change counters stand (see [`Store::heads`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Heads {
+    /// The newest audit event's sequence number: moves with every change
+    /// of specs, tokens, secrets and deployments.
+    pub audit: i64,
+    /// Moves with every write to applied resources (a database trigger
+    /// counts them in the writing transaction); applies record node
+    /// outcomes without an audit event each.
+    pub applied: i64,
+}
+
 #[async_trait]
 pub trait Store: SecretStore + ReleaseStore + Send + Sync {
     /// The current generation of every live (not deleted) object, optionally
@@ -153,6 +165,9 @@ pub trait Store: SecretStore + ReleaseStore + Send + Sync {
     /// of specs and tokens appends one in its own transaction, so callers
     /// cache what they derive from them until the head moves.
     async fn audit_head(&self) -> Result<i64, StoreError>;
+    /// The audit head and the applied-resources clock, read together (one
+    /// query): what a cache of both specs and applied resources checks.
+    async fn heads(&self) -> Result<Heads, StoreError>;
     /// Events matching the filter, oldest first.
     async fn audit_events(&self, filter: &AuditFilter) -> Result<Vec<AuditEvent>, StoreError>;
     /// Checks the whole audit chain, in pages, and names the first event

@@ -195,3 +195,36 @@ pub async fn postgres_url() -> Result<String, String> {
         .map_err(|e| e.to_string())?;
     Ok(format!("{}/{db}", server.base_url))
 }
+
+/// Writes `events` as stored rows, hashes as they are (for chains built with
+/// [`crate::audit::sample_chain`], or deliberately broken ones), on `conn`:
+/// tests and benchmarks that need a long chain without appending it one
+/// request at a time.
+pub async fn insert_stored_events(
+    conn: &mut sqlx::AnyConnection,
+    events: &[crate::audit::StoredEvent],
+) -> Result<(), sqlx::Error> {
+    for e in events {
+        sqlx::query(
+            "INSERT INTO audit_events (seq, at, actor, action, target, outcome, request_id, origin, \
+             before_digest, after_digest, details, prev_hash, hash) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+        )
+        .bind(e.seq)
+        .bind(&e.at)
+        .bind(&e.actor)
+        .bind(&e.action)
+        .bind(&e.target)
+        .bind(&e.outcome)
+        .bind(&e.request_id)
+        .bind(&e.origin)
+        .bind(&e.before_digest)
+        .bind(&e.after_digest)
+        .bind(&e.details)
+        .bind(&e.prev_hash)
+        .bind(&e.hash)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}

@@ -254,6 +254,44 @@ async fn the_audit_log_is_append_only_and_tamper_evident(b: Backend) {
     assert!(broken.reason.contains("missing"), "{}", broken.reason);
 }
 
+/// Verification reads the chain in pages of thousands: a long chain (with
+/// an event whose text needs escaping in any packing) verifies whole, and a
+/// break past the first pages is named by its event.
+async fn a_long_chain_verifies_across_pages_and_a_late_break_is_named(b: Backend) {
+    use paved_store::audit::{GENESIS, sample_chain};
+    SqlStore::open(&b.url).await.unwrap().close().await;
+    let mut events = sample_chain(1, 6_000, GENESIS.to_string());
+    let mut odd = sample_chain(6_000, 6_001, events[5_998].hash.clone()).remove(0);
+    odd.actor = "zoë \"quoted\" \\ \u{1f}λ,]".into();
+    odd.hash = odd.expected_hash(&odd.prev_hash);
+    events.extend(sample_chain(6_001, 12_001, odd.hash.clone()).into_iter().chain([odd]));
+    let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&b.url).await.unwrap();
+    let mut tx = sqlx::Connection::begin(&mut conn).await.unwrap();
+    paved_store::testing::insert_stored_events(&mut tx, &events).await.unwrap();
+    tx.commit().await.unwrap();
+    drop(conn);
+    let verify = || async {
+        let store = SqlStore::open(&b.url).await.unwrap();
+        let v = store.verify_audit().await;
+        store.close().await;
+        v
+    };
+    let v = verify().await.unwrap();
+    let last = events.iter().find(|e| e.seq == 12_000).unwrap();
+    assert_eq!((v.events, v.first_break, v.head), (12_000, None, last.hash.clone()));
+
+    tamper(&b, &["UPDATE audit_events SET target = 'Environment/elsewhere' WHERE seq = 11001"]).await;
+    let v = verify().await.unwrap();
+    let broken = v.first_break.unwrap();
+    assert_eq!((v.events, broken.seq), (11_000, 11_001), "{}", broken.reason);
+    if b.url.starts_with("sqlite") {
+        // SQLite stores what it is given: a blob where text belongs is named, not a panic.
+        tamper(&b, &["UPDATE audit_events SET details = X'00FF' WHERE seq = 7000"]).await;
+        let e = verify().await.unwrap_err().to_string();
+        assert!(e.contains("event 7000"), "{e}");
+    }
+}
+
 async fn concurrent_appends_keep_one_chain(b: Backend) {
     let store = Arc::new(SqlStore::open(&b.url).await.unwrap());
     let mut tasks = Vec::new();
@@ -347,6 +385,7 @@ suite!(
     concurrent_lockers_get_one_winner,
     the_audit_log_is_append_only_and_tamper_evident,
     concurrent_appends_keep_one_chain,
+    a_long_chain_verifies_across_pages_and_a_late_break_is_named,
     tokens_are_stored_hashed_revoked_once_and_audited,
     listings_page_by_name_within_a_kind,
     artifacts_are_immutable_and_deployments_exactly_once,
@@ -376,6 +415,27 @@ async fn applied_nodes_are_upserted_per_environment(b: Backend) {
     store.delete_applied_node("dev", "null/a").await.unwrap();
     assert_eq!(store.applied_nodes("dev").await.unwrap().len(), 1);
     assert_eq!(store.applied_nodes("staging").await.unwrap().len(), 1);
+
+    // Every write to applied resources moves the clock, whoever makes it (a
+    // trigger counts them), and nothing else does; the audit head is read with it.
+    let heads = || async { store.heads().await.unwrap() };
+    let before = heads().await;
+    store.commit(&[put("Team", "t", None, json!({}))]).await.unwrap();
+    let after_spec = heads().await;
+    assert_eq!((after_spec.applied, after_spec.audit), (before.applied, before.audit + 1));
+    store.put_applied_nodes("dev", &[node("null/c", 4), node("null/d", 5)]).await.unwrap();
+    let after_put = heads().await;
+    assert!(after_put.applied > after_spec.applied, "{after_put:?}");
+    assert_eq!(after_put.audit, after_spec.audit);
+    let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&b.url).await.unwrap();
+    sqlx::query("UPDATE applied_nodes SET outputs = '{}' WHERE node_id = 'null/c'").execute(&mut conn).await.unwrap();
+    let after_hand_edit = heads().await;
+    assert!(after_hand_edit.applied > after_put.applied);
+    sqlx::query("DELETE FROM applied_nodes WHERE environment = 'staging'").execute(&mut conn).await.unwrap();
+    assert!(heads().await.applied > after_hand_edit.applied);
+    let unchanged = heads().await;
+    store.applied_nodes("dev").await.unwrap();
+    assert_eq!(heads().await, unchanged, "reads do not move it");
 }
 
 async fn one_apply_per_environment_at_a_time(b: Backend) {

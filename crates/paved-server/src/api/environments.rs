@@ -8,6 +8,7 @@ use crate::error::{ApiError, ErrorBody};
 use crate::operations::{self, Operation, Status};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
+use axum::response::Response;
 use paved_auth::{Request, Target};
 use paved_control::RunOptions;
 use paved_model::{Kind, Role, Spec};
@@ -92,23 +93,28 @@ pub async fn list_environments(
     State(state): State<AppState>,
     who: Authed,
     Query(q): Query<ListQuery>,
-) -> Result<axum::Json<Page<EnvironmentSummary>>, ApiError> {
+) -> Result<Response, ApiError> {
     who.allow(&state, Request { needs: Role::Viewer, on: Target::Anywhere }, "environment.list", "Environment/*")
         .await?;
     let limit = crate::api::page_size(q.limit);
-    let page = state.page(who.head, Kind::Environment, q.after.as_deref().unwrap_or(""), limit + 1).await?;
-    // `next` comes from what the store returned; the page holds what the caller may see.
-    let next = if page.len() > limit { page.get(limit - 1).map(|o| o.record.name.clone()) } else { None };
-    let items = who
-        .visible(&state, page.iter().take(limit))
-        .await?
-        .iter()
-        .filter_map(|o| match &o.spec {
-            Spec::Environment(e) => Some(summary(e, o.record.generation)),
-            _ => None,
+    let after = q.after.as_deref().unwrap_or("");
+    state
+        .rendered(&who, &format!("environments\0{after}\0{limit}"), 0, || async {
+            let page = state.page(who.head, Kind::Environment, after, limit + 1).await?;
+            // `next` comes from what the store returned; the page holds what the caller may see.
+            let next = if page.len() > limit { page.get(limit - 1).map(|o| o.record.name.clone()) } else { None };
+            let items = who
+                .visible(&state, page.iter().take(limit))
+                .await?
+                .iter()
+                .filter_map(|o| match &o.spec {
+                    Spec::Environment(e) => Some(summary(e, o.record.generation)),
+                    _ => None,
+                })
+                .collect();
+            serde_json::to_vec(&Page { items, next }).map_err(ApiError::internal)
         })
-        .collect();
-    Ok(axum::Json(Page { items, next }))
+        .await
 }
 
 /// One environment: its spec summary, applied resources, URLs and latest operation.
@@ -118,13 +124,21 @@ pub async fn get_environment(
     State(state): State<AppState>,
     who: Authed,
     Path(name): Path<String>,
-) -> Result<axum::Json<EnvironmentDetail>, ApiError> {
+) -> Result<Response, ApiError> {
     let (env, generation) = authorised(&state, &who, &name, Role::Viewer, "environment.get").await?;
-    let nodes = state.control.store.applied_nodes(&name).await?;
-    let urls = paved_control::route_urls(&nodes).into_iter().collect();
-    let resources = nodes.into_iter().map(|n| AppliedResource { id: n.node_id, updated_at: n.updated_at }).collect();
-    let last_operation = state.last_operation(who.head, &name).await?.and_then(|e| serde_json::to_value(e.event).ok());
-    Ok(axum::Json(EnvironmentDetail { summary: summary(&env, generation), resources, urls, last_operation }))
+    // It shows applied resources: rendered again when the applied clock moves.
+    state
+        .rendered(&who, &format!("environment\0{name}"), who.applied, || async {
+            let nodes = state.control.store.applied_nodes(&name).await?;
+            let urls = paved_control::route_urls(&nodes).into_iter().collect();
+            let resources =
+                nodes.into_iter().map(|n| AppliedResource { id: n.node_id, updated_at: n.updated_at }).collect();
+            let last_operation =
+                state.last_operation(who.head, &name).await?.and_then(|e| serde_json::to_value(e.event).ok());
+            let detail = EnvironmentDetail { summary: summary(&env, generation), resources, urls, last_operation };
+            serde_json::to_vec(&detail).map_err(ApiError::internal)
+        })
+        .await
 }
 
 /// What applying the environment would change (nothing is changed).

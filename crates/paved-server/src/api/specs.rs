@@ -95,7 +95,7 @@ pub async fn list_specs(
     State(state): State<AppState>,
     who: Authed,
     Query(q): Query<ListQuery>,
-) -> Result<axum::Json<Page<SpecObject>>, ApiError> {
+) -> Result<Response, ApiError> {
     let kind = q.kind.as_deref().map(parse_kind).transpose()?;
     who.allow(&state, Request { needs: Role::Viewer, on: Target::Anywhere }, "spec.list", "Spec/*").await?;
     let key = |o: &SpecObject| format!("{}/{}", o.kind, o.name);
@@ -104,21 +104,25 @@ pub async fn list_specs(
     let Some(kind) = kind else {
         let objects = who.visible(&state, catalog(&state, &who).list(None).await?).await?;
         let items: Vec<SpecObject> = objects.iter().map(|o| SpecObject::from(&o.record)).collect();
-        return Ok(axum::Json(paginate(items, key, q.after.as_deref(), q.limit)));
+        return Ok(axum::Json(paginate(items, key, q.after.as_deref(), q.limit)).into_response());
     };
     // One kind pages through the store: `after` is `Kind/name` (or just the name).
     let after = q.after.as_deref().unwrap_or("");
     let after = after.split_once('/').filter(|(k, _)| *k == kind.as_str()).map_or(after, |(_, n)| n);
     let limit = crate::api::page_size(q.limit);
-    let page = state.page(who.head, kind, after, limit + 1).await?;
-    let next = if page.len() > limit {
-        page.get(limit - 1).map(|o| format!("{}/{}", kind.as_str(), o.record.name))
-    } else {
-        None
-    };
-    let items =
-        who.visible(&state, page.iter().take(limit)).await?.iter().map(|o| SpecObject::from(&o.record)).collect();
-    Ok(axum::Json(Page { items, next }))
+    state
+        .rendered(&who, &format!("specs\0{}\0{after}\0{limit}", kind.as_str()), 0, || async {
+            let page = state.page(who.head, kind, after, limit + 1).await?;
+            let next = if page.len() > limit {
+                page.get(limit - 1).map(|o| format!("{}/{}", kind.as_str(), o.record.name))
+            } else {
+                None
+            };
+            let visible = who.visible(&state, page.iter().take(limit)).await?;
+            let items: Vec<SpecObject> = visible.iter().map(|o| SpecObject::from(&o.record)).collect();
+            serde_json::to_vec(&Page { items, next }).map_err(ApiError::internal)
+        })
+        .await
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
