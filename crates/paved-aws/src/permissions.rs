@@ -218,11 +218,15 @@ pub const ACTIONS: &[(&str, &[&str])] = &[
     (
         "secretsmanager",
         &[
+            // A drift sweep's reads: values 20 at a time (the caller also
+            // needs GetSecretValue on each), metadata from the listing.
+            "BatchGetSecretValue",
             "CreateSecret",
             "DeleteSecret",
             "DescribeSecret",
             "GetRandomPassword",
             "GetSecretValue",
+            "ListSecrets",
             "PutSecretValue",
             "RestoreSecret",
             "TagResource",
@@ -242,7 +246,7 @@ pub const ACTIONS: &[(&str, &[&str])] = &[
     ),
     ("route53", &["ChangeResourceRecordSets", "GetChange", "ListHostedZonesByName", "ListResourceRecordSets"]),
     // The Resource Groups Tagging API (a crashed create's KMS key, found by its tags;
-    // a drift sweep's tags of keys and log groups).
+    // a drift sweep's tags of keys, log groups and certificates).
     ("tag", &["GetResources"]),
     (
         "ecr",

@@ -183,6 +183,25 @@ kms.tag_resource(KeyId=key, Tags=[{"TagKey": "paved:blueprint", "TagValue": "som
 logs = boto3.client("logs", endpoint_url=endpoint, region_name=region)
 group = logs.describe_log_groups(logGroupNamePrefix=f"/paved/{env}/vpc-flow-logs")["logGroups"][0]["arn"].removesuffix(":*")
 logs.untag_resource(resourceArn=group, tagKeys=["paved:environment"])
+# What a sweep reads from listings: a certificate's tag, a login secret's tag,
+# the cluster's OIDC provider's tag, and a DNS record pointed elsewhere.
+acm = boto3.client("acm", endpoint_url=endpoint, region_name=region)
+cert = [c["CertificateArn"] for c in acm.list_certificates()["CertificateSummaryList"] if c["DomainName"] == f"{env}.example.com"][0]
+acm.add_tags_to_certificate(CertificateArn=cert, Tags=[{"Key": "paved:blueprint", "Value": "someone-else"}])
+logins = [x["Name"] for x in sm.list_secrets(Filters=[{"Key": "name", "Values": [f"paved/{env}/db/"]}])["SecretList"]][:1]
+for name in logins:
+    sm.untag_resource(SecretId=name, TagKeys=["paved:environment"])
+print(json.dumps(logins))
+for p in iam.list_open_id_connect_providers()["OpenIDConnectProviderList"]:
+    tags = {t["Key"]: t["Value"] for t in iam.get_open_id_connect_provider(OpenIDConnectProviderArn=p["Arn"])["Tags"]}
+    if tags.get("paved:environment") == env:
+        iam.tag_open_id_connect_provider(OpenIDConnectProviderArn=p["Arn"], Tags=[{"Key": "paved:blueprint", "Value": "someone-else"}])
+r53 = boto3.client("route53", endpoint_url=endpoint)
+zone = r53.list_hosted_zones_by_name(DNSName="example.com")["HostedZones"][0]["Id"]
+record = [x for x in r53.list_resource_record_sets(HostedZoneId=zone)["ResourceRecordSets"]
+          if x["Type"] == "A" and f".{env}." in x["Name"]][0]
+record["AliasTarget"]["DNSName"] = "elsewhere.example.net"
+r53.change_resource_record_sets(HostedZoneId=zone, ChangeBatch={"Changes": [{"Action": "UPSERT", "ResourceRecordSet": record}]})
 "#;
 
 /// Fields drop in this order: the platform first (its `paved down` destroys
@@ -423,7 +442,8 @@ fn the_aws_examples_apply_keylessly_on_the_emulator_and_a_second_apply_changes_n
     assert!(parity.contains("no undeclared differences"), "{parity}");
 
     // Console edits: drift names each field, parity names the edit, apply repairs.
-    py(CONSOLE_EDITS, &[&aws.moto.url, "eu-dev", "eu-central-1"]);
+    let edited_logins: Vec<String> =
+        serde_json::from_str(py(CONSOLE_EDITS, &[&aws.moto.url, "eu-dev", "eu-central-1"]).trim()).unwrap();
     let out = aws.paved(&["drift", "-e", "eu-dev", "-o", "json"]);
     assert_eq!(out.status.code(), Some(3), "{out:?}");
     let drift: Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -452,6 +472,21 @@ fn the_aws_examples_apply_keylessly_on_the_emulator_and_a_second_apply_changes_n
     assert_eq!(change("aws.kms-key/eu-dev", "tags.paved:blueprint")["after"], json!("someone-else"));
     assert_eq!(change("aws.log-group/eu-dev-flow-logs", "tags.paved:environment")["after"], Value::Null);
     assert_eq!(node("aws.subnet/eu-dev-public-b")["status"], json!("missing"));
+    assert_eq!(change("aws.acm-certificate/eu-dev", "tags.paved:blueprint")["after"], json!("someone-else"));
+    assert_eq!(change("aws.iam-oidc-provider/eu-dev", "tags.paved:blueprint")["after"], json!("someone-else"));
+    let nodes = drift["nodes"].as_array().unwrap();
+    let login = nodes
+        .iter()
+        .filter(|n| n["id"].as_str().unwrap().starts_with("aws.db-user/"))
+        .find(|n| n["changes"].as_array().into_iter().flatten().any(|c| c["field"] == "tags.paved:environment"));
+    assert!(!edited_logins.is_empty() && login.is_some(), "{edited_logins:?}: {drift}");
+    let moved = nodes
+        .iter()
+        .filter(|n| n["id"].as_str().unwrap().starts_with("aws.dns-record/"))
+        .flat_map(|n| n["changes"].as_array().into_iter().flatten())
+        .find(|c| c["field"] == "aliasTarget.dnsName")
+        .unwrap_or_else(|| panic!("no DNS record drifted: {drift}"));
+    assert_eq!(moved["after"], json!("elsewhere.example.net"));
     // A secret value overwritten in the console is drift, and neither side of it is shown.
     let overwritten = change("aws.secret/api", "values.DATABASE_URL");
     assert_eq!((overwritten["before"].clone(), overwritten["after"].clone()), (json!("<secret>"), json!("<secret>")));
@@ -470,7 +505,18 @@ fn the_aws_examples_apply_keylessly_on_the_emulator_and_a_second_apply_changes_n
     aws.proxy.reset();
     let out = aws.paved(&["drift", "--all", "-o", "json"]);
     assert_eq!(out.status.code(), Some(3), "{out:?}");
-    let sweep_calls: u64 = aws.proxy.calls().values().sum();
+    let swept_calls = aws.proxy.calls();
+    let sweep_calls: u64 = swept_calls.values().sum();
+    // Kinds read from listings and batches: none of their one-resource reads.
+    let one_by_one: Vec<&String> = swept_calls
+        .keys()
+        .filter(|k| {
+            ["DescribeSecret", "GetSecretValue", "ListTagsForCertificate", "ListResourceTags", "ListTagsLogGroup"]
+                .iter()
+                .any(|op| k.ends_with(&format!(" {op}")))
+        })
+        .collect();
+    assert!(one_by_one.is_empty(), "the sweep read one resource at a time: {one_by_one:?}");
     let reports: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
     let swept = reports.iter().find(|r| r["environment"] == "eu-dev").unwrap();
     assert_eq!(swept["nodes"], drift["nodes"], "the sweep and `drift -e` disagree");

@@ -161,12 +161,11 @@ pub trait Store: SecretStore + ReleaseStore + Send + Sync {
     async fn commit(&self, changes: &[Change]) -> Result<(), StoreError>;
     /// Appends one event to the audit log's hash chain.
     async fn append_audit(&self, event: &NewAuditEvent) -> Result<AuditEvent, StoreError>;
-    /// The sequence number of the newest audit event (0: none). Every change
-    /// of specs and tokens appends one in its own transaction, so callers
-    /// cache what they derive from them until the head moves.
-    async fn audit_head(&self) -> Result<i64, StoreError>;
-    /// The audit head and the applied-resources clock, read together (one
-    /// query): what a cache of both specs and applied resources checks.
+    /// The audit head — the sequence number of the newest audit event (0:
+    /// none) — and the applied-resources clock, read together (one query).
+    /// Every change of specs and tokens appends an event in its own
+    /// transaction, and every change of applied resources moves the clock,
+    /// so callers cache what they derive from them until a head moves.
     async fn heads(&self) -> Result<Heads, StoreError>;
     /// Events matching the filter, oldest first.
     async fn audit_events(&self, filter: &AuditFilter) -> Result<Vec<AuditEvent>, StoreError>;

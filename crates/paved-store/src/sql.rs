@@ -470,11 +470,6 @@ impl Store for SqlStore {
         Ok(recorded)
     }
 
-    async fn audit_head(&self) -> Result<i64, StoreError> {
-        let row = sqlx::query("SELECT COALESCE(MAX(seq), 0) AS head FROM audit_events").fetch_one(&self.pool).await?;
-        Ok(row.try_get::<i64, _>("head")?)
-    }
-
     async fn heads(&self) -> Result<Heads, StoreError> {
         let row = sqlx::query(
             "SELECT (SELECT COALESCE(MAX(seq), 0) FROM audit_events) AS audit, \

@@ -511,7 +511,7 @@ fn new_deployment(env: &str, digest: &str, request_id: &str) -> paved_store::New
 async fn artifacts_are_immutable_and_deployments_exactly_once(b: Backend) {
     use paved_store::{ArtifactPut, DeploymentFilter, DeploymentStatus as S};
     let store = SqlStore::open(&b.url).await.unwrap();
-    let head = || async { store.audit_head().await.unwrap() };
+    let head = || async { store.heads().await.unwrap().audit };
     assert_eq!(
         store.put_artifact(&artifact("sha256:a", &["1.0"]), &event("ci", "Artifact/api")).await.unwrap(),
         ArtifactPut::Created

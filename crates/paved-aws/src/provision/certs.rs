@@ -19,6 +19,7 @@ use aws_sdk_route53::types::{
 };
 use paved_engine::{Driver, DriverError, Observation, Outputs, Resource};
 use serde_json::{Value, json};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 /// The id of the account's public hosted zone named `zone`.
@@ -74,7 +75,13 @@ pub(crate) struct Certificate(pub(crate) Arc<Session>);
 
 impl Certificate {
     async fn find(&self, r: &Resource) -> Result<Option<String>, DriverError> {
-        let domain = Props::of(r).str("domain")?;
+        Ok(self.by_domain().await?.remove(Props::of(r).str("domain")?))
+    }
+
+    /// The account's certificates in this region that are issued or being
+    /// validated, by domain (the first listed for each): one paginated
+    /// `ListCertificates` for every node of a sweep.
+    async fn by_domain(&self) -> Result<HashMap<String, String>, DriverError> {
         let mut pages = self
             .0
             .acm
@@ -83,18 +90,36 @@ impl Certificate {
             .certificate_statuses(CertificateStatus::Issued)
             .into_paginator()
             .send();
+        let mut out = HashMap::new();
         while let Some(page) = pages.next().await {
             let page = page.map_err(|e| failed("ListCertificates", e))?;
-            if let Some(arn) = page
-                .certificate_summary_list()
-                .iter()
-                .find(|c| c.domain_name() == Some(domain))
-                .and_then(|c| c.certificate_arn())
-            {
-                return Ok(Some(arn.to_string()));
+            for c in page.certificate_summary_list() {
+                if let (Some(domain), Some(arn)) = (c.domain_name(), c.certificate_arn()) {
+                    out.entry(domain.to_string()).or_insert_with(|| arn.to_string());
+                }
             }
         }
-        Ok(None)
+        Ok(out)
+    }
+
+    /// The node as ACM holds it.
+    fn seen(
+        r: &Resource,
+        arn: &str,
+        c: &aws_sdk_acm::types::CertificateDetail,
+        tags: Value,
+    ) -> Result<Observation, DriverError> {
+        let domain = c.domain_name().unwrap_or_default();
+        let sans: Vec<Value> =
+            c.subject_alternative_names().iter().filter(|n| *n != domain).map(|n| json!(n)).collect();
+        let properties = json!({
+            "domain": domain,
+            "alternativeNames": sans,
+            "zone": Props::of(r).str("zone")?,
+            "tags": tags,
+        });
+        let ready = c.status() == Some(&CertificateStatus::Issued);
+        Ok(Observation::Present { properties, outputs: Self::outputs(arn), ready })
     }
 
     async fn describe(&self, arn: &str) -> Result<aws_sdk_acm::types::CertificateDetail, DriverError> {
@@ -148,9 +173,6 @@ impl Driver for Certificate {
     async fn observe(&self, r: &Resource) -> Result<Observation, DriverError> {
         let Some(arn) = self.find(r).await? else { return Ok(Observation::Absent) };
         let c = self.describe(&arn).await?;
-        let domain = c.domain_name().unwrap_or_default();
-        let sans: Vec<Value> =
-            c.subject_alternative_names().iter().filter(|n| *n != domain).map(|n| json!(n)).collect();
         let tags = self
             .0
             .acm
@@ -159,14 +181,27 @@ impl Driver for Certificate {
             .send()
             .await
             .map_err(|e| failed("ListTagsForCertificate", e))?;
-        let properties = json!({
-            "domain": domain,
-            "alternativeNames": sans,
-            "zone": Props::of(r).str("zone")?,
-            "tags": tags_value(tags.tags().iter().map(|t| (t.key(), t.value().unwrap_or_default()))),
-        });
-        let ready = c.status() == Some(&CertificateStatus::Issued);
-        Ok(Observation::Present { properties, outputs: Self::outputs(&arn), ready })
+        Self::seen(r, &arn, &c, tags_value(tags.tags().iter().map(|t| (t.key(), t.value().unwrap_or_default()))))
+    }
+
+    /// A sweep's certificates: found in one listing, their tags from one
+    /// tagging-API listing ([`super::tags_by_arn`]); each still needs its
+    /// own `DescribeCertificate` (ACM has no batch describe).
+    async fn observe_all(&self, rs: &[Resource]) -> Vec<Result<Observation, DriverError>> {
+        let (arns, tags) = match tokio::try_join!(self.by_domain(), super::tags_by_arn(&self.0, &["acm:certificate"])) {
+            Ok(both) => both,
+            Err(e) => return super::every(rs, e),
+        };
+        let mut out = Vec::with_capacity(rs.len());
+        for r in rs {
+            let observed = async {
+                let Some(arn) = arns.get(Props::of(r).str("domain")?) else { return Ok(Observation::Absent) };
+                let c = self.describe(arn).await?;
+                Self::seen(r, arn, &c, tags.get(arn).cloned().unwrap_or_else(|| json!({})))
+            };
+            out.push(observed.await);
+        }
+        out
     }
 
     async fn create(&self, r: &Resource) -> Result<Outputs, DriverError> {
@@ -248,6 +283,42 @@ impl DnsRecord {
         Ok(out.resource_record_sets().iter().find(|s| dotless(s.name()) == name && s.r#type() == &RrType::A).cloned())
     }
 
+    /// The `A` record sets of the hosted zone `zone`, by dotless name:
+    /// `ListResourceRecordSets` pages of 300 (its most), each starting where
+    /// the last one said (<https://docs.aws.amazon.com/Route53/latest/APIReference/API_ListResourceRecordSets.html>).
+    async fn a_records(&self, zone: &str) -> Result<HashMap<String, ResourceRecordSet>, DriverError> {
+        let mut out = HashMap::new();
+        let mut next: Option<(String, RrType, Option<String>)> = None;
+        loop {
+            let mut ask = self.0.route53.list_resource_record_sets().hosted_zone_id(zone).max_items(300);
+            if let Some((name, kind, identifier)) = next.take() {
+                ask = ask.start_record_name(name).start_record_type(kind).set_start_record_identifier(identifier);
+            }
+            let page = ask.send().await.map_err(|e| failed("ListResourceRecordSets", e))?;
+            for set in page.resource_record_sets().iter().filter(|s| s.r#type() == &RrType::A) {
+                out.entry(dotless(set.name())).or_insert_with(|| set.clone());
+            }
+            match (page.is_truncated(), page.next_record_name(), page.next_record_type()) {
+                (true, Some(name), Some(kind)) => {
+                    next = Some((name.to_string(), kind.clone(), page.next_record_identifier().map(str::to_string)))
+                }
+                _ => return Ok(out),
+            }
+        }
+    }
+
+    /// The node as the zone holds it.
+    fn seen(r: &Resource, set: &ResourceRecordSet) -> Result<Observation, DriverError> {
+        let p = Props::of(r);
+        let properties = json!({
+            "zone": p.str("zone")?,
+            "name": dotless(set.name()),
+            "type": set.r#type().as_str(),
+            "aliasTarget": set.alias_target().map(|a| json!({"dnsName": dotless(a.dns_name()), "hostedZoneId": a.hosted_zone_id()})),
+        });
+        Ok(Observation::Present { properties, outputs: Outputs::new(), ready: true })
+    }
+
     fn record(r: &Resource) -> Result<ResourceRecordSet, DriverError> {
         let p = Props::of(r);
         let target = p.value("aliasTarget");
@@ -276,14 +347,36 @@ impl DnsRecord {
 impl Driver for DnsRecord {
     async fn observe(&self, r: &Resource) -> Result<Observation, DriverError> {
         let Some(set) = self.find(r).await? else { return Ok(Observation::Absent) };
-        let p = Props::of(r);
-        let properties = json!({
-            "zone": p.str("zone")?,
-            "name": dotless(set.name()),
-            "type": set.r#type().as_str(),
-            "aliasTarget": set.alias_target().map(|a| json!({"dnsName": dotless(a.dns_name()), "hostedZoneId": a.hosted_zone_id()})),
-        });
-        Ok(Observation::Present { properties, outputs: Outputs::new(), ready: true })
+        Self::seen(r, &set)
+    }
+
+    /// A sweep's records: each zone found once and its `A` records listed
+    /// once ([`Self::a_records`]) instead of two calls per record.
+    async fn observe_all(&self, rs: &[Resource]) -> Vec<Result<Observation, DriverError>> {
+        let mut zones: HashMap<&str, Result<HashMap<String, ResourceRecordSet>, DriverError>> = HashMap::new();
+        let mut out = Vec::with_capacity(rs.len());
+        for r in rs {
+            let observed = async {
+                let p = Props::of(r);
+                let zone = p.str("zone")?;
+                if !zones.contains_key(zone) {
+                    let listed = match zone_id(&self.0, zone).await {
+                        Ok(id) => self.a_records(&id).await,
+                        Err(e) => Err(e),
+                    };
+                    zones.insert(zone, listed);
+                }
+                match &zones[zone] {
+                    Ok(records) => match records.get(&dotless(p.str("name")?)) {
+                        Some(set) => Self::seen(r, set),
+                        None => Ok(Observation::Absent),
+                    },
+                    Err(e) => Err(e.clone()),
+                }
+            };
+            out.push(observed.await);
+        }
+        out
     }
 
     async fn create(&self, r: &Resource) -> Result<Outputs, DriverError> {

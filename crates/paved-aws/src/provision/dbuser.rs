@@ -16,7 +16,7 @@
 //! Terraform's and Crossplane's SQL providers do. An unreachable database
 //! fails this node with that said; the rest of the environment applies.
 
-use super::props::tags_value;
+use super::secret::{Meta, SecretsRead};
 use super::{Props, Session, failed, is_code};
 use async_trait::async_trait;
 use paved_engine::{Driver, DriverError, Observation, Outputs, Resource};
@@ -228,13 +228,9 @@ impl Database {
 }
 
 impl DbUser {
-    /// The login's secret: `(described, password)`; `None` when there is
+    /// The login's secret: `(metadata, password)`; `None` when there is
     /// none or it is scheduled for deletion.
-    async fn secret(
-        &self,
-        r: &Resource,
-    ) -> Result<Option<(aws_sdk_secretsmanager::operation::describe_secret::DescribeSecretOutput, String)>, DriverError>
-    {
+    async fn secret(&self, r: &Resource) -> Result<Option<(Meta, String)>, DriverError> {
         let name = Props::of(r).str("secretName")?;
         let described = match self.0.secrets.describe_secret().secret_id(name).send().await {
             Ok(out) if out.deleted_date().is_none() => out,
@@ -248,8 +244,14 @@ impl DbUser {
             Err(e) if is_code(&e, &["ResourceNotFoundException"]) => return Ok(None),
             Err(e) => return Err(failed("GetSecretValue", e)),
         };
-        let json: Value = value.secret_string().and_then(|s| serde_json::from_str(s).ok()).unwrap_or_default();
-        Ok(json["password"].as_str().map(|p| (described, p.to_string())))
+        let meta = Meta::of(described.name(), described.arn(), described.kms_key_id(), described.tags());
+        Ok(Self::password(value.secret_string()).map(|p| (meta, p)))
+    }
+
+    /// The password a login's secret holds.
+    fn password(secret: Option<&str>) -> Option<String> {
+        let json: Value = secret.and_then(|s| serde_json::from_str(s).ok()).unwrap_or_default();
+        json["password"].as_str().map(str::to_string)
     }
 
     /// The login's password: the secret's, or a new one Secrets Manager
@@ -306,25 +308,38 @@ impl DbUser {
     /// The master user's credentials, from the secret RDS manages.
     async fn master(&self, r: &Resource) -> Result<(String, String), DriverError> {
         let arn = Props::of(r).str("masterSecretArn")?;
-        let value = match self.0.secrets.get_secret_value().secret_id(arn).send().await {
-            Ok(v) => v,
+        match self.0.secrets.get_secret_value().secret_id(arn).send().await {
+            Ok(v) => Self::credentials(r, v.secret_string()),
             // RDS makes the secret a moment after the instance.
-            Err(e) if is_code(&e, &["ResourceNotFoundException"]) => {
-                return Err(DriverError::Retryable(format!("{}: RDS has not made the master secret yet", r.id)));
-            }
-            Err(e) => return Err(failed("GetSecretValue", e)),
+            Err(e) if is_code(&e, &["ResourceNotFoundException"]) => Self::credentials(r, None),
+            Err(e) => Err(failed("GetSecretValue", e)),
+        }
+    }
+
+    /// The username and password in RDS's master secret (`None`: not made yet).
+    fn credentials(r: &Resource, secret: Option<&str>) -> Result<(String, String), DriverError> {
+        let Some(secret) = secret else {
+            return Err(DriverError::Retryable(format!("{}: RDS has not made the master secret yet", r.id)));
         };
-        let json: Value = value.secret_string().and_then(|s| serde_json::from_str(s).ok()).unwrap_or_default();
+        let json: Value = serde_json::from_str(secret).unwrap_or_default();
         match (json["username"].as_str(), json["password"].as_str()) {
             (Some(u), Some(p)) => Ok((u.to_string(), p.to_string())),
-            _ => {
-                Err(DriverError::Permanent(format!("{}: the master secret {arn} holds no username and password", r.id)))
-            }
+            _ => Err(DriverError::Permanent(format!(
+                "{}: the master secret {} holds no username and password",
+                r.id,
+                Props::of(r).str("masterSecretArn").unwrap_or_default()
+            ))),
         }
     }
 
     /// A connection to the node's database as the master user.
     async fn connect(&self, r: &Resource) -> Result<Database, DriverError> {
+        let master = self.master(r).await?;
+        self.connect_as(r, master).await
+    }
+
+    /// A connection to the node's database as `(user, password)`.
+    async fn connect_as(&self, r: &Resource, (user, password): (String, String)) -> Result<Database, DriverError> {
         let p = Props::of(r);
         let host = p.str("host")?;
         // A reference resolves to text; RDS reports a number.
@@ -334,7 +349,6 @@ impl DbUser {
             _ => None,
         }
         .ok_or_else(|| DriverError::Permanent(format!("{}: property `port` must be a port number", r.id)))?;
-        let (user, password) = self.master(r).await?;
         let target = Target {
             host,
             port,
@@ -356,6 +370,25 @@ impl DbUser {
         }
     }
 
+    /// The login as its database and its secret hold it.
+    async fn seen(
+        &self,
+        r: &Resource,
+        secret: &Meta,
+        password: &str,
+        master: (String, String),
+    ) -> Result<Observation, DriverError> {
+        let mut c = self.connect_as(r, master).await?;
+        let login = c.login(Props::of(r).str("username")?).await;
+        c.close().await;
+        let Some(login) = login? else { return Ok(Observation::Absent) };
+        let mut properties = r.properties.clone();
+        properties["login"] = json!(login);
+        properties["kmsKeyArn"] = json!(secret.kms_key_id);
+        properties["tags"] = secret.tags.clone();
+        Ok(Observation::Present { properties, outputs: Self::outputs(r, password), ready: true })
+    }
+
     /// The database's engine: `postgres` unless the node says otherwise.
     fn engine(r: &Resource) -> &str {
         Props::of(r).opt_str("engine").unwrap_or("postgres")
@@ -374,18 +407,32 @@ impl DbUser {
 #[async_trait]
 impl Driver for DbUser {
     async fn observe(&self, r: &Resource) -> Result<Observation, DriverError> {
-        let Some((secret, password)) = self.secret(r).await? else { return Ok(Observation::Absent) };
-        let p = Props::of(r);
-        let name = p.str("username")?;
-        let mut c = self.connect(r).await?;
-        let login = c.login(name).await;
-        c.close().await;
-        let Some(login) = login? else { return Ok(Observation::Absent) };
-        let mut properties = r.properties.clone();
-        properties["login"] = json!(login);
-        properties["kmsKeyArn"] = json!(secret.kms_key_id());
-        properties["tags"] = tags_value(secret.tags().iter().filter_map(|t| Some((t.key()?, t.value()?))));
-        Ok(Observation::Present { properties, outputs: Self::outputs(r, &password), ready: true })
+        let Some((meta, password)) = self.secret(r).await? else { return Ok(Observation::Absent) };
+        let master = self.master(r).await?;
+        self.seen(r, &meta, &password, master).await
+    }
+
+    /// A sweep's logins: their secrets and the databases' master secrets
+    /// read in batches ([`SecretsRead`]), then each login in its database.
+    async fn observe_all(&self, rs: &[Resource]) -> Vec<Result<Observation, DriverError>> {
+        let names: Vec<&str> = rs.iter().filter_map(|r| Props::of(r).str("secretName").ok()).collect();
+        let masters: Vec<&str> = rs.iter().filter_map(|r| Props::of(r).str("masterSecretArn").ok()).collect();
+        let read = match SecretsRead::read(&self.0, &names, &masters).await {
+            Ok(read) => read,
+            Err(e) => return super::every(rs, e),
+        };
+        let mut out = Vec::with_capacity(rs.len());
+        for r in rs {
+            let observed = async {
+                let name = Props::of(r).str("secretName")?;
+                let Some(meta) = read.meta(name) else { return Ok(Observation::Absent) };
+                let Some(password) = Self::password(read.value(name)?) else { return Ok(Observation::Absent) };
+                let master = Self::credentials(r, read.value(Props::of(r).str("masterSecretArn")?)?)?;
+                self.seen(r, meta, &password, master).await
+            };
+            out.push(observed.await);
+        }
+        out
     }
 
     async fn create(&self, r: &Resource) -> Result<Outputs, DriverError> {

@@ -22,7 +22,11 @@ fn issuer(url: &str) -> &str {
 
 impl OidcProvider {
     async fn find(&self, r: &Resource) -> Result<Option<String>, DriverError> {
-        let want = format!("oidc-provider/{}", issuer(Props::of(r).str("url")?));
+        Ok(Self::matching(&self.arns().await?, r)?.map(str::to_string))
+    }
+
+    /// The account's OIDC providers' ARNs (IAM lists them all in one call).
+    async fn arns(&self) -> Result<Vec<String>, DriverError> {
         let out = self
             .0
             .iam
@@ -30,12 +34,29 @@ impl OidcProvider {
             .send()
             .await
             .map_err(|e| failed("ListOpenIDConnectProviders", e))?;
-        Ok(out
-            .open_id_connect_provider_list()
-            .iter()
-            .filter_map(|p| p.arn())
-            .find(|a| a.ends_with(&want))
-            .map(str::to_string))
+        Ok(out.open_id_connect_provider_list().iter().filter_map(|p| p.arn()).map(str::to_string).collect())
+    }
+
+    /// The provider of the node's URL among `arns`.
+    fn matching<'a>(arns: &'a [String], r: &Resource) -> Result<Option<&'a str>, DriverError> {
+        let want = format!("oidc-provider/{}", issuer(Props::of(r).str("url")?));
+        Ok(arns.iter().find(|a| a.ends_with(&want)).map(String::as_str))
+    }
+
+    /// The provider as IAM holds it.
+    async fn seen(&self, r: &Resource, arn: &str) -> Result<Observation, DriverError> {
+        let out = match self.0.iam.get_open_id_connect_provider().open_id_connect_provider_arn(arn).send().await {
+            Ok(out) => out,
+            Err(e) if is_code(&e, &["NoSuchEntity"]) => return Ok(Observation::Absent),
+            Err(e) => return Err(failed("GetOpenIDConnectProvider", e)),
+        };
+        let clients: Vec<Value> = out.client_id_list().iter().map(|c| json!(c)).collect();
+        let properties = json!({
+            "url": Props::of(r).str("url")?,
+            "clientIds": like(Props::of(r).value("clientIds"), clients),
+            "tags": tags_value(out.tags().iter().map(|t| (t.key(), t.value()))),
+        });
+        Ok(Observation::Present { properties, outputs: Self::outputs(arn, r)?, ready: true })
     }
 
     fn outputs(arn: &str, r: &Resource) -> Result<Outputs, DriverError> {
@@ -50,18 +71,25 @@ impl OidcProvider {
 impl Driver for OidcProvider {
     async fn observe(&self, r: &Resource) -> Result<Observation, DriverError> {
         let Some(arn) = self.find(r).await? else { return Ok(Observation::Absent) };
-        let out = match self.0.iam.get_open_id_connect_provider().open_id_connect_provider_arn(&arn).send().await {
-            Ok(out) => out,
-            Err(e) if is_code(&e, &["NoSuchEntity"]) => return Ok(Observation::Absent),
-            Err(e) => return Err(failed("GetOpenIDConnectProvider", e)),
+        self.seen(r, &arn).await
+    }
+
+    /// A sweep's providers: the account's listed once, then each read
+    /// (IAM has no batch read of providers).
+    async fn observe_all(&self, rs: &[Resource]) -> Vec<Result<Observation, DriverError>> {
+        let arns = match self.arns().await {
+            Ok(arns) => arns,
+            Err(e) => return super::every(rs, e),
         };
-        let clients: Vec<Value> = out.client_id_list().iter().map(|c| json!(c)).collect();
-        let properties = json!({
-            "url": Props::of(r).str("url")?,
-            "clientIds": like(Props::of(r).value("clientIds"), clients),
-            "tags": tags_value(out.tags().iter().map(|t| (t.key(), t.value()))),
-        });
-        Ok(Observation::Present { properties, outputs: Self::outputs(&arn, r)?, ready: true })
+        let mut out = Vec::with_capacity(rs.len());
+        for r in rs {
+            out.push(match Self::matching(&arns, r) {
+                Ok(Some(arn)) => self.seen(r, arn).await,
+                Ok(None) => Ok(Observation::Absent),
+                Err(e) => Err(e),
+            });
+        }
+        out
     }
 
     async fn create(&self, r: &Resource) -> Result<Outputs, DriverError> {
