@@ -85,7 +85,10 @@ def postgres(work):
 
 
 def build_paved():
-    """The paved binary of PAVED_BENCH_PROFILE (release, or dev for bench/all --quick), built here."""
+    """The paved binary of PAVED_BENCH_PROFILE (release, or dev for bench/all --quick), built here;
+    PAVED_BENCH_BIN names one already built instead (API calls do not depend on the build)."""
+    if os.environ.get("PAVED_BENCH_BIN"):
+        return pathlib.Path(os.environ["PAVED_BENCH_BIN"])
     target = os.environ.get("CARGO_TARGET_DIR", str(pathlib.Path.home() / ".cache/paved/target"))
     profile = os.environ.get("PAVED_BENCH_PROFILE", "release")
     subprocess.run(["cargo", "build", "--profile", profile, "-q", "-p", "paved-cli"], cwd=ROOT, check=True,

@@ -64,6 +64,10 @@ pub enum StoreError {
     Open { url: String, source: sqlx::Error },
     #[error("state store migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error(
+        "the state store at {url} was upgraded by a newer paved (its schema is at migration {applied} and needs a paved that knows migration {needs}); this paved knows migrations up to {known}: upgrade paved here to the release of the other replicas"
+    )]
+    TooNew { url: String, applied: i64, needs: i64, known: i64 },
     #[error("state store error: {0}")]
     Database(#[from] sqlx::Error),
     #[error("corrupt record {kind} `{name}` generation {generation}: {reason}")]

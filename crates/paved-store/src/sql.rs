@@ -50,7 +50,7 @@ impl SqlStore {
         let (backend, connect_url) = if let Some(path) = url.strip_prefix("sqlite://") {
             if let Some(dir) = std::path::Path::new(path).parent().filter(|d| !d.as_os_str().is_empty()) {
                 std::fs::create_dir_all(dir)
-                    .map_err(|e| StoreError::Open { url: url.to_string(), source: sqlx::Error::Io(e) })?;
+                    .map_err(|e| StoreError::Open { url: redacted(url), source: sqlx::Error::Io(e) })?;
             }
             location = Some(std::path::PathBuf::from(path));
             (Backend::Sqlite, format!("sqlite://{path}?mode=rwc"))
@@ -73,16 +73,55 @@ impl SqlStore {
             });
         }
         let pool =
-            options.connect(&connect_url).await.map_err(|e| StoreError::Open { url: url.to_string(), source: e })?;
+            options.connect(&connect_url).await.map_err(|e| StoreError::Open { url: redacted(url), source: e })?;
         if backend == Backend::Sqlite {
             sqlx::query("PRAGMA journal_mode = WAL").execute(&pool).await?;
         }
-        let migrator = match backend {
+        let known = match backend {
             Backend::Sqlite => &SQLITE_MIGRATIONS,
             Backend::Postgres => &POSTGRES_MIGRATIONS,
         };
+        // Migrations a newer paved applied are not an error in themselves
+        // (sqlx's default): `store_compat` says whether this release may
+        // still use the schema. On PostgreSQL sqlx holds an advisory lock
+        // while it migrates, so replicas starting together migrate once.
+        let mut migrator = Migrator { migrations: known.migrations.clone(), ..Migrator::DEFAULT };
+        migrator.set_ignore_missing(true);
         migrator.run(&pool).await?;
-        Ok(SqlStore { pool, backend, url: connect_url, location })
+        let store = SqlStore { pool, backend, url: connect_url, location };
+        store.check_compatible(url, known.iter().map(|m| m.version).max().unwrap_or(0)).await?;
+        Ok(store)
+    }
+
+    /// Refuses a database a newer paved changed in a way this release
+    /// cannot work with (`store_compat.min_reader` above the newest
+    /// migration it knows); a newer schema that only added keeps serving.
+    async fn check_compatible(&self, url: &str, known: i64) -> Result<(), StoreError> {
+        let row = sqlx::query(
+            "SELECT (SELECT min_reader FROM store_compat WHERE id = 1) AS needs, \
+             (SELECT MAX(version) FROM _sqlx_migrations) AS applied",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        let (needs, applied): (i64, i64) = (row.try_get("needs")?, row.try_get("applied")?);
+        if needs > known {
+            return Err(StoreError::TooNew { url: redacted(url), applied, needs, known });
+        }
+        Ok(())
+    }
+}
+
+/// `url` without its password, for messages (a state URL may carry one).
+fn redacted(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let credentials = &url[scheme + 3..at];
+            match credentials.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
     }
 }
 
@@ -789,5 +828,15 @@ impl Store for SqlStore {
             }),
             Err(e) => Err(e.into()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_state_urls_password_is_not_shown() {
+        assert_eq!(super::redacted("postgres://paved:s3cr3t@db:5432/paved"), "postgres://paved:***@db:5432/paved");
+        assert_eq!(super::redacted("postgres://paved@db/paved"), "postgres://paved@db/paved");
+        assert_eq!(super::redacted("sqlite:///var/lib/paved/state.db"), "sqlite:///var/lib/paved/state.db");
     }
 }

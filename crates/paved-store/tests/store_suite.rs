@@ -365,6 +365,50 @@ async fn listings_page_by_name_within_a_kind(b: Backend) {
     assert_eq!(names(store.list(Some("Environment")).await.unwrap()), ["a", "b", "d", "e"]);
 }
 
+/// A newer paved's migration as it would be recorded (sqlx's table).
+fn newer_migration(b: &Backend, version: i64) -> String {
+    let checksum = if b.url.starts_with("sqlite") { "X'00'" } else { "'\\x00'::bytea" };
+    format!(
+        "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+         VALUES ({version}, 'from a newer paved', TRUE, {checksum}, 1)"
+    )
+}
+
+async fn a_newer_schema_serves_until_it_says_this_release_cannot_use_it(b: Backend) {
+    let store = SqlStore::open(&b.url).await.unwrap();
+    store.commit(&[put("Team", "payments", None, json!({}))]).await.unwrap();
+    drop(store);
+    // The next release added a table (additive): this one keeps serving beside it.
+    tamper(&b, &[&newer_migration(&b, 900), "CREATE TABLE from_a_newer_paved (id INTEGER)"]).await;
+    let store = SqlStore::open(&b.url).await.unwrap();
+    assert!(store.get("Team", "payments").await.unwrap().is_some());
+    store.commit(&[put("Team", "search", None, json!({}))]).await.unwrap();
+    drop(store);
+    // A later one changed what this release reads: refused, saying what to do, nothing written.
+    tamper(&b, &[&newer_migration(&b, 901), "UPDATE store_compat SET min_reader = 901 WHERE id = 1"]).await;
+    let err = SqlStore::open(&b.url).await.err().expect("a schema this release cannot use");
+    let text = err.to_string();
+    assert!(matches!(err, StoreError::TooNew { applied: 901, needs: 901, known, .. } if known < 900), "{text}");
+    assert!(text.contains("needs a paved that knows migration 901") && text.contains("upgrade paved"), "{text}");
+}
+
+/// PostgreSQL only: the store replicas share (SQLite is one machine's).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_starting_together_on_postgres_migrate_once() {
+    let b = postgres().await;
+    let opened = futures_util::future::join_all((0..3).map(|_| SqlStore::open(&b.url))).await;
+    for store in &opened {
+        assert!(store.is_ok(), "{:?}", store.as_ref().err());
+    }
+    let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&b.url).await.unwrap();
+    let (rows, versions): (i64, i64) =
+        sqlx::query_as("SELECT COUNT(*), COUNT(DISTINCT version) FROM _sqlx_migrations WHERE success")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+    assert!(rows >= 8 && rows == versions, "{rows} migrations recorded for {versions} versions");
+}
+
 macro_rules! suite {
     ($($name:ident),* $(,)?) => {
         mod on_sqlite { $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(super::sqlite().await).await } )* }
@@ -374,6 +418,7 @@ macro_rules! suite {
 
 suite!(
     records_and_lists,
+    a_newer_schema_serves_until_it_says_this_release_cannot_use_it,
     updates_keep_history,
     stale_batches_change_nothing,
     deletes_are_tombstones,
