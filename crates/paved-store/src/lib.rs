@@ -68,6 +68,10 @@ pub enum StoreError {
         "the state store at {url} was upgraded by a newer paved (its schema is at migration {applied} and needs a paved that knows migration {needs}); this paved knows migrations up to {known}: upgrade paved here to the release of the other replicas"
     )]
     TooNew { url: String, applied: i64, needs: i64, known: i64 },
+    #[error(
+        "`{holder}` no longer holds the `{lease}` lease (its token {token} was superseded: another replica took over); nothing was written"
+    )]
+    Fenced { lease: String, holder: String, token: i64 },
     #[error("state store error: {0}")]
     Database(#[from] sqlx::Error),
     #[error("corrupt record {kind} `{name}` generation {generation}: {reason}")]
@@ -132,6 +136,25 @@ pub struct AppliedNode {
 pub enum Lock {
     Acquired,
     HeldBy { holder: String, since: OffsetDateTime, expires: OffsetDateTime },
+}
+
+/// The result of asking for a lease of singleton work ([`Store::acquire_lease`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Lease {
+    /// The caller holds it until `expires`; `token` is its fencing token
+    /// (the same while it keeps renewing in time, higher after a lapse).
+    Held { token: i64, expires: OffsetDateTime },
+    /// Another holder has it until `expires`.
+    HeldBy { holder: String, token: i64, expires: OffsetDateTime },
+}
+
+/// What a fenced store's writes must still hold ([`Store::fenced`]): the
+/// lease `lease` with `token`, for `holder`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fence {
+    pub lease: String,
+    pub holder: String,
+    pub token: i64,
 }
 
 /// Where the store's change counters stand (see [`Store::heads`]).
@@ -211,6 +234,25 @@ pub trait Store: SecretStore + ReleaseStore + Send + Sync {
     ) -> Result<Lock, StoreError>;
     /// Releases the lock if `holder` has it.
     async fn release_lock(&self, environment: &str, holder: &str) -> Result<(), StoreError>;
+    /// Takes the lease `name` for `holder` until `now + ttl` when it is
+    /// free or lapsed (a new fencing token), or renews it when `holder`
+    /// has it and it has not lapsed (the same token); else says who has it.
+    /// Holders compare `now` with each other's expiry: their clocks must
+    /// agree to well within `ttl` (NTP).
+    async fn acquire_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        now: OffsetDateTime,
+        ttl: time::Duration,
+    ) -> Result<Lease, StoreError>;
+    /// Lets the lease go at once if `holder` has it (a clean shutdown), so
+    /// another replica need not wait for it to lapse.
+    async fn release_lease(&self, name: &str, holder: &str) -> Result<(), StoreError>;
+    /// This store, with every write transaction first checking (in the
+    /// same transaction) that `fence` still holds: once another holder took
+    /// the lease, writes fail with [`StoreError::Fenced`] and change nothing.
+    fn fenced(&self, fence: Fence) -> std::sync::Arc<dyn Store>;
     /// Waits for connections to finish and closes them (SQLite then folds
     /// its write-ahead log back into the database file).
     async fn close(&self);

@@ -295,41 +295,41 @@ impl ReleaseStore for SqlStore {
         outcome: &str,
         at: OffsetDateTime,
     ) -> Result<bool, StoreError> {
-        let done = sqlx::query(
-            "INSERT INTO webhook_deliveries (id, event, received_at, outcome) VALUES ($1, $2, $3, $4) \
+        let done = self
+            .write(
+                sqlx::query(
+                    "INSERT INTO webhook_deliveries (id, event, received_at, outcome) VALUES ($1, $2, $3, $4) \
              ON CONFLICT DO NOTHING",
-        )
-        .bind(id)
-        .bind(event)
-        .bind(timestamp(at))
-        .bind(outcome)
-        .execute(self.pool())
-        .await?
-        .rows_affected();
+                )
+                .bind(id)
+                .bind(event)
+                .bind(timestamp(at))
+                .bind(outcome),
+            )
+            .await?
+            .rows_affected();
         Ok(done == 1)
     }
 
     async fn finish_delivery(&self, id: &str, outcome: &str) -> Result<(), StoreError> {
-        sqlx::query("UPDATE webhook_deliveries SET outcome = $2 WHERE id = $1")
-            .bind(id)
-            .bind(outcome)
-            .execute(self.pool())
+        self.write(sqlx::query("UPDATE webhook_deliveries SET outcome = $2 WHERE id = $1").bind(id).bind(outcome))
             .await?;
         Ok(())
     }
 
     async fn put_pending_deployment(&self, p: &PendingDeployment) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO pending_deployments (environment, service, git_commit, request_id, created_at) \
+        self.write(
+            sqlx::query(
+                "INSERT INTO pending_deployments (environment, service, git_commit, request_id, created_at) \
              VALUES ($1, $2, $3, $4, $5) ON CONFLICT (environment, service) DO UPDATE SET \
              git_commit = excluded.git_commit, request_id = excluded.request_id, created_at = excluded.created_at",
+            )
+            .bind(&p.environment)
+            .bind(&p.service)
+            .bind(&p.commit)
+            .bind(&p.request_id)
+            .bind(timestamp(p.created_at)),
         )
-        .bind(&p.environment)
-        .bind(&p.service)
-        .bind(&p.commit)
-        .bind(&p.request_id)
-        .bind(timestamp(p.created_at))
-        .execute(self.pool())
         .await?;
         Ok(())
     }
@@ -353,17 +353,18 @@ impl ReleaseStore for SqlStore {
     }
 
     async fn delete_pending_deployment(&self, p: &PendingDeployment) -> Result<(), StoreError> {
-        sqlx::query("DELETE FROM pending_deployments WHERE environment = $1 AND service = $2 AND request_id = $3")
-            .bind(&p.environment)
-            .bind(&p.service)
-            .bind(&p.request_id)
-            .execute(self.pool())
-            .await?;
+        self.write(
+            sqlx::query("DELETE FROM pending_deployments WHERE environment = $1 AND service = $2 AND request_id = $3")
+                .bind(&p.environment)
+                .bind(&p.service)
+                .bind(&p.request_id),
+        )
+        .await?;
         Ok(())
     }
 
     async fn put_artifact(&self, a: &Artifact, event: &NewAuditEvent) -> Result<ArtifactPut, StoreError> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin().await?;
         self.lock_audit_chain(&mut tx).await?;
         for tag in &a.tags {
             let taken: Option<String> = sqlx::query("SELECT digest FROM artifact_tags WHERE service = $1 AND tag = $2")
@@ -445,7 +446,7 @@ impl ReleaseStore for SqlStore {
         event: &NewAuditEvent,
     ) -> Result<(Deployment, bool), StoreError> {
         let by_request = concat!("SELECT ", deployment_columns!(), " FROM deployments WHERE request_id = $1");
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin().await?;
         self.lock_audit_chain(&mut tx).await?;
         if let Some(row) = sqlx::query(by_request).bind(&new.request_id).fetch_optional(&mut *tx).await? {
             return Ok((to_deployment(&row)?, false));
@@ -514,7 +515,7 @@ impl ReleaseStore for SqlStore {
         for s in from {
             query = query.bind(s);
         }
-        let done = query.execute(self.pool()).await?.rows_affected();
+        let done = self.write(query).await?.rows_affected();
         Ok(done == 1)
     }
 

@@ -182,13 +182,8 @@ fn to_signing_key(row: &AnyRow) -> Result<StoredSigningKey, StoreError> {
 impl SqlStore {
     /// Runs a conditional re-wrap (`sql` binds new KEK id, nonce, wrapped key, id, old KEK id).
     async fn rewrap(&self, sql: &'static str, id: &str, from_kek: &str, to: &Rewrapped) -> Result<bool, StoreError> {
-        let done = sqlx::query(sql)
-            .bind(&to.kek_id)
-            .bind(&to.nonce)
-            .bind(&to.wrapped)
-            .bind(id)
-            .bind(from_kek)
-            .execute(self.pool())
+        let done = self
+            .write(sqlx::query(sql).bind(&to.kek_id).bind(&to.nonce).bind(&to.wrapped).bind(id).bind(from_kek))
             .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -208,7 +203,7 @@ impl SecretStore for SqlStore {
     }
 
     async fn add_data_key(&self, key: &StoredDataKey) -> Result<(), StoreError> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin().await?;
         sqlx::query("UPDATE secret_data_keys SET retired_at = $1 WHERE environment = $2 AND retired_at IS NULL")
             .bind(timestamp(key.created_at))
             .bind(&key.environment)
@@ -237,18 +232,20 @@ impl SecretStore for SqlStore {
     }
 
     async fn delete_unused_data_key(&self, id: &str) -> Result<bool, StoreError> {
-        let done = sqlx::query(
-            "DELETE FROM secret_data_keys WHERE id = $1 AND retired_at IS NOT NULL \
+        let done = self
+            .write(
+                sqlx::query(
+                    "DELETE FROM secret_data_keys WHERE id = $1 AND retired_at IS NOT NULL \
              AND NOT EXISTS (SELECT 1 FROM secret_versions WHERE key_id = $1)",
-        )
-        .bind(id)
-        .execute(self.pool())
-        .await?;
+                )
+                .bind(id),
+            )
+            .await?;
         Ok(done.rows_affected() == 1)
     }
 
     async fn add_secret_version(&self, s: &StoredSecret, event: &NewAuditEvent) -> Result<(), StoreError> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin().await?;
         self.lock_audit_chain(&mut tx).await?;
         let inserted = sqlx::query(concat!(
             "INSERT INTO secret_versions (",
@@ -315,7 +312,7 @@ impl SecretStore for SqlStore {
     }
 
     async fn reseal_secrets(&self, secrets: &[StoredSecret], from_key: &str) -> Result<usize, StoreError> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin().await?;
         let mut stored = 0;
         for s in secrets {
             let done = sqlx::query(
@@ -345,22 +342,23 @@ impl SecretStore for SqlStore {
     }
 
     async fn add_signing_key(&self, k: &StoredSigningKey) -> Result<(), StoreError> {
-        sqlx::query(concat!(
-            "INSERT INTO signing_keys (",
-            signing_key_columns!(),
-            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
-        ))
-        .bind(&k.kid)
-        .bind(&k.algorithm)
-        .bind(&k.kek_id)
-        .bind(&k.nonce)
-        .bind(&k.wrapped)
-        .bind(&k.public_jwk)
-        .bind(timestamp(k.created_at))
-        .bind(timestamp(k.activate_at))
-        .bind(timestamp(k.rotate_at))
-        .bind(timestamp(k.publish_until))
-        .execute(self.pool())
+        self.write(
+            sqlx::query(concat!(
+                "INSERT INTO signing_keys (",
+                signing_key_columns!(),
+                ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+            ))
+            .bind(&k.kid)
+            .bind(&k.algorithm)
+            .bind(&k.kek_id)
+            .bind(&k.nonce)
+            .bind(&k.wrapped)
+            .bind(&k.public_jwk)
+            .bind(timestamp(k.created_at))
+            .bind(timestamp(k.activate_at))
+            .bind(timestamp(k.rotate_at))
+            .bind(timestamp(k.publish_until)),
+        )
         .await?;
         Ok(())
     }
@@ -371,10 +369,8 @@ impl SecretStore for SqlStore {
     }
 
     async fn delete_expired_signing_keys(&self, now: OffsetDateTime) -> Result<u64, StoreError> {
-        let done = sqlx::query("DELETE FROM signing_keys WHERE publish_until <= $1")
-            .bind(timestamp(now))
-            .execute(self.pool())
-            .await?;
+        let done =
+            self.write(sqlx::query("DELETE FROM signing_keys WHERE publish_until <= $1").bind(timestamp(now))).await?;
         Ok(done.rows_affected())
     }
 }

@@ -1,11 +1,14 @@
 //! [`Store`] over SQLite and PostgreSQL with sqlx's `Any` driver.
 
 use crate::audit::{self, AuditEvent, AuditFilter, AuditOutcome, NewAuditEvent, StoredEvent, Verification};
-use crate::{ApiToken, AppliedNode, Change, Heads, Lock, Operation, Record, RequestContext, Store, StoreError};
+use crate::{
+    ApiToken, AppliedNode, Change, Fence, Heads, Lease, Lock, Operation, Record, RequestContext, Store, StoreError,
+};
 use async_trait::async_trait;
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::migrate::Migrator;
 use sqlx::{AnyPool, Row};
+use std::sync::Arc;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
@@ -26,6 +29,8 @@ pub struct SqlStore {
     url: String,
     /// SQLite's file: `verify_audit` reads it on a connection of its own.
     location: Option<std::path::PathBuf>,
+    /// The lease every write transaction checks first ([`Store::fenced`]).
+    fence: Option<Arc<Fence>>,
 }
 
 const LIST: &str = "SELECT g.kind, g.name, g.generation, g.content_hash, g.spec, g.deleted, g.actor, g.source, g.created_at \
@@ -88,7 +93,7 @@ impl SqlStore {
         let mut migrator = Migrator { migrations: known.migrations.clone(), ..Migrator::DEFAULT };
         migrator.set_ignore_missing(true);
         migrator.run(&pool).await?;
-        let store = SqlStore { pool, backend, url: connect_url, location };
+        let store = SqlStore { pool, backend, url: connect_url, location, fence: None };
         store.check_compatible(url, known.iter().map(|m| m.version).max().unwrap_or(0)).await?;
         Ok(store)
     }
@@ -224,6 +229,41 @@ impl SqlStore {
         &self.pool
     }
 
+    /// Runs one writing statement: on the pool, or in a fenced store in a
+    /// transaction that checks the fence first ([`Self::begin`]).
+    pub(crate) async fn write(
+        &self,
+        q: sqlx::query::Query<'_, sqlx::Any, sqlx::any::AnyArguments>,
+    ) -> Result<sqlx::any::AnyQueryResult, StoreError> {
+        if self.fence.is_none() {
+            return Ok(q.execute(&self.pool).await?);
+        }
+        let mut tx = self.begin().await?;
+        let done = q.execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(done)
+    }
+
+    /// Starts a write transaction; in a fenced store its first statement
+    /// checks the fence, holding the lease row (PostgreSQL: `FOR SHARE`)
+    /// so a takeover waits for this transaction to end.
+    pub(crate) async fn begin(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        if let Some(f) = &self.fence {
+            let sql = match self.backend {
+                Backend::Sqlite => "SELECT token FROM leases WHERE name = $1 AND holder = $2 AND token = $3",
+                Backend::Postgres => {
+                    "SELECT token FROM leases WHERE name = $1 AND holder = $2 AND token = $3 FOR SHARE"
+                }
+            };
+            let held = sqlx::query(sql).bind(&f.lease).bind(&f.holder).bind(f.token).fetch_optional(&mut *tx).await?;
+            if held.is_none() {
+                return Err(StoreError::Fenced { lease: f.lease.clone(), holder: f.holder.clone(), token: f.token });
+            }
+        }
+        Ok(tx)
+    }
+
     /// Serialises writers of the audit chain for the rest of the
     /// transaction (SQLite: the database write lock; PostgreSQL: a table lock).
     pub(crate) async fn lock_audit_chain(&self, tx: &mut sqlx::Transaction<'_, sqlx::Any>) -> Result<(), sqlx::Error> {
@@ -297,7 +337,7 @@ impl SqlStore {
         id: &str,
         event: &NewAuditEvent,
     ) -> Result<bool, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         self.lock_audit_chain(&mut tx).await?;
         let done = sqlx::query(sql).bind(value).bind(id).execute(&mut *tx).await?.rows_affected() == 1;
         if done {
@@ -457,7 +497,7 @@ fn to_token(row: &AnyRow) -> Result<ApiToken, StoreError> {
 #[async_trait]
 impl Store for SqlStore {
     async fn create_token(&self, token: &ApiToken, event: &NewAuditEvent) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         self.lock_audit_chain(&mut tx).await?;
         sqlx::query(concat!(
             "INSERT INTO api_tokens (",
@@ -502,7 +542,7 @@ impl Store for SqlStore {
     }
 
     async fn append_audit(&self, event: &NewAuditEvent) -> Result<AuditEvent, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         self.lock_audit_chain(&mut tx).await?;
         let recorded = Self::append_in(&mut tx, event).await?;
         tx.commit().await?;
@@ -632,7 +672,7 @@ impl Store for SqlStore {
     }
 
     async fn put_applied_nodes(&self, environment: &str, nodes: &[AppliedNode]) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         for node in nodes {
             sqlx::query(
                 "INSERT INTO applied_nodes (environment, node_id, node, outputs, updated_at) VALUES ($1, $2, $3, $4, $5) \
@@ -652,11 +692,13 @@ impl Store for SqlStore {
     }
 
     async fn delete_applied_node(&self, environment: &str, node_id: &str) -> Result<(), StoreError> {
+        let mut tx = self.begin().await?;
         sqlx::query("DELETE FROM applied_nodes WHERE environment = $1 AND node_id = $2")
             .bind(environment)
             .bind(node_id)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -671,6 +713,7 @@ impl Store for SqlStore {
         // A lock released between our two statements means: try again.
         for _ in 0..3 {
             // Take a free lock, an expired one, or extend our own — in one statement.
+            let mut tx = self.begin().await?;
             let taken = sqlx::query(
             "INSERT INTO environment_locks (environment, holder, acquired_at, expires_at) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (environment) DO UPDATE SET holder = excluded.holder, acquired_at = CASE \
@@ -682,11 +725,14 @@ impl Store for SqlStore {
         .bind(holder)
         .bind(&now_s)
         .bind(&expires_s)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await;
             match taken {
-                Ok(done) if done.rows_affected() == 1 => return Ok(Lock::Acquired),
-                Ok(_) => {}
+                Ok(done) if done.rows_affected() == 1 => {
+                    tx.commit().await?;
+                    return Ok(Lock::Acquired);
+                }
+                Ok(_) => drop(tx),
                 Err(e) if is_conflict(&e) => {}
                 Err(e) => return Err(e.into()),
             }
@@ -707,12 +753,77 @@ impl Store for SqlStore {
     }
 
     async fn release_lock(&self, environment: &str, holder: &str) -> Result<(), StoreError> {
+        let mut tx = self.begin().await?;
         sqlx::query("DELETE FROM environment_locks WHERE environment = $1 AND holder = $2")
             .bind(environment)
             .bind(holder)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn acquire_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        now: OffsetDateTime,
+        ttl: time::Duration,
+    ) -> Result<Lease, StoreError> {
+        let (now_s, expires) = (timestamp(now), now + ttl);
+        // Free, lapsed (a new token) or ours and current (renewed, same token): one statement.
+        let taken = sqlx::query(
+            "INSERT INTO leases (name, holder, token, expires_at) VALUES ($1, $2, 1, $4) \
+             ON CONFLICT (name) DO UPDATE SET \
+             token = CASE WHEN leases.holder = excluded.holder AND leases.expires_at >= $3 \
+                     THEN leases.token ELSE leases.token + 1 END, \
+             holder = excluded.holder, expires_at = excluded.expires_at \
+             WHERE leases.holder = excluded.holder OR leases.expires_at < $3 \
+             RETURNING token",
+        )
+        .bind(name)
+        .bind(holder)
+        .bind(&now_s)
+        .bind(timestamp(expires))
+        .fetch_optional(&self.pool)
+        .await;
+        match taken {
+            Ok(Some(row)) => return Ok(Lease::Held { token: row.try_get("token")?, expires }),
+            Ok(None) => {}
+            // Two first takers at once: the loser reads the winner below.
+            Err(e) if is_conflict(&e) => {}
+            Err(e) => return Err(e.into()),
+        }
+        let row = sqlx::query("SELECT holder, token, expires_at FROM leases WHERE name = $1")
+            .bind(name)
+            .fetch_one(&self.pool)
+            .await?;
+        let expires_at: String = row.try_get("expires_at")?;
+        Ok(Lease::HeldBy {
+            holder: row.try_get("holder")?,
+            token: row.try_get("token")?,
+            expires: parse_time(&expires_at).map_err(|reason| StoreError::Corrupt {
+                kind: "Lease".into(),
+                name: name.to_string(),
+                generation: 0,
+                reason,
+            })?,
+        })
+    }
+
+    async fn release_lease(&self, name: &str, holder: &str) -> Result<(), StoreError> {
+        // Lapsed at once, the token kept: the next holder's is higher.
+        sqlx::query("UPDATE leases SET expires_at = $3 WHERE name = $1 AND holder = $2")
+            .bind(name)
+            .bind(holder)
+            .bind(timestamp(OffsetDateTime::UNIX_EPOCH))
             .execute(&self.pool)
             .await?;
         Ok(())
+    }
+
+    fn fenced(&self, fence: Fence) -> Arc<dyn Store> {
+        Arc::new(SqlStore { fence: Some(Arc::new(fence)), ..self.clone() })
     }
 
     async fn commit(&self, changes: &[Change]) -> Result<(), StoreError> {
@@ -724,7 +835,7 @@ impl Store for SqlStore {
             name: c.name.clone(),
             expected: c.expected_generation,
         };
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         // Take the write lock now (SQLite: concurrent writers queue on busy_timeout
         // instead of failing mid-transaction), which also orders the audit chain.
         self.lock_audit_chain(&mut tx).await?;

@@ -365,6 +365,75 @@ async fn listings_page_by_name_within_a_kind(b: Backend) {
     assert_eq!(names(store.list(Some("Environment")).await.unwrap()), ["a", "b", "d", "e"]);
 }
 
+async fn a_lease_has_one_holder_and_a_new_token_after_each_lapse(b: Backend) {
+    use paved_store::Lease;
+    let store = SqlStore::open(&b.url).await.unwrap();
+    let ttl = time::Duration::seconds(10);
+    let Lease::Held { token: first, .. } = store.acquire_lease("background", "a", at(0), ttl).await.unwrap() else {
+        panic!("a free lease is taken")
+    };
+    // Renewed in time: the same token. Another replica sees who has it.
+    assert_eq!(
+        store.acquire_lease("background", "a", at(5), ttl).await.unwrap(),
+        Lease::Held { token: first, expires: at(15) }
+    );
+    assert_eq!(
+        store.acquire_lease("background", "b", at(14), ttl).await.unwrap(),
+        Lease::HeldBy { holder: "a".into(), token: first, expires: at(15) }
+    );
+    // Lapsed: taken over with a higher token; the old holder cannot renew.
+    let Lease::Held { token: second, .. } = store.acquire_lease("background", "b", at(16), ttl).await.unwrap() else {
+        panic!("a lapsed lease is taken over")
+    };
+    assert!(second > first);
+    assert!(
+        matches!(store.acquire_lease("background", "a", at(17), ttl).await.unwrap(), Lease::HeldBy { holder, .. } if holder == "b")
+    );
+    // Released on shutdown: the next taker need not wait, and its token is higher still.
+    store.release_lease("background", "b").await.unwrap();
+    let Lease::Held { token: third, .. } = store.acquire_lease("background", "a", at(18), ttl).await.unwrap() else {
+        panic!("a released lease is free")
+    };
+    assert!(third > second);
+    // Another lease is another name.
+    assert!(matches!(store.acquire_lease("other", "b", at(18), ttl).await.unwrap(), Lease::Held { .. }));
+}
+
+async fn a_fenced_store_writes_nothing_once_its_lease_was_taken_over(b: Backend) {
+    use paved_store::{Fence, Lease};
+    let store = SqlStore::open(&b.url).await.unwrap();
+    let ttl = time::Duration::seconds(10);
+    let Lease::Held { token, .. } = store.acquire_lease("background", "a", at(0), ttl).await.unwrap() else {
+        panic!("a free lease is taken")
+    };
+    let fenced = store.fenced(Fence { lease: "background".into(), holder: "a".into(), token });
+    // While the lease holds, writes go through.
+    fenced.commit(&[put("Team", "before", None, json!({}))]).await.unwrap();
+    fenced.put_applied_node("dev", &node("aws.vpc/dev", 1)).await.unwrap();
+    fenced.append_audit(&event("reconciler", "Environment/dev")).await.unwrap();
+    // Another replica takes the lapsed lease: every kind of write from the old holder is refused.
+    assert!(matches!(store.acquire_lease("background", "b", at(11), ttl).await.unwrap(), Lease::Held { .. }));
+    let head = store.heads().await.unwrap();
+    let fenced_out = |r: Result<(), StoreError>| match r {
+        Err(StoreError::Fenced { lease, holder, token: t }) => {
+            assert_eq!((lease.as_str(), holder.as_str(), t), ("background", "a", token))
+        }
+        other => panic!("a write after the takeover: {other:?}"),
+    };
+    fenced_out(fenced.commit(&[put("Team", "after", None, json!({}))]).await);
+    fenced_out(fenced.put_applied_node("dev", &node("aws.subnet/dev", 1)).await);
+    fenced_out(fenced.delete_applied_node("dev", "aws.vpc/dev").await);
+    fenced_out(fenced.append_audit(&event("reconciler", "Environment/dev")).await.map(|_| ()));
+    fenced_out(fenced.acquire_lock("dev", "reconciler", at(12), ttl).await.map(|_| ()));
+    let err = fenced.commit(&[put("Team", "after", None, json!({}))]).await.unwrap_err().to_string();
+    assert!(err.contains("another replica took over") && err.contains("nothing was written"), "{err}");
+    // Nothing of it landed; reads still work.
+    assert!(store.get("Team", "after").await.unwrap().is_none());
+    assert_eq!(store.heads().await.unwrap(), head);
+    assert_eq!(fenced.applied_nodes("dev").await.unwrap().len(), 1);
+    assert!(fenced.get("Team", "before").await.unwrap().is_some());
+}
+
 /// A newer paved's migration as it would be recorded (sqlx's table).
 fn newer_migration(b: &Backend, version: i64) -> String {
     let checksum = if b.url.starts_with("sqlite") { "X'00'" } else { "'\\x00'::bytea" };
@@ -418,6 +487,8 @@ macro_rules! suite {
 
 suite!(
     records_and_lists,
+    a_lease_has_one_holder_and_a_new_token_after_each_lapse,
+    a_fenced_store_writes_nothing_once_its_lease_was_taken_over,
     a_newer_schema_serves_until_it_says_this_release_cannot_use_it,
     updates_keep_history,
     stale_batches_change_nothing,
