@@ -179,8 +179,11 @@ Exit codes: 0 in sync, 3 drift found, 1/2 errors.")]
     /// /api/v1/openapi.json), /metrics, /healthz and /readyz.
     #[command(
         after_help = "Examples:\n  paved server\n  paved server --listen 0.0.0.0:7480 --state postgres://paved@db/paved\n  \
-curl -H \"Authorization: Bearer $(cat ~/.local/share/paved/bootstrap-admin.token)\" http://127.0.0.1:7480/api/v1/whoami\n\n\
+curl -H \"Authorization: Bearer $(cat ~/.local/share/paved/bootstrap-admin.token)\" http://127.0.0.1:7480/api/v1/whoami\n  \
+paved server --state postgres://paved@db/paved --replica-id paved-1   # one of several replicas\n\n\
 At first start an admin token is written to the bootstrap file (mode 0600; it is never printed or logged).\n\
+Replicas sharing a PostgreSQL store answer any request; the reconciler, the git loop and audit checkpoints run on\n\
+the one holding the background lease (/readyz says which), and move to another within --lease-ttl when it dies.\n\
 SIGINT/SIGTERM stop accepting requests; running applies finish their current steps and record them."
     )]
     Server(ServerArgs),
@@ -517,6 +520,13 @@ pub struct ServerArgs {
     /// How often previews and waiting deployments are checked without a delivery (a delivery wakes it at once).
     #[arg(long, value_parser = parse_lock_timeout, default_value = "10s")]
     pub git_interval: std::time::Duration,
+    /// This replica's name among servers sharing one store (default HOST:PID); shown by /readyz and /metrics.
+    #[arg(long, env = "PAVED_REPLICA_ID", default_value = "")]
+    pub replica_id: String,
+    /// How long the background lease lasts unrenewed: the longest the reconciler and git loop pause when the
+    /// replica running them dies (renewed every third of it; replicas' clocks must agree well within it).
+    #[arg(long, value_parser = parse_lock_timeout, default_value = "15s")]
+    pub lease_ttl: std::time::Duration,
     /// Request logs on standard error: JSON lines, or text for people. Filter with PAVED_LOG (e.g. warn).
     #[arg(long, value_enum, default_value_t = LogFormat::Json)]
     pub log_format: LogFormat,

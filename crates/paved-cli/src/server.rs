@@ -17,6 +17,12 @@ fn init_logs(json: bool) {
 }
 
 pub async fn serve(ctx: &Ctx, args: ServerArgs) -> Result<(), Failure> {
+    if args.lease_ttl < std::time::Duration::from_secs(1) {
+        return Err(Failure::User(format!(
+            "--lease-ttl {:?} is too short: the lease is renewed every third of it; give at least 1s (default 15s)",
+            args.lease_ttl
+        )));
+    }
     init_logs(args.log_format == crate::cli::LogFormat::Json);
     let control = ctx.control().await?;
     let bootstrap_file = args.bootstrap_token_file.unwrap_or_else(|| ctx.data_dir.join("bootstrap-admin.token"));
@@ -61,6 +67,8 @@ pub async fn serve(ctx: &Ctx, args: ServerArgs) -> Result<(), Failure> {
         operation_retention: args.operation_retention,
         metrics_refresh: args.metrics_refresh,
         audit_checkpoint_interval: Some(args.audit_checkpoint_interval).filter(|d| !d.is_zero()),
+        replica_id: args.replica_id.clone(),
+        lease_ttl: args.lease_ttl,
         ..paved_server::ServerConfig::default()
     };
     let state = paved_server::AppState::new(control, config);

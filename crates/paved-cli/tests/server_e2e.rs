@@ -776,6 +776,97 @@ fn the_server_keeps_its_state_in_postgresql() {
     assert!(!p.data.path().join("state.db").exists(), "state went to SQLite, not PostgreSQL");
 }
 
+/// Two replicas on one PostgreSQL: both answer the API, the background
+/// loops run on exactly one; killed, the other takes them over within the
+/// lease; stopped cleanly, it lets go at once.
+#[test]
+fn replicas_on_postgresql_run_the_background_loops_once_and_take_over_from_a_dead_one() {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let url = runtime.block_on(paved_store::testing::postgres_url()).expect("a PostgreSQL server for the test");
+    let mut p = Platform::new();
+    p.state = Some(url);
+    p.ok_with_input(&["apply", "-f", "-"], &role_bindings());
+    let (_, viewer) = p.token("viewer", "serviceaccount:e2e-viewer", None);
+    let replica =
+        |name: &str| ["--replica-id", name, "--lease-ttl", "3s", "--reconcile-interval", "1s"].map(str::to_string);
+    p.start(&replica("replica-a").iter().map(String::as_str).collect::<Vec<_>>());
+    let a = p.port;
+    // The second replica: the same store and key, its own port and log.
+    let b = support::free_port();
+    let spawn_b = |p: &Platform, log: &str| {
+        let log = std::fs::File::create(p.data.path().join(log)).unwrap();
+        let listen = format!("127.0.0.1:{b}");
+        let mut args = vec!["server", "--listen", listen.as_str()];
+        let extra = replica("replica-b");
+        args.extend(extra.iter().map(String::as_str));
+        let child = p.command(&args).stdout(log.try_clone().unwrap()).stderr(log).spawn().unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", b)).is_err() {
+            assert!(std::time::Instant::now() < deadline, "replica-b did not listen");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        child
+    };
+    /// Killed with the test, whatever happens to it.
+    struct Reaped(std::process::Child);
+    impl Drop for Reaped {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut replica_b = Reaped(spawn_b(&p, "server-b.log"));
+    let ready = |port: u16| -> Value { serde_json::from_slice(&support::http(port, "GET", "/readyz")).unwrap() };
+    let leaders = || [a, b].into_iter().filter(|port| ready(*port)["leader"] == true).collect::<Vec<_>>();
+    let until = |what: &str, done: &dyn Fn() -> bool| {
+        let started = std::time::Instant::now();
+        while !done() {
+            assert!(started.elapsed() < Duration::from_secs(15), "{what}: A {} B {}", ready(a), ready(b));
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        started.elapsed()
+    };
+    until("one leader", &|| leaders().len() == 1);
+    // Stable: one leader at every look, and both replicas serve the API.
+    for _ in 0..10 {
+        assert_eq!(leaders().len(), 1, "A {} B {}", ready(a), ready(b));
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(leaders(), [a], "the first replica started takes the lease");
+    let first_token = ready(a)["lease_token"].as_i64().unwrap();
+    assert_eq!(ready(b)["replica"], "replica-b");
+    p.port = b;
+    assert_eq!(p.get("/api/v1/environments", &viewer).status, 200);
+    p.port = a;
+    assert_eq!(p.get("/api/v1/environments", &viewer).status, 200);
+
+    // kill -9 the leader: replica-b takes over within the lease, with a higher token.
+    let mut leader = p.server.take().unwrap();
+    leader.kill().unwrap();
+    leader.wait().unwrap();
+    let failover = until("replica-b takes over", &|| ready(b)["leader"] == true);
+    assert!(ready(b)["lease_token"].as_i64().unwrap() > first_token);
+    let metrics = String::from_utf8(support::http(b, "GET", "/metrics")).unwrap();
+    assert!(metrics.contains("paved_leader{replica=\"replica-b\"} 1"), "{metrics}");
+    assert!(metrics.contains("paved_lease_takeovers_total 1"), "{metrics}");
+    eprintln!("failover after kill -9: {failover:?} (lease 3s)");
+
+    // The killed replica comes back as a standby.
+    p.start(&replica("replica-a").iter().map(String::as_str).collect::<Vec<_>>());
+    let a = p.port;
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(ready(a)["leader"], false, "{}", ready(a));
+    assert_eq!(ready(b)["leader"], true);
+
+    // A clean stop lets go at once: replica-a leads well before the lease would have lapsed.
+    unsafe { libc::kill(replica_b.0.id() as i32, libc::SIGTERM) };
+    replica_b.0.wait().unwrap();
+    let handover = until("replica-a takes over", &|| ready(a)["leader"] == true);
+    assert!(handover < Duration::from_secs(3), "a clean stop waited for the lease to lapse: {handover:?}");
+    let log_b = std::fs::read_to_string(p.data.path().join("server-b.log")).unwrap();
+    assert!(log_b.contains("took the background lease"), "{log_b}");
+}
+
 /// A CA and a certificate for 127.0.0.1 signed by it, made with openssl in `dir`:
 /// (CA certificate, server certificate, server key).
 fn test_pki(dir: &Path, name: &str) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {

@@ -156,6 +156,12 @@ impl Control {
         Control { store, local, clock, settings, vault: Default::default(), broker: Default::default() }
     }
 
+    /// The same control plane over another store (a fenced one, say: the
+    /// server's singleton loops write only while their lease holds).
+    pub fn with_store(&self, store: Arc<dyn Store>) -> Control {
+        Control { store, ..self.clone() }
+    }
+
     pub fn catalog(&self, request: RequestContext) -> Catalog {
         Catalog::new(self.store.clone(), self.clock.clone()).with_request(request)
     }

@@ -86,6 +86,13 @@ pub struct ServerConfig {
     /// How often the audit chain's head is signed as a checkpoint (when it
     /// moved); `None`: never.
     pub audit_checkpoint_interval: Option<Duration>,
+    /// This replica's name among the servers sharing one store (`--replica-id`;
+    /// empty: `HOST:PID`).
+    pub replica_id: String,
+    /// How long the background lease lasts without renewal: the longest
+    /// the background loops stop when their replica dies (renewed every
+    /// third of it).
+    pub lease_ttl: Duration,
 }
 
 impl Default for ServerConfig {
@@ -107,7 +114,24 @@ impl Default for ServerConfig {
             operation_retention: Duration::from_secs(3600),
             metrics_refresh: Duration::from_secs(30),
             audit_checkpoint_interval: Some(Duration::from_secs(300)),
+            replica_id: String::new(),
+            lease_ttl: Duration::from_secs(15),
         }
+    }
+}
+
+/// Whether this replica runs the background loops (see [`lead`]).
+#[derive(Debug, Default)]
+pub struct Leadership {
+    held: std::sync::atomic::AtomicBool,
+    token: std::sync::atomic::AtomicI64,
+}
+
+impl Leadership {
+    /// `Some(fencing token)` while this replica holds the background lease.
+    pub fn held(&self) -> Option<i64> {
+        use std::sync::atomic::Ordering::SeqCst;
+        self.held.load(SeqCst).then(|| self.token.load(SeqCst))
     }
 }
 
@@ -125,6 +149,9 @@ pub struct AppState {
     /// Wakes the git loop (a delivery recorded something to do).
     pub git_wake: Arc<tokio::sync::Notify>,
     pub notifier: notify::Notifier,
+    /// This replica's name (the configured one, or `HOST:PID`).
+    pub replica: String,
+    pub leadership: Arc<Leadership>,
 }
 
 impl AppState {
@@ -132,8 +159,9 @@ impl AppState {
         let quota = Quota::per_second(config.rate_per_second).allow_burst(config.rate_burst);
         let notifier =
             notify::Notifier::new(config.notify_urls.clone(), config.notify_secret.clone(), control.clock.clone());
-        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        let host: String = std::fs::read_to_string("/proc/sys/kernel/hostname")
             .map_or_else(|_| "localhost".into(), |h| h.trim().to_string());
+        let config_replica = config.replica_id.clone();
         AppState {
             control,
             operations: Operations::with_retention(operations::Retention {
@@ -143,10 +171,12 @@ impl AppState {
             metrics: Arc::new(Metrics::new()),
             limiter: Arc::new(RateLimiter::keyed(quota)),
             config: Arc::new(config),
-            holder_host: host,
+            holder_host: host.clone(),
             access: Arc::default(),
             git_wake: Arc::default(),
             notifier,
+            replica: if config_replica.is_empty() { format!("{host}:{}", std::process::id()) } else { config_replica },
+            leadership: Arc::default(),
         }
     }
 
@@ -507,10 +537,8 @@ pub async fn serve(
     let addr = state.config.listen;
     let listener = tokio::net::TcpListener::bind(addr).await.map_err(|source| ServerError::Bind { addr, source })?;
     let (router, _) = app(state.clone());
-    let reconciler = state.config.reconcile_interval.map(|every| tokio::spawn(reconcile_every(state.clone(), every)));
-    let git = tokio::spawn(git_loop(state.clone()));
-    let checkpoints =
-        state.config.audit_checkpoint_interval.map(|every| tokio::spawn(checkpoint_every(state.clone(), every)));
+    let (stop_leading, stopped) = tokio::sync::watch::channel(false);
+    let leading = tokio::spawn(lead(state.clone(), stopped));
     let ops = state.operations.clone();
     let grace = state.config.shutdown_grace;
     axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
@@ -520,18 +548,100 @@ pub async fn serve(
         })
         .await
         .map_err(ServerError::Serve)?;
-    if let Some(r) = reconciler {
-        r.abort();
-    }
-    git.abort();
-    if let Some(c) = checkpoints {
-        c.abort();
-    }
+    // The background loops stop and the lease is let go, so another
+    // replica takes over at once instead of after the lease lapses.
+    let _ = stop_leading.send(true);
+    let _ = tokio::time::timeout(Duration::from_secs(5), leading).await;
     let deadline = Instant::now() + grace;
     while state.operations.running() > 0 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     Ok(())
+}
+
+/// The lease the background loops run under.
+const BACKGROUND_LEASE: &str = "background";
+
+/// Runs the background loops — the reconciler, the git loop and audit
+/// checkpoints — while this replica holds the store's `background` lease,
+/// so replicas sharing a store run them once between them.
+///
+/// | step | how |
+/// |---|---|
+/// | take or renew | every third of `--lease-ttl` ([`paved_store::Store::acquire_lease`]); a new fencing token restarts the loops under it |
+/// | fencing | the loops act through a fenced store: once another replica took the lease, their writes fail in the store and change nothing |
+/// | cut off | a replica that cannot renew stops its loops two thirds of the way through the lease, before another can take it |
+/// | lost | another holder: the loops stop |
+/// | shutdown | the loops stop and the lease is released, so another replica takes over at once |
+async fn lead(state: AppState, mut stop: tokio::sync::watch::Receiver<bool>) {
+    use std::sync::atomic::Ordering::SeqCst;
+    let ttl = state.config.lease_ttl;
+    let store = state.control.store.clone();
+    let labels = metrics::ReplicaLabels { replica: state.replica.clone() };
+    let mut running: Option<(i64, Vec<tokio::task::JoinHandle<()>>)> = None;
+    let mut renewed_at = Instant::now();
+    let stop_loops = |running: &mut Option<(i64, Vec<tokio::task::JoinHandle<()>>)>| {
+        if let Some((token, tasks)) = running.take() {
+            tasks.iter().for_each(tokio::task::JoinHandle::abort);
+            tracing::info!(replica = %state.replica, token, "background loops stopped");
+        }
+    };
+    loop {
+        let asked = Instant::now();
+        let ttl_time = time::Duration::try_from(ttl).unwrap_or(time::Duration::seconds(15));
+        match store.acquire_lease(BACKGROUND_LEASE, &state.replica, state.control.clock.now(), ttl_time).await {
+            Ok(paved_store::Lease::Held { token, .. }) => {
+                renewed_at = asked;
+                if running.as_ref().map(|(t, _)| *t) != Some(token) {
+                    stop_loops(&mut running);
+                    state.metrics.lease_takeovers.inc();
+                    tracing::info!(replica = %state.replica, token, "took the background lease: running the reconciler, the git loop and audit checkpoints");
+                    running = Some((token, start_loops(&state, token)));
+                }
+            }
+            Ok(paved_store::Lease::HeldBy { holder, .. }) => {
+                if running.is_some() {
+                    tracing::warn!(replica = %state.replica, %holder, "lost the background lease");
+                }
+                stop_loops(&mut running);
+            }
+            Err(e) => {
+                tracing::warn!(replica = %state.replica, error = %e, "could not renew the background lease");
+                if running.is_some() && asked.duration_since(renewed_at) >= ttl * 2 / 3 {
+                    stop_loops(&mut running);
+                }
+            }
+        }
+        state.leadership.token.store(running.as_ref().map_or(0, |(t, _)| *t), SeqCst);
+        state.leadership.held.store(running.is_some(), SeqCst);
+        state.metrics.leader.get_or_create(&labels).set(i64::from(running.is_some()));
+        tokio::select! {
+            _ = tokio::time::sleep(ttl / 3) => {}
+            _ = stop.changed() => {
+                stop_loops(&mut running);
+                state.leadership.held.store(false, SeqCst);
+                state.metrics.leader.get_or_create(&labels).set(0);
+                if let Err(e) = store.release_lease(BACKGROUND_LEASE, &state.replica).await {
+                    tracing::warn!(error = %e, "could not release the background lease; it lapses by itself");
+                }
+                return;
+            }
+        }
+    }
+}
+
+/// The background loops, acting through a store fenced by `token`.
+fn start_loops(state: &AppState, token: i64) -> Vec<tokio::task::JoinHandle<()>> {
+    let fence = paved_store::Fence { lease: BACKGROUND_LEASE.into(), holder: state.replica.clone(), token };
+    let fenced = AppState { control: state.control.with_store(state.control.store.fenced(fence)), ..state.clone() };
+    let mut tasks = vec![tokio::spawn(git_loop(fenced.clone()))];
+    if let Some(every) = state.config.reconcile_interval {
+        tasks.push(tokio::spawn(reconcile_every(fenced.clone(), every)));
+    }
+    if let Some(every) = state.config.audit_checkpoint_interval {
+        tasks.push(tokio::spawn(checkpoint_every(fenced, every)));
+    }
+    tasks
 }
 
 /// The git loop: previews to apply or reap, deployments whose artifact

@@ -51,6 +51,12 @@ pub struct Metrics {
     pub dora: Family<DoraLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
     /// Times the DORA figures were computed: what a scrape costs is visible.
     pub dora_refreshes: Counter,
+    /// 1 while this replica holds the background lease (runs the reconciler,
+    /// the git loop and audit checkpoints), else 0; labelled with the replica.
+    pub leader: Family<ReplicaLabels, Gauge>,
+    /// Times this replica took the background lease after it had lapsed or
+    /// been released (a start, or a failover).
+    pub lease_takeovers: Counter,
     /// When the DORA figures were last computed. A scrape holds this lock
     /// while it computes, so concurrent scrapes share one computation.
     dora_at: tokio::sync::Mutex<Option<time::OffsetDateTime>>,
@@ -62,6 +68,11 @@ pub struct DoraLabels {
     pub team: String,
     /// `deployment_frequency_per_day`, `lead_time_seconds`, `change_failure_rate`, `time_to_restore_seconds`.
     pub figure: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReplicaLabels {
+    pub replica: String,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -131,9 +142,23 @@ impl Metrics {
             "Times the DORA figures were computed from the deployment history (at most once per --metrics-refresh)",
             dora_refreshes.clone(),
         );
+        let leader = Family::<ReplicaLabels, Gauge>::default();
+        registry.register(
+            "paved_leader",
+            "1 while this replica holds the background lease (reconciler, git loop, audit checkpoints)",
+            leader.clone(),
+        );
+        let lease_takeovers = Counter::default();
+        registry.register(
+            "paved_lease_takeovers",
+            "Times this replica took the background lease after it lapsed or was released",
+            lease_takeovers.clone(),
+        );
         Metrics {
             registry,
             dora_refreshes,
+            leader,
+            lease_takeovers,
             dora_at: tokio::sync::Mutex::new(None),
             http,
             operations,

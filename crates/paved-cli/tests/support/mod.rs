@@ -470,7 +470,7 @@ impl Drop for Moto {
 }
 
 /// Raw HTTP to 127.0.0.1:`port`; the response body.
-fn http(port: u16, method: &str, path: &str) -> Vec<u8> {
+pub fn http(port: u16, method: &str, path: &str) -> Vec<u8> {
     let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
     s.write_all(
         format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")

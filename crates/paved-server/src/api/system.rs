@@ -20,14 +20,35 @@ pub async fn healthz() -> axum::Json<Health> {
     axum::Json(Health { status: "ok".into() })
 }
 
+/// What `/readyz` says of this replica.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Readiness {
+    /// `ready`.
+    pub status: String,
+    /// This replica's name (`--replica-id`).
+    pub replica: String,
+    /// Whether this replica holds the background lease (runs the reconciler,
+    /// the git loop and audit checkpoints); every replica serves the API.
+    pub leader: bool,
+    /// The lease's fencing token, while this replica holds it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lease_token: Option<i64>,
+}
+
 /// Readiness: the state store answers.
 #[utoipa::path(get, path = "/readyz", tag = "system", security(()),
-    responses((status = 200, description = "OK", body = Health), (status = 503, description = "Not ready", body = ErrorBody)))]
-pub async fn readyz(State(state): State<AppState>) -> Result<axum::Json<Health>, ApiError> {
+    responses((status = 200, description = "OK", body = Readiness), (status = 503, description = "Not ready", body = ErrorBody)))]
+pub async fn readyz(State(state): State<AppState>) -> Result<axum::Json<Readiness>, ApiError> {
     state.control.store.get("Team", "").await.map_err(|e| {
         ApiError::new(axum::http::StatusCode::SERVICE_UNAVAILABLE, "not-ready", format!("state store: {e}"))
     })?;
-    Ok(axum::Json(Health { status: "ready".into() }))
+    let lease_token = state.leadership.held();
+    Ok(axum::Json(Readiness {
+        status: "ready".into(),
+        replica: state.replica.clone(),
+        leader: lease_token.is_some(),
+        lease_token,
+    }))
 }
 
 /// Prometheus / OpenMetrics text exposition.
