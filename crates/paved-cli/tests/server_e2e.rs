@@ -839,6 +839,15 @@ fn replicas_on_postgresql_run_the_background_loops_once_and_take_over_from_a_dea
     assert_eq!(p.get("/api/v1/environments", &viewer).status, 200);
     p.port = a;
     assert_eq!(p.get("/api/v1/environments", &viewer).status, 200);
+    // One issuer: the same signing keys from either replica.
+    assert_eq!(support::http(a, "GET", "/.well-known/jwks.json"), support::http(b, "GET", "/.well-known/jwks.json"));
+    // A token revoked through one replica is refused by the other at once (its caches follow the store).
+    let (doomed_id, doomed) = p.token("doomed", "serviceaccount:e2e-viewer", None);
+    p.port = b;
+    assert_eq!(p.get("/api/v1/whoami", &doomed).status, 200);
+    p.ok(&["token", "revoke", &doomed_id]);
+    assert_eq!(p.get("/api/v1/whoami", &doomed).status, 401, "replica-b still took a revoked token");
+    p.port = a;
 
     // kill -9 the leader: replica-b takes over within the lease, with a higher token.
     let mut leader = p.server.take().unwrap();
