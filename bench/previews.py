@@ -28,15 +28,11 @@ import tempfile
 import time
 import urllib.request
 
+from benchlib import free_port
+
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 REFERENCE = pathlib.Path(os.environ.get("PAVED_REFERENCE_DIR", ROOT.parent / "shared/reference")) / "github-webhooks"
 SECRET = b"bench-secret"
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def paved(env, *args, stdin=None):

@@ -580,6 +580,9 @@ async fn lead(state: AppState, mut stop: tokio::sync::watch::Receiver<bool>) {
     let labels = metrics::ReplicaLabels { replica: state.replica.clone() };
     let mut running: Option<(i64, Vec<tokio::task::JoinHandle<()>>)> = None;
     let mut renewed_at = Instant::now();
+    // The token this replica last held: loops restarted under the same one
+    // (after the store was out of reach for a while) are not a takeover.
+    let mut last_token = 0;
     let stop_loops = |running: &mut Option<(i64, Vec<tokio::task::JoinHandle<()>>)>| {
         if let Some((token, tasks)) = running.take() {
             tasks.iter().for_each(tokio::task::JoinHandle::abort);
@@ -594,7 +597,10 @@ async fn lead(state: AppState, mut stop: tokio::sync::watch::Receiver<bool>) {
                 renewed_at = asked;
                 if running.as_ref().map(|(t, _)| *t) != Some(token) {
                     stop_loops(&mut running);
-                    state.metrics.lease_takeovers.inc();
+                    if token != last_token {
+                        state.metrics.lease_takeovers.inc();
+                        last_token = token;
+                    }
                     tracing::info!(replica = %state.replica, token, "took the background lease: running the reconciler, the git loop and audit checkpoints");
                     running = Some((token, start_loops(&state, token)));
                 }
