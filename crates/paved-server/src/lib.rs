@@ -537,6 +537,22 @@ pub async fn serve(
     let addr = state.config.listen;
     let listener = tokio::net::TcpListener::bind(addr).await.map_err(|source| ServerError::Bind { addr, source })?;
     let (router, _) = app(state.clone());
+    // Deliveries accepted by other replicas wake this one's git loop (PostgreSQL).
+    let woken = match state.control.store.wakes(GIT_CHANNEL).await {
+        Ok(Some(mut wakes)) => {
+            let wake = state.git_wake.clone();
+            Some(tokio::spawn(async move {
+                while wakes.recv().await.is_some() {
+                    wake.notify_one();
+                }
+            }))
+        }
+        Ok(None) => None,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot listen for other replicas' deliveries; the git loop runs at its interval");
+            None
+        }
+    };
     let (stop_leading, stopped) = tokio::sync::watch::channel(false);
     let leading = tokio::spawn(lead(state.clone(), stopped));
     let ops = state.operations.clone();
@@ -552,6 +568,9 @@ pub async fn serve(
     // replica takes over at once instead of after the lease lapses.
     let _ = stop_leading.send(true);
     let _ = tokio::time::timeout(Duration::from_secs(5), leading).await;
+    if let Some(w) = woken {
+        w.abort();
+    }
     let deadline = Instant::now() + grace;
     while state.operations.running() > 0 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -561,6 +580,9 @@ pub async fn serve(
 
 /// The lease the background loops run under.
 const BACKGROUND_LEASE: &str = "background";
+
+/// The store channel that wakes the git loop on whichever replica runs it.
+pub(crate) const GIT_CHANNEL: &str = "paved_git";
 
 /// Runs the background loops — the reconciler, the git loop and audit
 /// checkpoints — while this replica holds the store's `background` lease,

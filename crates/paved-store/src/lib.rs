@@ -249,6 +249,16 @@ pub trait Store: SecretStore + ReleaseStore + Send + Sync {
     /// Lets the lease go at once if `holder` has it (a clean shutdown), so
     /// another replica need not wait for it to lapse.
     async fn release_lease(&self, name: &str, holder: &str) -> Result<(), StoreError>;
+    /// Wakes every process listening on `channel` ([`Store::wakes`]):
+    /// PostgreSQL's `NOTIFY`, delivered when the calling transaction (here:
+    /// none) commits; nothing on SQLite, which serves one machine.
+    async fn wake(&self, channel: &str) -> Result<(), StoreError>;
+    /// Wake-ups on `channel` from any process sharing this store
+    /// (PostgreSQL's `LISTEN` on a connection of its own, reconnected when
+    /// lost — a loss also counts as a wake-up, since one may have been
+    /// missed); `None` on SQLite. Wake-ups carry nothing: a listener looks
+    /// in the store for what changed, and still polls in case one is lost.
+    async fn wakes(&self, channel: &str) -> Result<Option<tokio::sync::mpsc::Receiver<()>>, StoreError>;
     /// This store, with every write transaction first checking (in the
     /// same transaction) that `fence` still holds: once another holder took
     /// the lease, writes fail with [`StoreError::Fenced`] and change nothing.

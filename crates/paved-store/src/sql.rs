@@ -822,6 +822,42 @@ impl Store for SqlStore {
         Ok(())
     }
 
+    async fn wake(&self, channel: &str) -> Result<(), StoreError> {
+        if self.backend == Backend::Postgres {
+            sqlx::query("SELECT pg_notify($1, '')").bind(channel).execute(&self.pool).await?;
+        }
+        Ok(())
+    }
+
+    async fn wakes(&self, channel: &str) -> Result<Option<tokio::sync::mpsc::Receiver<()>>, StoreError> {
+        if self.backend != Backend::Postgres {
+            return Ok(None);
+        }
+        let mut listener = sqlx::postgres::PgListener::connect(&self.url).await?;
+        listener.listen(channel).await?;
+        // One pending wake-up is as good as many: a channel of one, sent without waiting.
+        let (tx, rx) = tokio::sync::mpsc::channel(1);
+        tokio::spawn(async move {
+            loop {
+                let woke = match listener.try_recv().await {
+                    // A notification, or the connection lost (and one maybe missed).
+                    Ok(_) => true,
+                    Err(_) => {
+                        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                        false
+                    }
+                };
+                if tx.is_closed() {
+                    return;
+                }
+                if woke {
+                    let _ = tx.try_send(());
+                }
+            }
+        });
+        Ok(Some(rx))
+    }
+
     fn fenced(&self, fence: Fence) -> Arc<dyn Store> {
         Arc::new(SqlStore { fence: Some(Arc::new(fence)), ..self.clone() })
     }

@@ -461,6 +461,25 @@ async fn a_newer_schema_serves_until_it_says_this_release_cannot_use_it(b: Backe
     assert!(text.contains("needs a paved that knows migration 901") && text.contains("upgrade paved"), "{text}");
 }
 
+/// Wake-ups cross processes on PostgreSQL (LISTEN/NOTIFY); SQLite has none to give.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wake_up_reaches_every_listener_on_postgres_and_none_is_offered_on_sqlite() {
+    let b = postgres().await;
+    let (one, other) = (SqlStore::open(&b.url).await.unwrap(), SqlStore::open(&b.url).await.unwrap());
+    let mut first = one.wakes("paved_git").await.unwrap().expect("PostgreSQL listens");
+    let mut second = other.wakes("paved_git").await.unwrap().expect("PostgreSQL listens");
+    let mut unrelated = other.wakes("paved_other").await.unwrap().expect("PostgreSQL listens");
+    other.wake("paved_git").await.unwrap();
+    for rx in [&mut first, &mut second] {
+        tokio::time::timeout(std::time::Duration::from_secs(5), rx.recv()).await.expect("woken").unwrap();
+    }
+    assert!(tokio::time::timeout(std::time::Duration::from_millis(300), unrelated.recv()).await.is_err());
+    let lite = sqlite().await;
+    let store = SqlStore::open(&lite.url).await.unwrap();
+    assert!(store.wakes("paved_git").await.unwrap().is_none());
+    store.wake("paved_git").await.unwrap();
+}
+
 /// PostgreSQL only: the store replicas share (SQLite is one machine's).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replicas_starting_together_on_postgres_migrate_once() {

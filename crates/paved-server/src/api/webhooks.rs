@@ -7,6 +7,7 @@
 //! that state run. Events paved does not act on are acknowledged with 202.
 
 use crate::AppState;
+use crate::GIT_CHANNEL;
 use crate::error::{ApiError, ErrorBody};
 use axum::body::Bytes;
 use axum::extract::State;
@@ -111,6 +112,10 @@ pub async fn github(
             let details = serde_json::json!({"event": event, "result": result});
             state.control.record(&caller, "webhook.github", target, AuditOutcome::Succeeded, None, details).await?;
             state.git_wake.notify_one();
+            // The git loop may run on another replica (the background lease's holder).
+            if let Err(e) = state.control.store.wake(GIT_CHANNEL).await {
+                tracing::warn!(error = %e, "could not wake the other replicas' git loop; it runs at its interval");
+            }
             answer(StatusCode::ACCEPTED, "accepted", result)
         }
         Err(e) => {
