@@ -105,8 +105,11 @@ cat env.yaml | paved validate -f -")]
     /// Record specs as desired state (all or nothing), and/or bring environments to it.
     #[command(after_help = "Examples:\n  paved apply -f examples/                 # record specs only\n  \
 paved apply -e dev                       # provision dev from the recorded specs\n  \
-paved apply -f examples/ -e dev          # both\n  paved apply --all --parallelism 4\n\n\
-Ctrl-C stops scheduling, lets running steps finish and records them; run the same command again to continue.")]
+paved apply -f examples/ -e dev          # both\n  paved apply --all --parallelism 4\n  \
+paved apply -e dev --take-over           # a local environment whose machine is gone: re-create it here\n\n\
+Ctrl-C stops scheduling, lets running steps finish and records them; run the same command again to continue.\n\
+A local-provider environment runs on the machine that first applied it (PAVED_RUNNER_ID, else the host name);\n\
+other machines refuse to apply, drift or destroy it.")]
     Apply {
         /// Spec files or directories (recursive); `-` reads standard input.
         #[arg(short = 'f', long = "file", required_unless_present_any = ["environment", "all"])]
@@ -120,6 +123,10 @@ Ctrl-C stops scheduling, lets running steps finish and records them; run the sam
         /// Resources worked on at the same time.
         #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=256))]
         parallelism: u16,
+        /// Move a local-provider environment to this machine before applying (its machine is gone for good):
+        /// it is re-created here, empty; audited.
+        #[arg(long, requires = "environment")]
+        take_over: bool,
     },
     /// Remove every resource of an environment (its spec stays recorded).
     #[command(

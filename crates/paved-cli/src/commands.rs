@@ -30,7 +30,8 @@ impl From<paved_control::ControlError> for Failure {
             bad @ (ControlError::BadTokenRequest(_)
             | ControlError::StillProvisioned { .. }
             | ControlError::HostsPreviews { .. }
-            | ControlError::NoLogs { .. }) => Failure::User(bad.to_string()),
+            | ControlError::NoLogs { .. }
+            | ControlError::OtherRunner { .. }) => Failure::User(bad.to_string()),
             unplannable @ ControlError::Unplannable { .. } => Failure::User(unplannable.to_string()),
             unrenderable @ ControlError::Unrenderable { .. } => Failure::User(unrenderable.to_string()),
             ControlError::GitOps(e) => Failure::User(e.to_string()),
@@ -111,6 +112,7 @@ impl Ctx {
             kek_previous: self.kek_previous.clone(),
             issuer_kek,
             public_url: self.public_url.clone(),
+            runner: runner_id(),
         };
         Ok(paved_control::Control::new(open_store(self).await?, self.local_config()?, Arc::new(SystemClock), settings))
     }
@@ -120,6 +122,18 @@ impl Ctx {
             .map_err(|e| Failure::Internal(anyhow::anyhow!("cannot find paved's own executable: {e}")))?;
         Ok(paved_local::Config { data_dir: self.data_dir.clone(), exe, pg_bin: None, provisioners: None })
     }
+}
+
+/// This machine, as local-provider environments are pinned to it:
+/// `PAVED_RUNNER_ID`, else the host name.
+fn runner_id() -> String {
+    std::env::var("PAVED_RUNNER_ID").ok().filter(|r| !r.trim().is_empty()).unwrap_or_else(|| {
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_string())
+            .ok()
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "localhost".into())
+    })
 }
 
 fn default_data_dir() -> PathBuf {
@@ -209,9 +223,12 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Logout => crate::remote::logout(),
         Command::Whoami => crate::remote::whoami(&ctx, None).await,
         Command::Validate { files } => validate(&ctx, &files).await,
-        Command::Apply { files, environment, all, parallelism } => {
+        Command::Apply { files, environment, all, parallelism, take_over } => {
             if !files.is_empty() {
                 apply(&ctx, &files).await?;
+            }
+            if let (true, Some(env)) = (take_over, &environment) {
+                crate::provision::take_over(&ctx, env).await?;
             }
             match (environment, all) {
                 (Some(env), _) => crate::provision::apply_environments(&ctx, &[env], parallelism).await,
@@ -300,6 +317,10 @@ async fn remote_command(ctx: &Ctx, remote: &crate::remote::Remote, command: Comm
         Command::Whoami => r::whoami(ctx, Some(remote)).await,
         Command::Get { kind, name } => r::get(ctx, remote, parse_kind(&kind)?, name.as_deref()).await,
         Command::Delete { kind, name } => r::delete(ctx, remote, parse_kind(&kind)?, &name).await,
+        Command::Apply { take_over: true, .. } => Err(Failure::User(
+            "`apply --take-over` moves an environment to the machine paved runs on: run it there, without a server login"
+                .into(),
+        )),
         Command::Apply { files, environment, all, .. } => {
             if !files.is_empty() {
                 let (sources, diags) = read_files(&files);

@@ -212,6 +212,19 @@ pub async fn destroy(ctx: &Ctx, env: &str, parallelism: u16) -> Result<(), Failu
     delivered(ctx, &empty).await
 }
 
+/// `paved apply -e ENV --take-over`: the environment moves to this machine
+/// (said on stderr, with the machine it ran on) before the apply.
+pub async fn take_over(ctx: &Ctx, env: &str) -> Result<(), Failure> {
+    let control = ctx.control().await?;
+    let before = control.take_over_runner(&ctx.caller(), env).await?;
+    let here = &control.settings.runner;
+    match before {
+        Some(old) if &old != here => eprintln!("{env}: taken over from `{old}`; it is re-created on `{here}`"),
+        _ => eprintln!("{env}: runs on `{here}`"),
+    }
+    Ok(())
+}
+
 /// `paved drift -e ENV`.
 pub async fn drift(ctx: &Ctx, env: &str) -> Result<(), Failure> {
     let report = ctx.control().await?.drift(env).await?;

@@ -205,6 +205,46 @@ fn connect_db(port: u16, user: &str, password: &str, db: &str) -> Result<Vec<Str
     })
 }
 
+/// A local environment's processes and data live on one machine: others are
+/// refused (not left to re-create it empty or report it all missing) until
+/// one takes it over explicitly; a destroy frees it.
+#[test]
+fn a_local_environment_runs_on_the_machine_that_applied_it_until_another_takes_it_over() {
+    let p = Paved::new();
+    let on = |runner: &str, args: &[&str]| p.command(args).env("PAVED_RUNNER_ID", runner).output().unwrap();
+    let text = |out: &Output| String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    let up = on("machine-a", &["up"]);
+    assert!(up.status.success(), "{}", text(&up));
+    for args in [&["apply", "-e", "dev"][..], &["drift", "-e", "dev"], &["destroy", "-e", "dev"]] {
+        let refused = on("machine-b", args);
+        assert_eq!(refused.status.code(), Some(1), "{args:?}: {}", text(&refused));
+        let why = text(&refused);
+        assert!(why.contains("runs on `machine-a`") && why.contains("--take-over"), "{args:?}: {why}");
+    }
+    // Untouched on its own machine.
+    let drift = on("machine-a", &["drift", "-e", "dev"]);
+    assert_eq!(drift.status.code(), Some(0), "{}", text(&drift));
+
+    // machine-a is gone: machine-b takes the environment over, audited, and applies it.
+    let taken = on("machine-b", &["apply", "-e", "dev", "--take-over"]);
+    assert!(taken.status.success(), "{}", text(&taken));
+    assert!(text(&taken).contains("taken over from `machine-a`"), "{}", text(&taken));
+    let events: serde_json::Value =
+        serde_json::from_str(&p.ok(&["audit", "list", "--action", "environment.take-over", "-o", "json"])).unwrap();
+    assert_eq!(events[0]["details"], serde_json::json!({"from": "machine-a", "to": "machine-b"}), "{events}");
+    let refused = on("machine-a", &["drift", "-e", "dev"]);
+    assert!(text(&refused).contains("runs on `machine-b`"), "{}", text(&refused));
+    // Only a local environment has a machine to take over from.
+    let aws = on("machine-a", &["apply", "-e", "eu-dev", "--take-over"]);
+    assert!(!aws.status.success() && text(&aws).contains("only a local-provider environment"), "{}", text(&aws));
+
+    // Destroyed on its machine, it belongs to none: any machine may apply it next.
+    let destroyed = on("machine-b", &["destroy", "-e", "dev"]);
+    assert!(destroyed.status.success(), "{}", text(&destroyed));
+    let drift = on("machine-a", &["drift", "-e", "dev"]);
+    assert_eq!(drift.status.code(), Some(0), "{}", text(&drift));
+}
+
 #[test]
 fn up_runs_isolated_environments_repairs_drift_and_down_removes_everything() {
     let p = Paved::new();

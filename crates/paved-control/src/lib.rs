@@ -77,6 +77,10 @@ pub enum ControlError {
     Artifact(#[from] artifacts::ArtifactError),
     #[error("environment `{environment}` cannot be rendered for Kubernetes ({} problem(s)): {}", .problems.len(), .problems.join("; "))]
     Unrenderable { environment: String, problems: Vec<String> },
+    #[error(
+        "environment `{environment}` runs on `{runner}`, not on this machine (`{here}`): the local provider's processes, containers and data live there, so apply, drift and destroy it on `{runner}`; if that machine is gone for good, `paved apply -e {environment} --take-over` re-creates the environment here (its data does not move)"
+    )]
+    OtherRunner { environment: String, runner: String, here: String },
 }
 
 /// Who asks for an operation, as the audit log records it.
@@ -129,6 +133,10 @@ pub struct Settings {
     pub issuer_kek: KekSource,
     /// paved's public URL: the issuer of its tokens.
     pub public_url: String,
+    /// This machine, as the local provider's environments are pinned to it
+    /// (`PAVED_RUNNER_ID`, else the host name): a local environment runs
+    /// where it was first applied ([`Control::on_this_runner`]).
+    pub runner: String,
 }
 
 /// The control plane's operations over one store and this machine's local provider.
@@ -154,6 +162,59 @@ impl Control {
         settings: Settings,
     ) -> Control {
         Control { store, local, clock, settings, vault: Default::default(), broker: Default::default() }
+    }
+
+    /// Refuses to act on a local-provider environment pinned to another
+    /// machine: its processes, containers and data are there, and acting
+    /// here would re-create it empty or report it all missing. `claim`
+    /// (an apply) pins an unpinned environment to this machine.
+    pub async fn on_this_runner(&self, environment: &str, provider: Provider, claim: bool) -> Result<(), ControlError> {
+        if provider != Provider::Local {
+            return Ok(());
+        }
+        let here = &self.settings.runner;
+        let pinned = if claim {
+            Some(self.store.claim_runner(environment, here, self.clock.now()).await?)
+        } else {
+            self.store.runner_of(environment).await?.map(|(runner, _)| runner)
+        };
+        match pinned {
+            Some(runner) if &runner != here => {
+                Err(ControlError::OtherRunner { environment: environment.to_string(), runner, here: here.clone() })
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Moves a local-provider environment to this machine (its old one is
+    /// gone): the next apply re-creates it here. Audited with both
+    /// machines' names; returns the one it ran on.
+    pub async fn take_over_runner(&self, caller: &Caller, environment: &str) -> Result<Option<String>, ControlError> {
+        let context = self.catalog(caller.request.clone()).environment_context(environment).await?;
+        let provider = context.account.spec.provider;
+        if provider != Provider::Local {
+            return Err(ControlError::Unplannable {
+                environment: environment.to_string(),
+                problems: vec![format!(
+                    "only a local-provider environment runs on one machine and can be taken over; `{environment}` runs on {}",
+                    format!("{provider:?}").to_lowercase()
+                )],
+            });
+        }
+        let before = self.store.runner_of(environment).await?.map(|(runner, _)| runner);
+        let here = self.settings.runner.clone();
+        self.store.set_runner(environment, Some(&here), self.clock.now()).await?;
+        let details = serde_json::json!({"from": before, "to": here});
+        self.record(
+            caller,
+            "environment.take-over",
+            format!("Environment/{environment}"),
+            AuditOutcome::Succeeded,
+            None,
+            details,
+        )
+        .await?;
+        Ok(before)
     }
 
     /// The same control plane over another store (a fenced one, say: the
@@ -537,6 +598,7 @@ impl Control {
     pub async fn drift(&self, environment: &str) -> Result<DriftReport, ControlError> {
         let catalog = self.catalog(RequestContext::default());
         let (engine, provider) = self.engine_for(environment, "drift").await?;
+        self.on_this_runner(environment, provider, false).await?;
         let graph = engine.recorded(environment, provider).await?;
         let secrets = self.secret_values(&catalog, environment, &[&graph]).await?;
         Ok(engine.drift(environment, provider, &secrets).await?)
@@ -604,6 +666,7 @@ impl Control {
             desired
         };
         let (engine, provider) = self.engine_for(&desired.environment, operation).await?;
+        self.on_this_runner(&desired.environment, provider, !desired.nodes.is_empty()).await?;
         let applied = engine.recorded(&desired.environment, desired.provider).await?;
         if !desired.nodes.is_empty() {
             self.gate_plan(caller, desired, &applied).await?;
@@ -660,6 +723,9 @@ impl Control {
         let report = result?;
         if !desired.nodes.is_empty() {
             self.settle(&desired.environment, &report).await?;
+        } else if provider == Provider::Local && report.succeeded() {
+            // Destroyed: the next apply may run on any machine.
+            self.store.set_runner(&desired.environment, None, self.clock.now()).await?;
         }
         Ok(report)
     }

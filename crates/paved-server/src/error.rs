@@ -198,6 +198,7 @@ impl From<ControlError> for ApiError {
             e @ (ControlError::StillProvisioned { .. } | ControlError::HostsPreviews { .. }) => {
                 ApiError::new(StatusCode::CONFLICT, "still-provisioned", e.to_string())
             }
+            e @ ControlError::OtherRunner { .. } => ApiError::new(StatusCode::CONFLICT, "other-runner", e.to_string()),
             ControlError::Secret(e) => e.into(),
             ControlError::Identity(e) => e.into(),
             ControlError::Deploy(e) => e.into(),

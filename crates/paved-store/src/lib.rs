@@ -249,6 +249,16 @@ pub trait Store: SecretStore + ReleaseStore + Send + Sync {
     /// Lets the lease go at once if `holder` has it (a clean shutdown), so
     /// another replica need not wait for it to lapse.
     async fn release_lease(&self, name: &str, holder: &str) -> Result<(), StoreError>;
+    /// The runner (machine) a local-provider environment is pinned to, and
+    /// since when; `None`: not pinned.
+    async fn runner_of(&self, environment: &str) -> Result<Option<(String, OffsetDateTime)>, StoreError>;
+    /// Pins `environment` to `runner` unless it is pinned already (in one
+    /// statement: two first applies on two machines agree); returns the
+    /// runner it is pinned to.
+    async fn claim_runner(&self, environment: &str, runner: &str, now: OffsetDateTime) -> Result<String, StoreError>;
+    /// Pins `environment` to `runner` whatever it was pinned to (a
+    /// take-over), or unpins it (`None`: destroyed).
+    async fn set_runner(&self, environment: &str, runner: Option<&str>, now: OffsetDateTime) -> Result<(), StoreError>;
     /// Wakes every process listening on `channel` ([`Store::wakes`]):
     /// PostgreSQL's `NOTIFY`, delivered when the calling transaction (here:
     /// none) commits; nothing on SQLite, which serves one machine.

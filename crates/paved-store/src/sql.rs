@@ -822,6 +822,55 @@ impl Store for SqlStore {
         Ok(())
     }
 
+    async fn runner_of(&self, environment: &str) -> Result<Option<(String, OffsetDateTime)>, StoreError> {
+        let row = sqlx::query("SELECT runner, since FROM environment_runners WHERE environment = $1")
+            .bind(environment)
+            .fetch_optional(&self.pool)
+            .await?;
+        let Some(row) = row else { return Ok(None) };
+        let since: String = row.try_get("since")?;
+        let since = parse_time(&since).map_err(|reason| StoreError::Corrupt {
+            kind: "EnvironmentRunner".into(),
+            name: environment.to_string(),
+            generation: 0,
+            reason,
+        })?;
+        Ok(Some((row.try_get("runner")?, since)))
+    }
+
+    async fn claim_runner(&self, environment: &str, runner: &str, now: OffsetDateTime) -> Result<String, StoreError> {
+        self.write(
+            sqlx::query(
+                "INSERT INTO environment_runners (environment, runner, since) VALUES ($1, $2, $3) \
+                 ON CONFLICT (environment) DO NOTHING",
+            )
+            .bind(environment)
+            .bind(runner)
+            .bind(timestamp(now)),
+        )
+        .await?;
+        let row = sqlx::query("SELECT runner FROM environment_runners WHERE environment = $1")
+            .bind(environment)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get("runner")?)
+    }
+
+    async fn set_runner(&self, environment: &str, runner: Option<&str>, now: OffsetDateTime) -> Result<(), StoreError> {
+        let q = match runner {
+            Some(runner) => sqlx::query(
+                "INSERT INTO environment_runners (environment, runner, since) VALUES ($1, $2, $3) \
+                 ON CONFLICT (environment) DO UPDATE SET runner = excluded.runner, since = excluded.since",
+            )
+            .bind(environment)
+            .bind(runner)
+            .bind(timestamp(now)),
+            None => sqlx::query("DELETE FROM environment_runners WHERE environment = $1").bind(environment),
+        };
+        self.write(q).await?;
+        Ok(())
+    }
+
     async fn wake(&self, channel: &str) -> Result<(), StoreError> {
         if self.backend == Backend::Postgres {
             sqlx::query("SELECT pg_notify($1, '')").bind(channel).execute(&self.pool).await?;

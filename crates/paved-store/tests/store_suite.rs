@@ -434,6 +434,20 @@ async fn a_fenced_store_writes_nothing_once_its_lease_was_taken_over(b: Backend)
     assert!(fenced.get("Team", "before").await.unwrap().is_some());
 }
 
+async fn a_local_environment_is_pinned_to_the_first_runner_until_taken_over_or_destroyed(b: Backend) {
+    let store = SqlStore::open(&b.url).await.unwrap();
+    assert_eq!(store.runner_of("dev").await.unwrap(), None);
+    assert_eq!(store.claim_runner("dev", "host-a", at(0)).await.unwrap(), "host-a");
+    // A second machine's claim names the first; nothing moves.
+    assert_eq!(store.claim_runner("dev", "host-b", at(1)).await.unwrap(), "host-a");
+    assert_eq!(store.runner_of("dev").await.unwrap(), Some(("host-a".to_string(), at(0))));
+    store.set_runner("dev", Some("host-b"), at(2)).await.unwrap();
+    assert_eq!(store.runner_of("dev").await.unwrap(), Some(("host-b".to_string(), at(2))));
+    store.set_runner("dev", None, at(3)).await.unwrap();
+    assert_eq!(store.runner_of("dev").await.unwrap(), None);
+    assert_eq!(store.claim_runner("dev", "host-a", at(4)).await.unwrap(), "host-a");
+}
+
 /// A newer paved's migration as it would be recorded (sqlx's table).
 fn newer_migration(b: &Backend, version: i64) -> String {
     let checksum = if b.url.starts_with("sqlite") { "X'00'" } else { "'\\x00'::bytea" };
@@ -506,6 +520,7 @@ macro_rules! suite {
 
 suite!(
     records_and_lists,
+    a_local_environment_is_pinned_to_the_first_runner_until_taken_over_or_destroyed,
     a_lease_has_one_holder_and_a_new_token_after_each_lapse,
     a_fenced_store_writes_nothing_once_its_lease_was_taken_over,
     a_newer_schema_serves_until_it_says_this_release_cannot_use_it,
