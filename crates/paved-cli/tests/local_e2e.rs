@@ -221,6 +221,19 @@ fn a_local_environment_runs_on_the_machine_that_applied_it_until_another_takes_i
         let why = text(&refused);
         assert!(why.contains("runs on `machine-a`") && why.contains("--take-over"), "{args:?}: {why}");
     }
+    // A sweep from another machine reports the environment as unreadable there, saying where it runs.
+    let sweep = on("machine-b", &["drift", "--all", "-o", "json"]);
+    assert_eq!(sweep.status.code(), Some(3), "{}", text(&sweep));
+    let reports: serde_json::Value = serde_json::from_slice(&sweep.stdout).unwrap();
+    let dev = reports.as_array().unwrap().iter().find(|r| r["environment"] == "dev").unwrap();
+    assert!(
+        dev["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|n| n["status"]["unreadable"]["error"].as_str().is_some_and(|e| e.contains("runs on `machine-a`"))),
+        "{dev}"
+    );
     // Untouched on its own machine.
     let drift = on("machine-a", &["drift", "-e", "dev"]);
     assert_eq!(drift.status.code(), Some(0), "{}", text(&drift));

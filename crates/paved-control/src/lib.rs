@@ -613,6 +613,7 @@ impl Control {
         // (provider, account, region) → the environments read with one set of clients.
         type Sweep = Vec<(String, Provider, paved_engine::SecretValues)>;
         let mut groups: BTreeMap<(Provider, String, String), Sweep> = BTreeMap::new();
+        let mut elsewhere = Vec::new();
         for o in catalog.list(Some(paved_model::Kind::Environment)).await? {
             let paved_model::Spec::Environment(e) = o.spec else { continue };
             let name = e.metadata.name.clone();
@@ -621,13 +622,25 @@ impl Control {
             }
             let provider = catalog.environment_context(&name).await?.account.spec.provider;
             let recorded = self.engine().recorded(&name, provider).await?;
+            // Another machine's local environment: each node unreadable from here, saying where it runs.
+            if let Err(e @ ControlError::OtherRunner { .. }) = self.on_this_runner(&name, provider, false).await {
+                let unreadable = paved_engine::DriftStatus::Unreadable { error: e.to_string() };
+                let order = recorded.order().unwrap_or_else(|_| recorded.nodes.keys().cloned().collect());
+                let nodes = order.into_iter().map(|id| paved_engine::NodeDrift {
+                    id,
+                    status: unreadable.clone(),
+                    changes: Vec::new(),
+                });
+                elsewhere.push(DriftReport { environment: name, nodes: nodes.collect() });
+                continue;
+            }
             let secrets = self.secret_values(&catalog, &name, &[&recorded]).await?;
             groups
                 .entry((provider, e.spec.account.clone(), e.spec.region.clone()))
                 .or_default()
                 .push((name, provider, secrets));
         }
-        let mut reports = Vec::new();
+        let mut reports = elsewhere;
         for ((provider, account, region), environments) in groups {
             let engine = match provider {
                 Provider::Aws => self.engine_over(self.aws_sweep_drivers(&catalog, &account, &region).await?),
