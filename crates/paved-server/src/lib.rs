@@ -592,7 +592,7 @@ pub(crate) const GIT_CHANNEL: &str = "paved_git";
 /// |---|---|
 /// | take or renew | every third of `--lease-ttl` ([`paved_store::Store::acquire_lease`]); a new fencing token restarts the loops under it |
 /// | fencing | the loops act through a fenced store: once another replica took the lease, their writes fail in the store and change nothing |
-/// | cut off | a replica that cannot renew stops its loops two thirds of the way through the lease, before another can take it |
+/// | cut off | a missed renewal (an error, or no answer by two thirds of the lease) stops the loops before the lease can lapse and another replica take it; the next renewal starts them again |
 /// | lost | another holder: the loops stop |
 /// | shutdown | the loops stop and the lease is released, so another replica takes over at once |
 async fn lead(state: AppState, mut stop: tokio::sync::watch::Receiver<bool>) {
@@ -611,11 +611,15 @@ async fn lead(state: AppState, mut stop: tokio::sync::watch::Receiver<bool>) {
             tracing::info!(replica = %state.replica, token, "background loops stopped");
         }
     };
+    let ttl_time = time::Duration::try_from(ttl).unwrap_or(time::Duration::seconds(15));
     loop {
         let asked = Instant::now();
-        let ttl_time = time::Duration::try_from(ttl).unwrap_or(time::Duration::seconds(15));
-        match store.acquire_lease(BACKGROUND_LEASE, &state.replica, state.control.clock.now(), ttl_time).await {
-            Ok(paved_store::Lease::Held { token, .. }) => {
+        // Never wait on the store past the moment a holder must have stopped
+        // (a partition can hold a query for minutes).
+        let deadline = if running.is_some() { renewed_at + ttl * 2 / 3 } else { asked + ttl / 3 };
+        let asking = store.acquire_lease(BACKGROUND_LEASE, &state.replica, state.control.clock.now(), ttl_time);
+        match tokio::time::timeout_at(tokio::time::Instant::from_std(deadline), asking).await {
+            Ok(Ok(paved_store::Lease::Held { token, .. })) => {
                 renewed_at = asked;
                 if running.as_ref().map(|(t, _)| *t) != Some(token) {
                     stop_loops(&mut running);
@@ -627,15 +631,22 @@ async fn lead(state: AppState, mut stop: tokio::sync::watch::Receiver<bool>) {
                     running = Some((token, start_loops(&state, token)));
                 }
             }
-            Ok(paved_store::Lease::HeldBy { holder, .. }) => {
+            Ok(Ok(paved_store::Lease::HeldBy { holder, .. })) => {
                 if running.is_some() {
                     tracing::warn!(replica = %state.replica, %holder, "lost the background lease");
                 }
                 stop_loops(&mut running);
             }
-            Err(e) => {
-                tracing::warn!(replica = %state.replica, error = %e, "could not renew the background lease");
-                if running.is_some() && asked.duration_since(renewed_at) >= ttl * 2 / 3 {
+            failed => {
+                let why = match failed {
+                    Ok(Err(e)) => e.to_string(),
+                    _ => "the store did not answer in time".to_string(),
+                };
+                tracing::warn!(replica = %state.replica, error = %why, "could not renew the background lease");
+                // A missed renewal stops the loops, at the latest two thirds
+                // into the lease: before it can lapse and another replica
+                // take it. They start again with the next renewal.
+                if running.is_some() && renewed_at.elapsed() >= ttl / 3 {
                     stop_loops(&mut running);
                 }
             }

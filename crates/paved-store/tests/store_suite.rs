@@ -469,7 +469,7 @@ async fn a_newer_schema_serves_until_it_says_this_release_cannot_use_it(b: Backe
     drop(store);
     // A later one changed what this release reads: refused, saying what to do, nothing written.
     tamper(&b, &[&newer_migration(&b, 901), "UPDATE store_compat SET min_reader = 901 WHERE id = 1"]).await;
-    let err = SqlStore::open(&b.url).await.err().expect("a schema this release cannot use");
+    let err = SqlStore::open(&b.url).await.expect_err("a schema this release cannot use");
     let text = err.to_string();
     assert!(matches!(err, StoreError::TooNew { applied: 901, needs: 901, known, .. } if known < 900), "{text}");
     assert!(text.contains("needs a paved that knows migration 901") && text.contains("upgrade paved"), "{text}");
