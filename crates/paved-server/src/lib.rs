@@ -599,6 +599,9 @@ async fn lead(state: AppState, mut stop: tokio::sync::watch::Receiver<bool>) {
     use std::sync::atomic::Ordering::SeqCst;
     let ttl = state.config.lease_ttl;
     let store = state.control.store.clone();
+    // Unique to this process even if two replicas were given one `--replica-id`
+    // (they would otherwise both hold the lease, and pass each other's fence).
+    let holder = format!("{}#{:016x}", state.replica, rand::random::<u64>());
     let labels = metrics::ReplicaLabels { replica: state.replica.clone() };
     let mut running: Option<(i64, Vec<tokio::task::JoinHandle<()>>)> = None;
     let mut renewed_at = Instant::now();
@@ -617,7 +620,7 @@ async fn lead(state: AppState, mut stop: tokio::sync::watch::Receiver<bool>) {
         // Never wait on the store past the moment a holder must have stopped
         // (a partition can hold a query for minutes).
         let deadline = if running.is_some() { renewed_at + ttl * 2 / 3 } else { asked + ttl / 3 };
-        let asking = store.acquire_lease(BACKGROUND_LEASE, &state.replica, state.control.clock.now(), ttl_time);
+        let asking = store.acquire_lease(BACKGROUND_LEASE, &holder, state.control.clock.now(), ttl_time);
         match tokio::time::timeout_at(tokio::time::Instant::from_std(deadline), asking).await {
             Ok(Ok(paved_store::Lease::Held { token, .. })) => {
                 renewed_at = asked;
@@ -628,12 +631,12 @@ async fn lead(state: AppState, mut stop: tokio::sync::watch::Receiver<bool>) {
                         last_token = token;
                     }
                     tracing::info!(replica = %state.replica, token, "took the background lease: running the reconciler, the git loop and audit checkpoints");
-                    running = Some((token, start_loops(&state, token)));
+                    running = Some((token, start_loops(&state, &holder, token)));
                 }
             }
-            Ok(Ok(paved_store::Lease::HeldBy { holder, .. })) => {
+            Ok(Ok(paved_store::Lease::HeldBy { holder: other, .. })) => {
                 if running.is_some() {
-                    tracing::warn!(replica = %state.replica, %holder, "lost the background lease");
+                    tracing::warn!(replica = %state.replica, holder = %other, "lost the background lease");
                 }
                 stop_loops(&mut running);
             }
@@ -660,7 +663,7 @@ async fn lead(state: AppState, mut stop: tokio::sync::watch::Receiver<bool>) {
                 stop_loops(&mut running);
                 state.leadership.held.store(false, SeqCst);
                 state.metrics.leader.get_or_create(&labels).set(0);
-                if let Err(e) = store.release_lease(BACKGROUND_LEASE, &state.replica).await {
+                if let Err(e) = store.release_lease(BACKGROUND_LEASE, &holder).await {
                     tracing::warn!(error = %e, "could not release the background lease; it lapses by itself");
                 }
                 return;
@@ -670,8 +673,8 @@ async fn lead(state: AppState, mut stop: tokio::sync::watch::Receiver<bool>) {
 }
 
 /// The background loops, acting through a store fenced by `token`.
-fn start_loops(state: &AppState, token: i64) -> Vec<tokio::task::JoinHandle<()>> {
-    let fence = paved_store::Fence { lease: BACKGROUND_LEASE.into(), holder: state.replica.clone(), token };
+fn start_loops(state: &AppState, holder: &str, token: i64) -> Vec<tokio::task::JoinHandle<()>> {
+    let fence = paved_store::Fence { lease: BACKGROUND_LEASE.into(), holder: holder.to_string(), token };
     let fenced = AppState { control: state.control.with_store(state.control.store.fenced(fence)), ..state.clone() };
     let mut tasks = vec![tokio::spawn(git_loop(fenced.clone()))];
     if let Some(every) = state.config.reconcile_interval {
