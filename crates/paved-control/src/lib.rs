@@ -679,13 +679,18 @@ impl Control {
             desired
         };
         let (engine, provider) = self.engine_for(&desired.environment, operation).await?;
-        self.on_this_runner(&desired.environment, provider, !desired.nodes.is_empty()).await?;
+        self.on_this_runner(&desired.environment, provider, false).await?;
         let applied = engine.recorded(&desired.environment, desired.provider).await?;
         if !desired.nodes.is_empty() {
             self.gate_plan(caller, desired, &applied).await?;
         }
         let catalog = self.catalog(caller.request.clone());
         let secrets = self.secret_values(&catalog, &desired.environment, &[desired, &applied]).await?;
+        // Pinned only by an apply that is going ahead (not one policy refused);
+        // the claim settles a race between two first applies.
+        if !desired.nodes.is_empty() {
+            self.on_this_runner(&desired.environment, provider, true).await?;
+        }
         let opts = Options {
             secrets,
             parallelism: run.parallelism,

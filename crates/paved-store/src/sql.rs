@@ -118,15 +118,15 @@ impl SqlStore {
 
 /// `url` without its password, for messages (a state URL may carry one).
 fn redacted(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let credentials = &url[scheme + 3..at];
-            match credentials.split_once(':') {
-                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
-                None => url.to_string(),
-            }
-        }
-        _ => url.to_string(),
+    let Some(start) = url.find("://").map(|i| i + 3) else { return url.to_string() };
+    // The authority ends at the path or the query; credentials end at its last `@`.
+    let end = url[start..].find(['/', '?']).map_or(url.len(), |i| start + i);
+    match url[start..end].rfind('@').map(|i| start + i) {
+        Some(at) => match url[start..at].split_once(':') {
+            Some((user, _)) => format!("{}{user}:***{}", &url[..start], &url[at..]),
+            None => url.to_string(),
+        },
+        None => url.to_string(),
     }
 }
 
@@ -1034,5 +1034,9 @@ mod tests {
         assert_eq!(super::redacted("postgres://paved:s3cr3t@db:5432/paved"), "postgres://paved:***@db:5432/paved");
         assert_eq!(super::redacted("postgres://paved@db/paved"), "postgres://paved@db/paved");
         assert_eq!(super::redacted("sqlite:///var/lib/paved/state.db"), "sqlite:///var/lib/paved/state.db");
+        assert_eq!(
+            super::redacted("postgres://paved:p%40ss@db/paved?application_name=a@b"),
+            "postgres://paved:***@db/paved?application_name=a@b"
+        );
     }
 }
