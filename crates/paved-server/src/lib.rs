@@ -592,7 +592,7 @@ pub(crate) const GIT_CHANNEL: &str = "paved_git";
 /// |---|---|
 /// | take or renew | every third of `--lease-ttl` ([`paved_store::Store::acquire_lease`]); a new fencing token restarts the loops under it |
 /// | fencing | the loops act through a fenced store: once another replica took the lease, their writes fail in the store and change nothing |
-/// | cut off | a missed renewal (an error, or no answer by two thirds of the lease) stops the loops before the lease can lapse and another replica take it; the next renewal starts them again |
+/// | cut off | a failed renewal is retried every tenth of the lease; no renewal by two thirds into it (an asking never waits longer) stops the loops before the lease can lapse and another replica take it; the next renewal starts them again |
 /// | lost | another holder: the loops stop |
 /// | shutdown | the loops stop and the lease is released, so another replica takes over at once |
 async fn lead(state: AppState, mut stop: tokio::sync::watch::Receiver<bool>) {
@@ -608,6 +608,7 @@ async fn lead(state: AppState, mut stop: tokio::sync::watch::Receiver<bool>) {
     // The token this replica last held: loops restarted under the same one
     // (after the store was out of reach for a while) are not a takeover.
     let mut last_token = 0;
+    let mut retry_soon = false;
     let stop_loops = |running: &mut Option<(i64, Vec<tokio::task::JoinHandle<()>>)>| {
         if let Some((token, tasks)) = running.take() {
             tasks.iter().for_each(tokio::task::JoinHandle::abort);
@@ -619,7 +620,8 @@ async fn lead(state: AppState, mut stop: tokio::sync::watch::Receiver<bool>) {
         let asked = Instant::now();
         // Never wait on the store past the moment a holder must have stopped
         // (a partition can hold a query for minutes).
-        let deadline = if running.is_some() { renewed_at + ttl * 2 / 3 } else { asked + ttl / 3 };
+        let stop_by = renewed_at + ttl * 2 / 3;
+        let deadline = if running.is_some() { stop_by } else { asked + ttl / 3 };
         let asking = store.acquire_lease(BACKGROUND_LEASE, &holder, state.control.clock.now(), ttl_time);
         match tokio::time::timeout_at(tokio::time::Instant::from_std(deadline), asking).await {
             Ok(Ok(paved_store::Lease::Held { token, .. })) => {
@@ -646,19 +648,25 @@ async fn lead(state: AppState, mut stop: tokio::sync::watch::Receiver<bool>) {
                     _ => "the store did not answer in time".to_string(),
                 };
                 tracing::warn!(replica = %state.replica, error = %why, "could not renew the background lease");
-                // A missed renewal stops the loops, at the latest two thirds
-                // into the lease: before it can lapse and another replica
-                // take it. They start again with the next renewal.
-                if running.is_some() && renewed_at.elapsed() >= ttl / 3 {
-                    stop_loops(&mut running);
+                // No renewal by two thirds into the lease stops the loops:
+                // before it can lapse and another replica take it. Until
+                // then a failed renewal is retried soon; the loops start
+                // again with the next renewal.
+                if running.is_some() {
+                    if Instant::now() + ttl / 10 >= stop_by {
+                        stop_loops(&mut running);
+                    } else {
+                        retry_soon = true;
+                    }
                 }
             }
         }
         state.leadership.token.store(running.as_ref().map_or(0, |(t, _)| *t), SeqCst);
         state.leadership.held.store(running.is_some(), SeqCst);
         state.metrics.leader.get_or_create(&labels).set(i64::from(running.is_some()));
+        let pause = if std::mem::take(&mut retry_soon) { ttl / 10 } else { ttl / 3 };
         tokio::select! {
-            _ = tokio::time::sleep(ttl / 3) => {}
+            _ = tokio::time::sleep(pause) => {}
             _ = stop.changed() => {
                 stop_loops(&mut running);
                 state.leadership.held.store(false, SeqCst);

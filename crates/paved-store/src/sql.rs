@@ -250,6 +250,13 @@ impl SqlStore {
     pub(crate) async fn begin(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, StoreError> {
         let mut tx = self.pool.begin().await?;
         if let Some(f) = &self.fence {
+            // SQLite: the write lock first (queued on busy_timeout). A read
+            // first would pin a snapshot that any other writer's commit
+            // makes stale, and the transaction's first write would then
+            // fail at once ("database is locked") instead of waiting.
+            if self.backend == Backend::Sqlite {
+                sqlx::query("UPDATE leases SET name = name WHERE 0 = 1").execute(&mut *tx).await?;
+            }
             let sql = match self.backend {
                 Backend::Sqlite => "SELECT token FROM leases WHERE name = $1 AND holder = $2 AND token = $3",
                 Backend::Postgres => {
@@ -787,12 +794,10 @@ impl Store for SqlStore {
         .bind(timestamp(expires))
         .fetch_optional(&self.pool)
         .await;
-        match taken {
-            Ok(Some(row)) => return Ok(Lease::Held { token: row.try_get("token")?, expires }),
-            Ok(None) => {}
-            // Two first takers at once: the loser reads the winner below.
-            Err(e) if is_conflict(&e) => {}
-            Err(e) => return Err(e.into()),
+        // An error (SQLite busy past its timeout, say) is an error: the
+        // caller's renewal failed, which is not the same as a lost lease.
+        if let Some(row) = taken? {
+            return Ok(Lease::Held { token: row.try_get("token")?, expires });
         }
         let row = sqlx::query("SELECT holder, token, expires_at FROM leases WHERE name = $1")
             .bind(name)
