@@ -534,6 +534,10 @@ pub struct ServerArgs {
     /// replica running them dies (renewed every third of it; replicas' clocks must agree well within it).
     #[arg(long, value_parser = parse_lock_timeout, default_value = "15s")]
     pub lease_ttl: std::time::Duration,
+    /// How often a replica records a running operation's progress (its heartbeat); another replica takes the
+    /// operation over and finishes it after three missed beats (the replica died or lost the store).
+    #[arg(long, value_parser = parse_lock_timeout, default_value = "5s")]
+    pub operation_heartbeat: std::time::Duration,
     /// Request logs on standard error: JSON lines, or text for people. Filter with PAVED_LOG (e.g. warn).
     #[arg(long, value_enum, default_value_t = LogFormat::Json)]
     pub log_format: LogFormat,

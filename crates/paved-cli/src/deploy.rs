@@ -124,6 +124,7 @@ pub(crate) async fn roll_out(ctx: &Ctx, what: Rollout) -> Result<(), Failure> {
         holder: ctx.holder(),
         lock_timeout: ctx.lock_timeout,
         jitter_seed: crate::commands::random_u64(),
+        operation: None,
     };
     let bars = Arc::new(Bars::new(&environment));
     let caller = ctx.caller();

@@ -65,6 +65,7 @@ async fn run_engine(ctx: &Ctx, desired: &ResourceGraph, parallelism: u16) -> Res
         holder: ctx.holder(),
         lock_timeout: ctx.lock_timeout,
         jitter_seed: crate::commands::random_u64(),
+        operation: None,
     };
     let bars = Arc::new(Bars::new(&desired.environment));
     let result = control.run(desired, &run, &ctx.caller(), cancel, bars.clone(), &LockNotes).await;

@@ -23,6 +23,12 @@ pub async fn serve(ctx: &Ctx, args: ServerArgs) -> Result<(), Failure> {
             args.lease_ttl
         )));
     }
+    if args.operation_heartbeat < std::time::Duration::from_millis(100) {
+        return Err(Failure::User(format!(
+            "--operation-heartbeat {:?} is too short: each beat writes to the store; give at least 100ms (default 5s)",
+            args.operation_heartbeat
+        )));
+    }
     init_logs(args.log_format == crate::cli::LogFormat::Json);
     let control = ctx.control().await?;
     let bootstrap_file = args.bootstrap_token_file.unwrap_or_else(|| ctx.data_dir.join("bootstrap-admin.token"));
@@ -69,6 +75,7 @@ pub async fn serve(ctx: &Ctx, args: ServerArgs) -> Result<(), Failure> {
         audit_checkpoint_interval: Some(args.audit_checkpoint_interval).filter(|d| !d.is_zero()),
         replica_id: args.replica_id.clone(),
         lease_ttl: args.lease_ttl,
+        operation_heartbeat: args.operation_heartbeat,
         ..paved_server::ServerConfig::default()
     };
     let state = paved_server::AppState::new(control, config);

@@ -793,29 +793,8 @@ fn replicas_on_postgresql_run_the_background_loops_once_and_take_over_from_a_dea
     let a = p.port;
     // The second replica: the same store and key, its own port and log.
     let b = support::free_port();
-    let spawn_b = |p: &Platform, log: &str| {
-        let log = std::fs::File::create(p.data.path().join(log)).unwrap();
-        let listen = format!("127.0.0.1:{b}");
-        let mut args = vec!["server", "--listen", listen.as_str()];
-        let extra = replica("replica-b");
-        args.extend(extra.iter().map(String::as_str));
-        let child = p.command(&args).stdout(log.try_clone().unwrap()).stderr(log).spawn().unwrap();
-        let deadline = std::time::Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", b)).is_err() {
-            assert!(std::time::Instant::now() < deadline, "replica-b did not listen");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        child
-    };
-    /// Killed with the test, whatever happens to it.
-    struct Reaped(std::process::Child);
-    impl Drop for Reaped {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let mut replica_b = Reaped(spawn_b(&p, "server-b.log"));
+    let mut replica_b =
+        spawn_replica(&p, b, &replica("replica-b").iter().map(String::as_str).collect::<Vec<_>>(), "server-b.log");
     let ready = |port: u16| -> Value { serde_json::from_slice(&support::http(port, "GET", "/readyz")).unwrap() };
     let leaders = || [a, b].into_iter().filter(|port| ready(*port)["leader"] == true).collect::<Vec<_>>();
     let until = |what: &str, done: &dyn Fn() -> bool| {
@@ -874,6 +853,148 @@ fn replicas_on_postgresql_run_the_background_loops_once_and_take_over_from_a_dea
     assert!(handover < Duration::from_secs(3), "a clean stop waited for the lease to lapse: {handover:?}");
     let log_b = std::fs::read_to_string(p.data.path().join("server-b.log")).unwrap();
     assert!(log_b.contains("took the background lease"), "{log_b}");
+}
+
+/// A replica process killed with the test, whatever happens to it.
+struct Replica(std::process::Child);
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `paved server` on `port` beside the platform's own (same store and
+/// key), logging to `log` in the data directory; returns once it listens.
+fn spawn_replica(p: &Platform, port: u16, args: &[&str], log: &str) -> Replica {
+    let log = std::fs::File::options().create(true).append(true).open(p.data.path().join(log)).unwrap();
+    let listen = format!("127.0.0.1:{port}");
+    let mut all = vec!["server", "--listen", listen.as_str()];
+    all.extend(args);
+    let child = Replica(p.command(&all).stdout(log.try_clone().unwrap()).stderr(log).spawn().unwrap());
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(std::time::Instant::now() < deadline, "the replica on {port} did not listen");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child
+}
+
+fn lcg(seed: u64) -> impl FnMut() -> u64 {
+    let mut x = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    move || {
+        x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        x >> 33
+    }
+}
+
+/// Supervisors of `dev`'s workloads running on this machine, per workload.
+fn supervisors(p: &Platform) -> BTreeMap<String, usize> {
+    let root = p.data.path().join("local/envs/dev/workloads");
+    let mut counts = BTreeMap::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        if e.file_name().to_string_lossy().parse::<u32>().is_err() {
+            continue;
+        }
+        let Ok(cmd) = std::fs::read(e.path().join("cmdline")) else { continue };
+        let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+        let Some((_, rest)) = cmd.split_once(&format!("{}/", root.display())) else { continue };
+        if cmd.contains("__supervise") {
+            let workload = rest.split('/').next().unwrap_or_default().to_string();
+            *counts.entry(workload).or_default() += 1;
+        }
+    }
+    counts
+}
+
+/// The durable operation queue: applies and destroys accepted by a replica
+/// that is then killed -9 at a random moment are finished by the other one,
+/// exactly once — one audit event per operation, one supervisor per
+/// workload, no drift — and followed from the surviving replica, its event
+/// stream resuming after the last event seen.
+#[test]
+fn operations_of_a_replica_killed_at_random_points_are_finished_by_another_exactly_once() {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let url = runtime.block_on(paved_store::testing::postgres_url()).expect("a PostgreSQL server for the test");
+    let mut p = Platform::new();
+    p.state = Some(url);
+    p.ok(&["up", "--runtime", "process"]);
+    p.ok_with_input(&["apply", "-f", "-"], &role_bindings());
+    let (_, admin) = p.token("admin", "serviceaccount:e2e-admin", None);
+    let args = |name: &'static str| ["--replica-id", name, "--operation-heartbeat", "300ms", "--lease-ttl", "3s"];
+    let (a, b) = (support::free_port(), support::free_port());
+    let _b = spawn_replica(&p, b, &args("replica-b"), "server-b.log");
+    let mut killed = 0;
+    let mut resumed = 0;
+    let seeds: u64 = std::env::var("PAVED_REPLICA_CRASH_SEEDS").ok().and_then(|s| s.parse().ok()).unwrap_or(20);
+    for seed in 0..seeds {
+        let mut rng = lcg(seed);
+        let destroying = seed % 2 == 1;
+        p.port = b;
+        if !destroying {
+            // Something to apply: dev destroyed first (through the survivor).
+            let id = p.request("POST", "/api/v1/environments/dev/destroy", Some(&admin), &[], b"").json()["id"].clone();
+            assert_eq!(p.wait_operation(id.as_str().unwrap(), &admin)["status"], "succeeded", "seed {seed}");
+        }
+        let mut victim = spawn_replica(&p, a, &args("replica-a"), "server-a.log");
+        p.port = a;
+        let verb = if destroying { "destroy" } else { "apply" };
+        let started = p.request("POST", &format!("/api/v1/environments/dev/{verb}"), Some(&admin), &[], b"");
+        assert_eq!(started.status, 202, "seed {seed}: {}", started.text());
+        let id = started.json()["id"].as_str().unwrap().to_string();
+        std::thread::sleep(Duration::from_millis(rng() % 1500));
+        // Read from the other replica: the operation is in the store, not only in A's memory.
+        p.port = b;
+        let before = p.get(&format!("/api/v1/operations/{id}"), &admin).json();
+        victim.0.kill().unwrap();
+        victim.0.wait().unwrap();
+        if before["status"] == "running" {
+            killed += 1;
+        }
+        let op = p.wait_operation(&id, &admin);
+        assert_eq!(op["status"], "succeeded", "seed {seed} ({verb}): {op}\n{}", p.log_of("server-b.log"));
+        if op["attempts"].as_i64().unwrap() > 1 {
+            resumed += 1;
+        }
+        // Exactly one audit event for the operation, however many replicas ran it.
+        let audit = p.get("/api/v1/audit?target=Environment/dev&limit=1000", &admin).json();
+        let mine: Vec<&Value> =
+            audit["items"].as_array().unwrap().iter().filter(|e| e["details"]["operation"] == id.as_str()).collect();
+        assert_eq!(mine.len(), 1, "seed {seed}: audit events of {id}: {mine:#?}");
+        assert_eq!(mine[0]["action"], format!("environment.{verb}"));
+        // Every resource once: one supervisor per workload after an apply, none after a destroy.
+        let expected: BTreeMap<String, usize> = if destroying {
+            BTreeMap::new()
+        } else {
+            ["api", "web", "worker"].iter().map(|w| (w.to_string(), 1)).collect()
+        };
+        assert_eq!(supervisors(&p), expected, "seed {seed} ({verb})");
+        let drift = p.get("/api/v1/environments/dev/drift", &admin).json();
+        assert_eq!(drift["drifted"], false, "seed {seed}: {drift}");
+        // The whole trail from the survivor, and a stream resumed after an event it saw.
+        let all = p.get(&format!("/api/v1/operations/{id}/events"), &admin).text();
+        let seqs: Vec<i64> = all.lines().filter_map(|l| l.strip_prefix("id: ")).map(|n| n.parse().unwrap()).collect();
+        assert_eq!(seqs, (0..seqs.len() as i64).collect::<Vec<_>>(), "seed {seed}: {all}");
+        assert!(all.lines().any(|l| l == "event: done"), "seed {seed}: {all}");
+        let mid = seqs[seqs.len() / 2];
+        let rest = p.request(
+            "GET",
+            &format!("/api/v1/operations/{id}/events"),
+            Some(&admin),
+            &[("Last-Event-ID", &mid.to_string())],
+            b"",
+        );
+        let rest_seqs: Vec<i64> =
+            rest.text().lines().filter_map(|l| l.strip_prefix("id: ")).map(|n| n.parse().unwrap()).collect();
+        assert_eq!(rest_seqs, seqs[seqs.len() / 2 + 1..].to_vec(), "seed {seed}");
+    }
+    // The kills must land while operations run, and some must have been taken over.
+    assert!(killed * 2 >= seeds, "only {killed} of {seeds} kills interrupted an operation");
+    assert!(resumed > 0, "no operation was taken over");
+    let metrics = String::from_utf8(support::http(b, "GET", "/metrics")).unwrap();
+    assert!(metrics.contains(&format!("paved_operation_takeovers_total {resumed}")), "{metrics}");
+    eprintln!("{killed} of {seeds} kills interrupted an operation; {resumed} taken over");
 }
 
 /// A CA and a certificate for 127.0.0.1 signed by it, made with openssl in `dir`:

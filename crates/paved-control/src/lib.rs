@@ -106,6 +106,17 @@ pub struct RunOptions {
     /// How long to wait for another live paved's lock.
     pub lock_timeout: Duration,
     pub jitter_seed: u64,
+    /// The server's operation this run belongs to: its audit event is then
+    /// appended once however many replicas run it (a takeover runs it again).
+    pub operation: Option<OperationRef>,
+}
+
+/// An operation of the server's durable queue, as the replica running it holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OperationRef {
+    pub id: String,
+    /// The replica instance that owns it now.
+    pub owner: String,
 }
 
 /// What happened while waiting for an environment's lock.
@@ -737,7 +748,7 @@ impl Control {
             tokio::time::sleep(TAKEOVER_SETTLE).await;
             result = engine.apply(desired, &opts, cancel, progress).await;
         }
-        self.audit_run(desired, caller, &result).await?;
+        self.audit_run(desired, caller, &result, run.operation.as_ref()).await?;
         let report = result?;
         if !desired.nodes.is_empty() {
             self.settle(&desired.environment, &report).await?;
@@ -778,6 +789,7 @@ impl Control {
         desired: &ResourceGraph,
         caller: &Caller,
         result: &Result<Report, EngineError>,
+        operation: Option<&OperationRef>,
     ) -> Result<(), ControlError> {
         let (outcome, details) = match result {
             Ok(report) => {
@@ -800,8 +812,16 @@ impl Control {
         };
         let action = if desired.nodes.is_empty() { "environment.destroy" } else { "environment.apply" };
         let digest = format!("sha256:{}", hex::encode(Sha256::digest(desired.to_bytes())));
-        self.record(caller, action, format!("Environment/{}", desired.environment), outcome, Some(digest), details)
-            .await
+        let target = format!("Environment/{}", desired.environment);
+        let Some(op) = operation else {
+            return self.record(caller, action, target, outcome, Some(digest), details).await;
+        };
+        let mut details = details;
+        details["operation"] = serde_json::json!(op.id);
+        let event = NewAuditEvent { after: Some(digest), details, ..self.event(caller, action, target, outcome) };
+        // A replica that died after appending it already did: one event per operation.
+        self.store.audit_operation(&op.id, &op.owner, &event).await?;
+        Ok(())
     }
 
     /// Appends one event for `caller` to the audit log.

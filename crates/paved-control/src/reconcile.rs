@@ -75,7 +75,13 @@ impl Control {
             return Ok(());
         }
         let caller = Caller { actor: "paved-reconciler".into(), request: request.clone() };
-        let run = RunOptions { parallelism: 8, holder: holder.into(), lock_timeout: Duration::ZERO, jitter_seed: 0 };
+        let run = RunOptions {
+            parallelism: 8,
+            holder: holder.into(),
+            lock_timeout: Duration::ZERO,
+            jitter_seed: 0,
+            operation: None,
+        };
         let report =
             self.run(&desired, &run, &caller, Arc::new(AtomicBool::new(false)), Arc::new(Quiet), &NoWait).await?;
         result.healed = Some(report.succeeded());

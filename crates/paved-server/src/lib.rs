@@ -13,6 +13,7 @@ pub mod error;
 pub mod metrics;
 pub mod notify;
 pub mod operations;
+pub mod queue;
 
 use crate::auth::RequestId;
 use crate::metrics::{HttpLabels, Metrics};
@@ -93,6 +94,10 @@ pub struct ServerConfig {
     /// the background loops stop when their replica dies (renewed every
     /// third of it).
     pub lease_ttl: Duration,
+    /// How often a replica running an operation records its progress and
+    /// beats the operation's heartbeat; another replica takes an operation
+    /// over once its heartbeat is [`queue::STALE_AFTER`] beats old.
+    pub operation_heartbeat: Duration,
 }
 
 impl Default for ServerConfig {
@@ -116,6 +121,7 @@ impl Default for ServerConfig {
             audit_checkpoint_interval: Some(Duration::from_secs(300)),
             replica_id: String::new(),
             lease_ttl: Duration::from_secs(15),
+            operation_heartbeat: Duration::from_secs(5),
         }
     }
 }
@@ -151,7 +157,16 @@ pub struct AppState {
     pub notifier: notify::Notifier,
     /// This replica's name (the configured one, or `HOST:PID`).
     pub replica: String,
+    /// This process among the replicas: the replica's name and a random
+    /// suffix, unique even if two replicas were given one `--replica-id`
+    /// (they would otherwise both hold the lease and pass each other's
+    /// fence, or own each other's operations). Holds the lease and owns operations.
+    pub instance: String,
     pub leadership: Arc<Leadership>,
+    /// Wakes readers of operations run by other replicas (their progress was recorded).
+    pub operation_wake: Arc<tokio::sync::Notify>,
+    /// Set when the server stops: operations it stops are handed to the other replicas, not cancelled.
+    pub shutting_down: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl AppState {
@@ -162,6 +177,7 @@ impl AppState {
         let host: String = std::fs::read_to_string("/proc/sys/kernel/hostname")
             .map_or_else(|_| "localhost".into(), |h| h.trim().to_string());
         let config_replica = config.replica_id.clone();
+        let replica = if config_replica.is_empty() { format!("{host}:{}", std::process::id()) } else { config_replica };
         AppState {
             control,
             operations: Operations::with_retention(operations::Retention {
@@ -175,8 +191,11 @@ impl AppState {
             access: Arc::default(),
             git_wake: Arc::default(),
             notifier,
-            replica: if config_replica.is_empty() { format!("{host}:{}", std::process::id()) } else { config_replica },
+            instance: format!("{replica}#{:016x}", rand::random::<u64>()),
+            replica,
             leadership: Arc::default(),
+            operation_wake: Arc::default(),
+            shutting_down: Arc::default(),
         }
     }
 
@@ -528,8 +547,9 @@ pub fn app(state: AppState) -> (axum::Router, utoipa::openapi::OpenApi) {
 }
 
 /// Serves until `shutdown` resolves; then stops accepting requests, asks
-/// running applies to stop scheduling, and waits (up to the grace period)
-/// for them to record what they finished.
+/// running operations to stop scheduling, and waits (up to the grace
+/// period) for them to record what they finished and hand themselves to
+/// the other replicas ([`queue`]).
 pub async fn serve(
     state: AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
@@ -553,17 +573,43 @@ pub async fn serve(
             None
         }
     };
+    // Progress recorded by other replicas wakes this one's readers of it (PostgreSQL).
+    let followed = match state.control.store.wakes(queue::OPERATIONS_CHANNEL).await {
+        Ok(Some(mut wakes)) => {
+            let wake = state.operation_wake.clone();
+            Some(tokio::spawn(async move {
+                while wakes.recv().await.is_some() {
+                    wake.notify_waiters();
+                }
+            }))
+        }
+        Ok(None) => None,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot listen for other replicas' progress; their operations are read once a second");
+            None
+        }
+    };
+    let adopting = tokio::spawn(queue::adopt_loop(state.clone()));
     let (stop_leading, stopped) = tokio::sync::watch::channel(false);
     let leading = tokio::spawn(lead(state.clone(), stopped));
     let ops = state.operations.clone();
+    let stopping = state.shutting_down.clone();
     let grace = state.config.shutdown_grace;
     axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
         .with_graceful_shutdown(async move {
             shutdown.await;
+            // Running operations stop scheduling and are handed to the other
+            // replicas; event streams end (their clients resume elsewhere).
+            stopping.store(true, std::sync::atomic::Ordering::SeqCst);
             ops.cancel_all();
+            ops.touch();
         })
         .await
         .map_err(ServerError::Serve)?;
+    adopting.abort();
+    if let Some(f) = followed {
+        f.abort();
+    }
     // The background loops stop and the lease is let go, so another
     // replica takes over at once instead of after the lease lapses.
     let _ = stop_leading.send(true);
@@ -599,9 +645,7 @@ async fn lead(state: AppState, mut stop: tokio::sync::watch::Receiver<bool>) {
     use std::sync::atomic::Ordering::SeqCst;
     let ttl = state.config.lease_ttl;
     let store = state.control.store.clone();
-    // Unique to this process even if two replicas were given one `--replica-id`
-    // (they would otherwise both hold the lease, and pass each other's fence).
-    let holder = format!("{}#{:016x}", state.replica, rand::random::<u64>());
+    let holder = state.instance.clone();
     let labels = metrics::ReplicaLabels { replica: state.replica.clone() };
     let mut running: Option<(i64, Vec<tokio::task::JoinHandle<()>>)> = None;
     let mut renewed_at = Instant::now();
@@ -704,6 +748,7 @@ async fn git_loop(state: AppState) {
         holder,
         lock_timeout: Duration::from_secs(600),
         jitter_seed: rand::random(),
+        operation: None,
     };
     loop {
         match state.control.converge_git(&run, Arc::new(paved_engine::Quiet)).await {

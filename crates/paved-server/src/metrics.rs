@@ -57,6 +57,13 @@ pub struct Metrics {
     /// Times this replica took the background lease after it had lapsed or
     /// been released (a start, or a failover).
     pub lease_takeovers: Counter,
+    /// Operations running on any replica (the store's queue), as this replica last counted them.
+    pub operations_queued: Gauge,
+    /// Seconds since the stalest heartbeat of a running operation: grows
+    /// past the heartbeat when a replica died holding one.
+    pub operation_oldest_heartbeat: Gauge<f64, std::sync::atomic::AtomicU64>,
+    /// Operations this replica took over from a replica that stopped beating their heartbeat.
+    pub operation_takeovers: Counter,
     /// When the DORA figures were last computed. A scrape holds this lock
     /// while it computes, so concurrent scrapes share one computation.
     dora_at: tokio::sync::Mutex<Option<time::OffsetDateTime>>,
@@ -154,11 +161,32 @@ impl Metrics {
             "Times this replica took the background lease after it lapsed or was released",
             lease_takeovers.clone(),
         );
+        let operations_queued = Gauge::default();
+        registry.register(
+            "paved_operations_queued",
+            "Operations running on any replica of this store",
+            operations_queued.clone(),
+        );
+        let operation_oldest_heartbeat = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
+        registry.register(
+            "paved_operation_oldest_heartbeat_seconds",
+            "Seconds since the stalest heartbeat of a running operation",
+            operation_oldest_heartbeat.clone(),
+        );
+        let operation_takeovers = Counter::default();
+        registry.register(
+            "paved_operation_takeovers",
+            "Operations this replica took over from a replica that stopped",
+            operation_takeovers.clone(),
+        );
         Metrics {
             registry,
             dora_refreshes,
             leader,
             lease_takeovers,
+            operations_queued,
+            operation_oldest_heartbeat,
+            operation_takeovers,
             dora_at: tokio::sync::Mutex::new(None),
             http,
             operations,

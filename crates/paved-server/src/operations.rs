@@ -1,8 +1,9 @@
 //! Long operations (apply, destroy) run in the background; the request that
 //! started one gets its id, and progress is read by polling
-//! (`GET /operations/{id}`) or as Server-Sent Events. Operations live in
-//! memory: what they did is in the store (applied state, audit log), so a
-//! restart loses only the progress trail of runs that had finished.
+//! (`GET /operations/{id}`) or as Server-Sent Events. This module holds
+//! the operations this replica runs, in memory, where its readers follow
+//! them as they happen; [`crate::queue`] records them in the store, where
+//! every replica reads them and one takes over those of a replica that died.
 //!
 //! Finished operations are kept for a retention (default an hour) and at
 //! most [`Retention::keep`] of them, oldest evicted first, so a server that
@@ -13,14 +14,14 @@
 use crate::metrics::{Metrics, OperationLabels, OutcomeLabels};
 use paved_engine::{Outcome, Progress};
 use paved_plan::Action;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use time::OffsetDateTime;
 use utoipa::ToSchema;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Status {
     Running,
@@ -30,7 +31,7 @@ pub enum Status {
 }
 
 /// One step of an operation's progress.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct OperationEvent {
     pub seq: usize,
     /// `waiting` (for another apply's lock), `planned`, `started`, `finished` or `done`.
@@ -43,7 +44,7 @@ pub struct OperationEvent {
 }
 
 /// An apply or destroy, as the API shows it.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct Operation {
     pub id: String,
     /// `apply` or `destroy`.
@@ -64,8 +65,11 @@ pub struct Operation {
     /// Each resource's outcome, once known.
     #[schema(value_type = Object)]
     pub outcomes: BTreeMap<String, serde_json::Value>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// How many replicas have run it: 1, plus one per takeover (its replica died).
+    #[serde(default = "one")]
+    pub attempts: i64,
     /// Services the apply leaves out, with why (their resources cannot be
     /// provisioned here); the rest of the environment applies.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -89,9 +93,14 @@ impl Operation {
             done: 0,
             outcomes: BTreeMap::new(),
             error: None,
+            attempts: 1,
             blocked: BTreeMap::new(),
         }
     }
+}
+
+fn one() -> i64 {
+    1
 }
 
 struct Entry {
@@ -143,6 +152,35 @@ impl Operations {
         }
         all.insert(op.id, entry);
         cancel
+    }
+
+    /// Holds an operation taken over from another replica, with the events
+    /// recorded so far (numbering goes on after them).
+    pub fn resume(&self, op: Operation, events: Vec<OperationEvent>) -> Arc<AtomicBool> {
+        let cancel = Arc::new(AtomicBool::new(false));
+        let entry = Entry { op: op.clone(), events, cancel: cancel.clone() };
+        self.lock().insert(op.id, entry);
+        self.changed.notify_waiters();
+        cancel
+    }
+
+    /// Stops holding an operation another replica took over: it is read
+    /// from the store from now on. Its run is asked to stop.
+    pub fn forget(&self, id: &str) {
+        if let Some(e) = self.lock().remove(id) {
+            e.cancel.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+        self.changed.notify_waiters();
+    }
+
+    /// Wakes everyone waiting for a change (one that is not in an operation's own state).
+    pub fn touch(&self) {
+        self.changed.notify_waiters();
+    }
+
+    /// Waits until an operation changes (or `timeout` passes).
+    pub async fn changed(&self, timeout: std::time::Duration) {
+        let _ = tokio::time::timeout(timeout, self.changed.notified()).await;
     }
 
     /// How many operations are held (running and finished).
@@ -287,6 +325,7 @@ mod tests {
             done: 0,
             outcomes: BTreeMap::new(),
             error: None,
+            attempts: 1,
             blocked: BTreeMap::new(),
         }
     }

@@ -19,6 +19,9 @@
 //! and PostgreSQL through sqlx's `Any` driver; the dialects differ only in
 //! their migration files.
 //!
+//! Long operations and their progress ([`queue`]) are a durable queue that
+//! every replica of a server reads, and any takes over from a dead one.
+//!
 //! Artifacts and deployments ([`releases`]) are kept forever; a deployment
 //! only moves forward through its statuses.
 //!
@@ -32,6 +35,7 @@
 
 pub mod audit;
 mod pgcopy;
+pub mod queue;
 pub mod releases;
 pub mod secrets;
 mod sql;
@@ -40,6 +44,7 @@ pub mod testing;
 pub mod tokens;
 
 pub use audit::{AuditEvent, AuditFilter, AuditOutcome, NewAuditEvent, RequestContext, Verification};
+pub use queue::{OperationStore, QueueStats, StoredOperation};
 pub use releases::{
     Artifact, ArtifactPut, Deployment, DeploymentFilter, DeploymentStatus, NewDeployment, PendingDeployment,
     ReleaseStore,
@@ -170,7 +175,7 @@ pub struct Heads {
 }
 
 #[async_trait]
-pub trait Store: SecretStore + ReleaseStore + Send + Sync {
+pub trait Store: SecretStore + ReleaseStore + OperationStore + Send + Sync {
     /// The current generation of every live (not deleted) object, optionally
     /// of one kind, ordered by kind and name.
     async fn list(&self, kind: Option<&str>) -> Result<Vec<Record>, StoreError>;

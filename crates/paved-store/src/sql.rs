@@ -16,7 +16,7 @@ static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/postgres");
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Backend {
+pub(crate) enum Backend {
     Sqlite,
     Postgres,
 }
@@ -229,6 +229,10 @@ impl SqlStore {
         &self.pool
     }
 
+    pub(crate) fn backend(&self) -> Backend {
+        self.backend
+    }
+
     /// Runs one writing statement: on the pool, or in a fenced store in a
     /// transaction that checks the fence first ([`Self::begin`]).
     pub(crate) async fn write(
@@ -376,6 +380,9 @@ fn read_sqlite_audit(path: std::path::PathBuf, pages: tokio::sync::mpsc::Sender<
         )
         .map_err(|e| format!("cannot open {} to read the audit log: {e}", path.display()))?;
         conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(|e| e.to_string())?;
+        // Pages read through a memory map instead of copied through SQLite's
+        // page cache: the chain is read once, start to end.
+        conn.pragma_update(None, "mmap_size", 1_i64 << 32).map_err(|e| e.to_string())?;
         let mut statement = conn
             .prepare(concat!("SELECT ", audit_columns!(), " FROM audit_events ORDER BY seq"))
             .map_err(|e| e.to_string())?;

@@ -520,6 +520,7 @@ macro_rules! suite {
 
 suite!(
     records_and_lists,
+    operations_are_claimed_once_from_a_dead_owner_and_audited_once,
     a_local_environment_is_pinned_to_the_first_runner_until_taken_over_or_destroyed,
     a_lease_has_one_holder_and_a_new_token_after_each_lapse,
     a_fenced_store_writes_nothing_once_its_lease_was_taken_over,
@@ -540,6 +541,94 @@ suite!(
     listings_page_by_name_within_a_kind,
     artifacts_are_immutable_and_deployments_exactly_once,
 );
+
+fn queued(id: &str, owner: &str, heartbeat: i64) -> paved_store::StoredOperation {
+    paved_store::StoredOperation {
+        id: id.into(),
+        environment: "dev".into(),
+        status: "running".into(),
+        owner: owner.into(),
+        heartbeat_at: at(heartbeat),
+        attempts: 1,
+        started_at: at(heartbeat),
+        finished_at: None,
+        body: json!({"id": id, "done": 0}),
+        work: json!({"run": "graph"}),
+    }
+}
+
+async fn operations_are_claimed_once_from_a_dead_owner_and_audited_once(b: Backend) {
+    use paved_store::OperationStore;
+    let store = Arc::new(SqlStore::open(&b.url).await.unwrap());
+    store.put_operation(&queued("op_1", "a#1", 0)).await.unwrap();
+    let events = |from: i64, to: i64| (from..to).map(|i| (i, format!("{{\"seq\":{i}}}"))).collect::<Vec<_>>();
+    // The owner records progress; each write is a heartbeat.
+    assert!(store.save_operation("op_1", "a#1", "running", &json!({"done": 2}), &events(0, 3), at(5)).await.unwrap());
+    let got = store.get_operation("op_1").await.unwrap().unwrap();
+    assert_eq!((got.heartbeat_at, got.body["done"].clone(), got.attempts), (at(5), json!(2), 1));
+    // Not stale yet: nobody takes it.
+    assert_eq!(store.claim_stale_operation("b#2", at(6), at(4)).await.unwrap(), None);
+    // Its owner stopped beating: several replicas look at once, exactly one claims it.
+    let mut claims = Vec::new();
+    for i in 0..6 {
+        let store = store.clone();
+        claims.push(tokio::spawn(async move { store.claim_stale_operation(&format!("r#{i}"), at(20), at(10)).await }));
+    }
+    let mut winners = Vec::new();
+    for c in claims {
+        if let Some(op) = c.await.unwrap().unwrap() {
+            winners.push(op);
+        }
+    }
+    assert_eq!(winners.len(), 1, "{winners:?}");
+    let claimed = winners.remove(0);
+    assert_eq!((claimed.id.as_str(), claimed.attempts, claimed.heartbeat_at), ("op_1", 2, at(20)));
+    assert_eq!(claimed.work, json!({"run": "graph"}));
+    let owner = claimed.owner.clone();
+    // The old owner comes back (a pause, a partition): its writes are refused and change nothing.
+    assert!(
+        !store.save_operation("op_1", "a#1", "succeeded", &json!({"done": 9}), &events(3, 5), at(21)).await.unwrap()
+    );
+    assert_eq!(store.get_operation("op_1").await.unwrap().unwrap().status, "running");
+    assert_eq!(store.operation_events("op_1", -1, 100).await.unwrap().len(), 3);
+    // The audit event: once, by the owner; the dead one (or a second attempt) appends nothing.
+    let head = store.heads().await.unwrap().audit;
+    assert!(!store.audit_operation("op_1", "a#1", &event("ada", "Environment/dev")).await.unwrap());
+    assert!(store.audit_operation("op_1", &owner, &event("ada", "Environment/dev")).await.unwrap());
+    assert!(!store.audit_operation("op_1", &owner, &event("ada", "Environment/dev")).await.unwrap());
+    assert_eq!(store.heads().await.unwrap().audit, head + 1);
+    // The new owner goes on after the recorded events and ends it; readers page after what they saw.
+    assert!(store.save_operation("op_1", &owner, "running", &json!({"done": 4}), &events(3, 5), at(22)).await.unwrap());
+    let after = store.operation_events("op_1", 1, 2).await.unwrap();
+    assert_eq!(after.iter().map(|(s, _)| *s).collect::<Vec<_>>(), [2, 3]);
+    assert_eq!(store.queue_stats().await.unwrap().running, 1);
+    assert!(
+        store.save_operation("op_1", &owner, "succeeded", &json!({"done": 5}), &events(5, 6), at(23)).await.unwrap()
+    );
+    let ended = store.get_operation("op_1").await.unwrap().unwrap();
+    assert_eq!((ended.status.as_str(), ended.finished_at), ("succeeded", Some(at(23))));
+    // An ended operation is never claimed, however old; nor written again.
+    assert_eq!(store.claim_stale_operation("c#3", at(500), at(400)).await.unwrap(), None);
+    assert!(!store.save_operation("op_1", &owner, "running", &json!({}), &[], at(24)).await.unwrap());
+    assert_eq!(store.queue_stats().await.unwrap(), paved_store::QueueStats::default());
+
+    // A replica shutting down releases what it runs: claimed at the next look, not after the timeout.
+    store.put_operation(&queued("op_2", "a#1", 100)).await.unwrap();
+    assert!(!store.release_operation("op_2", "someone-else").await.unwrap());
+    assert_eq!(store.claim_stale_operation("b#2", at(101), at(99)).await.unwrap(), None);
+    assert!(store.release_operation("op_2", "a#1").await.unwrap());
+    let stats = store.queue_stats().await.unwrap();
+    assert_eq!(stats.running, 1);
+    let taken = store.claim_stale_operation("b#2", at(101), at(99)).await.unwrap().unwrap();
+    assert_eq!((taken.id.as_str(), taken.owner.as_str()), ("op_2", "b#2"));
+
+    // Finished operations past the retention go, with their events; running ones stay.
+    assert_eq!(store.prune_operations(at(30)).await.unwrap(), 1);
+    assert_eq!(store.get_operation("op_1").await.unwrap(), None);
+    assert!(store.operation_events("op_1", -1, 100).await.unwrap().is_empty());
+    assert_eq!(store.prune_operations(at(10_000)).await.unwrap(), 0);
+    assert!(store.get_operation("op_2").await.unwrap().is_some());
+}
 
 fn node(id: &str, v: i64) -> AppliedNode {
     AppliedNode {

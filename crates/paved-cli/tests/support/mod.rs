@@ -159,7 +159,12 @@ impl Platform {
     }
 
     pub fn log(&self) -> String {
-        std::fs::read_to_string(self.data.path().join("server.log")).unwrap_or_default()
+        self.log_of("server.log")
+    }
+
+    /// A log in the data directory (another replica's, say).
+    pub fn log_of(&self, name: &str) -> String {
+        std::fs::read_to_string(self.data.path().join(name)).unwrap_or_default()
     }
 
     pub fn request(

@@ -15,7 +15,7 @@ use crate::operations::{Operation, Status};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use paved_auth::{Request, Target};
-use paved_control::{DeployRequest, RunOptions, StatusRow};
+use paved_control::{DeployRequest, StatusRow};
 use paved_model::{EnvType, Kind, Role, Spec};
 use paved_store::Deployment;
 use serde::{Deserialize, Serialize};
@@ -31,49 +31,24 @@ async fn allow_change(state: &AppState, who: &Authed, environment: &str, action:
     who.allow(state, ask, action, &format!("Environment/{environment}")).await
 }
 
-/// Runs a recorded deployment's rollout in the background; answers 202 with the operation.
+/// Runs a recorded deployment's rollout as an operation; answers 202 with it.
 async fn start(
     state: &AppState,
     who: &Authed,
     deployment: Deployment,
     created: bool,
-) -> (StatusCode, axum::Json<Accepted>) {
+) -> Result<(StatusCode, axum::Json<Accepted>), ApiError> {
     let op = Operation::running("deploy", &deployment.environment, who, state.control.clock.now());
-    let id = op.id.clone();
-    state.operations.start(op.clone());
-    let answer = Accepted { operation: op, deployment: deployment.clone(), created };
     if !created {
-        state.operations.finish(&id, Status::Succeeded, None, state.control.clock.now());
-        return (StatusCode::ACCEPTED, axum::Json(answer));
+        // A retried request: nothing runs; the answer is an operation already ended.
+        let mut op = op;
+        (op.status, op.finished_at) = (Status::Succeeded, Some(op.started_at));
+        crate::queue::record_ended(state, &op).await?;
+        return Ok((StatusCode::ACCEPTED, axum::Json(Accepted { operation: op, deployment, created })));
     }
-    let (state, caller) = (state.clone(), who.caller());
-    tokio::spawn(async move {
-        let run = RunOptions {
-            parallelism: state.config.parallelism,
-            holder: format!("{}@{}:{}", caller.actor, state.holder_host, std::process::id()),
-            lock_timeout: std::time::Duration::from_secs(600),
-            jitter_seed: rand::random(),
-        };
-        let progress = state.operations.progress(&id, state.metrics.clone());
-        let result = state.control.roll_out(deployment, &caller, &run, progress).await;
-        let (status, error) = match result {
-            Ok(r) if r.deployment.status == paved_store::DeploymentStatus::Healthy => (Status::Succeeded, None),
-            Ok(r) => (
-                Status::Failed,
-                Some(format!(
-                    "deployment #{} is {}: {}",
-                    r.deployment.number,
-                    r.deployment.status,
-                    r.deployment.reason.unwrap_or_default()
-                )),
-            ),
-            Err(e) => (Status::Failed, Some(e.to_string())),
-        };
-        let outcome = if status == Status::Succeeded { "healthy" } else { "failed" };
-        state.metrics.deployments.get_or_create(&crate::metrics::OutcomeLabels { outcome: outcome.into() }).inc();
-        state.operations.finish(&id, status, error, state.control.clock.now());
-    });
-    (StatusCode::ACCEPTED, axum::Json(answer))
+    let work = crate::queue::Work::Deploy { deployment: Box::new(deployment.clone()), caller: (&who.caller()).into() };
+    let op = crate::queue::accept(state, who, op, work).await?;
+    Ok((StatusCode::ACCEPTED, axum::Json(Accepted { operation: op, deployment, created })))
 }
 
 /// A deployment recorded and being rolled out.
@@ -142,7 +117,7 @@ pub async fn deploy(
         request_id: request_id(&who, body.request_id),
     };
     let (deployment, created) = state.control.record_deployment(&req, &who.caller()).await?;
-    Ok(start(&state, &who, deployment, created).await)
+    start(&state, &who, deployment, created).await
 }
 
 #[derive(Debug, Default, Deserialize, ToSchema)]
@@ -169,7 +144,7 @@ pub async fn rollback(
     let body: RollbackBody = if body.is_empty() { RollbackBody::default() } else { json(&body)? };
     let id = request_id(&who, body.request_id);
     let (deployment, created) = state.control.record_rollback(&service, &name, body.to, &id, &who.caller()).await?;
-    Ok(start(&state, &who, deployment, created).await)
+    start(&state, &who, deployment, created).await
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -197,7 +172,7 @@ pub async fn promote(
     authorised(&state, &who, &body.from, Role::Viewer, "deployment.promote").await?;
     let id = request_id(&who, body.request_id);
     let (deployment, created) = state.control.record_promotion(&service, &body.from, &name, &id, &who.caller()).await?;
-    Ok(start(&state, &who, deployment, created).await)
+    start(&state, &who, deployment, created).await
 }
 
 /// A service's deployments to the environment, oldest first (kept forever).

@@ -5,17 +5,15 @@ use crate::api::AccessErrors;
 use crate::api::Page;
 use crate::auth::{Authed, spec_target};
 use crate::error::{ApiError, ErrorBody};
-use crate::operations::{self, Operation, Status};
+use crate::operations::Operation;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use paved_auth::{Request, Target};
-use paved_control::RunOptions;
 use paved_model::{Kind, Role, Spec};
 use paved_plan::ResourceGraph;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::time::Instant;
 use utoipa::{IntoParams, ToSchema};
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -164,64 +162,19 @@ pub async fn plan_environment(
     Ok(axum::Json(serde_json::to_value(&plan).map_err(ApiError::internal)?))
 }
 
-/// How long an operation waits for another one on the same environment
-/// (they queue instead of failing; the wait shows as a `waiting` event).
-const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(600);
-
-struct Waiting {
-    ops: crate::operations::Operations,
-    id: String,
-}
-
-impl paved_control::LockWatcher for Waiting {
-    fn waiting(&self, holder: &str, _environment: &str, _timeout: std::time::Duration) {
-        self.ops.waiting(&self.id, holder);
-    }
-}
-
-/// Starts an operation in the background and answers with it (202).
+/// Records an operation and starts it in the background; answers with it
+/// (202). Any replica answers for it, and one finishes it if this one dies.
 pub(crate) async fn start(
     state: &AppState,
     who: &Authed,
     operation: &str,
     desired: ResourceGraph,
-) -> (StatusCode, axum::Json<Operation>) {
+) -> Result<(StatusCode, axum::Json<Operation>), ApiError> {
     let mut op = Operation::running(operation, &desired.environment, who, state.control.clock.now());
     op.blocked = desired.blocked.clone();
-    let id = op.id.clone();
-    let cancel = state.operations.start(op.clone());
-    let (state, caller, kind) = (state.clone(), who.caller(), operation.to_string());
-    tokio::spawn(async move {
-        let started = Instant::now();
-        let run = RunOptions {
-            parallelism: state.config.parallelism,
-            holder: format!("{}@{}:{}", caller.actor, state.holder_host, std::process::id()),
-            lock_timeout: LOCK_WAIT,
-            jitter_seed: rand::random(),
-        };
-        let progress = state.operations.progress(&id, state.metrics.clone());
-        let waiting = Waiting { ops: state.operations.clone(), id: id.clone() };
-        let mut result = state.control.run(&desired, &run, &caller, cancel, progress, &waiting).await;
-        // A cluster environment's services come through Git: its manifests are committed once it is provisioned.
-        if let Ok(report) = &result
-            && report.succeeded()
-            && !report.cancelled
-            && let Err(e) = state.control.deliver_after_run(&desired, &caller).await
-        {
-            result = Err(e);
-        }
-        let (status, error) = match result {
-            Ok(report) if report.cancelled => (Status::Cancelled, None),
-            Ok(report) if report.succeeded() => (Status::Succeeded, None),
-            Ok(_) => (Status::Failed, Some("some resources failed; see outcomes".to_string())),
-            Err(e) => (Status::Failed, Some(e.to_string())),
-        };
-        operations::observe(&state.metrics, &kind, status, started.elapsed().as_secs_f64());
-        tracing::info!(operation = %id, kind = %kind, environment = %desired.environment, actor = %caller.actor,
-            request_id = %caller.request.request_id, ?status, error = error.as_deref().unwrap_or(""), "operation finished");
-        state.operations.finish(&id, status, error, state.control.clock.now());
-    });
-    (StatusCode::ACCEPTED, axum::Json(op))
+    let work = crate::queue::Work::Graph { graph: desired, caller: (&who.caller()).into() };
+    let op = crate::queue::accept(state, who, op, work).await?;
+    Ok((StatusCode::ACCEPTED, axum::Json(op)))
 }
 
 /// Brings the environment to its recorded specs. Returns an operation at once
@@ -237,7 +190,7 @@ pub async fn apply_environment(
     authorised(&state, &who, &name, Role::Developer, "environment.apply").await?;
     let catalog = state.control.catalog(who.request.clone());
     let (graph, _) = state.control.desired_graph(&catalog, &name).await?;
-    Ok(start(&state, &who, "apply", graph).await)
+    start(&state, &who, "apply", graph).await
 }
 
 /// Removes every resource of the environment (the spec stays). Returns an operation (202).
@@ -250,7 +203,7 @@ pub async fn destroy_environment(
 ) -> Result<(StatusCode, axum::Json<Operation>), ApiError> {
     authorised(&state, &who, &name, Role::Operator, "environment.destroy").await?;
     let graph = state.control.empty_graph(&name).await?;
-    Ok(start(&state, &who, "destroy", graph).await)
+    start(&state, &who, "destroy", graph).await
 }
 
 /// Compares what runs with what was applied.

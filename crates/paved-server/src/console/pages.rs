@@ -455,7 +455,7 @@ async fn act(state: AppState, who: Authed, headers: HeaderMap, name: String, des
         } else {
             state.control.desired_graph(&state.control.catalog(who.request.clone()), &name).await?.0
         };
-        let (_, op) = start(&state, &who, if destroy { "destroy" } else { "apply" }, graph).await;
+        let (_, op) = start(&state, &who, if destroy { "destroy" } else { "apply" }, graph).await?;
         Ok::<_, ApiError>(op.0.id)
     };
     match started.await {
