@@ -746,18 +746,11 @@ impl Driver for LoadBalancer {
             .iter()
             .filter(|lb| rs.iter().any(|r| Props::of(r).opt_str("name") == lb.load_balancer_name()))
             .collect();
-        let mut tags = std::collections::BTreeMap::new();
-        for chunk in wanted.chunks(20) {
-            let arns = chunk.iter().filter_map(|lb| lb.load_balancer_arn().map(str::to_string)).collect();
-            match elb.describe_tags().set_resource_arns(Some(arns)).send().await {
-                Ok(out) => {
-                    for d in out.tag_descriptions() {
-                        tags.insert(d.resource_arn().unwrap_or_default().to_string(), d.tags().to_vec());
-                    }
-                }
-                Err(e) => return super::every(rs, failed("DescribeTags", e)),
-            }
-        }
+        let arns: Vec<&str> = wanted.iter().filter_map(|lb| lb.load_balancer_arn()).collect();
+        let tags = match super::elb_tags(elb, &arns).await {
+            Ok(tags) => tags,
+            Err(e) => return super::every(rs, e),
+        };
         let mut out = Vec::new();
         for r in rs {
             let name = Props::of(r).opt_str("name");

@@ -85,6 +85,25 @@ pub(crate) async fn tags_by_arn(
     Ok(out)
 }
 
+/// Tags of Elastic Load Balancing resources (load balancers, target
+/// groups) by ARN, 20 ARNs a call — `DescribeTags`' most
+/// (<https://docs.aws.amazon.com/elasticloadbalancing/latest/APIReference/API_DescribeTags.html>).
+pub(crate) async fn elb_tags(
+    elb: &aws_sdk_elasticloadbalancingv2::Client,
+    arns: &[&str],
+) -> Result<std::collections::HashMap<String, Vec<aws_sdk_elasticloadbalancingv2::types::Tag>>, DriverError> {
+    let mut tags = std::collections::HashMap::new();
+    for chunk in arns.chunks(20) {
+        let asked = chunk.iter().map(|a| a.to_string()).collect();
+        let out =
+            elb.describe_tags().set_resource_arns(Some(asked)).send().await.map_err(|e| failed("DescribeTags", e))?;
+        for d in out.tag_descriptions() {
+            tags.insert(d.resource_arn().unwrap_or_default().to_string(), d.tags().to_vec());
+        }
+    }
+    Ok(tags)
+}
+
 /// Polls `gone` until it says so (backing off to every 15 s): for
 /// deletions other resources wait on — a cluster, a NAT gateway or a
 /// database holds addresses in the subnets deleted after it. The engine's

@@ -132,18 +132,11 @@ impl Driver for RouteTargetGroup {
             .iter()
             .filter(|g| rs.iter().any(|r| Props::of(r).opt_str("name") == g.target_group_name()))
             .collect();
-        let mut tags = std::collections::HashMap::new();
-        for chunk in wanted.chunks(20) {
-            let arns = chunk.iter().filter_map(|g| g.target_group_arn().map(str::to_string)).collect();
-            match elb.describe_tags().set_resource_arns(Some(arns)).send().await {
-                Ok(out) => {
-                    for d in out.tag_descriptions() {
-                        tags.insert(d.resource_arn().unwrap_or_default().to_string(), d.tags().to_vec());
-                    }
-                }
-                Err(e) => return super::every(rs, failed("DescribeTags", e)),
-            }
-        }
+        let arns: Vec<&str> = wanted.iter().filter_map(|g| g.target_group_arn()).collect();
+        let tags = match super::elb_tags(elb, &arns).await {
+            Ok(tags) => tags,
+            Err(e) => return super::every(rs, e),
+        };
         rs.iter()
             .map(|r| {
                 let name = Props::of(r).opt_str("name");
