@@ -154,6 +154,8 @@ def main():
             if p.poll() is None:
                 p.kill()
                 p.wait()
+        # The demo environment's processes outlive the replicas: stopped while its store is up.
+        subprocess.run([str(paved_bin), "down"], env=env, capture_output=True)
         stop_pg()
         shutil.rmtree(work, ignore_errors=True)
 

@@ -342,6 +342,10 @@ async fn resume(state: &AppState, claimed: StoredOperation) -> Result<(), String
     let events = recorded_events(state, &claimed.id).await.map_err(|e| e.to_string())?;
     op.attempts = claimed.attempts;
     op.status = Status::Running;
+    // The new attempt plans again and reports every node anew (those the
+    // dead replica finished as unchanged); the trail keeps what it saw.
+    (op.total, op.done) = (0, 0);
+    op.outcomes.clear();
     state.metrics.operation_takeovers.inc();
     tracing::info!(operation = %op.id, environment = %op.environment, attempts = op.attempts, from = %claimed.owner,
         "took over an operation whose replica stopped");

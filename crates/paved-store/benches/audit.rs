@@ -68,10 +68,18 @@ async fn run(name: &str, url: &str, events: usize) {
     bulk_insert(&format!("{url}{}", if url.starts_with("sqlite") { "?mode=rwc" } else { "" }), events).await;
     let load = t.elapsed();
     let store = SqlStore::open(&url).await.unwrap();
-    let t = Instant::now();
-    let v = store.verify_audit().await.unwrap();
-    let verify = t.elapsed();
-    assert_eq!((v.events, v.first_break), (events as i64, None));
+    // Verified three times: one run says little on a shared machine; the
+    // figure is the slowest, each run is printed.
+    let mut runs = Vec::new();
+    for _ in 0..3 {
+        let t = Instant::now();
+        let v = store.verify_audit().await.unwrap();
+        runs.push(t.elapsed());
+        assert_eq!((v.events, v.first_break), (events as i64, None));
+    }
+    let verify = runs.iter().copied().max().unwrap_or_default();
+    let each: Vec<String> = runs.iter().map(|r| format!("{:.2}", r.as_secs_f64())).collect();
+    println!("{name:<10} verify {events} events, three runs: {} s", each.join(" / "));
     println!(
         "{name:<10} append {:>7.0} events/s ({APPENDS} one by one, {:.2} ms each) | verify {events} events: {:.2} s \
          ({:.0} events/s) | bulk load {:.1} s",
@@ -83,7 +91,11 @@ async fn run(name: &str, url: &str, events: usize) {
     );
     // For bench/all's table.
     println!("RESULT\taudit\t{name}: append, one by one\t{:.0} events/s", APPENDS as f64 / append.as_secs_f64());
-    println!("RESULT\taudit\t{name}: verify {events} events\t{:.2} s", verify.as_secs_f64());
+    println!(
+        "RESULT\taudit\t{name}: verify {events} events (slowest of 3)\t{:.2} s ({} s)",
+        verify.as_secs_f64(),
+        each.join(" / ")
+    );
     store.close().await;
 }
 

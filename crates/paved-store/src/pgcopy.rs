@@ -14,7 +14,7 @@
 //! all integers big-endian; `seq` is a `BIGINT` (8 bytes), the other columns
 //! are `TEXT` (their UTF-8 bytes).
 
-use crate::audit::StoredEvent;
+use crate::audit::PackedEvents;
 
 const SIGNATURE: &[u8; 11] = b"PGCOPY\n\xff\r\n\0";
 const COLUMNS: i16 = 13;
@@ -42,72 +42,58 @@ impl CopyReader {
         self.ended
     }
 
-    /// The next complete event; `Ok(None)` when more bytes are needed or the data ended.
-    pub(crate) fn next_event(&mut self) -> Result<Option<StoredEvent>, String> {
+    /// Appends the next complete event to `page`; `Ok(false)` when more
+    /// bytes are needed or the data ended.
+    pub(crate) fn next_into(&mut self, page: &mut PackedEvents) -> Result<bool, String> {
         if self.ended {
-            return Ok(None);
+            return Ok(false);
         }
         if !self.header_read {
-            let Some(header) = self.buf.get(self.pos..self.pos + 19) else { return Ok(None) };
+            let Some(header) = self.buf.get(self.pos..self.pos + 19) else { return Ok(false) };
             if &header[..11] != SIGNATURE {
                 return Err("not a binary COPY stream".into());
             }
             let extension = i32::from_be_bytes([header[15], header[16], header[17], header[18]]);
             let extension = usize::try_from(extension).map_err(|_| "bad COPY header extension".to_string())?;
             if self.buf.len() < self.pos + 19 + extension {
-                return Ok(None);
+                return Ok(false);
             }
             self.pos += 19 + extension;
             self.header_read = true;
         }
         let mut at = self.pos;
-        let Some(count) = read_i16(&self.buf, &mut at) else { return Ok(None) };
+        let Some(count) = read_i16(&self.buf, &mut at) else { return Ok(false) };
         if count == -1 {
             self.ended = true;
             self.pos = at;
-            return Ok(None);
+            return Ok(false);
         }
         if count != COLUMNS {
             return Err(format!("a COPY row of {count} columns, expected {COLUMNS}"));
         }
-        let mut fields: Vec<Option<&[u8]>> = Vec::with_capacity(COLUMNS as usize);
-        for _ in 0..COLUMNS {
-            let Some(len) = read_i32(&self.buf, &mut at) else { return Ok(None) };
+        let mut fields: [Option<&[u8]>; COLUMNS as usize] = [None; COLUMNS as usize];
+        for field in fields.iter_mut() {
+            let Some(len) = read_i32(&self.buf, &mut at) else { return Ok(false) };
             if len < 0 {
-                fields.push(None);
                 continue;
             }
-            let Some(bytes) = self.buf.get(at..at + len as usize) else { return Ok(None) };
+            let Some(bytes) = self.buf.get(at..at + len as usize) else { return Ok(false) };
             at += len as usize;
-            fields.push(Some(bytes));
+            *field = Some(bytes);
         }
-        let text = |i: usize| -> Result<Option<String>, String> {
-            fields[i]
-                .map(|b| String::from_utf8(b.to_vec()).map_err(|e| format!("column {i} is not UTF-8: {e}")))
-                .transpose()
-        };
-        let required = |i: usize| text(i)?.ok_or_else(|| format!("column {i} is NULL"));
         let seq = match fields[0] {
             Some(b) if b.len() == 8 => i64::from_be_bytes(b.try_into().map_err(|_| "bad seq".to_string())?),
             _ => return Err("seq is not a BIGINT".into()),
         };
-        let event = StoredEvent {
-            seq,
-            at: required(1)?,
-            actor: required(2)?,
-            action: required(3)?,
-            target: required(4)?,
-            outcome: required(5)?,
-            request_id: required(6)?,
-            origin: required(7)?,
-            before_digest: text(8)?,
-            after_digest: text(9)?,
-            details: required(10)?,
-            prev_hash: required(11)?,
-            hash: required(12)?,
-        };
+        let mut texts: [Option<&str>; 12] = [None; 12];
+        for (i, (text, field)) in texts.iter_mut().zip(&fields[1..]).enumerate() {
+            *text = field
+                .map(|b| std::str::from_utf8(b).map_err(|e| format!("event {seq}: column {} is not UTF-8: {e}", i + 1)))
+                .transpose()?;
+        }
+        page.push(seq, texts)?;
         self.pos = at;
-        Ok(Some(event))
+        Ok(true)
     }
 }
 
@@ -128,7 +114,7 @@ mod tests {
     use super::*;
 
     /// A stream as PostgreSQL writes it, for `events`.
-    fn encode(events: &[StoredEvent]) -> Vec<u8> {
+    fn encode(events: &[crate::audit::StoredEvent]) -> Vec<u8> {
         let mut out = SIGNATURE.to_vec();
         out.extend_from_slice(&0_i32.to_be_bytes());
         out.extend_from_slice(&4_i32.to_be_bytes());
@@ -173,15 +159,13 @@ mod tests {
         let stream = encode(&events);
         for chunk in [1, 7, 64, stream.len()] {
             let mut reader = CopyReader::default();
-            let mut read = Vec::new();
+            let mut read = PackedEvents::default();
             for piece in stream.chunks(chunk) {
                 reader.push(piece);
-                while let Some(e) = reader.next_event().unwrap() {
-                    read.push(e);
-                }
+                while reader.next_into(&mut read).unwrap() {}
             }
             assert!(reader.ended(), "chunk {chunk}");
-            assert_eq!(read, events, "chunk {chunk}");
+            assert_eq!(read.to_events(), events, "chunk {chunk}");
         }
     }
 
@@ -189,11 +173,11 @@ mod tests {
     fn a_stream_of_another_shape_is_an_error_not_a_panic() {
         let mut reader = CopyReader::default();
         reader.push(b"not a copy stream at all");
-        assert!(reader.next_event().is_err());
+        assert!(reader.next_into(&mut PackedEvents::default()).is_err());
         let mut reader = CopyReader::default();
         let mut stream = encode(&crate::audit::sample_chain(1, 2, crate::audit::GENESIS.to_string()));
         stream[23..25].copy_from_slice(&3_i16.to_be_bytes());
         reader.push(&stream);
-        assert!(reader.next_event().unwrap_err().contains("3 columns"));
+        assert!(reader.next_into(&mut PackedEvents::default()).unwrap_err().contains("3 columns"));
     }
 }

@@ -1,6 +1,8 @@
 //! [`Store`] over SQLite and PostgreSQL with sqlx's `Any` driver.
 
-use crate::audit::{self, AuditEvent, AuditFilter, AuditOutcome, NewAuditEvent, StoredEvent, Verification};
+use crate::audit::{
+    self, AuditEvent, AuditFilter, AuditOutcome, NewAuditEvent, PackedEvents, StoredEvent, Verification,
+};
 use crate::{
     ApiToken, AppliedNode, Change, Fence, Heads, Lease, Lock, Operation, Record, RequestContext, Store, StoreError,
 };
@@ -371,7 +373,7 @@ const READ_AHEAD: usize = 3;
 /// rusqlite, not the pool: sqlx decodes a 13-column row in 4.3 µs (6.6 µs
 /// through `Any`), and the JSON page packing used before cost SQLite about
 /// 1.3 µs per row to build; stepping the statement directly is what is left.
-fn read_sqlite_audit(path: std::path::PathBuf, pages: tokio::sync::mpsc::Sender<Result<Vec<StoredEvent>, String>>) {
+fn read_sqlite_audit(path: std::path::PathBuf, pages: tokio::sync::mpsc::Sender<Result<PackedEvents, String>>) {
     let read = || -> Result<(), String> {
         use rusqlite::OpenFlags;
         let conn = rusqlite::Connection::open_with_flags(
@@ -380,36 +382,42 @@ fn read_sqlite_audit(path: std::path::PathBuf, pages: tokio::sync::mpsc::Sender<
         )
         .map_err(|e| format!("cannot open {} to read the audit log: {e}", path.display()))?;
         conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(|e| e.to_string())?;
-        // Pages read through a memory map instead of copied through SQLite's
-        // page cache: the chain is read once, start to end.
-        conn.pragma_update(None, "mmap_size", 1_i64 << 32).map_err(|e| e.to_string())?;
         let mut statement = conn
             .prepare(concat!("SELECT ", audit_columns!(), " FROM audit_events ORDER BY seq"))
             .map_err(|e| e.to_string())?;
         let mut rows = statement.query([]).map_err(|e| e.to_string())?;
-        let mut page = Vec::with_capacity(VERIFY_PAGE as usize);
+        let mut page = PackedEvents::with_capacity(VERIFY_PAGE as usize);
         while let Some(row) = rows.next().map_err(|e| e.to_string())? {
             let seq: i64 = row.get(0).map_err(|e| format!("an event's seq: {e}"))?;
-            let text = |i: usize| row.get::<_, String>(i).map_err(|e| format!("event {seq}, column {i}: {e}"));
-            let optional =
-                |i: usize| row.get::<_, Option<String>>(i).map_err(|e| format!("event {seq}, column {i}: {e}"));
-            page.push(StoredEvent {
+            // Borrowed from SQLite's row and copied once, into the page.
+            let text = |i: usize| -> Result<Option<&str>, String> {
+                match row.get_ref(i).map_err(|e| format!("event {seq}, column {i}: {e}"))? {
+                    rusqlite::types::ValueRef::Null => Ok(None),
+                    rusqlite::types::ValueRef::Text(t) => std::str::from_utf8(t)
+                        .map(Some)
+                        .map_err(|e| format!("event {seq}, column {i} is not UTF-8: {e}")),
+                    other => Err(format!("event {seq}, column {i} is {:?}, not text", other.data_type())),
+                }
+            };
+            page.push(
                 seq,
-                at: text(1)?,
-                actor: text(2)?,
-                action: text(3)?,
-                target: text(4)?,
-                outcome: text(5)?,
-                request_id: text(6)?,
-                origin: text(7)?,
-                before_digest: optional(8)?,
-                after_digest: optional(9)?,
-                details: text(10)?,
-                prev_hash: text(11)?,
-                hash: text(12)?,
-            });
+                [
+                    text(1)?,
+                    text(2)?,
+                    text(3)?,
+                    text(4)?,
+                    text(5)?,
+                    text(6)?,
+                    text(7)?,
+                    text(8)?,
+                    text(9)?,
+                    text(10)?,
+                    text(11)?,
+                    text(12)?,
+                ],
+            )?;
             if page.len() == VERIFY_PAGE as usize {
-                let full = std::mem::replace(&mut page, Vec::with_capacity(VERIFY_PAGE as usize));
+                let full = std::mem::replace(&mut page, PackedEvents::with_capacity(VERIFY_PAGE as usize));
                 if pages.blocking_send(Ok(full)).is_err() {
                     return Ok(()); // the check stopped at a break
                 }
@@ -428,10 +436,10 @@ fn read_sqlite_audit(path: std::path::PathBuf, pages: tokio::sync::mpsc::Sender<
 /// Checks one page of the chain from `position` (on a blocking thread: it
 /// hashes thousands of events); the verification that ends at the first
 /// break, or `None` and `position` moved to the page's last event.
-async fn check_page(page: Vec<StoredEvent>, position: &mut (i64, String)) -> Result<Option<Verification>, StoreError> {
-    let last = page.last().map_or(position.0, |e| e.seq);
+async fn check_page(page: PackedEvents, position: &mut (i64, String)) -> Result<Option<Verification>, StoreError> {
+    let last = page.get(page.len().saturating_sub(1)).map_or(position.0, |e| e.seq);
     let from = position.clone();
-    let (checked, events) = tokio::task::spawn_blocking(move || (audit::verify(&page, from), page))
+    let (checked, page) = tokio::task::spawn_blocking(move || (audit::verify_packed(&page, from), page))
         .await
         .map_err(|e| StoreError::CorruptAudit { seq: last, reason: e.to_string() })?;
     match checked {
@@ -441,7 +449,7 @@ async fn check_page(page: Vec<StoredEvent>, position: &mut (i64, String)) -> Res
         }
         Err(first_break) => {
             let until = first_break.intact_until;
-            let head = events.iter().find(|e| e.seq == until).map_or(position.1.clone(), |e| e.hash.clone());
+            let head = page.iter().find(|e| e.seq == until).map_or(position.1.clone(), |e| e.hash.to_string());
             Ok(Some(Verification { events: until, head, first_break: Some(first_break) }))
         }
     }
@@ -449,7 +457,7 @@ async fn check_page(page: Vec<StoredEvent>, position: &mut (i64, String)) -> Res
 
 /// PostgreSQL: the whole chain, in seq order, in one binary `COPY` (see
 /// [`crate::pgcopy`]), sent on as pages of [`VERIFY_PAGE`] events.
-async fn copy_audit_pages(url: String, pages: tokio::sync::mpsc::Sender<Result<Vec<StoredEvent>, String>>) {
+async fn copy_audit_pages(url: String, pages: tokio::sync::mpsc::Sender<Result<PackedEvents, String>>) {
     let read = async {
         use futures_util::StreamExt;
         use sqlx::Connection;
@@ -458,13 +466,12 @@ async fn copy_audit_pages(url: String, pages: tokio::sync::mpsc::Sender<Result<V
             concat!("COPY (SELECT ", audit_columns!(), " FROM audit_events ORDER BY seq) TO STDOUT (FORMAT binary)");
         let mut stream = conn.copy_out_raw(sql).await.map_err(|e| e.to_string())?;
         let mut reader = crate::pgcopy::CopyReader::default();
-        let mut page = Vec::with_capacity(VERIFY_PAGE as usize);
+        let mut page = PackedEvents::with_capacity(VERIFY_PAGE as usize);
         while let Some(chunk) = stream.next().await {
             reader.push(&chunk.map_err(|e| e.to_string())?);
-            while let Some(event) = reader.next_event()? {
-                page.push(event);
+            while reader.next_into(&mut page)? {
                 if page.len() == VERIFY_PAGE as usize {
-                    let full = std::mem::replace(&mut page, Vec::with_capacity(VERIFY_PAGE as usize));
+                    let full = std::mem::replace(&mut page, PackedEvents::with_capacity(VERIFY_PAGE as usize));
                     if pages.send(Ok(full)).await.is_err() {
                         return Ok(());
                     }
