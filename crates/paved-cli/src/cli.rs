@@ -486,7 +486,7 @@ pub struct ServerArgs {
     /// How long the bootstrap admin token keeps working once an organisation admin has a token of their own.
     #[arg(long, value_parser = parse_lock_timeout, default_value = "24h")]
     pub bootstrap_grace: std::time::Duration,
-    /// How long a finished apply or destroy stays readable at /api/v1/operations/{id} (the newest 1000 at most).
+    /// How long a finished operation stays readable at /api/v1/operations/{id} (from any replica; then pruned).
     #[arg(long, value_parser = parse_lock_timeout, default_value = "1h")]
     pub operation_retention: std::time::Duration,
     /// How often /metrics recomputes the DORA figures from the deployment history (scrapes in between are cheap).

@@ -989,6 +989,32 @@ fn operations_of_a_replica_killed_at_random_points_are_finished_by_another_exact
             rest.text().lines().filter_map(|l| l.strip_prefix("id: ")).map(|n| n.parse().unwrap()).collect();
         assert_eq!(rest_seqs, seqs[seqs.len() / 2 + 1..].to_vec(), "seed {seed}");
     }
+    // A clean stop (a rolling restart) hands its running operation over instead of cancelling it.
+    p.port = b;
+    let id = p.request("POST", "/api/v1/environments/dev/destroy", Some(&admin), &[], b"").json()["id"].clone();
+    assert_eq!(p.wait_operation(id.as_str().unwrap(), &admin)["status"], "succeeded");
+    let mut stopping = spawn_replica(&p, a, &args("replica-a"), "server-a.log");
+    p.port = a;
+    let id = p.request("POST", "/api/v1/environments/dev/apply", Some(&admin), &[], b"").json()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    std::thread::sleep(Duration::from_millis(300));
+    unsafe { libc::kill(stopping.0.id() as i32, libc::SIGTERM) };
+    stopping.0.wait().unwrap();
+    p.port = b;
+    let op = p.wait_operation(&id, &admin);
+    assert_eq!(op["status"], "succeeded", "an operation stopped by SIGTERM: {op}");
+    let audit = p.get("/api/v1/audit?target=Environment/dev&limit=1000", &admin).json();
+    let mine: Vec<&Value> =
+        audit["items"].as_array().unwrap().iter().filter(|e| e["details"]["operation"] == id.as_str()).collect();
+    assert_eq!(mine.len(), 1, "audit events of {id}: {mine:#?}");
+    assert_eq!(mine[0]["details"]["cancelled"], false, "{mine:#?}");
+    if op["attempts"].as_i64().unwrap() > 1 {
+        resumed += 1;
+        assert!(p.log_of("server-a.log").contains("released a running operation"), "{}", p.log_of("server-a.log"));
+    }
+    assert_eq!(supervisors(&p), ["api", "web", "worker"].iter().map(|w| (w.to_string(), 1)).collect());
     // The kills must land while operations run, and some must have been taken over.
     assert!(killed * 2 >= seeds, "only {killed} of {seeds} kills interrupted an operation");
     assert!(resumed > 0, "no operation was taken over");

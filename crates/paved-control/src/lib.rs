@@ -816,6 +816,11 @@ impl Control {
         let Some(op) = operation else {
             return self.record(caller, action, target, outcome, Some(digest), details).await;
         };
+        if matches!(result, Ok(report) if report.cancelled) {
+            // A queued operation stops only when its replica does: another
+            // replica finishes it, and that run's event is the operation's.
+            return Ok(());
+        }
         let mut details = details;
         details["operation"] = serde_json::json!(op.id);
         let event = NewAuditEvent { after: Some(digest), details, ..self.event(caller, action, target, outcome) };

@@ -211,7 +211,9 @@ async fn run_graph(
 }
 
 async fn run_deploy(state: &AppState, id: &str, deployment: Deployment, caller: Caller) -> (Status, Option<String>) {
-    let run = run_options(state, id, &caller);
+    // A rollout is several applies (the deploy, and a rollback's), each
+    // audited as before: the once-per-operation event is for applies and destroys.
+    let run = RunOptions { operation: None, ..run_options(state, id, &caller) };
     let progress = state.operations.progress(id, state.metrics.clone());
     let result = state.control.roll_out(deployment, &caller, &run, progress).await;
     let (status, error) = match result {
@@ -306,6 +308,9 @@ pub(crate) async fn adopt_loop(state: AppState) {
     let retention = time::Duration::try_from(state.config.operation_retention).unwrap_or(time::Duration::HOUR);
     let mut pruned_at: Option<Instant> = None;
     loop {
+        if state.shutting_down.load(Ordering::SeqCst) {
+            return; // a stopping replica takes nothing on
+        }
         let store = &state.control.store;
         let now = state.control.clock.now();
         match store.claim_stale_operation(&state.instance, now, now - stale).await {
