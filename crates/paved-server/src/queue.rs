@@ -251,12 +251,17 @@ async fn journal(state: AppState, id: String, mut written: usize, lost: Arc<Atom
                 events.iter().map(|e| (e.seq as i64, serde_json::to_string(e).unwrap_or_default())).collect();
             let body = serde_json::to_value(&op).unwrap_or_default();
             let now = state.control.clock.now();
-            if let Err(e) =
-                store.save_operation(&id, &state.instance, paved_store::queue::RUNNING, &body, &rows, now).await
-            {
-                tracing::warn!(operation = %id, error = %e, "could not record an operation's last progress before handing it over");
+            match store.save_operation(&id, &state.instance, paved_store::queue::RUNNING, &body, &rows, now).await {
+                Ok(true) => release_all(&state, std::slice::from_ref(&id)).await,
+                // Its heartbeat lapsed while the run stopped: another replica has it already.
+                Ok(false) => {
+                    tracing::info!(operation = %id, "a running operation was taken over while this replica stopped")
+                }
+                Err(e) => {
+                    tracing::warn!(operation = %id, error = %e, "could not record an operation's last progress before handing it over");
+                    release_all(&state, std::slice::from_ref(&id)).await;
+                }
             }
-            release_all(&state, std::slice::from_ref(&id)).await;
             state.operations.forget(&id);
             return;
         }

@@ -45,7 +45,8 @@ pub async fn get_operation(
 #[utoipa::path(get, path = "/api/v1/operations/{id}/events", tag = "operations",
     params(("id" = String, Path), ("Last-Event-ID" = Option<String>, Header, description = "Resume after this event")),
     responses((status = 200, description = "Server-Sent Events, one JSON OperationEvent each", content_type = "text/event-stream"),
-        AccessErrors, (status = 404, description = "Not found", body = ErrorBody)))]
+        AccessErrors, (status = 404, description = "Not found", body = ErrorBody),
+        (status = 422, description = "A Last-Event-ID that is not an event number", body = ErrorBody)))]
 pub async fn operation_events(
     State(state): State<AppState>,
     who: Authed,
