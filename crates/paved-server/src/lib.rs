@@ -557,38 +557,24 @@ pub async fn serve(
     let addr = state.config.listen;
     let listener = tokio::net::TcpListener::bind(addr).await.map_err(|source| ServerError::Bind { addr, source })?;
     let (router, _) = app(state.clone());
-    // Deliveries accepted by other replicas wake this one's git loop (PostgreSQL).
-    let woken = match state.control.store.wakes(GIT_CHANNEL).await {
-        Ok(Some(mut wakes)) => {
-            let wake = state.git_wake.clone();
-            Some(tokio::spawn(async move {
-                while wakes.recv().await.is_some() {
-                    wake.notify_one();
-                }
-            }))
-        }
-        Ok(None) => None,
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot listen for other replicas' deliveries; the git loop runs at its interval");
-            None
-        }
-    };
-    // Progress recorded by other replicas wakes this one's readers of it (PostgreSQL).
-    let followed = match state.control.store.wakes(queue::OPERATIONS_CHANNEL).await {
-        Ok(Some(mut wakes)) => {
-            let wake = state.operation_wake.clone();
-            Some(tokio::spawn(async move {
-                while wakes.recv().await.is_some() {
-                    wake.notify_waiters();
-                }
-            }))
-        }
-        Ok(None) => None,
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot listen for other replicas' progress; their operations are read once a second");
-            None
-        }
-    };
+    // Deliveries accepted by other replicas wake this one's git loop, and
+    // progress they record wakes this one's readers of it (PostgreSQL).
+    let git_wake = state.git_wake.clone();
+    let woken = forward_wakes(
+        &state,
+        GIT_CHANNEL,
+        move || git_wake.notify_one(),
+        "deliveries; the git loop runs at its interval",
+    )
+    .await;
+    let operation_wake = state.operation_wake.clone();
+    let followed = forward_wakes(
+        &state,
+        queue::OPERATIONS_CHANNEL,
+        move || operation_wake.notify_waiters(),
+        "progress; their operations are read once a second",
+    )
+    .await;
     let adopting = tokio::spawn(queue::adopt_loop(state.clone()));
     let (stop_leading, stopped) = tokio::sync::watch::channel(false);
     let leading = tokio::spawn(lead(state.clone(), stopped));
@@ -622,6 +608,29 @@ pub async fn serve(
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     Ok(())
+}
+
+/// Calls `wake` for each wake-up another replica sends on `channel`, until
+/// the task is aborted; `None` where the store sends none (SQLite) or the
+/// listening failed (`missed` says what is then read by polling).
+async fn forward_wakes(
+    state: &AppState,
+    channel: &str,
+    wake: impl Fn() + Send + 'static,
+    missed: &str,
+) -> Option<tokio::task::JoinHandle<()>> {
+    match state.control.store.wakes(channel).await {
+        Ok(Some(mut wakes)) => Some(tokio::spawn(async move {
+            while wakes.recv().await.is_some() {
+                wake();
+            }
+        })),
+        Ok(None) => None,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot listen for other replicas' {missed}");
+            None
+        }
+    }
 }
 
 /// The lease the background loops run under.

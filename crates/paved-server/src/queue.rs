@@ -247,9 +247,7 @@ async fn journal(state: AppState, id: String, mut written: usize, lost: Arc<Atom
         let Some(op) = state.operations.get(&id) else { return };
         let (events, _) = state.operations.events_since(&id, written).unwrap_or_default();
         if handed.load(Ordering::SeqCst) {
-            let rows: Vec<(i64, String)> =
-                events.iter().map(|e| (e.seq as i64, serde_json::to_string(e).unwrap_or_default())).collect();
-            let body = serde_json::to_value(&op).unwrap_or_default();
+            let (rows, body) = stored_progress(&events, &op);
             let now = state.control.clock.now();
             match store.save_operation(&id, &state.instance, paved_store::queue::RUNNING, &body, &rows, now).await {
                 Ok(true) => release_all(&state, std::slice::from_ref(&id)).await,
@@ -274,9 +272,7 @@ async fn journal(state: AppState, id: String, mut written: usize, lost: Arc<Atom
             tokio::time::sleep(FLUSH).await;
             continue;
         }
-        let rows: Vec<(i64, String)> =
-            events.iter().map(|e| (e.seq as i64, serde_json::to_string(e).unwrap_or_default())).collect();
-        let body = serde_json::to_value(&op).unwrap_or_default();
+        let (rows, body) = stored_progress(&events, &op);
         let now = state.control.clock.now();
         match store.save_operation(&id, &state.instance, stored_status(op.status), &body, &rows, now).await {
             Ok(true) => {
@@ -302,6 +298,12 @@ async fn journal(state: AppState, id: String, mut written: usize, lost: Arc<Atom
             }
         }
     }
+}
+
+/// New events as stored rows `(seq, JSON)`, and the operation's state as stored.
+fn stored_progress(events: &[OperationEvent], op: &Operation) -> (Vec<(i64, String)>, serde_json::Value) {
+    let rows = events.iter().map(|e| (e.seq as i64, serde_json::to_string(e).unwrap_or_default())).collect();
+    (rows, serde_json::to_value(op).unwrap_or_default())
 }
 
 /// Every replica: each heartbeat, claims an operation whose replica
