@@ -77,7 +77,11 @@ pub async fn run(ctx: &Ctx, command: AuditCommand) -> Result<(), Failure> {
         }
         AuditCommand::Checkpoint => {
             drop(store);
-            let (v, signed) = ctx.control().await?.checkpoint_audit(&ctx.caller()).await?;
+            let (v, signed) = ctx
+                .control()
+                .await?
+                .checkpoint_audit(&ctx.caller(), serde_json::json!({"cli": crate::commands::hostname()}))
+                .await?;
             if !v.intact() {
                 return report(ctx, &v);
             }

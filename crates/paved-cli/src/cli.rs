@@ -191,7 +191,8 @@ paved server --state postgres://paved@db/paved --replica-id paved-1   # one of s
 At first start an admin token is written to the bootstrap file (mode 0600; it is never printed or logged).\n\
 Replicas sharing a PostgreSQL store answer any request; the reconciler, the git loop and audit checkpoints run on\n\
 the one holding the background lease (/readyz says which), and move to another within --lease-ttl when it dies.\n\
-SIGINT/SIGTERM stop accepting requests; running applies finish their current steps and record them."
+SIGINT/SIGTERM stop accepting requests; running applies stop starting steps, give running ones 5 s, record them\n\
+and hand the operation to another replica (or to this server when it starts again)."
     )]
     Server(ServerArgs),
     /// Use a paved server from this CLI: checks the token (read from standard

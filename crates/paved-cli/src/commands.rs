@@ -73,7 +73,7 @@ pub(crate) struct Ctx {
     pub(crate) public_url: String,
 }
 
-fn hostname() -> String {
+pub(crate) fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname").map_or_else(|_| "localhost".into(), |h| h.trim().to_string())
 }
 

@@ -51,7 +51,8 @@ async fn run_engine(ctx: &Ctx, desired: &ResourceGraph, parallelism: u16) -> Res
         tokio::spawn(async move {
             if tokio::signal::ctrl_c().await.is_ok() {
                 eprintln!(
-                    "\nstopping: no new step starts; running ones finish and are recorded. Ctrl-C again quits at once."
+                    "\nstopping: no new step starts; running ones get 5 s to finish and are recorded (the next apply \
+                     finishes the rest). Ctrl-C again quits at once."
                 );
                 cancel.store(true, Ordering::SeqCst);
                 if tokio::signal::ctrl_c().await.is_ok() {

@@ -195,7 +195,26 @@ struct Fixtures {
 
 #[test]
 fn every_route_enforces_roles_tokens_and_limits_and_is_documented() {
+    route_matrix(1);
+}
+
+/// The same suite through three replicas on one PostgreSQL store, each
+/// request to the next replica in turn (as behind a load balancer): an
+/// operation started on one is read and streamed from the others, and a
+/// token revoked through one is refused by all.
+#[test]
+fn every_route_behaves_the_same_through_three_replicas_on_postgresql() {
+    route_matrix(3);
+}
+
+/// The route × role matrix and the API's contracts, against `replicas`
+/// servers (one on SQLite; several on PostgreSQL, one public URL).
+fn route_matrix(replicas: usize) {
     let mut p = Platform::new();
+    if replicas > 1 {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        p.state = Some(runtime.block_on(paved_store::testing::postgres_url()).expect("a PostgreSQL server"));
+    }
     // Real applied state: the demo environment on processes, with its PostgreSQL.
     p.ok(&["up", "--runtime", "process"]);
     p.ok_with_input(&["apply", "-f", "-"], &role_bindings());
@@ -219,13 +238,32 @@ fn every_route_enforces_roles_tokens_and_limits_and_is_documented() {
     let doomed_tokens =
         ROLES.iter().map(|r| (r.to_string(), p.token(&format!("doomed-{r}"), "serviceaccount:x", None).0)).collect();
 
-    p.start(&[]);
+    let first = support::free_port();
+    let public = format!("http://127.0.0.1:{first}");
+    let _others: Vec<Replica> = if replicas > 1 {
+        p.start_on(first, &["--replica-id", "replica-0", "--public-url", &public]);
+        let others: Vec<(u16, Replica)> = (1..replicas)
+            .map(|i| {
+                let port = support::free_port();
+                let (name, log) = (format!("replica-{i}"), format!("server-{i}.log"));
+                (port, spawn_replica(&p, port, &["--replica-id", &name, "--public-url", &public], &log))
+            })
+            .collect();
+        p.replicas = std::iter::once(first).chain(others.iter().map(|(port, _)| *port)).collect();
+        others.into_iter().map(|(_, r)| r).collect()
+    } else {
+        p.start_on(first, &[]);
+        Vec::new()
+    };
     let bootstrap = std::fs::read_to_string(p.data.path().join("bootstrap-admin.token")).unwrap().trim().to_string();
     let mode = std::os::unix::fs::PermissionsExt::mode(
         &std::fs::metadata(p.data.path().join("bootstrap-admin.token")).unwrap().permissions(),
     );
     assert_eq!(mode & 0o777, 0o600);
-    assert!(!p.log().contains(&bootstrap), "the bootstrap token was logged");
+    for i in 0..replicas {
+        let log = if i == 0 { p.log() } else { p.log_of(&format!("server-{i}.log")) };
+        assert!(!log.contains(&bootstrap), "the bootstrap token was logged");
+    }
     let admin = &tokens["admin"];
 
     // An operation to read, started by the admin and finished.
@@ -1251,4 +1289,135 @@ fn reads_served_from_memory_follow_every_write_including_another_processs() {
     assert_eq!(p.get(spec, &viewer).status, 404);
     assert_eq!(p.get(describe, &viewer).status, 404);
     assert_eq!(listed_type(&p), None);
+}
+
+/// A rolling upgrade: three replicas on PostgreSQL are replaced one at a
+/// time by the next release — a build knowing one more migration, an
+/// additive one (`PAVED_TEST_NEXT_RELEASE`, see `paved_store::testing`) —
+/// while a probe loop reads and writes through every replica not being
+/// replaced (a load balancer drains a replica before it is stopped). The
+/// first new replica migrates; the old ones keep serving beside the newer
+/// schema; an old replica started after the migration (a rollback) serves
+/// too; no request fails and no write is lost.
+#[test]
+fn replicas_replaced_one_at_a_time_by_the_next_release_keep_serving_without_errors() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let url = runtime.block_on(paved_store::testing::postgres_url()).expect("a PostgreSQL server for the test");
+    let mut p = Platform::new();
+    p.state = Some(url.clone());
+    p.ok(&["apply", "-f", "examples/platform"]);
+    p.ok_with_input(&["apply", "-f", "-"], &role_bindings());
+    let (_, developer) = p.token("developer", "serviceaccount:e2e-developer", None);
+    let migrated = || -> bool {
+        let out = Command::new("psql")
+            .args([url.as_str(), "-tAc"])
+            .arg(format!(
+                "SELECT count(*) FROM _sqlx_migrations WHERE version = {}",
+                paved_store::testing::NEXT_RELEASE_MIGRATION
+            ))
+            .output()
+            .expect("psql (Debian package postgresql-client)");
+        String::from_utf8_lossy(&out.stdout).trim() == "1"
+    };
+    let start = |i: usize, port: u16, next: bool| -> Replica {
+        let listen = format!("127.0.0.1:{port}");
+        let name = format!("replica-{i}");
+        let log = std::fs::File::options()
+            .create(true)
+            .append(true)
+            .open(p.data.path().join(format!("server-{i}.log")))
+            .unwrap();
+        let mut command = p.command(&["server", "--listen", &listen, "--replica-id", &name, "--lease-ttl", "3s"]);
+        if next {
+            command.env("PAVED_TEST_NEXT_RELEASE", "additive");
+        }
+        let replica = Replica(command.stdout(log.try_clone().unwrap()).stderr(log).spawn().unwrap());
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while support::try_request(port, "GET", "/readyz", None, b"").is_none_or(|r| r.status != 200) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "replica-{i} did not become ready: {}",
+                p.log_of(&format!("server-{i}.log"))
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        replica
+    };
+    let ports: Vec<u16> = (0..3).map(|_| support::free_port()).collect();
+    let mut replicas: Vec<Replica> = ports.iter().enumerate().map(|(i, port)| start(i, *port, false)).collect();
+    assert!(!migrated());
+
+    // The probe loop: every replica in rotation (the drained one skipped), a read and a write each.
+    let draining: Arc<Mutex<Option<u16>>> = Arc::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    // (replica port, what was asked — `probe-N` written or `read` — and the status, if any answered).
+    type Seen = Vec<(u16, String, Option<u16>)>;
+    let seen: Arc<Mutex<Seen>> = Arc::default();
+    let probe = {
+        let (draining, stop, seen, ports, developer) =
+            (draining.clone(), stop.clone(), seen.clone(), ports.clone(), developer.clone());
+        std::thread::spawn(move || {
+            let mut n = 0;
+            while !stop.load(Ordering::SeqCst) {
+                for port in &ports {
+                    if *draining.lock().unwrap() == Some(*port) {
+                        continue;
+                    }
+                    n += 1;
+                    let name = format!("probe-{n}");
+                    let doc = env_doc(&name, "development");
+                    let path = format!("/api/v1/specs/environment/{name}");
+                    let write = support::try_request(*port, "PUT", &path, Some(&developer), doc.as_bytes());
+                    let read =
+                        support::try_request(*port, "GET", "/api/v1/environments?limit=5", Some(&developer), b"");
+                    let mut seen = seen.lock().unwrap();
+                    seen.push((*port, name, write.map(|r| r.status)));
+                    seen.push((*port, "read".into(), read.map(|r| r.status)));
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        })
+    };
+    std::thread::sleep(Duration::from_secs(1));
+    for (i, port) in ports.iter().enumerate() {
+        // Drained, stopped cleanly, replaced by the next release, back in rotation.
+        *draining.lock().unwrap() = Some(*port);
+        std::thread::sleep(Duration::from_millis(300)); // requests already sent to it finish
+        let mut old = replicas.remove(0);
+        unsafe { libc::kill(old.0.id() as i32, libc::SIGTERM) };
+        assert!(old.0.wait().unwrap().success(), "replica-{i} did not stop cleanly");
+        replicas.push(start(i, *port, true));
+        *draining.lock().unwrap() = None;
+        assert!(migrated(), "the next release's migration ran when replica-{i} started");
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    stop.store(true, Ordering::SeqCst);
+    probe.join().unwrap();
+    let seen = seen.lock().unwrap();
+    let failed: Vec<_> = seen.iter().filter(|(_, _, status)| !status.is_some_and(|s| s < 300)).collect();
+    assert!(
+        failed.is_empty(),
+        "{} of {} probe requests failed during the upgrade: {failed:?}",
+        failed.len(),
+        seen.len()
+    );
+
+    // A replica of the previous release started now (a rollback) serves beside the newer schema,
+    // and every environment written during the upgrade is there.
+    let back = support::free_port();
+    let _rollback = start(3, back, false);
+    let written: Vec<&String> =
+        seen.iter().filter(|(_, what, _)| what.starts_with("probe-")).map(|(_, w, _)| w).collect();
+    assert!(written.len() > 30, "the probe loop wrote {} environments", written.len());
+    let lost: Vec<_> = written
+        .iter()
+        .filter(|name| {
+            let path = format!("/api/v1/specs/environment/{name}");
+            support::try_request(back, "GET", &path, Some(&developer), b"").is_none_or(|r| r.status != 200)
+        })
+        .collect();
+    assert!(lost.is_empty(), "written during the upgrade, then missing: {lost:?}");
+    eprintln!("rolling upgrade: {} probe requests through 3 replicas replaced one at a time, none failed", seen.len());
 }

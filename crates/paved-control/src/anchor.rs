@@ -75,9 +75,14 @@ impl Control {
     /// keeps it in the anchor file. Nothing is signed over a broken chain
     /// (the break is returned instead) or when nothing happened since the
     /// last checkpoint.
+    ///
+    /// `signer` says who signed, for whoever reads the log later (the
+    /// server's replica and lease token; the CLI's host): it goes into the
+    /// event's details beside the checkpoint.
     pub async fn checkpoint_audit(
         &self,
         caller: &Caller,
+        signer: serde_json::Value,
     ) -> Result<(AuditVerification, Option<Checkpoint>), ControlError> {
         let v = self.verify_audit().await?;
         if !v.intact() || v.chain.events == 0 {
@@ -92,7 +97,8 @@ impl Control {
         let claims = json!({"sub": SUBJECT, "seq": v.chain.events, "head": v.chain.head});
         let signature = issuer.sign_statement(claims).await.map_err(crate::IdentityFailure::from)?;
         let checkpoint = Checkpoint { seq: v.chain.events, head: v.chain.head.clone(), signature };
-        let details = serde_json::to_value(&checkpoint).unwrap_or_default();
+        let mut details = serde_json::to_value(&checkpoint).unwrap_or_default();
+        details["signer"] = signer;
         let target = format!("Audit/{}", checkpoint.seq);
         self.record(caller, CHECKPOINT_ACTION, target, AuditOutcome::Succeeded, None, details).await?;
         let bytes = serde_json::to_vec_pretty(&checkpoint).unwrap_or_default();

@@ -10,12 +10,15 @@
 //!   drivers create idempotently (adopting what a crashed apply left behind),
 //!   so an interrupted apply resumes without duplicates or orphans.
 //! * One apply per environment at a time: a lease in the store, renewed while
-//!   the apply runs, taken over only when it expired.
+//!   the apply runs, taken over only when it expired. A run that finds it
+//!   taken, or cannot renew it for two thirds of the lease, drops its running
+//!   steps at once: it stops calling drivers before another run can start.
 //!
 //! Architecture invariant: the engine knows no provider API; everything
 //! provider-specific is behind [`Driver`].
 
 mod dag;
+pub use dag::STOP_GRACE;
 mod drift;
 pub mod driver;
 pub mod provisioned;
@@ -221,17 +224,16 @@ impl Engine {
         {
             return Err(EngineError::Locked { environment: env, holder, since });
         }
-        let heartbeat = {
-            let (store, clock, env, holder, every) =
-                (self.store.clone(), self.clock.clone(), env.clone(), opts.holder.clone(), opts.lease / 3);
-            tokio::spawn(async move {
-                loop {
-                    tokio::time::sleep(every).await;
-                    let _ = store.acquire_lock(&env, &holder, clock.now(), lease).await;
-                }
-            })
-        };
-        let result = self.apply_locked(desired, opts, cancel, progress).await;
+        let stop = dag::Stop { cancel, cut_off: Arc::default() };
+        let heartbeat = tokio::spawn(hold_lock(
+            self.store.clone(),
+            self.clock.clone(),
+            env.clone(),
+            opts.holder.clone(),
+            opts.lease,
+            stop.cut_off.clone(),
+        ));
+        let result = self.apply_locked(desired, opts, &stop, progress).await;
         heartbeat.abort();
         self.store.release_lock(&env, &opts.holder).await?;
         result
@@ -241,7 +243,7 @@ impl Engine {
         &self,
         desired: &ResourceGraph,
         opts: &Options,
-        cancel: Arc<AtomicBool>,
+        stop: &dag::Stop,
         progress: Arc<dyn Progress>,
     ) -> Result<Report, EngineError> {
         let env = desired.environment.clone();
@@ -285,7 +287,7 @@ impl Engine {
             .collect();
         let mut outcomes = {
             let (run, actions) = (run.clone(), actions.clone());
-            dag::walk(forward, opts.parallelism, cancel.clone(), move |id| {
+            dag::walk(forward, opts.parallelism, stop, move |id| {
                 let (run, action) = (run.clone(), actions[&id]);
                 async move { run.converge(&id, action).await }
             })
@@ -305,7 +307,7 @@ impl Engine {
         }
         let deleted = {
             let run = run.clone();
-            dag::walk(backward, opts.parallelism, cancel.clone(), move |id| {
+            dag::walk(backward, opts.parallelism, stop, move |id| {
                 let run = run.clone();
                 async move { run.remove(&id).await }
             })
@@ -320,9 +322,50 @@ impl Engine {
         Ok(Report {
             environment: env,
             outcomes,
-            cancelled: cancel.load(std::sync::atomic::Ordering::SeqCst),
+            cancelled: stop.cancel.load(std::sync::atomic::Ordering::SeqCst)
+                || stop.cut_off.load(std::sync::atomic::Ordering::SeqCst),
             blocked: desired.blocked.clone(),
         })
+    }
+}
+
+/// Renews the environment's lock every third of `lease` while a run holds
+/// it, and sets `cut_off` once the run must stop acting: another run took
+/// the lock, or no renewal succeeded for two thirds of the lease (a store
+/// out of reach: the lock may lapse at the full lease and another run take
+/// it, so this one stops first). Each renewal waits no longer than that
+/// deadline — a partition holds a query, it does not refuse it.
+async fn hold_lock(
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    env: String,
+    holder: String,
+    lease: Duration,
+    cut_off: Arc<AtomicBool>,
+) {
+    let lease_time = time::Duration::try_from(lease).unwrap_or(time::Duration::minutes(1));
+    let mut renewed = tokio::time::Instant::now();
+    let mut pause = lease / 3;
+    loop {
+        tokio::time::sleep(pause).await;
+        pause = lease / 3;
+        let must_stop_by = renewed + lease * 2 / 3;
+        let asked = tokio::time::Instant::now();
+        match tokio::time::timeout_at(must_stop_by, store.acquire_lock(&env, &holder, clock.now(), lease_time)).await {
+            Ok(Ok(Lock::Acquired)) => renewed = asked,
+            Ok(Ok(Lock::HeldBy { holder: other, .. })) => {
+                tracing::warn!(environment = %env, holder = %other, "another run took this environment's lock: stopping at once");
+                cut_off.store(true, std::sync::atomic::Ordering::SeqCst);
+                return;
+            }
+            Ok(Err(_)) | Err(_) if tokio::time::Instant::now() + lease / 10 >= must_stop_by => {
+                tracing::warn!(environment = %env, "the environment's lock was not renewed in time: stopping at once");
+                cut_off.store(true, std::sync::atomic::Ordering::SeqCst);
+                return;
+            }
+            // Retried soon: the deadline counts from the last renewal.
+            Ok(Err(_)) | Err(_) => pause = lease / 10,
+        }
     }
 }
 

@@ -229,6 +229,80 @@ async fn cancelling_starts_nothing_new() {
     assert!(apply(&s, &stack("small"), &opts()).await.unwrap().succeeded());
 }
 
+/// A step that waits on something the cancel keeps from starting (as a
+/// workload's readiness waits on a dependency) never finishes by itself.
+struct Waits;
+
+#[async_trait::async_trait]
+impl Driver for Waits {
+    async fn observe(&self, _: &Resource) -> Result<Observation, DriverError> {
+        Ok(Observation::Absent)
+    }
+    async fn create(&self, _: &Resource) -> Result<Outputs, DriverError> {
+        std::future::pending().await
+    }
+    async fn update(&self, _: &Resource) -> Result<Outputs, DriverError> {
+        std::future::pending().await
+    }
+    async fn delete(&self, _: &Resource) -> Result<(), DriverError> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_cancel_drops_steps_still_running_after_the_grace_and_the_next_apply_finishes_them() {
+    let s = setup_with(|_| Arc::new(Waits)).await;
+    let cancel = Arc::new(AtomicBool::new(false));
+    let started = tokio::time::Instant::now();
+    let (graph, o) = (stack("small"), opts());
+    let (r, ()) = tokio::join!(s.engine.apply(&graph, &o, cancel.clone(), Arc::new(Quiet)), async {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        cancel.store(true, Ordering::SeqCst);
+    });
+    let r = r.unwrap();
+    let took = started.elapsed();
+    assert!(r.cancelled && !r.succeeded());
+    // Not a timing gate: without the grace this apply never returns.
+    assert!(took >= paved_engine::STOP_GRACE, "took {took:?}");
+    match &r.outcomes["thing/net"] {
+        Outcome::Failed { error, .. } => assert!(error.starts_with("interrupted"), "{error}"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(r.outcomes["thing/db"], Outcome::NotStarted);
+    // The store has nothing half-done that a later apply would trip on.
+    assert!(s.store.applied_nodes("dev").await.unwrap().is_empty());
+    let lock = s.store.acquire_lock("dev", "next", FixedClock.now(), time::Duration::seconds(60)).await.unwrap();
+    assert!(matches!(lock, paved_store::Lock::Acquired), "{lock:?}");
+}
+
+#[tokio::test]
+async fn a_run_whose_lock_was_taken_over_drops_its_running_steps_at_once() {
+    let s = setup_with(|_| Arc::new(Waits)).await;
+    // A short lock: renewed every 100 ms.
+    let o = Options { lease: Duration::from_millis(300), ..opts() };
+    let cancel = Arc::new(AtomicBool::new(false));
+    let graph = stack("small");
+    let apply = s.engine.apply(&graph, &o, cancel, Arc::new(Quiet));
+    let take_over = async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        // Another run, whose clock says the lock lapsed, takes it (as after a partition).
+        let later = FixedClock.now() + time::Duration::minutes(5);
+        let lock = s.store.acquire_lock("dev", "other@elsewhere:1", later, time::Duration::minutes(1)).await.unwrap();
+        assert!(matches!(lock, paved_store::Lock::Acquired), "{lock:?}");
+    };
+    // Without the fence the waiting step never returns: bounded so the test fails instead of hanging.
+    let (r, ()) = tokio::time::timeout(Duration::from_secs(30), async { tokio::join!(apply, take_over) })
+        .await
+        .expect("the run went on after losing its lock");
+    let r = r.unwrap();
+    assert!(r.cancelled && !r.succeeded());
+    match &r.outcomes["thing/net"] {
+        Outcome::Failed { error, .. } => assert!(error.contains("lost its environment's lock"), "{error}"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(r.outcomes["thing/db"], Outcome::NotStarted);
+}
+
 #[tokio::test]
 async fn a_second_apply_of_the_same_environment_is_refused_while_one_runs() {
     let s = setup().await;

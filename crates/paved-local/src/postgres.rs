@@ -54,7 +54,7 @@ struct Placement {
 pub const CONTAINER_HOST: &str = "paved-postgres";
 const CONTAINER_PORT: u16 = 5432;
 /// Where the cluster directory is mounted in its container.
-const CONTAINER_DIR: &str = "/var/lib/postgresql";
+pub const CONTAINER_DIR: &str = "/var/lib/postgresql";
 
 impl Cluster {
     /// The platform cluster of the process runtime, shared by environments.
@@ -448,7 +448,7 @@ fn is_local_trust(line: &str) -> bool {
 
 /// An image running this machine's PostgreSQL server as `uid:gid` (the
 /// owner of the bind-mounted cluster directory).
-async fn postgres_image(docker: &bollard::Docker, postgres: &Path, uid: u32, gid: u32) -> Result<String, String> {
+pub async fn postgres_image(docker: &bollard::Docker, postgres: &Path, uid: u32, gid: u32) -> Result<String, String> {
     use crate::docker::rootfs::{ImageConfig, RootFs};
     let root = postgres.parent().and_then(Path::parent).ok_or("unexpected PostgreSQL layout")?.to_path_buf();
     let version = root.file_name().map(|v| v.to_string_lossy().to_string()).unwrap_or_default();

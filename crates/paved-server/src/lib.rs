@@ -742,7 +742,8 @@ fn start_loops(state: &AppState, holder: &str, token: i64) -> Vec<tokio::task::J
         tasks.push(tokio::spawn(reconcile_every(fenced.clone(), every)));
     }
     if let Some(every) = state.config.audit_checkpoint_interval {
-        tasks.push(tokio::spawn(checkpoint_every(fenced, every)));
+        let signer = serde_json::json!({"replica": state.replica, "lease_token": token});
+        tasks.push(tokio::spawn(checkpoint_every(fenced, every, signer)));
     }
     tasks
 }
@@ -780,11 +781,14 @@ async fn git_loop(state: AppState) {
 /// Signs the audit chain's head every `every` (the first after `every`), so a
 /// rewrite of the log is caught even when re-hashed (see
 /// `paved_control::anchor`). A broken chain is logged, never signed.
-async fn checkpoint_every(state: AppState, every: Duration) {
+///
+/// Each checkpoint names its replica and lease token (`details.signer`): the
+/// fence makes the tokens in the log's order never go down.
+async fn checkpoint_every(state: AppState, every: Duration, signer: serde_json::Value) {
     loop {
         tokio::time::sleep(every).await;
         let caller = server_caller();
-        match state.control.checkpoint_audit(&caller).await {
+        match state.control.checkpoint_audit(&caller, signer.clone()).await {
             Ok((v, _)) if !v.intact() => {
                 let why = v.anchor_break.clone().or_else(|| v.chain.first_break.as_ref().map(|b| b.reason.clone()));
                 tracing::error!(

@@ -93,10 +93,12 @@ impl SqlStore {
         // still use the schema. On PostgreSQL sqlx holds an advisory lock
         // while it migrates, so replicas starting together migrate once.
         let mut migrator = Migrator { migrations: known.migrations.clone(), ..Migrator::DEFAULT };
+        #[cfg(feature = "testing")]
+        crate::testing::as_next_release(&mut migrator);
         migrator.set_ignore_missing(true);
         migrator.run(&pool).await?;
         let store = SqlStore { pool, backend, url: connect_url, location, fence: None };
-        store.check_compatible(url, known.iter().map(|m| m.version).max().unwrap_or(0)).await?;
+        store.check_compatible(url, migrator.iter().map(|m| m.version).max().unwrap_or(0)).await?;
         Ok(store)
     }
 

@@ -20,7 +20,8 @@ struct Server {
 static SERVER: OnceLock<Result<Server, String>> = OnceLock::new();
 static NEXT_DB: AtomicUsize = AtomicUsize::new(0);
 
-fn pg_bin_dir() -> Result<PathBuf, String> {
+/// Where this machine's PostgreSQL server programs are.
+pub fn pg_bin_dir() -> Result<PathBuf, String> {
     if let Ok(dir) = std::env::var("PAVED_PG_BIN") {
         return Ok(PathBuf::from(dir));
     }
@@ -228,3 +229,29 @@ pub async fn insert_stored_events(
     }
     Ok(())
 }
+
+/// The rehearsal of a rolling upgrade: with `PAVED_TEST_NEXT_RELEASE=additive`
+/// a build with this feature (the binary the test suites run; release
+/// builds do not have it) behaves as the next release, knowing one more
+/// migration than this one — version 9000, which adds a table and leaves
+/// `store_compat.min_reader` alone, as an additive migration does — so a
+/// test can replace replicas one at a time by "the next release" while the
+/// others keep serving.
+pub(crate) fn as_next_release(migrator: &mut sqlx::migrate::Migrator) {
+    if std::env::var("PAVED_TEST_NEXT_RELEASE").as_deref() != Ok("additive") {
+        return;
+    }
+    let next = sqlx::migrate::Migration::new(
+        NEXT_RELEASE_MIGRATION,
+        "rehearsal of the next release: an added table".into(),
+        sqlx::migrate::MigrationType::Simple,
+        sqlx::SqlStr::from_static("CREATE TABLE upgrade_rehearsal (id BIGINT PRIMARY KEY, note TEXT NOT NULL)"),
+        false,
+    );
+    let mut migrations = migrator.migrations.to_vec();
+    migrations.push(next);
+    migrator.migrations = migrations.into();
+}
+
+/// The version of the rehearsal's migration ([`as_next_release`]).
+pub const NEXT_RELEASE_MIGRATION: i64 = 9000;

@@ -63,6 +63,10 @@ pub struct Platform {
     pub state: Option<String>,
     /// Environment variables for every command (and the server).
     pub env: Vec<(String, String)>,
+    /// Replicas (ports) that take requests in turn, as behind a load
+    /// balancer; empty: every request goes to `port`.
+    pub replicas: Vec<u16>,
+    turn: std::sync::atomic::AtomicUsize,
 }
 
 pub struct Response {
@@ -85,7 +89,15 @@ impl Response {
 impl Platform {
     pub fn new() -> Platform {
         let data = tempfile::Builder::new().prefix("paved-server-").tempdir().unwrap();
-        Platform { data, server: None, port: 0, state: None, env: Vec::new() }
+        Platform {
+            data,
+            server: None,
+            port: 0,
+            state: None,
+            env: Vec::new(),
+            replicas: Vec::new(),
+            turn: Default::default(),
+        }
     }
 
     pub fn command(&self, args: &[&str]) -> Command {
@@ -175,7 +187,14 @@ impl Platform {
         headers: &[(&str, &str)],
         body: &[u8],
     ) -> Response {
-        let mut s = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        let port = match self.replicas.len() {
+            0 => self.port,
+            n => {
+                let turn = self.turn.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                self.replicas[turn % n]
+            }
+        };
+        let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
         let mut head = format!(
             "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Length: {}\r\n",
@@ -229,6 +248,24 @@ impl Drop for Platform {
         }
         let _ = self.command(&["down"]).output();
     }
+}
+
+/// One request to `port`, with timeouts (2 s to connect, 10 s to answer):
+/// `None` when nothing answered in time — a stopped or cut-off replica.
+pub fn try_request(port: u16, method: &str, path: &str, token: Option<&str>, body: &[u8]) -> Option<Response> {
+    let mut s = TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_secs(2)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n{auth}Content-Type: application/json\r\n\
+         Content-Length: {}\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).ok()?;
+    s.write_all(body).ok()?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).ok()?;
+    parse_response(&raw)
 }
 
 pub fn parse_response(raw: &[u8]) -> Option<Response> {

@@ -35,13 +35,23 @@ pub struct Readiness {
     pub lease_token: Option<i64>,
 }
 
-/// Readiness: the state store answers.
+/// How long readiness waits for the state store: a replica cut off from
+/// its database (a partition holds queries, it does not refuse them) must
+/// answer "not ready" before a load balancer's probe gives up on it.
+const READY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Readiness: the state store answers (within two seconds).
 #[utoipa::path(get, path = "/readyz", tag = "system", security(()),
-    responses((status = 200, description = "OK", body = Readiness), (status = 503, description = "Not ready", body = ErrorBody)))]
+    responses((status = 200, description = "OK", body = Readiness), (status = 503, description = "Not ready: the state store failed or did not answer within 2 s", body = ErrorBody)))]
 pub async fn readyz(State(state): State<AppState>) -> Result<axum::Json<Readiness>, ApiError> {
-    state.control.store.get("Team", "").await.map_err(|e| {
-        ApiError::new(axum::http::StatusCode::SERVICE_UNAVAILABLE, "not-ready", format!("state store: {e}"))
-    })?;
+    let not_ready = |why: String| {
+        ApiError::new(axum::http::StatusCode::SERVICE_UNAVAILABLE, "not-ready", format!("state store: {why}"))
+    };
+    match tokio::time::timeout(READY_TIMEOUT, state.control.store.get("Team", "")).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => return Err(not_ready(e.to_string())),
+        Err(_) => return Err(not_ready(format!("no answer within {READY_TIMEOUT:?}"))),
+    }
     let lease_token = state.leadership.held();
     Ok(axum::Json(Readiness {
         status: "ready".into(),
