@@ -32,11 +32,12 @@ fn docker(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
-/// Containers and networks removed with the test, whatever happens to it.
+/// Containers, networks and images removed with the test, whatever happens to it.
 #[derive(Default)]
 struct Cleanup {
     containers: Vec<String>,
     networks: Vec<String>,
+    images: Vec<String>,
 }
 
 impl Drop for Cleanup {
@@ -46,6 +47,13 @@ impl Drop for Cleanup {
         }
         for n in &self.networks {
             let _ = Command::new("docker").args(["network", "rm", n]).output();
+        }
+        for i in &self.images {
+            match Command::new("docker").args(["rmi", i]).output() {
+                Ok(o) if o.status.success() => {}
+                Ok(o) => eprintln!("docker rmi {i}: {}", String::from_utf8_lossy(&o.stderr)),
+                Err(e) => eprintln!("docker rmi {i}: {e}"),
+            }
         }
     }
 }
@@ -95,7 +103,7 @@ fn a_leader_cut_off_from_postgresql_stops_before_another_leads_is_fenced_and_rej
     let api = runtime
         .block_on(paved_local::docker::connect())
         .unwrap_or_else(|e| panic!("this test needs a running Docker Engine (the project's machines have one): {e}"));
-    let tag = format!("{}-{}", std::process::id(), Instant::now().elapsed().subsec_nanos() % 100_000);
+    let tag = std::process::id().to_string();
     let mut cleanup = Cleanup::default();
 
     // The database's files on this machine, owned by the `postgres` account, trusting the database network.
@@ -138,12 +146,22 @@ fn a_leader_cut_off_from_postgresql_stops_before_another_leads_is_fenced_and_rej
             fs.build(&api, "paved-test/partition", &config).await
         })
         .unwrap();
+    // A debug build's image is as large as its binary and changes with every build: not kept.
+    cleanup.images.push(paved_image.clone());
 
     // Networks: the database's (internal) and the API's; fixed addresses, so a reconnected replica keeps its own.
-    let octet = 16 + std::process::id() % 200;
-    let subnet = format!("10.231.{octet}.0/24");
+    // The first free /24 of 10.231.0.0/16 from one picked by the process id (another run may hold one).
     let (db_net, api_net) = (format!("paved-part-db-{tag}"), format!("paved-part-api-{tag}"));
-    docker(&["network", "create", "--internal", "--subnet", &subnet, &db_net]);
+    let octet = (0..40)
+        .map(|i| (std::process::id() + i) % 240 + 10)
+        .find(|octet| {
+            let subnet = format!("10.231.{octet}.0/24");
+            Command::new("docker")
+                .args(["network", "create", "--internal", "--subnet", &subnet, &db_net])
+                .output()
+                .is_ok_and(|o| o.status.success())
+        })
+        .expect("no free /24 in 10.231.0.0/16 for the test's database network (`docker network ls`)");
     cleanup.networks.push(db_net.clone());
     docker(&["network", "create", &api_net]);
     cleanup.networks.push(api_net.clone());
@@ -259,25 +277,28 @@ fn a_leader_cut_off_from_postgresql_stops_before_another_leads_is_fenced_and_rej
     let first = ports.iter().position(|p| leader(*p)).unwrap();
     let first_token = ready(ports[first]).unwrap().1["lease_token"].as_i64().unwrap();
 
-    // The probe loop: every replica in turn, a read and a denied token request (an audit event, so
+    // The probe loop: on every replica, a read and a denied token request (an audit event, so
     // there is always something for the leader's checkpoints to sign).
     let stop = Arc::new(AtomicBool::new(false));
     // (replica index, status if any answered).
     type Seen = Vec<(usize, Option<u16>)>;
     let seen: Arc<Mutex<Seen>> = Arc::default();
-    let probe = {
-        let (stop, seen, ports, viewer) = (stop.clone(), seen.clone(), ports.clone(), viewer.clone());
-        std::thread::spawn(move || {
-            while !stop.load(Ordering::SeqCst) {
-                for (i, port) in ports.iter().enumerate() {
-                    let read = try_request(*port, "GET", "/api/v1/environments", Some(&viewer), b"").map(|r| r.status);
-                    let write = try_request(*port, "POST", "/api/v1/tokens", Some(&viewer), b"{}").map(|r| r.status);
+    // One thread per replica, so one that hangs (the cut-off one) does not slow the others.
+    let probes: Vec<_> = ports
+        .iter()
+        .enumerate()
+        .map(|(i, port)| {
+            let (stop, seen, port, viewer) = (stop.clone(), seen.clone(), *port, viewer.clone());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::SeqCst) {
+                    let read = try_request(port, "GET", "/api/v1/environments", Some(&viewer), b"").map(|r| r.status);
+                    let write = try_request(port, "POST", "/api/v1/tokens", Some(&viewer), b"{}").map(|r| r.status);
                     seen.lock().unwrap().extend([(i, read), (i, write)]);
+                    std::thread::sleep(Duration::from_millis(50));
                 }
-                std::thread::sleep(Duration::from_millis(50));
-            }
+            })
         })
-    };
+        .collect();
     until_or(
         "a checkpoint signed by the first leader",
         Duration::from_secs(15),
@@ -321,7 +342,7 @@ fn a_leader_cut_off_from_postgresql_stops_before_another_leads_is_fenced_and_rej
         std::thread::sleep(Duration::from_millis(150));
     }
     stop.store(true, Ordering::SeqCst);
-    probe.join().unwrap();
+    probes.into_iter().for_each(|p| p.join().unwrap());
 
     // The probe loop: no 5xx and no unanswered request from the replicas that kept the database.
     let seen = seen.lock().unwrap();
