@@ -207,6 +207,24 @@ fn every_route_behaves_the_same_through_three_replicas_on_postgresql() {
     route_matrix(3);
 }
 
+/// Starts `n` replicas of `p`'s platform (its store must be PostgreSQL),
+/// all answering as `public`: replica-0 as `p`'s own server on `first`, the
+/// others returned (stopped when dropped); `p.replicas` lists every port, and
+/// `p.request` goes round them. Replica i logs to `server-{i}.log`
+/// (replica-0 to `server.log`).
+fn start_replicas(p: &mut Platform, n: usize, first: u16, public: &str) -> Vec<Replica> {
+    p.start_on(first, &["--replica-id", "replica-0", "--public-url", public]);
+    let others: Vec<(u16, Replica)> = (1..n)
+        .map(|i| {
+            let port = support::free_port();
+            let (name, log) = (format!("replica-{i}"), format!("server-{i}.log"));
+            (port, spawn_replica(p, port, &["--replica-id", &name, "--public-url", public], &log))
+        })
+        .collect();
+    p.replicas = std::iter::once(first).chain(others.iter().map(|(port, _)| *port)).collect();
+    others.into_iter().map(|(_, r)| r).collect()
+}
+
 /// The route × role matrix and the API's contracts, against `replicas`
 /// servers (one on SQLite; several on PostgreSQL, one public URL).
 fn route_matrix(replicas: usize) {
@@ -239,18 +257,8 @@ fn route_matrix(replicas: usize) {
         ROLES.iter().map(|r| (r.to_string(), p.token(&format!("doomed-{r}"), "serviceaccount:x", None).0)).collect();
 
     let first = support::free_port();
-    let public = format!("http://127.0.0.1:{first}");
-    let _others: Vec<Replica> = if replicas > 1 {
-        p.start_on(first, &["--replica-id", "replica-0", "--public-url", &public]);
-        let others: Vec<(u16, Replica)> = (1..replicas)
-            .map(|i| {
-                let port = support::free_port();
-                let (name, log) = (format!("replica-{i}"), format!("server-{i}.log"));
-                (port, spawn_replica(&p, port, &["--replica-id", &name, "--public-url", &public], &log))
-            })
-            .collect();
-        p.replicas = std::iter::once(first).chain(others.iter().map(|(port, _)| *port)).collect();
-        others.into_iter().map(|(_, r)| r).collect()
+    let _others = if replicas > 1 {
+        start_replicas(&mut p, replicas, first, &format!("http://127.0.0.1:{first}"))
     } else {
         p.start_on(first, &[]);
         Vec::new()
@@ -657,6 +665,19 @@ fn a_token_over_its_rate_gets_429_with_retry_after() {
 
 #[test]
 fn the_console_works_in_headless_chromium() {
+    console_in_chromium(1);
+}
+
+/// The console in Chromium through a load balancer (Debian's nginx, each
+/// request to the next replica) in front of three replicas on PostgreSQL:
+/// pages, the API calls behind them and an operation's progress stream land
+/// on different replicas, and the console works as it does on one.
+#[test]
+fn the_console_works_in_headless_chromium_through_three_replicas_behind_a_load_balancer() {
+    console_in_chromium(3);
+}
+
+fn console_in_chromium(replicas: usize) {
     for tool in ["/usr/bin/chromium", "/usr/bin/chromedriver"] {
         assert!(
             Path::new(tool).exists() || std::env::var_os("PAVED_CHROMIUM").is_some(),
@@ -664,32 +685,53 @@ fn the_console_works_in_headless_chromium() {
         );
     }
     let mut p = Platform::new();
+    if replicas > 1 {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        p.state = Some(runtime.block_on(paved_store::testing::postgres_url()).expect("a PostgreSQL server"));
+    }
     p.ok(&["up", "--runtime", "process"]);
     p.ok_with_input(&["apply", "-f", "-"], &role_bindings());
     p.ok_with_input(&["secret", "set", "API_KEY", "-e", "dev"], "console-canary-7d1");
     let (_, viewer) = p.token("viewer", "serviceaccount:e2e-viewer", None);
     let (_, admin) = p.token("admin", "serviceaccount:e2e-admin", None);
-    p.start(&[]);
+    let (url, _replicas, _balancer) = if replicas > 1 {
+        let port = support::free_port();
+        let url = format!("http://127.0.0.1:{port}");
+        let started = start_replicas(&mut p, replicas, support::free_port(), &url);
+        (url, started, Some(support::Nginx::start(port, &p.replicas)))
+    } else {
+        p.start(&[]);
+        (format!("http://127.0.0.1:{}", p.port), Vec::new(), None)
+    };
     // Screenshots are kept as test artifacts under the target directory.
-    let shots = Path::new(env!("CARGO_TARGET_TMPDIR")).join("console-screenshots");
+    let shots = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("console-screenshots-{replicas}"));
     let _ = std::fs::remove_dir_all(&shots);
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/console_browser.py");
     let out = Command::new(python())
         .arg(&script)
-        .args([&format!("http://127.0.0.1:{}", p.port), &admin, &viewer, shots.to_str().unwrap()])
+        .args([&url, &admin, &viewer, shots.to_str().unwrap()])
         .env("SE_OFFLINE", "true")
         .output()
         .expect("python3 (PAVED_TEST_PYTHON) with selenium");
     let stdout = String::from_utf8_lossy(&out.stdout);
+    let logs: Vec<String> =
+        (0..replicas).map(|i| if i == 0 { p.log() } else { p.log_of(&format!("server-{i}.log")) }).collect();
     assert!(
         out.status.success() && stdout.trim_end().ends_with("ok"),
-        "browser test failed:\n{stdout}\n{}\nserver log:\n{}",
+        "browser test failed:\n{stdout}\n{}\nserver logs:\n{}",
         String::from_utf8_lossy(&out.stderr),
-        p.log()
+        logs.join("\n")
     );
     for name in ["02-matrix", "05-denied", "07-progress", "08-audit"] {
         assert!(shots.join(format!("{name}.png")).metadata().is_ok_and(|m| m.len() > 1000), "no screenshot {name}");
     }
+    // Every replica served the browser's pages, and one of them the progress page's event stream.
+    let pages: Vec<usize> =
+        logs.iter().map(|log| log.lines().filter(|l| l.contains(r#""route":"/console"#)).count()).collect();
+    assert!(pages.iter().all(|n| *n > 0), "console pages served per replica: {pages:?}\n{}", logs.join("\n"));
+    let streams = logs.iter().filter(|l| l.contains(r#""route":"/api/v1/operations/{id}/events""#)).count();
+    assert!(streams > 0, "no replica served the progress page's event stream");
+    eprintln!("console: pages served per replica {pages:?}; {streams} served an operation's event stream");
     eprintln!("{stdout}");
 }
 
@@ -946,11 +988,13 @@ fn supervisors(p: &Platform) -> BTreeMap<String, usize> {
     counts
 }
 
-/// The durable operation queue: applies and destroys accepted by a replica
-/// that is then killed -9 at a random moment are finished by the other one,
+/// The durable operation queue: three replicas; applies and destroys accepted
+/// by one that is then killed -9 at a random moment are finished by another,
 /// exactly once — one audit event per operation, one supervisor per
-/// workload, no drift — and followed from the surviving replica, its event
-/// stream resuming after the last event seen.
+/// workload, no drift — and followed from the surviving replicas, its event
+/// stream resuming after the last event seen. A probe loop calls the API
+/// through all three meanwhile: no 5xx anywhere, and the survivors answer
+/// every request (only requests in flight on the killed one may go unanswered).
 #[test]
 fn operations_of_a_replica_killed_at_random_points_are_finished_by_another_exactly_once() {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
@@ -961,8 +1005,11 @@ fn operations_of_a_replica_killed_at_random_points_are_finished_by_another_exact
     p.ok_with_input(&["apply", "-f", "-"], &role_bindings());
     let (_, admin) = p.token("admin", "serviceaccount:e2e-admin", None);
     let args = |name: &'static str| ["--replica-id", name, "--operation-heartbeat", "300ms", "--lease-ttl", "3s"];
-    let (a, b) = (support::free_port(), support::free_port());
+    let (a, b, c) = (support::free_port(), support::free_port(), support::free_port());
     let _b = spawn_replica(&p, b, &args("replica-b"), "server-b.log");
+    let _c = spawn_replica(&p, c, &args("replica-c"), "server-c.log");
+    let (_, viewer) = p.token("viewer", "serviceaccount:e2e-viewer", None);
+    let probe = Probe::start(&[a, b, c], &viewer);
     let mut killed = 0;
     let mut resumed = 0;
     let seeds: u64 = std::env::var("PAVED_REPLICA_CRASH_SEEDS").ok().and_then(|s| s.parse().ok()).unwrap_or(20);
@@ -982,8 +1029,8 @@ fn operations_of_a_replica_killed_at_random_points_are_finished_by_another_exact
         assert_eq!(started.status, 202, "seed {seed}: {}", started.text());
         let id = started.json()["id"].as_str().unwrap().to_string();
         std::thread::sleep(Duration::from_millis(rng() % 1500));
-        // Read from the other replica: the operation is in the store, not only in A's memory.
-        p.port = b;
+        // Read from another replica: the operation is in the store, not only in A's memory.
+        p.port = if seed % 3 == 0 { c } else { b };
         let before = p.get(&format!("/api/v1/operations/{id}"), &admin).json();
         victim.0.kill().unwrap();
         victim.0.wait().unwrap();
@@ -991,7 +1038,13 @@ fn operations_of_a_replica_killed_at_random_points_are_finished_by_another_exact
             killed += 1;
         }
         let op = p.wait_operation(&id, &admin);
-        assert_eq!(op["status"], "succeeded", "seed {seed} ({verb}): {op}\n{}", p.log_of("server-b.log"));
+        assert_eq!(
+            op["status"],
+            "succeeded",
+            "seed {seed} ({verb}): {op}\n{}{}",
+            p.log_of("server-b.log"),
+            p.log_of("server-c.log")
+        );
         if op["attempts"].as_i64().unwrap() > 1 {
             resumed += 1;
         }
@@ -1061,9 +1114,71 @@ fn operations_of_a_replica_killed_at_random_points_are_finished_by_another_exact
     // The kills must land while operations run, and some must have been taken over.
     assert!(killed * 2 >= seeds, "only {killed} of {seeds} kills interrupted an operation");
     assert!(resumed > 0, "no operation was taken over");
-    let metrics = String::from_utf8(support::http(b, "GET", "/metrics")).unwrap();
-    assert!(metrics.contains(&format!("paved_operation_takeovers_total {resumed}")), "{metrics}");
-    eprintln!("{killed} of {seeds} kills interrupted an operation; {resumed} taken over");
+    // Takeovers are counted by the replica that made them; the two survivors' counts add up.
+    let takeovers: i64 = [b, c]
+        .iter()
+        .map(|port| {
+            let metrics = String::from_utf8(support::http(*port, "GET", "/metrics")).unwrap();
+            metrics
+                .lines()
+                .find_map(|l| l.strip_prefix("paved_operation_takeovers_total "))
+                .unwrap_or_else(|| panic!("no takeover count in {metrics}"))
+                .parse::<i64>()
+                .unwrap()
+        })
+        .sum();
+    assert_eq!(takeovers, resumed, "takeovers counted by replicas b and c");
+    let (answered, unanswered) = probe.finish(&[b, c]);
+    eprintln!(
+        "{killed} of {seeds} kills interrupted an operation; {resumed} taken over; probe: {answered} answered, \
+         {unanswered} unanswered (all by the killed replica)"
+    );
+}
+
+/// A probe loop: a thread per replica reading the API (`GET` environments and
+/// one environment) until finished; what each request got is kept.
+struct Probe {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<Vec<(u16, Option<u16>)>>>,
+}
+
+impl Probe {
+    fn start(ports: &[u16], token: &str) -> Probe {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let threads = ports
+            .iter()
+            .map(|&port| {
+                let (stop, token) = (stop.clone(), token.to_string());
+                std::thread::spawn(move || {
+                    let mut seen = Vec::new();
+                    while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                        for path in ["/api/v1/environments", "/api/v1/environments/dev"] {
+                            let status = support::try_request(port, "GET", path, Some(&token), b"").map(|r| r.status);
+                            seen.push((port, status));
+                        }
+                        std::thread::sleep(Duration::from_millis(50));
+                    }
+                    seen
+                })
+            })
+            .collect();
+        Probe { stop, threads }
+    }
+
+    /// Stops the loop and asserts what a user behind a load balancer relies
+    /// on: no 5xx from any replica, and every request to `steady` (replicas
+    /// never stopped) answered. Returns (requests answered, unanswered).
+    fn finish(self, steady: &[u16]) -> (usize, usize) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        let seen: Vec<(u16, Option<u16>)> = self.threads.into_iter().flat_map(|t| t.join().unwrap()).collect();
+        let errors: Vec<_> = seen.iter().filter(|(_, s)| s.is_some_and(|s| s >= 500)).collect();
+        assert!(errors.is_empty(), "5xx answers in {} probe requests: {errors:?}", seen.len());
+        let lost: Vec<_> = seen.iter().filter(|(port, s)| steady.contains(port) && s.is_none()).collect();
+        assert!(lost.is_empty(), "replicas never stopped left requests unanswered: {lost:?}");
+        let answered = seen.iter().filter(|(_, s)| s.is_some()).count();
+        assert!(seen.iter().any(|(_, s)| *s == Some(200)), "the probe's reads were answered");
+        (answered, seen.len() - answered)
+    }
 }
 
 /// A CA and a certificate for 127.0.0.1 signed by it, made with openssl in `dir`:

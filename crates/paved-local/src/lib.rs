@@ -152,10 +152,48 @@ pub async fn teardown(config: &Config) -> Result<(), String> {
     remove_dir(&config.local_dir())
 }
 
+/// Removes `dir` and everything in it, all at once as far as a crash can
+/// tell: the directory is first renamed to a tombstone beside it
+/// (`.NAME.removing`), which is then emptied. A crash midway leaves either
+/// the whole directory or a tombstone — never a half-removed cluster whose
+/// files say it exists while its password file is gone. A tombstone left by
+/// a crash is removed by the next removal of the same directory.
 pub(crate) fn remove_dir(dir: &Path) -> Result<(), String> {
-    match std::fs::remove_dir_all(dir) {
+    let gone = |e: &std::io::Error| e.kind() == std::io::ErrorKind::NotFound;
+    let tombstone = match (dir.parent(), dir.file_name()) {
+        (Some(parent), Some(name)) => parent.join(format!(".{}.removing", name.to_string_lossy())),
+        _ => return Err(format!("cannot remove {}: not a directory inside another", dir.display())),
+    };
+    let remove = |d: &Path| match std::fs::remove_dir_all(d) {
         Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(format!("cannot remove {}: {e}", dir.display())),
+        Err(e) if gone(&e) => Ok(()),
+        Err(e) => Err(format!("cannot remove {}: {e}", d.display())),
+    };
+    remove(&tombstone)?;
+    match std::fs::rename(dir, &tombstone) {
+        Ok(()) => remove(&tombstone),
+        Err(e) if gone(&e) => Ok(()),
+        Err(e) => Err(format!("cannot remove {} (renaming it to {}): {e}", dir.display(), tombstone.display())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_removal_takes_the_whole_directory_and_any_tombstone_a_crash_left() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("postgres");
+        std::fs::create_dir_all(dir.join("data/base")).unwrap();
+        std::fs::write(dir.join("superuser.password"), "secret").unwrap();
+        std::fs::write(dir.join("data/PG_VERSION"), "15").unwrap();
+        // What a crash in an earlier removal left: the renamed directory, half emptied.
+        let tombstone = root.path().join(".postgres.removing");
+        std::fs::create_dir_all(tombstone.join("data")).unwrap();
+        std::fs::write(tombstone.join("data/PG_VERSION"), "15").unwrap();
+
+        super::remove_dir(&dir).unwrap();
+        assert!(!dir.exists() && !tombstone.exists());
+        assert_eq!(std::fs::read_dir(root.path()).unwrap().count(), 0, "nothing else left beside it");
+        super::remove_dir(&dir).unwrap();
     }
 }

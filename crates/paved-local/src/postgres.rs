@@ -166,14 +166,16 @@ impl Cluster {
         if self.password_file().exists() && !text.lines().any(is_local_trust) {
             return Ok(());
         }
-        let password = match self.superuser_password() {
-            Ok(p) => p,
-            Err(_) => {
-                let p = fsutil::random_password(32);
-                fsutil::write_atomic(&self.password_file(), p.as_bytes(), true)?;
-                p
-            }
-        };
+        if !text.lines().any(is_local_trust) {
+            // Only a cluster whose password file was removed by hand gets here: paved cannot log in.
+            return Err(format!(
+                "the platform PostgreSQL at {} has lost paved's superuser password ({} is missing); \
+                 remove that directory to have paved create the cluster again (its databases go with it)",
+                self.dir.display(),
+                self.password_file().display()
+            ));
+        }
+        let password = self.superuser_password().unwrap_or_else(|_| fsutil::random_password(32));
         let opts =
             PgConnectOptions::new_without_pgpass().socket(&self.dir).port(port).username("paved").database("postgres");
         let mut conn = PgConnection::connect_with(&opts).await.map_err(|e| format!("platform PostgreSQL: {e}"))?;
@@ -182,6 +184,9 @@ impl Cluster {
             .execute(&mut conn)
             .await
             .map_err(|e| format!("platform PostgreSQL: {e}"))?;
+        // Written once the role has it (the socket still trusts until the rewrite below, so a crash before
+        // this line only repeats the step).
+        fsutil::write_atomic(&self.password_file(), password.as_bytes(), true)?;
         let secured: String = text
             .lines()
             .map(|l| if is_local_trust(l) { l.replacen("trust", "scram-sha-256", 1) } else { l.to_string() })

@@ -48,6 +48,20 @@ const GET: &str = "SELECT kind, name, generation, content_hash, spec, deleted, a
 const HISTORY: &str = "SELECT kind, name, generation, content_hash, spec, deleted, actor, source, created_at \
      FROM generations WHERE kind = $1 AND name = $2 ORDER BY generation";
 
+/// Limits PostgreSQL enforces on each of the store's sessions, so that a
+/// replica cut off from the database in the middle of a transaction does not
+/// keep its locks (the audit chain's table lock, the lease row's share lock:
+/// every replica's audited writes and a takeover wait on them) until TCP
+/// gives up on the lost peer, about 15 minutes on Linux. The server ends a
+/// session that sits idle inside a transaction, or whose sent data goes
+/// unacknowledged, for 5 s; the store's own transactions never pause
+/// between statements. A setting named in the state URL (`options=-c …` or
+/// `options[name]=…`) is left as the URL says.
+/// <https://www.postgresql.org/docs/current/runtime-config-client.html#GUC-IDLE-IN-TRANSACTION-SESSION-TIMEOUT>,
+/// <https://www.postgresql.org/docs/current/runtime-config-connection.html#GUC-TCP-USER-TIMEOUT>
+const PG_SESSION_LIMITS: &[(&str, &str)] =
+    &[("idle_in_transaction_session_timeout", "5s"), ("tcp_user_timeout", "5000")]; // (milliseconds, as SHOW says)
+
 impl SqlStore {
     /// Opens (and migrates) the store at `url`: `sqlite://PATH` (the file and
     /// its directory are created) or `postgres://…`.
@@ -75,6 +89,22 @@ impl SqlStore {
                 Box::pin(async move {
                     sqlx::query("PRAGMA busy_timeout = 10000").execute(&mut *conn).await?;
                     sqlx::query("PRAGMA foreign_keys = ON").execute(&mut *conn).await?;
+                    Ok(())
+                })
+            });
+        } else {
+            let settings: Vec<String> = PG_SESSION_LIMITS
+                .iter()
+                .filter(|(name, _)| !url.contains(name))
+                .map(|(name, value)| format!("SET {name} = '{value}'"))
+                .collect();
+            options = options.after_connect(move |conn, _| {
+                let settings = settings.clone();
+                Box::pin(async move {
+                    for set in &settings {
+                        // Names and values are the constants of PG_SESSION_LIMITS.
+                        sqlx::query(sqlx::AssertSqlSafe(set.clone())).execute(&mut *conn).await?;
+                    }
                     Ok(())
                 })
             });
@@ -1050,6 +1080,54 @@ impl Store for SqlStore {
 
 #[cfg(test)]
 mod tests {
+    use super::SqlStore;
+    use crate::{AuditOutcome, NewAuditEvent, RequestContext, Store};
+    use sqlx::Row;
+    use std::time::{Duration, Instant};
+
+    /// A replica cut off from PostgreSQL inside a transaction goes silent
+    /// holding its locks; the server must end that session well before TCP
+    /// would (about 15 minutes), or every replica's audited writes wait on it.
+    #[tokio::test]
+    async fn a_transaction_gone_silent_lets_go_of_the_audit_chain() {
+        let url = crate::testing::postgres_url().await.unwrap_or_else(|e| panic!("{e}"));
+        let store = SqlStore::open(&url).await.unwrap();
+        for (name, value) in super::PG_SESSION_LIMITS {
+            let row = sqlx::query(sqlx::AssertSqlSafe(format!("SHOW {name}"))).fetch_one(&store.pool).await.unwrap();
+            assert_eq!(row.try_get::<String, _>(0).unwrap(), *value, "{name} on the store's sessions");
+        }
+
+        // The state URL's own setting wins; a short one here, so the test need not wait 5 s.
+        let sep = if url.contains('?') { '&' } else { '?' };
+        let short =
+            SqlStore::open(&format!("{url}{sep}options[idle_in_transaction_session_timeout]=1s")).await.unwrap();
+        let mut silent = short.begin().await.unwrap();
+        short.lock_audit_chain(&mut silent).await.unwrap();
+        let event = NewAuditEvent {
+            at: time::OffsetDateTime::UNIX_EPOCH,
+            actor: "user:ada".into(),
+            action: "environment.apply".into(),
+            target: "Environment/dev".into(),
+            outcome: AuditOutcome::Succeeded,
+            request: RequestContext { request_id: "req-1".into(), origin: "test".into() },
+            before: None,
+            after: None,
+            details: serde_json::json!({}),
+        };
+        let started = Instant::now();
+        tokio::time::timeout(Duration::from_secs(20), store.append_audit(&event))
+            .await
+            .expect("an audited write still waits on the silent transaction's lock after 20 s")
+            .unwrap();
+        let waited = started.elapsed();
+        assert!(
+            waited >= Duration::from_millis(900),
+            "the write did not wait for the lock ({waited:?}): no contention"
+        );
+        assert!(waited < Duration::from_secs(4), "the URL's 1 s limit applies, not the default 5 s ({waited:?})");
+        assert!(silent.commit().await.is_err(), "the server ended the silent transaction; its commit cannot succeed");
+    }
+
     #[test]
     fn a_state_urls_password_is_not_shown() {
         assert_eq!(super::redacted("postgres://paved:s3cr3t@db:5432/paved"), "postgres://paved:***@db:5432/paved");

@@ -325,6 +325,62 @@ pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
+/// A load balancer in front of replicas: Debian's nginx on 127.0.0.1:`port`,
+/// each request to the next of `upstreams` (nginx's default round robin),
+/// responses unbuffered so event streams flow; stopped when dropped.
+pub struct Nginx {
+    child: Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Nginx {
+    pub fn start(port: u16, upstreams: &[u16]) -> Nginx {
+        let nginx = ["/usr/sbin/nginx", "/usr/bin/nginx"].into_iter().find(|p| Path::new(p).exists()).unwrap_or_else(
+            || panic!("nginx missing: this test puts Debian's nginx-light in front of the replicas (scripts/test installs it)"),
+        );
+        let dir = tempfile::Builder::new().prefix("paved-nginx-").tempdir().unwrap();
+        let d = dir.path().display();
+        let servers: String = upstreams.iter().map(|p| format!("server 127.0.0.1:{p}; ")).collect();
+        // One process as the invoking user; every path inside `dir`.
+        let conf = format!(
+            "daemon off; master_process off; worker_processes 1; pid {d}/nginx.pid; error_log {d}/error.log;\n\
+             events {{ worker_connections 512; }}\n\
+             http {{ access_log {d}/access.log; client_body_temp_path {d}/body; proxy_temp_path {d}/proxy;\n\
+             fastcgi_temp_path {d}/fastcgi; uwsgi_temp_path {d}/uwsgi; scgi_temp_path {d}/scgi;\n\
+             upstream paved {{ {servers}}}\n\
+             server {{ listen 127.0.0.1:{port}; location / {{ proxy_pass http://paved; proxy_http_version 1.1;\n\
+             proxy_buffering off; proxy_read_timeout 1h; proxy_set_header Host $http_host;\n\
+             proxy_set_header X-Forwarded-For $remote_addr; }} }} }}\n"
+        );
+        std::fs::write(dir.path().join("nginx.conf"), conf).unwrap();
+        let conf = dir.path().join("nginx.conf");
+        let child = Command::new(nginx)
+            .args(["-p", &d.to_string(), "-e", &format!("{d}/error.log"), "-c"])
+            .arg(&conf)
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{nginx}: {e}"));
+        let mut balancer = Nginx { child, _dir: dir };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if let Ok(Some(status)) = balancer.child.try_wait() {
+                let log = std::fs::read_to_string(balancer._dir.path().join("error.log")).unwrap_or_default();
+                panic!("nginx exited ({status}): {log}");
+            }
+            assert!(Instant::now() < deadline, "nginx did not listen on {port} within 10 s");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        balancer
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// A real AWS API emulator (`moto_server` from the test virtualenv) on
 /// 127.0.0.1, stopped when dropped.
 pub struct Moto {
