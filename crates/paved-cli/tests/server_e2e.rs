@@ -1135,11 +1135,14 @@ fn operations_of_a_replica_killed_at_random_points_are_finished_by_another_exact
     );
 }
 
+/// What one probe request got: (replica port, status if answered).
+type Probed = (u16, Option<u16>);
+
 /// A probe loop: a thread per replica reading the API (`GET` environments and
 /// one environment) until finished; what each request got is kept.
 struct Probe {
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    threads: Vec<std::thread::JoinHandle<Vec<(u16, Option<u16>)>>>,
+    threads: Vec<std::thread::JoinHandle<Vec<Probed>>>,
 }
 
 impl Probe {
@@ -1170,7 +1173,7 @@ impl Probe {
     /// never stopped) answered. Returns (requests answered, unanswered).
     fn finish(self, steady: &[u16]) -> (usize, usize) {
         self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
-        let seen: Vec<(u16, Option<u16>)> = self.threads.into_iter().flat_map(|t| t.join().unwrap()).collect();
+        let seen: Vec<Probed> = self.threads.into_iter().flat_map(|t| t.join().unwrap()).collect();
         let errors: Vec<_> = seen.iter().filter(|(_, s)| s.is_some_and(|s| s >= 500)).collect();
         assert!(errors.is_empty(), "5xx answers in {} probe requests: {errors:?}", seen.len());
         let lost: Vec<_> = seen.iter().filter(|(port, s)| steady.contains(port) && s.is_none()).collect();
