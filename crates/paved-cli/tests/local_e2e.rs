@@ -322,6 +322,16 @@ fn up_runs_isolated_environments_repairs_drift_and_down_removes_everything() {
     let refused = socket(None).expect_err("the socket let paved's superuser in without a password");
     assert!(refused.contains("password"), "{refused}");
     socket(Some(std::fs::read_to_string(&pw).unwrap())).expect("the superuser password opens the socket");
+    // Without that file paved cannot log in: it says so and how to recover, and changes nothing.
+    let aside = p.dir().join("superuser.password.aside");
+    std::fs::rename(&pw, &aside).unwrap();
+    let lost = p.run(&["apply", "-e", "dev"]);
+    let text = String::from_utf8_lossy(&lost.stderr);
+    assert_eq!(lost.status.code(), Some(1), "{text}");
+    assert!(text.contains("lost paved's superuser password") && text.contains(&pw.display().to_string()), "{text}");
+    assert!(!pw.exists(), "a new password file was made up");
+    std::fs::rename(&aside, &pw).unwrap();
+    p.ok(&["apply", "-e", "dev"]);
 
     // 2. A second environment from the same specs runs side by side, with its own data.
     // While one paved applies it, another is refused with who holds it, or waits when told to.

@@ -145,9 +145,24 @@ impl Cluster {
     }
 
     fn superuser_password(&self) -> Result<String, String> {
-        std::fs::read_to_string(self.password_file())
-            .map(|s| s.trim().to_string())
-            .map_err(|e| format!("cannot read {}: {e}", self.password_file().display()))
+        std::fs::read_to_string(self.password_file()).map(|s| s.trim().to_string()).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                self.lost_password()
+            } else {
+                format!("cannot read {}: {e}", self.password_file().display())
+            }
+        })
+    }
+
+    /// What to say when the password file is gone (only removing it by hand
+    /// does that): paved cannot log in to the cluster any more.
+    fn lost_password(&self) -> String {
+        format!(
+            "the platform PostgreSQL at {} has lost paved's superuser password ({} is missing); restore the file, \
+             or remove that directory to have paved create the cluster again (its databases go with it)",
+            self.dir.display(),
+            self.password_file().display()
+        )
     }
 
     /// Gives the owner alone access to the directory that holds the socket.
@@ -168,12 +183,7 @@ impl Cluster {
         }
         if !text.lines().any(is_local_trust) {
             // Only a cluster whose password file was removed by hand gets here: paved cannot log in.
-            return Err(format!(
-                "the platform PostgreSQL at {} has lost paved's superuser password ({} is missing); \
-                 remove that directory to have paved create the cluster again (its databases go with it)",
-                self.dir.display(),
-                self.password_file().display()
-            ));
+            return Err(self.lost_password());
         }
         let password = self.superuser_password().unwrap_or_else(|_| fsutil::random_password(32));
         let opts =
