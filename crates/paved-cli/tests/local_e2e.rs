@@ -326,9 +326,11 @@ fn up_runs_isolated_environments_repairs_drift_and_down_removes_everything() {
     let aside = p.dir().join("superuser.password.aside");
     std::fs::rename(&pw, &aside).unwrap();
     let lost = p.run(&["apply", "-e", "dev"]);
-    let text = String::from_utf8_lossy(&lost.stderr);
+    // The failed step's reason is in the summary (stdout) or the error (stderr), as the run ended.
+    let text = String::from_utf8_lossy(&lost.stdout).to_string() + &String::from_utf8_lossy(&lost.stderr);
     assert_eq!(lost.status.code(), Some(1), "{text}");
     assert!(text.contains("lost paved's superuser password") && text.contains(&pw.display().to_string()), "{text}");
+    eprintln!("apply without the password file:\n{text}");
     assert!(!pw.exists(), "a new password file was made up");
     std::fs::rename(&aside, &pw).unwrap();
     p.ok(&["apply", "-e", "dev"]);
