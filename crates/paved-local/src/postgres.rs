@@ -178,12 +178,9 @@ impl Cluster {
     async fn secure_legacy(&self, port: u16) -> Result<(), String> {
         let hba = self.data().join("pg_hba.conf");
         let text = std::fs::read_to_string(&hba).map_err(|e| format!("cannot read {}: {e}", hba.display()))?;
-        if self.password_file().exists() && !text.lines().any(is_local_trust) {
-            return Ok(());
-        }
         if !text.lines().any(is_local_trust) {
-            // Only a cluster whose password file was removed by hand gets here: paved cannot log in.
-            return Err(self.lost_password());
+            // Secured already; without the password file (removed by hand) paved cannot log in.
+            return if self.password_file().exists() { Ok(()) } else { Err(self.lost_password()) };
         }
         let password = self.superuser_password().unwrap_or_else(|_| fsutil::random_password(32));
         let opts =
